@@ -1,0 +1,75 @@
+# podroute: `make lab` and `make test` each do their own set-up on a fresh Debian 12 machine (as root),
+# and are quick when everything is already in place.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Debian packages the agent, the lab and the tests run with.
+APT_PACKAGES := gobgpd golang-github-osrg-gobgp-dev frr bird2 iptables ipset iproute2 \
+                containernetworking-plugins iputils-ping iperf3 procps psmisc socat
+GOBGP_API_DIR := /usr/share/gocode/src/github.com/osrg/gobgp/api
+LAB_TOPOLOGY ?= topologies/two-racks.yaml
+LAB_NAME ?= demo
+STAMPS := .stamps
+PODROUTE := node dist/src/cli/main.js
+
+.PHONY: help setup apt npm protos build lint typecheck unit labtest test lab lab-down bench clean
+
+help:
+	@echo "make lab      bring up $(LAB_TOPOLOGY) as lab '$(LAB_NAME)' and show pods talking across racks"
+	@echo "make lab-down tear the lab down"
+	@echo "make test     lint, typecheck, unit and lab end-to-end tests"
+	@echo "make bench    benchmarks, results in docs/benchmarks.md"
+
+setup: apt npm protos build
+
+# Installs only the packages that are missing, so a prepared machine does not touch apt at all.
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	command -v kubectl >/dev/null || missing="$$missing kubernetes-client"; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(STAMPS)/npm: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@mkdir -p $(STAMPS) && touch $@
+npm: $(STAMPS)/npm
+
+# GoBGP's API protos of the installed gobgpd, straight from its Debian package.
+protos: apt
+	@for f in gobgp.proto attribute.proto capability.proto; do \
+	  cmp -s $(GOBGP_API_DIR)/$$f proto/$$f || cp $(GOBGP_API_DIR)/$$f proto/$$f; \
+	done
+
+build: npm protos
+	@npx tsc -p tsconfig.json
+
+lint: npm
+	npx eslint .
+
+typecheck: npm
+	npx tsc -p tsconfig.json --noEmit
+
+unit: build
+	npx mocha 'dist/test/unit/**/*.test.js'
+
+labtest: build
+	npx mocha --timeout 300000 'dist/test/lab/**/*.test.js'
+
+test: setup lint typecheck unit labtest
+
+lab: setup
+	$(PODROUTE) lab up $(LAB_TOPOLOGY) --name $(LAB_NAME)
+	$(PODROUTE) lab show $(LAB_NAME)
+
+lab-down: build
+	$(PODROUTE) lab down $(LAB_NAME)
+
+bench: setup
+	node dist/bench/run.js
+
+clean:
+	rm -rf dist $(STAMPS)

@@ -1,0 +1,16 @@
+#!/usr/bin/env node
+// The `podroute` command: each subcommand lives in its own module under src/cli/.
+import { Command } from 'commander';
+import { labCommand } from './lab.js';
+
+const program = new Command('podroute')
+  .description('Kubernetes pod networking with native L3 routing over BGP (gobgpd sidecar) and iptables/ipset policy')
+  .version('0.1.0')
+  .showHelpAfterError();
+
+program.addCommand(labCommand());
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  process.stderr.write(`podroute: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});
