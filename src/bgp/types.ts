@@ -1,0 +1,73 @@
+// podroute's own vocabulary for BGP, independent of GoBGP's wire format. The GoBGP client translates to and
+// from these; planners and the route selector only ever see these.
+
+export type Family = 'ipv4' | 'ipv6';
+
+export type PeerState = 'UNKNOWN' | 'IDLE' | 'CONNECT' | 'ACTIVE' | 'OPENSENT' | 'OPENCONFIRM' | 'ESTABLISHED';
+
+export interface GracefulRestartSpec {
+  enabled: boolean;
+  /** Seconds the peer keeps our routes after we went away. */
+  restartTime: number;
+}
+
+/** A BGP neighbor as podroute wants it configured in gobgpd. */
+export interface PeerSpec {
+  address: string;
+  asn: number;
+  /** Remote TCP port; 179 when omitted. */
+  port?: number;
+  localAddress?: string;
+  /** TCP MD5 secret, already read from its file or Secret. Never logged. */
+  password?: string;
+  ebgpMultihopTtl?: number;
+  holdTime?: number;
+  keepaliveInterval?: number;
+  connectRetry?: number;
+  gracefulRestart?: GracefulRestartSpec;
+  /** Families to negotiate; both unicast families when omitted. */
+  families?: Family[];
+  /** Free text kept with the peer in gobgpd, e.g. "node:worker-2" or "tor:tor1". */
+  description?: string;
+  /** Drop the session when the peer sends more prefixes than this (per family). */
+  maxPrefixes?: number;
+}
+
+export interface PeerStatus {
+  address: string;
+  asn: number;
+  state: PeerState;
+  description: string;
+  /** When the session last became Established; undefined when it is not. */
+  establishedSince?: Date;
+  received: number;
+  accepted: number;
+  advertised: number;
+}
+
+/** A path podroute originates (its node's podCIDRs). */
+export interface OriginatedPath {
+  prefix: string;
+  nextHop: string;
+}
+
+/** A path gobgpd learned from a peer (or one of our own, with neighborIp undefined). */
+export interface LearnedPath {
+  prefix: string;
+  family: Family;
+  nextHop: string;
+  /** Address of the peer it came from; undefined for locally originated paths. */
+  neighborIp?: string;
+  /** AS path, nearest AS first, origin AS last; empty for iBGP-learned local routes. */
+  asPath: number[];
+  localPref?: number;
+  med?: number;
+  origin?: 'igp' | 'egp' | 'incomplete';
+  isWithdraw: boolean;
+}
+
+export type BgpEvent =
+  | { kind: 'peer'; address: string; state: PeerState; asn: number }
+  /** The initial table dump of a watch is complete: from here on, events are changes. */
+  | { kind: 'table-synced' }
+  | { kind: 'paths'; paths: LearnedPath[] };
