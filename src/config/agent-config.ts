@@ -1,0 +1,271 @@
+// The agent's configuration: one schema for the YAML file (a ConfigMap), the environment and the flags, with
+// defaults. Validation happens before anything is touched; every error names the key it is about.
+import { readFile } from 'node:fs/promises';
+import ipaddr from 'ipaddr.js';
+import YAML from 'yaml';
+import { z } from 'zod';
+
+export class ConfigError extends Error {
+  readonly code = 'INVALID_CONFIG';
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Accepts non-canonical CIDRs (10.1.2.3/16) and stores them canonical (10.1.0.0/16). */
+export function canonicalCIDR(text: string): string | undefined {
+  try {
+    const [addr, len] = ipaddr.parseCIDR(text.trim());
+    const bytes = addr.toByteArray();
+    const bits = bytes.length * 8;
+    for (let i = 0; i < bytes.length; i++) {
+      const keep = Math.max(0, Math.min(8, len - i * 8));
+      bytes[i] = (bytes[i] ?? 0) & ((0xff << (8 - keep)) & 0xff);
+    }
+    const network = ipaddr.fromByteArray(bytes).toString();
+    return len <= bits ? `${network}/${len}` : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const cidr = z.string().transform((text, ctx) => {
+  const canonical = canonicalCIDR(text);
+  if (canonical === undefined) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not a CIDR: ${JSON.stringify(text)}` });
+    return z.NEVER;
+  }
+  return canonical;
+});
+
+const ipAddress = z.string().refine((text) => ipaddr.isValid(text), (text) => ({ message: `not an IP address: ${JSON.stringify(text)}` }));
+const asn = z.number().int().min(1).max(4294967295);
+const port = z.number().int().min(1).max(65535);
+const seconds = z.number().int().min(0).max(65535);
+
+const labelSelector = z
+  .object({
+    matchLabels: z.record(z.string()).optional(),
+    matchExpressions: z
+      .array(
+        z
+          .object({
+            key: z.string().min(1),
+            operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']),
+            values: z.array(z.string()).optional(),
+          })
+          .strict(),
+      )
+      .optional(),
+  })
+  .strict();
+export type LabelSelector = z.infer<typeof labelSelector>;
+
+const gracefulRestart = z
+  .object({ enabled: z.boolean().default(true), restartTime: z.number().int().min(1).max(4095).default(120) })
+  .strict();
+
+/** Fields shared by configured peers and the `podroute.io/peers` annotation. */
+export const peerFields = {
+  address: ipAddress,
+  asn,
+  port: port.optional(),
+  /** File holding the TCP MD5 secret (a mounted Secret). Plain passwords are not accepted anywhere. */
+  passwordFile: z.string().min(1).optional(),
+  ebgpMultihopTtl: z.number().int().min(1).max(255).optional(),
+  localAddress: ipAddress.optional(),
+  holdTime: seconds.optional(),
+  keepaliveInterval: seconds.optional(),
+  connectRetry: seconds.optional(),
+  gracefulRestart: gracefulRestart.optional(),
+  maxPrefixes: z.number().int().min(1).optional(),
+};
+
+export const externalPeerSchema = z
+  .object({
+    ...peerFields,
+    /** Which nodes peer with it; every node when omitted. */
+    nodeSelector: labelSelector.optional(),
+  })
+  .strict();
+export type ExternalPeerConfig = z.infer<typeof externalPeerSchema>;
+
+export const annotationPeerSchema = z.object(peerFields).strict();
+export type AnnotationPeerConfig = z.infer<typeof annotationPeerSchema>;
+
+export const agentConfigSchema = z
+  .object({
+    nodeName: z.string().min(1).optional(),
+    /** Path to a kubeconfig; in-cluster service account when omitted. */
+    kubeconfig: z.string().min(1).optional(),
+    gobgp: z
+      .object({
+        /** gobgpd's API: a unix socket by default; TCP only on loopback. */
+        target: z
+          .string()
+          .default('unix:///run/podroute/gobgp.sock')
+          .refine((t) => t.startsWith('unix://') || /^(127\.\d+\.\d+\.\d+|\[::1\]|localhost):\d+$/.test(t), {
+            message: 'must be unix:///path or a loopback host:port (gobgpd has no authentication)',
+          }),
+        callTimeoutSeconds: z.number().min(1).max(300).default(10),
+      })
+      .strict()
+      .default({}),
+    cluster: z
+      .object({
+        asn: asn.default(64512),
+        /** Every pod address of the cluster is inside one of these (v4 and/or v6). */
+        podRanges: z.array(cidr).min(1),
+        /** More prefixes accepted from external peers (for example other clusters' pod ranges). */
+        extraAcceptRanges: z.array(cidr).default([]),
+        /** Destinations pods reach without masquerade, besides the pod ranges. */
+        nonMasqueradeCIDRs: z.array(cidr).default([]),
+      })
+      .strict(),
+    bgp: z
+      .object({
+        /** gobgpd's BGP listener; -1 = none (nodes then only dial out). */
+        listenPort: z.number().int().min(-1).max(65535).default(179),
+        routerId: z.string().ip({ version: 'v4' }).optional(),
+        /** full: iBGP mesh with every node; same-asn: only nodes sharing our ASN (AS per rack); off: no mesh. */
+        mesh: z.enum(['full', 'same-asn', 'off']).default('full'),
+        holdTime: seconds.default(9),
+        keepaliveInterval: seconds.default(3),
+        connectRetry: seconds.default(5),
+        gracefulRestart: gracefulRestart.default({}),
+        peers: z.array(externalPeerSchema).default([]),
+      })
+      .strict()
+      .default({}),
+    routes: z
+      .object({
+        /** Routing protocol number on every route podroute installs; routes of other protocols are never touched. */
+        protocol: z.number().int().min(1).max(255).default(44),
+        resyncSeconds: z.number().min(1).default(30),
+      })
+      .strict()
+      .default({}),
+    cni: z
+      .object({
+        confDir: z.string().default('/etc/cni/net.d'),
+        binDir: z.string().default('/opt/cni/bin'),
+        /** host-local IPAM state; the runtime default when omitted. */
+        ipamDataDir: z.string().optional(),
+        bridge: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, 'a Linux interface name (1-15 characters)').default('podroute0'),
+        mtu: z.number().int().min(576).max(65535).optional(),
+      })
+      .strict()
+      .default({}),
+    masquerade: z.object({ enabled: z.boolean().default(true) }).strict().default({}),
+    policy: z.object({ enabled: z.boolean().default(true) }).strict().default({}),
+    log: z
+      .object({ level: z.enum(['error', 'warn', 'info', 'debug']).default('info'), format: z.enum(['json', 'text']).default('json') })
+      .strict()
+      .default({}),
+    metrics: z
+      .object({
+        /** host:port for /metrics, /healthz and /readyz; empty string disables. */
+        address: z.string().default('127.0.0.1:9476'),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict();
+
+export type AgentConfig = z.infer<typeof agentConfigSchema>;
+export type AgentConfigInput = z.input<typeof agentConfigSchema>;
+
+/** Renders zod issues as `key.path[2].field: message` lines. */
+export function describeIssues(error: z.ZodError, prefix = ''): string[] {
+  return error.issues.map((issue) => {
+    const key = issue.path.reduce<string>(
+      (acc, part) => (typeof part === 'number' ? `${acc}[${part}]` : acc === '' ? String(part) : `${acc}.${part}`),
+      prefix,
+    );
+    const message = issue.code === 'unrecognized_keys' ? `unknown key(s) ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}` : issue.message;
+    return `${key === '' ? '(top level)' : key}: ${message}`;
+  });
+}
+
+export function parseAgentConfig(input: unknown): AgentConfig {
+  const result = agentConfigSchema.safeParse(input);
+  if (!result.success) throw new ConfigError(describeIssues(result.error));
+  const problems = crossCheck(result.data);
+  if (problems.length > 0) throw new ConfigError(problems);
+  return result.data;
+}
+
+function crossCheck(config: AgentConfig): string[] {
+  const problems: string[] = [];
+  config.bgp.peers.forEach((peer, i) => {
+    if (peer.localAddress !== undefined && ipaddr.parse(peer.localAddress).kind() !== ipaddr.parse(peer.address).kind()) {
+      problems.push(`bgp.peers[${i}].localAddress: address family differs from bgp.peers[${i}].address`);
+    }
+  });
+  const seen = new Map<string, number>();
+  config.bgp.peers.forEach((peer, i) => {
+    const key = ipaddr.parse(peer.address).toNormalizedString();
+    const first = seen.get(key);
+    if (first !== undefined) problems.push(`bgp.peers[${i}].address: duplicates bgp.peers[${first}]`);
+    else seen.set(key, i);
+  });
+  return problems;
+}
+
+/** Overrides from flags and the environment, applied on top of the file. Undefined = not given. */
+export interface ConfigOverrides {
+  nodeName?: string;
+  kubeconfig?: string;
+  gobgpTarget?: string;
+  cniConfDir?: string;
+  cniBinDir?: string;
+  logLevel?: string;
+  logFormat?: string;
+}
+
+export function overridesFromEnv(env: NodeJS.ProcessEnv): ConfigOverrides {
+  return { nodeName: env.NODE_NAME || undefined, kubeconfig: env.KUBECONFIG || undefined };
+}
+
+/** Reads the YAML file (if any) and merges overrides: flags > environment > file > defaults. */
+export async function loadAgentConfig(file: string | undefined, ...layers: ConfigOverrides[]): Promise<AgentConfig> {
+  let raw: unknown = {};
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError([`config file ${file}: ${(err as Error).message}`]);
+    }
+    try {
+      raw = YAML.parse(text) ?? {};
+    } catch (err) {
+      throw new ConfigError([`config file ${file}: not valid YAML: ${(err as Error).message}`]);
+    }
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+      throw new ConfigError([`config file ${file}: the top level must be a mapping of keys`]);
+    }
+  }
+  const merged = structuredClone(raw) as Record<string, unknown>;
+  const section = (key: string): Record<string, unknown> => {
+    const value = merged[key];
+    if (value === undefined) {
+      const fresh: Record<string, unknown> = {};
+      merged[key] = fresh;
+      return fresh;
+    }
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) return value as Record<string, unknown>;
+    return {}; // a wrongly typed section stays as it is, for the schema to report
+  };
+  for (const layer of layers) {
+    if (layer.nodeName !== undefined) merged.nodeName = layer.nodeName;
+    if (layer.kubeconfig !== undefined) merged.kubeconfig = layer.kubeconfig;
+    if (layer.gobgpTarget !== undefined) section('gobgp').target = layer.gobgpTarget;
+    if (layer.cniConfDir !== undefined) section('cni').confDir = layer.cniConfDir;
+    if (layer.cniBinDir !== undefined) section('cni').binDir = layer.cniBinDir;
+    if (layer.logLevel !== undefined) section('log').level = layer.logLevel;
+    if (layer.logFormat !== undefined) section('log').format = layer.logFormat;
+  }
+  return parseAgentConfig(merged);
+}

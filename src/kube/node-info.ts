@@ -1,0 +1,93 @@
+// What the agent needs to know about a Node, read from the Kubernetes object. Bad annotations never throw: they
+// become warnings (logged and posted as Events by the caller) and the rest of the node stays usable.
+import type { V1Node } from '@kubernetes/client-node';
+import ipaddr from 'ipaddr.js';
+import { annotationPeerSchema, canonicalCIDR, describeIssues, type AnnotationPeerConfig } from '../config/agent-config.js';
+
+export const ANNOTATION_ASN = 'podroute.io/asn';
+export const ANNOTATION_ROUTER_ID = 'podroute.io/router-id';
+export const ANNOTATION_PEERS = 'podroute.io/peers';
+
+export interface NodeInfo {
+  name: string;
+  /** Canonical podCIDRs from spec.podCIDRs (or spec.podCIDR), v4 and/or v6. */
+  podCIDRs: string[];
+  /** InternalIP addresses, v4 and/or v6, in the order the node reports them. */
+  internalIPs: string[];
+  labels: Record<string, string>;
+  /** From podroute.io/asn; undefined = the cluster ASN. */
+  asn?: number;
+  /** From podroute.io/router-id. */
+  routerId?: string;
+  /** Valid entries of podroute.io/peers. */
+  annotationPeers: AnnotationPeerConfig[];
+  /** Problems found in the node's podroute annotations or spec, one sentence each. */
+  warnings: string[];
+}
+
+export function nodeInfoFromObject(node: V1Node): NodeInfo {
+  const name = node.metadata?.name ?? '';
+  const annotations = node.metadata?.annotations ?? {};
+  const warnings: string[] = [];
+
+  const rawCIDRs = node.spec?.podCIDRs ?? (node.spec?.podCIDR ? [node.spec.podCIDR] : []);
+  const podCIDRs: string[] = [];
+  for (const raw of rawCIDRs) {
+    const canonical = canonicalCIDR(raw);
+    if (canonical === undefined) warnings.push(`spec.podCIDRs: ignoring ${JSON.stringify(raw)}: not a CIDR`);
+    else if (!podCIDRs.includes(canonical)) podCIDRs.push(canonical);
+  }
+
+  const internalIPs: string[] = [];
+  for (const address of node.status?.addresses ?? []) {
+    if (address.type !== 'InternalIP') continue;
+    if (ipaddr.isValid(address.address)) internalIPs.push(ipaddr.parse(address.address).toString());
+    else warnings.push(`status.addresses: ignoring InternalIP ${JSON.stringify(address.address)}: not an IP address`);
+  }
+
+  let asn: number | undefined;
+  const asnText = annotations[ANNOTATION_ASN];
+  if (asnText !== undefined) {
+    const value = /^\d+$/.test(asnText.trim()) ? Number(asnText.trim()) : NaN;
+    if (Number.isInteger(value) && value >= 1 && value <= 4294967295) asn = value;
+    else warnings.push(`annotation ${ANNOTATION_ASN}: ${JSON.stringify(asnText)} is not an ASN (1..4294967295); using the cluster ASN`);
+  }
+
+  let routerId: string | undefined;
+  const routerIdText = annotations[ANNOTATION_ROUTER_ID];
+  if (routerIdText !== undefined) {
+    if (ipaddr.IPv4.isValidFourPartDecimal(routerIdText.trim())) routerId = routerIdText.trim();
+    else warnings.push(`annotation ${ANNOTATION_ROUTER_ID}: ${JSON.stringify(routerIdText)} is not a dotted IPv4 router ID; ignored`);
+  }
+
+  const { peers, problems } = parsePeersAnnotation(annotations[ANNOTATION_PEERS]);
+  warnings.push(...problems);
+
+  return { name, podCIDRs, internalIPs, labels: node.metadata?.labels ?? {}, asn, routerId, annotationPeers: peers, warnings };
+}
+
+/** Parses podroute.io/peers: a JSON list; each bad entry is skipped with a warning, good ones are kept. */
+export function parsePeersAnnotation(text: string | undefined): { peers: AnnotationPeerConfig[]; problems: string[] } {
+  if (text === undefined || text.trim() === '') return { peers: [], problems: [] };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    return { peers: [], problems: [`annotation ${ANNOTATION_PEERS}: not valid JSON (${(err as Error).message}); no annotation peers used`] };
+  }
+  if (!Array.isArray(parsed)) {
+    return { peers: [], problems: [`annotation ${ANNOTATION_PEERS}: must be a JSON list of peers; no annotation peers used`] };
+  }
+  const peers: AnnotationPeerConfig[] = [];
+  const problems: string[] = [];
+  parsed.forEach((entry, i) => {
+    if (typeof entry === 'object' && entry !== null && 'password' in entry) {
+      problems.push(`annotation ${ANNOTATION_PEERS}[${i}]: skipped: plain passwords are refused in annotations (use passwordFile)`);
+      return;
+    }
+    const result = annotationPeerSchema.safeParse(entry);
+    if (result.success) peers.push(result.data);
+    else problems.push(`annotation ${ANNOTATION_PEERS}[${i}]: skipped: ${describeIssues(result.error).join('; ')}`);
+  });
+  return { peers, problems };
+}

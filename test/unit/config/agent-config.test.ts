@@ -1,0 +1,105 @@
+import { mkdtemp, writeFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { expect } from 'chai';
+import { ConfigError, canonicalCIDR, loadAgentConfig, parseAgentConfig } from '../../../src/config/agent-config.js';
+
+const minimal = { nodeName: 'n1', cluster: { podRanges: ['10.244.0.0/16', 'fd00:10:244::/56'] } };
+
+function problemsOf(input: unknown): string[] {
+  try {
+    parseAgentConfig(input);
+  } catch (err) {
+    expect(err).to.be.instanceOf(ConfigError);
+    return (err as ConfigError).problems;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('agent config', () => {
+  it('fills defaults around a minimal config', () => {
+    const config = parseAgentConfig(minimal);
+    expect(config.cluster.asn).to.equal(64512);
+    expect(config.bgp.mesh).to.equal('full');
+    expect(config.gobgp.target).to.equal('unix:///run/podroute/gobgp.sock');
+    expect(config.routes.protocol).to.equal(44);
+    expect(config.cni.bridge).to.equal('podroute0');
+    expect(config.bgp.gracefulRestart).to.deep.equal({ enabled: true, restartTime: 120 });
+  });
+
+  it('canonicalizes CIDRs and accepts non-canonical ones', () => {
+    expect(canonicalCIDR('10.244.7.9/16')).to.equal('10.244.0.0/16');
+    expect(canonicalCIDR('fd00:10:244:0:0::1/56')).to.equal('fd00:10:244::/56');
+    expect(canonicalCIDR('10.0.0.0/33')).to.equal(undefined);
+    expect(canonicalCIDR('nonsense')).to.equal(undefined);
+    const config = parseAgentConfig({ ...minimal, cluster: { podRanges: ['10.244.1.1/16'] } });
+    expect(config.cluster.podRanges).to.deep.equal(['10.244.0.0/16']);
+  });
+
+  const bad: [string, unknown, RegExp][] = [
+    ['unknown top-level key', { ...minimal, bgpp: {} }, /^\(top level\): unknown key\(s\) "bgpp"/],
+    ['missing pod ranges', { nodeName: 'n1', cluster: {} }, /^cluster\.podRanges: Required/],
+    ['bad CIDR', { ...minimal, cluster: { podRanges: ['10.244.0.0/40'] } }, /^cluster\.podRanges\[0\]: not a CIDR/],
+    ['ASN out of range', { ...minimal, bgp: { peers: [{ address: '10.0.0.1', asn: 0 }] } }, /^bgp\.peers\[0\]\.asn:/],
+    ['ASN too large', { ...minimal, cluster: { ...minimal.cluster, asn: 4294967296 } }, /^cluster\.asn:/],
+    ['peer address not an IP', { ...minimal, bgp: { peers: [{ address: 'tor1', asn: 65000 }] } }, /^bgp\.peers\[0\]\.address: not an IP/],
+    ['plain password', { ...minimal, bgp: { peers: [{ address: '10.0.0.1', asn: 65000, password: 'x' }] } }, /^bgp\.peers\[0\]: unknown key\(s\) "password"/],
+    ['port as string', { ...minimal, bgp: { listenPort: '179' } }, /^bgp\.listenPort: Expected number/],
+    ['gobgpd on a non-loopback TCP address', { ...minimal, gobgp: { target: '10.0.0.1:50051' } }, /^gobgp\.target: must be unix/],
+    ['mixed-family local address', { ...minimal, bgp: { peers: [{ address: '10.0.0.1', asn: 65000, localAddress: 'fd00::1' }] } }, /^bgp\.peers\[0\]\.localAddress: address family/],
+    ['duplicate peers', { ...minimal, bgp: { peers: [{ address: '10.0.0.1', asn: 65000 }, { address: '10.0.0.1', asn: 65001 }] } }, /^bgp\.peers\[1\]\.address: duplicates/],
+    ['bad bridge name', { ...minimal, cni: { bridge: 'a-very-long-bridge-name' } }, /^cni\.bridge:/],
+    ['unknown mesh mode', { ...minimal, bgp: { mesh: 'partial' } }, /^bgp\.mesh:/],
+  ];
+  for (const [what, input, expected] of bad) {
+    it(`names the key for: ${what}`, () => {
+      const problems = problemsOf(input);
+      expect(problems.some((p) => expected.test(p)), problems.join('\n')).to.equal(true);
+    });
+  }
+
+  describe('loading', () => {
+    let dir: string;
+    before(async () => {
+      dir = await mkdtemp(path.join(tmpdir(), 'podroute-config-'));
+    });
+    after(async () => {
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    it('layers flags over the environment over the file', async () => {
+      const file = path.join(dir, 'config.yaml');
+      await writeFile(file, 'nodeName: from-file\ncluster:\n  podRanges: [10.244.0.0/16]\ncni:\n  confDir: /file/net.d\n');
+      const config = await loadAgentConfig(file, { nodeName: 'from-env' }, { nodeName: 'from-flag', cniConfDir: '/flag/net.d' });
+      expect(config.nodeName).to.equal('from-flag');
+      expect(config.cni.confDir).to.equal('/flag/net.d');
+    });
+
+    it('reports malformed YAML and a non-mapping top level with the file name', async () => {
+      const broken = path.join(dir, 'broken.yaml');
+      await writeFile(broken, 'cluster: [unclosed\n');
+      await expectConfigError(loadAgentConfig(broken), /broken\.yaml: not valid YAML/);
+      const list = path.join(dir, 'list.yaml');
+      await writeFile(list, '- a\n- b\n');
+      await expectConfigError(loadAgentConfig(list), /list\.yaml: the top level must be a mapping/);
+      await expectConfigError(loadAgentConfig(path.join(dir, 'missing.yaml')), /missing\.yaml: ENOENT/);
+    });
+
+    it('reports a section of the wrong type instead of overriding into it', async () => {
+      const file = path.join(dir, 'wrong-section.yaml');
+      await writeFile(file, 'cluster:\n  podRanges: [10.244.0.0/16]\ncni: 7\n');
+      await expectConfigError(loadAgentConfig(file, { cniConfDir: '/x' }), /^cni: Expected object/m);
+    });
+  });
+});
+
+async function expectConfigError(promise: Promise<unknown>, pattern: RegExp): Promise<void> {
+  try {
+    await promise;
+  } catch (err) {
+    expect(err).to.be.instanceOf(ConfigError);
+    expect((err as ConfigError).problems.join('\n')).to.match(pattern);
+    return;
+  }
+  throw new Error('expected a ConfigError');
+}

@@ -1,0 +1,62 @@
+import { expect } from 'chai';
+import type { V1Node } from '@kubernetes/client-node';
+import { nodeInfoFromObject, parsePeersAnnotation } from '../../../src/kube/node-info.js';
+
+function node(annotations: Record<string, string>, spec: V1Node['spec'] = { podCIDRs: ['10.244.1.0/24', 'fd00:10:244:1::/64'] }): V1Node {
+  return {
+    metadata: { name: 'worker-1', labels: { rack: 'r1' }, annotations },
+    spec,
+    status: { addresses: [{ type: 'InternalIP', address: '10.0.1.11' }, { type: 'Hostname', address: 'worker-1' }, { type: 'InternalIP', address: 'fd00:0:1::11' }] },
+  };
+}
+
+describe('node info', () => {
+  it('reads podCIDRs, InternalIPs, ASN, router ID and peers', () => {
+    const info = nodeInfoFromObject(
+      node({
+        'podroute.io/asn': '64601',
+        'podroute.io/router-id': '10.0.1.11',
+        'podroute.io/peers': JSON.stringify([{ address: '10.0.1.1', asn: 65101, holdTime: 9 }]),
+      }),
+    );
+    expect(info.podCIDRs).to.deep.equal(['10.244.1.0/24', 'fd00:10:244:1::/64']);
+    expect(info.internalIPs).to.deep.equal(['10.0.1.11', 'fd00:0:1::11']);
+    expect(info.asn).to.equal(64601);
+    expect(info.routerId).to.equal('10.0.1.11');
+    expect(info.annotationPeers).to.deep.equal([{ address: '10.0.1.1', asn: 65101, holdTime: 9 }]);
+    expect(info.warnings).to.deep.equal([]);
+  });
+
+  it('falls back to spec.podCIDR and canonicalizes', () => {
+    const info = nodeInfoFromObject(node({}, { podCIDR: '10.244.2.9/24' }));
+    expect(info.podCIDRs).to.deep.equal(['10.244.2.0/24']);
+  });
+
+  it('turns bad annotations into warnings and keeps the rest', () => {
+    const info = nodeInfoFromObject(
+      node({
+        'podroute.io/asn': '65536x',
+        'podroute.io/router-id': 'fd00::1',
+        'podroute.io/peers': JSON.stringify([
+          { address: '10.0.1.1', asn: 65101 },
+          { address: 'not-an-ip', asn: 65101 },
+          { address: '10.0.1.2', asn: 65101, password: 'secret' },
+          { address: '10.0.1.3', asn: 99999999999 },
+        ]),
+      }),
+    );
+    expect(info.asn).to.equal(undefined);
+    expect(info.routerId).to.equal(undefined);
+    expect(info.annotationPeers.map((p) => p.address)).to.deep.equal(['10.0.1.1']);
+    expect(info.warnings).to.have.length(5);
+    expect(info.warnings.join('\n')).to.match(/podroute\.io\/peers\[1\]: skipped: address: not an IP/);
+    expect(info.warnings.join('\n')).to.match(/podroute\.io\/peers\[2\]: skipped: plain passwords are refused/);
+    expect(info.warnings.join('\n')).not.to.include('secret');
+  });
+
+  it('rejects a peers annotation that is not a JSON list', () => {
+    expect(parsePeersAnnotation('{"address":"10.0.0.1"}').problems[0]).to.match(/must be a JSON list/);
+    expect(parsePeersAnnotation('[{').problems[0]).to.match(/not valid JSON/);
+    expect(parsePeersAnnotation(undefined)).to.deep.equal({ peers: [], problems: [] });
+  });
+});
