@@ -1,0 +1,248 @@
+// What this node should look like, computed purely from the configuration and the cluster's Nodes: the BGP
+// state for gobgpd, the context the route selector judges learned paths with, the CNI network and masquerade.
+// Every reconciler takes its part from here; nothing in this file does I/O.
+import { createHash } from 'node:crypto';
+import ipaddr from 'ipaddr.js';
+import type { AgentConfig } from '../config/agent-config.js';
+import type { Family, OriginatedPath, PeerSpec } from '../bgp/types.js';
+import type { NodeInfo } from '../kube/node-info.js';
+import { selectorMatches } from '../kube/label-selector.js';
+import type { CniConfigInput } from '../node/cni.js';
+
+/** The BGP reconciler's input (see src/bgp/bgp-planner.ts). */
+export interface BgpDesiredState {
+  global: { asn: number; routerId: string; listenPort: number };
+  peers: PeerSpec[];
+  advertise: OriginatedPath[];
+  importRules: {
+    nodePeers: { address: string; prefixes: string[] }[];
+    externalPeers: string[];
+    acceptRanges: string[];
+    ownPodCIDRs: string[];
+  };
+}
+
+/** What the route selector knows about the cluster when it judges a learned path. */
+export interface RouteSelectionInput {
+  localAsn: number;
+  ownPodCIDRs: string[];
+  acceptRanges: string[];
+  nodes: { name: string; podCIDRs: string[]; asn: number; addresses: string[] }[];
+  /** podCIDRs claimed by more than one node: routes inside them are never installed from anyone. */
+  conflictedCIDRs: string[];
+}
+
+export interface DesiredNodeState {
+  self: NodeInfo;
+  bgp: BgpDesiredState;
+  routeSelection: RouteSelectionInput;
+  cni: CniConfigInput;
+  masquerade: { clusterRanges: string[]; nonMasqueradeCIDRs: string[] };
+  /** Problems with the input that were worked around; each one sentence, for logs and Events. */
+  warnings: string[];
+}
+
+export interface DesiredStateInput {
+  config: AgentConfig;
+  nodeName: string;
+  nodes: readonly NodeInfo[];
+  /** Contents of the peers' password files that could be read, by path. */
+  secrets: ReadonlyMap<string, string>;
+}
+
+export type DesiredStateResult = { ok: true; state: DesiredNodeState } | { ok: false; reason: string };
+
+export function familyOf(addressOrCidr: string): Family {
+  return addressOrCidr.includes(':') ? 'ipv6' : 'ipv4';
+}
+
+export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
+  const { config, nodeName } = input;
+  const self = input.nodes.find((n) => n.name === nodeName);
+  if (self === undefined) return { ok: false, reason: `node ${nodeName} is not (yet) in the cluster` };
+  if (self.podCIDRs.length === 0) return { ok: false, reason: `node ${nodeName} has no podCIDRs yet` };
+
+  const warnings: string[] = [];
+  const acceptRanges = [...config.cluster.podRanges, ...config.cluster.extraAcceptRanges];
+  const families = new Set(config.cluster.podRanges.map(familyOf));
+  const asnOf = (node: NodeInfo): number => node.asn ?? config.cluster.asn;
+  const localAsn = asnOf(self);
+
+  for (const cidr of self.podCIDRs) {
+    if (!config.cluster.podRanges.some((range) => cidrContains(range, cidr))) {
+      warnings.push(`own podCIDR ${cidr} is outside cluster.podRanges: other nodes will not accept it`);
+    }
+  }
+  const conflicts = findPodCIDRConflicts(input.nodes);
+  for (const c of conflicts) warnings.push(`podCIDR conflict: ${c.cidr} of node ${c.node} overlaps ${c.otherCidr} of node ${c.other}; neither is routed`);
+  const conflictedCIDRs = [...new Set(conflicts.flatMap((c) => [c.cidr, c.otherCidr]))].sort();
+  const usableCIDRs = (node: NodeInfo): string[] => node.podCIDRs.filter((c) => !conflictedCIDRs.includes(c));
+
+  const routerId = self.routerId ?? config.bgp.routerId ?? self.internalIPs.find((a) => familyOf(a) === 'ipv4') ?? derivedRouterId(self.name);
+  if (self.routerId === undefined && config.bgp.routerId === undefined && !self.internalIPs.some((a) => familyOf(a) === 'ipv4')) {
+    warnings.push(`node ${self.name} has no IPv4 InternalIP: using router ID ${routerId} derived from its name (set annotation podroute.io/router-id to choose one)`);
+  }
+
+  const advertise: OriginatedPath[] = [];
+  for (const cidr of self.podCIDRs) {
+    const nextHop = self.internalIPs.find((a) => familyOf(a) === familyOf(cidr));
+    if (nextHop === undefined) warnings.push(`podCIDR ${cidr} is not advertised: node ${self.name} has no ${familyOf(cidr)} InternalIP for its next hop`);
+    else advertise.push({ prefix: cidr, nextHop });
+  }
+
+  const timers = { holdTime: config.bgp.holdTime, keepaliveInterval: config.bgp.keepaliveInterval, connectRetry: config.bgp.connectRetry };
+  const peers: PeerSpec[] = [];
+  const peerAddresses = new Set<string>();
+  const addPeer = (peer: PeerSpec): boolean => {
+    const key = ipaddr.parse(peer.address).toNormalizedString();
+    if (peerAddresses.has(key)) {
+      warnings.push(`peer ${peer.address} (${peer.description ?? ''}) skipped: another peer already uses that address`);
+      return false;
+    }
+    if (self.internalIPs.some((a) => ipaddr.parse(a).toNormalizedString() === key)) {
+      warnings.push(`peer ${peer.address} (${peer.description ?? ''}) skipped: it is this node's own address`);
+      return false;
+    }
+    peerAddresses.add(key);
+    peers.push(peer);
+    return true;
+  };
+
+  const nodePeers: { address: string; prefixes: string[] }[] = [];
+  if (config.bgp.mesh !== 'off') {
+    for (const other of input.nodes) {
+      if (other.name === self.name) continue;
+      if (config.bgp.mesh === 'same-asn' && asnOf(other) !== localAsn) continue;
+      const address = meshAddress(self, other);
+      if (address === undefined) {
+        warnings.push(`node ${other.name} is not meshed: it shares no address family with ${self.name}`);
+        continue;
+      }
+      const added = addPeer({
+        address,
+        asn: asnOf(other),
+        ...timers,
+        gracefulRestart: config.bgp.gracefulRestart,
+        families: [...families],
+        description: `node:${other.name}`,
+      });
+      if (added) nodePeers.push({ address, prefixes: usableCIDRs(other) });
+    }
+  }
+
+  const externalPeers: string[] = [];
+  const external = [
+    ...config.bgp.peers.filter((p) => selectorMatches(p.nodeSelector, self.labels)).map((p, i) => ({ peer: p, origin: `config:bgp.peers[${i}]` })),
+    ...self.annotationPeers.map((p, i) => ({ peer: p, origin: `annotation:podroute.io/peers[${i}]` })),
+  ];
+  for (const { peer, origin } of external) {
+    let password: string | undefined;
+    if (peer.passwordFile !== undefined) {
+      password = input.secrets.get(peer.passwordFile);
+      if (password === undefined) {
+        // Never fall back to an unauthenticated session.
+        warnings.push(`peer ${peer.address} (${origin}) skipped: its password file ${peer.passwordFile} could not be read`);
+        continue;
+      }
+    }
+    const added = addPeer({
+      address: peer.address,
+      asn: peer.asn,
+      port: peer.port,
+      localAddress: peer.localAddress,
+      password,
+      ebgpMultihopTtl: peer.ebgpMultihopTtl,
+      holdTime: peer.holdTime ?? timers.holdTime,
+      keepaliveInterval: peer.keepaliveInterval ?? timers.keepaliveInterval,
+      connectRetry: peer.connectRetry ?? timers.connectRetry,
+      gracefulRestart: peer.gracefulRestart ?? config.bgp.gracefulRestart,
+      maxPrefixes: peer.maxPrefixes,
+      families: [...families],
+      description: origin,
+    });
+    if (added) externalPeers.push(peer.address);
+  }
+
+  return {
+    ok: true,
+    state: {
+      self,
+      bgp: {
+        global: { asn: localAsn, routerId, listenPort: config.bgp.listenPort },
+        peers: dropUndefined(peers),
+        advertise,
+        importRules: { nodePeers, externalPeers, acceptRanges, ownPodCIDRs: self.podCIDRs },
+      },
+      routeSelection: {
+        localAsn,
+        ownPodCIDRs: self.podCIDRs,
+        acceptRanges,
+        nodes: input.nodes
+          .filter((n) => n.name !== self.name)
+          .map((n) => ({ name: n.name, podCIDRs: usableCIDRs(n), asn: asnOf(n), addresses: n.internalIPs })),
+        conflictedCIDRs,
+      },
+      cni: {
+        podCIDRs: self.podCIDRs,
+        bridgeName: config.cni.bridge,
+        networkName: 'podroute',
+        mtu: config.cni.mtu,
+        ipamDataDir: config.cni.ipamDataDir,
+      },
+      masquerade: { clusterRanges: config.cluster.podRanges, nonMasqueradeCIDRs: config.cluster.nonMasqueradeCIDRs },
+      warnings: [...self.warnings, ...warnings],
+    },
+  };
+}
+
+/** The address to mesh with: IPv4 when both nodes have one (one session carries both families), else IPv6. */
+function meshAddress(self: NodeInfo, other: NodeInfo): string | undefined {
+  for (const family of ['ipv4', 'ipv6'] as const) {
+    const mine = self.internalIPs.some((a) => familyOf(a) === family);
+    const theirs = other.internalIPs.find((a) => familyOf(a) === family);
+    if (mine && theirs !== undefined) return theirs;
+  }
+  return undefined;
+}
+
+export interface PodCIDRConflict {
+  node: string;
+  cidr: string;
+  other: string;
+  otherCidr: string;
+}
+
+/** Pairs of nodes whose podCIDRs overlap (equal, or one inside the other). */
+export function findPodCIDRConflicts(nodes: readonly NodeInfo[]): PodCIDRConflict[] {
+  const owned = nodes.flatMap((n) => n.podCIDRs.map((cidr) => ({ node: n.name, cidr })));
+  const conflicts: PodCIDRConflict[] = [];
+  for (let i = 0; i < owned.length; i++) {
+    for (let j = i + 1; j < owned.length; j++) {
+      const a = owned[i]!;
+      const b = owned[j]!;
+      if (a.node !== b.node && cidrsOverlap(a.cidr, b.cidr)) conflicts.push({ node: a.node, cidr: a.cidr, other: b.node, otherCidr: b.cidr });
+    }
+  }
+  return conflicts;
+}
+
+export function cidrContains(outer: string, inner: string): boolean {
+  const [outerAddr, outerLen] = ipaddr.parseCIDR(outer);
+  const [innerAddr, innerLen] = ipaddr.parseCIDR(inner);
+  return outerAddr.kind() === innerAddr.kind() && innerLen >= outerLen && innerAddr.match(outerAddr, outerLen);
+}
+
+export function cidrsOverlap(a: string, b: string): boolean {
+  return cidrContains(a, b) || cidrContains(b, a);
+}
+
+/** A stable IPv4-shaped router ID for nodes without IPv4, taken from a hash of the node name. */
+function derivedRouterId(name: string): string {
+  const digest = createHash('sha256').update(name).digest();
+  return [digest[0]! | 1, digest[1]!, digest[2]!, digest[3]!].join('.');
+}
+
+/** gobgpd's client compares configs field by field: leave absent options absent rather than undefined. */
+function dropUndefined(peers: PeerSpec[]): PeerSpec[] {
+  return peers.map((p) => Object.fromEntries(Object.entries(p).filter(([, v]) => v !== undefined)) as unknown as PeerSpec);
+}

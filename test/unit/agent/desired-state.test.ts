@@ -1,0 +1,124 @@
+import { expect } from 'chai';
+import { parseAgentConfig, type AgentConfigInput } from '../../../src/config/agent-config.js';
+import { cidrContains, findPodCIDRConflicts, planDesiredState, type DesiredNodeState } from '../../../src/agent/desired-state.js';
+import type { NodeInfo } from '../../../src/kube/node-info.js';
+
+function node(name: string, index: number, extra: Partial<NodeInfo> = {}): NodeInfo {
+  return {
+    name,
+    podCIDRs: [`10.244.${index}.0/24`, `fd00:10:244:${index}::/64`],
+    internalIPs: [`10.0.${Math.ceil(index / 2)}.${10 + index}`, `fd00:0:${Math.ceil(index / 2)}::${10 + index}`],
+    labels: { rack: `r${Math.ceil(index / 2)}` },
+    annotationPeers: [],
+    warnings: [],
+    ...extra,
+  };
+}
+
+const nodes = [node('n1', 1, { asn: 64601 }), node('n2', 2, { asn: 64601 }), node('n3', 3, { asn: 64602 }), node('n4', 4, { asn: 64602 })];
+
+function plan(configInput: Partial<AgentConfigInput>, nodeName = 'n1', nodeList: NodeInfo[] = nodes, secrets = new Map<string, string>()): DesiredNodeState {
+  const config = parseAgentConfig({ cluster: { podRanges: ['10.244.0.0/16', 'fd00:10:244::/56'] }, ...configInput });
+  const result = planDesiredState({ config, nodeName, nodes: nodeList, secrets });
+  if (!result.ok) throw new Error(result.reason);
+  return result.state;
+}
+
+describe('desired node state', () => {
+  it('meshes every other node with full mesh, over IPv4, both families', () => {
+    const state = plan({});
+    expect(state.bgp.peers.map((p) => [p.address, p.asn, p.description])).to.deep.equal([
+      ['10.0.1.12', 64601, 'node:n2'],
+      ['10.0.2.13', 64602, 'node:n3'],
+      ['10.0.2.14', 64602, 'node:n4'],
+    ]);
+    expect(state.bgp.peers[0]!.families).to.deep.equal(['ipv4', 'ipv6']);
+    expect(state.bgp.global).to.deep.equal({ asn: 64601, routerId: '10.0.1.11', listenPort: 179 });
+    expect(state.bgp.importRules.nodePeers[0]).to.deep.equal({ address: '10.0.1.12', prefixes: ['10.244.2.0/24', 'fd00:10:244:2::/64'] });
+  });
+
+  it('meshes only same-ASN nodes with same-asn and none with off', () => {
+    expect(plan({ bgp: { mesh: 'same-asn' } }).bgp.peers.map((p) => p.description)).to.deep.equal(['node:n2']);
+    expect(plan({ bgp: { mesh: 'off' } }).bgp.peers).to.deep.equal([]);
+  });
+
+  it('advertises v4 podCIDRs with a v4 next hop and v6 with a v6 next hop', () => {
+    expect(plan({}).bgp.advertise).to.deep.equal([
+      { prefix: '10.244.1.0/24', nextHop: '10.0.1.11' },
+      { prefix: 'fd00:10:244:1::/64', nextHop: 'fd00:0:1::11' },
+    ]);
+  });
+
+  it('warns and skips a family with no InternalIP to be the next hop', () => {
+    const v6only = node('n1', 1, { internalIPs: ['fd00:0:1::11'] });
+    const state = plan({}, 'n1', [v6only, nodes[1]!]);
+    expect(state.bgp.advertise).to.deep.equal([{ prefix: 'fd00:10:244:1::/64', nextHop: 'fd00:0:1::11' }]);
+    expect(state.warnings.join('\n')).to.match(/10\.244\.1\.0\/24 is not advertised/);
+    expect(state.warnings.join('\n')).to.match(/no IPv4 InternalIP: using router ID/);
+    expect(state.bgp.peers[0]!.address).to.equal('fd00:0:1::12');
+    expect(state.bgp.global.routerId).to.match(/^\d+\.\d+\.\d+\.\d+$/);
+  });
+
+  it('peers with configured peers whose node selector matches, and with annotation peers', () => {
+    const self = node('n1', 1, { annotationPeers: [{ address: '10.0.1.254', asn: 65200 }] });
+    const state = plan(
+      {
+        bgp: {
+          mesh: 'off',
+          peers: [
+            { address: '10.0.1.1', asn: 65101, nodeSelector: { matchLabels: { rack: 'r1' } }, holdTime: 30 },
+            { address: '10.0.2.1', asn: 65102, nodeSelector: { matchLabels: { rack: 'r2' } } },
+          ],
+        },
+      },
+      'n1',
+      [self],
+    );
+    expect(state.bgp.peers.map((p) => [p.address, p.asn, p.holdTime])).to.deep.equal([
+      ['10.0.1.1', 65101, 30],
+      ['10.0.1.254', 65200, 9],
+    ]);
+    expect(state.bgp.importRules.externalPeers).to.deep.equal(['10.0.1.1', '10.0.1.254']);
+  });
+
+  it('reads passwords from files and skips a peer whose password file is unreadable', () => {
+    const peers = [
+      { address: '10.0.1.1', asn: 65101, passwordFile: '/secrets/tor1' },
+      { address: '10.0.1.2', asn: 65101, passwordFile: '/secrets/missing' },
+    ];
+    const state = plan({ bgp: { mesh: 'off', peers } }, 'n1', nodes, new Map([['/secrets/tor1', 's3cret']]));
+    expect(state.bgp.peers.map((p) => [p.address, p.password])).to.deep.equal([['10.0.1.1', 's3cret']]);
+    expect(state.warnings.join('\n')).to.match(/10\.0\.1\.2 .* skipped: its password file \/secrets\/missing could not be read/);
+    expect(state.warnings.join('\n')).not.to.include('s3cret');
+  });
+
+  it('refuses duplicate peer addresses and peering with itself', () => {
+    const state = plan({ bgp: { peers: [{ address: '10.0.1.12', asn: 65000 }, { address: '10.0.1.11', asn: 65000 }] } });
+    expect(state.bgp.peers.filter((p) => p.address === '10.0.1.12')).to.have.length(1);
+    expect(state.bgp.peers.some((p) => p.address === '10.0.1.11')).to.equal(false);
+    expect(state.warnings).to.have.length(2);
+  });
+
+  it('routes no node CIDR that two nodes claim, and says so', () => {
+    const clash = node('n9', 9, { podCIDRs: ['10.244.2.128/25'] });
+    const state = plan({}, 'n1', [...nodes, clash]);
+    expect(state.routeSelection.conflictedCIDRs).to.deep.equal(['10.244.2.0/24', '10.244.2.128/25']);
+    expect(state.routeSelection.nodes.find((n) => n.name === 'n2')!.podCIDRs).to.deep.equal(['fd00:10:244:2::/64']);
+    expect(state.bgp.importRules.nodePeers.find((p) => p.address === '10.0.1.12')!.prefixes).to.deep.equal(['fd00:10:244:2::/64']);
+    expect(state.warnings.join('\n')).to.match(/podCIDR conflict: 10\.244\.2\.0\/24 of node n2 overlaps 10\.244\.2\.128\/25 of node n9/);
+  });
+
+  it('waits for its own Node and its podCIDRs', () => {
+    const config = parseAgentConfig({ cluster: { podRanges: ['10.244.0.0/16'] } });
+    expect(planDesiredState({ config, nodeName: 'nx', nodes, secrets: new Map() })).to.deep.equal({ ok: false, reason: 'node nx is not (yet) in the cluster' });
+    const bare = node('n1', 1, { podCIDRs: [] });
+    expect(planDesiredState({ config, nodeName: 'n1', nodes: [bare], secrets: new Map() }).ok).to.equal(false);
+  });
+
+  it('CIDR helpers', () => {
+    expect(cidrContains('10.244.0.0/16', '10.244.3.0/24')).to.equal(true);
+    expect(cidrContains('10.244.3.0/24', '10.244.0.0/16')).to.equal(false);
+    expect(cidrContains('10.244.0.0/16', 'fd00::/64')).to.equal(false);
+    expect(findPodCIDRConflicts(nodes)).to.deep.equal([]);
+  });
+});
