@@ -1,9 +1,13 @@
 // The CNI network configuration podroute hands to the container runtime: the standard bridge, host-local and
 // portmap plugins, one bridge per node whose gateway addresses are the first addresses of the node's podCIDRs.
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
 import ipaddr from 'ipaddr.js';
+import { NodeSetupError } from './errors.js';
 
 export interface CniConfigInput {
-  /** The node's podCIDRs, IPv4 and/or IPv6. */
+  /** The node's podCIDRs, IPv4 and/or IPv6 (at most one of each, like Node.spec.podCIDRs). */
   podCIDRs: string[];
   /** Linux bridge the pods' veths join; the node's gateway addresses live on it. */
   bridgeName: string;
@@ -13,18 +17,83 @@ export interface CniConfigInput {
   ipamDataDir?: string;
 }
 
+export const DEFAULT_CNI_CONFLIST_NAME = '10-podroute.conflist';
+
+function bad(field: string, message: string): NodeSetupError {
+  return new NodeSetupError('CNI_BAD_CONFIG', `${field}: ${message}`, field);
+}
+
+/** A CIDR with its host bits cleared, plus its parts; throws NodeSetupError naming `field`. */
+function parsePodCidr(cidr: unknown, field: string): { network: ipaddr.IPv4 | ipaddr.IPv6; prefixLength: number } {
+  if (typeof cidr !== 'string' || !cidr.includes('/')) throw bad(field, `${JSON.stringify(cidr)} is not a CIDR`);
+  let parsed: [ipaddr.IPv4 | ipaddr.IPv6, number];
+  try {
+    parsed = ipaddr.parseCIDR(cidr);
+  } catch {
+    throw bad(field, `${JSON.stringify(cidr)} is not a CIDR`);
+  }
+  const [addr, prefixLength] = parsed;
+  const bytes = addr.toByteArray();
+  for (let bit = prefixLength; bit < bytes.length * 8; bit++) {
+    const i = Math.floor(bit / 8);
+    bytes[i] = (bytes[i] ?? 0) & ~(0x80 >> bit % 8);
+  }
+  // A bridge gateway plus at least one pod: /30 and /126 are the smallest usable ranges.
+  const maxPrefix = addr.kind() === 'ipv4' ? 30 : 126;
+  if (prefixLength > maxPrefix) throw bad(field, `${cidr} is too small for a gateway and pods (at most /${maxPrefix})`);
+  return { network: ipaddr.fromByteArray(bytes), prefixLength };
+}
+
+function addressText(addr: ipaddr.IPv4 | ipaddr.IPv6): string {
+  return addr.kind() === 'ipv6' ? (addr as ipaddr.IPv6).toRFC5952String() : addr.toString();
+}
+
 /** The first usable address of a CIDR: the pods' default gateway on the bridge. */
 export function gatewayOf(cidr: string): string {
-  const [network] = ipaddr.parseCIDR(cidr);
+  const { network } = parsePodCidr(cidr, 'cidr');
   const bytes = network.toByteArray();
+  // At most /30 (/126): the network address's two lowest bits are zero, so +1 stays in the last byte.
   bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) + 1;
-  return ipaddr.fromByteArray(bytes).toString();
+  return addressText(ipaddr.fromByteArray(bytes));
+}
+
+/** Validates the input; errors are NodeSetupError CNI_BAD_CONFIG naming the field. */
+export function validateCniConfigInput(input: CniConfigInput): void {
+  if (!Array.isArray(input.podCIDRs) || input.podCIDRs.length === 0) {
+    throw bad('podCIDRs', 'the node has no podCIDRs');
+  }
+  const seen = new Map<string, string>();
+  input.podCIDRs.forEach((cidr, i) => {
+    const { network } = parsePodCidr(cidr, `podCIDRs[${i}]`);
+    const other = seen.get(network.kind());
+    if (other !== undefined) {
+      throw bad(`podCIDRs[${i}]`, `${cidr}: a second ${network.kind()} podCIDR (already ${other}); at most one per family`);
+    }
+    seen.set(network.kind(), cidr);
+  });
+  // Linux interface names: 1-15 bytes, no '/', no whitespace, not "." or "..".
+  if (typeof input.bridgeName !== 'string' || !/^[^/\s:]{1,15}$/.test(input.bridgeName) || /^\.\.?$/.test(input.bridgeName)) {
+    throw bad('bridgeName', `${JSON.stringify(input.bridgeName)} is not a valid interface name (1-15 characters)`);
+  }
+  if (typeof input.networkName !== 'string' || !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(input.networkName)) {
+    throw bad('networkName', `${JSON.stringify(input.networkName)} is not a valid CNI network name`);
+  }
+  if (input.mtu !== undefined && (!Number.isInteger(input.mtu) || input.mtu < 68 || input.mtu > 65535)) {
+    throw bad('mtu', `${String(input.mtu)} is not an MTU (68-65535)`);
+  }
+  if (input.ipamDataDir !== undefined && (typeof input.ipamDataDir !== 'string' || !path.isAbsolute(input.ipamDataDir))) {
+    throw bad('ipamDataDir', `${JSON.stringify(input.ipamDataDir)} is not an absolute path`);
+  }
 }
 
 export function renderCniConflist(input: CniConfigInput): string {
-  if (input.podCIDRs.length === 0) throw new Error('renderCniConflist: the node has no podCIDRs');
-  const ranges = input.podCIDRs.map((cidr) => [{ subnet: cidr, gateway: gatewayOf(cidr) }]);
-  const routes = input.podCIDRs.map((cidr) => ({ dst: cidr.includes(':') ? '::/0' : '0.0.0.0/0' }));
+  validateCniConfigInput(input);
+  const subnets = input.podCIDRs.map((cidr, i) => {
+    const { network, prefixLength } = parsePodCidr(cidr, `podCIDRs[${i}]`);
+    return { subnet: `${addressText(network)}/${prefixLength}`, gateway: gatewayOf(cidr), v6: network.kind() === 'ipv6' };
+  });
+  const ranges = subnets.map(({ subnet, gateway }) => [{ subnet, gateway }]);
+  const routes = subnets.map(({ v6 }) => ({ dst: v6 ? '::/0' : '0.0.0.0/0' }));
   const conflist = {
     cniVersion: '1.0.0',
     name: input.networkName,
@@ -48,4 +117,57 @@ export function renderCniConflist(input: CniConfigInput): string {
     ],
   };
   return JSON.stringify(conflist, null, 2) + '\n';
+}
+
+export interface WriteCniConfigOptions {
+  /** The runtime's CNI config directory (--cni-conf-dir), created when missing. */
+  confDir: string;
+  /** Default 10-podroute.conflist. */
+  fileName?: string;
+  input: CniConfigInput;
+}
+
+/**
+ * Writes the conflist atomically (temp file in the same directory, fsync, rename): the runtime never reads a
+ * half-written file. Writes only when the content differs; returns whether it wrote.
+ */
+export async function writeCniConfig(options: WriteCniConfigOptions): Promise<boolean> {
+  const fileName = options.fileName ?? DEFAULT_CNI_CONFLIST_NAME;
+  if (fileName.includes('/') || fileName.startsWith('.') || !/\.(conflist|conf|json)$/.test(fileName)) {
+    throw bad('fileName', `${JSON.stringify(fileName)} must be a plain .conflist/.conf/.json file name`);
+  }
+  const content = renderCniConflist(options.input);
+  const target = path.join(options.confDir, fileName);
+  try {
+    if ((await readFile(target, 'utf8')) === content) return false;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw wrapWrite(target, error);
+  }
+  // The temp name starts with a dot and has no config extension: runtimes scanning the dir ignore it.
+  const temp = path.join(options.confDir, `.${fileName}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  try {
+    await mkdir(options.confDir, { recursive: true, mode: 0o755 });
+    const handle = await open(temp, 'w', 0o644);
+    try {
+      await handle.writeFile(content);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, target);
+    const dir = await open(options.confDir, 'r');
+    try {
+      await dir.sync(); // the rename itself survives a crash
+    } finally {
+      await dir.close();
+    }
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw wrapWrite(target, error);
+  }
+  return true;
+}
+
+function wrapWrite(target: string, error: unknown): NodeSetupError {
+  return new NodeSetupError('CNI_WRITE_FAILED', `could not write ${target}: ${(error as Error).message}`, 'confDir');
 }

@@ -1,0 +1,307 @@
+// The masquerade reconciler: keeps podroute's nat chain, its POSTROUTING jump and its ipsets (masquerade-plan.ts)
+// equal to the config, level-triggered. Any change only marks it dirty; a periodic resync re-reads the kernel and
+// repairs drift (a deleted jump, a flushed chain, edited set contents). It writes only its own chain, through
+// `iptables-restore --noflush`, and its own sets, through `ipset restore` + swap: other tools' rules are never read
+// back and rewritten.
+import type { Logger } from '../observe/log.js';
+import { CommandError, type CommandRunner, localRunner, runChecked } from './command.js';
+import {
+  desiredMasqueradeFamily,
+  IP_FAMILIES,
+  type IpFamily,
+  isEmptyPlan,
+  MASQ_CHAIN,
+  type MasqueradeConfig,
+  type MasqueradeFamilyPlan,
+  type MasqueradePlanSummary,
+  type MasqueradeSpec,
+  normalizeMasqueradeConfig,
+  type ObservedMasqueradeFamily,
+  type ObservedSet,
+  ownedSetNames,
+  parseChainRuleHashes,
+  parseIpsetSave,
+  parsePostroutingJumps,
+  planMasqueradeFamily,
+  renderIpsetRestore,
+  renderIptablesRestore,
+} from './masquerade-plan.js';
+
+const IPTABLES: Record<IpFamily, { list: string; restore: string }> = {
+  ipv4: { list: 'iptables', restore: 'iptables-restore' },
+  ipv6: { list: 'ip6tables', restore: 'ip6tables-restore' },
+};
+
+// iptables-nft 1.8.9 reports a missing chain as "incompatible"; legacy iptables as "No chain/target/match".
+const MISSING_CHAIN = /incompatible|No chain\/target\/match|does not exist/i;
+
+/** Reads what podroute owns in the nat table and in ipset, for both families. */
+export async function observeMasquerade(
+  run: CommandRunner,
+  signal?: AbortSignal,
+): Promise<Record<IpFamily, ObservedMasqueradeFamily>> {
+  const opts = signal === undefined ? {} : { signal };
+  const existing = new Set((await runChecked(run, ['ipset', 'list', '-n'], opts)).split('\n').map((s) => s.trim()));
+  const observed = {} as Record<IpFamily, ObservedMasqueradeFamily>;
+  for (const family of IP_FAMILIES) {
+    const sets = new Map<string, ObservedSet>();
+    for (const name of ownedSetNames(family)) {
+      if (!existing.has(name)) continue;
+      const result = await run(['ipset', 'list', '-o', 'save', name], opts);
+      if (result.exitCode !== 0) {
+        if (/does not exist/.test(result.stderr)) continue; // gone since `list -n`
+        throw new CommandError(['ipset', 'list', '-o', 'save', name], result);
+      }
+      const parsed = parseIpsetSave(result.stdout).get(name);
+      if (parsed !== undefined) sets.set(name, parsed);
+    }
+    const { list } = IPTABLES[family];
+    const postrouting = await runChecked(run, [list, '-w', '-t', 'nat', '-S', 'POSTROUTING'], opts);
+    const chainArgv = [list, '-w', '-t', 'nat', '-S', MASQ_CHAIN];
+    const chain = await run(chainArgv, opts);
+    let chainRuleHashes: Array<string | null> | null;
+    if (chain.exitCode === 0) chainRuleHashes = parseChainRuleHashes(chain.stdout);
+    else if (MISSING_CHAIN.test(chain.stderr)) chainRuleHashes = null;
+    else throw new CommandError(chainArgv, chain);
+    observed[family] = { sets, chainRuleHashes, postroutingJumps: parsePostroutingJumps(postrouting) };
+  }
+  return observed;
+}
+
+async function restore(
+  run: CommandRunner,
+  argv: string[],
+  input: string,
+  logger: Logger,
+  family: IpFamily,
+  signal?: AbortSignal,
+): Promise<void> {
+  const result = await run(argv, { input, ...(signal === undefined ? {} : { signal }) });
+  if (result.exitCode !== 0) {
+    // The exact input: the one thing needed to see why the kernel refused it.
+    logger.error(`${argv[0]} failed`, { family, argv, exitCode: result.exitCode, stderr: result.stderr.trim(), input });
+    throw new CommandError(argv, result, input);
+  }
+}
+
+/** Applies one family's plan in the order the kernel needs: rules stop referencing a set before it is destroyed. */
+export async function applyMasqueradePlan(
+  run: CommandRunner,
+  plan: MasqueradeFamilyPlan,
+  logger: Logger,
+  signal?: AbortSignal,
+): Promise<void> {
+  const iptablesRestore = [IPTABLES[plan.family].restore, '--noflush', '-w'];
+  if (plan.unreferenceChain) {
+    logger.warn('an ipset of ours has the wrong type: recreating it (masquerade paused meanwhile)', {
+      family: plan.family,
+      sets: plan.summary.setsRecreated,
+    });
+    await restore(run, iptablesRestore, renderIptablesRestore([`:${MASQ_CHAIN} - [0:0]`]), logger, plan.family, signal);
+  }
+  if (plan.ipsetRestore.length > 0) {
+    await restore(run, ['ipset', 'restore'], renderIpsetRestore(plan.ipsetRestore), logger, plan.family, signal);
+  }
+  if (plan.iptablesRestore.length > 0) {
+    await restore(run, iptablesRestore, renderIptablesRestore(plan.iptablesRestore), logger, plan.family, signal);
+  }
+  if (plan.destroySetsAfter.length > 0) {
+    const input = renderIpsetRestore(plan.destroySetsAfter.map((name) => `destroy ${name}`));
+    await restore(run, ['ipset', 'restore'], input, logger, plan.family, signal);
+  }
+}
+
+export interface MasqueradeSyncResult {
+  /** Whether anything was written. */
+  changed: boolean;
+  families: Record<IpFamily, MasqueradePlanSummary>;
+}
+
+export interface MasqueradeStatus {
+  started: boolean;
+  /** The last sync succeeded and the desired state has not changed since. */
+  inSync: boolean;
+  /** Which families are masqueraded (have cluster ranges). */
+  families: Record<IpFamily, boolean>;
+  syncs: number;
+  failures: number;
+  lastSyncAt?: Date;
+  lastSuccessAt?: Date;
+  lastError?: { code: string; message: string };
+  /** What the last successful sync that wrote something wrote. */
+  lastChanges?: MasqueradeSyncResult;
+}
+
+export interface MasqueradeReconcilerOptions extends MasqueradeConfig {
+  logger: Logger;
+  /** Runs iptables/ipset; default: in the current network namespace. */
+  run?: CommandRunner;
+  /** Re-read the kernel and repair drift this often. Default 60 s. */
+  resyncIntervalMs?: number;
+  /** Retry after a failed sync, doubling from min to max. Default 1 s to 30 s. */
+  retryMinMs?: number;
+  retryMaxMs?: number;
+}
+
+function errorInfo(error: unknown): { code: string; message: string } {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code;
+    return { code: typeof code === 'string' ? code : 'NAT_ERROR', message: error.message };
+  }
+  return { code: 'NAT_ERROR', message: String(error) };
+}
+
+export class MasqueradeReconciler {
+  private readonly logger: Logger;
+  private readonly run: CommandRunner;
+  private readonly resyncIntervalMs: number;
+  private readonly retryMinMs: number;
+  private readonly retryMaxMs: number;
+  private spec: MasqueradeSpec;
+  private dirty = true;
+  private wake: (() => void) | undefined;
+  private serial: Promise<unknown> = Promise.resolve();
+  private removed = false;
+  private readonly state: MasqueradeStatus;
+
+  constructor(options: MasqueradeReconcilerOptions) {
+    this.logger = options.logger;
+    this.run = options.run ?? localRunner();
+    this.resyncIntervalMs = options.resyncIntervalMs ?? 60_000;
+    this.retryMinMs = options.retryMinMs ?? 1_000;
+    this.retryMaxMs = options.retryMaxMs ?? 30_000;
+    this.spec = normalizeMasqueradeConfig(options);
+    this.state = { started: false, inSync: false, families: this.familiesOf(this.spec), syncs: 0, failures: 0 };
+  }
+
+  /** Replaces the desired config (validated first: a bad one throws MasqueradeConfigError and changes nothing). */
+  setDesired(config: MasqueradeConfig): void {
+    this.spec = normalizeMasqueradeConfig(config);
+    this.state.families = this.familiesOf(this.spec);
+    this.dirty = true;
+    this.state.inSync = false;
+    this.wake?.();
+  }
+
+  /**
+   * Runs the reconcile loop until `signal` aborts. Resolves once the first sync has succeeded (the loop goes on,
+   * retrying failures with back-off); rejects if the signal aborts first.
+   */
+  start(signal: AbortSignal): Promise<void> {
+    if (this.state.started) throw new Error('MasqueradeReconciler.start: already started');
+    this.state.started = true;
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+      signal.addEventListener('abort', onAbort, { once: true });
+      void this.loop(signal, () => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      });
+    });
+  }
+
+  /** One reconcile now: observe, plan, apply. Serialized with the loop's syncs. */
+  sync(signal?: AbortSignal): Promise<MasqueradeSyncResult> {
+    return this.serialize(() => this.syncOnce(this.spec, signal));
+  }
+
+  /** Removes everything podroute's masquerade owns (both families) and stops the loop from writing again. */
+  remove(signal?: AbortSignal): Promise<MasqueradeSyncResult> {
+    this.removed = true;
+    this.wake?.();
+    return this.serialize(() => this.syncOnce({ ipv4: null, ipv6: null }, signal));
+  }
+
+  status(): MasqueradeStatus {
+    return structuredClone(this.state);
+  }
+
+  private familiesOf(spec: MasqueradeSpec): Record<IpFamily, boolean> {
+    return { ipv4: spec.ipv4 !== null, ipv6: spec.ipv6 !== null };
+  }
+
+  private serialize<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.serial.then(fn, fn);
+    this.serial = next.catch(() => undefined);
+    return next;
+  }
+
+  private async syncOnce(spec: MasqueradeSpec, signal?: AbortSignal): Promise<MasqueradeSyncResult> {
+    this.state.syncs++;
+    this.state.lastSyncAt = new Date();
+    const specUsed = this.spec;
+    this.dirty = false;
+    try {
+      const observed = await observeMasquerade(this.run, signal);
+      const families = {} as Record<IpFamily, MasqueradePlanSummary>;
+      let changed = false;
+      const errors: unknown[] = [];
+      for (const family of IP_FAMILIES) {
+        const familySpec = spec[family];
+        const desired = familySpec === null ? null : desiredMasqueradeFamily(familySpec);
+        const plan = planMasqueradeFamily(family, desired, observed[family]);
+        families[family] = plan.summary;
+        if (isEmptyPlan(plan)) continue;
+        changed = true;
+        this.logger.info('masquerade: applying changes', { family, ...plan.summary });
+        // One family failing does not keep the other from converging.
+        try {
+          await applyMasqueradePlan(this.run, plan, this.logger, signal);
+        } catch (error) {
+          errors.push(error);
+        }
+      }
+      if (errors.length > 0) throw errors[0];
+      const result = { changed, families };
+      this.state.lastSuccessAt = new Date();
+      delete this.state.lastError;
+      if (changed) this.state.lastChanges = result;
+      this.state.inSync = !this.dirty && specUsed === this.spec;
+      return result;
+    } catch (error) {
+      this.dirty = true;
+      this.state.failures++;
+      this.state.inSync = false;
+      this.state.lastError = errorInfo(error);
+      throw error;
+    }
+  }
+
+  private async loop(signal: AbortSignal, firstSuccess: () => void): Promise<void> {
+    let reportedFirst = false;
+    let retryMs = this.retryMinMs;
+    while (!signal.aborted && !this.removed) {
+      let waitMs = this.resyncIntervalMs;
+      try {
+        await this.serialize(() => (this.removed ? Promise.resolve(null) : this.syncOnce(this.spec, signal)));
+        retryMs = this.retryMinMs;
+        if (!reportedFirst) {
+          reportedFirst = true;
+          firstSuccess();
+        }
+      } catch (error) {
+        if (signal.aborted) break;
+        this.logger.error('masquerade sync failed; retrying', { ...errorInfo(error), retryMs });
+        waitMs = retryMs;
+        retryMs = Math.min(retryMs * 2, this.retryMaxMs);
+      }
+      if (this.dirty && waitMs === this.resyncIntervalMs) continue;
+      await this.sleep(waitMs, signal);
+    }
+  }
+
+  /** Waits for the timer, a desired-state change (setDesired) or the abort, whichever comes first. */
+  private sleep(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        this.wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener('abort', done, { once: true });
+      this.wake = done;
+    });
+  }
+}
