@@ -1,0 +1,70 @@
+// Prefix arithmetic for ipBlocks: canonical CIDRs and "cidr minus except" as a list of disjoint prefixes, which
+// is what an ipset hash:net can hold exactly.
+import ipaddr from 'ipaddr.js';
+import type { IpFamily } from './types.js';
+
+export interface Prefix {
+  family: IpFamily;
+  /** The network address as an unsigned integer (host bits zero). */
+  base: bigint;
+  length: number;
+}
+
+function bitsOf(family: IpFamily): number {
+  return family === 4 ? 32 : 128;
+}
+
+export function familyOfAddress(address: string): IpFamily {
+  return address.includes(':') ? 6 : 4;
+}
+
+/** Parses a CIDR, accepting host bits set ("10.0.0.5/24" is 10.0.0.0/24, as the API accepts it). Throws on junk. */
+export function parsePrefix(cidr: string): Prefix {
+  const [addr, length] = ipaddr.parseCIDR(cidr);
+  const family: IpFamily = addr.kind() === 'ipv6' ? 6 : 4;
+  const bits = bitsOf(family);
+  let value = 0n;
+  for (const byte of addr.toByteArray()) value = (value << 8n) | BigInt(byte);
+  const hostBits = BigInt(bits - length);
+  const base = (value >> hostBits) << hostBits;
+  return { family, base, length };
+}
+
+export function formatPrefix(p: Prefix): string {
+  const bytes: number[] = [];
+  let value = p.base;
+  for (let i = 0; i < bitsOf(p.family) / 8; i++) {
+    bytes.unshift(Number(value & 0xffn));
+    value >>= 8n;
+  }
+  return `${ipaddr.fromByteArray(bytes).toString()}/${p.length}`;
+}
+
+export function canonicalCidr(cidr: string): string {
+  return formatPrefix(parsePrefix(cidr));
+}
+
+function lastOf(p: Prefix): bigint {
+  return p.base + (1n << BigInt(bitsOf(p.family) - p.length)) - 1n;
+}
+
+/** a contains b (or equals it). */
+export function prefixContains(a: Prefix, b: Prefix): boolean {
+  return a.family === b.family && a.length <= b.length && b.base >= a.base && lastOf(b) <= lastOf(a);
+}
+
+function overlaps(a: Prefix, b: Prefix): boolean {
+  return a.family === b.family && a.base <= lastOf(b) && b.base <= lastOf(a);
+}
+
+/** The addresses of `cidr` that are in none of `excepts`, as the fewest disjoint prefixes, in address order. */
+export function subtractPrefixes(cidr: Prefix, excepts: Prefix[]): Prefix[] {
+  const relevant = excepts.filter((e) => overlaps(cidr, e));
+  if (relevant.length === 0) return [cidr];
+  if (relevant.some((e) => prefixContains(e, cidr))) return [];
+  const length = cidr.length + 1;
+  const half = 1n << BigInt(bitsOf(cidr.family) - length);
+  const low: Prefix = { family: cidr.family, base: cidr.base, length };
+  const high: Prefix = { family: cidr.family, base: cidr.base + half, length };
+  return [...subtractPrefixes(low, relevant), ...subtractPrefixes(high, relevant)];
+}

@@ -1,0 +1,522 @@
+// The NetworkPolicy compiler: (pods, namespaces, policies, node) -> the filter-table chains and ipsets that
+// enforce them for the node's own pods, one ruleset per IP family. Pure: no I/O, deterministic output.
+//
+// Shape of the result (per family; names carry the PRPOL prefix, sets PRPOL4-/PRPOL6-):
+//   FORWARD --(jump, inserted first)--> PRPOL-FORWARD
+//     not from/to a local pod (set PRPOLn-LOCAL)   -> RETURN   (routed traffic is none of our business)
+//     ESTABLISHED,RELATED                          -> ACCEPT   (replies of allowed connections)
+//     -> PRPOL-EGRESS  : -s <pod IP> -> PRPOL-E-<pod>  for each egress-isolated local pod
+//     -> PRPOL-INGRESS : -d <pod IP> -> PRPOL-I-<pod>  for each ingress-isolated local pod
+//   INPUT --> PRPOL-INPUT: a local pod talking to its own node: egress only.
+//   Traffic the node itself originates goes through OUTPUT, which has no policy: "from its own node" is allowed.
+// A pod chain clears the allow mark, calls the rule chain (PRPOL-R-) of every policy that selects it, drops what no
+// rule marked, and clears the mark again (so egress and then ingress can both be checked in one FORWARD pass).
+// Peers are matched by sets, one per distinct peer meaning (shared between policies); named ports by hash:ip,port
+// sets of (pod IP, protocol:port) for every pod that has the name, so one rule chain serves all selected pods.
+import { createHash } from 'node:crypto';
+import ipaddr from 'ipaddr.js';
+import type {
+  V1LabelSelector,
+  V1Namespace,
+  V1NetworkPolicy,
+  V1NetworkPolicyPeer,
+  V1NetworkPolicyPort,
+  V1Pod,
+} from '@kubernetes/client-node';
+import { canonicalCidr, familyOfAddress, formatPrefix, parsePrefix, prefixContains, subtractPrefixes } from './cidr.js';
+import type { ClusterState, IpFamily, PolicyNode, Protocol } from './types.js';
+import { PROTOCOLS } from './types.js';
+
+export const CHAIN_PREFIX = 'PRPOL-';
+export const SET_PREFIX = 'PRPOL';
+export const CHAINS = {
+  forward: 'PRPOL-FORWARD',
+  input: 'PRPOL-INPUT',
+  egress: 'PRPOL-EGRESS',
+  ingress: 'PRPOL-INGRESS',
+} as const;
+/** The comment that marks our jump rules in the built-in chains. */
+export const JUMP_COMMENT = 'podroute policy';
+export const DEFAULT_ALLOW_MARK = 0x40000;
+
+export type IpSetType = 'hash:ip' | 'hash:net' | 'hash:ip,port';
+export type Rule = readonly string[];
+
+export interface IpSetSpec {
+  name: string;
+  type: IpSetType;
+  family: IpFamily;
+  /** Sorted, deduplicated entries in `ipset add` syntax. */
+  members: string[];
+}
+
+export interface BuiltinJump {
+  /** The built-in chain of the filter table the jump sits in. */
+  chain: 'FORWARD' | 'INPUT';
+  target: string;
+  comment: string;
+}
+
+export interface FamilyRuleset {
+  family: IpFamily;
+  /** Chain name -> rules, each the argument list after `-A CHAIN`. */
+  chains: Map<string, Rule[]>;
+  sets: Map<string, IpSetSpec>;
+  jumps: BuiltinJump[];
+}
+
+export interface PolicyProblem {
+  /** namespace/name of the policy. */
+  policy: string;
+  /** Path of the offending field, e.g. spec.ingress[0].ports[1].endPort. */
+  field: string;
+  message: string;
+}
+
+export interface CompiledPolicies {
+  v4: FamilyRuleset;
+  v6: FamilyRuleset;
+  /** Invalid policies: each still isolates the pods it selects but allows nothing (fail closed). */
+  problems: PolicyProblem[];
+}
+
+export interface CompileInput extends ClusterState {
+  node: PolicyNode;
+}
+
+export interface CompileOptions {
+  /** The packet-mark bit that means "a rule allowed this"; must be a single bit no other component uses. */
+  allowMark?: number;
+}
+
+export class PolicyCompileError extends Error {
+  readonly code = 'POLICY_COMPILE_INVALID_INPUT';
+  readonly field: string;
+  constructor(field: string, message: string) {
+    super(`${field}: ${message}`);
+    this.name = 'PolicyCompileError';
+    this.field = field;
+  }
+}
+
+const METADATA_NAME_LABEL = 'kubernetes.io/metadata.name';
+const SELECTOR_OPERATORS = new Set(['In', 'NotIn', 'Exists', 'DoesNotExist']);
+
+export function shortHash(text: string, length = 12): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, length);
+}
+
+// ---------- objects ----------
+
+function podKey(pod: V1Pod): string {
+  return `${pod.metadata?.namespace ?? ''}/${pod.metadata?.name ?? ''}`;
+}
+
+function policyKey(policy: V1NetworkPolicy): string {
+  return `${policy.metadata?.namespace ?? ''}/${policy.metadata?.name ?? ''}`;
+}
+
+/** Terminated pods keep their IPs in status, but those IPs may already belong to new pods. */
+function isLive(pod: V1Pod): boolean {
+  return pod.status?.phase !== 'Succeeded' && pod.status?.phase !== 'Failed';
+}
+
+function podIp(pod: V1Pod, family: IpFamily): string | undefined {
+  const ips = [...(pod.status?.podIPs ?? []).map((p) => p.ip), pod.status?.podIP];
+  for (const ip of ips) {
+    if (typeof ip !== 'string' || ip === '') continue;
+    try {
+      if (familyOfAddress(ip) === family) return ipaddr.parse(ip).toString();
+    } catch {
+      // A malformed status address is skipped; the pod is then simply not matched by that address.
+    }
+  }
+  return undefined;
+}
+
+function selectorMatches(selector: V1LabelSelector, labels: Record<string, string>): boolean {
+  for (const [key, value] of Object.entries(selector.matchLabels ?? {})) {
+    if (labels[key] !== value) return false;
+  }
+  for (const expr of selector.matchExpressions ?? []) {
+    const present = Object.prototype.hasOwnProperty.call(labels, expr.key);
+    const values = expr.values ?? [];
+    if (expr.operator === 'In' && !(present && values.includes(labels[expr.key] ?? ''))) return false;
+    if (expr.operator === 'NotIn' && present && values.includes(labels[expr.key] ?? '')) return false;
+    if (expr.operator === 'Exists' && !present) return false;
+    if (expr.operator === 'DoesNotExist' && present) return false;
+  }
+  return true;
+}
+
+/** A deterministic text for a selector's meaning: equal selectors share one set. */
+function canonicalSelector(selector: V1LabelSelector): string {
+  const labels = Object.entries(selector.matchLabels ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const exprs = (selector.matchExpressions ?? [])
+    .map((e) => `${e.key} ${e.operator} ${[...(e.values ?? [])].sort().join(',')}`)
+    .sort();
+  return JSON.stringify({ labels, exprs });
+}
+
+// ---------- validation ----------
+
+function validateSelector(selector: V1LabelSelector | undefined, field: string, out: (f: string, m: string) => void): void {
+  if (selector === undefined) return;
+  (selector.matchExpressions ?? []).forEach((expr, i) => {
+    const f = `${field}.matchExpressions[${i}]`;
+    if (typeof expr.key !== 'string' || expr.key === '') out(`${f}.key`, 'must be a non-empty label key');
+    if (!SELECTOR_OPERATORS.has(expr.operator)) out(`${f}.operator`, `unknown operator ${JSON.stringify(expr.operator)}`);
+    const n = (expr.values ?? []).length;
+    if ((expr.operator === 'In' || expr.operator === 'NotIn') && n === 0) out(`${f}.values`, `${expr.operator} needs values`);
+    if ((expr.operator === 'Exists' || expr.operator === 'DoesNotExist') && n > 0) {
+      out(`${f}.values`, `${expr.operator} takes no values`);
+    }
+  });
+}
+
+function validatePeer(peer: V1NetworkPolicyPeer, field: string, out: (f: string, m: string) => void): void {
+  const hasSelector = peer.podSelector !== undefined || peer.namespaceSelector !== undefined;
+  if (peer.ipBlock !== undefined) {
+    if (hasSelector) out(field, 'ipBlock cannot be combined with podSelector or namespaceSelector');
+    let cidr;
+    try {
+      cidr = parsePrefix(peer.ipBlock.cidr);
+    } catch {
+      out(`${field}.ipBlock.cidr`, `not a CIDR: ${JSON.stringify(peer.ipBlock.cidr)}`);
+      return;
+    }
+    (peer.ipBlock.except ?? []).forEach((text, i) => {
+      const f = `${field}.ipBlock.except[${i}]`;
+      try {
+        const except = parsePrefix(text);
+        if (!prefixContains(cidr, except) || except.length === cidr.length) {
+          out(f, `${text} is not strictly inside ${peer.ipBlock?.cidr}`);
+        }
+      } catch {
+        out(f, `not a CIDR: ${JSON.stringify(text)}`);
+      }
+    });
+    return;
+  }
+  if (!hasSelector) out(field, 'a peer needs podSelector, namespaceSelector or ipBlock');
+  validateSelector(peer.podSelector, `${field}.podSelector`, out);
+  validateSelector(peer.namespaceSelector, `${field}.namespaceSelector`, out);
+}
+
+function validPortNumber(n: unknown): boolean {
+  return typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= 65535;
+}
+
+function validatePort(port: V1NetworkPolicyPort, field: string, out: (f: string, m: string) => void): void {
+  if (port.protocol !== undefined && !(PROTOCOLS as readonly string[]).includes(port.protocol)) {
+    out(`${field}.protocol`, `must be TCP, UDP or SCTP, not ${JSON.stringify(port.protocol)}`);
+  }
+  if (port.port === undefined) {
+    if (port.endPort !== undefined) out(`${field}.endPort`, 'endPort needs port');
+    return;
+  }
+  if (typeof port.port === 'string') {
+    if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(port.port) || !/[a-z]/.test(port.port) || port.port.length > 15) {
+      out(`${field}.port`, `not a port number or port name: ${JSON.stringify(port.port)}`);
+    }
+    if (port.endPort !== undefined) out(`${field}.endPort`, 'endPort needs a numeric port');
+    return;
+  }
+  if (!validPortNumber(port.port)) out(`${field}.port`, `must be 1..65535, not ${JSON.stringify(port.port)}`);
+  if (port.endPort !== undefined && (!validPortNumber(port.endPort) || port.endPort < port.port)) {
+    out(`${field}.endPort`, `must be a port number >= port, not ${JSON.stringify(port.endPort)}`);
+  }
+}
+
+/** The API server's checks that matter for compiling; a policy failing them is enforced as "isolate, allow nothing". */
+export function validatePolicy(policy: V1NetworkPolicy): PolicyProblem[] {
+  const problems: PolicyProblem[] = [];
+  const key = policyKey(policy);
+  const out = (field: string, message: string): void => {
+    problems.push({ policy: key, field, message });
+  };
+  if (!policy.metadata?.namespace) out('metadata.namespace', 'is required');
+  validateSelector(policy.spec?.podSelector, 'spec.podSelector', out);
+  (policy.spec?.policyTypes ?? []).forEach((t, i) => {
+    if (t !== 'Ingress' && t !== 'Egress') out(`spec.policyTypes[${i}]`, `must be Ingress or Egress, not ${JSON.stringify(t)}`);
+  });
+  (policy.spec?.ingress ?? []).forEach((rule, i) => {
+    (rule._from ?? []).forEach((peer, j) => validatePeer(peer, `spec.ingress[${i}].from[${j}]`, out));
+    (rule.ports ?? []).forEach((port, j) => validatePort(port, `spec.ingress[${i}].ports[${j}]`, out));
+  });
+  (policy.spec?.egress ?? []).forEach((rule, i) => {
+    (rule.to ?? []).forEach((peer, j) => validatePeer(peer, `spec.egress[${i}].to[${j}]`, out));
+    (rule.ports ?? []).forEach((port, j) => validatePort(port, `spec.egress[${i}].ports[${j}]`, out));
+  });
+  return problems;
+}
+
+// ---------- compilation ----------
+
+type Direction = 'ingress' | 'egress';
+
+interface PreparedPolicy {
+  policy: V1NetworkPolicy;
+  key: string;
+  namespace: string;
+  ingress: boolean;
+  egress: boolean;
+  valid: boolean;
+  /** An invalid podSelector selects the whole namespace: we cannot tell which pods it meant, so isolate all. */
+  selectAll: boolean;
+}
+
+function preparePolicy(policy: V1NetworkPolicy, problems: PolicyProblem[]): PreparedPolicy {
+  const own = validatePolicy(policy);
+  problems.push(...own);
+  const types = policy.spec?.policyTypes;
+  const explicit = types !== undefined && types.length > 0;
+  return {
+    policy,
+    key: policyKey(policy),
+    namespace: policy.metadata?.namespace ?? '',
+    ingress: explicit ? types.includes('Ingress') : true,
+    egress: explicit ? types.includes('Egress') : (policy.spec?.egress ?? []).length > 0,
+    valid: own.length === 0,
+    selectAll: own.some((p) => p.field.startsWith('spec.podSelector')),
+  };
+}
+
+function selectsPod(p: PreparedPolicy, pod: V1Pod): boolean {
+  if (pod.metadata?.namespace !== p.namespace) return false;
+  return p.selectAll || selectorMatches(p.policy.spec?.podSelector ?? {}, pod.metadata?.labels ?? {});
+}
+
+class FamilyCompiler {
+  readonly chains = new Map<string, Rule[]>();
+  readonly sets = new Map<string, IpSetSpec>();
+  private readonly markArg: string;
+  private readonly clearArg: string;
+
+  constructor(
+    private readonly family: IpFamily,
+    private readonly input: CompileInput,
+    private readonly policies: PreparedPolicy[],
+    private readonly namespaceLabels: Map<string, Record<string, string>>,
+    mark: number,
+  ) {
+    this.markArg = `0x${mark.toString(16)}/0x${mark.toString(16)}`;
+    this.clearArg = `0x0/0x${mark.toString(16)}`;
+  }
+
+  private setName(kind: string, meaning: string): string {
+    return `${SET_PREFIX}${this.family}-${kind}-${shortHash(meaning, 14)}`;
+  }
+
+  private addSet(name: string, type: IpSetType, members: Iterable<string>): string {
+    if (!this.sets.has(name)) {
+      this.sets.set(name, { name, type, family: this.family, members: [...new Set(members)].sort() });
+    }
+    return name;
+  }
+
+  private livePods(): V1Pod[] {
+    return this.input.pods.filter((p) => isLive(p) && p.spec?.hostNetwork !== true);
+  }
+
+  /** The set of pod IPs a selector peer means, seen from a policy in `namespace`. */
+  private peerSet(peer: V1NetworkPolicyPeer, namespace: string): string {
+    const meaning = JSON.stringify({
+      namespace: peer.namespaceSelector === undefined ? namespace : null,
+      namespaceSelector: peer.namespaceSelector === undefined ? null : canonicalSelector(peer.namespaceSelector),
+      podSelector: peer.podSelector === undefined ? null : canonicalSelector(peer.podSelector),
+    });
+    const name = this.setName('P', meaning);
+    if (this.sets.has(name)) return name;
+    const members: string[] = [];
+    for (const pod of this.livePods()) {
+      const ns = pod.metadata?.namespace ?? '';
+      if (peer.namespaceSelector === undefined) {
+        if (ns !== namespace) continue;
+      } else if (!selectorMatches(peer.namespaceSelector, this.namespaceLabels.get(ns) ?? { [METADATA_NAME_LABEL]: ns })) {
+        continue;
+      }
+      if (peer.podSelector !== undefined && !selectorMatches(peer.podSelector, pod.metadata?.labels ?? {})) continue;
+      const ip = podIp(pod, this.family);
+      if (ip !== undefined) members.push(ip);
+    }
+    return this.addSet(name, 'hash:ip', members);
+  }
+
+  /** Match arguments for a peer, or null when the peer can match nothing in this family. */
+  private peerMatch(peer: V1NetworkPolicyPeer, namespace: string, dir: Direction): string[] | null {
+    const side = dir === 'ingress' ? 'src' : 'dst';
+    if (peer.ipBlock !== undefined) {
+      const cidr = parsePrefix(peer.ipBlock.cidr);
+      if (cidr.family !== this.family) return null;
+      const excepts = (peer.ipBlock.except ?? []).map(parsePrefix);
+      if (excepts.length === 0) return [dir === 'ingress' ? '-s' : '-d', formatPrefix(cidr)];
+      const meaning = JSON.stringify({ cidr: formatPrefix(cidr), except: excepts.map(formatPrefix).sort() });
+      const members = subtractPrefixes(cidr, excepts).map(formatPrefix);
+      return ['-m', 'set', '--match-set', this.addSet(this.setName('B', meaning), 'hash:net', members), side];
+    }
+    return ['-m', 'set', '--match-set', this.peerSet(peer, namespace), side];
+  }
+
+  private namedPortSet(name: string, protocol: Protocol): string {
+    const setName = this.setName('N', JSON.stringify({ name, protocol }));
+    if (this.sets.has(setName)) return setName;
+    const members: string[] = [];
+    for (const pod of this.livePods()) {
+      const ip = podIp(pod, this.family);
+      if (ip === undefined) continue;
+      for (const container of [...(pod.spec?.containers ?? []), ...(pod.spec?.initContainers ?? [])]) {
+        for (const port of container.ports ?? []) {
+          if (port.name === name && (port.protocol ?? 'TCP') === protocol && validPortNumber(port.containerPort)) {
+            members.push(`${ip},${protocol.toLowerCase()}:${port.containerPort}`);
+          }
+        }
+      }
+    }
+    return this.addSet(setName, 'hash:ip,port', members);
+  }
+
+  private portMatch(port: V1NetworkPolicyPort): string[] {
+    const protocol = (port.protocol ?? 'TCP') as Protocol;
+    const p = protocol.toLowerCase();
+    if (port.port === undefined) return ['-p', p];
+    if (typeof port.port === 'string') {
+      return ['-p', p, '-m', 'set', '--match-set', this.namedPortSet(port.port, protocol), 'dst,dst'];
+    }
+    const range = port.endPort === undefined || port.endPort === port.port ? `${port.port}` : `${port.port}:${port.endPort}`;
+    return ['-p', p, '-m', p, '--dport', range];
+  }
+
+  /** The rules of one policy in one direction: each allowed (peer, port) combination sets the allow mark. */
+  private policyRules(p: PreparedPolicy, dir: Direction): Rule[] {
+    if (!p.valid) return [];
+    const rules: Rule[] = [];
+    const seen = new Set<string>();
+    const specRules = dir === 'ingress' ? (p.policy.spec?.ingress ?? []) : (p.policy.spec?.egress ?? []);
+    for (const rule of specRules) {
+      const peers = dir === 'ingress' ? ('_from' in rule ? rule._from : undefined) : 'to' in rule ? rule.to : undefined;
+      const peerMatches: string[][] =
+        peers === undefined || peers.length === 0
+          ? [[]]
+          : peers.map((peer) => this.peerMatch(peer, p.namespace, dir)).filter((m): m is string[] => m !== null);
+      const portMatches: string[][] =
+        rule.ports === undefined || rule.ports.length === 0 ? [[]] : rule.ports.map((port) => this.portMatch(port));
+      for (const peer of peerMatches) {
+        for (const port of portMatches) {
+          const r = [...peer, ...port, '-j', 'MARK', '--set-xmark', this.markArg];
+          const text = r.join(' ');
+          if (!seen.has(text)) {
+            seen.add(text);
+            rules.push(r);
+          }
+        }
+      }
+    }
+    return rules;
+  }
+
+  private ruleChain(p: PreparedPolicy, dir: Direction): string | null {
+    const name = `${CHAIN_PREFIX}R-${shortHash(`${p.key}/${dir}`)}`;
+    if (this.chains.has(name)) return name;
+    const rules = this.policyRules(p, dir);
+    if (rules.length === 0) return null;
+    this.chains.set(name, rules);
+    return name;
+  }
+
+  private podChain(pod: V1Pod, dir: Direction, selecting: PreparedPolicy[]): string {
+    const name = `${CHAIN_PREFIX}${dir === 'ingress' ? 'I' : 'E'}-${shortHash(podKey(pod))}`;
+    const rules: Rule[] = [['-j', 'MARK', '--set-xmark', this.clearArg]];
+    for (const p of selecting) {
+      const chain = this.ruleChain(p, dir);
+      if (chain !== null) rules.push(['-j', chain]);
+    }
+    rules.push(['-m', 'mark', '!', '--mark', this.markArg, '-j', 'DROP']);
+    rules.push(['-j', 'MARK', '--set-xmark', this.clearArg]);
+    this.chains.set(name, rules);
+    return name;
+  }
+
+  compile(): FamilyRuleset {
+    const local = `${SET_PREFIX}${this.family}-LOCAL`;
+    const localMembers = this.input.node.podCIDRs
+      .map((c) => parsePrefix(c))
+      .filter((c) => c.family === this.family)
+      .map(formatPrefix);
+    const egressDispatch: Rule[] = [];
+    const ingressDispatch: Rule[] = [];
+    const host = this.family === 4 ? '/32' : '/128';
+    const localPods = this.livePods()
+      .filter((pod) => pod.spec?.nodeName === this.input.node.name)
+      .sort((a, b) => (podKey(a) < podKey(b) ? -1 : podKey(a) > podKey(b) ? 1 : 0));
+    const dispatched = new Set<string>();
+    for (const pod of localPods) {
+      const ip = podIp(pod, this.family);
+      if (ip === undefined || dispatched.has(ip)) continue;
+      dispatched.add(ip);
+      localMembers.push(`${ip}${host}`);
+      const selecting = this.policies.filter((p) => selectsPod(p, pod));
+      const ingress = selecting.filter((p) => p.ingress);
+      const egress = selecting.filter((p) => p.egress);
+      if (egress.length > 0) egressDispatch.push(['-s', `${ip}${host}`, '-j', this.podChain(pod, 'egress', egress)]);
+      if (ingress.length > 0) ingressDispatch.push(['-d', `${ip}${host}`, '-j', this.podChain(pod, 'ingress', ingress)]);
+    }
+    this.addSet(local, 'hash:net', localMembers);
+    this.chains.set(CHAINS.egress, egressDispatch);
+    this.chains.set(CHAINS.ingress, ingressDispatch);
+    this.chains.set(CHAINS.forward, [
+      ['-m', 'set', '!', '--match-set', local, 'src', '-m', 'set', '!', '--match-set', local, 'dst', '-j', 'RETURN'],
+      ['-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT'],
+      ['-j', CHAINS.egress],
+      ['-j', CHAINS.ingress],
+    ]);
+    this.chains.set(CHAINS.input, [
+      ['-m', 'set', '!', '--match-set', local, 'src', '-j', 'RETURN'],
+      // The host firewall decides about the node's own traffic; we only withhold what egress policy forbids.
+      ['-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'RETURN'],
+      ['-j', CHAINS.egress],
+    ]);
+    return {
+      family: this.family,
+      chains: this.chains,
+      sets: this.sets,
+      jumps: [
+        { chain: 'FORWARD', target: CHAINS.forward, comment: JUMP_COMMENT },
+        { chain: 'INPUT', target: CHAINS.input, comment: JUMP_COMMENT },
+      ],
+    };
+  }
+}
+
+function validateNode(node: PolicyNode): void {
+  if (typeof node?.name !== 'string' || node.name === '') throw new PolicyCompileError('node.name', 'is required');
+  (node.podCIDRs ?? []).forEach((cidr, i) => {
+    try {
+      canonicalCidr(cidr);
+    } catch {
+      throw new PolicyCompileError(`node.podCIDRs[${i}]`, `not a CIDR: ${JSON.stringify(cidr)}`);
+    }
+  });
+}
+
+export function compilePolicies(input: CompileInput, options: CompileOptions = {}): CompiledPolicies {
+  validateNode(input.node);
+  const mark = options.allowMark ?? DEFAULT_ALLOW_MARK;
+  if (!Number.isInteger(mark) || mark <= 0 || mark > 0xffffffff || (mark & (mark - 1)) !== 0) {
+    throw new PolicyCompileError('allowMark', `must be a single bit, not ${mark}`);
+  }
+  const problems: PolicyProblem[] = [];
+  const policies = [...input.policies]
+    .sort((a, b) => (policyKey(a) < policyKey(b) ? -1 : policyKey(a) > policyKey(b) ? 1 : 0))
+    .map((p) => preparePolicy(p, problems));
+  const namespaceLabels = new Map<string, Record<string, string>>();
+  for (const ns of input.namespaces) {
+    const name = ns.metadata?.name ?? '';
+    namespaceLabels.set(name, { ...(ns.metadata?.labels ?? {}), [METADATA_NAME_LABEL]: name });
+  }
+  return {
+    v4: new FamilyCompiler(4, input, policies, namespaceLabels, mark).compile(),
+    v6: new FamilyCompiler(6, input, policies, namespaceLabels, mark).compile(),
+    problems,
+  };
+}

@@ -1,0 +1,23 @@
+// The vocabulary shared by the policy oracle, the compiler and the reconciler: plain Kubernetes objects in,
+// one node's view of them.
+import type { V1Namespace, V1NetworkPolicy, V1Pod } from '@kubernetes/client-node';
+
+export type Protocol = 'TCP' | 'UDP' | 'SCTP';
+export const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
+export type IpFamily = 4 | 6;
+
+/** One consistent snapshot of the objects NetworkPolicy depends on. */
+export interface ClusterState {
+  pods: V1Pod[];
+  namespaces: V1Namespace[];
+  policies: V1NetworkPolicy[];
+}
+
+/** The node whose pods the compiler protects. */
+export interface PolicyNode {
+  name: string;
+  /** The node's own addresses (InternalIP...): traffic from them to the node's pods is always allowed. */
+  addresses: string[];
+  /** The ranges the node's pods take their IPs from, IPv4 and/or IPv6. */
+  podCIDRs: string[];
+}

@@ -1,0 +1,195 @@
+// A packet-level interpreter of compiled chains and sets (test helper): it walks the exact argument lists the
+// compiler emits, the way the kernel would, so compiled rules can be compared with the oracle. Any argument it
+// does not understand is an error, never silently ignored.
+import ipaddr from 'ipaddr.js';
+import type { CompiledPolicies, FamilyRuleset, IpSetSpec } from '../../../src/policy/compile.js';
+import type { IpFamily, Protocol } from '../../../src/policy/types.js';
+
+export type Hook = 'FORWARD' | 'INPUT' | 'OUTPUT';
+export type Verdict = 'ACCEPT' | 'DROP' | 'CONTINUE';
+
+export interface SimPacket {
+  src: string;
+  dst: string;
+  protocol: Protocol;
+  dport: number;
+  ctstate?: 'NEW' | 'ESTABLISHED';
+}
+
+function inCidr(ip: string, cidr: string): boolean {
+  const addr = ipaddr.parse(ip);
+  const [net, len] = cidr.includes('/') ? ipaddr.parseCIDR(cidr) : [ipaddr.parse(cidr), cidr.includes(':') ? 128 : 32];
+  return addr.kind() === net.kind() && addr.match(net, len);
+}
+
+function normalIp(ip: string): string {
+  return ipaddr.parse(ip).toString();
+}
+
+function inSet(set: IpSetSpec | undefined, name: string, dirs: string, pkt: SimPacket): boolean {
+  if (set === undefined) throw new Error(`simulator: rule references missing set ${name}`);
+  const parts = dirs.split(',');
+  const ip = parts[0] === 'src' ? pkt.src : pkt.dst;
+  switch (set.type) {
+    case 'hash:ip':
+      if (parts.length !== 1) throw new Error(`simulator: ${set.type} with ${dirs}`);
+      return set.members.some((m) => normalIp(m) === normalIp(ip));
+    case 'hash:net':
+      if (parts.length !== 1) throw new Error(`simulator: ${set.type} with ${dirs}`);
+      return set.members.some((m) => inCidr(ip, m));
+    case 'hash:ip,port': {
+      if (parts.length !== 2 || parts[1] !== 'dst') throw new Error(`simulator: ${set.type} with ${dirs}`);
+      const wanted = `${pkt.protocol.toLowerCase()}:${pkt.dport}`;
+      return set.members.some((m) => {
+        const [mip, mport] = m.split(',');
+        return mip !== undefined && normalIp(mip) === normalIp(ip) && mport === wanted;
+      });
+    }
+  }
+}
+
+function parseMark(text: string): [number, number] {
+  const [v, m] = text.split('/');
+  return [Number(v), Number(m ?? '0xffffffff')];
+}
+
+interface State {
+  mark: number;
+  depth: number;
+}
+
+function runChain(rs: FamilyRuleset, chain: string, pkt: SimPacket, state: State): Verdict | 'RETURN' {
+  const rules = rs.chains.get(chain);
+  if (rules === undefined) throw new Error(`simulator: jump to missing chain ${chain}`);
+  if (state.depth > 20) throw new Error('simulator: chain loop');
+  for (const rule of rules) {
+    const outcome = runRule(rs, rule, pkt, state);
+    if (outcome !== 'NEXT') return outcome;
+  }
+  return 'RETURN';
+}
+
+function runRule(rs: FamilyRuleset, rule: readonly string[], pkt: SimPacket, state: State): Verdict | 'RETURN' | 'NEXT' {
+  let i = 0;
+  let negate = false;
+  const next = (): string => {
+    const t = rule[i++];
+    if (t === undefined) throw new Error(`simulator: rule ended early: ${rule.join(' ')}`);
+    return t;
+  };
+  const check = (result: boolean): boolean => {
+    const r = negate ? !result : result;
+    negate = false;
+    return r;
+  };
+  let matched = true;
+  while (i < rule.length) {
+    const t = next();
+    if (t === '!') {
+      negate = true;
+      continue;
+    }
+    if (t === '-s' || t === '-d') {
+      const cidr = next();
+      if (!check(inCidr(t === '-s' ? pkt.src : pkt.dst, cidr))) matched = false;
+    } else if (t === '-p') {
+      if (!check(next() === pkt.protocol.toLowerCase())) matched = false;
+    } else if (t === '-m') {
+      const module = next();
+      if (module === 'tcp' || module === 'udp' || module === 'sctp') {
+        if (next() !== '--dport') throw new Error(`simulator: ${module} without --dport`);
+        const [lo, hi] = next().split(':').map(Number);
+        if (lo === undefined || !check(pkt.dport >= lo && pkt.dport <= (hi ?? lo))) matched = false;
+      } else if (module === 'set') {
+        let t2 = next();
+        if (t2 === '!') {
+          negate = true;
+          t2 = next();
+        }
+        if (t2 !== '--match-set') throw new Error(`simulator: set without --match-set`);
+        const name = next();
+        if (!check(inSet(rs.sets.get(name), name, next(), pkt))) matched = false;
+      } else if (module === 'mark') {
+        let t2 = next();
+        if (t2 === '!') {
+          negate = true;
+          t2 = next();
+        }
+        if (t2 !== '--mark') throw new Error('simulator: mark without --mark');
+        const [v, m] = parseMark(next());
+        if (!check((state.mark & m) === v)) matched = false;
+      } else if (module === 'conntrack') {
+        if (next() !== '--ctstate') throw new Error('simulator: conntrack without --ctstate');
+        const states = next().split(',');
+        if (!check(states.includes(pkt.ctstate ?? 'NEW'))) matched = false;
+      } else if (module === 'comment') {
+        if (next() !== '--comment') throw new Error('simulator: comment without --comment');
+        next();
+      } else {
+        throw new Error(`simulator: unknown match module ${module}`);
+      }
+    } else if (t === '-j') {
+      const target = next();
+      if (!matched) return 'NEXT';
+      if (target === 'ACCEPT' || target === 'DROP') return target;
+      if (target === 'RETURN') return 'RETURN';
+      if (target === 'MARK') {
+        if (next() !== '--set-xmark') throw new Error('simulator: MARK without --set-xmark');
+        const [v, m] = parseMark(next());
+        state.mark = ((state.mark & ~m) ^ v) >>> 0;
+        return 'NEXT';
+      }
+      if (i !== rule.length) throw new Error(`simulator: arguments after jump: ${rule.join(' ')}`);
+      state.depth++;
+      const r = runChain(rs, target, pkt, state);
+      state.depth--;
+      return r === 'RETURN' ? 'NEXT' : r;
+    } else {
+      throw new Error(`simulator: unknown argument ${t} in ${rule.join(' ')}`);
+    }
+  }
+  return 'NEXT';
+}
+
+/** What our rules do with a packet at a built-in chain: ACCEPT, DROP, or CONTINUE (no verdict from us). */
+export function simulate(rs: FamilyRuleset, hook: Hook, pkt: SimPacket): Verdict {
+  const state: State = { mark: 0, depth: 0 };
+  for (const jump of rs.jumps.filter((j) => j.chain === hook)) {
+    const r = runChain(rs, jump.target, pkt, state);
+    if (r === 'ACCEPT' || r === 'DROP') return r;
+  }
+  if (state.mark !== 0) throw new Error(`simulator: packet left our chains with mark 0x${state.mark.toString(16)}`);
+  return 'CONTINUE';
+}
+
+/** Where an address lives in a simulated cluster. */
+export type Place = { kind: 'pod'; node: string } | { kind: 'host'; node: string } | { kind: 'external' };
+
+/**
+ * Whether a new connection passes every node it crosses. `compiled` is each node's compiled ruleset. A pod's
+ * traffic leaves through its node's FORWARD (or INPUT when it talks to its own node); traffic to a pod enters
+ * through its node's FORWARD unless it comes from that node itself (OUTPUT, where we have no rules).
+ */
+export function clusterAllows(
+  compiled: Map<string, CompiledPolicies>,
+  family: IpFamily,
+  pkt: SimPacket,
+  src: Place,
+  dst: Place,
+): boolean {
+  const at = (node: string, hook: Hook): boolean => {
+    const c = compiled.get(node);
+    if (c === undefined) throw new Error(`simulator: no ruleset for node ${node}`);
+    return simulate(family === 4 ? c.v4 : c.v6, hook, pkt) !== 'DROP';
+  };
+  if (src.kind === 'pod') {
+    const hook: Hook = dst.kind === 'host' && dst.node === src.node ? 'INPUT' : 'FORWARD';
+    if (!at(src.node, hook)) return false;
+    if (dst.kind === 'pod' && dst.node === src.node) return true;
+  } else if (src.kind === 'host') {
+    if (!at(src.node, 'OUTPUT')) return false;
+  }
+  if (dst.kind === 'pod' && !(src.kind === 'host' && src.node === dst.node)) return at(dst.node, 'FORWARD');
+  if (dst.kind === 'host' && !(src.kind !== 'external' && src.node === dst.node)) return at(dst.node, 'INPUT');
+  return true;
+}
