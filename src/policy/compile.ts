@@ -17,7 +17,6 @@ import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 import type {
   V1LabelSelector,
-  V1Namespace,
   V1NetworkPolicy,
   V1NetworkPolicyPeer,
   V1NetworkPolicyPort,
