@@ -1,0 +1,24 @@
+// The kubeconfig the lab writes for kubectl and podroute: plain HTTP, no credentials (the lab API is reachable
+// only from the host's loopback and the lab's own namespaces).
+import YAML from 'yaml';
+
+export function renderKubeconfig(serverUrl: string, context = 'podroute-lab'): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(serverUrl);
+  } catch {
+    throw new TypeError(`renderKubeconfig: serverUrl "${serverUrl}" is not a URL`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') {
+    throw new TypeError(`renderKubeconfig: serverUrl "${serverUrl}" must be http:// or https://`);
+  }
+  return YAML.stringify({
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: context, cluster: { server: serverUrl } }],
+    users: [{ name: context, user: {} }],
+    contexts: [{ name: context, context: { cluster: context, user: context, namespace: 'default' } }],
+    'current-context': context,
+    preferences: {},
+  });
+}
