@@ -85,6 +85,21 @@ async function ip(args: string[]): Promise<void> {
   }
 }
 
+/** Waits (bounded) until none of `addresses` is a tentative IPv6 address in this netns or in `netns`. */
+export async function waitIpv6Settled(addresses: readonly string[], netns: string | undefined, timeoutMs = 10_000): Promise<void> {
+  const wanted = new Set(addresses.filter((a) => a.includes(':')));
+  if (wanted.size === 0) return;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const args = [...(netns === undefined ? [] : ['-n', netns]), '-j', '-6', 'addr', 'show', 'tentative'];
+    const { stdout } = await execFileAsync('ip', args);
+    const links = JSON.parse(stdout || '[]') as { addr_info?: { local?: string }[] }[];
+    const tentative = links.flatMap((l) => l.addr_info ?? []).some((a) => a.local !== undefined && wanted.has(a.local));
+    if (!tentative || Date.now() > deadline) return;
+    await sleep(50);
+  }
+}
+
 export async function deleteNetns(name: string): Promise<void> {
   if (netnsMounted(name)) await ip(['netns', 'delete', name]);
   else await fsp.rm(path.join(NETNS_DIR, name), { force: true });
@@ -275,6 +290,11 @@ export class PodRealizer {
       const result = await cniAdd(conflist, this.runtimeArgs(record), this.cniOptions());
       record.cniResult = result;
       record.ips = resultIps(result);
+      // A fresh bridge's IPv6 gateway address stays tentative (DAD) for about a second: the node cannot reach
+      // the pod over IPv6 meanwhile, nor the pod leave its subnet. Ready must mean reachable.
+      const gateways = (result.ips ?? []).map((i) => i.gateway).filter((g): g is string => g !== undefined);
+      await waitIpv6Settled(gateways, undefined);
+      await waitIpv6Settled(record.ips, netns);
     }
     record.state = 'ready';
     await this.writeRecord(record);
