@@ -1,0 +1,208 @@
+// The thin applier between the route planner and the kernel: reads the main table with `ip -j`, applies a
+// burst of changes as one `ip -batch` process. It only ever writes routes of its own protocol number.
+import { execa } from 'execa';
+import { KernelRouteError, RouteInputError, type FailedBatchLine } from './errors.js';
+import { canonicalNextHops, parseIpPrefix, type IpFamily } from './ip-prefix.js';
+import { defaultMetric, type KernelRoute, type RouteChange } from './plan-routes.js';
+
+/**
+ * Default routing protocol number of podroute's routes. Unused by iproute2's /etc/iproute2/rt_protos, by FRR's
+ * rt_protos.d/frr.conf (186-197) and by the kernel's RTPROT_* list (0-4, 8-18, 42 babel, 99 openr, 186-192),
+ * and unlike Calico's 80 it stays clear of the other route-programming agents that may share a node.
+ */
+export const DEFAULT_ROUTE_PROTOCOL = 44;
+
+/** A main-table snapshot split by ownership. */
+export interface RouteTableSnapshot {
+  /** Routes carrying our protocol number (v4 and v6). */
+  ours: KernelRoute[];
+  /** Every other main-table route: never changed, only looked at for conflicts. */
+  foreign: KernelRoute[];
+}
+
+export interface ApplyResult {
+  /** Changes the kernel accepted (a delete of a route that was already gone counts as accepted). */
+  applied: RouteChange[];
+  failed: { change: RouteChange; error: string }[];
+}
+
+/** What the reconciler needs from a kernel; the real one is IpRouteTable. */
+export interface RouteTable {
+  read(signal?: AbortSignal): Promise<RouteTableSnapshot>;
+  /** Applies the changes in one exchange; a refused change does not stop the others. */
+  apply(changes: readonly RouteChange[], signal?: AbortSignal): Promise<ApplyResult>;
+}
+
+export interface IpRouteTableOptions {
+  protocol: number;
+  /** Run in this named network namespace (`ip -n`): for tests and the lab; the agent uses its own netns. */
+  netns?: string;
+  /** The `ip` binary; `ip` from PATH when omitted. */
+  ipCommand?: string;
+}
+
+export function validateProtocol(protocol: unknown, field = 'protocol'): number {
+  // 0 is "unspec" (a wildcard in filters), 1-4 are the kernel's own (redirect, kernel, boot, static).
+  if (typeof protocol !== 'number' || !Number.isInteger(protocol) || protocol < 5 || protocol > 255) {
+    throw new RouteInputError(field, protocol, 'a routing protocol number from 5 to 255 is required');
+  }
+  return protocol;
+}
+
+interface IpJsonNextHop {
+  gateway?: string;
+  via?: { host?: string };
+}
+
+interface IpJsonRoute extends IpJsonNextHop {
+  dst?: string;
+  protocol?: string | number;
+  metric?: number;
+  type?: string;
+  table?: string;
+  nexthops?: IpJsonNextHop[];
+}
+
+/**
+ * Parses `ip -N -j [-6] route show table main` output (protocol and type as numbers). Entries that are not
+ * routes of the main table with a parseable destination are skipped.
+ */
+export function parseIpRouteJson(output: string, family: IpFamily): KernelRoute[] {
+  const trimmed = output.trim();
+  if (trimmed === '') return [];
+  const entries: unknown = JSON.parse(trimmed);
+  if (!Array.isArray(entries)) throw new Error('ip -j route: expected a JSON array');
+  const routes: KernelRoute[] = [];
+  for (const entry of entries as IpJsonRoute[]) {
+    if (typeof entry !== 'object' || entry === null || typeof entry.dst !== 'string') continue;
+    if (entry.table !== undefined && entry.table !== 'main' && entry.table !== '254') continue;
+    const prefix = parseIpPrefix(entry.dst, family);
+    if (prefix === undefined) continue;
+    const protocol = Number(entry.protocol ?? 0);
+    const hops = (entry.nexthops ?? [entry]).map((hop) => hop.gateway ?? hop.via?.host).filter((h): h is string => h !== undefined);
+    const nextHops = canonicalNextHops(hops);
+    if (nextHops === undefined || !Number.isInteger(protocol)) continue;
+    const route: KernelRoute = { prefix: prefix.text, nextHops, protocol };
+    if (typeof entry.metric === 'number' && entry.metric !== defaultMetric(prefix.family)) route.metric = entry.metric;
+    if (entry.type !== undefined && entry.type !== 'unicast' && entry.type !== '1') route.type = String(entry.type);
+    routes.push(route);
+  }
+  return routes;
+}
+
+function familyOf(prefix: string): IpFamily {
+  return prefix.includes(':') ? 'ipv6' : 'ipv4';
+}
+
+/**
+ * The `ip -batch` lines for the changes (conflicts render nothing and get no line). A replace of one of our
+ * routes is `route replace` (the kernel key is ours); a new prefix is `route add`, so a foreign route that
+ * appeared since the last read makes it fail (EEXIST) instead of being overwritten.
+ */
+export function renderBatch(changes: readonly RouteChange[], protocol: number): { lines: string[]; changes: RouteChange[] } {
+  const lines: string[] = [];
+  const rendered: RouteChange[] = [];
+  for (const change of changes) {
+    if (change.kind === 'conflict') continue;
+    if (change.kind === 'delete') {
+      const { prefix, metric } = change.route;
+      // An explicit metric: it is part of the kernel's key (metric 0 matches any metric for IPv4).
+      lines.push(`route del ${prefix} proto ${protocol} metric ${metric ?? defaultMetric(familyOf(prefix))}`);
+    } else {
+      const { prefix, nextHops } = change.route;
+      const verb = change.previous === undefined ? 'add' : 'replace';
+      const via = nextHops.length === 1 ? `via ${nextHops[0]}` : nextHops.map((hop) => `nexthop via ${hop}`).join(' ');
+      lines.push(`route ${verb} ${prefix} proto ${protocol} ${via}`);
+    }
+    rendered.push(change);
+  }
+  return { lines, changes: rendered };
+}
+
+/** Reads `ip -batch -force` stderr: each refused line is reported as "Command failed -:N" after its error. */
+export function parseBatchErrors(stderr: string, lines: readonly string[]): FailedBatchLine[] {
+  const failed: FailedBatchLine[] = [];
+  let message: string[] = [];
+  for (const text of stderr.split('\n')) {
+    const marker = /^Command failed (?:-|\S+):(\d+)\s*$/.exec(text);
+    if (marker === null) {
+      if (text.trim() !== '') message.push(text.trim());
+      continue;
+    }
+    const line = Number(marker[1]);
+    failed.push({ line, command: lines[line - 1] ?? '', error: message.join('; ') || 'unknown error' });
+    message = [];
+  }
+  return failed;
+}
+
+const GONE = /No such process|No such file or directory/;
+
+export class IpRouteTable implements RouteTable {
+  readonly protocol: number;
+  private readonly netnsArgs: string[];
+  private readonly ipCommand: string;
+
+  constructor(options: IpRouteTableOptions) {
+    this.protocol = validateProtocol(options.protocol, 'options.protocol');
+    this.netnsArgs = options.netns === undefined ? [] : ['-n', options.netns];
+    this.ipCommand = options.ipCommand ?? 'ip';
+  }
+
+  async read(signal?: AbortSignal): Promise<RouteTableSnapshot> {
+    const [v4, v6] = await Promise.all([this.readFamily('ipv4', signal), this.readFamily('ipv6', signal)]);
+    const snapshot: RouteTableSnapshot = { ours: [], foreign: [] };
+    for (const route of [...v4, ...v6]) (route.protocol === this.protocol ? snapshot.ours : snapshot.foreign).push(route);
+    return snapshot;
+  }
+
+  private async readFamily(family: IpFamily, signal?: AbortSignal): Promise<KernelRoute[]> {
+    const args = [...this.netnsArgs, '-N', '-j', ...(family === 'ipv6' ? ['-6'] : ['-4']), 'route', 'show', 'table', 'main'];
+    const result = await execa(this.ipCommand, args, {
+      reject: false,
+      ...(signal === undefined ? {} : { cancelSignal: signal }),
+      env: { LC_ALL: 'C' },
+      maxBuffer: 1024 * 1024 * 1024,
+    });
+    if (result.exitCode !== 0) {
+      throw new KernelRouteError('ROUTES_KERNEL_READ_FAILED', `${this.ipCommand} ${args.join(' ')} exited ${result.exitCode ?? 'by signal'}: ${result.stderr.trim()}`);
+    }
+    try {
+      return parseIpRouteJson(result.stdout, family);
+    } catch (error) {
+      throw new KernelRouteError('ROUTES_KERNEL_READ_FAILED', `${this.ipCommand} ${args.join(' ')}: unreadable output: ${String(error)}`);
+    }
+  }
+
+  async apply(changes: readonly RouteChange[], signal?: AbortSignal): Promise<ApplyResult> {
+    const batch = renderBatch(changes, this.protocol);
+    if (batch.lines.length === 0) return { applied: [], failed: [] };
+    const args = [...this.netnsArgs, '-force', '-batch', '-'];
+    const result = await execa(this.ipCommand, args, {
+      reject: false,
+      input: batch.lines.join('\n') + '\n',
+      ...(signal === undefined ? {} : { cancelSignal: signal }),
+      env: { LC_ALL: 'C' },
+    });
+    if (result.exitCode === 0) return { applied: batch.changes, failed: [] };
+    const failedLines = parseBatchErrors(result.stderr, batch.lines);
+    if (failedLines.length === 0) {
+      // Killed, or it failed before reading its input: nothing is known about what it did.
+      throw new KernelRouteError('ROUTES_BATCH_FAILED', `${this.ipCommand} ${args.join(' ')} exited ${result.exitCode ?? 'by signal'}: ${result.stderr.trim()}`);
+    }
+    const failedByIndex = new Map<number, string>();
+    for (const failure of failedLines) {
+      const change = batch.changes[failure.line - 1];
+      // Deleting a route that is already gone leaves the kernel as we want it.
+      if (change !== undefined && !(change.kind === 'delete' && GONE.test(failure.error))) failedByIndex.set(failure.line - 1, failure.error);
+    }
+    const applied: RouteChange[] = [];
+    const failed: ApplyResult['failed'] = [];
+    batch.changes.forEach((change, i) => {
+      const error = failedByIndex.get(i);
+      if (error === undefined) applied.push(change);
+      else failed.push({ change, error });
+    });
+    return { applied, failed };
+  }
+}

@@ -1,0 +1,335 @@
+// The route reconciler: keeps the kernel's routes of our protocol equal to the desired routes. Level-triggered:
+// setDesired() only marks it dirty (one slot, so bursts coalesce into one sync); a sync plans against its memory
+// of the kernel and applies the difference in one `ip -batch`; a periodic resync re-reads the kernel and
+// repairs drift; a failed batch re-reads the kernel at once (memory stays true) and is retried with back-off.
+// Stopping leaves the routes in place: the data plane keeps forwarding while the agent restarts.
+import type { Logger } from '../observe/log.js';
+import { RouteInputError } from './errors.js';
+import { canonicalNextHops, parseIpPrefix, type IpFamily } from './ip-prefix.js';
+import { IpRouteTable, validateProtocol, type RouteTable } from './kernel-routes.js';
+import { defaultMetric, planRoutes, type KernelRoute, type RouteChange } from './plan-routes.js';
+import type { DesiredRoute } from './select-routes.js';
+
+export interface RouteReconcilerOptions {
+  /** Routing protocol number on every route we install; routes of other protocols are never touched. */
+  protocol: number;
+  logger: Logger;
+  /** How often the kernel is re-read to repair drift. Default 30 s. */
+  resyncIntervalMs?: number;
+  /** Program the routes of this named network namespace instead of the current one (tests, lab). */
+  netns?: string;
+  /** Back-off after a failed sync: first delay, doubled up to retryMaxMs. Defaults 500 ms and 30 s. */
+  retryInitialMs?: number;
+  retryMaxMs?: number;
+  /** The kernel access; an IpRouteTable for `protocol` and `netns` when omitted. */
+  table?: RouteTable;
+}
+
+export interface RouteReconcilerCounts {
+  /** Routes installed for a prefix that had none of ours. */
+  added: number;
+  /** Routes of ours changed in place (next hops). */
+  replaced: number;
+  removed: number;
+  /** Times a prefix became blocked by a foreign route (it is then left alone). */
+  conflicts: number;
+  /** Changes the kernel refused. */
+  failedChanges: number;
+  /** Full reads of the kernel's table (start-up, resyncs, after failures). */
+  reads: number;
+  syncs: number;
+  failedSyncs: number;
+}
+
+export interface RouteReconcilerStatus {
+  /** Routes of ours in the kernel (by the reconciler's memory, re-read on every resync). */
+  installed: number;
+  /** End of the last successful sync. */
+  lastSync: Date | undefined;
+  /** Message of the last failure; cleared by a successful sync. */
+  lastError: string | undefined;
+  /** The desired state set last is fully applied (conflicts aside). */
+  inSync: boolean;
+  /** Prefixes currently blocked by another protocol's route. */
+  conflicts: string[];
+  counts: RouteReconcilerCounts;
+}
+
+const DEFAULT_RESYNC_MS = 30_000;
+const DEFAULT_RETRY_INITIAL_MS = 500;
+const DEFAULT_RETRY_MAX_MS = 30_000;
+/** Kernel refusals logged per failed batch: a 50k-route burst must not produce 50k log lines. */
+const LOGGED_FAILURES = 10;
+
+interface Waiter {
+  generation: number;
+  resolve: () => void;
+}
+
+function validateDesired(routes: readonly DesiredRoute[]): DesiredRoute[] {
+  if (!Array.isArray(routes)) throw new RouteInputError('routes', routes, 'not a list');
+  const seen = new Set<string>();
+  return routes.map((route, i) => {
+    const prefix = typeof route?.prefix === 'string' ? parseIpPrefix(route.prefix) : undefined;
+    if (prefix === undefined) throw new RouteInputError(`routes[${i}].prefix`, route?.prefix, 'not a CIDR');
+    if (seen.has(prefix.text)) throw new RouteInputError(`routes[${i}].prefix`, route.prefix, 'listed twice');
+    seen.add(prefix.text);
+    const nextHops = Array.isArray(route.nextHops) ? canonicalNextHops(route.nextHops) : undefined;
+    if (nextHops === undefined || nextHops.length === 0) {
+      throw new RouteInputError(`routes[${i}].nextHops`, route.nextHops, 'not a non-empty list of IP addresses');
+    }
+    const wrongFamily = nextHops.find((hop) => hop.includes(':') !== (prefix.family === 'ipv6'));
+    if (wrongFamily !== undefined) throw new RouteInputError(`routes[${i}].nextHops`, route.nextHops, `${wrongFamily} is not an ${prefix.family} address`);
+    return { prefix: prefix.text, nextHops };
+  });
+}
+
+function familyOf(prefix: string): IpFamily {
+  return prefix.includes(':') ? 'ipv6' : 'ipv4';
+}
+
+function isDefaultKey(route: KernelRoute): boolean {
+  return (route.metric ?? defaultMetric(familyOf(route.prefix))) === defaultMetric(familyOf(route.prefix));
+}
+
+export class RouteReconciler {
+  private readonly logger: Logger;
+  private readonly table: RouteTable;
+  private readonly protocol: number;
+  private readonly resyncIntervalMs: number;
+  private readonly retryInitialMs: number;
+  private readonly retryMaxMs: number;
+
+  private desired: DesiredRoute[] | undefined;
+  private generation = 0;
+  private syncedGeneration = -1;
+  private dirty = false;
+  private wake: (() => void) | undefined;
+  private started = false;
+  private waiters: Waiter[] = [];
+
+  /** Memory of the kernel: our routes by prefix, and every foreign route. Undefined until the first read. */
+  private ours: Map<string, KernelRoute[]> | undefined;
+  private foreign: KernelRoute[] = [];
+  private conflicts = new Set<string>();
+  private lastSync: Date | undefined;
+  private lastError: string | undefined;
+  private readonly counts: RouteReconcilerCounts = {
+    added: 0,
+    replaced: 0,
+    removed: 0,
+    conflicts: 0,
+    failedChanges: 0,
+    reads: 0,
+    syncs: 0,
+    failedSyncs: 0,
+  };
+
+  constructor(options: RouteReconcilerOptions) {
+    this.protocol = validateProtocol(options.protocol, 'options.protocol');
+    this.logger = options.logger;
+    this.resyncIntervalMs = positive(options.resyncIntervalMs, DEFAULT_RESYNC_MS, 'options.resyncIntervalMs');
+    this.retryInitialMs = positive(options.retryInitialMs, DEFAULT_RETRY_INITIAL_MS, 'options.retryInitialMs');
+    this.retryMaxMs = Math.max(this.retryInitialMs, positive(options.retryMaxMs, DEFAULT_RETRY_MAX_MS, 'options.retryMaxMs'));
+    this.table = options.table ?? new IpRouteTable({ protocol: this.protocol, ...(options.netns === undefined ? {} : { netns: options.netns }) });
+  }
+
+  /**
+   * The complete set of routes that should exist (not a delta). Nothing is written to the kernel before the
+   * first call, so an agent that has not yet learned its BGP table does not wipe the routes of its previous run:
+   * call it once the learned table is complete. Throws RouteInputError (naming the field) on bad input.
+   */
+  setDesired(routes: readonly DesiredRoute[]): void {
+    this.desired = validateDesired(routes);
+    this.generation++;
+    this.markDirty();
+  }
+
+  /** Runs the loop until `signal` aborts; resolves then. Errors are logged, counted and retried, never thrown. */
+  async start(signal: AbortSignal): Promise<void> {
+    if (this.started) throw new Error('RouteReconciler.start: already started');
+    this.started = true;
+    let needsRead = true;
+    let failures = 0;
+    let nextResync = Date.now() + this.resyncIntervalMs;
+    this.dirty = true; // the start-up read and sync
+    while (!signal.aborted) {
+      const now = Date.now();
+      const delay = failures > 0 ? Math.min(this.retryMaxMs, this.retryInitialMs * 2 ** (failures - 1)) : this.dirty ? 0 : nextResync - now;
+      if (delay > 0) await this.sleep(delay, signal, failures === 0);
+      if (signal.aborted) break;
+      if (Date.now() >= nextResync) {
+        needsRead = true;
+        this.dirty = true;
+        nextResync = Date.now() + this.resyncIntervalMs;
+      }
+      if (!this.dirty) continue;
+      this.dirty = false;
+      try {
+        await this.sync(needsRead, signal);
+        needsRead = false;
+        failures = 0;
+      } catch (error) {
+        if (signal.aborted) break;
+        failures++;
+        needsRead = true;
+        this.dirty = true;
+        this.counts.failedSyncs++;
+        this.lastError = error instanceof Error ? error.message : String(error);
+        this.logger.error('route sync failed; retrying', { error: this.lastError, attempt: failures });
+      }
+    }
+  }
+
+  /** Resolves once the desired state set before this call is in the kernel (conflicts aside). */
+  waitForSync(signal?: AbortSignal): Promise<void> {
+    const generation = this.generation;
+    if (this.syncedGeneration >= generation && this.desired !== undefined) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const waiter: Waiter = { generation, resolve };
+      const onAbort = (): void => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        reject(signal?.reason instanceof Error ? signal.reason : new Error('waitForSync aborted'));
+      };
+      waiter.resolve = () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiters.push(waiter);
+    });
+  }
+
+  status(): RouteReconcilerStatus {
+    let installed = 0;
+    for (const routes of this.ours?.values() ?? []) installed += routes.length;
+    return {
+      installed,
+      lastSync: this.lastSync,
+      lastError: this.lastError,
+      inSync: this.desired !== undefined && this.syncedGeneration === this.generation,
+      conflicts: [...this.conflicts].sort(),
+      counts: { ...this.counts },
+    };
+  }
+
+  private markDirty(): void {
+    this.dirty = true;
+    this.wake?.();
+  }
+
+  private sleep(ms: number, signal: AbortSignal, wakeOnDirty: boolean): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        this.wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      signal.addEventListener('abort', done, { once: true });
+      if (wakeOnDirty) this.wake = done;
+    });
+  }
+
+  private async readKernel(signal: AbortSignal): Promise<void> {
+    const snapshot = await this.table.read(signal);
+    const ours = new Map<string, KernelRoute[]>();
+    for (const route of snapshot.ours) {
+      const list = ours.get(route.prefix);
+      if (list === undefined) ours.set(route.prefix, [route]);
+      else list.push(route);
+    }
+    this.ours = ours;
+    this.foreign = snapshot.foreign;
+    this.counts.reads++;
+  }
+
+  private async sync(read: boolean, signal: AbortSignal): Promise<void> {
+    const generation = this.generation;
+    const desired = this.desired;
+    if (read || this.ours === undefined) await this.readKernel(signal);
+    const ours = this.ours as Map<string, KernelRoute[]>;
+    if (desired === undefined) return; // read-only until the caller says what it wants
+    const started = Date.now();
+    const observed: KernelRoute[] = [];
+    for (const routes of ours.values()) observed.push(...routes);
+    const changes = planRoutes(desired, observed, this.foreign);
+    this.trackConflicts(changes);
+    const result = await this.table.apply(changes, signal);
+    for (const change of result.applied) this.remember(ours, change);
+    const added = result.applied.filter((c) => c.kind === 'replace' && c.previous === undefined).length;
+    const replaced = result.applied.filter((c) => c.kind === 'replace' && c.previous !== undefined).length;
+    const removed = result.applied.filter((c) => c.kind === 'delete').length;
+    this.counts.added += added;
+    this.counts.replaced += replaced;
+    this.counts.removed += removed;
+    this.counts.syncs++;
+    if (added + replaced + removed > 0) {
+      this.logger.info('routes programmed', { added, replaced, removed, failed: result.failed.length, ms: Date.now() - started });
+    }
+    if (result.failed.length > 0) {
+      this.counts.failedChanges += result.failed.length;
+      for (const failure of result.failed.slice(0, LOGGED_FAILURES)) {
+        this.logger.warn('kernel refused route change', { change: describe(failure.change), error: failure.error });
+      }
+      // Part of the batch went through: re-read now so memory matches the kernel before the retry.
+      await this.readKernel(signal).catch((error: unknown) => {
+        this.ours = undefined;
+        this.logger.error('re-reading routes after a failed batch failed', { error: String(error) });
+      });
+      throw new Error(`${result.failed.length} of ${changes.length} route changes refused by the kernel; first: ${describe(result.failed[0]?.change)}: ${result.failed[0]?.error ?? ''}`);
+    }
+    this.lastSync = new Date();
+    this.lastError = undefined;
+    this.syncedGeneration = generation;
+    const ready = this.waiters.filter((w) => w.generation <= generation);
+    this.waiters = this.waiters.filter((w) => w.generation > generation);
+    for (const waiter of ready) waiter.resolve();
+  }
+
+  private trackConflicts(changes: readonly RouteChange[]): void {
+    const now = new Set<string>();
+    for (const change of changes) {
+      if (change.kind !== 'conflict') continue;
+      now.add(change.route.prefix);
+      if (!this.conflicts.has(change.route.prefix)) {
+        this.counts.conflicts++;
+        this.logger.warn('route not installed: another protocol owns the prefix', {
+          prefix: change.route.prefix,
+          foreign: change.foreign.map((f) => ({ protocol: f.protocol, nextHops: f.nextHops, metric: f.metric })),
+        });
+      }
+    }
+    for (const prefix of this.conflicts) {
+      if (!now.has(prefix)) this.logger.info('route conflict resolved', { prefix });
+    }
+    this.conflicts = now;
+  }
+
+  /** Updates the memory of the kernel with one change the kernel accepted. */
+  private remember(ours: Map<string, KernelRoute[]>, change: RouteChange): void {
+    if (change.kind === 'conflict') return;
+    if (change.kind === 'delete') {
+      const rest = (ours.get(change.route.prefix) ?? []).filter((r) => (r.metric ?? -1) !== (change.route.metric ?? -1));
+      if (rest.length === 0) ours.delete(change.route.prefix);
+      else ours.set(change.route.prefix, rest);
+      return;
+    }
+    const others = (ours.get(change.route.prefix) ?? []).filter((r) => !isDefaultKey(r));
+    ours.set(change.route.prefix, [...others, { prefix: change.route.prefix, nextHops: change.route.nextHops, protocol: this.protocol }]);
+  }
+}
+
+function describe(change: RouteChange | undefined): string {
+  if (change === undefined) return '';
+  if (change.kind === 'delete') return `delete ${change.route.prefix}`;
+  return `${change.kind} ${change.route.prefix} via ${change.route.nextHops.join(',')}`;
+}
+
+function positive(value: number | undefined, fallback: number, field: string): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) throw new RouteInputError(field, value, 'a positive number of milliseconds');
+  return value;
+}

@@ -1,0 +1,246 @@
+// The route reconciler against a real kernel, in a network namespace of its own.
+import { expect } from 'chai';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createLogger } from '../../../src/observe/log.js';
+import { IpRouteTable } from '../../../src/routes/kernel-routes.js';
+import { RouteReconciler, type RouteReconcilerOptions } from '../../../src/routes/route-reconciler.js';
+import type { DesiredRoute } from '../../../src/routes/select-routes.js';
+import { createRouteNetns, eventually, gatewaysOf, ip, mainRoutes, RouteMonitor, type RouteNetns } from './route-netns.js';
+
+const PROTO = 44;
+const logger = createLogger({ level: 'error', component: 'routes-test' });
+
+const DESIRED: DesiredRoute[] = [
+  { prefix: '10.1.1.0/24', nextHops: ['10.250.0.11'] },
+  { prefix: '10.1.2.0/24', nextHops: ['10.250.0.2', '10.251.0.2'] }, // ECMP over two links
+  { prefix: '10.1.3.0/24', nextHops: ['10.250.0.3', '10.250.0.4'] },
+  { prefix: 'fd01:1::/64', nextHops: ['fd00:250::11'] },
+  { prefix: 'fd01:2::/64', nextHops: ['fd00:250::2', 'fd00:251::2'] },
+];
+
+describe('routes/RouteReconciler in a network namespace', function () {
+  this.timeout(120_000);
+  let netns: RouteNetns;
+  const running: { controller: AbortController; done: Promise<void> }[] = [];
+
+  function start(options: Partial<RouteReconcilerOptions> = {}): { reconciler: RouteReconciler; stop: () => Promise<void> } {
+    const reconciler = new RouteReconciler({ protocol: PROTO, logger, netns: netns.name, resyncIntervalMs: 60_000, retryInitialMs: 50, retryMaxMs: 400, ...options });
+    const controller = new AbortController();
+    const entry = { controller, done: reconciler.start(controller.signal) };
+    running.push(entry);
+    return {
+      reconciler,
+      stop: async () => {
+        controller.abort();
+        await entry.done;
+      },
+    };
+  }
+
+  beforeEach(async () => {
+    netns = await createRouteNetns('h5rt-a');
+  });
+
+  afterEach(async () => {
+    for (const { controller, done } of running.splice(0)) {
+      controller.abort();
+      await done;
+    }
+    await netns.destroy();
+  });
+
+  async function expectDesiredInstalled(desired: DesiredRoute[] = DESIRED): Promise<void> {
+    const routes = await mainRoutes(netns.name);
+    for (const route of desired) {
+      const dst = route.prefix.endsWith('/32') || route.prefix.endsWith('/128') ? route.prefix.split('/')[0] : route.prefix;
+      expect(gatewaysOf(routes.get(`${dst} ${PROTO}`)), route.prefix).to.deep.equal([...route.nextHops].sort());
+    }
+    const ours = [...routes.values()].filter((r) => r.protocol === String(PROTO));
+    expect(ours.length).to.equal(desired.length);
+  }
+
+  it('installs the desired routes, v4 and v6, single-path and ECMP, and keeps them when stopped', async () => {
+    const { reconciler, stop } = start();
+    reconciler.setDesired(DESIRED);
+    await reconciler.waitForSync();
+    await expectDesiredInstalled();
+    const status = reconciler.status();
+    expect(status).to.include({ installed: 5, lastError: undefined, inSync: true });
+    expect(status.counts).to.include({ added: 5, replaced: 0, removed: 0, conflicts: 0 });
+    // v6 ECMP is one route with two next hops, not two routes.
+    const v6 = JSON.parse(await ip('-n', netns.name, '-j', '-6', 'route', 'show', 'fd01:2::/64')) as unknown[];
+    expect(v6).to.have.length(1);
+
+    await stop();
+    await expectDesiredInstalled();
+  });
+
+  it('applies changes: new next hops replace in place, withdrawn prefixes are deleted', async () => {
+    const { reconciler } = start();
+    reconciler.setDesired(DESIRED);
+    await reconciler.waitForSync();
+    const next: DesiredRoute[] = [
+      { prefix: '10.1.1.0/24', nextHops: ['10.250.0.11', '10.250.0.12'] },
+      { prefix: '10.1.3.0/24', nextHops: ['10.250.0.4'] },
+      { prefix: 'fd01:2::/64', nextHops: ['fd00:251::2'] },
+      { prefix: '10.1.4.7/32', nextHops: ['10.251.0.7'] },
+    ];
+    reconciler.setDesired(next);
+    await reconciler.waitForSync();
+    await expectDesiredInstalled(next);
+    expect(reconciler.status().counts).to.include({ added: 6, replaced: 3, removed: 2 });
+  });
+
+  it('coalesces a burst of updates into one ip -batch process', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'h5rt-'));
+    try {
+      const log = path.join(dir, 'ip.log');
+      const wrapper = path.join(dir, 'ip');
+      // The real ip, with each invocation's arguments written down.
+      await writeFile(wrapper, `#!/bin/sh\necho "$*" >> ${log}\nexec ip "$@"\n`);
+      await chmod(wrapper, 0o755);
+      const table = new IpRouteTable({ protocol: PROTO, netns: netns.name, ipCommand: wrapper });
+      const { reconciler } = start({ table });
+      reconciler.setDesired(DESIRED);
+      await reconciler.waitForSync();
+      await writeFile(log, '');
+      const many = (n: number): DesiredRoute[] =>
+        Array.from({ length: n }, (_, i) => ({ prefix: `10.${20 + (i >> 8)}.${i & 255}.0/24`, nextHops: [i % 2 ? '10.250.0.2' : '10.251.0.2'] }));
+      for (let n = 1; n <= 3000; n += 1) if (n % 300 === 0) reconciler.setDesired(many(n));
+      await reconciler.waitForSync();
+      await expectDesiredInstalled(many(3000));
+      const invocations = (await readFile(log, 'utf8')).split('\n').filter((l) => l.includes('-batch'));
+      expect(invocations).to.have.length(1);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('repairs drift on resync: a deleted route comes back, a changed one is put right', async () => {
+    const { reconciler } = start({ resyncIntervalMs: 200 });
+    reconciler.setDesired(DESIRED);
+    await reconciler.waitForSync();
+    await ip('-n', netns.name, 'route', 'del', '10.1.1.0/24', 'proto', String(PROTO));
+    await ip('-n', netns.name, '-6', 'route', 'del', 'fd01:2::/64', 'proto', String(PROTO));
+    await ip('-n', netns.name, 'route', 'replace', '10.1.3.0/24', 'proto', String(PROTO), 'via', '10.250.0.99');
+    await eventually('the resync to restore the routes', async () => {
+      const routes = await mainRoutes(netns.name);
+      return (
+        gatewaysOf(routes.get(`10.1.1.0/24 ${PROTO}`))?.join() === '10.250.0.11' &&
+        gatewaysOf(routes.get(`fd01:2::/64 ${PROTO}`))?.join() === 'fd00:250::2,fd00:251::2' &&
+        gatewaysOf(routes.get(`10.1.3.0/24 ${PROTO}`))?.join() === '10.250.0.3,10.250.0.4'
+      );
+    });
+    await expectDesiredInstalled();
+    expect(reconciler.status().counts).to.include({ added: 7, replaced: 1 });
+  });
+
+  it('never touches routes of other protocols: they survive start, resync and stop; a foreign route on our prefix wins', async () => {
+    const foreign = [
+      ['route', 'add', '10.9.1.0/24', 'via', '10.250.0.9'], // ip route add's default protocol: boot
+      ['route', 'add', '10.9.2.0/24', 'via', '10.250.0.9', 'proto', 'bird'],
+      ['-6', 'route', 'add', 'fd09::/64', 'via', 'fd00:250::9', 'proto', 'zebra'],
+      ['route', 'add', '10.1.3.0/24', 'via', '10.250.0.77', 'proto', 'static'], // one of our prefixes
+      ['-6', 'route', 'add', 'fd01:1::/64', 'via', 'fd00:250::77', 'proto', 'bird'], // one of our prefixes, v6
+    ];
+    for (const args of foreign) await ip('-n', netns.name, ...args);
+    const before = [...(await mainRoutes(netns.name)).entries()].filter(([, r]) => r.protocol !== String(PROTO));
+
+    const { reconciler, stop } = start({ resyncIntervalMs: 150 });
+    reconciler.setDesired(DESIRED);
+    await reconciler.waitForSync();
+    const reads = reconciler.status().counts.reads;
+    await eventually('two resyncs', () => reconciler.status().counts.reads >= reads + 2);
+    const status = reconciler.status();
+    expect(status.conflicts).to.deep.equal(['10.1.3.0/24', 'fd01:1::/64']);
+    expect(status.counts.conflicts).to.equal(2);
+    expect(status.installed).to.equal(3);
+    await stop();
+
+    const after = [...(await mainRoutes(netns.name)).entries()].filter(([, r]) => r.protocol !== String(PROTO));
+    expect(after).to.deep.equal(before);
+    const routes = await mainRoutes(netns.name);
+    expect(routes.has(`10.1.3.0/24 ${PROTO}`)).to.equal(false);
+    expect(gatewaysOf(routes.get('10.1.3.0/24 4'))).to.deep.equal(['10.250.0.77']);
+  });
+
+  it('takes a prefix over once the foreign route on it is gone', async () => {
+    await ip('-n', netns.name, 'route', 'add', '10.1.3.0/24', 'via', '10.250.0.77', 'proto', 'static');
+    const { reconciler } = start({ resyncIntervalMs: 150 });
+    reconciler.setDesired(DESIRED);
+    await reconciler.waitForSync();
+    expect(reconciler.status().conflicts).to.deep.equal(['10.1.3.0/24']);
+    await ip('-n', netns.name, 'route', 'del', '10.1.3.0/24', 'proto', 'static');
+    await eventually('our route on the freed prefix', async () => gatewaysOf((await mainRoutes(netns.name)).get(`10.1.3.0/24 ${PROTO}`))?.join() === '10.250.0.3,10.250.0.4');
+    await eventually('the conflict to clear', () => reconciler.status().conflicts.length === 0);
+  });
+
+  it('a second start with the same desired state makes zero kernel changes (ip monitor sees nothing)', async () => {
+    // Our leftovers from an earlier run, some of which are no longer wanted, must not confuse the restart test:
+    // the first run converges them, the second must do nothing at all.
+    await ip('-n', netns.name, 'route', 'add', '10.1.8.0/24', 'via', '10.250.0.8', 'proto', String(PROTO));
+    await ip('-n', netns.name, 'route', 'add', '10.9.1.0/24', 'via', '10.250.0.9', 'proto', 'bird');
+    const first = start();
+    first.reconciler.setDesired(DESIRED);
+    await first.reconciler.waitForSync();
+    expect(first.reconciler.status().counts).to.include({ added: 5, removed: 1 });
+    await first.stop();
+
+    const monitor = await RouteMonitor.start(netns.name);
+    try {
+      const second = start({ resyncIntervalMs: 150 });
+      second.reconciler.setDesired(DESIRED);
+      await second.reconciler.waitForSync();
+      const reads = second.reconciler.status().counts.reads;
+      await eventually('a resync of the second run', () => second.reconciler.status().counts.reads >= reads + 1);
+      await monitor.mark('10.99.99.2');
+      expect(monitor.between('10.99.99.1', '10.99.99.2')).to.deep.equal([]);
+      const status = second.reconciler.status();
+      expect(status.counts).to.include({ added: 0, replaced: 0, removed: 0, failedChanges: 0 });
+      expect(status).to.include({ installed: 5, inSync: true });
+      await second.stop();
+    } finally {
+      monitor.stop();
+    }
+    await expectDesiredInstalled();
+  });
+
+  it('does not write before the first setDesired (a restarting agent keeps its routes until it knows better)', async () => {
+    await ip('-n', netns.name, 'route', 'add', '10.1.8.0/24', 'via', '10.250.0.8', 'proto', String(PROTO));
+    const { reconciler } = start();
+    await eventually('the start-up read', () => reconciler.status().counts.reads >= 1);
+    expect(reconciler.status()).to.include({ installed: 1, inSync: false });
+    reconciler.setDesired([]);
+    await reconciler.waitForSync();
+    expect((await mainRoutes(netns.name)).has(`10.1.8.0/24 ${PROTO}`)).to.equal(false);
+  });
+
+  it('survives a batch the kernel refuses in part: the rest is applied, memory is re-read, the failure retried', async () => {
+    const desired: DesiredRoute[] = [...DESIRED, { prefix: '10.1.5.0/24', nextHops: ['10.252.0.5'] }, { prefix: 'fd01:5::/64', nextHops: ['fd00:252::5'] }];
+    const { reconciler } = start();
+    reconciler.setDesired(desired);
+    await eventually('the partial failure to be recorded', () => reconciler.status().counts.failedSyncs >= 1);
+    await expectDesiredInstalled(); // the five good routes are in
+    const status = reconciler.status();
+    expect(status.inSync).to.equal(false);
+    expect(status.lastError).to.match(/refused by the kernel/);
+    expect(status.installed).to.equal(5);
+    expect(status.counts.failedChanges).to.be.greaterThanOrEqual(2);
+
+    // Make the next hops on-link: the retry with back-off now succeeds.
+    await ip('-n', netns.name, 'addr', 'add', '10.252.0.1/24', 'dev', 'h5w0');
+    await ip('-n', netns.name, 'addr', 'add', 'fd00:252::1/64', 'dev', 'h5w0', 'nodad');
+    await reconciler.waitForSync();
+    await expectDesiredInstalled(desired);
+    expect(reconciler.status()).to.include({ lastError: undefined, installed: 7, inSync: true });
+  });
+
+  it('rejects bad desired routes with the field named, before touching anything', () => {
+    const reconciler = new RouteReconciler({ protocol: PROTO, logger, netns: netns.name });
+    expect(() => reconciler.setDesired([{ prefix: '10.1.0.0/16', nextHops: ['fd00::1'] }])).to.throw(/routes\[0\]\.nextHops/);
+    expect(() => reconciler.setDesired([{ prefix: '10.1.0.0/16', nextHops: ['10.0.0.1'] }, { prefix: '10.1.999.0/24', nextHops: ['10.0.0.1'] }])).to.throw(/routes\[1\]\.prefix/);
+    expect(() => new RouteReconciler({ protocol: 2, logger })).to.throw(/options\.protocol/);
+  });
+});
