@@ -327,7 +327,7 @@ describe('lab: masquerade restore failures are logged with their input and retri
     });
     let started = false;
     const start = reconciler.start(abort.signal).then(() => (started = true));
-    await pollUntil('a logged failure', async () => (reconciler.status().failures > 0 ? true : undefined));
+    await pollUntil('a logged failure', () => Promise.resolve(reconciler.status().failures > 0 ? true : undefined));
     expect(started).to.equal(false);
     expect(reconciler.status().lastError?.code).to.equal('NAT_COMMAND_FAILED');
     const failure = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.message === 'ipset failed');
