@@ -157,6 +157,8 @@ async function main(): Promise<void> {
   const options = parsePodServerArgs(process.argv.slice(2));
   const server = await startPodServer(options);
   const stop = (): void => {
+    // A client that never closes its side would keep server.close() waiting: do not outwait it for long.
+    setTimeout(() => process.exit(0), 1000).unref();
     void server.close().finally(() => process.exit(0));
   };
   process.on('SIGTERM', stop);

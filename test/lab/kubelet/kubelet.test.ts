@@ -341,4 +341,15 @@ describe('lab kubelet (real CNI plugins, node netns, lab API server)', function 
     const r = await probe(paths.podSocket('x', 'd'), { target: podIPs('b')[0]!, port: 80, protocol: 'udp' });
     expect(parsePodReply(r.reply ?? '')).to.deep.equal({ identity: 'x/b', clientAddress: podIPs('d')[0] });
   });
+
+  it('cleanupLabPods (for lab down) stops every pod server and deletes every pod netns and the pod directory', async () => {
+    await stopKubelet();
+    const pids = ['b', 'c', 'd', 'h', 's'].map(serverPid);
+    expect(pids.every(alive)).to.equal(true);
+    await cleanupLabPods(LAB);
+    expect(pids.filter(alive)).to.deep.equal([]);
+    const prefix = `${paths.netns('pod')}-`;
+    expect(fs.readdirSync('/run/netns').filter((n) => n.startsWith(prefix))).to.deep.equal([]);
+    expect(fs.existsSync(paths.podDir)).to.equal(false);
+  });
 });
