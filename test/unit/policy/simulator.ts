@@ -16,14 +16,47 @@ export interface SimPacket {
   ctstate?: 'NEW' | 'ESTABLISHED';
 }
 
+// Parsing addresses is the simulator's hot path: cache every parse.
+const cidrCache = new Map<string, [ipaddr.IPv4 | ipaddr.IPv6, number]>();
+const ipCache = new Map<string, ipaddr.IPv4 | ipaddr.IPv6>();
+
+function parsedIp(ip: string): ipaddr.IPv4 | ipaddr.IPv6 {
+  let a = ipCache.get(ip);
+  if (a === undefined) {
+    a = ipaddr.parse(ip);
+    ipCache.set(ip, a);
+  }
+  return a;
+}
+
 function inCidr(ip: string, cidr: string): boolean {
-  const addr = ipaddr.parse(ip);
-  const [net, len] = cidr.includes('/') ? ipaddr.parseCIDR(cidr) : [ipaddr.parse(cidr), cidr.includes(':') ? 128 : 32];
-  return addr.kind() === net.kind() && addr.match(net, len);
+  let c = cidrCache.get(cidr);
+  if (c === undefined) {
+    c = cidr.includes('/') ? ipaddr.parseCIDR(cidr) : [ipaddr.parse(cidr), cidr.includes(':') ? 128 : 32];
+    cidrCache.set(cidr, c);
+  }
+  const addr = parsedIp(ip);
+  return addr.kind() === c[0].kind() && addr.match(c[0], c[1]);
 }
 
 function normalIp(ip: string): string {
-  return ipaddr.parse(ip).toString();
+  return parsedIp(ip).toString();
+}
+
+const memberCache = new WeakMap<IpSetSpec, Set<string>>();
+
+function members(set: IpSetSpec): Set<string> {
+  let m = memberCache.get(set);
+  if (m === undefined) {
+    m = new Set(
+      set.members.map((e) => {
+        const [ip, port] = e.split(',');
+        return port === undefined ? normalIp(ip ?? '') : `${normalIp(ip ?? '')},${port}`;
+      }),
+    );
+    memberCache.set(set, m);
+  }
+  return m;
 }
 
 function inSet(set: IpSetSpec | undefined, name: string, dirs: string, pkt: SimPacket): boolean {
@@ -33,18 +66,13 @@ function inSet(set: IpSetSpec | undefined, name: string, dirs: string, pkt: SimP
   switch (set.type) {
     case 'hash:ip':
       if (parts.length !== 1) throw new Error(`simulator: ${set.type} with ${dirs}`);
-      return set.members.some((m) => normalIp(m) === normalIp(ip));
+      return members(set).has(normalIp(ip));
     case 'hash:net':
       if (parts.length !== 1) throw new Error(`simulator: ${set.type} with ${dirs}`);
       return set.members.some((m) => inCidr(ip, m));
-    case 'hash:ip,port': {
+    case 'hash:ip,port':
       if (parts.length !== 2 || parts[1] !== 'dst') throw new Error(`simulator: ${set.type} with ${dirs}`);
-      const wanted = `${pkt.protocol.toLowerCase()}:${pkt.dport}`;
-      return set.members.some((m) => {
-        const [mip, mport] = m.split(',');
-        return mip !== undefined && normalIp(mip) === normalIp(ip) && mport === wanted;
-      });
-    }
+      return members(set).has(`${normalIp(ip)},${pkt.protocol.toLowerCase()}:${pkt.dport}`);
   }
 }
 
