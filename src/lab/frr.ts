@@ -1,0 +1,264 @@
+// FRR routers of the lab: configuration generated from the topology (pure, unit-tested) and the thin part that
+// starts zebra + bgpd inside a router's namespace and reads their state through vtysh.
+import { execa } from 'execa';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { FabricSession, LabLayout, Topology, TopologyRouter } from './topology.js';
+
+export const FRR_BIN_DIR = '/usr/lib/frr';
+/** Group that may use the vty sockets; `-g root` fails because root is not in frrvty. */
+export const FRR_GROUP = 'frrvty';
+export const NODES_PEER_GROUP = 'NODES';
+export const MAXIMUM_PATHS = 8;
+
+export class FrrError extends Error {
+  readonly code = 'FRR_FAILED';
+  constructor(message: string) {
+    super(message);
+    this.name = 'FrrError';
+  }
+}
+
+export interface RouterConfig {
+  zebra: string;
+  bgpd: string;
+}
+
+/** Files of one router: configs, logs, and the run dir holding the vty sockets, zserv socket and PID files. */
+export interface FrrFiles {
+  dir: string;
+  runDir: string;
+  zebraConf: string;
+  bgpdConf: string;
+  zservSocket: string;
+  zebraLog: string;
+  bgpdLog: string;
+  pidFile: (daemon: FrrDaemon) => string;
+}
+
+export type FrrDaemon = 'zebra' | 'bgpd';
+
+export function frrFiles(dir: string): FrrFiles {
+  const runDir = path.join(dir, 'run');
+  return {
+    dir,
+    runDir,
+    zebraConf: path.join(dir, 'zebra.conf'),
+    bgpdConf: path.join(dir, 'bgpd.conf'),
+    zservSocket: path.join(runDir, 'zserv.api'),
+    zebraLog: path.join(dir, 'zebra.log'),
+    bgpdLog: path.join(dir, 'bgpd.log'),
+    pidFile: (daemon) => path.join(runDir, `${daemon}.pid`),
+  };
+}
+
+function v4(cidr: string): boolean {
+  return !cidr.includes(':');
+}
+
+export function renderZebraConf(router: TopologyRouter, files: FrrFiles): string {
+  return [
+    'frr version 8.4',
+    'frr defaults datacenter',
+    `hostname ${router.name}`,
+    `log file ${files.zebraLog}`,
+    // FRR 8.4 can lose an ECMP leg after a link flap when zebra keeps nexthop groups in the kernel.
+    'no zebra nexthop kernel enable',
+    '!',
+    '',
+  ].join('\n');
+}
+
+/**
+ * bgpd for one router. Router-to-router sessions are numbered, one per address family (IPv4 routes over the IPv4
+ * session, IPv6 routes over the IPv6 session), so every route carries a next hop of its own family that the
+ * kernel can use. A ToR listens on its rack LAN (nodes dial it) and accepts from nodes only prefixes inside the
+ * cluster pod ranges.
+ */
+export function renderBgpdConf(topology: Topology, layout: LabLayout, routerName: string, files: FrrFiles): string {
+  const router = topology.routers.find((r) => r.name === routerName);
+  if (router === undefined) throw new FrrError(`no router named ${routerName}`);
+  const sessions = layout.fabric.filter((s) => s.router === routerName);
+  const rack = layout.racks.find((r) => r.tor === routerName);
+  const externals = layout.externals.filter((e) => e.router === routerName);
+  const podRanges4 = topology.cluster.podRanges.filter(v4);
+  const podRanges6 = topology.cluster.podRanges.filter((c) => !v4(c));
+  const announced4 = [...(rack?.subnets.filter(v4) ?? []), ...externals.flatMap((e) => e.networks.filter(v4))];
+  const announced6 = [...(rack?.subnets.filter((c) => !v4(c)) ?? []), ...externals.flatMap((e) => e.networks.filter((c) => !v4(c)))];
+
+  const lines: string[] = [
+    'frr version 8.4',
+    'frr defaults datacenter',
+    `hostname ${router.name}`,
+    `log file ${files.bgpdLog}`,
+    '!',
+  ];
+  if (rack !== undefined) {
+    // Only the cluster's pod ranges come in from nodes (a node announcing anything else is dropped).
+    lines.push(...prefixList('CLUSTER-PODS-V4', 'ip', podRanges4, 32));
+    lines.push(...prefixList('CLUSTER-PODS-V6', 'ipv6', podRanges6, 128));
+    lines.push(
+      `route-map ${NODES_PEER_GROUP}-IN-V4 permit 10`,
+      ' match ip address prefix-list CLUSTER-PODS-V4',
+      '!',
+      `route-map ${NODES_PEER_GROUP}-IN-V6 permit 10`,
+      ' match ipv6 address prefix-list CLUSTER-PODS-V6',
+      '!',
+    );
+  }
+  lines.push(
+    `router bgp ${router.asn}`,
+    ` bgp router-id ${router.routerId}`,
+    // Families are activated explicitly per neighbor below.
+    ' no bgp default ipv4-unicast',
+    ' no bgp ebgp-requires-policy',
+    ' bgp bestpath as-path multipath-relax',
+  );
+  for (const s of sessions) lines.push(...fabricNeighbor(s));
+  if (rack !== undefined) {
+    lines.push(` neighbor ${NODES_PEER_GROUP} peer-group`, ` neighbor ${NODES_PEER_GROUP} remote-as external`);
+    for (const subnet of rack.subnets) lines.push(` bgp listen range ${subnet} peer-group ${NODES_PEER_GROUP}`);
+  }
+  for (const family of ['ipv4', 'ipv6'] as const) {
+    const familySessions = sessions.filter((s) => s.family === family);
+    const announced = family === 'ipv4' ? announced4 : announced6;
+    const podRanges = family === 'ipv4' ? podRanges4 : podRanges6;
+    const nodesTakeFamily = rack !== undefined && podRanges.length > 0;
+    if (familySessions.length === 0 && announced.length === 0 && !nodesTakeFamily) continue;
+    lines.push(' !', ` address-family ${family} unicast`);
+    for (const network of announced) lines.push(`  network ${network}`);
+    for (const s of familySessions) lines.push(`  neighbor ${s.peerAddress} activate`);
+    if (rack !== undefined) {
+      lines.push(`  neighbor ${NODES_PEER_GROUP} activate`);
+      // IPv6 pod routes may arrive over an IPv4 session (a node's choice): the ToR still accepts them.
+      lines.push(`  neighbor ${NODES_PEER_GROUP} route-map ${NODES_PEER_GROUP}-IN-${family === 'ipv4' ? 'V4' : 'V6'} in`);
+    }
+    lines.push(`  maximum-paths ${MAXIMUM_PATHS}`, `  maximum-paths ibgp ${MAXIMUM_PATHS}`, ' exit-address-family');
+  }
+  lines.push('!', '');
+  return lines.join('\n');
+}
+
+function fabricNeighbor(s: FabricSession): string[] {
+  return [` neighbor ${s.peerAddress} remote-as ${s.peerAsn}`, ` neighbor ${s.peerAddress} description ${s.peer}`];
+}
+
+function prefixList(name: string, kind: 'ip' | 'ipv6', ranges: string[], maxLength: number): string[] {
+  // An empty prefix-list would deny everything, which is the right answer for a family without pod ranges.
+  const lines = ranges.map((range, i) => `${kind} prefix-list ${name} seq ${(i + 1) * 5} permit ${range} le ${maxLength}`);
+  if (ranges.length === 0) lines.push(`${kind} prefix-list ${name} seq 5 deny any`);
+  return [...lines, '!'];
+}
+
+export function renderRouterConfig(topology: Topology, layout: LabLayout, routerName: string, files: FrrFiles): RouterConfig {
+  const router = topology.routers.find((r) => r.name === routerName);
+  if (router === undefined) throw new FrrError(`no router named ${routerName}`);
+  return { zebra: renderZebraConf(router, files), bgpd: renderBgpdConf(topology, layout, routerName, files) };
+}
+
+// ---- thin part: daemons and vtysh ----------------------------------------------------------------------------
+
+export async function writeRouterConfig(files: FrrFiles, config: RouterConfig): Promise<void> {
+  await mkdir(files.runDir, { recursive: true });
+  await writeFile(files.zebraConf, config.zebra);
+  await writeFile(files.bgpdConf, config.bgpd);
+}
+
+/** The daemon's argv (also what `lab down` expects to find in /proc/PID/cmdline). */
+export function frrDaemonArgs(daemon: FrrDaemon, files: FrrFiles, pathspace: string): string[] {
+  return [
+    path.join(FRR_BIN_DIR, daemon),
+    '-d',
+    '-f',
+    daemon === 'zebra' ? files.zebraConf : files.bgpdConf,
+    '-i',
+    files.pidFile(daemon),
+    '-N',
+    pathspace,
+    '--vty_socket',
+    files.runDir,
+    '-z',
+    files.zservSocket,
+    '-u',
+    'root',
+    '-g',
+    FRR_GROUP,
+    // No vty on TCP: everything goes through the unix sockets in runDir.
+    '-P',
+    '0',
+  ];
+}
+
+/** Starts one daemon in the router's namespace; `-d` returns once it is ready. Returns its PID. */
+export async function startFrrDaemon(netns: string, daemon: FrrDaemon, files: FrrFiles, pathspace: string): Promise<number> {
+  const args = frrDaemonArgs(daemon, files, pathspace);
+  const result = await execa('ip', ['netns', 'exec', netns, ...args], { reject: false, timeout: 30_000 });
+  if (result.exitCode !== 0) {
+    throw new FrrError(`${daemon} in ${netns} failed to start (exit ${result.exitCode}): ${result.stderr || result.stdout}`);
+  }
+  const pid = Number((await readFile(files.pidFile(daemon), 'utf8')).trim());
+  if (!Number.isInteger(pid) || pid <= 0) throw new FrrError(`${daemon} in ${netns}: no PID in ${files.pidFile(daemon)}`);
+  return pid;
+}
+
+export async function vtysh(files: FrrFiles, command: string, signal?: AbortSignal): Promise<string> {
+  const result = await execa('vtysh', ['--vty_socket', files.runDir, '-c', command], {
+    reject: false,
+    timeout: 15_000,
+    ...(signal === undefined ? {} : { cancelSignal: signal }),
+  });
+  if (result.exitCode !== 0) throw new FrrError(`vtysh "${command}" failed (exit ${result.exitCode}): ${result.stderr || result.stdout}`);
+  return result.stdout;
+}
+
+export interface BgpNeighborState {
+  family: 'ipv4' | 'ipv6';
+  address: string;
+  state: string;
+  remoteAs?: number;
+  prefixesReceived?: number;
+}
+
+/** Neighbors from `show bgp summary json` (all families, dynamic neighbors included). */
+export function parseBgpSummary(json: string): BgpNeighborState[] {
+  const parsed = JSON.parse(json) as Record<string, unknown>;
+  const out: BgpNeighborState[] = [];
+  for (const [key, family] of [
+    ['ipv4Unicast', 'ipv4'],
+    ['ipv6Unicast', 'ipv6'],
+  ] as const) {
+    const table = parsed[key] as { peers?: Record<string, Record<string, unknown>> } | undefined;
+    for (const [address, peer] of Object.entries(table?.peers ?? {})) {
+      out.push({
+        family,
+        address,
+        state: typeof peer.state === 'string' ? peer.state : 'Unknown',
+        ...(typeof peer.remoteAs === 'number' ? { remoteAs: peer.remoteAs } : {}),
+        ...(typeof peer.pfxRcd === 'number' ? { prefixesReceived: peer.pfxRcd } : {}),
+      });
+    }
+  }
+  return out;
+}
+
+export async function bgpSummary(files: FrrFiles, signal?: AbortSignal): Promise<BgpNeighborState[]> {
+  return parseBgpSummary(await vtysh(files, 'show bgp summary json', signal));
+}
+
+/** The fabric sessions of `router` that are not Established yet (by family and peer address). */
+export function pendingFabricSessions(router: string, layout: LabLayout, neighbors: BgpNeighborState[]): FabricSession[] {
+  return layout.fabric.filter(
+    (s) => s.router === router && !neighbors.some((n) => n.family === s.family && n.address === s.peerAddress && n.state === 'Established'),
+  );
+}
+
+/**
+ * One integrated frr.conf (zebra + bgpd) for FRR running as a container (containerlab): the same routing
+ * configuration, logging to the container's /var/log/frr.
+ */
+export function renderIntegratedConfig(topology: Topology, layout: LabLayout, routerName: string): string {
+  const bgpd = renderBgpdConf(topology, layout, routerName, frrFiles('/var/log/frr')).split('\n');
+  const headerEnd = bgpd.indexOf('!');
+  const header = bgpd.slice(0, headerEnd).map((l) => (l.startsWith('log file') ? 'log file /var/log/frr/frr.log' : l));
+  return [...header, 'no zebra nexthop kernel enable', ...bgpd.slice(headerEnd)].join('\n');
+}

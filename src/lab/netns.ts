@@ -1,0 +1,135 @@
+// Network namespaces, veths, bridges, addresses and sysctls of the lab. The commands are planned from the layout
+// (pure) and run with iproute2; links are created directly inside the lab namespaces, so the host namespace
+// never sees any of them.
+import { execa } from 'execa';
+import type { LabLayout, MemberLayout, VethLayout } from './topology.js';
+
+export class NetnsError extends Error {
+  readonly code = 'NETNS_FAILED';
+  constructor(message: string) {
+    super(message);
+    this.name = 'NetnsError';
+  }
+}
+
+async function ip(args: string[], input?: string): Promise<string> {
+  const result = await execa('ip', args, { reject: false, timeout: 30_000, ...(input === undefined ? {} : { input }) });
+  if (result.exitCode !== 0) {
+    const shown = input === undefined ? '' : `\n--- batch input ---\n${input}`;
+    throw new NetnsError(`ip ${args.join(' ')} failed (exit ${result.exitCode}): ${result.stderr.trim()}${shown}`);
+  }
+  return result.stdout;
+}
+
+export async function listNetns(): Promise<string[]> {
+  const out = await ip(['-j', 'netns', 'list']);
+  if (out.trim() === '') return [];
+  return (JSON.parse(out) as { name: string }[]).map((n) => n.name);
+}
+
+export async function addNetns(name: string): Promise<void> {
+  await ip(['netns', 'add', name]);
+}
+
+export async function deleteNetns(name: string): Promise<void> {
+  await ip(['netns', 'delete', name]);
+}
+
+/** PIDs of the processes whose network namespace is `name`. */
+export async function netnsPids(name: string): Promise<number[]> {
+  const out = await ip(['netns', 'pids', name]);
+  return out
+    .split('\n')
+    .map((l) => Number(l.trim()))
+    .filter((n) => Number.isInteger(n) && n > 0);
+}
+
+/** `ip link add A netns X type veth peer name B netns Y`: both ends are born inside their namespaces. */
+export function vethCommand(veth: VethLayout, netnsOf: (member: string) => string): string[] {
+  return [
+    'link',
+    'add',
+    veth.a.interface.name,
+    'netns',
+    netnsOf(veth.a.member),
+    'type',
+    'veth',
+    'peer',
+    'name',
+    veth.b.interface.name,
+    'netns',
+    netnsOf(veth.b.member),
+  ];
+}
+
+export async function addVeth(veth: VethLayout, netnsOf: (member: string) => string): Promise<void> {
+  await ip(vethCommand(veth, netnsOf));
+}
+
+/** Sysctls of a member's namespace, applied before its interfaces come up. */
+export function memberSysctls(member: MemberLayout): Record<string, string> {
+  return {
+    'net.ipv4.ip_forward': member.forwarding ? '1' : '0',
+    'net.ipv6.conf.all.forwarding': member.forwarding ? '1' : '0',
+    'net.ipv6.conf.default.forwarding': member.forwarding ? '1' : '0',
+    // Lab links are born with their addresses: no duplicate address detection delay, no router advertisements.
+    'net.ipv6.conf.all.accept_dad': '0',
+    'net.ipv6.conf.default.accept_dad': '0',
+    'net.ipv6.conf.all.accept_ra': '0',
+    'net.ipv6.conf.default.accept_ra': '0',
+    // ECMP across a fabric is asymmetric by nature.
+    'net.ipv4.conf.all.rp_filter': '0',
+    'net.ipv4.conf.default.rp_filter': '0',
+  };
+}
+
+export async function setSysctls(netns: string, sysctls: Record<string, string>): Promise<void> {
+  const assignments = Object.entries(sysctls).map(([k, v]) => `${k}=${v}`);
+  const result = await execa('ip', ['netns', 'exec', netns, 'sysctl', '-q', '-w', ...assignments], { reject: false, timeout: 30_000 });
+  if (result.exitCode !== 0) throw new NetnsError(`sysctl in ${netns} failed: ${result.stderr.trim()}`);
+}
+
+/**
+ * The `ip -batch` lines that configure one member once its veths exist: loopback, bridges, bridge ports,
+ * addresses, links up, default routes.
+ */
+export function memberBatch(member: MemberLayout, layout: LabLayout): string[] {
+  const lines: string[] = ['link set lo up'];
+  for (const bridge of member.bridges) {
+    lines.push(`link add ${bridge.name} type bridge`);
+    for (const address of bridge.addresses) lines.push(addressLine(address, bridge.name));
+    lines.push(`link set ${bridge.name} up`);
+  }
+  const ends = layout.veths.flatMap((v) => [v.a, v.b]).filter((e) => e.member === member.name);
+  for (const end of ends) {
+    if (end.interface.master !== undefined) lines.push(`link set ${end.interface.name} master ${end.interface.master}`);
+    for (const address of end.interface.addresses) lines.push(addressLine(address, end.interface.name));
+    lines.push(`link set ${end.interface.name} up`);
+  }
+  for (const route of member.defaultRoutes) {
+    lines.push(`route replace ${route.family === 'ipv6' ? '::/0' : '0.0.0.0/0'} via ${route.via}`);
+  }
+  return lines;
+}
+
+function addressLine(address: string, device: string): string {
+  return `address add ${address} dev ${device}${address.includes(':') ? ' nodad' : ''}`;
+}
+
+export async function runBatch(netns: string, lines: string[]): Promise<void> {
+  await ip(['-n', netns, '-batch', '-'], lines.join('\n') + '\n');
+}
+
+/** Routes of the host namespace (read only), to refuse lab networks that would shadow the host's own. */
+export async function hostRoutes(): Promise<string[]> {
+  const routes: string[] = [];
+  for (const family of ['-4', '-6']) {
+    const out = await ip(['-j', family, 'route', 'show', 'table', 'all']);
+    for (const r of JSON.parse(out || '[]') as { dst?: string; type?: string }[]) {
+      if (r.dst === undefined || r.dst === 'default') continue;
+      if (r.type !== undefined && r.type !== 'unicast') continue;
+      routes.push(r.dst.includes('/') ? r.dst : `${r.dst}/${r.dst.includes(':') ? 128 : 32}`);
+    }
+  }
+  return routes;
+}

@@ -1,0 +1,626 @@
+// The lab's topology file: what a lab is made of (routers, nodes, links, external hosts, initial Kubernetes
+// objects), validated with a clear error naming the bad field, and the pure layout derived from it (which
+// namespace holds which interface with which addresses). `lab up` applies the layout; nothing here touches the world.
+import { readFile } from 'node:fs/promises';
+import ipaddr from 'ipaddr.js';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+/** Member (router, node, external host) names become netns, interface and FRR names: short and plain. */
+export const MEMBER_NAME_PATTERN = /^[a-z][a-z0-9-]{0,11}$/;
+/** Linux IFNAMSIZ - 1. */
+export const MAX_INTERFACE_NAME = 15;
+/** The bridge in a ToR's namespace that joins the rack LAN (the ToR's veth ends to its nodes are its ports). */
+export const RACK_BRIDGE = 'rack0';
+/** Name of a node's or external host's uplink interface inside its own namespace. */
+export const UPLINK_INTERFACE = 'eth0';
+/** First host number given to nodes whose rack LAN address is derived (node k of a rack gets base + k). */
+export const NODE_ADDRESS_BASE = 10;
+
+export class TopologyError extends Error {
+  readonly code = 'TOPOLOGY_INVALID';
+  constructor(readonly issues: string[]) {
+    super(`invalid topology:\n  ${issues.join('\n  ')}`);
+    this.name = 'TopologyError';
+  }
+}
+
+// ---- addresses ---------------------------------------------------------------------------------------------
+
+export type IpFamily = 'ipv4' | 'ipv6';
+
+export interface Cidr {
+  /** The address as written (may be a host address for interface addresses). */
+  address: string;
+  prefixLength: number;
+  family: IpFamily;
+}
+
+export function parseCidrText(text: string): Cidr | undefined {
+  try {
+    const [addr, len] = ipaddr.parseCIDR(text);
+    return { address: addr.toString(), prefixLength: len, family: addr.kind() === 'ipv4' ? 'ipv4' : 'ipv6' };
+  } catch {
+    return undefined;
+  }
+}
+
+export function familyOf(address: string): IpFamily | undefined {
+  if (ipaddr.IPv4.isValidFourPartDecimal(address)) return 'ipv4';
+  if (ipaddr.IPv6.isValid(address) && address.includes(':')) return 'ipv6';
+  return undefined;
+}
+
+function toBigInt(address: string): bigint {
+  const bytes = ipaddr.parse(address).toByteArray();
+  return bytes.reduce((acc, b) => (acc << 8n) | BigInt(b), 0n);
+}
+
+function fromBigInt(value: bigint, family: IpFamily): string {
+  const length = family === 'ipv4' ? 4 : 16;
+  const bytes: number[] = [];
+  let v = value;
+  for (let i = 0; i < length; i++) {
+    bytes.unshift(Number(v & 0xffn));
+    v >>= 8n;
+  }
+  return ipaddr.fromByteArray(bytes).toString();
+}
+
+function bitsOf(family: IpFamily): number {
+  return family === 'ipv4' ? 32 : 128;
+}
+
+/** First and last address of a CIDR, as integers. */
+function rangeOf(cidr: string): { first: bigint; last: bigint; family: IpFamily } {
+  const parsed = parseCidrText(cidr);
+  if (parsed === undefined) throw new Error(`not a CIDR: ${cidr}`);
+  const hostBits = BigInt(bitsOf(parsed.family) - parsed.prefixLength);
+  const first = (toBigInt(parsed.address) >> hostBits) << hostBits;
+  return { first, last: first + (1n << hostBits) - 1n, family: parsed.family };
+}
+
+/** True when the CIDR is written as its network address (10.1.0.0/16, not 10.1.2.3/16). */
+export function isNetworkCidr(cidr: string): boolean {
+  const parsed = parseCidrText(cidr);
+  return parsed !== undefined && rangeOf(cidr).first === toBigInt(parsed.address);
+}
+
+export function cidrContainsAddress(cidr: string, address: string): boolean {
+  const family = familyOf(address);
+  const range = rangeOf(cidr);
+  if (family !== range.family) return false;
+  const value = toBigInt(address);
+  return value >= range.first && value <= range.last;
+}
+
+export function cidrsOverlap(a: string, b: string): boolean {
+  const ra = rangeOf(a);
+  const rb = rangeOf(b);
+  return ra.family === rb.family && ra.first <= rb.last && rb.first <= ra.last;
+}
+
+/** a lies entirely inside b. */
+export function cidrWithin(a: string, b: string): boolean {
+  const ra = rangeOf(a);
+  const rb = rangeOf(b);
+  return ra.family === rb.family && ra.first >= rb.first && ra.last <= rb.last;
+}
+
+/** The n-th address of a CIDR (0 = network address); undefined when the CIDR is too small. */
+export function nthAddress(cidr: string, n: number): string | undefined {
+  const range = rangeOf(cidr);
+  const value = range.first + BigInt(n);
+  return value > range.last ? undefined : fromBigInt(value, range.family);
+}
+
+export function prefixLengthOf(cidr: string): number {
+  const parsed = parseCidrText(cidr);
+  if (parsed === undefined) throw new Error(`not a CIDR: ${cidr}`);
+  return parsed.prefixLength;
+}
+
+/** Host numbers of the two ends of a point-to-point subnet: RFC 3021 /31 (and /127) use both addresses. */
+function pointToPointHosts(cidr: string): [number, number] {
+  const parsed = parseCidrText(cidr);
+  const pointToPoint = parsed !== undefined && bitsOf(parsed.family) - parsed.prefixLength <= 1;
+  return pointToPoint ? [0, 1] : [1, 2];
+}
+
+// ---- schema ------------------------------------------------------------------------------------------------
+
+const memberName = z
+  .string()
+  .regex(MEMBER_NAME_PATTERN, `must match ${MEMBER_NAME_PATTERN.source}`)
+  .refine((s) => !s.startsWith('pod'), 'must not start with "pod" (reserved for pod namespaces)');
+const k8sName = z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'not a DNS-1123 label');
+const asn = z.number().int().min(1).max(4294967295);
+/** One message per bad value: the first check that fails. */
+function cidrField(family?: IpFamily, network = true) {
+  return z.string().superRefine((s, ctx) => {
+    const parsed = parseCidrText(s);
+    const problem =
+      parsed === undefined
+        ? 'not a CIDR'
+        : family !== undefined && parsed.family !== family
+          ? `not an ${family === 'ipv4' ? 'IPv4' : 'IPv6'} CIDR`
+          : network && !isNetworkCidr(s)
+            ? 'not a network address (host bits set)'
+            : undefined;
+    if (problem !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
+  });
+}
+const cidr = cidrField(undefined, false);
+const networkCidr = cidrField();
+const ipv4Address = z.string().refine((s) => familyOf(s) === 'ipv4', 'not an IPv4 address');
+const ipv6Address = z.string().refine((s) => familyOf(s) === 'ipv6', 'not an IPv6 address');
+const ipv4Network = cidrField('ipv4');
+const ipv6Network = cidrField('ipv6');
+const stringMap = z.record(z.string()).default({});
+
+const clusterSchema = z
+  .object({
+    podRanges: z.array(networkCidr).min(1),
+    asn: asn.default(64512),
+    mesh: z.enum(['full', 'off', 'same-asn']).default('same-asn'),
+  })
+  .strict();
+
+const routerSchema = z
+  .object({ name: memberName, asn, routerId: ipv4Address, role: z.enum(['spine', 'tor']) })
+  .strict();
+
+const p2pLinkSchema = z
+  .object({ type: z.literal('p2p'), a: memberName, b: memberName, ipv4: ipv4Network.optional(), ipv6: ipv6Network.optional() })
+  .strict();
+const rackLinkSchema = z
+  .object({ type: z.literal('rack'), tor: memberName, ipv4: ipv4Network.optional(), ipv6: ipv6Network.optional() })
+  .strict();
+const linkSchema = z.discriminatedUnion('type', [p2pLinkSchema, rackLinkSchema]);
+
+const nodeSchema = z
+  .object({
+    name: memberName,
+    rack: memberName,
+    asn: asn.optional(),
+    podCIDRs: z.array(networkCidr).min(1).max(2),
+    labels: stringMap,
+    annotations: stringMap,
+    addresses: z.object({ ipv4: ipv4Address.optional(), ipv6: ipv6Address.optional() }).strict().optional(),
+  })
+  .strict();
+
+const externalHostSchema = z
+  .object({
+    name: memberName,
+    router: memberName,
+    /** The host's own addresses with the prefix of the network it shares with its router. */
+    addresses: z.array(cidr).min(1).max(2),
+    /** Ports its server answers on (with its name), for probes from pods to outside the cluster. */
+    ports: z
+      .array(z.object({ port: z.number().int().min(1).max(65535), protocol: z.enum(['TCP', 'UDP']) }).strict())
+      .default([
+        { port: 80, protocol: 'TCP' },
+        { port: 80, protocol: 'UDP' },
+      ]),
+  })
+  .strict();
+
+const containerPortSchema = z
+  .object({
+    name: z.string().max(15).optional(),
+    containerPort: z.number().int().min(1).max(65535),
+    protocol: z.enum(['TCP', 'UDP', 'SCTP']).default('TCP'),
+  })
+  .strict();
+
+const podSchema = z
+  .object({
+    namespace: k8sName.default('default'),
+    name: k8sName,
+    nodeName: memberName,
+    hostNetwork: z.boolean().default(false),
+    labels: stringMap,
+    annotations: stringMap,
+    containerPorts: z.array(containerPortSchema).default([]),
+  })
+  .strict();
+
+const kubernetesSchema = z
+  .object({
+    namespaces: z.array(z.object({ name: k8sName, labels: stringMap }).strict()).default([]),
+    pods: z.array(podSchema).default([]),
+    /** networking.k8s.io/v1 NetworkPolicy objects as written for kubectl. */
+    networkPolicies: z.array(z.record(z.unknown())).default([]),
+  })
+  .strict();
+
+export const topologySchema = z
+  .object({
+    cluster: clusterSchema,
+    routers: z.array(routerSchema).min(1),
+    links: z.array(linkSchema).default([]),
+    nodes: z.array(nodeSchema).default([]),
+    externalHosts: z.array(externalHostSchema).default([]),
+    kubernetes: kubernetesSchema.default({}),
+  })
+  .strict();
+
+export type Topology = z.infer<typeof topologySchema>;
+export type TopologyRouter = Topology['routers'][number];
+export type TopologyNode = Topology['nodes'][number];
+export type TopologyLink = Topology['links'][number];
+export type TopologyExternalHost = Topology['externalHosts'][number];
+export type TopologyPod = Topology['kubernetes']['pods'][number];
+export type ContainerPort = TopologyPod['containerPorts'][number];
+
+/** `nodes[2].podCIDRs[0]` */
+export function formatPath(path: (string | number)[]): string {
+  return path.reduce<string>((acc, part) => (typeof part === 'number' ? `${acc}[${part}]` : acc === '' ? part : `${acc}.${part}`), '');
+}
+
+export function parseTopology(text: string): Topology {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (err) {
+    throw new TopologyError([`not valid YAML: ${err instanceof Error ? err.message : String(err)}`]);
+  }
+  const result = topologySchema.safeParse(raw);
+  if (!result.success) {
+    throw new TopologyError(result.error.issues.map((i) => `${formatPath(i.path) || '(top level)'}: ${i.message}`));
+  }
+  const problems = crossCheck(result.data);
+  if (problems.length > 0) throw new TopologyError(problems);
+  return result.data;
+}
+
+export async function loadTopology(file: string): Promise<Topology> {
+  return parseTopology(await readFile(file, 'utf8'));
+}
+
+// ---- cross-checks ------------------------------------------------------------------------------------------
+
+function duplicates<T>(items: T[], key: (item: T) => string): { index: number; key: string }[] {
+  const seen = new Set<string>();
+  const dups: { index: number; key: string }[] = [];
+  items.forEach((item, index) => {
+    const k = key(item);
+    if (seen.has(k)) dups.push({ index, key: k });
+    seen.add(k);
+  });
+  return dups;
+}
+
+function crossCheck(t: Topology): string[] {
+  const problems: string[] = [];
+  const routers = new Map(t.routers.map((r) => [r.name, r]));
+  const nodes = new Map(t.nodes.map((n) => [n.name, n]));
+
+  // Member names share the netns and interface namespaces.
+  const members = [
+    ...t.routers.map((r, i) => ({ name: r.name, path: `routers[${i}].name` })),
+    ...t.nodes.map((n, i) => ({ name: n.name, path: `nodes[${i}].name` })),
+    ...t.externalHosts.map((e, i) => ({ name: e.name, path: `externalHosts[${i}].name` })),
+  ];
+  for (const d of duplicates(members, (m) => m.name)) problems.push(`${members[d.index]?.path}: duplicate name "${d.key}"`);
+  for (const d of duplicates(t.routers, (r) => r.routerId)) problems.push(`routers[${d.index}].routerId: duplicate router-id ${d.key}`);
+
+  // Every subnet the lab uses, to check they neither overlap each other nor the pod ranges.
+  const subnets: { cidr: string; path: string }[] = [];
+  const rackLinks = new Map<string, { link: Extract<TopologyLink, { type: 'rack' }>; index: number }>();
+  t.links.forEach((link, i) => {
+    if (link.ipv4 === undefined && link.ipv6 === undefined) problems.push(`links[${i}]: needs ipv4 and/or ipv6`);
+    if (link.ipv4 !== undefined) subnets.push({ cidr: link.ipv4, path: `links[${i}].ipv4` });
+    if (link.ipv6 !== undefined) subnets.push({ cidr: link.ipv6, path: `links[${i}].ipv6` });
+    if (link.type === 'p2p') {
+      for (const end of ['a', 'b'] as const) {
+        if (!routers.has(link[end])) problems.push(`links[${i}].${end}: no router named "${link[end]}"`);
+      }
+      if (link.a === link.b) problems.push(`links[${i}].b: a link needs two different routers`);
+    } else {
+      const tor = routers.get(link.tor);
+      if (tor === undefined) problems.push(`links[${i}].tor: no router named "${link.tor}"`);
+      else if (tor.role !== 'tor') problems.push(`links[${i}].tor: router "${link.tor}" is not a tor`);
+      if (rackLinks.has(link.tor)) problems.push(`links[${i}].tor: "${link.tor}" already has a rack LAN`);
+      else rackLinks.set(link.tor, { link, index: i });
+    }
+  });
+  for (const d of duplicates(
+    t.links.filter((l) => l.type === 'p2p'),
+    (l) => [l.a, l.b].sort().join('<->'),
+  )) {
+    problems.push(`links: more than one link between ${d.key} (interfaces are named after the peer)`);
+  }
+
+  const podCIDRs: { cidr: string; path: string }[] = [];
+  const rackMembers = new Map<string, number>();
+  const usedAddresses = new Map<string, string>();
+  t.nodes.forEach((node, i) => {
+    const tor = routers.get(node.rack);
+    const rack = rackLinks.get(node.rack);
+    if (tor === undefined) problems.push(`nodes[${i}].rack: no router named "${node.rack}"`);
+    else if (rack === undefined) problems.push(`nodes[${i}].rack: router "${node.rack}" has no rack link`);
+    const families = new Set<string>();
+    node.podCIDRs.forEach((c, j) => {
+      const family = parseCidrText(c)?.family ?? 'ipv4';
+      if (families.has(family)) problems.push(`nodes[${i}].podCIDRs[${j}]: more than one ${family} podCIDR`);
+      families.add(family);
+      if (!t.cluster.podRanges.some((range) => cidrWithin(c, range))) {
+        problems.push(`nodes[${i}].podCIDRs[${j}]: ${c} is not inside the cluster podRanges`);
+      }
+      podCIDRs.push({ cidr: c, path: `nodes[${i}].podCIDRs[${j}]` });
+    });
+    const nodeAsn = node.asn ?? t.cluster.asn;
+    if (tor !== undefined && tor.asn === nodeAsn) {
+      problems.push(`nodes[${i}].asn: ${nodeAsn} equals its ToR's ASN (nodes peer with their ToR over eBGP)`);
+    }
+    if (rack !== undefined) {
+      const position = (rackMembers.get(node.rack) ?? 0) + 1;
+      rackMembers.set(node.rack, position);
+      for (const family of ['ipv4', 'ipv6'] as const) {
+        const lan = rack.link[family];
+        const given = node.addresses?.[family];
+        if (given !== undefined && lan === undefined) {
+          problems.push(`nodes[${i}].addresses.${family}: rack "${node.rack}" has no ${family} LAN`);
+        } else if (given !== undefined && lan !== undefined && !cidrContainsAddress(lan, given)) {
+          problems.push(`nodes[${i}].addresses.${family}: ${given} is not inside the rack LAN ${lan}`);
+        } else if (lan !== undefined) {
+          const address = given !== undefined ? ipaddr.parse(given).toString() : nthAddress(lan, NODE_ADDRESS_BASE + position);
+          if (address === undefined) {
+            problems.push(`nodes[${i}]: rack LAN ${lan} is too small to derive an address`);
+          } else if (address === nthAddress(lan, 1)) {
+            problems.push(`nodes[${i}].addresses.${family}: ${address} is the ToR's address (the first host of ${lan})`);
+          } else if (usedAddresses.has(address)) {
+            problems.push(`nodes[${i}].addresses.${family}: ${address} is already used by node ${usedAddresses.get(address)}`);
+          } else {
+            usedAddresses.set(address, node.name);
+          }
+        }
+      }
+    }
+  });
+  for (let a = 0; a < podCIDRs.length; a++) {
+    for (let b = 0; b < a; b++) {
+      const pa = podCIDRs[a];
+      const pb = podCIDRs[b];
+      if (pa !== undefined && pb !== undefined && cidrsOverlap(pa.cidr, pb.cidr)) {
+        problems.push(`${pa.path}: ${pa.cidr} overlaps ${pb.path} (${pb.cidr})`);
+      }
+    }
+  }
+
+  t.externalHosts.forEach((ext, i) => {
+    const router = routers.get(ext.router);
+    if (router === undefined) problems.push(`externalHosts[${i}].router: no router named "${ext.router}"`);
+    const families = new Set<string>();
+    ext.addresses.forEach((a, j) => {
+      const parsed = parseCidrText(a);
+      if (parsed === undefined) return;
+      if (families.has(parsed.family)) problems.push(`externalHosts[${i}].addresses[${j}]: more than one ${parsed.family} address`);
+      families.add(parsed.family);
+      const network = networkOf(a);
+      if (nthAddress(network, 1) === parsed.address) {
+        problems.push(`externalHosts[${i}].addresses[${j}]: ${parsed.address} is the router's address on that network (the first host)`);
+      }
+      subnets.push({ cidr: network, path: `externalHosts[${i}].addresses[${j}]` });
+    });
+  });
+
+  // Nothing the lab routes may overlap anything else it routes, and no lab network may sit in the pod ranges.
+  for (let a = 0; a < subnets.length; a++) {
+    const sa = subnets[a];
+    if (sa === undefined) continue;
+    for (const range of t.cluster.podRanges) {
+      if (cidrsOverlap(sa.cidr, range)) problems.push(`${sa.path}: ${sa.cidr} overlaps the cluster pod range ${range}`);
+    }
+    for (let b = 0; b < a; b++) {
+      const sb = subnets[b];
+      if (sb !== undefined && cidrsOverlap(sa.cidr, sb.cidr)) problems.push(`${sa.path}: ${sa.cidr} overlaps ${sb.path} (${sb.cidr})`);
+    }
+  }
+
+  const namespaces = new Set(['default', ...t.kubernetes.namespaces.map((n) => n.name)]);
+  for (const d of duplicates(t.kubernetes.namespaces, (n) => n.name)) {
+    problems.push(`kubernetes.namespaces[${d.index}].name: duplicate namespace "${d.key}"`);
+  }
+  t.kubernetes.pods.forEach((pod, i) => {
+    if (!namespaces.has(pod.namespace)) problems.push(`kubernetes.pods[${i}].namespace: namespace "${pod.namespace}" is not declared`);
+    if (!nodes.has(pod.nodeName)) problems.push(`kubernetes.pods[${i}].nodeName: no node named "${pod.nodeName}"`);
+    for (const d of duplicates(pod.containerPorts, (p) => `${p.containerPort}/${p.protocol}`)) {
+      problems.push(`kubernetes.pods[${i}].containerPorts[${d.index}]: duplicate port ${d.key}`);
+    }
+  });
+  for (const d of duplicates(t.kubernetes.pods, (p) => `${p.namespace}/${p.name}`)) {
+    problems.push(`kubernetes.pods[${d.index}].name: duplicate pod "${d.key}"`);
+  }
+  t.kubernetes.networkPolicies.forEach((np, i) => {
+    const metadata = np.metadata as { name?: unknown } | undefined;
+    if (typeof metadata?.name !== 'string') problems.push(`kubernetes.networkPolicies[${i}].metadata.name: required`);
+  });
+  return problems;
+}
+
+/** The network of an interface address: 198.51.100.2/24 -> 198.51.100.0/24. */
+export function networkOf(interfaceCidr: string): string {
+  const range = rangeOf(interfaceCidr);
+  return `${fromBigInt(range.first, range.family)}/${prefixLengthOf(interfaceCidr)}`;
+}
+
+// ---- layout ------------------------------------------------------------------------------------------------
+
+export type MemberKind = 'router' | 'node' | 'external';
+
+export interface InterfaceLayout {
+  name: string;
+  /** Interface addresses with prefix length, e.g. 10.10.1.1/24. */
+  addresses: string[];
+  /** The bridge this interface is a port of (ToR side of rack LANs). */
+  master?: string;
+}
+
+export interface MemberLayout {
+  name: string;
+  kind: MemberKind;
+  /** Routers and nodes forward; external hosts do not. */
+  forwarding: boolean;
+  bridges: InterfaceLayout[];
+  /** Default routes (gateway per family): nodes and external hosts only; routers learn theirs over BGP. */
+  defaultRoutes: { family: IpFamily; via: string }[];
+}
+
+export interface VethEnd {
+  member: string;
+  interface: InterfaceLayout;
+}
+
+export interface VethLayout {
+  a: VethEnd;
+  b: VethEnd;
+}
+
+/** A BGP session between two routers, seen from `router`. */
+export interface FabricSession {
+  router: string;
+  peer: string;
+  family: IpFamily;
+  localAddress: string;
+  peerAddress: string;
+  peerAsn: number;
+  interface: string;
+}
+
+export interface NodeLayout {
+  name: string;
+  tor: string;
+  asn: number;
+  /** The node's rack LAN addresses (no prefix length): its InternalIPs. */
+  addresses: { family: IpFamily; address: string; prefixLength: number }[];
+  /** The ToR's rack LAN addresses: the node's gateways and BGP peers. */
+  gateways: { family: IpFamily; address: string }[];
+  podCIDRs: string[];
+}
+
+export interface RackLayout {
+  tor: string;
+  /** The rack LAN subnets (the ToR's BGP listen ranges). */
+  subnets: string[];
+  torAddresses: string[];
+  nodes: string[];
+}
+
+export interface ExternalLayout {
+  name: string;
+  router: string;
+  networks: string[];
+  addresses: string[];
+}
+
+export interface LabLayout {
+  members: MemberLayout[];
+  veths: VethLayout[];
+  fabric: FabricSession[];
+  racks: RackLayout[];
+  nodes: NodeLayout[];
+  externals: ExternalLayout[];
+}
+
+export function peerInterfaceName(peer: string): string {
+  return `to-${peer}`;
+}
+
+function withPrefix(address: string, cidrText: string): string {
+  return `${address}/${prefixLengthOf(cidrText)}`;
+}
+
+function must<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new TopologyError([what]);
+  return value;
+}
+
+/** Where everything goes. Pure: the same topology always gives the same layout. */
+export function planLayout(t: Topology): LabLayout {
+  const members: MemberLayout[] = [
+    ...t.routers.map((r): MemberLayout => ({ name: r.name, kind: 'router', forwarding: true, bridges: [], defaultRoutes: [] })),
+    ...t.nodes.map((n): MemberLayout => ({ name: n.name, kind: 'node', forwarding: true, bridges: [], defaultRoutes: [] })),
+    ...t.externalHosts.map((e): MemberLayout => ({ name: e.name, kind: 'external', forwarding: false, bridges: [], defaultRoutes: [] })),
+  ];
+  const member = (name: string): MemberLayout => must(members.find((m) => m.name === name), `unknown member ${name}`);
+  const router = (name: string): TopologyRouter => must(t.routers.find((r) => r.name === name), `unknown router ${name}`);
+  const veths: VethLayout[] = [];
+  const fabric: FabricSession[] = [];
+  const racks: RackLayout[] = [];
+  const nodes: NodeLayout[] = [];
+  const externals: ExternalLayout[] = [];
+
+  for (const link of t.links) {
+    if (link.type !== 'p2p') continue;
+    const a: VethEnd = { member: link.a, interface: { name: peerInterfaceName(link.b), addresses: [] } };
+    const b: VethEnd = { member: link.b, interface: { name: peerInterfaceName(link.a), addresses: [] } };
+    for (const family of ['ipv4', 'ipv6'] as const) {
+      const subnet = link[family];
+      if (subnet === undefined) continue;
+      const [ha, hb] = pointToPointHosts(subnet);
+      const addrA = must(nthAddress(subnet, ha), `links: ${subnet} is too small`);
+      const addrB = must(nthAddress(subnet, hb), `links: ${subnet} is too small`);
+      a.interface.addresses.push(withPrefix(addrA, subnet));
+      b.interface.addresses.push(withPrefix(addrB, subnet));
+      fabric.push(
+        { router: link.a, peer: link.b, family, localAddress: addrA, peerAddress: addrB, peerAsn: router(link.b).asn, interface: a.interface.name },
+        { router: link.b, peer: link.a, family, localAddress: addrB, peerAddress: addrA, peerAsn: router(link.a).asn, interface: b.interface.name },
+      );
+    }
+    veths.push({ a, b });
+  }
+
+  for (const link of t.links) {
+    if (link.type !== 'rack') continue;
+    const subnets = [link.ipv4, link.ipv6].filter((s): s is string => s !== undefined);
+    const torAddresses = subnets.map((s) => withPrefix(must(nthAddress(s, 1), `${s} too small`), s));
+    member(link.tor).bridges.push({ name: RACK_BRIDGE, addresses: torAddresses });
+    const rackNodes = t.nodes.filter((n) => n.rack === link.tor);
+    racks.push({ tor: link.tor, subnets, torAddresses, nodes: rackNodes.map((n) => n.name) });
+    rackNodes.forEach((node, index) => {
+      const addresses: NodeLayout['addresses'] = [];
+      const gateways: NodeLayout['gateways'] = [];
+      for (const family of ['ipv4', 'ipv6'] as const) {
+        const lan = link[family];
+        if (lan === undefined) continue;
+        const given = node.addresses?.[family];
+        const address = given !== undefined ? ipaddr.parse(given).toString() : must(nthAddress(lan, NODE_ADDRESS_BASE + index + 1), `${lan} too small`);
+        const gateway = must(nthAddress(lan, 1), `${lan} too small`);
+        addresses.push({ family, address, prefixLength: prefixLengthOf(lan) });
+        gateways.push({ family, address: gateway });
+        member(node.name).defaultRoutes.push({ family, via: gateway });
+      }
+      veths.push({
+        a: { member: link.tor, interface: { name: peerInterfaceName(node.name), addresses: [], master: RACK_BRIDGE } },
+        b: { member: node.name, interface: { name: UPLINK_INTERFACE, addresses: addresses.map((a) => `${a.address}/${a.prefixLength}`) } },
+      });
+      nodes.push({ name: node.name, tor: link.tor, asn: node.asn ?? t.cluster.asn, addresses, gateways, podCIDRs: node.podCIDRs });
+    });
+  }
+
+  for (const ext of t.externalHosts) {
+    const networks = ext.addresses.map(networkOf);
+    const routerAddresses = networks.map((n) => withPrefix(must(nthAddress(n, 1), `${n} too small`), n));
+    for (const n of networks) {
+      const family = parseCidrText(n)?.family ?? 'ipv4';
+      member(ext.name).defaultRoutes.push({ family, via: must(nthAddress(n, 1), `${n} too small`) });
+    }
+    veths.push({
+      a: { member: ext.router, interface: { name: peerInterfaceName(ext.name), addresses: routerAddresses } },
+      b: { member: ext.name, interface: { name: UPLINK_INTERFACE, addresses: [...ext.addresses] } },
+    });
+    externals.push({ name: ext.name, router: ext.router, networks, addresses: [...ext.addresses] });
+  }
+
+  for (const v of veths) {
+    for (const end of [v.a, v.b]) {
+      if (end.interface.name.length > MAX_INTERFACE_NAME) {
+        throw new TopologyError([`${end.member}: interface name "${end.interface.name}" is longer than ${MAX_INTERFACE_NAME} characters`]);
+      }
+    }
+  }
+  return { members, veths, fabric, racks, nodes, externals };
+}
