@@ -1,0 +1,530 @@
+// The BGP reconciler: keeps gobgpd equal to the desired state (level-triggered) and publishes the table of
+// learned paths for the route reconciler.
+//
+// - setDesired() only stores the state and marks the reconciler dirty (a one-slot signal: bursts coalesce).
+// - The loop re-reads gobgpd, plans (bgp-planner.ts) and applies. A periodic resync repairs drift; a failed
+//   pass is retried with back-off. When gobgpd comes back after going away (it lost all state) the next pass
+//   simply finds it empty and re-applies everything.
+// - A multi-object change (defined sets → policy → assignment) is undone when a later step fails, so gobgpd
+//   never keeps half a bundle; everything else is re-read on the next pass, so the reconciler's memory is
+//   gobgpd itself plus the uuids AddPath returned.
+// - The learned table comes from one WatchEvent stream (peers + best paths with every equally good path,
+//   initial dump first) and is published as a snapshot Map<prefix, LearnedPath[]> plus change notifications.
+import type { Logger } from '../observe/log.js';
+import { GobgpError, type GobgpClient } from './gobgp-client.js';
+import {
+  planBgp,
+  OWNED_PREFIX,
+  type BgpChange,
+  type BgpDesiredState,
+  type ObservedBgpState,
+  type ObservedPath,
+  type PolicyBundle,
+} from './bgp-planner.js';
+import type { BgpEvent, Family, LearnedPath, PeerState } from './types.js';
+
+export type { BgpDesiredState, BgpChange } from './bgp-planner.js';
+
+export interface BgpReconcilerOptions {
+  client: GobgpClient;
+  logger?: Logger;
+  /** Re-read gobgpd and repair drift this often (default 60 s). */
+  resyncIntervalMs?: number;
+  /** Retry back-off after a failed pass (default 500 ms doubling to 30 s). */
+  retryBackoffMs?: { initial: number; max: number };
+}
+
+export interface BgpReconcilerStatus {
+  lastSyncAt?: Date;
+  lastError?: { code: string; message: string; at: Date };
+  /** Successful passes, failed passes, changes applied in total. */
+  syncs: number;
+  failures: number;
+  appliedChanges: number;
+  /** Peers by session state, from the event stream. */
+  peers: { total: number; established: number };
+  advertised: number;
+  learnedPrefixes: number;
+  learnedPaths: number;
+  /** The learned table holds gobgpd's whole table (initial dump received). */
+  tableSynced: boolean;
+}
+
+/** The learned-path table: per prefix, every equally good path gobgpd accepted from peers (ours excluded). */
+export interface LearnedTable {
+  /** Increases with every change. */
+  version: number;
+  /** False until the first complete dump of gobgpd's table arrived (consumers must not prune before). */
+  synced: boolean;
+  paths: ReadonlyMap<string, readonly LearnedPath[]>;
+}
+
+export type LearnedTableListener = (table: LearnedTable, changedPrefixes: ReadonlySet<string>) => void;
+
+export class BgpReconcilerError extends Error {
+  constructor(
+    readonly code: 'NOT_STARTED' | 'ALREADY_STARTED' | 'APPLY_FAILED',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'BgpReconcilerError';
+  }
+}
+
+/** A one-slot signal: set() any number of times, wait() resolves once; then it is clear again. */
+class DirtySignal {
+  private dirty = false;
+  private waiter: (() => void) | undefined;
+  set(): void {
+    this.dirty = true;
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.();
+  }
+  /** Resolves when set (or after timeoutMs, or on abort). Returns whether it was set. */
+  async wait(timeoutMs: number, signal: AbortSignal): Promise<boolean> {
+    if (!this.dirty && !signal.aborted) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(done, timeoutMs);
+        function done(): void {
+          clearTimeout(t);
+          signal.removeEventListener('abort', done);
+          resolve();
+        }
+        signal.addEventListener('abort', done, { once: true });
+        this.waiter = done;
+      });
+      this.waiter = undefined;
+    }
+    const was = this.dirty;
+    this.dirty = false;
+    return was;
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+function errorInfo(err: unknown): { code: string; message: string } {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    return { code: typeof code === 'string' ? code : 'ERROR', message: err.message };
+  }
+  return { code: 'ERROR', message: String(err) };
+}
+
+export class BgpReconciler {
+  private readonly client: GobgpClient;
+  private readonly logger: Logger | undefined;
+  private readonly resyncIntervalMs: number;
+  private readonly backoff: { initial: number; max: number };
+  private desired: BgpDesiredState | undefined;
+  private readonly dirty = new DirtySignal();
+  private started = false;
+  /** uuid AddPath gave us, per prefix (with the next hop it was added with). */
+  private readonly uuids = new Map<string, { nextHop: string; uuid: string }>();
+  private readonly peerStates = new Map<string, PeerState>();
+  private readonly st: BgpReconcilerStatus = {
+    syncs: 0,
+    failures: 0,
+    appliedChanges: 0,
+    peers: { total: 0, established: 0 },
+    advertised: 0,
+    learnedPrefixes: 0,
+    learnedPaths: 0,
+    tableSynced: false,
+  };
+  private table = new Map<string, LearnedPath[]>();
+  private tableVersion = 0;
+  private tableSynced = false;
+  private readonly listeners = new Set<LearnedTableListener>();
+  /** Set when BGP runs in gobgpd (a watch needs it); the watch loop waits for it. */
+  private readonly bgpRunning = new DirtySignal();
+  private watchAbort: AbortController | undefined;
+
+  constructor(options: BgpReconcilerOptions) {
+    this.client = options.client;
+    this.logger = options.logger;
+    this.resyncIntervalMs = options.resyncIntervalMs ?? 60_000;
+    this.backoff = options.retryBackoffMs ?? { initial: 500, max: 30_000 };
+  }
+
+  /** Stores the desired state and marks the reconciler dirty; the loop applies it. */
+  setDesired(state: BgpDesiredState): void {
+    this.desired = state;
+    this.dirty.set();
+  }
+
+  /** Asks for a pass now (e.g. from an operator or a test). */
+  resync(): void {
+    this.dirty.set();
+  }
+
+  status(): BgpReconcilerStatus {
+    let established = 0;
+    for (const s of this.peerStates.values()) if (s === 'ESTABLISHED') established++;
+    let learnedPaths = 0;
+    for (const l of this.table.values()) learnedPaths += l.length;
+    return {
+      ...this.st,
+      peers: { total: this.peerStates.size, established },
+      learnedPrefixes: this.table.size,
+      learnedPaths,
+      tableSynced: this.tableSynced,
+    };
+  }
+
+  /** The current learned table (a snapshot: the map is replaced, never mutated, on change). */
+  learnedTable(): LearnedTable {
+    return { version: this.tableVersion, synced: this.tableSynced, paths: this.table };
+  }
+
+  /** Calls the listener on every change of the learned table; returns the unsubscribe function. */
+  onLearnedPaths(listener: LearnedTableListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * Runs until the signal fires: the reconcile loop and the learned-path watch. Resolves after both stopped.
+   * Errors of single passes are recorded in status() and retried, never thrown.
+   */
+  async start(signal: AbortSignal): Promise<void> {
+    if (this.started) throw new BgpReconcilerError('ALREADY_STARTED', 'BgpReconciler.start() called twice');
+    this.started = true;
+    const onConnected = (e: { reconnected: boolean }): void => {
+      if (e.reconnected) {
+        // gobgpd restarted: it lost every object; the uuids we hold are void.
+        this.logger?.warn('gobgpd came back without state: re-applying the desired state');
+        this.uuids.clear();
+        this.watchAbort?.abort();
+      }
+      this.dirty.set();
+    };
+    const onDisconnected = (): void => this.watchAbort?.abort();
+    this.client.on('connected', onConnected);
+    this.client.on('disconnected', onDisconnected);
+    this.client.start();
+    try {
+      await Promise.all([this.reconcileLoop(signal), this.watchLoop(signal)]);
+    } finally {
+      this.client.off('connected', onConnected);
+      this.client.off('disconnected', onDisconnected);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // Reconcile
+
+  private async reconcileLoop(signal: AbortSignal): Promise<void> {
+    let failures = 0;
+    while (!signal.aborted) {
+      const wait = failures === 0 ? this.resyncIntervalMs : Math.min(this.backoff.max, this.backoff.initial * 2 ** (failures - 1));
+      await this.dirty.wait(wait, signal);
+      if (signal.aborted) break;
+      if (this.desired === undefined) continue;
+      try {
+        await this.syncOnce(this.desired, signal);
+        failures = 0;
+      } catch (err) {
+        if (signal.aborted) break;
+        failures++;
+        const info = errorInfo(err);
+        this.st.failures++;
+        this.st.lastError = { ...info, at: new Date() };
+        this.logger?.warn('BGP reconcile failed; will retry', { ...info, retryInMs: Math.min(this.backoff.max, this.backoff.initial * 2 ** (failures - 1)) });
+      }
+    }
+  }
+
+  /** One pass: observe, plan, apply. Exposed for tests and the CLI; the loop is the normal caller. */
+  async syncOnce(desired: BgpDesiredState, signal?: AbortSignal): Promise<BgpChange[]> {
+    const opts = { signal };
+    const observed = await this.observe(signal);
+    const changes = planBgp(desired, observed);
+    if (changes.length > 0) this.logger?.info('BGP changes', { changes: changes.map(describeChange) });
+    for (const change of changes) {
+      await this.apply(change, opts);
+      this.st.appliedChanges++;
+    }
+    this.st.syncs++;
+    this.st.lastSyncAt = new Date();
+    this.st.advertised = desired.advertise.length;
+    this.bgpRunning.set();
+    return changes;
+  }
+
+  private async observe(signal?: AbortSignal): Promise<ObservedBgpState> {
+    const opts = { signal };
+    const g = await this.client.getBgp(opts);
+    const observed: ObservedBgpState = {
+      global: { asn: g.asn, routerId: g.routerId, listenPort: g.listenPort, useMultiplePaths: g.useMultiplePaths },
+      peers: [],
+      paths: [],
+      definedSets: [],
+      policies: [],
+      importPolicy: { direction: 'import', policies: [], defaultAction: 'accept' },
+      exportPolicy: { direction: 'export', policies: [], defaultAction: 'accept' },
+    };
+    if (g.asn === 0) {
+      this.uuids.clear();
+      return observed;
+    }
+    observed.peers = (await this.client.listPeerConfigs(opts)).map((p) => p.spec);
+    for (const family of ['ipv4', 'ipv6'] as Family[]) {
+      for await (const p of this.client.listPaths({ family, table: 'global', signal })) {
+        if (p.neighborIp !== undefined || p.isWithdraw) continue; // learned, not ours
+        const known = this.uuids.get(p.prefix);
+        const path: ObservedPath = { prefix: p.prefix, nextHop: p.nextHop };
+        if (known !== undefined && known.nextHop === p.nextHop) path.uuid = known.uuid;
+        observed.paths.push(path);
+      }
+    }
+    // Forget uuids of paths gobgpd no longer has.
+    const present = new Set(observed.paths.map((p) => p.prefix));
+    for (const prefix of this.uuids.keys()) if (!present.has(prefix)) this.uuids.delete(prefix);
+    observed.definedSets = [...(await this.client.listDefinedSets('prefix', opts)), ...(await this.client.listDefinedSets('neighbor', opts))];
+    observed.policies = await this.client.listPolicies(opts);
+    observed.importPolicy = await this.client.getGlobalPolicy('import', opts);
+    observed.exportPolicy = await this.client.getGlobalPolicy('export', opts);
+    return observed;
+  }
+
+  private async apply(change: BgpChange, opts: { signal?: AbortSignal | undefined }): Promise<void> {
+    const c = this.client;
+    switch (change.kind) {
+      case 'stop-bgp':
+        this.logger?.warn('restarting BGP in gobgpd (drops every session)', { reason: change.reason });
+        await c.stopBgp(opts);
+        this.uuids.clear();
+        return;
+      case 'start-bgp':
+        await c.startBgp({ ...change.global, useMultiplePaths: true }, opts);
+        // A new instance: the running watch (if any) belongs to the old one.
+        this.watchAbort?.abort();
+        return;
+      case 'delete-peer':
+        await ignoreNotFound(c.deletePeer(change.address, opts));
+        return;
+      case 'delete-path': {
+        const p = change.path;
+        if (p.uuid !== undefined) await ignoreNotFound(c.deletePath(change.family, p.uuid, opts));
+        else await ignoreNotFound(c.deletePathByPrefix({ prefix: p.prefix, nextHop: p.nextHop }, opts));
+        this.uuids.delete(p.prefix);
+        return;
+      }
+      case 'install-policy':
+        await this.installBundle(change.bundle, opts);
+        return;
+      case 'assign-policy':
+        await c.setGlobalPolicy(change.assignment, opts);
+        return;
+      case 'add-path': {
+        const uuid = await c.addPath(change.path, opts);
+        this.uuids.set(change.path.prefix, { nextHop: change.path.nextHop, uuid });
+        return;
+      }
+      case 'update-peer':
+        this.logger?.warn('updating peer (gobgpd resets the session)', { peer: change.spec.address, changed: change.changed });
+        await c.updatePeer(change.spec, opts);
+        return;
+      case 'add-peer':
+        await c.addPeer(change.spec, opts);
+        return;
+      case 'soft-reset-in':
+        await c.softReset('all', { direction: 'in' }, opts);
+        return;
+      case 'delete-policy':
+        if (change.policy !== undefined) await ignoreNotFound(c.deletePolicy(change.policy, opts));
+        for (const s of change.sets) await ignoreNotFound(c.deleteDefinedSet(s.kind, s.name, opts));
+        return;
+    }
+  }
+
+  /** Sets, then the policy, then the assignment switch; on failure, removes what this call created. */
+  private async installBundle(bundle: PolicyBundle, opts: { signal?: AbortSignal | undefined }): Promise<void> {
+    const c = this.client;
+    const createdSets: PolicyBundle['sets'] = [];
+    let createdPolicy = false;
+    try {
+      const existing = new Set(
+        [...(await c.listDefinedSets('prefix', opts)), ...(await c.listDefinedSets('neighbor', opts))].map((s) => `${s.kind}/${s.name}`),
+      );
+      for (const set of bundle.sets) {
+        if (existing.has(`${set.kind}/${set.name}`)) continue; // from an earlier, interrupted pass
+        await c.addDefinedSet(set, opts);
+        createdSets.push(set);
+      }
+      if (!(await c.listPolicies(opts)).some((p) => p.name === bundle.policy.name)) {
+        await c.addPolicy(bundle.policy, opts);
+        createdPolicy = true;
+      }
+      await c.setGlobalPolicy({ direction: bundle.direction, policies: [bundle.policy.name], defaultAction: bundle.defaultAction }, opts);
+    } catch (err) {
+      // Undo in reverse order, best effort: the next pass re-reads gobgpd anyway.
+      if (createdPolicy) await c.deletePolicy(bundle.policy.name).catch(() => undefined);
+      for (const s of createdSets.reverse()) await c.deleteDefinedSet(s.kind, s.name).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // Learned paths
+
+  private async watchLoop(signal: AbortSignal): Promise<void> {
+    let failures = 0;
+    while (!signal.aborted) {
+      // A watch needs a running BGP instance: wait for a successful pass.
+      let running = false;
+      try {
+        running = (await this.client.getBgp({ signal })).asn !== 0;
+      } catch {
+        running = false;
+      }
+      if (!running) {
+        await this.bgpRunning.wait(1_000, signal);
+        continue;
+      }
+      const ac = new AbortController();
+      this.watchAbort = ac;
+      const onAbort = (): void => ac.abort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      try {
+        await this.consumeWatch(ac.signal);
+        failures = 0;
+      } catch (err) {
+        if (signal.aborted) break;
+        failures++;
+        const info = errorInfo(err);
+        this.logger?.warn('learned-path watch ended; restarting', info);
+      } finally {
+        signal.removeEventListener('abort', onAbort);
+        this.watchAbort = undefined;
+      }
+      if (!signal.aborted) await sleep(Math.min(this.backoff.max, failures === 0 ? 100 : this.backoff.initial * 2 ** (failures - 1)), signal);
+    }
+  }
+
+  private async consumeWatch(signal: AbortSignal): Promise<void> {
+    // The initial dump goes into a fresh table that replaces the old one at 'table-synced': prefixes that
+    // vanished while we were not watching disappear then, and the consumer never sees a half table.
+    let staging: Map<string, LearnedPath[]> | undefined = new Map();
+    this.peerStates.clear();
+    for await (const ev of this.client.watchEvents({ peers: true, bestPaths: true, init: true, allPaths: true }, signal)) {
+      if (ev.kind === 'peer') {
+        this.peerStates.set(ev.address, ev.state);
+      } else if (ev.kind === 'table-synced') {
+        const changed = new Set<string>([...this.table.keys(), ...(staging ?? new Map()).keys()]);
+        this.table = staging ?? new Map();
+        staging = undefined;
+        this.tableSynced = true;
+        this.publish(changed);
+      } else if (ev.kind === 'paths') {
+        if (staging !== undefined) applyPaths(staging, ev);
+        else {
+          const next = new Map(this.table);
+          const changed = applyPaths(next, ev);
+          if (changed.size > 0) {
+            this.table = next;
+            this.publish(changed);
+          }
+        }
+      }
+    }
+  }
+
+  private publish(changed: ReadonlySet<string>): void {
+    this.tableVersion++;
+    const view = this.learnedTable();
+    for (const l of this.listeners) {
+      try {
+        l(view, changed);
+      } catch (err) {
+        this.logger?.error('learned-path listener failed', errorInfo(err));
+      }
+    }
+  }
+}
+
+/**
+ * Applies one `paths` event (replace-per-prefix: the non-withdrawn paths of a prefix are its new set) to the
+ * table. Our own paths (no neighbor) are not learned routes and are left out. Returns the prefixes that changed.
+ */
+export function applyPaths(table: Map<string, LearnedPath[]>, ev: Extract<BgpEvent, { kind: 'paths' }>): Set<string> {
+  const groups = new Map<string, LearnedPath[]>();
+  for (const p of ev.paths) {
+    let g = groups.get(p.prefix);
+    if (g === undefined) groups.set(p.prefix, (g = []));
+    if (!p.isWithdraw && p.neighborIp !== undefined) g.push(p);
+  }
+  const changed = new Set<string>();
+  for (const [prefix, paths] of groups) {
+    const before = table.get(prefix);
+    if (paths.length === 0) {
+      if (before !== undefined) {
+        table.delete(prefix);
+        changed.add(prefix);
+      }
+    } else if (before === undefined || !samePaths(before, paths)) {
+      table.set(prefix, paths);
+      changed.add(prefix);
+    }
+  }
+  return changed;
+}
+
+function samePaths(a: readonly LearnedPath[], b: readonly LearnedPath[]): boolean {
+  if (a.length !== b.length) return false;
+  const key = (p: LearnedPath): string => `${p.neighborIp ?? ''}|${p.nextHop}|${p.asPath.join(' ')}|${p.localPref ?? ''}|${p.med ?? ''}|${p.origin ?? ''}`;
+  const ka = a.map(key).sort();
+  const kb = b.map(key).sort();
+  return ka.every((k, i) => k === kb[i]);
+}
+
+async function ignoreNotFound(p: Promise<void>): Promise<void> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof GobgpError && err.code === 'NOT_FOUND') return;
+    throw err;
+  }
+}
+
+function describeChange(c: BgpChange): string {
+  switch (c.kind) {
+    case 'start-bgp':
+      return `start-bgp asn=${c.global.asn} router-id=${c.global.routerId}`;
+    case 'stop-bgp':
+      return `stop-bgp (${c.reason})`;
+    case 'add-peer':
+      return `add-peer ${c.spec.address}`;
+    case 'update-peer':
+      return `update-peer ${c.spec.address} [${c.changed.join(',')}]`;
+    case 'delete-peer':
+      return `delete-peer ${c.address}`;
+    case 'add-path':
+      return `add-path ${c.path.prefix} via ${c.path.nextHop}`;
+    case 'delete-path':
+      return `delete-path ${c.path.prefix}`;
+    case 'install-policy':
+      return `install-policy ${c.bundle.policy.name} (${c.bundle.sets.length} sets)`;
+    case 'assign-policy':
+      return `assign-policy ${c.assignment.direction} ${c.assignment.policies.join(',')}`;
+    case 'soft-reset-in':
+      return 'soft-reset-in';
+    case 'delete-policy':
+      return `delete-policy ${c.policy ?? '(orphaned sets)'} (${c.sets.length} sets)`;
+  }
+}
+
+export { OWNED_PREFIX };

@@ -1,0 +1,329 @@
+import { expect } from 'chai';
+import ipaddr from 'ipaddr.js';
+import {
+  BgpPlanError,
+  buildImportBundle,
+  ownProtectionEntries,
+  planBgp,
+  validateDesired,
+  type BgpChange,
+  type BgpDesiredState,
+  type ObservedBgpState,
+  type PolicyBundle,
+} from '../../../src/bgp/bgp-planner.js';
+import { normalizePeerSpec, type DefinedSetSpec } from '../../../src/bgp/gobgp-codec.js';
+
+const EMPTY: ObservedBgpState = {
+  global: { asn: 0, routerId: '', listenPort: 0, useMultiplePaths: false },
+  peers: [],
+  paths: [],
+  definedSets: [],
+  policies: [],
+  importPolicy: { direction: 'import', policies: [], defaultAction: 'accept' },
+  exportPolicy: { direction: 'export', policies: [], defaultAction: 'accept' },
+};
+
+function desiredState(over: Partial<BgpDesiredState> = {}): BgpDesiredState {
+  return {
+    global: { asn: 64512, routerId: '192.168.1.11', listenPort: 179 },
+    peers: [
+      { address: '192.168.1.12', asn: 64512, description: 'node:w2' },
+      { address: '192.168.1.1', asn: 65001, description: 'tor:tor1', password: 'pw', holdTime: 9, keepaliveInterval: 3 },
+    ],
+    advertise: [
+      { prefix: '10.244.1.0/24', nextHop: '192.168.1.11' },
+      { prefix: 'fd00:244:0:1::/64', nextHop: 'fd00:1::11' },
+    ],
+    importRules: {
+      nodePeers: [{ address: '192.168.1.12', prefixes: ['10.244.2.0/24', 'fd00:244:0:2::/64'] }],
+      externalPeers: ['192.168.1.1'],
+      acceptRanges: ['10.244.0.0/16', 'fd00:244::/48', '172.30.0.0/16'],
+      ownPodCIDRs: ['10.244.1.0/24', 'fd00:244:0:1::/64'],
+    },
+    ...over,
+  };
+}
+
+/** A map-backed gobgpd: applies planned changes the way gobgpd would, so a second plan must be empty. */
+function simulate(observed: ObservedBgpState, changes: BgpChange[]): ObservedBgpState {
+  let o: ObservedBgpState = structuredClone(observed);
+  let uuid = 0;
+  for (const c of changes) {
+    switch (c.kind) {
+      case 'stop-bgp':
+        o = structuredClone(EMPTY);
+        break;
+      case 'start-bgp':
+        o.global = { ...c.global, useMultiplePaths: true };
+        break;
+      case 'delete-peer':
+        o.peers = o.peers.filter((p) => p.address !== c.address);
+        break;
+      case 'add-peer':
+      case 'update-peer':
+        o.peers = [...o.peers.filter((p) => p.address !== c.spec.address), normalizePeerSpec(c.spec)];
+        break;
+      case 'delete-path':
+        o.paths = o.paths.filter((p) => p.prefix !== c.path.prefix);
+        break;
+      case 'add-path':
+        o.paths = [...o.paths.filter((p) => p.prefix !== c.path.prefix), { ...c.path, uuid: String(++uuid).padStart(32, '0') }];
+        break;
+      case 'install-policy':
+        o.definedSets.push(...c.bundle.sets);
+        o.policies.push(c.bundle.policy);
+        o[c.bundle.direction === 'import' ? 'importPolicy' : 'exportPolicy'] = {
+          direction: c.bundle.direction,
+          policies: [c.bundle.policy.name],
+          defaultAction: c.bundle.defaultAction,
+        };
+        break;
+      case 'assign-policy':
+        o[c.assignment.direction === 'import' ? 'importPolicy' : 'exportPolicy'] = c.assignment;
+        break;
+      case 'delete-policy':
+        o.policies = o.policies.filter((p) => p.name !== c.policy);
+        o.definedSets = o.definedSets.filter((s) => !c.sets.some((d) => d.name === s.name && d.kind === s.kind));
+        break;
+      case 'soft-reset-in':
+        break;
+    }
+  }
+  return o;
+}
+
+const kinds = (changes: BgpChange[]): string[] => changes.map((c) => c.kind);
+
+/** gobgpd's prefix-set semantics: the route's network lies in the entry's prefix and its length in min..max. */
+function inSet(set: DefinedSetSpec, route: string): boolean {
+  const [addr, len] = ipaddr.parseCIDR(route);
+  return (set.prefixes ?? []).some((e) => {
+    const [p, plen] = ipaddr.parseCIDR(e.prefix);
+    return p.kind() === addr.kind() && len >= e.minLength && len <= e.maxLength && addr.match(p, plen);
+  });
+}
+
+/** Evaluates an import bundle like gobgpd: first statement whose conditions all match decides. */
+function decide(bundle: PolicyBundle, neighbor: string, route: string): 'accept' | 'reject' {
+  const sets = new Map(bundle.sets.map((s) => [s.name, s]));
+  for (const st of bundle.policy.statements) {
+    let match = true;
+    if (st.match.prefixSet) match &&= inSet(sets.get(st.match.prefixSet.name)!, route) !== (st.match.prefixSet.invert === true);
+    if (st.match.neighborSet) {
+      const n = sets.get(st.match.neighborSet.name)!;
+      match &&= (n.neighbors ?? []).some((c) => c.split('/')[0] === neighbor) !== (st.match.neighborSet.invert === true);
+    }
+    if (match && st.action !== 'next') return st.action;
+  }
+  return bundle.defaultAction;
+}
+
+describe('planBgp', () => {
+  it('on an empty gobgpd: global, then policies, then paths, then peers', () => {
+    const changes = planBgp(desiredState(), EMPTY);
+    expect(kinds(changes)).to.deep.equal(['start-bgp', 'install-policy', 'install-policy', 'add-path', 'add-path', 'add-peer', 'add-peer']);
+    expect(changes[0]).to.deep.include({ global: { asn: 64512, routerId: '192.168.1.11', listenPort: 179 } });
+  });
+
+  it('plans nothing once applied (a no-change resync mutates nothing)', () => {
+    const d = desiredState();
+    const after = simulate(EMPTY, planBgp(d, EMPTY));
+    expect(planBgp(d, after)).to.deep.equal([]);
+  });
+
+  it('never creates or references an empty defined set', () => {
+    const cases: BgpDesiredState[] = [
+      desiredState(),
+      desiredState({ advertise: [], importRules: { nodePeers: [], externalPeers: [], acceptRanges: [], ownPodCIDRs: [] }, peers: [] }),
+      desiredState({ importRules: { nodePeers: [{ address: '192.168.1.12', prefixes: [] }], externalPeers: ['192.168.1.1'], acceptRanges: [], ownPodCIDRs: [] } }),
+    ];
+    for (const d of cases) {
+      for (const c of planBgp(d, EMPTY)) {
+        if (c.kind !== 'install-policy') continue;
+        const names = new Set(c.bundle.sets.map((s) => s.name));
+        for (const s of c.bundle.sets) expect((s.prefixes ?? s.neighbors ?? []).length, s.name).to.be.greaterThan(0);
+        for (const st of c.bundle.policy.statements) {
+          if (st.match.prefixSet) expect(names.has(st.match.prefixSet.name), st.name).to.equal(true);
+          if (st.match.neighborSet) expect(names.has(st.match.neighborSet.name), st.name).to.equal(true);
+        }
+        expect(c.bundle.defaultAction).to.equal('reject');
+      }
+    }
+  });
+
+  it('keeps one address family per prefix set', () => {
+    for (const c of planBgp(desiredState(), EMPTY)) {
+      if (c.kind !== 'install-policy') continue;
+      for (const s of c.bundle.sets.filter((x) => x.kind === 'prefix')) {
+        const fams = new Set(s.prefixes!.map((e) => e.prefix.includes(':')));
+        expect(fams.size, s.name).to.equal(1);
+      }
+    }
+  });
+
+  it('import policy: node peers exactly their podCIDRs, externals inside the ranges, own podCIDRs never', () => {
+    const bundle = buildImportBundle(validateDesired(desiredState()));
+    const node = '192.168.1.12';
+    const tor = '192.168.1.1';
+    expect(decide(bundle, node, '10.244.2.0/24')).to.equal('accept');
+    expect(decide(bundle, node, 'fd00:244:0:2::/64')).to.equal('accept');
+    expect(decide(bundle, node, '10.244.2.128/25')).to.equal('reject'); // more-specific of its own
+    expect(decide(bundle, node, '10.244.3.0/24')).to.equal('reject'); // another node's prefix
+    expect(decide(bundle, node, '10.244.0.0/16')).to.equal('reject'); // a node is not a ToR
+    expect(decide(bundle, tor, '10.244.3.0/24')).to.equal('accept');
+    expect(decide(bundle, tor, '172.30.5.0/24')).to.equal('accept'); // extra range
+    expect(decide(bundle, tor, 'fd00:244:0:3::/64')).to.equal('accept');
+    expect(decide(bundle, tor, '8.8.8.0/24')).to.equal('reject'); // outside the ranges
+    expect(decide(bundle, tor, 'fd00:245::/64')).to.equal('reject');
+    expect(decide(bundle, '192.168.1.99', '10.244.3.0/24')).to.equal('reject'); // nobody we know
+    for (const who of [node, tor]) {
+      expect(decide(bundle, who, '10.244.1.0/24'), 'equal').to.equal('reject');
+      expect(decide(bundle, who, '10.244.1.64/26'), 'inside').to.equal('reject');
+      expect(decide(bundle, who, '10.244.1.7/32'), 'host inside').to.equal('reject');
+      expect(decide(bundle, who, '10.244.0.0/23'), 'covering').to.equal('reject');
+      expect(decide(bundle, who, '10.244.0.0/16'), 'covering').to.equal('reject');
+      expect(decide(bundle, who, '0.0.0.0/0'), 'default route').to.equal('reject');
+      expect(decide(bundle, who, 'fd00:244:0:1:8000::/65'), 'inside v6').to.equal('reject');
+      expect(decide(bundle, who, 'fd00:244::/48'), 'covering v6').to.equal('reject');
+    }
+  });
+
+  it('own-podCIDR protection lists every supernet exactly and the own prefix le max', () => {
+    const entries = ownProtectionEntries([{ address: '10.244.1.0', length: 24, family: 'ipv4' }]);
+    expect(entries).to.have.length(25);
+    expect(entries).to.deep.include({ prefix: '10.244.1.0/24', minLength: 24, maxLength: 32 });
+    expect(entries).to.deep.include({ prefix: '10.244.0.0/23', minLength: 23, maxLength: 23 });
+    expect(entries).to.deep.include({ prefix: '0.0.0.0/0', minLength: 0, maxLength: 0 });
+  });
+
+  it('v6-only: no IPv4 sets, statements or paths', () => {
+    const d = desiredState({
+      peers: [{ address: 'fd00:1::12', asn: 64512 }],
+      advertise: [{ prefix: 'fd00:244:0:1::/64', nextHop: 'fd00:1::11' }],
+      importRules: { nodePeers: [{ address: 'fd00:1::12', prefixes: ['fd00:244:0:2::/64'] }], externalPeers: [], acceptRanges: ['fd00:244::/48'], ownPodCIDRs: ['fd00:244:0:1::/64'] },
+    });
+    const changes = planBgp(d, EMPTY);
+    for (const c of changes) {
+      if (c.kind === 'install-policy') for (const s of c.bundle.sets) for (const e of s.prefixes ?? []) expect(e.prefix).to.include(':');
+      if (c.kind === 'add-path') expect(c.family).to.equal('ipv6');
+    }
+    const bundle = buildImportBundle(validateDesired(d));
+    expect(decide(bundle, 'fd00:1::12', 'fd00:244:0:2::/64')).to.equal('accept');
+    expect(decide(bundle, 'fd00:1::12', 'fd00:244:0:1::/64')).to.equal('reject');
+  });
+
+  it('mesh off: no node statements; mesh on: one accept per node and family, then the rest of nodes rejected', () => {
+    const off = buildImportBundle(validateDesired(desiredState({ importRules: { ...desiredState().importRules, nodePeers: [] } })));
+    expect(off.policy.statements.map((s) => s.name)).to.deep.equal(['reject-own4', 'reject-own6', 'accept-ext-range4', 'accept-ext-range6']);
+    const on = buildImportBundle(validateDesired(desiredState()));
+    expect(on.policy.statements.map((s) => s.name)).to.deep.equal([
+      'reject-own4',
+      'reject-own6',
+      'accept-node0-4',
+      'accept-node0-6',
+      'reject-nodes-rest',
+      'accept-ext-range4',
+      'accept-ext-range6',
+    ]);
+  });
+
+  it('a changed global restarts BGP and rebuilds everything', () => {
+    const before = simulate(EMPTY, planBgp(desiredState(), EMPTY));
+    const changes = planBgp(desiredState({ global: { asn: 64513, routerId: '192.168.1.11', listenPort: 179 } }), before);
+    expect(kinds(changes).slice(0, 2)).to.deep.equal(['stop-bgp', 'start-bgp']);
+    expect((changes[0] as { reason: string }).reason).to.include('asn');
+    expect(kinds(changes)).to.include.members(['install-policy', 'add-path', 'add-peer']);
+    expect(kinds(changes)).to.not.include('delete-peer');
+  });
+
+  it('restarts BGP when gobgpd runs without multipath', () => {
+    const before = simulate(EMPTY, planBgp(desiredState(), EMPTY));
+    before.global.useMultiplePaths = false;
+    expect(kinds(planBgp(desiredState(), before)).slice(0, 2)).to.deep.equal(['stop-bgp', 'start-bgp']);
+  });
+
+  it('flags peer changes as disruptive, timer-only ones included, naming the fields but not the password', () => {
+    const before = simulate(EMPTY, planBgp(desiredState(), EMPTY));
+    const d = desiredState();
+    d.peers[1] = { ...d.peers[1]!, holdTime: 30, keepaliveInterval: 10 };
+    d.peers[0] = { ...d.peers[0]!, password: 'new-secret' };
+    const changes = planBgp(d, before);
+    expect(changes.filter((c) => c.kind === 'update-peer')).to.deep.equal([
+      { kind: 'update-peer', spec: { ...d.peers[0], address: '192.168.1.12' }, disruptive: true, changed: ['password'] },
+      { kind: 'update-peer', spec: { ...d.peers[1], address: '192.168.1.1' }, disruptive: true, changed: ['holdTime', 'keepaliveInterval'] },
+    ]);
+    expect(JSON.stringify(changes.map((c) => (c.kind === 'update-peer' ? c.changed : [])))).to.not.include('new-secret');
+  });
+
+  it('withdraws before it advertises, and replaces a path whose next hop changed', () => {
+    const before = simulate(EMPTY, planBgp(desiredState(), EMPTY));
+    const d = desiredState({
+      advertise: [
+        { prefix: '10.244.1.0/24', nextHop: '192.168.1.111' },
+        { prefix: '10.244.9.0/24', nextHop: '192.168.1.11' },
+      ],
+    });
+    const changes = planBgp(d, before);
+    const paths = changes.filter((c) => c.kind === 'add-path' || c.kind === 'delete-path');
+    expect(paths.map((c) => `${c.kind} ${c.path.prefix}`)).to.deep.equal([
+      'delete-path fd00:244:0:1::/64',
+      'add-path 10.244.1.0/24',
+      'add-path 10.244.9.0/24',
+    ]);
+    const replaced = paths[1] as Extract<BgpChange, { kind: 'add-path' }>;
+    expect(replaced.replaces?.nextHop).to.equal('192.168.1.11');
+    expect(kinds(changes).indexOf('delete-path')).to.be.lessThan(kinds(changes).indexOf('install-policy'));
+    expect(planBgp(d, simulate(before, changes))).to.deep.equal([]);
+  });
+
+  it('a new import rule installs a new bundle, soft-resets in, and deletes the old bundle last', () => {
+    const before = simulate(EMPTY, planBgp(desiredState(), EMPTY));
+    const d = desiredState();
+    d.importRules.acceptRanges = [...d.importRules.acceptRanges, '172.31.0.0/16'];
+    const changes = planBgp(d, before);
+    expect(kinds(changes)).to.deep.equal(['install-policy', 'soft-reset-in', 'delete-policy']);
+    const old = before.importPolicy.policies[0]!;
+    const del = changes[2] as Extract<BgpChange, { kind: 'delete-policy' }>;
+    expect(del.policy).to.equal(old);
+    expect(del.sets.map((s) => s.name).every((n) => n.startsWith(`${old}-`))).to.equal(true);
+    expect(del.sets.length).to.equal(before.definedSets.filter((s) => s.name.startsWith(`${old}-`)).length);
+    expect(planBgp(d, simulate(before, changes))).to.deep.equal([]);
+  });
+
+  it('repairs a drifted assignment without re-creating the bundle', () => {
+    const before = simulate(EMPTY, planBgp(desiredState(), EMPTY));
+    before.exportPolicy = { direction: 'export', policies: [], defaultAction: 'accept' };
+    expect(planBgp(desiredState(), before)).to.deep.equal([
+      { kind: 'assign-policy', assignment: { direction: 'export', policies: [before.policies[1]!.name], defaultAction: 'reject' } },
+    ]);
+  });
+
+  it('leaves foreign policies and sets alone and removes peers and paths no longer wanted', () => {
+    const before = simulate(EMPTY, planBgp(desiredState(), EMPTY));
+    before.policies.push({ name: 'operator-debug', statements: [] });
+    before.definedSets.push({ kind: 'prefix', name: 'operator-set', prefixes: [{ prefix: '10.0.0.0/8', minLength: 8, maxLength: 32 }] });
+    const d = desiredState({ peers: [desiredState().peers[1]!] });
+    d.importRules.nodePeers = [];
+    const changes = planBgp(d, before);
+    expect(changes[0]).to.deep.equal({ kind: 'delete-peer', address: '192.168.1.12' });
+    expect(JSON.stringify(changes)).to.not.include('operator-');
+  });
+
+  it('rejects bad input with an error naming the field, before planning anything', () => {
+    const bad: [Partial<BgpDesiredState>, RegExp][] = [
+      [{ global: { asn: 0, routerId: '1.1.1.1', listenPort: 179 } }, /global\.asn/],
+      [{ global: { asn: 1, routerId: 'fd00::1', listenPort: 179 } }, /global\.routerId/],
+      [{ advertise: [{ prefix: 'fd00:1::/64', nextHop: '10.0.0.1' }] }, /advertise\[0\]\.nextHop/],
+      [{ advertise: [{ prefix: '10.244.1.5/24', nextHop: '10.0.0.1' }] }, /advertise\[0\]\.prefix.*host bits/],
+      [{ peers: [{ address: '10.0.0.300', asn: 1 }] }, /peers\[0\]\.address/],
+      [{ peers: [{ address: '10.0.0.3', asn: 1 }, { address: '10.0.0.3', asn: 2 }] }, /peers\[1\]\.address.*duplicate/],
+      [{ peers: [{ address: '10.0.0.3', asn: 1, holdTime: -1 }] }, /holdTime/],
+    ];
+    for (const [over, re] of bad) {
+      expect(() => planBgp(desiredState(over), EMPTY)).to.throw(BgpPlanError, re);
+    }
+    const r = desiredState();
+    r.importRules.acceptRanges = ['10.244.0.0/33'];
+    expect(() => planBgp(r, EMPTY)).to.throw(BgpPlanError, /importRules\.acceptRanges\[0\]/);
+  });
+});
