@@ -176,7 +176,10 @@ export class MasqueradeReconciler {
 
   /** Replaces the desired config (validated first: a bad one throws MasqueradeConfigError and changes nothing). */
   setDesired(config: MasqueradeConfig): void {
-    this.spec = normalizeMasqueradeConfig(config);
+    const spec = normalizeMasqueradeConfig(config);
+    // Callers may pass the same config on every Node event: an unchanged one costs nothing.
+    if (JSON.stringify(spec) === JSON.stringify(this.spec)) return;
+    this.spec = spec;
     this.state.families = this.familiesOf(this.spec);
     this.dirty = true;
     this.state.inSync = false;
@@ -192,6 +195,10 @@ export class MasqueradeReconciler {
     this.state.started = true;
     return new Promise<void>((resolve, reject) => {
       const onAbort = () => reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+      if (signal.aborted) {
+        onAbort();
+        return;
+      }
       signal.addEventListener('abort', onAbort, { once: true });
       void this.loop(signal, () => {
         signal.removeEventListener('abort', onAbort);
