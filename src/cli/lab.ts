@@ -1,6 +1,136 @@
-// `podroute lab ...`: placeholder until the lab lands (issue 2); replaced by the lab's own command module.
-import { Command } from 'commander';
+// `podroute lab ...`: the network-namespace lab (contract in ARCHITECTURE.md, "The lab").
+import { writeFile, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { Command, Option } from 'commander';
+import { createLogger } from '../observe/log.js';
+import { renderClab } from '../lab/clab.js';
+import { formatStatus, labDown, labDownAll, labExec, labStatus, labUp } from '../lab/lab.js';
+import { formatMatrix, runMatrix } from '../lab/matrix.js';
+import { loadTopology } from '../lab/topology.js';
+
+function parseIntOption(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`not a non-negative integer: ${value}`);
+  return n;
+}
+
+/** Stops on SIGTERM/SIGINT through one AbortSignal. */
+function signalOnTermination(): AbortSignal {
+  const controller = new AbortController();
+  const stop = (): void => controller.abort(new Error('terminated'));
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  return controller.signal;
+}
 
 export function labCommand(): Command {
-  return new Command('lab').description('network-namespace lab with real FRR routers, gobgpd and the podroute agent');
+  const lab = new Command('lab').description('network-namespace lab with real FRR routers, gobgpd and the podroute agent');
+
+  lab
+    .command('up')
+    .description('build TOPOLOGY in network namespaces; returns once BGP sessions are up and pods run')
+    .argument('<topology>', 'topology YAML file (see topologies/two-racks.yaml)')
+    .option('--name <name>', 'lab name (part of every namespace and file name)', 'demo')
+    .option('--timeout <seconds>', 'give up when not converged after this long', parseIntOption, 180)
+    .action(async (topology: string, opts: { name: string; timeout: number }) => {
+      const log = createLogger({ component: 'lab', format: 'text' });
+      const status = await labUp({ topologyFile: topology, name: opts.name, timeoutMs: opts.timeout * 1000, log, signal: signalOnTermination() });
+      process.stdout.write(formatStatus(status));
+    });
+
+  lab
+    .command('down')
+    .description('tear a lab down completely (processes, namespaces, FRR dirs, mounts, files), also after a crash')
+    .argument('[name]', 'lab name')
+    .option('--all', 'every lab found under the lab root')
+    .option('--prefix <prefix>', 'with --all: only labs whose name starts with this')
+    .action(async (name: string | undefined, opts: { all?: boolean; prefix?: string }) => {
+      const log = createLogger({ component: 'lab', format: 'text' });
+      if (opts.all === true) {
+        const labs = await labDownAll({ log, ...(opts.prefix === undefined ? {} : { prefix: opts.prefix }) });
+        process.stdout.write(labs.length === 0 ? 'no labs\n' : `down: ${labs.join(' ')}\n`);
+        return;
+      }
+      if (name === undefined) throw new Error('lab down: give a lab NAME or --all');
+      await labDown(name, { log });
+      process.stdout.write(`down: ${name}\n`);
+    });
+
+  lab
+    .command('status')
+    .description('nodes, routers and their sessions, pods (namespace, name, node, IPs, netns), API URL, kubeconfig')
+    .argument('<name>', 'lab name')
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
+    .action(async (name: string, opts: { output: string }) => {
+      const status = await labStatus(name);
+      process.stdout.write(opts.output === 'json' ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status));
+    });
+
+  lab
+    .command('exec')
+    .description('run a command inside a pod (NAMESPACE/POD), node/NODE, router/ROUTER or host/EXTERNAL namespace')
+    .argument('<name>', 'lab name')
+    .argument('<target>', 'NAMESPACE/POD | node/NODE | router/ROUTER | host/EXTERNAL')
+    .argument('<command...>', 'command and arguments (after --)')
+    .action(async (name: string, target: string, command: string[]) => {
+      process.exitCode = await labExec(name, target, command);
+    });
+
+  lab
+    .command('matrix')
+    .alias('show')
+    .description('probe every pod from every pod (and external hosts) on their ports, TCP+UDP, IPv4+IPv6, and print a matrix')
+    .argument('<name>', 'lab name')
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
+    .option('--timeout-ms <ms>', 'per-probe timeout', parseIntOption, 1000)
+    .action(async (name: string, opts: { output: string; timeoutMs: number }) => {
+      const report = await runMatrix(name, { timeoutMs: opts.timeoutMs });
+      process.stdout.write(opts.output === 'json' ? JSON.stringify(report, null, 2) + '\n' : formatMatrix(report));
+    });
+
+  lab
+    .command('clab')
+    .description('containerlab topology (kind + FRR images) for the same TOPOLOGY')
+    .argument('<topology>', 'topology YAML file')
+    .option('--name <name>', 'containerlab lab name (default: the topology file name)')
+    .option('--out-dir <dir>', 'write NAME.clab.yml and NAME/ (router configs) here instead of printing the YAML')
+    .action(async (topologyFile: string, opts: { name?: string; outDir?: string }) => {
+      const name = opts.name ?? path.basename(topologyFile).replace(/\.ya?ml$/, '');
+      const files = renderClab(await loadTopology(topologyFile), name);
+      if (opts.outDir === undefined) {
+        process.stdout.write(files[`${name}.clab.yml`] ?? '');
+        return;
+      }
+      for (const [file, content] of Object.entries(files)) {
+        const target = path.join(opts.outDir, file);
+        await mkdir(path.dirname(target), { recursive: true });
+        await writeFile(target, content);
+      }
+      process.stdout.write(`wrote ${Object.keys(files).length} files under ${opts.outDir}\n`);
+    });
+
+  // Daemons `lab up` starts; not for people.
+  lab.addCommand(
+    new Command('apiserver')
+      .description('(internal) the lab API server')
+      .requiredOption('--lab <lab>', 'lab name')
+      .option('--port <port>', 'loopback TCP port (0 = any)', parseIntOption, 0)
+      .action(async (opts: { lab: string; port: number }) => {
+        const { runApiServerProcess } = await import('../lab/apiserver/process.js');
+        await runApiServerProcess({ lab: opts.lab, tcpPort: opts.port });
+      }),
+    { hidden: true },
+  );
+  lab.addCommand(
+    new Command('kubelet')
+      .description('(internal) the lab kubelet of one node; runs inside the node namespace')
+      .requiredOption('--lab <lab>', 'lab name')
+      .requiredOption('--node <node>', 'node name')
+      .action(async (opts: { lab: string; node: string }) => {
+        const { runLabKubelet } = await import('../lab/kubelet/kubelet.js');
+        await runLabKubelet({ lab: opts.lab, node: opts.node, signal: signalOnTermination() });
+      }),
+    { hidden: true },
+  );
+  return lab;
 }
