@@ -342,6 +342,24 @@ describe('lab kubelet (real CNI plugins, node netns, lab API server)', function 
     expect(parsePodReply(r.reply ?? '')).to.deep.equal({ identity: 'x/b', clientAddress: podIPs('d')[0] });
   });
 
+  it('realizes a burst of pods concurrently, each with its own addresses, all answering', async () => {
+    const names = Array.from({ length: 12 }, (_, i) => `burst${i}`);
+    for (const name of names) api!.create(podObject(name, [{ containerPort: 80, protocol: 'TCP' }, { containerPort: 80, protocol: 'UDP' }]));
+    for (const name of names) await running(name);
+    const all = names.flatMap(podIPs);
+    expect(new Set(all).size).to.equal(names.length * 2);
+    const jobs: ProbeJob[] = names.flatMap((name) =>
+      podIPs(name).flatMap((target) => (['tcp', 'udp'] as const).map((protocol) => ({ from: paths.podSocket('x', 'b'), target, port: 80, protocol }))),
+    );
+    const results = await probeMany(jobs, 32);
+    const identities = results.map((r) => parsePodReply(r.reply ?? '')?.identity);
+    expect(identities).to.deep.equal(names.flatMap((name) => Array<string>(4).fill(`x/${name}`)));
+    for (const name of names) api!.delete('Pod', 'x', name);
+    await waitFor('the burst torn down', () => names.every((n) => !netnsMounted(paths.podNetns('x', n))) && all.every((ip) => !ipamFiles().includes(ip)));
+    // No step needed a retry: concurrent CNI ADD/DEL on one bridge and one IPAM dir went through cleanly.
+    expect(kubeletLog.split('\n').filter((l) => l.includes('"level":"error"'))).to.deep.equal([]);
+  });
+
   it('cleanupLabPods (for lab down) stops every pod server and deletes every pod netns and the pod directory', async () => {
     await stopKubelet();
     const pids = ['b', 'c', 'd', 'h', 's'].map(serverPid);
