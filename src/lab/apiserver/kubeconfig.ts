@@ -15,7 +15,14 @@ export function renderKubeconfig(serverUrl: string, context = 'podroute-lab'): s
   return YAML.stringify({
     apiVersion: 'v1',
     kind: 'Config',
-    clusters: [{ name: context, cluster: { server: serverUrl } }],
+    // client-node 1.4 refuses http:// servers unless the cluster is marked insecure-skip-tls-verify
+    // ("HTTP protocol is not allowed when skipTLSVerify is not set or false"); kubectl does not mind.
+    clusters: [
+      {
+        name: context,
+        cluster: { server: serverUrl, ...(parsed.protocol === 'http:' ? { 'insecure-skip-tls-verify': true } : {}) },
+      },
+    ],
     users: [{ name: context, user: {} }],
     contexts: [{ name: context, context: { cluster: context, user: context, namespace: 'default' } }],
     'current-context': context,

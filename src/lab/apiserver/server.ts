@@ -98,7 +98,8 @@ export class LabApiServer {
   private readonly logger: Logger | undefined;
   private readonly bookmarkIntervalMs: number;
   private readonly servers: http.Server[] = [];
-  private readonly watches = new Set<http.ServerResponse>();
+  /** Open watch streams and how to end each one. */
+  private readonly watches = new Map<http.ServerResponse, () => void>();
   private socketPath: string | undefined;
   private serverAddress = '127.0.0.1:0';
   private started = false;
@@ -208,8 +209,7 @@ export class LabApiServer {
     // Pending namespace finalizations resume when a server loads the store again.
     for (const t of this.finalizeTimers) clearTimeout(t);
     this.finalizeTimers.clear();
-    for (const res of this.watches) res.end();
-    this.watches.clear();
+    this.endWatches();
     await Promise.all(
       this.servers.map(
         (s) =>
@@ -226,6 +226,14 @@ export class LabApiServer {
     }
     await this.persistence?.flush();
     this.started = false;
+  }
+
+  /**
+   * Ends every open watch stream now, as a restarting API server would; clients resume from their last
+   * resourceVersion (or relist on 410). For fault-injection tests.
+   */
+  endWatches(): void {
+    for (const stop of [...this.watches.values()]) stop();
   }
 
   private newServer(): http.Server {
@@ -462,7 +470,7 @@ export class LabApiServer {
   }
 
   private serveWatch(
-    req: http.IncomingMessage,
+    _req: http.IncomingMessage,
     res: http.ServerResponse,
     route: Route,
     q: URLSearchParams,
@@ -485,7 +493,7 @@ export class LabApiServer {
     const encode = (o: KubeObject): unknown =>
       table === undefined ? o : renderTable(rk, [o], { resourceVersion: String(o.metadata?.resourceVersion ?? ''), includeObject: table });
     const write = (type: string, object: unknown): void => {
-      res.write(JSON.stringify({ type, object }) + '\n');
+      if (!res.writableEnded) res.write(JSON.stringify({ type, object }) + '\n');
     };
     const inScope = (o: KubeObject | undefined): boolean =>
       o !== undefined && (namespace === undefined || o.metadata?.namespace === namespace) && matchesSelectors(sel, o);
@@ -521,8 +529,16 @@ export class LabApiServer {
         return;
       }
     }
-    this.watches.add(res);
-    const unsubscribe = this.store.subscribe(deliver);
+    const timers: NodeJS.Timeout[] = [];
+    let unsubscribe = (): void => undefined;
+    const stop = (): void => {
+      unsubscribe();
+      for (const t of timers) clearTimeout(t);
+      this.watches.delete(res);
+      if (!res.writableEnded) res.end();
+    };
+    this.watches.set(res, stop);
+    unsubscribe = this.store.subscribe(deliver);
     if (sendInitial) {
       for (const o of this.store.list(rk.kind)) {
         if (inScope(o)) write('ADDED', encode({ ...o, apiVersion: apiVersionOf(rk), kind: rk.kind }));
@@ -531,23 +547,14 @@ export class LabApiServer {
     } else {
       for (const rec of backlog) deliver(rec);
     }
-    const timers: NodeJS.Timeout[] = [];
     if (bookmarks) timers.push(setInterval(() => bookmark(), this.bookmarkIntervalMs));
     timers.push(
       setTimeout(() => {
         if (bookmarks) bookmark();
-        res.end();
+        stop();
       }, timeoutS * 1000),
     );
-    const cleanup = (): void => {
-      unsubscribe();
-      for (const t of timers) clearTimeout(t);
-      this.watches.delete(res);
-    };
-    res.on('close', cleanup);
-    req.on('close', () => {
-      if (!res.writableEnded) res.end();
-    });
+    res.on('close', stop);
   }
 }
 
