@@ -4,23 +4,11 @@
 import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 import type { AgentConfig } from '../config/agent-config.js';
+import type { BgpDesiredState } from '../bgp/bgp-planner.js';
 import type { Family, OriginatedPath, PeerSpec } from '../bgp/types.js';
 import type { NodeInfo } from '../kube/node-info.js';
 import { selectorMatches } from '../kube/label-selector.js';
 import type { CniConfigInput } from '../node/cni.js';
-
-/** The BGP reconciler's input (see src/bgp/bgp-planner.ts). */
-export interface BgpDesiredState {
-  global: { asn: number; routerId: string; listenPort: number };
-  peers: PeerSpec[];
-  advertise: OriginatedPath[];
-  importRules: {
-    nodePeers: { address: string; prefixes: string[] }[];
-    externalPeers: string[];
-    acceptRanges: string[];
-    ownPodCIDRs: string[];
-  };
-}
 
 /** What the route selector knows about the cluster when it judges a learned path. */
 export interface RouteSelectionInput {

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // The `podroute` command: each subcommand lives in its own module under src/cli/.
 import { Command } from 'commander';
+import { agentCommand } from './agent.js';
 import { labCommand } from './lab.js';
 
 const program = new Command('podroute')
@@ -8,6 +9,7 @@ const program = new Command('podroute')
   .version('0.1.0')
   .showHelpAfterError();
 
+program.addCommand(agentCommand());
 program.addCommand(labCommand());
 
 program.parseAsync(process.argv).catch((err: unknown) => {

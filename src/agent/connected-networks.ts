@@ -1,0 +1,29 @@
+// The node's connected networks (v4 and v6, global scope): a learned next hop must lie in one of them to be
+// installed on-link. Read from the kernel of the current network namespace.
+import { execa } from 'execa';
+import { canonicalCIDR } from '../config/agent-config.js';
+
+interface IpAddrJson {
+  ifname?: string;
+  addr_info?: { family?: string; local?: string; prefixlen?: number; scope?: string }[];
+}
+
+export async function readConnectedNetworks(signal?: AbortSignal): Promise<string[]> {
+  const { stdout } = await execa('ip', ['-j', 'address', 'show'], { cancelSignal: signal });
+  return parseConnectedNetworks(stdout);
+}
+
+export function parseConnectedNetworks(ipJson: string): string[] {
+  const links = JSON.parse(ipJson) as IpAddrJson[];
+  const networks = new Set<string>();
+  for (const link of links) {
+    for (const info of link.addr_info ?? []) {
+      if (info.scope !== 'global' || info.local === undefined || info.prefixlen === undefined) continue;
+      // A /32 or /128 (a loopback service address) makes nothing on-link.
+      if ((info.family === 'inet' && info.prefixlen >= 32) || (info.family === 'inet6' && info.prefixlen >= 128)) continue;
+      const cidr = canonicalCIDR(`${info.local}/${info.prefixlen}`);
+      if (cidr !== undefined) networks.add(cidr);
+    }
+  }
+  return [...networks].sort();
+}
