@@ -1,0 +1,189 @@
+// The policy planner: desired rulesets (from the compiler) + what the kernel has (our chains, our jumps, our sets)
+// -> the exact inputs for `ipset restore` and `iptables-restore --noflush`. Pure; the applier only runs them.
+//
+// Every rule we write carries a comment "prpol:<hash of the rule>"; a chain is rewritten only when its list of
+// hashes differs from the kernel's. Chain lines in a --noflush restore flush just that chain, so one transaction
+// per family replaces exactly the changed chains. Stale chains are removed in a second transaction (so a chain
+// someone else still references cannot make the main update fail) and stale sets after that.
+import { CHAIN_PREFIX, JUMP_COMMENT, SET_PREFIX, shortHash, type BuiltinJump, type CompiledPolicies, type FamilyRuleset, type IpSetSpec, type Rule } from './compile.js';
+import type { IpFamily } from './types.js';
+
+export const RULE_HASH_PREFIX = 'prpol:';
+const TEMP_SUFFIX = '-T';
+
+export interface ObservedJump {
+  chain: string;
+  target: string;
+}
+
+export interface ObservedFamily {
+  /** Our chains (name has our prefix) -> the hash of each rule, '' for a rule without our hash comment. */
+  chains: Map<string, string[]>;
+  /** Our jump rules found in built-in chains (by comment), duplicates included. */
+  jumps: ObservedJump[];
+}
+
+export interface ObservedSet {
+  name: string;
+  type: string;
+  family: IpFamily;
+  /** Normalized entries (see normalizeSetMember). */
+  members: string[];
+}
+
+export interface ObservedPolicyState {
+  v4: ObservedFamily;
+  v6: ObservedFamily;
+  /** Our sets (name has our prefix), both families. */
+  sets: Map<string, ObservedSet>;
+}
+
+export interface PolicyPlan {
+  /** `ipset restore` input creating new sets and swapping in new contents; '' when nothing changes. */
+  ipsetRestore: string;
+  /** `iptables-restore --noflush` input per family; '' when nothing changes. */
+  iptablesRestore: Record<IpFamily, string>;
+  /** Second transaction per family: flush and delete our chains nobody should reference any more. */
+  iptablesCleanup: Record<IpFamily, string>;
+  /** Our sets to destroy once the cleanup is in. */
+  destroySets: string[];
+  summary: { changedChains: number; deletedChains: number; changedSets: number; deletedSets: number; jumpsAdded: number };
+}
+
+export function emptyObservedState(): ObservedPolicyState {
+  return { v4: { chains: new Map(), jumps: [] }, v6: { chains: new Map(), jumps: [] }, sets: new Map() };
+}
+
+export function ruleHash(chain: string, rule: Rule): string {
+  return shortHash(`${chain} ${rule.join(' ')}`, 16);
+}
+
+/** Quotes an argument for iptables-restore / ipset restore lines when it needs it. */
+function quote(arg: string): string {
+  return /^[A-Za-z0-9_.:/,!=+@%-]+$/.test(arg) ? arg : `"${arg.replace(/(["\\])/g, '\\$1')}"`;
+}
+
+export function renderRule(chain: string, rule: Rule): string {
+  // The comment goes before the target: everything after -j belongs to the target's options.
+  const j = rule.indexOf('-j');
+  const matches = j < 0 ? rule : rule.slice(0, j);
+  const target = j < 0 ? [] : rule.slice(j);
+  return ['-A', chain, ...matches, '-m', 'comment', '--comment', `${RULE_HASH_PREFIX}${ruleHash(chain, rule)}`, ...target]
+    .map(quote)
+    .join(' ');
+}
+
+export function renderJump(jump: BuiltinJump, op: '-I' | '-D'): string {
+  const position = op === '-I' ? ['1'] : [];
+  return [op, jump.chain, ...position, '-m', 'comment', '--comment', jump.comment, '-j', jump.target].map(quote).join(' ');
+}
+
+function sameList(a: string[] | undefined, b: string[]): boolean {
+  return a !== undefined && a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function planFamily(desired: FamilyRuleset, observed: ObservedFamily): { main: string; cleanup: string; changed: number; deleted: number; jumps: number } {
+  const declare: string[] = [];
+  const rules: string[] = [];
+  let changed = 0;
+  for (const [chain, chainRules] of desired.chains) {
+    const hashes = chainRules.map((r) => ruleHash(chain, r));
+    if (sameList(observed.chains.get(chain), hashes)) continue;
+    changed++;
+    declare.push(`:${chain} - [0:0]`);
+    for (const r of chainRules) rules.push(renderRule(chain, r));
+  }
+  const jumpLines: string[] = [];
+  let jumpsAdded = 0;
+  for (const jump of desired.jumps) {
+    const found = observed.jumps.filter((j) => j.chain === jump.chain && j.target === jump.target).length;
+    if (found === 0) {
+      jumpLines.push(renderJump(jump, '-I'));
+      jumpsAdded++;
+    }
+    for (let extra = 1; extra < found; extra++) jumpLines.push(renderJump(jump, '-D'));
+  }
+  // Jumps of ours to chains we no longer want (e.g. from an older version) go before those chains do.
+  const staleJumps = observed.jumps.filter((o) => !desired.jumps.some((d) => d.chain === o.chain && d.target === o.target));
+  for (const o of staleJumps) {
+    jumpLines.push(renderJump({ chain: o.chain as BuiltinJump['chain'], target: o.target, comment: JUMP_COMMENT }, '-D'));
+  }
+  const stale = [...observed.chains.keys()].filter((c) => c.startsWith(CHAIN_PREFIX) && !desired.chains.has(c)).sort();
+  const main =
+    declare.length + jumpLines.length === 0 ? '' : ['*filter', ...declare, ...rules, ...jumpLines, 'COMMIT', ''].join('\n');
+  const cleanup =
+    stale.length === 0
+      ? ''
+      : ['*filter', ...stale.map((c) => `:${c} - [0:0]`), ...stale.map((c) => `-X ${c}`), 'COMMIT', ''].join('\n');
+  return { main, cleanup, changed, deleted: stale.length, jumps: jumpsAdded };
+}
+
+/** The form `ipset save` prints an entry in, so desired and observed entries compare as strings. */
+export function normalizeSetMember(type: string, entry: string): string {
+  if (type !== 'hash:net') return entry;
+  if (!entry.includes(':') && entry.endsWith('/32')) return entry.slice(0, -3);
+  if (entry.includes(':') && entry.endsWith('/128')) return entry.slice(0, -4);
+  return entry;
+}
+
+function setHeader(name: string, spec: IpSetSpec): string {
+  const maxelem = Math.max(65536, 2 ** Math.ceil(Math.log2(spec.members.length * 2 + 1)));
+  return `create ${name} ${spec.type} family ${spec.family === 4 ? 'inet' : 'inet6'} maxelem ${maxelem}`;
+}
+
+function planSets(desired: IpSetSpec[], observed: Map<string, ObservedSet>): { script: string; changed: number } {
+  const lines: string[] = [];
+  let changed = 0;
+  for (const spec of desired) {
+    const want = spec.members.map((m) => normalizeSetMember(spec.type, m)).sort();
+    const have = observed.get(spec.name);
+    if (have !== undefined && have.type === spec.type && sameList([...have.members].sort(), want)) continue;
+    changed++;
+    if (have === undefined) {
+      lines.push(`${setHeader(spec.name, spec)} -exist`, `flush ${spec.name}`);
+      for (const m of spec.members) lines.push(`add ${spec.name} ${m}`);
+      continue;
+    }
+    // Fill a twin and swap it in: the set referenced by the rules changes in one step.
+    const temp = `${spec.name}${TEMP_SUFFIX}`;
+    lines.push(`${setHeader(temp, spec)} -exist`, `flush ${temp}`);
+    for (const m of spec.members) lines.push(`add ${temp} ${m}`);
+    lines.push(`swap ${temp} ${spec.name}`, `destroy ${temp}`);
+  }
+  return { script: lines.length === 0 ? '' : lines.join('\n') + '\n', changed };
+}
+
+export function planPolicyChanges(desired: CompiledPolicies, observed: ObservedPolicyState): PolicyPlan {
+  const v4 = planFamily(desired.v4, observed.v4);
+  const v6 = planFamily(desired.v6, observed.v6);
+  const desiredSets = [...desired.v4.sets.values(), ...desired.v6.sets.values()];
+  const sets = planSets(desiredSets, observed.sets);
+  const wanted = new Set(desiredSets.map((s) => s.name));
+  const destroySets = [...observed.sets.keys()].filter((n) => n.startsWith(SET_PREFIX) && !wanted.has(n)).sort();
+  return {
+    ipsetRestore: sets.script,
+    iptablesRestore: { 4: v4.main, 6: v6.main },
+    iptablesCleanup: { 4: v4.cleanup, 6: v6.cleanup },
+    destroySets,
+    summary: {
+      changedChains: v4.changed + v6.changed,
+      deletedChains: v4.deleted + v6.deleted,
+      changedSets: sets.changed,
+      deletedSets: destroySets.length,
+      jumpsAdded: v4.jumps + v6.jumps,
+    },
+  };
+}
+
+/** What the kernel holds once a plan for `desired` went in completely: the planner's next `observed`. */
+export function observedAfter(desired: CompiledPolicies): ObservedPolicyState {
+  const family = (rs: FamilyRuleset): ObservedFamily => ({
+    chains: new Map([...rs.chains].map(([name, rules]) => [name, rules.map((r) => ruleHash(name, r))])),
+    jumps: rs.jumps.map((j) => ({ chain: j.chain, target: j.target })),
+  });
+  const sets = new Map<string, ObservedSet>();
+  for (const s of [...desired.v4.sets.values(), ...desired.v6.sets.values()]) {
+    sets.set(s.name, { name: s.name, type: s.type, family: s.family, members: s.members.map((m) => normalizeSetMember(s.type, m)) });
+  }
+  return { v4: family(desired.v4), v6: family(desired.v6), sets };
+}

@@ -1,0 +1,223 @@
+// The policy reconciler: owns the PRPOL- chains, the jumps to them and the PRPOL4-/PRPOL6- sets of its node.
+// Level-triggered: setCluster() only records the newest snapshot and marks it dirty; the loop compiles the whole
+// snapshot, plans against what the kernel holds and applies the difference. Fail-closed: a failed apply leaves
+// the previous rules in force and is retried with back-off; start-up never clears anything, so rules left by a
+// previous agent keep enforcing until the new ones replace them chain by chain.
+import { readFile } from 'node:fs/promises';
+import type { Logger } from '../observe/log.js';
+import { IptablesPolicyApplier, PolicyApplyError, type CommandRunner } from './apply.js';
+import { compilePolicies, type CompiledPolicies, type PolicyProblem } from './compile.js';
+import { observedAfter, planPolicyChanges, type ObservedPolicyState } from './plan.js';
+import type { ClusterState, PolicyNode } from './types.js';
+
+export interface PolicyReconcilerOptions {
+  node: PolicyNode;
+  logger: Logger;
+  /** The node's pod bridge: same-node pod traffic is only filtered when bridge-nf-call-iptables is on. */
+  bridgeName?: string;
+  /** How commands reach the kernel; defaults to running them in the current network namespace. */
+  runner?: CommandRunner;
+  /** The packet-mark bit used inside our chains (default 0x40000). */
+  allowMark?: number;
+  /** Re-read the kernel and repair drift this often (default 60 s). */
+  resyncIntervalMs?: number;
+  /** Retry back-off after a failed apply: first delay and cap (defaults 250 ms, 30 s). */
+  retryInitialMs?: number;
+  retryMaxMs?: number;
+}
+
+export interface PolicyStatus {
+  /** Our chains and rules (both families) and sets, as last applied. */
+  chains: number;
+  rules: number;
+  sets: number;
+  /** End of the last successful sync. */
+  lastSync: Date | null;
+  /** The error of the last failed sync; null once a sync succeeds again. */
+  lastError: string | null;
+  /** Consecutive failed syncs. */
+  failures: number;
+  /** Invalid policies in the current snapshot (enforced as isolate-and-allow-nothing). */
+  problems: PolicyProblem[];
+  /** The snapshot generation last handed in, and the one whose rules are in the kernel. */
+  generation: number;
+  appliedGeneration: number;
+  /** bridge-nf-call-iptables (and ip6tables) as read at start; null when unknown. */
+  bridgeNetfilter: boolean | null;
+}
+
+export class PolicyReconciler {
+  private readonly opts: PolicyReconcilerOptions;
+  private readonly applier: IptablesPolicyApplier;
+  private readonly logger: Logger;
+  private cluster: ClusterState | null = null;
+  private generation = 0;
+  private appliedGeneration = 0;
+  private observed: ObservedPolicyState | null = null;
+  private lastCompiled: CompiledPolicies | null = null;
+  private lastSync: Date | null = null;
+  private lastError: string | null = null;
+  private failures = 0;
+  private problems: PolicyProblem[] = [];
+  private bridgeNetfilter: boolean | null = null;
+  private wake: (() => void) | null = null;
+  private dirty = false;
+  private running = false;
+
+  constructor(options: PolicyReconcilerOptions) {
+    this.opts = options;
+    this.logger = options.logger;
+    this.applier = new IptablesPolicyApplier(options.runner === undefined ? {} : { runner: options.runner });
+  }
+
+  /** Hands in the newest snapshot; returns its generation (see status().appliedGeneration). */
+  setCluster(state: ClusterState): number {
+    this.cluster = { pods: [...state.pods], namespaces: [...state.namespaces], policies: [...state.policies] };
+    this.generation++;
+    this.dirty = true;
+    this.wake?.();
+    return this.generation;
+  }
+
+  status(): PolicyStatus {
+    const families = this.lastCompiled === null ? [] : [this.lastCompiled.v4, this.lastCompiled.v6];
+    return {
+      chains: families.reduce((n, f) => n + f.chains.size, 0),
+      rules: families.reduce((n, f) => n + [...f.chains.values()].reduce((m, r) => m + r.length, 0), 0),
+      sets: families.reduce((n, f) => n + f.sets.size, 0),
+      lastSync: this.lastSync,
+      lastError: this.lastError,
+      failures: this.failures,
+      problems: this.problems,
+      generation: this.generation,
+      appliedGeneration: this.appliedGeneration,
+      bridgeNetfilter: this.bridgeNetfilter,
+    };
+  }
+
+  /** Runs until `signal` aborts. Nothing is written before the first setCluster(). */
+  async start(signal: AbortSignal): Promise<void> {
+    if (this.running) throw new Error('PolicyReconciler.start: already running');
+    this.running = true;
+    try {
+      await this.checkBridgeNetfilter();
+      const resyncMs = this.opts.resyncIntervalMs ?? 60_000;
+      let nextResync = Date.now() + resyncMs;
+      let retryAt = 0;
+      let delay = this.opts.retryInitialMs ?? 250;
+      while (!signal.aborted) {
+        const now = Date.now();
+        const resyncDue = now >= nextResync;
+        // After a failure even a new snapshot waits for the back-off: a broken iptables must not be hammered.
+        const backingOff = this.failures > 0 && now < retryAt;
+        const wanted = this.dirty || resyncDue || this.failures > 0;
+        if (this.cluster !== null && wanted && !backingOff) {
+          if (resyncDue) {
+            this.observed = null;
+            nextResync = now + resyncMs;
+          }
+          this.dirty = false;
+          const ok = await this.syncOnce(signal);
+          if (ok) {
+            delay = this.opts.retryInitialMs ?? 250;
+          } else {
+            retryAt = Date.now() + delay;
+            delay = Math.min(delay * 2, this.opts.retryMaxMs ?? 30_000);
+          }
+          continue;
+        }
+        const until = Math.min(nextResync, backingOff ? retryAt : Infinity);
+        await this.sleep(Math.max(0, until - Date.now()), signal, !backingOff);
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async syncOnce(signal: AbortSignal): Promise<boolean> {
+    const cluster = this.cluster;
+    if (cluster === null) return true;
+    const generation = this.generation;
+    try {
+      const compiled = compilePolicies(
+        { ...cluster, node: this.opts.node },
+        this.opts.allowMark === undefined ? {} : { allowMark: this.opts.allowMark },
+      );
+      this.reportProblems(compiled.problems);
+      // After a failure or at resync the kernel is re-read: our memory of it may be wrong.
+      this.observed ??= await this.applier.readObserved(signal);
+      const plan = planPolicyChanges(compiled, this.observed);
+      const result = await this.applier.apply(plan, signal);
+      this.observed = result.warnings.length === 0 ? observedAfter(compiled) : null;
+      for (const w of result.warnings) this.logger.warn('policy cleanup incomplete, will retry', { warning: w });
+      this.lastCompiled = compiled;
+      this.appliedGeneration = generation;
+      this.lastSync = new Date();
+      this.lastError = null;
+      this.failures = 0;
+      const s = plan.summary;
+      if (s.changedChains + s.deletedChains + s.changedSets + s.deletedSets + s.jumpsAdded > 0) {
+        this.logger.info('policy rules applied', { generation, ...s });
+      }
+      return true;
+    } catch (err) {
+      if (signal.aborted) return true;
+      this.observed = null;
+      this.failures++;
+      this.lastError = err instanceof Error ? err.message : String(err);
+      this.logger.error('policy apply failed; previous rules stay in force', {
+        error: this.lastError,
+        code: (err as { code?: string }).code,
+        failures: this.failures,
+        ...(err instanceof PolicyApplyError ? { step: err.step, input: err.input } : {}),
+      });
+      return false;
+    }
+  }
+
+  private reportProblems(problems: PolicyProblem[]): void {
+    const text = JSON.stringify(problems);
+    if (text !== JSON.stringify(this.problems)) {
+      for (const p of problems) {
+        this.logger.warn('invalid NetworkPolicy: it isolates its pods but allows nothing', { ...p });
+      }
+    }
+    this.problems = problems;
+  }
+
+  private async checkBridgeNetfilter(): Promise<void> {
+    if (this.opts.bridgeName === undefined) return;
+    try {
+      const read = async (file: string): Promise<string> =>
+        this.opts.runner !== undefined ? this.opts.runner.run(['cat', file]) : readFile(file, 'utf8');
+      const v4 = (await read('/proc/sys/net/bridge/bridge-nf-call-iptables')).trim();
+      const v6 = (await read('/proc/sys/net/bridge/bridge-nf-call-ip6tables')).trim();
+      this.bridgeNetfilter = v4 === '1' && v6 === '1';
+    } catch {
+      this.bridgeNetfilter = false;
+    }
+    if (!this.bridgeNetfilter) {
+      this.logger.warn('bridge netfilter is off: traffic between pods on the same node bypasses policy', {
+        bridge: this.opts.bridgeName,
+      });
+    }
+  }
+
+  private sleep(ms: number, signal: AbortSignal, wakeOnDirty: boolean): Promise<void> {
+    return new Promise((resolve) => {
+      if ((wakeOnDirty && this.dirty) || signal.aborted) {
+        resolve();
+        return;
+      }
+      const done = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        this.wake = null;
+        resolve();
+      };
+      const timer = setTimeout(done, Math.min(ms, 2 ** 31 - 1));
+      signal.addEventListener('abort', done, { once: true });
+      if (wakeOnDirty) this.wake = done;
+    });
+  }
+}

@@ -1,0 +1,156 @@
+// The planner: desired rulesets vs the kernel's chains/jumps/sets -> only the changed chains and sets.
+import { expect } from 'chai';
+import { compilePolicies, CHAINS } from '../../../src/policy/compile.js';
+import { emptyObservedState, observedAfter, planPolicyChanges, renderRule } from '../../../src/policy/plan.js';
+import { parseIpsetSave, parseIptablesSave } from '../../../src/policy/apply.js';
+import { e2eWorld, policy, type World } from './world.js';
+import type { V1NetworkPolicy } from '@kubernetes/client-node';
+
+function compileFor(world: World, policies: V1NetworkPolicy[]) {
+  const node = world.nodes[0];
+  if (node === undefined) throw new Error('no node');
+  return compilePolicies({ pods: world.pods, namespaces: world.namespaces, policies, node });
+}
+
+const denyX = policy('x', 'deny-in', { podSelector: {}, policyTypes: ['Ingress'] });
+const fromY = policy('x', 'from-y', {
+  podSelector: { matchLabels: { pod: 'a' } },
+  ingress: [{ _from: [{ namespaceSelector: { matchLabels: { ns: 'y' } } }], ports: [{ port: 'serve-80-tcp' }] }],
+});
+
+function chainsDeclared(text: string): string[] {
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith(':'))
+    .map((l) => l.slice(1).split(' ')[0] ?? '');
+}
+
+describe('policy planner', () => {
+  it('writes everything into an empty kernel, jumps inserted first in FORWARD and INPUT', () => {
+    const desired = compileFor(e2eWorld(), [denyX, fromY]);
+    const plan = planPolicyChanges(desired, emptyObservedState());
+    expect(chainsDeclared(plan.iptablesRestore[4])).to.have.members([...desired.v4.chains.keys()]);
+    expect(plan.iptablesRestore[4]).to.include('-I FORWARD 1 -m comment --comment "podroute policy" -j PRPOL-FORWARD');
+    expect(plan.iptablesRestore[6]).to.include('-I INPUT 1 -m comment --comment "podroute policy" -j PRPOL-INPUT');
+    expect(plan.iptablesRestore[4].trimEnd().endsWith('COMMIT')).to.equal(true);
+    expect(plan.iptablesCleanup).to.deep.equal({ 4: '', 6: '' });
+    for (const name of desired.v4.sets.keys()) expect(plan.ipsetRestore).to.include(`create ${name} `);
+    expect(plan.ipsetRestore).to.not.include('swap');
+  });
+
+  it('plans nothing when the kernel already holds the desired state', () => {
+    const desired = compileFor(e2eWorld(), [denyX, fromY]);
+    const plan = planPolicyChanges(desired, observedAfter(desired));
+    expect(plan.ipsetRestore).to.equal('');
+    expect(plan.iptablesRestore).to.deep.equal({ 4: '', 6: '' });
+    expect(plan.destroySets).to.deep.equal([]);
+  });
+
+  it('a label change rewrites only the chains and sets it affects, sets by swap', () => {
+    const world = e2eWorld();
+    const before = compileFor(world, [denyX, fromY]);
+    // y/b leaves namespace-y's peer set? No: move x/b out of the deny policy's reach is impossible (podSelector {}),
+    // so relabel x/a: it stops being selected by from-y.
+    const relabelled: World = {
+      ...world,
+      pods: world.pods.map((p) =>
+        p.metadata?.namespace === 'x' && p.metadata.name === 'a' ? { ...p, metadata: { ...p.metadata, labels: { pod: 'other' } } } : p,
+      ),
+    };
+    const after = compileFor(relabelled, [denyX, fromY]);
+    const plan = planPolicyChanges(after, observedAfter(before));
+    const changed = chainsDeclared(plan.iptablesRestore[4]);
+    expect(changed).to.have.length(1);
+    expect(changed[0]).to.match(/^PRPOL-I-/);
+    expect(plan.iptablesRestore[6]).to.not.equal('');
+    // from-y's rule chain is no longer used by any local pod: removed after the main transaction.
+    expect(plan.iptablesCleanup[4]).to.match(/-X PRPOL-R-/);
+  });
+
+  it('a new pod IP in a peer set swaps that set only', () => {
+    const world = e2eWorld();
+    const before = compileFor(world, [fromY]);
+    const moved: World = {
+      ...world,
+      pods: world.pods.map((p) =>
+        p.metadata?.namespace === 'y' && p.metadata.name === 'c'
+          ? { ...p, status: { ...p.status, podIP: '10.1.1.99', podIPs: [{ ip: '10.1.1.99' }, ...(p.status?.podIPs ?? []).slice(1)] } }
+          : p,
+      ),
+    };
+    const after = compileFor(moved, [fromY]);
+    const plan = planPolicyChanges(after, observedAfter(before));
+    expect(plan.iptablesRestore[4]).to.equal('');
+    // Namespace y's peer set and the serve-80-tcp named-port set, IPv4 only.
+    const swapped = [...plan.ipsetRestore.matchAll(/^swap \S+ (\S+)$/gm)].map((m) => m[1]);
+    expect(swapped).to.have.length(2);
+    expect(swapped.every((s) => s?.startsWith('PRPOL4-P-') || s?.startsWith('PRPOL4-N-'))).to.equal(true);
+    expect(plan.ipsetRestore).to.include('10.1.1.99');
+  });
+
+  it('removing all policies deletes stale chains and sets, keeps the base chains and jumps', () => {
+    const desired = compileFor(e2eWorld(), [denyX, fromY]);
+    const none = compileFor(e2eWorld(), []);
+    const plan = planPolicyChanges(none, observedAfter(desired));
+    expect(plan.iptablesCleanup[4]).to.match(/^\*filter\n/);
+    expect(plan.iptablesCleanup[4]).to.match(/-X PRPOL-I-/);
+    expect(plan.iptablesCleanup[4]).to.not.include(CHAINS.forward);
+    expect(plan.destroySets.some((s) => s.startsWith('PRPOL4-P-'))).to.equal(true);
+    expect(plan.destroySets).to.not.include('PRPOL4-LOCAL');
+    expect(plan.iptablesRestore[4]).to.not.include('-I FORWARD');
+  });
+
+  it('removes duplicate jumps and rewrites chains whose rules lost their hash', () => {
+    const desired = compileFor(e2eWorld(), [denyX]);
+    const observed = observedAfter(desired);
+    observed.v4.jumps.push({ chain: 'FORWARD', target: CHAINS.forward });
+    observed.v4.chains.set(CHAINS.forward, ['', '', '', '']);
+    const plan = planPolicyChanges(desired, observed);
+    expect(plan.iptablesRestore[4]).to.include('-D FORWARD -m comment --comment "podroute policy" -j PRPOL-FORWARD');
+    expect(chainsDeclared(plan.iptablesRestore[4])).to.deep.equal([CHAINS.forward]);
+  });
+
+  it('renders the hash comment before the target and reads it back from iptables-save', () => {
+    const rule = ['-m', 'mark', '!', '--mark', '0x40000/0x40000', '-j', 'DROP'];
+    const line = renderRule('PRPOL-I-abc', rule);
+    expect(line).to.match(/^-A PRPOL-I-abc -m mark ! --mark 0x40000\/0x40000 -m comment --comment prpol:[0-9a-f]{16} -j DROP$/);
+    const saved = [
+      '*filter',
+      ':INPUT ACCEPT [0:0]',
+      ':FORWARD ACCEPT [0:0]',
+      ':PRPOL-I-abc - [0:0]',
+      ':PRPOL-EMPTY - [0:0]',
+      ':OTHER - [0:0]',
+      '-A FORWARD -m comment --comment "podroute policy" -j PRPOL-FORWARD',
+      '-A FORWARD -s 1.2.3.4/32 -j DROP',
+      line,
+      '-A PRPOL-I-abc -j DROP',
+      '-A OTHER -m comment --comment prpol:0123456789abcdef -j ACCEPT',
+      'COMMIT',
+    ].join('\n');
+    const observed = parseIptablesSave(saved);
+    expect(observed.jumps).to.deep.equal([{ chain: 'FORWARD', target: 'PRPOL-FORWARD' }]);
+    expect([...observed.chains.keys()]).to.deep.equal(['PRPOL-I-abc', 'PRPOL-EMPTY']);
+    expect(observed.chains.get('PRPOL-I-abc')).to.deep.equal([/prpol:([0-9a-f]+)/.exec(line)?.[1], '']);
+  });
+
+  it('reads our sets from ipset save, normalizing host prefixes', () => {
+    const sets = parseIpsetSave(
+      [
+        'create PRPOL4-LOCAL hash:net family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x1',
+        'add PRPOL4-LOCAL 10.1.0.0/24',
+        'add PRPOL4-LOCAL 10.1.0.11',
+        'create PRPOL6-N-abc hash:ip,port family inet6 hashsize 1024 maxelem 65536',
+        'add PRPOL6-N-abc fd01:1::b,tcp:80',
+        'create foreign hash:ip family inet',
+        'add foreign 1.2.3.4',
+      ].join('\n'),
+    );
+    expect([...sets.keys()]).to.deep.equal(['PRPOL4-LOCAL', 'PRPOL6-N-abc']);
+    expect(sets.get('PRPOL4-LOCAL')?.members).to.deep.equal(['10.1.0.0/24', '10.1.0.11']);
+    expect(sets.get('PRPOL6-N-abc')).to.deep.include({ family: 6, type: 'hash:ip,port', members: ['fd01:1::b,tcp:80'] });
+    const desired = compileFor(e2eWorld(), []);
+    const observed = observedAfter(desired);
+    expect(observed.sets.get('PRPOL4-LOCAL')?.members).to.include('10.1.0.11');
+  });
+});
