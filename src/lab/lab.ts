@@ -687,8 +687,8 @@ export function resolveExecTarget(lab: string, topology: Topology, target: strin
   }
 }
 
-/** Runs a command in the target's namespace with the caller's stdio; resolves to its exit code. */
-export async function labExec(lab: string, target: string, argv: string[]): Promise<number> {
+/** Runs a command in the target's namespace (with the caller's stdio by default); resolves to its exit code. */
+export async function labExec(lab: string, target: string, argv: string[], options: { stdio?: 'inherit' | 'ignore' } = {}): Promise<number> {
   checkLabName(lab);
   const state = readLabState(lab);
   if (state === undefined) throw new LabError('LAB_NOT_FOUND', `no lab named "${lab}"`);
@@ -702,7 +702,7 @@ export async function labExec(lab: string, target: string, argv: string[]): Prom
     command = ['vtysh', '--vty_socket', frrFiles(labPaths(lab).frrDir(resolved.member)).runDir, ...argv.slice(1)];
   }
   return await new Promise<number>((resolve, reject) => {
-    const child = spawn('ip', ['netns', 'exec', resolved.netns, ...command], { stdio: 'inherit' });
+    const child = spawn('ip', ['netns', 'exec', resolved.netns, ...command], { stdio: options.stdio ?? 'inherit' });
     child.on('error', reject);
     child.on('exit', (code, sig) => resolve(code ?? (sig === null ? 1 : 128)));
   });
