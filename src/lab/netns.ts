@@ -120,7 +120,7 @@ export async function runBatch(netns: string, lines: string[]): Promise<void> {
   await ip(['-n', netns, '-batch', '-'], lines.join('\n') + '\n');
 }
 
-/** Routes of the host namespace (read only), to refuse lab networks that would shadow the host's own. */
+/** Routed destinations of the host namespace (read only), to refuse lab networks that would shadow the host's own. */
 export async function hostRoutes(): Promise<string[]> {
   const routes: string[] = [];
   for (const family of ['-4', '-6']) {
@@ -128,6 +128,8 @@ export async function hostRoutes(): Promise<string[]> {
     for (const r of JSON.parse(out || '[]') as { dst?: string; type?: string }[]) {
       if (r.dst === undefined || r.dst === 'default') continue;
       if (r.type !== undefined && r.type !== 'unicast') continue;
+      // Link-local routes exist on every link of every namespace and lead nowhere beyond it.
+      if (/^fe[89ab][0-9a-f]:/i.test(r.dst)) continue;
       routes.push(r.dst.includes('/') ? r.dst : `${r.dst}/${r.dst.includes(':') ? 128 : 32}`);
     }
   }

@@ -1,18 +1,19 @@
 // two-racks comes up in network namespaces with the real parts, converges, and `lab down` leaves nothing.
 import { expect } from 'chai';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { GobgpClient } from '../../../src/bgp/gobgp-client.js';
 import { nodeProbeSocket } from '../../../src/lab/kubelet/kubelet.js';
-import { bgpSummary, frrFiles } from '../../../src/lab/frr.js';
+import { bgpSummary, frrFiles, vtysh } from '../../../src/lab/frr.js';
+import { hostRoutes } from '../../../src/lab/netns.js';
 import { labDown, labExec, labStatus, labUp, type LabStatusReport } from '../../../src/lab/lab.js';
 import { runMatrix } from '../../../src/lab/matrix.js';
 import { labPaths } from '../../../src/lab/paths.js';
 import { closeProbeConnections, parsePodReply, probe } from '../../../src/lab/probe.js';
 import { readLabState } from '../../../src/lab/state.js';
-import { cidrContainsAddress, parseTopology, planLayout } from '../../../src/lab/topology.js';
-import { leftovers, NOTHING, repoRoot } from './leftovers.js';
+import { cidrContainsAddress, cidrsOverlap, parseTopology, planLayout } from '../../../src/lab/topology.js';
+import { leftovers, NOTHING, repoRoot, until } from './leftovers.js';
 
 const LAB = 'h3t';
 const topologyFile = path.join(repoRoot(), 'topologies', 'two-racks.yaml');
@@ -143,6 +144,54 @@ describe('lab: two-racks in network namespaces', function () {
     expect(sameNode.length).to.be.greaterThan(0);
     expect(sameNode.filter((p) => !p.ok).map((p) => `${p.from}->${p.to} ${p.target} ${p.port}/${p.protocol}: ${p.error}`)).to.deep.equal([]);
     expect(report.probes.filter((p) => p.error?.startsWith('answered by'))).to.deep.equal([]);
+  });
+
+  it('a node that dials its ToR gets its podCIDRs into the fabric (kernel FIB of the spine); the ToR drops prefixes outside the pod ranges', async () => {
+    const client = new GobgpClient({ target: `unix://${labPaths(LAB).gobgpSocket('r1n1')}` });
+    client.start();
+    try {
+      await client.startBgp({ asn: 64601, routerId: '10.10.1.11', listenPort: -1 });
+      await client.addPeer({ address: '10.10.1.1', asn: 65001, connectRetry: 1, families: ['ipv4'] });
+      await client.addPeer({ address: 'fd00:10:1::1', asn: 65001, connectRetry: 1, families: ['ipv6'] });
+      await client.addPath({ prefix: '10.244.1.0/24', nextHop: '10.10.1.11' });
+      await client.addPath({ prefix: '192.0.2.0/24', nextHop: '10.10.1.11' });
+      await client.addPath({ prefix: 'fd00:10:244:1::/64', nextHop: 'fd00:10:1::b' });
+      await client.addPath({ prefix: '2001:db8:dead::/48', nextHop: 'fd00:10:1::b' });
+      const spineFib = (family: '-4' | '-6'): { dst: string; gateway?: string }[] =>
+        JSON.parse(execFileSync('ip', ['-n', labPaths(LAB).netns('spine1'), '-j', family, 'route'], { encoding: 'utf8' })) as { dst: string }[];
+      await until('pod routes in the spine FIB', 60_000, () =>
+        spineFib('-4').some((r) => r.dst === '10.244.1.0/24') && spineFib('-6').some((r) => r.dst === 'fd00:10:244:1::/64') ? true : undefined,
+      );
+      expect(spineFib('-4').find((r) => r.dst === '10.244.1.0/24')?.gateway).to.equal('10.255.1.1');
+      const torTable = async (family: 'ipv4' | 'ipv6'): Promise<string[]> =>
+        Object.keys((JSON.parse(await vtysh(frrFiles(labPaths(LAB).frrDir('tor1')), `show bgp ${family} unicast json`)) as { routes?: object }).routes ?? {});
+      expect(await torTable('ipv4')).to.include('10.244.1.0/24').and.not.include('192.0.2.0/24');
+      expect(await torTable('ipv6')).to.include('fd00:10:244:1::/64').and.not.include('2001:db8:dead::/48');
+      expect(spineFib('-4').map((r) => r.dst)).not.to.include('192.0.2.0/24');
+    } finally {
+      await client.stopBgp().catch(() => undefined);
+      client.close();
+    }
+  });
+
+  it("no lab namespace routes towards the host's own networks", async () => {
+    const host = await hostRoutes();
+    expect(host.length).to.be.greaterThan(0);
+    for (const member of layout.members) {
+      const ns = labPaths(LAB).netns(member.name);
+      for (const family of ['-4', '-6']) {
+        const routes = JSON.parse(execFileSync('ip', ['-n', ns, '-j', family, 'route', 'show', 'table', 'all'], { encoding: 'utf8' })) as { dst: string; type?: string }[];
+        for (const r of routes.filter((x) => x.dst !== 'default' && !x.dst.startsWith('fe80:') && (x.type === undefined || x.type === 'unicast'))) {
+          const dst = r.dst.includes('/') ? r.dst : `${r.dst}/${r.dst.includes(':') ? 128 : 32}`;
+          for (const h of host) expect(cidrsOverlap(dst, h), `${ns}: ${dst} overlaps host route ${h}`).to.equal(false);
+        }
+      }
+    }
+    // Routers have no default route: traffic for anything outside the lab dies at the first router.
+    for (const router of topology.routers) {
+      const result = spawnSync('ip', ['-n', labPaths(LAB).netns(router.name), 'route', 'get', '8.8.8.8']);
+      expect(result.status, router.name).not.to.equal(0);
+    }
   });
 
   it('down leaves nothing: no namespace, process, /var/run/frr dir, file or mount', async () => {
