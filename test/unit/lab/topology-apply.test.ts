@@ -1,0 +1,95 @@
+// The pure parts between the topology and the world: ip commands, Kubernetes objects, exec targets, probe plans.
+import { expect } from 'chai';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { LabError, nodeObject, podObject, resolveExecTarget } from '../../../src/lab/lab.js';
+import { planMatrix } from '../../../src/lab/matrix.js';
+import { memberBatch, memberSysctls, vethCommand } from '../../../src/lab/netns.js';
+import { parseTopology, planLayout, type LabLayout, type Topology } from '../../../src/lab/topology.js';
+
+function repoRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(dir, 'package.json'))) dir = path.dirname(dir);
+  return dir;
+}
+
+describe('lab: from layout to commands and objects', () => {
+  let topology: Topology;
+  let layout: LabLayout;
+  before(() => {
+    topology = parseTopology(readFileSync(path.join(repoRoot(), 'topologies', 'two-racks.yaml'), 'utf8'));
+    layout = planLayout(topology);
+  });
+
+  it('veths are created with both ends inside lab namespaces', () => {
+    const rackLink = layout.veths.find((v) => v.b.member === 'r1n2');
+    expect(rackLink).to.not.equal(undefined);
+    expect(vethCommand(rackLink!, (m) => `L-${m}`)).to.deep.equal(['link', 'add', 'to-r1n2', 'netns', 'L-tor1', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', 'L-r1n2']);
+  });
+
+  it('a ToR creates its rack bridge before enslaving the node ports; a node gets addresses and default routes', () => {
+    const tor = memberBatch(layout.members.find((m) => m.name === 'tor1')!, layout);
+    expect(tor.indexOf('link add rack0 type bridge')).to.be.lessThan(tor.indexOf('link set to-r1n1 master rack0'));
+    expect(tor).to.include('address add fd00:10:1::1/64 dev rack0 nodad');
+    const node = memberBatch(layout.members.find((m) => m.name === 'r1n1')!, layout);
+    expect(node).to.deep.equal([
+      'link set lo up',
+      'address add 10.10.1.11/24 dev eth0',
+      'address add fd00:10:1::b/64 dev eth0 nodad',
+      'link set eth0 up',
+      'route replace 0.0.0.0/0 via 10.10.1.1',
+      'route replace ::/0 via fd00:10:1::1',
+    ]);
+    expect(memberSysctls(layout.members.find((m) => m.name === 'ext1')!)['net.ipv4.ip_forward']).to.equal('0');
+    expect(memberSysctls(layout.members.find((m) => m.name === 'r1n1')!)['net.ipv6.conf.all.forwarding']).to.equal('1');
+  });
+
+  it('Node objects carry podCIDRs, InternalIPs of both families, labels and the ASN/peer annotations', () => {
+    const node = nodeObject(topology, layout, 'r2n1') as { metadata: { labels: Record<string, string>; annotations: Record<string, string> }; spec: unknown; status: { addresses: unknown[] } };
+    expect(node.spec).to.deep.equal({ podCIDR: '10.244.3.0/24', podCIDRs: ['10.244.3.0/24', 'fd00:10:244:3::/64'] });
+    expect(node.status.addresses).to.deep.equal([
+      { type: 'InternalIP', address: '10.10.2.11' },
+      { type: 'InternalIP', address: 'fd00:10:2::b' },
+      { type: 'Hostname', address: 'r2n1' },
+    ]);
+    expect(node.metadata.labels['topology.kubernetes.io/zone']).to.equal('rack2');
+    expect(node.metadata.annotations['podroute.io/asn']).to.equal('64602');
+    expect(JSON.parse(node.metadata.annotations['podroute.io/peers'] ?? '[]')).to.deep.equal([
+      { address: '10.10.2.1', asn: 65002 },
+      { address: 'fd00:10:2::1', asn: 65002 },
+    ]);
+  });
+
+  it('Pod objects keep nodeName, labels and the named containerPorts', () => {
+    const pod = podObject(topology.kubernetes.pods[0]!) as { metadata: { namespace: string; labels: Record<string, string> }; spec: { nodeName: string; containers: { ports: unknown[] }[] } };
+    expect(pod.metadata).to.include({ namespace: 'x' });
+    expect(pod.metadata.labels).to.deep.equal({ pod: 'a' });
+    expect(pod.spec.nodeName).to.equal('r1n1');
+    expect(pod.spec.containers[0]?.ports).to.deep.include({ name: 'serve-81-udp', containerPort: 81, protocol: 'UDP' });
+  });
+
+  it('exec targets name pods, nodes, routers and external hosts; unknown ones are refused', () => {
+    expect(resolveExecTarget('L', topology, 'x/a')).to.deep.equal({ netns: 'L-pod-x-a', kind: 'pod', member: 'x/a' });
+    expect(resolveExecTarget('L', topology, 'node/r1n1').netns).to.equal('L-r1n1');
+    expect(resolveExecTarget('L', topology, 'router/spine1').kind).to.equal('router');
+    expect(resolveExecTarget('L', topology, 'host/ext1').netns).to.equal('L-ext1');
+    expect(() => resolveExecTarget('L', topology, 'node/r9n9')).to.throw(LabError, /no node named "r9n9"/);
+    expect(() => resolveExecTarget('L', topology, 'just-a-name')).to.throw(LabError, /expected NAMESPACE\/POD/);
+  });
+
+  it('the matrix plans one probe per source, target address and port', () => {
+    const jobs = planMatrix(
+      [{ identity: 'x/a', controlSocket: '/s/a' }],
+      [{ identity: 'y/b', addresses: ['10.244.1.2', 'fd00::2'], ports: [{ port: 80, protocol: 'TCP' }, { port: 80, protocol: 'UDP' }] }],
+      700,
+    );
+    expect(jobs.map((j) => `${j.from} ${j.target} ${j.port}/${j.protocol} ${j.meta.family}`)).to.deep.equal([
+      '/s/a 10.244.1.2 80/tcp ipv4',
+      '/s/a 10.244.1.2 80/udp ipv4',
+      '/s/a fd00::2 80/tcp ipv6',
+      '/s/a fd00::2 80/udp ipv6',
+    ]);
+    expect(jobs.every((j) => j.timeoutMs === 700)).to.equal(true);
+  });
+});
