@@ -224,16 +224,111 @@ export function compareIpPrefixes(a: IpPrefix, b: IpPrefix): number {
   return compareBytes(a.bytes, b.bytes) || a.length - b.length;
 }
 
+// Fast paths for the planner, the kernel reader and setDesired, which see every route on every sync: strings
+// that are already canonical (nearly all of them) come back as the same string, and IPv4 is handled without
+// allocating; IPv6 and non-canonical input take the full parse.
+
+/** The value of a strict dotted quad in text[start, end) (strict = canonical for IPv4), or -1. */
+function scanIpv4(text: string, start: number, end: number): number {
+  let value = 0;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 46 /* . */) {
+      if (digits === 0 || dots === 3) return -1;
+      value = value * 256 + part;
+      part = 0;
+      digits = 0;
+      dots++;
+    } else if (c >= 48 && c <= 57) {
+      if (digits === 1 && part === 0) return -1;
+      part = part * 10 + (c - 48);
+      if (part > 255) return -1;
+      digits++;
+    } else {
+      return -1;
+    }
+  }
+  if (digits === 0 || dots !== 3) return -1;
+  return value * 256 + part;
+}
+
+function formatIpv4Value(value: number): string {
+  return `${Math.floor(value / 16777216)}.${Math.floor(value / 65536) % 256}.${Math.floor(value / 256) % 256}.${value % 256}`;
+}
+
+/** A prefix length 0..max written without leading zeros, or -1. */
+function scanLength(text: string, start: number, max: number): number {
+  const digits = text.length - start;
+  if (digits < 1 || digits > 3) return -1;
+  let value = 0;
+  for (let i = start; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 48 || c > 57 || (i > start && value === 0)) return -1;
+    value = value * 10 + (c - 48);
+  }
+  return value <= max ? value : -1;
+}
+
+/** Canonical text of a prefix (as parseIpPrefix(...).text); the very same string when it already is canonical. */
+export function canonicalPrefixText(text: string, defaultFamily: IpFamily = 'ipv4'): string | undefined {
+  if (text.includes(':') || text === 'default') return parseIpPrefix(text, defaultFamily)?.text;
+  const slash = text.indexOf('/');
+  const value = scanIpv4(text, 0, slash < 0 ? text.length : slash);
+  if (value < 0) return undefined;
+  if (slash < 0) return `${text}/32`;
+  const length = scanLength(text, slash + 1, 32);
+  if (length < 0) return undefined;
+  const block = 2 ** (32 - length);
+  const network = value - (value % block);
+  return network === value ? text : `${formatIpv4Value(network)}/${length}`;
+}
+
+/** Canonical text of an address; the very same string when it already is canonical. */
+export function canonicalAddressText(text: string): string | undefined {
+  if (text.includes(':')) return parseIpAddress(text)?.text;
+  return scanIpv4(text, 0, text.length) >= 0 ? text : undefined;
+}
+
+/**
+ * A key that sorts canonical addresses or prefixes numerically (then by length): a number for IPv4, a
+ * string for IPv6. Compare with compareSortKeys.
+ */
+export function ipSortKey(canonical: string): number | string {
+  const slash = canonical.indexOf('/');
+  if (!canonical.includes(':')) {
+    const value = scanIpv4(canonical, 0, slash < 0 ? canonical.length : slash);
+    return value * 64 + (slash < 0 ? 32 : Number(canonical.slice(slash + 1)));
+  }
+  const parsed = slash < 0 ? parseIpAddress(canonical) : parseIpPrefix(canonical);
+  let key = '';
+  for (const byte of parsed?.bytes ?? []) key += byte.toString(16).padStart(2, '0');
+  return key + (slash < 0 ? '128' : canonical.slice(slash + 1).padStart(3, '0'));
+}
+
+/** IPv4 (numbers) before IPv6 (strings), each in numeric order. */
+export function compareSortKeys(a: number | string, b: number | string): number {
+  if (typeof a === 'number') return typeof b === 'number' ? a - b : -1;
+  if (typeof b === 'number') return 1;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 /** Canonical next-hop list: parsed, deduplicated, sorted; undefined if one of them is not an address. */
 export function canonicalNextHops(nextHops: readonly string[]): string[] | undefined {
-  const parsed: IpAddress[] = [];
-  for (const text of nextHops) {
-    const address = parseIpAddress(text);
-    if (address === undefined) return undefined;
-    parsed.push(address);
+  if (nextHops.length === 1) {
+    const only = canonicalAddressText(nextHops[0] as string);
+    return only === undefined ? undefined : [only];
   }
-  parsed.sort(compareIpAddresses);
+  const keyed: { text: string; key: number | string }[] = [];
+  for (const text of nextHops) {
+    const canonical = canonicalAddressText(text);
+    if (canonical === undefined) return undefined;
+    keyed.push({ text: canonical, key: ipSortKey(canonical) });
+  }
+  keyed.sort((a, b) => compareSortKeys(a.key, b.key));
   const out: string[] = [];
-  for (const address of parsed) if (out[out.length - 1] !== address.text) out.push(address.text);
+  for (const { text } of keyed) if (out[out.length - 1] !== text) out.push(text);
   return out;
 }

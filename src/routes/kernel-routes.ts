@@ -2,7 +2,7 @@
 // burst of changes as one `ip -batch` process. It only ever writes routes of its own protocol number.
 import { execa } from 'execa';
 import { KernelRouteError, RouteInputError, type FailedBatchLine } from './errors.js';
-import { canonicalNextHops, parseIpPrefix, type IpFamily } from './ip-prefix.js';
+import { canonicalNextHops, canonicalPrefixText, type IpFamily } from './ip-prefix.js';
 import { defaultMetric, type KernelRoute, type RouteChange } from './plan-routes.js';
 
 /**
@@ -76,14 +76,18 @@ export function parseIpRouteJson(output: string, family: IpFamily): KernelRoute[
   for (const entry of entries as IpJsonRoute[]) {
     if (typeof entry !== 'object' || entry === null || typeof entry.dst !== 'string') continue;
     if (entry.table !== undefined && entry.table !== 'main' && entry.table !== '254') continue;
-    const prefix = parseIpPrefix(entry.dst, family);
+    const prefix = canonicalPrefixText(entry.dst, family);
     if (prefix === undefined) continue;
     const protocol = Number(entry.protocol ?? 0);
-    const hops = (entry.nexthops ?? [entry]).map((hop) => hop.gateway ?? hop.via?.host).filter((h): h is string => h !== undefined);
-    const nextHops = canonicalNextHops(hops);
+    const hops: string[] = [];
+    for (const hop of entry.nexthops ?? [entry]) {
+      const gateway = hop.gateway ?? hop.via?.host;
+      if (gateway !== undefined) hops.push(gateway);
+    }
+    const nextHops = hops.length === 0 ? hops : canonicalNextHops(hops);
     if (nextHops === undefined || !Number.isInteger(protocol)) continue;
-    const route: KernelRoute = { prefix: prefix.text, nextHops, protocol };
-    if (typeof entry.metric === 'number' && entry.metric !== defaultMetric(prefix.family)) route.metric = entry.metric;
+    const route: KernelRoute = { prefix, nextHops, protocol };
+    if (typeof entry.metric === 'number' && entry.metric !== defaultMetric(family)) route.metric = entry.metric;
     if (entry.type !== undefined && entry.type !== 'unicast' && entry.type !== '1') route.type = String(entry.type);
     routes.push(route);
   }

@@ -2,7 +2,7 @@
 // Ownership: only routes of our protocol number are ever replaced or deleted. A prefix that has a route of
 // another protocol (a foreign route) and none of ours is a conflict: we step aside and report it.
 import { RouteInputError } from './errors.js';
-import { canonicalNextHops, compareIpPrefixes, parseIpPrefix, type IpFamily, type IpPrefix } from './ip-prefix.js';
+import { canonicalNextHops, canonicalPrefixText, compareSortKeys, ipSortKey, type IpFamily } from './ip-prefix.js';
 import type { DesiredRoute } from './select-routes.js';
 
 /** A route as read from the kernel's main table. */
@@ -32,22 +32,30 @@ export function defaultMetric(family: IpFamily): number {
 }
 
 interface Canonical<T> {
-  prefix: IpPrefix;
+  /** Canonical prefix text: the identity of a route in every map here. */
+  prefix: string;
+  family: IpFamily;
   nextHops: string[];
   item: T;
+}
+
+function familyOf(canonicalPrefix: string): IpFamily {
+  return canonicalPrefix.includes(':') ? 'ipv6' : 'ipv4';
 }
 
 function canonicalDesired(routes: readonly DesiredRoute[]): Map<string, Canonical<DesiredRoute>> {
   const byPrefix = new Map<string, Canonical<DesiredRoute>>();
   routes.forEach((route, i) => {
-    const prefix = parseIpPrefix(route.prefix);
+    const prefix = canonicalPrefixText(route.prefix);
     if (prefix === undefined) throw new RouteInputError(`desired[${i}].prefix`, route.prefix, 'not a CIDR');
     const nextHops = canonicalNextHops(route.nextHops);
     if (nextHops === undefined || nextHops.length === 0) {
       throw new RouteInputError(`desired[${i}].nextHops`, route.nextHops, 'not a non-empty list of IP addresses');
     }
-    if (byPrefix.has(prefix.text)) throw new RouteInputError(`desired[${i}].prefix`, route.prefix, 'listed twice');
-    byPrefix.set(prefix.text, { prefix, nextHops, item: { prefix: prefix.text, nextHops } });
+    if (byPrefix.has(prefix)) throw new RouteInputError(`desired[${i}].prefix`, route.prefix, 'listed twice');
+    // Reuse the caller's object when it already is canonical: 50k fresh objects per sync cost GC time.
+    const item = prefix === route.prefix && sameNextHops(nextHops, route.nextHops) ? route : { prefix, nextHops };
+    byPrefix.set(prefix, { prefix, family: familyOf(prefix), nextHops, item });
   });
   return byPrefix;
 }
@@ -55,24 +63,31 @@ function canonicalDesired(routes: readonly DesiredRoute[]): Map<string, Canonica
 function groupKernel(routes: readonly KernelRoute[], what: string): Map<string, Canonical<KernelRoute>[]> {
   const byPrefix = new Map<string, Canonical<KernelRoute>[]>();
   routes.forEach((route, i) => {
-    const prefix = parseIpPrefix(route.prefix);
+    const prefix = canonicalPrefixText(route.prefix);
     if (prefix === undefined) throw new RouteInputError(`${what}[${i}].prefix`, route.prefix, 'not a CIDR');
-    const nextHops = canonicalNextHops(route.nextHops);
+    const nextHops = route.nextHops.length === 0 ? route.nextHops : canonicalNextHops(route.nextHops);
     if (nextHops === undefined) throw new RouteInputError(`${what}[${i}].nextHops`, route.nextHops, 'not IP addresses');
-    const entry = { prefix, nextHops, item: route };
-    const list = byPrefix.get(prefix.text);
-    if (list === undefined) byPrefix.set(prefix.text, [entry]);
+    const entry = { prefix, family: familyOf(prefix), nextHops, item: route };
+    const list = byPrefix.get(prefix);
+    if (list === undefined) byPrefix.set(prefix, [entry]);
     else list.push(entry);
   });
   return byPrefix;
 }
 
 function hasDefaultKey(route: Canonical<KernelRoute>): boolean {
-  return (route.item.metric ?? defaultMetric(route.prefix.family)) === defaultMetric(route.prefix.family);
+  return (route.item.metric ?? defaultMetric(route.family)) === defaultMetric(route.family);
 }
 
-function sameNextHops(a: string[], b: string[]): boolean {
+function sameNextHops(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((hop, i) => hop === b[i]);
+}
+
+/** Sorts by prefix (IPv4 first, numeric order), then by `tie`; decorate-sort-undecorate so keys are built once. */
+function sortByPrefix<T>(items: T[], prefixOf: (item: T) => string, tie: (a: T, b: T) => number = () => 0): T[] {
+  const keyed = items.map((item) => ({ item, key: ipSortKey(prefixOf(item)) }));
+  keyed.sort((a, b) => compareSortKeys(a.key, b.key) || tie(a.item, b.item));
+  return keyed.map((k) => k.item);
 }
 
 /**
@@ -90,8 +105,8 @@ export function planRoutes(
   const ours = groupKernel(observed, 'observed');
   const theirs = groupKernel(foreign, 'foreign');
   const deletes: Canonical<KernelRoute>[] = [];
-  const replaces: { prefix: IpPrefix; change: RouteChange }[] = [];
-  const conflicts: { prefix: IpPrefix; change: RouteChange }[] = [];
+  const replaces: { prefix: string; change: RouteChange }[] = [];
+  const conflicts: { prefix: string; change: RouteChange }[] = [];
 
   for (const [key, routes] of ours) {
     const target = want.get(key);
@@ -102,10 +117,9 @@ export function planRoutes(
       if (target !== undefined && keeper === undefined && hasDefaultKey(route)) keeper = route;
       else deletes.push(route);
     }
-    if (target === undefined) continue;
-    if (keeper === undefined) continue; // planned below as a new route
+    if (target === undefined || keeper === undefined) continue; // a missing keeper is planned below as new
     const unchanged = keeper.item.type === undefined && sameNextHops(keeper.nextHops, target.nextHops);
-    if (!unchanged) replaces.push({ prefix: target.prefix, change: { kind: 'replace', route: target.item, previous: keeper.item } });
+    if (!unchanged) replaces.push({ prefix: key, change: { kind: 'replace', route: target.item, previous: keeper.item } });
   }
 
   for (const [key, target] of want) {
@@ -113,20 +127,18 @@ export function planRoutes(
     if (existing !== undefined && existing.some(hasDefaultKey)) continue; // handled above
     const blocking = theirs.get(key);
     if (blocking !== undefined) {
-      conflicts.push({ prefix: target.prefix, change: { kind: 'conflict', route: target.item, foreign: blocking.map((b) => b.item) } });
+      conflicts.push({ prefix: key, change: { kind: 'conflict', route: target.item, foreign: blocking.map((b) => b.item) } });
     } else {
-      replaces.push({ prefix: target.prefix, change: { kind: 'replace', route: target.item } });
+      replaces.push({ prefix: key, change: { kind: 'replace', route: target.item } });
     }
   }
 
   // Higher metrics first: for IPv4 a delete with metric 0 matches any metric, so it must come last.
-  const metricOf = (d: Canonical<KernelRoute>): number => d.item.metric ?? defaultMetric(d.prefix.family);
-  deletes.sort((a, b) => compareIpPrefixes(a.prefix, b.prefix) || metricOf(b) - metricOf(a));
-  replaces.sort((a, b) => compareIpPrefixes(a.prefix, b.prefix));
-  conflicts.sort((a, b) => compareIpPrefixes(a.prefix, b.prefix));
+  const metricOf = (d: Canonical<KernelRoute>): number => d.item.metric ?? defaultMetric(d.family);
+  const byPrefix = (c: { prefix: string }) => c.prefix;
   return [
-    ...deletes.map((d): RouteChange => ({ kind: 'delete', route: d.item })),
-    ...replaces.map((r) => r.change),
-    ...conflicts.map((c) => c.change),
+    ...sortByPrefix(deletes, byPrefix, (a, b) => metricOf(b) - metricOf(a)).map((d): RouteChange => ({ kind: 'delete', route: d.item })),
+    ...sortByPrefix(replaces, byPrefix).map((r) => r.change),
+    ...sortByPrefix(conflicts, byPrefix).map((c) => c.change),
   ];
 }

@@ -5,7 +5,7 @@
 // Stopping leaves the routes in place: the data plane keeps forwarding while the agent restarts.
 import type { Logger } from '../observe/log.js';
 import { RouteInputError } from './errors.js';
-import { canonicalNextHops, parseIpPrefix, type IpFamily } from './ip-prefix.js';
+import { canonicalNextHops, canonicalPrefixText, type IpFamily } from './ip-prefix.js';
 import { IpRouteTable, validateProtocol, type RouteTable } from './kernel-routes.js';
 import { defaultMetric, planRoutes, type KernelRoute, type RouteChange } from './plan-routes.js';
 import type { DesiredRoute } from './select-routes.js';
@@ -70,17 +70,18 @@ function validateDesired(routes: readonly DesiredRoute[]): DesiredRoute[] {
   if (!Array.isArray(routes)) throw new RouteInputError('routes', routes, 'not a list');
   const seen = new Set<string>();
   return routes.map((route, i) => {
-    const prefix = typeof route?.prefix === 'string' ? parseIpPrefix(route.prefix) : undefined;
+    const prefix = typeof route?.prefix === 'string' ? canonicalPrefixText(route.prefix) : undefined;
     if (prefix === undefined) throw new RouteInputError(`routes[${i}].prefix`, route?.prefix, 'not a CIDR');
-    if (seen.has(prefix.text)) throw new RouteInputError(`routes[${i}].prefix`, route.prefix, 'listed twice');
-    seen.add(prefix.text);
+    if (seen.has(prefix)) throw new RouteInputError(`routes[${i}].prefix`, route.prefix, 'listed twice');
+    seen.add(prefix);
+    const family = familyOf(prefix);
     const nextHops = Array.isArray(route.nextHops) ? canonicalNextHops(route.nextHops) : undefined;
     if (nextHops === undefined || nextHops.length === 0) {
       throw new RouteInputError(`routes[${i}].nextHops`, route.nextHops, 'not a non-empty list of IP addresses');
     }
-    const wrongFamily = nextHops.find((hop) => hop.includes(':') !== (prefix.family === 'ipv6'));
-    if (wrongFamily !== undefined) throw new RouteInputError(`routes[${i}].nextHops`, route.nextHops, `${wrongFamily} is not an ${prefix.family} address`);
-    return { prefix: prefix.text, nextHops };
+    const wrongFamily = nextHops.find((hop) => familyOf(hop) !== family);
+    if (wrongFamily !== undefined) throw new RouteInputError(`routes[${i}].nextHops`, route.nextHops, `${wrongFamily} is not an ${family} address`);
+    return { prefix, nextHops };
   });
 }
 
@@ -259,9 +260,14 @@ export class RouteReconciler {
     this.trackConflicts(changes);
     const result = await this.table.apply(changes, signal);
     for (const change of result.applied) this.remember(ours, change);
-    const added = result.applied.filter((c) => c.kind === 'replace' && c.previous === undefined).length;
-    const replaced = result.applied.filter((c) => c.kind === 'replace' && c.previous !== undefined).length;
-    const removed = result.applied.filter((c) => c.kind === 'delete').length;
+    let added = 0;
+    let replaced = 0;
+    let removed = 0;
+    for (const change of result.applied) {
+      if (change.kind === 'delete') removed++;
+      else if (change.kind === 'replace' && change.previous === undefined) added++;
+      else if (change.kind === 'replace') replaced++;
+    }
     this.counts.added += added;
     this.counts.replaced += replaced;
     this.counts.removed += removed;
@@ -312,13 +318,20 @@ export class RouteReconciler {
   private remember(ours: Map<string, KernelRoute[]>, change: RouteChange): void {
     if (change.kind === 'conflict') return;
     if (change.kind === 'delete') {
-      const rest = (ours.get(change.route.prefix) ?? []).filter((r) => (r.metric ?? -1) !== (change.route.metric ?? -1));
+      const existing = ours.get(change.route.prefix) ?? [];
+      if (existing.length === 1 && existing[0]?.metric === change.route.metric) {
+        ours.delete(change.route.prefix);
+        return;
+      }
+      const rest = existing.filter((r) => r.metric !== change.route.metric);
       if (rest.length === 0) ours.delete(change.route.prefix);
       else ours.set(change.route.prefix, rest);
       return;
     }
-    const others = (ours.get(change.route.prefix) ?? []).filter((r) => !isDefaultKey(r));
-    ours.set(change.route.prefix, [...others, { prefix: change.route.prefix, nextHops: change.route.nextHops, protocol: this.protocol }]);
+    const route: KernelRoute = { prefix: change.route.prefix, nextHops: change.route.nextHops, protocol: this.protocol };
+    const existing = ours.get(change.route.prefix);
+    if (existing === undefined) ours.set(change.route.prefix, [route]);
+    else ours.set(change.route.prefix, [...existing.filter((r) => !isDefaultKey(r)), route]);
   }
 }
 

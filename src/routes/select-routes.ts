@@ -6,6 +6,8 @@ import { RouteInputError } from './errors.js';
 import {
   compareIpAddresses,
   compareIpPrefixes,
+  compareSortKeys,
+  ipSortKey,
   parseIpAddress,
   parseIpPrefix,
   prefixContains,
@@ -251,6 +253,16 @@ export function selectRoutes(paths: readonly LearnedPath[], context: RouteSelect
     else group.paths.push(path);
   }
 
+  // Few distinct next hops (the peers) serve many prefixes: parse each once.
+  const addresses = new Map<string, IpAddress | undefined>();
+  const address = (text: string): IpAddress | undefined => {
+    let parsed = addresses.get(text);
+    if (parsed === undefined && !addresses.has(text)) {
+      parsed = parseIpAddress(text);
+      addresses.set(text, parsed);
+    }
+    return parsed;
+  };
   const routes: { prefix: IpPrefix; nextHops: string[] }[] = [];
   for (const { prefix, paths: group } of groups.values()) {
     const reject = (path: LearnedPath, reason: RejectReason): void => {
@@ -263,7 +275,7 @@ export function selectRoutes(paths: readonly LearnedPath[], context: RouteSelect
     }
     const candidates: Candidate[] = [];
     for (const path of group) {
-      const nextHop = parseIpAddress(path.nextHop);
+      const nextHop = address(path.nextHop);
       if (verdict.owners !== undefined && !originatesFromOwner(path, nextHop, verdict.owners)) {
         reject(path, 'not-from-owner');
         continue;
@@ -276,14 +288,15 @@ export function selectRoutes(paths: readonly LearnedPath[], context: RouteSelect
       candidates.push({ path, nextHop });
     }
     if (candidates.length === 0) continue;
-    const best = bestCandidates(candidates, ctx.localAsn).map((c) => c.nextHop);
-    best.sort(compareIpAddresses);
+    const best = candidates.length === 1 ? [candidates[0]!.nextHop] : bestCandidates(candidates, ctx.localAsn).map((c) => c.nextHop);
+    if (best.length > 1) best.sort(compareIpAddresses);
     const nextHops: string[] = [];
     for (const hop of best) if (nextHops[nextHops.length - 1] !== hop.text) nextHops.push(hop.text);
     routes.push({ prefix, nextHops });
   }
 
-  routes.sort((a, b) => compareIpPrefixes(a.prefix, b.prefix));
+  const keyed = routes.map((route) => ({ route, key: ipSortKey(route.prefix.text) }));
+  keyed.sort((a, b) => compareSortKeys(a.key, b.key));
   rejected.sort((a, b) => compareRejected(a, b, parsedPrefixes));
-  return { routes: routes.map((r) => ({ prefix: r.prefix.text, nextHops: r.nextHops })), rejected };
+  return { routes: keyed.map(({ route }) => ({ prefix: route.prefix.text, nextHops: route.nextHops })), rejected };
 }

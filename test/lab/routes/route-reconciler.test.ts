@@ -177,6 +177,45 @@ describe('routes/RouteReconciler in a network namespace', function () {
     await eventually('the conflict to clear', () => reconciler.status().conflicts.length === 0);
   });
 
+  it('does not overwrite a foreign route that appeared after its last read (add, not replace; then a conflict)', async () => {
+    const { reconciler } = start(); // resync far away: its memory will not know about the foreign route
+    reconciler.setDesired(DESIRED);
+    await reconciler.waitForSync();
+    await ip('-n', netns.name, 'route', 'add', '10.1.6.0/24', 'via', '10.250.0.66', 'proto', 'static');
+    await ip('-n', netns.name, '-6', 'route', 'add', 'fd01:6::/64', 'via', 'fd00:250::66', 'proto', 'static');
+    reconciler.setDesired([...DESIRED, { prefix: '10.1.6.0/24', nextHops: ['10.250.0.6'] }, { prefix: 'fd01:6::/64', nextHops: ['fd00:250::6'] }]);
+    await reconciler.waitForSync();
+    const status = reconciler.status();
+    expect(status.conflicts).to.deep.equal(['10.1.6.0/24', 'fd01:6::/64']);
+    expect(status.counts.failedSyncs).to.equal(1); // the refused adds, then the re-read showed why
+    const routes = await mainRoutes(netns.name);
+    expect(gatewaysOf(routes.get('10.1.6.0/24 4'))).to.deep.equal(['10.250.0.66']);
+    expect(gatewaysOf(routes.get('fd01:6::/64 4'))).to.deep.equal(['fd00:250::66']);
+    expect(routes.has(`10.1.6.0/24 ${PROTO}`) || routes.has(`fd01:6::/64 ${PROTO}`)).to.equal(false);
+  });
+
+  it('keeps retrying when the kernel cannot even be read, and converges once it can', async () => {
+    const late = 'h5rt-late';
+    await ip('netns', 'del', late).catch(() => undefined);
+    const reconciler = new RouteReconciler({ protocol: PROTO, logger, netns: late, retryInitialMs: 50, retryMaxMs: 200 });
+    const controller = new AbortController();
+    const done = reconciler.start(controller.signal);
+    running.push({ controller, done });
+    reconciler.setDesired(DESIRED);
+    let lateNetns: RouteNetns | undefined;
+    try {
+      await eventually('two failed syncs', () => reconciler.status().counts.failedSyncs >= 2);
+      expect(reconciler.status().lastError).to.match(/ip -n h5rt-late/);
+      lateNetns = await createRouteNetns(late);
+      await reconciler.waitForSync();
+      expect(reconciler.status()).to.include({ installed: 5, lastError: undefined, inSync: true });
+    } finally {
+      controller.abort();
+      await done;
+      await lateNetns?.destroy();
+    }
+  });
+
   it('a second start with the same desired state makes zero kernel changes (ip monitor sees nothing)', async () => {
     // Our leftovers from an earlier run, some of which are no longer wanted, must not confuse the restart test:
     // the first run converges them, the second must do nothing at all.

@@ -2,7 +2,12 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import ipaddr from 'ipaddr.js';
 import {
+  canonicalAddressText,
   canonicalNextHops,
+  canonicalPrefixText,
+  compareIpPrefixes,
+  compareSortKeys,
+  ipSortKey,
   parseIpAddress,
   parseIpPrefix,
   prefixContains,
@@ -105,5 +110,38 @@ describe('routes/ip-prefix', () => {
     expect(canonicalNextHops(['10.0.0.10', '10.0.0.9', '10.0.0.10', 'fd00::1', '10.0.0.9'])).to.deep.equal(['10.0.0.9', '10.0.0.10', 'fd00::1']);
     expect(canonicalNextHops(['fd00:0::2', 'FD00::1'])).to.deep.equal(['fd00::1', 'fd00::2']);
     expect(canonicalNextHops(['10.0.0.1', 'nope'])).to.equal(undefined);
+  });
+
+  describe('fast paths (planner, kernel reader)', () => {
+    const anyPrefixText = fc.oneof(
+      fc.tuple(v4Bytes, fc.integer({ min: 0, max: 32 })).map(([b, l]) => `${ipaddr.fromByteArray([...b]).toString()}/${l}`),
+      fc.tuple(fc.oneof(v6Bytes, sparseV6Bytes), fc.integer({ min: 0, max: 128 })).map(([b, l]) => `${(ipaddr.fromByteArray([...b]) as ipaddr.IPv6).toNormalizedString()}/${l}`),
+      v4Bytes.map((b) => ipaddr.fromByteArray([...b]).toString()),
+      fc.string({ maxLength: 20 }),
+      fc.constantFrom('default', '10.0.0.0/033', '10.0.0.0/', '10.00.0.0/8', '1.2.3.4/32 '),
+    );
+
+    it('agree with the full parser, and hand back the same string when it is canonical', () => {
+      fc.assert(
+        fc.property(anyPrefixText, (text) => {
+          const full = parseIpPrefix(text)?.text;
+          const fast = canonicalPrefixText(text);
+          expect(fast, text).to.equal(full);
+          if (full === text) expect(fast).to.equal(text);
+          expect(canonicalAddressText(text), text).to.equal(parseIpAddress(text)?.text);
+        }),
+      );
+    });
+
+    it('sort keys order prefixes like compareIpPrefixes', () => {
+      fc.assert(
+        fc.property(anyPrefixText, anyPrefixText, (x, y) => {
+          const a = parseIpPrefix(x);
+          const b = parseIpPrefix(y);
+          if (a === undefined || b === undefined) return;
+          expect(Math.sign(compareSortKeys(ipSortKey(a.text), ipSortKey(b.text))), `${a.text} ${b.text}`).to.equal(Math.sign(compareIpPrefixes(a, b)));
+        }),
+      );
+    });
   });
 });
