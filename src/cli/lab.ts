@@ -4,7 +4,9 @@ import path from 'node:path';
 import { Command, Option } from 'commander';
 import { createLogger } from '../observe/log.js';
 import { renderClab } from '../lab/clab.js';
-import { formatStatus, labDown, labDownAll, labExec, labStatus, labUp } from '../lab/lab.js';
+import { existsSync } from 'node:fs';
+import { formatStatus, LabError, labDown, labDownAll, labExec, labStatus, labUp } from '../lab/lab.js';
+import { labPaths } from '../lab/paths.js';
 import { formatMatrix, runMatrix } from '../lab/matrix.js';
 import { loadTopology } from '../lab/topology.js';
 
@@ -34,7 +36,16 @@ export function labCommand(): Command {
     .option('--timeout <seconds>', 'give up when not converged after this long', parseIntOption, 180)
     .action(async (topology: string, opts: { name: string; timeout: number }) => {
       const log = createLogger({ component: 'lab', format: 'text' });
-      const status = await labUp({ topologyFile: topology, name: opts.name, timeoutMs: opts.timeout * 1000, log, signal: signalOnTermination() });
+      let status;
+      try {
+        status = await labUp({ topologyFile: topology, name: opts.name, timeoutMs: opts.timeout * 1000, log, signal: signalOnTermination() });
+      } catch (err) {
+        // A half-built lab stays for inspection (logs in its logDir); `down` removes whatever exists.
+        if (existsSync(labPaths(opts.name).stateFile) && !(err instanceof LabError && err.code === 'LAB_EXISTS')) {
+          log.error(`lab ${opts.name} did not come up; inspect ${labPaths(opts.name).logDir}, then run: podroute lab down ${opts.name}`);
+        }
+        throw err;
+      }
       process.stdout.write(formatStatus(status));
     });
 
