@@ -4,7 +4,7 @@
 // repairs drift; a failed batch re-reads the kernel at once (memory stays true) and is retried with back-off.
 // Stopping leaves the routes in place: the data plane keeps forwarding while the agent restarts.
 import type { Logger } from '../observe/log.js';
-import { RouteInputError } from './errors.js';
+import { KernelRouteError, RouteInputError } from './errors.js';
 import { canonicalNextHops, canonicalPrefixText, type IpFamily } from './ip-prefix.js';
 import { IpRouteTable, validateProtocol, type RouteTable } from './kernel-routes.js';
 import { defaultMetric, planRoutes, type KernelRoute, type RouteChange } from './plan-routes.js';
@@ -285,7 +285,8 @@ export class RouteReconciler {
         this.ours = undefined;
         this.logger.error('re-reading routes after a failed batch failed', { error: String(error) });
       });
-      throw new Error(`${result.failed.length} of ${changes.length} route changes refused by the kernel; first: ${describe(result.failed[0]?.change)}: ${result.failed[0]?.error ?? ''}`);
+      const first = result.failed[0];
+      throw new KernelRouteError('ROUTES_BATCH_FAILED', `${result.failed.length} of ${changes.length} route changes refused by the kernel; first: ${describe(first?.change)}: ${first?.error ?? ''}`);
     }
     this.lastSync = new Date();
     this.lastError = undefined;
