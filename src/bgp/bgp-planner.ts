@@ -212,13 +212,15 @@ function makeBundle(
 }
 
 /**
- * Import: reject own podCIDRs (equal, covering, inside) first; from each node peer accept exactly its podCIDRs
+ * Import: accept our own (local) paths; reject own podCIDRs (equal, covering, inside) first; from each node peer accept exactly its podCIDRs
  * and reject the rest it sends; from external peers accept what lies inside the accept ranges; reject anything
  * else (default). A statement whose set would be empty is left out (an empty set would match everything).
  */
 export function buildImportBundle(v: Pick<ValidDesired, 'nodePeers' | 'externalPeers' | 'acceptRanges' | 'own'>): PolicyBundle {
   const roles: { role: string; set: Omit<DefinedSetSpec, 'name'> }[] = [];
-  const stmts: ((n: Record<string, string>) => StatementSpec)[] = [];
+  // gobgpd runs the global import policy over locally originated paths too (AddPath): accept ours first, or
+  // the own-podCIDR rejection would drop our own advertisements.
+  const stmts: ((n: Record<string, string>) => StatementSpec)[] = [() => ({ name: 'accept-local', match: { routeType: 'local' }, action: 'accept' })];
   for (const fam of FAMILIES) {
     const own = v.own.filter((o) => o.family === fam);
     if (own.length === 0) continue;
@@ -290,6 +292,8 @@ function sameAssignment(a: GlobalPolicySpec, b: GlobalPolicySpec): boolean {
 export function peerDifferences(desired: NormalizedPeerSpec, observed: NormalizedPeerSpec): string[] {
   const out: string[] = [];
   for (const k of Object.keys(desired) as (keyof NormalizedPeerSpec)[]) {
+    // gobgpd reports the session's actual local address once it is up: only a configured one is comparable.
+    if (k === 'localAddress' && desired.localAddress === '') continue;
     if (JSON.stringify(desired[k]) !== JSON.stringify(observed[k])) out.push(k);
   }
   return out;

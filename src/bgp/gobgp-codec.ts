@@ -356,7 +356,8 @@ export interface MatchSetRef {
 
 export interface StatementSpec {
   name: string;
-  match: { prefixSet?: MatchSetRef; neighborSet?: MatchSetRef };
+  /** All given conditions must hold. routeType 'local': paths originated in this gobgpd (AddPath). */
+  match: { prefixSet?: MatchSetRef; neighborSet?: MatchSetRef; routeType?: 'local' | 'internal' | 'external' };
   /** 'next': fall through to the next statement/policy after applying the other actions. */
   action: 'accept' | 'reject' | 'next';
   nextHopSelf?: boolean;
@@ -464,6 +465,7 @@ export function wireStatementName(policy: string, statement: string): string {
 }
 
 const ACTIONS = { accept: 'ACCEPT', reject: 'REJECT', next: 'NONE' } as const;
+const ROUTE_TYPES = { local: 'ROUTE_TYPE_LOCAL', internal: 'ROUTE_TYPE_INTERNAL', external: 'ROUTE_TYPE_EXTERNAL' } as const;
 
 export function policyToApi(policy: PolicySpec): Record<string, unknown> {
   checkName('policy.name', policy.name);
@@ -483,6 +485,11 @@ export function policyToApi(policy: PolicySpec): Record<string, unknown> {
       checkName(`${field}.match.neighborSet.name`, s.match.neighborSet.name);
       conditions.neighbor_set = { type: s.match.neighborSet.invert === true ? 'INVERT' : 'ANY', name: s.match.neighborSet.name };
     }
+    if (s.match.routeType !== undefined) {
+      const rt = ROUTE_TYPES[s.match.routeType];
+      if (rt === undefined) throw invalid(`${field}.match.routeType`, `"${String(s.match.routeType)}" is not local|internal|external`);
+      conditions.route_type = rt;
+    }
     const actions: Record<string, unknown> = { route_action: ACTIONS[s.action] };
     if (s.nextHopSelf === true) actions.nexthop = { self: true };
     return { name: wireStatementName(policy.name, s.name), conditions, actions };
@@ -500,6 +507,9 @@ export function policyFromApi(p: any): PolicySpec {
     const match: StatementSpec['match'] = {};
     if (c.prefix_set?.name) match.prefixSet = { name: str(c.prefix_set.name), ...(c.prefix_set.type === 'INVERT' ? { invert: true } : {}) };
     if (c.neighbor_set?.name) match.neighborSet = { name: str(c.neighbor_set.name), ...(c.neighbor_set.type === 'INVERT' ? { invert: true } : {}) };
+    if (c.route_type === 'ROUTE_TYPE_LOCAL') match.routeType = 'local';
+    else if (c.route_type === 'ROUTE_TYPE_INTERNAL') match.routeType = 'internal';
+    else if (c.route_type === 'ROUTE_TYPE_EXTERNAL') match.routeType = 'external';
     const st: StatementSpec = {
       name: sname.startsWith(prefix) ? sname.slice(prefix.length) : sname,
       match,

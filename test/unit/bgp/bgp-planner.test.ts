@@ -104,10 +104,11 @@ function inSet(set: DefinedSetSpec, route: string): boolean {
 }
 
 /** Evaluates an import bundle like gobgpd: first statement whose conditions all match decides. */
-function decide(bundle: PolicyBundle, neighbor: string, route: string): 'accept' | 'reject' {
+function decide(bundle: PolicyBundle, neighbor: string /* or 'local' */, route: string): 'accept' | 'reject' {
   const sets = new Map(bundle.sets.map((s) => [s.name, s]));
   for (const st of bundle.policy.statements) {
     let match = true;
+    if (st.match.routeType) match &&= st.match.routeType === 'local' ? neighbor === 'local' : neighbor !== 'local';
     if (st.match.prefixSet) match &&= inSet(sets.get(st.match.prefixSet.name)!, route) !== (st.match.prefixSet.invert === true);
     if (st.match.neighborSet) {
       const n = sets.get(st.match.neighborSet.name)!;
@@ -176,6 +177,7 @@ describe('planBgp', () => {
     expect(decide(bundle, tor, '8.8.8.0/24')).to.equal('reject'); // outside the ranges
     expect(decide(bundle, tor, 'fd00:245::/64')).to.equal('reject');
     expect(decide(bundle, '192.168.1.99', '10.244.3.0/24')).to.equal('reject'); // nobody we know
+    expect(decide(bundle, 'local', '10.244.1.0/24')).to.equal('accept'); // our own advertisement
     for (const who of [node, tor]) {
       expect(decide(bundle, who, '10.244.1.0/24'), 'equal').to.equal('reject');
       expect(decide(bundle, who, '10.244.1.64/26'), 'inside').to.equal('reject');
@@ -214,9 +216,10 @@ describe('planBgp', () => {
 
   it('mesh off: no node statements; mesh on: one accept per node and family, then the rest of nodes rejected', () => {
     const off = buildImportBundle(validateDesired(desiredState({ importRules: { ...desiredState().importRules, nodePeers: [] } })));
-    expect(off.policy.statements.map((s) => s.name)).to.deep.equal(['reject-own4', 'reject-own6', 'accept-ext-range4', 'accept-ext-range6']);
+    expect(off.policy.statements.map((s) => s.name)).to.deep.equal(['accept-local', 'reject-own4', 'reject-own6', 'accept-ext-range4', 'accept-ext-range6']);
     const on = buildImportBundle(validateDesired(desiredState()));
     expect(on.policy.statements.map((s) => s.name)).to.deep.equal([
+      'accept-local',
       'reject-own4',
       'reject-own6',
       'accept-node0-4',
@@ -253,6 +256,15 @@ describe('planBgp', () => {
       { kind: 'update-peer', spec: { ...d.peers[1], address: '192.168.1.1' }, disruptive: true, changed: ['holdTime', 'keepaliveInterval'] },
     ]);
     expect(JSON.stringify(changes.map((c) => (c.kind === 'update-peer' ? c.changed : [])))).to.not.include('new-secret');
+  });
+
+  it('does not mistake the local address gobgpd reports for an established session for a config change', () => {
+    const before = simulate(EMPTY, planBgp(desiredState(), EMPTY));
+    before.peers = before.peers.map((p) => ({ ...p, localAddress: '192.168.1.11' }));
+    expect(planBgp(desiredState(), before)).to.deep.equal([]);
+    const d = desiredState();
+    d.peers[1] = { ...d.peers[1]!, localAddress: '192.168.1.111' };
+    expect(planBgp(d, before).map((c) => (c.kind === 'update-peer' ? c.changed : c.kind))).to.deep.equal([['localAddress']]);
   });
 
   it('withdraws before it advertises, and replaces a path whose next hop changed', () => {
