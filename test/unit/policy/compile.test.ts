@@ -1,0 +1,121 @@
+// Compiler specifics the truth tables do not show: bad input, fail-closed handling of invalid policies,
+// set sharing, and that rule count grows with policies rather than with pods x peers.
+import { expect } from 'chai';
+import { compilePolicies, PolicyCompileError, validatePolicy } from '../../../src/policy/compile.js';
+import { subtractPrefixes, parsePrefix, formatPrefix } from '../../../src/policy/cidr.js';
+import { compileWorld, disagreements, e2eWorld, namespace, pod, policy, truthTable } from './world.js';
+import { clusterAllows } from './simulator.js';
+import type { V1NetworkPolicy } from '@kubernetes/client-node';
+
+describe('policy compiler', () => {
+  it('names the bad field of an invalid policy and enforces it as isolate-and-allow-nothing', () => {
+    const bad = policy('x', 'bad', {
+      podSelector: {},
+      ingress: [{ ports: [{ port: 81, endPort: 80 }, { port: 'http', endPort: 90 }, { protocol: 'ICMP' }] }, { _from: [{ ipBlock: { cidr: '10.0.0.0/8', except: ['11.0.0.0/16'] } }] }],
+    });
+    const problems = validatePolicy(bad);
+    expect(problems.map((p) => p.field)).to.deep.equal([
+      'spec.ingress[0].ports[0].endPort',
+      'spec.ingress[0].ports[1].endPort',
+      'spec.ingress[0].ports[2].protocol',
+      'spec.ingress[1].from[0].ipBlock.except[0]',
+    ]);
+    const world = e2eWorld();
+    const compiled = compilePolicies({ pods: world.pods, namespaces: world.namespaces, policies: [bad], node: world.nodes[0]! });
+    expect(compiled.problems).to.have.length(4);
+    expect(compiled.problems[0]?.policy).to.equal('x/bad');
+    // Every x pod is isolated for ingress and nothing is allowed in (except from its own node).
+    const probes = truthTable(world, [], { ports: [80], protocols: ['TCP'] });
+    const compiledProbes = truthTable(world, [bad], { ports: [80], protocols: ['TCP'] });
+    const intoX = compiledProbes.filter((p) => p.to.startsWith('x/') && !p.from.startsWith('node/'));
+    expect(intoX.length).to.be.greaterThan(0);
+    expect(intoX.every((p) => !p.compiled)).to.equal(true);
+    expect(probes.every((p) => p.compiled)).to.equal(true);
+  });
+
+  it('an unparseable podSelector isolates the whole namespace', () => {
+    const bad = policy('y', 'bad-selector', { podSelector: { matchExpressions: [{ key: 'pod', operator: 'Near' }] }, ingress: [{}] });
+    const world = e2eWorld();
+    const compiled = compileWorld(world, [bad]);
+    // The oracle refuses such a policy (the API server would too), so the simulated rules are checked directly.
+    for (const [from, to, src, dst] of [
+      ['x/a', 'y/a', '10.1.0.11', '10.1.0.14'],
+      ['x/c', 'y/b', '10.1.1.13', '10.1.0.15'],
+      ['z/b', 'y/c', '10.1.0.18', '10.1.1.16'],
+    ] as const) {
+      const srcNode = from === 'x/c' ? 'n2' : 'n1';
+      const dstNode = to === 'y/c' ? 'n2' : 'n1';
+      const ok = clusterAllows(compiled, 4, { src, dst, protocol: 'UDP', dport: 80 }, { kind: 'pod', node: srcNode }, { kind: 'pod', node: dstNode });
+      expect(ok, `${from} -> ${to}`).to.equal(false);
+    }
+    expect(compiled.get('n1')?.problems[0]?.field).to.equal('spec.podSelector.matchExpressions[0].operator');
+  });
+
+  it('refuses a bad node or mark with an error naming the field', () => {
+    const world = e2eWorld();
+    const input = { pods: world.pods, namespaces: world.namespaces, policies: [] };
+    expect(() => compilePolicies({ ...input, node: { name: 'n1', addresses: [], podCIDRs: ['10.0.0.0/33'] } }))
+      .to.throw(PolicyCompileError)
+      .with.property('field', 'node.podCIDRs[0]');
+    expect(() => compilePolicies({ ...input, node: { name: 'n1', addresses: [], podCIDRs: [] } }, { allowMark: 3 }))
+      .to.throw(PolicyCompileError)
+      .with.property('field', 'allowMark');
+  });
+
+  it('shares one set per distinct peer meaning and keeps rules flat in the number of pods', () => {
+    const namespaces = ['a', 'b'].map((n) => namespace(n, { team: n }));
+    const many = (count: number) =>
+      Array.from({ length: count }, (_, i) =>
+        pod({ ns: i % 2 === 0 ? 'a' : 'b', name: `p${i}`, node: 'n1', labels: { app: `app${i % 5}` }, ips: [`10.1.${i >> 8}.${i & 255}`] }),
+      );
+    const policies: V1NetworkPolicy[] = [0, 1, 2, 3, 4].map((i) =>
+      policy('a', `pol${i}`, {
+        podSelector: { matchLabels: { app: `app${i}` } },
+        ingress: [{ _from: [{ namespaceSelector: { matchLabels: { team: 'b' } } }], ports: [{ port: 80 }, { port: 443 }] }],
+      }),
+    );
+    const node = { name: 'n1', addresses: ['192.168.0.1'], podCIDRs: ['10.1.0.0/16'] };
+    const small = compilePolicies({ pods: many(50), namespaces, policies, node }).v4;
+    const large = compilePolicies({ pods: many(1000), namespaces, policies, node }).v4;
+    const policyRules = (rs: typeof small) => [...rs.chains].filter(([n]) => n.startsWith('PRPOL-R-')).reduce((s, [, r]) => s + r.length, 0);
+    expect(policyRules(small)).to.equal(10);
+    expect(policyRules(large)).to.equal(10);
+    // The five policies use the same peer: one peer set (plus the local set).
+    expect([...large.sets.keys()].filter((n) => n.startsWith('PRPOL4-P-'))).to.have.length(1);
+    expect(large.sets.get([...large.sets.keys()].find((n) => n.startsWith('PRPOL4-P-'))!)?.members).to.have.length(500);
+  });
+
+  it('subtracts excepts into the fewest disjoint prefixes', () => {
+    const result = subtractPrefixes(parsePrefix('10.0.0.0/8'), [parsePrefix('10.1.0.0/16'), parsePrefix('10.1.2.0/24')]).map(formatPrefix);
+    expect(result).to.deep.equal([
+      '10.0.0.0/16',
+      '10.2.0.0/15',
+      '10.4.0.0/14',
+      '10.8.0.0/13',
+      '10.16.0.0/12',
+      '10.32.0.0/11',
+      '10.64.0.0/10',
+      '10.128.0.0/9',
+    ]);
+    expect(subtractPrefixes(parsePrefix('fd00::/64'), [parsePrefix('fd00::/64')])).to.deep.equal([]);
+    expect(formatPrefix(parsePrefix('10.1.2.3/16'))).to.equal('10.1.0.0/16');
+  });
+
+  it('terminated pods are neither protected nor peers', () => {
+    const world = e2eWorld();
+    const done = { ...world.pods[0]!, status: { ...world.pods[0]!.status, phase: 'Succeeded' } };
+    const pods = [done, ...world.pods.slice(1)];
+    const compiled = compilePolicies({
+      pods,
+      namespaces: world.namespaces,
+      policies: [policy('x', 'p', { podSelector: {}, ingress: [{ _from: [{ podSelector: {} }] }] })],
+      node: world.nodes[0]!,
+    });
+    const ip = done.status?.podIP ?? '';
+    for (const set of compiled.v4.sets.values()) {
+      if (set.name !== 'PRPOL4-LOCAL') expect(set.members).to.not.include(ip);
+    }
+    expect([...(compiled.v4.chains.get('PRPOL-INGRESS') ?? [])].map((r) => r.join(' '))).to.not.include(`-d ${ip}/32`);
+    expect(disagreements(truthTable({ ...world, pods: world.pods.slice(1) }, []))).to.deep.equal([]);
+  });
+});
