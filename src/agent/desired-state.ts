@@ -123,6 +123,11 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
     ...config.bgp.peers.filter((p) => selectorMatches(p.nodeSelector, self.labels)).map((p, i) => ({ peer: p, origin: `config:bgp.peers[${i}]` })),
     ...self.annotationPeers.map((p, i) => ({ peer: p, origin: `annotation:podroute.io/peers[${i}]` })),
   ];
+  // A peer carries its own address family; the other family rides along only when no peer of that family
+  // exists (one IPv4 ToR session then carries IPv6 too, with an IPv6 next hop), so no prefix is sent twice.
+  const externalFamilies = new Set(external.map(({ peer }) => familyOf(peer.address)));
+  const familiesFor = (address: string): Family[] =>
+    [...families].filter((f) => f === familyOf(address) || !externalFamilies.has(f));
   for (const { peer, origin } of external) {
     let password: string | undefined;
     if (peer.passwordFile !== undefined) {
@@ -145,7 +150,7 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
       connectRetry: peer.connectRetry ?? timers.connectRetry,
       gracefulRestart: peer.gracefulRestart ?? config.bgp.gracefulRestart,
       maxPrefixes: peer.maxPrefixes,
-      families: [...families],
+      families: familiesFor(peer.address),
       description: origin,
     });
     if (added) externalPeers.push(peer.address);

@@ -8,7 +8,10 @@ import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
-import { renderCniConflist } from '../node/cni.js';
+import YAML from 'yaml';
+import type { AgentConfigInput } from '../config/agent-config.js';
+import { renderKubeconfig } from './apiserver/index.js';
+import { nodeApiServerUrl } from './kubelet/kubelet.js';
 import type { Logger } from '../observe/log.js';
 import { bgpSummary, frrDaemonArgs, frrFiles, pendingFabricSessions, renderRouterConfig, startFrrDaemon, writeRouterConfig, type BgpNeighborState } from './frr.js';
 import { addNetns, addVeth, deleteNetns, hostRoutes, listNetns, memberBatch, memberSysctls, netnsPids, runBatch, setSysctls } from './netns.js';
@@ -28,10 +31,8 @@ export class LabError extends Error {
 
 /** Directory where FRR's `-N PATHSPACE` creates its per-instance directory. */
 export const FRR_STATE_ROOT = '/var/run/frr';
-/** The bridge and network the node's CNI conflist uses (until the agent writes it, the lab does). */
+/** The CNI bridge the agents of the lab configure (the agent's default). */
 export const LAB_CNI_BRIDGE = 'podroute0';
-export const LAB_CNI_NETWORK = 'podroute';
-export const LAB_CNI_CONFLIST = '10-podroute.conflist';
 /** Annotations the agent reads from its Node (src/kube/node-info.ts). */
 const ANNOTATION_ASN = 'podroute.io/asn';
 const ANNOTATION_PEERS = 'podroute.io/peers';
@@ -427,17 +428,16 @@ async function createClusterObjects(lab: string, topology: Topology, layout: Lab
   }
 }
 
-/** Per node: the CNI network config, then the lab kubelet (which waits for a conflist before realizing pods). */
+/**
+ * Per node: the lab kubelet (it relays the API server into the node netns and realizes pods once a CNI conflist
+ * exists), then `podroute agent` next to the node's gobgpd, configured like a DaemonSet's ConfigMap would be.
+ */
 async function startNode(lab: string, topology: Topology, nodeName: string, recorder: LabStateRecorder): Promise<void> {
   const paths = labPaths(lab);
-  const node = topology.nodes.find((n) => n.name === nodeName);
-  if (node === undefined) throw new LabError('LAB_BAD_TARGET', `no node named ${nodeName}`);
   await mkdir(paths.cniConfDir(nodeName), { recursive: true });
   await mkdir(paths.cniIpamDir(nodeName), { recursive: true });
-  // >>> PODROUTE AGENT: once `podroute agent` exists (issue 3) it is started here, in the node's namespace, and
-  // >>> writes this conflist itself; until then the lab writes the same conflist the agent will.
-  const conflist = renderCniConflist({ podCIDRs: node.podCIDRs, bridgeName: LAB_CNI_BRIDGE, networkName: LAB_CNI_NETWORK, ipamDataDir: paths.cniIpamDir(nodeName) });
-  await writeFile(path.join(paths.cniConfDir(nodeName), LAB_CNI_CONFLIST), conflist);
+  // Written here as well as by the kubelet, so the agent never races the kubelet for it.
+  await writeFile(paths.nodeKubeconfig(nodeName), renderKubeconfig(nodeApiServerUrl()));
   spawnDaemon(paths, recorder, {
     name: `kubelet/${nodeName}`,
     netns: paths.netns(nodeName),
@@ -446,6 +446,31 @@ async function startNode(lab: string, topology: Topology, nodeName: string, reco
     args: [CLI_MAIN, 'lab', 'kubelet', '--lab', lab, '--node', nodeName],
     markers: ['kubelet', '--lab', lab, '--node', nodeName],
   });
+  const configFile = path.join(paths.nodeDir(nodeName), 'agent.yaml');
+  await writeFile(configFile, YAML.stringify(labAgentConfig(lab, topology, nodeName)));
+  spawnDaemon(paths, recorder, {
+    name: `agent/${nodeName}`,
+    netns: paths.netns(nodeName),
+    command: process.execPath,
+    args: [CLI_MAIN, 'agent', '--config', configFile],
+    markers: ['agent', '--config', configFile],
+  });
+}
+
+/** The agent configuration of a lab node: the cluster settings of the topology, the node's lab paths. */
+export function labAgentConfig(lab: string, topology: Topology, nodeName: string): AgentConfigInput {
+  const paths = labPaths(lab);
+  return {
+    nodeName,
+    kubeconfig: paths.nodeKubeconfig(nodeName),
+    gobgp: { target: `unix://${paths.gobgpSocket(nodeName)}` },
+    cluster: { asn: topology.cluster.asn, podRanges: topology.cluster.podRanges },
+    bgp: { mesh: topology.cluster.mesh, connectRetry: 1 },
+    cni: { confDir: paths.cniConfDir(nodeName), ipamDataDir: paths.cniIpamDir(nodeName), bridge: LAB_CNI_BRIDGE },
+    log: { level: 'debug', format: 'text' },
+    // Each node netns has its own loopback: the same port on every node does not collide.
+    metrics: { address: '127.0.0.1:9476' },
+  };
 }
 
 function startExternalHost(lab: string, ext: Topology['externalHosts'][number], recorder: LabStateRecorder): void {

@@ -81,6 +81,14 @@ describe('desired node state', () => {
     expect(state.bgp.importRules.externalPeers).to.deep.equal(['10.0.1.1', '10.0.1.254']);
   });
 
+  it('gives each external peer its own family, and the other only when no peer of that family exists', () => {
+    const tors = [{ address: '10.0.1.1', asn: 65101 }, { address: 'fd00:0:1::1', asn: 65101 }];
+    const both = plan({ bgp: { mesh: 'off', peers: tors } });
+    expect(both.bgp.peers.map((p) => p.families)).to.deep.equal([['ipv4'], ['ipv6']]);
+    const v4only = plan({ bgp: { mesh: 'off', peers: [tors[0]!] } });
+    expect(v4only.bgp.peers.map((p) => p.families)).to.deep.equal([['ipv4', 'ipv6']]);
+  });
+
   it('reads passwords from files and skips a peer whose password file is unreadable', () => {
     const peers = [
       { address: '10.0.1.1', asn: 65101, passwordFile: '/secrets/tor1' },
