@@ -115,21 +115,56 @@ const AFI_IP = 1;
 const AFI_IP6 = 2;
 const SAFI_UNICAST = 1;
 
+/** Type URLs as bytes: an Any is recognised by comparing bytes in place, without making a string. */
+const enum Url {
+  Other,
+  IpPrefix,
+  Origin,
+  AsPath,
+  NextHop,
+  Med,
+  LocalPref,
+  MpReach,
+}
+const URLS: [Url, Buffer][] = [
+  [Url.IpPrefix, Buffer.from(URL_IP_PREFIX, 'latin1')],
+  [Url.Origin, Buffer.from(URL_ORIGIN, 'latin1')],
+  [Url.AsPath, Buffer.from(URL_AS_PATH, 'latin1')],
+  [Url.NextHop, Buffer.from(URL_NEXT_HOP, 'latin1')],
+  [Url.Med, Buffer.from(URL_MED, 'latin1')],
+  [Url.LocalPref, Buffer.from(URL_LOCAL_PREF, 'latin1')],
+  [Url.MpReach, Buffer.from(URL_MP_REACH, 'latin1')],
+];
+
+function urlKind(buf: Buffer, start: number, end: number): Url {
+  const len = end - start;
+  next: for (const [kind, want] of URLS) {
+    if (want.length !== len) continue;
+    // Compare from the end: the names differ there, the common prefix last.
+    for (let i = len - 1; i >= 0; i--) if (buf[start + i] !== want[i]) continue next;
+    return kind;
+  }
+  return Url.Other;
+}
+
 interface AnyRef {
-  url: string;
+  url: Url;
   start: number;
   end: number;
 }
 
 function readAny(r: Reader, end: number): AnyRef {
-  let url = '';
+  let url = Url.Other;
   let start = 0;
   let vEnd = 0;
   while (r.pos < end) {
     const tag = r.varint();
     const field = tag >>> 3;
-    if (field === 1 && (tag & 7) === WIRE_LEN) url = r.string();
-    else if (field === 2 && (tag & 7) === WIRE_LEN) {
+    if (field === 1 && (tag & 7) === WIRE_LEN) {
+      const e = r.lenEnd();
+      url = urlKind(r.buf, r.pos, e);
+      r.pos = e;
+    } else if (field === 2 && (tag & 7) === WIRE_LEN) {
       vEnd = r.lenEnd();
       start = r.pos;
       r.pos = vEnd;
@@ -255,7 +290,7 @@ export function decodePath(buf: Buffer, start: number, end: number): DecodedPath
         // nlri (Any)
         const e = r.lenEnd();
         const a = readAny(r, e);
-        if (a.url === URL_IP_PREFIX) prefix = readIpPrefix(buf, a.start, a.end);
+        if (a.url === Url.IpPrefix) prefix = readIpPrefix(buf, a.start, a.end);
         break;
       }
       case 0x12: {
@@ -263,22 +298,22 @@ export function decodePath(buf: Buffer, start: number, end: number): DecodedPath
         const e = r.lenEnd();
         const a = readAny(r, e);
         switch (a.url) {
-          case URL_ORIGIN:
+          case Url.Origin:
             origin = ORIGINS[readUint32Field1(buf, a.start, a.end)];
             break;
-          case URL_AS_PATH:
+          case Url.AsPath:
             readAsPath(buf, a.start, a.end, asPath);
             break;
-          case URL_NEXT_HOP:
+          case Url.NextHop:
             nextHop = readStringField1(buf, a.start, a.end);
             break;
-          case URL_MED:
+          case Url.Med:
             med = readUint32Field1(buf, a.start, a.end);
             break;
-          case URL_LOCAL_PREF:
+          case Url.LocalPref:
             localPref = readUint32Field1(buf, a.start, a.end);
             break;
-          case URL_MP_REACH:
+          case Url.MpReach:
             mpNextHop = readMpReachNextHop(buf, a.start, a.end);
             break;
           default:

@@ -1,0 +1,64 @@
+import { expect } from 'chai';
+import { applyPaths } from '../../../src/bgp/bgp-reconciler.js';
+import {
+  classifyGobgpMessage,
+  normalizeDefinedSet,
+  normalizePeerSpec,
+  originatedPathToApi,
+  peerSpecFromApi,
+  peerToApi,
+  uuidFromHex,
+} from '../../../src/bgp/gobgp-codec.js';
+import type { LearnedPath } from '../../../src/bgp/types.js';
+
+describe('gobgp-codec', () => {
+  it('classifies gobgpd 3.10 error messages (all sent as gRPC UNKNOWN)', () => {
+    expect(classifyGobgpMessage("can't overwrite the existing peer: 10.9.9.9")).to.equal('ALREADY_EXISTS');
+    expect(classifyGobgpMessage("can't delete a peer configuration for 10.9.9.8")).to.equal('NOT_FOUND');
+    expect(classifyGobgpMessage("neighbor that has 10.9.9.8 doesn't exist")).to.equal('NOT_FOUND');
+    expect(classifyGobgpMessage("can't find a specified path")).to.equal('NOT_FOUND');
+    expect(classifyGobgpMessage("can't delete. defined-set p4 is in use")).to.equal('IN_USE');
+    expect(classifyGobgpMessage('statement s1 already defined')).to.equal('ALREADY_EXISTS');
+    expect(classifyGobgpMessage('multiple families')).to.equal('INVALID');
+  });
+
+  it('round-trips a PeerSpec through the API form', () => {
+    const spec = { address: '10.0.0.1', asn: 65001, port: 1179, password: 'x', ebgpMultihopTtl: 2, holdTime: 9, keepaliveInterval: 3, connectRetry: 1, gracefulRestart: { enabled: true, restartTime: 30 }, families: ['ipv6' as const, 'ipv4' as const], description: 'tor:t', maxPrefixes: 10 };
+    const api = peerToApi(spec);
+    expect(peerSpecFromApi(JSON.parse(JSON.stringify(api)))).to.deep.equal(normalizePeerSpec(spec));
+    expect(normalizePeerSpec({ address: '10.0.0.1', asn: 1 })).to.deep.include({ port: 179, holdTime: 90, keepaliveInterval: 30, connectRetry: 120, families: ['ipv4', 'ipv6'] });
+    expect(() => normalizePeerSpec({ address: '10.0.0.1', asn: 1, families: [] })).to.throw(/families/);
+  });
+
+  it('builds v4 paths with NEXT_HOP and v6 paths with MP_REACH_NLRI', () => {
+    expect(JSON.stringify(originatedPathToApi({ prefix: '10.244.1.0/24', nextHop: '10.0.0.1' }).path)).to.include('NextHopAttribute');
+    const v6 = JSON.stringify(originatedPathToApi({ prefix: 'fd00::/64', nextHop: 'fd00:1::1' }).path);
+    expect(v6).to.include('MpReachNLRIAttribute').and.include('fd00:1::1');
+    expect(() => originatedPathToApi({ prefix: 'fd00::/64', nextHop: '10.0.0.1' })).to.throw(/path.nextHop/);
+  });
+
+  it('refuses an empty uuid (DeletePath without one deletes every local path)', () => {
+    expect(() => uuidFromHex('uuid', '')).to.throw(/uuid/);
+  });
+
+  it('normalizes defined sets and refuses mixed families and bad lengths', () => {
+    expect(normalizeDefinedSet({ kind: 'neighbor', name: 'n', neighbors: ['10.0.0.2', '10.0.0.1', '10.0.0.2'] }).neighbors).to.deep.equal(['10.0.0.1/32', '10.0.0.2/32']);
+    expect(() => normalizeDefinedSet({ kind: 'prefix', name: 'p', prefixes: [{ prefix: '10.0.0.0/8', minLength: 8, maxLength: 32 }, { prefix: 'fd00::/8', minLength: 8, maxLength: 128 }] })).to.throw(/one address family/);
+    expect(() => normalizeDefinedSet({ kind: 'prefix', name: 'p', prefixes: [{ prefix: '10.0.0.0/8', minLength: 4, maxLength: 32 }] })).to.throw(/prefixes\[0\]/);
+  });
+});
+
+describe('applyPaths (learned table, replace per prefix)', () => {
+  const p = (prefix: string, nh: string, over: Partial<LearnedPath> = {}): LearnedPath => ({ prefix, family: 'ipv4', nextHop: nh, neighborIp: nh, asPath: [65001], isWithdraw: false, ...over });
+  it('replaces, shrinks and removes the ECMP set of a prefix, ignoring our own paths', () => {
+    const t = new Map<string, LearnedPath[]>();
+    expect([...applyPaths(t, { kind: 'paths', paths: [p('10.1.0.0/24', '10.0.0.2'), p('10.1.0.0/24', '10.0.0.3'), p('10.9.0.0/24', '10.0.0.1', { neighborIp: undefined })] })]).to.deep.equal(['10.1.0.0/24']);
+    expect(t.get('10.1.0.0/24')!.map((x) => x.nextHop)).to.deep.equal(['10.0.0.2', '10.0.0.3']);
+    expect(t.has('10.9.0.0/24')).to.equal(false);
+    applyPaths(t, { kind: 'paths', paths: [p('10.1.0.0/24', '10.0.0.3')] });
+    expect(t.get('10.1.0.0/24')!.map((x) => x.nextHop)).to.deep.equal(['10.0.0.3']);
+    expect(applyPaths(t, { kind: 'paths', paths: [p('10.1.0.0/24', '10.0.0.3')] }).size).to.equal(0);
+    applyPaths(t, { kind: 'paths', paths: [p('10.1.0.0/24', '10.0.0.3', { isWithdraw: true })] });
+    expect(t.size).to.equal(0);
+  });
+});
