@@ -63,8 +63,10 @@ export class ClusterWatch {
     };
     for (const kind of this.options.kinds) {
       const { path, list } = listers[kind];
+      let backoffMs = RETRY_MIN_MS;
       const informer = makeInformer(this.options.kubeConfig, path, async () => {
         const result = await list();
+        backoffMs = RETRY_MIN_MS;
         // The list completing is what makes the cache valid, even when it is empty (no add events then).
         queueMicrotask(() => this.markListed(kind));
         return result;
@@ -78,7 +80,6 @@ export class ClusterWatch {
       informer.on('update', changed);
       informer.on('delete', changed);
       informer.on('connect', () => this.options.onStat?.(kind, 'connect'));
-      let backoffMs = RETRY_MIN_MS;
       informer.on('error', (err: unknown) => {
         // client-node's informer stops on errors; restart it with back-off. The caches keep the last known
         // state meanwhile, so consumers keep the data plane as it is while the API server is away.
@@ -92,9 +93,6 @@ export class ClusterWatch {
         }, backoffMs);
         this.retryTimers.add(timer);
         backoffMs = Math.min(backoffMs * 2, RETRY_MAX_MS);
-      });
-      informer.on('connect', () => {
-        backoffMs = RETRY_MIN_MS;
       });
       informer.start().catch((err: unknown) => this.options.logger.warn('kubernetes watch start failed', { kind, error: describeError(err) }));
     }

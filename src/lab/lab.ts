@@ -10,8 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import YAML from 'yaml';
 import type { AgentConfigInput } from '../config/agent-config.js';
-import { renderKubeconfig } from './apiserver/index.js';
-import { nodeApiServerUrl } from './kubelet/kubelet.js';
+import { renderNodeKubeconfig } from './kubelet/kubelet.js';
 import type { Logger } from '../observe/log.js';
 import { bgpSummary, frrDaemonArgs, frrFiles, pendingFabricSessions, renderRouterConfig, startFrrDaemon, writeRouterConfig, type BgpNeighborState } from './frr.js';
 import { addNetns, addVeth, deleteNetns, hostRoutes, listNetns, memberBatch, memberSysctls, netnsPids, runBatch, setSysctls } from './netns.js';
@@ -437,7 +436,7 @@ async function startNode(lab: string, topology: Topology, nodeName: string, reco
   await mkdir(paths.cniConfDir(nodeName), { recursive: true });
   await mkdir(paths.cniIpamDir(nodeName), { recursive: true });
   // Written here as well as by the kubelet, so the agent never races the kubelet for it.
-  await writeFile(paths.nodeKubeconfig(nodeName), renderKubeconfig(nodeApiServerUrl()));
+  await writeFile(paths.nodeKubeconfig(nodeName), renderNodeKubeconfig(nodeName));
   spawnDaemon(paths, recorder, {
     name: `kubelet/${nodeName}`,
     netns: paths.netns(nodeName),

@@ -16,6 +16,7 @@ import {
 } from '@kubernetes/client-node';
 import ipaddr from 'ipaddr.js';
 import { createLogger, type Logger } from '../../observe/log.js';
+import { renderKubeconfig } from '../apiserver/index.js';
 import { LAB_NAME_PATTERN, NODE_API_PROXY, labPaths } from '../paths.js';
 import { serveProbeControl, type ProbeControlServer } from '../probe.js';
 import { findConflist, parseConflist, type CniConflist } from './cni.js';
@@ -60,24 +61,7 @@ export function nodeApiServerUrl(): string {
 
 /** Kubeconfig for processes inside a node netns (the podroute agent): the kubelet's relay, no credentials. */
 export function renderNodeKubeconfig(node: string): string {
-  return [
-    'apiVersion: v1',
-    'kind: Config',
-    'clusters:',
-    '- name: lab',
-    '  cluster:',
-    `    server: ${nodeApiServerUrl()}`,
-    'users:',
-    `- name: ${node}`,
-    '  user: {}',
-    'contexts:',
-    '- name: lab',
-    '  context:',
-    '    cluster: lab',
-    `    user: ${node}`,
-    'current-context: lab',
-    '',
-  ].join('\n');
+  return renderKubeconfig(nodeApiServerUrl(), `podroute-lab-${node}`);
 }
 
 /**
