@@ -10,12 +10,13 @@ import { BgpReconciler, type LearnedTable } from '../bgp/bgp-reconciler.js';
 import { GobgpClient } from '../bgp/gobgp-client.js';
 import type { LearnedPath } from '../bgp/types.js';
 import type { AgentConfig } from '../config/agent-config.js';
-import { ClusterWatch, describeError, loadKubeConfig, type WatchedKind } from '../kube/cluster-watch.js';
+import { ClusterWatch, describeError, loadKubeConfig, type ClusterSnapshot, type WatchedKind } from '../kube/cluster-watch.js';
 import { nodeInfoFromObject } from '../kube/node-info.js';
 import { NodeReporter } from '../kube/node-reporter.js';
 import { MasqueradeReconciler } from '../nat/masquerade.js';
 import { writeCniConfig } from '../node/cni.js';
 import { applySysctls } from '../node/sysctl.js';
+import { PolicyReconciler } from '../policy/policy-reconciler.js';
 import type { Logger } from '../observe/log.js';
 import { RouteReconciler } from '../routes/route-reconciler.js';
 import { selectRoutes, type RejectedPath } from '../routes/select-routes.js';
@@ -51,6 +52,7 @@ export class Agent {
   private bgp!: BgpReconciler;
   private routes!: RouteReconciler;
   private masquerade: MasqueradeReconciler | undefined;
+  private policy: PolicyReconciler | undefined;
 
   constructor(options: AgentOptions) {
     this.config = options.config;
@@ -67,7 +69,7 @@ export class Agent {
 
     const kubeConfig = loadKubeConfig(config.kubeconfig);
     this.reporter = new NodeReporter({ kubeConfig, nodeName: this.nodeName, logger });
-    const kinds: WatchedKind[] = ['nodes'];
+    const kinds: WatchedKind[] = config.policy.enabled ? ['nodes', 'pods', 'namespaces', 'networkpolicies'] : ['nodes'];
     this.watch = new ClusterWatch({ kubeConfig, logger, kinds, onChange: () => this.clusterDirty.set() });
     this.gobgp = new GobgpClient({ target: config.gobgp.target, callTimeoutMs: config.gobgp.callTimeoutSeconds * 1000, logger });
     this.bgp = new BgpReconciler({ client: this.gobgp, logger: logger.child({ component: 'bgp' }) });
@@ -140,7 +142,23 @@ export class Agent {
         this.masquerade.setDesired(masqueradeConfig);
       }
     }
+    if (this.config.policy.enabled) this.applyPolicy(snapshot, state, signal);
     this.routesDirty.set(); // the selection context (nodes, ranges) may have changed
+  }
+
+  /** The policy reconciler gets whole snapshots, only once every kind has been listed (a partial one could open). */
+  private applyPolicy(snapshot: ClusterSnapshot, state: DesiredNodeState, signal: AbortSignal): void {
+    const node = { name: state.self.name, addresses: state.self.internalIPs, podCIDRs: state.self.podCIDRs };
+    const cluster = { pods: [...snapshot.pods], namespaces: [...snapshot.namespaces], policies: [...snapshot.networkPolicies] };
+    if (this.policy === undefined) {
+      this.policy = new PolicyReconciler({ node, logger: this.logger.child({ component: 'policy' }), bridgeName: this.config.cni.bridge });
+      this.policy.setCluster(cluster);
+      this.policy.start(signal).catch((err: unknown) => {
+        if (!signal.aborted) this.logger.error('policy reconciler stopped', { error: describeError(err) });
+      });
+    } else {
+      this.policy.setCluster(cluster, node);
+    }
   }
 
   /** Turns the learned table into kernel routes. Waits for a complete table: a partial one would delete routes. */

@@ -48,6 +48,7 @@ export interface PolicyStatus {
 
 export class PolicyReconciler {
   private readonly opts: PolicyReconcilerOptions;
+  private node: PolicyNode;
   private readonly applier: IptablesPolicyApplier;
   private readonly logger: Logger;
   private cluster: ClusterState | null = null;
@@ -66,13 +67,18 @@ export class PolicyReconciler {
 
   constructor(options: PolicyReconcilerOptions) {
     this.opts = options;
+    this.node = options.node;
     this.logger = options.logger;
     this.applier = new IptablesPolicyApplier(options.runner === undefined ? {} : { runner: options.runner });
   }
 
-  /** Hands in the newest snapshot; returns its generation (see status().appliedGeneration). */
-  setCluster(state: ClusterState): number {
+  /**
+   * Hands in the newest snapshot, and the node's newest addresses and podCIDRs when they may have changed (a node
+   * re-added with another podCIDR); returns its generation (see status().appliedGeneration).
+   */
+  setCluster(state: ClusterState, node?: PolicyNode): number {
     this.cluster = { pods: [...state.pods], namespaces: [...state.namespaces], policies: [...state.policies] };
+    if (node !== undefined) this.node = node;
     this.generation++;
     this.dirty = true;
     this.wake?.();
@@ -140,7 +146,7 @@ export class PolicyReconciler {
     const generation = this.generation;
     try {
       const compiled = compilePolicies(
-        { ...cluster, node: this.opts.node },
+        { ...cluster, node: this.node },
         this.opts.allowMark === undefined ? {} : { allowMark: this.opts.allowMark },
       );
       this.reportProblems(compiled.problems);
