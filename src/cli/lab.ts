@@ -5,7 +5,7 @@ import { Command, Option } from 'commander';
 import { createLogger } from '../observe/log.js';
 import { renderClab } from '../lab/clab.js';
 import { existsSync } from 'node:fs';
-import { formatStatus, LabError, labDown, labDownAll, labExec, labStatus, labUp } from '../lab/lab.js';
+import { formatNodeRoutes, formatStatus, LabError, labDown, labDownAll, labExec, labNodeAdd, labNodeRemove, labStatus, labUp } from '../lab/lab.js';
 import { labPaths } from '../lab/paths.js';
 import { formatMatrix, runMatrix } from '../lab/matrix.js';
 import { loadTopology } from '../lab/topology.js';
@@ -88,8 +88,45 @@ export function labCommand(): Command {
     });
 
   lab
+    .command('show')
+    .description('what `make lab` shows: the routes each node installed, then the pod-to-pod matrix')
+    .argument('<name>', 'lab name')
+    .action(async (name: string) => {
+      process.stdout.write(await formatNodeRoutes(name));
+      process.stdout.write('\n' + formatMatrix(await runMatrix(name, { timeoutMs: 1000 })));
+    });
+
+  lab
+    .command('routes')
+    .description('the kernel routes podroute installed on each node (its routing protocol number), IPv4 and IPv6')
+    .argument('<name>', 'lab name')
+    .action(async (name: string) => {
+      process.stdout.write(await formatNodeRoutes(name));
+    });
+
+  const node = lab.command('node').description('add or remove a node of a running lab');
+  node
+    .command('add')
+    .description('join a node to a rack of a running lab: namespace, gobgpd, Node object, kubelet and agent')
+    .argument('<name>', 'lab name')
+    .argument('<node>', 'node name')
+    .requiredOption('--rack <tor>', 'the ToR whose rack LAN the node joins')
+    .requiredOption('--pod-cidr <cidr...>', "the node's podCIDRs (one or two: IPv4 and/or IPv6)")
+    .option('--asn <asn>', "the node's ASN (default: the cluster's)", parseIntOption)
+    .action(async (name: string, nodeName: string, opts: { rack: string; podCidr: string[]; asn?: number }) => {
+      await labNodeAdd(name, { name: nodeName, rack: opts.rack, podCIDRs: opts.podCidr, ...(opts.asn === undefined ? {} : { asn: opts.asn }) });
+    });
+  node
+    .command('remove')
+    .description('remove a node as when its machine is gone: Node object deleted, processes stopped, namespaces deleted')
+    .argument('<name>', 'lab name')
+    .argument('<node>', 'node name')
+    .action(async (name: string, nodeName: string) => {
+      await labNodeRemove(name, nodeName);
+    });
+
+  lab
     .command('matrix')
-    .alias('show')
     .description('probe every pod from every pod (and external hosts) on their ports, TCP+UDP, IPv4+IPv6, and print a matrix')
     .argument('<name>', 'lab name')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))

@@ -8,6 +8,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import { DEFAULT_ROUTE_PROTOCOL } from '../routes/kernel-routes.js';
 import YAML from 'yaml';
 import type { AgentConfigInput } from '../config/agent-config.js';
 import { renderNodeKubeconfig } from './kubelet/kubelet.js';
@@ -15,8 +16,8 @@ import type { Logger } from '../observe/log.js';
 import { bgpSummary, frrDaemonArgs, frrFiles, pendingFabricSessions, renderRouterConfig, startFrrDaemon, writeRouterConfig, type BgpNeighborState } from './frr.js';
 import { addNetns, addVeth, deleteNetns, hostRoutes, listNetns, memberBatch, memberSysctls, netnsPids, runBatch, setSysctls } from './netns.js';
 import { LAB_NAME_PATTERN, LAB_ROOT, labDir, labPaths, type LabPaths } from './paths.js';
-import { LabStateRecorder, newLabState, readLabState, type LabState, type ProcessRecord } from './state.js';
-import { cidrsOverlap, parseTopology, planLayout, type LabLayout, type Topology } from './topology.js';
+import { LabStateRecorder, newLabState, readLabState, writeLabState, type LabState, type ProcessRecord } from './state.js';
+import { cidrsOverlap, parseTopology, planLayout, type LabLayout, type Topology, type TopologyNode } from './topology.js';
 
 export class LabError extends Error {
   constructor(
@@ -308,7 +309,7 @@ export async function labUp(options: LabUpOptions): Promise<LabStatusReport> {
     await buildNetwork(lab, layout, recorder, log);
     signal?.throwIfAborted();
     await startRouters(lab, topology, layout, recorder, log);
-    startGobgpds(lab, layout, recorder);
+    for (const node of layout.nodes) startGobgpd(lab, node.name, recorder);
     const apiPort = await startApiServer(lab, recorder, deadline, signal);
     log?.info('lab API server up', { lab, apiPort });
     await createClusterObjects(lab, topology, layout, 'before-pods');
@@ -364,19 +365,17 @@ export function gobgpdArgs(socket: string): string[] {
   return ['--api-hosts', `unix://${socket}`, '--pprof-disable', '--log-plain', '--log-level', 'info'];
 }
 
-function startGobgpds(lab: string, layout: LabLayout, recorder: LabStateRecorder): void {
+function startGobgpd(lab: string, nodeName: string, recorder: LabStateRecorder): void {
   const paths = labPaths(lab);
-  for (const node of layout.nodes) {
-    mkdirSync(paths.nodeDir(node.name), { recursive: true });
-    const socket = paths.gobgpSocket(node.name);
-    spawnDaemon(paths, recorder, {
-      name: `gobgpd/${node.name}`,
-      netns: paths.netns(node.name),
-      command: 'gobgpd',
-      args: gobgpdArgs(socket),
-      markers: [`unix://${socket}`],
-    });
-  }
+  mkdirSync(paths.nodeDir(nodeName), { recursive: true });
+  const socket = paths.gobgpSocket(nodeName);
+  spawnDaemon(paths, recorder, {
+    name: `gobgpd/${nodeName}`,
+    netns: paths.netns(nodeName),
+    command: 'gobgpd',
+    args: gobgpdArgs(socket),
+    markers: [`unix://${socket}`],
+  });
 }
 
 async function startApiServer(lab: string, recorder: LabStateRecorder, deadline: number, signal?: AbortSignal): Promise<number> {
@@ -409,12 +408,7 @@ async function createClusterObjects(lab: string, topology: Topology, layout: Lab
   for (const ns of topology.kubernetes.namespaces) {
     await apiCreate(socket, '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns.name, labels: { 'kubernetes.io/metadata.name': ns.name, ...ns.labels } } });
   }
-  for (const node of topology.nodes) {
-    await apiCreate(socket, '/api/v1/nodes', nodeObject(topology, layout, node.name));
-    // Like a real API server, the lab one may ignore status on create: set it through the status subresource.
-    const res = await apiRequest(socket, 'PATCH', `/api/v1/nodes/${node.name}/status`, { status: nodeStatus(layout, node.name) }, 'application/merge-patch+json');
-    if (res.status !== 200) throw new LabError('LAB_API_FAILED', `PATCH node ${node.name} status answered ${res.status}: ${JSON.stringify(res.body)}`);
-  }
+  for (const node of topology.nodes) await createNodeObject(socket, topology, layout, node.name);
   for (const np of topology.kubernetes.networkPolicies) {
     const metadata = (np.metadata ?? {}) as { name?: string; namespace?: string };
     const namespace = metadata.namespace ?? 'default';
@@ -426,6 +420,91 @@ async function createClusterObjects(lab: string, topology: Topology, layout: Lab
     });
   }
 }
+
+async function createNodeObject(socket: string, topology: Topology, layout: LabLayout, nodeName: string): Promise<void> {
+  await apiCreate(socket, '/api/v1/nodes', nodeObject(topology, layout, nodeName));
+  // Like a real API server, the lab one may ignore status on create: set it through the status subresource.
+  const res = await apiRequest(socket, 'PATCH', `/api/v1/nodes/${nodeName}/status`, { status: nodeStatus(layout, nodeName) }, 'application/merge-patch+json');
+  if (res.status !== 200) throw new LabError('LAB_API_FAILED', `PATCH node ${nodeName} status answered ${res.status}: ${JSON.stringify(res.body)}`);
+}
+
+/**
+ * Joins a node to a running lab, as a new machine joins a cluster: its namespace on its rack LAN, gobgpd, the Node
+ * object, the kubelet and the agent. The lab's recorded topology grows by the node, so status and down know it.
+ */
+export async function labNodeAdd(lab: string, node: TopologyNodeInput): Promise<void> {
+  const paths = labPaths(lab);
+  const state = readLabState(lab);
+  if (state === undefined) throw new LabError('LAB_NOT_FOUND', `no lab named "${lab}"`);
+  const current = parseTopology(state.topologyText);
+  const topologyText = YAML.stringify({ ...current, nodes: [...current.nodes, node] });
+  const topology = parseTopology(topologyText); // validates the node against the rest (names, rack, CIDRs)
+  const layout = planLayout(topology);
+  const member = layout.members.find((m) => m.name === node.name);
+  if (member === undefined) throw new LabError('LAB_BAD_TARGET', `node ${node.name} is not in the planned layout`);
+  const recorder = new LabStateRecorder({ ...state, topologyText });
+  const ns = paths.netns(node.name);
+  recorder.recordNetns(ns);
+  await addNetns(ns);
+  await setSysctls(ns, memberSysctls(member));
+  const veths = layout.veths.filter((v) => v.a.member === node.name || v.b.member === node.name);
+  for (const veth of veths) await addVeth(veth, paths.netns);
+  await runBatch(ns, memberBatch(member, layout));
+  // The far ends (the ToR's rack bridge): only the new ports, the rest of the ToR is already up.
+  for (const end of veths.flatMap((v) => [v.a, v.b]).filter((e) => e.member !== node.name)) {
+    const lines = [
+      ...(end.interface.master === undefined ? [] : [`link set ${end.interface.name} master ${end.interface.master}`]),
+      `link set ${end.interface.name} up`,
+    ];
+    await runBatch(paths.netns(end.member), lines);
+  }
+  startGobgpd(lab, node.name, recorder);
+  await createNodeObject(paths.apiSocket, topology, layout, node.name);
+  await startNode(lab, topology, node.name, recorder);
+}
+
+/**
+ * Removes a node as when its machine is gone: the Node object is deleted, its processes stopped, its namespace
+ * and pods' namespaces deleted. Routes to it must then disappear from every other node through BGP alone.
+ */
+export async function labNodeRemove(lab: string, nodeName: string): Promise<void> {
+  const paths = labPaths(lab);
+  const state = readLabState(lab);
+  if (state === undefined) throw new LabError('LAB_NOT_FOUND', `no lab named "${lab}"`);
+  const topology = parseTopology(state.topologyText);
+  if (!topology.nodes.some((n) => n.name === nodeName)) throw new LabError('LAB_BAD_TARGET', `no node named ${nodeName} in lab ${lab}`);
+  const res = await apiRequest(paths.apiSocket, 'DELETE', `/api/v1/nodes/${nodeName}`);
+  if (res.status !== 200 && res.status !== 404) throw new LabError('LAB_API_FAILED', `DELETE node ${nodeName} answered ${res.status}`);
+  const ns = paths.netns(nodeName);
+  const mine = state.processes.filter((p) => p.netns === ns);
+  for (const p of mine) if (cmdlineMatches(p.pid, p.cmdlineMarkers)) process.kill(p.pid, 'SIGKILL');
+  // Pods of the node: their servers and namespaces go with the machine (no kubelet is left to tear them down).
+  const listed = await apiRequest(paths.apiSocket, 'GET', `/api/v1/pods?fieldSelector=spec.nodeName%3D${nodeName}`);
+  const pods = ((listed.body as { items?: { metadata: { namespace: string; name: string } }[] }).items ?? []).map((p) => p.metadata);
+  for (const pod of pods) {
+    await apiRequest(paths.apiSocket, 'DELETE', `/api/v1/namespaces/${pod.namespace}/pods/${pod.name}`);
+    const podNs = paths.podNetns(pod.namespace, pod.name);
+    if ((await listNetns()).includes(podNs)) {
+      for (const pid of await netnsPids(podNs)) process.kill(pid, 'SIGKILL');
+      await deleteNetns(podNs);
+    }
+  }
+  for (const pid of await netnsPids(ns)) process.kill(pid, 'SIGKILL');
+  await deleteNetns(ns);
+  writeLabState({
+    ...state,
+    topologyText: YAML.stringify({
+      ...topology,
+      nodes: topology.nodes.filter((n) => n.name !== nodeName),
+      kubernetes: { ...topology.kubernetes, pods: topology.kubernetes.pods.filter((p) => p.nodeName !== nodeName) },
+    }),
+    netns: state.netns.filter((n) => n !== ns),
+    processes: state.processes.filter((p) => p.netns !== ns),
+  });
+}
+
+/** A node as a topology file declares it (defaults filled in by the topology schema). */
+export type TopologyNodeInput = Omit<Partial<TopologyNode>, 'name' | 'rack' | 'podCIDRs'> & Pick<TopologyNode, 'name' | 'rack' | 'podCIDRs'>;
 
 /**
  * Per node: the lab kubelet (it relays the API server into the node netns and realizes pods once a CNI conflist
@@ -864,4 +943,35 @@ export async function labDownAll(options: LabDownOptions & { prefix?: string } =
   const labs = listLabs().filter((l) => options.prefix === undefined || l.startsWith(options.prefix));
   for (const lab of labs) await labDown(lab, options);
   return labs;
+}
+
+// ---- what the agents installed ------------------------------------------------------------------------------
+
+export interface NodeRoute {
+  prefix: string;
+  nextHops: string[];
+}
+
+/** The routes the node's agent installed: the kernel's main table, podroute's protocol number only. */
+export async function nodeRoutes(lab: string, nodeName: string, protocol = DEFAULT_ROUTE_PROTOCOL): Promise<NodeRoute[]> {
+  const routes: NodeRoute[] = [];
+  for (const family of ['-4', '-6']) {
+    const { stdout } = await execa('ip', ['-n', labPaths(lab).netns(nodeName), '-j', family, 'route', 'show', 'proto', String(protocol)]);
+    for (const r of JSON.parse(stdout || '[]') as { dst: string; gateway?: string; nexthops?: { gateway?: string }[] }[]) {
+      const hops = r.gateway !== undefined ? [r.gateway] : (r.nexthops ?? []).flatMap((h) => (h.gateway === undefined ? [] : [h.gateway]));
+      routes.push({ prefix: r.dst, nextHops: hops });
+    }
+  }
+  return routes;
+}
+
+export async function formatNodeRoutes(lab: string): Promise<string> {
+  const state = readLabState(lab);
+  if (state === undefined) throw new LabError('LAB_NOT_FOUND', `no lab named "${lab}"`);
+  const lines = [`ROUTES INSTALLED BY PODROUTE (proto ${DEFAULT_ROUTE_PROTOCOL})`];
+  for (const node of parseTopology(state.topologyText).nodes) {
+    lines.push(`  ${node.name}`);
+    for (const route of await nodeRoutes(lab, node.name)) lines.push(`    ${route.prefix.padEnd(22)} via ${route.nextHops.join(', ')}`);
+  }
+  return lines.join('\n') + '\n';
 }
