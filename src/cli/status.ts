@@ -1,0 +1,103 @@
+// `podroute status`: the node's BGP peers, routes, policy and loops, like `calicoctl node status` / `gobgp
+// neighbor`. Reads the agent's /status; when the agent does not answer, asks gobgpd directly for the peer table.
+import { get } from 'node:http';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { GobgpClient, DEFAULT_GOBGP_TARGET } from '../bgp/gobgp-client.js';
+import { errorMessage } from '../observe/health.js';
+import { PeerTable, type PeerListSource } from '../observe/peers.js';
+import { parseListenAddress } from '../observe/server.js';
+import { renderStatusView, type AgentStatusReport, type StatusView } from '../observe/status.js';
+
+export const DEFAULT_STATUS_ADDRESS = '127.0.0.1:9476';
+
+export interface StatusOptions {
+  /** The agent's metrics.address. */
+  address: string;
+  gobgpTarget: string;
+  timeoutMs: number;
+}
+
+/** Reads the agent's /status (host:port); rejects when it does not answer with 200 and a JSON report. */
+export function fetchAgentStatus(address: string, timeoutMs: number): Promise<AgentStatusReport> {
+  const { host, port } = parseListenAddress(address);
+  return new Promise((resolve, reject) => {
+    const req = get({ host, port, path: '/status', agent: false, timeout: timeoutMs, headers: { Accept: 'application/json' } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        if (res.statusCode !== 200) return reject(new Error(`HTTP ${res.statusCode ?? '?'} from ${address}/status: ${text.slice(0, 200)}`));
+        try {
+          const report = JSON.parse(text) as AgentStatusReport;
+          if (typeof report !== 'object' || report === null || !Array.isArray(report.peers)) throw new Error('not a podroute status report');
+          resolve(report);
+        } catch (err) {
+          reject(new Error(`bad answer from ${address}/status: ${errorMessage(err)}`));
+        }
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+  });
+}
+
+/** The agent's view, or gobgpd's peer table when the agent does not answer. */
+export async function collectStatusView(options: StatusOptions, gobgp?: PeerListSource): Promise<StatusView> {
+  try {
+    const report = await fetchAgentStatus(options.address, options.timeoutMs);
+    return {
+      source: 'agent',
+      agent: { address: options.address, reachable: true, error: null },
+      report,
+      gobgpd: report.gobgpd,
+      peers: report.peers,
+    };
+  } catch (err) {
+    const agentError = errorMessage(err);
+    const client = gobgp === undefined ? new GobgpClient({ target: options.gobgpTarget, callTimeoutMs: options.timeoutMs }) : undefined;
+    try {
+      const table = await new PeerTable(gobgp ?? client!, { timeoutMs: options.timeoutMs }).read();
+      return {
+        source: 'gobgpd',
+        agent: { address: options.address, reachable: false, error: agentError },
+        report: null,
+        gobgpd: { target: table.target, reachable: table.reachable, error: table.error },
+        peers: table.peers,
+      };
+    } finally {
+      client?.close();
+    }
+  }
+}
+
+export function statusCommand(): Command {
+  return new Command('status')
+    .description("show this node's BGP peers, routes, policy and reconcilers (from the agent; gobgpd directly when the agent does not answer)")
+    .option('--address <host:port>', "the agent's metrics address", hostPort, DEFAULT_STATUS_ADDRESS)
+    .option('--gobgp-target <target>', 'gobgpd API, asked directly when the agent does not answer', DEFAULT_GOBGP_TARGET)
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
+    .option('--timeout-ms <ms>', 'how long to wait for each answer', positiveInt, 3_000)
+    .addHelpText('after', '\nExit status: 0 when the agent answered, 1 when it did not (gobgpd\'s peer table is shown if it answers).')
+    .action(async (flags: { address: string; gobgpTarget: string; output: 'table' | 'json'; timeoutMs: number }) => {
+      const view = await collectStatusView({ address: flags.address, gobgpTarget: flags.gobgpTarget, timeoutMs: flags.timeoutMs });
+      process.stdout.write(flags.output === 'json' ? `${JSON.stringify(view, null, 2)}\n` : renderStatusView(view));
+      if (view.source !== 'agent') process.exitCode = 1;
+    });
+}
+
+/** A bad --address is a usage error, not "agent not answering". */
+function hostPort(text: string): string {
+  try {
+    parseListenAddress(text);
+    return text;
+  } catch (err) {
+    throw new InvalidArgumentError((err instanceof Error ? err.message : String(err)).replace(/^metrics\.address /, ''));
+  }
+}
+
+function positiveInt(text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('must be a positive integer');
+  return n;
+}

@@ -1,0 +1,248 @@
+// Everything the agent shows about itself, in one object the agent creates and starts: metrics, loop health,
+// readiness, the status report and the HTTP server on metrics.address. It reads the reconcilers through their
+// status() when asked (getters, so reconcilers created later, like the masquerade one, are picked up); it
+// never changes anything.
+import type { BgpReconcilerStatus } from '../bgp/bgp-reconciler.js';
+import type { PolicyStatus } from '../policy/policy-reconciler.js';
+import type { MasqueradeStatus } from '../nat/masquerade.js';
+import type { RouteReconcilerStatus } from '../routes/route-reconciler.js';
+import type { Logger } from './log.js';
+import { HealthMonitor, errorMessage, type LoopObservation, type ReadinessCheck, type ReconcilerHealth } from './health.js';
+import { AgentMetrics, type WatchStat } from './metrics.js';
+import { PeerTable, type PeerListSource } from './peers.js';
+import { ObserveServer, type ListenAddress } from './server.js';
+import { podrouteVersion, type AgentStatusReport } from './status.js';
+
+/** What the observer needs from GobgpClient. */
+export interface ObservedGobgp extends PeerListSource {
+  getBgp(opts?: { signal?: AbortSignal; timeoutMs?: number }): Promise<{ asn: number }>;
+  on(event: 'connected', listener: (e: { reconnected: boolean }) => void): unknown;
+  off(event: 'connected', listener: (e: { reconnected: boolean }) => void): unknown;
+}
+
+type Getter<S> = () => { status(): S } | undefined;
+
+export interface AgentObserverOptions {
+  /** metrics.address (host:port); empty string: no HTTP server (metrics and health still work in-process). */
+  address: string;
+  nodeName: string;
+  /** Default: package.json's version. */
+  version?: string;
+  logger: Logger;
+  gobgp: ObservedGobgp;
+  /** The reconcilers; each getter may return undefined while it does not exist (yet). Omit what does not run. */
+  bgp?: Getter<BgpReconcilerStatus>;
+  routes?: Getter<RouteReconcilerStatus>;
+  masquerade?: Getter<MasqueradeStatus>;
+  policy?: Getter<PolicyStatus>;
+  /** Resync interval of each reconciler: a loop is stuck after staleFactor × this without a successful pass. */
+  resyncMs?: { bgp?: number; routes?: number; masquerade?: number; policy?: number };
+  /** Default 3. */
+  staleFactor?: number;
+  /** Node.js process metrics (default true). */
+  processMetrics?: boolean;
+}
+
+/** The reconcilers' default resync intervals (their constructors' defaults). */
+const DEFAULT_RESYNC_MS = { bgp: 60_000, routes: 30_000, masquerade: 60_000, policy: 60_000 };
+const GOBGP_PROBE_TIMEOUT_MS = 1_500;
+
+export class AgentObserver {
+  readonly health: HealthMonitor;
+  readonly metrics: AgentMetrics;
+  private readonly peers: PeerTable;
+  private readonly server: ObserveServer | undefined;
+  private readonly staleFactor: number;
+  private readonly version: string;
+  private readonly onConnected = (e: { reconnected: boolean }): void => {
+    if (e.reconnected) this.metrics.gobgpReconnected();
+  };
+  private started = false;
+
+  /** Validates metrics.address at once (ObserveServerError INVALID_ADDRESS); binds nothing before start(). */
+  constructor(private readonly options: AgentObserverOptions) {
+    this.staleFactor = options.staleFactor ?? 3;
+    this.version = options.version ?? podrouteVersion();
+    this.health = new HealthMonitor();
+    this.peers = new PeerTable(options.gobgp);
+    const status = <S>(get: Getter<S> | undefined): (() => S | undefined) | undefined => (get === undefined ? undefined : () => get()?.status());
+    this.metrics = new AgentMetrics({
+      nodeName: options.nodeName,
+      version: this.version,
+      peers: () => this.peers.read(),
+      bgp: status(options.bgp),
+      routes: status(options.routes),
+      policy: status(options.policy),
+      health: this.health,
+      processMetrics: options.processMetrics,
+    });
+    this.registerReconcilers();
+    this.health.addReadinessCheck('gobgpd', () => this.gobgpReadiness());
+    const bgp = options.bgp;
+    if (bgp !== undefined) {
+      this.health.addReadinessCheck('bgp-table', () =>
+        bgp()?.status().tableSynced === true ? undefined : "bgp: gobgpd's table of learned paths not received completely yet",
+      );
+    }
+    this.server =
+      options.address === ''
+        ? undefined
+        : new ObserveServer({
+            address: options.address,
+            logger: options.logger,
+            handlers: {
+              metrics: () => this.metrics.render(),
+              health: () => this.health.health(),
+              readiness: () => this.health.readiness(),
+              status: () => this.status(),
+            },
+          });
+  }
+
+  /**
+   * Registers one of the agent's own loops (e.g. the cluster loop); the handle's heartbeat() goes after each
+   * successful pass. resyncMs: the longest the loop waits between passes when nothing happens.
+   */
+  loop(name: string, options: { resyncMs: number; requiredForReadiness?: boolean }): ReconcilerHealth {
+    return this.health.register(name, { staleAfterMs: this.staleFactor * options.resyncMs, requiredForReadiness: options.requiredForReadiness });
+  }
+
+  /** A further readiness condition (answers undefined when ready, else the reason). */
+  addReadinessCheck(name: string, check: ReadinessCheck): void {
+    this.health.addReadinessCheck(name, check);
+  }
+
+  /** ClusterWatch's onStat. */
+  watchStat(kind: string, what: WatchStat): void {
+    this.metrics.watchStat(kind, what);
+  }
+
+  /** Starts listening on metrics.address (rejects with ObserveServerError BIND_FAILED) and counts gobgpd reconnects. */
+  async start(): Promise<void> {
+    if (this.started) return;
+    this.started = true;
+    this.options.gobgp.on('connected', this.onConnected);
+    await this.server?.start();
+  }
+
+  /** The bound address, undefined without a server. */
+  address(): ListenAddress | undefined {
+    return this.server?.address();
+  }
+
+  async close(): Promise<void> {
+    this.options.gobgp.off('connected', this.onConnected);
+    this.metrics.close();
+    await this.server?.close();
+  }
+
+  async status(): Promise<AgentStatusReport> {
+    const o = this.options;
+    const [peerTable, readiness] = await Promise.all([this.peers.read(), this.health.readiness()]);
+    const health = this.health.health();
+    const bgp = o.bgp?.()?.status();
+    const routes = o.routes?.()?.status();
+    const policy = o.policy?.()?.status();
+    const masq = o.masquerade?.()?.status();
+    return {
+      node: o.nodeName,
+      version: this.version,
+      generatedAt: new Date().toISOString(),
+      gobgpd: { target: peerTable.target, reachable: peerTable.reachable, error: peerTable.error },
+      peers: peerTable.peers,
+      bgp:
+        bgp === undefined
+          ? null
+          : { originated: bgp.advertised, learnedPrefixes: bgp.learnedPrefixes, learnedPaths: bgp.learnedPaths, tableSynced: bgp.tableSynced },
+      routes:
+        routes === undefined
+          ? null
+          : {
+              installed: routes.installed,
+              added: routes.counts.added,
+              removed: routes.counts.removed,
+              replaced: routes.counts.replaced,
+              conflicts: routes.conflicts,
+              inSync: routes.inSync,
+            },
+      policy: policy === undefined ? null : { chains: policy.chains, sets: policy.sets, rules: policy.rules, invalidPolicies: policy.problems.length },
+      masquerade: masq === undefined ? null : { inSync: masq.inSync, ipv4: masq.families.ipv4, ipv6: masq.families.ipv6 },
+      reconcilers: health.loops,
+      healthy: health.healthy,
+      ready: readiness.ready,
+      notReadyReasons: readiness.reasons,
+    };
+  }
+
+  private registerReconcilers(): void {
+    const o = this.options;
+    const resync = { ...DEFAULT_RESYNC_MS, ...o.resyncMs };
+    const stale = (ms: number): number => this.staleFactor * ms;
+    const bgp = o.bgp;
+    if (bgp !== undefined) {
+      this.health.register('bgp', {
+        staleAfterMs: stale(resync.bgp),
+        observe: () => {
+          const st = bgp()?.status();
+          return st === undefined ? undefined : { lastSuccessAt: st.lastSyncAt, lastError: st.lastError, failures: st.failures };
+        },
+      });
+    }
+    const routes = o.routes;
+    if (routes !== undefined) {
+      this.health.register('routes', {
+        staleAfterMs: stale(resync.routes),
+        observe: () => {
+          const st = routes()?.status();
+          return st === undefined ? undefined : { lastSuccessAt: st.lastSync, lastError: st.lastError, failures: st.counts.failedSyncs };
+        },
+      });
+    }
+    const masquerade = o.masquerade;
+    if (masquerade !== undefined) {
+      this.health.register('masquerade', {
+        staleAfterMs: stale(resync.masquerade),
+        observe: () => {
+          const st = masquerade()?.status();
+          return st === undefined ? undefined : { lastSuccessAt: st.lastSuccessAt, lastError: st.lastError, failures: st.failures };
+        },
+      });
+    }
+    const policy = o.policy;
+    if (policy !== undefined) {
+      const failures = consecutiveToTotal();
+      this.health.register('policy', {
+        staleAfterMs: stale(resync.policy),
+        observe: (): LoopObservation | undefined => {
+          const st = policy()?.status();
+          return st === undefined ? undefined : { lastSuccessAt: st.lastSync, lastError: st.lastError, failures: failures(st.failures) };
+        },
+      });
+    }
+  }
+
+  private async gobgpReadiness(): Promise<string | undefined> {
+    try {
+      const g = await this.options.gobgp.getBgp({ timeoutMs: GOBGP_PROBE_TIMEOUT_MS });
+      return g.asn === 0 ? 'gobgpd: BGP not started yet (no successful BGP pass)' : undefined;
+    } catch (err) {
+      return `gobgpd not reachable at ${this.options.gobgp.target}: ${errorMessage(err)}`;
+    }
+  }
+}
+
+/**
+ * The policy reconciler counts consecutive failures (reset by a success); metrics want a total. Fed at every
+ * read, it adds the increase since the last read (a run of failures that ended between two reads is counted
+ * as far as it was seen).
+ */
+function consecutiveToTotal(): (consecutive: number) => number {
+  let last = 0;
+  let total = 0;
+  return (consecutive) => {
+    if (consecutive > last) total += consecutive - last;
+    else if (consecutive < last && consecutive > 0) total += consecutive;
+    last = consecutive;
+    return total;
+  };
+}
