@@ -975,3 +975,34 @@ export async function formatNodeRoutes(lab: string): Promise<string> {
   }
   return lines.join('\n') + '\n';
 }
+
+// ---- faults --------------------------------------------------------------------------------------------------
+
+/**
+ * Stops a daemon of the lab (e.g. `agent/r1n1`, `gobgpd/r1n1`, `kubelet/r1n1`) with the given signal and starts it
+ * again with the same command line, in the same namespace. Returns the new PID.
+ */
+export async function labRestart(lab: string, processName: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<number> {
+  const paths = labPaths(lab);
+  const state = readLabState(lab);
+  if (state === undefined) throw new LabError('LAB_NOT_FOUND', `no lab named "${lab}"`);
+  const record = state.processes.find((p) => p.name === processName);
+  if (record === undefined) throw new LabError('LAB_BAD_TARGET', `lab ${lab} has no process named ${processName}`);
+  const argv = readCmdline(record.pid);
+  if (argv === undefined || !cmdlineMatches(record.pid, record.cmdlineMarkers)) {
+    throw new LabError('LAB_BAD_TARGET', `${processName} (pid ${record.pid}) is not running`);
+  }
+  process.kill(record.pid, signal);
+  const deadline = Date.now() + 15_000;
+  while (processAlive(record.pid)) {
+    if (Date.now() > deadline) throw new LabError('LAB_START_FAILED', `${processName} (pid ${record.pid}) did not stop on ${signal}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  // The recorded command line already enters the namespace (`ip netns exec` / `nsenter`): run it as it was.
+  const [command, ...args] = argv;
+  if (command === undefined) throw new LabError('LAB_START_FAILED', `${processName}: empty command line`);
+  const recorder = new LabStateRecorder(state);
+  const started = spawnDaemon(paths, recorder, { name: record.name, command, args, markers: record.cmdlineMarkers });
+  recorder.recordProcess({ ...started, ...(record.netns === undefined ? {} : { netns: record.netns }) });
+  return started.pid;
+}
