@@ -4,7 +4,7 @@ import { get } from 'node:http';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { GobgpClient, DEFAULT_GOBGP_TARGET } from '../bgp/gobgp-client.js';
 import { errorMessage } from '../observe/health.js';
-import { PeerTable, type PeerListSource } from '../observe/peers.js';
+import { PeerTable, countByNeighbor, type AcceptedCounter } from '../observe/peers.js';
 import { parseListenAddress } from '../observe/server.js';
 import { renderStatusView, type AgentStatusReport, type StatusView } from '../observe/status.js';
 
@@ -42,8 +42,27 @@ export function fetchAgentStatus(address: string, timeoutMs: number): Promise<Ag
   });
 }
 
+/**
+ * Accepted paths per peer from gobgpd's global RIB (what passed the import policy; gobgpd's own accepted
+ * counter ignores the global policy). undefined when the RIB cannot be listed (BGP not started...).
+ */
+function acceptedFromGlobalRib(client: GobgpClient, timeoutMs: number): AcceptedCounter {
+  return async () => {
+    const signal = AbortSignal.timeout(timeoutMs);
+    try {
+      const paths: { neighborIp?: string | undefined }[] = [];
+      for (const family of ['ipv4', 'ipv6'] as const) {
+        for await (const p of client.listPaths({ family, table: 'global', signal })) if (!p.isWithdraw) paths.push({ neighborIp: p.neighborIp });
+      }
+      return countByNeighbor([paths]);
+    } catch {
+      return undefined;
+    }
+  };
+}
+
 /** The agent's view, or gobgpd's peer table when the agent does not answer. */
-export async function collectStatusView(options: StatusOptions, gobgp?: PeerListSource): Promise<StatusView> {
+export async function collectStatusView(options: StatusOptions): Promise<StatusView> {
   try {
     const report = await fetchAgentStatus(options.address, options.timeoutMs);
     return {
@@ -55,9 +74,9 @@ export async function collectStatusView(options: StatusOptions, gobgp?: PeerList
     };
   } catch (err) {
     const agentError = errorMessage(err);
-    const client = gobgp === undefined ? new GobgpClient({ target: options.gobgpTarget, callTimeoutMs: options.timeoutMs }) : undefined;
+    const client = new GobgpClient({ target: options.gobgpTarget, callTimeoutMs: options.timeoutMs });
     try {
-      const table = await new PeerTable(gobgp ?? client!, { timeoutMs: options.timeoutMs }).read();
+      const table = await new PeerTable(client, { timeoutMs: options.timeoutMs, accepted: acceptedFromGlobalRib(client, options.timeoutMs) }).read();
       return {
         source: 'gobgpd',
         agent: { address: options.address, reachable: false, error: agentError },
@@ -66,7 +85,7 @@ export async function collectStatusView(options: StatusOptions, gobgp?: PeerList
         peers: table.peers,
       };
     } finally {
-      client?.close();
+      client.close();
     }
   }
 }

@@ -2,14 +2,14 @@
 // readiness, the status report and the HTTP server on metrics.address. It reads the reconcilers through their
 // status() when asked (getters, so reconcilers created later, like the masquerade one, are picked up); it
 // never changes anything.
-import type { BgpReconcilerStatus } from '../bgp/bgp-reconciler.js';
+import type { BgpReconcilerStatus, LearnedTable } from '../bgp/bgp-reconciler.js';
 import type { PolicyStatus } from '../policy/policy-reconciler.js';
 import type { MasqueradeStatus } from '../nat/masquerade.js';
 import type { RouteReconcilerStatus } from '../routes/route-reconciler.js';
 import type { Logger } from './log.js';
 import { HealthMonitor, errorMessage, type LoopObservation, type ReadinessCheck, type ReconcilerHealth } from './health.js';
 import { AgentMetrics, type WatchStat } from './metrics.js';
-import { PeerTable, type PeerListSource } from './peers.js';
+import { PeerTable, countByNeighbor, type PeerListSource } from './peers.js';
 import { ObserveServer, type ListenAddress } from './server.js';
 import { podrouteVersion, type AgentStatusReport } from './status.js';
 
@@ -31,7 +31,8 @@ export interface AgentObserverOptions {
   logger: Logger;
   gobgp: ObservedGobgp;
   /** The reconcilers; each getter may return undefined while it does not exist (yet). Omit what does not run. */
-  bgp?: Getter<BgpReconcilerStatus>;
+  /** The BGP reconciler; its learned table gives each peer's accepted count. */
+  bgp?: () => { status(): BgpReconcilerStatus; learnedTable(): LearnedTable } | undefined;
   routes?: Getter<RouteReconcilerStatus>;
   masquerade?: Getter<MasqueradeStatus>;
   policy?: Getter<PolicyStatus>;
@@ -64,7 +65,10 @@ export class AgentObserver {
     this.staleFactor = options.staleFactor ?? 3;
     this.version = options.version ?? podrouteVersion();
     this.health = new HealthMonitor();
-    this.peers = new PeerTable(options.gobgp);
+    const bgpOf = options.bgp;
+    this.peers = new PeerTable(options.gobgp, {
+      accepted: bgpOf === undefined ? undefined : () => countByNeighbor(bgpOf()?.learnedTable().paths.values() ?? []),
+    });
     const status = <S>(get: Getter<S> | undefined): (() => S | undefined) | undefined => (get === undefined ? undefined : () => get()?.status());
     this.metrics = new AgentMetrics({
       nodeName: options.nodeName,

@@ -16,7 +16,12 @@ export interface PeerReport {
   state: string;
   establishedSince: string | null;
   uptimeSeconds: number | null;
+  /** Paths in gobgpd's Adj-RIB-In from this peer. */
   received: number;
+  /**
+   * Paths from this peer that passed the import policy: from the agent, those in its learned table (in use:
+   * best or equal-cost); from gobgpd alone, those in gobgpd's global RIB.
+   */
   accepted: number;
   advertised: number;
 }
@@ -65,13 +70,38 @@ function compareAddresses(a: string, b: string): number {
   return key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0;
 }
 
+/**
+ * Accepted paths per peer address. gobgpd 3.10's own `accepted` count ignores the global import policy (it
+ * equals `received` for every non-route-server peer, measured), so the count comes from what passed the policy.
+ */
+export type AcceptedCounter = () => AcceptedCounts | Promise<AcceptedCounts>;
+/** undefined: not known, gobgpd's own count is shown. */
+type AcceptedCounts = ReadonlyMap<string, number> | undefined;
+
+export interface PeerTableOptions {
+  /** Per-call deadline towards gobgpd (default 2 s). */
+  timeoutMs?: number;
+  now?: () => number;
+  /** Where `accepted` comes from; gobgpd's own count when omitted. */
+  accepted?: AcceptedCounter;
+}
+
+/** Counts the paths of a learned table (or any list of paths) per neighbor. */
+export function countByNeighbor(paths: Iterable<readonly { neighborIp?: string | undefined }[]>): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const list of paths) {
+    for (const p of list) if (p.neighborIp !== undefined) counts.set(p.neighborIp, (counts.get(p.neighborIp) ?? 0) + 1);
+  }
+  return counts;
+}
+
 export class PeerTable {
   private known: PeerReport[] = [];
   private inflight: Promise<PeerTableReport> | undefined;
 
   constructor(
     private readonly source: PeerListSource,
-    private readonly options: { timeoutMs?: number; now?: () => number } = {},
+    private readonly options: PeerTableOptions = {},
   ) {}
 
   /** Reads gobgpd's peers; concurrent readers (a scrape and a status call) share one ListPeer. */
@@ -85,7 +115,9 @@ export class PeerTable {
   private async readOnce(): Promise<PeerTableReport> {
     const now = (this.options.now ?? Date.now)();
     try {
-      const peers = sortPeers((await this.source.listPeers({ timeoutMs: this.options.timeoutMs ?? 2_000 })).map((p) => peerReport(p, now)));
+      const listed = await this.source.listPeers({ timeoutMs: this.options.timeoutMs ?? 2_000 });
+      const accepted = this.options.accepted === undefined ? undefined : await this.options.accepted();
+      const peers = sortPeers(listed.map((p) => peerReport(accepted === undefined ? p : { ...p, accepted: accepted.get(p.address) ?? 0 }, now)));
       this.known = peers;
       return { target: this.source.target, reachable: true, error: null, peers };
     } catch (err) {
