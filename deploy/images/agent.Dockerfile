@@ -1,0 +1,54 @@
+# syntax=docker/dockerfile:1
+# podroute agent image: Node 20 on Debian 12 (bookworm), the compiled agent with its production node_modules,
+# the tools it drives (iproute2, iptables, ipset), kmod for the node-sysctls init container, and the Debian
+# CNI plugins the install-cni-plugins init container copies to the node.
+# Build from the repository root:  docker build -f deploy/images/agent.Dockerfile -t podroute/agent:0.1.0 .
+ARG NODE_IMAGE=node:20.20.2-bookworm-slim
+ARG DEBIAN_IMAGE=debian:12.11-slim
+
+# GoBGP's API protos of the gobgpd the sidecar image installs (same Debian release, same 3.10.0).
+FROM ${DEBIAN_IMAGE} AS protos
+RUN apt-get update -q \
+ && cd /tmp && apt-get download -q golang-github-osrg-gobgp-dev \
+ && dpkg-deb -x golang-github-osrg-gobgp-dev_*.deb /tmp/gobgp \
+ && mkdir /protos \
+ && cp /tmp/gobgp/usr/share/gocode/src/github.com/osrg/gobgp/api/gobgp.proto \
+       /tmp/gobgp/usr/share/gocode/src/github.com/osrg/gobgp/api/attribute.proto \
+       /tmp/gobgp/usr/share/gocode/src/github.com/osrg/gobgp/api/capability.proto /protos/
+
+FROM ${NODE_IMAGE} AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json ./
+COPY src ./src
+# Type errors fail the build (tsc exits non-zero).
+RUN npx tsc -p tsconfig.json --outDir dist
+
+FROM ${NODE_IMAGE} AS deps
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
+
+FROM ${NODE_IMAGE}
+# nft is Debian's default iptables backend; build with --build-arg IPTABLES_BACKEND=legacy for nodes whose
+# kube-proxy uses iptables-legacy (both must write to the same backend).
+ARG IPTABLES_BACKEND=nft
+RUN apt-get update -q \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+      iproute2 iptables ipset kmod containernetworking-plugins \
+ && rm -rf /var/lib/apt/lists/* \
+ && update-alternatives --set iptables /usr/sbin/iptables-${IPTABLES_BACKEND} \
+ && update-alternatives --set ip6tables /usr/sbin/ip6tables-${IPTABLES_BACKEND}
+WORKDIR /opt/podroute
+COPY package.json ./
+COPY --from=deps /src/node_modules ./node_modules
+COPY --from=build /src/dist/src ./dist/src
+COPY --from=protos /protos/ ./proto/
+COPY deploy/images/scripts/install-cni-plugins.sh deploy/images/scripts/node-sysctls.sh /usr/local/lib/podroute/
+RUN chmod 0755 dist/src/cli/main.js /usr/local/lib/podroute/*.sh \
+ && ln -s /opt/podroute/dist/src/cli/main.js /usr/local/bin/podroute \
+ && podroute --version
+# Root: the agent needs NET_ADMIN/NET_RAW, which Kubernetes grants to uid 0 only (see deploy/base/daemonset.yaml).
+ENTRYPOINT ["podroute"]
+CMD ["--help"]
