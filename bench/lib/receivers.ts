@@ -1,0 +1,168 @@
+// The receivers of the route-programming benchmark, each in its own namespace on the injector's LAN: podroute
+// (gobgpd + agent), gobgpd alone, FRR bgpd+zebra, BIRD 2 with its kernel protocol. Each reports how many of
+// the injected routes it holds where it matters: the kernel FIB, or (gobgpd alone) its own RIB.
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import { frrFiles, startFrrDaemon } from '../../src/lab/frr.js';
+import { gobgpdArgs } from '../../src/lab/lab.js';
+import { startAgentHost, nodeObject, type AgentHost, type BenchApi } from './agent-host.js';
+import { RawGobgp } from './gobgp-raw.js';
+import { FibCounter } from './kernel-count.js';
+import { BenchError, pollUntil, startDaemon, type Cleanup } from './proc.js';
+
+export type ReceiverKind = 'podroute' | 'gobgpd' | 'frr' | 'bird';
+export const RECEIVER_KINDS: readonly ReceiverKind[] = ['podroute', 'gobgpd', 'frr', 'bird'];
+
+export const RECEIVER_LABELS: Record<ReceiverKind | 'ip-batch', string> = {
+  podroute: 'podroute (gobgpd + agent) → kernel',
+  gobgpd: 'gobgpd alone → its RIB (floor of our design)',
+  frr: 'FRR 8.4 bgpd + zebra → kernel',
+  bird: 'BIRD 2 (kernel protocol) → kernel',
+  'ip-batch': '`ip -batch` of the same routes → kernel',
+};
+
+export interface Receiver {
+  kind: ReceiverKind;
+  netns: string;
+  address: string;
+  asn: number;
+  /** Injected routes currently held (kernel: FIB prefixes above the idle baseline; gobgpd: RIB destinations). */
+  installed(): Promise<number>;
+  /** Mean cost of one `installed()` read so far, in ms (the counting's own overhead). */
+  readCostMs(): number;
+  /** The daemon whose RSS/CPU is reported, if any. */
+  agentPid?: number;
+}
+
+export interface ReceiverContext {
+  dir: string;
+  injectorAddress: string;
+  injectorAsn: number;
+  /** The range the injected prefixes come from (podroute must accept it). */
+  injectedRange: string;
+  api: BenchApi;
+  cleanup: Cleanup;
+  agentNodeArgs?: string[];
+}
+
+/** A kernel-counting receiver: the baseline is taken once, while it holds none of the injected routes. */
+function kernelCounter(pid: number): { installed: () => Promise<number>; readCostMs: () => number } {
+  const counter = new FibCounter(pid);
+  const baseline = counter.count();
+  return { installed: () => Promise.resolve(counter.count() - baseline), readCostMs: () => counter.meanReadMs() };
+}
+
+export async function startReceiver(kind: ReceiverKind, netns: string, address: string, asn: number, ctx: ReceiverContext): Promise<Receiver> {
+  const dir = path.join(ctx.dir, kind);
+  await mkdir(dir, { recursive: true });
+  switch (kind) {
+    case 'gobgpd': {
+      const socket = path.join(dir, 'gobgp.sock');
+      startDaemon({ name: 'gobgpd/alone', netns, command: 'gobgpd', args: gobgpdArgs(socket), logFile: path.join(dir, 'gobgpd.log') }, ctx.cleanup);
+      const gobgp = new RawGobgp(`unix://${socket}`);
+      ctx.cleanup.add('gobgp client (alone)', () => gobgp.close());
+      await gobgp.waitReady(20_000);
+      await gobgp.startBgp(asn, address, 179);
+      await gobgp.addPeer({ address: ctx.injectorAddress, asn: ctx.injectorAsn, connectRetry: 1, families: ['ipv4'] }, false);
+      let reads = 0;
+      let readMs = 0;
+      return {
+        kind,
+        netns,
+        address,
+        asn,
+        installed: async () => {
+          const start = performance.now();
+          const n = await gobgp.destinations('ipv4');
+          readMs += performance.now() - start;
+          reads++;
+          return n;
+        },
+        readCostMs: () => (reads === 0 ? NaN : readMs / reads),
+      };
+    }
+    case 'frr': {
+      const files = frrFiles(dir);
+      await mkdir(files.runDir, { recursive: true });
+      await writeFile(files.zebraConf, ['frr defaults datacenter', `hostname ${netns}`, `log file ${files.zebraLog}`, ''].join('\n'));
+      await writeFile(
+        files.bgpdConf,
+        [
+          'frr defaults datacenter',
+          `hostname ${netns}`,
+          `log file ${files.bgpdLog}`,
+          `router bgp ${asn}`,
+          ` bgp router-id ${address}`,
+          ' no bgp ebgp-requires-policy',
+          ` neighbor ${ctx.injectorAddress} remote-as ${ctx.injectorAsn}`,
+          ' address-family ipv4 unicast',
+          `  neighbor ${ctx.injectorAddress} activate`,
+          ' exit-address-family',
+          '',
+        ].join('\n'),
+      );
+      const pathspace = netns;
+      ctx.cleanup.add(`FRR pathspace ${pathspace}`, () => rm(path.join('/var/run/frr', pathspace), { recursive: true, force: true }));
+      const pids: number[] = [];
+      ctx.cleanup.add(`FRR daemons in ${netns}`, () => {
+        for (const pid of pids) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // gone
+          }
+        }
+      });
+      for (const daemon of ['zebra', 'bgpd'] as const) pids.push(await startFrrDaemon(netns, daemon, files, pathspace));
+      return { kind, netns, address, asn, ...(kernelCounter(pids[0]!)) };
+    }
+    case 'bird': {
+      const conf = path.join(dir, 'bird.conf');
+      await writeFile(
+        conf,
+        [
+          `router id ${address};`,
+          'protocol device { scan time 60; }',
+          // The kernel protocol exports every best route into the main table; no learning, no persistence.
+          'protocol kernel { ipv4 { import none; export all; }; scan time 60; }',
+          `protocol bgp injector { local ${address} as ${asn}; neighbor ${ctx.injectorAddress} as ${ctx.injectorAsn}; ipv4 { import all; export none; }; }`,
+          '',
+        ].join('\n'),
+      );
+      const daemon = startDaemon({ name: 'bird', netns, command: 'bird', args: ['-f', '-c', conf, '-s', path.join(dir, 'bird.ctl'), '-P', path.join(dir, 'bird.pid')], logFile: path.join(dir, 'bird.log') }, ctx.cleanup);
+      await pollUntil('BIRD control socket', 20_000, 50, async () => {
+        if (daemon.exited) throw new BenchError('BENCH_PROCESS_EXITED', `bird exited: ${await readFile(path.join(dir, 'bird.log'), 'utf8').catch(() => '')}`);
+        const r = await execa('birdc', ['-s', path.join(dir, 'bird.ctl'), 'show', 'status'], { reject: false });
+        return r.exitCode === 0 && /Daemon is up/.test(r.stdout) ? true : undefined;
+      });
+      return { kind, netns, address, asn, ...(kernelCounter(daemon.pid)) };
+    }
+    case 'podroute': {
+      const nodeName = 'bench-receiver';
+      ctx.api.server.create(
+        nodeObject({
+          name: nodeName,
+          address,
+          podCIDRs: [podrouteOwnPodCIDR(ctx.injectedRange)],
+          asn,
+          peers: [{ address: ctx.injectorAddress, asn: ctx.injectorAsn, connectRetry: 1 }],
+        }),
+      );
+      const host: AgentHost = await startAgentHost(
+        { netns, nodeName, dir, api: ctx.api, cluster: { asn, podRanges: [ctx.injectedRange] }, expectPeer: ctx.injectorAddress, ...(ctx.agentNodeArgs === undefined ? {} : { nodeArgs: ctx.agentNodeArgs }) },
+        ctx.cleanup,
+      );
+      return { kind, netns, address, asn, agentPid: host.agent.pid, ...(kernelCounter(host.gobgpd.pid)) };
+    }
+  }
+}
+
+/** The receiver node's own podCIDR: the last /24 of the injected range (injected prefixes start at its bottom). */
+export function podrouteOwnPodCIDR(range: string): string {
+  const [base, len] = range.split('/');
+  const octets = (base ?? '').split('.').map(Number);
+  const value = ((octets[0]! << 24) | (octets[1]! << 16) | (octets[2]! << 8) | octets[3]!) >>> 0;
+  const last = (value + 2 ** (32 - Number(len)) - 256) >>> 0;
+  return `${last >>> 24}.${(last >>> 16) & 255}.${(last >>> 8) & 255}.0/24`;
+}
