@@ -3,6 +3,7 @@
 import { get } from 'node:http';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { GobgpClient, DEFAULT_GOBGP_TARGET } from '../bgp/gobgp-client.js';
+import { loadAgentConfig } from '../config/agent-config.js';
 import { errorMessage } from '../observe/health.js';
 import { PeerTable, countByNeighbor, type AcceptedCounter } from '../observe/peers.js';
 import { parseListenAddress } from '../observe/server.js';
@@ -11,7 +12,7 @@ import { renderStatusView, type AgentStatusReport, type StatusView } from '../ob
 export const DEFAULT_STATUS_ADDRESS = '127.0.0.1:9476';
 
 export interface StatusOptions {
-  /** The agent's metrics.address. */
+  /** The agent's metrics.address; empty: the agent serves no endpoints, ask gobgpd directly. */
   address: string;
   gobgpTarget: string;
   timeoutMs: number;
@@ -64,6 +65,7 @@ function acceptedFromGlobalRib(client: GobgpClient, timeoutMs: number): Accepted
 /** The agent's view, or gobgpd's peer table when the agent does not answer. */
 export async function collectStatusView(options: StatusOptions): Promise<StatusView> {
   try {
+    if (options.address === '') throw new Error('metrics.address is empty in the agent config (no endpoints)');
     const report = await fetchAgentStatus(options.address, options.timeoutMs);
     return {
       source: 'agent',
@@ -93,16 +95,32 @@ export async function collectStatusView(options: StatusOptions): Promise<StatusV
 export function statusCommand(): Command {
   return new Command('status')
     .description("show this node's BGP peers, routes, policy and reconcilers (from the agent; gobgpd directly when the agent does not answer)")
+    .option('-c, --config <file>', "the agent's config file: --address and --gobgp-target default to its metrics.address and gobgp.target")
     .option('--address <host:port>', "the agent's metrics address", hostPort, DEFAULT_STATUS_ADDRESS)
     .option('--gobgp-target <target>', 'gobgpd API, asked directly when the agent does not answer', DEFAULT_GOBGP_TARGET)
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
     .option('--timeout-ms <ms>', 'how long to wait for each answer', positiveInt, 3_000)
     .addHelpText('after', '\nExit status: 0 when the agent answered, 1 when it did not (gobgpd\'s peer table is shown if it answers).')
-    .action(async (flags: { address: string; gobgpTarget: string; output: 'table' | 'json'; timeoutMs: number }) => {
-      const view = await collectStatusView({ address: flags.address, gobgpTarget: flags.gobgpTarget, timeoutMs: flags.timeoutMs });
+    .action(async (flags: StatusFlags, cmd: Command) => {
+      let { address, gobgpTarget } = flags;
+      if (flags.config !== undefined) {
+        // Flags given on the command line win over the file.
+        const config = await loadAgentConfig(flags.config);
+        if (cmd.getOptionValueSource('address') === 'default') address = config.metrics.address;
+        if (cmd.getOptionValueSource('gobgpTarget') === 'default') gobgpTarget = config.gobgp.target;
+      }
+      const view = await collectStatusView({ address, gobgpTarget, timeoutMs: flags.timeoutMs });
       process.stdout.write(flags.output === 'json' ? `${JSON.stringify(view, null, 2)}\n` : renderStatusView(view));
       if (view.source !== 'agent') process.exitCode = 1;
     });
+}
+
+interface StatusFlags {
+  config?: string;
+  address: string;
+  gobgpTarget: string;
+  output: 'table' | 'json';
+  timeoutMs: number;
 }
 
 /** A bad --address is a usage error, not "agent not answering". */

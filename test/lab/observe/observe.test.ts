@@ -3,6 +3,7 @@
 // nobody answers on (stays Active). Checks the peer table, metrics and readiness, and that killing our
 // gobgpd flips /readyz and the peer metric, and that they recover when it comes back.
 import { execFile } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -164,6 +165,18 @@ describe('observe endpoints and podroute status against real gobgpd', function (
       [NODE2, true],
       [TOR, false],
     ]);
+    // With the agent's config file, the address and the gobgpd target come from it.
+    const config = path.join(fx.dir, 'agent.yaml');
+    writeFileSync(config, `cluster: { podRanges: [10.244.0.0/16] }\nmetrics: { address: "127.0.0.1:${port}" }\ngobgp: { target: "${ours.target}" }\n`);
+    const fromConfig = await podrouteStatus(['-c', config, '-o', 'json']);
+    expect(fromConfig.code).to.equal(0);
+    expect((JSON.parse(fromConfig.stdout) as StatusView).agent.address).to.equal(`127.0.0.1:${port}`);
+    // metrics.address '' (no endpoints): straight to gobgpd, found through the config too.
+    writeFileSync(config, `cluster: { podRanges: [10.244.0.0/16] }\nmetrics: { address: "" }\ngobgp: { target: "${ours.target}" }\n`);
+    const direct = JSON.parse((await podrouteStatus(['-c', config, '-o', 'json'])).stdout) as StatusView;
+    expect(direct.source).to.equal('gobgpd');
+    expect(direct.gobgpd).to.deep.equal({ target: ours.target, reachable: true, error: null });
+    expect(direct.peers.find((p) => p.address === NODE2)!.state).to.equal('ESTABLISHED');
   });
 
   it('podroute status inside the node netns falls back to gobgpd when no agent answers there', async () => {

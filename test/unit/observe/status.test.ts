@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { peerReport, peerType, sortPeers } from '../../../src/observe/peers.js';
+import { countByNeighbor, peerReport, peerType, sortPeers } from '../../../src/observe/peers.js';
 import { formatDuration, renderStatusView, renderTable, type AgentStatusReport, type StatusView } from '../../../src/observe/status.js';
 
 const now = Date.parse('2025-01-01T12:00:00Z');
@@ -38,6 +38,21 @@ describe('peer table', () => {
       'node 10.0.0.10',
       'node fd00::2',
       'external 10.0.0.9',
+    ]);
+  });
+});
+
+describe('accepted counts', () => {
+  it('counts paths per neighbor and leaves our own (no neighbor) out', () => {
+    const counts = countByNeighbor([
+      [{ neighborIp: '10.0.0.2' }, { neighborIp: '10.0.0.3' }],
+      [{ neighborIp: '10.0.0.2' }],
+      [{ neighborIp: undefined }],
+      [],
+    ]);
+    expect([...counts].sort()).to.deep.equal([
+      ['10.0.0.2', 2],
+      ['10.0.0.3', 1],
     ]);
   });
 });
