@@ -15,6 +15,7 @@ export interface RouteSelectionInput {
   localAsn: number;
   ownPodCIDRs: string[];
   acceptRanges: string[];
+  clusterPodRanges: string[];
   nodes: { name: string; podCIDRs: string[]; asn: number; addresses: string[] }[];
   /** podCIDRs claimed by more than one node: routes inside them are never installed from anyone. */
   conflictedCIDRs: string[];
@@ -170,6 +171,7 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
         localAsn,
         ownPodCIDRs: self.podCIDRs,
         acceptRanges,
+        clusterPodRanges: config.cluster.podRanges,
         nodes: input.nodes
           .filter((n) => n.name !== self.name)
           .map((n) => ({ name: n.name, podCIDRs: usableCIDRs(n), asn: asnOf(n), addresses: n.internalIPs })),

@@ -96,6 +96,7 @@ function spawnDaemon(paths: LabPaths, recorder: LabStateRecorder, spec: SpawnSpe
       pid: child.pid,
       ...(spec.netns === undefined ? {} : { netns: spec.netns }),
       cmdlineMarkers: spec.markers,
+      argv: [command, ...args],
     };
     recorder.recordProcess(record);
     return record;
@@ -978,31 +979,42 @@ export async function formatNodeRoutes(lab: string): Promise<string> {
 
 // ---- faults --------------------------------------------------------------------------------------------------
 
-/**
- * Stops a daemon of the lab (e.g. `agent/r1n1`, `gobgpd/r1n1`, `kubelet/r1n1`) with the given signal and starts it
- * again with the same command line, in the same namespace. Returns the new PID.
- */
-export async function labRestart(lab: string, processName: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<number> {
-  const paths = labPaths(lab);
-  const state = readLabState(lab);
-  if (state === undefined) throw new LabError('LAB_NOT_FOUND', `no lab named "${lab}"`);
-  const record = state.processes.find((p) => p.name === processName);
-  if (record === undefined) throw new LabError('LAB_BAD_TARGET', `lab ${lab} has no process named ${processName}`);
-  const argv = readCmdline(record.pid);
-  if (argv === undefined || !cmdlineMatches(record.pid, record.cmdlineMarkers)) {
-    throw new LabError('LAB_BAD_TARGET', `${processName} (pid ${record.pid}) is not running`);
-  }
+/** Stops a daemon of the lab (e.g. `agent/r1n1`, `gobgpd/r1n1`) with the given signal and waits until it is gone. */
+export async function labStop(lab: string, processName: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  const record = processRecordOf(lab, processName);
+  if (!processAlive(record.pid) || !cmdlineMatches(record.pid, record.cmdlineMarkers)) return;
   process.kill(record.pid, signal);
   const deadline = Date.now() + 15_000;
   while (processAlive(record.pid)) {
     if (Date.now() > deadline) throw new LabError('LAB_START_FAILED', `${processName} (pid ${record.pid}) did not stop on ${signal}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
+}
+
+/** Starts a stopped daemon of the lab again with the command line it was first started with; returns its PID. */
+export function labStart(lab: string, processName: string): number {
+  const record = processRecordOf(lab, processName);
+  if (processAlive(record.pid) && cmdlineMatches(record.pid, record.cmdlineMarkers)) {
+    throw new LabError('LAB_BAD_TARGET', `${processName} is running (pid ${record.pid})`);
+  }
+  const [command, ...args] = record.argv ?? [];
+  if (command === undefined) throw new LabError('LAB_START_FAILED', `${processName}: its command line was not recorded`);
   // The recorded command line already enters the namespace (`ip netns exec` / `nsenter`): run it as it was.
-  const [command, ...args] = argv;
-  if (command === undefined) throw new LabError('LAB_START_FAILED', `${processName}: empty command line`);
-  const recorder = new LabStateRecorder(state);
-  const started = spawnDaemon(paths, recorder, { name: record.name, command, args, markers: record.cmdlineMarkers });
+  const recorder = new LabStateRecorder(readLabState(lab)!);
+  const started = spawnDaemon(labPaths(lab), recorder, { name: record.name, command, args, markers: record.cmdlineMarkers });
   recorder.recordProcess({ ...started, ...(record.netns === undefined ? {} : { netns: record.netns }) });
   return started.pid;
+}
+
+export async function labRestart(lab: string, processName: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<number> {
+  await labStop(lab, processName, signal);
+  return labStart(lab, processName);
+}
+
+function processRecordOf(lab: string, processName: string): ProcessRecord {
+  const state = readLabState(lab);
+  if (state === undefined) throw new LabError('LAB_NOT_FOUND', `no lab named "${lab}"`);
+  const record = state.processes.find((p) => p.name === processName);
+  if (record === undefined) throw new LabError('LAB_BAD_TARGET', `lab ${lab} has no process named ${processName}`);
+  return record;
 }

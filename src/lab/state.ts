@@ -14,6 +14,8 @@ export const processRecordSchema = z.object({
   netns: z.string().optional(),
   /** Arguments /proc/PID/cmdline must contain before `lab down` may signal the PID (guards against PID reuse). */
   cmdlineMarkers: z.array(z.string()).min(1),
+  /** The command line it was started with (namespace entry included), so the lab can start it again. */
+  argv: z.array(z.string()).min(1).optional(),
 });
 
 export const labStateSchema = z.object({

@@ -34,6 +34,11 @@ export interface RouteSelectionContext {
   ownPodCIDRs: string[];
   /** Cluster pod ranges plus configured extra ranges: nothing outside them is installed. */
   acceptRanges: string[];
+  /**
+   * The cluster's own pod ranges: Kubernetes allocates every podCIDR inside them, so a prefix there is installed only
+   * when it is exactly a known node's podCIDR (a deleted node's, or one nobody was given, is not routed).
+   */
+  clusterPodRanges: string[];
   nodes: NodeRoutingInfo[];
   /** The node's connected subnets (v4 and v6): a next hop must lie in one of them. */
   onLinkNetworks: string[];
@@ -56,6 +61,8 @@ export type RejectReason =
   | 'more-specific-hijack'
   /** Another node's exact podCIDR, announced by someone else. */
   | 'not-from-owner'
+  /** Inside the cluster pod ranges but no known node's podCIDR. */
+  | 'not-a-node-podcidr'
   | 'invalid-nexthop'
   /** An IPv4 prefix with an IPv6 next hop or the other way round. */
   | 'nexthop-family-mismatch'
@@ -87,6 +94,7 @@ interface CompiledContext {
   localAsn: number;
   ownPodCIDRs: IpPrefix[];
   acceptRanges: IpPrefix[];
+  clusterPodRanges: IpPrefix[];
   onLinkNetworks: IpPrefix[];
   /** Nodes by their podCIDRs' canonical text (a misconfigured cluster may give two nodes the same one). */
   nodesByPodCIDR: Map<string, CompiledNode[]>;
@@ -136,6 +144,7 @@ function compileContext(context: RouteSelectionContext): CompiledContext {
     localAsn: context.localAsn,
     ownPodCIDRs: prefixList(context.ownPodCIDRs, 'context.ownPodCIDRs'),
     acceptRanges: prefixList(context.acceptRanges, 'context.acceptRanges'),
+    clusterPodRanges: prefixList(context.clusterPodRanges, 'context.clusterPodRanges'),
     onLinkNetworks: prefixList(context.onLinkNetworks, 'context.onLinkNetworks'),
     nodesByPodCIDR,
     podCIDRLengths: { ipv4: [...lengths.ipv4], ipv6: [...lengths.ipv6] },
@@ -153,7 +162,9 @@ function judgePrefix(prefix: IpPrefix, ctx: CompiledContext): PrefixVerdict {
       return { reason: 'more-specific-hijack' };
     }
   }
-  return { owners: ctx.nodesByPodCIDR.get(prefix.text) };
+  const owners = ctx.nodesByPodCIDR.get(prefix.text);
+  if (owners === undefined && ctx.clusterPodRanges.some((range) => prefixContains(range, prefix))) return { reason: 'not-a-node-podcidr' };
+  return { owners };
 }
 
 /** A node's exact podCIDR is taken only from that node: by origin AS, or by address for iBGP (empty AS path). */

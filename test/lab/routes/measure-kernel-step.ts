@@ -101,6 +101,7 @@ function pureScaling(n: number): void {
     localAsn: 64512,
     ownPodCIDRs: ['10.244.1.0/24'],
     acceptRanges: ['10.0.0.0/8'],
+    clusterPodRanges: ['10.0.0.0/8'],
     nodes: Array.from({ length: 1000 }, (_, i) => ({ name: `n${i}`, podCIDRs: [`10.${16 + (i >> 8)}.${i & 255}.0/24`], asn: 65010, addresses: [`10.250.${i >> 8}.${i & 255}`] })),
     onLinkNetworks: ['10.250.0.0/24', '10.251.0.0/24'],
   };

@@ -11,6 +11,7 @@ const CONTEXT: RouteSelectionContext = {
   localAsn: 64512,
   ownPodCIDRs: ['10.244.1.0/24', 'fd00:244:1::/64'],
   acceptRanges: ['10.244.0.0/16', 'fd00:244::/32', '192.168.100.0/24'],
+  clusterPodRanges: ['10.244.0.0/16', 'fd00:244::/32'],
   nodes: [
     { name: 'node-1', podCIDRs: ['10.244.1.0/24', 'fd00:244:1::/64'], asn: 64512, addresses: ['10.0.1.10', 'fd00:1::10'] },
     { name: 'node-2', podCIDRs: ['10.244.2.0/24', 'fd00:244:2::/64'], asn: 64512, addresses: ['10.0.1.11', 'fd00:1::11'] },
@@ -114,6 +115,16 @@ describe('routes/selectRoutes', () => {
     ]);
   });
 
+  it('rejects a prefix inside the cluster pod ranges that is no known node podCIDR (a deleted node, an unallocated range)', () => {
+    const result = selectRoutes([viaTor('10.244.9.0/24', 1, [65001, 65009]), viaTor('fd00:244:9::/64', 1, [65001, 65009]), viaTor('10.244.0.0/16', 1, [65001])], CONTEXT);
+    expect(result.routes).to.deep.equal([]);
+    expect(result.rejected.map((r) => [r.prefix, r.reason])).to.deep.equal([
+      ['10.244.0.0/16', 'own-podcidr'],
+      ['10.244.9.0/24', 'not-a-node-podcidr'],
+      ['fd00:244:9::/64', 'not-a-node-podcidr'],
+    ]);
+  });
+
   it('rejects a more-specific inside another node podCIDR', () => {
     const result = selectRoutes([fromNode2('10.244.3.0/25'), viaTor('fd00:244:3::/80', 1, [65001, 65003])], CONTEXT);
     expect(result.routes).to.deep.equal([]);
@@ -144,8 +155,8 @@ describe('routes/selectRoutes', () => {
         path('10.244.3.0/24', '10.0.3.1', { asPath: [65001, 65003] }),
         path('fd00:244:3::/64', 'fe80::1', { asPath: [65001, 65003], neighborIp: '10.0.1.1' }),
         path('10.244.2.0/24', 'fd00:1::11', { neighborIp: '10.0.1.11' }),
-        path('10.244.200.0/24', 'not-an-ip', { asPath: [65001] }),
-        path('10.244.201.0/24', '0.0.0.0', { asPath: [65001] }),
+        path('192.168.100.0/25', 'not-an-ip', { asPath: [65001] }),
+        path('192.168.100.128/25', '0.0.0.0', { asPath: [65001] }),
       ],
       CONTEXT,
     );
@@ -153,8 +164,8 @@ describe('routes/selectRoutes', () => {
     expect(result.rejected.map((r) => [r.prefix, r.reason])).to.deep.equal([
       ['10.244.2.0/24', 'nexthop-family-mismatch'],
       ['10.244.3.0/24', 'nexthop-not-onlink'],
-      ['10.244.200.0/24', 'invalid-nexthop'],
-      ['10.244.201.0/24', 'invalid-nexthop'],
+      ['192.168.100.0/25', 'invalid-nexthop'],
+      ['192.168.100.128/25', 'invalid-nexthop'],
       ['fd00:244:3::/64', 'nexthop-link-local'],
     ]);
   });
