@@ -128,7 +128,11 @@ function flatten(rules: Rule[]): string[] {
 }
 
 describe('deploy: RBAC covers exactly the API calls of the code', () => {
-  const calls = agentSources().flatMap(({ file, text }) => apiCallsIn(file, text));
+  let calls: ApiCall[] = [];
+  before(() => {
+    // Here rather than at load time: a call the scanner cannot place fails a test, not the whole run.
+    calls = agentSources().flatMap(({ file, text }) => apiCallsIn(file, text));
+  });
 
   it('the scan finds the calls the agent is known to make', () => {
     const found = new Set(calls.map((c) => `${key(c)}${c.namespace === undefined ? '' : `@${c.namespace}`}`));
