@@ -214,12 +214,15 @@ describe('network model end to end (two-racks with podroute agents)', function (
     try {
       await labStop(LAB, 'agent/r1n2', 'SIGKILL');
       await rogue.setGlobalPolicy({ direction: 'export', policies: [], defaultAction: 'accept' });
-      for (const prefix of ['10.244.3.0/24', '10.244.4.0/25', '10.244.1.128/25']) await rogue.addPath({ prefix, nextHop: '10.10.1.12' });
+      for (const prefix of ['10.244.3.0/24', '10.244.4.0/25', '10.244.1.128/25', '203.0.113.0/24']) await rogue.addPath({ prefix, nextHop: '10.10.1.12' });
       await rogue.addPath({ prefix: 'fd00:10:244:3::/64', nextHop: 'fd00:10:1::c' });
       // Proof that the hijacks are on the wire: the ToR and r1n1's gobgpd received them (r1n1 from r1n2, adj-in).
       await until('tor1 carries the hijacks', 30_000, async () => {
         const routes = Object.keys((JSON.parse(await vtysh(tor1, 'show bgp ipv4 unicast json')) as { routes?: object }).routes ?? {});
-        return routes.includes('10.244.3.128/25') && routes.includes('192.0.2.0/24') && routes.includes('10.244.4.0/25') ? true : undefined;
+        return routes.includes('10.244.3.128/25') && routes.includes('192.0.2.0/24') && routes.includes('10.244.4.0/25') ? routes : undefined;
+      }).then((routes) => {
+        // ...except what its inbound prefix-list refuses from nodes: anything outside the pod ranges.
+        expect(routes).not.to.include('203.0.113.0/24');
       });
       const r1n1 = new GobgpClient({ target: `unix://${paths.gobgpSocket('r1n1')}` });
       r1n1.start();
@@ -237,7 +240,7 @@ describe('network model end to end (two-racks with podroute agents)', function (
       for (const node of ['r1n1', 'r2n1', 'r2n2']) {
         const routes = await nodeRoutes(LAB, node);
         const prefixes = routes.map((r) => r.prefix);
-        for (const hijack of ['192.0.2.0/24', 'default', '10.244.3.128/25', '10.244.0.0/16', '10.244.99.0/24', '10.244.4.0/25', '10.244.1.128/25', 'fd00:10:244:4:8000::/65']) {
+        for (const hijack of ['192.0.2.0/24', '203.0.113.0/24', 'default', '10.244.3.128/25', '10.244.0.0/16', '10.244.99.0/24', '10.244.4.0/25', '10.244.1.128/25', 'fd00:10:244:4:8000::/65']) {
           expect(prefixes, `${node} installed ${hijack}`).not.to.include(hijack);
         }
         // r2n1's podCIDR announced by r1n2 is not taken from r1n2: the others still route it towards r2n1.
