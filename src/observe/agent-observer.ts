@@ -44,6 +44,8 @@ export interface AgentObserverOptions {
   processMetrics?: boolean;
 }
 
+export type ReconcilerName = 'bgp' | 'routes' | 'masquerade' | 'policy';
+
 /** The reconcilers' default resync intervals (their constructors' defaults). */
 const DEFAULT_RESYNC_MS = { bgp: 60_000, routes: 30_000, masquerade: 60_000, policy: 60_000 };
 const GOBGP_PROBE_TIMEOUT_MS = 1_500;
@@ -59,6 +61,7 @@ export class AgentObserver {
     if (e.reconnected) this.metrics.gobgpReconnected();
   };
   private started = false;
+  private readonly reconcilerHandles = new Map<ReconcilerName, ReconcilerHealth>();
 
   /** Validates metrics.address at once (ObserveServerError INVALID_ADDRESS); binds nothing before start(). */
   constructor(private readonly options: AgentObserverOptions) {
@@ -109,6 +112,17 @@ export class AgentObserver {
    */
   loop(name: string, options: { resyncMs: number; requiredForReadiness?: boolean }): ReconcilerHealth {
     return this.health.register(name, { staleAfterMs: this.staleFactor * options.resyncMs, requiredForReadiness: options.requiredForReadiness });
+  }
+
+  /**
+   * The handle of a reconciler given in the options, for the reconciler to push its passes (with durations,
+   * for podroute_reconcile_duration_seconds) on top of what its status() says. Getters are lazy, so the
+   * observer can be created before the reconcilers and the handle passed to their constructors.
+   */
+  reconcilerHealth(name: ReconcilerName): ReconcilerHealth {
+    const handle = this.reconcilerHandles.get(name);
+    if (handle === undefined) throw new Error(`AgentObserver: no ${name} reconciler in the options`);
+    return handle;
   }
 
   /** A further readiness condition (answers undefined when ready, else the reason). */
@@ -184,44 +198,44 @@ export class AgentObserver {
     const stale = (ms: number): number => this.staleFactor * ms;
     const bgp = o.bgp;
     if (bgp !== undefined) {
-      this.health.register('bgp', {
+      this.reconcilerHandles.set('bgp', this.health.register('bgp', {
         staleAfterMs: stale(resync.bgp),
         observe: () => {
           const st = bgp()?.status();
           return st === undefined ? undefined : { lastSuccessAt: st.lastSyncAt, lastError: st.lastError, failures: st.failures };
         },
-      });
+      }));
     }
     const routes = o.routes;
     if (routes !== undefined) {
-      this.health.register('routes', {
+      this.reconcilerHandles.set('routes', this.health.register('routes', {
         staleAfterMs: stale(resync.routes),
         observe: () => {
           const st = routes()?.status();
           return st === undefined ? undefined : { lastSuccessAt: st.lastSync, lastError: st.lastError, failures: st.counts.failedSyncs };
         },
-      });
+      }));
     }
     const masquerade = o.masquerade;
     if (masquerade !== undefined) {
-      this.health.register('masquerade', {
+      this.reconcilerHandles.set('masquerade', this.health.register('masquerade', {
         staleAfterMs: stale(resync.masquerade),
         observe: () => {
           const st = masquerade()?.status();
           return st === undefined ? undefined : { lastSuccessAt: st.lastSuccessAt, lastError: st.lastError, failures: st.failures };
         },
-      });
+      }));
     }
     const policy = o.policy;
     if (policy !== undefined) {
       const failures = consecutiveToTotal();
-      this.health.register('policy', {
+      this.reconcilerHandles.set('policy', this.health.register('policy', {
         staleAfterMs: stale(resync.policy),
         observe: (): LoopObservation | undefined => {
           const st = policy()?.status();
           return st === undefined ? undefined : { lastSuccessAt: st.lastSync, lastError: st.lastError, failures: failures(st.failures) };
         },
-      });
+      }));
     }
   }
 

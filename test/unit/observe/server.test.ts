@@ -282,3 +282,32 @@ describe('AgentObserver endpoints (no gobgpd running)', function () {
     expect(a.body).to.not.include('process_cpu');
   });
 });
+
+describe('AgentObserver without endpoints', () => {
+  it("metrics.address '' starts no server; reconcilers can push passes with durations through their handles", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'h9-observe-'));
+    const gobgp = new GobgpClient({ target: `unix://${dir}/gobgp.sock`, callTimeoutMs: 500 });
+    const routes = new RouteReconciler({ protocol: 44, logger });
+    const observer = new AgentObserver({ address: '', nodeName: 'n1', logger, gobgp, routes: () => routes, processMetrics: false });
+    try {
+      await observer.start();
+      expect(observer.address()).to.equal(undefined);
+      const handle = observer.reconcilerHealth('routes');
+      handle.heartbeat(250);
+      handle.failure(new Error('ip -batch: RTNETLINK answers: Invalid argument'), 10);
+      expect(() => observer.reconcilerHealth('bgp')).to.throw('no bgp reconciler');
+      const text = (await observer.metrics.render()).body;
+      expect(text).to.match(/^podroute_reconcile_duration_seconds_count\{reconciler="routes"\} 2$/m);
+      expect(text).to.match(/^podroute_reconcile_errors_total\{reconciler="routes"\} 1$/m);
+      const report = await observer.status();
+      expect(report.reconcilers[0]).to.include({ name: 'routes', state: 'ok', failures: 1 });
+      expect(report.reconcilers[0]!.lastError!.message).to.equal('ip -batch: RTNETLINK answers: Invalid argument');
+      expect(report.bgp).to.equal(null);
+      expect(report.policy).to.equal(null);
+    } finally {
+      await observer.close();
+      gobgp.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
