@@ -1,0 +1,54 @@
+// `podroute agent` refuses a bad configuration before touching anything: a clear message naming the key, exit 2.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { expect } from 'chai';
+import { execa } from 'execa';
+
+const cli = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'src', 'cli', 'main.js');
+
+describe('podroute agent --check-config', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'podroute-cli-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function run(config: string, ...args: string[]): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+    const file = path.join(dir, 'config.yaml');
+    await writeFile(file, config);
+    const result = await execa(process.execPath, [cli, 'agent', '--check-config', '-c', file, ...args], { reject: false, env: { NODE_NAME: '' } });
+    return { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr };
+  }
+
+  it('prints the configuration with defaults and exits 0 when it is valid', async () => {
+    const result = await run('cluster:\n  podRanges: [10.244.0.0/16]\n', '--node-name', 'n1');
+    expect(result.exitCode).to.equal(0);
+    expect(JSON.parse(result.stdout)).to.deep.include({ nodeName: 'n1' });
+  });
+
+  it('names every bad key and exits 2', async () => {
+    const result = await run('cluster:\n  podRanges: [10.244.0.0/99]\nbgp:\n  mesh: sometimes\n  peers: [{address: 10.0.0.1, asn: -1}]\nbogus: 1\n', '--node-name', 'n1');
+    expect(result.exitCode).to.equal(2);
+    expect(result.stderr).to.include('cluster.podRanges[0]: not a CIDR');
+    expect(result.stderr).to.include('bgp.mesh:');
+    expect(result.stderr).to.include('bgp.peers[0].asn:');
+    expect(result.stderr).to.include('unknown key(s) "bogus"');
+    expect(result.stdout).to.equal('');
+  });
+
+  it('requires a node name', async () => {
+    const result = await run('cluster:\n  podRanges: [10.244.0.0/16]\n');
+    expect(result.exitCode).to.equal(2);
+    expect(result.stderr).to.include('nodeName: required');
+  });
+
+  it('refuses an invalid flag value before reading anything else', async () => {
+    const result = await run('cluster:\n  podRanges: [10.244.0.0/16]\n', '--node-name', 'n1', '--gobgp-target', '0.0.0.0:50051');
+    expect(result.exitCode).to.equal(2);
+    expect(result.stderr).to.include('gobgp.target: must be unix');
+  });
+});
