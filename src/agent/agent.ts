@@ -17,6 +17,8 @@ import { MasqueradeReconciler } from '../nat/masquerade.js';
 import { writeCniConfig } from '../node/cni.js';
 import { applySysctls } from '../node/sysctl.js';
 import { PolicyReconciler } from '../policy/policy-reconciler.js';
+import { AgentObserver } from '../observe/agent-observer.js';
+import type { ReconcilerHealth } from '../observe/health.js';
 import type { Logger } from '../observe/log.js';
 import { RouteReconciler } from '../routes/route-reconciler.js';
 import { selectRoutes, type RejectedPath } from '../routes/select-routes.js';
@@ -52,6 +54,9 @@ export class Agent {
   private bgp!: BgpReconciler;
   private routes!: RouteReconciler;
   private masquerade: MasqueradeReconciler | undefined;
+  private observer!: AgentObserver;
+  private clusterHealth!: ReconcilerHealth;
+  private routeSelectionHealth!: ReconcilerHealth;
   private policy: PolicyReconciler | undefined;
 
   constructor(options: AgentOptions) {
@@ -70,7 +75,7 @@ export class Agent {
     const kubeConfig = loadKubeConfig(config.kubeconfig);
     this.reporter = new NodeReporter({ kubeConfig, nodeName: this.nodeName, logger });
     const kinds: WatchedKind[] = config.policy.enabled ? ['nodes', 'pods', 'namespaces', 'networkpolicies'] : ['nodes'];
-    this.watch = new ClusterWatch({ kubeConfig, logger, kinds, onChange: () => this.clusterDirty.set() });
+    this.watch = new ClusterWatch({ kubeConfig, logger, kinds, onChange: () => this.clusterDirty.set(), onStat: (kind, what) => this.observer.watchStat(kind, what) });
     this.gobgp = new GobgpClient({ target: config.gobgp.target, callTimeoutMs: config.gobgp.callTimeoutSeconds * 1000, logger });
     this.bgp = new BgpReconciler({ client: this.gobgp, logger: logger.child({ component: 'bgp' }) });
     this.routes = new RouteReconciler({
@@ -79,6 +84,20 @@ export class Agent {
       resyncIntervalMs: config.routes.resyncSeconds * 1000,
     });
     this.bgp.onLearnedPaths(() => this.routesDirty.set());
+    this.observer = new AgentObserver({
+      address: config.metrics.address,
+      nodeName: this.nodeName,
+      logger: logger.child({ component: 'observe' }),
+      gobgp: this.gobgp,
+      bgp: () => this.bgp,
+      routes: () => this.routes,
+      masquerade: config.masquerade.enabled ? () => this.masquerade : undefined,
+      policy: config.policy.enabled ? () => this.policy : undefined,
+      resyncMs: { routes: config.routes.resyncSeconds * 1000 },
+    });
+    this.clusterHealth = this.observer.loop('cluster', { resyncMs: config.routes.resyncSeconds * 1000 });
+    this.routeSelectionHealth = this.observer.loop('route-selection', { resyncMs: CONNECTED_REFRESH_MS });
+    await this.observer.start(); // fails (ObserveServerError BIND_FAILED) before any loop starts
 
     this.watch.start(signal);
     const running: Promise<unknown>[] = [this.bgp.start(signal), this.routes.start(signal), this.clusterLoop(signal), this.routeLoop(signal)];
@@ -87,6 +106,7 @@ export class Agent {
       if (!signal.aborted) logger.error('agent loop failed', { error: describeError(err) });
     })));
     this.gobgp.close();
+    await this.observer.close();
     logger.info('podroute agent stopped; routes, rules and gobgpd state are left in place');
   }
 
@@ -98,11 +118,14 @@ export class Agent {
       // Re-plan periodically too: password files are mounted Secrets that change without any watch event.
       await this.clusterDirty.wait(retry ? RETRY_MS : this.config.routes.resyncSeconds * 1000, signal);
       if (signal.aborted) break;
+      const passStart = performance.now();
       try {
         await this.planAndApplyNodeState(signal);
         retry = false;
+        this.clusterHealth.heartbeat(performance.now() - passStart);
       } catch (err) {
         retry = true;
+        this.clusterHealth.failure(err, performance.now() - passStart);
         this.logger.error('applying the node state failed; retrying', { error: describeError(err) });
       }
     }
@@ -170,6 +193,7 @@ export class Agent {
       const desired = this.desired;
       const table = this.bgp.learnedTable();
       if (desired === undefined || !table.synced) continue;
+      const passStart = performance.now();
       try {
         if (Date.now() - this.connectedReadAt >= CONNECTED_REFRESH_MS) {
           this.connectedNetworks = await readConnectedNetworks(signal);
@@ -185,8 +209,10 @@ export class Agent {
           await this.reporter.markNetworkAvailable();
           networkReported = true;
         }
+        this.routeSelectionHealth.heartbeat(performance.now() - passStart);
       } catch (err) {
         if (signal.aborted) break;
+        this.routeSelectionHealth.failure(err, performance.now() - passStart);
         this.logger.error('route selection failed; retrying', { error: describeError(err) });
         await sleep(RETRY_MS, signal);
         this.routesDirty.set();

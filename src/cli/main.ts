@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 import { agentCommand } from './agent.js';
 import { labCommand } from './lab.js';
+import { statusCommand } from './status.js';
 
 const program = new Command('podroute')
   .description('Kubernetes pod networking with native L3 routing over BGP (gobgpd sidecar) and iptables/ipset policy')
@@ -11,6 +12,7 @@ const program = new Command('podroute')
 
 program.addCommand(agentCommand());
 program.addCommand(labCommand());
+program.addCommand(statusCommand());
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   process.stderr.write(`podroute: ${err instanceof Error ? err.message : String(err)}\n`);
