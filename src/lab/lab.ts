@@ -14,7 +14,7 @@ import type { AgentConfigInput } from '../config/agent-config.js';
 import { renderNodeKubeconfig } from './kubelet/kubelet.js';
 import type { Logger } from '../observe/log.js';
 import { bgpSummary, frrDaemonArgs, frrFiles, pendingFabricSessions, renderRouterConfig, startFrrDaemon, writeRouterConfig, type BgpNeighborState } from './frr.js';
-import { addNetns, addVeth, deleteNetns, hostRoutes, listNetns, memberBatch, memberSysctls, netnsPids, runBatch, setSysctls } from './netns.js';
+import { addNetns, addVeth, deleteNetns, hostRoutes, listNetns, memberBatch, memberSysctls, netnsPids, runBatch, setSysctls, vethEndBatch } from './netns.js';
 import { LAB_NAME_PATTERN, LAB_ROOT, labDir, labPaths, type LabPaths } from './paths.js';
 import { LabStateRecorder, newLabState, readLabState, writeLabState, type LabState, type ProcessRecord } from './state.js';
 import { cidrsOverlap, parseTopology, planLayout, type LabLayout, type Topology, type TopologyNode } from './topology.js';
@@ -223,11 +223,14 @@ export function nodeObject(topology: Topology, layout: LabLayout, nodeName: stri
   const node = topology.nodes.find((n) => n.name === nodeName);
   const placed = layout.nodes.find((n) => n.name === nodeName);
   if (node === undefined || placed === undefined) throw new LabError('LAB_BAD_TARGET', `no node named ${nodeName}`);
-  const tor = topology.routers.find((r) => r.name === placed.tor);
+  // The node's ToRs (two for a dual-homed node), one session per family each (a ToR listens on its rack in both).
+  const peers = placed.gateways.flatMap((g) => {
+    const tor = topology.routers.find((r) => r.name === g.tor);
+    return tor === undefined ? [] : [{ address: g.address, asn: tor.asn }];
+  });
   const annotations: Record<string, string> = {
     [ANNOTATION_ASN]: String(placed.asn),
-    // The node's ToR, one session per family (the ToR listens on the rack LAN in both).
-    ...(tor === undefined ? {} : { [ANNOTATION_PEERS]: JSON.stringify(placed.gateways.map((g) => ({ address: g.address, asn: tor.asn }))) }),
+    ...(peers.length === 0 ? {} : { [ANNOTATION_PEERS]: JSON.stringify(peers) }),
     ...node.annotations,
   };
   return {
@@ -350,11 +353,14 @@ async function startRouters(lab: string, topology: Topology, layout: LabLayout, 
       recorder.recordFrrPathspace(pathspace);
       for (const daemon of ['zebra', 'bgpd'] as const) {
         const pid = await startFrrDaemon(paths.netns(router.name), daemon, files, pathspace);
+        const args = frrDaemonArgs(daemon, files, pathspace);
         recorder.recordProcess({
           name: `${daemon}/${router.name}`,
           pid,
           netns: paths.netns(router.name),
-          cmdlineMarkers: [frrDaemonArgs(daemon, files, pathspace)[0] ?? daemon, pathspace],
+          cmdlineMarkers: [args[0] ?? daemon, pathspace],
+          // labStart runs it in the foreground (no -d): the PID it spawns is then the daemon's own.
+          argv: ['ip', 'netns', 'exec', paths.netns(router.name), ...args.filter((a) => a !== '-d')],
         });
       }
       log?.info('router started', { lab, router: router.name });
@@ -451,13 +457,9 @@ export async function labNodeAdd(lab: string, node: TopologyNodeInput): Promise<
   const veths = layout.veths.filter((v) => v.a.member === node.name || v.b.member === node.name);
   for (const veth of veths) await addVeth(veth, paths.netns);
   await runBatch(ns, memberBatch(member, layout));
-  // The far ends (the ToR's rack bridge): only the new ports, the rest of the ToR is already up.
+  // The far ends (a port of the ToR's rack bridge, or a routed port): only the new ports, the rest is already up.
   for (const end of veths.flatMap((v) => [v.a, v.b]).filter((e) => e.member !== node.name)) {
-    const lines = [
-      ...(end.interface.master === undefined ? [] : [`link set ${end.interface.name} master ${end.interface.master}`]),
-      `link set ${end.interface.name} up`,
-    ];
-    await runBatch(paths.netns(end.member), lines);
+    await runBatch(paths.netns(end.member), vethEndBatch(end));
   }
   startGobgpd(lab, node.name, recorder);
   await createNodeObject(paths.apiSocket, topology, layout, node.name);
