@@ -97,12 +97,18 @@ export function renderBgpdConf(topology: Topology, layout: LabLayout, routerName
     // Only the cluster's pod ranges come in from nodes (a node announcing anything else is dropped).
     lines.push(...prefixList('CLUSTER-PODS-V4', 'ip', podRanges4, 32));
     lines.push(...prefixList('CLUSTER-PODS-V6', 'ipv6', podRanges6, 128));
+    // On a routed rack the node's address on its port is the only next hop this ToR can reach it by, whatever the
+    // node announces (a multi-homed node that announces one address on every session would be unreachable here).
+    // The IPv6 rewrite assumes IPv6 routes arrive over the IPv6 session, as they do with both families present.
+    const routed = rack.ports === 'routed';
     lines.push(
       `route-map ${NODES_PEER_GROUP}-IN-V4 permit 10`,
       ' match ip address prefix-list CLUSTER-PODS-V4',
+      ...(routed ? [' set ip next-hop peer-address'] : []),
       '!',
       `route-map ${NODES_PEER_GROUP}-IN-V6 permit 10`,
       ' match ipv6 address prefix-list CLUSTER-PODS-V6',
+      ...(routed ? [' set ipv6 next-hop peer-address'] : []),
       '!',
     );
   }
@@ -114,6 +120,9 @@ export function renderBgpdConf(topology: Topology, layout: LabLayout, routerName
     ' no bgp ebgp-requires-policy',
     ' bgp bestpath as-path multipath-relax',
   );
+  // A routed rack has no connected route covering the whole rack subnet (only one /31, /127 per node port):
+  // announce the subnet anyway, so traffic to any node address of the rack is drawn to this ToR.
+  if (rack?.ports === 'routed') lines.push(' no bgp network import-check');
   for (const s of sessions) lines.push(...fabricNeighbor(s));
   if (rack !== undefined) {
     lines.push(` neighbor ${NODES_PEER_GROUP} peer-group`, ` neighbor ${NODES_PEER_GROUP} remote-as external`);

@@ -2,7 +2,7 @@
 // (pure) and run with iproute2; links are created directly inside the lab namespaces, so the host namespace
 // never sees any of them.
 import { execa } from 'execa';
-import type { LabLayout, MemberLayout, VethLayout } from './topology.js';
+import type { LabLayout, MemberLayout, VethEnd, VethLayout } from './topology.js';
 
 export class NetnsError extends Error {
   readonly code = 'NETNS_FAILED';
@@ -80,6 +80,18 @@ export function memberSysctls(member: MemberLayout): Record<string, string> {
     // ECMP across a fabric is asymmetric by nature.
     'net.ipv4.conf.all.rp_filter': '0',
     'net.ipv4.conf.default.rp_filter': '0',
+    // A link taken down and up again keeps its IPv6 addresses (the default flushes them for good).
+    'net.ipv6.conf.all.keep_addr_on_down': '1',
+    'net.ipv6.conf.default.keep_addr_on_down': '1',
+    // A next hop whose link lost its carrier (the other end died) is skipped at once, before BGP notices; without
+    // this the kernel keeps hashing flows onto it until the session's hold time runs out.
+    'net.ipv4.conf.all.ignore_routes_with_linkdown': '1',
+    'net.ipv4.conf.default.ignore_routes_with_linkdown': '1',
+    'net.ipv6.conf.all.ignore_routes_with_linkdown': '1',
+    'net.ipv6.conf.default.ignore_routes_with_linkdown': '1',
+    // Multipath hashing on ports too, so the flows of one pod pair spread over every ECMP leg.
+    'net.ipv4.fib_multipath_hash_policy': '1',
+    'net.ipv6.fib_multipath_hash_policy': '1',
   };
 }
 
@@ -106,10 +118,23 @@ export function memberBatch(member: MemberLayout, layout: LabLayout): string[] {
     for (const address of end.interface.addresses) lines.push(addressLine(address, end.interface.name));
     lines.push(`link set ${end.interface.name} up`);
   }
-  for (const route of member.defaultRoutes) {
-    lines.push(`route replace ${route.family === 'ipv6' ? '::/0' : '0.0.0.0/0'} via ${route.via}`);
+  for (const family of ['ipv4', 'ipv6'] as const) {
+    const gateways = member.defaultRoutes.filter((r) => r.family === family).map((r) => r.via);
+    if (gateways.length === 0) continue;
+    // Several gateways (a multi-homed node): one multipath route, not routes that replace each other.
+    const via = gateways.length === 1 ? `via ${gateways[0]}` : gateways.map((g) => `nexthop via ${g}`).join(' ');
+    lines.push(`route replace ${family === 'ipv6' ? '::/0' : '0.0.0.0/0'} ${via}`);
   }
   return lines;
+}
+
+/** `ip -batch` lines that put one veth end into service (its bridge, its addresses, up): for a link added later. */
+export function vethEndBatch(end: VethEnd): string[] {
+  return [
+    ...(end.interface.master === undefined ? [] : [`link set ${end.interface.name} master ${end.interface.master}`]),
+    ...end.interface.addresses.map((address) => addressLine(address, end.interface.name)),
+    `link set ${end.interface.name} up`,
+  ];
 }
 
 function addressLine(address: string, device: string): string {

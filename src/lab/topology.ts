@@ -12,8 +12,10 @@ export const MEMBER_NAME_PATTERN = /^[a-z][a-z0-9-]{0,11}$/;
 export const MAX_INTERFACE_NAME = 15;
 /** The bridge in a ToR's namespace that joins the rack LAN (the ToR's veth ends to its nodes are its ports). */
 export const RACK_BRIDGE = 'rack0';
-/** Name of a node's or external host's uplink interface inside its own namespace. */
+/** Name of a node's (first) or external host's uplink interface inside its own namespace. */
 export const UPLINK_INTERFACE = 'eth0';
+/** A node attached to more than one ToR (multi-homed) has this many uplinks at most: eth0, eth1, ... */
+export const MAX_NODE_UPLINKS = 4;
 /** First host number given to nodes whose rack LAN address is derived (node k of a rack gets base + k). */
 export const NODE_ADDRESS_BASE = 10;
 
@@ -174,14 +176,26 @@ const p2pLinkSchema = z
   .object({ type: z.literal('p2p'), a: memberName, b: memberName, ipv4: ipv4Network.optional(), ipv6: ipv6Network.optional() })
   .strict();
 const rackLinkSchema = z
-  .object({ type: z.literal('rack'), tor: memberName, ipv4: ipv4Network.optional(), ipv6: ipv6Network.optional() })
+  .object({
+    type: z.literal('rack'),
+    tor: memberName,
+    /**
+     * bridge: one LAN, the ToR's veth ends are ports of a bridge holding the ToR's address (the first host).
+     * routed: one point-to-point subnet per node (/31, /127) carved from the rack subnet; the ToR sees each node's
+     * link go down (carrier), so it drops that node's routes at once instead of after the BGP hold time.
+     */
+    ports: z.enum(['bridge', 'routed']).default('bridge'),
+    ipv4: ipv4Network.optional(),
+    ipv6: ipv6Network.optional(),
+  })
   .strict();
 const linkSchema = z.discriminatedUnion('type', [p2pLinkSchema, rackLinkSchema]);
 
 const nodeSchema = z
   .object({
     name: memberName,
-    rack: memberName,
+    /** The node's ToR, or its ToRs (multi-homed: uplink eth<i> goes to the i-th ToR's rack). */
+    rack: z.union([memberName, z.array(memberName).min(1).max(MAX_NODE_UPLINKS)]),
     asn: asn.optional(),
     podCIDRs: z.array(networkCidr).min(1).max(2),
     labels: stringMap,
@@ -253,6 +267,27 @@ export type TopologyLink = Topology['links'][number];
 export type TopologyExternalHost = Topology['externalHosts'][number];
 export type TopologyPod = Topology['kubernetes']['pods'][number];
 export type ContainerPort = TopologyPod['containerPorts'][number];
+export type TopologyRackLink = Extract<TopologyLink, { type: 'rack' }>;
+
+/** The ToRs a node is attached to, in uplink order (eth0 first). */
+export function nodeTors(node: Pick<TopologyNode, 'rack'>): string[] {
+  return typeof node.rack === 'string' ? [node.rack] : [...node.rack];
+}
+
+/** The interface of a node's i-th uplink inside the node's namespace. */
+export function uplinkInterfaceName(index: number): string {
+  return `eth${index}`;
+}
+
+/** Host numbers of the ToR and of the node on the point-to-point subnet of a routed rack's port `position` (1-based). */
+export function routedPortHosts(position: number): { tor: number; node: number } {
+  return { tor: 2 * position, node: 2 * position + 1 };
+}
+
+/** Prefix length of a routed rack port: RFC 3021 /31, RFC 6164 /127. */
+export function routedPortPrefixLength(family: IpFamily): number {
+  return family === 'ipv4' ? 31 : 127;
+}
 
 /** `nodes[2].podCIDRs[0]` */
 export function formatPath(path: (string | number)[]): string {
@@ -337,10 +372,24 @@ function crossCheck(t: Topology): string[] {
   const rackMembers = new Map<string, number>();
   const usedAddresses = new Map<string, string>();
   t.nodes.forEach((node, i) => {
-    const tor = routers.get(node.rack);
-    const rack = rackLinks.get(node.rack);
-    if (tor === undefined) problems.push(`nodes[${i}].rack: no router named "${node.rack}"`);
-    else if (rack === undefined) problems.push(`nodes[${i}].rack: router "${node.rack}" has no rack link`);
+    const tors = nodeTors(node);
+    const rackPath = (j: number): string => (typeof node.rack === 'string' ? `nodes[${i}].rack` : `nodes[${i}].rack[${j}]`);
+    const nodeAsn = node.asn ?? t.cluster.asn;
+    const racks: { tor: string; rack: Extract<TopologyLink, { type: 'rack' }> }[] = [];
+    tors.forEach((torName, j) => {
+      const tor = routers.get(torName);
+      const rack = rackLinks.get(torName);
+      if (tors.indexOf(torName) !== j) problems.push(`${rackPath(j)}: "${torName}" is listed twice`);
+      else if (tor === undefined) problems.push(`${rackPath(j)}: no router named "${torName}"`);
+      else if (rack === undefined) problems.push(`${rackPath(j)}: router "${torName}" has no rack link`);
+      else {
+        racks.push({ tor: torName, rack: rack.link });
+        if (tor.asn === nodeAsn) {
+          const whose = tors.length === 1 ? "its ToR's" : `its ToR ${torName}'s`;
+          problems.push(`nodes[${i}].asn: ${nodeAsn} equals ${whose} ASN (nodes peer with their ToR over eBGP)`);
+        }
+      }
+    });
     const families = new Set<string>();
     node.podCIDRs.forEach((c, j) => {
       const family = parseCidrText(c)?.family ?? 'ipv4';
@@ -351,25 +400,27 @@ function crossCheck(t: Topology): string[] {
       }
       podCIDRs.push({ cidr: c, path: `nodes[${i}].podCIDRs[${j}]` });
     });
-    const nodeAsn = node.asn ?? t.cluster.asn;
-    if (tor !== undefined && tor.asn === nodeAsn) {
-      problems.push(`nodes[${i}].asn: ${nodeAsn} equals its ToR's ASN (nodes peer with their ToR over eBGP)`);
+    if (node.addresses !== undefined && (tors.length > 1 || racks.some((r) => r.rack.ports === 'routed'))) {
+      problems.push(`nodes[${i}].addresses: only a node on one bridged rack may set its address (the others are derived)`);
     }
-    if (rack !== undefined) {
-      const position = (rackMembers.get(node.rack) ?? 0) + 1;
-      rackMembers.set(node.rack, position);
+    for (const { tor: torName, rack } of racks) {
+      const position = (rackMembers.get(torName) ?? 0) + 1;
+      rackMembers.set(torName, position);
       for (const family of ['ipv4', 'ipv6'] as const) {
-        const lan = rack.link[family];
-        const given = node.addresses?.[family];
+        const lan = rack[family];
+        const given = tors.length === 1 && rack.ports === 'bridge' ? node.addresses?.[family] : undefined;
         if (given !== undefined && lan === undefined) {
-          problems.push(`nodes[${i}].addresses.${family}: rack "${node.rack}" has no ${family} LAN`);
+          problems.push(`nodes[${i}].addresses.${family}: rack "${torName}" has no ${family} LAN`);
         } else if (given !== undefined && lan !== undefined && !cidrContainsAddress(lan, given)) {
           problems.push(`nodes[${i}].addresses.${family}: ${given} is not inside the rack LAN ${lan}`);
         } else if (lan !== undefined) {
-          const address = given !== undefined ? ipaddr.parse(given).toString() : nthAddress(lan, NODE_ADDRESS_BASE + position);
+          const address =
+            given !== undefined
+              ? ipaddr.parse(given).toString()
+              : nthAddress(lan, rack.ports === 'routed' ? routedPortHosts(position).node : NODE_ADDRESS_BASE + position);
           if (address === undefined) {
-            problems.push(`nodes[${i}]: rack LAN ${lan} is too small to derive an address`);
-          } else if (address === nthAddress(lan, 1)) {
+            problems.push(`nodes[${i}]: rack LAN ${lan} of "${torName}" is too small to derive an address`);
+          } else if (rack.ports === 'bridge' && address === nthAddress(lan, 1)) {
             problems.push(`nodes[${i}].addresses.${family}: ${address} is the ToR's address (the first host of ${lan})`);
           } else if (usedAddresses.has(address)) {
             problems.push(`nodes[${i}].addresses.${family}: ${address} is already used by node ${usedAddresses.get(address)}`);
@@ -465,7 +516,10 @@ export interface MemberLayout {
   /** Routers and nodes forward; external hosts do not. */
   forwarding: boolean;
   bridges: InterfaceLayout[];
-  /** Default routes (gateway per family): nodes and external hosts only; routers learn theirs over BGP. */
+  /**
+   * Default routes: nodes and external hosts only; routers learn theirs over BGP. Several gateways of one family
+   * (a multi-homed node) make one multipath default route.
+   */
   defaultRoutes: { family: IpFamily; via: string }[];
 }
 
@@ -490,21 +544,49 @@ export interface FabricSession {
   interface: string;
 }
 
+export interface NodeAddress {
+  family: IpFamily;
+  address: string;
+  prefixLength: number;
+}
+
+export interface NodeGateway {
+  family: IpFamily;
+  address: string;
+  /** The ToR that has this address (the node's BGP peer there). */
+  tor: string;
+}
+
+/** One link of a node to one of its ToRs. */
+export interface NodeUplink {
+  tor: string;
+  /** Interface name in the node's namespace (eth0, eth1, ...). */
+  interface: string;
+  addresses: NodeAddress[];
+  gateways: NodeGateway[];
+}
+
 export interface NodeLayout {
   name: string;
+  /** The first ToR (the only one of a single-homed node). */
   tor: string;
+  /** Every ToR of the node, in uplink order. */
+  tors: string[];
   asn: number;
-  /** The node's rack LAN addresses (no prefix length): its InternalIPs. */
-  addresses: { family: IpFamily; address: string; prefixLength: number }[];
-  /** The ToR's rack LAN addresses: the node's gateways and BGP peers. */
-  gateways: { family: IpFamily; address: string }[];
+  /** The node's rack LAN addresses on all its uplinks, eth0 first (no prefix length): its InternalIPs. */
+  addresses: NodeAddress[];
+  /** The ToRs' addresses on the node's links: the node's gateways and BGP peers (all uplinks, eth0 first). */
+  gateways: NodeGateway[];
+  uplinks: NodeUplink[];
   podCIDRs: string[];
 }
 
 export interface RackLayout {
   tor: string;
+  ports: 'bridge' | 'routed';
   /** The rack LAN subnets (the ToR's BGP listen ranges). */
   subnets: string[];
+  /** The ToR's addresses on the rack: on its bridge, or on each routed port. */
   torAddresses: string[];
   nodes: string[];
 }
@@ -573,32 +655,73 @@ export function planLayout(t: Topology): LabLayout {
     veths.push({ a, b });
   }
 
-  for (const link of t.links) {
-    if (link.type !== 'rack') continue;
+  // Each node's uplinks, in the order of its ToRs; a node's position on a rack counts the nodes before it there.
+  const rackLinks = t.links.filter((l): l is TopologyRackLink => l.type === 'rack');
+  const uplinksOf = new Map<string, NodeUplink[]>();
+  for (const link of rackLinks) {
     const subnets = [link.ipv4, link.ipv6].filter((s): s is string => s !== undefined);
-    const torAddresses = subnets.map((s) => withPrefix(must(nthAddress(s, 1), `${s} too small`), s));
-    member(link.tor).bridges.push({ name: RACK_BRIDGE, addresses: torAddresses });
-    const rackNodes = t.nodes.filter((n) => n.rack === link.tor);
-    racks.push({ tor: link.tor, subnets, torAddresses, nodes: rackNodes.map((n) => n.name) });
+    const rackNodes = t.nodes.filter((n) => nodeTors(n).includes(link.tor));
+    const torAddresses: string[] = [];
+    if (link.ports === 'bridge') {
+      torAddresses.push(...subnets.map((s) => withPrefix(must(nthAddress(s, 1), `${s} too small`), s)));
+      member(link.tor).bridges.push({ name: RACK_BRIDGE, addresses: torAddresses });
+    }
     rackNodes.forEach((node, index) => {
-      const addresses: NodeLayout['addresses'] = [];
-      const gateways: NodeLayout['gateways'] = [];
+      const position = index + 1;
+      const uplinkIndex = nodeTors(node).indexOf(link.tor);
+      const uplink: NodeUplink = { tor: link.tor, interface: uplinkInterfaceName(uplinkIndex), addresses: [], gateways: [] };
+      const torPortAddresses: string[] = [];
       for (const family of ['ipv4', 'ipv6'] as const) {
         const lan = link[family];
         if (lan === undefined) continue;
-        const given = node.addresses?.[family];
-        const address = given !== undefined ? ipaddr.parse(given).toString() : must(nthAddress(lan, NODE_ADDRESS_BASE + index + 1), `${lan} too small`);
-        const gateway = must(nthAddress(lan, 1), `${lan} too small`);
-        addresses.push({ family, address, prefixLength: prefixLengthOf(lan) });
-        gateways.push({ family, address: gateway });
-        member(node.name).defaultRoutes.push({ family, via: gateway });
+        if (link.ports === 'routed') {
+          const hosts = routedPortHosts(position);
+          const prefixLength = routedPortPrefixLength(family);
+          const gateway = must(nthAddress(lan, hosts.tor), `${lan} too small`);
+          uplink.addresses.push({ family, address: must(nthAddress(lan, hosts.node), `${lan} too small`), prefixLength });
+          uplink.gateways.push({ family, address: gateway, tor: link.tor });
+          torPortAddresses.push(`${gateway}/${prefixLength}`);
+        } else {
+          const given = nodeTors(node).length === 1 ? node.addresses?.[family] : undefined;
+          const address = given !== undefined ? ipaddr.parse(given).toString() : must(nthAddress(lan, NODE_ADDRESS_BASE + position), `${lan} too small`);
+          uplink.addresses.push({ family, address, prefixLength: prefixLengthOf(lan) });
+          uplink.gateways.push({ family, address: must(nthAddress(lan, 1), `${lan} too small`), tor: link.tor });
+        }
       }
+      torAddresses.push(...torPortAddresses);
       veths.push({
-        a: { member: link.tor, interface: { name: peerInterfaceName(node.name), addresses: [], master: RACK_BRIDGE } },
-        b: { member: node.name, interface: { name: UPLINK_INTERFACE, addresses: addresses.map((a) => `${a.address}/${a.prefixLength}`) } },
+        a: {
+          member: link.tor,
+          interface:
+            link.ports === 'routed'
+              ? { name: peerInterfaceName(node.name), addresses: torPortAddresses }
+              : { name: peerInterfaceName(node.name), addresses: [], master: RACK_BRIDGE },
+        },
+        b: { member: node.name, interface: { name: uplink.interface, addresses: uplink.addresses.map((a) => `${a.address}/${a.prefixLength}`) } },
       });
-      nodes.push({ name: node.name, tor: link.tor, asn: node.asn ?? t.cluster.asn, addresses, gateways, podCIDRs: node.podCIDRs });
+      const list = uplinksOf.get(node.name) ?? [];
+      list[uplinkIndex] = uplink;
+      uplinksOf.set(node.name, list);
     });
+    racks.push({ tor: link.tor, ports: link.ports, subnets, torAddresses, nodes: rackNodes.map((n) => n.name) });
+  }
+  // Nodes in the order of their first ToR's rack link, then as listed.
+  for (const link of rackLinks) {
+    for (const node of t.nodes.filter((n) => nodeTors(n)[0] === link.tor)) {
+      const uplinks = (uplinksOf.get(node.name) ?? []).filter((u): u is NodeUplink => u !== undefined);
+      const gateways = uplinks.flatMap((u) => u.gateways);
+      for (const g of gateways) member(node.name).defaultRoutes.push({ family: g.family, via: g.address });
+      nodes.push({
+        name: node.name,
+        tor: link.tor,
+        tors: nodeTors(node),
+        asn: node.asn ?? t.cluster.asn,
+        addresses: uplinks.flatMap((u) => u.addresses),
+        gateways,
+        uplinks,
+        podCIDRs: node.podCIDRs,
+      });
+    }
   }
 
   for (const ext of t.externalHosts) {
