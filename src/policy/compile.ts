@@ -4,6 +4,7 @@
 // Shape of the result (per family; names carry the PRPOL prefix, sets PRPOL4-/PRPOL6-):
 //   FORWARD --(jump, inserted first)--> PRPOL-FORWARD
 //     not from/to a local pod (set PRPOLn-LOCAL)   -> RETURN   (routed traffic is none of our business)
+//     IPv6 neighbor solicitation/advertisement     -> ACCEPT   (IPv6's ARP; INPUT: RETURN)
 //     ESTABLISHED,RELATED                          -> ACCEPT   (replies of allowed connections)
 //     -> PRPOL-EGRESS  : -s <pod IP> -> PRPOL-E-<pod>  for each egress-isolated local pod
 //     -> PRPOL-INGRESS : -d <pod IP> -> PRPOL-I-<pod>  for each ingress-isolated local pod
@@ -37,6 +38,13 @@ export const CHAINS = {
 /** The comment that marks our jump rules in the built-in chains. */
 export const JUMP_COMMENT = 'podroute policy';
 export const DEFAULT_ALLOW_MARK = 0x40000;
+/**
+ * IPv6 neighbor discovery, accepted before any policy. It is IPv6's ARP (which iptables never sees for IPv4), but
+ * it is ICMPv6 and conntrack does not track it: without this a policy-isolated pod's neighbor solicitations and
+ * advertisements are dropped, so it cannot resolve its gateway or same-node pods and nobody can resolve it, and even
+ * allowed IPv6 traffic stops once the neighbor cache entries expire.
+ */
+export const NDP_ICMPV6_TYPES = ['neighbour-solicitation', 'neighbour-advertisement'] as const;
 
 export type IpSetType = 'hash:ip' | 'hash:net' | 'hash:ip,port';
 export type Rule = readonly string[];
@@ -463,8 +471,11 @@ class FamilyCompiler {
     this.addSet(local, 'hash:net', localMembers);
     this.chains.set(CHAINS.egress, egressDispatch);
     this.chains.set(CHAINS.ingress, ingressDispatch);
+    const ndp = (verdict: 'ACCEPT' | 'RETURN'): Rule[] =>
+      this.family === 6 ? NDP_ICMPV6_TYPES.map((t) => ['-p', 'ipv6-icmp', '-m', 'icmp6', '--icmpv6-type', t, '-j', verdict]) : [];
     this.chains.set(CHAINS.forward, [
       ['-m', 'set', '!', '--match-set', local, 'src', '-m', 'set', '!', '--match-set', local, 'dst', '-j', 'RETURN'],
+      ...ndp('ACCEPT'),
       ['-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT'],
       ['-j', CHAINS.egress],
       ['-j', CHAINS.ingress],
@@ -472,6 +483,7 @@ class FamilyCompiler {
     this.chains.set(CHAINS.input, [
       ['-m', 'set', '!', '--match-set', local, 'src', '-j', 'RETURN'],
       // The host firewall decides about the node's own traffic; we only withhold what egress policy forbids.
+      ...ndp('RETURN'),
       ['-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'RETURN'],
       ['-j', CHAINS.egress],
     ]);

@@ -150,6 +150,11 @@ function runRule(rs: FamilyRuleset, rule: readonly string[], pkt: SimPacket, sta
         if (next() !== '--ctstate') throw new Error('simulator: conntrack without --ctstate');
         const states = next().split(',');
         if (!check(states.includes(pkt.ctstate ?? 'NEW'))) matched = false;
+      } else if (module === 'icmp6') {
+        // Simulated packets are TCP, UDP or SCTP, never ICMPv6 (neighbor discovery is not simulated).
+        if (next() !== '--icmpv6-type') throw new Error('simulator: icmp6 without --icmpv6-type');
+        next();
+        if (!check(false)) matched = false;
       } else if (module === 'comment') {
         if (next() !== '--comment') throw new Error('simulator: comment without --comment');
         next();
