@@ -231,6 +231,43 @@ export const TRUTH_CASES: TruthCase[] = [
     ],
   },
   {
+    name: 'egress to ipBlocks outside the cluster (the external host), with except, per family',
+    steps: [
+      {
+        name: 'x out: 198.51.100.0/24 minus ext1, 2001:db8:100::/64, and pods of z',
+        actions: [
+          {
+            policy: netpol('x', 'out-external', {
+              podSelector: {},
+              policyTypes: ['Egress'],
+              egress: [
+                {
+                  to: [
+                    { ipBlock: { cidr: '198.51.100.0/24', except: ['198.51.100.10/32'] } },
+                    { ipBlock: { cidr: '2001:db8:100::/64' } },
+                    { namespaceSelector: ns('z') },
+                  ],
+                },
+              ],
+            }),
+          },
+        ],
+      },
+      {
+        name: 'updated: only UDP/80 to 198.51.0.0/16',
+        actions: [
+          {
+            policy: netpol('x', 'out-external', {
+              podSelector: {},
+              policyTypes: ['Egress'],
+              egress: [{ to: [{ ipBlock: { cidr: '198.51.0.0/16' } }], ports: [{ protocol: 'UDP', port: 80 }] }],
+            }),
+          },
+        ],
+      },
+    ],
+  },
+  {
     name: 'multiple policies on one pod: union of their rules',
     steps: [
       { name: 'z/a in: TCP/80 from z pods labelled pod=b', actions: [{ policy: netpol('z', 'p1', { podSelector: pod('a'), ingress: [{ _from: [{ podSelector: pod('b') }], ports: [{ port: 80 }] }] }) }] },

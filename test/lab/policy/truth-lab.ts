@@ -87,6 +87,21 @@ export class TruthTableError extends Error {
   }
 }
 
+export interface TruthTarget {
+  /** `ns/name` for a pod, `external/NAME` for a host outside the cluster. */
+  id: string;
+  pod?: V1Pod;
+  address(family: IpFamily): string | undefined;
+  ports: { port: number; protocol: TruthProtocol }[];
+}
+
+export interface ExpectedCell {
+  cell: TruthCell;
+  allowed: boolean;
+  /** The client address the target must report; undefined when any is right (masqueraded to the outside). */
+  srcAddress: string | undefined;
+}
+
 /** A pod the test creates after the lab is up (e.g. a pod created after the policy that selects it). */
 export interface LatePod {
   namespace: string;
@@ -306,33 +321,68 @@ export class TruthLab {
     return [...pods, ...nodes];
   }
 
-  /** The address a node's probe leaves with towards a pod (learned by learnNodeSources()). */
-  private nodeAddress(node: string, dst: V1Pod, family: IpFamily): string {
+  /** The address a node's probe leaves with towards a pod, or outside (learned by learnNodeSources()). */
+  private nodeAddress(node: string, dst: V1Pod | undefined, family: IpFamily): string {
     const learned = this.nodeSource.get(node);
-    const address = (dst.spec?.nodeName === node ? learned?.local : learned?.remote)?.get(family);
+    const address = (dst?.spec?.nodeName === node ? learned?.local : learned?.remote)?.get(family);
     if (address === undefined) throw new Error(`no learned IPv${family} source address of node ${node} (learnNodeSources not run?)`);
     return address;
   }
 
-  /** The oracle's answer for every cell of the matrix. */
-  expected(cluster: ClusterState): Map<string, { cell: TruthCell; allowed: boolean; srcAddress: string }> {
-    const out = new Map<string, { cell: TruthCell; allowed: boolean; srcAddress: string }>();
+  /**
+   * Targets: every pod on ports 80/81 TCP+UDP, and the topology's external hosts on their ports (egress to
+   * addresses outside the cluster; those hosts see the pods masqueraded, so their answers' client address is not
+   * checked).
+   */
+  targets(cluster: ClusterState): TruthTarget[] {
+    const pods = livePods(cluster).map(
+      (pod): TruthTarget => ({
+        id: podId(pod),
+        pod,
+        address: (family) => podIpOf(pod, family),
+        ports: TRUTH_PROTOCOLS.flatMap((protocol) => TRUTH_PORTS.map((port) => ({ port, protocol }))),
+      }),
+    );
+    const externals = this.opts.topology.externalHosts.map(
+      (ext): TruthTarget => ({
+        id: `external/${ext.name}`,
+        address: (family) => ext.addresses.map((a) => a.split('/')[0] ?? a).find((a) => (a.includes(':') ? 6 : 4) === family),
+        ports: ext.ports,
+      }),
+    );
+    return [...pods, ...externals];
+  }
+
+  /** The oracle's answer for every cell of the matrix, and the client address a passing probe must show. */
+  expected(cluster: ClusterState): Map<string, ExpectedCell> {
+    const out = new Map<string, ExpectedCell>();
     const pods = livePods(cluster);
     for (const source of this.sources(cluster)) {
       const srcPod = pods.find((p) => podId(p) === source.id);
-      for (const dst of pods) {
+      for (const target of this.targets(cluster)) {
         for (const family of TRUTH_FAMILIES) {
-          const srcAddress = srcPod !== undefined ? (podIpOf(srcPod, family) ?? '') : this.nodeAddress(source.node, dst, family);
-          const src: OracleEndpoint = srcPod !== undefined ? { pod: srcPod } : { ip: srcAddress, node: source.node };
-          for (const protocol of TRUTH_PROTOCOLS) {
-            for (const port of TRUTH_PORTS) {
-              const cell: TruthCell = { from: source.id, to: podId(dst), family, port, protocol };
-              // A pod reaching its own address never leaves its namespace (loopback): no node rule can see it,
-              // and the upstream e2e suite allows it too (AllowLoopback).
-              const loopback = source.id === cell.to;
-              const verdict = loopback || allowed(cluster, { src, dst: { pod: dst }, port, protocol, family });
-              out.set(cellKey(cell), { cell, allowed: verdict, srcAddress });
-            }
+          const dstAddress = target.address(family);
+          if (dstAddress === undefined) continue;
+          let srcAddress: string | undefined;
+          let src: OracleEndpoint;
+          if (srcPod !== undefined) {
+            srcAddress = podIpOf(srcPod, family) ?? '';
+            src = { pod: srcPod };
+          } else {
+            const address = this.nodeAddress(source.node, target.pod, family);
+            srcAddress = address;
+            src = { ip: address, node: source.node };
+          }
+          const dst: OracleEndpoint = target.pod !== undefined ? { pod: target.pod } : { ip: dstAddress };
+          // Outside the cluster the masquerade reconciler rewrites pod sources: any client address is right there.
+          if (target.pod === undefined) srcAddress = undefined;
+          for (const { port, protocol } of target.ports) {
+            const cell: TruthCell = { from: source.id, to: target.id, family, port, protocol };
+            // A pod reaching its own address never leaves its namespace (loopback): no node rule can see it,
+            // and the upstream e2e suite allows it too (AllowLoopback).
+            const loopback = source.id === cell.to;
+            const verdict = loopback || allowed(cluster, { src, dst, port, protocol, family });
+            out.set(cellKey(cell), { cell, allowed: verdict, srcAddress });
           }
         }
       }
@@ -342,10 +392,10 @@ export class TruthLab {
 
   private jobsFor(cluster: ClusterState, cells: TruthCell[]): ProbeJob[] {
     const sockets = new Map(this.sources(cluster).map((s) => [s.id, s.controlSocket]));
-    const pods = new Map(livePods(cluster).map((p) => [podId(p), p]));
+    const targets = new Map(this.targets(cluster).map((t) => [t.id, t]));
     return cells.map((c) => ({
       from: sockets.get(c.from) ?? '',
-      target: podIpOf(pods.get(c.to) as V1Pod, c.family) ?? '',
+      target: targets.get(c.to)?.address(c.family) ?? '',
       port: c.port,
       protocol: c.protocol === 'TCP' ? 'tcp' : 'udp',
       timeoutMs: this.probeTimeoutMs,
@@ -397,7 +447,7 @@ export class TruthLab {
       );
       const addresses = this.expected(cluster);
       slow.forEach((o, i) => {
-        const retried = judge(o, o.expected, addresses.get(cellKey(o))?.srcAddress ?? '', again[i]);
+        const retried = judge(o, o.expected, addresses.get(cellKey(o))?.srcAddress, again[i]);
         if (retried.observed) {
           o.observed = true;
           o.slow = true;
@@ -503,14 +553,14 @@ function livePods(cluster: ClusterState): V1Pod[] {
     .sort((a, b) => (podId(a) < podId(b) ? -1 : podId(a) > podId(b) ? 1 : 0));
 }
 
-function judge(cell: TruthCell, expected: boolean, srcAddress: string, r: ProbeResult | undefined): CellOutcome {
+function judge(cell: TruthCell, expected: boolean, srcAddress: string | undefined, r: ProbeResult | undefined): CellOutcome {
   if (r === undefined) return { ...cell, expected, observed: false, detail: 'no result' };
   if (!r.ok) return { ...cell, expected, observed: false, detail: r.error ?? 'failed' };
   const reply = parsePodReply(r.reply ?? '');
   if (reply?.identity !== cell.to) {
     return { ...cell, expected, observed: !expected, detail: `answered by ${reply?.identity ?? JSON.stringify(r.reply)}` };
   }
-  if (reply.clientAddress !== srcAddress) {
+  if (srcAddress !== undefined && reply.clientAddress !== srcAddress) {
     // Reachable, but through a translation: wrong whatever the oracle says.
     return { ...cell, expected, observed: !expected, detail: `${cell.to} saw source ${reply.clientAddress}, not ${srcAddress}` };
   }

@@ -1,6 +1,7 @@
 // Lab truth tables (issue 4): the two-racks lab comes up once with every node running `podroute agent`; for each
 // upstream netpol e2e / cyclonus case the policies, labels and pods are changed through the lab API server, and the
-// whole matrix (every pod and every node to every pod, ports 80/81, TCP and UDP, IPv4 and IPv6) is probed until it
+// whole matrix (every pod and every node to every pod on ports 80/81 and to the external host on 80, TCP and UDP,
+// IPv4 and IPv6) is probed until it
 // agrees with the oracle on the API server's objects, or the step's deadline passes and the test fails with the
 // difference. Same-node and cross-node (and cross-rack) pairs are in every matrix.
 import { expect } from 'chai';
@@ -78,8 +79,8 @@ describe('policy lab truth tables: two-racks, pods and nodes x pods, 80/81, TCP/
     expect(cluster.policies).to.have.length(0);
     const report = await truth.settle('no policies', STEP_DEADLINE_MS);
     expect(report.allowedCells).to.equal(report.cells);
-    // 9 pods and 4 nodes, to 9 pods x 2 families x 2 protocols x 2 ports.
-    expect(report.cells).to.equal(13 * 9 * 8);
+    // 9 pods and 4 nodes, to 9 pods x 2 families x 2 protocols x 2 ports and to ext1 x 2 families x 80/TCP+UDP.
+    expect(report.cells).to.equal(13 * (9 * 8 + 4));
     console.log(`      no policies: ${describeSettle(report)}`);
   });
 
