@@ -21,6 +21,7 @@ export interface BenchApi {
 
 /** An in-process lab API server on a unix socket in `dir` (closed by `cleanup`). */
 export async function startBenchApi(dir: string, cleanup: Cleanup): Promise<BenchApi> {
+  await mkdir(dir, { recursive: true });
   const socket = path.join(dir, 'api.sock');
   // Synthetic clusters are created in one go: keep every change resumable for the agent's watches.
   const server = new LabApiServer({ eventWindow: 200_000, bookmarkIntervalMs: 60_000 });

@@ -17,7 +17,12 @@ export class RawGobgp {
 
   constructor(readonly target: string) {
     const pkg = grpc.loadPackageDefinition(loadGobgpPackage()) as unknown as { apipb: { GobgpApi: grpc.ServiceClientConstructor } };
-    this.client = new pkg.apipb.GobgpApi(target, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
+    this.client = new pkg.apipb.GobgpApi(target, grpc.credentials.createInsecure(), {
+      'grpc.max_receive_message_length': -1,
+      // The benchmarks poll daemons that are just starting: retry their socket quickly.
+      'grpc.initial_reconnect_backoff_ms': 50,
+      'grpc.max_reconnect_backoff_ms': 250,
+    });
   }
 
   close(): void {
@@ -89,5 +94,21 @@ export class RawGobgp {
       };
     }
     return undefined;
+  }
+
+  /** Every peer's session state and the prefixes advertised to it. */
+  async listPeers(): Promise<{ address: string; state: string; advertised: number }[]> {
+    const fn = this.client.ListPeer as (req: object, options: grpc.CallOptions) => grpc.ClientReadableStream<unknown>;
+    const call = fn.call(this.client, { address: '', enableAdvertised: true }, { deadline: Date.now() + 10_000 });
+    const out: { address: string; state: string; advertised: number }[] = [];
+    type Item = { peer?: { conf?: { neighbor_address?: string }; state?: { session_state?: string }; afi_safis?: { state?: { advertised?: string } }[] } };
+    for await (const item of call as AsyncIterable<Item>) {
+      out.push({
+        address: String(item.peer?.conf?.neighbor_address ?? ''),
+        state: String(item.peer?.state?.session_state ?? 'UNKNOWN'),
+        advertised: (item.peer?.afi_safis ?? []).reduce((n, a) => n + Number(a.state?.advertised ?? 0), 0),
+      });
+    }
+    return out;
   }
 }

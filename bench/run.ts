@@ -1,0 +1,229 @@
+// `make bench`: every benchmark of issue 7, several repetitions each, side by side in one run, and
+// docs/benchmarks.md written from the figures of this run.
+//   node dist/bench/run.js [--reps 3] [--sizes 1000,10000,50000] [--only route,datapath,convergence,footprint,policy]
+//                          [--out docs/benchmarks.md] [--json FILE] [--prefix hb] [--quick]
+// --quick runs every benchmark at a tiny size (what the smoke test does) and writes nowhere unless --out is given.
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { findProjectRoot } from '../src/bgp/gobgp-proto.js';
+import { runConvergence, type ConvergenceResult } from './convergence.js';
+import { runDatapath, type DatapathResult } from './datapath.js';
+import { runFootprint, type FootprintResult } from './footprint.js';
+import { topSelfTime, type ProfileEntry } from './lib/cpu-profile.js';
+import { withLab } from './lib/lab-env.js';
+import { machineInfo, type MachineInfo } from './lib/machine.js';
+import { BenchError } from './lib/proc.js';
+import { renderReport } from './report.js';
+import { runRouteProgramming, type RouteBenchResult } from './route-programming.js';
+
+export const BENCHMARKS = ['route', 'datapath', 'convergence', 'footprint', 'policy'] as const;
+export type BenchmarkName = (typeof BENCHMARKS)[number];
+
+export interface BenchRunOptions {
+  reps: number;
+  sizes: number[];
+  only: BenchmarkName[];
+  /** Namespace/lab name prefix: `hb` for `make bench`, another one for the smoke test. */
+  prefix: string;
+  workDir: string;
+  iperfSeconds: number;
+  footprint: { nodes: number; pods: number; policies: number; windowSeconds: number; churnPerSecond: number };
+  policyArgs: string[];
+  /** Profile the agent in an extra podroute-only pass at this N when it misses a route-programming target. */
+  profileSize?: number;
+  log: (m: string) => void;
+}
+
+export interface PolicyRun {
+  compileMs: number;
+  fullSyncMs: number;
+  floorMs: number;
+  fullSyncOverFloor: number;
+  labelChangeMs: { p50: number; p99: number; max: number };
+  pods: number;
+  policies: number;
+  chains: number;
+  rules: number;
+  sets: number;
+  setMembers: number;
+}
+
+export interface BenchResults {
+  machine: MachineInfo;
+  reps: number;
+  durationS: number;
+  loadAtEnd: number[];
+  route?: RouteBenchResult;
+  routeProfile?: { n: number; busyMs: number; top: ProfileEntry[] };
+  datapath?: DatapathResult;
+  convergence?: ConvergenceResult;
+  footprint?: FootprintResult;
+  policy?: PolicyRun[];
+  errors: Partial<Record<BenchmarkName | 'profile', string>>;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Whether podroute missed a route-programming target at some size (then the profile pass says why). */
+function podrouteMissed(route: RouteBenchResult): number | undefined {
+  for (const s of route.sizes) {
+    const ours = s.program.podroute?.median;
+    const rib = s.program.gobgpd?.median;
+    const frr = s.program.frr?.median;
+    if (ours === undefined || !Number.isFinite(ours)) return s.n;
+    if ((rib !== undefined && ours > rib * 1.3) || (frr !== undefined && ours > frr)) return s.n;
+  }
+  return undefined;
+}
+
+export async function runBenchmarks(o: BenchRunOptions): Promise<BenchResults> {
+  const started = Date.now();
+  const results: BenchResults = { machine: await machineInfo(), reps: o.reps, durationS: 0, loadAtEnd: [], errors: {} };
+  await mkdir(o.workDir, { recursive: true });
+  const want = (b: BenchmarkName): boolean => o.only.includes(b);
+
+  if (want('route')) {
+    o.log('== 1. route programming');
+    try {
+      results.route = await runRouteProgramming({ prefix: o.prefix, sizes: o.sizes, reps: o.reps, workDir: path.join(o.workDir, 'route'), decodeRoutes: Math.max(...o.sizes, 1000), log: o.log });
+    } catch (err) {
+      results.errors.route = describe(err);
+    }
+    const missedAt = results.route === undefined ? undefined : podrouteMissed(results.route);
+    if (missedAt !== undefined && o.profileSize !== undefined) {
+      const n = Math.min(missedAt, o.profileSize);
+      o.log(`== 1b. profiling the agent at N=${n}`);
+      const profDir = path.join(o.workDir, 'profile');
+      try {
+        await rm(profDir, { recursive: true, force: true });
+        await runRouteProgramming({ prefix: o.prefix, sizes: [n], reps: 1, workDir: path.join(o.workDir, 'route-profile'), receivers: ['podroute'], agentNodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`], log: o.log });
+        const top = topSelfTime(profDir, 12);
+        if (top !== undefined) results.routeProfile = { n, ...top };
+      } catch (err) {
+        results.errors.profile = describe(err);
+      }
+    }
+  }
+
+  if (want('datapath') || want('convergence')) {
+    const lab = `${o.prefix}lab`;
+    try {
+      await withLab(lab, o.log, async (status) => {
+        if (want('datapath')) {
+          o.log('== 3. data path');
+          try {
+            results.datapath = await runDatapath(status, { lab, prefix: o.prefix, reps: o.reps, seconds: o.iperfSeconds, pings: 50, log: o.log });
+          } catch (err) {
+            results.errors.datapath = describe(err);
+          }
+        }
+        if (want('convergence')) {
+          o.log('== 2. convergence');
+          try {
+            results.convergence = await runConvergence(status, { lab, reps: o.reps, workDir: path.join(o.workDir, 'convergence'), log: o.log });
+          } catch (err) {
+            results.errors.convergence = describe(err);
+          }
+        }
+      });
+    } catch (err) {
+      if (want('datapath')) results.errors.datapath ??= `lab: ${describe(err)}`;
+      if (want('convergence')) results.errors.convergence ??= `lab: ${describe(err)}`;
+    }
+  }
+
+  if (want('footprint')) {
+    o.log('== 5. footprint');
+    try {
+      results.footprint = await runFootprint({ prefix: o.prefix, workDir: path.join(o.workDir, 'footprint'), ...o.footprint, log: o.log });
+    } catch (err) {
+      results.errors.footprint = describe(err);
+    }
+  }
+
+  if (want('policy')) {
+    o.log('== 4. NetworkPolicy (bench/policy)');
+    const runs: PolicyRun[] = [];
+    for (let rep = 0; rep < o.reps; rep++) {
+      try {
+        const r = await execa(process.execPath, [path.join(here, 'policy.js'), ...o.policyArgs], { timeout: 600_000 });
+        runs.push(JSON.parse(r.stdout) as PolicyRun);
+        o.log(`policy: repetition ${rep + 1}/${o.reps} done`);
+      } catch (err) {
+        results.errors.policy = describe(err).slice(0, 2000);
+        break;
+      }
+    }
+    if (runs.length > 0) results.policy = runs;
+  }
+
+  results.durationS = (Date.now() - started) / 1000;
+  results.loadAtEnd = os.loadavg();
+  return results;
+}
+
+// ---- command line ---------------------------------------------------------------------------------------
+
+function flag(argv: string[], name: string): string | undefined {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : undefined;
+}
+
+export function parseArgs(argv: string[]): { options: Omit<BenchRunOptions, 'log'>; out: string | undefined; json: string | undefined } {
+  const quick = argv.includes('--quick');
+  const root = findProjectRoot();
+  const reps = Number(flag(argv, 'reps') ?? (quick ? 1 : 3));
+  const sizes = (flag(argv, 'sizes') ?? (quick ? '200' : '1000,10000,50000')).split(',').map(Number);
+  const only = (flag(argv, 'only') ?? BENCHMARKS.join(',')).split(',') as BenchmarkName[];
+  const bad = only.filter((b) => !(BENCHMARKS as readonly string[]).includes(b));
+  if (!Number.isInteger(reps) || reps < 1) throw new BenchError('BENCH_BAD_OPTIONS', `--reps: expected a positive integer, got ${flag(argv, 'reps')}`);
+  if (sizes.some((n) => !Number.isInteger(n) || n < 1 || n > 60_000)) throw new BenchError('BENCH_BAD_OPTIONS', `--sizes: expected numbers from 1 to 60000, got ${flag(argv, 'sizes')}`);
+  if (bad.length > 0) throw new BenchError('BENCH_BAD_OPTIONS', `--only: unknown ${bad.join(', ')} (have ${BENCHMARKS.join(', ')})`);
+  const prefix = flag(argv, 'prefix') ?? 'hb';
+  if (!/^h[a-z0-9]{1,4}$/.test(prefix)) throw new BenchError('BENCH_BAD_OPTIONS', `--prefix: 2-5 lowercase characters starting with h, got ${prefix}`);
+  return {
+    options: {
+      reps,
+      sizes,
+      only,
+      prefix,
+      workDir: flag(argv, 'work-dir') ?? path.join(os.tmpdir(), `podroute-bench-${prefix}`),
+      iperfSeconds: quick ? 1 : 3,
+      footprint: quick ? { nodes: 20, pods: 200, policies: 20, windowSeconds: 2, churnPerSecond: 10 } : { nodes: 1000, pods: 30_000, policies: 1000, windowSeconds: 20, churnPerSecond: 20 },
+      policyArgs: quick ? ['--pods', '50', '--namespaces', '5', '--policies', '20', '--changes', '3'] : [],
+      ...(quick ? {} : { profileSize: 10_000 }),
+    },
+    out: flag(argv, 'out') ?? (quick ? undefined : path.join(root, 'docs', 'benchmarks.md')),
+    json: flag(argv, 'json'),
+  };
+}
+
+async function main(): Promise<void> {
+  const { options, out, json } = parseArgs(process.argv.slice(2));
+  const log = (m: string): void => void process.stderr.write(`${new Date().toISOString()} ${m}\n`);
+  const results = await runBenchmarks({ ...options, log });
+  if (json !== undefined) await writeFile(json, JSON.stringify(results, null, 2) + '\n');
+  const report = renderReport(results);
+  if (out !== undefined) {
+    await mkdir(path.dirname(out), { recursive: true });
+    await writeFile(out, report);
+    log(`wrote ${out} (${results.durationS.toFixed(0)} s)`);
+  } else {
+    process.stdout.write(report);
+  }
+  if (Object.keys(results.errors).length > 0) log(`benchmarks with errors: ${Object.keys(results.errors).join(', ')} (see the report)`);
+}
+
+if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  });
+}
