@@ -5,7 +5,7 @@ SHELL := /bin/bash
 
 # Debian packages the agent, the lab and the tests run with.
 APT_PACKAGES := gobgpd golang-github-osrg-gobgp-dev frr bird2 iptables ipset iproute2 \
-                containernetworking-plugins iputils-ping iperf3 procps psmisc socat
+                containernetworking-plugins iputils-ping iperf3 procps psmisc socat curl
 GOBGP_API_DIR := /usr/share/gocode/src/github.com/osrg/gobgp/api
 LAB_TOPOLOGY ?= topologies/two-racks.yaml
 LAB_NAME ?= demo

@@ -379,8 +379,10 @@ function startGobgpd(lab: string, nodeName: string, recorder: LabStateRecorder):
   spawnDaemon(paths, recorder, {
     name: `gobgpd/${nodeName}`,
     netns: paths.netns(nodeName),
-    command: 'gobgpd',
-    args: gobgpdArgs(socket),
+    // gobgpd killed with -9 leaves its socket behind and a new one then fails to bind: clear it first, as the
+    // DaemonSet's gobgpd entrypoint does.
+    command: 'sh',
+    args: ['-c', 'rm -f "$0" && exec gobgpd "$@"', socket, ...gobgpdArgs(socket)],
     markers: [`unix://${socket}`],
   });
 }

@@ -25,6 +25,7 @@ const NODE_ADDRESSES: Record<string, string[]> = {
   r2n2: ['10.10.2.12', 'fd00:10:2::c'],
 };
 const EXTERNAL = ['198.51.100.10', '2001:db8:100::10'];
+const CLI = path.join(repoRoot(), 'dist', 'src', 'cli', 'main.js');
 
 interface Pod {
   id: string;
@@ -153,6 +154,40 @@ describe('network model end to end (two-racks with podroute agents)', function (
       const condition = node.status?.conditions?.find((c) => c.type === 'NetworkUnavailable');
       expect(condition, node.metadata.name).to.deep.include({ status: 'False', reason: 'PodrouteRoutesProgrammed' });
     }
+  });
+
+  it('podroute status in a node shows every peer Established; killing gobgpd turns /readyz and the peer metric, restarting it brings them back', async () => {
+    const config = path.join(paths.nodeDir('r1n1'), 'agent.yaml');
+    const status = (): { peers: { address: string; state: string; type: string }[] } => {
+      const out = execFileSync('ip', ['netns', 'exec', paths.netns('r1n1'), process.execPath, CLI, 'status', '-c', config, '-o', 'json'], { encoding: 'utf8' });
+      return JSON.parse(out) as { peers: { address: string; state: string; type: string }[] };
+    };
+    const inNode = (url: string): { code: number; body: string } => {
+      const out = execFileSync('ip', ['netns', 'exec', paths.netns('r1n1'), 'curl', '-s', '-w', '\n%{http_code}', url], { encoding: 'utf8' });
+      const lines = out.trimEnd().split('\n');
+      return { code: Number(lines.pop()), body: lines.join('\n') };
+    };
+    const peerMetric = (): string[] => inNode('http://127.0.0.1:9476/metrics').body.split('\n').filter((l) => l.startsWith('podroute_bgp_peer_established{'));
+    await until('every peer of r1n1 Established', 60_000, () => {
+      const s = status();
+      return s.peers.length === 3 && s.peers.every((p) => p.state === 'ESTABLISHED') ? s : undefined;
+    });
+    expect(inNode('http://127.0.0.1:9476/readyz').code).to.equal(200);
+    expect(peerMetric().filter((l) => l.endsWith(' 1'))).to.have.length(3);
+
+    await labStop(LAB, 'gobgpd/r1n1', 'SIGKILL');
+    try {
+      await until('/readyz fails while gobgpd is gone', 30_000, () => (inNode('http://127.0.0.1:9476/readyz').code === 503 ? true : undefined));
+      expect(inNode('http://127.0.0.1:9476/readyz').body).to.include('gobgpd');
+      expect(peerMetric().filter((l) => l.endsWith(' 1'))).to.deep.equal([]);
+    } finally {
+      labStart(LAB, 'gobgpd/r1n1');
+    }
+    await until('ready again with every peer Established', 90_000, () => {
+      const s = status();
+      return inNode('http://127.0.0.1:9476/readyz').code === 200 && s.peers.length === 3 && s.peers.every((p) => p.state === 'ESTABLISHED') ? true : undefined;
+    });
+    await until('r1n1 routes every other podCIDR again', 60_000, async () => ((await kernelRoutes('r1n1')).length >= 6 ? true : undefined));
   });
 
   it('a hostNetwork pod reaches every pod with its node address', async () => {
