@@ -61,8 +61,9 @@ labtest: build
 
 test: setup lint typecheck unit labtest
 
+# A lab that is already up is shown again rather than rebuilt.
 lab: setup
-	$(PODROUTE) lab up $(LAB_TOPOLOGY) --name $(LAB_NAME)
+	@$(PODROUTE) lab status $(LAB_NAME) >/dev/null 2>&1 || $(PODROUTE) lab up $(LAB_TOPOLOGY) --name $(LAB_NAME)
 	$(PODROUTE) lab show $(LAB_NAME)
 
 lab-down: build
