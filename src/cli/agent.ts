@@ -1,6 +1,6 @@
 // `podroute agent`: the per-node daemon. Configuration problems are reported before anything is touched.
 import { Command, Option } from 'commander';
-import { ConfigError, loadAgentConfig, overridesFromEnv, type AgentConfig } from '../config/agent-config.js';
+import { ConfigError, loadAgentConfig, overridesFromEnv, type AgentConfig, type ConfigOverrides } from '../config/agent-config.js';
 import { createLogger } from '../observe/log.js';
 
 export function agentCommand(): Command {
@@ -18,15 +18,8 @@ export function agentCommand(): Command {
     .action(async (flags: AgentFlags) => {
       let config: AgentConfig;
       try {
-        config = await loadAgentConfig(flags.config, overridesFromEnv(process.env), {
-          nodeName: flags.nodeName,
-          kubeconfig: flags.kubeconfig,
-          gobgpTarget: flags.gobgpTarget,
-          cniConfDir: flags.cniConfDir,
-          cniBinDir: flags.cniBinDir,
-          logLevel: flags.logLevel,
-          logFormat: flags.logFormat,
-        });
+        const { config: file, checkConfig: _, ...overrides } = flags;
+        config = await loadAgentConfig(file, overridesFromEnv(process.env), overrides);
         if (config.nodeName === undefined) throw new ConfigError(['nodeName: required (flag --node-name, env NODE_NAME or the config file)']);
       } catch (err) {
         if (err instanceof ConfigError) {
@@ -46,14 +39,8 @@ export function agentCommand(): Command {
     });
 }
 
-interface AgentFlags {
+/** Commander's camel-cased flags: the config overrides, plus the file and --check-config. */
+interface AgentFlags extends ConfigOverrides {
   config?: string;
-  nodeName?: string;
-  kubeconfig?: string;
-  gobgpTarget?: string;
-  cniConfDir?: string;
-  cniBinDir?: string;
-  logLevel?: string;
-  logFormat?: string;
   checkConfig?: boolean;
 }

@@ -8,7 +8,8 @@ import { execa } from 'execa';
 
 const cli = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'src', 'cli', 'main.js');
 
-describe('podroute agent --check-config', () => {
+describe('podroute agent --check-config', function () {
+  this.timeout(30_000); // each case starts a Node.js process; the machine may be busy
   let dir: string;
   before(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'podroute-cli-'));
