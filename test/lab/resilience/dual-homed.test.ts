@@ -1,0 +1,409 @@
+// Issue 6, fault 4: dual-homed racks. topologies/dual-homed.yaml comes up once (four nodes, each its own AS with no
+// mesh, each with one routed uplink to each of two ToRs, two spines). Every remote podCIDR is an ECMP route over
+// both ToRs in the nodes' kernels, and over both ToRs in the spines'. Then, with a continuous UDP probe stream
+// between pods on two nodes (100/s per family), (a) one uplink of the sending node loses its link and comes back,
+// (b) one ToR dies (its links go down, zebra and bgpd are killed) and restarts: traffic keeps flowing over the
+// other ToR, the loss is measured and must stay under one second of probes, and ECMP comes back after the repair.
+// The figures go to test/lab/resilience/results/dual-homed.json (docs/resilience.md shows them).
+import { expect } from 'chai';
+import { execa } from 'execa';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { frrFiles } from '../../../src/lab/frr.js';
+import { labDown, labStart, labStop, labUp, type LabStatusReport } from '../../../src/lab/lab.js';
+import { labPaths } from '../../../src/lab/paths.js';
+import { closeProbeConnections } from '../../../src/lab/probe.js';
+import { readLabState } from '../../../src/lab/state.js';
+import { parseTopology, planLayout, type IpFamily, type NodeLayout } from '../../../src/lab/topology.js';
+import { leftovers, NOTHING, repoRoot, until } from '../lab/leftovers.js';
+import { fibRoute, interfacesOf, legs, setLinks, type FibRoute } from './dual-fib.js';
+import { ProbeStream, type WindowStats } from './dual-stream.js';
+
+const LAB = 'h13dh';
+const topologyFile = path.join(repoRoot(), 'topologies', 'dual-homed.yaml');
+const resultsFile = path.join(repoRoot(), 'test', 'lab', 'resilience', 'results', 'dual-homed.json');
+const topology = parseTopology(readFileSync(topologyFile, 'utf8'));
+const layout = planLayout(topology);
+const paths = labPaths(LAB);
+
+const RATE = 100;
+const PROBE_TIMEOUT_MS = 1000;
+/** The target of issue 6: an ECMP failover loses less than one second of probes. */
+const MAX_LOST = RATE;
+const SENDER = { namespace: 'x', name: 'a', node: 'r1n1' };
+const RECEIVER = { namespace: 'x', name: 'b', node: 'r1n2' };
+const FAILED_TOR = 'tor1';
+const SURVIVING_TOR = 'tor2';
+const spines = topology.routers.filter((r) => r.role === 'spine').map((r) => r.name);
+const tors = topology.routers.filter((r) => r.role === 'tor').map((r) => r.name);
+
+const familyOf = (cidr: string): IpFamily => (cidr.includes(':') ? 'ipv6' : 'ipv4');
+const node = (name: string): NodeLayout => {
+  const found = layout.nodes.find((n) => n.name === name);
+  if (found === undefined) throw new Error(`no node ${name} in the layout`);
+  return found;
+};
+/** The legs a node's route to a remote podCIDR must have: `dev gateway` per uplink whose ToR is in `via`. */
+function nodeLegs(n: NodeLayout, family: IpFamily, via: string[] = tors): string[] {
+  return n.uplinks
+    .filter((u) => via.includes(u.tor))
+    .flatMap((u) => u.gateways.filter((g) => g.family === family).map((g) => `${u.interface} ${g.address}`))
+    .sort();
+}
+const devs = (route: FibRoute | undefined): string[] => legs(route).map((l) => l.split(' ')[0] ?? '');
+
+/**
+ * Which routes do not (yet) go over exactly the ToRs in `via`. Parts: `usable` = the legs the nodes' kernels may
+ * forward on; `installed` = every leg the nodes' agents installed (dead ones too); `spines` = the spines' legs.
+ */
+type RoutingPart = 'usable' | 'installed' | 'spines';
+async function routingProblems(via: string[] = tors, parts: RoutingPart[] = ['usable', 'installed', 'spines']): Promise<string[]> {
+  const problems: string[] = [];
+  for (const n of parts.includes('usable') || parts.includes('installed') ? layout.nodes : []) {
+    for (const other of layout.nodes.filter((o) => o.name !== n.name)) {
+      for (const cidr of other.podCIDRs) {
+        const route = await fibRoute(paths.netns(n.name), cidr);
+        const want = nodeLegs(n, familyOf(cidr), via);
+        const got = legs(route);
+        // Every next hop the kernel holds, usable or not: the agent's own choice must match too.
+        const all = (route?.nextHops ?? []).map((h) => h.dev ?? '').sort();
+        const usableWrong = parts.includes('usable') && JSON.stringify(got) !== JSON.stringify(want);
+        const installedWrong = parts.includes('installed') && JSON.stringify(all) !== JSON.stringify(want.map((l) => l.split(' ')[0] ?? ''));
+        if (usableWrong || installedWrong) {
+          problems.push(`${n.name} -> ${cidr}: [${got.join(', ')}] (kernel: ${all.join(', ')}), want [${want.join(', ')}]`);
+        }
+      }
+    }
+  }
+  for (const spine of parts.includes('spines') ? spines : []) {
+    for (const cidr of layout.nodes.flatMap((n) => n.podCIDRs)) {
+      const want = via.map((t) => `to-${t}`).sort();
+      const got = devs(await fibRoute(paths.netns(spine), cidr));
+      if (JSON.stringify(got) !== JSON.stringify(want)) problems.push(`${spine} -> ${cidr}: [${got.join(', ')}], want [${want.join(', ')}]`);
+    }
+  }
+  return problems;
+}
+
+/** Polls named conditions until all have held once; returns when each first held, in ms of the stream's clock since `from`. */
+async function timeline(stream: ProbeStream, from: number, conditions: Record<string, () => Promise<boolean>>, timeoutMs: number): Promise<Record<string, number>> {
+  const reached: Record<string, number> = {};
+  const deadline = Date.now() + timeoutMs;
+  while (Object.keys(reached).length < Object.keys(conditions).length) {
+    for (const [name, check] of Object.entries(conditions)) {
+      if (reached[name] === undefined && (await check())) reached[name] = Math.round(stream.now() - from);
+    }
+    if (Object.keys(reached).length === Object.keys(conditions).length) break;
+    if (Date.now() > deadline) {
+      const missing = Object.keys(conditions).filter((c) => reached[c] === undefined);
+      throw new Error(`still waiting after ${timeoutMs} ms for: ${missing.join(', ')}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return reached;
+}
+
+/** Waits until the streams have `count` more answered probes each (about count/RATE s of traffic). */
+async function answered(streams: ProbeStream[], count: number): Promise<void> {
+  const from = streams.map((s) => s.now());
+  await until(`${count} answered probes`, 60_000, () =>
+    streams.every((s, i) => {
+      const w = s.window(from[i] ?? 0, Infinity);
+      return w.sent - w.lost >= count;
+    })
+      ? true
+      : undefined,
+  );
+}
+
+async function txPackets(netns: string, link: string): Promise<number> {
+  const { stdout } = await execa('ip', ['-n', netns, '-j', '-s', 'link', 'show', link]);
+  return (JSON.parse(stdout) as { stats64?: { tx?: { packets?: number } } }[])[0]?.stats64?.tx?.packets ?? 0;
+}
+
+interface FaultFigures {
+  description: string;
+  /** Per family: the probes before the fault, from the fault to the repair, and from the repair to the end. */
+  probes: Record<IpFamily, { baseline: WindowStats; fault: WindowStats; repair: WindowStats }>;
+  /** ms after the fault (or after the repair, for the *AfterRepair entries) when each state was first seen. */
+  timeline: Record<string, number>;
+}
+
+const results: { generatedBy: string; date: string; kernel: string; topology: string; probe: Record<string, unknown>; faults: Record<string, FaultFigures> } = {
+  generatedBy: 'test/lab/resilience/dual-homed.test.ts',
+  date: new Date().toISOString(),
+  kernel: os.release(),
+  topology: 'topologies/dual-homed.yaml',
+  probe: {
+    protocol: 'udp',
+    ratePerSecondPerFamily: RATE,
+    timeoutMs: PROBE_TIMEOUT_MS,
+    from: `${SENDER.namespace}/${SENDER.name} on ${SENDER.node}`,
+    to: `${RECEIVER.namespace}/${RECEIVER.name} on ${RECEIVER.node}`,
+  },
+  faults: {},
+};
+
+function saveResults(): void {
+  mkdirSync(path.dirname(resultsFile), { recursive: true });
+  writeFileSync(resultsFile, JSON.stringify(results, null, 2) + '\n');
+}
+
+describe('resilience: dual-homed racks (ECMP over two ToRs; one ToR link or one ToR lost)', function () {
+  this.timeout(600_000);
+  let status: LabStatusReport;
+  let streams: Record<IpFamily, ProbeStream>;
+
+  before(async function () {
+    this.timeout(400_000);
+    if (readLabState(LAB) !== undefined) await labDown(LAB);
+    status = await labUp({ topologyFile, name: LAB, timeoutMs: 240_000 });
+    // Every node dials both ToRs after `up` returns: wait for the full ECMP picture once.
+    let last: string[] = [];
+    await until('ECMP routes everywhere', 180_000, async () => {
+      last = await routingProblems();
+      return last.length === 0 ? true : undefined;
+    }).catch((err: unknown) => {
+      throw new Error(`${String(err)}:\n  ${last.join('\n  ')}`);
+    });
+    const pod = (p: { namespace: string; name: string }) => status.pods.find((x) => x.namespace === p.namespace && x.name === p.name);
+    const receiver = pod(RECEIVER);
+    const target = (family: IpFamily): string => {
+      const ip = receiver?.ips.find((a) => familyOf(a) === family);
+      if (ip === undefined) throw new Error(`${RECEIVER.namespace}/${RECEIVER.name} has no ${family} address`);
+      return ip;
+    };
+    const from = paths.podSocket(SENDER.namespace, SENDER.name);
+    streams = {
+      ipv4: new ProbeStream({ from, target: target('ipv4'), port: 80, protocol: 'udp', ratePerSecond: RATE, timeoutMs: PROBE_TIMEOUT_MS }),
+      ipv6: new ProbeStream({ from, target: target('ipv6'), port: 80, protocol: 'udp', ratePerSecond: RATE, timeoutMs: PROBE_TIMEOUT_MS }),
+    };
+  });
+
+  after(async function () {
+    this.timeout(120_000);
+    closeProbeConnections();
+    const pids = (readLabState(LAB)?.processes ?? []).map((p) => p.pid);
+    if (readLabState(LAB) !== undefined) await labDown(LAB);
+    expect(leftovers(LAB, pids)).to.deep.equal(NOTHING);
+  });
+
+  it('the pods sit on different nodes of the rack, each node on both ToRs', () => {
+    expect(status.phase).to.equal('up');
+    for (const p of [SENDER, RECEIVER]) expect(status.pods.find((x) => x.namespace === p.namespace && x.name === p.name)?.node).to.equal(p.node);
+    for (const n of layout.nodes) expect(n.uplinks.map((u) => `${u.interface}:${u.tor}`)).to.deep.equal(['eth0:tor1', 'eth1:tor2']);
+  });
+
+  it("every node has a multipath route to every other node's podCIDRs, v4 and v6, one leg per ToR (kernel FIB)", async () => {
+    for (const n of layout.nodes) {
+      for (const other of layout.nodes.filter((o) => o.name !== n.name)) {
+        for (const cidr of other.podCIDRs) {
+          const route = await fibRoute(paths.netns(n.name), cidr);
+          expect(route?.protocol, `${n.name} -> ${cidr} installed by podroute (proto 44)`).to.equal('44');
+          expect(legs(route), `${n.name} -> ${cidr}`).to.deep.equal(nodeLegs(n, familyOf(cidr)));
+        }
+      }
+    }
+  });
+
+  it('every spine has a multipath route to every podCIDR over both ToRs (kernel FIB, and two multipath paths in bgpd)', async () => {
+    for (const spine of spines) {
+      for (const cidr of layout.nodes.flatMap((n) => n.podCIDRs)) {
+        expect(devs(await fibRoute(paths.netns(spine), cidr)), `${spine} -> ${cidr}`).to.deep.equal(tors.map((t) => `to-${t}`).sort());
+        const family = familyOf(cidr) === 'ipv4' ? 'ipv4' : 'ipv6';
+        const { stdout } = await execa('vtysh', ['--vty_socket', frrFiles(paths.frrDir(spine)).runDir, '-c', `show bgp ${family} unicast ${cidr} json`]);
+        const entry = JSON.parse(stdout) as { paths?: { multipath?: boolean; bestpath?: { overall?: boolean } }[] };
+        const used = (entry.paths ?? []).filter((p) => p.multipath === true || p.bestpath?.overall === true);
+        expect(used, `${spine}: bgpd paths used for ${cidr}`).to.have.length(2);
+      }
+    }
+  });
+
+  it("each ToR routes every node's podCIDRs straight down that node's own port", async () => {
+    for (const tor of tors) {
+      for (const n of layout.nodes) {
+        for (const cidr of n.podCIDRs) expect(devs(await fibRoute(paths.netns(tor), cidr)), `${tor} -> ${cidr}`).to.deep.equal([`to-${n.name}`]);
+      }
+    }
+  });
+
+  it("each node announces its podCIDRs to each ToR with its own address on that ToR's link as the next hop", async () => {
+    // Checked at the source (the node's gobgpd Adj-RIB-Out): the lab's ToRs rewrite a node's next hop to its port
+    // address, which hides a wrong one from the FIB checks above, but a ToR that trusts the announced next hop
+    // would find it unreachable.
+    const wrong: string[] = [];
+    for (const n of layout.nodes) {
+      for (const uplink of n.uplinks) {
+        for (const gateway of uplink.gateways) {
+          const own = uplink.addresses.find((a) => a.family === gateway.family)?.address;
+          const { stdout } = await execa('gobgp', [
+            '--target', `unix://${paths.gobgpSocket(n.name)}`, 'neighbor', gateway.address, 'adj-out', '-a', gateway.family, '-j',
+          ]);
+          const table = JSON.parse(stdout.trim() === '' ? '{}' : stdout) as Record<string, { attrs?: { type: number; nexthop?: string }[] }[]>;
+          for (const cidr of n.podCIDRs.filter((c) => familyOf(c) === gateway.family)) {
+            const nextHop = table[cidr]?.[0]?.attrs?.find((a) => a.type === 3 || a.type === 14)?.nexthop;
+            if (nextHop !== own) wrong.push(`${n.name} -> ${uplink.tor} (${gateway.address}): ${cidr} next hop ${nextHop ?? 'not announced'}, want ${own ?? '?'}`);
+          }
+        }
+      }
+    }
+    expect(wrong).to.deep.equal([]);
+  });
+
+  it('one uplink of the sending node loses its link: traffic flows on over the other ToR, loss under 1 s of probes; ECMP back after repair', async () => {
+    const sender = node(SENDER.node);
+    const receiver = node(RECEIVER.node);
+    const failed = sender.uplinks.find((u) => u.tor === FAILED_TOR);
+    if (failed === undefined) throw new Error(`${sender.name} has no uplink to ${FAILED_TOR}`);
+    const senderNs = paths.netns(sender.name);
+    const all = [streams.ipv4, streams.ipv6];
+    const txBefore = await Promise.all(sender.uplinks.map((u) => txPackets(senderNs, u.interface)));
+    for (const s of all) s.start();
+    await answered(all, 3 * RATE);
+    const txAfter = await Promise.all(sender.uplinks.map((u) => txPackets(senderNs, u.interface)));
+    // Before any fault the probes really use both legs (flows hash over the ECMP route by port).
+    sender.uplinks.forEach((u, i) => {
+      expect((txAfter[i] ?? 0) - (txBefore[i] ?? 0), `packets sent on ${u.interface} (to ${u.tor})`).to.be.greaterThan(0.1 * 3 * RATE);
+    });
+
+    const fault = streams.ipv4.mark('link-down');
+    streams.ipv6.mark('link-down');
+    await execa('ip', ['-n', senderNs, 'link', 'set', failed.interface, 'down']);
+    const via = [SURVIVING_TOR];
+    const remoteOnlySurvivor = async (): Promise<boolean> => {
+      for (const cidr of sender.podCIDRs) {
+        const route = await fibRoute(paths.netns(receiver.name), cidr);
+        if (JSON.stringify(legs(route)) !== JSON.stringify(nodeLegs(receiver, familyOf(cidr), via)) || route?.nextHops.length !== 1) return false;
+      }
+      return true;
+    };
+    const failedTorViaSpines = async (): Promise<boolean> => {
+      for (const cidr of sender.podCIDRs) {
+        if (JSON.stringify(devs(await fibRoute(paths.netns(FAILED_TOR), cidr))) !== JSON.stringify(spines.map((s) => `to-${s}`).sort())) return false;
+      }
+      return true;
+    };
+    const senderKernelSkipsLeg = async (): Promise<boolean> => {
+      for (const cidr of receiver.podCIDRs) {
+        if (JSON.stringify(legs(await fibRoute(senderNs, cidr))) !== JSON.stringify(nodeLegs(sender, familyOf(cidr), via))) return false;
+      }
+      return true;
+    };
+    const senderAgentDropsLeg = async (): Promise<boolean> => {
+      for (const cidr of receiver.podCIDRs) if ((await fibRoute(senderNs, cidr))?.nextHops.length !== 1) return false;
+      return true;
+    };
+    const faultTimeline = await timeline(
+      streams.ipv4,
+      fault,
+      {
+        senderKernelSkipsDeadLeg: senderKernelSkipsLeg,
+        failedTorReroutesOverBothSpines: failedTorViaSpines,
+        receiverRoutesOnlyOverSurvivingTor: remoteOnlySurvivor,
+        senderAgentDropsDeadLeg: senderAgentDropsLeg,
+      },
+      60_000,
+    );
+    await answered(all, RATE);
+
+    const repair = streams.ipv4.mark('link-up');
+    streams.ipv6.mark('link-up');
+    await execa('ip', ['-n', senderNs, 'link', 'set', failed.interface, 'up']);
+    let last: string[] = [];
+    const repairTimeline = await timeline(streams.ipv4, repair, { ecmpBackEverywhereAfterRepair: async () => (last = await routingProblems()).length === 0 }, 120_000).catch(
+      (err: unknown) => {
+        throw new Error(`${String(err)}:\n  ${last.join('\n  ')}`);
+      },
+    );
+    await answered(all, RATE);
+    await Promise.all(all.map((s) => s.stop()));
+
+    const figures = figuresOf('link-down', 'link-up', 'one uplink (eth0 -> tor1) of the sending node set down in the node netns (carrier loss at the ToR), then up');
+    figures.timeline = { ...faultTimeline, ...repairTimeline };
+    results.faults.uplinkDown = figures;
+    saveResults();
+    console.log(`      uplink down: ${JSON.stringify(figures)}`);
+    for (const family of ['ipv4', 'ipv6'] as const) {
+      expect(figures.probes[family].fault.lost, `${family} probes lost after the link went down`).to.be.lessThan(MAX_LOST);
+      expect(figures.probes[family].repair.lost, `${family} probes lost after the link came back`).to.be.lessThan(MAX_LOST);
+    }
+  });
+
+  it('one ToR dies (links down, zebra and bgpd killed): traffic flows on over the other, loss under 1 s of probes; ECMP back after it restarts', async () => {
+    const torNs = paths.netns(FAILED_TOR);
+    const torLinks = await interfacesOf(torNs);
+    streams = { ipv4: new ProbeStream(streams.ipv4.options), ipv6: new ProbeStream(streams.ipv6.options) };
+    const all = [streams.ipv4, streams.ipv6];
+    for (const s of all) s.start();
+    await answered(all, 3 * RATE);
+
+    const fault = streams.ipv4.mark('tor-down');
+    streams.ipv6.mark('tor-down');
+    // As when the switch loses power: every link at once, then its control plane.
+    await setLinks(torNs, torLinks, 'down');
+    await labStop(LAB, `bgpd/${FAILED_TOR}`, 'SIGKILL');
+    await labStop(LAB, `zebra/${FAILED_TOR}`, 'SIGKILL');
+    let last: string[] = [];
+    const faultTimeline = await timeline(
+      streams.ipv4,
+      fault,
+      {
+        spinesRouteOnlyOverSurvivingTor: async () => (await routingProblems([SURVIVING_TOR], ['spines'])).length === 0,
+        nodeKernelsSkipDeadLegs: async () => (await routingProblems([SURVIVING_TOR], ['usable'])).length === 0,
+        nodeAgentsDropDeadLegs: async () => (last = await routingProblems([SURVIVING_TOR], ['installed'])).length === 0,
+      },
+      60_000,
+    ).catch((err: unknown) => {
+      throw new Error(`${String(err)}:\n  ${last.join('\n  ')}`);
+    });
+    await answered(all, RATE);
+
+    const repair = streams.ipv4.mark('tor-up');
+    streams.ipv6.mark('tor-up');
+    await setLinks(torNs, torLinks, 'up');
+    labStart(LAB, `zebra/${FAILED_TOR}`);
+    const files = frrFiles(paths.frrDir(FAILED_TOR));
+    await until('zebra answering', 30_000, async () => {
+      const r = await execa('vtysh', ['--vty_socket', files.runDir, '-d', 'zebra', '-c', 'show interface brief'], { reject: false });
+      return r.exitCode === 0 ? true : undefined;
+    });
+    labStart(LAB, `bgpd/${FAILED_TOR}`);
+    const repairTimeline = await timeline(
+      streams.ipv4,
+      repair,
+      {
+        spinesEcmpAfterRestart: async () => (await routingProblems(tors, ['spines'])).length === 0,
+        nodesEcmpAfterRestart: async () => (last = await routingProblems(tors, ['usable', 'installed'])).length === 0,
+      },
+      120_000,
+    ).catch(
+      (err: unknown) => {
+        throw new Error(`${String(err)}:\n  ${last.join('\n  ')}`);
+      },
+    );
+    await answered(all, RATE);
+    await Promise.all(all.map((s) => s.stop()));
+
+    const figures = figuresOf('tor-down', 'tor-up', `${FAILED_TOR} dies: all its links down, bgpd and zebra killed (SIGKILL); then links up, zebra and bgpd started again`);
+    figures.timeline = { ...faultTimeline, ...repairTimeline };
+    results.faults.torDown = figures;
+    saveResults();
+    console.log(`      ToR down: ${JSON.stringify(figures)}`);
+    for (const family of ['ipv4', 'ipv6'] as const) {
+      expect(figures.probes[family].fault.lost, `${family} probes lost after the ToR died`).to.be.lessThan(MAX_LOST);
+      expect(figures.probes[family].repair.lost, `${family} probes lost while the ToR came back`).to.be.lessThan(MAX_LOST);
+    }
+  });
+
+  function figuresOf(faultMark: string, repairMark: string, description: string): FaultFigures {
+    const probes = {} as FaultFigures['probes'];
+    for (const family of ['ipv4', 'ipv6'] as const) {
+      const s = streams[family];
+      const fault = s.markAt(faultMark);
+      const repair = s.markAt(repairMark);
+      probes[family] = { baseline: s.window(0, fault), fault: s.window(fault, repair), repair: s.window(repair, Infinity) };
+    }
+    return { description, probes, timeline: {} };
+  }
+});
