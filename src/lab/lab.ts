@@ -659,6 +659,8 @@ export interface LabStatusReport {
     netns: string;
     asn: number;
     tor: string;
+    /** Every ToR of the node (two for a dual-homed one). */
+    tors: string[];
     addresses: string[];
     podCIDRs: string[];
     gobgpSocket: string;
@@ -713,6 +715,7 @@ export async function labStatus(lab: string, signal?: AbortSignal): Promise<LabS
       netns: paths.netns(node.name),
       asn: node.asn,
       tor: node.tor,
+      tors: node.tors,
       addresses: node.addresses.map((a) => a.address),
       podCIDRs: node.podCIDRs,
       gobgpSocket: paths.gobgpSocket(node.name),
@@ -754,7 +757,7 @@ export function formatStatus(s: LabStatusReport): string {
     for (const x of r.sessions) lines.push(`    ${x.peer.padEnd(10)} ${x.family} ${x.address.padEnd(20)} ${x.state}`);
   }
   lines.push('', 'NODES');
-  for (const n of s.nodes) lines.push(`  ${n.name.padEnd(10)} AS ${n.asn} tor ${n.tor} ${n.addresses.join(',')} pods ${n.podCIDRs.join(',')} gobgpd ${n.gobgpd}`);
+  for (const n of s.nodes) lines.push(`  ${n.name.padEnd(10)} AS ${n.asn} tor ${n.tors.join('+')} ${n.addresses.join(',')} pods ${n.podCIDRs.join(',')} gobgpd ${n.gobgpd}`);
   lines.push('', 'EXTERNAL HOSTS');
   for (const e of s.externalHosts) lines.push(`  ${e.name.padEnd(10)} via ${e.router} ${e.addresses.join(',')}`);
   lines.push('', 'PODS');
