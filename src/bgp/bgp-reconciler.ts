@@ -10,6 +10,11 @@
 //   gobgpd itself plus the uuids AddPath returned.
 // - The learned table comes from one WatchEvent stream (peers + best paths with every equally good path,
 //   initial dump first) and is published as a snapshot Map<prefix, LearnedPath[]> plus change notifications.
+// - Graceful restart on our side: when the watch starts over (gobgpd restarted and lost its RIB, or the stream
+//   broke), the paths of the previous table are kept as stale, per neighbor, until that neighbor is Established
+//   again and has had `staleSettleMs` to send its table (gobgpd's watch shows no End-of-RIB), or until the
+//   restart window (the peers' graceful-restart restartTime) ends. Fresh paths of a neighbor replace its stale
+//   ones at once. So a gobgpd restart never empties the kernel while the sessions come back.
 import type { Logger } from '../observe/log.js';
 import { GobgpError, type GobgpClient } from './gobgp-client.js';
 import {
@@ -32,6 +37,11 @@ export interface BgpReconcilerOptions {
   resyncIntervalMs?: number;
   /** Retry back-off after a failed pass (default 500 ms doubling to 30 s). */
   retryBackoffMs?: { initial: number; max: number };
+  /**
+   * After a neighbor is Established again, keep its stale paths this much longer so it can send its table
+   * (default 3000 ms): gobgpd's watch does not show End-of-RIB.
+   */
+  staleSettleMs?: number;
 }
 
 export interface BgpReconcilerStatus {
@@ -48,6 +58,8 @@ export interface BgpReconcilerStatus {
   learnedPaths: number;
   /** The learned table holds gobgpd's whole table (initial dump received). */
   tableSynced: boolean;
+  /** Neighbors whose paths from before a watch restart are still kept as stale (graceful restart). */
+  staleNeighbors: string[];
 }
 
 /** The learned-path table: per prefix, every equally good path gobgpd accepted from peers (ours excluded). */
@@ -134,6 +146,10 @@ export class BgpReconciler {
   /** uuid AddPath gave us, per prefix (with the next hop it was added with). */
   private readonly uuids = new Map<string, { nextHop: string; uuid: string }>();
   private readonly peerStates = new Map<string, PeerState>();
+  private readonly staleSettleMs: number;
+  /** What gobgpd holds now (from the watch); `table` is this plus the stale paths still kept. */
+  private fresh = new Map<string, LearnedPath[]>();
+  private stale: StaleTable | undefined;
   private readonly st: BgpReconcilerStatus = {
     syncs: 0,
     failures: 0,
@@ -143,6 +159,7 @@ export class BgpReconciler {
     learnedPrefixes: 0,
     learnedPaths: 0,
     tableSynced: false,
+    staleNeighbors: [],
   };
   private table = new Map<string, LearnedPath[]>();
   private tableVersion = 0;
@@ -157,6 +174,7 @@ export class BgpReconciler {
     this.logger = options.logger;
     this.resyncIntervalMs = options.resyncIntervalMs ?? 60_000;
     this.backoff = options.retryBackoffMs ?? { initial: 500, max: 30_000 };
+    this.staleSettleMs = options.staleSettleMs ?? 3_000;
   }
 
   /** Stores the desired state and marks the reconciler dirty; the loop applies it. */
@@ -181,6 +199,7 @@ export class BgpReconciler {
       learnedPrefixes: this.table.size,
       learnedPaths,
       tableSynced: this.tableSynced,
+      staleNeighbors: [...(this.stale?.retained ?? [])].sort(),
     };
   }
 
@@ -419,28 +438,123 @@ export class BgpReconciler {
     // The initial dump goes into a fresh table that replaces the old one at 'table-synced': prefixes that
     // vanished while we were not watching disappear then, and the consumer never sees a half table.
     let staging: Map<string, LearnedPath[]> | undefined = new Map();
+    this.beginStale();
     this.peerStates.clear();
     for await (const ev of this.client.watchEvents({ peers: true, bestPaths: true, init: true, allPaths: true }, signal)) {
-      if (ev.kind === 'peer') {
-        this.peerStates.set(ev.address, ev.state);
-      } else if (ev.kind === 'table-synced') {
-        const changed = new Set<string>([...this.table.keys(), ...(staging ?? new Map()).keys()]);
-        this.table = staging ?? new Map();
-        staging = undefined;
-        this.tableSynced = true;
-        this.publish(changed);
-      } else if (ev.kind === 'paths') {
-        if (staging !== undefined) applyPaths(staging, ev);
-        else {
-          const next = new Map(this.table);
-          const changed = applyPaths(next, ev);
-          if (changed.size > 0) {
-            this.table = next;
-            this.publish(changed);
+        if (ev.kind === 'peer') {
+          this.peerStates.set(ev.address, ev.state);
+          this.onPeerState(ev.address, ev.state);
+        } else if (ev.kind === 'table-synced') {
+          const changed = new Set<string>([...this.fresh.keys(), ...(staging ?? new Map()).keys()]);
+          this.fresh = staging ?? new Map();
+          staging = undefined;
+          this.tableSynced = true;
+          this.refreshView(changed);
+        } else if (ev.kind === 'paths') {
+          if (staging !== undefined) applyPaths(staging, ev);
+          else {
+            const next = new Map(this.fresh);
+            const changed = applyPaths(next, ev);
+            if (changed.size > 0) {
+              this.fresh = next;
+              this.refreshView(changed);
+            }
           }
         }
       }
+  }
+
+  // ------------------------------------------------------------------------------------------------------
+  // Stale paths (graceful restart on the receiving side)
+
+  /** A new watch starts: what we published so far becomes stale, kept per neighbor until it is back. */
+  private beginStale(): void {
+    if (!this.tableSynced || this.table.size === 0) return;
+    const windowMs = restartWindowMs(this.desired);
+    if (windowMs === 0) return;
+    const previous = this.stale;
+    const paths = new Map(this.table);
+    const retained = new Set<string>();
+    for (const list of paths.values()) for (const p of list) if (p.neighborIp !== undefined) retained.add(p.neighborIp);
+    // A watch that starts over while paths are still stale: the view (stale included) becomes the new stale table.
+    if (previous !== undefined) clearStaleTimers(previous);
+    const stale: StaleTable = { paths, retained, settleTimers: new Map(), deadline: undefined as unknown as NodeJS.Timeout };
+    stale.deadline = setTimeout(() => this.endStale(stale, 'restart window over'), windowMs);
+    stale.deadline.unref?.();
+    this.stale = stale;
+    this.fresh = new Map(); // the next dump fills it; until then the view is the stale table alone
+    this.logger?.info('keeping learned paths as stale until their peers are back', { neighbors: [...retained].sort(), windowMs });
+  }
+
+  private onPeerState(address: string, state: PeerState): void {
+    const stale = this.stale;
+    if (stale === undefined || !stale.retained.has(address)) return;
+    const timer = stale.settleTimers.get(address);
+    if (state !== 'ESTABLISHED') {
+      // Down again before it settled: wait for the next Established (or the window).
+      if (timer !== undefined) clearTimeout(timer);
+      stale.settleTimers.delete(address);
+      return;
     }
+    if (timer !== undefined) return;
+    const t = setTimeout(() => this.releaseStale(stale, [address], 'peer Established and settled'), this.staleSettleMs);
+    t.unref?.();
+    stale.settleTimers.set(address, t);
+  }
+
+  /** Drops the stale paths of these neighbors (their fresh ones, if any, stay). */
+  private releaseStale(stale: StaleTable, neighbors: string[], why: string): void {
+    if (this.stale !== stale) return;
+    const changed = new Set<string>();
+    for (const n of neighbors) {
+      if (!stale.retained.delete(n)) continue;
+      const t = stale.settleTimers.get(n);
+      if (t !== undefined) clearTimeout(t);
+      stale.settleTimers.delete(n);
+      for (const [prefix, list] of stale.paths) if (list.some((p) => p.neighborIp === n)) changed.add(prefix);
+    }
+    if (changed.size > 0 || neighbors.length > 0) this.logger?.info('stale paths released', { neighbors, why, prefixes: changed.size });
+    if (stale.retained.size === 0) {
+      clearTimeout(stale.deadline);
+      this.stale = undefined;
+    }
+    if (this.tableSynced) this.refreshView(changed);
+  }
+
+  private endStale(stale: StaleTable, why: string): void {
+    if (this.stale !== stale) return;
+    this.releaseStale(stale, [...stale.retained], why);
+    clearStaleTimers(stale);
+    this.stale = undefined;
+  }
+
+  /** Recomputes the published table for these prefixes (fresh plus the stale paths still kept) and publishes. */
+  private refreshView(changed: ReadonlySet<string>): void {
+    const stale = this.stale;
+    if (stale === undefined) {
+      if (this.table === this.fresh && changed.size === 0) return;
+      this.table = this.fresh;
+      this.publish(changed);
+      return;
+    }
+    const next = this.table === this.fresh ? new Map(this.fresh) : new Map(this.table);
+    const really = new Set<string>();
+    for (const prefix of changed) {
+      const merged = mergeStalePaths(this.fresh.get(prefix), stale.paths.get(prefix), stale.retained);
+      const before = next.get(prefix);
+      if (merged === undefined) {
+        if (before !== undefined) {
+          next.delete(prefix);
+          really.add(prefix);
+        }
+      } else if (before === undefined || !samePaths(before, merged)) {
+        next.set(prefix, merged);
+        really.add(prefix);
+      }
+    }
+    if (really.size === 0) return;
+    this.table = next;
+    this.publish(really);
   }
 
   private publish(changed: ReadonlySet<string>): void {
@@ -454,6 +568,45 @@ export class BgpReconciler {
       }
     }
   }
+}
+
+interface StaleTable {
+  /** The table as published before the watch started over. */
+  paths: Map<string, LearnedPath[]>;
+  /** Neighbors whose stale paths are still kept. */
+  retained: Set<string>;
+  settleTimers: Map<string, NodeJS.Timeout>;
+  deadline: NodeJS.Timeout;
+}
+
+function clearStaleTimers(stale: StaleTable): void {
+  for (const t of stale.settleTimers.values()) clearTimeout(t);
+  stale.settleTimers.clear();
+  clearTimeout(stale.deadline);
+}
+
+/** The restart window: the longest graceful-restart restartTime among the desired peers (0: none enabled). */
+export function restartWindowMs(desired: BgpDesiredState | undefined): number {
+  let seconds = 0;
+  for (const p of desired?.peers ?? []) if (p.gracefulRestart?.enabled === true) seconds = Math.max(seconds, p.gracefulRestart.restartTime);
+  return seconds * 1000;
+}
+
+/**
+ * One prefix of the published table while stale paths are kept: every fresh path, plus the stale paths of
+ * retained neighbors that have no fresh path for it yet (a neighbor's fresh paths replace its stale ones).
+ */
+export function mergeStalePaths(
+  fresh: readonly LearnedPath[] | undefined,
+  stale: readonly LearnedPath[] | undefined,
+  retained: ReadonlySet<string>,
+): LearnedPath[] | undefined {
+  const out = [...(fresh ?? [])];
+  const freshFrom = new Set(out.map((p) => p.neighborIp));
+  for (const p of stale ?? []) {
+    if (p.neighborIp !== undefined && retained.has(p.neighborIp) && !freshFrom.has(p.neighborIp)) out.push(p);
+  }
+  return out.length > 0 ? out : undefined;
 }
 
 /**
