@@ -61,7 +61,7 @@ export interface AgentHostOptions {
   /** Working directory for sockets, configs, logs. */
   dir: string;
   api: BenchApi;
-  cluster: { asn: number; podRanges: string[] };
+  cluster: { asn: number; podRanges: string[]; extraAcceptRanges?: string[] };
   /** The gobgpd peer the agent must have configured before the host counts as ready. */
   expectPeer?: string;
   mesh?: 'full' | 'same-asn' | 'off';

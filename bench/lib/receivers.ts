@@ -144,13 +144,13 @@ export async function startReceiver(kind: ReceiverKind, netns: string, address: 
         nodeObject({
           name: nodeName,
           address,
-          podCIDRs: [podrouteOwnPodCIDR(ctx.injectedRange)],
+          podCIDRs: [RECEIVER_POD_CIDR],
           asn,
           peers: [{ address: ctx.injectorAddress, asn: ctx.injectorAsn, connectRetry: 1 }],
         }),
       );
       const host: AgentHost = await startAgentHost(
-        { netns, nodeName, dir, api: ctx.api, cluster: { asn, podRanges: [ctx.injectedRange] }, expectPeer: ctx.injectorAddress, ...(ctx.agentNodeArgs === undefined ? {} : { nodeArgs: ctx.agentNodeArgs }) },
+        { netns, nodeName, dir, api: ctx.api, cluster: { asn, podRanges: [RECEIVER_POD_RANGE], extraAcceptRanges: [ctx.injectedRange] }, expectPeer: ctx.injectorAddress, ...(ctx.agentNodeArgs === undefined ? {} : { nodeArgs: ctx.agentNodeArgs }) },
         ctx.cleanup,
       );
       return { kind, netns, address, asn, agentPid: host.agent.pid, ...(kernelCounter(host.gobgpd.pid)) };
@@ -158,11 +158,9 @@ export async function startReceiver(kind: ReceiverKind, netns: string, address: 
   }
 }
 
-/** The receiver node's own podCIDR: the last /24 of the injected range (injected prefixes start at its bottom). */
-export function podrouteOwnPodCIDR(range: string): string {
-  const [base, len] = range.split('/');
-  const octets = (base ?? '').split('.').map(Number);
-  const value = ((octets[0]! << 24) | (octets[1]! << 16) | (octets[2]! << 8) | octets[3]!) >>> 0;
-  const last = (value + 2 ** (32 - Number(len)) - 256) >>> 0;
-  return `${last >>> 24}.${(last >>> 16) & 255}.${(last >>> 8) & 255}.0/24`;
-}
+/**
+ * The receiver's cluster: its own pod range and podCIDR. The injector's prefixes are not node podCIDRs, so they
+ * come in as an external peer's routes, through cluster.extraAcceptRanges (e.g. another cluster's pods).
+ */
+const RECEIVER_POD_RANGE = '10.127.0.0/16';
+const RECEIVER_POD_CIDR = '10.127.0.0/24';

@@ -1,0 +1,89 @@
+// The benchmarks at a tiny size (what `node dist/bench/run.js --quick` runs): the same code paths as `make bench`,
+// asserting that every benchmark produced sane numbers and left nothing behind. Not a timing test.
+import { execa } from 'execa';
+import { expect } from 'chai';
+import { listLabs } from '../../../src/lab/lab.js';
+import { renderReport } from '../../../bench/report.js';
+import { parseArgs, runBenchmarks, type BenchResults } from '../../../bench/run.js';
+import type { Summary } from '../../../bench/lib/stats.js';
+
+const PREFIX = 'hbs';
+
+function sane(s: Summary | undefined, what: string): void {
+  expect(s, what).to.not.equal(undefined);
+  expect(s!.n, `${what}: repetitions with a value`).to.equal(1);
+  expect(s!.median, what).to.be.a('number').and.satisfy((v: number) => Number.isFinite(v) && v >= 0, `${what} is a finite non-negative number`);
+}
+
+describe('benchmarks at smoke size (bench/run.ts --quick)', function () {
+  this.timeout(900_000);
+  let results: BenchResults;
+  const logs: string[] = [];
+
+  before(async () => {
+    const { options } = parseArgs(['--quick', '--prefix', PREFIX]);
+    results = await runBenchmarks({ ...options, log: (m) => logs.push(m) });
+  });
+
+  it('runs every benchmark without errors', () => {
+    expect(results.errors, logs.join('\n')).to.deep.equal({});
+  });
+
+  it('route programming: every receiver installed and withdrew the 200 routes', () => {
+    const size = results.route!.sizes[0]!;
+    expect(size.n).to.equal(200);
+    expect(size.failures).to.deep.equal([]);
+    for (const kind of ['podroute', 'gobgpd', 'frr', 'bird'] as const) {
+      sane(size.program[kind], `${kind} program`);
+      sane(size.withdraw[kind], `${kind} withdraw`);
+      sane(size.establish[kind], `${kind} establish`);
+    }
+    for (const s of [size.ipBatchAdd, size.ipBatchDel, size.reconcilerAdd, size.reconcilerDel]) sane(s, 'kernel step');
+    expect(size.agentRssMiB).to.be.greaterThan(10);
+    expect(results.route!.decode!.handWrittenUs.median).to.be.greaterThan(0);
+  });
+
+  it('data path: all three paths carried traffic', () => {
+    const d = results.datapath!;
+    expect(d.failures).to.deep.equal([]);
+    for (const kind of ['pod-routed', 'node', 'vxlan'] as const) {
+      sane(d.throughputGbps[kind], `${kind} throughput`);
+      expect(d.throughputGbps[kind]!.median, `${kind} throughput`).to.be.greaterThan(0);
+      sane(d.rttMs[kind], `${kind} rtt`);
+    }
+  });
+
+  it('convergence: join, gobgpd restart and link down/up each measured', () => {
+    const c = results.convergence!;
+    sane(c.join.total, 'join');
+    sane(c.join.leave, 'leave');
+    sane(c.gobgpdRestart.readvertised, 'gobgpd restart');
+    sane(c.linkDown.routersWithdrawn, 'link down (routers)');
+    sane(c.linkDown.restored, 'link up');
+  });
+
+  it('footprint and policy produced their figures', () => {
+    const f = results.footprint!;
+    expect(f.startupMs).to.be.greaterThan(0);
+    expect(f.idle.rssMiB).to.be.greaterThan(10);
+    expect(f.churn.changes).to.be.greaterThan(0);
+    expect(results.policy).to.have.length(1);
+    expect(results.policy![0]!.fullSyncMs).to.be.greaterThan(0);
+  });
+
+  it('renders a report with every section and the targets', () => {
+    const md = renderReport(results);
+    for (const heading of ['## Machine', '## Targets of issue 7', '## 1. Route programming', '## 2. Convergence', '## 3. Data path', '## 4. NetworkPolicy', '## 5. Footprint']) {
+      expect(md).to.include(heading);
+    }
+    expect(md).to.not.include('Not measured');
+  });
+
+  it('leaves no namespace, lab or process behind', async () => {
+    const netns = (await execa('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0] ?? '');
+    expect(netns.filter((n) => n.startsWith(`${PREFIX}-`) || n.startsWith(`${PREFIX}lab-`))).to.deep.equal([]);
+    expect(listLabs().filter((l) => l.startsWith(PREFIX))).to.deep.equal([]);
+    const procs = (await execa('ps', ['-eo', 'args'])).stdout.split('\n');
+    expect(procs.filter((p) => p.includes(`podroute-bench-${PREFIX}/`))).to.deep.equal([]);
+  });
+});
