@@ -18,6 +18,7 @@ import { writeCniConfig } from '../node/cni.js';
 import { applySysctls } from '../node/sysctl.js';
 import { PolicyReconciler } from '../policy/policy-reconciler.js';
 import { AgentObserver } from '../observe/agent-observer.js';
+import { PeerEventReporter } from '../observe/peer-events.js';
 import type { ReconcilerHealth } from '../observe/health.js';
 import type { Logger } from '../observe/log.js';
 import { RouteReconciler } from '../routes/route-reconciler.js';
@@ -100,7 +101,17 @@ export class Agent {
     await this.observer.start(); // fails (ObserveServerError BIND_FAILED) before any loop starts
 
     this.watch.start(signal);
-    const running: Promise<unknown>[] = [this.bgp.start(signal), this.routes.start(signal), this.clusterLoop(signal), this.routeLoop(signal)];
+    const peerEvents = new PeerEventReporter({
+      listPeers: () => this.gobgp.listPeers(),
+      post: (event) => this.reporter.event(event.type, event.reason, event.message),
+    });
+    const running: Promise<unknown>[] = [
+      this.bgp.start(signal),
+      this.routes.start(signal),
+      this.clusterLoop(signal),
+      this.routeLoop(signal),
+      peerEvents.run(signal),
+    ];
     logger.info('podroute agent started', { node: this.nodeName, gobgp: config.gobgp.target, routeProtocol: config.routes.protocol });
     await Promise.all(running.map((p) => p.catch((err: unknown) => {
       if (!signal.aborted) logger.error('agent loop failed', { error: describeError(err) });
