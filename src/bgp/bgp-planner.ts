@@ -259,7 +259,13 @@ export function buildImportBundle(v: Pick<ValidDesired, 'nodePeers' | 'externalP
 }
 
 /** Export: only this node's own advertised prefixes (exact), default reject. */
-export function buildExportBundle(advertise: { path: OriginatedPath; family: Family }[]): PolicyBundle {
+/**
+ * Export: only our own podCIDRs. Towards external peers (ToRs) of a prefix's own family the next hop is rewritten to
+ * the session's local address: a node with uplinks to several ToRs must give each ToR its address on that ToR's
+ * link, not the one InternalIP the path was added with (gobgpd sends that unchanged over eBGP, and a ToR on another
+ * subnet cannot use it). Node peers, and a session carrying the other family, keep the explicit next hop.
+ */
+export function buildExportBundle(advertise: { path: OriginatedPath; family: Family }[], externalPeers: readonly string[] = []): PolicyBundle {
   const roles: { role: string; set: Omit<DefinedSetSpec, 'name'> }[] = [];
   const stmts: ((n: Record<string, string>) => StatementSpec)[] = [];
   for (const fam of FAMILIES) {
@@ -267,6 +273,12 @@ export function buildExportBundle(advertise: { path: OriginatedPath; family: Fam
     if (own.length === 0) continue;
     const role = `ours${FAM_TAG[fam]}`;
     roles.push({ role, set: { kind: 'prefix', prefixes: sortEntries(own.map((p) => ({ prefix: p.cidr, minLength: p.length, maxLength: p.length }))) } });
+    const externals = externalPeers.filter((address) => (address.includes(':') ? 'ipv6' : 'ipv4') === fam);
+    if (externals.length > 0) {
+      const peers = `ext${FAM_TAG[fam]}`;
+      roles.push({ role: peers, set: { kind: 'neighbor', neighbors: [...externals].sort() } });
+      stmts.push((n) => ({ name: `self-${role}`, match: { neighborSet: { name: n[peers]! }, prefixSet: { name: n[role]! } }, action: 'accept', nextHopSelf: true }));
+    }
     stmts.push((n) => ({ name: `accept-${role}`, match: { prefixSet: { name: n[role]! } }, action: 'accept' }));
   }
   return makeBundle('export', roles, (n) => stmts.map((s) => s(n)));
@@ -363,7 +375,7 @@ export function planBgp(desired: BgpDesiredState, observedIn: ObservedBgpState):
   }
 
   // 3. Policies
-  const bundles = [buildImportBundle(v), buildExportBundle(v.advertise)];
+  const bundles = [buildImportBundle(v), buildExportBundle(v.advertise, v.externalPeers)];
   const observedPolicies = new Set(observed.policies.map((p) => p.name));
   const observedSets = new Set(observed.definedSets.map((s) => `${s.kind}/${s.name}`));
   let importChanged = false;

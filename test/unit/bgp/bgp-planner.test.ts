@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import ipaddr from 'ipaddr.js';
 import {
+  buildExportBundle,
   BgpPlanError,
   buildImportBundle,
   ownProtectionEntries,
@@ -337,5 +338,30 @@ describe('planBgp', () => {
     const r = desiredState();
     r.importRules.acceptRanges = ['10.244.0.0/33'];
     expect(() => planBgp(r, EMPTY)).to.throw(BgpPlanError, /importRules\.acceptRanges\[0\]/);
+  });
+});
+
+describe('export policy', () => {
+  const advertise = [
+    { path: { prefix: '10.244.1.0/24', nextHop: '10.10.1.11' }, family: 'ipv4' as const },
+    { path: { prefix: 'fd00:10:244:1::/64', nextHop: 'fd00:10:1::b' }, family: 'ipv6' as const },
+  ];
+
+  it('rewrites the next hop to the session address towards external peers of the prefix family only', () => {
+    const bundle = buildExportBundle(advertise, ['10.10.1.1', '10.10.2.1']);
+    const statements = bundle.policy.statements.map((s) => [s.name.replace(/^.*:/, ''), s.nextHopSelf === true, s.match.neighborSet !== undefined]);
+    // No IPv6 external peer: the IPv6 prefix rides the IPv4 sessions with its explicit IPv6 next hop.
+    expect(statements).to.deep.equal([
+      ['self-ours4', true, true],
+      ['accept-ours4', false, false],
+      ['accept-ours6', false, false],
+    ]);
+    const neighbors = bundle.sets.find((s) => s.kind === 'neighbor');
+    expect(neighbors?.neighbors).to.deep.equal(['10.10.1.1', '10.10.2.1']);
+    expect(bundle.defaultAction).to.equal('reject');
+  });
+
+  it('keeps explicit next hops when there are only node peers', () => {
+    expect(buildExportBundle(advertise, []).policy.statements.every((s) => s.nextHopSelf !== true)).to.equal(true);
   });
 });
