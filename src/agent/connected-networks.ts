@@ -5,6 +5,7 @@ import { canonicalCIDR } from '../config/agent-config.js';
 
 interface IpAddrJson {
   ifname?: string;
+  flags?: string[];
   addr_info?: { family?: string; local?: string; prefixlen?: number; scope?: string }[];
 }
 
@@ -17,6 +18,9 @@ export function parseConnectedNetworks(ipJson: string): string[] {
   const links = JSON.parse(ipJson) as IpAddrJson[];
   const networks = new Set<string>();
   for (const link of links) {
+    // A link without carrier (or set down) reaches nothing: a next hop behind it is not on-link, and a multipath
+    // route with a leg through it would be refused by the kernel as a whole.
+    if (link.flags !== undefined && !link.flags.includes('LOWER_UP')) continue;
     for (const info of link.addr_info ?? []) {
       if (info.scope !== 'global' || info.local === undefined || info.prefixlen === undefined) continue;
       // A /32 or /128 (a loopback service address) makes nothing on-link.
