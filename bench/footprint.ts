@@ -28,12 +28,16 @@ export interface FootprintResult {
   seedMs: number;
   /** Agent start until it reported NetworkUnavailable=False on its Node. */
   startupMs: number;
+  /** After ready, until a 2 s window cost under 5 % of a core (settled false: still busy at the limit). */
+  settleMs: number;
+  settled: boolean;
   idle: { cpuPercent: number; rssMiB: number; gobgpdRssMiB: number };
   churn: { cpuPercent: number; rssMiBMax: number; changes: number };
   agentLog: string;
 }
 
 const RACK_SIZE = 20;
+const SETTLE_MAX_MS = 90_000;
 const POD_RANGE = '10.0.0.0/14';
 
 function nodeName(i: number): string {
@@ -102,7 +106,21 @@ export async function runFootprint(o: FootprintOptions): Promise<FootprintResult
     });
     const startupMs = performance.now() - startedAt;
     o.log(`footprint: agent ready after ${(startupMs / 1000).toFixed(1)} s`);
-    await sleep(3000); // let the start-up work (policy sync, first resync) settle
+    // Start-up work goes on after the node is reported ready (policy sync, watches catching up): idle begins
+    // when a 2 s window costs under 5 % of a core (or after SETTLE_MAX_MS, reported as not settled).
+    const settleStart = performance.now();
+    let settled = false;
+    while (performance.now() - settleStart < SETTLE_MAX_MS) {
+      const c0 = cpuMs(host.agent.pid);
+      const w0 = performance.now();
+      await sleep(2000);
+      if (((cpuMs(host.agent.pid) - c0) / (performance.now() - w0)) * 100 < 5) {
+        settled = true;
+        break;
+      }
+    }
+    const settleMs = performance.now() - settleStart;
+    o.log(`footprint: agent ${settled ? 'settled' : 'still busy'} ${(settleMs / 1000).toFixed(1)} s after ready`);
 
     const window = o.windowSeconds * 1000;
     let cpu0 = cpuMs(host.agent.pid);
@@ -156,6 +174,8 @@ export async function runFootprint(o: FootprintOptions): Promise<FootprintResult
       localPods: Math.ceil(o.pods / o.nodes),
       seedMs,
       startupMs,
+      settleMs,
+      settled,
       idle,
       churn,
       agentLog: path.relative(process.cwd(), host.agentLog),

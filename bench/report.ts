@@ -65,7 +65,7 @@ export function renderReport(r: BenchResults): string {
       'For each receiver in turn (the order rotates per repetition) the peer is enabled: the time runs from the injector seeing the session ' +
       'Established until all N routes are where the receiver puts them; then the peer is disabled and the time runs until all are gone. ' +
       'Kernel routes are counted through `/proc/PID/net/fib_triestat` of a process in the receiver namespace (a netlink-side count of the FIB, ' +
-      'no route dump), polled with a pause of at least 5x the read\'s own cost; gobgpd alone is counted with `GetTable`. ' +
+      'no route dump), polled with a pause of at least 5x the read\'s own cost; gobgpd alone is counted with `GetTable`, whose cost grows with N (see "one count read"), so that figure is only as fine as about 5x that cost. ' +
       'podroute runs gobgpd + `podroute agent` against an in-process lab API server holding its Node (the injector is an external peer from the ' +
       '`podroute.io/peers` annotation).',
     '',
@@ -298,6 +298,7 @@ export function renderReport(r: BenchResults): string {
         ['figure', 'value'],
         [
           ['start-up until the agent reports its Node ready', formatMs(f.startupMs)],
+          [f.settled ? 'after ready, busy until a 2 s window cost under 5 % of a core' : 'after ready, still busy (over 5 % of a core) when idle measuring began', formatMs(f.settleMs)],
           ['agent RSS, idle', mib(f.idle.rssMiB)],
           ['agent CPU, idle', pct(f.idle.cpuPercent)],
           ['agent RSS, max under churn', mib(f.churn.rssMiBMax)],

@@ -106,9 +106,11 @@ export async function startAgentHost(o: AgentHostOptions, cleanup: Cleanup): Pro
   await gobgp.waitReady(20_000);
   const agentLog = path.join(dir, 'agent.log');
   const agent = startDaemon({ name: `agent/${o.nodeName}`, netns: o.netns, command: process.execPath, args: [...(o.nodeArgs ?? []), CLI_MAIN, 'agent', '--config', configFile], logFile: agentLog, graceMs: o.nodeArgs === undefined ? 3000 : 30_000 }, cleanup);
-  await pollUntil(`podroute agent on ${o.nodeName} configures gobgpd`, 60_000, 100, async () => {
+  // A big synthetic cluster takes the agent a while to list before it starts BGP.
+  await pollUntil(`podroute agent on ${o.nodeName} configures gobgpd`, 240_000, 100, async () => {
     if (agent.exited) throw new BenchError('BENCH_PROCESS_EXITED', `agent exited:\n${logTail(agentLog)}`);
-    if (o.expectPeer === undefined) return (await gobgp.destinations('ipv4')) > 0 || undefined;
+    // Without a peer to wait for: GetTable answers (instead of failing) once the agent has started BGP.
+    if (o.expectPeer === undefined) return (await gobgp.destinations('ipv4')) >= 0 || undefined;
     return (await gobgp.peerState(o.expectPeer).catch(() => undefined)) !== undefined || undefined;
   }).catch((err: unknown) => {
     throw new BenchError('BENCH_SETUP_FAILED', `${err instanceof Error ? err.message : String(err)}\nagent log:\n${logTail(agentLog)}`);
