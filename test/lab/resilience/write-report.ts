@@ -102,7 +102,7 @@ export function renderReport(results: FaultResults, dualHomed?: unknown): string
   lines.push('');
   lines.push('- gobgpd restart: the agent keeps its learned paths as stale per neighbor until that neighbor is Established again and settled (gobgpd\'s watch shows no End-of-RIB), or until the graceful-restart window (`bgp.gracefulRestart.restartTime`) ends; the peers (FRR ToRs, gobgpd mesh peers) keep our paths as stale through the graceful-restart capability the agent configures on every session.');
   lines.push('- Agent restart: kernel routes, iptables chains and ipsets stay; start-up reads them and applies only the difference.');
-  lines.push('- Silent failure: detection = `bgp.holdTime` (default 9 s, keepalive 3 s); with graceful restart on, peers keep the stale paths for `restartTime` more (RFC 4724 without RFC 8538), so the withdrawal comes after holdTime + restartTime. Lower restartTime where fast failover matters more than riding through restarts.');
+  lines.push('- Silent failure: detection = `bgp.holdTime` (default 9 s, keepalive 3 s; both tunable per cluster and per peer). FRR ToRs withdraw the node\'s paths when the hold timer expires; gobgpd mesh peers, as graceful-restart helpers, keep them as stale for `bgp.gracefulRestart.restartTime` more (RFC 4724 without RFC 8538), so on the mesh the withdrawal comes after holdTime + restartTime. Lower restartTime where fast failover matters more than riding through restarts.');
   lines.push('- ToR restart: nodes keep the ToR\'s routes only if the ToR announces graceful restart as a restarting speaker (`bgp graceful-restart` in FRR); FRR\'s default is helper only, and then the nodes withdraw at once.');
   lines.push('');
   lines.push(...CITATIONS);
