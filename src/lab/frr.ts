@@ -119,6 +119,8 @@ export function renderBgpdConf(topology: Topology, layout: LabLayout, routerName
     ' no bgp default ipv4-unicast',
     ' no bgp ebgp-requires-policy',
     ' bgp bestpath as-path multipath-relax',
+    // Like a datacenter ToR: a restarting router asks its peers to keep its routes (and helps them likewise).
+    ' bgp graceful-restart',
   );
   // A routed rack has no connected route covering the whole rack subnet (only one /31, /127 per node port):
   // announce the subnet anyway, so traffic to any node address of the rack is drawn to this ToR.
@@ -195,8 +197,13 @@ export function frrDaemonArgs(daemon: FrrDaemon, files: FrrFiles, pathspace: str
     // No vty on TCP: everything goes through the unix sockets in runDir.
     '-P',
     '0',
+    // zebra keeps the routes of its previous run in the kernel while bgpd relearns them (graceful restart).
+    ...(daemon === 'zebra' ? ['-K', String(FRR_GRACEFUL_RESTART_SECONDS)] : []),
   ];
 }
+
+/** How long a restarting lab router's forwarding state is kept (zebra -K; FRR's default restart time). */
+export const FRR_GRACEFUL_RESTART_SECONDS = 120;
 
 /** Starts one daemon in the router's namespace; `-d` returns once it is ready. Returns its PID. */
 export async function startFrrDaemon(netns: string, daemon: FrrDaemon, files: FrrFiles, pathspace: string): Promise<number> {
