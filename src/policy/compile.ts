@@ -265,6 +265,8 @@ type Direction = 'ingress' | 'egress';
 interface PreparedPolicy {
   policy: V1NetworkPolicy;
   key: string;
+  /** The policy content (see policyContent): the memo key of everything compiled from it. */
+  content: string;
   namespace: string;
   ingress: boolean;
   egress: boolean;
@@ -273,7 +275,7 @@ interface PreparedPolicy {
   selectAll: boolean;
 }
 
-function preparePolicy(policy: V1NetworkPolicy, problems: PolicyProblem[]): PreparedPolicy {
+function preparePolicy(policy: V1NetworkPolicy, content: string, problems: PolicyProblem[]): PreparedPolicy {
   const own = validatePolicy(policy);
   problems.push(...own);
   const types = policy.spec?.policyTypes;
@@ -281,6 +283,7 @@ function preparePolicy(policy: V1NetworkPolicy, problems: PolicyProblem[]): Prep
   return {
     policy,
     key: policyKey(policy),
+    content,
     namespace: policy.metadata?.namespace ?? '',
     ingress: explicit ? types.includes('Ingress') : true,
     egress: explicit ? types.includes('Egress') : (policy.spec?.egress ?? []).length > 0,
@@ -294,40 +297,126 @@ function selectsPod(p: PreparedPolicy, pod: V1Pod): boolean {
   return p.selectAll || selectorMatches(p.policy.spec?.podSelector ?? {}, pod.metadata?.labels ?? {});
 }
 
+/** A set a rule chain's rules reference: replayed when the chain comes from the memo, so the set still exists. */
+type SetRequest =
+  | { kind: 'fixed'; name: string; type: IpSetType; members: string[] }
+  | { kind: 'peer'; peer: V1NetworkPolicyPeer; namespace: string }
+  | { kind: 'named'; name: string; protocol: Protocol };
+
+interface RuleChainResult {
+  name: string;
+  /** null when the policy allows nothing in this direction (then no chain exists). */
+  rules: Rule[] | null;
+  sets: SetRequest[];
+}
+
+/**
+ * What one compile keeps for the next, each entry keyed by everything its value depends on, so a hit is always
+ * what a fresh compile would produce. A compile reads the previous memo and writes the entries it used into a new
+ * one: entries of deleted pods and policies drop out after one compile.
+ */
+interface CompileMemo {
+  /** Policy content -> its prepared form and problems. */
+  policies: Map<string, { prepared: PreparedPolicy; problems: PolicyProblem[] }>;
+  /** family, mark, policy content, direction -> its rule chain and the sets it references. */
+  ruleChains: Map<string, RuleChainResult>;
+  /** family, mark, pod chain name, rule chain names -> the pod chain's rules. */
+  podChains: Map<string, Rule[]>;
+  /** Dispatch rule text -> the rule (stable objects let the planner reuse its rule hashes). */
+  rules: Map<string, Rule>;
+  /** family and raw address -> normalized address, or null when it is not one of that family. */
+  addresses: Map<string, string | null>;
+  /** Hashed text -> shortHash, for chain and set names. */
+  hashes: Map<string, string>;
+  /** Set name -> the members it was built from (unsorted, as collected) and the set: unchanged input, same set. */
+  sets: Map<string, { input: string[]; type: IpSetType; spec: IpSetSpec }>;
+}
+
+function emptyMemo(): CompileMemo {
+  return { policies: new Map(), ruleChains: new Map(), podChains: new Map(), rules: new Map(), addresses: new Map(), hashes: new Map(), sets: new Map() };
+}
+
+/** Memo lookup that carries a hit (or a freshly computed value) from the previous memo into the next. */
+function carry<V>(prev: Map<string, V>, next: Map<string, V>, key: string, make: () => V): V {
+  const known = next.get(key);
+  if (known !== undefined || next.has(key)) return known as V;
+  const value = prev.has(key) ? (prev.get(key) as V) : make();
+  next.set(key, value);
+  return value;
+}
+
+/** The content of a policy that compiling depends on (its namespace, name and spec). */
+function policyContent(policy: V1NetworkPolicy): string {
+  return JSON.stringify([policy.metadata?.namespace, policy.metadata?.name, policy.spec]);
+}
+
+interface LivePod {
+  pod: V1Pod;
+  namespace: string;
+  labels: Record<string, string>;
+  ip: string | undefined;
+}
+
 class FamilyCompiler {
   readonly chains = new Map<string, Rule[]>();
   readonly sets = new Map<string, IpSetSpec>();
   private readonly markArg: string;
   private readonly clearArg: string;
 
+  private readonly live: LivePod[];
+  /** Set requests of the rule chain being compiled (null outside one). */
+  private recording: SetRequest[] | null = null;
+  /** This compile's rule chain of each prepared policy, per direction. */
+  private readonly ruleChainsDone = { ingress: new Map<PreparedPolicy, string | null>(), egress: new Map<PreparedPolicy, string | null>() };
+
   constructor(
     private readonly family: IpFamily,
     private readonly input: CompileInput,
     private readonly policies: PreparedPolicy[],
     private readonly namespaceLabels: Map<string, Record<string, string>>,
-    mark: number,
+    private readonly mark: number,
+    private readonly prev: CompileMemo,
+    private readonly next: CompileMemo,
   ) {
     this.markArg = `0x${mark.toString(16)}/0x${mark.toString(16)}`;
     this.clearArg = `0x0/0x${mark.toString(16)}`;
+    this.live = input.pods
+      .filter((p) => isLive(p) && p.spec?.hostNetwork !== true)
+      .map((pod) => ({ pod, namespace: pod.metadata?.namespace ?? '', labels: pod.metadata?.labels ?? {}, ip: this.podIp(pod) }));
+  }
+
+  private hash(text: string, length = 12): string {
+    return carry(this.prev.hashes, this.next.hashes, `${length} ${text}`, () => shortHash(text, length));
+  }
+
+  private podIp(pod: V1Pod): string | undefined {
+    const ips = [...(pod.status?.podIPs ?? []).map((p) => p.ip), pod.status?.podIP];
+    for (const ip of ips) {
+      if (typeof ip !== 'string' || ip === '') continue;
+      const normalized = carry(this.prev.addresses, this.next.addresses, `${this.family} ${ip}`, () => podIp({ status: { podIP: ip } }, this.family) ?? null);
+      if (normalized !== null) return normalized;
+    }
+    return undefined;
   }
 
   private setName(kind: string, meaning: string): string {
-    return `${SET_PREFIX}${this.family}-${kind}-${shortHash(meaning, 14)}`;
+    return `${SET_PREFIX}${this.family}-${kind}-${this.hash(meaning, 14)}`;
   }
 
-  private addSet(name: string, type: IpSetType, members: Iterable<string>): string {
+  private addSet(name: string, type: IpSetType, members: string[]): string {
     if (!this.sets.has(name)) {
-      this.sets.set(name, { name, type, family: this.family, members: [...new Set(members)].sort() });
+      const known = this.prev.sets.get(name) ?? this.next.sets.get(name);
+      const same = known !== undefined && known.type === type && known.input.length === members.length && known.input.every((m, i) => m === members[i]);
+      const spec = same ? known.spec : { name, type, family: this.family, members: [...new Set(members)].sort() };
+      this.next.sets.set(name, { input: members, type, spec });
+      this.sets.set(name, spec);
     }
     return name;
   }
 
-  private livePods(): V1Pod[] {
-    return this.input.pods.filter((p) => isLive(p) && p.spec?.hostNetwork !== true);
-  }
-
   /** The set of pod IPs a selector peer means, seen from a policy in `namespace`. */
   private peerSet(peer: V1NetworkPolicyPeer, namespace: string): string {
+    this.recording?.push({ kind: 'peer', peer, namespace });
     const meaning = JSON.stringify({
       namespace: peer.namespaceSelector === undefined ? namespace : null,
       namespaceSelector: peer.namespaceSelector === undefined ? null : canonicalSelector(peer.namespaceSelector),
@@ -336,16 +425,21 @@ class FamilyCompiler {
     const name = this.setName('P', meaning);
     if (this.sets.has(name)) return name;
     const members: string[] = [];
-    for (const pod of this.livePods()) {
-      const ns = pod.metadata?.namespace ?? '';
+    const namespaceMatches = new Map<string, boolean>();
+    for (const { namespace: ns, labels, ip } of this.live) {
+      if (ip === undefined) continue;
       if (peer.namespaceSelector === undefined) {
         if (ns !== namespace) continue;
-      } else if (!selectorMatches(peer.namespaceSelector, this.namespaceLabels.get(ns) ?? { [METADATA_NAME_LABEL]: ns })) {
-        continue;
+      } else {
+        let matches = namespaceMatches.get(ns);
+        if (matches === undefined) {
+          matches = selectorMatches(peer.namespaceSelector, this.namespaceLabels.get(ns) ?? { [METADATA_NAME_LABEL]: ns });
+          namespaceMatches.set(ns, matches);
+        }
+        if (!matches) continue;
       }
-      if (peer.podSelector !== undefined && !selectorMatches(peer.podSelector, pod.metadata?.labels ?? {})) continue;
-      const ip = podIp(pod, this.family);
-      if (ip !== undefined) members.push(ip);
+      if (peer.podSelector !== undefined && !selectorMatches(peer.podSelector, labels)) continue;
+      members.push(ip);
     }
     return this.addSet(name, 'hash:ip', members);
   }
@@ -360,17 +454,19 @@ class FamilyCompiler {
       if (excepts.length === 0) return [dir === 'ingress' ? '-s' : '-d', formatPrefix(cidr)];
       const meaning = JSON.stringify({ cidr: formatPrefix(cidr), except: excepts.map(formatPrefix).sort() });
       const members = subtractPrefixes(cidr, excepts).map(formatPrefix);
-      return ['-m', 'set', '--match-set', this.addSet(this.setName('B', meaning), 'hash:net', members), side];
+      const name = this.setName('B', meaning);
+      this.recording?.push({ kind: 'fixed', name, type: 'hash:net', members });
+      return ['-m', 'set', '--match-set', this.addSet(name, 'hash:net', members), side];
     }
     return ['-m', 'set', '--match-set', this.peerSet(peer, namespace), side];
   }
 
   private namedPortSet(name: string, protocol: Protocol): string {
+    this.recording?.push({ kind: 'named', name, protocol });
     const setName = this.setName('N', JSON.stringify({ name, protocol }));
     if (this.sets.has(setName)) return setName;
     const members: string[] = [];
-    for (const pod of this.livePods()) {
-      const ip = podIp(pod, this.family);
+    for (const { pod, ip } of this.live) {
       if (ip === undefined) continue;
       for (const container of [...(pod.spec?.containers ?? []), ...(pod.spec?.initContainers ?? [])]) {
         for (const port of container.ports ?? []) {
@@ -423,25 +519,61 @@ class FamilyCompiler {
   }
 
   private ruleChain(p: PreparedPolicy, dir: Direction): string | null {
-    const name = `${CHAIN_PREFIX}R-${shortHash(`${p.key}/${dir}`)}`;
+    const done = this.ruleChainsDone[dir];
+    const known = done.get(p);
+    if (known !== undefined) return known;
+    const chain = this.memoRuleChain(p, dir);
+    done.set(p, chain);
+    return chain;
+  }
+
+  private memoRuleChain(p: PreparedPolicy, dir: Direction): string | null {
+    const name = `${CHAIN_PREFIX}R-${this.hash(`${p.key}/${dir}`)}`;
     if (this.chains.has(name)) return name;
-    const rules = this.policyRules(p, dir);
-    if (rules.length === 0) return null;
+    const key = `${this.family} ${this.mark} ${dir} ${p.content}`;
+    const done = this.next.ruleChains.get(key);
+    if (done !== undefined && done.rules === null) return null;
+    let result = this.prev.ruleChains.get(key) ?? done;
+    if (result === undefined) {
+      this.recording = [];
+      try {
+        const rules = this.policyRules(p, dir);
+        result = { name, rules: rules.length === 0 ? null : rules, sets: this.recording };
+      } finally {
+        this.recording = null;
+      }
+    } else {
+      for (const request of result.sets) {
+        if (request.kind === 'fixed') this.addSet(request.name, request.type, request.members);
+        else if (request.kind === 'peer') this.peerSet(request.peer, request.namespace);
+        else this.namedPortSet(request.name, request.protocol);
+      }
+    }
+    this.next.ruleChains.set(key, result);
+    if (result.rules === null) return null;
+    this.chains.set(result.name, result.rules);
+    return result.name;
+  }
+
+  private podChain(pod: V1Pod, dir: Direction, selecting: PreparedPolicy[]): string {
+    const name = `${CHAIN_PREFIX}${dir === 'ingress' ? 'I' : 'E'}-${this.hash(podKey(pod))}`;
+    const targets: string[] = [];
+    for (const p of selecting) {
+      const chain = this.ruleChain(p, dir);
+      if (chain !== null) targets.push(chain);
+    }
+    const rules = carry(this.prev.podChains, this.next.podChains, `${this.mark} ${name} ${targets.join(' ')}`, () => [
+      ['-j', 'MARK', '--set-xmark', this.clearArg],
+      ...targets.map((chain) => ['-j', chain]),
+      ['-m', 'mark', '!', '--mark', this.markArg, '-j', 'DROP'],
+      ['-j', 'MARK', '--set-xmark', this.clearArg],
+    ]);
     this.chains.set(name, rules);
     return name;
   }
 
-  private podChain(pod: V1Pod, dir: Direction, selecting: PreparedPolicy[]): string {
-    const name = `${CHAIN_PREFIX}${dir === 'ingress' ? 'I' : 'E'}-${shortHash(podKey(pod))}`;
-    const rules: Rule[] = [['-j', 'MARK', '--set-xmark', this.clearArg]];
-    for (const p of selecting) {
-      const chain = this.ruleChain(p, dir);
-      if (chain !== null) rules.push(['-j', chain]);
-    }
-    rules.push(['-m', 'mark', '!', '--mark', this.markArg, '-j', 'DROP']);
-    rules.push(['-j', 'MARK', '--set-xmark', this.clearArg]);
-    this.chains.set(name, rules);
-    return name;
+  private dispatchRule(rule: string[]): Rule {
+    return carry(this.prev.rules, this.next.rules, rule.join(' '), () => rule);
   }
 
   compile(): FamilyRuleset {
@@ -453,20 +585,22 @@ class FamilyCompiler {
     const egressDispatch: Rule[] = [];
     const ingressDispatch: Rule[] = [];
     const host = this.family === 4 ? '/32' : '/128';
-    const localPods = this.livePods()
-      .filter((pod) => pod.spec?.nodeName === this.input.node.name)
-      .sort((a, b) => (podKey(a) < podKey(b) ? -1 : podKey(a) > podKey(b) ? 1 : 0));
+    const localPods = this.live
+      .filter(({ pod }) => pod.spec?.nodeName === this.input.node.name)
+      .map((l) => ({ ...l, key: podKey(l.pod) }))
+      .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    const byNamespace = new Map<string, PreparedPolicy[]>();
+    for (const p of this.policies) byNamespace.set(p.namespace, [...(byNamespace.get(p.namespace) ?? []), p]);
     const dispatched = new Set<string>();
-    for (const pod of localPods) {
-      const ip = podIp(pod, this.family);
+    for (const { pod, ip, namespace } of localPods) {
       if (ip === undefined || dispatched.has(ip)) continue;
       dispatched.add(ip);
       localMembers.push(`${ip}${host}`);
-      const selecting = this.policies.filter((p) => selectsPod(p, pod));
+      const selecting = (byNamespace.get(namespace) ?? []).filter((p) => selectsPod(p, pod));
       const ingress = selecting.filter((p) => p.ingress);
       const egress = selecting.filter((p) => p.egress);
-      if (egress.length > 0) egressDispatch.push(['-s', `${ip}${host}`, '-j', this.podChain(pod, 'egress', egress)]);
-      if (ingress.length > 0) ingressDispatch.push(['-d', `${ip}${host}`, '-j', this.podChain(pod, 'ingress', ingress)]);
+      if (egress.length > 0) egressDispatch.push(this.dispatchRule(['-s', `${ip}${host}`, '-j', this.podChain(pod, 'egress', egress)]));
+      if (ingress.length > 0) ingressDispatch.push(this.dispatchRule(['-d', `${ip}${host}`, '-j', this.podChain(pod, 'ingress', ingress)]));
     }
     this.addSet(local, 'hash:net', localMembers);
     this.chains.set(CHAINS.egress, egressDispatch);
@@ -510,24 +644,50 @@ function validateNode(node: PolicyNode): void {
   });
 }
 
+/**
+ * A compiler that remembers its previous compile: a snapshot that differs in one pod's labels reuses every rule
+ * chain, pod chain and hash that did not change and recomputes only the sets and chains that did. The result is
+ * always equal to compilePolicies() of the same input (a property test checks this over random change sequences).
+ */
+export class PolicyCompiler {
+  private memo: CompileMemo = emptyMemo();
+
+  compile(input: CompileInput, options: CompileOptions = {}): CompiledPolicies {
+    validateNode(input.node);
+    const mark = options.allowMark ?? DEFAULT_ALLOW_MARK;
+    if (!Number.isInteger(mark) || mark <= 0 || mark > 0xffffffff || (mark & (mark - 1)) !== 0) {
+      throw new PolicyCompileError('allowMark', `must be a single bit, not ${mark}`);
+    }
+    const prev = this.memo;
+    const next = emptyMemo();
+    const problems: PolicyProblem[] = [];
+    const policies = [...input.policies]
+      .map((policy) => ({ policy, key: policyKey(policy) }))
+      .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+      .map(({ policy }) => {
+        const content = policyContent(policy);
+        const prepared = carry(prev.policies, next.policies, content, () => {
+          const own: PolicyProblem[] = [];
+          return { prepared: preparePolicy(policy, content, own), problems: own };
+        });
+        problems.push(...prepared.problems);
+        return prepared.prepared;
+      });
+    const namespaceLabels = new Map<string, Record<string, string>>();
+    for (const ns of input.namespaces) {
+      const name = ns.metadata?.name ?? '';
+      namespaceLabels.set(name, { ...(ns.metadata?.labels ?? {}), [METADATA_NAME_LABEL]: name });
+    }
+    const result = {
+      v4: new FamilyCompiler(4, input, policies, namespaceLabels, mark, prev, next).compile(),
+      v6: new FamilyCompiler(6, input, policies, namespaceLabels, mark, prev, next).compile(),
+      problems,
+    };
+    this.memo = next;
+    return result;
+  }
+}
+
 export function compilePolicies(input: CompileInput, options: CompileOptions = {}): CompiledPolicies {
-  validateNode(input.node);
-  const mark = options.allowMark ?? DEFAULT_ALLOW_MARK;
-  if (!Number.isInteger(mark) || mark <= 0 || mark > 0xffffffff || (mark & (mark - 1)) !== 0) {
-    throw new PolicyCompileError('allowMark', `must be a single bit, not ${mark}`);
-  }
-  const problems: PolicyProblem[] = [];
-  const policies = [...input.policies]
-    .sort((a, b) => (policyKey(a) < policyKey(b) ? -1 : policyKey(a) > policyKey(b) ? 1 : 0))
-    .map((p) => preparePolicy(p, problems));
-  const namespaceLabels = new Map<string, Record<string, string>>();
-  for (const ns of input.namespaces) {
-    const name = ns.metadata?.name ?? '';
-    namespaceLabels.set(name, { ...(ns.metadata?.labels ?? {}), [METADATA_NAME_LABEL]: name });
-  }
-  return {
-    v4: new FamilyCompiler(4, input, policies, namespaceLabels, mark).compile(),
-    v6: new FamilyCompiler(6, input, policies, namespaceLabels, mark).compile(),
-    problems,
-  };
+  return new PolicyCompiler().compile(input, options);
 }

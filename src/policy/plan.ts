@@ -58,17 +58,29 @@ export function ruleHash(chain: string, rule: Rule): string {
   return shortHash(`${chain} ${rule.join(' ')}`, 16);
 }
 
+// Rules are immutable and the incremental compiler hands back the same rule objects for unchanged chains: their
+// hashes are remembered per object (and chain), so a small change does not rehash the whole ruleset.
+const hashMemo = new WeakMap<Rule, { chain: string; hash: string }>();
+
+function memoRuleHash(chain: string, rule: Rule): string {
+  const known = hashMemo.get(rule);
+  if (known !== undefined && known.chain === chain) return known.hash;
+  const hash = ruleHash(chain, rule);
+  hashMemo.set(rule, { chain, hash });
+  return hash;
+}
+
 /** Quotes an argument for iptables-restore / ipset restore lines when it needs it. */
 function quote(arg: string): string {
   return /^[A-Za-z0-9_.:/,!=+@%-]+$/.test(arg) ? arg : `"${arg.replace(/(["\\])/g, '\\$1')}"`;
 }
 
-export function renderRule(chain: string, rule: Rule): string {
+export function renderRule(chain: string, rule: Rule, hash = ruleHash(chain, rule)): string {
   // The comment goes before the target: everything after -j belongs to the target's options.
   const j = rule.indexOf('-j');
   const matches = j < 0 ? rule : rule.slice(0, j);
   const target = j < 0 ? [] : rule.slice(j);
-  return ['-A', chain, ...matches, '-m', 'comment', '--comment', `${RULE_HASH_PREFIX}${ruleHash(chain, rule)}`, ...target]
+  return ['-A', chain, ...matches, '-m', 'comment', '--comment', `${RULE_HASH_PREFIX}${hash}`, ...target]
     .map(quote)
     .join(' ');
 }
@@ -79,7 +91,31 @@ export function renderJump(jump: BuiltinJump, op: '-I' | '-D'): string {
 }
 
 function sameList(a: string[] | undefined, b: string[]): boolean {
-  return a !== undefined && a.length === b.length && a.every((x, i) => x === b[i]);
+  return a === b || (a !== undefined && a.length === b.length && a.every((x, i) => x === b[i]));
+}
+
+// A set's normalized, sorted members, remembered per (immutable) set object; observedAfter() hands the same array
+// back as the observed members, so an unchanged set compares by identity.
+const wantMemo = new WeakMap<IpSetSpec, string[]>();
+const sortedMemo = new WeakMap<string[], string[]>();
+
+function wantedMembers(spec: IpSetSpec): string[] {
+  let want = wantMemo.get(spec);
+  if (want === undefined) {
+    want = spec.members.map((m) => normalizeSetMember(spec.type, m)).sort();
+    wantMemo.set(spec, want);
+    sortedMemo.set(want, want);
+  }
+  return want;
+}
+
+function sortedMembers(members: string[]): string[] {
+  let sorted = sortedMemo.get(members);
+  if (sorted === undefined) {
+    sorted = [...members].sort();
+    sortedMemo.set(members, sorted);
+  }
+  return sorted;
 }
 
 function planFamily(desired: FamilyRuleset, observed: ObservedFamily): { main: string; cleanup: string; changed: number; deleted: number; jumps: number } {
@@ -87,11 +123,11 @@ function planFamily(desired: FamilyRuleset, observed: ObservedFamily): { main: s
   const rules: string[] = [];
   let changed = 0;
   for (const [chain, chainRules] of desired.chains) {
-    const hashes = chainRules.map((r) => ruleHash(chain, r));
+    const hashes = chainRules.map((r) => memoRuleHash(chain, r));
     if (sameList(observed.chains.get(chain), hashes)) continue;
     changed++;
     declare.push(`:${chain} - [0:0]`);
-    for (const r of chainRules) rules.push(renderRule(chain, r));
+    for (const r of chainRules) rules.push(renderRule(chain, r, memoRuleHash(chain, r)));
   }
   const jumpLines: string[] = [];
   let jumpsAdded = 0;
@@ -135,9 +171,9 @@ function planSets(desired: IpSetSpec[], observed: Map<string, ObservedSet>): { s
   const lines: string[] = [];
   let changed = 0;
   for (const spec of desired) {
-    const want = spec.members.map((m) => normalizeSetMember(spec.type, m)).sort();
+    const want = wantedMembers(spec);
     const have = observed.get(spec.name);
-    if (have !== undefined && have.type === spec.type && sameList([...have.members].sort(), want)) continue;
+    if (have !== undefined && have.type === spec.type && sameList(sortedMembers(have.members), want)) continue;
     changed++;
     if (have === undefined) {
       lines.push(`${setHeader(spec.name, spec)} -exist`, `flush ${spec.name}`);
@@ -178,12 +214,12 @@ export function planPolicyChanges(desired: CompiledPolicies, observed: ObservedP
 /** What the kernel holds once a plan for `desired` went in completely: the planner's next `observed`. */
 export function observedAfter(desired: CompiledPolicies): ObservedPolicyState {
   const family = (rs: FamilyRuleset): ObservedFamily => ({
-    chains: new Map([...rs.chains].map(([name, rules]) => [name, rules.map((r) => ruleHash(name, r))])),
+    chains: new Map([...rs.chains].map(([name, rules]) => [name, rules.map((r) => memoRuleHash(name, r))])),
     jumps: rs.jumps.map((j) => ({ chain: j.chain, target: j.target })),
   });
   const sets = new Map<string, ObservedSet>();
   for (const s of [...desired.v4.sets.values(), ...desired.v6.sets.values()]) {
-    sets.set(s.name, { name: s.name, type: s.type, family: s.family, members: s.members.map((m) => normalizeSetMember(s.type, m)) });
+    sets.set(s.name, { name: s.name, type: s.type, family: s.family, members: wantedMembers(s) });
   }
   return { v4: family(desired.v4), v6: family(desired.v6), sets };
 }

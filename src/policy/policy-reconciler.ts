@@ -1,12 +1,13 @@
 // The policy reconciler: owns the PRPOL- chains, the jumps to them and the PRPOL4-/PRPOL6- sets of its node.
 // Level-triggered: setCluster() only records the newest snapshot and marks it dirty; the loop compiles the whole
-// snapshot, plans against what the kernel holds and applies the difference. Fail-closed: a failed apply leaves
+// snapshot (incrementally: unchanged chains and sets come from the previous compile), plans against what the kernel
+// holds and applies the difference. Fail-closed: a failed apply leaves
 // the previous rules in force and is retried with back-off; start-up never clears anything, so rules left by a
 // previous agent keep enforcing until the new ones replace them chain by chain.
 import { readFile } from 'node:fs/promises';
 import type { Logger } from '../observe/log.js';
 import { IptablesPolicyApplier, PolicyApplyError, type CommandRunner } from './apply.js';
-import { compilePolicies, type CompiledPolicies, type PolicyProblem } from './compile.js';
+import { PolicyCompiler, type CompiledPolicies, type PolicyProblem } from './compile.js';
 import { observedAfter, planPolicyChanges, type ObservedPolicyState } from './plan.js';
 import type { ClusterState, PolicyNode } from './types.js';
 
@@ -50,6 +51,8 @@ export class PolicyReconciler {
   private readonly opts: PolicyReconcilerOptions;
   private node: PolicyNode;
   private readonly applier: IptablesPolicyApplier;
+  /** Remembers the previous compile: a single pod change recompiles only what depends on that pod. */
+  private readonly compiler = new PolicyCompiler();
   private readonly logger: Logger;
   private cluster: ClusterState | null = null;
   private generation = 0;
@@ -145,7 +148,7 @@ export class PolicyReconciler {
     if (cluster === null) return true;
     const generation = this.generation;
     try {
-      const compiled = compilePolicies(
+      const compiled = this.compiler.compile(
         { ...cluster, node: this.node },
         this.opts.allowMark === undefined ? {} : { allowMark: this.opts.allowMark },
       );
