@@ -346,7 +346,10 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
     }
     const restartedAt = streams.now();
     const established = await until('tor1 has every node and the spine Established again', 90_000, async () => {
-      const out = JSON.parse(await vtysh(frrFiles(paths.frrDir('tor1')), 'show bgp neighbors json')) as Record<string, { bgpState?: string }>;
+      // bgpd answers vtysh only once it is up: until then, not yet.
+      const text = await vtysh(frrFiles(paths.frrDir('tor1')), 'show bgp neighbors json').catch(() => undefined);
+      if (text === undefined) return undefined;
+      const out = JSON.parse(text) as Record<string, { bgpState?: string }>;
       const states = Object.values(out).map((n) => n.bgpState);
       return states.length >= 4 && states.every((s) => s === 'Established') ? streams.now() : undefined;
     });
