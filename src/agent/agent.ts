@@ -25,11 +25,14 @@ import { RouteReconciler } from '../routes/route-reconciler.js';
 import { selectRoutes, type RejectedPath } from '../routes/select-routes.js';
 import { readConnectedNetworks } from './connected-networks.js';
 import { cidrsOverlap, planDesiredState, type DesiredNodeState } from './desired-state.js';
-import { DirtySignal, sleep } from './dirty-signal.js';
+import { DirtySignal, settle, sleep } from './dirty-signal.js';
 
 /** Connected networks change rarely (an address added by hand, a link renumbered): re-read them this often. */
 const CONNECTED_REFRESH_MS = 10_000;
 const RETRY_MS = 2_000;
+/** A burst of learned paths has ended when none arrived for this long; a pass waits at most ROUTE_BURST_MAX_MS. */
+const ROUTE_BURST_QUIET_MS = 50;
+const ROUTE_BURST_MAX_MS = 500;
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -200,6 +203,8 @@ export class Agent {
     let networkReported = false;
     while (!signal.aborted) {
       await this.routesDirty.wait(CONNECTED_REFRESH_MS, signal);
+      // Selection reads the whole table: let a burst of learned paths land first (bounded, so routes still flow).
+      await settle(this.routesDirty, ROUTE_BURST_QUIET_MS, ROUTE_BURST_MAX_MS, signal);
       if (signal.aborted) break;
       const desired = this.desired;
       const table = this.bgp.learnedTable();
