@@ -52,11 +52,16 @@ async function iperf(server: Endpoint, client: Endpoint, seconds: number): Promi
     let lastError = '';
     for (let attempt = 0; attempt < 50; attempt++) {
       const r = await execa('ip', ['netns', 'exec', client.netns, 'iperf3', '-c', server.address, '-p', String(IPERF_PORT), '-t', String(seconds), '-J'], { reject: false, timeout: (seconds + 20) * 1000 });
-      if (r.exitCode === 0) {
-        const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number }; sum_sent: { retransmits?: number } } };
-        return { gbps: j.end.sum_received.bits_per_second / 1e9, retransmits: j.end.sum_sent.retransmits ?? 0 };
+      // iperf3 -J can exit 0 with an "error" and no totals (e.g. the server was not listening yet): try again.
+      let j: { error?: string; end?: { sum_received?: { bits_per_second?: number }; sum_sent?: { retransmits?: number } } } = {};
+      try {
+        j = JSON.parse(r.stdout) as typeof j;
+      } catch {
+        // not JSON: reported below
       }
-      lastError = r.stdout.slice(0, 300) || r.stderr;
+      const bps = j.end?.sum_received?.bits_per_second;
+      if (r.exitCode === 0 && typeof bps === 'number') return { gbps: bps / 1e9, retransmits: j.end?.sum_sent?.retransmits ?? 0 };
+      lastError = j.error ?? (r.stdout.slice(0, 300) || r.stderr);
       // The server is not listening yet: try again shortly.
       await sleep(100);
     }

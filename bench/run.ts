@@ -1,9 +1,9 @@
 // `make bench`: every benchmark of issue 7, several repetitions each, side by side in one run, and
 // docs/benchmarks.md written from the figures of this run.
 //   node dist/bench/run.js [--reps 3] [--sizes 1000,10000,50000] [--only route,datapath,convergence,footprint,policy]
-//                          [--out docs/benchmarks.md] [--json FILE] [--prefix hb] [--quick]
+//                          [--out docs/benchmarks.md] [--json FILE] [--prefix hb] [--quick] [--render FILE.json]
 // --quick runs every benchmark at a tiny size (what the smoke test does) and writes nowhere unless --out is given.
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -157,7 +157,9 @@ export async function runBenchmarks(o: BenchRunOptions): Promise<BenchResults> {
         runs.push(JSON.parse(r.stdout) as PolicyRun);
         o.log(`policy: repetition ${rep + 1}/${o.reps} done`);
       } catch (err) {
-        results.errors.policy = describe(err).slice(0, 2000);
+        // bench/policy prints its own one-line reason on stderr; keep that rather than execa's preamble.
+        const reason = describe(err).split('\n').find((l) => l.startsWith('bench/policy:')) ?? describe(err);
+        results.errors.policy = `repetition ${rep + 1} failed: ${reason.slice(0, 600)}`;
         break;
       }
     }
@@ -208,7 +210,9 @@ export function parseArgs(argv: string[]): { options: Omit<BenchRunOptions, 'log
 async function main(): Promise<void> {
   const { options, out, json } = parseArgs(process.argv.slice(2));
   const log = (m: string): void => void process.stderr.write(`${new Date().toISOString()} ${m}\n`);
-  const results = await runBenchmarks({ ...options, log });
+  // --render FILE: the report of an earlier run's saved results (--json), without measuring again.
+  const saved = flag(process.argv.slice(2), 'render');
+  const results = saved === undefined ? await runBenchmarks({ ...options, log }) : (JSON.parse(await readFile(saved, 'utf8')) as BenchResults);
   if (json !== undefined) await writeFile(json, JSON.stringify(results, null, 2) + '\n');
   const report = renderReport(results);
   if (out !== undefined) {
