@@ -314,14 +314,18 @@ export function peerDifferences(desired: NormalizedPeerSpec, observed: Normalize
 // ---------------------------------------------------------------------------------------------------------
 // The plan
 
-const EMPTY_OBSERVED: Omit<ObservedBgpState, 'global'> = {
-  peers: [],
-  paths: [],
-  definedSets: [],
-  policies: [],
-  importPolicy: { direction: 'import', policies: [], defaultAction: 'accept' },
-  exportPolicy: { direction: 'export', policies: [], defaultAction: 'accept' },
-};
+/** gobgpd as it is before anything was configured (gobgpd's defaults: no policy, accept). Fresh arrays each call. */
+export function emptyObservedState(global: ObservedBgpState['global']): ObservedBgpState {
+  return {
+    global,
+    peers: [],
+    paths: [],
+    definedSets: [],
+    policies: [],
+    importPolicy: { direction: 'import', policies: [], defaultAction: 'accept' },
+    exportPolicy: { direction: 'export', policies: [], defaultAction: 'accept' },
+  };
+}
 
 /**
  * The ordered changes that turn `observed` into `desired`. The order and why:
@@ -347,7 +351,7 @@ export function planBgp(desired: BgpDesiredState, observedIn: ObservedBgpState):
   const og = observed.global;
   if (og.asn === 0) {
     changes.push({ kind: 'start-bgp', global: v.global });
-    observed = { global: { ...v.global, useMultiplePaths: true }, ...EMPTY_OBSERVED };
+    observed = emptyObservedState({ ...v.global, useMultiplePaths: true });
   } else {
     const why: string[] = [];
     if (og.asn !== v.global.asn) why.push('asn');
@@ -357,7 +361,7 @@ export function planBgp(desired: BgpDesiredState, observedIn: ObservedBgpState):
     if (why.length > 0) {
       changes.push({ kind: 'stop-bgp', reason: `global ${why.join(', ')} changed` });
       changes.push({ kind: 'start-bgp', global: v.global });
-      observed = { global: { ...v.global, useMultiplePaths: true }, ...EMPTY_OBSERVED };
+      observed = emptyObservedState({ ...v.global, useMultiplePaths: true });
     }
   }
 

@@ -18,6 +18,7 @@
 import type { Logger } from '../observe/log.js';
 import { GobgpError, type GobgpClient } from './gobgp-client.js';
 import {
+  emptyObservedState,
   planBgp,
   OWNED_PREFIX,
   type BgpChange,
@@ -286,15 +287,7 @@ export class BgpReconciler {
   private async observe(signal?: AbortSignal): Promise<ObservedBgpState> {
     const opts = { signal };
     const g = await this.client.getBgp(opts);
-    const observed: ObservedBgpState = {
-      global: { asn: g.asn, routerId: g.routerId, listenPort: g.listenPort, useMultiplePaths: g.useMultiplePaths },
-      peers: [],
-      paths: [],
-      definedSets: [],
-      policies: [],
-      importPolicy: { direction: 'import', policies: [], defaultAction: 'accept' },
-      exportPolicy: { direction: 'export', policies: [], defaultAction: 'accept' },
-    };
+    const observed = emptyObservedState({ asn: g.asn, routerId: g.routerId, listenPort: g.listenPort, useMultiplePaths: g.useMultiplePaths });
     if (g.asn === 0) {
       this.uuids.clear();
       return observed;

@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import ipaddr from 'ipaddr.js';
 import {
   buildExportBundle,
+  emptyObservedState,
   BgpPlanError,
   buildImportBundle,
   ownProtectionEntries,
@@ -14,15 +15,7 @@ import {
 } from '../../../src/bgp/bgp-planner.js';
 import { normalizePeerSpec, type DefinedSetSpec } from '../../../src/bgp/gobgp-codec.js';
 
-const EMPTY: ObservedBgpState = {
-  global: { asn: 0, routerId: '', listenPort: 0, useMultiplePaths: false },
-  peers: [],
-  paths: [],
-  definedSets: [],
-  policies: [],
-  importPolicy: { direction: 'import', policies: [], defaultAction: 'accept' },
-  exportPolicy: { direction: 'export', policies: [], defaultAction: 'accept' },
-};
+const EMPTY: ObservedBgpState = emptyObservedState({ asn: 0, routerId: '', listenPort: 0, useMultiplePaths: false });
 
 function desiredState(over: Partial<BgpDesiredState> = {}): BgpDesiredState {
   return {
