@@ -126,7 +126,8 @@ export class Agent {
 
   /** Recomputes the desired node state whenever the cluster (or a peer's password file) may have changed. */
   private async clusterLoop(signal: AbortSignal): Promise<void> {
-    await this.watch.synced();
+    // A stop while the API server was never reached must not wait for a first list that will not come.
+    await Promise.race([this.watch.synced(), new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }))]);
     let retry = false;
     while (!signal.aborted) {
       // Re-plan periodically too: password files are mounted Secrets that change without any watch event.
