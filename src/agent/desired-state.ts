@@ -150,7 +150,9 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
       keepaliveInterval: peer.keepaliveInterval ?? timers.keepaliveInterval,
       connectRetry: peer.connectRetry ?? timers.connectRetry,
       gracefulRestart: peer.gracefulRestart ?? config.bgp.gracefulRestart,
-      maxPrefixes: peer.maxPrefixes,
+      // External peers are where floods come from (a ToR leaking a table, a hostile router): always limited
+      // unless the operator says 0. Node peers send only their podCIDRs and the import policy takes exactly those.
+      maxPrefixes: peer.maxPrefixes ?? config.bgp.maxPrefixes,
       families: familiesFor(peer.address),
       description: origin,
     });

@@ -84,7 +84,10 @@ export type BgpChange =
   /** The bundle exists but the global assignment does not point at it (drift, or a previous half-done run). */
   | { kind: 'assign-policy'; assignment: GlobalPolicySpec }
   | { kind: 'add-path'; path: OriginatedPath; family: Family; replaces?: ObservedPath }
-  /** UpdatePeer bounces the session in gobgpd, even for timer-only changes. */
+  /**
+   * UpdatePeer bounces the session in gobgpd, even for timer-only and prefix-limit-only changes (measured with
+   * gobgpd 3.10). It also brings back a peer that gobgpd shut down at its prefix limit (it is re-created).
+   */
   | { kind: 'update-peer'; spec: PeerSpec; disruptive: true; changed: string[] }
   | { kind: 'add-peer'; spec: PeerSpec }
   /** Re-run the import policy over what peers already sent (gobgpd does not do it on a policy change). */

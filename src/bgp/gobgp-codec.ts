@@ -2,7 +2,7 @@
 // objects as proto-loader reads and writes them (keepCase, enums as strings, Any as {'@type', ...fields}).
 // Every function here is pure and unit-tested; the client only moves the results over gRPC.
 import ipaddr from 'ipaddr.js';
-import type { Family, OriginatedPath, PeerSpec, PeerState, PeerStatus } from './types.js';
+import type { Family, OriginatedPath, PeerAdminState, PeerSpec, PeerState, PeerStatus } from './types.js';
 
 /** Errors of the GoBGP client, with stable codes. */
 export type GobgpErrorCode =
@@ -257,6 +257,8 @@ export function peerSpecFromApi(peer: any): NormalizedPeerSpec {
 
 const PEER_STATES: ReadonlySet<string> = new Set(['UNKNOWN', 'IDLE', 'CONNECT', 'ACTIVE', 'OPENSENT', 'OPENCONFIRM', 'ESTABLISHED']);
 
+const ADMIN_STATES: Record<string, PeerAdminState> = { UP: 'UP', DOWN: 'DOWN', PFX_CT: 'PREFIX_LIMIT' };
+
 export function peerStatusFromApi(peer: any): PeerStatus {
   const conf = peer?.conf ?? {};
   const state = peer?.state ?? {};
@@ -274,6 +276,7 @@ export function peerStatusFromApi(peer: any): PeerStatus {
     address: str(conf.neighbor_address) || str(state.neighbor_address),
     asn: num(conf.peer_asn) || num(state.peer_asn),
     state: st,
+    adminState: ADMIN_STATES[str(state.admin_state)] ?? 'UP',
     description: str(conf.description),
     received,
     accepted,

@@ -5,6 +5,13 @@ export type Family = 'ipv4' | 'ipv6';
 
 export type PeerState = 'UNKNOWN' | 'IDLE' | 'CONNECT' | 'ACTIVE' | 'OPENSENT' | 'OPENCONFIRM' | 'ESTABLISHED';
 
+/**
+ * gobgpd's administrative state of a peer. PREFIX_LIMIT: the peer sent more prefixes than its maxPrefixes; gobgpd
+ * sent it a Cease (maximum number of prefixes reached) and keeps the session down until the peer is re-enabled
+ * or re-configured.
+ */
+export type PeerAdminState = 'UP' | 'DOWN' | 'PREFIX_LIMIT';
+
 export interface GracefulRestartSpec {
   enabled: boolean;
   /** Seconds the peer keeps our routes after we went away. */
@@ -29,7 +36,10 @@ export interface PeerSpec {
   families?: Family[];
   /** Free text kept with the peer in gobgpd, e.g. "node:worker-2" or "tor:tor1". */
   description?: string;
-  /** Drop the session when the peer sends more prefixes than this (per family). */
+  /**
+   * Most prefixes the peer may send per address family (counted in gobgpd's Adj-RIB-In, before the import
+   * policy); one more and gobgpd ends the session with a Cease and keeps it down. 0 or omitted: no limit.
+   */
   maxPrefixes?: number;
 }
 
@@ -37,6 +47,8 @@ export interface PeerStatus {
   address: string;
   asn: number;
   state: PeerState;
+  /** UP when omitted (a status made by hand). */
+  adminState?: PeerAdminState;
   description: string;
   /** When the session last became Established; undefined when it is not. */
   establishedSince?: Date;

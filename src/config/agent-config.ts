@@ -43,6 +43,16 @@ const ipAddress = z.string().refine((text) => ipaddr.isValid(text), (text) => ({
 const asn = z.number().int().min(1).max(4294967295);
 const port = z.number().int().min(1).max(65535);
 const seconds = z.number().int().min(0).max(65535);
+/** Prefixes per address family a peer may send; 0 = no limit (gobgpd's max_prefixes is a uint32). */
+const prefixLimit = z.number().int().min(0).max(4294967295);
+
+/**
+ * bgp.maxPrefixes: the limit of every external peer that sets none. A ToR relays one podCIDR per node and family,
+ * and Kubernetes supports clusters of up to 5,000 nodes: 10,000 leaves room for that and for a fabric's own
+ * routes (counted too, even when the import policy rejects them), while a leaked full Internet table (~1M IPv4
+ * routes) or a flood of host routes inside the pod range is cut off before it reaches the kernel.
+ */
+export const DEFAULT_EXTERNAL_MAX_PREFIXES = 10_000;
 
 const labelSelector = z
   .object({
@@ -79,7 +89,12 @@ export const peerFields = {
   keepaliveInterval: seconds.optional(),
   connectRetry: seconds.optional(),
   gracefulRestart: gracefulRestart.optional(),
-  maxPrefixes: z.number().int().min(1).optional(),
+  /**
+   * Most prefixes the peer may send per address family (bgp.maxPrefixes when omitted; 0 = no limit). One more and
+   * gobgpd ends the session (Cease, maximum number of prefixes reached) and keeps it down until the peer's
+   * configuration changes.
+   */
+  maxPrefixes: prefixLimit.optional(),
 };
 
 export const externalPeerSchema = z
@@ -134,6 +149,8 @@ export const agentConfigSchema = z
         keepaliveInterval: seconds.default(3),
         connectRetry: seconds.default(5),
         gracefulRestart: gracefulRestart.default({}),
+        /** maxPrefixes of every external peer (config or annotation) that sets none; 0 = no limit. */
+        maxPrefixes: prefixLimit.default(DEFAULT_EXTERNAL_MAX_PREFIXES),
         peers: z.array(externalPeerSchema).default([]),
       })
       .strict()

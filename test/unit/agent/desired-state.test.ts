@@ -89,6 +89,24 @@ describe('desired node state', () => {
     expect(v4only.bgp.peers.map((p) => p.families)).to.deep.equal([['ipv4', 'ipv6']]);
   });
 
+  it('limits every external peer (its own maxPrefixes, else bgp.maxPrefixes; 0 = none) and leaves node peers unlimited', () => {
+    const self = node('n1', 1, { annotationPeers: [{ address: '10.0.1.254', asn: 65200, maxPrefixes: 50 }, { address: '10.0.1.253', asn: 65200 }] });
+    const peers = [
+      { address: '10.0.1.1', asn: 65101 },
+      { address: '10.0.1.2', asn: 65101, maxPrefixes: 0 },
+    ];
+    const byDefault = plan({ bgp: { mesh: 'full', peers } }, 'n1', [self, nodes[1]!]);
+    expect(byDefault.bgp.peers.map((p) => [p.description, p.maxPrefixes])).to.deep.equal([
+      ['node:n2', undefined],
+      ['config:bgp.peers[0]', 10_000],
+      ['config:bgp.peers[1]', 0],
+      ['annotation:podroute.io/peers[0]', 50],
+      ['annotation:podroute.io/peers[1]', 10_000],
+    ]);
+    const global = plan({ bgp: { mesh: 'off', maxPrefixes: 300, peers } }, 'n1', [self]);
+    expect(global.bgp.peers.map((p) => p.maxPrefixes)).to.deep.equal([300, 0, 50, 300]);
+  });
+
   it('reads passwords from files and skips a peer whose password file is unreadable', () => {
     const peers = [
       { address: '10.0.1.1', asn: 65101, passwordFile: '/secrets/tor1' },

@@ -252,6 +252,25 @@ describe('planBgp', () => {
     expect(JSON.stringify(changes.map((c) => (c.kind === 'update-peer' ? c.changed : [])))).to.not.include('new-secret');
   });
 
+  it('plans a prefix-limit change as one disruptive peer update (gobgpd bounces the session), and nothing else', () => {
+    const limited = desiredState();
+    limited.peers[1] = { ...limited.peers[1]!, maxPrefixes: 100 };
+    const before = simulate(EMPTY, planBgp(limited, EMPTY));
+    expect(before.peers.find((p) => p.address === '192.168.1.1')?.maxPrefixes).to.equal(100);
+    expect(planBgp(limited, before)).to.deep.equal([]);
+    for (const maxPrefixes of [5000, 0]) {
+      const d = desiredState();
+      d.peers[1] = { ...d.peers[1]!, maxPrefixes };
+      expect(planBgp(d, before)).to.deep.equal([{ kind: 'update-peer', spec: d.peers[1], disruptive: true, changed: ['maxPrefixes'] }]);
+    }
+    // No limit given compares equal to gobgpd's "none" (0): nothing to do.
+    const none = simulate(EMPTY, planBgp(desiredState(), EMPTY));
+    expect(none.peers.every((p) => p.maxPrefixes === 0)).to.equal(true);
+    const zero = desiredState();
+    zero.peers = zero.peers.map((p) => ({ ...p, maxPrefixes: 0 }));
+    expect(planBgp(zero, none)).to.deep.equal([]);
+  });
+
   it('does not mistake the local address gobgpd reports for an established session for a config change', () => {
     const before = simulate(EMPTY, planBgp(desiredState(), EMPTY));
     before.peers = before.peers.map((p) => ({ ...p, localAddress: '192.168.1.11' }));
@@ -324,6 +343,8 @@ describe('planBgp', () => {
       [{ peers: [{ address: '10.0.0.300', asn: 1 }] }, /peers\[0\]\.address/],
       [{ peers: [{ address: '10.0.0.3', asn: 1 }, { address: '10.0.0.3', asn: 2 }] }, /peers\[1\]\.address.*duplicate/],
       [{ peers: [{ address: '10.0.0.3', asn: 1, holdTime: -1 }] }, /holdTime/],
+      [{ peers: [{ address: '10.0.0.3', asn: 1, maxPrefixes: -1 }] }, /peer 10\.0\.0\.3\.maxPrefixes/],
+      [{ peers: [{ address: '10.0.0.3', asn: 1, maxPrefixes: 2 ** 32 }] }, /peer 10\.0\.0\.3\.maxPrefixes/],
     ];
     for (const [over, re] of bad) {
       expect(() => planBgp(desiredState(over), EMPTY)).to.throw(BgpPlanError, re);

@@ -6,6 +6,7 @@ import {
   normalizePeerSpec,
   originatedPathToApi,
   peerSpecFromApi,
+  peerStatusFromApi,
   peerToApi,
   uuidFromHex,
 } from '../../../src/bgp/gobgp-codec.js';
@@ -28,6 +29,29 @@ describe('gobgp-codec', () => {
     expect(peerSpecFromApi(JSON.parse(JSON.stringify(api)))).to.deep.equal(normalizePeerSpec(spec));
     expect(normalizePeerSpec({ address: '10.0.0.1', asn: 1 })).to.deep.include({ port: 179, holdTime: 90, keepaliveInterval: 30, connectRetry: 120, families: ['ipv4', 'ipv6'] });
     expect(() => normalizePeerSpec({ address: '10.0.0.1', asn: 1, families: [] })).to.throw(/families/);
+  });
+
+  it('puts the prefix limit on every family of the peer, and none when the limit is 0', () => {
+    type Afi = { config: { family: unknown }; prefix_limits?: { family: unknown; max_prefixes: number } };
+    const limited = peerToApi({ address: '10.0.0.1', asn: 65001, maxPrefixes: 250 }) as { afi_safis: Afi[] };
+    expect(limited.afi_safis.map((a) => [a.config.family, a.prefix_limits])).to.deep.equal([
+      [{ afi: 'AFI_IP', safi: 'SAFI_UNICAST' }, { family: { afi: 'AFI_IP', safi: 'SAFI_UNICAST' }, max_prefixes: 250 }],
+      [{ afi: 'AFI_IP6', safi: 'SAFI_UNICAST' }, { family: { afi: 'AFI_IP6', safi: 'SAFI_UNICAST' }, max_prefixes: 250 }],
+    ]);
+    const unlimited = peerToApi({ address: '10.0.0.1', asn: 65001, maxPrefixes: 0 }) as { afi_safis: Afi[] };
+    expect(unlimited.afi_safis.every((a) => a.prefix_limits === undefined)).to.equal(true);
+    // gobgpd reports a zero limit for a peer without one: equal to "no limit".
+    const reported = { conf: { neighbor_address: '10.0.0.1', peer_asn: 65001 }, afi_safis: [{ config: { family: { afi: 'AFI_IP', safi: 'SAFI_UNICAST' }, enabled: true }, prefix_limits: { max_prefixes: 0 } }] };
+    expect(peerSpecFromApi(reported).maxPrefixes).to.equal(0);
+    expect(() => normalizePeerSpec({ address: '10.0.0.1', asn: 1, maxPrefixes: 1.5 })).to.throw(/peer 10\.0\.0\.1\.maxPrefixes/);
+  });
+
+  it("reports gobgpd's administrative state: a peer shut down at its prefix limit shows PREFIX_LIMIT", () => {
+    const peer = (state: Record<string, unknown>) => ({ conf: { neighbor_address: '10.0.0.1', peer_asn: 65001 }, state });
+    expect(peerStatusFromApi(peer({ session_state: 'IDLE', admin_state: 'PFX_CT' }))).to.deep.include({ state: 'IDLE', adminState: 'PREFIX_LIMIT' });
+    expect(peerStatusFromApi(peer({ session_state: 'IDLE', admin_state: 'DOWN' })).adminState).to.equal('DOWN');
+    expect(peerStatusFromApi(peer({ session_state: 'ESTABLISHED', admin_state: 'UP' })).adminState).to.equal('UP');
+    expect(peerStatusFromApi(peer({ session_state: 'ACTIVE' })).adminState).to.equal('UP');
   });
 
   it('builds v4 paths with NEXT_HOP and v6 paths with MP_REACH_NLRI', () => {

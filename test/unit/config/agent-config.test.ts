@@ -2,7 +2,7 @@ import { mkdtemp, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
-import { ConfigError, canonicalCIDR, loadAgentConfig, parseAgentConfig } from '../../../src/config/agent-config.js';
+import { ConfigError, DEFAULT_EXTERNAL_MAX_PREFIXES, canonicalCIDR, loadAgentConfig, parseAgentConfig } from '../../../src/config/agent-config.js';
 
 const minimal = { nodeName: 'n1', cluster: { podRanges: ['10.244.0.0/16', 'fd00:10:244::/56'] } };
 
@@ -25,6 +25,24 @@ describe('agent config', () => {
     expect(config.routes.protocol).to.equal(44);
     expect(config.cni.bridge).to.equal('podroute0');
     expect(config.bgp.gracefulRestart).to.deep.equal({ enabled: true, restartTime: 120 });
+  });
+
+  it('limits the prefixes of external peers by default; a peer may set its own, 0 = no limit', () => {
+    expect(DEFAULT_EXTERNAL_MAX_PREFIXES).to.equal(10_000);
+    expect(parseAgentConfig(minimal).bgp.maxPrefixes).to.equal(DEFAULT_EXTERNAL_MAX_PREFIXES);
+    const config = parseAgentConfig({ ...minimal, bgp: { maxPrefixes: 500, peers: [{ address: '10.0.0.1', asn: 65000, maxPrefixes: 0 }, { address: '10.0.0.2', asn: 65000 }] } });
+    expect(config.bgp.maxPrefixes).to.equal(500);
+    expect(config.bgp.peers.map((p) => p.maxPrefixes)).to.deep.equal([0, undefined]);
+  });
+
+  it("keeps gobgpd's API off the network: a unix socket by default, TCP only on loopback", () => {
+    expect(parseAgentConfig(minimal).gobgp.target).to.match(/^unix:\/\/\//);
+    for (const target of ['127.0.0.1:50051', '[::1]:50051', 'localhost:50051', 'unix:///tmp/gobgp.sock']) {
+      expect(parseAgentConfig({ ...minimal, gobgp: { target } }).gobgp.target).to.equal(target);
+    }
+    for (const target of ['0.0.0.0:50051', '[::]:50051', '10.0.0.1:50051', ':50051', 'gobgpd:50051', '127.0.0.1.example.com:50051']) {
+      expect(problemsOf({ ...minimal, gobgp: { target } }).join('\n'), target).to.match(/^gobgp\.target: must be unix/);
+    }
   });
 
   it('canonicalizes CIDRs and accepts non-canonical ones', () => {
@@ -50,6 +68,12 @@ describe('agent config', () => {
     ['duplicate peers', { ...minimal, bgp: { peers: [{ address: '10.0.0.1', asn: 65000 }, { address: '10.0.0.1', asn: 65001 }] } }, /^bgp\.peers\[1\]\.address: duplicates/],
     ['bad bridge name', { ...minimal, cni: { bridge: 'a-very-long-bridge-name' } }, /^cni\.bridge:/],
     ['unknown mesh mode', { ...minimal, bgp: { mesh: 'partial' } }, /^bgp\.mesh:/],
+    ['negative global prefix limit', { ...minimal, bgp: { maxPrefixes: -1 } }, /^bgp\.maxPrefixes: Number must be greater than or equal to 0/],
+    ['prefix limit as string', { ...minimal, bgp: { peers: [{ address: '10.0.0.1', asn: 65000, maxPrefixes: '100' }] } }, /^bgp\.peers\[0\]\.maxPrefixes: Expected number/],
+    ['fractional prefix limit', { ...minimal, bgp: { peers: [{ address: '10.0.0.1', asn: 65000, maxPrefixes: 1.5 }] } }, /^bgp\.peers\[0\]\.maxPrefixes: Expected integer/],
+    ['prefix limit beyond uint32', { ...minimal, bgp: { peers: [{ address: '10.0.0.1', asn: 65000, maxPrefixes: 4294967296 }] } }, /^bgp\.peers\[0\]\.maxPrefixes: Number must be less than or equal to 4294967295/],
+    ['gobgpd on every interface', { ...minimal, gobgp: { target: '0.0.0.0:50051' } }, /^gobgp\.target: must be unix/],
+    ['gobgpd on every IPv6 interface', { ...minimal, gobgp: { target: '[::]:50051' } }, /^gobgp\.target: must be unix/],
   ];
   for (const [what, input, expected] of bad) {
     it(`names the key for: ${what}`, () => {

@@ -29,7 +29,7 @@ const configLike = fc.record(
   {
     nodeName: weirdValue,
     cluster: fc.oneof(weirdValue, fc.record({ asn: weirdValue, podRanges: fc.oneof(weirdValue, fc.array(weirdScalar, { maxLength: 300 })) }, { requiredKeys: [] })),
-    bgp: fc.oneof(weirdValue, fc.record({ mesh: weirdValue, listenPort: weirdValue, peers: fc.array(fc.dictionary(fc.constantFrom('address', 'asn', 'port', 'passwordFile', 'nodeSelector', 'holdTime', 'password'), weirdValue), { maxLength: 4 }) }, { requiredKeys: [] })),
+    bgp: fc.oneof(weirdValue, fc.record({ mesh: weirdValue, listenPort: weirdValue, maxPrefixes: weirdValue, peers: fc.array(fc.dictionary(fc.constantFrom('address', 'asn', 'port', 'passwordFile', 'nodeSelector', 'holdTime', 'password', 'maxPrefixes'), weirdValue), { maxLength: 4 }) }, { requiredKeys: [] })),
     gobgp: weirdValue,
     routes: weirdValue,
   },
@@ -72,7 +72,7 @@ describe('bad input never crashes', () => {
   });
 
   it('Node objects with arbitrary podroute annotations, podCIDRs and addresses: never throws, bad parts become warnings', () => {
-    const annotation = fc.oneof(fc.string(), fc.string({ unit: 'binary' }), fc.json(), fc.constantFrom('[{"address":"10.0.0.1","asn":65000}]', '[{"address":"10.0.0.1","asn":65000,"password":"p"}]', '[1,2,3]', '{}', '65536', '-1'));
+    const annotation = fc.oneof(fc.string(), fc.string({ unit: 'binary' }), fc.json(), fc.constantFrom('[{"address":"10.0.0.1","asn":65000}]', '[{"address":"10.0.0.1","asn":65000,"password":"p"}]', '[{"address":"10.0.0.1","asn":65000,"maxPrefixes":-1}]', '[{"address":"10.0.0.1","asn":65000,"maxPrefixes":1e12}]', '[1,2,3]', '{}', '65536', '-1'));
     fc.assert(
       fc.property(
         fc.record({

@@ -54,6 +54,27 @@ describe('node info', () => {
     expect(info.warnings.join('\n')).not.to.include('secret');
   });
 
+  it('reads a per-peer prefix limit and skips a peer whose limit is bad, naming the key', () => {
+    const info = nodeInfoFromObject(
+      node({
+        'podroute.io/peers': JSON.stringify([
+          { address: '10.0.1.1', asn: 65101, maxPrefixes: 200 },
+          { address: '10.0.1.2', asn: 65101, maxPrefixes: -5 },
+          { address: '10.0.1.3', asn: 65101, maxPrefixes: '100' },
+          { address: '10.0.1.4', asn: 65101, maxPrefixes: 0 },
+        ]),
+      }),
+    );
+    expect(info.annotationPeers).to.deep.equal([
+      { address: '10.0.1.1', asn: 65101, maxPrefixes: 200 },
+      { address: '10.0.1.4', asn: 65101, maxPrefixes: 0 },
+    ]);
+    expect(info.warnings).to.have.length(2);
+    expect(info.warnings[0]).to.match(/^annotation podroute\.io\/peers\[1\]: skipped: maxPrefixes: /);
+    expect(info.warnings[1]).to.match(/^annotation podroute\.io\/peers\[2\]: skipped: maxPrefixes: Expected number/);
+    expect(info.podCIDRs).to.deep.equal(['10.244.1.0/24', 'fd00:10:244:1::/64']);
+  });
+
   it('rejects a peers annotation that is not a JSON list', () => {
     expect(parsePeersAnnotation('{"address":"10.0.0.1"}').problems[0]).to.match(/must be a JSON list/);
     expect(parsePeersAnnotation('[{').problems[0]).to.match(/not valid JSON/);
