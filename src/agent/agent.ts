@@ -2,13 +2,14 @@
 // owns its own (gobgpd state, kernel routes of our protocol, our nat chain and sets, the CNI conflist).
 //
 //   Kubernetes watches ──► desired node state (pure) ──► BGP reconciler, masquerade, CNI conflist
-//   gobgpd learned table ──► route selection (pure) ──► route reconciler
+//   gobgpd learned table ──► route selection (pure, incremental) ──► route reconciler
 //
-// Both loops are level-triggered: events only mark them dirty; each pass reads whole snapshots.
+// Both loops are level-triggered: events only mark them dirty. The cluster loop reads whole snapshots; the route
+// loop re-judges the prefixes the learned table reported changed (all of them when the selection context
+// changes) and hands the route reconciler the routes that changed.
 import { readFile } from 'node:fs/promises';
-import { BgpReconciler, type LearnedTable } from '../bgp/bgp-reconciler.js';
+import { BgpReconciler } from '../bgp/bgp-reconciler.js';
 import { GobgpClient } from '../bgp/gobgp-client.js';
-import type { LearnedPath } from '../bgp/types.js';
 import type { AgentConfig } from '../config/agent-config.js';
 import { ClusterWatch, describeError, loadKubeConfig, type ClusterSnapshot, type WatchedKind } from '../kube/cluster-watch.js';
 import { nodeInfoFromObject } from '../kube/node-info.js';
@@ -22,17 +23,23 @@ import { PeerEventReporter } from '../observe/peer-events.js';
 import type { ReconcilerHealth } from '../observe/health.js';
 import type { Logger } from '../observe/log.js';
 import { RouteReconciler } from '../routes/route-reconciler.js';
-import { selectRoutes, type RejectedPath } from '../routes/select-routes.js';
+import { IncrementalRouteSelector } from '../routes/incremental-selection.js';
+import type { RejectedPath } from '../routes/select-routes.js';
 import { readConnectedNetworks } from './connected-networks.js';
-import { cidrsOverlap, planDesiredState, type DesiredNodeState } from './desired-state.js';
-import { DirtySignal, settle, sleep } from './dirty-signal.js';
+import { planDesiredState, type DesiredNodeState } from './desired-state.js';
+import { DirtySignal, PassPacer, sleep, type PassPacerOptions } from './dirty-signal.js';
 
 /** Connected networks change rarely (an address added by hand, a link renumbered): re-read them this often. */
 const CONNECTED_REFRESH_MS = 10_000;
 const RETRY_MS = 2_000;
-/** A burst of learned paths has ended when none arrived for this long; a pass waits at most ROUTE_BURST_MAX_MS. */
-const ROUTE_BURST_QUIET_MS = 50;
-const ROUTE_BURST_MAX_MS = 500;
+/**
+ * Pacing of the route passes (each one may write to the kernel): a change after a quiet spell goes at once; a
+ * burst is taken in passes at least 25 ms apart; prefixes flapping from pass to pass stretch that up to 2 s until
+ * the flapping stops (see PassPacer). Exported for the churn test's bound.
+ */
+export const ROUTE_PASS_PACING: PassPacerOptions = { minIntervalMs: 25, maxIntervalMs: 2_000, quietResetMs: 4_000 };
+/** Refused paths reported one by one per pass at most (a hostile peer may send thousands); the rest are counted. */
+const REPORTED_REJECTIONS_PER_PASS = 20;
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -50,6 +57,10 @@ export class Agent {
   private connectedReadAt = 0;
   private reportedWarnings = new Set<string>();
   private reportedRejections = new Set<string>();
+  private readonly selector = new IncrementalRouteSelector();
+  /** Learned-table prefixes changed since the last route pass; `allPrefixesChanged` asks for every one. */
+  private changedPrefixes = new Set<string>();
+  private allPrefixesChanged = true;
 
   // Created in start(); the agent is one-shot.
   private watch!: ClusterWatch;
@@ -87,7 +98,10 @@ export class Agent {
       logger: logger.child({ component: 'routes' }),
       resyncIntervalMs: config.routes.resyncSeconds * 1000,
     });
-    this.bgp.onLearnedPaths(() => this.routesDirty.set());
+    this.bgp.onLearnedPaths((_table, changed) => {
+      for (const prefix of changed) this.changedPrefixes.add(prefix);
+      this.routesDirty.set();
+    });
     this.observer = new AgentObserver({
       address: config.metrics.address,
       nodeName: this.nodeName,
@@ -199,28 +213,44 @@ export class Agent {
     }
   }
 
-  /** Turns the learned table into kernel routes. Waits for a complete table: a partial one would delete routes. */
+  /**
+   * Turns the learned table into kernel routes. Waits for a complete table: a partial one would delete routes.
+   * The first pass hands the route reconciler the whole selection; later ones only the routes that changed.
+   */
   private async routeLoop(signal: AbortSignal): Promise<void> {
     let networkReported = false;
+    let wholeSetGiven = false;
+    const pacer = new PassPacer(ROUTE_PASS_PACING);
     while (!signal.aborted) {
       await this.routesDirty.wait(CONNECTED_REFRESH_MS, signal);
-      // Selection reads the whole table: let a burst of learned paths land first (bounded, so routes still flow).
-      await settle(this.routesDirty, ROUTE_BURST_QUIET_MS, ROUTE_BURST_MAX_MS, signal);
+      // Taken in passes, not per event: a burst lands in a few big batches, a flapping peer in few kernel writes.
+      await sleep(pacer.delay(Date.now()), signal);
       if (signal.aborted) break;
       const desired = this.desired;
       const table = this.bgp.learnedTable();
       if (desired === undefined || !table.synced) continue;
       const passStart = performance.now();
+      const changedKeys = this.allPrefixesChanged ? 'all' : this.changedPrefixes;
+      this.changedPrefixes = new Set();
+      this.allPrefixesChanged = false;
       try {
         if (Date.now() - this.connectedReadAt >= CONNECTED_REFRESH_MS) {
           this.connectedNetworks = await readConnectedNetworks(signal);
           this.connectedReadAt = Date.now();
         }
-        const selection = selectRoutes(flattenTable(table), { ...desired.routeSelection, onLinkNetworks: this.connectedNetworks });
-        // Two nodes claim these: installing either would hijack the other's pods.
-        const routes = selection.routes.filter((r) => !desired.routeSelection.conflictedCIDRs.some((c) => cidrsOverlap(c, r.prefix)));
-        this.reportRejections(selection.rejected);
-        this.routes.setDesired(routes);
+        const { conflictedCIDRs, ...context } = desired.routeSelection;
+        // A changed context (nodes, ranges, connected networks, conflicts) re-judges every prefix.
+        this.selector.setContext({ ...context, onLinkNetworks: this.connectedNetworks, excludedCIDRs: conflictedCIDRs });
+        const rejectedBefore = this.selector.rejectedVersion();
+        const changes = this.selector.update(table.paths, changedKeys);
+        if (this.selector.rejectedVersion() !== rejectedBefore) this.reportRejections(this.selector.rejected());
+        if (!wholeSetGiven) {
+          this.routes.setDesired([...this.selector.routes().values()]);
+          wholeSetGiven = true;
+        } else if (changes.size > 0) {
+          this.routes.updateDesired(changes);
+        }
+        pacer.passed(Date.now(), new Set(changes.keys()));
         if (!networkReported) {
           await this.routes.waitForSync(signal);
           await this.reporter.markNetworkAvailable();
@@ -229,6 +259,7 @@ export class Agent {
         this.routeSelectionHealth.heartbeat(performance.now() - passStart);
       } catch (err) {
         if (signal.aborted) break;
+        this.allPrefixesChanged = true; // the changes this pass took are judged again with everything else
         this.routeSelectionHealth.failure(err, performance.now() - passStart);
         this.logger.error('route selection failed; retrying', { error: describeError(err) });
         await sleep(RETRY_MS, signal);
@@ -249,19 +280,20 @@ export class Agent {
 
   private reportRejections(rejected: RejectedPath[]): void {
     const current = new Set(rejected.map((r) => `${r.prefix} from ${r.neighborIp ?? 'local'} via ${r.nextHop}: ${r.reason}`));
+    let unreported = 0;
     for (const line of current) {
       if (this.reportedRejections.has(line)) continue;
+      if (unreported++ >= REPORTED_REJECTIONS_PER_PASS) continue;
       this.logger.warn('learned path not installed', { path: line });
       void this.reporter.event('Warning', 'PodrouteRouteRejected', `learned path not installed: ${line}`);
     }
+    if (unreported > REPORTED_REJECTIONS_PER_PASS) {
+      const more = unreported - REPORTED_REJECTIONS_PER_PASS;
+      this.logger.warn('more learned paths not installed', { count: more, total: current.size });
+      void this.reporter.event('Warning', 'PodrouteRouteRejected', `${more} more learned paths not installed (${current.size} refused in all)`);
+    }
     this.reportedRejections = current;
   }
-}
-
-function flattenTable(table: LearnedTable): LearnedPath[] {
-  const paths: LearnedPath[] = [];
-  for (const list of table.paths.values()) paths.push(...list);
-  return paths;
 }
 
 /** Reads each distinct password file; unreadable ones are left out (their peers are skipped, with a warning). */

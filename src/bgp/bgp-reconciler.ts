@@ -9,7 +9,8 @@
 //   never keeps half a bundle; everything else is re-read on the next pass, so the reconciler's memory is
 //   gobgpd itself plus the uuids AddPath returned.
 // - The learned table comes from one WatchEvent stream (peers + best paths with every equally good path,
-//   initial dump first) and is published as a snapshot Map<prefix, LearnedPath[]> plus change notifications.
+//   initial dump first) and is published as a live Map<prefix, LearnedPath[]> plus the prefixes each change
+//   touched, so consumers can work per changed prefix instead of re-reading the whole table.
 // - Graceful restart on our side: when the watch starts over (gobgpd restarted and lost its RIB, or the stream
 //   broke), the paths of the previous table are kept as stale, per neighbor, until that neighbor is Established
 //   again and has had `staleSettleMs` to send its table (gobgpd's watch shows no End-of-RIB), or until the
@@ -69,6 +70,10 @@ export interface LearnedTable {
   version: number;
   /** False until the first complete dump of gobgpd's table arrived (consumers must not prune before). */
   synced: boolean;
+  /**
+   * Paths by prefix. A live view, updated in place as paths arrive (copying a 50k-entry map for every small
+   * batch of the watch made learning quadratic): read it synchronously, copy what must be kept.
+   */
   paths: ReadonlyMap<string, readonly LearnedPath[]>;
 }
 
@@ -204,7 +209,7 @@ export class BgpReconciler {
     };
   }
 
-  /** The current learned table (a snapshot: the map is replaced, never mutated, on change). */
+  /** The current learned table (its `paths` is a live view: see LearnedTable). */
   learnedTable(): LearnedTable {
     return { version: this.tableVersion, synced: this.tableSynced, paths: this.table };
   }
@@ -446,12 +451,8 @@ export class BgpReconciler {
         } else if (ev.kind === 'paths') {
           if (staging !== undefined) applyPaths(staging, ev);
           else {
-            const next = new Map(this.fresh);
-            const changed = applyPaths(next, ev);
-            if (changed.size > 0) {
-              this.fresh = next;
-              this.refreshView(changed);
-            }
+            const changed = applyPaths(this.fresh, ev);
+            if (changed.size > 0) this.refreshView(changed);
           }
         }
       }
@@ -521,16 +522,27 @@ export class BgpReconciler {
     this.stale = undefined;
   }
 
-  /** Recomputes the published table for these prefixes (fresh plus the stale paths still kept) and publishes. */
+  /**
+   * Recomputes the published table for these prefixes (fresh plus the stale paths still kept) and publishes.
+   * Without stale paths the published table is the fresh table itself; with them, a table of its own, updated
+   * in place per changed prefix.
+   */
   private refreshView(changed: ReadonlySet<string>): void {
     const stale = this.stale;
     if (stale === undefined) {
       if (this.table === this.fresh && changed.size === 0) return;
+      if (this.table !== this.fresh) {
+        // Leaving the merged view: every prefix it held may differ from the fresh table.
+        const all = new Set(changed);
+        for (const prefix of this.table.keys()) all.add(prefix);
+        changed = all;
+      }
       this.table = this.fresh;
       this.publish(changed);
       return;
     }
-    const next = this.table === this.fresh ? new Map(this.fresh) : new Map(this.table);
+    if (this.table === this.fresh) this.table = new Map(this.fresh);
+    const next = this.table;
     const really = new Set<string>();
     for (const prefix of changed) {
       const merged = mergeStalePaths(this.fresh.get(prefix), stale.paths.get(prefix), stale.retained);
@@ -546,7 +558,6 @@ export class BgpReconciler {
       }
     }
     if (really.size === 0) return;
-    this.table = next;
     this.publish(really);
   }
 

@@ -1,7 +1,9 @@
 // The route reconciler: keeps the kernel's routes of our protocol equal to the desired routes. Level-triggered:
-// setDesired() only marks it dirty (one slot, so bursts coalesce into one sync); a sync plans against its memory
-// of the kernel and applies the difference in one `ip -batch`; a periodic resync re-reads the kernel and
-// repairs drift; a failed batch re-reads the kernel at once (memory stays true) and is retried with back-off.
+// setDesired() (the whole set) and updateDesired() (changed prefixes) only mark it dirty, so bursts coalesce
+// into one sync; a sync plans the dirty prefixes against its memory of the kernel and applies the difference in
+// one `ip -batch`, without reading the kernel back when the batch was fully accepted; a periodic resync
+// re-reads the kernel and plans every prefix (repairs drift); a failed batch re-reads the kernel at once
+// (memory stays true) and is retried with back-off, again planning every prefix.
 // Stopping leaves the routes in place: the data plane keeps forwarding while the agent restarts.
 import type { Logger } from '../observe/log.js';
 import { KernelRouteError, RouteInputError } from './errors.js';
@@ -66,23 +68,46 @@ interface Waiter {
   resolve: () => void;
 }
 
-function validateDesired(routes: readonly DesiredRoute[]): DesiredRoute[] {
+function validateRoute(route: DesiredRoute, field: string): DesiredRoute {
+  const prefix = typeof route?.prefix === 'string' ? canonicalPrefixText(route.prefix) : undefined;
+  if (prefix === undefined) throw new RouteInputError(`${field}.prefix`, route?.prefix, 'not a CIDR');
+  const family = familyOf(prefix);
+  const nextHops = Array.isArray(route.nextHops) ? canonicalNextHops(route.nextHops) : undefined;
+  if (nextHops === undefined || nextHops.length === 0) {
+    throw new RouteInputError(`${field}.nextHops`, route.nextHops, 'not a non-empty list of IP addresses');
+  }
+  const wrongFamily = nextHops.find((hop) => familyOf(hop) !== family);
+  if (wrongFamily !== undefined) throw new RouteInputError(`${field}.nextHops`, route.nextHops, `${wrongFamily} is not an ${family} address`);
+  // Keep the caller's object when it already is canonical: 50k fresh objects per sync cost GC time.
+  return prefix === route.prefix && nextHops.length === route.nextHops.length && nextHops.every((h, i) => h === route.nextHops[i]) ? route : { prefix, nextHops };
+}
+
+function validateDesired(routes: readonly DesiredRoute[]): Map<string, DesiredRoute> {
   if (!Array.isArray(routes)) throw new RouteInputError('routes', routes, 'not a list');
-  const seen = new Set<string>();
-  return routes.map((route, i) => {
-    const prefix = typeof route?.prefix === 'string' ? canonicalPrefixText(route.prefix) : undefined;
-    if (prefix === undefined) throw new RouteInputError(`routes[${i}].prefix`, route?.prefix, 'not a CIDR');
-    if (seen.has(prefix)) throw new RouteInputError(`routes[${i}].prefix`, route.prefix, 'listed twice');
-    seen.add(prefix);
-    const family = familyOf(prefix);
-    const nextHops = Array.isArray(route.nextHops) ? canonicalNextHops(route.nextHops) : undefined;
-    if (nextHops === undefined || nextHops.length === 0) {
-      throw new RouteInputError(`routes[${i}].nextHops`, route.nextHops, 'not a non-empty list of IP addresses');
-    }
-    const wrongFamily = nextHops.find((hop) => familyOf(hop) !== family);
-    if (wrongFamily !== undefined) throw new RouteInputError(`routes[${i}].nextHops`, route.nextHops, `${wrongFamily} is not an ${family} address`);
-    return { prefix, nextHops };
+  const byPrefix = new Map<string, DesiredRoute>();
+  routes.forEach((route, i) => {
+    const valid = validateRoute(route, `routes[${i}]`);
+    if (byPrefix.has(valid.prefix)) throw new RouteInputError(`routes[${i}].prefix`, route.prefix, 'listed twice');
+    byPrefix.set(valid.prefix, valid);
   });
+  return byPrefix;
+}
+
+/** Validates changes keyed by prefix: the key and the route's prefix must name the same prefix. */
+function validateChanges(changes: Iterable<[string, DesiredRoute | undefined]>): Map<string, DesiredRoute | undefined> {
+  const valid = new Map<string, DesiredRoute | undefined>();
+  for (const [key, route] of changes) {
+    const prefix = typeof key === 'string' ? canonicalPrefixText(key) : undefined;
+    if (prefix === undefined) throw new RouteInputError(`changes[${JSON.stringify(key)}]`, key, 'not a CIDR');
+    if (route === undefined) {
+      valid.set(prefix, undefined);
+      continue;
+    }
+    const checked = validateRoute(route, `changes[${JSON.stringify(key)}]`);
+    if (checked.prefix !== prefix) throw new RouteInputError(`changes[${JSON.stringify(key)}].prefix`, route.prefix, `not the prefix it is keyed by (${prefix})`);
+    valid.set(prefix, checked);
+  }
+  return valid;
 }
 
 function familyOf(prefix: string): IpFamily {
@@ -101,7 +126,11 @@ export class RouteReconciler {
   private readonly retryInitialMs: number;
   private readonly retryMaxMs: number;
 
-  private desired: DesiredRoute[] | undefined;
+  /** The desired routes by canonical prefix; undefined until the first setDesired (nothing is written before). */
+  private desired: Map<string, DesiredRoute> | undefined;
+  /** Prefixes whose desired route changed since the last sync; `planAll` asks for every prefix instead. */
+  private dirtyPrefixes = new Set<string>();
+  private planAll = true;
   private generation = 0;
   private syncedGeneration = -1;
   private dirty = false;
@@ -112,6 +141,7 @@ export class RouteReconciler {
   /** Memory of the kernel: our routes by prefix, and every foreign route. Undefined until the first read. */
   private ours: Map<string, KernelRoute[]> | undefined;
   private foreign: KernelRoute[] = [];
+  private foreignByPrefix = new Map<string, KernelRoute[]>();
   private conflicts = new Set<string>();
   private lastSync: Date | undefined;
   private lastError: string | undefined;
@@ -142,6 +172,27 @@ export class RouteReconciler {
    */
   setDesired(routes: readonly DesiredRoute[]): void {
     this.desired = validateDesired(routes);
+    this.planAll = true;
+    this.dirtyPrefixes.clear();
+    this.generation++;
+    this.markDirty();
+  }
+
+  /**
+   * Changes the desired set by prefix: a route replaces the prefix's desired route, undefined removes it. Only
+   * these prefixes are planned at the next sync. Throws RouteInputError (naming the field, changing nothing) on
+   * bad input, and an Error when setDesired has not given the complete set yet.
+   */
+  updateDesired(changes: Iterable<[string, DesiredRoute | undefined]>): void {
+    const desired = this.desired;
+    if (desired === undefined) throw new Error('RouteReconciler.updateDesired: setDesired must give the complete set first');
+    const valid = validateChanges(changes);
+    if (valid.size === 0) return;
+    for (const [prefix, route] of valid) {
+      if (route === undefined) desired.delete(prefix);
+      else desired.set(prefix, route);
+      this.dirtyPrefixes.add(prefix);
+    }
     this.generation++;
     this.markDirty();
   }
@@ -242,22 +293,54 @@ export class RouteReconciler {
       if (list === undefined) ours.set(route.prefix, [route]);
       else list.push(route);
     }
+    const foreignByPrefix = new Map<string, KernelRoute[]>();
+    for (const route of snapshot.foreign) {
+      const list = foreignByPrefix.get(route.prefix);
+      if (list === undefined) foreignByPrefix.set(route.prefix, [route]);
+      else list.push(route);
+    }
     this.ours = ours;
     this.foreign = snapshot.foreign;
+    this.foreignByPrefix = foreignByPrefix;
     this.counts.reads++;
   }
 
   private async sync(read: boolean, signal: AbortSignal): Promise<void> {
     const generation = this.generation;
     const desired = this.desired;
+    // After a read the kernel may differ anywhere: plan every prefix. Otherwise only what changed since the
+    // last sync (the memory of the kernel is kept true by every accepted change).
+    let all = this.planAll || read || this.ours === undefined;
     if (read || this.ours === undefined) await this.readKernel(signal);
     const ours = this.ours as Map<string, KernelRoute[]>;
     if (desired === undefined) return; // read-only until the caller says what it wants
+    all ||= this.planAll; // a setDesired that came during the read
+    const dirty = this.dirtyPrefixes;
+    this.dirtyPrefixes = new Set();
+    this.planAll = false;
     const started = Date.now();
-    const observed: KernelRoute[] = [];
-    for (const routes of ours.values()) observed.push(...routes);
-    const changes = planRoutes(desired, observed, this.foreign);
-    this.trackConflicts(changes);
+    let changes: RouteChange[];
+    if (all) {
+      const observed: KernelRoute[] = [];
+      for (const routes of ours.values()) observed.push(...routes);
+      changes = planRoutes([...desired.values()], observed, this.foreign);
+      this.trackConflicts(changes, undefined);
+    } else {
+      const want: DesiredRoute[] = [];
+      const observed: KernelRoute[] = [];
+      const foreign: KernelRoute[] = [];
+      for (const prefix of dirty) {
+        const route = desired.get(prefix);
+        if (route !== undefined) want.push(route);
+        const mine = ours.get(prefix);
+        if (mine !== undefined) observed.push(...mine);
+        const theirs = this.foreignByPrefix.get(prefix);
+        if (theirs !== undefined) foreign.push(...theirs);
+      }
+      // The planner decides each prefix on its own: planning a subset gives that subset's changes.
+      changes = planRoutes(want, observed, foreign);
+      this.trackConflicts(changes, dirty);
+    }
     const result = await this.table.apply(changes, signal);
     for (const change of result.applied) this.remember(ours, change);
     let added = 0;
@@ -296,7 +379,8 @@ export class RouteReconciler {
     for (const waiter of ready) waiter.resolve();
   }
 
-  private trackConflicts(changes: readonly RouteChange[]): void {
+  /** Conflicts after a plan of every prefix (`scope` undefined) or of the prefixes in `scope`. */
+  private trackConflicts(changes: readonly RouteChange[], scope: ReadonlySet<string> | undefined): void {
     const now = new Set<string>();
     for (const change of changes) {
       if (change.kind !== 'conflict') continue;
@@ -309,10 +393,14 @@ export class RouteReconciler {
         });
       }
     }
-    for (const prefix of this.conflicts) {
-      if (!now.has(prefix)) this.logger.info('route conflict resolved', { prefix });
+    for (const prefix of scope ?? this.conflicts) {
+      if (this.conflicts.has(prefix) && !now.has(prefix)) {
+        this.logger.info('route conflict resolved', { prefix });
+        this.conflicts.delete(prefix);
+      }
     }
-    this.conflicts = now;
+    if (scope === undefined) this.conflicts = now;
+    else for (const prefix of now) this.conflicts.add(prefix);
   }
 
   /** Updates the memory of the kernel with one change the kernel accepted. */

@@ -42,6 +42,11 @@ export interface RouteSelectionContext {
   nodes: NodeRoutingInfo[];
   /** The node's connected subnets (v4 and v6): a next hop must lie in one of them. */
   onLinkNetworks: string[];
+  /**
+   * Ranges no route may overlap, from anyone (podCIDRs two nodes claim: installing either would hijack the
+   * other's pods). Such routes are left out silently, not rejected: the conflict is reported where it is found.
+   */
+  excludedCIDRs?: string[];
 }
 
 export interface DesiredRoute {
@@ -85,21 +90,23 @@ export interface RouteSelection {
   rejected: RejectedPath[];
 }
 
-interface CompiledNode {
-  asn: number;
-  addresses: Set<string>;
-}
-
-interface CompiledContext {
+/** The selection context parsed and indexed once (see compileSelectionContext). */
+export interface CompiledContext {
   localAsn: number;
   ownPodCIDRs: IpPrefix[];
   acceptRanges: IpPrefix[];
   clusterPodRanges: IpPrefix[];
   onLinkNetworks: IpPrefix[];
+  excludedCIDRs: IpPrefix[];
   /** Nodes by their podCIDRs' canonical text (a misconfigured cluster may give two nodes the same one). */
   nodesByPodCIDR: Map<string, CompiledNode[]>;
   /** Distinct podCIDR lengths per family: the only lengths an "inside another node's podCIDR" test must try. */
   podCIDRLengths: Record<IpFamily, number[]>;
+}
+
+interface CompiledNode {
+  asn: number;
+  addresses: Set<string>;
 }
 
 function isAsn(value: unknown): value is number {
@@ -117,7 +124,8 @@ function prefixList(list: unknown, field: string): IpPrefix[] {
   return list.map((text, i) => prefixField(text, `${field}[${i}]`));
 }
 
-function compileContext(context: RouteSelectionContext): CompiledContext {
+/** Parses and indexes the context; throws RouteInputError naming the bad field. */
+export function compileSelectionContext(context: RouteSelectionContext): CompiledContext {
   if (!isAsn(context.localAsn)) throw new RouteInputError('context.localAsn', context.localAsn, 'not an AS number');
   const nodesByPodCIDR = new Map<string, CompiledNode[]>();
   const lengths: Record<IpFamily, Set<number>> = { ipv4: new Set(), ipv6: new Set() };
@@ -146,6 +154,7 @@ function compileContext(context: RouteSelectionContext): CompiledContext {
     acceptRanges: prefixList(context.acceptRanges, 'context.acceptRanges'),
     clusterPodRanges: prefixList(context.clusterPodRanges, 'context.clusterPodRanges'),
     onLinkNetworks: prefixList(context.onLinkNetworks, 'context.onLinkNetworks'),
+    excludedCIDRs: context.excludedCIDRs === undefined ? [] : prefixList(context.excludedCIDRs, 'context.excludedCIDRs'),
     nodesByPodCIDR,
     podCIDRLengths: { ipv4: [...lengths.ipv4], ipv6: [...lengths.ipv6] },
   };
@@ -223,7 +232,8 @@ function bestCandidates(candidates: Candidate[], localAsn: number): Candidate[] 
   return best.filter((c) => (c.path.med ?? 0) === minMedByNeighborAs.get(c.path.asPath[0] ?? localAsn));
 }
 
-function compareRejected(a: RejectedPath, b: RejectedPath, parsed: Map<string, IpPrefix | undefined>): number {
+/** The order rejections are listed in: by prefix (parsed ones numerically, first), neighbor, next hop, reason. */
+export function compareRejected(a: RejectedPath, b: RejectedPath, parsed: ReadonlyMap<string, IpPrefix | undefined>): number {
   const pa = parsed.get(a.prefix);
   const pb = parsed.get(b.prefix);
   let order = pa && pb ? compareIpPrefixes(pa, pb) : pa ? -1 : pb ? 1 : 0;
@@ -237,12 +247,73 @@ function compareRejected(a: RejectedPath, b: RejectedPath, parsed: Map<string, I
   return order;
 }
 
+/** Parses next-hop addresses once each: few distinct next hops (the peers) serve many prefixes. */
+export class AddressCache {
+  private readonly parsed = new Map<string, IpAddress | undefined>();
+  constructor(private readonly limit = 100_000) {}
+
+  get(text: string): IpAddress | undefined {
+    let address = this.parsed.get(text);
+    if (address === undefined && !this.parsed.has(text)) {
+      // A peer sending ever new next hops must not grow this without bound.
+      if (this.parsed.size >= this.limit) this.parsed.clear();
+      address = parseIpAddress(text);
+      this.parsed.set(text, address);
+    }
+    return address;
+  }
+}
+
+/**
+ * Judges the paths of one prefix (already parsed; withdrawn and local paths left out by the caller): returns the
+ * route to install, if any, and appends the refused paths to `rejected`. Selection per prefix depends on nothing
+ * but these paths and the context, which is what lets the selection be kept up to date prefix by prefix.
+ */
+export function selectPrefix(
+  prefix: IpPrefix,
+  group: readonly LearnedPath[],
+  ctx: CompiledContext,
+  addresses: AddressCache,
+  rejected: RejectedPath[],
+): DesiredRoute | undefined {
+  const reject = (path: LearnedPath, reason: RejectReason): void => {
+    rejected.push({ prefix: prefix.text, neighborIp: path.neighborIp, nextHop: path.nextHop, reason });
+  };
+  const verdict = judgePrefix(prefix, ctx);
+  if ('reason' in verdict) {
+    for (const path of group) reject(path, verdict.reason);
+    return undefined;
+  }
+  const candidates: Candidate[] = [];
+  for (const path of group) {
+    const nextHop = addresses.get(path.nextHop);
+    if (verdict.owners !== undefined && !originatesFromOwner(path, nextHop, verdict.owners)) {
+      reject(path, 'not-from-owner');
+      continue;
+    }
+    const nextHopReason = nextHopVerdict(prefix, nextHop, ctx);
+    if (nextHopReason !== undefined || nextHop === undefined) {
+      reject(path, nextHopReason ?? 'invalid-nexthop');
+      continue;
+    }
+    candidates.push({ path, nextHop });
+  }
+  if (candidates.length === 0) return undefined;
+  if (ctx.excludedCIDRs.some((range) => prefixesOverlap(range, prefix))) return undefined;
+  const best = candidates.length === 1 ? [candidates[0]!.nextHop] : bestCandidates(candidates, ctx.localAsn).map((c) => c.nextHop);
+  if (best.length > 1) best.sort(compareIpAddresses);
+  const nextHops: string[] = [];
+  for (const hop of best) if (nextHops[nextHops.length - 1] !== hop.text) nextHops.push(hop.text);
+  return { prefix: prefix.text, nextHops };
+}
+
 /**
  * Chooses the kernel routes from the current learned-path table (withdrawn and locally originated paths are
  * ignored). Throws RouteInputError for a malformed context; malformed paths are rejected, never thrown.
+ * IncrementalRouteSelector keeps the same result up to date prefix by prefix.
  */
 export function selectRoutes(paths: readonly LearnedPath[], context: RouteSelectionContext): RouteSelection {
-  const ctx = compileContext(context);
+  const ctx = compileSelectionContext(context);
   const parsedPrefixes = new Map<string, IpPrefix | undefined>();
   const groups = new Map<string, { prefix: IpPrefix; paths: LearnedPath[] }>();
   const rejected: RejectedPath[] = [];
@@ -264,50 +335,18 @@ export function selectRoutes(paths: readonly LearnedPath[], context: RouteSelect
     else group.paths.push(path);
   }
 
-  // Few distinct next hops (the peers) serve many prefixes: parse each once.
-  const addresses = new Map<string, IpAddress | undefined>();
-  const address = (text: string): IpAddress | undefined => {
-    let parsed = addresses.get(text);
-    if (parsed === undefined && !addresses.has(text)) {
-      parsed = parseIpAddress(text);
-      addresses.set(text, parsed);
-    }
-    return parsed;
-  };
-  const routes: { prefix: IpPrefix; nextHops: string[] }[] = [];
+  const addresses = new AddressCache();
+  const routes: DesiredRoute[] = [];
   for (const { prefix, paths: group } of groups.values()) {
-    const reject = (path: LearnedPath, reason: RejectReason): void => {
-      rejected.push({ prefix: prefix.text, neighborIp: path.neighborIp, nextHop: path.nextHop, reason });
-    };
-    const verdict = judgePrefix(prefix, ctx);
-    if ('reason' in verdict) {
-      for (const path of group) reject(path, verdict.reason);
-      continue;
-    }
-    const candidates: Candidate[] = [];
-    for (const path of group) {
-      const nextHop = address(path.nextHop);
-      if (verdict.owners !== undefined && !originatesFromOwner(path, nextHop, verdict.owners)) {
-        reject(path, 'not-from-owner');
-        continue;
-      }
-      const nextHopReason = nextHopVerdict(prefix, nextHop, ctx);
-      if (nextHopReason !== undefined || nextHop === undefined) {
-        reject(path, nextHopReason ?? 'invalid-nexthop');
-        continue;
-      }
-      candidates.push({ path, nextHop });
-    }
-    if (candidates.length === 0) continue;
-    const best = candidates.length === 1 ? [candidates[0]!.nextHop] : bestCandidates(candidates, ctx.localAsn).map((c) => c.nextHop);
-    if (best.length > 1) best.sort(compareIpAddresses);
-    const nextHops: string[] = [];
-    for (const hop of best) if (nextHops[nextHops.length - 1] !== hop.text) nextHops.push(hop.text);
-    routes.push({ prefix, nextHops });
+    const route = selectPrefix(prefix, group, ctx, addresses, rejected);
+    if (route !== undefined) routes.push(route);
   }
+  return { routes: sortRoutes(routes), rejected: rejected.sort((a, b) => compareRejected(a, b, parsedPrefixes)) };
+}
 
-  const keyed = routes.map((route) => ({ route, key: ipSortKey(route.prefix.text) }));
+/** Routes in their listing order: by prefix, IPv4 first, numerically. */
+export function sortRoutes(routes: DesiredRoute[]): DesiredRoute[] {
+  const keyed = routes.map((route) => ({ route, key: ipSortKey(route.prefix) }));
   keyed.sort((a, b) => compareSortKeys(a.key, b.key));
-  rejected.sort((a, b) => compareRejected(a, b, parsedPrefixes));
-  return { routes: keyed.map(({ route }) => ({ prefix: route.prefix.text, nextHops: route.nextHops })), rejected };
+  return keyed.map(({ route }) => route);
 }

@@ -46,7 +46,7 @@ async function kernelStep(n: number): Promise<void> {
   const reads: number[] = [];
   const logger = createLogger({ level: 'error' });
   for (let run = 0; run < RUNS; run++) {
-    const netns = await createRouteNetns('h5rt-m');
+    const netns = await createRouteNetns('h21rt-m');
     try {
       floorAdd.push(await ipBatch(netns.name, addLines));
       floorDel.push(await ipBatch(netns.name, delLines));

@@ -13,7 +13,7 @@ export interface RouteNetns {
 }
 
 export async function createRouteNetns(name: string): Promise<RouteNetns> {
-  if (!name.startsWith('h5rt-')) throw new Error(`route test namespaces carry the h5rt- prefix (got ${name})`);
+  if (!/^h\d+rt-/.test(name)) throw new Error(`route test namespaces carry an hNNrt- prefix (got ${name})`);
   await execa('ip', ['netns', 'del', name], { reject: false }); // left over from a crashed run
   await ip('netns', 'add', name);
   const destroy = async (): Promise<void> => {

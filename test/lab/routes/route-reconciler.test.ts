@@ -40,7 +40,7 @@ describe('routes/RouteReconciler in a network namespace', function () {
   }
 
   beforeEach(async () => {
-    netns = await createRouteNetns('h5rt-a');
+    netns = await createRouteNetns('h21rt-a');
   });
 
   afterEach(async () => {
@@ -94,7 +94,7 @@ describe('routes/RouteReconciler in a network namespace', function () {
   });
 
   it('coalesces a burst of updates into one ip -batch process', async () => {
-    const dir = await mkdtemp(path.join(tmpdir(), 'h5rt-'));
+    const dir = await mkdtemp(path.join(tmpdir(), 'h21rt-'));
     try {
       const log = path.join(dir, 'ip.log');
       const wrapper = path.join(dir, 'ip');
@@ -195,7 +195,7 @@ describe('routes/RouteReconciler in a network namespace', function () {
   });
 
   it('keeps retrying when the kernel cannot even be read, and converges once it can', async () => {
-    const late = 'h5rt-late';
+    const late = 'h21rt-late';
     await ip('netns', 'del', late).catch(() => undefined);
     const reconciler = new RouteReconciler({ protocol: PROTO, logger, netns: late, retryInitialMs: 50, retryMaxMs: 200 });
     const controller = new AbortController();
@@ -205,7 +205,7 @@ describe('routes/RouteReconciler in a network namespace', function () {
     let lateNetns: RouteNetns | undefined;
     try {
       await eventually('two failed syncs', () => reconciler.status().counts.failedSyncs >= 2);
-      expect(reconciler.status().lastError).to.match(/ip -n h5rt-late/);
+      expect(reconciler.status().lastError).to.match(/ip -n h21rt-late/);
       lateNetns = await createRouteNetns(late);
       await reconciler.waitForSync();
       expect(reconciler.status()).to.include({ installed: 5, lastError: undefined, inSync: true });
@@ -274,6 +274,87 @@ describe('routes/RouteReconciler in a network namespace', function () {
     await reconciler.waitForSync();
     await expectDesiredInstalled(desired);
     expect(reconciler.status()).to.include({ lastError: undefined, installed: 7, inSync: true });
+  });
+
+  it('applies changes by prefix (updateDesired) without reading the kernel back, and only after a complete set', async () => {
+    const { reconciler } = start();
+    expect(() => reconciler.updateDesired([['10.1.1.0/24', { prefix: '10.1.1.0/24', nextHops: ['10.250.0.11'] }]])).to.throw(/setDesired/);
+    reconciler.setDesired(DESIRED);
+    await reconciler.waitForSync();
+    const reads = reconciler.status().counts.reads;
+    const monitor = await RouteMonitor.start(netns.name);
+    try {
+      reconciler.updateDesired(
+        new Map([
+          ['10.1.1.0/24', { prefix: '10.1.1.0/24', nextHops: ['10.250.0.11', '10.250.0.12'] }],
+          ['10.1.3.0/24', undefined],
+          ['fd01:9::/64', { prefix: 'fd01:9::/64', nextHops: ['fd00:251::9'] }],
+          ['10.1.7.0/24', undefined], // never ours: nothing to do
+        ]),
+      );
+      await reconciler.waitForSync();
+      const next: DesiredRoute[] = [
+        { prefix: '10.1.1.0/24', nextHops: ['10.250.0.11', '10.250.0.12'] },
+        DESIRED[1]!,
+        DESIRED[3]!,
+        DESIRED[4]!,
+        { prefix: 'fd01:9::/64', nextHops: ['fd00:251::9'] },
+      ];
+      await expectDesiredInstalled(next);
+      await monitor.mark('10.99.99.2');
+      // Exactly the three changes went to the kernel: the routes of untouched prefixes were not rewritten.
+      const lines = monitor.between('10.99.99.1', '10.99.99.2');
+      expect(lines.filter((l) => l.startsWith('Deleted ')).map((l) => l.split(' ')[1])).to.deep.equal(['10.1.3.0/24']);
+      expect(lines.filter((l) => !l.startsWith('Deleted ') && /^\S+\/\d+ /.test(l)).map((l) => l.split(' ')[0]).sort()).to.deep.equal(['10.1.1.0/24', 'fd01:9::/64']);
+      expect(reconciler.status().counts).to.include({ reads, added: 6, replaced: 1, removed: 1 });
+      expect(reconciler.status()).to.include({ installed: 5, inSync: true });
+    } finally {
+      monitor.stop();
+    }
+  });
+
+  it('keeps ownership rules for changes by prefix: a known foreign route blocks, one that appeared later is not overwritten', async () => {
+    await ip('-n', netns.name, 'route', 'add', '10.1.6.0/24', 'via', '10.250.0.66', 'proto', 'static');
+    const { reconciler } = start();
+    reconciler.setDesired(DESIRED);
+    await reconciler.waitForSync();
+    // Known from the start-up read: a conflict, no write.
+    reconciler.updateDesired([['10.1.6.0/24', { prefix: '10.1.6.0/24', nextHops: ['10.250.0.6'] }]]);
+    await reconciler.waitForSync();
+    expect(reconciler.status().conflicts).to.deep.equal(['10.1.6.0/24']);
+    expect(reconciler.status().counts.failedSyncs).to.equal(0);
+    // Appeared after the last read: the add is refused (add, not replace), the re-read shows the conflict.
+    await ip('-n', netns.name, '-6', 'route', 'add', 'fd01:6::/64', 'via', 'fd00:250::66', 'proto', 'static');
+    reconciler.updateDesired([['fd01:6::/64', { prefix: 'fd01:6::/64', nextHops: ['fd00:250::6'] }]]);
+    await reconciler.waitForSync();
+    expect(reconciler.status().conflicts).to.deep.equal(['10.1.6.0/24', 'fd01:6::/64']);
+    const routes = await mainRoutes(netns.name);
+    expect(gatewaysOf(routes.get('10.1.6.0/24 4'))).to.deep.equal(['10.250.0.66']);
+    expect(gatewaysOf(routes.get('fd01:6::/64 4'))).to.deep.equal(['fd00:250::66']);
+    expect(routes.has(`10.1.6.0/24 ${PROTO}`) || routes.has(`fd01:6::/64 ${PROTO}`)).to.equal(false);
+    // Withdrawing a conflicted prefix clears its conflict; the foreign route stays.
+    reconciler.updateDesired([['10.1.6.0/24', undefined]]);
+    await reconciler.waitForSync();
+    expect(reconciler.status().conflicts).to.deep.equal(['fd01:6::/64']);
+    expect(gatewaysOf((await mainRoutes(netns.name)).get('10.1.6.0/24 4'))).to.deep.equal(['10.250.0.66']);
+    await expectDesiredInstalled();
+  });
+
+  it('rejects bad changes by prefix with the field named, changing nothing', async () => {
+    const { reconciler } = start();
+    reconciler.setDesired(DESIRED);
+    await reconciler.waitForSync();
+    const generation = reconciler.status();
+    expect(() =>
+      reconciler.updateDesired([
+        ['10.1.1.0/24', undefined],
+        ['10.1.2.0/24', { prefix: '10.1.2.0/24', nextHops: ['fd00::1'] }],
+      ]),
+    ).to.throw(/changes\["10\.1\.2\.0\/24"\]\.nextHops/);
+    expect(() => reconciler.updateDesired([['10.1.2.0/24', { prefix: '10.1.9.0/24', nextHops: ['10.250.0.2'] }]])).to.throw(/not the prefix it is keyed by/);
+    expect(() => reconciler.updateDesired([['10.1.999.0/24', undefined]])).to.throw(/not a CIDR/);
+    expect(reconciler.status().inSync).to.equal(generation.inSync);
+    await expectDesiredInstalled();
   });
 
   it('rejects bad desired routes with the field named, before touching anything', () => {
