@@ -2,7 +2,7 @@
 // Measures, inside a private network namespace: compile time, full sync (compile + plan + apply into an empty
 // kernel), the floor (the same final ruleset loaded by raw `ipset restore` + `iptables-restore` into a fresh
 // namespace), and the latency of a single pod label change until its rules are in the kernel.
-//   node dist/bench/policy.js [--pods 1000 --namespaces 50 --policies 500 --changes 30]   (root)
+//   node dist/bench/policy.js [--prefix hb --pods 1000 --namespaces 50 --policies 500 --changes 30]   (root)
 // Prints one JSON object on stdout.
 import { execa } from 'execa';
 import type { V1Namespace, V1NetworkPolicy, V1Pod } from '@kubernetes/client-node';
@@ -20,7 +20,32 @@ const PODS = arg('pods', 1000);
 const NAMESPACES = arg('namespaces', 50);
 const POLICIES = arg('policies', 500);
 const CHANGES = arg('changes', 30);
-const NETNS = ['h15bench-a', 'h15bench-b'];
+/**
+ * The namespaces carry the run's prefix and this process's pid: a second run (make bench next to the smoke test)
+ * must never recreate the namespace this run is writing into, or this run's remembered state goes stale.
+ */
+const PREFIX = (() => {
+  const i = process.argv.indexOf('--prefix');
+  return i > 0 ? (process.argv[i + 1] ?? 'hpb') : 'hpb';
+})();
+const NETNS = [`${PREFIX}pol-a-${process.pid}`, `${PREFIX}pol-b-${process.pid}`];
+
+/** Namespaces of earlier runs with this prefix whose process is gone (a crash): removed, others left alone. */
+async function removeLeftovers(): Promise<void> {
+  const list = await execa('ip', ['netns', 'list'], { reject: false });
+  for (const line of list.stdout.split('\n')) {
+    const name = line.split(' ')[0] ?? '';
+    const m = new RegExp(`^${PREFIX}pol-[ab]-(\\d+)$`).exec(name);
+    if (m === null) continue;
+    let alive = true;
+    try {
+      process.kill(Number(m[1]), 0);
+    } catch {
+      alive = false;
+    }
+    if (!alive) await execa('ip', ['netns', 'delete', name], { reject: false });
+  }
+}
 
 const node: PolicyNode = { name: 'n1', addresses: ['192.168.0.1', 'fd00::1'], podCIDRs: ['10.64.0.0/16', 'fd10::/56'] };
 
@@ -72,7 +97,7 @@ function percentile(values: number[], p: number): number {
 }
 
 async function main(): Promise<void> {
-  for (const ns of NETNS) await execa('ip', ['netns', 'delete', ns], { reject: false });
+  await removeLeftovers();
   for (const ns of NETNS) await execa('ip', ['netns', 'add', ns]);
   try {
     const w = world();

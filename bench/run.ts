@@ -199,7 +199,8 @@ export function parseArgs(argv: string[]): { options: Omit<BenchRunOptions, 'log
       workDir: flag(argv, 'work-dir') ?? path.join(os.tmpdir(), `podroute-bench-${prefix}`),
       iperfSeconds: quick ? 1 : 3,
       footprint: quick ? { nodes: 20, pods: 200, policies: 20, windowSeconds: 2, churnPerSecond: 10 } : { nodes: 1000, pods: 30_000, policies: 1000, windowSeconds: 20, churnPerSecond: 20 },
-      policyArgs: quick ? ['--pods', '50', '--namespaces', '5', '--policies', '20', '--changes', '3'] : [],
+      // The prefix names bench/policy's namespaces: runs with different prefixes never share a kernel ruleset.
+      policyArgs: ['--prefix', prefix, ...(quick ? ['--pods', '50', '--namespaces', '5', '--policies', '20', '--changes', '3'] : [])],
       ...(quick ? {} : { profileSize: 10_000 }),
     },
     out: flag(argv, 'out') ?? (quick ? undefined : path.join(root, 'docs', 'benchmarks.md')),

@@ -154,9 +154,23 @@ export class PolicyReconciler {
       );
       this.reportProblems(compiled.problems);
       // After a failure or at resync the kernel is re-read: our memory of it may be wrong.
+      const fromMemory = this.observed !== null;
       this.observed ??= await this.applier.readObserved(signal);
-      const plan = planPolicyChanges(compiled, this.observed);
-      const result = await this.applier.apply(plan, signal);
+      let plan = planPolicyChanges(compiled, this.observed);
+      let result;
+      try {
+        result = await this.applier.apply(plan, signal);
+      } catch (err) {
+        // A plan made from memory names only the chains that changed; if something removed our chains behind our
+        // back (another program, a second run in the same namespace), the kernel refuses it. The refusal proves the
+        // memory wrong: re-read and plan against what is really there, at once. A refusal of a plan made from a
+        // fresh read is a real failure and goes to the back-off.
+        if (!fromMemory || signal.aborted || !(err instanceof PolicyApplyError)) throw err;
+        this.logger.warn('policy apply refused; re-reading the kernel and planning again', { step: err.step, error: err.message });
+        this.observed = await this.applier.readObserved(signal);
+        plan = planPolicyChanges(compiled, this.observed);
+        result = await this.applier.apply(plan, signal);
+      }
       this.observed = result.warnings.length === 0 ? observedAfter(compiled) : null;
       for (const w of result.warnings) this.logger.warn('policy cleanup incomplete, will retry', { warning: w });
       this.lastCompiled = compiled;

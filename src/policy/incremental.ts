@@ -1,0 +1,1 @@
+export { PolicyCompiler } from './compile.js';
