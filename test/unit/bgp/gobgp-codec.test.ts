@@ -46,6 +46,17 @@ describe('gobgp-codec', () => {
     expect(() => normalizePeerSpec({ address: '10.0.0.1', asn: 1, maxPrefixes: 1.5 })).to.throw(/peer 10\.0\.0\.1\.maxPrefixes/);
   });
 
+  it('offers graceful restart without the N-bit and without long-lived GR (a hold-timer expiry stays a failure for RFC 8538 peers)', () => {
+    // With notification_enabled, an RFC 8538 peer (FRR) would keep our routes as stale after a hold-timer expiry
+    // too, as gobgpd helpers already do: a silent failure would then be withdrawn only after holdTime + restartTime.
+    const api = peerToApi({ address: '10.0.0.1', asn: 65001, gracefulRestart: { enabled: true, restartTime: 120 } }) as {
+      graceful_restart: Record<string, unknown>;
+      afi_safis: Record<string, unknown>[];
+    };
+    expect(api.graceful_restart).to.deep.equal({ enabled: true, restart_time: 120 });
+    expect(api.afi_safis.every((a) => a.long_lived_graceful_restart === undefined)).to.equal(true);
+  });
+
   it("reports gobgpd's administrative state: a peer shut down at its prefix limit shows PREFIX_LIMIT", () => {
     const peer = (state: Record<string, unknown>) => ({ conf: { neighbor_address: '10.0.0.1', peer_asn: 65001 }, state });
     expect(peerStatusFromApi(peer({ session_state: 'IDLE', admin_state: 'PFX_CT' }))).to.deep.include({ state: 'IDLE', adminState: 'PREFIX_LIMIT' });
