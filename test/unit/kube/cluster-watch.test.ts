@@ -1,0 +1,169 @@
+// ClusterWatch caches slim copies of what it watches, lists in pages, and wakes its consumer only for changes
+// podroute can see. Against the lab API server (the Kubernetes API mock) on loopback.
+import { KubeConfig, type V1NetworkPolicy, type V1Node, type V1Pod } from '@kubernetes/client-node';
+import { expect } from 'chai';
+import { LabApiServer, renderKubeconfig, type KubeObject } from '../../../src/lab/apiserver/index.js';
+import { ClusterWatch, sameContent, slimNamespace, slimNetworkPolicy, slimNode, slimPod, type WatchedKind } from '../../../src/kube/cluster-watch.js';
+import { createLogger } from '../../../src/observe/log.js';
+
+const fullPod: V1Pod = {
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: {
+    name: 'web-1',
+    namespace: 'shop',
+    uid: 'u-1',
+    resourceVersion: '41',
+    labels: { app: 'web', tier: 'front' },
+    annotations: { 'kubectl.kubernetes.io/last-applied-configuration': '{"huge":"json"}' },
+    managedFields: [{ manager: 'kubectl', operation: 'Apply', fieldsType: 'FieldsV1', fieldsV1: { 'f:spec': {} } }],
+    ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'web', uid: 'rs' }],
+  },
+  spec: {
+    nodeName: 'n1',
+    hostNetwork: false,
+    schedulerName: 'default-scheduler',
+    dnsPolicy: 'ClusterFirst',
+    initContainers: [{ name: 'init', image: 'busybox', command: ['true'] }],
+    containers: [
+      { name: 'app', image: 'shop/web:1', env: [{ name: 'A', value: 'b' }], ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }, { containerPort: 9090 }] },
+      { name: 'sidecar', image: 'envoy', args: ['--x'] },
+    ],
+  },
+  status: {
+    phase: 'Running',
+    podIP: '10.1.0.5',
+    podIPs: [{ ip: '10.1.0.5' }, { ip: 'fd00::5' }],
+    hostIP: '192.0.2.1',
+    conditions: [{ type: 'Ready', status: 'True' }],
+    containerStatuses: [{ name: 'app', image: 'shop/web:1', imageID: 'x', ready: true, restartCount: 0 }],
+  },
+};
+
+describe('ClusterWatch slim copies', () => {
+  it('keeps of a Pod exactly what the policy compiler reads', () => {
+    expect(slimPod(fullPod)).to.deep.equal({
+      metadata: { name: 'web-1', namespace: 'shop', resourceVersion: '41', labels: { app: 'web', tier: 'front' } },
+      spec: { nodeName: 'n1', hostNetwork: false, containers: [{ name: 'app', ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }, { containerPort: 9090 }] }] },
+      status: { phase: 'Running', podIP: '10.1.0.5', podIPs: [{ ip: '10.1.0.5' }, { ip: 'fd00::5' }] },
+    });
+  });
+
+  it('keeps named ports of init containers, and a pod without spec or status stays without them', () => {
+    const withInitPort: V1Pod = { metadata: { name: 'p' }, spec: { containers: [], initContainers: [{ name: 'i', ports: [{ name: 'dns', containerPort: 53, protocol: 'UDP' }] }] } };
+    expect(slimPod(withInitPort).spec).to.deep.equal({ containers: [], initContainers: [{ name: 'i', ports: [{ name: 'dns', containerPort: 53, protocol: 'UDP' }] }] });
+    expect(slimPod({ metadata: { name: 'bare' } })).to.deep.equal({ metadata: { name: 'bare' } });
+  });
+
+  it('keeps of a Node its name, labels, podroute annotations, podCIDRs and addresses', () => {
+    const node: V1Node = {
+      metadata: {
+        name: 'n1',
+        resourceVersion: '7',
+        labels: { zone: 'a' },
+        annotations: { 'podroute.io/asn': '64512', 'node.alpha.kubernetes.io/ttl': '0', 'volumes.kubernetes.io/controller-managed-attach-detach': 'true' },
+      },
+      spec: { podCIDR: '10.1.0.0/24', podCIDRs: ['10.1.0.0/24'], providerID: 'kind://x', taints: [{ key: 'k', effect: 'NoSchedule' }] },
+      status: {
+        addresses: [{ type: 'InternalIP', address: '192.0.2.1' }],
+        conditions: [{ type: 'Ready', status: 'True' }],
+        images: [{ names: ['a'], sizeBytes: 1 }],
+      },
+    };
+    expect(slimNode(node)).to.deep.equal({
+      metadata: { name: 'n1', resourceVersion: '7', labels: { zone: 'a' }, annotations: { 'podroute.io/asn': '64512' } },
+      spec: { podCIDR: '10.1.0.0/24', podCIDRs: ['10.1.0.0/24'] },
+      status: { addresses: [{ type: 'InternalIP', address: '192.0.2.1' }] },
+    });
+  });
+
+  it('keeps a NetworkPolicy spec whole and drops its annotations; a Namespace keeps its labels', () => {
+    const policy: V1NetworkPolicy = {
+      metadata: { name: 'p', namespace: 'shop', annotations: { big: 'x'.repeat(100) } },
+      spec: { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ ports: [{ port: 'http' }] }], policyTypes: ['Ingress'] },
+    };
+    expect(slimNetworkPolicy(policy)).to.deep.equal({ metadata: { name: 'p', namespace: 'shop' }, spec: policy.spec });
+    expect(slimNamespace({ metadata: { name: 'shop', labels: { team: 'a' }, uid: 'u' }, status: { phase: 'Active' } })).to.deep.equal({ metadata: { name: 'shop', labels: { team: 'a' } } });
+  });
+
+  it('compares slim copies without their resourceVersion', () => {
+    const a = slimPod(fullPod);
+    const heartbeat = slimPod({ ...fullPod, metadata: { ...fullPod.metadata, resourceVersion: '42' }, status: { ...fullPod.status, conditions: [] } });
+    const relabelled = slimPod({ ...fullPod, metadata: { ...fullPod.metadata, labels: { app: 'web', tier: 'back' } } });
+    expect(sameContent(a, heartbeat)).to.equal(true);
+    expect(sameContent(a, relabelled)).to.equal(false);
+    expect(sameContent(a, slimPod({ ...fullPod, status: { ...fullPod.status, podIP: '10.1.0.6' } }))).to.equal(false);
+  });
+});
+
+describe('ClusterWatch against the lab API server', () => {
+  let server: LabApiServer;
+  let watch: ClusterWatch | undefined;
+  let kubeConfig: KubeConfig;
+  const controller = new AbortController();
+  const changes: WatchedKind[] = [];
+
+  const pod = (name: string, labels: Record<string, string>, phase = 'Running'): KubeObject => ({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, namespace: 'default', labels, annotations: { note: 'dropped' } },
+    spec: { nodeName: 'n1', containers: [{ name: 'c', image: 'i', ports: [{ name: 'http', containerPort: 80 }] }] },
+    status: { phase, podIP: `10.0.0.${name.length + 10}`, conditions: [{ type: 'Ready', status: 'True' }] },
+  });
+
+  const until = async (what: string, check: () => boolean): Promise<void> => {
+    const deadline = Date.now() + 10_000;
+    while (!check()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+
+  before(async () => {
+    server = new LabApiServer({ bookmarkIntervalMs: 100 });
+    const { tcpPort } = await server.start({ tcp: { host: '127.0.0.1', port: 0 } });
+    kubeConfig = new KubeConfig();
+    kubeConfig.loadFromString(renderKubeconfig(`http://127.0.0.1:${tcpPort}`));
+    for (let i = 0; i < 5; i++) server.create(pod(`p${i}`, { app: 'a' }));
+  });
+
+  after(async () => {
+    controller.abort();
+    await watch?.stop();
+    await server.close();
+  });
+
+  it('lists in pages into slim copies, then wakes the consumer only for changes podroute sees', async () => {
+    watch = new ClusterWatch({
+      kubeConfig,
+      logger: createLogger({ level: 'error' }),
+      kinds: ['pods'],
+      listPageSize: 2,
+      onChange: (kind) => changes.push(kind),
+    });
+    watch.start(controller.signal);
+    await watch.synced();
+    const listed = watch.snapshot().pods;
+    expect(listed.map((p) => p.metadata?.name).sort()).to.deep.equal(['p0', 'p1', 'p2', 'p3', 'p4']);
+    for (const p of listed) {
+      expect(p.metadata?.annotations).to.equal(undefined);
+      expect(p.status).to.deep.equal({ phase: 'Running', podIP: `10.0.0.12` });
+      expect(p.spec?.containers).to.deep.equal([{ name: 'c', ports: [{ name: 'http', containerPort: 80, protocol: 'TCP' }] }]); // the API server defaults the protocol
+    }
+
+    // A status-only change (what a kubelet heartbeat looks like) is invisible; the next real change arrives.
+    changes.length = 0;
+    const p1 = server.get('pods', 'default', 'p1');
+    server.update({ ...p1, status: { ...(p1.status as object), conditions: [{ type: 'Ready', status: 'False' }] } });
+    const p2 = server.get('pods', 'default', 'p2');
+    server.update({ ...p2, metadata: { ...p2.metadata, labels: { app: 'b' } } });
+    await until('the label change', () => watch!.snapshot().pods.some((p) => p.metadata?.name === 'p2' && p.metadata.labels?.app === 'b'));
+    expect(changes).to.deep.equal(['pods']);
+    const sameP1 = listed.find((p) => p.metadata?.name === 'p1');
+    expect(watch.snapshot().pods.find((p) => p.metadata?.name === 'p1')).to.equal(sameP1);
+
+    server.delete('pods', 'default', 'p3');
+    await until('the deletion', () => watch!.snapshot().pods.length === 4);
+    expect(changes).to.deep.equal(['pods', 'pods']);
+  });
+});
