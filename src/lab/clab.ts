@@ -2,7 +2,7 @@
 // cluster for the nodes (its node containers joined to the rack LANs as ext-containers), a plain Linux container for
 // each external host. Generated from the one topology file, never edited by hand.
 import { stringify } from 'yaml';
-import { renderIntegratedConfig } from './frr.js';
+import { FRR_GRACEFUL_RESTART_SECONDS, renderIntegratedConfig } from './frr.js';
 import { memberBatch } from './netns.js';
 import { RACK_BRIDGE, UPLINK_INTERFACE, planLayout, type LabLayout, type Topology, type VethEnd } from './topology.js';
 
@@ -12,7 +12,16 @@ export const CLAB_HOST_IMAGE = 'nicolaka/netshoot:v0.13';
 /** The containers' lab uplink: eth0 is the container runtime's own network. */
 export const CLAB_UPLINK_INTERFACE = 'eth1';
 
-const FRR_DAEMONS = ['zebra=yes', 'bgpd=yes', 'staticd=yes', 'vtysh_enable=yes', 'zebra_options="  -A 127.0.0.1 -s 90000000"', 'bgpd_options="   -A 127.0.0.1"', ''].join('\n');
+// zebra keeps the kernel routes over an FRR restart (-K), as the routers' `preserve-fw-state` promises.
+const FRR_DAEMONS = [
+  'zebra=yes',
+  'bgpd=yes',
+  'staticd=yes',
+  'vtysh_enable=yes',
+  `zebra_options="  -A 127.0.0.1 -s 90000000 -K ${FRR_GRACEFUL_RESTART_SECONDS}"`,
+  'bgpd_options="   -A 127.0.0.1"',
+  '',
+].join('\n');
 
 /** kind names its node containers CLUSTER-control-plane, CLUSTER-worker, CLUSTER-worker2, ... */
 export function kindNodeContainer(cluster: string, index: number): string {

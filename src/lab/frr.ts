@@ -10,6 +10,18 @@ export const FRR_BIN_DIR = '/usr/lib/frr';
 export const FRR_GROUP = 'frrvty';
 export const NODES_PEER_GROUP = 'NODES';
 export const MAXIMUM_PATHS = 8;
+/**
+ * How often a ToR dials a node it has no session with. A ToR dials its nodes as well as listening for them:
+ * gobgpd 3.10 makes its own first connect only after a random 5-10 s (whatever connect_retry says), and waits
+ * 5 s idle after every reset, but it accepts an incoming session at once.
+ */
+export const NODE_CONNECT_RETRY_SECONDS = 1;
+/**
+ * After a restart, a router sends nothing (and so no End-of-RIB) until every configured peer has sent its own
+ * End-of-RIB, or this long: its peers keep its routes as stale meanwhile instead of sweeping them because the
+ * nodes have not reconnected yet.
+ */
+export const UPDATE_DELAY_SECONDS = 30;
 
 export class FrrError extends Error {
   readonly code = 'FRR_FAILED';
@@ -119,15 +131,26 @@ export function renderBgpdConf(topology: Topology, layout: LabLayout, routerName
     ' no bgp default ipv4-unicast',
     ' no bgp ebgp-requires-policy',
     ' bgp bestpath as-path multipath-relax',
-    // Like a datacenter ToR: a restarting router asks its peers to keep its routes (and helps them likewise).
+    // Like a datacenter ToR: a restarting router asks its peers to keep its routes (and helps them likewise), and
+    // says its forwarding state survived (zebra -K keeps the kernel routes): without that flag a helper drops the
+    // restarting router's routes as soon as the new session is up.
     ' bgp graceful-restart',
+    ' bgp graceful-restart preserve-fw-state',
+    ` update-delay ${UPDATE_DELAY_SECONDS}`,
   );
   // A routed rack has no connected route covering the whole rack subnet (only one /31, /127 per node port):
   // announce the subnet anyway, so traffic to any node address of the rack is drawn to this ToR.
   if (rack?.ports === 'routed') lines.push(' no bgp network import-check');
   for (const s of sessions) lines.push(...fabricNeighbor(s));
   if (rack !== undefined) {
-    lines.push(` neighbor ${NODES_PEER_GROUP} peer-group`, ` neighbor ${NODES_PEER_GROUP} remote-as external`);
+    lines.push(
+      ` neighbor ${NODES_PEER_GROUP} peer-group`,
+      ` neighbor ${NODES_PEER_GROUP} remote-as external`,
+      ` neighbor ${NODES_PEER_GROUP} timers connect ${NODE_CONNECT_RETRY_SECONDS}`,
+    );
+    // The nodes the topology knows are neighbors the ToR dials (and waits for after its restart); the listen range
+    // still takes a node the ToR was not told about.
+    for (const address of nodeNeighborAddresses(layout, routerName)) lines.push(...nodeNeighborCommands(address));
     for (const subnet of rack.subnets) lines.push(` bgp listen range ${subnet} peer-group ${NODES_PEER_GROUP}`);
   }
   for (const family of ['ipv4', 'ipv6'] as const) {
@@ -148,6 +171,18 @@ export function renderBgpdConf(topology: Topology, layout: LabLayout, routerName
   }
   lines.push('!', '');
   return lines.join('\n');
+}
+
+/** The addresses of the ToR's nodes on its rack (every family, every uplink of a multi-homed node). */
+export function nodeNeighborAddresses(layout: LabLayout, routerName: string, nodeName?: string): string[] {
+  return layout.nodes
+    .filter((n) => nodeName === undefined || n.name === nodeName)
+    .flatMap((n) => n.uplinks.filter((u) => u.tor === routerName).flatMap((u) => u.addresses.map((a) => a.address)));
+}
+
+/** The `router bgp` lines that make `address` a node neighbor (all else comes from the peer group). */
+export function nodeNeighborCommands(address: string): string[] {
+  return [` neighbor ${address} peer-group ${NODES_PEER_GROUP}`];
 }
 
 function fabricNeighbor(s: FabricSession): string[] {

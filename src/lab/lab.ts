@@ -13,7 +13,19 @@ import YAML from 'yaml';
 import type { AgentConfigInput } from '../config/agent-config.js';
 import { renderNodeKubeconfig } from './kubelet/kubelet.js';
 import type { Logger } from '../observe/log.js';
-import { bgpSummary, frrDaemonArgs, frrFiles, pendingFabricSessions, renderRouterConfig, startFrrDaemon, writeRouterConfig, type BgpNeighborState } from './frr.js';
+import {
+  bgpSummary,
+  frrDaemonArgs,
+  frrFiles,
+  nodeNeighborAddresses,
+  nodeNeighborCommands,
+  pendingFabricSessions,
+  renderRouterConfig,
+  startFrrDaemon,
+  vtysh,
+  writeRouterConfig,
+  type BgpNeighborState,
+} from './frr.js';
 import { addNetns, addVeth, deleteNetns, hostRoutes, listNetns, memberBatch, memberSysctls, netnsPids, runBatch, setSysctls, vethEndBatch } from './netns.js';
 import { LAB_NAME_PATTERN, LAB_ROOT, labDir, labPaths, type LabPaths } from './paths.js';
 import { LabStateRecorder, newLabState, readLabState, writeLabState, type LabState, type ProcessRecord } from './state.js';
@@ -463,6 +475,9 @@ export async function labNodeAdd(lab: string, node: TopologyNodeInput): Promise<
   for (const end of veths.flatMap((v) => [v.a, v.b]).filter((e) => e.member !== node.name)) {
     await runBatch(paths.netns(end.member), vethEndBatch(end));
   }
+  // The ToRs learn the new node as a neighbor before its gobgpd runs (FRR refuses to turn a dynamic neighbor
+  // into a configured one), and write it to their config so a restarted router knows it too.
+  await updateTorNodeNeighbors(lab, topology, layout, nodeNeighbors(layout, node.name), 'add');
   startGobgpd(lab, node.name, recorder);
   await createNodeObject(paths.apiSocket, topology, layout, node.name);
   await startNode(lab, topology, node.name, recorder);
@@ -496,6 +511,8 @@ export async function labNodeRemove(lab: string, nodeName: string): Promise<void
   }
   for (const pid of await netnsPids(ns)) process.kill(pid, 'SIGKILL');
   await deleteNetns(ns);
+  const remaining: Topology = { ...topology, nodes: topology.nodes.filter((n) => n.name !== nodeName) };
+  await updateTorNodeNeighbors(lab, remaining, planLayout(remaining), nodeNeighbors(planLayout(topology), nodeName), 'remove');
   writeLabState({
     ...state,
     topologyText: YAML.stringify({
@@ -506,6 +523,29 @@ export async function labNodeRemove(lab: string, nodeName: string): Promise<void
     netns: state.netns.filter((n) => n !== ns),
     processes: state.processes.filter((p) => p.netns !== ns),
   });
+}
+
+/** Per ToR of the node: the node's addresses the ToR peers with. */
+function nodeNeighbors(layout: LabLayout, nodeName: string): Map<string, string[]> {
+  const placed = layout.nodes.find((n) => n.name === nodeName);
+  return new Map((placed?.tors ?? []).map((tor) => [tor, nodeNeighborAddresses(layout, tor, nodeName)]));
+}
+
+/**
+ * Adds or removes a node's neighbors on its running ToRs (vtysh) and rewrites their bgpd.conf from `topology` (the
+ * topology after the change), so a ToR restarted later neither forgets a node nor waits for one that is gone.
+ */
+async function updateTorNodeNeighbors(lab: string, topology: Topology, layout: LabLayout, neighbors: Map<string, string[]>, op: 'add' | 'remove'): Promise<void> {
+  const paths = labPaths(lab);
+  for (const [torName, addresses] of neighbors) {
+    const tor = topology.routers.find((r) => r.name === torName);
+    if (tor === undefined) continue;
+    const files = frrFiles(paths.frrDir(torName));
+    await writeFile(files.bgpdConf, renderRouterConfig(topology, layout, torName, files).bgpd);
+    const commands = addresses.flatMap((a) => (op === 'add' ? nodeNeighborCommands(a).map((c) => c.trim()) : [`no neighbor ${a}`]));
+    if (commands.length === 0) continue;
+    await vtysh(files, ['configure terminal', `router bgp ${tor.asn}`, ...commands, 'end'].join('\n'));
+  }
 }
 
 /** A node as a topology file declares it (defaults filled in by the topology schema). */
@@ -1016,6 +1056,27 @@ export function labStart(lab: string, processName: string): number {
 export async function labRestart(lab: string, processName: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<number> {
   await labStop(lab, processName, signal);
   return labStart(lab, processName);
+}
+
+/**
+ * A router's routing stack restarts as on a real ToR: bgpd and zebra stopped (bgpd first) and started again,
+ * zebra first and bgpd once zebra answers. zebra -K keeps the kernel routes meanwhile, so forwarding goes on.
+ * Returns the time the router was without its daemons (ms).
+ */
+export async function labRouterRestart(lab: string, router: string, options: { signal?: NodeJS.Signals; downMs?: number } = {}): Promise<number> {
+  const daemons = ['bgpd', 'zebra'] as const;
+  for (const daemon of daemons) processRecordOf(lab, `${daemon}/${router}`); // both exist before anything stops
+  const stoppedAt = performance.now();
+  for (const daemon of daemons) await labStop(lab, `${daemon}/${router}`, options.signal ?? 'SIGKILL');
+  if (options.downMs !== undefined) await sleep(options.downMs);
+  labStart(lab, `zebra/${router}`);
+  const files = frrFiles(labPaths(lab).frrDir(router));
+  await waitFor(`zebra of ${router} answers`, Date.now() + 30_000, undefined, async () => {
+    const result = await execa('vtysh', ['--vty_socket', files.runDir, '-d', 'zebra', '-c', 'show version'], { reject: false, timeout: 5_000 });
+    return result.exitCode === 0 ? undefined : `vtysh exit ${result.exitCode}`;
+  });
+  labStart(lab, `bgpd/${router}`);
+  return Math.round(performance.now() - stoppedAt);
 }
 
 function processRecordOf(lab: string, processName: string): ProcessRecord {

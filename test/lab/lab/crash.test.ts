@@ -5,9 +5,9 @@ import { promisify } from 'node:util';
 import path from 'node:path';
 import { CLI_MAIN, labDown } from '../../../src/lab/lab.js';
 import { readLabState } from '../../../src/lab/state.js';
-import { leftovers, NOTHING, repoRoot, until } from './leftovers.js';
+import { leftovers, NOTHING, repoRoot, testLabName, until } from './leftovers.js';
 
-const LAB = 'h3k';
+const LAB = testLabName('h3k', 'k');
 
 describe('lab: crash mid-up', function () {
   this.timeout(180_000);

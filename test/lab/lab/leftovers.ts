@@ -12,6 +12,15 @@ export function repoRoot(): string {
   return dir;
 }
 
+/**
+ * The name of a test's lab: `PODROUTE_TEST_LAB_PREFIX` + suffix when set (engineers running the lab tests side by
+ * side each keep their own namespace prefix), else the test's own default name.
+ */
+export function testLabName(defaultName: string, suffix: string): string {
+  const prefix = process.env.PODROUTE_TEST_LAB_PREFIX;
+  return prefix === undefined || prefix === '' ? defaultName : `${prefix}${suffix}`;
+}
+
 export function netnsOf(lab: string): string[] {
   const out = execFileSync('ip', ['-j', 'netns', 'list'], { encoding: 'utf8' });
   return out.trim() === '' ? [] : (JSON.parse(out) as { name: string }[]).map((n) => n.name).filter((n) => n.startsWith(`${lab}-`));

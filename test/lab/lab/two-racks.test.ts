@@ -13,9 +13,9 @@ import { labPaths } from '../../../src/lab/paths.js';
 import { closeProbeConnections, parsePodReply, probe } from '../../../src/lab/probe.js';
 import { readLabState } from '../../../src/lab/state.js';
 import { cidrContainsAddress, cidrsOverlap, parseTopology, planLayout } from '../../../src/lab/topology.js';
-import { leftovers, NOTHING, repoRoot, until } from './leftovers.js';
+import { leftovers, NOTHING, repoRoot, testLabName, until } from './leftovers.js';
 
-const LAB = 'h3t';
+const LAB = testLabName('h3t', 't');
 const topologyFile = path.join(repoRoot(), 'topologies', 'two-racks.yaml');
 const topology = parseTopology(readFileSync(topologyFile, 'utf8'));
 const layout = planLayout(topology);

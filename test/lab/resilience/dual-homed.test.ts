@@ -16,11 +16,11 @@ import { labPaths } from '../../../src/lab/paths.js';
 import { closeProbeConnections } from '../../../src/lab/probe.js';
 import { readLabState } from '../../../src/lab/state.js';
 import { parseTopology, planLayout, type IpFamily, type NodeLayout } from '../../../src/lab/topology.js';
-import { leftovers, NOTHING, repoRoot, until } from '../lab/leftovers.js';
+import { leftovers, NOTHING, repoRoot, testLabName, until } from '../lab/leftovers.js';
 import { fibRoute, interfacesOf, legs, setLinks, type FibRoute } from './dual-fib.js';
 import { ProbeStream, type WindowStats } from './dual-stream.js';
 
-const LAB = 'h13dh';
+const LAB = testLabName('h13dh', 'dh');
 const topologyFile = path.join(repoRoot(), 'topologies', 'dual-homed.yaml');
 const resultsFile = path.join(repoRoot(), 'test', 'lab', 'resilience', 'results', 'dual-homed.json');
 const topology = parseTopology(readFileSync(topologyFile, 'utf8'));

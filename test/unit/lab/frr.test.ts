@@ -1,10 +1,15 @@
 import { expect } from 'chai';
-import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   frrDaemonArgs,
   frrFiles,
+  FRR_BIN_DIR,
+  FRR_GRACEFUL_RESTART_SECONDS,
+  nodeNeighborAddresses,
   parseBgpSummary,
   pendingFabricSessions,
   renderIntegratedConfig,
@@ -52,6 +57,64 @@ describe('lab FRR configuration', () => {
       const af = addressFamily(bgpd, family);
       expect(af).to.include('neighbor NODES activate');
       expect(af).to.include('maximum-paths 8');
+    }
+  });
+
+  it('a ToR dials every address of the nodes of its rack (1 s connect retry), and only those', () => {
+    const { bgpd } = renderRouterConfig(topology, layout, 'tor1', files);
+    const lines = bgpd.split('\n');
+    expect(lines).to.include(' neighbor NODES timers connect 1');
+    const dialed = lines.filter((l) => / peer-group NODES$/.test(l) && !l.includes('listen range'));
+    expect(dialed).to.deep.equal([
+      ' neighbor 10.10.1.11 peer-group NODES',
+      ' neighbor fd00:10:1::b peer-group NODES',
+      ' neighbor 10.10.1.12 peer-group NODES',
+      ' neighbor fd00:10:1::c peer-group NODES',
+    ]);
+    // The listen range still takes a node the ToR was not told about.
+    expect(lines.indexOf(' bgp listen range 10.10.1.0/24 peer-group NODES')).to.be.greaterThan(lines.indexOf(' neighbor 10.10.1.12 peer-group NODES'));
+    expect(nodeNeighborAddresses(layout, 'tor1', 'r1n2')).to.deep.equal(['10.10.1.12', 'fd00:10:1::c']);
+    expect(nodeNeighborAddresses(layout, 'tor2', 'r1n2')).to.deep.equal([]);
+    expect(renderRouterConfig(topology, layout, 'spine1', files).bgpd).not.to.include('NODES');
+  });
+
+  it('every router restarts gracefully: forwarding state preserved (zebra -K keeps the kernel routes), updates held until its peers are back', () => {
+    for (const router of ['spine1', 'tor1', 'tor2']) {
+      const lines = renderRouterConfig(topology, layout, router, files).bgpd.split('\n');
+      expect(lines, router).to.include(' bgp graceful-restart');
+      expect(lines, router).to.include(' bgp graceful-restart preserve-fw-state');
+      expect(lines, router).to.include(' update-delay 30');
+    }
+    const zebra = frrDaemonArgs('zebra', files, 't-tor1');
+    expect(zebra[zebra.indexOf('-K') + 1]).to.equal(String(FRR_GRACEFUL_RESTART_SECONDS));
+    expect(frrDaemonArgs('bgpd', files, 't-tor1')).not.to.include('-K');
+  });
+
+  it('a routed-port ToR (dual-homed) dials each node at its port address', () => {
+    const dual = parseTopology(readFileSync(path.join(repoRoot(), 'topologies', 'dual-homed.yaml'), 'utf8'));
+    const dualLayout = planLayout(dual);
+    expect(nodeNeighborAddresses(dualLayout, 'tor1')).to.deep.equal(['10.10.1.3', 'fd00:10:1::3', '10.10.1.5', 'fd00:10:1::5', '10.10.1.7', 'fd00:10:1::7', '10.10.1.9', 'fd00:10:1::9']);
+    expect(nodeNeighborAddresses(dualLayout, 'tor2', 'r1n1')).to.deep.equal(['10.10.2.3', 'fd00:10:2::3']);
+    expect(renderRouterConfig(dual, dualLayout, 'tor2', files).bgpd.split('\n')).to.include(' neighbor 10.10.2.3 peer-group NODES');
+  });
+
+  it("FRR 8.4's own parser (bgpd --dryrun) takes every line of every generated config", () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'podroute-frr-'));
+    try {
+      for (const file of ['two-racks.yaml', 'dual-homed.yaml']) {
+        const t = parseTopology(readFileSync(path.join(repoRoot(), 'topologies', file), 'utf8'));
+        const l = planLayout(t);
+        for (const router of t.routers) {
+          const routerFiles = frrFiles(path.join(dir, router.name));
+          const conf = path.join(dir, `${router.name}.conf`);
+          writeFileSync(conf, renderRouterConfig(t, l, router.name, routerFiles).bgpd.replace(/^log file .*$/m, '!'));
+          // --dryrun exits 0 whatever it rejects: the rejected lines are in its output.
+          const out = execFileSync(path.join(FRR_BIN_DIR, 'bgpd'), ['-C', '-f', conf, '-u', 'root', '-g', 'frrvty'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+          expect(out.split('\n').filter((line) => /No such command|Unknown command|Ambiguous|\[EC \d+\]/.test(line)), `${file} ${router.name}`).to.deep.equal([]);
+        }
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
