@@ -68,6 +68,9 @@ export class AgentMetrics {
     peerGauge('podroute_bgp_peer_established', 'BGP session state per peer: 1 Established, 0 otherwise (or gobgpd not answering).', (p) =>
       p.state === 'ESTABLISHED' ? 1 : 0,
     );
+    peerGauge('podroute_bgp_peer_prefix_limit_exceeded', "1 when gobgpd ended the session at the peer's max-prefix limit (it stays down until the peer's configuration changes).", (p) =>
+      p.adminState === 'PREFIX_LIMIT' ? 1 : 0,
+    );
     peerGauge('podroute_bgp_peer_prefixes_received', "Paths received from the peer (gobgpd's Adj-RIB-In, all families).", (p) => p.received);
     peerGauge('podroute_bgp_peer_prefixes_accepted', 'Paths from the peer that passed the import policy and are in use (best or equal-cost).', (p) => p.accepted);
     peerGauge('podroute_bgp_peer_prefixes_advertised', 'Prefixes advertised to the peer.', (p) => p.advertised);

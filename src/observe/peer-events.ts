@@ -20,10 +20,12 @@ export function peerTransitions(previous: ReadonlyMap<string, PeerState>, curren
     const isUp = peer.state === 'ESTABLISHED';
     const who = `BGP peer ${peer.address} (AS ${peer.asn}${peer.description === '' ? '' : `, ${peer.description}`})`;
     if (isUp && !wasUp) events.push({ type: 'Normal', reason: 'PodrouteBgpPeerUp', message: `${who} is Established` });
-    if (!isUp && wasUp) events.push({ type: 'Warning', reason: 'PodrouteBgpPeerDown', message: `${who} went down (now ${peer.state})` });
+    if (!isUp && wasUp) events.push({ type: 'Warning', reason: 'PodrouteBgpPeerDown', message: `${who} went down (now ${peer.state})${peer.adminState === 'PREFIX_LIMIT' ? LIMIT_NOTE : ''}` });
   }
   return events;
 }
+
+const LIMIT_NOTE = ": prefix limit exceeded; gobgpd keeps the session down until the peer's configuration changes";
 
 export interface PeerEventReporterOptions {
   listPeers: () => Promise<PeerStatus[]>;

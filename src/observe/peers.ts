@@ -1,7 +1,7 @@
 // The BGP peer table as operators read it: gobgpd's peers (ListPeer), classified node|external, with uptime
 // and prefix counts. Read at scrape/status time; when gobgpd does not answer, the last known peers are shown
 // as not established (their sessions are gone with gobgpd), so gauges drop to 0 instead of vanishing.
-import type { PeerStatus } from '../bgp/types.js';
+import type { PeerAdminState, PeerStatus } from '../bgp/types.js';
 import { errorMessage } from './health.js';
 
 export type PeerType = 'node' | 'external';
@@ -14,6 +14,8 @@ export interface PeerReport {
   description: string;
   /** gobgpd's session state; UNKNOWN when gobgpd does not answer. */
   state: string;
+  /** DOWN: disabled by configuration; PREFIX_LIMIT: gobgpd ended the session at the peer's max-prefix limit. */
+  adminState: PeerAdminState;
   establishedSince: string | null;
   uptimeSeconds: number | null;
   /** Paths in gobgpd's Adj-RIB-In from this peer. */
@@ -52,6 +54,7 @@ export function peerReport(p: PeerStatus, now: number): PeerReport {
     type: peerType(p.description),
     description: p.description,
     state: p.state,
+    adminState: p.adminState ?? 'UP',
     establishedSince: since === undefined ? null : since.toISOString(),
     uptimeSeconds: since === undefined ? null : Math.max(0, Math.round((now - since.getTime()) / 1000)),
     received: p.received,

@@ -69,7 +69,7 @@ export function renderPeers(peers: PeerReport[]): string {
       p.address,
       String(p.asn),
       p.type,
-      p.state,
+      p.adminState === 'UP' ? p.state : `${p.state} (${p.adminState})`,
       p.uptimeSeconds === null ? '-' : formatDuration(p.uptimeSeconds),
       String(p.received),
       String(p.accepted),

@@ -66,8 +66,8 @@ describe('AgentMetrics', () => {
       reachable: true,
       error: null,
       peers: [
-        { address: '10.0.0.2', asn: 64512, type: 'node', description: 'node:n2', state: 'ESTABLISHED', establishedSince: null, uptimeSeconds: 5, received: 2, accepted: 1, advertised: 2 },
-        { address: '10.0.0.9', asn: 65100, type: 'external', description: 'config:bgp.peers[0]', state: 'ACTIVE', establishedSince: null, uptimeSeconds: null, received: 0, accepted: 0, advertised: 0 },
+        { address: '10.0.0.2', asn: 64512, type: 'node', description: 'node:n2', state: 'ESTABLISHED', adminState: 'UP', establishedSince: null, uptimeSeconds: 5, received: 2, accepted: 1, advertised: 2 },
+        { address: '10.0.0.9', asn: 65100, type: 'external', description: 'config:bgp.peers[0]', state: 'IDLE', adminState: 'PREFIX_LIMIT', establishedSince: null, uptimeSeconds: null, received: 0, accepted: 0, advertised: 0 },
       ],
     };
     let reads = 0;
@@ -84,6 +84,8 @@ describe('AgentMetrics', () => {
     expect(reads).to.equal(1); // one gobgpd read per scrape, shared by every peer gauge
     expect(value(text, 'podroute_bgp_peer_established{peer="10.0.0.2",asn="64512",type="node"}')).to.equal(1);
     expect(value(text, 'podroute_bgp_peer_established{peer="10.0.0.9",asn="65100",type="external"}')).to.equal(0);
+    expect(value(text, 'podroute_bgp_peer_prefix_limit_exceeded{peer="10.0.0.2",asn="64512",type="node"}')).to.equal(0);
+    expect(value(text, 'podroute_bgp_peer_prefix_limit_exceeded{peer="10.0.0.9",asn="65100",type="external"}')).to.equal(1);
     expect(value(text, 'podroute_bgp_peer_prefixes_received{peer="10.0.0.2",asn="64512",type="node"}')).to.equal(2);
     expect(value(text, 'podroute_bgp_peer_prefixes_accepted{peer="10.0.0.2",asn="64512",type="node"}')).to.equal(1);
     expect(value(text, 'podroute_bgp_peer_prefixes_advertised{peer="10.0.0.2",asn="64512",type="node"}')).to.equal(2);

@@ -19,6 +19,10 @@ describe('BGP peer Events', () => {
     const down = peerTransitions(new Map([['10.0.0.2', 'ESTABLISHED']]), [peer('10.0.0.2', 'IDLE')]);
     expect(down).to.deep.equal([{ type: 'Warning', reason: 'PodrouteBgpPeerDown', message: 'BGP peer 10.0.0.2 (AS 64601, node:r1n2) went down (now IDLE)' }]);
     expect(peerTransitions(new Map([['10.0.0.2', 'ESTABLISHED']]), [peer('10.0.0.2', 'ESTABLISHED')])).to.deep.equal([]);
+    const cut = peerTransitions(new Map([['10.0.0.2', 'ESTABLISHED']]), [{ ...peer('10.0.0.2', 'IDLE'), adminState: 'PREFIX_LIMIT' }]);
+    expect(cut[0]?.message).to.equal(
+      "BGP peer 10.0.0.2 (AS 64601, node:r1n2) went down (now IDLE): prefix limit exceeded; gobgpd keeps the session down until the peer's configuration changes",
+    );
   });
 
   it('is quiet about peers still connecting and peers removed from the configuration', () => {

@@ -23,6 +23,7 @@ describe('peer table', () => {
       type: 'node',
       description: 'node:n3',
       state: 'ESTABLISHED',
+      adminState: 'UP',
       establishedSince: new Date(now - 3_723_000).toISOString(),
       uptimeSeconds: 3723,
       received: 2,
@@ -76,8 +77,8 @@ describe('status rendering', () => {
     generatedAt: new Date(now).toISOString(),
     gobgpd: { target: 'unix:///run/podroute/gobgp.sock', reachable: true, error: null },
     peers: [
-      { address: '10.0.1.12', asn: 64601, type: 'node', description: 'node:n2', state: 'ESTABLISHED', establishedSince: null, uptimeSeconds: 3723, received: 2, accepted: 2, advertised: 2 },
-      { address: '10.0.0.1', asn: 65000, type: 'external', description: 'config:bgp.peers[0]', state: 'ACTIVE', establishedSince: null, uptimeSeconds: null, received: 0, accepted: 0, advertised: 0 },
+      { address: '10.0.1.12', asn: 64601, type: 'node', description: 'node:n2', state: 'ESTABLISHED', adminState: 'UP', establishedSince: null, uptimeSeconds: 3723, received: 2, accepted: 2, advertised: 2 },
+      { address: '10.0.0.1', asn: 65000, type: 'external', description: 'config:bgp.peers[0]', state: 'IDLE', adminState: 'PREFIX_LIMIT', establishedSince: null, uptimeSeconds: null, received: 0, accepted: 0, advertised: 0 },
     ],
     bgp: { originated: 2, learnedPrefixes: 2, learnedPaths: 2, tableSynced: true },
     routes: { installed: 2, added: 3, removed: 1, replaced: 0, conflicts: ['10.9.0.0/24'], inSync: true },
@@ -100,7 +101,7 @@ describe('status rendering', () => {
     expect(text).to.include('gobgpd unix:///run/podroute/gobgp.sock: reachable');
     expect(text).to.match(/^PEER +ASN +TYPE +STATE +UPTIME +RECEIVED +ACCEPTED +ADVERTISED +DESCRIPTION$/m);
     expect(text).to.match(/^10\.0\.1\.12 +64601 +node +ESTABLISHED +1h02m +2 +2 +2 +node:n2$/m);
-    expect(text).to.match(/^10\.0\.0\.1 +65000 +external +ACTIVE +- +0 +0 +0 +config:bgp\.peers\[0\]$/m);
+    expect(text).to.match(/^10\.0\.0\.1 +65000 +external +IDLE \(PREFIX_LIMIT\) +- +0 +0 +0 +config:bgp\.peers\[0\]$/m);
     expect(text).to.include('Routes installed by podroute: 2 (added 3, removed 1, replaced 0)');
     expect(text).to.include('held by other protocols, left alone: 10.9.0.0/24');
     expect(text).to.include('NetworkPolicy: 4 chains, 3 sets, 12 rules, 1 invalid policies');
