@@ -35,7 +35,8 @@ export interface NodeObjectOptions {
   address: string;
   podCIDRs: string[];
   asn?: number;
-  peers?: { address: string; asn: number; connectRetry?: number }[];
+  /** Annotation peers; maxPrefixes 0 lifts the agent's default limit for external peers (benchmarks send 50k). */
+  peers?: { address: string; asn: number; connectRetry?: number; maxPrefixes?: number }[];
   labels?: Record<string, string>;
 }
 

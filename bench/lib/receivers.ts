@@ -146,7 +146,8 @@ export async function startReceiver(kind: ReceiverKind, netns: string, address: 
           address,
           podCIDRs: [RECEIVER_POD_CIDR],
           asn,
-          peers: [{ address: ctx.injectorAddress, asn: ctx.injectorAsn, connectRetry: 1 }],
+          // The injector sends up to 50k prefixes: no max-prefix limit (the agent's default would shut it down).
+          peers: [{ address: ctx.injectorAddress, asn: ctx.injectorAsn, connectRetry: 1, maxPrefixes: 0 }],
         }),
       );
       const host: AgentHost = await startAgentHost(

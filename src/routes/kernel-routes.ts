@@ -1,5 +1,7 @@
 // The thin applier between the route planner and the kernel: reads the main table with `ip -j`, applies a
-// burst of changes as one `ip -batch` process. It only ever writes routes of its own protocol number.
+// burst of changes as one batch of a long-lived `ip -force -batch -` process. It only ever writes routes of
+// its own protocol number.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { execa } from 'execa';
 import { KernelRouteError, RouteInputError, type FailedBatchLine } from './errors.js';
 import { canonicalNextHops, canonicalPrefixText, type IpFamily } from './ip-prefix.js';
@@ -31,6 +33,8 @@ export interface RouteTable {
   read(signal?: AbortSignal): Promise<RouteTableSnapshot>;
   /** Applies the changes in one exchange; a refused change does not stop the others. */
   apply(changes: readonly RouteChange[], signal?: AbortSignal): Promise<ApplyResult>;
+  /** Releases what the table keeps open between calls (a helper process); the next call opens it again. */
+  close?(): void;
 }
 
 export interface IpRouteTableOptions {
@@ -141,16 +145,164 @@ export function parseBatchErrors(stderr: string, lines: readonly string[]): Fail
 }
 
 const GONE = /No such process|No such file or directory/;
+const FAILED_MARKER = /^Command failed (?:-|\S+):(\d+)\s*$/;
+/**
+ * Ends every batch: it always fails (no interface name can be this long) without touching anything, and the
+ * "Command failed -:N" that follows tells that every line before it has been carried out.
+ */
+const BATCH_SENTINEL = 'link show dev podroute-batch-end';
+
+interface PendingBatch {
+  /** Cumulative line numbers (since the process started) of the batch's first line and of its sentinel. */
+  first: number;
+  sentinel: number;
+  lines: readonly string[];
+  failed: FailedBatchLine[];
+  resolve: (failed: FailedBatchLine[]) => void;
+  reject: (error: Error) => void;
+}
+
+/**
+ * One `ip -force -batch -` process kept running between batches: spawning a process from an agent with a big
+ * heap costs more than programming a few hundred routes, and a burst is applied as many batches. Lines are
+ * written to its stdin; its stderr reports each refused line ("Command failed -:N", N counted since the process
+ * started). A batch is complete when the sentinel after it is reported. A process that dies is started again by
+ * the next batch; the batch it was carrying fails as a whole (nothing is known about what it did).
+ */
+class IpBatchSession {
+  private child: ChildProcess | undefined;
+  private linesWritten = 0;
+  private stderrTail = '';
+  private messages: string[] = [];
+  private pending: PendingBatch | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly command: string,
+    private readonly args: readonly string[],
+  ) {}
+
+  /** Runs the lines as one batch; resolves with the refused ones (1-based line numbers within `lines`). */
+  run(lines: readonly string[], signal?: AbortSignal): Promise<FailedBatchLine[]> {
+    const result = this.queue.then(() => this.runNow(lines, signal));
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  close(): void {
+    const child = this.child;
+    this.child = undefined;
+    if (child !== undefined) {
+      child.stdin?.end();
+      child.kill('SIGTERM');
+    }
+    this.fail(new KernelRouteError('ROUTES_BATCH_FAILED', `${this.describe()}: closed while a batch was running`));
+  }
+
+  private describe(): string {
+    return `${this.command} ${this.args.join(' ')}`;
+  }
+
+  private runNow(lines: readonly string[], signal?: AbortSignal): Promise<FailedBatchLine[]> {
+    if (signal?.aborted) return Promise.reject(new KernelRouteError('ROUTES_BATCH_FAILED', `${this.describe()}: aborted`));
+    const child = this.child ?? this.startProcess();
+    return new Promise<FailedBatchLine[]>((resolve, reject) => {
+      const onAbort = (): void => {
+        // Stop the process: what it did of the batch is unknown, the caller re-reads the kernel.
+        if (this.child === child) this.child = undefined;
+        child.kill('SIGKILL');
+        this.fail(new KernelRouteError('ROUTES_BATCH_FAILED', `${this.describe()}: aborted`));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const done = (): void => signal?.removeEventListener('abort', onAbort);
+      this.pending = {
+        first: this.linesWritten + 1,
+        sentinel: this.linesWritten + lines.length + 1,
+        lines,
+        failed: [],
+        resolve: (failed) => {
+          done();
+          resolve(failed);
+        },
+        reject: (error) => {
+          done();
+          reject(error);
+        },
+      };
+      this.linesWritten += lines.length + 1;
+      child.stdin?.write(lines.join('\n') + '\n' + BATCH_SENTINEL + '\n');
+    });
+  }
+
+  private startProcess(): ChildProcess {
+    const child = spawn(this.command, this.args, { stdio: ['pipe', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    this.child = child;
+    this.linesWritten = 0;
+    this.stderrTail = '';
+    this.messages = [];
+    child.stdin?.on('error', () => undefined); // EPIPE when it died: reported by 'exit'
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (chunk: string) => {
+      if (this.child === child) this.onStderr(chunk);
+    });
+    const ended = (why: string): void => {
+      if (this.child === child) this.child = undefined;
+      const said = [...this.messages, this.stderrTail.trim()].filter((m) => m !== '').join('; ');
+      this.fail(new KernelRouteError('ROUTES_BATCH_FAILED', `${this.describe()} ${why}${said === '' ? '' : `: ${said}`}`));
+    };
+    child.on('error', (error) => ended(`could not run: ${error.message}`));
+    child.on('exit', (code, signal) => ended(`exited ${code ?? signal ?? ''}`));
+    return child;
+  }
+
+  private onStderr(chunk: string): void {
+    const text = this.stderrTail + chunk;
+    const lines = text.split('\n');
+    this.stderrTail = lines.pop() ?? '';
+    for (const line of lines) {
+      const marker = FAILED_MARKER.exec(line);
+      if (marker === null) {
+        if (line.trim() !== '') this.messages.push(line.trim());
+        continue;
+      }
+      const number = Number(marker[1]);
+      const error = this.messages.join('; ') || 'unknown error';
+      this.messages = [];
+      const pending = this.pending;
+      if (pending === undefined) continue;
+      if (number === pending.sentinel) {
+        this.pending = undefined;
+        pending.resolve(pending.failed);
+      } else if (number >= pending.first && number < pending.sentinel) {
+        const index = number - pending.first;
+        pending.failed.push({ line: index + 1, command: pending.lines[index] ?? '', error });
+      }
+    }
+  }
+
+  private fail(error: Error): void {
+    const pending = this.pending;
+    this.pending = undefined;
+    pending?.reject(error);
+  }
+}
 
 export class IpRouteTable implements RouteTable {
   readonly protocol: number;
   private readonly netnsArgs: string[];
   private readonly ipCommand: string;
+  private readonly batches: IpBatchSession;
 
   constructor(options: IpRouteTableOptions) {
     this.protocol = validateProtocol(options.protocol, 'options.protocol');
     this.netnsArgs = options.netns === undefined ? [] : ['-n', options.netns];
     this.ipCommand = options.ipCommand ?? 'ip';
+    this.batches = new IpBatchSession(this.ipCommand, [...this.netnsArgs, '-force', '-batch', '-']);
+  }
+
+  /** Ends the `ip -batch` process kept between batches (the next apply starts one again). */
+  close(): void {
+    this.batches.close();
   }
 
   async read(signal?: AbortSignal): Promise<RouteTableSnapshot> {
@@ -181,19 +333,8 @@ export class IpRouteTable implements RouteTable {
   async apply(changes: readonly RouteChange[], signal?: AbortSignal): Promise<ApplyResult> {
     const batch = renderBatch(changes, this.protocol);
     if (batch.lines.length === 0) return { applied: [], failed: [] };
-    const args = [...this.netnsArgs, '-force', '-batch', '-'];
-    const result = await execa(this.ipCommand, args, {
-      reject: false,
-      input: batch.lines.join('\n') + '\n',
-      ...(signal === undefined ? {} : { cancelSignal: signal }),
-      env: { LC_ALL: 'C' },
-    });
-    if (result.exitCode === 0) return { applied: batch.changes, failed: [] };
-    const failedLines = parseBatchErrors(result.stderr, batch.lines);
-    if (failedLines.length === 0) {
-      // Killed, or it failed before reading its input: nothing is known about what it did.
-      throw new KernelRouteError('ROUTES_BATCH_FAILED', `${this.ipCommand} ${args.join(' ')} exited ${result.exitCode ?? 'by signal'}: ${result.stderr.trim()}`);
-    }
+    const failedLines = await this.batches.run(batch.lines, signal);
+    if (failedLines.length === 0) return { applied: batch.changes, failed: [] };
     const failedByIndex = new Map<number, string>();
     for (const failure of failedLines) {
       const change = batch.changes[failure.line - 1];

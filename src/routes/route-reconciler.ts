@@ -231,6 +231,7 @@ export class RouteReconciler {
         this.logger.error('route sync failed; retrying', { error: this.lastError, attempt: failures });
       }
     }
+    this.table.close?.();
   }
 
   /** Resolves once the desired state set before this call is in the kernel (conflicts aside). */

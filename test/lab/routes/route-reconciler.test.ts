@@ -93,26 +93,33 @@ describe('routes/RouteReconciler in a network namespace', function () {
     expect(reconciler.status().counts).to.include({ added: 6, replaced: 3, removed: 2 });
   });
 
-  it('coalesces a burst of updates into one ip -batch process', async () => {
+  it('coalesces a burst of updates into one ip -batch batch, on the ip process kept from the first sync', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'h21rt-'));
     try {
       const log = path.join(dir, 'ip.log');
+      const input = path.join(dir, 'input.log');
       const wrapper = path.join(dir, 'ip');
-      // The real ip, with each invocation's arguments written down.
-      await writeFile(wrapper, `#!/bin/sh\necho "$*" >> ${log}\nexec ip "$@"\n`);
+      // The real ip, with each invocation's arguments and every line a batch process reads written down.
+      await writeFile(wrapper, `#!/bin/sh\necho "$*" >> ${log}\ncase "$*" in *-batch*) tee -a ${input} | ip "$@"; exit $? ;; esac\nexec ip "$@"\n`);
       await chmod(wrapper, 0o755);
       const table = new IpRouteTable({ protocol: PROTO, netns: netns.name, ipCommand: wrapper });
       const { reconciler } = start({ table });
       reconciler.setDesired(DESIRED);
       await reconciler.waitForSync();
       await writeFile(log, '');
+      await writeFile(input, '');
       const many = (n: number): DesiredRoute[] =>
         Array.from({ length: n }, (_, i) => ({ prefix: `10.${20 + (i >> 8)}.${i & 255}.0/24`, nextHops: [i % 2 ? '10.250.0.2' : '10.251.0.2'] }));
       for (let n = 1; n <= 3000; n += 1) if (n % 300 === 0) reconciler.setDesired(many(n));
       await reconciler.waitForSync();
       await expectDesiredInstalled(many(3000));
+      // No new process, and the 3000 routes went in as one batch (one end-of-batch sentinel).
       const invocations = (await readFile(log, 'utf8')).split('\n').filter((l) => l.includes('-batch'));
-      expect(invocations).to.have.length(1);
+      expect(invocations).to.have.length(0);
+      const lines = (await readFile(input, 'utf8')).split('\n').filter((l) => l !== '');
+      expect(lines.filter((l) => l.startsWith('route add'))).to.have.length(3000);
+      expect(lines.filter((l) => l.startsWith('route del'))).to.have.length(DESIRED.length);
+      expect(lines.filter((l) => l.startsWith('link show'))).to.have.length(1);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
