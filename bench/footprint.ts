@@ -2,10 +2,13 @@
 // in-process lab API server: 1,000 nodes in racks of 20 (AS per rack, same-asn mesh), 30,000 pods, 1,000
 // NetworkPolicies. Measures start-up until the node is reported ready, RSS and CPU while idle, and while the
 // cluster churns (pod label changes, pods created and deleted, policies replaced).
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import YAML from 'yaml';
+import { findProjectRoot } from '../src/bgp/gobgp-proto.js';
 import type { KubeObject } from '../src/lab/apiserver/index.js';
 import { nodeObject, startAgentHost, startBenchApi } from './lib/agent-host.js';
-import { addNetns, Cleanup, cpuMs, ipBatch, ip, pollUntil, rssMiB, sleep } from './lib/proc.js';
+import { addNetns, BenchError, Cleanup, cpuMs, ipBatch, ip, pollUntil, rssMiB, sleep } from './lib/proc.js';
 
 export interface FootprintOptions {
   prefix: string;
@@ -17,6 +20,10 @@ export interface FootprintOptions {
   windowSeconds: number;
   /** Changes per second during churn. */
   churnPerSecond: number;
+  /** Extra Node.js flags for the agent, after the DaemonSet's own (daemonSetNodeOptions(): --cpu-prof, ...). */
+  agentNodeArgs?: string[];
+  /** Called once the idle window has been measured (a profiling driver takes its heap snapshot here). */
+  onIdle?: (agentPid: number) => Promise<void>;
   log: (m: string) => void;
 }
 
@@ -34,9 +41,40 @@ export interface FootprintResult {
   idle: { cpuPercent: number; rssMiB: number; gobgpdRssMiB: number };
   churn: { cpuPercent: number; rssMiBMax: number; changes: number };
   agentLog: string;
+  /** The DaemonSet's NODE_OPTIONS the agent ran with. */
+  nodeOptions: string[];
+  /** The idle window on the monotonic clock of a --cpu-prof profile (bench/lib/cpu-profile.ts ProfileWindow). */
+  idleWindow: { fromUs: number; toUs: number };
+}
+
+/** CLOCK_MONOTONIC in µs: the clock of V8's .cpuprofile timestamps, the same in every process. */
+function monotonicUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
+}
+
+/** The manifest whose agent flags the benchmark runs with: the footprint measured is the deployed one. */
+export const DAEMONSET_MANIFEST = path.join(findProjectRoot(), 'deploy', 'base', 'daemonset.yaml');
+
+/**
+ * The Node.js flags the DaemonSet gives the agent (its NODE_OPTIONS), split into arguments. The benchmark
+ * passes exactly these to the agent it measures, so a V8 setting changed in the manifest is what is measured.
+ */
+export function daemonSetNodeOptions(manifest = DAEMONSET_MANIFEST): string[] {
+  const doc = YAML.parse(readFileSync(manifest, 'utf8')) as {
+    spec?: { template?: { spec?: { containers?: { name: string; env?: { name: string; value?: string }[] }[] } } };
+  };
+  const agent = doc.spec?.template?.spec?.containers?.find((c) => c.name === 'podroute');
+  if (agent === undefined) throw new BenchError('BENCH_SETUP_FAILED', `${manifest}: no container named podroute`);
+  const value = agent.env?.find((e) => e.name === 'NODE_OPTIONS')?.value ?? '';
+  return value.split(/\s+/).filter((a) => a !== '');
 }
 
 const RACK_SIZE = 20;
+/**
+ * The idle window is at least this long: the agent re-plans periodically (routes.resyncSeconds, 30 s by
+ * default), and a window shorter than two periods can miss that work or catch it twice by chance.
+ */
+const IDLE_MIN_MS = 65_000;
 const SETTLE_MAX_MS = 90_000;
 const POD_RANGE = '10.0.0.0/14';
 
@@ -98,8 +136,13 @@ export async function runFootprint(o: FootprintOptions): Promise<FootprintResult
     o.log(`footprint: API seeded with ${o.nodes} nodes, ${o.pods} pods, ${o.policies} policies in ${seedMs.toFixed(0)} ms`);
 
     const self = nodeName(0);
+    const nodeOptions = daemonSetNodeOptions();
+    o.log(`footprint: agent runs with the DaemonSet's Node.js flags: ${nodeOptions.join(' ') || '(none)'}`);
     const startedAt = performance.now();
-    const host = await startAgentHost({ netns, nodeName: self, dir: o.workDir, api, cluster: { asn: 64512, podRanges: [POD_RANGE] }, mesh: 'same-asn' }, cleanup);
+    const host = await startAgentHost(
+      { netns, nodeName: self, dir: o.workDir, api, cluster: { asn: 64512, podRanges: [POD_RANGE] }, mesh: 'same-asn', nodeArgs: [...nodeOptions, ...(o.agentNodeArgs ?? [])] },
+      cleanup,
+    );
     await pollUntil('agent reports its node ready (NetworkUnavailable=False)', 300_000, 200, () => {
       const conditions = ((api.server.get('nodes', undefined, self).status as { conditions?: { type: string; status: string }[] })?.conditions ?? []);
       return conditions.some((c) => c.type === 'NetworkUnavailable' && c.status === 'False') || undefined;
@@ -123,11 +166,15 @@ export async function runFootprint(o: FootprintOptions): Promise<FootprintResult
     o.log(`footprint: agent ${settled ? 'settled' : 'still busy'} ${(settleMs / 1000).toFixed(1)} s after ready`);
 
     const window = o.windowSeconds * 1000;
+    let idleWindow = { fromUs: 0, toUs: 0 };
     let cpu0 = cpuMs(host.agent.pid);
     let t0 = performance.now();
-    await sleep(window);
+    const idleFromUs = monotonicUs();
+    await sleep(Math.max(window, IDLE_MIN_MS));
+    idleWindow = { fromUs: idleFromUs, toUs: monotonicUs() };
     const idle = { cpuPercent: ((cpuMs(host.agent.pid) - cpu0) / (performance.now() - t0)) * 100, rssMiB: rssMiB(host.agent.pid), gobgpdRssMiB: rssMiB(host.gobgpd.pid) };
     o.log(`footprint: idle ${idle.cpuPercent.toFixed(1)} % CPU, ${idle.rssMiB.toFixed(0)} MiB`);
+    await o.onIdle?.(host.agent.pid);
 
     // Churn: a steady rate of label changes on pods (local and remote), pod deletions/creations, policy swaps.
     cpu0 = cpuMs(host.agent.pid);
@@ -179,6 +226,8 @@ export async function runFootprint(o: FootprintOptions): Promise<FootprintResult
       idle,
       churn,
       agentLog: path.relative(process.cwd(), host.agentLog),
+      nodeOptions,
+      idleWindow,
     };
   } finally {
     for (const problem of await cleanup.run()) o.log(`footprint cleanup: ${problem}`);

@@ -85,8 +85,8 @@ export function apiCallsIn(source: string, text: string): ApiCall[] {
       }
     }
   }
-  // Informers list and watch the paths they are given.
-  if (/\bmakeInformer\b/.test(text)) {
+  // Informers (makeInformer, or a ListWatch made directly) list and watch the paths they are given.
+  if (/\b(makeInformer|new ListWatch)\b/.test(text)) {
     for (const m of text.matchAll(/'\/(?:api\/v1|apis\/([a-z0-9.-]+)\/v1[a-z0-9]*)\/([a-z]+)'/g)) {
       for (const verb of ['list', 'watch']) calls.push({ group: m[1] ?? '', resource: m[2] ?? '', verb, source: `${source}: informer ${m[0]}` });
     }
