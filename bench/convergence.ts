@@ -1,41 +1,98 @@
-// Benchmark 2, convergence in the two-racks lab, watched from every other node's and every router's FIB
-// (through /proc/PID/net of a process in each namespace, polled every few milliseconds):
+// Benchmark 2, convergence, watched from every other node's and every router's FIB (through /proc/PID/net of a
+// process in each namespace, polled every few milliseconds).
+// In the two-racks lab (bridged rack LANs, nodes of a rack in one AS with an iBGP mesh):
 //   - node (re)join: gobgpd + `podroute agent` start on a node (whose Node object exists) until every other
 //     node and router routes to its podCIDRs; split into agent start-up, BGP connect (the back-off, reported
-//     separately) and propagation after the first session is Established;
+//     separately, per session kind: ToR and mesh) and propagation after the session a watcher learns through is
+//     Established. Twice: with the ToR dialing the node (the lab's router config: a neighbor per node address)
+//     and with the ToR only listening (`bgp listen range`, the node must dial: gobgpd's first connect comes
+//     after a random 5-10 s);
 //   - gobgpd restart (killed, started again while the agent keeps running) until the agent has re-configured it
 //     and every session is Established and advertising again; and how long any FIB lost the node's routes;
 //   - node link down (carrier loss on the node's uplink) until every other node and router has withdrawn them,
-//     and link up until they are back.
+//     and link up until they are back. The rack LAN is a bridge in the ToR: the carrier loss downs a bridge port
+//     only, so the ToR waits for its hold timer (gobgpd has no BFD, so BFD on the ToR alone would not help).
+// In the dual-homed lab (routed per-node ports, the layout an operator picks for fast failover without BFD):
+//   - node link down (carrier loss on both uplinks of a node): the ToRs see their port go down and drop the
+//     session at once (fast-external-failover), every other FIB withdraws; link up until routed again.
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { findProjectRoot } from '../src/bgp/gobgp-proto.js';
+import { frrFiles, nodeNeighborAddresses, nodeNeighborCommands, vtysh } from '../src/lab/frr.js';
 import type { LabStatusReport } from '../src/lab/lab.js';
-import { CLI_MAIN, gobgpdArgs, processAlive } from '../src/lab/lab.js';
+import { CLI_MAIN, gobgpdArgs, labDown, labStatus, labUp, listLabs, processAlive } from '../src/lab/lab.js';
 import { labPaths } from '../src/lab/paths.js';
 import { readLabState } from '../src/lab/state.js';
+import { parseTopology, planLayout } from '../src/lab/topology.js';
 import { hasNoRoutes, hasRoutes } from './lib/fib-presence.js';
 import { RawGobgp } from './lib/gobgp-raw.js';
-import { BenchError, ip, sleep } from './lib/proc.js';
-import { summarize, type Summary } from './lib/stats.js';
+import { BenchError, ip, ipBatch, sleep } from './lib/proc.js';
+import { formatSummary, summarize, type Summary } from './lib/stats.js';
 
 export interface ConvergenceOptions {
   lab: string;
   reps: number;
   workDir: string;
   log: (m: string) => void;
+  /** The dual-homed topology measured for link down on routed ports (default topologies/dual-homed.yaml); false: skipped. */
+  dualHomedTopology?: string | false;
+}
+
+/** One way of joining: the figures of each repetition. */
+export interface JoinFigures {
+  /** gobgpd + agent start until every watcher routes to the node's pods. */
+  total: Summary;
+  /** Agent start until gobgpd has its peers. */
+  agentStartup: Summary;
+  /** Peers configured until the first session is Established (whichever kind). */
+  bgpConnect: Summary;
+  /** First session Established until every watcher routes. */
+  propagation: Summary;
+  /** Peers configured until every session with a ToR is Established (the connect back-off towards the ToRs). */
+  torConnect: Summary;
+  /** ToR sessions Established until every watcher that learns through a ToR (routers, other racks) routes. */
+  torPropagation: Summary;
+  /** Peers configured until every iBGP mesh session is Established (gobgpd to gobgpd: both back off). */
+  meshConnect: Summary;
+  /** Mesh sessions Established until every same-AS node (learns only through the mesh) routes. */
+  meshPropagation: Summary;
+}
+
+export interface LinkDownFigures {
+  allWithdrawn: Summary;
+  firstWithdrawn: Summary;
+  nodesWithdrawn: Summary;
+  routersWithdrawn: Summary;
+  restored: Summary;
 }
 
 export interface ConvergenceResult {
   node: string;
   podCIDRs: string[];
   watchers: string[];
-  join: { total: Summary; agentStartup: Summary; bgpConnect: Summary; propagation: Summary; leave: Summary };
+  /** The ToR dials the node (a neighbor per node address; the lab's router config) and the node dials the ToR. */
+  join: JoinFigures & { leave: Summary };
+  /** The ToR only listens (`bgp listen range`): the node's gobgpd must make the first connect. */
+  joinPassive: JoinFigures;
   gobgpdRestart: { readvertised: Summary; agentReconfigured: Summary; bgpConnect: Summary; fibOutageMs: Summary };
-  linkDown: { allWithdrawn: Summary; firstWithdrawn: Summary; nodesWithdrawn: Summary; routersWithdrawn: Summary; restored: Summary };
+  /** Two-racks: carrier loss on the node's one uplink, a port of the ToR's rack bridge (hold-timer detection). */
+  linkDown: LinkDownFigures;
   /** Per watching node/router: join (until it routes) and link down (until it withdrew). */
   perWatcher: Record<string, { join: Summary; linkDown: Summary }>;
+  /** Dual-homed: carrier loss on both routed uplinks of a node (the ToRs' ports go down). */
+  dualHomed?: {
+    topology: string;
+    node: string;
+    podCIDRs: string[];
+    watchers: string[];
+    linkDown: LinkDownFigures;
+    perWatcher: Record<string, { linkDown: Summary }>;
+    failures: string[];
+  };
+  /** How each figure was produced (topology, detection mechanism), for the report. */
+  mechanisms: { join: string; joinPassive: string; linkDown: string; dualHomedLinkDown: string };
   failures: string[];
 }
 
@@ -94,11 +151,29 @@ function maxOf(at: Map<string, number | undefined>): number {
   return values.some((v) => v === undefined) ? NaN : Math.max(...(values as number[]));
 }
 
+/** Per peer address: when the node's gobgpd first had it (configured) and first saw it Established. */
+interface SessionTimes {
+  configured?: number;
+  firstUp?: number;
+  allAdvertising?: number;
+  upAt: Map<string, number>;
+}
+
+function maxOver(at: Map<string, number | undefined>, names: readonly string[]): number | undefined {
+  const values = names.map((n) => at.get(n));
+  return values.length === 0 || values.some((v) => v === undefined) ? undefined : Math.max(...(values as number[]));
+}
+
 export async function runConvergence(status: LabStatusReport, o: ConvergenceOptions): Promise<ConvergenceResult> {
   const paths = labPaths(o.lab);
   const state = readLabState(o.lab);
   if (state === undefined) throw new BenchError('BENCH_SETUP_FAILED', `lab ${o.lab} has no state`);
   const target = status.nodes[status.nodes.length - 1]!;
+  const layout = planLayout(parseTopology(state.topologyText));
+  const placed = layout.nodes.find((n) => n.name === target.name);
+  if (placed === undefined) throw new BenchError('BENCH_SETUP_FAILED', `lab ${o.lab}: node ${target.name} not in its topology`);
+  /** The ToR addresses the node peers with; every other peer of its gobgpd is a mesh peer. */
+  const torAddresses = placed.gateways.map((g) => g.address);
   const pidOf = (name: string): number => {
     const p = state.processes.find((x) => x.name === name);
     if (p === undefined) throw new BenchError('BENCH_SETUP_FAILED', `lab ${o.lab}: no process ${name}`);
@@ -108,6 +183,10 @@ export async function runConvergence(status: LabStatusReport, o: ConvergenceOpti
     ...status.nodes.filter((n) => n.name !== target.name).map((n) => ({ name: n.name, kind: 'node' as const, pid: pidOf(`kubelet/${n.name}`) })),
     ...status.routers.map((r) => ({ name: r.name, kind: 'router' as const, pid: pidOf(`zebra/${r.name}`) })),
   ];
+  // A node of the target's AS rejects the target's routes through a ToR (its own AS in the path): it learns them
+  // over the iBGP mesh only. Everyone else learns them through the target's ToR.
+  const meshWatchers = status.nodes.filter((n) => n.name !== target.name && n.asn === target.asn).map((n) => n.name);
+  const torWatchers = watchers.map((w) => w.name).filter((n) => !meshWatchers.includes(n));
   const cidrs = target.podCIDRs;
   const netns = paths.netns(target.name);
   const socket = paths.gobgpSocket(target.name);
@@ -118,7 +197,9 @@ export async function runConvergence(status: LabStatusReport, o: ConvergenceOpti
   const gobgpdMarker = `unix://${socket}`;
   const failures: string[] = [];
   const series = new Map<string, number[]>();
-  const record = (key: string, value: number): void => void series.set(key, [...(series.get(key) ?? []), value]);
+  const record = (key: string, value: number | undefined): void => {
+    if (value !== undefined && Number.isFinite(value)) series.set(key, [...(series.get(key) ?? []), value]);
+  };
 
   const stopAll = async (marker: string, signal: NodeJS.Signals): Promise<void> => {
     for (const pid of await pidsInNetns(netns, marker)) await killAndWait(pid, signal);
@@ -130,16 +211,46 @@ export async function runConvergence(status: LabStatusReport, o: ConvergenceOpti
   const routedEverywhere = (w: Watcher): boolean => hasRoutes(w.pid, cidrs);
   const goneEverywhere = (w: Watcher): boolean => hasNoRoutes(w.pid, cidrs);
 
-  /** Polls the node's gobgpd: when peers are configured, the first one Established, all Established and advertising. */
-  const followSessions = async (t0: bigint, timeoutMs: number): Promise<{ configured?: number; firstUp?: number; allAdvertising?: number }> => {
+  /**
+   * The ToRs of the node dial it (a configured neighbor per node address) or only listen. Called while the node is
+   * stopped: FRR refuses to turn a live dynamic neighbor into a configured one, and deletes a dynamic neighbor as
+   * its session goes down, so a refusal is retried for a moment.
+   */
+  const setTorDials = async (dials: boolean): Promise<void> => {
+    for (const tor of placed.tors) {
+      const asn = status.routers.find((r) => r.name === tor)?.asn;
+      const addresses = nodeNeighborAddresses(layout, tor, target.name);
+      const commands = addresses.flatMap((a) => (dials ? nodeNeighborCommands(a).map((c) => c.trim()) : [`no neighbor ${a}`]));
+      const files = frrFiles(paths.frrDir(tor));
+      let lastError: unknown;
+      for (let attempt = 0; attempt < 20; attempt++) {
+        try {
+          const out = await vtysh(files, ['configure terminal', `router bgp ${asn}`, ...commands, 'end'].join('\n'));
+          if (!out.includes('%')) {
+            lastError = undefined;
+            break;
+          }
+          lastError = new Error(out.trim());
+        } catch (err) {
+          lastError = err;
+        }
+        await sleep(250);
+      }
+      if (lastError !== undefined) throw new BenchError('BENCH_SETUP_FAILED', `${tor}: could not ${dials ? 'add' : 'remove'} the neighbors of ${target.name}: ${lastError instanceof Error ? lastError.message : 'vtysh refused'}`);
+    }
+  };
+
+  /** Polls the node's gobgpd: when peers are configured, when each one is first Established, all advertising. */
+  const followSessions = async (t0: bigint, timeoutMs: number): Promise<SessionTimes> => {
     const client = new RawGobgp(`unix://${socket}`);
-    const out: { configured?: number; firstUp?: number; allAdvertising?: number } = {};
+    const out: SessionTimes = { upAt: new Map() };
     const deadline = Date.now() + timeoutMs;
     try {
       while (Date.now() < deadline && out.allAdvertising === undefined) {
         const peers = await listPeerStates(client).catch(() => []);
         const now = Number(process.hrtime.bigint() - t0) / 1e6;
         if (peers.length > 0 && out.configured === undefined) out.configured = now;
+        for (const p of peers) if (p.state === 'ESTABLISHED' && !out.upAt.has(p.address)) out.upAt.set(p.address, now);
         if (peers.some((p) => p.state === 'ESTABLISHED') && out.firstUp === undefined) out.firstUp = now;
         if (peers.length > 0 && peers.every((p) => p.state === 'ESTABLISHED' && p.advertised > 0)) out.allAdvertising = now;
         await sleep(20);
@@ -150,31 +261,54 @@ export async function runConvergence(status: LabStatusReport, o: ConvergenceOpti
     return out;
   };
 
+  /** Stops the node (leave), sets how the ToR finds it, starts it again (join); records under `key`. */
+  const leaveAndJoin = async (key: 'join' | 'passive', rep: number): Promise<void> => {
+    let t0 = process.hrtime.bigint();
+    await stopAll(agentConfig, 'SIGTERM');
+    await stopAll(gobgpdMarker, 'SIGTERM');
+    const left = await waitAll(t0, watchers, goneEverywhere, LEAVE_WAIT_MS);
+    record(`${key}:leave`, maxOf(left));
+    // A watcher that kept the stopped node's routes cannot show the join: it is left out (and named).
+    const kept = watchers.filter((w) => left.get(w.name) === undefined);
+    if (kept.length > 0) failures.push(`rep ${rep + 1} leave (${key}): ${kept.map((w) => w.name).join(', ')} still routed to the stopped node after ${LEAVE_WAIT_MS / 1000} s (left out of the join figure)`);
+    await setTorDials(key === 'join');
+    const joining = watchers.filter((w) => !kept.includes(w));
+    t0 = process.hrtime.bigint();
+    await startGobgpd();
+    spawnInNetns(netns, process.execPath, [CLI_MAIN, 'agent', '--config', agentConfig], agentLog);
+    const [sessions, routed] = await Promise.all([followSessions(t0, 90_000), waitAll(t0, joining, routedEverywhere, 90_000)]);
+    if (key === 'join') for (const [name, v] of routed) if (v !== undefined) record(`join:${name}`, v);
+    const total = maxOf(routed);
+    if (!Number.isFinite(total)) throw new BenchError('BENCH_TIMEOUT', `join: not routed everywhere after 90 s (${[...routed].filter(([, v]) => v === undefined).map(([k]) => k).join(', ')})`);
+    record(`${key}:total`, total);
+    const { configured, firstUp, upAt } = sessions;
+    record(`${key}:startup`, configured);
+    const torUp = maxOver(upAt, torAddresses);
+    const meshPeers = [...upAt.keys()].filter((a) => !torAddresses.includes(a));
+    const meshUp = meshWatchers.length === 0 ? undefined : maxOver(upAt, meshPeers);
+    if (configured !== undefined) {
+      if (firstUp !== undefined) record(`${key}:connect`, firstUp - configured);
+      if (torUp !== undefined) record(`${key}:torConnect`, torUp - configured);
+      if (meshUp !== undefined) record(`${key}:meshConnect`, meshUp - configured);
+    }
+    // The FIBs are polled every 5 ms, the sessions every 20 ms: a FIB may show the route a few ms before the poll
+    // sees its session Established. Such a propagation counts as 0.
+    const after = (from: number, to: number): number => Math.max(0, to - from);
+    if (firstUp !== undefined) record(`${key}:propagation`, after(firstUp, total));
+    const torRouted = maxOver(routed, torWatchers.filter((n) => joining.some((w) => w.name === n)));
+    if (torUp !== undefined && torRouted !== undefined) record(`${key}:torPropagation`, after(torUp, torRouted));
+    const meshRouted = maxOver(routed, meshWatchers.filter((n) => joining.some((w) => w.name === n)));
+    if (meshUp !== undefined && meshRouted !== undefined) record(`${key}:meshPropagation`, after(meshUp, meshRouted));
+  };
+
   for (let rep = 0; rep < o.reps; rep++) {
-    // ---- leave and (re)join ----
-    try {
-      let t0 = process.hrtime.bigint();
-      await stopAll(agentConfig, 'SIGTERM');
-      await stopAll(gobgpdMarker, 'SIGTERM');
-      const left = await waitAll(t0, watchers, goneEverywhere, LEAVE_WAIT_MS);
-      record('leave', maxOf(left));
-      // A watcher that kept the stopped node's routes cannot show the join: it is left out (and named).
-      const kept = watchers.filter((w) => left.get(w.name) === undefined);
-      if (kept.length > 0) failures.push(`rep ${rep + 1} leave: ${kept.map((w) => w.name).join(', ')} still routed to the stopped node after ${LEAVE_WAIT_MS / 1000} s (left out of the join figure)`);
-      const joining = watchers.filter((w) => !kept.includes(w));
-      t0 = process.hrtime.bigint();
-      await startGobgpd();
-      spawnInNetns(netns, process.execPath, [CLI_MAIN, 'agent', '--config', agentConfig], agentLog);
-      const [sessions, routed] = await Promise.all([followSessions(t0, 90_000), waitAll(t0, joining, routedEverywhere, 90_000)]);
-      for (const [name, v] of routed) if (v !== undefined) record(`join:${name}`, v);
-      const total = maxOf(routed);
-      if (!Number.isFinite(total)) throw new BenchError('BENCH_TIMEOUT', `join: not routed everywhere after 90 s (${[...routed].filter(([, v]) => v === undefined).map(([k]) => k).join(', ')})`);
-      record('joinTotal', total);
-      if (sessions.configured !== undefined) record('joinStartup', sessions.configured);
-      if (sessions.configured !== undefined && sessions.firstUp !== undefined) record('joinConnect', sessions.firstUp - sessions.configured);
-      if (sessions.firstUp !== undefined) record('joinPropagation', total - sessions.firstUp);
-    } catch (err) {
-      failures.push(`rep ${rep + 1} join: ${err instanceof Error ? err.message : String(err)}`);
+    // ---- leave and (re)join: the ToR only listening, then the ToR dialing too (the lab's config, left in place) ----
+    for (const key of ['passive', 'join'] as const) {
+      try {
+        await leaveAndJoin(key, rep);
+      } catch (err) {
+        failures.push(`rep ${rep + 1} ${key === 'join' ? 'join' : 'join (ToR listening only)'}: ${err instanceof Error ? err.message : String(err)}`);
+      }
     }
 
     // ---- gobgpd restart (crash) while the agent runs ----
@@ -199,7 +333,7 @@ export async function runConvergence(status: LabStatusReport, o: ConvergenceOpti
       await outageWatch;
       if (sessions.allAdvertising === undefined) throw new BenchError('BENCH_TIMEOUT', 'gobgpd restart: sessions not all Established and advertising after 90 s');
       record('restartReadvertised', sessions.allAdvertising);
-      if (sessions.configured !== undefined) record('restartReconfigured', sessions.configured);
+      record('restartReconfigured', sessions.configured);
       if (sessions.configured !== undefined && sessions.firstUp !== undefined) record('restartConnect', sessions.firstUp - sessions.configured);
       record('restartOutage', outage);
     } catch (err) {
@@ -209,43 +343,168 @@ export async function runConvergence(status: LabStatusReport, o: ConvergenceOpti
     // ---- link down / up ----
     try {
       await waitAll(process.hrtime.bigint(), watchers, routedEverywhere, 60_000);
-      // A node's network manager keeps its addresses over a carrier loss; the kernel's default drops IPv6 ones.
-      await ip(['netns', 'exec', netns, 'sysctl', '-qw', 'net.ipv6.conf.eth0.keep_addr_on_down=1']);
-      let t0 = process.hrtime.bigint();
-      await ip(['-n', netns, 'link', 'set', 'eth0', 'down']);
-      const gone = await waitAll(t0, watchers, goneEverywhere, LINK_DOWN_WAIT_MS);
-      for (const [name, v] of gone) if (v !== undefined) record(`link:${name}`, v);
-      const values = [...gone.values()].filter((v): v is number => v !== undefined);
-      record('linkAll', maxOf(gone));
-      if (values.length > 0) record('linkFirst', Math.min(...values));
-      const of = (kind: Watcher['kind']): number => maxOf(new Map([...gone].filter(([k]) => watchers.find((w) => w.name === k)?.kind === kind)));
-      record('linkNodes', of('node'));
-      record('linkRouters', of('router'));
-      const stale = [...gone].filter(([, v]) => v === undefined).map(([k]) => k);
-      if (stale.length > 0) failures.push(`rep ${rep + 1} link down: still routed ${LINK_DOWN_WAIT_MS / 1000} s after the carrier loss on ${stale.join(', ')}`);
-      t0 = process.hrtime.bigint();
-      await ip(['-n', netns, 'link', 'set', 'eth0', 'up']);
-      const back = await waitAll(t0, watchers, routedEverywhere, 60_000);
-      record('linkRestored', maxOf(back));
-      const missing = [...back].filter(([, v]) => v === undefined).map(([k]) => k);
-      if (missing.length > 0) failures.push(`rep ${rep + 1} link up: not routed again after 60 s on ${missing.join(', ')}`);
+      const figures = await linkDownUp(netns, ['eth0'], watchers, cidrs, `rep ${rep + 1}`, failures);
+      for (const [name, v] of figures.perWatcher) if (v !== undefined) record(`link:${name}`, v);
+      for (const [k, v] of Object.entries(figures.summary)) record(`link:${k}`, v);
     } catch (err) {
       failures.push(`rep ${rep + 1} link down: ${err instanceof Error ? err.message : String(err)}`);
-      await ip(['-n', netns, 'link', 'set', 'eth0', 'up']).catch(() => undefined);
     }
     o.log(`convergence: repetition ${rep + 1}/${o.reps} done`);
   }
   const s = (key: string): Summary => summarize(series.get(key) ?? []);
+  const joinFigures = (key: 'join' | 'passive'): JoinFigures => ({
+    total: s(`${key}:total`),
+    agentStartup: s(`${key}:startup`),
+    bgpConnect: s(`${key}:connect`),
+    propagation: s(`${key}:propagation`),
+    torConnect: s(`${key}:torConnect`),
+    torPropagation: s(`${key}:torPropagation`),
+    meshConnect: s(`${key}:meshConnect`),
+    meshPropagation: s(`${key}:meshPropagation`),
+  });
+  const dualHomedTopology = o.dualHomedTopology ?? path.join(findProjectRoot(), 'topologies', 'dual-homed.yaml');
+  let dualHomed: ConvergenceResult['dualHomed'];
+  if (dualHomedTopology !== false) {
+    try {
+      dualHomed = await runDualHomedLinkDown(`${o.lab}d`, dualHomedTopology, o);
+    } catch (err) {
+      failures.push(`dual-homed: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
   return {
     node: target.name,
     podCIDRs: cidrs,
     watchers: watchers.map((w) => `${w.kind} ${w.name}`),
-    join: { total: s('joinTotal'), agentStartup: s('joinStartup'), bgpConnect: s('joinConnect'), propagation: s('joinPropagation'), leave: s('leave') },
+    join: { ...joinFigures('join'), leave: s('join:leave') },
+    joinPassive: joinFigures('passive'),
     gobgpdRestart: { readvertised: s('restartReadvertised'), agentReconfigured: s('restartReconfigured'), bgpConnect: s('restartConnect'), fibOutageMs: s('restartOutage') },
-    linkDown: { allWithdrawn: s('linkAll'), firstWithdrawn: s('linkFirst'), nodesWithdrawn: s('linkNodes'), routersWithdrawn: s('linkRouters'), restored: s('linkRestored') },
+    linkDown: linkFigures(s, 'link'),
     perWatcher: Object.fromEntries(watchers.map((w) => [w.name, { join: s(`join:${w.name}`), linkDown: s(`link:${w.name}`) }])),
+    ...(dualHomed === undefined ? {} : { dualHomed }),
+    mechanisms: {
+      join:
+        `two-racks: ${target.name}'s ToR (${placed.tors.join(', ')}) has it as a configured neighbor and dials it every 1 s (FRR timers connect 1) ` +
+        'while gobgpd dials the ToR too; same-AS nodes learn the routes over the gobgpd iBGP mesh, whose first connect is gobgpd\'s own back-off',
+      joinPassive: `two-racks: the ToR only listens (bgp listen range): ${target.name}'s gobgpd makes the first connect, after a random 5-10 s in gobgpd 3.10`,
+      linkDown:
+        'two-racks: carrier loss on the node\'s only uplink, a port of the rack bridge inside the ToR: no interface of the ToR goes down, so it ' +
+        'waits for its hold timer (9 s); same-AS nodes keep the iBGP route as graceful-restart helpers (stale until the restart time)',
+      dualHomedLinkDown:
+        'dual-homed: carrier loss on both routed uplinks of the node: each ToR\'s port goes down and FRR drops the session at once ' +
+        '(fast-external-failover), then withdraws to the spines and to the other nodes\' gobgpd',
+    },
     failures,
   };
+}
+
+function linkFigures(s: (key: string) => Summary, prefix: string): LinkDownFigures {
+  return {
+    allWithdrawn: s(`${prefix}:all`),
+    firstWithdrawn: s(`${prefix}:first`),
+    nodesWithdrawn: s(`${prefix}:nodes`),
+    routersWithdrawn: s(`${prefix}:routers`),
+    restored: s(`${prefix}:restored`),
+  };
+}
+
+/** Takes `interfaces` of the node down (carrier loss) until every watcher withdrew, then up until it routes again. */
+async function linkDownUp(
+  netns: string,
+  interfaces: string[],
+  watchers: Watcher[],
+  cidrs: string[],
+  what: string,
+  failures: string[],
+): Promise<{ perWatcher: Map<string, number | undefined>; summary: Record<'all' | 'first' | 'nodes' | 'routers' | 'restored', number | undefined> }> {
+  const goneEverywhere = (w: Watcher): boolean => hasNoRoutes(w.pid, cidrs);
+  const routedEverywhere = (w: Watcher): boolean => hasRoutes(w.pid, cidrs);
+  // A node's network manager keeps its addresses over a carrier loss; the kernel's default drops IPv6 ones.
+  for (const dev of interfaces) await ip(['netns', 'exec', netns, 'sysctl', '-qw', `net.ipv6.conf.${dev}.keep_addr_on_down=1`]);
+  try {
+    let t0 = process.hrtime.bigint();
+    // One batch: every uplink loses carrier at the same moment.
+    await ipBatch(netns, interfaces.map((dev) => `link set ${dev} down`));
+    const gone = await waitAll(t0, watchers, goneEverywhere, LINK_DOWN_WAIT_MS);
+    const values = [...gone.values()].filter((v): v is number => v !== undefined);
+    const of = (kind: Watcher['kind']): number => maxOf(new Map([...gone].filter(([k]) => watchers.find((w) => w.name === k)?.kind === kind)));
+    const stale = [...gone].filter(([, v]) => v === undefined).map(([k]) => k);
+    if (stale.length > 0) failures.push(`${what} link down: still routed ${LINK_DOWN_WAIT_MS / 1000} s after the carrier loss on ${stale.join(', ')}`);
+    t0 = process.hrtime.bigint();
+    await ipBatch(netns, interfaces.map((dev) => `link set ${dev} up`));
+    const back = await waitAll(t0, watchers, routedEverywhere, 60_000);
+    const missing = [...back].filter(([, v]) => v === undefined).map(([k]) => k);
+    if (missing.length > 0) failures.push(`${what} link up: not routed again after 60 s on ${missing.join(', ')}`);
+    return {
+      perWatcher: gone,
+      summary: { all: maxOf(gone), first: values.length > 0 ? Math.min(...values) : undefined, nodes: of('node'), routers: of('router'), restored: maxOf(back) },
+    };
+  } catch (err) {
+    await ipBatch(netns, interfaces.map((dev) => `link set ${dev} up`)).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** The dual-homed lab, up for this figure only: both uplinks of its last node lose carrier, `reps` times. */
+async function runDualHomedLinkDown(lab: string, topologyFile: string, o: ConvergenceOptions): Promise<NonNullable<ConvergenceResult['dualHomed']>> {
+  if (listLabs().includes(lab)) await labDown(lab);
+  const started = Date.now();
+  try {
+    await labUp({ topologyFile, name: lab, timeoutMs: 240_000 });
+    const status = await labStatus(lab);
+    const state = readLabState(lab);
+    const pidOf = (name: string): number => {
+      const p = state?.processes.find((x) => x.name === name);
+      if (p === undefined) throw new BenchError('BENCH_SETUP_FAILED', `lab ${lab}: no process ${name}`);
+      return p.pid;
+    };
+    const target = status.nodes[status.nodes.length - 1]!;
+    const watchers: Watcher[] = [
+      ...status.nodes.filter((n) => n.name !== target.name).map((n) => ({ name: n.name, kind: 'node' as const, pid: pidOf(`kubelet/${n.name}`) })),
+      ...status.routers.map((r) => ({ name: r.name, kind: 'router' as const, pid: pidOf(`zebra/${r.name}`) })),
+    ];
+    const everyone = [...watchers];
+    const all = status.nodes.flatMap((n) => n.podCIDRs);
+    const routedAll = await waitAll(process.hrtime.bigint(), everyone, (w) => hasRoutes(w.pid, all.filter((c) => !(status.nodes.find((n) => n.name === w.name)?.podCIDRs ?? []).includes(c))), 180_000);
+    if ([...routedAll.values()].some((v) => v === undefined)) throw new BenchError('BENCH_TIMEOUT', `lab ${lab}: not every FIB routes every podCIDR after 180 s`);
+    o.log(`lab ${lab} (dual-homed) up and routed in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    const interfaces = layoutUplinks(state?.topologyText ?? '', target.name);
+    const failures: string[] = [];
+    const series = new Map<string, number[]>();
+    const record = (key: string, value: number | undefined): void => {
+      if (value !== undefined && Number.isFinite(value)) series.set(key, [...(series.get(key) ?? []), value]);
+    };
+    for (let rep = 0; rep < o.reps; rep++) {
+      try {
+        await waitAll(process.hrtime.bigint(), watchers, (w) => hasRoutes(w.pid, target.podCIDRs), 60_000);
+        const figures = await linkDownUp(labPaths(lab).netns(target.name), interfaces, watchers, target.podCIDRs, `dual-homed rep ${rep + 1}`, failures);
+        for (const [name, v] of figures.perWatcher) record(`link:${name}`, v);
+        for (const [k, v] of Object.entries(figures.summary)) record(`link:${k}`, v);
+      } catch (err) {
+        failures.push(`dual-homed rep ${rep + 1} link down: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      o.log(`convergence (dual-homed): repetition ${rep + 1}/${o.reps} done`);
+    }
+    const s = (key: string): Summary => summarize(series.get(key) ?? []);
+    return {
+      topology: path.relative(findProjectRoot(), topologyFile),
+      node: target.name,
+      podCIDRs: target.podCIDRs,
+      watchers: watchers.map((w) => `${w.kind} ${w.name}`),
+      linkDown: linkFigures(s, 'link'),
+      perWatcher: Object.fromEntries(watchers.map((w) => [w.name, { linkDown: s(`link:${w.name}`) }])),
+      failures,
+    };
+  } finally {
+    await labDown(lab);
+    o.log(`lab ${lab} down`);
+  }
+}
+
+/** The node's uplink interfaces (eth0, eth1, ...), from the lab's recorded topology. */
+function layoutUplinks(topologyText: string, node: string): string[] {
+  const placed = planLayout(parseTopology(topologyText)).nodes.find((n) => n.name === node);
+  if (placed === undefined) throw new BenchError('BENCH_SETUP_FAILED', `node ${node} not in the dual-homed topology`);
+  return placed.uplinks.map((u) => u.interface);
 }
 
 /** PIDs of the processes in a namespace whose command line has `marker` as one argument. */
@@ -264,6 +523,106 @@ async function pidsInNetns(netns: string, marker: string): Promise<number[]> {
     });
 }
 
-async function listPeerStates(client: RawGobgp): Promise<{ state: string; advertised: number }[]> {
+async function listPeerStates(client: RawGobgp): Promise<{ address: string; state: string; advertised: number }[]> {
   return await client.listPeers();
+}
+
+// ---- the report's section (bench/report.ts puts it in docs/benchmarks.md) ---------------------------------------
+
+export interface ConvergenceTarget {
+  what: string;
+  measured: string;
+  met: boolean | undefined;
+  miss?: string;
+}
+
+function mdTable(header: string[], rows: string[][]): string {
+  return [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+
+/** Section 2 of docs/benchmarks.md: the figures with how each was measured, and the two targets of issue 7. */
+export function renderConvergence(c: ConvergenceResult): { lines: string[]; targets: ConvergenceTarget[] } {
+  const f = (x: Summary | undefined): string => formatSummary(x);
+  const out: string[] = [];
+  out.push(
+    `Node ${c.node} (podCIDRs ${c.podCIDRs.join(', ')}) of the two-racks lab joins, restarts and loses its link; the FIBs of ${c.watchers.join(', ')} ` +
+      'are watched (`/proc/PID/net/route` and `ipv6_route` of a process in each namespace, every 5 ms). All times from the event. ' +
+      "Watchers \"through the ToR\" are the routers and the other rack's nodes; a same-AS node rejects the routes through the ToR (its own AS " +
+      'in the path) and learns them over the gobgpd iBGP mesh only.',
+    '',
+    `- join, the ToR dials: ${c.mechanisms.join}`,
+    `- join, the ToR only listens: ${c.mechanisms.joinPassive}`,
+    `- uplink down: ${c.mechanisms.linkDown}`,
+    `- uplinks down: ${c.mechanisms.dualHomedLinkDown}`,
+    '',
+  );
+  const join = (j: JoinFigures): string[][] => [
+    ['', '**every watcher routes to its pods (total)**', f(j.total)],
+    ['', 'agent start-up until gobgpd is configured', f(j.agentStartup)],
+    ['', 'BGP connect to the ToR: configured → ToR sessions Established (back-off)', f(j.torConnect)],
+    ['', '**propagation through the ToR: ToR sessions Established → every watcher through the ToR routes**', f(j.torPropagation)],
+    ['', 'BGP connect of the mesh: configured → mesh sessions Established (gobgpd back-off)', f(j.meshConnect)],
+    ['', 'propagation over the mesh: mesh sessions Established → same-AS nodes route', f(j.meshPropagation)],
+    ['', 'first session Established → every watcher routes', f(j.propagation)],
+  ];
+  const dual = c.dualHomed;
+  out.push(
+    mdTable(
+      ['event', 'figure', 'median (min–max)'],
+      [
+        ['leave (agent + gobgpd stopped with SIGTERM)', 'every watcher withdrew', f(c.join.leave)],
+        ['(re)join, the ToR dials the node', '', ''],
+        ...join(c.join),
+        ['(re)join, the ToR only listens', '', ''],
+        ...join(c.joinPassive),
+        ['gobgpd killed (SIGKILL) and started again', '**all sessions Established and advertising again**', f(c.gobgpdRestart.readvertised)],
+        ['', 'agent re-configured the new gobgpd', f(c.gobgpdRestart.agentReconfigured)],
+        ['', 'BGP connect after re-configuration', f(c.gobgpdRestart.bgpConnect)],
+        ['', 'time any watcher lacked the routes (graceful restart)', f(c.gobgpdRestart.fibOutageMs)],
+        ['two-racks: uplink down (carrier loss on a rack-bridge port)', 'first watcher withdrew', f(c.linkDown.firstWithdrawn)],
+        ['', 'routers withdrew', f(c.linkDown.routersWithdrawn)],
+        ['', 'other nodes withdrew', f(c.linkDown.nodesWithdrawn)],
+        ['', '**every watcher withdrew**', f(c.linkDown.allWithdrawn)],
+        ['', 'uplink up: every watcher routes again', f(c.linkDown.restored)],
+        ...(dual === undefined
+          ? []
+          : [
+              [`dual-homed: both uplinks of ${dual.node} down (routed ToR ports lose carrier)`, 'first watcher withdrew', f(dual.linkDown.firstWithdrawn)],
+              ['', 'routers withdrew', f(dual.linkDown.routersWithdrawn)],
+              ['', 'other nodes withdrew', f(dual.linkDown.nodesWithdrawn)],
+              ['', '**every watcher withdrew**', f(dual.linkDown.allWithdrawn)],
+              ['', 'uplinks up: every watcher routes again', f(dual.linkDown.restored)],
+            ]),
+      ],
+    ),
+    '',
+  );
+  out.push(mdTable(['two-racks watcher', 'join (ToR dials): routes after', 'link down: withdrawn after'], Object.entries(c.perWatcher).map(([w, v]) => [w, f(v.join), f(v.linkDown)])), '');
+  if (dual !== undefined) {
+    out.push(mdTable([`dual-homed watcher (${dual.topology})`, 'uplinks down: withdrawn after'], Object.entries(dual.perWatcher).map(([w, v]) => [w, f(v.linkDown)])), '');
+  }
+  const failures = [...c.failures, ...(dual?.failures ?? [])];
+  if (failures.length > 0) out.push('Not reached within the wait:', '', ...failures.map((x) => `- ${x.split('\n')[0]}`), '');
+
+  const targets: ConvergenceTarget[] = [];
+  const tor = c.join.torPropagation;
+  targets.push({
+    what: 'node join under 1 s, excluding BGP connect back-off (the ToR dials the node; ToR session Established → every watcher through the ToR routes)',
+    measured: `${f(tor)}; BGP connect to the ToR ${f(c.join.torConnect)} (ToR only listening: ${f(c.joinPassive.torConnect)})`,
+    met: tor.n === 0 ? undefined : tor.median < 1000,
+    miss: 'Propagation through the ToR took longer than 1 s: the per-watcher table shows the slow hop.',
+  });
+  const dualDown = dual?.linkDown.allWithdrawn;
+  targets.push({
+    what: 'withdraw under 1 s on carrier loss (every node and router; dual-homed lab, routed ToR ports)',
+    measured:
+      dualDown === undefined || dualDown.n === 0
+        ? `not measured in the dual-homed lab; two-racks (bridged rack LAN, hold timer): routers ${f(c.linkDown.routersWithdrawn)}`
+        : `${f(dualDown)} (two-racks, bridged rack LAN, hold timer: routers ${f(c.linkDown.routersWithdrawn)}, every watcher ${f(c.linkDown.allWithdrawn)})`,
+    met: dualDown === undefined || dualDown.n === 0 ? undefined : dualDown.median < 1000,
+    miss:
+      'On routed ToR ports FRR drops the session as soon as the port loses carrier: a miss there is the propagation after it (per-watcher ' +
+      'table). On a bridged rack LAN only a hold timer or BFD can tell, and gobgpd 3.10 has no BFD.',
+  });
+  return { lines: out, targets };
 }
