@@ -1,13 +1,15 @@
 // Policy benchmark: one node with 1,000 local pods in 50 namespaces and 500 policies of mixed shapes.
-// Measures, inside a private network namespace: compile time, full sync (compile + plan + apply into an empty
+// Measures, inside private network namespaces: compile time, full sync (read + compile + plan + apply into an empty
 // kernel), the floor (the same final ruleset loaded by raw `ipset restore` + `iptables-restore` into a fresh
-// namespace), and the latency of a single pod label change until its rules are in the kernel.
-//   node dist/bench/policy.js [--prefix hb --pods 1000 --namespaces 50 --policies 500 --changes 30]   (root)
+// namespace), alternated over a few rounds, and the latency of a single pod label change until its rules are in
+// the kernel: by the incremental compiler and, side by side, by a from-scratch compile of the whole snapshot.
+//   node dist/bench/policy.js [--prefix hb --pods 1000 --namespaces 50 --policies 500 --changes 100 --rounds 3]   (root)
 // Prints one JSON object on stdout.
 import { execa } from 'execa';
 import type { V1Namespace, V1NetworkPolicy, V1Pod } from '@kubernetes/client-node';
 import { IptablesPolicyApplier, netnsRunner } from '../src/policy/apply.js';
-import { compilePolicies, PolicyCompiler } from '../src/policy/compile.js';
+import { compilePolicies } from '../src/policy/compile.js';
+import { PolicyCompiler } from '../src/policy/incremental.js';
 import { emptyObservedState, observedAfter, planPolicyChanges } from '../src/policy/plan.js';
 import type { PolicyNode } from '../src/policy/types.js';
 
@@ -19,7 +21,9 @@ function arg(name: string, fallback: number): number {
 const PODS = arg('pods', 1000);
 const NAMESPACES = arg('namespaces', 50);
 const POLICIES = arg('policies', 500);
-const CHANGES = arg('changes', 30);
+const CHANGES = arg('changes', 100);
+/** Full sync and floor, each this many times, alternating. */
+const ROUNDS = arg('rounds', 3);
 /**
  * The namespaces carry the run's prefix and this process's pid: a second run (make bench next to the smoke test)
  * must never recreate the namespace this run is writing into, or this run's remembered state goes stale.
@@ -96,49 +100,87 @@ function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
 }
 
+function median(values: number[]): number {
+  return percentile(values, 50);
+}
+
+const round1 = (v: number): number => Math.round(v * 10) / 10;
+
+/** A fresh namespace for one measurement (removed again in main's finally). */
+async function freshNetns(name: string): Promise<string> {
+  await execa('ip', ['netns', 'delete', name], { reject: false });
+  await execa('ip', ['netns', 'add', name]);
+  return name;
+}
+
 async function main(): Promise<void> {
   await removeLeftovers();
-  for (const ns of NETNS) await execa('ip', ['netns', 'add', ns]);
+  const [nsA, nsB] = NETNS as [string, string];
   try {
     const w = world();
     let t = process.hrtime.bigint();
     const compiled = compilePolicies({ ...w, node });
     const compileMs = ms(t);
-    const applier = new IptablesPolicyApplier({ runner: netnsRunner(NETNS[0] ?? '') });
 
-    // The reconciler's compiler: cold here (full sync), then incremental for the label changes.
-    const compiler = new PolicyCompiler();
-    t = process.hrtime.bigint();
-    const fresh = compiler.compile({ ...w, node });
-    const plan = planPolicyChanges(fresh, await applier.readObserved());
-    await applier.apply(plan);
-    const fullSyncMs = ms(t);
-
-    // The floor: the same final ruleset, raw, into an empty namespace.
-    const floorRunner = netnsRunner(NETNS[1] ?? '');
-    t = process.hrtime.bigint();
-    await floorRunner.run(['ipset', 'restore'], { input: plan.ipsetRestore });
-    await floorRunner.run(['iptables-restore', '--noflush'], { input: plan.iptablesRestore[4] });
-    await floorRunner.run(['ip6tables-restore', '--noflush'], { input: plan.iptablesRestore[6] });
-    const floorMs = ms(t);
-
-    // Single label changes: one pod moves between app labels, compile (incremental) + plan + apply against the known state.
-    let observed = observedAfter(fresh);
-    const latencies: number[] = [];
-    const computeLatencies: number[] = [];
-    for (let k = 0; k < CHANGES; k++) {
-      const index = (k * 37) % PODS;
-      const pods = w.pods.map((p, i) => (i === index ? { ...p, metadata: { ...p.metadata, labels: { ...p.metadata?.labels, app: `app${(k + 3) % 20}` } } } : p));
-      w.pods = pods;
+    // Full sync (what an agent does on start: read the kernel, compile cold, plan, apply) and the floor (the same
+    // final ruleset, raw, into an empty namespace), alternated in fresh namespaces, ROUNDS times each.
+    const fullSyncs: number[] = [];
+    const floors: number[] = [];
+    const coldCompiles: number[] = [];
+    let compiler = new PolicyCompiler();
+    let fresh = compiled;
+    let applier = new IptablesPolicyApplier({ runner: netnsRunner(nsA) });
+    for (let round = 0; round < ROUNDS; round++) {
+      const floorFirst = round % 2 === 1;
+      const measureFloor = async (plan: ReturnType<typeof planPolicyChanges>): Promise<void> => {
+        const floorRunner = netnsRunner(await freshNetns(nsB));
+        const t0 = process.hrtime.bigint();
+        await floorRunner.run(['ipset', 'restore'], { input: plan.ipsetRestore });
+        await floorRunner.run(['iptables-restore', '--noflush'], { input: plan.iptablesRestore[4] });
+        await floorRunner.run(['ip6tables-restore', '--noflush'], { input: plan.iptablesRestore[6] });
+        floors.push(ms(t0));
+      };
+      const reference = planPolicyChanges(compiled, emptyObservedState());
+      if (floorFirst) await measureFloor(reference);
+      compiler = new PolicyCompiler();
+      applier = new IptablesPolicyApplier({ runner: netnsRunner(await freshNetns(nsA)) });
       t = process.hrtime.bigint();
-      const next = compiler.compile({ ...w, node });
+      const observedEmpty = await applier.readObserved();
+      const t1 = process.hrtime.bigint();
+      fresh = compiler.compile({ ...w, node });
+      coldCompiles.push(ms(t1));
+      await applier.apply(planPolicyChanges(fresh, observedEmpty));
+      fullSyncs.push(ms(t));
+      if (!floorFirst) await measureFloor(reference);
+    }
+
+    // Single label changes: one pod moves between app labels; compile + plan + apply against the known state.
+    // Alternately by the incremental compiler and by a from-scratch compile of the whole snapshot (the way before
+    // the compiler was incremental), side by side on the same kernel.
+    let observed = observedAfter(fresh);
+    const modes = { incremental: { total: [] as number[], compute: [] as number[] }, scratch: { total: [] as number[], compute: [] as number[] } };
+    let wrote = 0;
+    for (let k = 0; k < CHANGES * 2; k++) {
+      const mode = k % 2 === 0 ? 'incremental' : 'scratch';
+      const index = ((k >> 1) * 37 + (k & 1) * 500) % PODS;
+      w.pods = w.pods.map((p, i) => (i === index ? { ...p, metadata: { ...p.metadata, labels: { ...p.metadata?.labels, app: `app${(k + 3) % 20}` } } } : p));
+      t = process.hrtime.bigint();
+      const next = mode === 'incremental' ? compiler.compile({ ...w, node }) : compilePolicies({ ...w, node });
       const changePlan = planPolicyChanges(next, observed);
-      computeLatencies.push(ms(t));
+      modes[mode].compute.push(ms(t));
       await applier.apply(changePlan);
-      latencies.push(ms(t));
-      observed = observedAfter(next);
+      modes[mode].total.push(ms(t));
+      const s = changePlan.summary;
+      if (s.changedChains + s.changedSets + s.deletedChains > 0) wrote++;
+      // The incremental compiler sees every snapshot (outside the timing when it was not the one measured).
+      const final = mode === 'incremental' ? next : compiler.compile({ ...w, node });
+      observed = observedAfter(final);
     }
     const rules = [...compiled.v4.chains.values(), ...compiled.v6.chains.values()].reduce((n, r) => n + r.length, 0);
+    const fullSyncMs = median(fullSyncs);
+    const floorMs = median(floors);
+    const inc = modes.incremental;
+    const scr = modes.scratch;
     const result = {
       pods: PODS,
       namespaces: NAMESPACES,
@@ -148,11 +190,19 @@ async function main(): Promise<void> {
       sets: compiled.v4.sets.size + compiled.v6.sets.size,
       setMembers: [...compiled.v4.sets.values(), ...compiled.v6.sets.values()].reduce((n, s) => n + s.members.length, 0),
       compileMs: Math.round(compileMs),
+      coldCompileMs: Math.round(median(coldCompiles)),
+      rounds: ROUNDS,
       fullSyncMs: Math.round(fullSyncMs),
       floorMs: Math.round(floorMs),
       fullSyncOverFloor: Math.round((fullSyncMs / floorMs) * 100) / 100,
-      labelChangeComputeMs: { p50: Math.round(percentile(computeLatencies, 50) * 10) / 10, p99: Math.round(percentile(computeLatencies, 99) * 10) / 10 },
-      labelChangeMs: { p50: Math.round(percentile(latencies, 50)), p99: Math.round(percentile(latencies, 99)), max: Math.round(Math.max(...latencies)) },
+      fullSyncRuns: fullSyncs.map(Math.round),
+      floorRuns: floors.map(Math.round),
+      labelChanges: inc.total.length,
+      labelChangesThatWrote: wrote,
+      labelChangeComputeMs: { p50: round1(percentile(inc.compute, 50)), p99: round1(percentile(inc.compute, 99)) },
+      labelChangeMs: { p50: Math.round(percentile(inc.total, 50)), p99: Math.round(percentile(inc.total, 99)), max: Math.round(Math.max(...inc.total)) },
+      labelChangeScratchComputeMs: { p50: round1(percentile(scr.compute, 50)), p99: round1(percentile(scr.compute, 99)) },
+      labelChangeScratchMs: { p50: Math.round(percentile(scr.total, 50)), p99: Math.round(percentile(scr.total, 99)), max: Math.round(Math.max(...scr.total)) },
       emptyPlanCheck: planPolicyChanges(compiled, emptyObservedState()).summary,
     };
     process.stdout.write(JSON.stringify(result, null, 2) + '\n');

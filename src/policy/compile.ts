@@ -6,8 +6,9 @@
 //     not from/to a local pod (set PRPOLn-LOCAL)   -> RETURN   (routed traffic is none of our business)
 //     IPv6 neighbor solicitation/advertisement     -> ACCEPT   (IPv6's ARP; INPUT: RETURN)
 //     ESTABLISHED,RELATED                          -> ACCEPT   (replies of allowed connections)
-//     -> PRPOL-EGRESS  : -s <pod IP> -> PRPOL-E-<pod>  for each egress-isolated local pod
-//     -> PRPOL-INGRESS : -d <pod IP> -> PRPOL-I-<pod>  for each ingress-isolated local pod
+//     podCIDR address of no known pod             -> DROP     (only while a selected local pod has no IP yet)
+//     -> PRPOL-EGRESS  : -s <low 6 bits> -> PRPOL-EB-<bucket> : -s <pod IP> -> PRPOL-E-<pod>  (egress-isolated pods)
+//     -> PRPOL-INGRESS : -d <low 6 bits> -> PRPOL-IB-<bucket> : -d <pod IP> -> PRPOL-I-<pod>  (ingress-isolated pods)
 //   INPUT --> PRPOL-INPUT: a local pod talking to its own node: egress only.
 //   Traffic the node itself originates goes through OUTPUT, which has no policy: "from its own node" is allowed.
 // A pod chain clears the allow mark, calls the rule chain (PRPOL-R-) of every policy that selects it, drops what no
@@ -106,7 +107,7 @@ export class PolicyCompileError extends Error {
   }
 }
 
-const METADATA_NAME_LABEL = 'kubernetes.io/metadata.name';
+export const METADATA_NAME_LABEL = 'kubernetes.io/metadata.name';
 const SELECTOR_OPERATORS = new Set(['In', 'NotIn', 'Exists', 'DoesNotExist']);
 
 export function shortHash(text: string, length = 12): string {
@@ -115,20 +116,20 @@ export function shortHash(text: string, length = 12): string {
 
 // ---------- objects ----------
 
-function podKey(pod: V1Pod): string {
+export function podKey(pod: V1Pod): string {
   return `${pod.metadata?.namespace ?? ''}/${pod.metadata?.name ?? ''}`;
 }
 
-function policyKey(policy: V1NetworkPolicy): string {
+export function policyKey(policy: V1NetworkPolicy): string {
   return `${policy.metadata?.namespace ?? ''}/${policy.metadata?.name ?? ''}`;
 }
 
 /** Terminated pods keep their IPs in status, but those IPs may already belong to new pods. */
-function isLive(pod: V1Pod): boolean {
+export function isLive(pod: V1Pod): boolean {
   return pod.status?.phase !== 'Succeeded' && pod.status?.phase !== 'Failed';
 }
 
-function podIp(pod: V1Pod, family: IpFamily): string | undefined {
+export function podIp(pod: V1Pod, family: IpFamily): string | undefined {
   const ips = [...(pod.status?.podIPs ?? []).map((p) => p.ip), pod.status?.podIP];
   for (const ip of ips) {
     if (typeof ip !== 'string' || ip === '') continue;
@@ -141,7 +142,7 @@ function podIp(pod: V1Pod, family: IpFamily): string | undefined {
   return undefined;
 }
 
-function selectorMatches(selector: V1LabelSelector, labels: Record<string, string>): boolean {
+export function selectorMatches(selector: V1LabelSelector, labels: Record<string, string>): boolean {
   for (const [key, value] of Object.entries(selector.matchLabels ?? {})) {
     if (labels[key] !== value) return false;
   }
@@ -258,382 +259,279 @@ export function validatePolicy(policy: V1NetworkPolicy): PolicyProblem[] {
   return problems;
 }
 
-// ---------- compilation ----------
+// ---------- compilation: pure building blocks (shared by compilePolicies and the incremental PolicyCompiler) ----------
 
-type Direction = 'ingress' | 'egress';
+export type Direction = 'ingress' | 'egress';
+export const DIRECTIONS: readonly Direction[] = ['ingress', 'egress'];
 
-interface PreparedPolicy {
+export interface PreparedPolicy {
   policy: V1NetworkPolicy;
   key: string;
-  /** The policy content (see policyContent): the memo key of everything compiled from it. */
-  content: string;
   namespace: string;
   ingress: boolean;
   egress: boolean;
   valid: boolean;
   /** An invalid podSelector selects the whole namespace: we cannot tell which pods it meant, so isolate all. */
   selectAll: boolean;
+  problems: PolicyProblem[];
 }
 
-function preparePolicy(policy: V1NetworkPolicy, content: string, problems: PolicyProblem[]): PreparedPolicy {
-  const own = validatePolicy(policy);
-  problems.push(...own);
+export function preparePolicy(policy: V1NetworkPolicy): PreparedPolicy {
+  const problems = validatePolicy(policy);
   const types = policy.spec?.policyTypes;
   const explicit = types !== undefined && types.length > 0;
   return {
     policy,
     key: policyKey(policy),
-    content,
     namespace: policy.metadata?.namespace ?? '',
     ingress: explicit ? types.includes('Ingress') : true,
     egress: explicit ? types.includes('Egress') : (policy.spec?.egress ?? []).length > 0,
-    valid: own.length === 0,
-    selectAll: own.some((p) => p.field.startsWith('spec.podSelector')),
+    valid: problems.length === 0,
+    selectAll: problems.some((p) => p.field.startsWith('spec.podSelector')),
+    problems,
   };
 }
 
-function selectsPod(p: PreparedPolicy, pod: V1Pod): boolean {
-  if (pod.metadata?.namespace !== p.namespace) return false;
-  return p.selectAll || selectorMatches(p.policy.spec?.podSelector ?? {}, pod.metadata?.labels ?? {});
-}
-
-/** A set a rule chain's rules reference: replayed when the chain comes from the memo, so the set still exists. */
-type SetRequest =
-  | { kind: 'fixed'; name: string; type: IpSetType; members: string[] }
-  | { kind: 'peer'; peer: V1NetworkPolicyPeer; namespace: string }
-  | { kind: 'named'; name: string; protocol: Protocol };
-
-interface RuleChainResult {
-  name: string;
-  /** null when the policy allows nothing in this direction (then no chain exists). */
-  rules: Rule[] | null;
-  sets: SetRequest[];
-}
-
-/**
- * What one compile keeps for the next, each entry keyed by everything its value depends on, so a hit is always
- * what a fresh compile would produce. A compile reads the previous memo and writes the entries it used into a new
- * one: entries of deleted pods and policies drop out after one compile.
- */
-interface CompileMemo {
-  /** Policy content -> its prepared form and problems. */
-  policies: Map<string, { prepared: PreparedPolicy; problems: PolicyProblem[] }>;
-  /** family, mark, policy content, direction -> its rule chain and the sets it references. */
-  ruleChains: Map<string, RuleChainResult>;
-  /** family, mark, pod chain name, rule chain names -> the pod chain's rules. */
-  podChains: Map<string, Rule[]>;
-  /** Dispatch rule text -> the rule (stable objects let the planner reuse its rule hashes). */
-  rules: Map<string, Rule>;
-  /** family and raw address -> normalized address, or null when it is not one of that family. */
-  addresses: Map<string, string | null>;
-  /** Hashed text -> shortHash, for chain and set names. */
-  hashes: Map<string, string>;
-  /** Set name -> the members it was built from (unsorted, as collected) and the set: unchanged input, same set. */
-  sets: Map<string, { input: string[]; type: IpSetType; spec: IpSetSpec }>;
-}
-
-function emptyMemo(): CompileMemo {
-  return { policies: new Map(), ruleChains: new Map(), podChains: new Map(), rules: new Map(), addresses: new Map(), hashes: new Map(), sets: new Map() };
-}
-
-/** Memo lookup that carries a hit (or a freshly computed value) from the previous memo into the next. */
-function carry<V>(prev: Map<string, V>, next: Map<string, V>, key: string, make: () => V): V {
-  const known = next.get(key);
-  if (known !== undefined || next.has(key)) return known as V;
-  const value = prev.has(key) ? (prev.get(key) as V) : make();
-  next.set(key, value);
-  return value;
-}
-
 /** The content of a policy that compiling depends on (its namespace, name and spec). */
-function policyContent(policy: V1NetworkPolicy): string {
+export function policyContent(policy: V1NetworkPolicy): string {
   return JSON.stringify([policy.metadata?.namespace, policy.metadata?.name, policy.spec]);
 }
 
-interface LivePod {
-  pod: V1Pod;
-  namespace: string;
-  labels: Record<string, string>;
-  ip: string | undefined;
+export function policySelects(p: PreparedPolicy, namespace: string, labels: Record<string, string>): boolean {
+  if (namespace !== p.namespace) return false;
+  return p.selectAll || selectorMatches(p.policy.spec?.podSelector ?? {}, labels);
 }
 
-class FamilyCompiler {
-  readonly chains = new Map<string, Rule[]>();
-  readonly sets = new Map<string, IpSetSpec>();
-  private readonly markArg: string;
-  private readonly clearArg: string;
+/** A set a rule chain references, by meaning; its members come from the pods (peer, named) or the policy (fixed). */
+export type SetDef =
+  | { kind: 'fixed'; name: string; type: 'hash:net'; members: string[] }
+  | { kind: 'peer'; name: string; type: 'hash:ip'; peer: V1NetworkPolicyPeer; namespace: string }
+  | { kind: 'named'; name: string; type: 'hash:ip,port'; port: string; protocol: Protocol };
 
-  private readonly live: LivePod[];
-  /** Set requests of the rule chain being compiled (null outside one). */
-  private recording: SetRequest[] | null = null;
-  /** This compile's rule chain of each prepared policy, per direction. */
-  private readonly ruleChainsDone = { ingress: new Map<PreparedPolicy, string | null>(), egress: new Map<PreparedPolicy, string | null>() };
+export interface RuleChainDef {
+  name: string;
+  /** null when the policy allows nothing in this direction (then no chain exists). */
+  rules: Rule[] | null;
+  /** Every set the rules need (and a named-port set of a rule whose peers all fall in the other family). */
+  sets: SetDef[];
+}
 
-  constructor(
-    private readonly family: IpFamily,
-    private readonly input: CompileInput,
-    private readonly policies: PreparedPolicy[],
-    private readonly namespaceLabels: Map<string, Record<string, string>>,
-    private readonly mark: number,
-    private readonly prev: CompileMemo,
-    private readonly next: CompileMemo,
-  ) {
-    this.markArg = `0x${mark.toString(16)}/0x${mark.toString(16)}`;
-    this.clearArg = `0x0/0x${mark.toString(16)}`;
-    this.live = input.pods
-      .filter((p) => isLive(p) && p.spec?.hostNetwork !== true)
-      .map((pod) => ({ pod, namespace: pod.metadata?.namespace ?? '', labels: pod.metadata?.labels ?? {}, ip: this.podIp(pod) }));
-  }
+function setName(family: IpFamily, kind: string, meaning: string): string {
+  return `${SET_PREFIX}${family}-${kind}-${shortHash(meaning, 14)}`;
+}
 
-  private hash(text: string, length = 12): string {
-    return carry(this.prev.hashes, this.next.hashes, `${length} ${text}`, () => shortHash(text, length));
-  }
+export function markArgs(mark: number): { set: string; clear: string } {
+  return { set: `0x${mark.toString(16)}/0x${mark.toString(16)}`, clear: `0x0/0x${mark.toString(16)}` };
+}
 
-  private podIp(pod: V1Pod): string | undefined {
-    const ips = [...(pod.status?.podIPs ?? []).map((p) => p.ip), pod.status?.podIP];
-    for (const ip of ips) {
-      if (typeof ip !== 'string' || ip === '') continue;
-      const normalized = carry(this.prev.addresses, this.next.addresses, `${this.family} ${ip}`, () => podIp({ status: { podIP: ip } }, this.family) ?? null);
-      if (normalized !== null) return normalized;
-    }
-    return undefined;
-  }
+export function ruleChainName(policyKeyText: string, dir: Direction): string {
+  return `${CHAIN_PREFIX}R-${shortHash(`${policyKeyText}/${dir}`)}`;
+}
 
-  private setName(kind: string, meaning: string): string {
-    return `${SET_PREFIX}${this.family}-${kind}-${this.hash(meaning, 14)}`;
-  }
-
-  private addSet(name: string, type: IpSetType, members: string[]): string {
-    if (!this.sets.has(name)) {
-      const known = this.prev.sets.get(name) ?? this.next.sets.get(name);
-      const same = known !== undefined && known.type === type && known.input.length === members.length && known.input.every((m, i) => m === members[i]);
-      const spec = same ? known.spec : { name, type, family: this.family, members: [...new Set(members)].sort() };
-      this.next.sets.set(name, { input: members, type, spec });
-      this.sets.set(name, spec);
-    }
-    return name;
-  }
-
-  /** The set of pod IPs a selector peer means, seen from a policy in `namespace`. */
-  private peerSet(peer: V1NetworkPolicyPeer, namespace: string): string {
-    this.recording?.push({ kind: 'peer', peer, namespace });
-    const meaning = JSON.stringify({
-      namespace: peer.namespaceSelector === undefined ? namespace : null,
-      namespaceSelector: peer.namespaceSelector === undefined ? null : canonicalSelector(peer.namespaceSelector),
-      podSelector: peer.podSelector === undefined ? null : canonicalSelector(peer.podSelector),
-    });
-    const name = this.setName('P', meaning);
-    if (this.sets.has(name)) return name;
-    const members: string[] = [];
-    const namespaceMatches = new Map<string, boolean>();
-    for (const { namespace: ns, labels, ip } of this.live) {
-      if (ip === undefined) continue;
-      if (peer.namespaceSelector === undefined) {
-        if (ns !== namespace) continue;
-      } else {
-        let matches = namespaceMatches.get(ns);
-        if (matches === undefined) {
-          matches = selectorMatches(peer.namespaceSelector, this.namespaceLabels.get(ns) ?? { [METADATA_NAME_LABEL]: ns });
-          namespaceMatches.set(ns, matches);
-        }
-        if (!matches) continue;
-      }
-      if (peer.podSelector !== undefined && !selectorMatches(peer.podSelector, labels)) continue;
-      members.push(ip);
-    }
-    return this.addSet(name, 'hash:ip', members);
-  }
-
-  /** Match arguments for a peer, or null when the peer can match nothing in this family. */
-  private peerMatch(peer: V1NetworkPolicyPeer, namespace: string, dir: Direction): string[] | null {
-    const side = dir === 'ingress' ? 'src' : 'dst';
+/** The rule chain of one policy in one direction and family: each allowed (peer, port) combination sets the mark. */
+export function compileRuleChain(p: PreparedPolicy, dir: Direction, family: IpFamily, mark: number): RuleChainDef {
+  const name = ruleChainName(p.key, dir);
+  if (!p.valid) return { name, rules: null, sets: [] };
+  const markArg = markArgs(mark).set;
+  const sets = new Map<string, SetDef>();
+  const side = dir === 'ingress' ? 'src' : 'dst';
+  const peerMatch = (peer: V1NetworkPolicyPeer): string[] | null => {
     if (peer.ipBlock !== undefined) {
       const cidr = parsePrefix(peer.ipBlock.cidr);
-      if (cidr.family !== this.family) return null;
+      if (cidr.family !== family) return null;
       const excepts = (peer.ipBlock.except ?? []).map(parsePrefix);
       if (excepts.length === 0) return [dir === 'ingress' ? '-s' : '-d', formatPrefix(cidr)];
       const meaning = JSON.stringify({ cidr: formatPrefix(cidr), except: excepts.map(formatPrefix).sort() });
-      const members = subtractPrefixes(cidr, excepts).map(formatPrefix);
-      const name = this.setName('B', meaning);
-      this.recording?.push({ kind: 'fixed', name, type: 'hash:net', members });
-      return ['-m', 'set', '--match-set', this.addSet(name, 'hash:net', members), side];
+      const set = setName(family, 'B', meaning);
+      if (!sets.has(set)) sets.set(set, { kind: 'fixed', name: set, type: 'hash:net', members: subtractPrefixes(cidr, excepts).map(formatPrefix) });
+      return ['-m', 'set', '--match-set', set, side];
     }
-    return ['-m', 'set', '--match-set', this.peerSet(peer, namespace), side];
-  }
-
-  private namedPortSet(name: string, protocol: Protocol): string {
-    this.recording?.push({ kind: 'named', name, protocol });
-    const setName = this.setName('N', JSON.stringify({ name, protocol }));
-    if (this.sets.has(setName)) return setName;
-    const members: string[] = [];
-    for (const { pod, ip } of this.live) {
-      if (ip === undefined) continue;
-      for (const container of [...(pod.spec?.containers ?? []), ...(pod.spec?.initContainers ?? [])]) {
-        for (const port of container.ports ?? []) {
-          if (port.name === name && (port.protocol ?? 'TCP') === protocol && validPortNumber(port.containerPort)) {
-            members.push(`${ip},${protocol.toLowerCase()}:${port.containerPort}`);
-          }
-        }
-      }
-    }
-    return this.addSet(setName, 'hash:ip,port', members);
-  }
-
-  private portMatch(port: V1NetworkPolicyPort): string[] {
+    const meaning = JSON.stringify({
+      namespace: peer.namespaceSelector === undefined ? p.namespace : null,
+      namespaceSelector: peer.namespaceSelector === undefined ? null : canonicalSelector(peer.namespaceSelector),
+      podSelector: peer.podSelector === undefined ? null : canonicalSelector(peer.podSelector),
+    });
+    const set = setName(family, 'P', meaning);
+    if (!sets.has(set)) sets.set(set, { kind: 'peer', name: set, type: 'hash:ip', peer, namespace: p.namespace });
+    return ['-m', 'set', '--match-set', set, side];
+  };
+  const portMatch = (port: V1NetworkPolicyPort): string[] => {
     const protocol = (port.protocol ?? 'TCP') as Protocol;
-    const p = protocol.toLowerCase();
-    if (port.port === undefined) return ['-p', p];
+    const proto = protocol.toLowerCase();
+    if (port.port === undefined) return ['-p', proto];
     if (typeof port.port === 'string') {
-      return ['-p', p, '-m', 'set', '--match-set', this.namedPortSet(port.port, protocol), 'dst,dst'];
+      const set = setName(family, 'N', JSON.stringify({ name: port.port, protocol }));
+      if (!sets.has(set)) sets.set(set, { kind: 'named', name: set, type: 'hash:ip,port', port: port.port, protocol });
+      return ['-p', proto, '-m', 'set', '--match-set', set, 'dst,dst'];
     }
     const range = port.endPort === undefined || port.endPort === port.port ? `${port.port}` : `${port.port}:${port.endPort}`;
-    return ['-p', p, '-m', p, '--dport', range];
-  }
-
-  /** The rules of one policy in one direction: each allowed (peer, port) combination sets the allow mark. */
-  private policyRules(p: PreparedPolicy, dir: Direction): Rule[] {
-    if (!p.valid) return [];
-    const rules: Rule[] = [];
-    const seen = new Set<string>();
-    const specRules = dir === 'ingress' ? (p.policy.spec?.ingress ?? []) : (p.policy.spec?.egress ?? []);
-    for (const rule of specRules) {
-      const peers = dir === 'ingress' ? ('_from' in rule ? rule._from : undefined) : 'to' in rule ? rule.to : undefined;
-      const peerMatches: string[][] =
-        peers === undefined || peers.length === 0
-          ? [[]]
-          : peers.map((peer) => this.peerMatch(peer, p.namespace, dir)).filter((m): m is string[] => m !== null);
-      const portMatches: string[][] =
-        rule.ports === undefined || rule.ports.length === 0 ? [[]] : rule.ports.map((port) => this.portMatch(port));
-      for (const peer of peerMatches) {
-        for (const port of portMatches) {
-          const r = [...peer, ...port, '-j', 'MARK', '--set-xmark', this.markArg];
-          const text = r.join(' ');
-          if (!seen.has(text)) {
-            seen.add(text);
-            rules.push(r);
-          }
+    return ['-p', proto, '-m', proto, '--dport', range];
+  };
+  const rules: Rule[] = [];
+  const seen = new Set<string>();
+  const specRules = dir === 'ingress' ? (p.policy.spec?.ingress ?? []) : (p.policy.spec?.egress ?? []);
+  for (const rule of specRules) {
+    const peers = dir === 'ingress' ? ('_from' in rule ? rule._from : undefined) : 'to' in rule ? rule.to : undefined;
+    const peerMatches: string[][] =
+      peers === undefined || peers.length === 0 ? [[]] : peers.map(peerMatch).filter((m): m is string[] => m !== null);
+    const portMatches: string[][] = rule.ports === undefined || rule.ports.length === 0 ? [[]] : rule.ports.map(portMatch);
+    for (const peer of peerMatches) {
+      for (const port of portMatches) {
+        const r = [...peer, ...port, '-j', 'MARK', '--set-xmark', markArg];
+        const text = r.join(' ');
+        if (!seen.has(text)) {
+          seen.add(text);
+          rules.push(r);
         }
       }
     }
-    return rules;
   }
-
-  private ruleChain(p: PreparedPolicy, dir: Direction): string | null {
-    const done = this.ruleChainsDone[dir];
-    const known = done.get(p);
-    if (known !== undefined) return known;
-    const chain = this.memoRuleChain(p, dir);
-    done.set(p, chain);
-    return chain;
-  }
-
-  private memoRuleChain(p: PreparedPolicy, dir: Direction): string | null {
-    const name = `${CHAIN_PREFIX}R-${this.hash(`${p.key}/${dir}`)}`;
-    if (this.chains.has(name)) return name;
-    const key = `${this.family} ${this.mark} ${dir} ${p.content}`;
-    const done = this.next.ruleChains.get(key);
-    if (done !== undefined && done.rules === null) return null;
-    let result = this.prev.ruleChains.get(key) ?? done;
-    if (result === undefined) {
-      this.recording = [];
-      try {
-        const rules = this.policyRules(p, dir);
-        result = { name, rules: rules.length === 0 ? null : rules, sets: this.recording };
-      } finally {
-        this.recording = null;
-      }
-    } else {
-      for (const request of result.sets) {
-        if (request.kind === 'fixed') this.addSet(request.name, request.type, request.members);
-        else if (request.kind === 'peer') this.peerSet(request.peer, request.namespace);
-        else this.namedPortSet(request.name, request.protocol);
-      }
-    }
-    this.next.ruleChains.set(key, result);
-    if (result.rules === null) return null;
-    this.chains.set(result.name, result.rules);
-    return result.name;
-  }
-
-  private podChain(pod: V1Pod, dir: Direction, selecting: PreparedPolicy[]): string {
-    const name = `${CHAIN_PREFIX}${dir === 'ingress' ? 'I' : 'E'}-${this.hash(podKey(pod))}`;
-    const targets: string[] = [];
-    for (const p of selecting) {
-      const chain = this.ruleChain(p, dir);
-      if (chain !== null) targets.push(chain);
-    }
-    const rules = carry(this.prev.podChains, this.next.podChains, `${this.mark} ${name} ${targets.join(' ')}`, () => [
-      ['-j', 'MARK', '--set-xmark', this.clearArg],
-      ...targets.map((chain) => ['-j', chain]),
-      ['-m', 'mark', '!', '--mark', this.markArg, '-j', 'DROP'],
-      ['-j', 'MARK', '--set-xmark', this.clearArg],
-    ]);
-    this.chains.set(name, rules);
-    return name;
-  }
-
-  private dispatchRule(rule: string[]): Rule {
-    return carry(this.prev.rules, this.next.rules, rule.join(' '), () => rule);
-  }
-
-  compile(): FamilyRuleset {
-    const local = `${SET_PREFIX}${this.family}-LOCAL`;
-    const localMembers = this.input.node.podCIDRs
-      .map((c) => parsePrefix(c))
-      .filter((c) => c.family === this.family)
-      .map(formatPrefix);
-    const egressDispatch: Rule[] = [];
-    const ingressDispatch: Rule[] = [];
-    const host = this.family === 4 ? '/32' : '/128';
-    const localPods = this.live
-      .filter(({ pod }) => pod.spec?.nodeName === this.input.node.name)
-      .map((l) => ({ ...l, key: podKey(l.pod) }))
-      .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-    const byNamespace = new Map<string, PreparedPolicy[]>();
-    for (const p of this.policies) byNamespace.set(p.namespace, [...(byNamespace.get(p.namespace) ?? []), p]);
-    const dispatched = new Set<string>();
-    for (const { pod, ip, namespace } of localPods) {
-      if (ip === undefined || dispatched.has(ip)) continue;
-      dispatched.add(ip);
-      localMembers.push(`${ip}${host}`);
-      const selecting = (byNamespace.get(namespace) ?? []).filter((p) => selectsPod(p, pod));
-      const ingress = selecting.filter((p) => p.ingress);
-      const egress = selecting.filter((p) => p.egress);
-      if (egress.length > 0) egressDispatch.push(this.dispatchRule(['-s', `${ip}${host}`, '-j', this.podChain(pod, 'egress', egress)]));
-      if (ingress.length > 0) ingressDispatch.push(this.dispatchRule(['-d', `${ip}${host}`, '-j', this.podChain(pod, 'ingress', ingress)]));
-    }
-    this.addSet(local, 'hash:net', localMembers);
-    this.chains.set(CHAINS.egress, egressDispatch);
-    this.chains.set(CHAINS.ingress, ingressDispatch);
-    const ndp = (verdict: 'ACCEPT' | 'RETURN'): Rule[] =>
-      this.family === 6 ? NDP_ICMPV6_TYPES.map((t) => ['-p', 'ipv6-icmp', '-m', 'icmp6', '--icmpv6-type', t, '-j', verdict]) : [];
-    this.chains.set(CHAINS.forward, [
-      ['-m', 'set', '!', '--match-set', local, 'src', '-m', 'set', '!', '--match-set', local, 'dst', '-j', 'RETURN'],
-      ...ndp('ACCEPT'),
-      ['-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT'],
-      ['-j', CHAINS.egress],
-      ['-j', CHAINS.ingress],
-    ]);
-    this.chains.set(CHAINS.input, [
-      ['-m', 'set', '!', '--match-set', local, 'src', '-j', 'RETURN'],
-      // The host firewall decides about the node's own traffic; we only withhold what egress policy forbids.
-      ...ndp('RETURN'),
-      ['-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'RETURN'],
-      ['-j', CHAINS.egress],
-    ]);
-    return {
-      family: this.family,
-      chains: this.chains,
-      sets: this.sets,
-      jumps: [
-        { chain: 'FORWARD', target: CHAINS.forward, comment: JUMP_COMMENT },
-        { chain: 'INPUT', target: CHAINS.input, comment: JUMP_COMMENT },
-      ],
-    };
-  }
+  return { name, rules: rules.length === 0 ? null : rules, sets: [...sets.values()] };
 }
 
-function validateNode(node: PolicyNode): void {
+/** Whether a peer set (a selector peer of a policy in `namespace`) holds a pod of `podNamespace` with `labels`. */
+export function peerIncludes(
+  def: Extract<SetDef, { kind: 'peer' }>,
+  podNamespace: string,
+  labels: Record<string, string>,
+  namespaceLabels: (ns: string) => Record<string, string>,
+): boolean {
+  const peer = def.peer;
+  if (peer.namespaceSelector === undefined) {
+    if (podNamespace !== def.namespace) return false;
+  } else if (!selectorMatches(peer.namespaceSelector, namespaceLabels(podNamespace))) {
+    return false;
+  }
+  return peer.podSelector === undefined || selectorMatches(peer.podSelector, labels);
+}
+
+/** The (pod IP, protocol:port) entries a pod contributes to a named-port set. */
+export function namedPortEntries(pod: V1Pod, ip: string, portName: string, protocol: Protocol): string[] {
+  const out: string[] = [];
+  for (const container of [...(pod.spec?.containers ?? []), ...(pod.spec?.initContainers ?? [])]) {
+    for (const port of container.ports ?? []) {
+      if (port.name === portName && (port.protocol ?? 'TCP') === protocol && validPortNumber(port.containerPort)) {
+        out.push(`${ip},${protocol.toLowerCase()}:${port.containerPort}`);
+      }
+    }
+  }
+  return out;
+}
+
+export function podChainName(podKeyText: string, dir: Direction): string {
+  return `${CHAIN_PREFIX}${dir === 'ingress' ? 'I' : 'E'}-${shortHash(podKeyText)}`;
+}
+
+/** A pod chain: clear the mark, let every selecting policy's rule chain mark, drop what none marked, clear again. */
+export function podChainRules(targets: string[], mark: number): Rule[] {
+  const m = markArgs(mark);
+  return [
+    ['-j', 'MARK', '--set-xmark', m.clear],
+    ...targets.map((chain) => ['-j', chain]),
+    ['-m', 'mark', '!', '--mark', m.set, '-j', 'DROP'],
+    ['-j', 'MARK', '--set-xmark', m.clear],
+  ];
+}
+
+/**
+ * Local pods are dispatched to their chains through 64 bucket chains chosen by the low 6 bits of the address (one
+ * masked match each): a pod that becomes isolated or stops being isolated rewrites its bucket of a few rules, not a
+ * dispatch chain with a rule per pod; a new connection checks at most 64 bucket rules plus its bucket's pods.
+ */
+export const DISPATCH_BUCKETS = 64;
+
+/** The low 6 bits of a canonical address (as podIp() returns it). */
+export function dispatchBucket(ip: string, family: IpFamily): number {
+  const last = ip.slice(ip.lastIndexOf(family === 4 ? '.' : ':') + 1);
+  const value = family === 4 ? Number(last) : last === '' ? 0 : parseInt(last, 16);
+  if (Number.isInteger(value) && !(family === 6 && last.includes('.'))) return value & (DISPATCH_BUCKETS - 1);
+  const bytes = ipaddr.parse(ip).toByteArray();
+  return (bytes[bytes.length - 1] ?? 0) & (DISPATCH_BUCKETS - 1);
+}
+
+export function bucketChainName(dir: Direction, bucket: number): string {
+  return `${CHAIN_PREFIX}${dir === 'ingress' ? 'IB' : 'EB'}-${bucket.toString(16).padStart(2, '0')}`;
+}
+
+export function bucketRule(dir: Direction, bucket: number, family: IpFamily): Rule {
+  const mask = DISPATCH_BUCKETS - 1;
+  const match = family === 4 ? `0.0.0.${bucket}/0.0.0.${mask}` : `::${bucket.toString(16)}/::${mask.toString(16)}`;
+  return [dir === 'ingress' ? '-d' : '-s', match, '-j', bucketChainName(dir, bucket)];
+}
+
+export function dispatchRule(dir: Direction, ip: string, family: IpFamily, podChain: string): Rule {
+  return [dir === 'ingress' ? '-d' : '-s', `${ip}${family === 4 ? '/32' : '/128'}`, '-j', podChain];
+}
+
+export function localSetName(family: IpFamily): string {
+  return `${SET_PREFIX}${family}-LOCAL`;
+}
+
+/** Local pod addresses the agent knows: only while a selected local pod has no address yet (see baseChains). */
+export function knownSetName(family: IpFamily): string {
+  return `${SET_PREFIX}${family}-KNOWN`;
+}
+
+export interface BaseChainsInput {
+  family: IpFamily;
+  podCIDRs: string[];
+  /** Buckets holding at least one dispatched pod, per direction, ascending. */
+  buckets: Record<Direction, number[]>;
+  /** A local pod selected by a policy isolating it in that direction has no address of this family yet. */
+  pending: Record<Direction, boolean>;
+}
+
+/**
+ * PRPOL-FORWARD, PRPOL-INPUT, PRPOL-EGRESS and PRPOL-INGRESS. While a selected local pod has no address yet,
+ * traffic from (egress) or to (ingress) an address of the node's podCIDRs that belongs to no known local pod is
+ * dropped: the pod's sandbox may already use its address before the address reaches the pod's status, and its
+ * first packets must not pass unfiltered. Known pods are not affected; the guard lifts once the address is known
+ * (then the pod's own chain filters it).
+ */
+export function baseChains(b: BaseChainsInput): Map<string, Rule[]> {
+  const local = localSetName(b.family);
+  const known = knownSetName(b.family);
+  const ndp = (verdict: 'ACCEPT' | 'RETURN'): Rule[] =>
+    b.family === 6 ? NDP_ICMPV6_TYPES.map((t) => ['-p', 'ipv6-icmp', '-m', 'icmp6', '--icmpv6-type', t, '-j', verdict]) : [];
+  const guard = (dir: Direction): Rule[] =>
+    b.pending[dir]
+      ? b.podCIDRs.map((c) => [dir === 'egress' ? '-s' : '-d', c, '-m', 'set', '!', '--match-set', known, dir === 'egress' ? 'src' : 'dst', '-j', 'DROP'])
+      : [];
+  const chains = new Map<string, Rule[]>();
+  chains.set(CHAINS.forward, [
+    ['-m', 'set', '!', '--match-set', local, 'src', '-m', 'set', '!', '--match-set', local, 'dst', '-j', 'RETURN'],
+    ...ndp('ACCEPT'),
+    ['-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT'],
+    ...guard('egress'),
+    ...guard('ingress'),
+    ['-j', CHAINS.egress],
+    ['-j', CHAINS.ingress],
+  ]);
+  chains.set(CHAINS.input, [
+    ['-m', 'set', '!', '--match-set', local, 'src', '-j', 'RETURN'],
+    // The host firewall decides about the node's own traffic; we only withhold what egress policy forbids.
+    ...ndp('RETURN'),
+    ['-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'RETURN'],
+    ...guard('egress'),
+    ['-j', CHAINS.egress],
+  ]);
+  chains.set(CHAINS.egress, b.buckets.egress.map((k) => bucketRule('egress', k, b.family)));
+  chains.set(CHAINS.ingress, b.buckets.ingress.map((k) => bucketRule('ingress', k, b.family)));
+  return chains;
+}
+
+export function builtinJumps(): BuiltinJump[] {
+  return [
+    { chain: 'FORWARD', target: CHAINS.forward, comment: JUMP_COMMENT },
+    { chain: 'INPUT', target: CHAINS.input, comment: JUMP_COMMENT },
+  ];
+}
+
+export function familyCIDRs(node: PolicyNode, family: IpFamily): string[] {
+  return node.podCIDRs.map((c) => parsePrefix(c)).filter((c) => c.family === family).map(formatPrefix);
+}
+
+export function validateNode(node: PolicyNode): void {
   if (typeof node?.name !== 'string' || node.name === '') throw new PolicyCompileError('node.name', 'is required');
   (node.podCIDRs ?? []).forEach((cidr, i) => {
     try {
@@ -644,50 +542,105 @@ function validateNode(node: PolicyNode): void {
   });
 }
 
-/**
- * A compiler that remembers its previous compile: a snapshot that differs in one pod's labels reuses every rule
- * chain, pod chain and hash that did not change and recomputes only the sets and chains that did. The result is
- * always equal to compilePolicies() of the same input (a property test checks this over random change sequences).
- */
-export class PolicyCompiler {
-  private memo: CompileMemo = emptyMemo();
-
-  compile(input: CompileInput, options: CompileOptions = {}): CompiledPolicies {
-    validateNode(input.node);
-    const mark = options.allowMark ?? DEFAULT_ALLOW_MARK;
-    if (!Number.isInteger(mark) || mark <= 0 || mark > 0xffffffff || (mark & (mark - 1)) !== 0) {
-      throw new PolicyCompileError('allowMark', `must be a single bit, not ${mark}`);
-    }
-    const prev = this.memo;
-    const next = emptyMemo();
-    const problems: PolicyProblem[] = [];
-    const policies = [...input.policies]
-      .map((policy) => ({ policy, key: policyKey(policy) }))
-      .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
-      .map(({ policy }) => {
-        const content = policyContent(policy);
-        const prepared = carry(prev.policies, next.policies, content, () => {
-          const own: PolicyProblem[] = [];
-          return { prepared: preparePolicy(policy, content, own), problems: own };
-        });
-        problems.push(...prepared.problems);
-        return prepared.prepared;
-      });
-    const namespaceLabels = new Map<string, Record<string, string>>();
-    for (const ns of input.namespaces) {
-      const name = ns.metadata?.name ?? '';
-      namespaceLabels.set(name, { ...(ns.metadata?.labels ?? {}), [METADATA_NAME_LABEL]: name });
-    }
-    const result = {
-      v4: new FamilyCompiler(4, input, policies, namespaceLabels, mark, prev, next).compile(),
-      v6: new FamilyCompiler(6, input, policies, namespaceLabels, mark, prev, next).compile(),
-      problems,
-    };
-    this.memo = next;
-    return result;
+export function validateMark(mark: number): void {
+  if (!Number.isInteger(mark) || mark <= 0 || mark > 0xffffffff || (mark & (mark - 1)) !== 0) {
+    throw new PolicyCompileError('allowMark', `must be a single bit, not ${mark}`);
   }
 }
 
+export function makeSetSpec(name: string, type: IpSetType, family: IpFamily, members: Iterable<string>): IpSetSpec {
+  return { name, type, family, members: [...new Set(members)].sort() };
+}
+
+// ---------- compilation from scratch (the reference the incremental compiler is held equal to) ----------
+
+function compileFamily(family: IpFamily, input: CompileInput, policies: PreparedPolicy[], namespaceLabels: (ns: string) => Record<string, string>, mark: number): FamilyRuleset {
+  const chains = new Map<string, Rule[]>();
+  const sets = new Map<string, IpSetSpec>();
+  const live = input.pods
+    .filter((p) => isLive(p) && p.spec?.hostNetwork !== true)
+    .map((pod) => ({ pod, key: podKey(pod), namespace: pod.metadata?.namespace ?? '', labels: pod.metadata?.labels ?? {}, ip: podIp(pod, family) }));
+  const addSetDef = (def: SetDef): void => {
+    if (sets.has(def.name)) return;
+    const members: string[] = [];
+    if (def.kind === 'fixed') members.push(...def.members);
+    for (const l of def.kind === 'fixed' ? [] : live) {
+      if (l.ip === undefined) continue;
+      if (def.kind === 'peer' && peerIncludes(def, l.namespace, l.labels, namespaceLabels)) members.push(l.ip);
+      if (def.kind === 'named') members.push(...namedPortEntries(l.pod, l.ip, def.port, def.protocol));
+    }
+    sets.set(def.name, makeSetSpec(def.name, def.type, family, members));
+  };
+  const ruleChains = new Map<string, string | null>();
+  const ruleChain = (p: PreparedPolicy, dir: Direction): string | null => {
+    const id = `${p.key}\n${dir}`;
+    const known = ruleChains.get(id);
+    if (known !== undefined) return known;
+    const def = compileRuleChain(p, dir, family, mark);
+    def.sets.forEach(addSetDef);
+    if (def.rules !== null) chains.set(def.name, def.rules);
+    ruleChains.set(id, def.rules === null ? null : def.name);
+    return def.rules === null ? null : def.name;
+  };
+  const localPods = live.filter(({ pod }) => pod.spec?.nodeName === input.node.name).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  const byNamespace = new Map<string, PreparedPolicy[]>();
+  for (const p of policies) byNamespace.set(p.namespace, [...(byNamespace.get(p.namespace) ?? []), p]);
+  const cidrs = familyCIDRs(input.node, family);
+  const localMembers = cidrs.map((c) => c);
+  const knownMembers: string[] = [];
+  const buckets: Record<Direction, Map<number, Rule[]>> = { ingress: new Map(), egress: new Map() };
+  const pending: Record<Direction, boolean> = { ingress: false, egress: false };
+  const dispatched = new Set<string>();
+  for (const { key, ip, namespace, labels } of localPods) {
+    const selecting = (byNamespace.get(namespace) ?? []).filter((p) => policySelects(p, namespace, labels));
+    if (ip === undefined) {
+      for (const dir of DIRECTIONS) if (selecting.some((p) => p[dir])) pending[dir] = true;
+      continue;
+    }
+    knownMembers.push(ip);
+    if (dispatched.has(ip)) continue;
+    dispatched.add(ip);
+    localMembers.push(`${ip}${family === 4 ? '/32' : '/128'}`);
+    for (const dir of DIRECTIONS) {
+      const isolating = selecting.filter((p) => p[dir]);
+      if (isolating.length === 0) continue;
+      const targets = isolating.map((p) => ruleChain(p, dir)).filter((c): c is string => c !== null);
+      const chain = podChainName(key, dir);
+      chains.set(chain, podChainRules(targets, mark));
+      const bucket = dispatchBucket(ip, family);
+      buckets[dir].set(bucket, [...(buckets[dir].get(bucket) ?? []), dispatchRule(dir, ip, family, chain)]);
+    }
+  }
+  sets.set(localSetName(family), makeSetSpec(localSetName(family), 'hash:net', family, localMembers));
+  if (pending.ingress || pending.egress) sets.set(knownSetName(family), makeSetSpec(knownSetName(family), 'hash:ip', family, knownMembers));
+  const sortedBuckets = (dir: Direction): number[] => [...buckets[dir].keys()].sort((a, b) => a - b);
+  for (const [name, rules] of baseChains({ family, podCIDRs: cidrs, buckets: { ingress: sortedBuckets('ingress'), egress: sortedBuckets('egress') }, pending })) {
+    chains.set(name, rules);
+  }
+  for (const dir of DIRECTIONS) for (const [k, rules] of buckets[dir]) chains.set(bucketChainName(dir, k), rules);
+  return { family, chains, sets, jumps: builtinJumps() };
+}
+
+export function namespaceLabelsOf(namespaces: CompileInput['namespaces']): (ns: string) => Record<string, string> {
+  const labels = new Map<string, Record<string, string>>();
+  for (const ns of namespaces) {
+    const name = ns.metadata?.name ?? '';
+    labels.set(name, { ...(ns.metadata?.labels ?? {}), [METADATA_NAME_LABEL]: name });
+  }
+  return (ns) => labels.get(ns) ?? { [METADATA_NAME_LABEL]: ns };
+}
+
+/** Compiles a snapshot from scratch. The agent uses the incremental PolicyCompiler (incremental.ts), held equal to this. */
 export function compilePolicies(input: CompileInput, options: CompileOptions = {}): CompiledPolicies {
-  return new PolicyCompiler().compile(input, options);
+  validateNode(input.node);
+  const mark = options.allowMark ?? DEFAULT_ALLOW_MARK;
+  validateMark(mark);
+  const policies = [...input.policies].map(preparePolicy).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  const problems = policies.flatMap((p) => p.problems);
+  const namespaceLabels = namespaceLabelsOf(input.namespaces);
+  return {
+    v4: compileFamily(4, input, policies, namespaceLabels, mark),
+    v6: compileFamily(6, input, policies, namespaceLabels, mark),
+    problems,
+  };
 }

@@ -1,1 +1,569 @@
-export { PolicyCompiler } from './compile.js';
+// The incremental policy compiler: keeps the compiled state of the previous snapshot and updates only what the
+// objects that changed can affect. Pure (no I/O); compile(snapshot) always equals compilePolicies(snapshot) (a
+// property test holds it to that over random change sequences).
+//
+// How a change is found: pods by identity (snapshots hand in a new object for a changed pod, as informers do; an
+// object must not be edited in place once handed in), policies by identity of the object and of its spec object,
+// then by content (their spec text), namespaces by labels.
+// What a change touches:
+// - a pod: its membership in each set in use (one selector test per set, not a scan of all pods), and when it is
+//   local its own chains, its dispatch bucket, and the LOCAL/KNOWN sets when its address changed;
+// - a namespace's labels: the namespace-selector peer sets, re-tested for that namespace's pods only;
+// - a policy: its rule chains (and the sets they need, filled by one scan when first used), and the selection of
+//   the local pods of its namespace.
+// Sets and chains that did not change keep their objects, so the planner's per-object hash memory stays valid.
+import type { V1NetworkPolicy, V1Pod } from '@kubernetes/client-node';
+import {
+  baseChains,
+  bucketChainName,
+  builtinJumps,
+  DEFAULT_ALLOW_MARK,
+  DIRECTIONS,
+  dispatchBucket,
+  dispatchRule,
+  familyCIDRs,
+  isLive,
+  knownSetName,
+  localSetName,
+  makeSetSpec,
+  namedPortEntries,
+  namespaceLabelsOf,
+  peerIncludes,
+  podChainName,
+  podChainRules,
+  podIp,
+  podKey,
+  policyContent,
+  policyKey,
+  policySelects,
+  preparePolicy,
+  compileRuleChain,
+  validateMark,
+  validateNode,
+  type CompileInput,
+  type CompileOptions,
+  type CompiledPolicies,
+  type Direction,
+  type FamilyRuleset,
+  type IpSetSpec,
+  type PolicyProblem,
+  type PreparedPolicy,
+  type Rule,
+  type RuleChainDef,
+  type SetDef,
+} from './compile.js';
+import type { IpFamily, PolicyNode } from './types.js';
+
+interface PodEntry {
+  pod: V1Pod;
+  key: string;
+  namespace: string;
+  labels: Record<string, string>;
+  /** Not terminated and not host-network: the pod can be a peer. */
+  live: boolean;
+  /** Live and bound to this node. */
+  local: boolean;
+  ip: Record<IpFamily, string | undefined>;
+}
+
+interface PolicyEntry {
+  /** policyContent() of what was compiled, computed when first needed (when another object comes for the key). */
+  content: string | null;
+  prepared: PreparedPolicy;
+  /** The object (and its spec object) the content was read from. */
+  source: V1NetworkPolicy;
+  spec: V1NetworkPolicy['spec'];
+}
+
+interface SetEntry {
+  def: SetDef;
+  refs: number;
+  /** Entries per pod key (peer and named-port sets); fixed sets keep their members in def. */
+  members: Map<string, string[]>;
+}
+
+interface ChainUse {
+  def: RuleChainDef;
+  /** Pod chains (this family) that call this policy's chain in this direction. */
+  refs: number;
+}
+
+interface LocalPodState {
+  ip: string;
+  bucket: number;
+  /** Keys of the policies isolating the pod, per direction, in key order. */
+  selecting: Record<Direction, string[]>;
+}
+
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function sameRules(a: readonly Rule[] | undefined, b: readonly Rule[]): boolean {
+  return a !== undefined && a.length === b.length && a.every((r, i) => sameStrings(r, b[i] ?? []));
+}
+
+function byKey(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+class FamilyState {
+  readonly chains = new Map<string, Rule[]>();
+  readonly specs = new Map<string, IpSetSpec>();
+  private readonly sets = new Map<string, SetEntry>();
+  private readonly ruleChains = new Map<string, ChainUse>();
+  /** Dispatched local pods (the first pod by key of each address). */
+  private readonly local = new Map<string, LocalPodState>();
+  /** Local live pods by address; more than one only when two pods claim one address. */
+  private readonly owners = new Map<string, Set<string>>();
+  /** Local pods selected by an isolating policy that have no address of this family yet. */
+  private readonly pending = new Map<string, Record<Direction, boolean>>();
+  private readonly buckets: Record<Direction, Map<number, Set<string>>> = { ingress: new Map(), egress: new Map() };
+  private readonly dirtySets = new Set<string>();
+  private readonly dirtyBuckets: Record<Direction, Set<number>> = { ingress: new Set(), egress: new Set() };
+  private addressesChanged = true;
+
+  constructor(
+    readonly family: IpFamily,
+    private readonly node: PolicyNode,
+    private readonly mark: number,
+    private readonly ctx: CompilerContext,
+  ) {}
+
+  // ---- sets ----
+
+  private acquireSet(def: SetDef): void {
+    let entry = this.sets.get(def.name);
+    if (entry === undefined) {
+      entry = { def, refs: 0, members: new Map() };
+      this.sets.set(def.name, entry);
+      if (def.kind !== 'fixed') for (const pod of this.ctx.pods.values()) this.fill(entry, pod);
+      this.dirtySets.add(def.name);
+    }
+    entry.refs++;
+  }
+
+  private releaseSet(name: string): void {
+    const entry = this.sets.get(name);
+    if (entry === undefined) return;
+    entry.refs--;
+    if (entry.refs > 0) return;
+    this.sets.delete(name);
+    this.specs.delete(name);
+    this.dirtySets.delete(name);
+  }
+
+  /** Sets the entries `pod` contributes to one set (none when it is gone, terminated or has no address). */
+  private fill(entry: SetEntry, pod: PodEntry | undefined, key = pod?.key ?? ''): void {
+    const def = entry.def;
+    if (def.kind === 'fixed') return;
+    const ip = pod?.live === true ? pod.ip[this.family] : undefined;
+    let wanted: string[] = [];
+    if (pod !== undefined && ip !== undefined) {
+      if (def.kind === 'peer') wanted = peerIncludes(def, pod.namespace, pod.labels, this.ctx.namespaceLabels) ? [ip] : [];
+      else wanted = namedPortEntries(pod.pod, ip, def.port, def.protocol);
+    }
+    const had = entry.members.get(key);
+    if (wanted.length === 0) {
+      if (had !== undefined) {
+        entry.members.delete(key);
+        this.dirtySets.add(def.name);
+      }
+    } else if (had === undefined || !sameStrings(had, wanted)) {
+      entry.members.set(key, wanted);
+      this.dirtySets.add(def.name);
+    }
+  }
+
+  /** A pod changed (or appeared, or went): its entries in every set in use. */
+  podChanged(key: string, pod: PodEntry | undefined): void {
+    for (const entry of this.sets.values()) this.fill(entry, pod, key);
+  }
+
+  /** A namespace's labels changed: namespace-selector peer sets, for that namespace's pods. */
+  namespaceChanged(namespace: string): void {
+    const pods = [...(this.ctx.byNamespace.get(namespace) ?? [])].map((k) => this.ctx.pods.get(k));
+    for (const entry of this.sets.values()) {
+      if (entry.def.kind !== 'peer' || entry.def.peer.namespaceSelector === undefined) continue;
+      for (const pod of pods) if (pod !== undefined) this.fill(entry, pod);
+    }
+  }
+
+  // ---- rule chains ----
+
+  private acquireChain(policy: string, dir: Direction): void {
+    const id = `${policy}\n${dir}`;
+    let use = this.ruleChains.get(id);
+    if (use === undefined) {
+      const prepared = this.ctx.policies.get(policy)?.prepared;
+      if (prepared === undefined) throw new Error(`incremental compiler: no policy ${policy}`);
+      use = { def: compileRuleChain(prepared, dir, this.family, this.mark), refs: 0 };
+      this.ruleChains.set(id, use);
+      use.def.sets.forEach((s) => this.acquireSet(s));
+      if (use.def.rules !== null) this.chains.set(use.def.name, use.def.rules);
+    }
+    use.refs++;
+  }
+
+  private releaseChain(policy: string, dir: Direction): void {
+    const id = `${policy}\n${dir}`;
+    const use = this.ruleChains.get(id);
+    if (use === undefined) return;
+    use.refs--;
+    if (use.refs > 0) return;
+    this.ruleChains.delete(id);
+    if (use.def.rules !== null) this.chains.delete(use.def.name);
+    use.def.sets.forEach((s) => this.releaseSet(s.name));
+  }
+
+  /** A policy's content changed: its chains in use are compiled again (the pods selecting it are re-judged too). */
+  policyChanged(policy: string): void {
+    for (const dir of DIRECTIONS) {
+      const id = `${policy}\n${dir}`;
+      const use = this.ruleChains.get(id);
+      if (use === undefined) continue;
+      const prepared = this.ctx.policies.get(policy)?.prepared;
+      // A deleted policy keeps its old chain until the pods that used it are re-judged (in this same compile).
+      if (prepared === undefined) continue;
+      const def = compileRuleChain(prepared, dir, this.family, this.mark);
+      def.sets.forEach((s) => this.acquireSet(s));
+      if (use.def.rules !== null) this.chains.delete(use.def.name);
+      use.def.sets.forEach((s) => this.releaseSet(s.name));
+      use.def = def;
+      if (def.rules !== null) this.chains.set(def.name, def.rules);
+    }
+  }
+
+  // ---- local pods ----
+
+  /** Records a local pod's address claim; returns the keys whose dispatch may have changed. */
+  claim(key: string, before: string | undefined, after: string | undefined): string[] {
+    if (before === after) return [];
+    const touched: string[] = [];
+    for (const [ip, add] of [
+      [before, false],
+      [after, true],
+    ] as const) {
+      if (ip === undefined) continue;
+      let owners = this.owners.get(ip);
+      if (owners === undefined) {
+        owners = new Set();
+        this.owners.set(ip, owners);
+      }
+      if (add) owners.add(key);
+      else owners.delete(key);
+      touched.push(...owners);
+      if (owners.size === 0) this.owners.delete(ip);
+    }
+    this.addressesChanged = true;
+    return touched;
+  }
+
+  /** Re-judges one local pod: selection, pod chains, dispatch bucket, pending guard. */
+  judge(key: string): void {
+    const pod = this.ctx.pods.get(key);
+    const local = pod?.local === true ? pod : undefined;
+    const ip = local?.ip[this.family];
+    const owners = ip === undefined ? undefined : this.owners.get(ip);
+    const dispatched = ip !== undefined && owners !== undefined && [...owners].sort(byKey)[0] === key;
+    const selecting: Record<Direction, string[]> = { ingress: [], egress: [] };
+    if (local !== undefined) {
+      for (const p of this.ctx.policiesIn(local.namespace)) {
+        if (!policySelects(p, local.namespace, local.labels)) continue;
+        for (const dir of DIRECTIONS) if (p[dir]) selecting[dir].push(p.key);
+      }
+    }
+    // Pending: known, selected, no address yet.
+    if (local !== undefined && ip === undefined && (selecting.ingress.length > 0 || selecting.egress.length > 0)) {
+      this.pending.set(key, { ingress: selecting.ingress.length > 0, egress: selecting.egress.length > 0 });
+    } else {
+      this.pending.delete(key);
+    }
+    const old = this.local.get(key);
+    const now: LocalPodState | undefined = dispatched && ip !== undefined ? { ip, bucket: dispatchBucket(ip, this.family), selecting } : undefined;
+    for (const dir of DIRECTIONS) {
+      const before = old?.selecting[dir] ?? [];
+      const after = now?.selecting[dir] ?? [];
+      // Acquire first, so a chain kept across the change is not compiled again.
+      for (const p of after) this.acquireChain(p, dir);
+      for (const p of before) this.releaseChain(p, dir);
+      const chain = this.ctx.chainName(key, dir);
+      if (now !== undefined && after.length > 0) {
+        const targets = after.map((p) => this.ruleChains.get(`${p}\n${dir}`)?.def).filter((d): d is RuleChainDef => d !== undefined && d.rules !== null).map((d) => d.name);
+        const rules = podChainRules(targets, this.mark);
+        if (!sameRules(this.chains.get(chain), rules)) this.chains.set(chain, rules);
+      } else {
+        this.chains.delete(chain);
+      }
+      const wasIn = old !== undefined && before.length > 0;
+      const isIn = now !== undefined && after.length > 0;
+      if (wasIn && (!isIn || old.bucket !== now.bucket || old.ip !== now.ip)) {
+        this.buckets[dir].get(old.bucket)?.delete(key);
+        this.dirtyBuckets[dir].add(old.bucket);
+      }
+      if (isIn && (!wasIn || old.bucket !== now.bucket || old.ip !== now.ip)) {
+        let members = this.buckets[dir].get(now.bucket);
+        if (members === undefined) {
+          members = new Set();
+          this.buckets[dir].set(now.bucket, members);
+        }
+        members.add(key);
+        this.dirtyBuckets[dir].add(now.bucket);
+      }
+    }
+    if (now === undefined) this.local.delete(key);
+    else this.local.set(key, now);
+  }
+
+  // ---- output ----
+
+  private bucketRules(dir: Direction, bucket: number): Rule[] {
+    const keys = [...(this.buckets[dir].get(bucket) ?? [])].sort(byKey);
+    return keys.map((k) => {
+      const s = this.local.get(k);
+      if (s === undefined) throw new Error(`incremental compiler: bucket holds unknown pod ${k}`);
+      return dispatchRule(dir, s.ip, this.family, this.ctx.chainName(k, dir));
+    });
+  }
+
+  finish(): FamilyRuleset {
+    for (const dir of DIRECTIONS) {
+      for (const bucket of this.dirtyBuckets[dir]) {
+        const name = bucketChainName(dir, bucket);
+        const rules = this.bucketRules(dir, bucket);
+        if (rules.length === 0) {
+          this.buckets[dir].delete(bucket);
+          this.chains.delete(name);
+        } else if (!sameRules(this.chains.get(name), rules)) {
+          this.chains.set(name, rules);
+        }
+      }
+      this.dirtyBuckets[dir].clear();
+    }
+    const pending = { ingress: false, egress: false };
+    for (const p of this.pending.values()) {
+      pending.ingress ||= p.ingress;
+      pending.egress ||= p.egress;
+    }
+    const cidrs = familyCIDRs(this.node, this.family);
+    const occupied = (dir: Direction): number[] => [...this.buckets[dir].keys()].sort((a, b) => a - b);
+    for (const [name, rules] of baseChains({ family: this.family, podCIDRs: cidrs, buckets: { ingress: occupied('ingress'), egress: occupied('egress') }, pending })) {
+      if (!sameRules(this.chains.get(name), rules)) this.chains.set(name, rules);
+    }
+    const known = knownSetName(this.family);
+    const guarded = pending.ingress || pending.egress;
+    if (this.addressesChanged || guarded !== this.specs.has(known)) {
+      const host = this.family === 4 ? '/32' : '/128';
+      this.specs.set(localSetName(this.family), makeSetSpec(localSetName(this.family), 'hash:net', this.family, [...cidrs, ...[...this.owners.keys()].map((ip) => `${ip}${host}`)]));
+      if (guarded) this.specs.set(known, makeSetSpec(known, 'hash:ip', this.family, this.owners.keys()));
+      else this.specs.delete(known);
+      this.addressesChanged = false;
+    }
+    for (const name of this.dirtySets) {
+      const entry = this.sets.get(name);
+      if (entry === undefined) continue;
+      const members = entry.def.kind === 'fixed' ? entry.def.members : [...entry.members.values()].flat();
+      this.specs.set(name, makeSetSpec(name, entry.def.type, this.family, members));
+    }
+    this.dirtySets.clear();
+    return { family: this.family, chains: new Map(this.chains), sets: new Map(this.specs), jumps: builtinJumps() };
+  }
+}
+
+/** What both families read: the current objects. */
+class CompilerContext {
+  readonly pods = new Map<string, PodEntry>();
+  readonly byNamespace = new Map<string, Set<string>>();
+  readonly policies = new Map<string, PolicyEntry>();
+  private readonly policiesByNamespace = new Map<string, PreparedPolicy[]>();
+  namespaceLabels: (ns: string) => Record<string, string> = namespaceLabelsOf([]);
+
+  private readonly chainNames = new Map<string, Record<Direction, string>>();
+
+  /** A pod's chain name (a hash of its key), computed once per pod. */
+  chainName(key: string, dir: Direction): string {
+    let names = this.chainNames.get(key);
+    if (names === undefined) {
+      names = { ingress: podChainName(key, 'ingress'), egress: podChainName(key, 'egress') };
+      this.chainNames.set(key, names);
+    }
+    return names[dir];
+  }
+
+  policiesIn(namespace: string): PreparedPolicy[] {
+    return this.policiesByNamespace.get(namespace) ?? [];
+  }
+
+  indexPolicies(): void {
+    this.policiesByNamespace.clear();
+    for (const key of [...this.policies.keys()].sort(byKey)) {
+      const p = this.policies.get(key)?.prepared;
+      if (p === undefined) continue;
+      const list = this.policiesByNamespace.get(p.namespace) ?? [];
+      list.push(p);
+      this.policiesByNamespace.set(p.namespace, list);
+    }
+  }
+
+  setPod(key: string, entry: PodEntry | undefined): void {
+    const old = this.pods.get(key);
+    if (old !== undefined) this.byNamespace.get(old.namespace)?.delete(key);
+    if (entry === undefined) {
+      this.pods.delete(key);
+      this.chainNames.delete(key);
+      return;
+    }
+    this.pods.set(key, entry);
+    let keys = this.byNamespace.get(entry.namespace);
+    if (keys === undefined) {
+      keys = new Set();
+      this.byNamespace.set(entry.namespace, keys);
+    }
+    keys.add(key);
+  }
+}
+
+function podEntry(pod: V1Pod, key: string, node: string): PodEntry {
+  const live = isLive(pod) && pod.spec?.hostNetwork !== true;
+  return {
+    pod,
+    key,
+    namespace: pod.metadata?.namespace ?? '',
+    labels: pod.metadata?.labels ?? {},
+    live,
+    local: live && pod.spec?.nodeName === node,
+    ip: { 4: live ? podIp(pod, 4) : undefined, 6: live ? podIp(pod, 6) : undefined },
+  };
+}
+
+export interface CompileStats {
+  /** What the last compile found changed. */
+  pods: number;
+  namespaces: number;
+  policies: number;
+  /** Whether it started over (first compile, other node or mark). */
+  full: boolean;
+}
+
+export class PolicyCompiler {
+  private ctx = new CompilerContext();
+  private families: Record<IpFamily, FamilyState> | null = null;
+  private identity = '';
+  private namespaceText = new Map<string, string>();
+  private problems: PolicyProblem[] = [];
+  private stats: CompileStats = { pods: 0, namespaces: 0, policies: 0, full: true };
+
+  /** What the last compile() found changed (for logs and benchmarks). */
+  lastStats(): CompileStats {
+    return { ...this.stats };
+  }
+
+  compile(input: CompileInput, options: CompileOptions = {}): CompiledPolicies {
+    validateNode(input.node);
+    const mark = options.allowMark ?? DEFAULT_ALLOW_MARK;
+    validateMark(mark);
+    const identity = JSON.stringify([input.node.name, input.node.podCIDRs, mark]);
+    const full = this.families === null || identity !== this.identity;
+    if (full) {
+      this.ctx = new CompilerContext();
+      this.namespaceText = new Map();
+      this.identity = identity;
+      this.families = { 4: new FamilyState(4, input.node, mark, this.ctx), 6: new FamilyState(6, input.node, mark, this.ctx) };
+    }
+    const families = this.families;
+    if (families === null) throw new Error('incremental compiler: no state');
+    const both = [families[4], families[6]];
+    const ctx = this.ctx;
+    const rejudge = new Set<string>();
+
+    // Policies, by content. Prepared first: pods are judged against the new set of policies.
+    const changedPolicies: string[] = [];
+    const seenPolicies = new Set<string>();
+    for (const policy of input.policies) {
+      const key = policyKey(policy);
+      seenPolicies.add(key);
+      const known = ctx.policies.get(key);
+      // The same object with the same spec object is the same policy: no need to serialize 500 specs per change.
+      if (known !== undefined && known.source === policy && known.spec === policy.spec) continue;
+      if (known !== undefined) {
+        // Another object (or spec object) for this key: compare what it says with what we compiled.
+        const content = policyContent(policy);
+        known.content ??= policyContent(known.prepared.policy);
+        if (known.content === content) {
+          known.source = policy;
+          known.spec = policy.spec;
+          continue;
+        }
+      }
+      // Our own shell around the spec object of this moment: replacing the caller's spec later cannot reach it.
+      const own: V1NetworkPolicy = { metadata: { namespace: policy.metadata?.namespace ?? '', name: policy.metadata?.name ?? '' }, ...(policy.spec === undefined ? {} : { spec: policy.spec }) };
+      ctx.policies.set(key, { content: null, prepared: preparePolicy(own), source: policy, spec: policy.spec });
+      changedPolicies.push(key);
+    }
+    for (const key of ctx.policies.keys()) {
+      if (!seenPolicies.has(key)) {
+        ctx.policies.delete(key);
+        changedPolicies.push(key);
+      }
+    }
+    if (changedPolicies.length > 0) {
+      ctx.indexPolicies();
+      const sorted = [...ctx.policies.keys()].sort(byKey);
+      this.problems = sorted.flatMap((k) => ctx.policies.get(k)?.prepared.problems ?? []);
+    }
+
+    // Namespaces, by labels.
+    const changedNamespaces: string[] = [];
+    const nsText = new Map<string, string>();
+    for (const ns of input.namespaces) nsText.set(ns.metadata?.name ?? '', JSON.stringify(ns.metadata?.labels ?? {}));
+    for (const [name, text] of nsText) if (this.namespaceText.get(name) !== text) changedNamespaces.push(name);
+    for (const name of this.namespaceText.keys()) if (!nsText.has(name)) changedNamespaces.push(name);
+    this.namespaceText = nsText;
+    if (changedNamespaces.length > 0 || full) ctx.namespaceLabels = namespaceLabelsOf(input.namespaces);
+
+    // Pods, by identity.
+    const changedPods: string[] = [];
+    const seenPods = new Set<string>();
+    for (const pod of input.pods) {
+      const key = podKey(pod);
+      seenPods.add(key);
+      if (ctx.pods.get(key)?.pod === pod) continue;
+      changedPods.push(key);
+      const before = ctx.pods.get(key);
+      const after = podEntry(pod, key, input.node.name);
+      ctx.setPod(key, after);
+      this.podChanged(key, before, after, rejudge);
+    }
+    for (const key of [...ctx.pods.keys()]) {
+      if (seenPods.has(key)) continue;
+      changedPods.push(key);
+      const before = ctx.pods.get(key);
+      ctx.setPod(key, undefined);
+      this.podChanged(key, before, undefined, rejudge);
+    }
+
+    for (const name of changedNamespaces) for (const f of both) f.namespaceChanged(name);
+    for (const key of changedPolicies) {
+      for (const f of both) f.policyChanged(key);
+      const namespace = key.slice(0, key.indexOf('/'));
+      for (const podKeyText of ctx.byNamespace.get(namespace) ?? []) if (ctx.pods.get(podKeyText)?.local === true) rejudge.add(podKeyText);
+    }
+    for (const key of rejudge) for (const f of both) f.judge(key);
+    this.stats = { pods: changedPods.length, namespaces: changedNamespaces.length, policies: changedPolicies.length, full };
+    return { v4: families[4].finish(), v6: families[6].finish(), problems: [...this.problems] };
+  }
+
+  private podChanged(key: string, before: PodEntry | undefined, after: PodEntry | undefined, rejudge: Set<string>): void {
+    const families = this.families;
+    if (families === null) return;
+    for (const f of [families[4], families[6]]) {
+      f.podChanged(key, after);
+      if (before?.local === true || after?.local === true) {
+        rejudge.add(key);
+        const was = before?.local === true ? before.ip[f.family] : undefined;
+        const is = after?.local === true ? after.ip[f.family] : undefined;
+        for (const other of f.claim(key, was, is)) rejudge.add(other);
+      }
+    }
+  }
+}

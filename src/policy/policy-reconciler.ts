@@ -7,7 +7,8 @@
 import { readFile } from 'node:fs/promises';
 import type { Logger } from '../observe/log.js';
 import { IptablesPolicyApplier, PolicyApplyError, type CommandRunner } from './apply.js';
-import { PolicyCompiler, type CompiledPolicies, type PolicyProblem } from './compile.js';
+import type { CompiledPolicies, PolicyProblem } from './compile.js';
+import { PolicyCompiler } from './incremental.js';
 import { observedAfter, planPolicyChanges, type ObservedPolicyState } from './plan.js';
 import type { ClusterState, PolicyNode } from './types.js';
 

@@ -14,7 +14,7 @@ import type { ClusterState, IpFamily, Protocol } from '../../../src/policy/types
 import { createLogger } from '../../../src/observe/log.js';
 import { buildPolicyLab, PORTS, type PolicyLab } from './policy-lab.js';
 
-const PREFIX = 'h7pol';
+const PREFIX = process.env.POLICY_LAB_PREFIX ?? 'h7pol';
 const logger = createLogger({ level: process.env.POLICY_TEST_LOG === '1' ? 'debug' : 'error', component: 'policy-test' });
 
 function policy(ns: string, name: string, spec: V1NetworkPolicy['spec']): V1NetworkPolicy {

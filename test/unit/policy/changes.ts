@@ -58,6 +58,7 @@ export type Change =
   | { kind: 'podLabels'; index: number; labels: Record<string, string> }
   | { kind: 'podMove'; index: number; v: number }
   | { kind: 'podPhase'; index: number; failed: boolean }
+  | { kind: 'podAddress'; index: number; known: boolean }
   | { kind: 'podAdd'; ns: string; labels: Record<string, string>; local: boolean }
   | { kind: 'podRemove'; index: number }
   | { kind: 'nsLabels'; index: number; labels: Record<string, string> }
@@ -70,6 +71,7 @@ export const changeArb: fc.Arbitrary<Change> = fc.oneof(
   fc.record({ kind: fc.constant('podLabels' as const), index: fc.nat(), labels: labelsArb }),
   fc.record({ kind: fc.constant('podMove' as const), index: fc.nat(), v: fc.integer({ min: 0, max: 3 }) }),
   fc.record({ kind: fc.constant('podPhase' as const), index: fc.nat(), failed: fc.boolean() }),
+  fc.record({ kind: fc.constant('podAddress' as const), index: fc.nat(), known: fc.boolean() }),
   fc.record({ kind: fc.constant('podAdd' as const), ns: fc.constantFrom(...NAMESPACES), labels: labelsArb, local: fc.boolean() }),
   fc.record({ kind: fc.constant('podRemove' as const), index: fc.nat() }),
   fc.record({ kind: fc.constant('nsLabels' as const), index: fc.nat(), labels: labelsArb }),
@@ -107,6 +109,17 @@ export function applyChange(s: Snapshot, c: Change): Snapshot {
       const i = at(pods, c.index);
       const p = pods[i];
       if (p !== undefined) pods[i] = { ...p, status: { ...p.status, phase: c.failed ? 'Failed' : 'Running' } };
+      break;
+    }
+    case 'podAddress': {
+      // A pod the API knows before its address is in its status (Pending), and the address arriving.
+      const i = at(pods, c.index);
+      const p = pods[i];
+      if (p !== undefined) {
+        const n = Number((p.metadata?.name ?? 'p0').slice(1));
+        const withIps = makePod(n, p.metadata?.namespace ?? 'x', p.metadata?.labels ?? {}, p.spec?.nodeName === 'n1', 0);
+        pods[i] = c.known ? withIps : { ...withIps, status: { phase: 'Pending' } };
+      }
       break;
     }
     case 'podAdd':

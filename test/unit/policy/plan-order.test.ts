@@ -103,10 +103,13 @@ class ModelKernel {
       } else if (op === 'flush' || op === 'add') {
         const set = sets.get(name);
         if (set === undefined) throw new ModelRefusal(`set ${name} does not exist`);
+        // The kernel holds entries in one form (10.1.0.1/32 in a hash:net is 10.1.0.1).
         if (op === 'flush') set.members.clear();
-        else set.members.add(arg ?? '');
+        else set.members.add(normalizeSetMember(set.type, arg ?? ''));
       } else if (op === 'del') {
-        sets.get(name)?.members.delete(arg ?? '');
+        const set = sets.get(name);
+        if (set === undefined) throw new ModelRefusal(`set ${name} does not exist`);
+        set.members.delete(normalizeSetMember(set.type, arg ?? ''));
       } else if (op === 'swap') {
         const a = sets.get(name);
         const b = sets.get(arg ?? '');

@@ -67,7 +67,7 @@ describe('policy planner', () => {
     expect(plan.iptablesCleanup[4]).to.match(/-X PRPOL-R-/);
   });
 
-  it('a new pod IP in a peer set swaps that set only', () => {
+  it('a new pod IP in a peer set changes just that entry in each set that holds it', () => {
     const world = e2eWorld();
     const before = compileFor(world, [fromY]);
     const moved: World = {
@@ -81,11 +81,25 @@ describe('policy planner', () => {
     const after = compileFor(moved, [fromY]);
     const plan = planPolicyChanges(after, observedAfter(before));
     expect(plan.iptablesRestore[4]).to.equal('');
-    // Namespace y's peer set and the serve-80-tcp named-port set, IPv4 only.
-    const swapped = [...plan.ipsetRestore.matchAll(/^swap \S+ (\S+)$/gm)].map((m) => m[1]);
-    expect(swapped).to.have.length(2);
-    expect(swapped.every((s) => s?.startsWith('PRPOL4-P-') || s?.startsWith('PRPOL4-N-'))).to.equal(true);
-    expect(plan.ipsetRestore).to.include('10.1.1.99');
+    // Namespace y's peer set and the serve-80-tcp named-port set, IPv4 only: one entry out, one in, no swap.
+    const added = [...plan.ipsetRestore.matchAll(/^add (\S+) (\S+) -exist$/gm)].map((m) => [m[1], m[2]]);
+    const deleted = [...plan.ipsetRestore.matchAll(/^del (\S+) (\S+) -exist$/gm)].map((m) => [m[1], m[2]]);
+    expect(plan.ipsetRestore).to.not.include('swap');
+    expect(added).to.have.length(2);
+    expect(deleted).to.have.length(2);
+    expect([...added, ...deleted].every(([s]) => s?.startsWith('PRPOL4-P-') === true || s?.startsWith('PRPOL4-N-') === true)).to.equal(true);
+    expect(added.map(([, m]) => m)).to.have.members(['10.1.1.99', '10.1.1.99,tcp:80']);
+  });
+
+  it('a set whose content changes wholesale is filled as a twin and swapped in', () => {
+    const world = e2eWorld();
+    const before = compileFor(world, [fromY]);
+    const renumbered: World = {
+      ...world,
+      pods: world.pods.map((p, i) => ({ ...p, status: { ...p.status, podIP: `10.1.1.${100 + i}`, podIPs: [{ ip: `10.1.1.${100 + i}` }, ...(p.status?.podIPs ?? []).slice(1)] } })),
+    };
+    const plan = planPolicyChanges(compileFor(renumbered, [fromY]), observedAfter(before));
+    expect(plan.ipsetRestore).to.match(/^swap PRPOL4-LOCAL-T PRPOL4-LOCAL$/m);
   });
 
   it('removing all policies deletes stale chains and sets, keeps the base chains and jumps', () => {

@@ -29,7 +29,19 @@ function parsedIp(ip: string): ipaddr.IPv4 | ipaddr.IPv6 {
   return a;
 }
 
+/** `addr/mask` with a dotted (IPv4) or colon (IPv6) mask, as the dispatch buckets use: (ip & mask) == addr. */
+function inMasked(ip: string, addr: string, mask: string): boolean {
+  const a = parsedIp(ip);
+  const base = parsedIp(addr);
+  const m = parsedIp(mask);
+  if (a.kind() !== base.kind() || a.kind() !== m.kind()) return false;
+  const [ab, bb, mb] = [a.toByteArray(), base.toByteArray(), m.toByteArray()];
+  return ab.every((byte, i) => (byte & (mb[i] ?? 0)) === (bb[i] ?? 0));
+}
+
 function inCidr(ip: string, cidr: string): boolean {
+  const [maskedAddr, suffix] = cidr.split('/');
+  if (suffix !== undefined && /[.:]/.test(suffix)) return inMasked(ip, maskedAddr ?? '', suffix);
   let c = cidrCache.get(cidr);
   if (c === undefined) {
     c = cidr.includes('/') ? ipaddr.parseCIDR(cidr) : [ipaddr.parse(cidr), cidr.includes(':') ? 128 : 32];
