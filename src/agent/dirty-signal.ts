@@ -1,22 +1,16 @@
 // A one-slot "something changed" signal: set() any number of times, wait() returns once. The heart of every
-// level-triggered loop here: watchers only mark dirty, the loop reads whole snapshots, bursts cost one pass.
+// level-triggered loop here: watchers only mark dirty, bursts cost one pass. And the pacing of passes that write
+// to the kernel (PassPacer).
 
 export class DirtySignal {
   private dirty = false;
-  private lastSetAt = 0;
   private waiter: (() => void) | undefined;
 
   set(): void {
     this.dirty = true;
-    this.lastSetAt = Date.now();
     const wake = this.waiter;
     this.waiter = undefined;
     wake?.();
-  }
-
-  /** When set() was last called (ms since the epoch; 0 = never). */
-  lastChange(): number {
-    return this.lastSetAt;
   }
 
   /** Resolves when set, after timeoutMs, or on abort; returns whether it was set, and clears it. */
@@ -37,19 +31,6 @@ export class DirtySignal {
     const was = this.dirty;
     this.dirty = false;
     return was;
-  }
-}
-
-/**
- * After a wake-up: waits while changes keep arriving (no set() for quietMs), at most maxMs, so that one pass takes
- * a whole burst (gobgpd sends one watch event per prefix) instead of re-running for every small batch.
- */
-export async function settle(dirty: DirtySignal, quietMs: number, maxMs: number, signal: AbortSignal): Promise<void> {
-  const deadline = Date.now() + maxMs;
-  while (!signal.aborted && Date.now() < deadline) {
-    const quietFor = Date.now() - dirty.lastChange();
-    if (quietFor >= quietMs) return;
-    await sleep(Math.min(quietMs - quietFor, deadline - Date.now()), signal);
   }
 }
 
