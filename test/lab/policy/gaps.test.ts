@@ -99,4 +99,38 @@ describe('policy reconciler: stale memory and pods without an IP yet (real iptab
       await stop();
     }
   });
+
+  it('a selected pod whose address is not in its status yet is isolated; unselected pods keep working', async () => {
+    const { reconciler, stop } = start();
+    try {
+      const policies = [policy('x', 'isolate-a', { podSelector: { matchLabels: { pod: 'a' } }, policyTypes: ['Ingress', 'Egress'] })];
+      // x/a's sandbox is up with its addresses (the lab pod), but the API does not show them yet.
+      const withoutAddress = lab.podObjects().map((p) =>
+        p.metadata?.namespace === 'x' && p.metadata.name === 'a' ? { ...p, status: { phase: 'Pending' } } : p,
+      );
+      await waitApplied(reconciler, reconciler.setCluster({ pods: withoutAddress, namespaces: lab.namespaces, policies }));
+      for (const family of [4, 6] as const) {
+        expect(await reach(pod('y', 'a'), pod('x', 'a'), family), `y/a -> x/a v${family} (ingress, address unknown)`).to.equal(false);
+        expect(await reach(pod('x', 'a'), pod('y', 'a'), family), `x/a -> y/a v${family} (egress, address unknown)`).to.equal(false);
+        expect(await reach(pod('y', 'a'), pod('x', 'b'), family), `y/a -> x/b v${family} (not selected, known)`).to.equal(true);
+        expect(await reach(pod('x', 'b'), pod('y', 'a'), family), `x/b -> y/a v${family} (not selected, known)`).to.equal(true);
+        expect(await reach('node', pod('x', 'a'), family), `node -> x/a v${family} (own node)`).to.equal(true);
+      }
+      // The address arrives: the pod's own chains take over and the guard is lifted.
+      await waitApplied(reconciler, reconciler.setCluster({ pods: lab.podObjects(), namespaces: lab.namespaces, policies }));
+      for (const family of [4, 6] as const) {
+        expect(await reach(pod('y', 'a'), pod('x', 'a'), family)).to.equal(false);
+        expect(await reach(pod('x', 'a'), pod('y', 'a'), family)).to.equal(false);
+        expect(await reach(pod('y', 'a'), pod('x', 'b'), family)).to.equal(true);
+      }
+      const saved = (await execa('ip', ['netns', 'exec', lab.nodeNetns, 'iptables-save', '-t', 'filter'])).stdout;
+      expect(saved).to.not.include('PRPOL4-KNOWN');
+      // No policy selects a pod any more: nothing is isolated, and unknown addresses pass again.
+      await waitApplied(reconciler, reconciler.setCluster({ pods: withoutAddress, namespaces: lab.namespaces, policies: [] }));
+      expect(await reach(pod('y', 'a'), pod('x', 'a'))).to.equal(true);
+      expect(await reach(pod('x', 'a'), pod('y', 'a'))).to.equal(true);
+    } finally {
+      await stop();
+    }
+  });
 });

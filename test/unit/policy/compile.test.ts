@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { compilePolicies, PolicyCompileError, validatePolicy } from '../../../src/policy/compile.js';
 import { subtractPrefixes, parsePrefix, formatPrefix } from '../../../src/policy/cidr.js';
 import { compileWorld, disagreements, e2eWorld, namespace, pod, policy, truthTable } from './world.js';
-import { clusterAllows } from './simulator.js';
+import { clusterAllows, simulate } from './simulator.js';
 import type { V1NetworkPolicy } from '@kubernetes/client-node';
 
 describe('policy compiler', () => {
@@ -117,5 +117,30 @@ describe('policy compiler', () => {
     }
     expect([...(compiled.v4.chains.get('PRPOL-INGRESS') ?? [])].map((r) => r.join(' '))).to.not.include(`-d ${ip}/32`);
     expect(disagreements(truthTable({ ...world, pods: world.pods.slice(1) }, []))).to.deep.equal([]);
+  });
+
+  it('while a selected local pod has no address yet, podCIDR addresses of no known pod are dropped, known pods pass', () => {
+    const world = e2eWorld();
+    const n1 = world.nodes[0]!;
+    // x/a (10.1.0.11 once known) is Pending without addresses; x/b (10.1.0.12) is known and selected by nothing.
+    const pods = world.pods.map((p) => (p.metadata?.namespace === 'x' && p.metadata.name === 'a' ? { ...p, status: { phase: 'Pending' } } : p));
+    const isolateA = policy('x', 'isolate-a', { podSelector: { matchLabels: { pod: 'a' } }, policyTypes: ['Ingress', 'Egress'] });
+    const guarded = compilePolicies({ pods, namespaces: world.namespaces, policies: [isolateA], node: n1 });
+    const pkt = (src: string, dst: string) => ({ src, dst, protocol: 'TCP' as const, dport: 80 });
+    expect(simulate(guarded.v4, 'FORWARD', pkt('10.1.2.5', '10.1.0.11')), 'to the unknown address').to.equal('DROP');
+    expect(simulate(guarded.v4, 'FORWARD', pkt('10.1.0.11', '10.1.2.5')), 'from the unknown address').to.equal('DROP');
+    expect(simulate(guarded.v4, 'INPUT', pkt('10.1.0.11', n1.v4)), 'from the unknown address to the node').to.equal('DROP');
+    expect(simulate(guarded.v4, 'FORWARD', pkt('10.1.2.5', '10.1.0.12')), 'to a known unselected pod').to.equal('CONTINUE');
+    expect(simulate(guarded.v4, 'FORWARD', pkt('10.1.0.12', '10.1.2.5')), 'from a known unselected pod').to.equal('CONTINUE');
+    expect(simulate(guarded.v4, 'FORWARD', { ...pkt('10.1.2.5', '10.1.0.11'), ctstate: 'ESTABLISHED' }), 'replies').to.equal('ACCEPT');
+    expect(guarded.v4.sets.get('PRPOL4-KNOWN')?.members).to.not.include('10.1.0.11');
+    // Ingress-only isolation guards only the way in.
+    const ingressOnly = compilePolicies({ pods, namespaces: world.namespaces, policies: [policy('x', 'in', { podSelector: { matchLabels: { pod: 'a' } } })], node: n1 });
+    expect(simulate(ingressOnly.v4, 'FORWARD', pkt('10.1.2.5', '10.1.0.11'))).to.equal('DROP');
+    expect(simulate(ingressOnly.v4, 'FORWARD', pkt('10.1.0.11', '10.1.2.5'))).to.equal('CONTINUE');
+    // Without a selecting policy there is no guard and no KNOWN set.
+    const open = compilePolicies({ pods, namespaces: world.namespaces, policies: [], node: n1 });
+    expect(simulate(open.v4, 'FORWARD', pkt('10.1.2.5', '10.1.0.11'))).to.equal('CONTINUE');
+    expect(open.v4.sets.has('PRPOL4-KNOWN')).to.equal(false);
   });
 });
