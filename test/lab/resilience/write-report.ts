@@ -103,7 +103,12 @@ export function renderReport(results: FaultResults, dualHomed?: unknown): string
   lines.push('- gobgpd restart: the agent keeps its learned paths as stale per neighbor until that neighbor is Established again and settled (gobgpd\'s watch shows no End-of-RIB), or until the graceful-restart window (`bgp.gracefulRestart.restartTime`) ends; the peers (FRR ToRs, gobgpd mesh peers) keep our paths as stale through the graceful-restart capability the agent configures on every session.');
   lines.push('- Agent restart: kernel routes, iptables chains and ipsets stay; start-up reads them and applies only the difference.');
   lines.push('- Silent failure: detection = `bgp.holdTime` (default 9 s, keepalive 3 s; both tunable per cluster and per peer). FRR ToRs withdraw the node\'s paths when the hold timer expires; gobgpd mesh peers, as graceful-restart helpers, keep them as stale for `bgp.gracefulRestart.restartTime` more (RFC 4724 without RFC 8538), so on the mesh the withdrawal comes after holdTime + restartTime. Lower restartTime where fast failover matters more than riding through restarts.');
-  lines.push('- ToR restart: nodes keep the ToR\'s routes only if the ToR announces graceful restart as a restarting speaker (`bgp graceful-restart` in FRR); FRR\'s default is helper only, and then the nodes withdraw at once.');
+  lines.push(
+    '- ToR restart (bgpd + zebra killed and restarted): nodes keep the ToR\'s routes only if the ToR announces graceful restart (`bgp graceful-restart`; FRR\'s default is helper only, and then the nodes withdraw at once), and zebra `-K` keeps the ToR\'s kernel routes. That alone still lost ~11 s of cross-rack probes in the lab, on the spine: it swept the rack\'s routes before the nodes were back. Three more router settings, each measured necessary (100 probes/s each way, one run per step): ' +
+      '(1) `bgp graceful-restart preserve-fw-state` (the F bit; true here because zebra -K keeps the routes): without it the spine, as helper, drops the ToR\'s routes the moment the new session is up (1097 lost → 766); ' +
+      '(2) the ToR has its nodes as configured neighbors and dials them every second (`neighbor ADDR peer-group NODES`, `timers connect 1`; the listen range stays for nodes it does not know): gobgpd 3.10 stays idle 5 s after a reset and dials only 5–10 s later, but accepts a session at once (766 → 169); ' +
+      '(3) `update-delay 30`: the restarted ToR sends nothing, End-of-RIB included, until every configured peer sent its own, so the spine keeps the rack\'s stale routes until the nodes are back (169 → 0). `podroute lab node add/remove` keep the ToR\'s neighbor list current (vtysh and bgpd.conf).',
+  );
   lines.push('');
   lines.push(...CITATIONS);
   lines.push('');
