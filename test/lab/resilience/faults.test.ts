@@ -9,7 +9,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import YAML from 'yaml';
-import { frrFiles, vtysh } from '../../../src/lab/frr.js';
+import { frrFiles, nodeNeighborAddresses, vtysh } from '../../../src/lab/frr.js';
+import { parseTopology, planLayout } from '../../../src/lab/topology.js';
 import { apiRequest, labDown, labNodeAdd, labNodeRemove, labRestart, labRouterRestart, labStart, labStatus, labStop, labUp, nodeRoutes } from '../../../src/lab/lab.js';
 import { labPaths } from '../../../src/lab/paths.js';
 import { closeProbeConnections } from '../../../src/lab/probe.js';
@@ -138,9 +139,24 @@ async function torPath(router: string, family: 'ipv4' | 'ipv6', prefix: string):
   return (out.paths ?? []).map((p) => ({ nextHop: p.nexthops?.[0]?.ip ?? '', stale: p.stale === true }));
 }
 
+/** The router's neighbor `address` (`show bgp neighbors ADDRESS json`), undefined when it has none. */
 async function torNeighbor(router: string, address: string): Promise<Record<string, unknown> | undefined> {
-  const out = JSON.parse(await vtysh(frrFiles(paths.frrDir(router)), `show bgp neighbors ${address} json`)) as Record<string, Record<string, unknown>>;
+  let text: string;
+  try {
+    text = await vtysh(frrFiles(paths.frrDir(router)), `show bgp neighbors ${address} json`);
+  } catch (err) {
+    if (err instanceof Error && /NoSuchNeighbor|No such neighbor/i.test(err.message)) return undefined;
+    throw err;
+  }
+  const out = JSON.parse(text) as Record<string, Record<string, unknown>>;
   return out[address];
+}
+
+/** The addresses tor1 peers with r1n3 at (the node the tests add), from the lab's current topology. */
+function r1n3Addresses(): string[] {
+  const addresses = nodeNeighborAddresses(planLayout(parseTopology(readLabState(LAB)!.topologyText)), 'tor1', 'r1n3');
+  expect(addresses).to.have.length(2);
+  return addresses;
 }
 
 async function everyNodeRoutesEveryPodCIDR(): Promise<true | undefined> {
@@ -300,6 +316,12 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
       return true;
     });
     const appliedAfterMs = Math.round(performance.now() - addedAt);
+    // The ToR knows the joined node as a neighbor it dials (live and in the bgpd.conf a restart reads).
+    for (const address of r1n3Addresses()) {
+      expect(await torNeighbor('tor1', address), `tor1 neighbor ${address}`).to.not.equal(undefined);
+      expect((await torNeighbor('tor1', address))?.peerSubnetRangeGroup, `tor1 neighbor ${address} is configured, not dynamic`).to.equal(undefined);
+      expect(readFileSync(frrFiles(paths.frrDir('tor1')).bgpdConf, 'utf8')).to.include(`neighbor ${address} peer-group`);
+    }
     const pidsAfter = NODES.map(agentPid);
     const figures = { flows: summary(stats), lost: sumLost(stats), outageMs: Math.round(backAt - stoppedAt), nodeAddedRoutedEverywhereMs: appliedAfterMs, agentRestarts: pidsAfter.filter((p, i) => p !== pidsBefore[i]).length };
     const passed = figures.lost === 0 && figures.agentRestarts === 0;
@@ -330,11 +352,17 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
     const r1n3Address = r1n1.find((r) => r.prefix === '10.244.7.0/24')?.nextHops ?? [];
     for (const router of ['tor1', 'tor2']) expect(await torPath(router, 'ipv4', '10.244.6.0/24')).to.deep.equal([]);
     recordFault('7', { title: 'node deleted and re-added with a different podCIDR', target: 'old routes gone everywhere, new ones in', passed: true, figures: { convergedMs, newRouteOnR1n1Via: r1n3Address } });
+    const addresses = r1n3Addresses();
     await labNodeRemove(LAB, 'r1n3');
     await until('r1n3 routed nowhere', 60_000, async () => {
       for (const node of where) if ((await kernelPrefixes(node)).includes('10.244.7.0/24')) return undefined;
       return true;
     });
+    // Nor is it a neighbor of its ToR any more (a restarted ToR would wait for it).
+    for (const address of addresses) {
+      expect(await torNeighbor('tor1', address), `tor1 neighbor ${address}`).to.equal(undefined);
+      expect(readFileSync(frrFiles(paths.frrDir('tor1')).bgpdConf, 'utf8')).not.to.include(`neighbor ${address} `);
+    }
   });
 
   it('3. ToR restart (zebra and bgpd of tor1 killed -9, restarted): 0 probes lost, no pod route missing from any FIB (nodes, ToRs, spine); converges after', async () => {
