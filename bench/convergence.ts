@@ -46,6 +46,8 @@ export interface JoinFigures {
   total: Summary;
   /** Agent start until gobgpd has its peers. */
   agentStartup: Summary;
+  /** gobgpd + agent start until every watcher through a ToR (routers, other racks) routes. */
+  torTotal: Summary;
   /** Peers configured until the first session is Established (whichever kind). */
   bgpConnect: Summary;
   /** First session Established until every watcher routes. */
@@ -296,6 +298,7 @@ export async function runConvergence(status: LabStatusReport, o: ConvergenceOpti
     const after = (from: number, to: number): number => Math.max(0, to - from);
     if (firstUp !== undefined) record(`${key}:propagation`, after(firstUp, total));
     const torRouted = maxOver(routed, torWatchers.filter((n) => joining.some((w) => w.name === n)));
+    record(`${key}:torTotal`, torRouted);
     if (torUp !== undefined && torRouted !== undefined) record(`${key}:torPropagation`, after(torUp, torRouted));
     const meshRouted = maxOver(routed, meshWatchers.filter((n) => joining.some((w) => w.name === n)));
     if (meshUp !== undefined && meshRouted !== undefined) record(`${key}:meshPropagation`, after(meshUp, meshRouted));
@@ -354,6 +357,7 @@ export async function runConvergence(status: LabStatusReport, o: ConvergenceOpti
   const s = (key: string): Summary => summarize(series.get(key) ?? []);
   const joinFigures = (key: 'join' | 'passive'): JoinFigures => ({
     total: s(`${key}:total`),
+    torTotal: s(`${key}:torTotal`),
     agentStartup: s(`${key}:startup`),
     bgpConnect: s(`${key}:connect`),
     propagation: s(`${key}:propagation`),
@@ -558,6 +562,7 @@ export function renderConvergence(c: ConvergenceResult): { lines: string[]; targ
   );
   const join = (j: JoinFigures): string[][] => [
     ['', '**every watcher routes to its pods (total)**', f(j.total)],
+    ['', 'every watcher through the ToR routes (routers, other rack)', f(j.torTotal)],
     ['', 'agent start-up until gobgpd is configured', f(j.agentStartup)],
     ['', 'BGP connect to the ToR: configured → ToR sessions Established (back-off)', f(j.torConnect)],
     ['', '**propagation through the ToR: ToR sessions Established → every watcher through the ToR routes**', f(j.torPropagation)],
