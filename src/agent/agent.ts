@@ -51,6 +51,8 @@ export class Agent {
   private readonly nodeName: string;
   private readonly logger: Logger;
   private readonly clusterDirty = new DirtySignal();
+  /** Only Node changes (and the periodic re-plan) need the node state planned again; pods, namespaces and policies feed policy alone. */
+  private nodesChanged = true;
   private readonly routesDirty = new DirtySignal();
   private desired: DesiredNodeState | undefined;
   private connectedNetworks: string[] = [];
@@ -90,7 +92,10 @@ export class Agent {
     const kubeConfig = loadKubeConfig(config.kubeconfig);
     this.reporter = new NodeReporter({ kubeConfig, nodeName: this.nodeName, logger });
     const kinds: WatchedKind[] = config.policy.enabled ? ['nodes', 'pods', 'namespaces', 'networkpolicies'] : ['nodes'];
-    this.watch = new ClusterWatch({ kubeConfig, logger, kinds, onChange: () => this.clusterDirty.set(), onStat: (kind, what) => this.observer.watchStat(kind, what) });
+    this.watch = new ClusterWatch({ kubeConfig, logger, kinds, onChange: (kind) => {
+      if (kind === 'nodes') this.nodesChanged = true;
+      this.clusterDirty.set();
+    }, onStat: (kind, what) => this.observer.watchStat(kind, what) });
     this.gobgp = new GobgpClient({ target: config.gobgp.target, callTimeoutMs: config.gobgp.callTimeoutSeconds * 1000, logger });
     this.bgp = new BgpReconciler({ client: this.gobgp, logger: logger.child({ component: 'bgp' }) });
     this.routes = new RouteReconciler({
@@ -145,15 +150,21 @@ export class Agent {
     let retry = false;
     while (!signal.aborted) {
       // Re-plan periodically too: password files are mounted Secrets that change without any watch event.
-      await this.clusterDirty.wait(retry ? RETRY_MS : this.config.routes.resyncSeconds * 1000, signal);
+      const changed = await this.clusterDirty.wait(retry ? RETRY_MS : this.config.routes.resyncSeconds * 1000, signal);
       if (signal.aborted) break;
       const passStart = performance.now();
       try {
-        await this.planAndApplyNodeState(signal);
+        if (this.nodesChanged || !changed || this.desired === undefined) {
+          this.nodesChanged = false;
+          await this.planAndApplyNodeState(signal);
+        } else if (this.config.policy.enabled) {
+          this.applyPolicy(this.watch.snapshot(), this.desired, signal);
+        }
         retry = false;
         this.clusterHealth.heartbeat(performance.now() - passStart);
       } catch (err) {
         retry = true;
+        this.nodesChanged = true;
         this.clusterHealth.failure(err, performance.now() - passStart);
         this.logger.error('applying the node state failed; retrying', { error: describeError(err) });
       }

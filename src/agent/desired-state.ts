@@ -212,15 +212,39 @@ export interface PodCIDRConflict {
 /** Pairs of nodes whose podCIDRs overlap (equal, or one inside the other). */
 export function findPodCIDRConflicts(nodes: readonly NodeInfo[]): PodCIDRConflict[] {
   const owned = nodes.flatMap((n) => n.podCIDRs.map((cidr) => ({ node: n.name, cidr })));
-  const conflicts: PodCIDRConflict[] = [];
-  for (let i = 0; i < owned.length; i++) {
-    for (let j = i + 1; j < owned.length; j++) {
-      const a = owned[i]!;
-      const b = owned[j]!;
-      if (a.node !== b.node && cidrsOverlap(a.cidr, b.cidr)) conflicts.push({ node: a.node, cidr: a.cidr, other: b.node, otherCidr: b.cidr });
+  // Every pair would be quadratic (half a million pairs at 1,000 nodes, on every re-plan). CIDRs are either nested
+  // or disjoint, so after sorting by family, start and length, a CIDR overlaps exactly the earlier ones still open
+  // (not yet ended) at its start: a sweep with a stack of open ranges finds every overlapping pair.
+  const ranges = owned.map((o, index) => ({ index, ...cidrRange(o.cidr) }));
+  ranges.sort((a, b) => a.family - b.family || (a.start < b.start ? -1 : a.start > b.start ? 1 : 0) || a.length - b.length || a.index - b.index);
+  const pairs: [number, number][] = [];
+  const open: typeof ranges = [];
+  for (const range of ranges) {
+    while (open.length > 0 && (open.at(-1)!.family !== range.family || open.at(-1)!.end < range.start)) open.pop();
+    for (const outer of open) {
+      if (owned[outer.index]!.node !== owned[range.index]!.node) pairs.push([Math.min(outer.index, range.index), Math.max(outer.index, range.index)]);
     }
+    open.push(range);
   }
-  return conflicts;
+  // Reported in the order of the nodes given (as a pairwise scan would), so warnings stay stable.
+  pairs.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
+  return pairs.map(([i, j]) => {
+    const a = owned[i]!;
+    const b = owned[j]!;
+    return { node: a.node, cidr: a.cidr, other: b.node, otherCidr: b.cidr };
+  });
+}
+
+/** A CIDR as the first and last address of its block (as numbers), for ordering and overlap tests. */
+function cidrRange(cidr: string): { family: 4 | 6; start: bigint; end: bigint; length: number } {
+  // ipaddr.parseCIDR tries IPv6 first and throws for every IPv4 CIDR: too slow for thousands of nodes per re-plan.
+  const [address, length] = cidr.includes(':') ? ipaddr.IPv6.parseCIDR(cidr) : ipaddr.IPv4.parseCIDR(cidr);
+  const bytes = address.toByteArray();
+  let value = 0n;
+  for (const byte of bytes) value = (value << 8n) | BigInt(byte);
+  const hostBits = BigInt(bytes.length * 8 - length);
+  const start = (value >> hostBits) << hostBits;
+  return { family: address.kind() === 'ipv4' ? 4 : 6, start, end: start + (1n << hostBits) - 1n, length };
 }
 
 export function cidrContains(outer: string, inner: string): boolean {

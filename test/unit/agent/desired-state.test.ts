@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import fc from 'fast-check';
 import { parseAgentConfig, type AgentConfigInput } from '../../../src/config/agent-config.js';
 import { cidrContains, findPodCIDRConflicts, planDesiredState, type DesiredNodeState } from '../../../src/agent/desired-state.js';
 import type { NodeInfo } from '../../../src/kube/node-info.js';
@@ -147,4 +148,43 @@ describe('desired node state', () => {
     expect(cidrContains('10.244.0.0/16', 'fd00::/64')).to.equal(false);
     expect(findPodCIDRConflicts(nodes)).to.deep.equal([]);
   });
+
+  it('finds exactly the overlapping podCIDR pairs of a pairwise scan, in the same order (property)', () => {
+    // Small address spaces so that nesting, duplicates and disjoint blocks all come up often.
+    const v4 = fc.tuple(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 255 }), fc.integer({ min: 22, max: 26 }))
+      .map(([b, c, len]) => canonical(`10.${b}.${c}.0`, len));
+    const v6 = fc.tuple(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 60, max: 66 })).map(([x, len]) => canonical6(x, len));
+    const world = fc.array(fc.tuple(fc.integer({ min: 0, max: 5 }), fc.oneof(v4, v6)), { maxLength: 14 });
+    fc.assert(
+      fc.property(world, (owned) => {
+        const byNode = new Map<string, string[]>();
+        for (const [n, cidr] of owned) byNode.set(`n${n}`, [...(byNode.get(`n${n}`) ?? []), cidr]);
+        const infos = [...byNode].map(([name, podCIDRs], i) => node(name, i + 1, { podCIDRs }));
+        const flat = infos.flatMap((n) => n.podCIDRs.map((cidr) => ({ node: n.name, cidr })));
+        const expected = [];
+        for (let i = 0; i < flat.length; i++) {
+          for (let j = i + 1; j < flat.length; j++) {
+            const a = flat[i]!;
+            const b = flat[j]!;
+            if (a.node !== b.node && (cidrContains(a.cidr, b.cidr) || cidrContains(b.cidr, a.cidr))) expected.push({ node: a.node, cidr: a.cidr, other: b.node, otherCidr: b.cidr });
+          }
+        }
+        expect(findPodCIDRConflicts(infos)).to.deep.equal(expected);
+      }),
+      { numRuns: 300 },
+    );
+  });
 });
+
+function canonical(address: string, length: number): string {
+  const value = address.split('.').reduce((acc, octet) => acc * 256 + Number(octet), 0);
+  const block = 2 ** (32 - length);
+  const start = Math.floor(value / block) * block;
+  return `${[24, 16, 8, 0].map((shift) => Math.floor(start / 2 ** shift) % 256).join('.')}/${length}`;
+}
+
+function canonical6(x: number, length: number): string {
+  // fd00:0:0:X0::/len with X in 0..3: blocks of /60../66 around 4 neighbouring /64s.
+  const group = (x * 16) >> Math.max(0, 64 - length) << Math.max(0, 64 - length);
+  return `fd00:0:0:${group.toString(16)}::/${length}`;
+}
