@@ -176,6 +176,14 @@ async function main(): Promise<void> {
       const final = mode === 'incremental' ? next : compiler.compile({ ...w, node });
       observed = observedAfter(final);
     }
+    // What one restore process costs at this table size with nothing to change (it reads the whole table first):
+    // the floor under any change that writes a chain, once per family.
+    const emptyRestores: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      t = process.hrtime.bigint();
+      await netnsRunner(nsA).run(['iptables-restore', '--noflush', '-w', '5'], { input: '*filter\nCOMMIT\n' });
+      emptyRestores.push(ms(t));
+    }
     const rules = [...compiled.v4.chains.values(), ...compiled.v6.chains.values()].reduce((n, r) => n + r.length, 0);
     const fullSyncMs = median(fullSyncs);
     const floorMs = median(floors);
@@ -197,6 +205,7 @@ async function main(): Promise<void> {
       fullSyncOverFloor: Math.round((fullSyncMs / floorMs) * 100) / 100,
       fullSyncRuns: fullSyncs.map(Math.round),
       floorRuns: floors.map(Math.round),
+      emptyRestoreMs: round1(median(emptyRestores)),
       labelChanges: inc.total.length,
       labelChangesThatWrote: wrote,
       labelChangeComputeMs: { p50: round1(percentile(inc.compute, 50)), p99: round1(percentile(inc.compute, 99)) },

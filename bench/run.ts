@@ -1,6 +1,6 @@
 // `make bench`: every benchmark of issue 7, several repetitions each, side by side in one run, and
 // docs/benchmarks.md written from the figures of this run.
-//   node dist/bench/run.js [--reps 3] [--sizes 1000,10000,50000] [--only route,datapath,convergence,footprint,policy]
+//   node dist/bench/run.js [--reps 3] [--sizes 1000,10000,50000] [--only route,datapath,convergence,footprint,policy,policy-datapath]
 //                          [--out docs/benchmarks.md] [--json FILE] [--prefix hb] [--quick] [--render FILE.json]
 // --quick runs every benchmark at a tiny size (what the smoke test does) and writes nowhere unless --out is given.
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -12,6 +12,7 @@ import { findProjectRoot } from '../src/bgp/gobgp-proto.js';
 import { runConvergence, type ConvergenceResult } from './convergence.js';
 import { runDatapath, type DatapathResult } from './datapath.js';
 import { runFootprint, type FootprintResult } from './footprint.js';
+import { runPolicyDatapath, type PolicyDatapathResult } from './policy-datapath.js';
 import { topSelfTime, type ProfileEntry } from './lib/cpu-profile.js';
 import { withLab } from './lib/lab-env.js';
 import { machineInfo, type MachineInfo } from './lib/machine.js';
@@ -19,7 +20,7 @@ import { BenchError } from './lib/proc.js';
 import { renderReport } from './report.js';
 import { runRouteProgramming, type RouteBenchResult } from './route-programming.js';
 
-export const BENCHMARKS = ['route', 'datapath', 'convergence', 'footprint', 'policy'] as const;
+export const BENCHMARKS = ['route', 'datapath', 'convergence', 'footprint', 'policy', 'policy-datapath'] as const;
 export type BenchmarkName = (typeof BENCHMARKS)[number];
 
 export interface BenchRunOptions {
@@ -32,6 +33,9 @@ export interface BenchRunOptions {
   iperfSeconds: number;
   footprint: { nodes: number; pods: number; policies: number; windowSeconds: number; churnPerSecond: number };
   policyArgs: string[];
+  /** Policies in the "with" state of the policy data-path benchmark, and its alternations. */
+  policyDatapathPolicies: number;
+  policyDatapathReps: number;
   /** Profile the agent in an extra podroute-only pass at this N when it misses a route-programming target. */
   profileSize?: number;
   log: (m: string) => void;
@@ -43,6 +47,16 @@ export interface PolicyRun {
   floorMs: number;
   fullSyncOverFloor: number;
   labelChangeMs: { p50: number; p99: number; max: number };
+  /** The same label changes compiled from scratch, alternating with the incremental ones (absent in older runs). */
+  labelChangeScratchMs?: { p50: number; p99: number; max: number };
+  labelChangeComputeMs?: { p50: number; p99: number };
+  labelChangeScratchComputeMs?: { p50: number; p99: number };
+  labelChanges?: number;
+  labelChangesThatWrote?: number;
+  coldCompileMs?: number;
+  rounds?: number;
+  /** One iptables-restore with nothing to change, at this table size (the per-family floor of any change). */
+  emptyRestoreMs?: number;
   pods: number;
   policies: number;
   chains: number;
@@ -62,6 +76,7 @@ export interface BenchResults {
   convergence?: ConvergenceResult;
   footprint?: FootprintResult;
   policy?: PolicyRun[];
+  policyDatapath?: PolicyDatapathResult;
   errors: Partial<Record<BenchmarkName | 'profile', string>>;
 }
 
@@ -112,7 +127,7 @@ export async function runBenchmarks(o: BenchRunOptions): Promise<BenchResults> {
     }
   }
 
-  if (want('datapath') || want('convergence')) {
+  if (want('datapath') || want('convergence') || want('policy-datapath')) {
     const lab = `${o.prefix}lab`;
     try {
       await withLab(lab, o.log, async (status) => {
@@ -132,10 +147,20 @@ export async function runBenchmarks(o: BenchRunOptions): Promise<BenchResults> {
             results.errors.convergence = describe(err);
           }
         }
+        // Last: it writes NetworkPolicies into the lab (and removes them again).
+        if (want('policy-datapath')) {
+          o.log('== 4b. NetworkPolicy packet path (0 vs many policies)');
+          try {
+            results.policyDatapath = await runPolicyDatapath(status, { lab, policies: o.policyDatapathPolicies, reps: o.policyDatapathReps, seconds: o.iperfSeconds, log: o.log });
+          } catch (err) {
+            results.errors['policy-datapath'] = describe(err);
+          }
+        }
       });
     } catch (err) {
       if (want('datapath')) results.errors.datapath ??= `lab: ${describe(err)}`;
       if (want('convergence')) results.errors.convergence ??= `lab: ${describe(err)}`;
+      if (want('policy-datapath')) results.errors['policy-datapath'] ??= `lab: ${describe(err)}`;
     }
   }
 
@@ -200,7 +225,9 @@ export function parseArgs(argv: string[]): { options: Omit<BenchRunOptions, 'log
       iperfSeconds: quick ? 1 : 3,
       footprint: quick ? { nodes: 20, pods: 200, policies: 20, windowSeconds: 2, churnPerSecond: 10 } : { nodes: 1000, pods: 30_000, policies: 1000, windowSeconds: 20, churnPerSecond: 20 },
       // The prefix names bench/policy's namespaces: runs with different prefixes never share a kernel ruleset.
-      policyArgs: ['--prefix', prefix, ...(quick ? ['--pods', '50', '--namespaces', '5', '--policies', '20', '--changes', '3'] : [])],
+      policyDatapathPolicies: quick ? 20 : 500,
+      policyDatapathReps: quick ? 1 : Math.max(5, reps),
+      policyArgs: ['--prefix', prefix, ...(quick ? ['--pods', '50', '--namespaces', '5', '--policies', '20', '--changes', '3', '--rounds', '1'] : [])],
       ...(quick ? {} : { profileSize: 10_000 }),
     },
     out: flag(argv, 'out') ?? (quick ? undefined : path.join(root, 'docs', 'benchmarks.md')),

@@ -143,8 +143,9 @@ export class IptablesPolicyApplier {
   }
 
   /**
-   * Sets first (new rules may reference them), then one transaction per family, then removal of what nothing
-   * references any more. A failure of the first two steps throws and leaves the previous rules in force.
+   * Sets first (new rules may reference them), then one transaction per family with the stale chains deleted at
+   * its end (one restore process per family: each spends most of its time reading its table), then the stale
+   * sets. A failure of the first two steps throws and leaves the previous rules in force.
    */
   async apply(plan: PolicyPlan, signal?: AbortSignal): Promise<ApplyResult> {
     const opts = signal === undefined ? {} : { signal };
@@ -152,20 +153,32 @@ export class IptablesPolicyApplier {
     if (plan.ipsetRestore !== '') {
       await this.step('ipset', plan.ipsetRestore, ['ipset', 'restore'], opts);
     }
-    for (const family of [4, 6] as const) {
-      const input = plan.iptablesRestore[family];
-      if (input === '') continue;
-      await this.step(`iptables-v${family}`, input, [restoreCommand(family), '--noflush', '-w', '5'], opts);
-    }
-    for (const family of [4, 6] as const) {
-      const input = plan.iptablesCleanup[family];
-      if (input === '') continue;
-      try {
-        await this.runner.run([restoreCommand(family), '--noflush', '-w', '5'], { ...opts, input });
-      } catch (err) {
-        warnings.push(`removing stale IPv${family} chains: ${err instanceof Error ? err.message : String(err)}`);
+    const family = async (f: IpFamily): Promise<void> => {
+      const argv = [restoreCommand(f), '--noflush', '-w', '5'];
+      const combined = plan.iptablesCombined[f];
+      const main = plan.iptablesRestore[f];
+      const cleanup = plan.iptablesCleanup[f];
+      if (combined !== '' && cleanup !== '') {
+        try {
+          await this.runner.run(argv, { ...opts, input: combined });
+          return;
+        } catch (err) {
+          if (signal?.aborted === true) throw err;
+          // Refused as a whole: maybe a stale chain is still referenced from outside. Update first, clean up apart.
+          warnings.push(`IPv${f} update with cleanup refused, applying them apart: ${err instanceof Error ? err.message : String(err)}`);
+        }
       }
-    }
+      if (main !== '') await this.step(`iptables-v${f}`, main, argv, opts);
+      if (cleanup === '') return;
+      try {
+        await this.runner.run(argv, { ...opts, input: cleanup });
+      } catch (err) {
+        warnings.push(`removing stale IPv${f} chains: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    };
+    // One after the other: when IPv4 is refused, IPv6 keeps its previous rules too (the whole update waits).
+    await family(4);
+    await family(6);
     for (const set of plan.destroySets) {
       try {
         await this.runner.run(['ipset', 'destroy', set], opts);

@@ -3,8 +3,9 @@
 //
 // Every rule we write carries a comment "prpol:<hash of the rule>"; a chain is rewritten only when its list of
 // hashes differs from the kernel's. Chain lines in a --noflush restore flush just that chain, so one transaction
-// per family replaces exactly the changed chains. Stale chains are removed in a second transaction (so a chain
-// someone else still references cannot make the main update fail) and stale sets after that.
+// per family replaces exactly the changed chains and then deletes the stale ones (if that is refused because
+// someone else still references a stale chain, the applier falls back to the update alone and a separate cleanup);
+// stale sets go after that.
 import { CHAIN_PREFIX, JUMP_COMMENT, SET_PREFIX, type BuiltinJump, type CompiledPolicies, type FamilyRuleset, type IpSetSpec, type Rule } from './compile.js';
 import type { IpFamily } from './types.js';
 
@@ -45,6 +46,12 @@ export interface PolicyPlan {
   iptablesRestore: Record<IpFamily, string>;
   /** Second transaction per family: flush and delete our chains nobody should reference any more. */
   iptablesCleanup: Record<IpFamily, string>;
+  /**
+   * The main transaction and the cleanup as one (the stale chains deleted after the rules that referred to them
+   * were rewritten): one restore process instead of two. If something outside our chains still jumps to a stale
+   * chain the kernel refuses it; then main and cleanup go in separately, so the update is not held up.
+   */
+  iptablesCombined: Record<IpFamily, string>;
   /** Our sets to destroy once the cleanup is in. */
   destroySets: string[];
   summary: { changedChains: number; deletedChains: number; changedSets: number; deletedSets: number; jumpsAdded: number };
@@ -149,7 +156,7 @@ function sortedMembers(members: string[]): string[] {
   return sorted;
 }
 
-function planFamily(desired: FamilyRuleset, observed: ObservedFamily): { main: string; cleanup: string; changed: number; deleted: number; jumps: number } {
+function planFamily(desired: FamilyRuleset, observed: ObservedFamily): { main: string; cleanup: string; combined: string; changed: number; deleted: number; jumps: number } {
   const declare: string[] = [];
   const rules: string[] = [];
   let changed = 0;
@@ -178,11 +185,11 @@ function planFamily(desired: FamilyRuleset, observed: ObservedFamily): { main: s
   const stale = [...observed.chains.keys()].filter((c) => c.startsWith(CHAIN_PREFIX) && !desired.chains.has(c)).sort();
   const main =
     declare.length + jumpLines.length === 0 ? '' : ['*filter', ...declare, ...rules, ...jumpLines, 'COMMIT', ''].join('\n');
-  const cleanup =
-    stale.length === 0
-      ? ''
-      : ['*filter', ...stale.map((c) => `:${c} - [0:0]`), ...stale.map((c) => `-X ${c}`), 'COMMIT', ''].join('\n');
-  return { main, cleanup, changed, deleted: stale.length, jumps: jumpsAdded };
+  const staleLines = [...stale.map((c) => `:${c} - [0:0]`), ...stale.map((c) => `-X ${c}`)];
+  const cleanup = stale.length === 0 ? '' : ['*filter', ...staleLines, 'COMMIT', ''].join('\n');
+  // Both in one transaction: the stale chains go after every rule that referred to them was rewritten.
+  const combined = main === '' ? cleanup : cleanup === '' ? main : ['*filter', ...declare, ...rules, ...jumpLines, ...staleLines, 'COMMIT', ''].join('\n');
+  return { main, cleanup, combined, changed, deleted: stale.length, jumps: jumpsAdded };
 }
 
 /** The form `ipset save` prints an entry in, so desired and observed entries compare as strings. */
@@ -261,6 +268,7 @@ export function planPolicyChanges(desired: CompiledPolicies, observed: ObservedP
     ipsetRestore: sets.script,
     iptablesRestore: { 4: v4.main, 6: v6.main },
     iptablesCleanup: { 4: v4.cleanup, 6: v6.cleanup },
+    iptablesCombined: { 4: v4.combined, 6: v6.combined },
     destroySets,
     summary: {
       changedChains: v4.changed + v6.changed,
