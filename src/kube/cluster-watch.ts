@@ -6,20 +6,10 @@
 // conditions; on a 30,000-pod cluster that is most of the agent's memory. A change that leaves the slim copy
 // as it was (a kubelet status heartbeat, a container restart count) is not a change to podroute: it moves the
 // watch's resourceVersion on and wakes nobody.
-import {
-  CoreV1Api,
-  KubeConfig,
-  ListWatch,
-  NetworkingV1Api,
-  Watch,
-  type KubernetesObject,
-  type V1Container,
-  type V1ContainerPort,
-  type V1Namespace,
-  type V1NetworkPolicy,
-  type V1Node,
-  type V1Pod,
-} from '@kubernetes/client-node';
+//
+// The API calls go through ./kube-api.ts (client-node's types only: its runtime costs ~60 MB of memory).
+import type { KubernetesObject, V1Container, V1ContainerPort, V1Namespace, V1NetworkPolicy, V1Node, V1Pod } from '@kubernetes/client-node';
+import { KubeApi, KubeApiError, loadKubeConfig, type KubeConnectionConfig, type KubeList, type WatchEvent } from './kube-api.js';
 import type { Logger } from '../observe/log.js';
 
 export type WatchedKind = 'nodes' | 'pods' | 'namespaces' | 'networkpolicies';
@@ -32,7 +22,7 @@ export interface ClusterSnapshot {
 }
 
 export interface ClusterWatchOptions {
-  kubeConfig: KubeConfig;
+  kubeConfig: KubeConnectionConfig;
   logger: Logger;
   /** Which kinds to watch; the route agent alone needs only nodes. */
   kinds: WatchedKind[];
@@ -42,11 +32,14 @@ export interface ClusterWatchOptions {
   onStat?: (kind: WatchedKind, what: 'event' | 'connect' | 'error') => void;
   /** Objects per list request (lists are paged so a big cluster is never held twice in memory). Default 500. */
   listPageSize?: number;
+  /** Server-side duration of one watch request, in seconds (it then resumes from where it was). Default 300. */
+  watchTimeoutSeconds?: number;
 }
 
 const RETRY_MIN_MS = 500;
 const RETRY_MAX_MS = 30_000;
 const LIST_PAGE_SIZE = 500;
+const WATCH_TIMEOUT_S = 300;
 
 /** Annotations podroute reads (src/kube/node-info.ts): every other annotation is dropped from cached Nodes. */
 export const NODE_ANNOTATION_PREFIX = 'podroute.io/';
@@ -189,130 +182,94 @@ function deepEqual(a: unknown, b: unknown): boolean {
 
 // ---- the watch --------------------------------------------------------------------------------------------
 
-type ListPage = { items: KubernetesObject[]; metadata?: { resourceVersion?: string; _continue?: string } };
-type Lister = (page: { limit: number; _continue?: string }) => Promise<ListPage>;
-type WatchCallback = (phase: string, apiObj: any, watchObj?: any) => void; // eslint-disable-line @typescript-eslint/no-explicit-any
+type ListPage = KubeList<KubernetesObject>;
+type Lister = (page: { limit: number; continue?: string; signal: AbortSignal }) => Promise<ListPage>;
+type Watcher = (query: { resourceVersion: string; signal: AbortSignal }, onEvent: (event: WatchEvent<KubernetesObject>) => void) => Promise<void>;
 
-/**
- * client-node's Watch, with bookmarks asked for (a quiet watch keeps a fresh resourceVersion, so a reconnect
- * resumes instead of relisting) and every object made slim before the informer caches it. A modification that
- * leaves the slim copy unchanged is handed on as a BOOKMARK: the informer moves its resourceVersion and calls
- * nobody.
- */
-class SlimWatch extends Watch {
-  constructor(
-    config: KubeConfig,
-    private readonly slim: (o: KubernetesObject) => KubernetesObject,
-    private readonly cached: (o: KubernetesObject) => KubernetesObject | undefined,
-  ) {
-    super(config);
-  }
-
-  override watch(path: string, queryParams: Record<string, string | number | boolean | undefined>, callback: WatchCallback, done: (err: unknown) => void): Promise<AbortController> {
-    const slimmed: WatchCallback = (phase, obj: KubernetesObject | undefined) => {
-      if ((phase !== 'ADDED' && phase !== 'MODIFIED' && phase !== 'DELETED') || typeof obj !== 'object' || obj === null) {
-        callback(phase, obj);
-        return;
-      }
-      const slim = this.slim(obj);
-      const known = phase === 'DELETED' ? undefined : this.cached(slim);
-      if (known !== undefined && sameContent(known, slim)) callback('BOOKMARK', { metadata: { resourceVersion: slim.metadata?.resourceVersion } });
-      else callback(phase, slim);
-    };
-    return super.watch(path, { ...queryParams, allowWatchBookmarks: true }, slimmed, done);
-  }
+/** How each kind is listed and watched (literal paths: the RBAC test reads them). */
+function endpoints(api: KubeApi, timeoutSeconds: number): Record<WatchedKind, { list: Lister; watch: Watcher }> {
+  const watchOptions = (q: { resourceVersion: string; signal: AbortSignal }): { resourceVersion: string; signal: AbortSignal; allowWatchBookmarks: true; timeoutSeconds: number } => ({
+    ...q,
+    allowWatchBookmarks: true,
+    timeoutSeconds,
+  });
+  return {
+    nodes: {
+      list: (page) => api.list('/api/v1/nodes', page),
+      watch: (q, onEvent) => api.watch('/api/v1/nodes', watchOptions(q), onEvent),
+    },
+    pods: {
+      list: (page) => api.list('/api/v1/pods', page),
+      watch: (q, onEvent) => api.watch('/api/v1/pods', watchOptions(q), onEvent),
+    },
+    namespaces: {
+      list: (page) => api.list('/api/v1/namespaces', page),
+      watch: (q, onEvent) => api.watch('/api/v1/namespaces', watchOptions(q), onEvent),
+    },
+    networkpolicies: {
+      list: (page) => api.list('/apis/networking.k8s.io/v1/networkpolicies', page),
+      watch: (q, onEvent) => api.watch('/apis/networking.k8s.io/v1/networkpolicies', watchOptions(q), onEvent),
+    },
+  };
 }
+
+const keyOf = (o: KubernetesObject): string => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
 
 /**
  * Lists every page and returns the slim items with the list's resourceVersion. An item whose slim copy is the
- * cached one's is returned as the cached object itself: the informer then sees the same version and calls
- * nobody, and consumers keep object identity (their memos stay valid) across a relist.
+ * cached one's is returned as the cached object itself: the cache then sees the same object and calls nobody,
+ * and consumers keep object identity (their memos stay valid) across a relist.
  */
 async function listAllPages(
   list: Lister,
   pageSize: number,
+  signal: AbortSignal,
   slim: (o: KubernetesObject) => KubernetesObject,
   cached: (o: KubernetesObject) => KubernetesObject | undefined,
-): Promise<{ items: KubernetesObject[]; metadata: { resourceVersion?: string } }> {
+): Promise<{ items: KubernetesObject[]; resourceVersion: string | undefined }> {
   const items: KubernetesObject[] = [];
   let resourceVersion: string | undefined;
   let next: string | undefined;
   do {
-    const page = await list({ limit: pageSize, ...(next === undefined ? {} : { _continue: next }) });
+    const page = await list({ limit: pageSize, signal, ...(next === undefined ? {} : { continue: next }) });
     // Every page of a paged list is the same snapshot: the first page's resourceVersion is the list's.
-    resourceVersion ??= page.metadata?.resourceVersion;
+    resourceVersion ??= page.metadata.resourceVersion;
     for (const item of page.items) {
       const copy = slim(item);
       const known = cached(copy);
       items.push(known !== undefined && sameContent(known, copy) ? known : copy);
     }
-    next = page.metadata?._continue === '' ? undefined : page.metadata?._continue;
+    next = page.metadata.continue === '' ? undefined : page.metadata.continue;
   } while (next !== undefined);
-  return { items, metadata: { resourceVersion } };
+  return { items, resourceVersion };
+}
+
+/** One kind's cache, kept by list-then-watch. */
+interface Informer {
+  readonly cache: Map<string, KubernetesObject>;
 }
 
 export class ClusterWatch {
-  private readonly informers = new Map<WatchedKind, ListWatch<KubernetesObject>>();
+  private readonly informers = new Map<WatchedKind, Informer>();
   private readonly listed = new Set<WatchedKind>();
-  private readonly retryTimers = new Set<NodeJS.Timeout>();
   private syncedWaiters: (() => void)[] = [];
-  private stopped = false;
+  private readonly stopping = new AbortController();
+  private api: KubeApi | undefined;
+  private loops: Promise<void>[] = [];
 
   constructor(private readonly options: ClusterWatchOptions) {}
 
   start(signal: AbortSignal): void {
-    const core = this.options.kubeConfig.makeApiClient(CoreV1Api);
-    const networking = this.options.kubeConfig.makeApiClient(NetworkingV1Api);
-    const listers: Record<WatchedKind, { path: string; list: Lister }> = {
-      nodes: { path: '/api/v1/nodes', list: (page) => core.listNode(page) },
-      pods: { path: '/api/v1/pods', list: (page) => core.listPodForAllNamespaces(page) },
-      namespaces: { path: '/api/v1/namespaces', list: (page) => core.listNamespace(page) },
-      networkpolicies: { path: '/apis/networking.k8s.io/v1/networkpolicies', list: (page) => networking.listNetworkPolicyForAllNamespaces(page) },
-    };
-    const pageSize = this.options.listPageSize ?? LIST_PAGE_SIZE;
+    const api = new KubeApi({ config: this.options.kubeConfig });
+    this.api = api;
+    const kinds = endpoints(api, this.options.watchTimeoutSeconds ?? WATCH_TIMEOUT_S);
     for (const kind of this.options.kinds) {
-      const { path, list } = listers[kind];
-      const slim = SLIM[kind];
-      let backoffMs = RETRY_MIN_MS;
-      const cached = (o: KubernetesObject): KubernetesObject | undefined => informer.get(o.metadata?.name ?? '', o.metadata?.namespace);
-      const informer: ListWatch<KubernetesObject> = new ListWatch(
-        path,
-        new SlimWatch(this.options.kubeConfig, slim, cached),
-        async () => {
-          const result = await listAllPages(list, pageSize, slim, cached);
-          backoffMs = RETRY_MIN_MS;
-          // The list completing is what makes the cache valid, even when it is empty (no add events then).
-          queueMicrotask(() => this.markListed(kind));
-          return result;
-        },
-        false,
-      );
+      const informer: Informer = { cache: new Map() };
       this.informers.set(kind, informer);
-      const changed = (): void => {
-        this.options.onStat?.(kind, 'event');
-        this.options.onChange(kind);
-      };
-      informer.on('add', changed);
-      informer.on('update', changed);
-      informer.on('delete', changed);
-      informer.on('connect', () => this.options.onStat?.(kind, 'connect'));
-      informer.on('error', (err: unknown) => {
-        // client-node's informer stops on errors; restart it with back-off. The caches keep the last known
-        // state meanwhile, so consumers keep the data plane as it is while the API server is away.
-        this.options.onStat?.(kind, 'error');
-        if (this.stopped) return;
-        this.options.logger.warn('kubernetes watch failed; retrying', { kind, retryInMs: backoffMs, error: describeError(err) });
-        const timer = setTimeout(() => {
-          this.retryTimers.delete(timer);
-          if (this.stopped) return;
-          informer.start().catch((e: unknown) => this.options.logger.warn('kubernetes watch restart failed', { kind, error: describeError(e) }));
-        }, backoffMs);
-        this.retryTimers.add(timer);
-        backoffMs = Math.min(backoffMs * 2, RETRY_MAX_MS);
-      });
-      informer.start().catch((err: unknown) => this.options.logger.warn('kubernetes watch start failed', { kind, error: describeError(err) }));
+      this.loops.push(this.run(kind, informer, kinds[kind]));
     }
-    signal.addEventListener('abort', () => void this.stop(), { once: true });
+    if (signal.aborted) void this.stop();
+    else signal.addEventListener('abort', () => void this.stop(), { once: true });
   }
 
   /** Resolves once every watched kind has been listed once (caches are then authoritative). */
@@ -326,7 +283,7 @@ export class ClusterWatch {
   }
 
   snapshot(): ClusterSnapshot {
-    const items = <T extends KubernetesObject>(kind: WatchedKind): T[] => [...((this.informers.get(kind)?.list() ?? []) as T[])];
+    const items = <T extends KubernetesObject>(kind: WatchedKind): T[] => [...((this.informers.get(kind)?.cache.values() ?? []) as Iterable<T>)];
     return {
       nodes: items<V1Node>('nodes'),
       pods: items<V1Pod>('pods'),
@@ -336,10 +293,92 @@ export class ClusterWatch {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    for (const timer of this.retryTimers) clearTimeout(timer);
-    this.retryTimers.clear();
-    await Promise.all([...this.informers.values()].map((i) => i.stop()));
+    this.stopping.abort();
+    await Promise.all(this.loops);
+    this.api?.close();
+  }
+
+  /**
+   * List, then watch from the list's resourceVersion; a watch the server ends resumes where it was. 410 Gone
+   * lists again at once; any other failure retries with back-off (resuming the watch if it was running). The
+   * cache keeps the last known state meanwhile, so consumers keep the data plane as it is while the API server
+   * is away.
+   */
+  private async run(kind: WatchedKind, informer: Informer, endpoint: { list: Lister; watch: Watcher }): Promise<void> {
+    const signal = this.stopping.signal;
+    const slim = SLIM[kind];
+    const cached = (o: KubernetesObject): KubernetesObject | undefined => informer.cache.get(keyOf(o));
+    const pageSize = this.options.listPageSize ?? LIST_PAGE_SIZE;
+    let resourceVersion: string | undefined;
+    let backoffMs = RETRY_MIN_MS;
+    while (!signal.aborted) {
+      try {
+        if (resourceVersion === undefined) {
+          this.options.onStat?.(kind, 'connect');
+          const listed = await listAllPages(endpoint.list, pageSize, signal, slim, cached);
+          if (listed.resourceVersion === undefined) throw new KubeApiError('BAD_RESPONSE', `${kind}: the list has no resourceVersion`);
+          this.replaceCache(kind, informer, listed.items);
+          resourceVersion = listed.resourceVersion;
+          // The list completing is what makes the cache valid, even when it is empty.
+          this.markListed(kind);
+        }
+        await endpoint.watch({ resourceVersion, signal }, (event) => {
+          resourceVersion = this.apply(kind, informer, event, slim) ?? resourceVersion;
+        });
+        backoffMs = RETRY_MIN_MS;
+      } catch (err) {
+        if (signal.aborted) break;
+        if (err instanceof KubeApiError && err.code === 'RESOURCE_EXPIRED') {
+          // Too old to resume from: list again now (a continue token gone stale lands here too).
+          this.options.logger.info('kubernetes watch expired; listing again', { kind });
+          resourceVersion = undefined;
+          continue;
+        }
+        this.options.onStat?.(kind, 'error');
+        if (!(err instanceof KubeApiError) || err.code === 'BAD_RESPONSE' || err.code === 'API_STATUS') resourceVersion = undefined;
+        this.options.logger.warn('kubernetes watch failed; retrying', { kind, retryInMs: backoffMs, error: describeError(err) });
+        await sleep(backoffMs, signal);
+        backoffMs = Math.min(backoffMs * 2, RETRY_MAX_MS);
+      }
+    }
+  }
+
+  /** Applies one watch event to the cache; returns the resourceVersion it carries. */
+  private apply(kind: WatchedKind, informer: Informer, event: WatchEvent<KubernetesObject>, slim: (o: KubernetesObject) => KubernetesObject): string | undefined {
+    const obj = event.object;
+    if (typeof obj !== 'object' || obj === null) return undefined;
+    const resourceVersion = obj.metadata?.resourceVersion;
+    if (event.type === 'BOOKMARK') return resourceVersion;
+    const copy = slim(obj);
+    const key = keyOf(copy);
+    const known = informer.cache.get(key);
+    if (event.type === 'DELETED') {
+      if (known === undefined) return resourceVersion;
+      informer.cache.delete(key);
+    } else {
+      // A change podroute cannot see (status heartbeat, restart count) moves the resourceVersion on, nothing else.
+      if (known !== undefined && sameContent(known, copy)) return resourceVersion;
+      informer.cache.set(key, copy);
+    }
+    this.changed(kind);
+    return resourceVersion;
+  }
+
+  /** A relist: the listed items replace the cache; consumers hear of it if anything differs. */
+  private replaceCache(kind: WatchedKind, informer: Informer, items: KubernetesObject[]): void {
+    const next = new Map<string, KubernetesObject>();
+    for (const item of items) next.set(keyOf(item), item);
+    let differences = 0;
+    for (const [key, item] of next) if (informer.cache.get(key) !== item) differences++;
+    for (const key of informer.cache.keys()) if (!next.has(key)) differences++;
+    informer.cache.clear();
+    for (const [key, item] of next) informer.cache.set(key, item);
+    for (let i = 0; i < differences; i++) this.options.onStat?.(kind, 'event');
+  }
+
+  private changed(kind: WatchedKind): void {
+    this.options.onStat?.(kind, 'event');
+    this.options.onChange(kind);
   }
 
   private markListed(kind: WatchedKind): void {
@@ -351,6 +390,18 @@ export class ClusterWatch {
       for (const resolve of waiters) resolve();
     }
   }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 export function describeError(err: unknown): string {
@@ -365,10 +416,6 @@ export function describeError(err: unknown): string {
   return String(err);
 }
 
-/** Loads a kubeconfig file, or the in-cluster service account when no file is given. */
-export function loadKubeConfig(file: string | undefined): KubeConfig {
-  const kc = new KubeConfig();
-  if (file !== undefined) kc.loadFromFile(file);
-  else kc.loadFromCluster();
-  return kc;
-}
+/** Loads a kubeconfig file, or the in-cluster service account when no file is given (see ./kube-api.ts). */
+export { loadKubeConfig };
+export type { KubeConnectionConfig };

@@ -1,15 +1,16 @@
 // What the agent tells Kubernetes about its node: the NetworkUnavailable condition once routes are programmed,
 // and Events for things an operator must see (bad annotations, rejected routes, peers going down).
-import { CoreV1Api, PatchStrategy, setHeaderOptions, type KubeConfig } from '@kubernetes/client-node';
+import type { CoreV1Event } from '@kubernetes/client-node';
 import type { Logger } from '../observe/log.js';
 import { describeError } from './cluster-watch.js';
+import { KubeApi, type KubeConnectionConfig } from './kube-api.js';
 
 export const CONDITION_REASON = 'PodrouteRoutesProgrammed';
 /** The same message is posted again only after this long (an Event storm helps nobody). */
 const EVENT_REPEAT_MS = 10 * 60_000;
 
 export interface NodeReporterOptions {
-  kubeConfig: KubeConfig;
+  kubeConfig: KubeConnectionConfig;
   nodeName: string;
   logger: Logger;
   /** Namespace Events about the Node go to (cluster-scoped objects' events live in "default"). */
@@ -17,16 +18,16 @@ export interface NodeReporterOptions {
 }
 
 export class NodeReporter {
-  private readonly core: CoreV1Api;
+  private readonly api: KubeApi;
   private readonly lastPosted = new Map<string, number>();
   private conditionSet = false;
 
   constructor(private readonly options: NodeReporterOptions) {
-    this.core = options.kubeConfig.makeApiClient(CoreV1Api);
+    this.api = new KubeApi({ config: options.kubeConfig });
   }
 
   /** Sets NetworkUnavailable=False (once per process; the condition outlives agent restarts anyway). */
-  async markNetworkAvailable(): Promise<void> {
+  async markNetworkAvailable(signal?: AbortSignal): Promise<void> {
     if (this.conditionSet) return;
     const now = new Date().toISOString();
     const body = {
@@ -36,7 +37,8 @@ export class NodeReporter {
         ],
       },
     };
-    await this.core.patchNodeStatus({ name: this.options.nodeName, body }, setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch));
+    // Strategic merge: conditions merge by type, so the kubelet's own conditions stay as they are.
+    await this.api.patch('/api/v1/nodes/{name}/status', body, { params: { name: this.options.nodeName }, patchType: 'strategic-merge', ...(signal === undefined ? {} : { signal }) });
     this.conditionSet = true;
     this.options.logger.info('node condition NetworkUnavailable=False set', { node: this.options.nodeName });
   }
@@ -48,26 +50,32 @@ export class NodeReporter {
     if (last !== undefined && Date.now() - last < EVENT_REPEAT_MS) return;
     this.lastPosted.set(key, Date.now());
     const namespace = this.options.eventNamespace ?? 'default';
-    const now = new Date();
+    const now = new Date().toISOString();
+    // Timestamps as the API's strings (the generated client would have serialized Dates the same way).
+    const body: Omit<CoreV1Event, 'firstTimestamp' | 'lastTimestamp'> & { firstTimestamp: string; lastTimestamp: string } = {
+      apiVersion: 'v1',
+      kind: 'Event',
+      metadata: { generateName: `${this.options.nodeName}.podroute.`, namespace },
+      involvedObject: { kind: 'Node', name: this.options.nodeName, apiVersion: 'v1' },
+      type,
+      reason,
+      message,
+      source: { component: 'podroute', host: this.options.nodeName },
+      firstTimestamp: now,
+      lastTimestamp: now,
+      count: 1,
+      reportingComponent: 'podroute',
+      reportingInstance: this.options.nodeName,
+    };
     try {
-      await this.core.createNamespacedEvent({
-        namespace,
-        body: {
-          metadata: { generateName: `${this.options.nodeName}.podroute.`, namespace },
-          involvedObject: { kind: 'Node', name: this.options.nodeName, apiVersion: 'v1' },
-          type,
-          reason,
-          message,
-          source: { component: 'podroute', host: this.options.nodeName },
-          firstTimestamp: now,
-          lastTimestamp: now,
-          count: 1,
-          reportingComponent: 'podroute',
-          reportingInstance: this.options.nodeName,
-        },
-      });
+      await this.api.create('/api/v1/namespaces/{namespace}/events', body, { params: { namespace } });
     } catch (err) {
       this.options.logger.warn('could not post a Kubernetes Event', { reason, error: describeError(err) });
     }
+  }
+
+  /** Closes idle connections to the API server. */
+  close(): void {
+    this.api.close();
   }
 }

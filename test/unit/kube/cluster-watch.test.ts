@@ -1,9 +1,14 @@
 // ClusterWatch caches slim copies of what it watches, lists in pages, and wakes its consumer only for changes
 // podroute can see. Against the lab API server (the Kubernetes API mock) on loopback.
-import { KubeConfig, type V1NetworkPolicy, type V1Node, type V1Pod } from '@kubernetes/client-node';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { V1NetworkPolicy, V1Node, V1Pod } from '@kubernetes/client-node';
 import { expect } from 'chai';
+import YAML from 'yaml';
 import { LabApiServer, renderKubeconfig, type KubeObject } from '../../../src/lab/apiserver/index.js';
 import { ClusterWatch, sameContent, slimNamespace, slimNetworkPolicy, slimNode, slimPod, type WatchedKind } from '../../../src/kube/cluster-watch.js';
+import { parseKubeConfig, type KubeConnectionConfig } from '../../../src/kube/kube-api.js';
 import { createLogger } from '../../../src/observe/log.js';
 
 const fullPod: V1Pod = {
@@ -96,34 +101,36 @@ describe('ClusterWatch slim copies', () => {
   });
 });
 
+const pod = (name: string, labels: Record<string, string>, phase = 'Running'): KubeObject => ({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { name, namespace: 'default', labels, annotations: { note: 'dropped' } },
+  spec: { nodeName: 'n1', containers: [{ name: 'c', image: 'i', ports: [{ name: 'http', containerPort: 80 }] }] },
+  status: { phase, podIP: `10.0.0.${name.length + 10}`, conditions: [{ type: 'Ready', status: 'True' }] },
+});
+
+const until = async (what: string, check: () => boolean): Promise<void> => {
+  const deadline = Date.now() + 10_000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+};
+
+/** The lab's own kubeconfig, read the way the agent reads one. */
+const labConfig = (url: string): KubeConnectionConfig => parseKubeConfig(YAML.parse(renderKubeconfig(url)), { source: 'lab', baseDir: '/' });
+
 describe('ClusterWatch against the lab API server', () => {
   let server: LabApiServer;
   let watch: ClusterWatch | undefined;
-  let kubeConfig: KubeConfig;
+  let kubeConfig: KubeConnectionConfig;
   const controller = new AbortController();
   const changes: WatchedKind[] = [];
-
-  const pod = (name: string, labels: Record<string, string>, phase = 'Running'): KubeObject => ({
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, namespace: 'default', labels, annotations: { note: 'dropped' } },
-    spec: { nodeName: 'n1', containers: [{ name: 'c', image: 'i', ports: [{ name: 'http', containerPort: 80 }] }] },
-    status: { phase, podIP: `10.0.0.${name.length + 10}`, conditions: [{ type: 'Ready', status: 'True' }] },
-  });
-
-  const until = async (what: string, check: () => boolean): Promise<void> => {
-    const deadline = Date.now() + 10_000;
-    while (!check()) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  };
 
   before(async () => {
     server = new LabApiServer({ bookmarkIntervalMs: 100 });
     const { tcpPort } = await server.start({ tcp: { host: '127.0.0.1', port: 0 } });
-    kubeConfig = new KubeConfig();
-    kubeConfig.loadFromString(renderKubeconfig(`http://127.0.0.1:${tcpPort}`));
+    kubeConfig = labConfig(`http://127.0.0.1:${tcpPort}`);
     for (let i = 0; i < 5; i++) server.create(pod(`p${i}`, { app: 'a' }));
   });
 
@@ -165,5 +172,87 @@ describe('ClusterWatch against the lab API server', () => {
     server.delete('pods', 'default', 'p3');
     await until('the deletion', () => watch!.snapshot().pods.length === 4);
     expect(changes).to.deep.equal(['pods', 'pods']);
+  });
+});
+
+describe('ClusterWatch reconnects', () => {
+  let dir: string;
+  let server: LabApiServer;
+  let port: number;
+  let watch: ClusterWatch | undefined;
+  const controller = new AbortController();
+  const stats: string[] = [];
+  const count = (what: string): number => stats.filter((s) => s === what).length;
+  const names = (): string[] => watch!.snapshot().pods.map((p) => p.metadata?.name ?? '').sort();
+  const startServer = async (): Promise<void> => {
+    // A short change window: a watch that misses more than 3 changes gets 410 Gone.
+    server = new LabApiServer({ bookmarkIntervalMs: 100, eventWindow: 3, storePath: path.join(dir, 'store.json'), persistDebounceMs: 1 });
+    port = (await server.start({ tcp: { host: '127.0.0.1', port } })).tcpPort!;
+  };
+
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'h26-cw-'));
+    port = 0;
+    await startServer();
+    for (let i = 0; i < 3; i++) server.create(pod(`r${i}`, { app: 'a' }));
+    watch = new ClusterWatch({
+      kubeConfig: labConfig(`http://127.0.0.1:${port}`),
+      logger: createLogger({ level: 'error' }),
+      kinds: ['pods'],
+      onChange: () => undefined,
+      onStat: (_kind, what) => stats.push(what),
+    });
+    watch.start(controller.signal);
+    await watch.synced();
+  });
+
+  after(async () => {
+    controller.abort();
+    await watch?.stop();
+    await server.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a watch the server ends resumes from its resourceVersion without listing again', async () => {
+    expect(count('connect')).to.equal(1);
+    server.endWatches();
+    server.create(pod('r3', { app: 'a' }));
+    await until('the pod made while the watch was down', () => names().includes('r3'));
+    expect(count('connect'), 'lists').to.equal(1);
+  });
+
+  it('410 Gone (too many changes missed) lists again, and a deletion missed meanwhile is seen', async () => {
+    server.endWatches();
+    // Synchronously, before the client can reconnect: more changes than the server's window keeps.
+    server.delete('pods', 'default', 'r0');
+    for (let i = 4; i < 9; i++) server.create(pod(`r${i}`, { app: 'a' }));
+    await until('the relist', () => count('connect') === 2);
+    await until('the relisted cache', () => names().join() === ['r1', 'r2', 'r3', 'r4', 'r5', 'r6', 'r7', 'r8'].join());
+  });
+
+  it('an API server that goes away is retried with back-off; the cache keeps its state meanwhile', async () => {
+    await server.close();
+    await until('a failed retry', () => count('error') >= 2);
+    expect(names()).to.have.length(8);
+    await startServer();
+    server.create(pod('r9', { app: 'a' }));
+    await until('the pod made after the restart', () => names().includes('r9'));
+  });
+
+  it('stop() ends the watch loops and closes the connections', async () => {
+    await watch!.stop();
+    const before = stats.length;
+    // A second watch that sees the next pod shows the event went out to every open watch.
+    const witness = new ClusterWatch({ kubeConfig: labConfig(`http://127.0.0.1:${port}`), logger: createLogger({ level: 'error' }), kinds: ['pods'], onChange: () => undefined });
+    witness.start(controller.signal);
+    try {
+      await witness.synced();
+      server.create(pod('r10', { app: 'a' }));
+      await until('the witness seeing the new pod', () => witness.snapshot().pods.some((p) => p.metadata?.name === 'r10'));
+    } finally {
+      await witness.stop();
+    }
+    expect(names()).to.not.include('r10');
+    expect(stats.length).to.equal(before);
   });
 });
