@@ -184,10 +184,10 @@ function deepEqual(a: unknown, b: unknown): boolean {
 
 type ListPage = KubeList<KubernetesObject>;
 type Lister = (page: { limit: number; continue?: string; signal: AbortSignal }) => Promise<ListPage>;
-type Watcher = (query: { resourceVersion: string; signal: AbortSignal }, onEvent: (event: WatchEvent<KubernetesObject>) => void) => Promise<void>;
+type WatchFrom = (query: { resourceVersion: string; signal: AbortSignal }, onEvent: (event: WatchEvent<KubernetesObject>) => void) => Promise<void>;
 
 /** How each kind is listed and watched (literal paths: the RBAC test reads them). */
-function endpoints(api: KubeApi, timeoutSeconds: number): Record<WatchedKind, { list: Lister; watch: Watcher }> {
+function endpoints(api: KubeApi, timeoutSeconds: number): Record<WatchedKind, { listPage: Lister; watchFrom: WatchFrom }> {
   const watchOptions = (q: { resourceVersion: string; signal: AbortSignal }): { resourceVersion: string; signal: AbortSignal; allowWatchBookmarks: true; timeoutSeconds: number } => ({
     ...q,
     allowWatchBookmarks: true,
@@ -195,20 +195,20 @@ function endpoints(api: KubeApi, timeoutSeconds: number): Record<WatchedKind, { 
   });
   return {
     nodes: {
-      list: (page) => api.list('/api/v1/nodes', page),
-      watch: (q, onEvent) => api.watch('/api/v1/nodes', watchOptions(q), onEvent),
+      listPage: (page) => api.list('/api/v1/nodes', page),
+      watchFrom: (q, onEvent) => api.watch('/api/v1/nodes', watchOptions(q), onEvent),
     },
     pods: {
-      list: (page) => api.list('/api/v1/pods', page),
-      watch: (q, onEvent) => api.watch('/api/v1/pods', watchOptions(q), onEvent),
+      listPage: (page) => api.list('/api/v1/pods', page),
+      watchFrom: (q, onEvent) => api.watch('/api/v1/pods', watchOptions(q), onEvent),
     },
     namespaces: {
-      list: (page) => api.list('/api/v1/namespaces', page),
-      watch: (q, onEvent) => api.watch('/api/v1/namespaces', watchOptions(q), onEvent),
+      listPage: (page) => api.list('/api/v1/namespaces', page),
+      watchFrom: (q, onEvent) => api.watch('/api/v1/namespaces', watchOptions(q), onEvent),
     },
     networkpolicies: {
-      list: (page) => api.list('/apis/networking.k8s.io/v1/networkpolicies', page),
-      watch: (q, onEvent) => api.watch('/apis/networking.k8s.io/v1/networkpolicies', watchOptions(q), onEvent),
+      listPage: (page) => api.list('/apis/networking.k8s.io/v1/networkpolicies', page),
+      watchFrom: (q, onEvent) => api.watch('/apis/networking.k8s.io/v1/networkpolicies', watchOptions(q), onEvent),
     },
   };
 }
@@ -304,7 +304,7 @@ export class ClusterWatch {
    * cache keeps the last known state meanwhile, so consumers keep the data plane as it is while the API server
    * is away.
    */
-  private async run(kind: WatchedKind, informer: Informer, endpoint: { list: Lister; watch: Watcher }): Promise<void> {
+  private async run(kind: WatchedKind, informer: Informer, endpoint: { listPage: Lister; watchFrom: WatchFrom }): Promise<void> {
     const signal = this.stopping.signal;
     const slim = SLIM[kind];
     const cached = (o: KubernetesObject): KubernetesObject | undefined => informer.cache.get(keyOf(o));
@@ -315,14 +315,14 @@ export class ClusterWatch {
       try {
         if (resourceVersion === undefined) {
           this.options.onStat?.(kind, 'connect');
-          const listed = await listAllPages(endpoint.list, pageSize, signal, slim, cached);
+          const listed = await listAllPages(endpoint.listPage, pageSize, signal, slim, cached);
           if (listed.resourceVersion === undefined) throw new KubeApiError('BAD_RESPONSE', `${kind}: the list has no resourceVersion`);
           this.replaceCache(kind, informer, listed.items);
           resourceVersion = listed.resourceVersion;
           // The list completing is what makes the cache valid, even when it is empty.
           this.markListed(kind);
         }
-        await endpoint.watch({ resourceVersion, signal }, (event) => {
+        await endpoint.watchFrom({ resourceVersion, signal }, (event) => {
           resourceVersion = this.apply(kind, informer, event, slim) ?? resourceVersion;
         });
         backoffMs = RETRY_MIN_MS;

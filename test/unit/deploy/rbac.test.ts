@@ -1,10 +1,12 @@
-// RBAC against the code: the Kubernetes API calls are derived from the agent's sources (client-node API methods
-// and informer paths), and the ClusterRole/Role must grant exactly those. A new call without a rule fails here,
-// and so does a rule nothing uses.
+// RBAC against the code: the Kubernetes API calls are derived from the agent's sources (calls of the agent's own
+// client, src/kube/kube-api.ts, with their literal path templates; and, should client-node come back, its API
+// methods and informer paths), and the ClusterRole/Role must grant exactly those. A new call without a rule fails
+// here, and so does a rule nothing uses.
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as k8s from '@kubernetes/client-node';
 import { expect } from 'chai';
+import { KubeApi } from '../../../src/kube/kube-api.js';
 import { kustomize, only, repoPath, type DaemonSet, type K8sObject } from './manifests.js';
 
 /** One permission: `group|resource[/subresource]|verb`, cluster-wide or in a namespace. */
@@ -85,11 +87,58 @@ export function apiCallsIn(source: string, text: string): ApiCall[] {
       }
     }
   }
+  calls.push(...kubeApiCallsIn(source, text));
   // Informers (makeInformer, or a ListWatch made directly) list and watch the paths they are given.
   if (/\b(makeInformer|new ListWatch)\b/.test(text)) {
     for (const m of text.matchAll(/'\/(?:api\/v1|apis\/([a-z0-9.-]+)\/v1[a-z0-9]*)\/([a-z]+)'/g)) {
       for (const verb of ['list', 'watch']) calls.push({ group: m[1] ?? '', resource: m[2] ?? '', verb, source: `${source}: informer ${m[0]}` });
     }
+  }
+  return calls;
+}
+
+/** KubeApi's request methods (src/kube/kube-api.ts) and the RBAC verb each one needs (a test checks it is all of them). */
+const KUBE_API_VERBS: Record<string, string> = { list: 'list', watch: 'watch', read: 'get', create: 'create', patch: 'patch' };
+
+/**
+ * '/api/v1/namespaces/{namespace}/events' → events, namespaced; '/api/v1/nodes/{name}/status' → nodes/status;
+ * '/apis/networking.k8s.io/v1/networkpolicies' → group networking.k8s.io.
+ */
+export function permissionOfPath(template: string): { group: string; resource: string; namespaced: boolean } {
+  const m = /^\/(?:api\/v1|apis\/([a-z0-9.-]+)\/v1[a-z0-9]*)\/(.+)$/.exec(template);
+  if (m === null) throw new Error(`no RBAC mapping for API path ${template}: extend test/unit/deploy/rbac.test.ts`);
+  let segments = (m[2] ?? '').split('/');
+  let namespaced = false;
+  if (segments[0] === 'namespaces' && segments[1] === '{namespace}' && segments.length > 2) {
+    namespaced = true;
+    segments = segments.slice(2);
+  }
+  const [resource, name, subresource, ...more] = segments;
+  if (resource === undefined || !/^[a-z]+$/.test(resource) || (name !== undefined && !/^\{[a-zA-Z]+\}$/.test(name)) || more.length > 0) {
+    throw new Error(`no RBAC mapping for API path ${template}: extend test/unit/deploy/rbac.test.ts`);
+  }
+  return { group: m[1] ?? '', resource: subresource === undefined ? resource : `${resource}/${subresource}`, namespaced };
+}
+
+/**
+ * Calls of KubeApi in a source that uses it: `.list('/api/v1/pods', …)`, `.patch('/api/v1/nodes/{name}/status', …)`.
+ * A call whose path is not a literal cannot be placed, and fails the scan.
+ */
+export function kubeApiCallsIn(source: string, text: string): ApiCall[] {
+  if (!/\bKubeApi\b|kube-api\.js'/.test(text)) return [];
+  const calls: ApiCall[] = [];
+  const namespaces = [...text.matchAll(/[nN]amespace\s*\?\?\s*'([a-z0-9-]+)'/g)].map((m) => m[1] ?? '');
+  for (const m of text.matchAll(new RegExp(`\\.(${Object.keys(KUBE_API_VERBS).join('|')})\\(\\s*([^,)]*)`, 'g'))) {
+    const method = m[1] ?? '';
+    const literal = /^'(\/[^']*)'$/.exec((m[2] ?? '').trim());
+    if (literal === null) throw new Error(`${source}: .${method}(${m[2] ?? ''}…) does not name its API path as a literal; the RBAC scan cannot place it`);
+    const p = permissionOfPath(literal[1] ?? '');
+    let namespace: string | undefined;
+    if (p.namespaced) {
+      if (namespaces.length !== 1) throw new Error(`${source}: ${literal[1]} is namespaced; expected one \`namespace ?? '<ns>'\` default to know where, found ${namespaces.length}`);
+      namespace = namespaces[0];
+    }
+    calls.push({ group: p.group, resource: p.resource, verb: KUBE_API_VERBS[method] ?? '', namespace, source: `${source}: ${method} ${literal[1]}` });
   }
   return calls;
 }
@@ -136,7 +185,7 @@ describe('deploy: RBAC covers exactly the API calls of the code', () => {
 
   it('the scan finds the calls the agent is known to make', () => {
     const found = new Set(calls.map((c) => `${key(c)}${c.namespace === undefined ? '' : `@${c.namespace}`}`));
-    for (const expected of ['|nodes|list', '|nodes|watch', '|nodes/status|patch', '|events|create@default', 'networking.k8s.io|networkpolicies|watch']) {
+    for (const expected of ['|nodes|list', '|nodes|watch', '|pods|watch', '|namespaces|list', '|nodes/status|patch', '|events|create@default', 'networking.k8s.io|networkpolicies|watch']) {
       expect(found, expected).to.include(expected);
     }
   });
@@ -155,6 +204,23 @@ describe('deploy: RBAC covers exactly the API calls of the code', () => {
       'discovery.k8s.io|endpointslices|list@*',
       'discovery.k8s.io|endpointslices|watch@*',
     ]);
+    const ours = [
+      "import { KubeApi } from './kube-api.js';",
+      "const namespace = options.namespace ?? 'kube-system';",
+      "await api.read('/api/v1/namespaces/{namespace}/secrets/{name}', { params: { namespace, name } });",
+      "await api.patch('/api/v1/nodes/{name}/status', body, { params: { name } });",
+      "await api.watch('/apis/discovery.k8s.io/v1/endpointslices', options, onEvent);",
+    ].join('\n');
+    expect(apiCallsIn('y.ts', ours).map((c) => `${key(c)}@${c.namespace ?? '*'}`)).to.deep.equal([
+      '|secrets|get@kube-system',
+      '|nodes/status|patch@*',
+      'discovery.k8s.io|endpointslices|watch@*',
+    ]);
+    // Every request method of KubeApi is one the scan knows (a new one must be mapped to its verb here).
+    const methods = Object.getOwnPropertyNames(KubeApi.prototype).filter((m) => m !== 'constructor' && m !== 'close' && typeof (KubeApi.prototype as unknown as Record<string, unknown>)[m] === 'function');
+    expect(methods.filter((m) => !['json', 'send', 'readBody', 'transportError', 'currentToken'].includes(m)).sort()).to.deep.equal(Object.keys(KUBE_API_VERBS).sort());
+    expect(() => apiCallsIn('z.ts', "import { KubeApi } from './kube-api.js';\nawait api.list(somePath, {});")).to.throw(/does not name its API path as a literal/);
+    expect(() => apiCallsIn('z.ts', "import { KubeApi } from './kube-api.js';\nawait api.list('/healthz');")).to.throw(/no RBAC mapping/);
     expect(permissionOf('listNetworkPolicyForAllNamespaces', 'networking.k8s.io')).to.deep.equal({
       group: 'networking.k8s.io',
       resource: 'networkpolicies',
