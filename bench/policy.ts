@@ -160,6 +160,7 @@ async function main(): Promise<void> {
     let observed = observedAfter(fresh);
     const modes = { incremental: { total: [] as number[], compute: [] as number[] }, scratch: { total: [] as number[], compute: [] as number[] } };
     let wrote = 0;
+    const incWrote: boolean[] = [];
     for (let k = 0; k < CHANGES * 2; k++) {
       const mode = k % 2 === 0 ? 'incremental' : 'scratch';
       const index = ((k >> 1) * 37 + (k & 1) * 500) % PODS;
@@ -171,11 +172,15 @@ async function main(): Promise<void> {
       await applier.apply(changePlan);
       modes[mode].total.push(ms(t));
       const s = changePlan.summary;
-      if (s.changedChains + s.changedSets + s.deletedChains > 0) wrote++;
+      const didWrite = s.changedChains + s.changedSets + s.deletedChains > 0;
+      if (didWrite) wrote++;
+      if (mode === 'incremental') incWrote.push(didWrite);
       // The incremental compiler sees every snapshot (outside the timing when it was not the one measured).
       const final = mode === 'incremental' ? next : compiler.compile({ ...w, node });
       observed = observedAfter(final);
     }
+    const inc = modes.incremental;
+    const scr = modes.scratch;
     // What one restore process costs at this table size with nothing to change (it reads the whole table first):
     // the floor under any change that writes a chain, once per family.
     const emptyRestores: number[] = [];
@@ -184,11 +189,20 @@ async function main(): Promise<void> {
       await netnsRunner(nsA).run(['iptables-restore', '--noflush', '-w', '5'], { input: '*filter\nCOMMIT\n' });
       emptyRestores.push(ms(t));
     }
+    // The smallest change that writes both families (an empty chain created and deleted, IPv4 then IPv6): what any
+    // label change that touches chains costs at least at this table size (the kernel validates the table per commit).
+    const smallCommits: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      t = process.hrtime.bigint();
+      for (const cmd of ['iptables-restore', 'ip6tables-restore']) {
+        await netnsRunner(nsA).run([cmd, '--noflush', '-w', '5'], { input: '*filter\n:PRPOL-BENCH - [0:0]\n-X PRPOL-BENCH\nCOMMIT\n' });
+      }
+      smallCommits.push(ms(t));
+    }
+    const wroteLatencies = inc.total.filter((_, i) => incWrote[i] === true);
     const rules = [...compiled.v4.chains.values(), ...compiled.v6.chains.values()].reduce((n, r) => n + r.length, 0);
     const fullSyncMs = median(fullSyncs);
     const floorMs = median(floors);
-    const inc = modes.incremental;
-    const scr = modes.scratch;
     const result = {
       pods: PODS,
       namespaces: NAMESPACES,
@@ -206,6 +220,8 @@ async function main(): Promise<void> {
       fullSyncRuns: fullSyncs.map(Math.round),
       floorRuns: floors.map(Math.round),
       emptyRestoreMs: round1(median(emptyRestores)),
+      smallCommitBothFamiliesMs: round1(median(smallCommits)),
+      labelChangeWritingMs: { p50: Math.round(percentile(wroteLatencies, 50)), p99: Math.round(percentile(wroteLatencies, 99)), n: wroteLatencies.length },
       labelChanges: inc.total.length,
       labelChangesThatWrote: wrote,
       labelChangeComputeMs: { p50: round1(percentile(inc.compute, 50)), p99: round1(percentile(inc.compute, 99)) },

@@ -57,6 +57,10 @@ export interface PolicyRun {
   rounds?: number;
   /** One iptables-restore with nothing to change, at this table size (the per-family floor of any change). */
   emptyRestoreMs?: number;
+  /** The smallest change that writes both families (empty chain created and deleted, IPv4 then IPv6). */
+  smallCommitBothFamiliesMs?: number;
+  /** Incremental label changes that wrote to the kernel. */
+  labelChangeWritingMs?: { p50: number; p99: number; n: number };
   pods: number;
   policies: number;
   chains: number;

@@ -14,7 +14,7 @@ import { repoRoot } from '../lab/leftovers.js';
 import { TRUTH_CASES, type TruthAction, type TruthContext } from './truth-cases.js';
 import { TruthLab, type SettleReport } from './truth-lab.js';
 
-const LAB = 'h12tt';
+const LAB = process.env.POLICY_TRUTH_LAB ?? 'h12tt';
 /** How long one step may take until every node's agent enforces it (they react in well under a second). */
 const STEP_DEADLINE_MS = 30_000;
 const topologyFile = path.join(repoRoot(), 'topologies', 'two-racks.yaml');
