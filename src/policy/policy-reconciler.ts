@@ -1,7 +1,8 @@
 // The policy reconciler: owns the PRPOL- chains, the jumps to them and the PRPOL4-/PRPOL6- sets of its node.
-// Level-triggered: setCluster() only records the newest snapshot and marks it dirty; the loop compiles the whole
-// snapshot (incrementally: unchanged chains and sets come from the previous compile), plans against what the kernel
-// holds and applies the difference. Fail-closed: a failed apply leaves
+// Level-triggered: setCluster() only records the newest snapshot and marks it dirty; the loop compiles the snapshot
+// incrementally (the PolicyCompiler finds the changed pods by object identity, so snapshots must hand in a new object
+// for a changed pod, as informer caches do, and never edit one in place), plans against what the kernel holds and
+// applies the difference. Fail-closed: a failed apply leaves
 // the previous rules in force and is retried with back-off; start-up never clears anything, so rules left by a
 // previous agent keep enforcing until the new ones replace them chain by chain.
 import { readFile } from 'node:fs/promises';
@@ -52,7 +53,7 @@ export class PolicyReconciler {
   private readonly opts: PolicyReconcilerOptions;
   private node: PolicyNode;
   private readonly applier: IptablesPolicyApplier;
-  /** Remembers the previous compile: a single pod change recompiles only what depends on that pod. */
+  /** Keeps the previous compile's state: a single pod change re-evaluates only what depends on that pod. */
   private readonly compiler = new PolicyCompiler();
   private readonly logger: Logger;
   private cluster: ClusterState | null = null;
