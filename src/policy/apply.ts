@@ -136,9 +136,15 @@ export class IptablesPolicyApplier {
   async readObserved(signal?: AbortSignal): Promise<ObservedPolicyState> {
     const state = emptyObservedState();
     const opts = signal === undefined ? {} : { signal };
-    state.v4 = parseIptablesSave(await this.runner.run(['iptables-save', '-t', 'filter'], opts));
-    state.v6 = parseIptablesSave(await this.runner.run(['ip6tables-save', '-t', 'filter'], opts));
-    state.sets = parseIpsetSave(await this.runner.run(['ipset', 'save'], opts));
+    // Three reads at once: they only read, and each is mostly process start-up.
+    const [v4, v6, sets] = await Promise.all([
+      this.runner.run(['iptables-save', '-t', 'filter'], opts),
+      this.runner.run(['ip6tables-save', '-t', 'filter'], opts),
+      this.runner.run(['ipset', 'save'], opts),
+    ]);
+    state.v4 = parseIptablesSave(v4);
+    state.v6 = parseIptablesSave(v6);
+    state.sets = parseIpsetSave(sets);
     return state;
   }
 
