@@ -61,23 +61,24 @@ export interface DatapathResult {
   failures: string[];
 }
 
-interface Endpoint {
+export interface Endpoint {
   netns: string;
   address: string;
 }
 
-const IPERF_PORT = 5299;
+export const IPERF_PORT = 5299;
 /** The underlay's 1500 minus VXLAN's 50 bytes of outer headers, as flannel configures its pods. */
 const VXLAN_MTU = 1450;
 
-interface IperfRun {
+export interface IperfRun {
   gbps: number;
   retransmits: number;
   /** CPU seconds of sender + receiver (user + system, which holds the softirq work of veth, bridge, netfilter) per GB. */
   cpuSecondsPerGB: number;
 }
 
-async function iperf(server: Endpoint, client: Endpoint, seconds: number): Promise<IperfRun> {
+/** One iperf3 TCP run from client to server (a one-shot server in the server's namespace), retried until it listens. */
+export async function iperf(server: Endpoint, client: Endpoint, seconds: number): Promise<IperfRun> {
   const srv = execa('ip', ['netns', 'exec', server.netns, 'iperf3', '-s', '-1', '-B', server.address, '-p', String(IPERF_PORT)], { reject: false, timeout: (seconds + 30) * 1000 });
   try {
     let lastError = '';

@@ -9,7 +9,8 @@ import { apiRequest, type LabStatusReport } from '../src/lab/lab.js';
 import { labPaths } from '../src/lab/paths.js';
 import { compilePolicies } from '../src/policy/compile.js';
 import { parseIptablesSave } from '../src/policy/apply.js';
-import { BenchError, pollUntil, sleep } from './lib/proc.js';
+import { IPERF_PORT, iperf } from './datapath.js';
+import { BenchError, pollUntil } from './lib/proc.js';
 import { summarize, type Summary } from './lib/stats.js';
 
 export interface PolicyDatapathOptions {
@@ -41,33 +42,8 @@ export interface PolicyDatapathResult {
   enforceMs: number[];
 }
 
-const IPERF_PORT = 5299;
 const API_NETPOL = '/apis/networking.k8s.io/v1';
 const POLICY_PREFIX = 'bench-dp-';
-
-async function iperf(server: { netns: string; address: string }, client: { netns: string }, seconds: number): Promise<number> {
-  const srv = execa('ip', ['netns', 'exec', server.netns, 'iperf3', '-s', '-1', '-B', server.address, '-p', String(IPERF_PORT)], { reject: false, timeout: (seconds + 30) * 1000 });
-  try {
-    let lastError = '';
-    for (let attempt = 0; attempt < 50; attempt++) {
-      const r = await execa('ip', ['netns', 'exec', client.netns, 'iperf3', '-c', server.address, '-p', String(IPERF_PORT), '-t', String(seconds), '-J'], { reject: false, timeout: (seconds + 20) * 1000 });
-      let j: { error?: string; end?: { sum_received?: { bits_per_second?: number } } } = {};
-      try {
-        j = JSON.parse(r.stdout) as typeof j;
-      } catch {
-        // not JSON: reported below
-      }
-      const bps = j.end?.sum_received?.bits_per_second;
-      if (r.exitCode === 0 && typeof bps === 'number') return bps / 1e9;
-      lastError = j.error ?? (r.stdout.slice(0, 300) || r.stderr);
-      await sleep(100);
-    }
-    throw new BenchError('BENCH_SETUP_FAILED', `iperf3 ${client.netns} -> ${server.address}: ${lastError}`);
-  } finally {
-    srv.kill('SIGKILL');
-    await srv;
-  }
-}
 
 /** 500 policies of mixed shapes in the two pods' namespaces; each selects a pod, and together they allow iperf3. */
 export function datapathPolicies(count: number, namespaces: [string, string], podRange: { v4: string; v6: string }): V1NetworkPolicy[] {
@@ -132,7 +108,7 @@ export async function runPolicyDatapath(status: LabStatusReport, o: PolicyDatapa
   const podA = status.pods.find((p) => p.node === nodeA.name && p.phase === 'Running');
   const podB = status.pods.find((p) => p.node === nodeB.name && p.phase === 'Running' && p.namespace !== podA?.namespace) ?? status.pods.find((p) => p.node === nodeB.name && p.phase === 'Running');
   if (podA === undefined || podB === undefined) throw new BenchError('BENCH_SETUP_FAILED', `no running pods on ${nodeA.name} and ${nodeB.name}`);
-  const client = { netns: podA.netns };
+  const client = { netns: podA.netns, address: v4(podA.ips) };
   const server = { netns: podB.netns, address: v4(podB.ips) };
   const policies = datapathPolicies(o.policies, [podA.namespace, podB.namespace], { v4: '10.244.0.0/16', v6: 'fd00:10:244::/56' });
   const nodes = [nodeA.name, nodeB.name];
@@ -160,7 +136,7 @@ export async function runPolicyDatapath(status: LabStatusReport, o: PolicyDatapa
       const order: ('none' | 'policies')[] = rep % 2 === 0 ? ['none', 'policies'] : ['policies', 'none'];
       for (const state of order) {
         await setState(state);
-        runs.push({ state, gbps: await iperf(server, client, o.seconds) });
+        runs.push({ state, gbps: (await iperf(server, client, o.seconds)).gbps });
       }
       o.log(`policy data path: alternation ${rep + 1}/${o.reps} done`);
     }
