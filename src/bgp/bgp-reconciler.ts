@@ -29,6 +29,7 @@ import {
   type PolicyBundle,
 } from './bgp-planner.js';
 import type { BgpEvent, Family, LearnedPath, PeerState } from './types.js';
+import { DirtySignal, sleep } from '../agent/dirty-signal.js';
 
 export type { BgpDesiredState, BgpChange } from './bgp-planner.js';
 
@@ -87,50 +88,6 @@ export class BgpReconcilerError extends Error {
     super(message);
     this.name = 'BgpReconcilerError';
   }
-}
-
-/** A one-slot signal: set() any number of times, wait() resolves once; then it is clear again. */
-class DirtySignal {
-  private dirty = false;
-  private waiter: (() => void) | undefined;
-  set(): void {
-    this.dirty = true;
-    const w = this.waiter;
-    this.waiter = undefined;
-    w?.();
-  }
-  /** Resolves when set (or after timeoutMs, or on abort). Returns whether it was set. */
-  async wait(timeoutMs: number, signal: AbortSignal): Promise<boolean> {
-    if (!this.dirty && !signal.aborted) {
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(done, timeoutMs);
-        function done(): void {
-          clearTimeout(t);
-          signal.removeEventListener('abort', done);
-          resolve();
-        }
-        signal.addEventListener('abort', done, { once: true });
-        this.waiter = done;
-      });
-      this.waiter = undefined;
-    }
-    const was = this.dirty;
-    this.dirty = false;
-    return was;
-  }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 function errorInfo(err: unknown): { code: string; message: string } {
