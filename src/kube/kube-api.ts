@@ -424,12 +424,13 @@ export class KubeApi {
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {
         buffered += chunk;
+        let start = 0;
         let nl: number;
-        while (!failed && (nl = buffered.indexOf('\n')) >= 0) {
-          const text = buffered.slice(0, nl);
-          buffered = buffered.slice(nl + 1);
-          line(text);
+        while (!failed && (nl = buffered.indexOf('\n', start)) >= 0) {
+          line(buffered.slice(start, nl));
+          start = nl + 1;
         }
+        buffered = buffered.slice(start);
       });
       res.on('end', () => {
         if (!failed && buffered !== '') line(buffered);
