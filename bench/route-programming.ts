@@ -11,6 +11,7 @@ import { createLogger } from '../src/observe/log.js';
 import { RouteReconciler } from '../src/routes/route-reconciler.js';
 import type { DesiredRoute } from '../src/routes/select-routes.js';
 import { measureDecode, type DecodeResult } from './decode.js';
+import { daemonSetNodeOptions } from './footprint.js';
 import { startBenchApi } from './lib/agent-host.js';
 import { RawGobgp } from './lib/gobgp-raw.js';
 import { addNetns, BenchError, Cleanup, ip, ipBatch, pollUntil, rssMiB, cpuMs, startDaemon } from './lib/proc.js';
@@ -27,7 +28,7 @@ export interface RouteBenchOptions {
   /** Routes for the wire-decoding measurement (0 skips it). */
   decodeRoutes?: number;
   log: (message: string) => void;
-  /** Extra Node.js flags for the podroute agent (profiling). */
+  /** Extra Node.js flags for the podroute agent (profiling), after the DaemonSet's own (daemonSetNodeOptions()). */
   agentNodeArgs?: string[];
 }
 
@@ -55,6 +56,8 @@ export interface SizeResult {
 
 export interface RouteBenchResult {
   sizes: SizeResult[];
+  /** The DaemonSet's NODE_OPTIONS the podroute agent ran with (its RSS is then the deployed agent's). */
+  agentNodeOptions?: string[];
   decode?: DecodeResult;
 }
 
@@ -131,7 +134,9 @@ export async function runRouteProgramming(options: RouteBenchOptions): Promise<R
   const p = options.prefix;
   const injNs = `${p}-inj`;
   const ipbNs = `${p}-ipb`;
-  const result: RouteBenchResult = { sizes: [] };
+  // The agent runs with the DaemonSet's V8 flags, as the footprint benchmark's does: its RSS is comparable.
+  const nodeOptions = kinds.includes('podroute') ? daemonSetNodeOptions() : undefined;
+  const result: RouteBenchResult = { sizes: [], ...(nodeOptions === undefined ? {} : { agentNodeOptions: nodeOptions }) };
   try {
     await mkdir(options.workDir, { recursive: true });
     // The injector's LAN: a bridge in its namespace, one veth per receiver (and one for the ip -batch floor).
@@ -163,7 +168,7 @@ export async function runRouteProgramming(options: RouteBenchOptions): Promise<R
           injectedRange: INJECTED_RANGE,
           api,
           cleanup,
-          ...(options.agentNodeArgs === undefined ? {} : { agentNodeArgs: options.agentNodeArgs }),
+          ...(nodeOptions === undefined ? {} : { agentNodeArgs: [...nodeOptions, ...(options.agentNodeArgs ?? [])] }),
         }),
       );
       options.log(`route programming: receiver ${kind} up in ${netns}`);
