@@ -25,14 +25,16 @@ export function resultsDir(): string {
 
 export const FAULTS_FILE = (): string => path.join(resultsDir(), 'faults.json');
 
-export function startRun(topology: string, settings: Record<string, unknown>): void {
-  let commit = 'unknown';
+function currentCommit(): string {
   try {
-    commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', cwd: repoRoot() }).trim();
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8', cwd: repoRoot() }).trim();
   } catch {
-    // not a checkout: keep 'unknown'
+    return 'unknown'; // not a checkout
   }
-  const results: FaultResults = { run: { startedAt: new Date().toISOString(), commit, topology, settings }, faults: {} };
+}
+
+export function startRun(topology: string, settings: Record<string, unknown>): void {
+  const results: FaultResults = { run: { startedAt: new Date().toISOString(), commit: currentCommit(), topology, settings }, faults: {} };
   mkdirSync(resultsDir(), { recursive: true });
   writeFileSync(FAULTS_FILE(), JSON.stringify(results, null, 2) + '\n');
 }
@@ -42,4 +44,25 @@ export function recordFault(id: string, record: Omit<FaultRecord, 'at'>): void {
   const results = JSON.parse(readFileSync(FAULTS_FILE(), 'utf8')) as FaultResults;
   results.faults[id] = { ...record, at: new Date().toISOString() };
   writeFileSync(FAULTS_FILE(), JSON.stringify(results, null, 2) + '\n');
+}
+
+/** Figures of the hostile-peer tests (hostile-bgp, flapping), each stamped with its own time and commit. */
+export interface HostilePeerRecord extends FaultRecord {
+  commit: string;
+}
+
+export const HOSTILE_FILE = (): string => path.join(resultsDir(), 'hostile-peers.json');
+
+/** Adds (or replaces) one hostile-peer test's figures; the other tests' entries stay (they run in other files). */
+export function recordHostilePeer(id: string, record: Omit<FaultRecord, 'at'>): void {
+  const file = HOSTILE_FILE();
+  let results: Record<string, HostilePeerRecord> = {};
+  try {
+    results = JSON.parse(readFileSync(file, 'utf8')) as Record<string, HostilePeerRecord>;
+  } catch {
+    // first record
+  }
+  results[id] = { ...record, at: new Date().toISOString(), commit: currentCommit() };
+  mkdirSync(resultsDir(), { recursive: true });
+  writeFileSync(file, JSON.stringify(results, null, 2) + '\n');
 }

@@ -13,6 +13,7 @@ import { ROUTE_PASS_PACING } from '../../../src/agent/agent.js';
 import { maxFlappingPasses } from '../../../src/agent/dirty-signal.js';
 import { GobgpClient } from '../../../src/bgp/gobgp-client.js';
 import { createNetnsPair, GobgpdFixture, waitFor, type NetnsPair } from '../bgp/gobgpd-fixture.js';
+import { recordHostilePeer } from './fault-results.js';
 
 const NODE_ASN = 64512;
 const PEER_ASN = 65100;
@@ -106,6 +107,12 @@ describe('resilience: a peer flapping its routes rapidly', function () {
       const passes = maxFlappingPasses(ROUTE_PASS_PACING, windowMs);
       const bound = passes * PREFIXES.length;
       console.log(`      ${announcements} path changes by the peer in ${FLAP_MS} ms; ${changes.length} kernel route changes in ${windowMs} ms (bound ${bound}: ${passes} passes x ${PREFIXES.length} prefixes)`);
+      recordHostilePeer('flapping', {
+        title: 'a peer flapping its routes rapidly',
+        target: 'kernel route changes bounded by the paced route passes; the kernel ends with exactly the last announcement',
+        passed: announcements > 3 * bound && changes.length <= bound,
+        figures: { prefixes: PREFIXES.length, flapMs: FLAP_MS, peerPathChanges: announcements, kernelRouteChanges: changes.length, bound, windowMs },
+      });
       // The peer churned far more than the bound allows: without pacing the kernel would have followed it.
       expect(announcements).to.be.greaterThan(3 * bound);
       expect(changes.length).to.be.at.most(bound);

@@ -19,6 +19,7 @@ import type { OriginatedPath, PeerSpec, PeerStatus } from '../../../src/bgp/type
 import type { AgentConfigInput } from '../../../src/config/agent-config.js';
 import { renderKubeconfig } from '../../../src/lab/apiserver/index.js';
 import { CLI_MAIN, gobgpdArgs } from '../../../src/lab/lab.js';
+import { recordHostilePeer } from './fault-results.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const RELAY_SCRIPT = path.join(here, '..', '..', '..', 'bench', 'api-relay.js');
@@ -244,10 +245,16 @@ describe('hostile BGP peers against a real node (gobgpd + podroute agent)', func
       sampling = false;
       await sampler;
     }
+    const goodAfter = await nodePeer(GOOD.address);
+    recordHostilePeer('max-prefix', {
+      title: 'a peer flooding prefixes past its max-prefix limit',
+      target: 'session ended at the limit and kept down; the kernel never holds more than the limit; other peers untouched',
+      passed: most <= baseline.length + LIMIT && goodMissing === 0 && goodAfter?.establishedSince?.getTime() === goodBefore?.establishedSince?.getTime(),
+      figures: { limit: LIMIT, announced: LIMIT - 10 + 2000, mostPodrouteRoutesAtOnce: most, goodPeerRoutes: baseline.length, samplesWithoutGoodRoutes: goodMissing, goodSessionReset: goodAfter?.establishedSince?.getTime() !== goodBefore?.establishedSince?.getTime() },
+    });
     expect(most, 'most proto-44 routes seen at once').to.be.at.most(baseline.length + LIMIT);
     expect(goodMissing, 'samples without the good peer routes').to.equal(0);
     expect(kernelRoutes()).to.deep.equal(baseline);
-    const goodAfter = await nodePeer(GOOD.address);
     expect(goodAfter?.state).to.equal('ESTABLISHED');
     expect(goodAfter?.establishedSince?.getTime(), 'the good session was not reset').to.equal(goodBefore?.establishedSince?.getTime());
     // The agent reports it: the peer is down in its /status and a Warning Event names it.
@@ -279,15 +286,29 @@ describe('hostile BGP peers against a real node (gobgpd + podroute agent)', func
     const md5Config = (await nodeGobgp.listPeerConfigs()).find((c) => c.spec.address === MD5.address);
     expect(md5Config?.spec.password, 'the node side has the password from the file').to.equal(PASSWORD);
     // Both sides dial every second (connect retry 1 s): many attempts pass; none may get through.
+    const states = new Set<string>();
+    let received = 0;
+    let installed = 0;
     for (let i = 0; i < 15; i++) {
       await sleep(1000);
       const p = await nodePeer(MD5.address);
-      expect(p?.state, `round ${i}`).to.be.oneOf(['IDLE', 'CONNECT', 'ACTIVE']);
-      expect(p?.received, `round ${i}`).to.equal(0);
-      expect(kernelRoutes().filter((r) => MD5.routes.includes(r)), `round ${i}`).to.deep.equal([]);
+      states.add(p?.state ?? 'missing');
+      received = Math.max(received, p?.received ?? 0);
+      installed = Math.max(installed, kernelRoutes().filter((r) => MD5.routes.includes(r)).length);
     }
     await md5.client.updatePeer({ ...md5.spec, password: PASSWORD });
+    const fixed = Date.now();
     await pollUntil('MD5 peer Established with the right password', 90_000, 500, async () => ((await nodePeer(MD5.address))?.state === 'ESTABLISHED' ? true : undefined));
+    const wrongStates = [...states].sort();
+    recordHostilePeer('md5', {
+      title: 'a peer with the wrong TCP MD5 password',
+      target: 'never Established, nothing received or installed; the right password works',
+      passed: !states.has('ESTABLISHED') && received === 0 && installed === 0,
+      figures: { secondsWatched: 15, statesSeen: wrongStates, mostReceived: received, mostInstalled: installed, secondsToEstablishedAfterFix: Math.round((Date.now() - fixed) / 100) / 10 },
+    });
+    expect(wrongStates.every((st) => ['IDLE', 'CONNECT', 'ACTIVE'].includes(st)), `states with the wrong password: ${wrongStates.join(', ')}`).to.equal(true);
+    expect(received, 'paths received with the wrong password').to.equal(0);
+    expect(installed, 'routes installed with the wrong password').to.equal(0);
     await pollUntil('MD5 peer route installed', 60_000, 200, () => (MD5.routes.every((r) => kernelRoutes().includes(r)) ? true : undefined));
   });
 

@@ -4,7 +4,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from '../lab/leftovers.js';
-import { FAULTS_FILE, resultsDir, type FaultResults } from './fault-results.js';
+import { FAULTS_FILE, HOSTILE_FILE, resultsDir, type FaultResults, type HostilePeerRecord } from './fault-results.js';
 
 /** What the two reference implementations document for the same faults (read from their docs; cited). */
 const REFERENCES: Record<string, { kubeRouter: string; calico: string }> = {
@@ -46,7 +46,7 @@ function fmt(v: unknown): string {
   return '`' + JSON.stringify(v) + '`';
 }
 
-export function renderReport(results: FaultResults, dualHomed?: unknown): string {
+export function renderReport(results: FaultResults, dualHomed?: unknown, hostile?: Record<string, HostilePeerRecord>): string {
   const lines: string[] = [];
   lines.push('# Resilience: measured faults');
   lines.push('');
@@ -98,6 +98,19 @@ export function renderReport(results: FaultResults, dualHomed?: unknown): string
     lines.push('```');
     lines.push('');
   }
+  if (hostile !== undefined && Object.keys(hostile).length > 0) {
+    lines.push('## 8. Hostile BGP peers');
+    lines.push('');
+    lines.push('Measured by `test/lab/resilience/hostile-bgp.test.ts` and `flapping.test.ts` (results/hostile-peers.json): one node (gobgpd + agent) and real gobgpd peers in network namespaces.');
+    lines.push('');
+    lines.push('| Peer | Target | Result | Figures | Run |');
+    lines.push('|---|---|---|---|---|');
+    for (const [, h] of Object.entries(hostile).sort(([a], [b]) => a.localeCompare(b))) {
+      const figures = Object.entries(h.figures).map(([k, v]) => `${k}: ${fmt(v)}`).join('<br>');
+      lines.push(`| ${h.title} | ${h.target} | ${h.passed ? 'pass' : 'FAIL'} | ${figures} | ${h.at.slice(0, 16)} ${h.commit} |`);
+    }
+    lines.push('');
+  }
   lines.push('## How podroute gets there');
   lines.push('');
   lines.push('- gobgpd restart: the agent keeps its learned paths as stale per neighbor until that neighbor is Established again and settled (gobgpd\'s watch shows no End-of-RIB), or until the graceful-restart window (`bgp.gracefulRestart.restartTime`) ends; the peers (FRR ToRs, gobgpd mesh peers) keep our paths as stale through the graceful-restart capability the agent configures on every session.');
@@ -109,6 +122,7 @@ export function renderReport(results: FaultResults, dualHomed?: unknown): string
       '(2) the ToR has its nodes as configured neighbors and dials them every second (`neighbor ADDR peer-group NODES`, `timers connect 1`; the listen range stays for nodes it does not know): gobgpd 3.10 stays idle 5 s after a reset and dials only 5–10 s later, but accepts a session at once (766 → 169); ' +
       '(3) `update-delay 30`: the restarted ToR sends nothing, End-of-RIB included, until every configured peer sent its own, so the spine keeps the rack\'s stale routes until the nodes are back (169 → 0). `podroute lab node add/remove` keep the ToR\'s neighbor list current (vtysh and bgpd.conf).',
   );
+  lines.push('- Hostile peers: every external peer gets a max-prefix limit in gobgpd (`bgp.maxPrefixes`, default 10,000 per family, counted before the import policy), so a flood ends the session before it reaches the agent; route passes that write to the kernel are paced (25 ms apart in a burst, stretching to 2 s while the same prefixes keep flapping), so a flapping peer costs a bounded number of kernel writes; passwords come from files only and never reach logs, /status or /metrics.');
   lines.push('');
   lines.push(...CITATIONS);
   lines.push('');
@@ -120,7 +134,8 @@ function main(): void {
   const dualFile = path.join(resultsDir(), 'dual-homed.json');
   const dual = existsSync(dualFile) ? (JSON.parse(readFileSync(dualFile, 'utf8')) as unknown) : undefined;
   const out = path.join(repoRoot(), 'docs', 'resilience.md');
-  writeFileSync(out, renderReport(results, dual));
+  const hostile = existsSync(HOSTILE_FILE()) ? (JSON.parse(readFileSync(HOSTILE_FILE(), 'utf8')) as Record<string, HostilePeerRecord>) : undefined;
+  writeFileSync(out, renderReport(results, dual, hostile));
   console.log(`wrote ${out}`);
 }
 
