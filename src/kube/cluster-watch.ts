@@ -247,6 +247,8 @@ async function listAllPages(
 /** One kind's cache, kept by list-then-watch. */
 interface Informer {
   readonly cache: Map<string, KubernetesObject>;
+  /** Where the watch resumes from; undefined until listed and after a failure that calls for a relist. */
+  resourceVersion: string | undefined;
 }
 
 export class ClusterWatch {
@@ -264,7 +266,7 @@ export class ClusterWatch {
     this.api = api;
     const kinds = endpoints(api, this.options.watchTimeoutSeconds ?? WATCH_TIMEOUT_S);
     for (const kind of this.options.kinds) {
-      const informer: Informer = { cache: new Map() };
+      const informer: Informer = { cache: new Map(), resourceVersion: undefined };
       this.informers.set(kind, informer);
       this.loops.push(this.run(kind, informer, kinds[kind]));
     }
@@ -292,6 +294,13 @@ export class ClusterWatch {
     };
   }
 
+  /** The resourceVersion each kind's watch is at (bookmarks keep it fresh on a quiet watch). For status and tests. */
+  resourceVersions(): Partial<Record<WatchedKind, string>> {
+    const out: Partial<Record<WatchedKind, string>> = {};
+    for (const [kind, informer] of this.informers) if (informer.resourceVersion !== undefined) out[kind] = informer.resourceVersion;
+    return out;
+  }
+
   async stop(): Promise<void> {
     this.stopping.abort();
     await Promise.all(this.loops);
@@ -309,33 +318,33 @@ export class ClusterWatch {
     const slim = SLIM[kind];
     const cached = (o: KubernetesObject): KubernetesObject | undefined => informer.cache.get(keyOf(o));
     const pageSize = this.options.listPageSize ?? LIST_PAGE_SIZE;
-    let resourceVersion: string | undefined;
     let backoffMs = RETRY_MIN_MS;
     while (!signal.aborted) {
       try {
-        if (resourceVersion === undefined) {
+        if (informer.resourceVersion === undefined) {
           this.options.onStat?.(kind, 'connect');
           const listed = await listAllPages(endpoint.listPage, pageSize, signal, slim, cached);
           if (listed.resourceVersion === undefined) throw new KubeApiError('BAD_RESPONSE', `${kind}: the list has no resourceVersion`);
           this.replaceCache(kind, informer, listed.items);
-          resourceVersion = listed.resourceVersion;
+          informer.resourceVersion = listed.resourceVersion;
           // The list completing is what makes the cache valid, even when it is empty.
           this.markListed(kind);
         }
-        await endpoint.watchFrom({ resourceVersion, signal }, (event) => {
-          resourceVersion = this.apply(kind, informer, event, slim) ?? resourceVersion;
+        await endpoint.watchFrom({ resourceVersion: informer.resourceVersion, signal }, (event) => {
+          informer.resourceVersion = this.apply(kind, informer, event, slim) ?? informer.resourceVersion;
         });
         backoffMs = RETRY_MIN_MS;
       } catch (err) {
         if (signal.aborted) break;
-        if (err instanceof KubeApiError && err.code === 'RESOURCE_EXPIRED') {
-          // Too old to resume from: list again now (a continue token gone stale lands here too).
+        if (err instanceof KubeApiError && err.code === 'RESOURCE_EXPIRED' && informer.resourceVersion !== undefined) {
+          // The watch is too old to resume from: list again now. (A list's continue token gone stale is also a
+          // 410; that one retries with back-off below, so a server that keeps refusing is not hammered.)
           this.options.logger.info('kubernetes watch expired; listing again', { kind });
-          resourceVersion = undefined;
+          informer.resourceVersion = undefined;
           continue;
         }
         this.options.onStat?.(kind, 'error');
-        if (!(err instanceof KubeApiError) || err.code === 'BAD_RESPONSE' || err.code === 'API_STATUS') resourceVersion = undefined;
+        if (!(err instanceof KubeApiError) || err.code === 'BAD_RESPONSE' || err.code === 'API_STATUS') informer.resourceVersion = undefined;
         this.options.logger.warn('kubernetes watch failed; retrying', { kind, retryInMs: backoffMs, error: describeError(err) });
         await sleep(backoffMs, signal);
         backoffMs = Math.min(backoffMs * 2, RETRY_MAX_MS);

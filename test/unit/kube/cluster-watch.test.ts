@@ -221,6 +221,18 @@ describe('ClusterWatch reconnects', () => {
     expect(count('connect'), 'lists').to.equal(1);
   });
 
+  it('bookmarks keep a quiet watch fresh: after many changes to other kinds it still resumes without a 410', async () => {
+    for (let i = 0; i < 5; i++) server.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: `quiet-${i}` } });
+    // Five changes the pods watch does not see: beyond the window of 3, so only a bookmark lets it resume.
+    await until('a bookmark carrying the newest resourceVersion', () => watch!.resourceVersions().pods === server.resourceVersion);
+    server.endWatches();
+    server.create(pod('r3b', { app: 'a' }));
+    await until('the pod made while the watch was down', () => names().includes('r3b'));
+    expect(count('connect'), 'lists').to.equal(1);
+    server.delete('pods', 'default', 'r3b');
+    await until('the deletion', () => !names().includes('r3b'));
+  });
+
   it('410 Gone (too many changes missed) lists again, and a deletion missed meanwhile is seen', async () => {
     server.endWatches();
     // Synchronously, before the client can reconnect: more changes than the server's window keeps.
