@@ -3,12 +3,12 @@ import { writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { createLogger } from '../observe/log.js';
-import { renderClab } from '../lab/clab.js';
 import { existsSync } from 'node:fs';
-import { formatNodeRoutes, formatStatus, LabError, labDown, labDownAll, labExec, labNodeAdd, labNodeRemove, labStatus, labUp } from '../lab/lab.js';
-import { labPaths } from '../lab/paths.js';
-import { formatMatrix, runMatrix } from '../lab/matrix.js';
-import { loadTopology } from '../lab/topology.js';
+
+// The lab's modules are loaded only when a lab command runs: the agent shares this binary, and the lab (its
+// kubelet and API server) would load @kubernetes/client-node into every agent for nothing (~60 MB of RSS).
+const labModule = (): Promise<typeof import('../lab/lab.js')> => import('../lab/lab.js');
+const matrixModule = (): Promise<typeof import('../lab/matrix.js')> => import('../lab/matrix.js');
 
 function parseIntOption(value: string): number {
   const n = Number(value);
@@ -35,6 +35,8 @@ export function labCommand(): Command {
     .option('--name <name>', 'lab name (part of every namespace and file name)', 'demo')
     .option('--timeout <seconds>', 'give up when not converged after this long', parseIntOption, 180)
     .action(async (topology: string, opts: { name: string; timeout: number }) => {
+      const { formatStatus, LabError, labUp } = await labModule();
+      const { labPaths } = await import('../lab/paths.js');
       const log = createLogger({ component: 'lab', format: 'text' });
       let status;
       try {
@@ -56,6 +58,7 @@ export function labCommand(): Command {
     .option('--all', 'every lab found under the lab root')
     .option('--prefix <prefix>', 'with --all: only labs whose name starts with this')
     .action(async (name: string | undefined, opts: { all?: boolean; prefix?: string }) => {
+      const { labDown, labDownAll } = await labModule();
       const log = createLogger({ component: 'lab', format: 'text' });
       if (opts.all === true) {
         const labs = await labDownAll({ log, ...(opts.prefix === undefined ? {} : { prefix: opts.prefix }) });
@@ -73,6 +76,7 @@ export function labCommand(): Command {
     .argument('<name>', 'lab name')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async (name: string, opts: { output: string }) => {
+      const { formatStatus, labStatus } = await labModule();
       const status = await labStatus(name);
       process.stdout.write(opts.output === 'json' ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status));
     });
@@ -84,6 +88,7 @@ export function labCommand(): Command {
     .argument('<target>', 'NAMESPACE/POD | node/NODE | router/ROUTER | host/EXTERNAL')
     .argument('<command...>', 'command and arguments (after --)')
     .action(async (name: string, target: string, command: string[]) => {
+      const { labExec } = await labModule();
       process.exitCode = await labExec(name, target, command);
     });
 
@@ -92,6 +97,8 @@ export function labCommand(): Command {
     .description('what `make lab` shows: the routes each node installed, then the pod-to-pod matrix')
     .argument('<name>', 'lab name')
     .action(async (name: string) => {
+      const { formatNodeRoutes } = await labModule();
+      const { formatMatrix, runMatrix } = await matrixModule();
       process.stdout.write(await formatNodeRoutes(name));
       process.stdout.write('\n' + formatMatrix(await runMatrix(name, { timeoutMs: 1000 })));
     });
@@ -101,6 +108,7 @@ export function labCommand(): Command {
     .description('the kernel routes podroute installed on each node (its routing protocol number), IPv4 and IPv6')
     .argument('<name>', 'lab name')
     .action(async (name: string) => {
+      const { formatNodeRoutes } = await labModule();
       process.stdout.write(await formatNodeRoutes(name));
     });
 
@@ -114,6 +122,7 @@ export function labCommand(): Command {
     .requiredOption('--pod-cidr <cidr...>', "the node's podCIDRs (one or two: IPv4 and/or IPv6)")
     .option('--asn <asn>', "the node's ASN (default: the cluster's)", parseIntOption)
     .action(async (name: string, nodeName: string, opts: { rack: string; podCidr: string[]; asn?: number }) => {
+      const { labNodeAdd } = await labModule();
       await labNodeAdd(name, { name: nodeName, rack: opts.rack, podCIDRs: opts.podCidr, ...(opts.asn === undefined ? {} : { asn: opts.asn }) });
     });
   node
@@ -122,6 +131,7 @@ export function labCommand(): Command {
     .argument('<name>', 'lab name')
     .argument('<node>', 'node name')
     .action(async (name: string, nodeName: string) => {
+      const { labNodeRemove } = await labModule();
       await labNodeRemove(name, nodeName);
     });
 
@@ -132,6 +142,7 @@ export function labCommand(): Command {
     .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
     .option('--timeout-ms <ms>', 'per-probe timeout', parseIntOption, 1000)
     .action(async (name: string, opts: { output: string; timeoutMs: number }) => {
+      const { formatMatrix, runMatrix } = await matrixModule();
       const report = await runMatrix(name, { timeoutMs: opts.timeoutMs });
       process.stdout.write(opts.output === 'json' ? JSON.stringify(report, null, 2) + '\n' : formatMatrix(report));
     });
@@ -144,6 +155,8 @@ export function labCommand(): Command {
     .option('--out-dir <dir>', 'write NAME.clab.yml and NAME/ (router configs) here instead of printing the YAML')
     .action(async (topologyFile: string, opts: { name?: string; outDir?: string }) => {
       const name = opts.name ?? path.basename(topologyFile).replace(/\.ya?ml$/, '');
+      const { renderClab } = await import('../lab/clab.js');
+      const { loadTopology } = await import('../lab/topology.js');
       const files = renderClab(await loadTopology(topologyFile), name);
       if (opts.outDir === undefined) {
         process.stdout.write(files[`${name}.clab.yml`] ?? '');

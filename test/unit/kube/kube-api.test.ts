@@ -366,6 +366,14 @@ describe('kube-api: the agent modules do not load @kubernetes/client-node at run
     expect(result.status, result.stderr).to.equal(0);
   });
 
+  it('the podroute binary up to the running agent loads no client-node module (the lab commands load theirs lazily)', function () {
+    this.timeout(60_000);
+    const built = (name: string): string => new URL(`../../../src/${name}`, import.meta.url).href;
+    const result = importsInChild([built('cli/agent.js'), built('cli/lab.js'), built('cli/status.js'), built('agent/agent.js')]);
+    expect(result.stderr).to.not.include('CLIENT_NODE_LOADED');
+    expect(result.status, result.stderr).to.equal(0);
+  });
+
   it('the check catches a runtime import of client-node (control)', function () {
     this.timeout(60_000);
     const result = importsInChild(['@kubernetes/client-node']);
