@@ -227,7 +227,7 @@ export class AgentMetrics {
     });
     this.watchRelists = new Counter({
       name: 'podroute_kube_watch_relists_total',
-      help: 'Kubernetes lists from scratch (start and every re-connection) per kind.',
+      help: 'Kubernetes lists from scratch per kind: at start and when a watch cannot resume (410 Gone or a bad answer); a reconnect resumes from the last resourceVersion.',
       labelNames: ['kind'],
       registers,
     });
