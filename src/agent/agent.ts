@@ -12,7 +12,8 @@ import { BgpReconciler } from '../bgp/bgp-reconciler.js';
 import { GobgpClient } from '../bgp/gobgp-client.js';
 import type { AgentConfig } from '../config/agent-config.js';
 import { ClusterWatch, describeError, loadKubeConfig, type ClusterSnapshot, type WatchedKind } from '../kube/cluster-watch.js';
-import { nodeInfoFromObject } from '../kube/node-info.js';
+import type { V1Node } from '@kubernetes/client-node';
+import { nodeInfoFromObject, type NodeInfo } from '../kube/node-info.js';
 import { NodeReporter } from '../kube/node-reporter.js';
 import { MasqueradeReconciler } from '../nat/masquerade.js';
 import { writeCniConfig } from '../node/cni.js';
@@ -75,6 +76,7 @@ export class Agent {
   private clusterHealth!: ReconcilerHealth;
   private routeSelectionHealth!: ReconcilerHealth;
   private policy: PolicyReconciler | undefined;
+  private policyInput: PolicyInput | undefined;
 
   constructor(options: AgentOptions) {
     this.config = options.config;
@@ -173,7 +175,7 @@ export class Agent {
 
   private async planAndApplyNodeState(signal: AbortSignal): Promise<void> {
     const snapshot = this.watch.snapshot();
-    const nodes = snapshot.nodes.map(nodeInfoFromObject);
+    const nodes = snapshot.nodes.map((n) => nodeInfoOf(n));
     const self = nodes.find((n) => n.name === this.nodeName);
     const secrets = await readPasswordFiles([...this.config.bgp.peers, ...(self?.annotationPeers ?? [])].map((p) => p.passwordFile));
     const result = planDesiredState({ config: this.config, nodeName: this.nodeName, nodes, secrets });
@@ -213,6 +215,11 @@ export class Agent {
   private applyPolicy(snapshot: ClusterSnapshot, state: DesiredNodeState, signal: AbortSignal): void {
     const node = { name: state.self.name, addresses: state.self.internalIPs, podCIDRs: state.self.podCIDRs };
     const cluster = { pods: [...snapshot.pods], namespaces: [...snapshot.namespaces], policies: [...snapshot.networkPolicies] };
+    // The periodic re-plan hands the same objects again (the watch keeps an unchanged object's identity): that is
+    // no news for policy, whose own resync repairs drift. Handing it on would cost a compile and plan per re-plan.
+    const input = { node, cluster };
+    if (this.policy !== undefined && samePolicyInput(this.policyInput, input)) return;
+    this.policyInput = input;
     if (this.policy === undefined) {
       this.policy = new PolicyReconciler({ node, logger: this.logger.child({ component: 'policy' }), bridgeName: this.config.cni.bridge });
       this.policy.setCluster(cluster);
@@ -305,6 +312,29 @@ export class Agent {
     }
     this.reportedRejections = current;
   }
+}
+
+/** Node objects keep their identity while unchanged: their parsed form (annotations, CIDRs) is kept with them. */
+const parsedNodes = new WeakMap<V1Node, NodeInfo>();
+function nodeInfoOf(node: V1Node): NodeInfo {
+  let info = parsedNodes.get(node);
+  if (info === undefined) {
+    info = nodeInfoFromObject(node);
+    parsedNodes.set(node, info);
+  }
+  return info;
+}
+
+interface PolicyInput {
+  node: { name: string; addresses: string[]; podCIDRs: string[] };
+  cluster: { pods: unknown[]; namespaces: unknown[]; policies: unknown[] };
+}
+
+/** The same node and the very same objects in the same order: nothing for the policy compiler to look at. */
+function samePolicyInput(a: PolicyInput | undefined, b: PolicyInput): boolean {
+  if (a === undefined || JSON.stringify(a.node) !== JSON.stringify(b.node)) return false;
+  const same = (x: unknown[], y: unknown[]): boolean => x.length === y.length && x.every((v, i) => v === y[i]);
+  return same(a.cluster.pods, b.cluster.pods) && same(a.cluster.namespaces, b.cluster.namespaces) && same(a.cluster.policies, b.cluster.policies);
 }
 
 /** Reads each distinct password file; unreadable ones are left out (their peers are skipped, with a warning). */
