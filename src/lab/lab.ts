@@ -662,6 +662,24 @@ async function waitConverged(lab: string, topology: Topology, layout: LabLayout,
     for (const node of layout.nodes) if (!(await gobgpdAnswers(paths.gobgpSocket(node.name), signal))) silent.push(node.name);
     return silent.length === 0 ? undefined : `no answer from gobgpd on ${silent.join(', ')}`;
   });
+  // Sessions up is not routes in: a router that (re)starts holds its updates back (update-delay) until its peers
+  // sent End-of-RIB, so the fabric's routes can lag the sessions by up to that delay.
+  await waitFor('every node reaches the external hosts and the other nodes', deadline, signal, async () => {
+    checkDaemons();
+    const targets = [...layout.externals.flatMap((e) => e.addresses.map((a) => a.split('/')[0] ?? a)), ...layout.nodes.flatMap((n) => n.addresses.map((a) => a.address))];
+    const unreachable: string[] = [];
+    await Promise.all(
+      layout.nodes.flatMap((node) =>
+        targets
+          .filter((target) => !node.addresses.some((a) => a.address === target))
+          .map(async (target) => {
+            const ping = await execa('ip', ['netns', 'exec', paths.netns(node.name), 'ping', '-n', '-q', '-c', '1', '-W', '1', target], { reject: false, timeout: 5_000 });
+            if (ping.exitCode !== 0) unreachable.push(`${node.name}->${target}`);
+          }),
+      ),
+    );
+    return unreachable.length === 0 ? undefined : `unreachable: ${unreachable.sort().join(', ')}`;
+  });
   await waitFor('pods Running with IPs', deadline, signal, async () => {
     checkDaemons();
     const pods = await listPods(lab);
