@@ -503,16 +503,7 @@ export class BgpReconciler {
     const really = new Set<string>();
     for (const prefix of changed) {
       const merged = mergeStalePaths(this.fresh.get(prefix), stale.paths.get(prefix), stale.retained);
-      const before = next.get(prefix);
-      if (merged === undefined) {
-        if (before !== undefined) {
-          next.delete(prefix);
-          really.add(prefix);
-        }
-      } else if (before === undefined || !samePaths(before, merged)) {
-        next.set(prefix, merged);
-        really.add(prefix);
-      }
+      if (putPaths(next, prefix, merged)) really.add(prefix);
     }
     if (really.size === 0) return;
     this.publish(really);
@@ -582,19 +573,17 @@ export function applyPaths(table: Map<string, LearnedPath[]>, ev: Extract<BgpEve
     if (!p.isWithdraw && p.neighborIp !== undefined) g.push(p);
   }
   const changed = new Set<string>();
-  for (const [prefix, paths] of groups) {
-    const before = table.get(prefix);
-    if (paths.length === 0) {
-      if (before !== undefined) {
-        table.delete(prefix);
-        changed.add(prefix);
-      }
-    } else if (before === undefined || !samePaths(before, paths)) {
-      table.set(prefix, paths);
-      changed.add(prefix);
-    }
-  }
+  for (const [prefix, paths] of groups) if (putPaths(table, prefix, paths.length === 0 ? undefined : paths)) changed.add(prefix);
   return changed;
+}
+
+/** Puts a prefix's paths into the table (undefined: none, the prefix goes); true when the table changed. */
+function putPaths(table: Map<string, LearnedPath[]>, prefix: string, paths: LearnedPath[] | undefined): boolean {
+  const before = table.get(prefix);
+  if (paths === undefined) return table.delete(prefix);
+  if (before !== undefined && samePaths(before, paths)) return false;
+  table.set(prefix, paths);
+  return true;
 }
 
 function samePaths(a: readonly LearnedPath[], b: readonly LearnedPath[]): boolean {

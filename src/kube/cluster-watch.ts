@@ -9,7 +9,8 @@
 //
 // The API calls go through ./kube-api.ts (client-node's types only: its runtime costs ~60 MB of memory).
 import type { KubernetesObject, V1Container, V1ContainerPort, V1Namespace, V1NetworkPolicy, V1Node, V1Pod } from '@kubernetes/client-node';
-import { KubeApi, KubeApiError, loadKubeConfig, type KubeConnectionConfig, type KubeList, type WatchEvent } from './kube-api.js';
+import { sleep } from '../agent/dirty-signal.js';
+import { DEFAULT_WATCH_TIMEOUT_S, KubeApi, KubeApiError, loadKubeConfig, type KubeConnectionConfig, type KubeList, type WatchEvent } from './kube-api.js';
 import type { Logger } from '../observe/log.js';
 
 export type WatchedKind = 'nodes' | 'pods' | 'namespaces' | 'networkpolicies';
@@ -39,7 +40,6 @@ export interface ClusterWatchOptions {
 const RETRY_MIN_MS = 500;
 const RETRY_MAX_MS = 30_000;
 const LIST_PAGE_SIZE = 500;
-const WATCH_TIMEOUT_S = 300;
 
 /** Annotations podroute reads (src/kube/node-info.ts): every other annotation is dropped from cached Nodes. */
 export const NODE_ANNOTATION_PREFIX = 'podroute.io/';
@@ -264,7 +264,7 @@ export class ClusterWatch {
   start(signal: AbortSignal): void {
     const api = new KubeApi({ config: this.options.kubeConfig });
     this.api = api;
-    const kinds = endpoints(api, this.options.watchTimeoutSeconds ?? WATCH_TIMEOUT_S);
+    const kinds = endpoints(api, this.options.watchTimeoutSeconds ?? DEFAULT_WATCH_TIMEOUT_S);
     for (const kind of this.options.kinds) {
       const informer: Informer = { cache: new Map(), resourceVersion: undefined };
       this.informers.set(kind, informer);
@@ -399,18 +399,6 @@ export class ClusterWatch {
       for (const resolve of waiters) resolve();
     }
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
 }
 
 export function describeError(err: unknown): string {

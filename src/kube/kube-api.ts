@@ -314,7 +314,7 @@ export interface KubeApiOptions {
 
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 const DEFAULT_TOKEN_REFRESH_MS = 60_000;
-const DEFAULT_WATCH_TIMEOUT_S = 300;
+export const DEFAULT_WATCH_TIMEOUT_S = 300;
 /** Beyond the server-side timeoutSeconds: a watch silent for this much longer is taken as dead. */
 const WATCH_GRACE_MS = 30_000;
 

@@ -1,5 +1,6 @@
 // Kubernetes Events for BGP sessions going up and down, so that `kubectl describe node` tells an operator which
 // peer dropped and when. Level-triggered: every poll compares gobgpd's peer table with the previous one.
+import { sleep } from '../agent/dirty-signal.js';
 import type { PeerState, PeerStatus } from '../bgp/types.js';
 
 export interface PeerTransition {
@@ -50,15 +51,7 @@ export class PeerEventReporter {
         // gobgpd unreachable: its readiness and metrics say so; a restarted gobgpd's peers come back as "up" events.
         this.states = new Map();
       }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, interval);
-        function done(): void {
-          clearTimeout(timer);
-          signal.removeEventListener('abort', done);
-          resolve();
-        }
-        signal.addEventListener('abort', done, { once: true });
-      });
+      await sleep(interval, signal);
     }
   }
 }
