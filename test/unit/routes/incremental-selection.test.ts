@@ -3,19 +3,9 @@ import fc from 'fast-check';
 import type { LearnedPath } from '../../../src/bgp/types.js';
 import { IncrementalRouteSelector, type LearnedPathsByPrefix } from '../../../src/routes/incremental-selection.js';
 import { selectRoutes, type DesiredRoute, type RouteSelectionContext } from '../../../src/routes/select-routes.js';
+import { CONTEXT } from './selection-context.js';
 
-const BASE: RouteSelectionContext = {
-  localAsn: 64512,
-  ownPodCIDRs: ['10.244.1.0/24', 'fd00:244:1::/64'],
-  acceptRanges: ['10.244.0.0/16', 'fd00:244::/32', '192.168.100.0/24'],
-  clusterPodRanges: ['10.244.0.0/16', 'fd00:244::/32'],
-  nodes: [
-    { name: 'node-1', podCIDRs: ['10.244.1.0/24', 'fd00:244:1::/64'], asn: 64512, addresses: ['10.0.1.10', 'fd00:1::10'] },
-    { name: 'node-2', podCIDRs: ['10.244.2.0/24', 'fd00:244:2::/64'], asn: 64512, addresses: ['10.0.1.11', 'fd00:1::11'] },
-    { name: 'node-3', podCIDRs: ['10.244.3.0/24', 'fd00:244:3::/64'], asn: 65003, addresses: ['10.0.3.10', 'fd00:3::10'] },
-  ],
-  onLinkNetworks: ['10.0.1.0/24', 'fd00:1::/64'],
-};
+const BASE: RouteSelectionContext = CONTEXT;
 
 // Context changes a running agent sees: a node added or renumbered, a link gone, a conflict found.
 const CONTEXTS: RouteSelectionContext[] = [
