@@ -331,7 +331,12 @@ describe('network model end to end (two-racks with podroute agents)', function (
   });
 
   it('a bad podroute.io/peers entry is skipped with a warning (log and Event) while the good ones and everything else keep working', async () => {
-    const peers = JSON.stringify([{ address: 'not-an-ip', asn: 65001 }, { address: '10.10.2.1', asn: 65002, password: 'plain' }, { address: '10.10.2.1', asn: 65002 }]);
+    // Two bad entries ahead of the node's own good ones (its ToR, both families), which stay exactly as they were:
+    // nothing may change for them, so the node must stay reachable throughout.
+    const node = await apiRequest(paths.apiSocket, 'GET', '/api/v1/nodes/r2n1');
+    const good = JSON.parse((node.body as { metadata: { annotations: Record<string, string> } }).metadata.annotations['podroute.io/peers'] ?? '[]') as { address: string; asn: number }[];
+    expect(good.map((p) => p.address)).to.include('10.10.2.1');
+    const peers = JSON.stringify([{ address: 'not-an-ip', asn: 65001 }, { address: '10.10.2.1', asn: 65002, password: 'plain' }, ...good]);
     const patch = { metadata: { annotations: { 'podroute.io/peers': peers } } };
     const res = await apiRequest(paths.apiSocket, 'PATCH', '/api/v1/nodes/r2n1', patch, 'application/merge-patch+json');
     expect(res.status).to.equal(200);
