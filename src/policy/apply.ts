@@ -16,6 +16,13 @@ import type { IpFamily } from './types.js';
 export interface RunOptions {
   input?: string;
   signal?: AbortSignal;
+  /**
+   * Looked at with the stderr seen so far, each time it grows: true settles the call as a success, an Error as that
+   * failure, both without waiting for the process to end; undefined waits for more (or for the end).
+   */
+  settle?: (stderr: string) => true | Error | undefined;
+  /** Keeps stdin open after the input until this settles: the process may wait there, holding what it holds. */
+  stdinUntil?: Promise<unknown>;
 }
 
 /** Runs one command to completion and returns its stdout; throws CommandFailedError otherwise. */
@@ -56,17 +63,42 @@ export function localRunner(prefix: string[] = []): CommandRunner {
       const full = [...prefix, ...argv];
       const [file, ...args] = full;
       if (file === undefined) throw new CommandFailedError(full, 'empty command');
-      try {
-        const result = await execa(file, args, {
-          input: options.input ?? '',
-          ...(options.signal === undefined ? {} : { cancelSignal: options.signal }),
-          stripFinalNewline: false,
-        });
-        return result.stdout;
-      } catch (err) {
-        const stderr = typeof (err as { stderr?: unknown }).stderr === 'string' ? (err as { stderr: string }).stderr : '';
-        throw new CommandFailedError(full, stderr, err);
+      const settle = options.settle;
+      let settled: ((verdict: true | Error, stderr: string) => void) | undefined;
+      let seen = '';
+      // Each stderr line as it comes (execa keeps buffering it for the result).
+      const watch = function* (line: unknown): Generator<unknown> {
+        seen += `${String(line)}\n`;
+        const verdict = settle?.(seen);
+        if (verdict !== undefined) settled?.(verdict, seen);
+        yield line;
+      };
+      const subprocess = execa(file, args, {
+        ...(options.stdinUntil === undefined ? { input: options.input ?? '' } : {}),
+        ...(options.signal === undefined ? {} : { cancelSignal: options.signal }),
+        ...(settle === undefined ? {} : { stderr: watch }),
+        stripFinalNewline: false,
+        env: { LC_ALL: 'C' },
+      });
+      if (options.stdinUntil !== undefined) {
+        // A process that ends early (a refused input) closes its end: the write's EPIPE is not the error to report.
+        subprocess.stdin.on('error', () => undefined);
+        subprocess.stdin.write(options.input ?? '');
+        void options.stdinUntil.finally(() => subprocess.stdin.end());
       }
+      const ended = subprocess.then(
+        (result) => result.stdout,
+        (err: unknown) => {
+          const stderr = typeof (err as { stderr?: unknown }).stderr === 'string' ? (err as { stderr: string }).stderr : '';
+          throw new CommandFailedError(full, stderr, err);
+        },
+      );
+      if (settle === undefined) return ended;
+      ended.catch(() => undefined); // once settled early, the process's own end is of no interest
+      return new Promise<string>((resolve, reject) => {
+        settled = (verdict, stderr) => (verdict === true ? resolve('') : reject(new CommandFailedError(full, stderr, verdict)));
+        ended.then(resolve, (err: CommandFailedError) => (settle(err.stderr) === true ? resolve('') : reject(err)));
+      });
     },
   };
 }
@@ -150,23 +182,36 @@ export class IptablesPolicyApplier {
 
   /**
    * Sets first (new rules may reference them), then one transaction per family with the stale chains deleted at
-   * its end (one restore process per family: each spends most of its time reading its table), then the stale
-   * sets. A failure of the first two steps throws and leaves the previous rules in force.
+   * its end (one restore process per family, both at once), then the stale sets. A failure of the first two steps
+   * throws and leaves each family's previous rules, or its new ones, complete in force.
    */
   async apply(plan: PolicyPlan, signal?: AbortSignal): Promise<ApplyResult> {
-    const opts = signal === undefined ? {} : { signal };
+    let release = (): void => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    // Past this, a restore whose progress line did not come (another iptables wording) is let go to finish: its
+    // end tells the outcome.
+    const fallback = setTimeout(release, RESTORE_RELEASE_AFTER_MS);
+    try {
+      return await this.applyHeld(plan, released, signal);
+    } finally {
+      clearTimeout(fallback);
+      release();
+    }
+  }
+
+  private async applyHeld(plan: PolicyPlan, released: Promise<void>, signal?: AbortSignal): Promise<ApplyResult> {
+    const opts = { ...(signal === undefined ? {} : { signal }), stdinUntil: released };
     const warnings: string[] = [];
     if (plan.ipsetRestore !== '') {
-      await this.step('ipset', plan.ipsetRestore, ['ipset', 'restore'], opts);
+      await this.step('ipset', plan.ipsetRestore, ['ipset', 'restore'], signal === undefined ? {} : { signal });
     }
     const family = async (f: IpFamily): Promise<void> => {
-      const argv = [restoreCommand(f), '--noflush', '-w', '5'];
       const combined = plan.iptablesCombined[f];
       const main = plan.iptablesRestore[f];
       const cleanup = plan.iptablesCleanup[f];
       if (combined !== '' && cleanup !== '') {
         try {
-          await this.runner.run(argv, { ...opts, input: combined });
+          await this.restore(f, combined, opts);
           return;
         } catch (err) {
           if (signal?.aborted === true) throw err;
@@ -174,25 +219,59 @@ export class IptablesPolicyApplier {
           warnings.push(`IPv${f} update with cleanup refused, applying them apart: ${err instanceof Error ? err.message : String(err)}`);
         }
       }
-      if (main !== '') await this.step(`iptables-v${f}`, main, argv, opts);
+      if (main !== '') {
+        try {
+          await this.restore(f, main, opts);
+        } catch (err) {
+          throw new PolicyApplyError(`iptables-v${f}`, main, err);
+        }
+      }
       if (cleanup === '') return;
       try {
-        await this.runner.run(argv, { ...opts, input: cleanup });
+        await this.restore(f, cleanup, opts);
       } catch (err) {
         warnings.push(`removing stale IPv${f} chains: ${err instanceof Error ? err.message : String(err)}`);
       }
     };
-    // One after the other: when IPv4 is refused, IPv6 keeps its previous rules too (the whole update waits).
-    await family(4);
-    await family(6);
+    // Both families at once; they share nothing but the sets written above. Each family's commit is atomic, so a
+    // refusal leaves that family on its previous rules, complete; the caller re-reads the kernel and retries. Both
+    // transactions are committed or refused before this returns or throws (their processes end right after).
+    const outcomes = await Promise.allSettled([family(4), family(6)]);
+    for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason;
     for (const set of plan.destroySets) {
       try {
-        await this.runner.run(['ipset', 'destroy', set], opts);
+        await this.runner.run(['ipset', 'destroy', set], signal === undefined ? {} : { signal });
       } catch (err) {
         warnings.push(`destroying set ${set}: ${err instanceof Error ? err.message : String(err)}`);
       }
     }
     return { warnings };
+  }
+
+  /**
+   * One `iptables-restore --noflush` transaction, known to be in before the process ends. A process that committed
+   * through nf_tables waits out an RCU grace period when it ends (the kernel flushes its pending destroy work as the
+   * netlink socket closes: ~15-20 ms here, under the commit lock, so the other family's commit would wait for it
+   * too). So the input goes on past our COMMIT with a line iptables warns about as it reads it (an interface name
+   * with a '/') in a block that is never committed: the warning says ours is in, and the process waits on its open
+   * stdin until `opts.stdinUntil`, when it ends without committing anything more. A refused transaction is
+   * reported on stderr with its line before that. Legacy iptables warns and reports the same way.
+   */
+  private restore(f: IpFamily, input: string, opts: RunOptions): Promise<string> {
+    const argv = [restoreCommand(f), '--noflush', '-w', '5'];
+    const body = input.endsWith('\n') ? input : `${input}\n`;
+    const beaconFrom = lineCount(body) + 1;
+    return this.runner.run(argv, {
+      ...opts,
+      input: body + COMMITTED_BEACON,
+      settle: (stderr) => {
+        // A report naming a line ("line N failed", "line N: CHAIN_DEL failed (...)", "Error occurred at line: N"):
+        // ours refused when N is one of ours; else the beacon's block (or, let go, the end of input inside it).
+        const report = /\bline:? (\d+)/.exec(stderr);
+        if (report !== null) return Number(report[1]) < beaconFrom ? new Error(stderr.trim()) : true;
+        return stderr.includes(`\`${BEACON_INTERFACE}'`) ? true : undefined;
+      },
+    });
   }
 
   private async step(step: string, input: string, argv: string[], opts: RunOptions): Promise<void> {
@@ -202,6 +281,19 @@ export class IptablesPolicyApplier {
       throw new PolicyApplyError(step, input, err);
     }
   }
+}
+
+/** An interface name iptables warns about ("weird character in interface"), in a rule that is never committed. */
+const BEACON_INTERFACE = 'committed/';
+const COMMITTED_BEACON = `*filter\n-A ${CHAIN_PREFIX}NEVER-EXISTS -i ${BEACON_INTERFACE} -j RETURN\n`;
+
+/** How long restores are held open at most when their beacon does not come (see restore()). */
+const RESTORE_RELEASE_AFTER_MS = 10_000;
+
+function lineCount(text: string): number {
+  let n = 0;
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) n++;
+  return n;
 }
 
 function restoreCommand(family: IpFamily): string {

@@ -149,15 +149,18 @@ export class PolicyReconciler {
     const cluster = this.cluster;
     if (cluster === null) return true;
     const generation = this.generation;
+    // After a failure or at resync the kernel is re-read: our memory of it may be wrong. The save commands run
+    // while the compiler works.
+    const fromMemory = this.observed !== null;
+    const reading = fromMemory ? undefined : this.applier.readObserved(signal);
+    reading?.catch(() => undefined); // awaited below; only a compile error could leave it unawaited
     try {
       const compiled = this.compiler.compile(
         { ...cluster, node: this.node },
         this.opts.allowMark === undefined ? {} : { allowMark: this.opts.allowMark },
       );
       this.reportProblems(compiled.problems);
-      // After a failure or at resync the kernel is re-read: our memory of it may be wrong.
-      const fromMemory = this.observed !== null;
-      this.observed ??= await this.applier.readObserved(signal);
+      this.observed ??= await (reading as Promise<ObservedPolicyState>);
       let plan = planPolicyChanges(compiled, this.observed);
       let result;
       try {

@@ -28,7 +28,10 @@ interface Mismatch {
 }
 
 /** Probes every connection this node enforces and returns where the kernel and the oracle disagree. */
-async function matrix(lab: PolicyLab, cluster: ClusterState): Promise<{ mismatches: Mismatch[]; allowedCount: number; total: number }> {
+/** Probes every pair against the oracle; `clusters` may name a different expected state per family. */
+async function matrix(lab: PolicyLab, clusters: ClusterState | Record<IpFamily, ClusterState>): Promise<{ mismatches: Mismatch[]; allowedCount: number; total: number }> {
+  const perFamily = (f: IpFamily): ClusterState => ('pods' in clusters ? clusters : clusters[f]);
+  const cluster = perFamily(4);
   const podObj = (ns: string, name: string): V1Pod => {
     const p = cluster.pods.find((x) => x.metadata?.namespace === ns && x.metadata.name === name);
     if (p === undefined) throw new Error(`no pod ${ns}/${name}`);
@@ -71,7 +74,7 @@ async function matrix(lab: PolicyLab, cluster: ClusterState): Promise<{ mismatch
               protocol: protocol === 'TCP' ? 'tcp' : 'udp',
               timeoutMs: 700,
               what: `${src.label} -> ${dst.label} ${protocol}/${port} v${family}`,
-              expected: allowed(cluster, { src: src.oracle(family), dst: dst.oracle(family), port, protocol, family }),
+              expected: allowed(perFamily(family), { src: src.oracle(family), dst: dst.oracle(family), port, protocol, family }),
             });
           }
         }
@@ -227,7 +230,7 @@ describe('policy reconciler in a netns node (real iptables/ipset, TCP/UDP probes
     await second.stop();
   });
 
-  it('fails closed: a refused iptables-restore keeps the previous rules and is retried', async () => {
+  it('fails closed per family: a refused iptables-restore keeps IPv4 on its previous rules and is retried; IPv6 goes ahead', async () => {
     const real = netnsRunner(lab.nodeNetns);
     let refuse = 0;
     const flaky: CommandRunner = {
@@ -246,7 +249,8 @@ describe('policy reconciler in a netns node (real iptables/ipset, TCP/UDP probes
     };
     const { reconciler, stop } = startReconciler(flaky);
     await waitApplied(reconciler, reconciler.setCluster(denyAll));
-    // The next change is refused until the check below is done: meanwhile the deny-all rules stay in force.
+    // The next change is refused for IPv4 until the check below is done: meanwhile IPv4 keeps the deny-all rules,
+    // complete; IPv6, whose commit went through, runs the new ones (each family is its own atomic commit).
     const open: ClusterState = { ...denyAll, policies: [policy('x', 'allow-80', { podSelector: {}, ingress: [{ ports: [{ port: 80 }] }] })] };
     refuse = Number.POSITIVE_INFINITY;
     const generation = reconciler.setCluster(open);
@@ -254,7 +258,7 @@ describe('policy reconciler in a netns node (real iptables/ipset, TCP/UDP probes
     while (reconciler.status().failures < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect(reconciler.status().lastError).to.include('injected failure');
     expect(reconciler.status().appliedGeneration).to.be.lessThan(generation);
-    expect((await matrix(lab, denyAll)).mismatches).to.deep.equal([]);
+    expect((await matrix(lab, { 4: denyAll, 6: open })).mismatches).to.deep.equal([]);
     refuse = 0;
     await waitApplied(reconciler, generation);
     expect(reconciler.status().lastError).to.equal(null);

@@ -1,0 +1,112 @@
+// The policy applier's restores against a real kernel: a transaction is reported committed as soon as it is in
+// (before the restore process has ended), and a refused one is reported refused, never as committed.
+import { expect } from 'chai';
+import { execa } from 'execa';
+import { IptablesPolicyApplier, netnsRunner, type CommandRunner } from '../../../src/policy/apply.js';
+import type { PolicyPlan } from '../../../src/policy/plan.js';
+
+const NETNS = `h23apply-${process.pid}`;
+
+function plan(v4: string, v6: string): PolicyPlan {
+  return {
+    ipsetRestore: '',
+    iptablesRestore: { 4: v4, 6: v6 },
+    iptablesCleanup: { 4: '', 6: '' },
+    iptablesCombined: { 4: v4, 6: v6 },
+    destroySets: [],
+    summary: { changedChains: 1, deletedChains: 0, changedSets: 0, deletedSets: 0, jumpsAdded: 0 },
+  };
+}
+
+async function chains(family: 4 | 6): Promise<string[]> {
+  const r = await execa('ip', ['netns', 'exec', NETNS, family === 4 ? 'iptables' : 'ip6tables', '-S']);
+  return r.stdout.split('\n').filter((l) => l.startsWith('-N PRPOL-'));
+}
+
+describe('policy applier restores (real iptables, nf_tables and legacy)', function () {
+  this.timeout(60_000);
+
+  before(async () => {
+    await execa('bash', ['-c', `for n in $(ip netns list | awk '{print $1}' | grep '^h23apply-'); do ip netns delete $n; done`]);
+    await execa('ip', ['netns', 'add', NETNS]);
+  });
+
+  after(async () => {
+    await execa('ip', ['netns', 'delete', NETNS], { reject: false });
+  });
+
+  it('reports both families committed while their processes may still be ending, with the rules already in', async () => {
+    const applier = new IptablesPolicyApplier({ runner: netnsRunner(NETNS) });
+    const before = Date.now();
+    await applier.apply(plan('*filter\n:PRPOL-A - [0:0]\n-A PRPOL-A -j RETURN\nCOMMIT\n', '*filter\n:PRPOL-B - [0:0]\nCOMMIT\n'));
+    // At the moment apply() returns, both chains are in the kernel.
+    expect(await chains(4)).to.deep.equal(['-N PRPOL-A']);
+    expect(await chains(6)).to.deep.equal(['-N PRPOL-B']);
+    expect(Date.now() - before).to.be.lessThan(5_000);
+    // The restores held open until both were in end right after: nothing of ours is left running in the namespace.
+    const deadline = Date.now() + 5_000;
+    let pids = '';
+    do {
+      pids = (await execa('ip', ['netns', 'pids', NETNS])).stdout.trim();
+    } while (pids !== '' && Date.now() < deadline && (await new Promise((r) => setTimeout(r, 50)), true));
+    expect(pids, 'processes left in the namespace').to.equal('');
+  });
+
+  it('reports a transaction the kernel refuses as refused, naming the family, and leaves that family as it was', async () => {
+    const applier = new IptablesPolicyApplier({ runner: netnsRunner(NETNS) });
+    // IPv4 jumps to a chain that does not exist: refused. IPv6 is fine and goes in.
+    const refused = '*filter\n:PRPOL-C - [0:0]\n-A PRPOL-C -j PRPOL-MISSING\nCOMMIT\n';
+    let error: unknown;
+    try {
+      await applier.apply(plan(refused, '*filter\n:PRPOL-D - [0:0]\nCOMMIT\n'));
+    } catch (err) {
+      error = err;
+    }
+    expect(error, 'apply must throw').to.be.instanceOf(Error);
+    expect((error as { step?: string }).step).to.equal('iptables-v4');
+    expect((error as Error).message, (error as Error).message).to.match(/line [1-4] failed|Error occurred at line: [1-4]\b/);
+    expect(await chains(4)).to.deep.equal(['-N PRPOL-A']);
+    expect(await chains(6)).to.deep.equal(['-N PRPOL-B', '-N PRPOL-D']);
+  });
+
+  it('reports a transaction refused at commit (a set that does not exist) as refused', async () => {
+    const applier = new IptablesPolicyApplier({ runner: netnsRunner(NETNS) });
+    const refused = '*filter\n:PRPOL-E - [0:0]\n-A PRPOL-E -m set --match-set PRPOL4-MISSING src -j RETURN\nCOMMIT\n';
+    let error: unknown;
+    try {
+      await applier.apply(plan('', refused));
+    } catch (err) {
+      error = err;
+    }
+    expect(error, 'apply must throw').to.be.instanceOf(Error);
+    expect((error as { step?: string }).step).to.equal('iptables-v6');
+    expect(await chains(6)).to.deep.equal(['-N PRPOL-B', '-N PRPOL-D']);
+  });
+
+  it('still tells a committed transaction when iptables words its warning differently (let go after 10 s)', async () => {
+    const real = netnsRunner(NETNS);
+    // The runner hides the warning from the applier, as another iptables version might not print it.
+    const unfamiliar: CommandRunner = {
+      run: (argv, options = {}) => {
+        const settle = options.settle;
+        return real.run(argv, settle === undefined ? options : { ...options, settle: (stderr) => settle(stderr.replaceAll('weird character in interface', '?').replaceAll('committed/', '?')) });
+      },
+    };
+    const applier = new IptablesPolicyApplier({ runner: unfamiliar });
+    await applier.apply(plan('*filter\n:PRPOL-F - [0:0]\nCOMMIT\n', ''));
+    expect(await chains(4)).to.include('-N PRPOL-F');
+  });
+
+  it('works the same with legacy iptables: both families in, neither held up by the other (they share the xtables lock)', async () => {
+    const real = netnsRunner(NETNS);
+    const legacy: CommandRunner = {
+      run: (argv, options) => real.run([argv[0]!.replace(/^(ip6?tables)-(restore|save)$/, '$1-legacy-$2'), ...argv.slice(1)], options),
+    };
+    const applier = new IptablesPolicyApplier({ runner: legacy });
+    await applier.apply(plan('*filter\n:PRPOL-G - [0:0]\n-A PRPOL-G -j RETURN\nCOMMIT\n', '*filter\n:PRPOL-H - [0:0]\nCOMMIT\n'));
+    const legacyChains = async (cmd: string): Promise<string[]> =>
+      (await execa('ip', ['netns', 'exec', NETNS, cmd, '-S'])).stdout.split('\n').filter((l) => l.startsWith('-N PRPOL-'));
+    expect(await legacyChains('iptables-legacy')).to.deep.equal(['-N PRPOL-G']);
+    expect(await legacyChains('ip6tables-legacy')).to.deep.equal(['-N PRPOL-H']);
+  });
+});
