@@ -316,9 +316,9 @@ describe('lab kubelet (real CNI plugins, node netns, lab API server)', function 
     const pid = serverPid('a');
     const ips = podIPs('a');
     api!.delete('Pod', 'x', 'a');
-    await waitFor('x/a torn down', () => !netnsMounted(paths.podNetns('x', 'a')) && !alive(pid) && !fs.existsSync(paths.podSocket('x', 'a')));
+    // The pid file goes last, after the netns (the server removes its own socket as it stops): wait for all of it.
+    await waitFor('x/a torn down', () => !netnsMounted(paths.podNetns('x', 'a')) && !alive(pid) && !fs.existsSync(paths.podSocket('x', 'a')) && !fs.existsSync(podPidPath(paths, 'x', 'a')));
     await waitFor('x/a IPAM released', () => ips.every((ip) => !ipamFiles().includes(ip)));
-    expect(fs.existsSync(podPidPath(paths, 'x', 'a'))).to.equal(false);
     // Its neighbours are untouched.
     const r = await probe(nodeProbeSocket(LAB, NODE), { target: podIPs('b')[0]!, port: 80, protocol: 'tcp' });
     expect(parsePodReply(r.reply ?? '')?.identity).to.equal('x/b');
