@@ -244,6 +244,7 @@ async function main(): Promise<void> {
       smallCommitBothFamiliesMs: round1(median(smallCommits)),
       labelChangeWritingMs: { p50: Math.round(percentile(wroteLatencies, 50)), p99: Math.round(percentile(wroteLatencies, 99)), n: wroteLatencies.length },
       labelChanges: inc.total.length,
+      labelChangeGapMs: CHANGE_GAP_MS,
       labelChangesThatWrote: wrote,
       labelChangeComputeMs: { p50: round1(percentile(inc.compute, 50)), p99: round1(percentile(inc.compute, 99)) },
       labelChangeMs: { p50: Math.round(percentile(inc.total, 50)), p99: Math.round(percentile(inc.total, 99)), max: Math.round(Math.max(...inc.total)) },

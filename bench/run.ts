@@ -52,12 +52,17 @@ export interface PolicyRun {
   labelChangeComputeMs?: { p50: number; p99: number };
   labelChangeScratchComputeMs?: { p50: number; p99: number };
   labelChanges?: number;
+  /** The pause before each label change (absent: back to back). */
+  labelChangeGapMs?: number;
   labelChangesThatWrote?: number;
   coldCompileMs?: number;
+  /** The full sync's plan and apply steps (absent in older runs). */
+  fullSyncPlanMs?: number;
+  fullSyncApplyMs?: number;
   rounds?: number;
   /** One iptables-restore with nothing to change, at this table size (the per-family floor of any change). */
   emptyRestoreMs?: number;
-  /** The smallest change that writes both families (empty chain created and deleted, IPv4 then IPv6). */
+  /** The smallest change that writes both families (empty chain created and deleted, both at once, raw processes). */
   smallCommitBothFamiliesMs?: number;
   /** Incremental label changes that wrote to the kernel. */
   labelChangeWritingMs?: { p50: number; p99: number; n: number };
