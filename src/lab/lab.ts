@@ -497,7 +497,7 @@ export async function labNodeRemove(lab: string, nodeName: string): Promise<void
   if (res.status !== 200 && res.status !== 404) throw new LabError('LAB_API_FAILED', `DELETE node ${nodeName} answered ${res.status}`);
   const ns = paths.netns(nodeName);
   const mine = state.processes.filter((p) => p.netns === ns);
-  for (const p of mine) if (cmdlineMatches(p.pid, p.cmdlineMarkers)) process.kill(p.pid, 'SIGKILL');
+  for (const p of mine) if (cmdlineMatches(p.pid, p.cmdlineMarkers)) killGone(p.pid);
   // Pods of the node: their servers and namespaces go with the machine (no kubelet is left to tear them down).
   const listed = await apiRequest(paths.apiSocket, 'GET', `/api/v1/pods?fieldSelector=spec.nodeName%3D${nodeName}`);
   const pods = ((listed.body as { items?: { metadata: { namespace: string; name: string } }[] }).items ?? []).map((p) => p.metadata);
@@ -505,11 +505,11 @@ export async function labNodeRemove(lab: string, nodeName: string): Promise<void
     await apiRequest(paths.apiSocket, 'DELETE', `/api/v1/namespaces/${pod.namespace}/pods/${pod.name}`);
     const podNs = paths.podNetns(pod.namespace, pod.name);
     if ((await listNetns()).includes(podNs)) {
-      for (const pid of await netnsPids(podNs)) process.kill(pid, 'SIGKILL');
+      for (const pid of await netnsPids(podNs)) killGone(pid);
       await deleteNetns(podNs);
     }
   }
-  for (const pid of await netnsPids(ns)) process.kill(pid, 'SIGKILL');
+  for (const pid of await netnsPids(ns)) killGone(pid);
   await deleteNetns(ns);
   const remaining: Topology = { ...topology, nodes: topology.nodes.filter((n) => n.name !== nodeName) };
   await updateTorNodeNeighbors(lab, remaining, planLayout(remaining), nodeNeighbors(planLayout(topology), nodeName), 'remove');
@@ -894,6 +894,18 @@ export function listLabs(): string[] {
       .sort();
   } catch {
     return [];
+  }
+}
+
+/**
+ * SIGKILL for a process of a machine that goes away; one that ended since it was listed (a short-lived child of
+ * the agent, such as a restore finishing) is no error.
+ */
+function killGone(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
   }
 }
 
