@@ -17,7 +17,7 @@ import { closeProbeConnections } from '../../../src/lab/probe.js';
 import { readLabState } from '../../../src/lab/state.js';
 import { repoRoot, testLabName, until } from '../lab/leftovers.js';
 import { recordFault, startRun } from './fault-results.js';
-import { ProbeStreams, type FlowSpec, type FlowStats } from './probe-stream.js';
+import { ProbeStreams, stopLeftoverStreams, type FlowSpec, type FlowStats } from './probe-stream.js';
 
 const LAB = testLabName('h14f', 'f');
 const paths = labPaths(LAB);
@@ -63,6 +63,9 @@ async function kernelPrefixes(node: string): Promise<string[]> {
  * Counts changes of kernel routes in a lab member (ip monitor) while a fault runs: on a node the routes of our
  * protocol number, on a router ('pod-ranges') every route into the cluster's pod ranges.
  */
+/** Monitors started and not stopped yet (a test that failed half-way): stopped after each test. */
+const runningMonitors = new Set<RouteMonitor>();
+
 class RouteMonitor {
   private child: ChildProcess | undefined;
   private seen = '';
@@ -71,11 +74,13 @@ class RouteMonitor {
     private readonly which: 'ours' | 'pod-ranges' = 'ours',
   ) {}
   async start(): Promise<void> {
+    runningMonitors.add(this);
     this.child = spawn('ip', ['-n', paths.netns(this.member), '-ts', 'monitor', 'route'], { stdio: ['ignore', 'pipe', 'ignore'] });
     this.child.stdout!.on('data', (chunk: Buffer) => (this.seen += chunk.toString()));
     await new Promise((resolve) => setTimeout(resolve, 200)); // listening
   }
   stop(): string[] {
+    runningMonitors.delete(this);
     this.child?.kill();
     const lines = this.seen.split('\n');
     if (this.which === 'pod-ranges') return lines.filter((l) => /(^|\s)(10\.244\.|fd00:10:244:)/.test(l));
@@ -195,6 +200,12 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
     expect(pods.size).to.equal(9);
     await until('every node routes every other podCIDR', 90_000, everyNodeRoutesEveryPodCIDR);
     startRun('topologies/two-racks.yaml', { holdTimeSeconds: HOLD_TIME_S, keepaliveSeconds: 3, gracefulRestartSeconds: 120, apiOutageMs: API_OUTAGE_MS, probeTimeoutMs: 1000 });
+  });
+
+  // A test that failed half-way must not leave probe loops or monitors running (mocha would never exit).
+  afterEach(async () => {
+    await stopLeftoverStreams();
+    for (const monitor of [...runningMonitors]) monitor.stop();
   });
 
   after(async () => {

@@ -43,6 +43,14 @@ interface Sample {
 
 const PROBE_TIMEOUT_MS = 1000;
 
+/** Streams started and not stopped yet: a test that failed half-way leaves its streams here (see stopLeftoverStreams). */
+const running = new Set<ProbeStreams>();
+
+/** Stops the streams a failed test left running (their loops would keep mocha from ever exiting). */
+export async function stopLeftoverStreams(): Promise<void> {
+  await Promise.all([...running].map((s) => s.stop()));
+}
+
 /** Several flows at once; start(), inject a fault, stop() for the figures. */
 export class ProbeStreams {
   private readonly samples = new Map<string, Sample[]>();
@@ -54,6 +62,7 @@ export class ProbeStreams {
   constructor(private readonly flows: readonly FlowSpec[]) {}
 
   start(): void {
+    running.add(this);
     this.startedAt = performance.now();
     for (const flow of this.flows) {
       this.samples.set(flow.name, []);
@@ -68,6 +77,7 @@ export class ProbeStreams {
 
   /** Stops sending, waits for every probe in flight and returns the figures per flow. */
   async stop(): Promise<FlowStats[]> {
+    running.delete(this);
     this.stopped = true;
     await Promise.all(this.loops);
     await Promise.all([...this.inFlight]);
