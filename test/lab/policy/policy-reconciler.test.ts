@@ -27,8 +27,10 @@ interface Mismatch {
   probed: boolean;
 }
 
-/** Probes every connection this node enforces and returns where the kernel and the oracle disagree. */
-/** Probes every pair against the oracle; `clusters` may name a different expected state per family. */
+/**
+ * Probes every connection this node enforces and returns where the kernel and the oracle disagree; `clusters` may
+ * name a different expected state per family.
+ */
 async function matrix(lab: PolicyLab, clusters: ClusterState | Record<IpFamily, ClusterState>): Promise<{ mismatches: Mismatch[]; allowedCount: number; total: number }> {
   const perFamily = (f: IpFamily): ClusterState => ('pods' in clusters ? clusters : clusters[f]);
   const cluster = perFamily(4);
