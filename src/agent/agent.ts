@@ -14,6 +14,7 @@ import type { AgentConfig } from '../config/agent-config.js';
 import { ClusterWatch, describeError, loadKubeConfig, type ClusterSnapshot, type WatchedKind } from '../kube/cluster-watch.js';
 import type { V1Node } from '@kubernetes/client-node';
 import { nodeInfoFromObject, type NodeInfo } from '../kube/node-info.js';
+import type { ClusterState, PolicyNode } from '../policy/types.js';
 import { NodeReporter } from '../kube/node-reporter.js';
 import { MasqueradeReconciler } from '../nat/masquerade.js';
 import { writeCniConfig } from '../node/cni.js';
@@ -326,14 +327,14 @@ function nodeInfoOf(node: V1Node): NodeInfo {
 }
 
 interface PolicyInput {
-  node: { name: string; addresses: string[]; podCIDRs: string[] };
-  cluster: { pods: unknown[]; namespaces: unknown[]; policies: unknown[] };
+  node: PolicyNode;
+  cluster: ClusterState;
 }
 
 /** The same node and the very same objects in the same order: nothing for the policy compiler to look at. */
 function samePolicyInput(a: PolicyInput | undefined, b: PolicyInput): boolean {
   if (a === undefined || JSON.stringify(a.node) !== JSON.stringify(b.node)) return false;
-  const same = (x: unknown[], y: unknown[]): boolean => x.length === y.length && x.every((v, i) => v === y[i]);
+  const same = (x: readonly object[], y: readonly object[]): boolean => x.length === y.length && x.every((v, i) => v === y[i]);
   return same(a.cluster.pods, b.cluster.pods) && same(a.cluster.namespaces, b.cluster.namespaces) && same(a.cluster.policies, b.cluster.policies);
 }
 

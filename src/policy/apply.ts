@@ -200,10 +200,11 @@ export class IptablesPolicyApplier {
   }
 
   private async applyHeld(plan: PolicyPlan, released: Promise<void>, signal?: AbortSignal): Promise<ApplyResult> {
-    const opts = { ...(signal === undefined ? {} : { signal }), stdinUntil: released };
+    const base: RunOptions = signal === undefined ? {} : { signal };
+    const opts: RunOptions = { ...base, stdinUntil: released };
     const warnings: string[] = [];
     if (plan.ipsetRestore !== '') {
-      await this.step('ipset', plan.ipsetRestore, ['ipset', 'restore'], signal === undefined ? {} : { signal });
+      await refusedAs('ipset', plan.ipsetRestore, () => this.runner.run(['ipset', 'restore'], { ...base, input: plan.ipsetRestore }));
     }
     const family = async (f: IpFamily): Promise<void> => {
       const combined = plan.iptablesCombined[f];
@@ -219,13 +220,7 @@ export class IptablesPolicyApplier {
           warnings.push(`IPv${f} update with cleanup refused, applying them apart: ${err instanceof Error ? err.message : String(err)}`);
         }
       }
-      if (main !== '') {
-        try {
-          await this.restore(f, main, opts);
-        } catch (err) {
-          throw new PolicyApplyError(`iptables-v${f}`, main, err);
-        }
-      }
+      if (main !== '') await refusedAs(`iptables-v${f}`, main, () => this.restore(f, main, opts));
       if (cleanup === '') return;
       try {
         await this.restore(f, cleanup, opts);
@@ -240,7 +235,7 @@ export class IptablesPolicyApplier {
     for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason;
     for (const set of plan.destroySets) {
       try {
-        await this.runner.run(['ipset', 'destroy', set], signal === undefined ? {} : { signal });
+        await this.runner.run(['ipset', 'destroy', set], base);
       } catch (err) {
         warnings.push(`destroying set ${set}: ${err instanceof Error ? err.message : String(err)}`);
       }
@@ -274,12 +269,14 @@ export class IptablesPolicyApplier {
     });
   }
 
-  private async step(step: string, input: string, argv: string[], opts: RunOptions): Promise<void> {
-    try {
-      await this.runner.run(argv, { ...opts, input });
-    } catch (err) {
-      throw new PolicyApplyError(step, input, err);
-    }
+}
+
+/** Runs one step of an apply; its failure becomes a PolicyApplyError naming the step and the refused input. */
+async function refusedAs(step: string, input: string, run: () => Promise<unknown>): Promise<void> {
+  try {
+    await run();
+  } catch (err) {
+    throw new PolicyApplyError(step, input, err);
   }
 }
 
