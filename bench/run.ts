@@ -56,8 +56,11 @@ export interface PolicyRun {
   labelChangeGapMs?: number;
   labelChangesThatWrote?: number;
   coldCompileMs?: number;
-  /** The full sync's plan and apply steps (absent in older runs). */
-  fullSyncPlanMs?: number;
+  /**
+   * The full sync after its compile: plan and apply, the rules rendered (fullSyncRenderMs of it) while the sets
+   * load (absent in older runs).
+   */
+  fullSyncRenderMs?: number;
   fullSyncApplyMs?: number;
   rounds?: number;
   /** One iptables-restore with nothing to change, at this table size (the per-family floor of any change). */

@@ -10,6 +10,7 @@ import {
   type ObservedFamily,
   type ObservedPolicyState,
   type PolicyPlan,
+  type SetPlan,
 } from './plan.js';
 import type { IpFamily } from './types.js';
 
@@ -186,25 +187,37 @@ export class IptablesPolicyApplier {
    * throws and leaves each family's previous rules, or its new ones, complete in force.
    */
   async apply(plan: PolicyPlan, signal?: AbortSignal): Promise<ApplyResult> {
+    return this.applyRendering(plan, () => plan, signal);
+  }
+
+  /**
+   * apply() of a plan whose rules are rendered while its sets go in: `render()` runs once the set restore has
+   * started (a full sync renders ~12,000 rules, about as long as the sets take to load). Returns the plan too.
+   */
+  async applyRendering(sets: SetPlan, render: () => PolicyPlan, signal?: AbortSignal): Promise<ApplyResult & { plan: PolicyPlan }> {
     let release = (): void => undefined;
     const released = new Promise<void>((resolve) => (release = resolve));
     // Past this, a restore whose progress line did not come (another iptables wording) is let go to finish: its
     // end tells the outcome.
     const fallback = setTimeout(release, RESTORE_RELEASE_AFTER_MS);
     try {
-      return await this.applyHeld(plan, released, signal);
+      return await this.applyHeld(sets, render, released, signal);
     } finally {
       clearTimeout(fallback);
       release();
     }
   }
 
-  private async applyHeld(plan: PolicyPlan, released: Promise<void>, signal?: AbortSignal): Promise<ApplyResult> {
+  private async applyHeld(sets: SetPlan, render: () => PolicyPlan, released: Promise<void>, signal?: AbortSignal): Promise<ApplyResult & { plan: PolicyPlan }> {
     const base: RunOptions = signal === undefined ? {} : { signal };
     const opts: RunOptions = { ...base, stdinUntil: released };
     const warnings: string[] = [];
-    if (plan.ipsetRestore !== '') {
-      await refusedAs('ipset', plan.ipsetRestore, () => this.runner.run(['ipset', 'restore'], { ...base, input: plan.ipsetRestore }));
+    const writingSets = sets.ipsetRestore === '' ? Promise.resolve() : refusedAs('ipset', sets.ipsetRestore, () => this.runner.run(['ipset', 'restore'], { ...base, input: sets.ipsetRestore }));
+    let plan: PolicyPlan;
+    try {
+      plan = render();
+    } finally {
+      await writingSets; // a render error is thrown once the set restore is over; a refused set restore wins
     }
     const family = async (f: IpFamily): Promise<void> => {
       const combined = plan.iptablesCombined[f];
@@ -240,7 +253,7 @@ export class IptablesPolicyApplier {
         warnings.push(`destroying set ${set}: ${err instanceof Error ? err.message : String(err)}`);
       }
     }
-    return { warnings };
+    return { warnings, plan };
   }
 
   /**

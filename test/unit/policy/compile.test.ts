@@ -1,11 +1,13 @@
 // Compiler specifics the truth tables do not show: bad input, fail-closed handling of invalid policies,
 // set sharing, and that rule count grows with policies rather than with pods x peers.
 import { expect } from 'chai';
-import { compilePolicies, PolicyCompileError, validatePolicy } from '../../../src/policy/compile.js';
+import fc from 'fast-check';
+import ipaddr from 'ipaddr.js';
+import { compilePolicies, podIp, PolicyCompileError, validatePolicy } from '../../../src/policy/compile.js';
 import { subtractPrefixes, parsePrefix, formatPrefix } from '../../../src/policy/cidr.js';
 import { compileWorld, disagreements, e2eWorld, namespace, pod, policy, truthTable } from './world.js';
 import { clusterAllows, simulate } from './simulator.js';
-import type { V1NetworkPolicy } from '@kubernetes/client-node';
+import type { V1NetworkPolicy, V1Pod } from '@kubernetes/client-node';
 
 describe('policy compiler', () => {
   it('names the bad field of an invalid policy and enforces it as isolate-and-allow-nothing', () => {
@@ -99,6 +101,43 @@ describe('policy compiler', () => {
     ]);
     expect(subtractPrefixes(parsePrefix('fd00::/64'), [parsePrefix('fd00::/64')])).to.deep.equal([]);
     expect(formatPrefix(parsePrefix('10.1.2.3/16'))).to.equal('10.1.0.0/16');
+  });
+
+  it('reads pod addresses in the form ipaddr.js prints them, however the status spells them', () => {
+    const withIp = (ip: string): V1Pod => ({ metadata: { name: 'p' }, status: { podIPs: [{ ip }] } });
+    // Spellings of one address, each against what ipaddr.js makes of it (the fast path must agree).
+    const v6 = fc.tuple(fc.array(fc.integer({ min: 0, max: 0xffff }), { minLength: 8, maxLength: 8 }), fc.boolean(), fc.boolean(), fc.boolean());
+    fc.assert(
+      fc.property(v6, ([groups, upper, padded, compressed]) => {
+        let text = groups.map((g) => (padded ? g.toString(16).padStart(4, '0') : g.toString(16))).join(':');
+        if (compressed) text = text.replace(/(^|:)0+(:0+)+(:|$)/, '::');
+        if (upper) text = text.toUpperCase();
+        expect(podIp(withIp(text), 6)).to.equal(ipaddr.parse(text).toString());
+      }),
+      { numRuns: 500 },
+    );
+    const v4 = fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 4, maxLength: 4 });
+    fc.assert(
+      fc.property(v4, (bytes) => {
+        expect(podIp(withIp(bytes.join('.')), 4)).to.equal(bytes.join('.'));
+      }),
+    );
+    for (const text of ['::ffff:1.2.3.4', '::1.2.3.4', '1:0:1:0:1:0:1:0', '::', '::1', 'fd10:0:0:0:0:0:0:1', 'fd10::1%eth0', '010.1.1.1']) {
+      let expected: string | undefined;
+      try {
+        expected = ipaddr.parse(text).toString();
+      } catch {
+        expected = undefined;
+      }
+      expect(podIp(withIp(text), text.includes(':') ? 6 : 4), text).to.equal(expected);
+    }
+    expect(podIp(withIp('not-an-ip'), 4)).to.equal(undefined);
+  });
+
+  it('parses CIDRs of either family, and refuses junk', () => {
+    expect(formatPrefix(parsePrefix('fd00:0::5/64'))).to.equal('fd00::/64');
+    expect(formatPrefix(parsePrefix('0.0.0.0/0'))).to.equal('0.0.0.0/0');
+    for (const junk of ['10.0.0.0', '10.0.0.0/33', 'fd00::/129', '', 'x/8', '10.0.0.0/8/8']) expect(() => parsePrefix(junk), junk).to.throw();
   });
 
   it('terminated pods are neither protected nor peers', () => {
