@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LabError, nodeObject, podObject, resolveExecTarget } from '../../../src/lab/lab.js';
 import { planMatrix } from '../../../src/lab/matrix.js';
-import { memberBatch, memberSysctls, vethCommand } from '../../../src/lab/netns.js';
+import { bridgeMac, memberBatch, memberSysctls, vethCommand } from '../../../src/lab/netns.js';
 import { parseTopology, planLayout, type LabLayout, type Topology } from '../../../src/lab/topology.js';
 
 function repoRoot(): string {
@@ -30,7 +30,7 @@ describe('lab: from layout to commands and objects', () => {
 
   it('a ToR creates its rack bridge before enslaving the node ports; a node gets addresses and default routes', () => {
     const tor = memberBatch(layout.members.find((m) => m.name === 'tor1')!, layout);
-    expect(tor.indexOf('link add rack0 type bridge')).to.be.lessThan(tor.indexOf('link set to-r1n1 master rack0'));
+    expect(tor.indexOf(`link add rack0 address ${bridgeMac('tor1', 'rack0')} type bridge`)).to.be.lessThan(tor.indexOf('link set to-r1n1 master rack0'));
     expect(tor).to.include('address add fd00:10:1::1/64 dev rack0 nodad');
     const node = memberBatch(layout.members.find((m) => m.name === 'r1n1')!, layout);
     expect(node).to.deep.equal([
