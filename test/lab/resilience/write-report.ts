@@ -122,6 +122,9 @@ export function renderReport(results: FaultResults, dualHomed?: unknown, hostile
       '(2) the ToR has its nodes as configured neighbors and dials them every second (`neighbor ADDR peer-group NODES`, `timers connect 1`; the listen range stays for nodes it does not know): gobgpd 3.10 stays idle 5 s after a reset and dials only 5–10 s later, but accepts a session at once (766 → 169); ' +
       '(3) `update-delay 30`: the restarted ToR sends nothing, End-of-RIB included, until every configured peer sent its own, so the spine keeps the rack\'s stale routes until the nodes are back (169 → 0). `podroute lab node add/remove` keep the ToR\'s neighbor list current (vtysh and bgpd.conf).',
   );
+  lines.push(
+    '- Port churn on a ToR\'s rack bridge: the lab gives every bridge a fixed MAC (`ip link add rack0 address 02:… type bridge`). A Linux bridge otherwise takes the lowest MAC of its ports and changes it when a node is removed and added again; the nodes\' neighbor entries for the ToR then name a MAC nobody answers to. Fault 3 run right after fault 7 found the ToR\'s IPv6 sessions back only after 21–39 s (instead of ~4 s), past its update-delay, and lost IPv6 probes meanwhile; with the fixed MAC the same sequence loses none. A real ToR\'s MAC does not move.',
+  );
   lines.push('- Hostile peers: every external peer gets a max-prefix limit in gobgpd (`bgp.maxPrefixes`, default 10,000 per family, counted before the import policy), so a flood ends the session before it reaches the agent; route passes that write to the kernel are paced (25 ms apart in a burst, stretching to 2 s while the same prefixes keep flapping), so a flapping peer costs a bounded number of kernel writes; passwords come from files only and never reach logs, /status or /metrics.');
   lines.push('');
   lines.push(...CITATIONS);
