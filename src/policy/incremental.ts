@@ -38,6 +38,7 @@ import {
   policySelects,
   preparePolicy,
   compileRuleChain,
+  selectorMatches,
   validateMark,
   validateNode,
   type CompileInput,
@@ -137,10 +138,31 @@ class FamilyState {
     if (entry === undefined) {
       entry = { def, refs: 0, members: new Map() };
       this.sets.set(def.name, entry);
-      if (def.kind !== 'fixed') for (const pod of this.ctx.pods.values()) this.fill(entry, pod);
+      if (def.kind !== 'fixed') for (const pod of this.candidates(def)) this.fill(entry, pod);
       this.dirtySets.add(def.name);
     }
     entry.refs++;
+  }
+
+  /**
+   * The pods that can be in a new set: a peer set's namespaces only (its own, or those its namespace selector
+   * takes), so a full compile tests each peer against a few namespaces' pods, not against every pod.
+   */
+  private *candidates(def: SetDef): Generator<PodEntry> {
+    const ctx = this.ctx;
+    if (def.kind === 'named') {
+      yield* ctx.pods.values();
+      return;
+    }
+    if (def.kind !== 'peer') return;
+    const selector = def.peer.namespaceSelector;
+    for (const [namespace, keys] of ctx.byNamespace) {
+      if (selector === undefined ? namespace !== def.namespace : !selectorMatches(selector, ctx.namespaceLabels(namespace))) continue;
+      for (const key of keys) {
+        const pod = ctx.pods.get(key);
+        if (pod !== undefined) yield pod;
+      }
+    }
   }
 
   private releaseSet(name: string): void {
