@@ -84,15 +84,28 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
   });
 
   it('renders the rules while the sets go in, and applies them after the sets', async () => {
-    const applier = new IptablesPolicyApplier({ runner: netnsRunner(NETNS) });
+    // The order of events: each command as it starts and as it ends, and the rendering.
+    const events: string[] = [];
+    const real = netnsRunner(NETNS);
+    const logged: CommandRunner = {
+      run: async (argv, options) => {
+        events.push(`start ${argv[0]}`);
+        try {
+          return await real.run(argv, options);
+        } finally {
+          events.push(`end ${argv[0]}`);
+        }
+      },
+    };
+    const applier = new IptablesPolicyApplier({ runner: logged });
     const sets = { ipsetRestore: 'create PRPOL4-R hash:ip family inet\nadd PRPOL4-R 10.1.2.3\n', destroySets: [], summary: { changedSets: 1, deletedSets: 0 } };
-    let setsSeenByRender = '';
     const result = await applier.applyRendering(sets, () => {
-      // Called while the set restore may still run: the rules referencing the set only go in after it.
-      setsSeenByRender = sets.ipsetRestore;
+      events.push('render');
       return { ...plan('*filter\n:PRPOL-R - [0:0]\n-A PRPOL-R -m set --match-set PRPOL4-R src -j RETURN\nCOMMIT\n', ''), ipsetRestore: sets.ipsetRestore };
     });
-    expect(setsSeenByRender).to.include('PRPOL4-R');
+    // The set restore starts before the rendering; the rules (which name the set) start after it ended.
+    expect(events.slice(0, 3)).to.deep.equal(['start ipset', 'render', 'end ipset']);
+    expect(events.indexOf('start iptables-restore')).to.be.greaterThan(events.indexOf('end ipset'));
     expect(result.plan.iptablesRestore[4]).to.include('PRPOL-R');
     expect(await chains(4)).to.include('-N PRPOL-R');
     // A refused set restore is what gets reported, even when the rendering failed too; no rule goes in.
