@@ -192,7 +192,8 @@ export class IptablesPolicyApplier {
 
   /**
    * apply() of a plan whose rules are rendered while its sets go in: `render()` runs once the set restore has
-   * started (a full sync renders ~12,000 rules, about as long as the sets take to load). Returns the plan too.
+   * started (a full sync renders ~12,000 rules, about as long as the sets take to load). The sets written and
+   * destroyed are `sets`'s; only the rules are taken from the rendered plan, which is returned too.
    */
   async applyRendering(sets: SetPlan, render: () => PolicyPlan, signal?: AbortSignal): Promise<ApplyResult & { plan: PolicyPlan }> {
     let release = (): void => undefined;
@@ -246,7 +247,7 @@ export class IptablesPolicyApplier {
     // transactions are committed or refused before this returns or throws (their processes end right after).
     const outcomes = await Promise.allSettled([family(4), family(6)]);
     for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason;
-    for (const set of plan.destroySets) {
+    for (const set of sets.destroySets) {
       try {
         await this.runner.run(['ipset', 'destroy', set], base);
       } catch (err) {
