@@ -1,6 +1,9 @@
 // The policy applier: reads our chains, jumps and sets from the kernel and runs a plan's restore inputs. Thin on
 // purpose; all decisions are in plan.ts. It never writes a whole table: only `iptables-restore --noflush` of the
 // chains a plan names, `ipset restore` of our sets, `ipset destroy` of our stale sets.
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { CHAIN_PREFIX, JUMP_COMMENT, SET_PREFIX } from './compile.js';
 import {
@@ -24,6 +27,12 @@ export interface RunOptions {
   settle?: (stderr: string) => true | Error | undefined;
   /** Keeps stdin open after the input until this settles: the process may wait there, holding what it holds. */
   stdinUntil?: Promise<unknown>;
+  /**
+   * The input goes in through an unlinked temporary file, not a pipe, so the process reads all of it while this
+   * thread is busy: a pipe takes 64 KiB, and the rest would wait for the event loop (a full sync renders its rules
+   * while ~300 KB of sets load). Not with stdinUntil.
+   */
+  inputThroughFile?: boolean;
 }
 
 /** Runs one command to completion and returns its stdout; throws CommandFailedError otherwise. */
@@ -74,8 +83,10 @@ export function localRunner(prefix: string[] = []): CommandRunner {
         if (verdict !== undefined) settled?.(verdict, seen);
         yield line;
       };
+      const stdinFile = options.inputThroughFile === true ? unlinkedFile(options.input ?? '') : undefined;
       const subprocess = execa(file, args, {
-        ...(options.stdinUntil === undefined ? { input: options.input ?? '' } : {}),
+        // execa hands a descriptor number to spawn() as it is; its types only list 3-9.
+        ...(stdinFile !== undefined ? { stdin: stdinFile as 3 } : options.stdinUntil === undefined ? { input: options.input ?? '' } : {}),
         ...(options.signal === undefined ? {} : { cancelSignal: options.signal }),
         ...(settle === undefined ? {} : { stderr: watch }),
         stripFinalNewline: false,
@@ -87,6 +98,8 @@ export function localRunner(prefix: string[] = []): CommandRunner {
         subprocess.stdin.write(options.input ?? '');
         void options.stdinUntil.finally(() => subprocess.stdin.end());
       }
+      // The child has its own descriptor once spawned (execa spawns before returning).
+      if (stdinFile !== undefined) closeSync(stdinFile);
       const ended = subprocess.then(
         (result) => result.stdout,
         (err: unknown) => {
@@ -102,6 +115,18 @@ export function localRunner(prefix: string[] = []): CommandRunner {
       });
     },
   };
+}
+
+/** A temporary file holding `text`, open for reading and already removed from its directory. */
+function unlinkedFile(text: string): number {
+  const dir = mkdtempSync(join(tmpdir(), 'podroute-input-'));
+  try {
+    const path = join(dir, 'input');
+    writeFileSync(path, text);
+    return openSync(path, 'r');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** Runs commands inside a named network namespace (tests, the lab). */
@@ -213,7 +238,7 @@ export class IptablesPolicyApplier {
     const base: RunOptions = signal === undefined ? {} : { signal };
     const opts: RunOptions = { ...base, stdinUntil: released };
     const warnings: string[] = [];
-    const writingSets = sets.ipsetRestore === '' ? Promise.resolve() : refusedAs('ipset', sets.ipsetRestore, () => this.runner.run(['ipset', 'restore'], { ...base, input: sets.ipsetRestore }));
+    const writingSets = sets.ipsetRestore === '' ? Promise.resolve() : refusedAs('ipset', sets.ipsetRestore, () => this.runner.run(['ipset', 'restore'], { ...base, input: sets.ipsetRestore, inputThroughFile: true }));
     let plan: PolicyPlan;
     try {
       plan = render();

@@ -1,5 +1,6 @@
 // The policy applier's restores against a real kernel: a transaction is reported committed as soon as it is in
 // (before the restore process has ended), and a refused one is reported refused, never as committed.
+import { spawnSync } from 'node:child_process';
 import { expect } from 'chai';
 import { execa } from 'execa';
 import { IptablesPolicyApplier, netnsRunner, type CommandRunner } from '../../../src/policy/apply.js';
@@ -118,6 +119,26 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
       error = err;
     }
     expect((error as { step?: string }).step).to.equal('ipset');
+  });
+
+  it('loads all of a large set restore while the rendering keeps the thread busy (not 64 KiB, then a wait)', async () => {
+    // ~500 KB of entries, far more than a pipe holds. The rendering does not return to the event loop: it polls
+    // (synchronously) until the last entry is in the kernel, so it finishes only if the restore read its whole input.
+    const members = Array.from({ length: 30_000 }, (_, i) => `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
+    const ipsetRestore = `create PRPOL4-BIG hash:ip family inet maxelem 65536\n${members.map((m) => `add PRPOL4-BIG ${m}`).join('\n')}\n`;
+    expect(ipsetRestore.length).to.be.greaterThan(8 * 65536);
+    const last = members[members.length - 1] ?? '';
+    const applier = new IptablesPolicyApplier({ runner: netnsRunner(NETNS) });
+    let loadedWhileRendering = false;
+    await applier.applyRendering({ ipsetRestore, destroySets: [], summary: { changedSets: 1, deletedSets: 0 } }, () => {
+      const deadline = Date.now() + 10_000;
+      while (!loadedWhileRendering && Date.now() < deadline) {
+        loadedWhileRendering = spawnSync('ip', ['netns', 'exec', NETNS, 'ipset', 'test', 'PRPOL4-BIG', last]).status === 0;
+      }
+      return plan('', '');
+    });
+    expect(loadedWhileRendering, 'the last entry was in while the rendering still ran').to.equal(true);
+    await execa('ip', ['netns', 'exec', NETNS, 'ipset', 'destroy', 'PRPOL4-BIG']);
   });
 
   it('still tells a committed transaction when iptables words its warning differently (let go after 10 s)', async () => {
