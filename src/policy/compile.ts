@@ -25,7 +25,7 @@ import type {
   V1NetworkPolicyPort,
   V1Pod,
 } from '@kubernetes/client-node';
-import { canonicalCidr, familyOfAddress, formatPrefix, parsePrefix, prefixContains, subtractPrefixes } from './cidr.js';
+import { canonicalCidr, familyOfAddress, formatPrefix, parsePrefix, prefixContains, subtractPrefixes, type Prefix } from './cidr.js';
 import type { ClusterState, IpFamily, PolicyNode, Protocol } from './types.js';
 import { PROTOCOLS } from './types.js';
 
@@ -317,7 +317,7 @@ export function policySelects(p: PreparedPolicy, namespace: string, labels: Reco
 
 /** A set a rule chain references, by meaning; its members come from the pods (peer, named) or the policy (fixed). */
 export type SetDef =
-  | { kind: 'fixed'; name: string; type: 'hash:net'; members: string[] }
+  | { kind: 'fixed'; name: string; type: 'hash:net'; cidr: Prefix; except: Prefix[] }
   | { kind: 'peer'; name: string; type: 'hash:ip'; peer: V1NetworkPolicyPeer; namespace: string }
   | { kind: 'named'; name: string; type: 'hash:ip,port'; port: string; protocol: Protocol };
 
@@ -329,10 +329,6 @@ export interface RuleChainDef {
   sets: SetDef[];
 }
 
-function setName(family: IpFamily, kind: string, meaning: string): string {
-  return `${SET_PREFIX}${family}-${kind}-${shortHash(meaning, 14)}`;
-}
-
 export function markArgs(mark: number): { set: string; clear: string } {
   return { set: `0x${mark.toString(16)}/0x${mark.toString(16)}`, clear: `0x0/0x${mark.toString(16)}` };
 }
@@ -341,65 +337,102 @@ export function ruleChainName(policyKeyText: string, dir: Direction): string {
   return `${CHAIN_PREFIX}R-${shortHash(`${policyKeyText}/${dir}`)}`;
 }
 
-/** The rule chain of one policy in one direction and family: each allowed (peer, port) combination sets the mark. */
-export function compileRuleChain(p: PreparedPolicy, dir: Direction, family: IpFamily, mark: number): RuleChainDef {
+/** A peer or port of a policy rule, worked out once for both families. */
+interface RulePart {
+  /** The family it applies to (an ipBlock's); null: both. */
+  family: IpFamily | null;
+  /** The set it matches, by kind and hash of its meaning; named per family. */
+  set?: { kind: 'B' | 'P' | 'N'; hash: string; def: (name: string) => SetDef };
+  /** Its match arguments, given the set's name in the family at hand. */
+  words: (set: string) => string[];
+}
+
+/**
+ * The rule chain of one policy in one direction, for both families: each allowed (peer, port) combination sets the
+ * mark. What the peers and ports mean (and the hashes naming their sets) is worked out once; a family then takes
+ * the ipBlocks of its own family and its own set names.
+ */
+export function compileRuleChains(p: PreparedPolicy, dir: Direction, mark: number): Record<IpFamily, RuleChainDef> {
   const name = ruleChainName(p.key, dir);
-  if (!p.valid) return { name, rules: null, sets: [] };
+  if (!p.valid) return { 4: { name, rules: null, sets: [] }, 6: { name, rules: null, sets: [] } };
   const markArg = markArgs(mark).set;
-  const sets = new Map<string, SetDef>();
   const side = dir === 'ingress' ? 'src' : 'dst';
-  const peerMatch = (peer: V1NetworkPolicyPeer): string[] | null => {
+  const setMatch = (set: string): string[] => ['-m', 'set', '--match-set', set, side];
+  const peerPart = (peer: V1NetworkPolicyPeer): RulePart => {
     if (peer.ipBlock !== undefined) {
       const cidr = parsePrefix(peer.ipBlock.cidr);
-      if (cidr.family !== family) return null;
       const excepts = (peer.ipBlock.except ?? []).map(parsePrefix);
-      if (excepts.length === 0) return [dir === 'ingress' ? '-s' : '-d', formatPrefix(cidr)];
+      if (excepts.length === 0) {
+        const words = [dir === 'ingress' ? '-s' : '-d', formatPrefix(cidr)];
+        return { family: cidr.family, words: () => words };
+      }
       const meaning = JSON.stringify({ cidr: formatPrefix(cidr), except: excepts.map(formatPrefix).sort() });
-      const set = setName(family, 'B', meaning);
-      if (!sets.has(set)) sets.set(set, { kind: 'fixed', name: set, type: 'hash:net', members: subtractPrefixes(cidr, excepts).map(formatPrefix) });
-      return ['-m', 'set', '--match-set', set, side];
+      const def = (set: string): SetDef => ({ kind: 'fixed', name: set, type: 'hash:net', cidr, except: excepts });
+      return { family: cidr.family, set: { kind: 'B', hash: shortHash(meaning, 14), def }, words: setMatch };
     }
     const meaning = JSON.stringify({
       namespace: peer.namespaceSelector === undefined ? p.namespace : null,
       namespaceSelector: peer.namespaceSelector === undefined ? null : canonicalSelector(peer.namespaceSelector),
       podSelector: peer.podSelector === undefined ? null : canonicalSelector(peer.podSelector),
     });
-    const set = setName(family, 'P', meaning);
-    if (!sets.has(set)) sets.set(set, { kind: 'peer', name: set, type: 'hash:ip', peer, namespace: p.namespace });
-    return ['-m', 'set', '--match-set', set, side];
+    const def = (set: string): SetDef => ({ kind: 'peer', name: set, type: 'hash:ip', peer, namespace: p.namespace });
+    return { family: null, set: { kind: 'P', hash: shortHash(meaning, 14), def }, words: setMatch };
   };
-  const portMatch = (port: V1NetworkPolicyPort): string[] => {
+  const portPart = (port: V1NetworkPolicyPort): RulePart => {
     const protocol = (port.protocol ?? 'TCP') as Protocol;
     const proto = protocol.toLowerCase();
-    if (port.port === undefined) return ['-p', proto];
+    if (port.port === undefined) return { family: null, words: () => ['-p', proto] };
     if (typeof port.port === 'string') {
-      const set = setName(family, 'N', JSON.stringify({ name: port.port, protocol }));
-      if (!sets.has(set)) sets.set(set, { kind: 'named', name: set, type: 'hash:ip,port', port: port.port, protocol });
-      return ['-p', proto, '-m', 'set', '--match-set', set, 'dst,dst'];
+      const portName = port.port;
+      const def = (set: string): SetDef => ({ kind: 'named', name: set, type: 'hash:ip,port', port: portName, protocol });
+      const hashed = shortHash(JSON.stringify({ name: portName, protocol }), 14);
+      return { family: null, set: { kind: 'N', hash: hashed, def }, words: (set) => ['-p', proto, '-m', 'set', '--match-set', set, 'dst,dst'] };
     }
     const range = port.endPort === undefined || port.endPort === port.port ? `${port.port}` : `${port.port}:${port.endPort}`;
-    return ['-p', proto, '-m', proto, '--dport', range];
+    const words = ['-p', proto, '-m', proto, '--dport', range];
+    return { family: null, words: () => words };
   };
-  const rules: Rule[] = [];
-  const seen = new Set<string>();
   const specRules = dir === 'ingress' ? (p.policy.spec?.ingress ?? []) : (p.policy.spec?.egress ?? []);
-  for (const rule of specRules) {
+  const parts = specRules.map((rule) => {
     const peers = dir === 'ingress' ? ('_from' in rule ? rule._from : undefined) : 'to' in rule ? rule.to : undefined;
-    const peerMatches: string[][] =
-      peers === undefined || peers.length === 0 ? [[]] : peers.map(peerMatch).filter((m): m is string[] => m !== null);
-    const portMatches: string[][] = rule.ports === undefined || rule.ports.length === 0 ? [[]] : rule.ports.map(portMatch);
-    for (const peer of peerMatches) {
-      for (const port of portMatches) {
-        const r = [...peer, ...port, '-j', 'MARK', '--set-xmark', markArg];
-        const text = r.join(' ');
-        if (!seen.has(text)) {
-          seen.add(text);
-          rules.push(r);
+    return {
+      peers: peers === undefined || peers.length === 0 ? null : peers.map(peerPart),
+      ports: rule.ports === undefined || rule.ports.length === 0 ? null : rule.ports.map(portPart),
+    };
+  });
+  const forFamily = (family: IpFamily): RuleChainDef => {
+    const sets = new Map<string, SetDef>();
+    const words = (part: RulePart): string[] => {
+      if (part.set === undefined) return part.words('');
+      const set = `${SET_PREFIX}${family}-${part.set.kind}-${part.set.hash}`;
+      if (!sets.has(set)) sets.set(set, part.set.def(set));
+      return part.words(set);
+    };
+    const rules: Rule[] = [];
+    const seen = new Set<string>();
+    for (const rule of parts) {
+      const peerMatches = rule.peers === null ? [[]] : rule.peers.filter((m) => m.family === null || m.family === family).map(words);
+      // Ports after peers: a named-port set is needed even when all the rule's peers are of the other family.
+      const portMatches = rule.ports === null ? [[]] : rule.ports.map(words);
+      for (const peer of peerMatches) {
+        for (const port of portMatches) {
+          const r = [...peer, ...port, '-j', 'MARK', '--set-xmark', markArg];
+          const text = r.join(' ');
+          if (!seen.has(text)) {
+            seen.add(text);
+            rules.push(r);
+          }
         }
       }
     }
-  }
-  return { name, rules: rules.length === 0 ? null : rules, sets: [...sets.values()] };
+    return { name, rules: rules.length === 0 ? null : rules, sets: [...sets.values()] };
+  };
+  return { 4: forFamily(4), 6: forFamily(6) };
+}
+
+/** An ipBlock set's entries: its CIDR minus the excepts. Worked out only for a set not yet in use (many policies share one). */
+export function fixedMembers(def: Extract<SetDef, { kind: 'fixed' }>): string[] {
+  return subtractPrefixes(def.cidr, def.except).map(formatPrefix);
 }
 
 /** Whether a peer set (a selector peer of a policy in `namespace`) holds a pod of `podNamespace` with `labels`. */
@@ -431,8 +464,10 @@ export function namedPortEntries(pod: V1Pod, ip: string, portName: string, proto
   return out;
 }
 
-export function podChainName(podKeyText: string, dir: Direction): string {
-  return `${CHAIN_PREFIX}${dir === 'ingress' ? 'I' : 'E'}-${shortHash(podKeyText)}`;
+/** A pod's chains, named by a hash of its key (one hash for both directions). */
+export function podChainNames(podKeyText: string): Record<Direction, string> {
+  const hashed = shortHash(podKeyText);
+  return { ingress: `${CHAIN_PREFIX}I-${hashed}`, egress: `${CHAIN_PREFIX}E-${hashed}` };
 }
 
 /** A pod chain: clear the mark, let every selecting policy's rule chain mark, drop what none marked, clear again. */
@@ -567,7 +602,9 @@ export function makeSetSpec(name: string, type: IpSetType, family: IpFamily, mem
 
 // ---------- compilation from scratch (the reference the incremental compiler is held equal to) ----------
 
-function compileFamily(family: IpFamily, input: CompileInput, policies: PreparedPolicy[], namespaceLabels: (ns: string) => Record<string, string>, mark: number): FamilyRuleset {
+type RuleChainsOf = (p: PreparedPolicy, dir: Direction) => Record<IpFamily, RuleChainDef>;
+
+function compileFamily(family: IpFamily, input: CompileInput, policies: PreparedPolicy[], namespaceLabels: (ns: string) => Record<string, string>, ruleChainsOf: RuleChainsOf, mark: number): FamilyRuleset {
   const chains = new Map<string, Rule[]>();
   const sets = new Map<string, IpSetSpec>();
   const live = input.pods
@@ -576,7 +613,7 @@ function compileFamily(family: IpFamily, input: CompileInput, policies: Prepared
   const addSetDef = (def: SetDef): void => {
     if (sets.has(def.name)) return;
     const members: string[] = [];
-    if (def.kind === 'fixed') members.push(...def.members);
+    if (def.kind === 'fixed') members.push(...fixedMembers(def));
     for (const l of def.kind === 'fixed' ? [] : live) {
       if (l.ip === undefined) continue;
       if (def.kind === 'peer' && peerIncludes(def, l.namespace, l.labels, namespaceLabels)) members.push(l.ip);
@@ -589,7 +626,7 @@ function compileFamily(family: IpFamily, input: CompileInput, policies: Prepared
     const id = `${p.key}\n${dir}`;
     const known = ruleChains.get(id);
     if (known !== undefined) return known;
-    const def = compileRuleChain(p, dir, family, mark);
+    const def = ruleChainsOf(p, dir)[family];
     def.sets.forEach(addSetDef);
     if (def.rules !== null) chains.set(def.name, def.rules);
     ruleChains.set(id, def.rules === null ? null : def.name);
@@ -618,7 +655,7 @@ function compileFamily(family: IpFamily, input: CompileInput, policies: Prepared
       const isolating = selecting.filter((p) => p[dir]);
       if (isolating.length === 0) continue;
       const targets = isolating.map((p) => ruleChain(p, dir)).filter((c): c is string => c !== null);
-      const chain = podChainName(key, dir);
+      const chain = podChainNames(key)[dir];
       chains.set(chain, podChainRules(targets, mark));
       const bucket = dispatchBucket(ip, family);
       buckets[dir].set(bucket, [...(buckets[dir].get(bucket) ?? []), dispatchRule(dir, ip, family, chain)]);
@@ -651,9 +688,19 @@ export function compilePolicies(input: CompileInput, options: CompileOptions = {
   const policies = [...input.policies].map(preparePolicy).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   const problems = policies.flatMap((p) => p.problems);
   const namespaceLabels = namespaceLabelsOf(input.namespaces);
+  const compiled = new Map<string, Record<IpFamily, RuleChainDef>>();
+  const ruleChainsOf: RuleChainsOf = (p, dir) => {
+    const id = `${p.key}\n${dir}`;
+    let defs = compiled.get(id);
+    if (defs === undefined) {
+      defs = compileRuleChains(p, dir, mark);
+      compiled.set(id, defs);
+    }
+    return defs;
+  };
   return {
-    v4: compileFamily(4, input, policies, namespaceLabels, mark),
-    v6: compileFamily(6, input, policies, namespaceLabels, mark),
+    v4: compileFamily(4, input, policies, namespaceLabels, ruleChainsOf, mark),
+    v6: compileFamily(6, input, policies, namespaceLabels, ruleChainsOf, mark),
     problems,
   };
 }

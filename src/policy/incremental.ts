@@ -12,6 +12,8 @@
 // - a policy: its rule chains (and the sets they need, filled by one scan when first used), and the selection of
 //   the local pods of its namespace.
 // Sets and chains that did not change keep their objects, so the planner's per-object hash memory stays valid.
+// What does not depend on the family is worked out once for both: which policies select a pod, a policy's rule
+// chains (compiled for both families together), and a pod chain that reads the same in both (one shared array).
 import type { V1NetworkPolicy, V1Pod } from '@kubernetes/client-node';
 import {
   baseChains,
@@ -22,6 +24,7 @@ import {
   dispatchBucket,
   dispatchRule,
   familyCIDRs,
+  fixedMembers,
   isLive,
   knownSetName,
   localSetName,
@@ -29,7 +32,7 @@ import {
   namedPortEntries,
   namespaceLabelsOf,
   peerIncludes,
-  podChainName,
+  podChainNames,
   podChainRules,
   podIp,
   podKey,
@@ -37,7 +40,7 @@ import {
   policyKey,
   policySelects,
   preparePolicy,
-  compileRuleChain,
+  compileRuleChains,
   selectorMatches,
   validateMark,
   validateNode,
@@ -74,12 +77,14 @@ interface PolicyEntry {
   /** The object (and its spec object) the content was read from. */
   source: V1NetworkPolicy;
   spec: V1NetworkPolicy['spec'];
+  /** Its rule chains, compiled for both families when first used in a direction. */
+  ruleChains: Partial<Record<Direction, Record<IpFamily, RuleChainDef>>>;
 }
 
 interface SetEntry {
   def: SetDef;
   refs: number;
-  /** Entries per pod key (peer and named-port sets); fixed sets keep their members in def. */
+  /** Entries per pod key (peer and named-port sets); a fixed set's entries follow from its def. */
   members: Map<string, string[]>;
 }
 
@@ -129,6 +134,11 @@ class FamilyState {
     private readonly node: PolicyNode,
     private readonly mark: number,
     private readonly ctx: CompilerContext,
+    /**
+     * The other family's state (judged first): a pod chain equal to its twin there is the same array, so the
+     * planner hashes and renders it once for both families. Pod chains are most of the rules.
+     */
+    private readonly twin?: FamilyState,
   ) {}
 
   // ---- sets ----
@@ -217,9 +227,9 @@ class FamilyState {
     const id = `${policy}\n${dir}`;
     let use = this.ruleChains.get(id);
     if (use === undefined) {
-      const prepared = this.ctx.policies.get(policy)?.prepared;
-      if (prepared === undefined) throw new Error(`incremental compiler: no policy ${policy}`);
-      use = { def: compileRuleChain(prepared, dir, this.family, this.mark), refs: 0 };
+      const def = this.ctx.ruleChain(policy, dir, this.family);
+      if (def === undefined) throw new Error(`incremental compiler: no policy ${policy}`);
+      use = { def, refs: 0 };
       this.ruleChains.set(id, use);
       use.def.sets.forEach((s) => this.acquireSet(s));
       if (use.def.rules !== null) this.chains.set(use.def.name, use.def.rules);
@@ -244,10 +254,9 @@ class FamilyState {
       const id = `${policy}\n${dir}`;
       const use = this.ruleChains.get(id);
       if (use === undefined) continue;
-      const prepared = this.ctx.policies.get(policy)?.prepared;
+      const def = this.ctx.ruleChain(policy, dir, this.family);
       // A deleted policy keeps its old chain until the pods that used it are re-judged (in this same compile).
-      if (prepared === undefined) continue;
-      const def = compileRuleChain(prepared, dir, this.family, this.mark);
+      if (def === undefined) continue;
       def.sets.forEach((s) => this.acquireSet(s));
       if (use.def.rules !== null) this.chains.delete(use.def.name);
       use.def.sets.forEach((s) => this.releaseSet(s.name));
@@ -281,20 +290,16 @@ class FamilyState {
     return touched;
   }
 
-  /** Re-judges one local pod: selection, pod chains, dispatch bucket, pending guard. */
-  judge(key: string): void {
+  /**
+   * Re-judges one local pod: pod chains, dispatch bucket, pending guard. `selecting` is the pod's selection
+   * (CompilerContext.selectionOf), the same for both families.
+   */
+  judge(key: string, selecting: Record<Direction, string[]>): void {
     const pod = this.ctx.pods.get(key);
     const local = pod?.local === true ? pod : undefined;
     const ip = local?.ip[this.family];
     const owners = ip === undefined ? undefined : this.owners.get(ip);
     const dispatched = ip !== undefined && owners !== undefined && [...owners].sort(byKey)[0] === key;
-    const selecting: Record<Direction, string[]> = { ingress: [], egress: [] };
-    if (local !== undefined) {
-      for (const p of this.ctx.policiesIn(local.namespace)) {
-        if (!policySelects(p, local.namespace, local.labels)) continue;
-        for (const dir of DIRECTIONS) if (p[dir]) selecting[dir].push(p.key);
-      }
-    }
     // Pending: known, selected, no address yet.
     if (local !== undefined && ip === undefined && (selecting.ingress.length > 0 || selecting.egress.length > 0)) {
       this.pending.set(key, { ingress: selecting.ingress.length > 0, egress: selecting.egress.length > 0 });
@@ -312,7 +317,9 @@ class FamilyState {
       const chain = this.ctx.chainName(key, dir);
       if (now !== undefined && after.length > 0) {
         const targets = after.map((p) => this.ruleChains.get(`${p}\n${dir}`)?.def).filter((d): d is RuleChainDef => d !== undefined && d.rules !== null).map((d) => d.name);
-        const rules = podChainRules(targets, this.mark);
+        const own = podChainRules(targets, this.mark);
+        const shared = this.twin?.chains.get(chain);
+        const rules = shared !== undefined && sameRules(shared, own) ? shared : own;
         if (!sameRules(this.chains.get(chain), rules)) this.chains.set(chain, rules);
       } else {
         this.chains.delete(chain);
@@ -384,7 +391,7 @@ class FamilyState {
     for (const name of this.dirtySets) {
       const entry = this.sets.get(name);
       if (entry === undefined) continue;
-      const members = entry.def.kind === 'fixed' ? entry.def.members : [...entry.members.values()].flat();
+      const members = entry.def.kind === 'fixed' ? fixedMembers(entry.def) : [...entry.members.values()].flat();
       this.specs.set(name, makeSetSpec(name, entry.def.type, this.family, members));
     }
     this.dirtySets.clear();
@@ -406,14 +413,32 @@ class CompilerContext {
   chainName(key: string, dir: Direction): string {
     let names = this.chainNames.get(key);
     if (names === undefined) {
-      names = { ingress: podChainName(key, 'ingress'), egress: podChainName(key, 'egress') };
+      names = podChainNames(key);
       this.chainNames.set(key, names);
     }
     return names[dir];
   }
 
-  policiesIn(namespace: string): PreparedPolicy[] {
-    return this.policiesByNamespace.get(namespace) ?? [];
+  constructor(private readonly mark: number) {}
+
+  /** A policy's rule chain in one family (undefined once the policy is gone). */
+  ruleChain(policy: string, dir: Direction, family: IpFamily): RuleChainDef | undefined {
+    const entry = this.policies.get(policy);
+    if (entry === undefined) return undefined;
+    const defs = (entry.ruleChains[dir] ??= compileRuleChains(entry.prepared, dir, this.mark));
+    return defs[family];
+  }
+
+  /** The keys of the policies that select a pod and isolate it, per direction, in key order (none unless local). */
+  selectionOf(key: string): Record<Direction, string[]> {
+    const selecting: Record<Direction, string[]> = { ingress: [], egress: [] };
+    const pod = this.pods.get(key);
+    if (pod?.local !== true) return selecting;
+    for (const p of this.policiesByNamespace.get(pod.namespace) ?? []) {
+      if (!policySelects(p, pod.namespace, pod.labels)) continue;
+      for (const dir of DIRECTIONS) if (p[dir]) selecting[dir].push(p.key);
+    }
+    return selecting;
   }
 
   indexPolicies(): void {
@@ -468,7 +493,7 @@ export interface CompileStats {
 }
 
 export class PolicyCompiler {
-  private ctx = new CompilerContext();
+  private ctx = new CompilerContext(DEFAULT_ALLOW_MARK);
   private families: Record<IpFamily, FamilyState> | null = null;
   private identity = '';
   private namespaceText = new Map<string, string>();
@@ -487,10 +512,11 @@ export class PolicyCompiler {
     const identity = JSON.stringify([input.node.name, input.node.podCIDRs, mark]);
     const full = this.families === null || identity !== this.identity;
     if (full) {
-      this.ctx = new CompilerContext();
+      this.ctx = new CompilerContext(mark);
       this.namespaceText = new Map();
       this.identity = identity;
-      this.families = { 4: new FamilyState(4, input.node, mark, this.ctx), 6: new FamilyState(6, input.node, mark, this.ctx) };
+      const v4 = new FamilyState(4, input.node, mark, this.ctx);
+      this.families = { 4: v4, 6: new FamilyState(6, input.node, mark, this.ctx, v4) };
     }
     const families = this.families;
     if (families === null) throw new Error('incremental compiler: no state');
@@ -519,7 +545,7 @@ export class PolicyCompiler {
       }
       // Our own shell around the spec object of this moment: replacing the caller's spec later cannot reach it.
       const own: V1NetworkPolicy = { metadata: { namespace: policy.metadata?.namespace ?? '', name: policy.metadata?.name ?? '' }, ...(policy.spec === undefined ? {} : { spec: policy.spec }) };
-      ctx.policies.set(key, { content: null, prepared: preparePolicy(own), source: policy, spec: policy.spec });
+      ctx.policies.set(key, { content: null, prepared: preparePolicy(own), source: policy, spec: policy.spec, ruleChains: {} });
       changedPolicies.push(key);
     }
     for (const key of ctx.policies.keys()) {
@@ -570,7 +596,10 @@ export class PolicyCompiler {
       const namespace = key.slice(0, key.indexOf('/'));
       for (const podKeyText of ctx.byNamespace.get(namespace) ?? []) if (ctx.pods.get(podKeyText)?.local === true) rejudge.add(podKeyText);
     }
-    for (const key of rejudge) for (const f of both) f.judge(key);
+    for (const key of rejudge) {
+      const selecting = ctx.selectionOf(key);
+      for (const f of both) f.judge(key, selecting);
+    }
     this.stats = { pods: changedPods.length, namespaces: changedNamespaces.length, policies: changedPolicies.length, full };
     return { v4: families[4].finish(), v6: families[6].finish(), problems: [...this.problems] };
   }

@@ -153,7 +153,21 @@ function sortedMembers(members: string[]): string[] {
   return sorted;
 }
 
-function planFamily(desired: FamilyRuleset, observed: ObservedFamily): { main: string; cleanup: string; combined: string; changed: number; deleted: number; jumps: number } {
+/**
+ * A chain's rendered rules, one plan's memory per rules array: the compiler hands both families the same array for
+ * a chain that is the same in both (pod chains, most of a ruleset), and that is rendered once.
+ */
+type RenderedChains = Map<readonly Rule[], { chain: string; lines: string[] }>;
+
+function renderChain(chain: string, rules: readonly Rule[], hashes: string[], rendered: RenderedChains): string[] {
+  const known = rendered.get(rules);
+  if (known !== undefined && known.chain === chain) return known.lines;
+  const lines = rules.map((r, i) => renderRule(chain, r, hashes[i]));
+  rendered.set(rules, { chain, lines });
+  return lines;
+}
+
+function planFamily(desired: FamilyRuleset, observed: ObservedFamily, rendered: RenderedChains): { main: string; cleanup: string; combined: string; changed: number; deleted: number; jumps: number } {
   const declare: string[] = [];
   const rules: string[] = [];
   let changed = 0;
@@ -162,7 +176,7 @@ function planFamily(desired: FamilyRuleset, observed: ObservedFamily): { main: s
     if (sameList(observed.chains.get(chain), hashes)) continue;
     changed++;
     declare.push(`:${chain} - [0:0]`);
-    chainRules.forEach((r, i) => rules.push(renderRule(chain, r, hashes[i])));
+    for (const line of renderChain(chain, chainRules, hashes, rendered)) rules.push(line);
   }
   const jumpLines: string[] = [];
   let jumpsAdded = 0;
@@ -271,8 +285,9 @@ export function planSetChanges(desired: CompiledPolicies, observed: ObservedPoli
 
 /** The whole plan given its sets part: the rules of both families, every changed rule rendered with its hash. */
 export function planRuleChanges(desired: CompiledPolicies, observed: ObservedPolicyState, sets: SetPlan): PolicyPlan {
-  const v4 = planFamily(desired.v4, observed.v4);
-  const v6 = planFamily(desired.v6, observed.v6);
+  const rendered: RenderedChains = new Map();
+  const v4 = planFamily(desired.v4, observed.v4, rendered);
+  const v6 = planFamily(desired.v6, observed.v6, rendered);
   return {
     ipsetRestore: sets.ipsetRestore,
     iptablesRestore: { 4: v4.main, 6: v6.main },

@@ -5,7 +5,7 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import { CHAINS, compilePolicies, type CompiledPolicies } from '../../../src/policy/compile.js';
 import { PolicyCompiler } from '../../../src/policy/incremental.js';
-import { observedAfter, planPolicyChanges } from '../../../src/policy/plan.js';
+import { emptyObservedState, observedAfter, planPolicyChanges } from '../../../src/policy/plan.js';
 import { applyChange, changeArb, initialArb, makePod, node, type Snapshot } from './changes.js';
 import { namespace, policy } from './world.js';
 
@@ -74,5 +74,26 @@ describe('PolicyCompiler (incremental)', () => {
     // 2 rule chains, 6 pod ingress chains, 6 dispatch buckets (one per pod address here).
     expect(reusable.length).to.equal(14);
     expect(reused.length).to.equal(reusable.length - 1);
+  });
+
+  it('hands both families one array for a pod chain that reads the same in both, and renders it the same', () => {
+    const pods = Array.from({ length: 4 }, (_, i) => makePod(i, 'x', { app: i % 2 === 0 ? 'a' : 'b' }, true, 0));
+    const policies = [
+      policy('x', 'to-a', { podSelector: { matchLabels: { app: 'a' } }, ingress: [{ _from: [{ podSelector: { matchLabels: { app: 'b' } } }] }] }),
+      // IPv4-only peers: this rule chain marks nothing in IPv6, so the pods it selects have other IPv6 pod chains.
+      policy('x', 'v4-only', { podSelector: { matchLabels: { app: 'b' } }, ingress: [{ _from: [{ ipBlock: { cidr: '192.0.2.0/24' } }] }] }),
+    ];
+    const compiled = new PolicyCompiler().compile({ pods, namespaces: [namespace('x')], policies, node });
+    const podChains = [...compiled.v4.chains.keys()].filter((name) => name.startsWith('PRPOL-I-'));
+    expect(podChains).to.have.length(4);
+    const shared = podChains.filter((name) => compiled.v4.chains.get(name) === compiled.v6.chains.get(name));
+    const apart = podChains.filter((name) => compiled.v4.chains.get(name) !== compiled.v6.chains.get(name));
+    expect(shared).to.have.length(2);
+    expect(apart).to.have.length(2);
+    for (const name of apart) expect(compiled.v6.chains.get(name)).to.not.deep.equal(compiled.v4.chains.get(name));
+    // Rendered once, the shared chains read in each family's restore exactly as the from-scratch compile's do.
+    const plan = planPolicyChanges(compiled, emptyObservedState());
+    const scratch = planPolicyChanges(compilePolicies({ pods, namespaces: [namespace('x')], policies, node }), emptyObservedState());
+    expect(planLines(plan)).to.deep.equal(planLines(scratch));
   });
 });
