@@ -325,6 +325,8 @@ export interface RuleChainDef {
   name: string;
   /** null when the policy allows nothing in this direction (then no chain exists). */
   rules: Rule[] | null;
+  /** The rule of a pod chain that calls this chain (one array, shared by every pod chain and both families). */
+  jump: Rule;
   /** Every set the rules need (and a named-port set of a rule whose peers all fall in the other family). */
   sets: SetDef[];
 }
@@ -354,7 +356,8 @@ interface RulePart {
  */
 export function compileRuleChains(p: PreparedPolicy, dir: Direction, mark: number): Record<IpFamily, RuleChainDef> {
   const name = ruleChainName(p.key, dir);
-  if (!p.valid) return { 4: { name, rules: null, sets: [] }, 6: { name, rules: null, sets: [] } };
+  const jump: Rule = ['-j', name];
+  if (!p.valid) return { 4: { name, rules: null, jump, sets: [] }, 6: { name, rules: null, jump, sets: [] } };
   const markArg = markArgs(mark).set;
   const side = dir === 'ingress' ? 'src' : 'dst';
   const setMatch = (set: string): string[] => ['-m', 'set', '--match-set', set, side];
@@ -425,7 +428,7 @@ export function compileRuleChains(p: PreparedPolicy, dir: Direction, mark: numbe
         }
       }
     }
-    return { name, rules: rules.length === 0 ? null : rules, sets: [...sets.values()] };
+    return { name, rules: rules.length === 0 ? null : rules, jump, sets: [...sets.values()] };
   };
   return { 4: forFamily(4), 6: forFamily(6) };
 }
@@ -470,15 +473,24 @@ export function podChainNames(podKeyText: string): Record<Direction, string> {
   return { ingress: `${CHAIN_PREFIX}I-${hashed}`, egress: `${CHAIN_PREFIX}E-${hashed}` };
 }
 
-/** A pod chain: clear the mark, let every selecting policy's rule chain mark, drop what none marked, clear again. */
-export function podChainRules(targets: string[], mark: number): Rule[] {
-  const m = markArgs(mark);
-  return [
-    ['-j', 'MARK', '--set-xmark', m.clear],
-    ...targets.map((chain) => ['-j', chain]),
-    ['-m', 'mark', '!', '--mark', m.set, '-j', 'DROP'],
-    ['-j', 'MARK', '--set-xmark', m.clear],
-  ];
+/** The rules around a pod chain's jumps, per mark (a single bit, so at most 32 of them). */
+const podChainFrames = new Map<number, { clear: Rule; drop: Rule }>();
+
+/**
+ * A pod chain: clear the mark, let every selecting policy's rule chain (`targets`, those that have rules) mark, drop
+ * what none marked, clear again. Its rules are arrays shared by all pod chains, so the planner hashes each once.
+ */
+export function podChainRules(targets: RuleChainDef[], mark: number): Rule[] {
+  let frame = podChainFrames.get(mark);
+  if (frame === undefined) {
+    const m = markArgs(mark);
+    frame = { clear: ['-j', 'MARK', '--set-xmark', m.clear], drop: ['-m', 'mark', '!', '--mark', m.set, '-j', 'DROP'] };
+    podChainFrames.set(mark, frame);
+  }
+  const rules: Rule[] = [frame.clear];
+  for (const target of targets) if (target.rules !== null) rules.push(target.jump);
+  rules.push(frame.drop, frame.clear);
+  return rules;
 }
 
 /**
@@ -621,16 +633,16 @@ function compileFamily(family: IpFamily, input: CompileInput, policies: Prepared
     }
     sets.set(def.name, makeSetSpec(def.name, def.type, family, members));
   };
-  const ruleChains = new Map<string, string | null>();
-  const ruleChain = (p: PreparedPolicy, dir: Direction): string | null => {
+  const ruleChains = new Map<string, RuleChainDef>();
+  const ruleChain = (p: PreparedPolicy, dir: Direction): RuleChainDef => {
     const id = `${p.key}\n${dir}`;
     const known = ruleChains.get(id);
     if (known !== undefined) return known;
     const def = ruleChainsOf(p, dir)[family];
     def.sets.forEach(addSetDef);
     if (def.rules !== null) chains.set(def.name, def.rules);
-    ruleChains.set(id, def.rules === null ? null : def.name);
-    return def.rules === null ? null : def.name;
+    ruleChains.set(id, def);
+    return def;
   };
   const localPods = live.filter(({ pod }) => pod.spec?.nodeName === input.node.name).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   const byNamespace = new Map<string, PreparedPolicy[]>();
@@ -654,9 +666,8 @@ function compileFamily(family: IpFamily, input: CompileInput, policies: Prepared
     for (const dir of DIRECTIONS) {
       const isolating = selecting.filter((p) => p[dir]);
       if (isolating.length === 0) continue;
-      const targets = isolating.map((p) => ruleChain(p, dir)).filter((c): c is string => c !== null);
       const chain = podChainNames(key)[dir];
-      chains.set(chain, podChainRules(targets, mark));
+      chains.set(chain, podChainRules(isolating.map((p) => ruleChain(p, dir)), mark));
       const bucket = dispatchBucket(ip, family);
       buckets[dir].set(bucket, [...(buckets[dir].get(bucket) ?? []), dispatchRule(dir, ip, family, chain)]);
     }

@@ -316,7 +316,7 @@ class FamilyState {
       for (const p of before) this.releaseChain(p, dir);
       const chain = this.ctx.chainName(key, dir);
       if (now !== undefined && after.length > 0) {
-        const targets = after.map((p) => this.ruleChains.get(`${p}\n${dir}`)?.def).filter((d): d is RuleChainDef => d !== undefined && d.rules !== null).map((d) => d.name);
+        const targets = after.map((p) => this.ruleChains.get(`${p}\n${dir}`)?.def).filter((d): d is RuleChainDef => d !== undefined);
         const own = podChainRules(targets, this.mark);
         const shared = this.twin?.chains.get(chain);
         const rules = shared !== undefined && sameRules(shared, own) ? shared : own;

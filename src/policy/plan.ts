@@ -62,25 +62,28 @@ export function emptyObservedState(): ObservedPolicyState {
 }
 
 /**
- * A rule's identity in its chain: 64 bits of two 32-bit multiplicative string hashes. It only has to tell a rule
- * from the rule that was at its place before (not resist an adversary), and a full sync hashes every rule (12,000
- * at 500 policies), where a SHA-256 per rule cost several times more.
+ * A rule's identity in its chain: 64 bits of two 32-bit multiplicative string hashes of its words. It only has to
+ * tell a rule from the rule that was at its place before (not resist an adversary), and a full sync hashes every
+ * rule (12,000 at 500 policies), where a SHA-256 per rule cost several times more. The chain is not part of it:
+ * the compiler shares one array for a rule that many chains hold (a pod chain's mark, drop and jump rules), which
+ * is then hashed once.
  */
-export function ruleHash(chain: string, rule: Rule): string {
-  // The hash of `${chain} ${rule.join(' ')}`, taken word by word (no joined string per rule).
+export function ruleHash(rule: Rule): string {
+  const known = ruleHashMemo.get(rule);
+  if (known !== undefined) return known;
   let a = 0x811c9dc5;
   let b = 0x9747b28c;
-  for (let w = -1; w < rule.length; w++) {
-    const text = w < 0 ? chain : (rule[w] as string);
+  for (let w = 0; w < rule.length; w++) {
+    const text = rule[w] as string;
+    if (w > 0) {
+      a = Math.imul(a ^ 32, 0x01000193);
+      b = Math.imul(b ^ 32, 0x5bd1e995);
+      b ^= b >>> 15;
+    }
     for (let i = 0; i < text.length; i++) {
       const c = text.charCodeAt(i);
       a = Math.imul(a ^ c, 0x01000193);
       b = Math.imul(b ^ c, 0x5bd1e995);
-      b ^= b >>> 15;
-    }
-    if (w < rule.length - 1 || w < 0) {
-      a = Math.imul(a ^ 32, 0x01000193);
-      b = Math.imul(b ^ 32, 0x5bd1e995);
       b ^= b >>> 15;
     }
   }
@@ -89,23 +92,32 @@ export function ruleHash(chain: string, rule: Rule): string {
   a ^= a >>> 16;
   b = Math.imul(b ^ (b >>> 16), 0x85ebca6b);
   b ^= b >>> 13;
-  return (a >>> 0).toString(16).padStart(8, '0') + (b >>> 0).toString(16).padStart(8, '0');
+  const hash = (a >>> 0).toString(16).padStart(8, '0') + (b >>> 0).toString(16).padStart(8, '0');
+  ruleHashMemo.set(rule, hash);
+  return hash;
 }
+
+// Rules are immutable once compiled; a shared one is hashed once.
+const ruleHashMemo = new WeakMap<Rule, string>();
 
 /** Quotes an argument for iptables-restore / ipset restore lines when it needs it. */
 function quote(arg: string): string {
   return /^[A-Za-z0-9_.:/,!=+@%-]+$/.test(arg) ? arg : `"${arg.replace(/(["\\])/g, '\\$1')}"`;
 }
 
-export function renderRule(chain: string, rule: Rule, hash = ruleHash(chain, rule)): string {
-  // The comment goes before the target: everything after -j belongs to the target's options.
+/** A rule as it follows `-A CHAIN` in a restore line; the comment goes before the target (all after -j is its options). */
+function renderRuleTail(rule: Rule, hash: string): string {
   const j = rule.indexOf('-j');
   const targetAt = j < 0 ? rule.length : j;
-  let line = `-A ${quote(chain)}`;
+  let line = '';
   for (let i = 0; i < targetAt; i++) line += ` ${quote(rule[i] as string)}`;
   line += ` -m comment --comment ${quote(`${RULE_HASH_PREFIX}${hash}`)}`;
   for (let i = targetAt; i < rule.length; i++) line += ` ${quote(rule[i] as string)}`;
   return line;
+}
+
+export function renderRule(chain: string, rule: Rule, hash = ruleHash(rule)): string {
+  return `-A ${quote(chain)}${renderRuleTail(rule, hash)}`;
 }
 
 export function renderJump(jump: BuiltinJump, op: '-I' | '-D'): string {
@@ -115,13 +127,14 @@ export function renderJump(jump: BuiltinJump, op: '-I' | '-D'): string {
 
 // A chain's hashes, remembered per (immutable) rules array: an unchanged chain costs one lookup, and the array
 // observedAfter() keeps is the same one, so comparing it with the kernel's memory is an identity check.
-const chainHashMemo = new WeakMap<readonly Rule[], { chain: string; hashes: string[] }>();
+const chainHashMemo = new WeakMap<readonly Rule[], string[]>();
 
-function chainHashes(chain: string, rules: readonly Rule[]): string[] {
-  const known = chainHashMemo.get(rules);
-  if (known !== undefined && known.chain === chain) return known.hashes;
-  const hashes = rules.map((r) => ruleHash(chain, r));
-  chainHashMemo.set(rules, { chain, hashes });
+function chainHashes(rules: readonly Rule[]): string[] {
+  let hashes = chainHashMemo.get(rules);
+  if (hashes === undefined) {
+    hashes = rules.map(ruleHash);
+    chainHashMemo.set(rules, hashes);
+  }
   return hashes;
 }
 
@@ -154,29 +167,33 @@ function sortedMembers(members: string[]): string[] {
 }
 
 /**
- * A chain's rendered rules, one plan's memory per rules array: the compiler hands both families the same array for
- * a chain that is the same in both (pod chains, most of a ruleset), and that is rendered once.
+ * Rule tails as rendered in one plan: the compiler shares one array for a rule that many chains hold (a pod chain's
+ * mark, drop and jump rules; a pod chain that reads the same in both families), and that is rendered once.
  */
-type RenderedChains = Map<readonly Rule[], { chain: string; lines: string[] }>;
+type RenderedTails = Map<Rule, string>;
 
-function renderChain(chain: string, rules: readonly Rule[], hashes: string[], rendered: RenderedChains): string[] {
-  const known = rendered.get(rules);
-  if (known !== undefined && known.chain === chain) return known.lines;
-  const lines = rules.map((r, i) => renderRule(chain, r, hashes[i]));
-  rendered.set(rules, { chain, lines });
-  return lines;
+function renderChain(chain: string, rules: readonly Rule[], hashes: string[], tails: RenderedTails, out: string[]): void {
+  const head = `-A ${quote(chain)}`;
+  rules.forEach((rule, i) => {
+    let tail = tails.get(rule);
+    if (tail === undefined) {
+      tail = renderRuleTail(rule, hashes[i] ?? ruleHash(rule));
+      tails.set(rule, tail);
+    }
+    out.push(head + tail);
+  });
 }
 
-function planFamily(desired: FamilyRuleset, observed: ObservedFamily, rendered: RenderedChains): { main: string; cleanup: string; combined: string; changed: number; deleted: number; jumps: number } {
+function planFamily(desired: FamilyRuleset, observed: ObservedFamily, tails: RenderedTails): { main: string; cleanup: string; combined: string; changed: number; deleted: number; jumps: number } {
   const declare: string[] = [];
   const rules: string[] = [];
   let changed = 0;
   for (const [chain, chainRules] of desired.chains) {
-    const hashes = chainHashes(chain, chainRules);
+    const hashes = chainHashes(chainRules);
     if (sameList(observed.chains.get(chain), hashes)) continue;
     changed++;
     declare.push(`:${chain} - [0:0]`);
-    for (const line of renderChain(chain, chainRules, hashes, rendered)) rules.push(line);
+    renderChain(chain, chainRules, hashes, tails, rules);
   }
   const jumpLines: string[] = [];
   let jumpsAdded = 0;
@@ -285,9 +302,9 @@ export function planSetChanges(desired: CompiledPolicies, observed: ObservedPoli
 
 /** The whole plan given its sets part: the rules of both families, every changed rule rendered with its hash. */
 export function planRuleChanges(desired: CompiledPolicies, observed: ObservedPolicyState, sets: SetPlan): PolicyPlan {
-  const rendered: RenderedChains = new Map();
-  const v4 = planFamily(desired.v4, observed.v4, rendered);
-  const v6 = planFamily(desired.v6, observed.v6, rendered);
+  const tails: RenderedTails = new Map();
+  const v4 = planFamily(desired.v4, observed.v4, tails);
+  const v6 = planFamily(desired.v6, observed.v6, tails);
   return {
     ipsetRestore: sets.ipsetRestore,
     iptablesRestore: { 4: v4.main, 6: v6.main },
@@ -311,7 +328,7 @@ export function planPolicyChanges(desired: CompiledPolicies, observed: ObservedP
 /** What the kernel holds once a plan for `desired` went in completely: the planner's next `observed`. */
 export function observedAfter(desired: CompiledPolicies): ObservedPolicyState {
   const family = (rs: FamilyRuleset): ObservedFamily => ({
-    chains: new Map([...rs.chains].map(([name, rules]) => [name, chainHashes(name, rules)])),
+    chains: new Map([...rs.chains].map(([name, rules]) => [name, chainHashes(rules)])),
     jumps: rs.jumps.map((j) => ({ chain: j.chain, target: j.target })),
   });
   const sets = new Map<string, ObservedSet>();
