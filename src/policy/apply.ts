@@ -238,7 +238,7 @@ export class IptablesPolicyApplier {
     const base: RunOptions = signal === undefined ? {} : { signal };
     const opts: RunOptions = { ...base, stdinUntil: released };
     const warnings: string[] = [];
-    const writingSets = sets.ipsetRestore === '' ? Promise.resolve() : refusedAs('ipset', sets.ipsetRestore, () => this.runner.run(['ipset', 'restore'], { ...base, input: sets.ipsetRestore, inputThroughFile: true }));
+    const writingSets = sets.ipsetRestore === '' ? Promise.resolve() : refusedAs('ipset', sets.ipsetRestore, () => this.runner.run(['ipset', 'restore'], { ...base, input: sets.ipsetRestore, inputThroughFile: sets.ipsetRestore.length > PIPE_BUFFER_BYTES }));
     let plan: PolicyPlan;
     try {
       plan = render();
@@ -318,6 +318,9 @@ async function refusedAs(step: string, input: string, run: () => Promise<unknown
     throw new PolicyApplyError(step, input, err);
   }
 }
+
+/** What a pipe takes before its reader reads (Linux's default): a larger set restore gets its input through a file. */
+const PIPE_BUFFER_BYTES = 65_536;
 
 /** An interface name iptables warns about ("weird character in interface"), in a rule that is never committed. */
 const BEACON_INTERFACE = 'committed/';
