@@ -12,8 +12,9 @@
 // - a policy: its rule chains (and the sets they need, filled by one scan when first used), and the selection of
 //   the local pods of its namespace.
 // Sets and chains that did not change keep their objects, so the planner's per-object hash memory stays valid.
-// What does not depend on the family is worked out once for both: which policies select a pod, a policy's rule
-// chains (compiled for both families together), and a pod chain that reads the same in both (one shared array).
+// What does not depend on the family is worked out once for both: which policies select a pod and a policy's rule
+// chains (compiled for both families together). Pod chains that read the same (pods selected alike, or one pod in
+// both families) are one array, which the planner hashes and renders once.
 import type { V1NetworkPolicy, V1Pod } from '@kubernetes/client-node';
 import {
   baseChains,
@@ -134,11 +135,6 @@ class FamilyState {
     private readonly node: PolicyNode,
     private readonly mark: number,
     private readonly ctx: CompilerContext,
-    /**
-     * The other family's state (judged first): a pod chain equal to its twin there is the same array, so the
-     * planner hashes and renders it once for both families. Pod chains are most of the rules.
-     */
-    private readonly twin?: FamilyState,
   ) {}
 
   // ---- sets ----
@@ -317,9 +313,7 @@ class FamilyState {
       const chain = this.ctx.chainName(key, dir);
       if (now !== undefined && after.length > 0) {
         const targets = after.map((p) => this.ruleChains.get(`${p}\n${dir}`)?.def).filter((d): d is RuleChainDef => d !== undefined);
-        const own = podChainRules(targets, this.mark);
-        const shared = this.twin?.chains.get(chain);
-        const rules = shared !== undefined && sameRules(shared, own) ? shared : own;
+        const rules = this.ctx.podChainRules(targets);
         if (!sameRules(this.chains.get(chain), rules)) this.chains.set(chain, rules);
       } else {
         this.chains.delete(chain);
@@ -419,7 +413,28 @@ class CompilerContext {
     return names[dir];
   }
 
+  /**
+   * Pod chains of this compile by the rule chains they call: pods selected alike (a Deployment's, or one pod in both
+   * families) get one array, which the planner hashes and renders once. Pod chains are most of the rules.
+   */
+  private podChains = new Map<string, Rule[]>();
+
   constructor(private readonly mark: number) {}
+
+  /** Called as a compile starts: what the last one shared stays shared only as long as its chains stay equal. */
+  startCompile(): void {
+    this.podChains = new Map();
+  }
+
+  podChainRules(targets: RuleChainDef[]): Rule[] {
+    const id = targets.map((t) => (t.rules === null ? '' : t.name)).join(' ');
+    let rules = this.podChains.get(id);
+    if (rules === undefined) {
+      rules = podChainRules(targets, this.mark);
+      this.podChains.set(id, rules);
+    }
+    return rules;
+  }
 
   /** A policy's rule chain in one family (undefined once the policy is gone). */
   ruleChain(policy: string, dir: Direction, family: IpFamily): RuleChainDef | undefined {
@@ -515,13 +530,13 @@ export class PolicyCompiler {
       this.ctx = new CompilerContext(mark);
       this.namespaceText = new Map();
       this.identity = identity;
-      const v4 = new FamilyState(4, input.node, mark, this.ctx);
-      this.families = { 4: v4, 6: new FamilyState(6, input.node, mark, this.ctx, v4) };
+      this.families = { 4: new FamilyState(4, input.node, mark, this.ctx), 6: new FamilyState(6, input.node, mark, this.ctx) };
     }
     const families = this.families;
     if (families === null) throw new Error('incremental compiler: no state');
     const both = [families[4], families[6]];
     const ctx = this.ctx;
+    ctx.startCompile();
     const rejudge = new Set<string>();
 
     // Policies, by content. Prepared first: pods are judged against the new set of policies.

@@ -63,14 +63,11 @@ export function emptyObservedState(): ObservedPolicyState {
 
 /**
  * A rule's identity in its chain: 64 bits of two 32-bit multiplicative string hashes of its words. It only has to
- * tell a rule from the rule that was at its place before (not resist an adversary), and a full sync hashes every
- * rule (12,000 at 500 policies), where a SHA-256 per rule cost several times more. The chain is not part of it:
- * the compiler shares one array for a rule that many chains hold (a pod chain's mark, drop and jump rules), which
- * is then hashed once.
+ * tell a rule from the rule that was at its place before (not resist an adversary), and a full sync hashes
+ * thousands, where a SHA-256 per rule cost several times more. The chain is not part of it,
+ * so the hashes of a rules array that many chains share (pod chains of pods selected alike) hold for each of them.
  */
 export function ruleHash(rule: Rule): string {
-  const known = ruleHashMemo.get(rule);
-  if (known !== undefined) return known;
   let a = 0x811c9dc5;
   let b = 0x9747b28c;
   for (let w = 0; w < rule.length; w++) {
@@ -92,13 +89,8 @@ export function ruleHash(rule: Rule): string {
   a ^= a >>> 16;
   b = Math.imul(b ^ (b >>> 16), 0x85ebca6b);
   b ^= b >>> 13;
-  const hash = (a >>> 0).toString(16).padStart(8, '0') + (b >>> 0).toString(16).padStart(8, '0');
-  ruleHashMemo.set(rule, hash);
-  return hash;
+  return (a >>> 0).toString(16).padStart(8, '0') + (b >>> 0).toString(16).padStart(8, '0');
 }
-
-// Rules are immutable once compiled; a shared one is hashed once.
-const ruleHashMemo = new WeakMap<Rule, string>();
 
 /** Quotes an argument for iptables-restore / ipset restore lines when it needs it. */
 function quote(arg: string): string {
@@ -167,8 +159,8 @@ function sortedMembers(members: string[]): string[] {
 }
 
 /**
- * Rule tails as rendered in one plan: the compiler shares one array for a rule that many chains hold (a pod chain's
- * mark, drop and jump rules; a pod chain that reads the same in both families), and that is rendered once.
+ * Rule tails as rendered in one plan: the compiler shares one array for a rule that many chains hold (every pod
+ * chain's mark, drop and jump rules), and that is rendered once.
  */
 type RenderedTails = Map<Rule, string>;
 

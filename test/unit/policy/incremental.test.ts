@@ -76,7 +76,7 @@ describe('PolicyCompiler (incremental)', () => {
     expect(reused.length).to.equal(reusable.length - 1);
   });
 
-  it('shares one array for a rule or a pod chain that reads the same in several places, and renders it the same', () => {
+  it('shares one array for a pod chain or a rule that reads the same in several places (pods, families), and renders it the same', () => {
     const pods = Array.from({ length: 4 }, (_, i) => makePod(i, 'x', { app: i % 2 === 0 ? 'a' : 'b' }, true, 0));
     const policies = [
       policy('x', 'to-a', { podSelector: { matchLabels: { app: 'a' } }, ingress: [{ _from: [{ podSelector: { matchLabels: { app: 'b' } } }] }] }),
@@ -91,11 +91,12 @@ describe('PolicyCompiler (incremental)', () => {
     expect(shared).to.have.length(2);
     expect(apart).to.have.length(2);
     for (const name of apart) expect(compiled.v6.chains.get(name)).to.not.deep.equal(compiled.v4.chains.get(name));
-    // Every pod chain's mark and drop rules are one array each, and so is the jump to a rule chain: hashed once.
-    const [first, second] = apart.map((name) => compiled.v4.chains.get(name) ?? []);
-    expect(first?.[0]).to.equal(second?.[0]);
-    expect(first?.at(-2)).to.equal(second?.at(-2));
-    expect(first?.[1]).to.equal(second?.[1]);
+    // Pods selected alike share one chain array too (p0 and p2; p1 and p3), in each family.
+    for (const f of [compiled.v4, compiled.v6]) expect(new Set(podChains.map((name) => f.chains.get(name))).size).to.equal(2);
+    // Every pod chain's mark and drop rules are one array each (hashed once), whatever policies select the pod.
+    const [ofA, ofB] = [shared[0], apart[0]].map((name) => compiled.v4.chains.get(name ?? '') ?? []);
+    expect(ofA?.[0]).to.equal(ofB?.[0]);
+    expect(ofA?.at(-2)).to.equal(ofB?.at(-2));
     // Rendered once, the shared chains read in each family's restore exactly as the from-scratch compile's do.
     const plan = planPolicyChanges(compiled, emptyObservedState());
     const scratch = planPolicyChanges(compilePolicies({ pods, namespaces: [namespace('x')], policies, node }), emptyObservedState());
