@@ -478,7 +478,7 @@ const podChainFrames = new Map<number, { clear: Rule; drop: Rule }>();
 
 /**
  * A pod chain: clear the mark, let every selecting policy's rule chain (`targets`, those that have rules) mark, drop
- * what none marked, clear again. Its rules are arrays shared by all pod chains, so the planner hashes each once.
+ * what none marked, clear again. Its rules are arrays shared by all pod chains: the planner renders each once.
  */
 export function podChainRules(targets: RuleChainDef[], mark: number): Rule[] {
   let frame = podChainFrames.get(mark);

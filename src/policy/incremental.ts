@@ -427,7 +427,7 @@ class CompilerContext {
   }
 
   podChainRules(targets: RuleChainDef[]): Rule[] {
-    const id = targets.map((t) => (t.rules === null ? '' : t.name)).join(' ');
+    const id = targets.flatMap((t) => (t.rules === null ? [] : [t.name])).join(' ');
     let rules = this.podChains.get(id);
     if (rules === undefined) {
       rules = podChainRules(targets, this.mark);

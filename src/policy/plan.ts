@@ -64,8 +64,8 @@ export function emptyObservedState(): ObservedPolicyState {
 /**
  * A rule's identity in its chain: 64 bits of two 32-bit multiplicative string hashes of its words. It only has to
  * tell a rule from the rule that was at its place before (not resist an adversary), and a full sync hashes
- * thousands, where a SHA-256 per rule cost several times more. The chain is not part of it,
- * so the hashes of a rules array that many chains share (pod chains of pods selected alike) hold for each of them.
+ * thousands, where a SHA-256 per rule cost several times more. The chain is not part of it, so the hashes of a
+ * rules array that many chains share (the pod chains of pods selected alike) hold for each of them.
  */
 export function ruleHash(rule: Rule): string {
   let a = 0x811c9dc5;
