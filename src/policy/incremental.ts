@@ -118,7 +118,8 @@ class FamilyState {
   readonly chains = new Map<string, Rule[]>();
   readonly specs = new Map<string, IpSetSpec>();
   private readonly sets = new Map<string, SetEntry>();
-  private readonly ruleChains = new Map<string, ChainUse>();
+  /** Rule chains in use, per direction by policy key. */
+  private readonly ruleChains: Record<Direction, Map<string, ChainUse>> = { ingress: new Map(), egress: new Map() };
   /** Dispatched local pods (the first pod by key of each address). */
   private readonly local = new Map<string, LocalPodState>();
   /** Local live pods by address; more than one only when two pods claim one address. */
@@ -144,30 +145,28 @@ class FamilyState {
     if (entry === undefined) {
       entry = { def, refs: 0, members: new Map() };
       this.sets.set(def.name, entry);
-      if (def.kind !== 'fixed') for (const pod of this.candidates(def)) this.fill(entry, pod);
+      this.fillFromCandidates(entry);
       this.dirtySets.add(def.name);
     }
     entry.refs++;
   }
 
   /**
-   * The pods that can be in a new set: a peer set's namespaces only (its own, or those its namespace selector
-   * takes), so a full compile tests each peer against a few namespaces' pods, not against every pod.
+   * Fills a new set from the pods that can be in it: a peer set's namespaces only (its own, or those its namespace
+   * selector takes), so a full compile tests each peer against a few namespaces' pods, not against every pod.
    */
-  private *candidates(def: SetDef): Generator<PodEntry> {
+  private fillFromCandidates(entry: SetEntry): void {
     const ctx = this.ctx;
+    const def = entry.def;
     if (def.kind === 'named') {
-      yield* ctx.pods.values();
+      for (const pod of ctx.pods.values()) this.fill(entry, pod);
       return;
     }
     if (def.kind !== 'peer') return;
     const selector = def.peer.namespaceSelector;
     for (const [namespace, keys] of ctx.byNamespace) {
       if (selector === undefined ? namespace !== def.namespace : !selectorMatches(selector, ctx.namespaceLabels(namespace))) continue;
-      for (const key of keys) {
-        const pod = ctx.pods.get(key);
-        if (pod !== undefined) yield pod;
-      }
+      for (const key of keys) this.fill(entry, ctx.pods.get(key), key);
     }
   }
 
@@ -220,13 +219,12 @@ class FamilyState {
   // ---- rule chains ----
 
   private acquireChain(policy: string, dir: Direction): void {
-    const id = `${policy}\n${dir}`;
-    let use = this.ruleChains.get(id);
+    let use = this.ruleChains[dir].get(policy);
     if (use === undefined) {
       const def = this.ctx.ruleChain(policy, dir, this.family);
       if (def === undefined) throw new Error(`incremental compiler: no policy ${policy}`);
       use = { def, refs: 0 };
-      this.ruleChains.set(id, use);
+      this.ruleChains[dir].set(policy, use);
       use.def.sets.forEach((s) => this.acquireSet(s));
       if (use.def.rules !== null) this.chains.set(use.def.name, use.def.rules);
     }
@@ -234,12 +232,11 @@ class FamilyState {
   }
 
   private releaseChain(policy: string, dir: Direction): void {
-    const id = `${policy}\n${dir}`;
-    const use = this.ruleChains.get(id);
+    const use = this.ruleChains[dir].get(policy);
     if (use === undefined) return;
     use.refs--;
     if (use.refs > 0) return;
-    this.ruleChains.delete(id);
+    this.ruleChains[dir].delete(policy);
     if (use.def.rules !== null) this.chains.delete(use.def.name);
     use.def.sets.forEach((s) => this.releaseSet(s.name));
   }
@@ -247,8 +244,7 @@ class FamilyState {
   /** A policy's content changed: its chains in use are compiled again (the pods selecting it are re-judged too). */
   policyChanged(policy: string): void {
     for (const dir of DIRECTIONS) {
-      const id = `${policy}\n${dir}`;
-      const use = this.ruleChains.get(id);
+      const use = this.ruleChains[dir].get(policy);
       if (use === undefined) continue;
       const def = this.ctx.ruleChain(policy, dir, this.family);
       // A deleted policy keeps its old chain until the pods that used it are re-judged (in this same compile).
@@ -295,7 +291,8 @@ class FamilyState {
     const local = pod?.local === true ? pod : undefined;
     const ip = local?.ip[this.family];
     const owners = ip === undefined ? undefined : this.owners.get(ip);
-    const dispatched = ip !== undefined && owners !== undefined && [...owners].sort(byKey)[0] === key;
+    // The first claimant by key is dispatched (nearly always the only one).
+    const dispatched = ip !== undefined && owners !== undefined && (owners.size === 1 ? owners.has(key) : [...owners].sort(byKey)[0] === key);
     // Pending: known, selected, no address yet.
     if (local !== undefined && ip === undefined && (selecting.ingress.length > 0 || selecting.egress.length > 0)) {
       this.pending.set(key, { ingress: selecting.ingress.length > 0, egress: selecting.egress.length > 0 });
@@ -312,7 +309,7 @@ class FamilyState {
       for (const p of before) this.releaseChain(p, dir);
       const chain = this.ctx.chainName(key, dir);
       if (now !== undefined && after.length > 0) {
-        const targets = after.map((p) => this.ruleChains.get(`${p}\n${dir}`)?.def).filter((d): d is RuleChainDef => d !== undefined);
+        const targets = after.map((p) => this.ruleChains[dir].get(p)?.def).filter((d): d is RuleChainDef => d !== undefined);
         const rules = this.ctx.podChainRules(targets);
         if (!sameRules(this.chains.get(chain), rules)) this.chains.set(chain, rules);
       } else {
