@@ -134,7 +134,6 @@ class FamilyState {
   constructor(
     readonly family: IpFamily,
     private readonly node: PolicyNode,
-    private readonly mark: number,
     private readonly ctx: CompilerContext,
   ) {}
 
@@ -527,7 +526,7 @@ export class PolicyCompiler {
       this.ctx = new CompilerContext(mark);
       this.namespaceText = new Map();
       this.identity = identity;
-      this.families = { 4: new FamilyState(4, input.node, mark, this.ctx), 6: new FamilyState(6, input.node, mark, this.ctx) };
+      this.families = { 4: new FamilyState(4, input.node, this.ctx), 6: new FamilyState(6, input.node, this.ctx) };
     }
     const families = this.families;
     if (families === null) throw new Error('incremental compiler: no state');
