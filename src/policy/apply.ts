@@ -27,12 +27,6 @@ export interface RunOptions {
   settle?: (stderr: string) => true | Error | undefined;
   /** Keeps stdin open after the input until this settles: the process may wait there, holding what it holds. */
   stdinUntil?: Promise<unknown>;
-  /**
-   * The input goes in through an unlinked temporary file, not a pipe, so the process reads all of it while this
-   * thread is busy: a pipe takes 64 KiB, and the rest would wait for the event loop (a full sync renders its rules
-   * while ~300 KB of sets load). Not with stdinUntil.
-   */
-  inputThroughFile?: boolean;
 }
 
 /** Runs one command to completion and returns its stdout; throws CommandFailedError otherwise. */
@@ -83,10 +77,14 @@ export function localRunner(prefix: string[] = []): CommandRunner {
         if (verdict !== undefined) settled?.(verdict, seen);
         yield line;
       };
-      const stdinFile = options.inputThroughFile === true ? unlinkedFile(options.input ?? '') : undefined;
+      // An input larger than a pipe takes goes in through an unlinked temporary file, so the process reads all of it
+      // while this thread is busy (a full sync renders its rules while ~300 KB of sets load); through a pipe the rest
+      // would wait for the event loop. An input held open (stdinUntil) needs the pipe.
+      const input = options.input ?? '';
+      const stdinFile = options.stdinUntil === undefined && input.length > PIPE_BUFFER_BYTES ? unlinkedFile(input) : undefined;
       const subprocess = execa(file, args, {
         // execa hands a descriptor number to spawn() as it is; its types only list 3-9.
-        ...(stdinFile !== undefined ? { stdin: stdinFile as 3 } : options.stdinUntil === undefined ? { input: options.input ?? '' } : {}),
+        ...(stdinFile !== undefined ? { stdin: stdinFile as 3 } : options.stdinUntil === undefined ? { input } : {}),
         ...(options.signal === undefined ? {} : { cancelSignal: options.signal }),
         ...(settle === undefined ? {} : { stderr: watch }),
         stripFinalNewline: false,
@@ -95,7 +93,7 @@ export function localRunner(prefix: string[] = []): CommandRunner {
       if (options.stdinUntil !== undefined) {
         // A process that ends early (a refused input) closes its end: the write's EPIPE is not the error to report.
         subprocess.stdin.on('error', () => undefined);
-        subprocess.stdin.write(options.input ?? '');
+        subprocess.stdin.write(input);
         void options.stdinUntil.finally(() => subprocess.stdin.end());
       }
       // The child has its own descriptor once spawned (execa spawns before returning).
@@ -116,6 +114,9 @@ export function localRunner(prefix: string[] = []): CommandRunner {
     },
   };
 }
+
+/** What a pipe takes before its reader reads (Linux's default): a larger input goes through a file. */
+const PIPE_BUFFER_BYTES = 65_536;
 
 /** A temporary file holding `text`, open for reading and already removed from its directory. */
 function unlinkedFile(text: string): number {
@@ -238,7 +239,7 @@ export class IptablesPolicyApplier {
     const base: RunOptions = signal === undefined ? {} : { signal };
     const opts: RunOptions = { ...base, stdinUntil: released };
     const warnings: string[] = [];
-    const writingSets = sets.ipsetRestore === '' ? Promise.resolve() : refusedAs('ipset', sets.ipsetRestore, () => this.runner.run(['ipset', 'restore'], { ...base, input: sets.ipsetRestore, inputThroughFile: sets.ipsetRestore.length > PIPE_BUFFER_BYTES }));
+    const writingSets = sets.ipsetRestore === '' ? Promise.resolve() : refusedAs('ipset', sets.ipsetRestore, () => this.runner.run(['ipset', 'restore'], { ...base, input: sets.ipsetRestore }));
     let plan: PolicyPlan;
     try {
       plan = render();
@@ -318,9 +319,6 @@ async function refusedAs(step: string, input: string, run: () => Promise<unknown
     throw new PolicyApplyError(step, input, err);
   }
 }
-
-/** What a pipe takes before its reader reads (Linux's default): a larger set restore gets its input through a file. */
-const PIPE_BUFFER_BYTES = 65_536;
 
 /** An interface name iptables warns about ("weird character in interface"), in a rule that is never committed. */
 const BEACON_INTERFACE = 'committed/';
