@@ -139,8 +139,9 @@ describe('routes/planRoutes', () => {
           const after = applyToModel(observed, foreign, changes);
           expect(planRoutes(desired, after, foreign)).to.deep.equal(changes.filter((c) => c.kind === 'conflict'));
           const conflicted = new Set(changes.filter((c) => c.kind === 'conflict').map((c) => c.route.prefix));
-          const installed = new Map(after.map((r) => [r.prefix, r.nextHops]));
           const canonical = (prefix: string) => parseIpPrefix(prefix)!.text;
+          // Keyed canonically: the model keeps an observed route's prefix as written (fd00:244:0::/64).
+          const installed = new Map(after.map((r) => [canonical(r.prefix), r.nextHops]));
           for (const route of desired) {
             if (conflicted.has(canonical(route.prefix))) {
               expect(foreign.some((f) => canonical(f.prefix) === canonical(route.prefix)), route.prefix).to.equal(true);
