@@ -14,7 +14,7 @@ function gvPath(group: string, version: string): string {
 const FIELD_VALIDATION_PARAM = {
   name: 'fieldValidation',
   in: 'query',
-  description: 'Strict, Warn or Ignore. The lab API server accepts unknown fields silently.',
+  description: 'Strict (refuse unknown and duplicate fields), Warn (drop them with a Warning header; the default) or Ignore (drop them).',
   schema: { type: 'string', uniqueItems: true },
 };
 

@@ -16,6 +16,7 @@ import {
 } from './selectors.js';
 import { objectKey, type KubeObject, type ObjectMeta, type ObjectStore } from './store.js';
 import { applyDefaults, validateObject } from './validation.js';
+import { fieldValidationOutcome, pruneToSchema, type FieldValidation } from './wire-schema.js';
 
 const NAMESPACE = RESOURCE_KINDS.find((rk) => rk.kind === 'Namespace')!;
 /** Namespaces every cluster has. */
@@ -31,6 +32,12 @@ export interface WriteOptions {
    */
   mode?: 'rest' | 'seed';
   subresource?: 'status';
+  /** What to do with unknown and duplicate fields. Default: Strict in 'seed' mode, Warn (the server's) in 'rest'. */
+  fieldValidation?: FieldValidation;
+  /** Fields the request body held twice (found by the HTTP layer in the raw JSON). */
+  duplicateFields?: string[];
+  /** Receives the warnings of a Warn request (the HTTP layer sends them as Warning headers). */
+  warnings?: string[];
 }
 
 export interface ListOptions {
@@ -209,7 +216,7 @@ export class Registry {
   }
 
   create(rk: ResourceKind, urlNamespace: string | undefined, body: unknown, opts: WriteOptions = {}): KubeObject {
-    const obj = this.decode(rk, body);
+    const obj = this.decode(rk, body, opts);
     const meta = obj.metadata!;
     if (rk.namespaced) {
       if (urlNamespace !== undefined && meta.namespace !== undefined && meta.namespace !== '' && meta.namespace !== urlNamespace) {
@@ -244,7 +251,7 @@ export class Registry {
 
   update(rk: ResourceKind, urlNamespace: string | undefined, name: string, body: unknown, opts: WriteOptions = {}): KubeObject {
     const existing = this.current(rk, urlNamespace, name);
-    const obj = this.decode(rk, body);
+    const obj = this.decode(rk, body, opts);
     return this.write(rk, existing, obj, opts);
   }
 
@@ -262,7 +269,7 @@ export class Registry {
     const existing = this.current(rk, urlNamespace, name);
     const patched = applyPatch(type, withKind(rk, structuredClone(existing)), patchBody);
     if (!isObj(patched)) throw new ApiError('BadRequest', 'the patch did not produce an object');
-    return this.write(rk, existing, this.decode(rk, patched), opts);
+    return this.write(rk, existing, this.decode(rk, patched, opts), opts);
   }
 
   delete(rk: ResourceKind, urlNamespace: string | undefined, name: string, opts: DeleteOptions = {}): KubeObject {
@@ -317,8 +324,11 @@ export class Registry {
     return existing;
   }
 
-  /** Checks the body is an object of this kind and returns a private copy with metadata present. */
-  private decode(rk: ResourceKind, body: unknown): KubeObject {
+  /**
+   * Checks the body is an object of this kind and returns a private copy with metadata present, decoded against
+   * the API's schema: unknown fields are refused (Strict) or dropped (Warn, Ignore), never stored.
+   */
+  private decode(rk: ResourceKind, body: unknown, opts: WriteOptions): KubeObject {
     if (!isObj(body)) throw new ApiError('BadRequest', `the request body must be a JSON object (a ${rk.kind})`);
     const obj = structuredClone(body) as KubeObject;
     const apiVersion = apiVersionOf(rk);
@@ -328,6 +338,10 @@ export class Registry {
     if (obj.kind !== undefined && obj.kind !== rk.kind) {
       throw new ApiError('BadRequest', `the kind in the data (${String(obj.kind)}) does not match the expected kind (${rk.kind})`);
     }
+    const findings = pruneToSchema(rk.kind, rk.version, obj);
+    const mode = opts.fieldValidation ?? ((opts.mode ?? 'rest') === 'seed' ? 'Strict' : 'Warn');
+    const warnings = fieldValidationOutcome(rk.kind, rk.version, mode, { unknown: findings.unknown, duplicate: opts.duplicateFields ?? [] });
+    opts.warnings?.push(...warnings);
     obj.apiVersion = apiVersion;
     obj.kind = rk.kind;
     if (obj.metadata === undefined || obj.metadata === null) obj.metadata = {};

@@ -18,10 +18,12 @@ import {
   Registry,
   type ListOptions,
   type Selectors,
+  type WriteOptions,
 } from './registry.js';
 import { apiVersionOf, findByPlural, type ResourceKind } from './resources.js';
 import { ObjectStore, PersistentSnapshot, readSnapshotFile, type ChangeRecord, type KubeObject } from './store.js';
 import { renderTable, type IncludeObject } from './table.js';
+import { duplicateFields, parseFieldValidation } from './wire-schema.js';
 
 export interface LabApiServerOptions {
   /** Persist objects and the resourceVersion counter here (atomic, debounced) and load them at start. */
@@ -62,10 +64,24 @@ interface Route {
   watchPath: boolean;
 }
 
-function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+function sendJson(res: http.ServerResponse, status: number, body: unknown, warnings: string[] = []): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+  const headers: http.OutgoingHttpHeaders = { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) };
+  // RFC 7234 warn-code 299, as kube-apiserver sends them (kubectl prints "Warning: <text>").
+  if (warnings.length > 0) headers.Warning = warnings.map((w) => `299 - ${JSON.stringify(w)}`);
+  res.writeHead(status, headers);
   res.end(text);
+}
+
+/** A write's options from its query: dry run, subresource, and fieldValidation with the body's duplicate fields. */
+function writeOptions(q: URLSearchParams, body: RequestBody, dryRun: boolean, subresource?: 'status'): WriteOptions & { warnings: string[] } {
+  return {
+    dryRun,
+    ...(subresource === undefined ? {} : { subresource }),
+    fieldValidation: parseFieldValidation(q.get('fieldValidation')),
+    duplicateFields: body.json ? duplicateFields(body.text) : [],
+    warnings: [],
+  };
 }
 
 function stripKind(o: KubeObject): KubeObject {
@@ -357,7 +373,9 @@ export class LabApiServer {
             throw new ApiError('MethodNotAllowed', `the server does not allow this method on the requested resource`);
           }
           const body = await readBody(req);
-          return sendJson(res, 201, this.registry.create(rk, namespace, body, { dryRun }));
+          const write = writeOptions(q, body, dryRun);
+          const created = this.registry.create(rk, namespace, body.value, write);
+          return sendJson(res, 201, created, write.warnings);
         }
         case 'DELETE': {
           const deleted = this.registry.deleteCollection(rk, namespace, {
@@ -393,7 +411,9 @@ export class LabApiServer {
       }
       case 'PUT': {
         const body = await readBody(req);
-        return sendJson(res, 200, this.registry.update(rk, namespace, name, body, { dryRun, subresource }));
+        const write = writeOptions(q, body, dryRun, subresource);
+        const updated = this.registry.update(rk, namespace, name, body.value, write);
+        return sendJson(res, 200, updated, write.warnings);
       }
       case 'PATCH': {
         const type = patchTypeOf(req.headers['content-type']);
@@ -401,11 +421,13 @@ export class LabApiServer {
           throw new ApiError('UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json`);
         }
         const body = await readBody(req, type === 'apply');
-        return sendJson(res, 200, this.registry.patch(rk, namespace, name, type, body, { dryRun, subresource }));
+        const write = writeOptions(q, body, dryRun, subresource);
+        const patched = this.registry.patch(rk, namespace, name, type, body.value, write);
+        return sendJson(res, 200, patched, write.warnings);
       }
       case 'DELETE': {
         if (subresource !== undefined) throw new ApiError('MethodNotAllowed', 'the server does not allow this method on the requested resource');
-        const raw = await readBody(req, false, true);
+        const raw = (await readBody(req, false, true)).value;
         const opts = (raw ?? {}) as { preconditions?: { uid?: string; resourceVersion?: string }; dryRun?: string[] };
         const deleted = this.registry.delete(rk, namespace, name, {
           dryRun: dryRun || (Array.isArray(opts.dryRun) && opts.dryRun.includes('All')),
@@ -595,7 +617,14 @@ async function removeStaleSocket(socketPath: string): Promise<void> {
   await fs.promises.rm(socketPath, { force: true });
 }
 
-async function readBody(req: http.IncomingMessage, yamlAllowed = false, emptyAllowed = false): Promise<unknown> {
+interface RequestBody {
+  value: unknown;
+  text: string;
+  /** The body was JSON (duplicate keys can then be found in its text). */
+  json: boolean;
+}
+
+async function readBody(req: http.IncomingMessage, yamlAllowed = false, emptyAllowed = false): Promise<RequestBody> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
@@ -606,7 +635,7 @@ async function readBody(req: http.IncomingMessage, yamlAllowed = false, emptyAll
   }
   const text = Buffer.concat(chunks).toString('utf8');
   if (text.trim() === '') {
-    if (emptyAllowed) return undefined;
+    if (emptyAllowed) return { value: undefined, text, json: false };
     throw new ApiError('BadRequest', 'the request body is empty');
   }
   const ct = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
@@ -614,8 +643,8 @@ async function readBody(req: http.IncomingMessage, yamlAllowed = false, emptyAll
     throw new ApiError('UnsupportedMediaType', 'the lab API server accepts JSON only, not protobuf');
   }
   try {
-    if (yamlAllowed || ct === 'application/yaml') return YAML.parse(text);
-    return JSON.parse(text);
+    if (yamlAllowed || ct === 'application/yaml') return { value: YAML.parse(text) as unknown, text, json: false };
+    return { value: JSON.parse(text) as unknown, text, json: true };
   } catch (err) {
     throw new ApiError('BadRequest', `the request body is not valid ${ct === 'application/yaml' ? 'YAML' : 'JSON'}: ${(err as Error).message}`);
   }
