@@ -4,7 +4,7 @@
 // hold every chain our compiler says they should). Established traffic is accepted before any per-pod chain, so the
 // cost should not grow with the number of policies.
 import { execa } from 'execa';
-import type { V1NetworkPolicy, V1Pod } from '@kubernetes/client-node';
+import type { NetworkPolicy, Pod } from '../src/kube/wire.js';
 import { apiRequest, type LabStatusReport } from '../src/lab/lab.js';
 import { labPaths } from '../src/lab/paths.js';
 import { compilePolicies } from '../src/policy/compile.js';
@@ -46,19 +46,19 @@ const API_NETPOL = '/apis/networking.k8s.io/v1';
 const POLICY_PREFIX = 'bench-dp-';
 
 /** 500 policies of mixed shapes in the two pods' namespaces; each selects a pod, and together they allow iperf3. */
-export function datapathPolicies(count: number, namespaces: [string, string], podRange: { v4: string; v6: string }): V1NetworkPolicy[] {
+export function datapathPolicies(count: number, namespaces: [string, string], podRange: { v4: string; v6: string }): NetworkPolicy[] {
   return Array.from({ length: count }, (_, i) => {
     const ns = namespaces[i % 2] ?? namespaces[0];
     const shape = i % 5;
-    const spec: V1NetworkPolicy['spec'] =
+    const spec: NetworkPolicy['spec'] =
       shape === 0
-        ? { podSelector: {}, ingress: [{ _from: [{ namespaceSelector: {} }], ports: [{ port: 5000, endPort: 6000 }] }] }
+        ? { podSelector: {}, ingress: [{ from: [{ namespaceSelector: {} }], ports: [{ port: 5000, endPort: 6000 }] }] }
         : shape === 1
-          ? { podSelector: { matchExpressions: [{ key: 'pod', operator: 'Exists' }] }, ingress: [{ _from: [{ namespaceSelector: { matchExpressions: [{ key: 'ns', operator: 'In', values: ['x', 'y', 'z'] }] } }], ports: [{ port: IPERF_PORT }] }] }
+          ? { podSelector: { matchExpressions: [{ key: 'pod', operator: 'Exists' }] }, ingress: [{ from: [{ namespaceSelector: { matchExpressions: [{ key: 'ns', operator: 'In', values: ['x', 'y', 'z'] }] } }], ports: [{ port: IPERF_PORT }] }] }
           : shape === 2
             ? { podSelector: {}, policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: podRange.v4 } }, { ipBlock: { cidr: podRange.v6 } }] }] }
             : shape === 3
-              ? { podSelector: { matchLabels: {} }, ingress: [{ _from: [{ podSelector: { matchExpressions: [{ key: 'bench', operator: 'DoesNotExist' }] }, namespaceSelector: {} }] }] }
+              ? { podSelector: { matchLabels: {} }, ingress: [{ from: [{ podSelector: { matchExpressions: [{ key: 'bench', operator: 'DoesNotExist' }] }, namespaceSelector: {} }] }] }
               : { podSelector: {}, policyTypes: ['Ingress', 'Egress'], ingress: [{ ports: [{ port: 80 }, { port: `p${i % 7}` }] }], egress: [{ ports: [{ port: IPERF_PORT }, { protocol: 'UDP', port: 53 }] }] };
     return { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { namespace: ns, name: `${POLICY_PREFIX}${i}` }, spec };
   });
@@ -77,7 +77,7 @@ async function inBatches<T>(items: T[], size: number, f: (item: T) => Promise<un
 /** Both nodes' kernels hold exactly the chain names our compiler wants for the API server's objects now. */
 async function waitEnforced(lab: string, status: LabStatusReport, nodes: string[], deadlineMs: number): Promise<{ node: string; chains: number; rules: number }[]> {
   const [pods, namespaces, policies] = await Promise.all([api(lab, 'GET', '/api/v1/pods'), api(lab, 'GET', '/api/v1/namespaces'), api(lab, 'GET', `${API_NETPOL}/networkpolicies`)]);
-  const cluster = { pods: (pods as { items: V1Pod[] }).items, namespaces: (namespaces as { items: [] }).items, policies: (policies as { items: V1NetworkPolicy[] }).items };
+  const cluster = { pods: (pods as { items: Pod[] }).items, namespaces: (namespaces as { items: [] }).items, policies: (policies as { items: NetworkPolicy[] }).items };
   return pollUntil(`the agents of ${nodes.join(', ')} enforce ${cluster.policies.length} policies`, deadlineMs, 200, async () => {
     const out: { node: string; chains: number; rules: number }[] = [];
     for (const name of nodes) {
@@ -166,6 +166,6 @@ export async function runPolicyDatapath(status: LabStatusReport, o: PolicyDatapa
   };
 }
 
-async function removePolicies(lab: string, policies: V1NetworkPolicy[]): Promise<void> {
+async function removePolicies(lab: string, policies: NetworkPolicy[]): Promise<void> {
   await inBatches(policies, 25, (p) => api(lab, 'DELETE', `${API_NETPOL}/namespaces/${p.metadata?.namespace}/networkpolicies/${p.metadata?.name}`));
 }

@@ -6,7 +6,7 @@
 //   node dist/bench/policy.js [--prefix hb --pods 1000 --namespaces 50 --policies 500 --changes 100 --rounds 3]   (root)
 // Prints one JSON object on stdout.
 import { execa } from 'execa';
-import type { V1Namespace, V1NetworkPolicy, V1Pod } from '@kubernetes/client-node';
+import type { Namespace, NetworkPolicy, Pod } from '../src/kube/wire.js';
 import { IptablesPolicyApplier, netnsRunner } from '../src/policy/apply.js';
 import { compilePolicies } from '../src/policy/compile.js';
 import { PolicyCompiler } from '../src/policy/incremental.js';
@@ -55,27 +55,27 @@ async function removeLeftovers(): Promise<void> {
 
 const node: PolicyNode = { name: 'n1', addresses: ['192.168.0.1', 'fd00::1'], podCIDRs: ['10.64.0.0/16', 'fd10::/56'] };
 
-function world(): { pods: V1Pod[]; namespaces: V1Namespace[]; policies: V1NetworkPolicy[] } {
-  const namespaces: V1Namespace[] = Array.from({ length: NAMESPACES }, (_, i) => ({
+function world(): { pods: Pod[]; namespaces: Namespace[]; policies: NetworkPolicy[] } {
+  const namespaces: Namespace[] = Array.from({ length: NAMESPACES }, (_, i) => ({
     metadata: { name: `ns${i}`, labels: { team: `t${i % 10}`, env: i % 3 === 0 ? 'prod' : 'dev' } },
   }));
-  const pods: V1Pod[] = Array.from({ length: PODS }, (_, i) => ({
+  const pods: Pod[] = Array.from({ length: PODS }, (_, i) => ({
     metadata: { namespace: `ns${i % NAMESPACES}`, name: `pod${i}`, labels: { app: `app${i % 20}`, tier: ['web', 'api', 'db'][i % 3] ?? 'web' } },
     spec: { nodeName: 'n1', containers: [{ name: 'c', ports: [{ containerPort: 8080 + (i % 3), name: 'http' }, { containerPort: 53, protocol: 'UDP', name: 'dns' }] }] },
     status: { phase: 'Running', podIPs: [{ ip: `10.64.${i >> 8}.${i & 255}` }, { ip: `fd10::${i.toString(16)}` }] },
   }));
-  const policies: V1NetworkPolicy[] = Array.from({ length: POLICIES }, (_, i) => {
+  const policies: NetworkPolicy[] = Array.from({ length: POLICIES }, (_, i) => {
     const ns = `ns${i % NAMESPACES}`;
     const shape = i % 5;
-    const spec: V1NetworkPolicy['spec'] =
+    const spec: NetworkPolicy['spec'] =
       shape === 0
         ? { podSelector: {}, policyTypes: ['Ingress'] }
         : shape === 1
-          ? { podSelector: { matchLabels: { app: `app${i % 20}` } }, ingress: [{ _from: [{ podSelector: { matchLabels: { tier: 'web' } } }], ports: [{ port: 'http' }] }] }
+          ? { podSelector: { matchLabels: { app: `app${i % 20}` } }, ingress: [{ from: [{ podSelector: { matchLabels: { tier: 'web' } } }], ports: [{ port: 'http' }] }] }
           : shape === 2
             ? {
                 podSelector: { matchLabels: { tier: 'db' } },
-                ingress: [{ _from: [{ namespaceSelector: { matchLabels: { team: `t${i % 10}` } }, podSelector: { matchLabels: { tier: 'api' } } }], ports: [{ port: 5432 }] }],
+                ingress: [{ from: [{ namespaceSelector: { matchLabels: { team: `t${i % 10}` } }, podSelector: { matchLabels: { tier: 'api' } } }], ports: [{ port: 5432 }] }],
               }
             : shape === 3
               ? {
@@ -87,7 +87,7 @@ function world(): { pods: V1Pod[]; namespaces: V1Namespace[]; policies: V1Networ
                     { to: [{ ipBlock: { cidr: '0.0.0.0/0', except: ['10.0.0.0/8', '192.168.0.0/16'] } }], ports: [{ port: 443 }] },
                   ],
                 }
-              : { podSelector: { matchLabels: { app: `app${(i + 7) % 20}` } }, ingress: [{ _from: [{ namespaceSelector: { matchExpressions: [{ key: 'env', operator: 'NotIn', values: ['dev'] }] } }] }] };
+              : { podSelector: { matchLabels: { app: `app${(i + 7) % 20}` } }, ingress: [{ from: [{ namespaceSelector: { matchExpressions: [{ key: 'env', operator: 'NotIn', values: ['dev'] }] } }] }] };
     return { metadata: { namespace: ns, name: `pol${i}` }, spec };
   });
   return { pods, namespaces, policies };

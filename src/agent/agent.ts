@@ -12,7 +12,7 @@ import { BgpReconciler } from '../bgp/bgp-reconciler.js';
 import { GobgpClient } from '../bgp/gobgp-client.js';
 import type { AgentConfig } from '../config/agent-config.js';
 import { ClusterWatch, describeError, loadKubeConfig, type ClusterSnapshot, type WatchedKind } from '../kube/cluster-watch.js';
-import type { V1Node } from '@kubernetes/client-node';
+import type { Node } from '../kube/wire.js';
 import { nodeInfoFromObject, type NodeInfo } from '../kube/node-info.js';
 import type { ClusterState, PolicyNode } from '../policy/types.js';
 import { NodeReporter } from '../kube/node-reporter.js';
@@ -222,7 +222,22 @@ export class Agent {
     if (this.policy !== undefined && samePolicyInput(this.policyInput, input)) return;
     this.policyInput = input;
     if (this.policy === undefined) {
-      this.policy = new PolicyReconciler({ node, logger: this.logger.child({ component: 'policy' }), bridgeName: this.config.cni.bridge });
+      this.policy = new PolicyReconciler({
+        node,
+        logger: this.logger.child({ component: 'policy' }),
+        bridgeName: this.config.cni.bridge,
+        onInvalidPolicy: (key, problems) => {
+          const [namespace = '', name = ''] = key.split('/');
+          // Event messages are meant to be short (events.k8s.io caps its note at 1 kB): the first problems, then a count.
+          const what = problems.slice(0, 3).map((p) => `${p.field}: ${p.message}`).join('; ') + (problems.length > 3 ? ` (and ${problems.length - 3} more)` : '');
+          void this.reporter.event('Warning', 'PodrouteInvalidNetworkPolicy', `enforced as "isolate, allow nothing" on node ${this.nodeName}: ${what}`, {
+            kind: 'NetworkPolicy',
+            apiVersion: 'networking.k8s.io/v1',
+            namespace,
+            name,
+          });
+        },
+      });
       this.policy.setCluster(cluster);
       this.policy.start(signal).catch((err: unknown) => {
         if (!signal.aborted) this.logger.error('policy reconciler stopped', { error: describeError(err) });
@@ -316,8 +331,8 @@ export class Agent {
 }
 
 /** Node objects keep their identity while unchanged: their parsed form (annotations, CIDRs) is kept with them. */
-const parsedNodes = new WeakMap<V1Node, NodeInfo>();
-function nodeInfoOf(node: V1Node): NodeInfo {
+const parsedNodes = new WeakMap<Node, NodeInfo>();
+function nodeInfoOf(node: Node): NodeInfo {
   let info = parsedNodes.get(node);
   if (info === undefined) {
     info = nodeInfoFromObject(node);

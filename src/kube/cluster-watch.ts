@@ -8,7 +8,7 @@
 // watch's resourceVersion on and wakes nobody.
 //
 // The API calls go through ./kube-api.ts (client-node's types only: its runtime costs ~60 MB of memory).
-import type { KubernetesObject, V1Container, V1ContainerPort, V1Namespace, V1NetworkPolicy, V1Node, V1Pod } from '@kubernetes/client-node';
+import type { Container, ContainerPort, KubeObject, Namespace, NetworkPolicy, Node, Pod } from './wire.js';
 import { sleep } from '../agent/dirty-signal.js';
 import { DEFAULT_WATCH_TIMEOUT_S, KubeApi, KubeApiError, loadKubeConfig, type KubeConnectionConfig, type KubeList, type WatchEvent } from './kube-api.js';
 import type { Logger } from '../observe/log.js';
@@ -16,10 +16,10 @@ import type { Logger } from '../observe/log.js';
 export type WatchedKind = 'nodes' | 'pods' | 'namespaces' | 'networkpolicies';
 
 export interface ClusterSnapshot {
-  nodes: readonly V1Node[];
-  pods: readonly V1Pod[];
-  namespaces: readonly V1Namespace[];
-  networkPolicies: readonly V1NetworkPolicy[];
+  nodes: readonly Node[];
+  pods: readonly Pod[];
+  namespaces: readonly Namespace[];
+  networkPolicies: readonly NetworkPolicy[];
 }
 
 export interface ClusterWatchOptions {
@@ -78,10 +78,12 @@ function pick<T extends object, K extends keyof T>(from: T | undefined, keys: re
   return out;
 }
 
-type Meta = NonNullable<KubernetesObject['metadata']>;
+type Meta = NonNullable<KubeObject['metadata']>;
+/** The slim copies are built field by field; the wire types mark server-set fields read-only. */
+type Writable<T> = { -readonly [K in keyof T]: T[K] };
 
-function slimMeta(meta: Meta | undefined, labels: boolean): Meta {
-  const out: Meta = { name: meta?.name ?? '' };
+function slimMeta(meta: Meta | undefined, labels: boolean): Writable<Meta> {
+  const out: Writable<Meta> = { name: meta?.name ?? '' };
   if (meta?.namespace !== undefined) out.namespace = intern(meta.namespace);
   if (meta?.resourceVersion !== undefined) out.resourceVersion = meta.resourceVersion;
   if (labels && meta?.labels !== undefined) out.labels = internRecord(meta.labels);
@@ -89,11 +91,11 @@ function slimMeta(meta: Meta | undefined, labels: boolean): Meta {
 }
 
 /** Node: name, labels, podroute.io/* annotations, spec.podCIDR(s), status.addresses. */
-export function slimNode(node: V1Node): V1Node {
+export function slimNode(node: Node): Node {
   const metadata = slimMeta(node.metadata, true);
   const annotations = Object.entries(node.metadata?.annotations ?? {}).filter(([k]) => k.startsWith(NODE_ANNOTATION_PREFIX));
   if (annotations.length > 0) metadata.annotations = Object.fromEntries(annotations);
-  const out: V1Node = { metadata };
+  const out: Writable<Node> = { metadata };
   const spec = pick(node.spec, ['podCIDR', 'podCIDRs']);
   if (spec !== undefined) out.spec = spec;
   if (node.status?.addresses !== undefined) out.status = { addresses: node.status.addresses.map((a) => ({ type: intern(a.type), address: a.address })) };
@@ -101,11 +103,11 @@ export function slimNode(node: V1Node): V1Node {
 }
 
 /** Pod: name, namespace, labels, node, hostNetwork, container ports (named ports), phase and IPs. */
-export function slimPod(pod: V1Pod): V1Pod {
-  const out: V1Pod = { metadata: slimMeta(pod.metadata, true) };
+export function slimPod(pod: Pod): Pod {
+  const out: Writable<Pod> = { metadata: slimMeta(pod.metadata, true) };
   const spec = pod.spec;
   if (spec !== undefined) {
-    const slim: NonNullable<V1Pod['spec']> = { containers: slimContainers(spec.containers ?? []) };
+    const slim: NonNullable<Pod['spec']> = { containers: slimContainers(spec.containers ?? []) };
     if (spec.initContainers !== undefined) {
       const init = slimContainers(spec.initContainers);
       if (init.length > 0) slim.initContainers = init;
@@ -115,7 +117,7 @@ export function slimPod(pod: V1Pod): V1Pod {
     out.spec = slim;
   }
   if (pod.status !== undefined) {
-    const status: NonNullable<V1Pod['status']> = {};
+    const status: NonNullable<Pod['status']> = {};
     if (pod.status.phase !== undefined) status.phase = intern(pod.status.phase);
     if (pod.status.podIP !== undefined) status.podIP = pod.status.podIP;
     if (pod.status.podIPs !== undefined) {
@@ -128,13 +130,13 @@ export function slimPod(pod: V1Pod): V1Pod {
 }
 
 /** Containers that declare ports, with only their name and ports (named ports resolve per pod). */
-function slimContainers(containers: V1Container[]): V1Container[] {
+function slimContainers(containers: Container[]): Container[] {
   return containers
     .filter((c) => (c.ports ?? []).length > 0)
     .map((c) => ({
       name: intern(c.name),
       ports: (c.ports ?? []).map((p) => {
-        const port: V1ContainerPort = { containerPort: p.containerPort };
+        const port: ContainerPort = { containerPort: p.containerPort };
         if (p.name !== undefined) port.name = intern(p.name);
         if (p.protocol !== undefined) port.protocol = intern(p.protocol);
         return port;
@@ -143,27 +145,28 @@ function slimContainers(containers: V1Container[]): V1Container[] {
 }
 
 /** Namespace: name and labels. */
-export function slimNamespace(ns: V1Namespace): V1Namespace {
+export function slimNamespace(ns: Namespace): Namespace {
   return { metadata: slimMeta(ns.metadata, true) };
 }
 
 /** NetworkPolicy: name, namespace and the whole spec (the compiler validates all of it). */
-export function slimNetworkPolicy(policy: V1NetworkPolicy): V1NetworkPolicy {
-  const out: V1NetworkPolicy = { metadata: slimMeta(policy.metadata, false) };
+export function slimNetworkPolicy(policy: NetworkPolicy): NetworkPolicy {
+  const out: NetworkPolicy = { metadata: slimMeta(policy.metadata, false) };
   // Plain JSON: a listed policy is a generated model object with a slot for every absent field.
-  if (policy.spec !== undefined) out.spec = JSON.parse(JSON.stringify(policy.spec)) as V1NetworkPolicy['spec'];
+  if (policy.spec !== undefined) out.spec = JSON.parse(JSON.stringify(policy.spec)) as NetworkPolicy['spec'];
   return out;
 }
 
-export const SLIM: Record<WatchedKind, (o: KubernetesObject) => KubernetesObject> = {
-  nodes: (o) => slimNode(o),
-  pods: (o) => slimPod(o),
-  namespaces: (o) => slimNamespace(o),
-  networkpolicies: (o) => slimNetworkPolicy(o),
+export const SLIM: Record<WatchedKind, (o: KubeObject) => KubeObject> = {
+  // Each endpoint lists and watches one kind, so its objects are of that kind.
+  nodes: (o) => slimNode(o as Node),
+  pods: (o) => slimPod(o as Pod),
+  namespaces: (o) => slimNamespace(o as Namespace),
+  networkpolicies: (o) => slimNetworkPolicy(o as NetworkPolicy),
 };
 
 /** Whether two slim copies say the same to podroute: deep equality, resourceVersion left out. */
-export function sameContent(a: KubernetesObject, b: KubernetesObject): boolean {
+export function sameContent(a: KubeObject, b: KubeObject): boolean {
   const { resourceVersion: _a, ...metaA } = a.metadata ?? {};
   const { resourceVersion: _b, ...metaB } = b.metadata ?? {};
   return deepEqual({ ...a, metadata: metaA }, { ...b, metadata: metaB });
@@ -182,9 +185,9 @@ function deepEqual(a: unknown, b: unknown): boolean {
 
 // ---- the watch --------------------------------------------------------------------------------------------
 
-type ListPage = KubeList<KubernetesObject>;
+type ListPage = KubeList<KubeObject>;
 type Lister = (page: { limit: number; continue?: string; signal: AbortSignal }) => Promise<ListPage>;
-type WatchFrom = (query: { resourceVersion: string; signal: AbortSignal }, onEvent: (event: WatchEvent<KubernetesObject>) => void) => Promise<void>;
+type WatchFrom = (query: { resourceVersion: string; signal: AbortSignal }, onEvent: (event: WatchEvent<KubeObject>) => void) => Promise<void>;
 
 /** How each kind is listed and watched (literal paths: the RBAC test reads them). */
 function endpoints(api: KubeApi, timeoutSeconds: number): Record<WatchedKind, { listPage: Lister; watchFrom: WatchFrom }> {
@@ -213,7 +216,7 @@ function endpoints(api: KubeApi, timeoutSeconds: number): Record<WatchedKind, { 
   };
 }
 
-const keyOf = (o: KubernetesObject): string => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
+const keyOf = (o: KubeObject): string => `${o.metadata?.namespace ?? ''}/${o.metadata?.name ?? ''}`;
 
 /**
  * Lists every page and returns the slim items with the list's resourceVersion. An item whose slim copy is the
@@ -224,10 +227,10 @@ async function listAllPages(
   list: Lister,
   pageSize: number,
   signal: AbortSignal,
-  slim: (o: KubernetesObject) => KubernetesObject,
-  cached: (o: KubernetesObject) => KubernetesObject | undefined,
-): Promise<{ items: KubernetesObject[]; resourceVersion: string | undefined }> {
-  const items: KubernetesObject[] = [];
+  slim: (o: KubeObject) => KubeObject,
+  cached: (o: KubeObject) => KubeObject | undefined,
+): Promise<{ items: KubeObject[]; resourceVersion: string | undefined }> {
+  const items: KubeObject[] = [];
   let resourceVersion: string | undefined;
   let next: string | undefined;
   do {
@@ -246,7 +249,7 @@ async function listAllPages(
 
 /** One kind's cache, kept by list-then-watch. */
 interface Informer {
-  readonly cache: Map<string, KubernetesObject>;
+  readonly cache: Map<string, KubeObject>;
   /** Where the watch resumes from; undefined until listed and after a failure that calls for a relist. */
   resourceVersion: string | undefined;
 }
@@ -285,12 +288,12 @@ export class ClusterWatch {
   }
 
   snapshot(): ClusterSnapshot {
-    const items = <T extends KubernetesObject>(kind: WatchedKind): T[] => [...((this.informers.get(kind)?.cache.values() ?? []) as Iterable<T>)];
+    const items = <T extends KubeObject>(kind: WatchedKind): T[] => [...((this.informers.get(kind)?.cache.values() ?? []) as Iterable<T>)];
     return {
-      nodes: items<V1Node>('nodes'),
-      pods: items<V1Pod>('pods'),
-      namespaces: items<V1Namespace>('namespaces'),
-      networkPolicies: items<V1NetworkPolicy>('networkpolicies'),
+      nodes: items<Node>('nodes'),
+      pods: items<Pod>('pods'),
+      namespaces: items<Namespace>('namespaces'),
+      networkPolicies: items<NetworkPolicy>('networkpolicies'),
     };
   }
 
@@ -316,7 +319,7 @@ export class ClusterWatch {
   private async run(kind: WatchedKind, informer: Informer, endpoint: { listPage: Lister; watchFrom: WatchFrom }): Promise<void> {
     const signal = this.stopping.signal;
     const slim = SLIM[kind];
-    const cached = (o: KubernetesObject): KubernetesObject | undefined => informer.cache.get(keyOf(o));
+    const cached = (o: KubeObject): KubeObject | undefined => informer.cache.get(keyOf(o));
     const pageSize = this.options.listPageSize ?? LIST_PAGE_SIZE;
     let backoffMs = RETRY_MIN_MS;
     while (!signal.aborted) {
@@ -353,7 +356,7 @@ export class ClusterWatch {
   }
 
   /** Applies one watch event to the cache; returns the resourceVersion it carries. */
-  private apply(kind: WatchedKind, informer: Informer, event: WatchEvent<KubernetesObject>, slim: (o: KubernetesObject) => KubernetesObject): string | undefined {
+  private apply(kind: WatchedKind, informer: Informer, event: WatchEvent<KubeObject>, slim: (o: KubeObject) => KubeObject): string | undefined {
     const obj = event.object;
     if (typeof obj !== 'object' || obj === null) return undefined;
     const resourceVersion = obj.metadata?.resourceVersion;
@@ -374,8 +377,8 @@ export class ClusterWatch {
   }
 
   /** A relist: the listed items replace the cache; consumers hear of it if anything differs. */
-  private replaceCache(kind: WatchedKind, informer: Informer, items: KubernetesObject[]): void {
-    const next = new Map<string, KubernetesObject>();
+  private replaceCache(kind: WatchedKind, informer: Informer, items: KubeObject[]): void {
+    const next = new Map<string, KubeObject>();
     for (const item of items) next.set(keyOf(item), item);
     let differences = 0;
     for (const [key, item] of next) if (informer.cache.get(key) !== item) differences++;

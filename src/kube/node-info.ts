@@ -1,6 +1,6 @@
 // What the agent needs to know about a Node, read from the Kubernetes object. Bad annotations never throw: they
 // become warnings (logged and posted as Events by the caller) and the rest of the node stays usable.
-import type { V1Node } from '@kubernetes/client-node';
+import type { Node } from './wire.js';
 import ipaddr from 'ipaddr.js';
 import { annotationPeerSchema, canonicalCIDR, describeIssues, type AnnotationPeerConfig } from '../config/agent-config.js';
 
@@ -25,7 +25,7 @@ export interface NodeInfo {
   warnings: string[];
 }
 
-export function nodeInfoFromObject(node: V1Node): NodeInfo {
+export function nodeInfoFromObject(node: Node): NodeInfo {
   const name = node.metadata?.name ?? '';
   const annotations = node.metadata?.annotations ?? {};
   const warnings: string[] = [];

@@ -1,6 +1,6 @@
 // What the agent tells Kubernetes about its node: the NetworkUnavailable condition once routes are programmed,
 // and Events for things an operator must see (bad annotations, rejected routes, peers going down).
-import type { CoreV1Event } from '@kubernetes/client-node';
+import type { KubeEvent } from './wire.js';
 import type { Logger } from '../observe/log.js';
 import { describeError } from './cluster-watch.js';
 import { KubeApi, type KubeConnectionConfig } from './kube-api.js';
@@ -15,6 +15,14 @@ export interface NodeReporterOptions {
   logger: Logger;
   /** Namespace Events about the Node go to (cluster-scoped objects' events live in "default"). */
   eventNamespace?: string;
+}
+
+/** The object an Event is about (its involvedObject). */
+export interface EventSubject {
+  kind: string;
+  apiVersion: string;
+  name: string;
+  namespace?: string;
 }
 
 export class NodeReporter {
@@ -43,20 +51,23 @@ export class NodeReporter {
     this.options.logger.info('node condition NetworkUnavailable=False set', { node: this.options.nodeName });
   }
 
-  /** Posts an Event on the Node; failures are logged, never thrown (Events are best effort). */
-  async event(type: 'Normal' | 'Warning', reason: string, message: string): Promise<void> {
-    const key = `${type}/${reason}/${message}`;
+  /**
+   * Posts an Event on the Node, or on `about` (e.g. a NetworkPolicy, so that `kubectl describe` shows it there);
+   * failures are logged, never thrown (Events are best effort).
+   */
+  async event(type: 'Normal' | 'Warning', reason: string, message: string, about?: EventSubject): Promise<void> {
+    const key = `${about?.kind ?? 'Node'}/${about?.namespace ?? ''}/${about?.name ?? ''}/${type}/${reason}/${message}`;
     const last = this.lastPosted.get(key);
     if (last !== undefined && Date.now() - last < EVENT_REPEAT_MS) return;
     this.lastPosted.set(key, Date.now());
-    const namespace = this.options.eventNamespace ?? 'default';
+    const namespace = about?.namespace ?? this.options.eventNamespace ?? 'default';
     const now = new Date().toISOString();
     // Timestamps as the API's strings (the generated client would have serialized Dates the same way).
-    const body: Omit<CoreV1Event, 'firstTimestamp' | 'lastTimestamp'> & { firstTimestamp: string; lastTimestamp: string } = {
+    const body: Omit<KubeEvent, 'firstTimestamp' | 'lastTimestamp'> & { firstTimestamp: string; lastTimestamp: string } = {
       apiVersion: 'v1',
       kind: 'Event',
       metadata: { generateName: `${this.options.nodeName}.podroute.`, namespace },
-      involvedObject: { kind: 'Node', name: this.options.nodeName, apiVersion: 'v1' },
+      involvedObject: about ?? { kind: 'Node', name: this.options.nodeName, apiVersion: 'v1' },
       type,
       reason,
       message,

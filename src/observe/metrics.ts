@@ -169,6 +169,15 @@ export class AgentMetrics {
           },
         });
       }
+      new Gauge({
+        name: 'podroute_policy_invalid',
+        help: 'NetworkPolicies the agent cannot enforce as written (bad or unknown fields): each isolates the pods it selects and allows nothing.',
+        registers,
+        collect() {
+          const st = policy();
+          if (st !== undefined) this.set(new Set(st.problems.map((p) => p.policy)).size);
+        },
+      });
     }
 
     // --- Loops (reconcilers)

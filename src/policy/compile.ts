@@ -18,13 +18,7 @@
 import { hash } from 'node:crypto';
 import { isIPv4, isIPv6, SocketAddress } from 'node:net';
 import ipaddr from 'ipaddr.js';
-import type {
-  V1LabelSelector,
-  V1NetworkPolicy,
-  V1NetworkPolicyPeer,
-  V1NetworkPolicyPort,
-  V1Pod,
-} from '@kubernetes/client-node';
+import type { LabelSelector, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Pod } from '../kube/wire.js';
 import { canonicalCidr, familyOfAddress, formatPrefix, parsePrefix, prefixContains, subtractPrefixes, type Prefix } from './cidr.js';
 import type { ClusterState, IpFamily, PolicyNode, Protocol } from './types.js';
 import { PROTOCOLS } from './types.js';
@@ -117,20 +111,20 @@ export function shortHash(text: string, length = 12): string {
 
 // ---------- objects ----------
 
-export function podKey(pod: V1Pod): string {
+export function podKey(pod: Pod): string {
   return `${pod.metadata?.namespace ?? ''}/${pod.metadata?.name ?? ''}`;
 }
 
-export function policyKey(policy: V1NetworkPolicy): string {
+export function policyKey(policy: NetworkPolicy): string {
   return `${policy.metadata?.namespace ?? ''}/${policy.metadata?.name ?? ''}`;
 }
 
 /** Terminated pods keep their IPs in status, but those IPs may already belong to new pods. */
-export function isLive(pod: V1Pod): boolean {
+export function isLive(pod: Pod): boolean {
   return pod.status?.phase !== 'Succeeded' && pod.status?.phase !== 'Failed';
 }
 
-export function podIp(pod: V1Pod, family: IpFamily): string | undefined {
+export function podIp(pod: Pod, family: IpFamily): string | undefined {
   const ips = [...(pod.status?.podIPs ?? []).map((p) => p.ip), pod.status?.podIP];
   for (const ip of ips) {
     if (typeof ip !== 'string' || ip === '') continue;
@@ -156,7 +150,7 @@ function canonicalAddress(ip: string): string {
   return ipaddr.parse(ip).toString();
 }
 
-export function selectorMatches(selector: V1LabelSelector, labels: Record<string, string>): boolean {
+export function selectorMatches(selector: LabelSelector, labels: Record<string, string>): boolean {
   const matchLabels = selector.matchLabels ?? {};
   for (const key in matchLabels) if (labels[key] !== matchLabels[key]) return false;
   for (const expr of selector.matchExpressions ?? []) {
@@ -171,7 +165,7 @@ export function selectorMatches(selector: V1LabelSelector, labels: Record<string
 }
 
 /** A deterministic text for a selector's meaning: equal selectors share one set. */
-function canonicalSelector(selector: V1LabelSelector): string {
+function canonicalSelector(selector: LabelSelector): string {
   const labels = Object.entries(selector.matchLabels ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   const exprs = (selector.matchExpressions ?? [])
     .map((e) => `${e.key} ${e.operator} ${[...(e.values ?? [])].sort().join(',')}`)
@@ -181,10 +175,35 @@ function canonicalSelector(selector: V1LabelSelector): string {
 
 // ---------- validation ----------
 
-function validateSelector(selector: V1LabelSelector | undefined, field: string, out: (f: string, m: string) => void): void {
+/**
+ * The fields of each part of a NetworkPolicy this compiler understands (networking.k8s.io/v1). A field outside
+ * them comes from an API newer than the agent, or from something that is not the API server: what it would
+ * narrow or widen is unknown, so the policy isolates its pods and allows nothing (fail closed).
+ */
+const KNOWN_FIELDS = {
+  spec: new Set(['podSelector', 'policyTypes', 'ingress', 'egress']),
+  ingress: new Set(['from', 'ports']),
+  egress: new Set(['to', 'ports']),
+  peer: new Set(['podSelector', 'namespaceSelector', 'ipBlock']),
+  ipBlock: new Set(['cidr', 'except']),
+  port: new Set(['protocol', 'port', 'endPort']),
+  selector: new Set(['matchLabels', 'matchExpressions']),
+  requirement: new Set(['key', 'operator', 'values']),
+} as const;
+
+function checkFields(value: unknown, known: ReadonlySet<string>, field: string, out: (f: string, m: string) => void): void {
+  if (typeof value !== 'object' || value === null) return;
+  for (const key of Object.keys(value)) {
+    if (!known.has(key)) out(`${field}.${key}`, 'unknown field: the policy is enforced as "allow nothing" until the agent understands it');
+  }
+}
+
+function validateSelector(selector: LabelSelector | undefined, field: string, out: (f: string, m: string) => void): void {
   if (selector === undefined) return;
+  checkFields(selector, KNOWN_FIELDS.selector, field, out);
   (selector.matchExpressions ?? []).forEach((expr, i) => {
     const f = `${field}.matchExpressions[${i}]`;
+    checkFields(expr, KNOWN_FIELDS.requirement, f, out);
     if (typeof expr.key !== 'string' || expr.key === '') out(`${f}.key`, 'must be a non-empty label key');
     if (!SELECTOR_OPERATORS.has(expr.operator)) out(`${f}.operator`, `unknown operator ${JSON.stringify(expr.operator)}`);
     const n = (expr.values ?? []).length;
@@ -195,9 +214,11 @@ function validateSelector(selector: V1LabelSelector | undefined, field: string, 
   });
 }
 
-function validatePeer(peer: V1NetworkPolicyPeer, field: string, out: (f: string, m: string) => void): void {
+function validatePeer(peer: NetworkPolicyPeer, field: string, out: (f: string, m: string) => void): void {
+  checkFields(peer, KNOWN_FIELDS.peer, field, out);
   const hasSelector = peer.podSelector !== undefined || peer.namespaceSelector !== undefined;
   if (peer.ipBlock !== undefined) {
+    checkFields(peer.ipBlock, KNOWN_FIELDS.ipBlock, `${field}.ipBlock`, out);
     if (hasSelector) out(field, 'ipBlock cannot be combined with podSelector or namespaceSelector');
     let cidr;
     try {
@@ -228,7 +249,8 @@ function validPortNumber(n: unknown): boolean {
   return typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= 65535;
 }
 
-function validatePort(port: V1NetworkPolicyPort, field: string, out: (f: string, m: string) => void): void {
+function validatePort(port: NetworkPolicyPort, field: string, out: (f: string, m: string) => void): void {
+  checkFields(port, KNOWN_FIELDS.port, field, out);
   if (port.protocol !== undefined && !(PROTOCOLS as readonly string[]).includes(port.protocol)) {
     out(`${field}.protocol`, `must be TCP, UDP or SCTP, not ${JSON.stringify(port.protocol)}`);
   }
@@ -250,22 +272,25 @@ function validatePort(port: V1NetworkPolicyPort, field: string, out: (f: string,
 }
 
 /** The API server's checks that matter for compiling; a policy failing them is enforced as "isolate, allow nothing". */
-export function validatePolicy(policy: V1NetworkPolicy): PolicyProblem[] {
+export function validatePolicy(policy: NetworkPolicy): PolicyProblem[] {
   const problems: PolicyProblem[] = [];
   const key = policyKey(policy);
   const out = (field: string, message: string): void => {
     problems.push({ policy: key, field, message });
   };
   if (!policy.metadata?.namespace) out('metadata.namespace', 'is required');
+  checkFields(policy.spec, KNOWN_FIELDS.spec, 'spec', out);
   validateSelector(policy.spec?.podSelector, 'spec.podSelector', out);
   (policy.spec?.policyTypes ?? []).forEach((t, i) => {
     if (t !== 'Ingress' && t !== 'Egress') out(`spec.policyTypes[${i}]`, `must be Ingress or Egress, not ${JSON.stringify(t)}`);
   });
   (policy.spec?.ingress ?? []).forEach((rule, i) => {
-    (rule._from ?? []).forEach((peer, j) => validatePeer(peer, `spec.ingress[${i}].from[${j}]`, out));
+    checkFields(rule, KNOWN_FIELDS.ingress, `spec.ingress[${i}]`, out);
+    (rule.from ?? []).forEach((peer, j) => validatePeer(peer, `spec.ingress[${i}].from[${j}]`, out));
     (rule.ports ?? []).forEach((port, j) => validatePort(port, `spec.ingress[${i}].ports[${j}]`, out));
   });
   (policy.spec?.egress ?? []).forEach((rule, i) => {
+    checkFields(rule, KNOWN_FIELDS.egress, `spec.egress[${i}]`, out);
     (rule.to ?? []).forEach((peer, j) => validatePeer(peer, `spec.egress[${i}].to[${j}]`, out));
     (rule.ports ?? []).forEach((port, j) => validatePort(port, `spec.egress[${i}].ports[${j}]`, out));
   });
@@ -278,7 +303,7 @@ export type Direction = 'ingress' | 'egress';
 export const DIRECTIONS: readonly Direction[] = ['ingress', 'egress'];
 
 export interface PreparedPolicy {
-  policy: V1NetworkPolicy;
+  policy: NetworkPolicy;
   key: string;
   namespace: string;
   ingress: boolean;
@@ -289,7 +314,7 @@ export interface PreparedPolicy {
   problems: PolicyProblem[];
 }
 
-export function preparePolicy(policy: V1NetworkPolicy): PreparedPolicy {
+export function preparePolicy(policy: NetworkPolicy): PreparedPolicy {
   const problems = validatePolicy(policy);
   const types = policy.spec?.policyTypes;
   const explicit = types !== undefined && types.length > 0;
@@ -306,7 +331,7 @@ export function preparePolicy(policy: V1NetworkPolicy): PreparedPolicy {
 }
 
 /** The content of a policy that compiling depends on (its namespace, name and spec). */
-export function policyContent(policy: V1NetworkPolicy): string {
+export function policyContent(policy: NetworkPolicy): string {
   return JSON.stringify([policy.metadata?.namespace, policy.metadata?.name, policy.spec]);
 }
 
@@ -318,7 +343,7 @@ export function policySelects(p: PreparedPolicy, namespace: string, labels: Reco
 /** A set a rule chain references, by meaning; its members come from the pods (peer, named) or the policy (fixed). */
 export type SetDef =
   | { kind: 'fixed'; name: string; type: 'hash:net'; cidr: Prefix; except: Prefix[] }
-  | { kind: 'peer'; name: string; type: 'hash:ip'; peer: V1NetworkPolicyPeer; namespace: string }
+  | { kind: 'peer'; name: string; type: 'hash:ip'; peer: NetworkPolicyPeer; namespace: string }
   | { kind: 'named'; name: string; type: 'hash:ip,port'; port: string; protocol: Protocol };
 
 export interface RuleChainDef {
@@ -361,7 +386,7 @@ export function compileRuleChains(p: PreparedPolicy, dir: Direction, mark: numbe
   const markArg = markArgs(mark).set;
   const side = dir === 'ingress' ? 'src' : 'dst';
   const setMatch = (set: string): string[] => ['-m', 'set', '--match-set', set, side];
-  const peerPart = (peer: V1NetworkPolicyPeer): RulePart => {
+  const peerPart = (peer: NetworkPolicyPeer): RulePart => {
     if (peer.ipBlock !== undefined) {
       const cidr = parsePrefix(peer.ipBlock.cidr);
       const excepts = (peer.ipBlock.except ?? []).map(parsePrefix);
@@ -381,7 +406,7 @@ export function compileRuleChains(p: PreparedPolicy, dir: Direction, mark: numbe
     const def = (set: string): SetDef => ({ kind: 'peer', name: set, type: 'hash:ip', peer, namespace: p.namespace });
     return { family: null, set: { kind: 'P', hash: shortHash(meaning, 14), def }, words: setMatch };
   };
-  const portPart = (port: V1NetworkPolicyPort): RulePart => {
+  const portPart = (port: NetworkPolicyPort): RulePart => {
     const protocol = (port.protocol ?? 'TCP') as Protocol;
     const proto = protocol.toLowerCase();
     if (port.port === undefined) return { family: null, words: () => ['-p', proto] };
@@ -397,7 +422,7 @@ export function compileRuleChains(p: PreparedPolicy, dir: Direction, mark: numbe
   };
   const specRules = dir === 'ingress' ? (p.policy.spec?.ingress ?? []) : (p.policy.spec?.egress ?? []);
   const parts = specRules.map((rule) => {
-    const peers = dir === 'ingress' ? ('_from' in rule ? rule._from : undefined) : 'to' in rule ? rule.to : undefined;
+    const peers = dir === 'ingress' ? ('from' in rule ? rule.from : undefined) : 'to' in rule ? rule.to : undefined;
     return {
       peers: peers === undefined || peers.length === 0 ? null : peers.map(peerPart),
       ports: rule.ports === undefined || rule.ports.length === 0 ? null : rule.ports.map(portPart),
@@ -455,7 +480,7 @@ export function peerIncludes(
 }
 
 /** The (pod IP, protocol:port) entries a pod contributes to a named-port set. */
-export function namedPortEntries(pod: V1Pod, ip: string, portName: string, protocol: Protocol): string[] {
+export function namedPortEntries(pod: Pod, ip: string, portName: string, protocol: Protocol): string[] {
   const out: string[] = [];
   for (const container of [...(pod.spec?.containers ?? []), ...(pod.spec?.initContainers ?? [])]) {
     for (const port of container.ports ?? []) {

@@ -15,7 +15,7 @@
 // What does not depend on the family is worked out once for both: which policies select a pod and a policy's rule
 // chains (compiled for both families together). Pod chains that read the same (pods selected alike, or one pod in
 // both families) are one array, which the planner hashes and renders once.
-import type { V1NetworkPolicy, V1Pod } from '@kubernetes/client-node';
+import type { NetworkPolicy, Pod } from '../kube/wire.js';
 import {
   baseChains,
   bucketChainName,
@@ -60,7 +60,7 @@ import {
 import type { IpFamily, PolicyNode } from './types.js';
 
 interface PodEntry {
-  pod: V1Pod;
+  pod: Pod;
   key: string;
   namespace: string;
   labels: Record<string, string>;
@@ -76,8 +76,8 @@ interface PolicyEntry {
   content: string | null;
   prepared: PreparedPolicy;
   /** The object (and its spec object) the content was read from. */
-  source: V1NetworkPolicy;
-  spec: V1NetworkPolicy['spec'];
+  source: NetworkPolicy;
+  spec: NetworkPolicy['spec'];
   /** Its rule chains, compiled for both families when first used in a direction. */
   ruleChains: Partial<Record<Direction, Record<IpFamily, RuleChainDef>>>;
 }
@@ -481,7 +481,7 @@ class CompilerContext {
   }
 }
 
-function podEntry(pod: V1Pod, key: string, node: string): PodEntry {
+function podEntry(pod: Pod, key: string, node: string): PodEntry {
   const live = isLive(pod) && pod.spec?.hostNetwork !== true;
   return {
     pod,
@@ -555,7 +555,7 @@ export class PolicyCompiler {
         }
       }
       // Our own shell around the spec object of this moment: replacing the caller's spec later cannot reach it.
-      const own: V1NetworkPolicy = { metadata: { namespace: policy.metadata?.namespace ?? '', name: policy.metadata?.name ?? '' }, ...(policy.spec === undefined ? {} : { spec: policy.spec }) };
+      const own: NetworkPolicy = { metadata: { namespace: policy.metadata?.namespace ?? '', name: policy.metadata?.name ?? '' }, ...(policy.spec === undefined ? {} : { spec: policy.spec }) };
       ctx.policies.set(key, { content: null, prepared: preparePolicy(own), source: policy, spec: policy.spec, ruleChains: {} });
       changedPolicies.push(key);
     }

@@ -14,16 +14,10 @@
 // - Ports: protocol defaults to TCP; no port = every port of that protocol; endPort makes an inclusive range;
 //   a named port is looked up on the destination pod for that protocol; no ports at all = every port, every protocol.
 import ipaddr from 'ipaddr.js';
-import type {
-  V1LabelSelector,
-  V1NetworkPolicy,
-  V1NetworkPolicyPeer,
-  V1NetworkPolicyPort,
-  V1Pod,
-} from '@kubernetes/client-node';
+import type { LabelSelector, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Pod } from '../kube/wire.js';
 import type { ClusterState, IpFamily, Protocol } from './types.js';
 
-export type OracleEndpoint = { pod: V1Pod } | { ip: string; /** set when the address is this node's own */ node?: string };
+export type OracleEndpoint = { pod: Pod } | { ip: string; /** set when the address is this node's own */ node?: string };
 
 export interface OracleConnection {
   src: OracleEndpoint;
@@ -44,7 +38,7 @@ export class OracleError extends Error {
 
 interface Resolved {
   ip: string;
-  pod?: V1Pod;
+  pod?: Pod;
   node?: string;
 }
 
@@ -87,7 +81,7 @@ function resolve(e: OracleEndpoint, family: IpFamily): Resolved {
   return { ip, pod };
 }
 
-function policyTypes(policy: V1NetworkPolicy): string[] {
+function policyTypes(policy: NetworkPolicy): string[] {
   const explicit = policy.spec?.policyTypes;
   if (explicit !== undefined && explicit.length > 0) return explicit;
   const types = ['Ingress'];
@@ -95,25 +89,25 @@ function policyTypes(policy: V1NetworkPolicy): string[] {
   return types;
 }
 
-function selects(policy: V1NetworkPolicy, pod: V1Pod): boolean {
+function selects(policy: NetworkPolicy, pod: Pod): boolean {
   return (
     policy.metadata?.namespace === pod.metadata?.namespace &&
     selectorMatches(policy.spec?.podSelector ?? {}, pod.metadata?.labels ?? {})
   );
 }
 
-function ingressAllows(cluster: ClusterState, dst: V1Pod, src: Resolved, conn: OracleConnection, family: IpFamily): boolean {
+function ingressAllows(cluster: ClusterState, dst: Pod, src: Resolved, conn: OracleConnection, family: IpFamily): boolean {
   const policies = cluster.policies.filter((p) => selects(p, dst) && policyTypes(p).includes('Ingress'));
   if (policies.length === 0) return true;
   return policies.some((policy) =>
     (policy.spec?.ingress ?? []).some(
       (rule) =>
-        peersAllow(cluster, policy, rule._from, src, family) && portsAllow(rule.ports, dst, conn.port, conn.protocol),
+        peersAllow(cluster, policy, rule.from, src, family) && portsAllow(rule.ports, dst, conn.port, conn.protocol),
     ),
   );
 }
 
-function egressAllows(cluster: ClusterState, srcPod: V1Pod, dst: Resolved, conn: OracleConnection, family: IpFamily): boolean {
+function egressAllows(cluster: ClusterState, srcPod: Pod, dst: Resolved, conn: OracleConnection, family: IpFamily): boolean {
   const policies = cluster.policies.filter((p) => selects(p, srcPod) && policyTypes(p).includes('Egress'));
   if (policies.length === 0) return true;
   return policies.some((policy) =>
@@ -125,8 +119,8 @@ function egressAllows(cluster: ClusterState, srcPod: V1Pod, dst: Resolved, conn:
 
 function peersAllow(
   cluster: ClusterState,
-  policy: V1NetworkPolicy,
-  peers: V1NetworkPolicyPeer[] | undefined,
+  policy: NetworkPolicy,
+  peers: NetworkPolicyPeer[] | undefined,
   other: Resolved,
   family: IpFamily,
 ): boolean {
@@ -136,8 +130,8 @@ function peersAllow(
 
 function peerMatches(
   cluster: ClusterState,
-  policy: V1NetworkPolicy,
-  peer: V1NetworkPolicyPeer,
+  policy: NetworkPolicy,
+  peer: NetworkPolicyPeer,
   other: Resolved,
   family: IpFamily,
 ): boolean {
@@ -172,7 +166,7 @@ function inCidr(ip: string, cidr: string): boolean {
   return addr.match(range);
 }
 
-export function selectorMatches(selector: V1LabelSelector, labels: Record<string, string>): boolean {
+export function selectorMatches(selector: LabelSelector, labels: Record<string, string>): boolean {
   for (const [key, value] of Object.entries(selector.matchLabels ?? {})) {
     if (labels[key] !== value) return false;
   }
@@ -201,12 +195,12 @@ export function selectorMatches(selector: V1LabelSelector, labels: Record<string
   return true;
 }
 
-function portsAllow(ports: V1NetworkPolicyPort[] | undefined, dstPod: V1Pod | undefined, port: number, protocol: Protocol): boolean {
+function portsAllow(ports: NetworkPolicyPort[] | undefined, dstPod: Pod | undefined, port: number, protocol: Protocol): boolean {
   if (ports === undefined || ports.length === 0) return true;
   return ports.some((entry) => portMatches(entry, dstPod, port, protocol));
 }
 
-function portMatches(entry: V1NetworkPolicyPort, dstPod: V1Pod | undefined, port: number, protocol: Protocol): boolean {
+function portMatches(entry: NetworkPolicyPort, dstPod: Pod | undefined, port: number, protocol: Protocol): boolean {
   if ((entry.protocol ?? 'TCP') !== protocol) return false;
   if (entry.port === undefined) return true;
   if (typeof entry.port === 'number') {

@@ -27,6 +27,8 @@ export interface PolicyReconcilerOptions {
   /** Retry back-off after a failed apply: first delay and cap (defaults 250 ms, 30 s). */
   retryInitialMs?: number;
   retryMaxMs?: number;
+  /** Called once for each policy that becomes invalid (or changes its problems): the agent posts an Event on it. */
+  onInvalidPolicy?: (policy: string, problems: PolicyProblem[]) => void;
 }
 
 export interface PolicyStatus {
@@ -206,11 +208,17 @@ export class PolicyReconciler {
   }
 
   private reportProblems(problems: PolicyProblem[]): void {
-    const text = JSON.stringify(problems);
-    if (text !== JSON.stringify(this.problems)) {
-      for (const p of problems) {
-        this.logger.warn('invalid NetworkPolicy: it isolates its pods but allows nothing', { ...p });
-      }
+    const byPolicy = (list: PolicyProblem[]): Map<string, string> => {
+      const out = new Map<string, PolicyProblem[]>();
+      for (const p of list) out.set(p.policy, [...(out.get(p.policy) ?? []), p]);
+      return new Map([...out].map(([k, v]) => [k, JSON.stringify(v)]));
+    };
+    const before = byPolicy(this.problems);
+    for (const [policy, text] of byPolicy(problems)) {
+      if (before.get(policy) === text) continue;
+      const list = JSON.parse(text) as PolicyProblem[];
+      for (const p of list) this.logger.warn('invalid NetworkPolicy: it isolates its pods but allows nothing', { ...p });
+      this.opts.onInvalidPolicy?.(policy, list);
     }
     this.problems = problems;
   }

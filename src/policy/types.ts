@@ -1,6 +1,6 @@
 // The vocabulary shared by the policy oracle, the compiler and the reconciler: plain Kubernetes objects in,
 // one node's view of them.
-import type { V1Namespace, V1NetworkPolicy, V1Pod } from '@kubernetes/client-node';
+import type { Namespace, NetworkPolicy, Pod } from '../kube/wire.js';
 
 export type Protocol = 'TCP' | 'UDP' | 'SCTP';
 export const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
@@ -8,9 +8,9 @@ export type IpFamily = 4 | 6;
 
 /** One consistent snapshot of the objects NetworkPolicy depends on. */
 export interface ClusterState {
-  pods: V1Pod[];
-  namespaces: V1Namespace[];
-  policies: V1NetworkPolicy[];
+  pods: Pod[];
+  namespaces: Namespace[];
+  policies: NetworkPolicy[];
 }
 
 /** The node whose pods the compiler protects. */

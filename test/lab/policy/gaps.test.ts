@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import { execa } from 'execa';
 import { Writable } from 'node:stream';
-import type { V1NetworkPolicy } from '@kubernetes/client-node';
+import type { NetworkPolicy } from '../../../src/kube/wire.js';
 import { closeProbeConnections, probeMany, type ProbeJob } from '../../../src/lab/probe.js';
 import { netnsRunner } from '../../../src/policy/apply.js';
 import { PolicyReconciler } from '../../../src/policy/policy-reconciler.js';
@@ -16,7 +16,7 @@ import { buildPolicyLab, type LabPod, type PolicyLab } from './policy-lab.js';
 
 const PREFIX = 'h22gap';
 
-function policy(ns: string, name: string, spec: V1NetworkPolicy['spec']): V1NetworkPolicy {
+function policy(ns: string, name: string, spec: NetworkPolicy['spec']): NetworkPolicy {
   return { metadata: { namespace: ns, name }, spec };
 }
 

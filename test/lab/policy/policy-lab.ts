@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { V1Namespace, V1Pod } from '@kubernetes/client-node';
+import type { Namespace, Pod } from '../../../src/kube/wire.js';
 import type { PolicyNode } from '../../../src/policy/types.js';
 import { probeMany, type ProbeJob } from '../../../src/lab/probe.js';
 
@@ -30,9 +30,9 @@ export interface PolicyLab {
   node: PolicyNode & { v4: string; v6: string };
   nodeControl: string;
   pods: LabPod[];
-  namespaces: V1Namespace[];
+  namespaces: Namespace[];
   dir: string;
-  podObjects(labels?: Record<string, Record<string, string>>): V1Pod[];
+  podObjects(labels?: Record<string, Record<string, string>>): Pod[];
   teardown(): Promise<void>;
 }
 
@@ -160,7 +160,7 @@ export async function buildPolicyLab(prefix: string): Promise<PolicyLab> {
       await new Promise((r) => setTimeout(r, 200));
     }
 
-    const namespaces: V1Namespace[] = ['x', 'y', 'z'].map((n) => ({ metadata: { name: n, labels: { ns: n } } }));
+    const namespaces: Namespace[] = ['x', 'y', 'z'].map((n) => ({ metadata: { name: n, labels: { ns: n } } }));
     return {
       prefix,
       nodeNetns,

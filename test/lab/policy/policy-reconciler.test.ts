@@ -3,7 +3,7 @@
 // with the oracle for every connection this node is responsible for.
 import { expect } from 'chai';
 import { execa } from 'execa';
-import type { V1NetworkPolicy, V1Pod } from '@kubernetes/client-node';
+import type { NetworkPolicy, Pod } from '../../../src/kube/wire.js';
 import { closeProbeConnections, probeMany, type ProbeJob } from '../../../src/lab/probe.js';
 import { netnsRunner, type CommandRunner } from '../../../src/policy/apply.js';
 import { compilePolicies } from '../../../src/policy/compile.js';
@@ -17,7 +17,7 @@ import { buildPolicyLab, PORTS, type PolicyLab } from './policy-lab.js';
 const PREFIX = process.env.POLICY_LAB_PREFIX ?? 'h7pol';
 const logger = createLogger({ level: process.env.POLICY_TEST_LOG === '1' ? 'debug' : 'error', component: 'policy-test' });
 
-function policy(ns: string, name: string, spec: V1NetworkPolicy['spec']): V1NetworkPolicy {
+function policy(ns: string, name: string, spec: NetworkPolicy['spec']): NetworkPolicy {
   return { metadata: { namespace: ns, name }, spec };
 }
 
@@ -34,7 +34,7 @@ interface Mismatch {
 async function matrix(lab: PolicyLab, clusters: ClusterState | Record<IpFamily, ClusterState>): Promise<{ mismatches: Mismatch[]; allowedCount: number; total: number }> {
   const perFamily = (f: IpFamily): ClusterState => ('pods' in clusters ? clusters : clusters[f]);
   const cluster = perFamily(4);
-  const podObj = (ns: string, name: string): V1Pod => {
+  const podObj = (ns: string, name: string): Pod => {
     const p = cluster.pods.find((x) => x.metadata?.namespace === ns && x.metadata.name === name);
     if (p === undefined) throw new Error(`no pod ${ns}/${name}`);
     return p;
@@ -140,7 +140,7 @@ describe('policy reconciler in a netns node (real iptables/ipset, TCP/UDP probes
     return { reconciler, done, stop: async () => { controller.abort(); await done; } };
   }
 
-  const steps: { name: string; policies: V1NetworkPolicy[]; labels?: Record<string, Record<string, string>> }[] = [
+  const steps: { name: string; policies: NetworkPolicy[]; labels?: Record<string, Record<string, string>> }[] = [
     { name: 'no policies', policies: [] },
     {
       name: 'default deny ingress in x, allow y -> x/a on the named port serve-80-tcp',
@@ -148,7 +148,7 @@ describe('policy reconciler in a netns node (real iptables/ipset, TCP/UDP probes
         policy('x', 'deny-in', { podSelector: {}, policyTypes: ['Ingress'] }),
         policy('x', 'from-y', {
           podSelector: { matchLabels: { pod: 'a' } },
-          ingress: [{ _from: [{ namespaceSelector: { matchLabels: { ns: 'y' } } }], ports: [{ port: 'serve-80-tcp' }] }],
+          ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'y' } } }], ports: [{ port: 'serve-80-tcp' }] }],
         }),
       ],
     },
@@ -166,8 +166,8 @@ describe('policy reconciler in a netns node (real iptables/ipset, TCP/UDP probes
         policy('x', 'remote', {
           podSelector: { matchLabels: { pod: 'b' } },
           ingress: [
-            { _from: [{ ipBlock: { cidr: '10.79.0.0/16', except: ['10.79.1.0/24'] } }, { ipBlock: { cidr: 'fd79::/60' } }], ports: [{ port: 81, protocol: 'UDP' }] },
-            { _from: [{ podSelector: { matchExpressions: [{ key: 'pod', operator: 'NotIn', values: ['b'] }] } }] },
+            { from: [{ ipBlock: { cidr: '10.79.0.0/16', except: ['10.79.1.0/24'] } }, { ipBlock: { cidr: 'fd79::/60' } }], ports: [{ port: 81, protocol: 'UDP' }] },
+            { from: [{ podSelector: { matchExpressions: [{ key: 'pod', operator: 'NotIn', values: ['b'] }] } }] },
           ],
         }),
       ],
@@ -183,7 +183,7 @@ describe('policy reconciler in a netns node (real iptables/ipset, TCP/UDP probes
         }),
         policy('x', 'remote', {
           podSelector: { matchLabels: { pod: 'b' } },
-          ingress: [{ _from: [{ ipBlock: { cidr: '10.79.0.0/16' } }, { ipBlock: { cidr: 'fd79::/64' } }] }],
+          ingress: [{ from: [{ ipBlock: { cidr: '10.79.0.0/16' } }, { ipBlock: { cidr: 'fd79::/64' } }] }],
         }),
       ],
     },

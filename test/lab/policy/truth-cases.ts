@@ -5,7 +5,7 @@
 //
 // Where the pods sit (same-node pairs: x/a y/b z/c on r1n1, x/b y/c on r1n2, x/c z/a on r2n1, y/a z/b on r2n2):
 // every case below has allowed and denied pairs both on one node and across nodes and racks.
-import type { V1NetworkPolicy, V1NetworkPolicySpec } from '@kubernetes/client-node';
+import type { NetworkPolicy, NetworkPolicySpec } from '../../../src/kube/wire.js';
 import type { IpFamily } from '../../../src/policy/types.js';
 import type { LatePod } from './truth-lab.js';
 
@@ -15,7 +15,7 @@ export interface TruthContext {
 }
 
 export type TruthAction =
-  | { policy: V1NetworkPolicy | ((ctx: TruthContext) => V1NetworkPolicy) }
+  | { policy: NetworkPolicy | ((ctx: TruthContext) => NetworkPolicy) }
   | { deletePolicy: string }
   | { labelPod: string; labels: Record<string, string | null> }
   | { labelNamespace: string; labels: Record<string, string | null> }
@@ -31,7 +31,7 @@ export interface TruthCase {
   steps: TruthStep[];
 }
 
-export function netpol(namespace: string, name: string, spec: V1NetworkPolicySpec): V1NetworkPolicy {
+export function netpol(namespace: string, name: string, spec: NetworkPolicySpec): NetworkPolicy {
   return { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { namespace, name }, spec };
 }
 
@@ -62,11 +62,11 @@ export const TRUTH_CASES: TruthCase[] = [
     steps: [
       {
         name: 'AND: x/a only from y pods labelled pod=b',
-        actions: [{ policy: netpol('x', 'peers', { podSelector: pod('a'), ingress: [{ _from: [{ namespaceSelector: ns('y'), podSelector: pod('b') }] }] }) }],
+        actions: [{ policy: netpol('x', 'peers', { podSelector: pod('a'), ingress: [{ from: [{ namespaceSelector: ns('y'), podSelector: pod('b') }] }] }) }],
       },
       {
         name: 'updated to OR: from namespace y, or pods pod=b of x',
-        actions: [{ policy: netpol('x', 'peers', { podSelector: pod('a'), ingress: [{ _from: [{ namespaceSelector: ns('y') }, { podSelector: pod('b') }] }] }) }],
+        actions: [{ policy: netpol('x', 'peers', { podSelector: pod('a'), ingress: [{ from: [{ namespaceSelector: ns('y') }, { podSelector: pod('b') }] }] }) }],
       },
       {
         name: 'updated: Egress too, only to pods of z',
@@ -75,7 +75,7 @@ export const TRUTH_CASES: TruthCase[] = [
             policy: netpol('x', 'peers', {
               podSelector: pod('a'),
               policyTypes: ['Ingress', 'Egress'],
-              ingress: [{ _from: [{ namespaceSelector: ns('y') }, { podSelector: pod('b') }] }],
+              ingress: [{ from: [{ namespaceSelector: ns('y') }, { podSelector: pod('b') }] }],
               egress: [{ to: [{ namespaceSelector: ns('z'), podSelector: {} }] }],
             }),
           },
@@ -93,9 +93,9 @@ export const TRUTH_CASES: TruthCase[] = [
             policy: netpol('y', 'exprs', {
               podSelector: { matchExpressions: [{ key: 'pod', operator: 'In', values: ['a', 'c'] }] },
               ingress: [
-                { _from: [{ namespaceSelector: { matchExpressions: [{ key: 'ns', operator: 'NotIn', values: ['x', 'y'] }] } }] },
+                { from: [{ namespaceSelector: { matchExpressions: [{ key: 'ns', operator: 'NotIn', values: ['x', 'y'] }] } }] },
                 {
-                  _from: [
+                  from: [
                     { podSelector: { matchExpressions: [{ key: 'pod', operator: 'Exists' }, { key: 'team', operator: 'DoesNotExist' }] } },
                   ],
                 },
@@ -190,7 +190,7 @@ export const TRUTH_CASES: TruthCase[] = [
                 podSelector: pod('a'),
                 ingress: [
                   {
-                    _from: [
+                    from: [
                       { ipBlock: { cidr: '10.244.0.0/16', except: ['10.244.2.0/24', `${ctx.ip('y/a', 4)}/32`] } },
                       { ipBlock: { cidr: 'fd00:10:244::/56', except: ['fd00:10:244:3::/64', `${ctx.ip('z/b', 6)}/128`] } },
                       { ipBlock: { cidr: '10.10.2.0/24' } },
@@ -222,7 +222,7 @@ export const TRUTH_CASES: TruthCase[] = [
               netpol('x', 'blocks-in', {
                 podSelector: pod('a'),
                 ingress: [
-                  { _from: [{ ipBlock: { cidr: 'fd00:10:244::/56', except: [`${ctx.ip('x/a', 6)}/128`, `${ctx.ip('y/b', 6)}/128`] } }] },
+                  { from: [{ ipBlock: { cidr: 'fd00:10:244::/56', except: [`${ctx.ip('x/a', 6)}/128`, `${ctx.ip('y/b', 6)}/128`] } }] },
                 ],
               }),
           },
@@ -270,10 +270,10 @@ export const TRUTH_CASES: TruthCase[] = [
   {
     name: 'multiple policies on one pod: union of their rules',
     steps: [
-      { name: 'z/a in: TCP/80 from z pods labelled pod=b', actions: [{ policy: netpol('z', 'p1', { podSelector: pod('a'), ingress: [{ _from: [{ podSelector: pod('b') }], ports: [{ port: 80 }] }] }) }] },
+      { name: 'z/a in: TCP/80 from z pods labelled pod=b', actions: [{ policy: netpol('z', 'p1', { podSelector: pod('a'), ingress: [{ from: [{ podSelector: pod('b') }], ports: [{ port: 80 }] }] }) }] },
       {
         name: 'plus: UDP from namespace x',
-        actions: [{ policy: netpol('z', 'p2', { podSelector: pod('a'), ingress: [{ _from: [{ namespaceSelector: ns('x') }], ports: [{ protocol: 'UDP' }] }] }) }],
+        actions: [{ policy: netpol('z', 'p2', { podSelector: pod('a'), ingress: [{ from: [{ namespaceSelector: ns('x') }], ports: [{ protocol: 'UDP' }] }] }) }],
       },
       {
         name: 'plus: all of z egress-isolated, only to namespaces In [y, z]',
@@ -297,12 +297,12 @@ export const TRUTH_CASES: TruthCase[] = [
         name: 'x out only to z; z in only from y',
         actions: [
           { policy: netpol('x', 'out-to-z', { podSelector: {}, policyTypes: ['Egress'], egress: [{ to: [{ namespaceSelector: ns('z') }] }] }) },
-          { policy: netpol('z', 'in-from-y', { podSelector: {}, ingress: [{ _from: [{ namespaceSelector: ns('y') }] }] }) },
+          { policy: netpol('z', 'in-from-y', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: ns('y') }] }] }) },
         ],
       },
       {
         name: 'y in only from pods labelled pod=nobody (matches nothing)',
-        actions: [{ policy: netpol('y', 'nobody', { podSelector: {}, ingress: [{ _from: [{ podSelector: pod('nobody') }] }] }) }],
+        actions: [{ policy: netpol('y', 'nobody', { podSelector: {}, ingress: [{ from: [{ podSelector: pod('nobody') }] }] }) }],
       },
     ],
   },
@@ -312,7 +312,7 @@ export const TRUTH_CASES: TruthCase[] = [
       {
         name: 'x pods role=server only from namespaces team=blue; x/c gets role=server',
         actions: [
-          { policy: netpol('x', 'servers', { podSelector: { matchLabels: { role: 'server' } }, ingress: [{ _from: [{ namespaceSelector: { matchLabels: { team: 'blue' } } }] }] }) },
+          { policy: netpol('x', 'servers', { podSelector: { matchLabels: { role: 'server' } }, ingress: [{ from: [{ namespaceSelector: { matchLabels: { team: 'blue' } } }] }] }) },
           { labelPod: 'x/c', labels: { role: 'server' } },
         ],
       },
@@ -333,7 +333,7 @@ export const TRUTH_CASES: TruthCase[] = [
     steps: [
       {
         name: 'x in: only from pods pod=d, on port name serve-80-tcp',
-        actions: [{ policy: netpol('x', 'from-d', { podSelector: {}, ingress: [{ _from: [{ podSelector: pod('d') }], ports: [{ port: 'serve-80-tcp' }] }] }) }],
+        actions: [{ policy: netpol('x', 'from-d', { podSelector: {}, ingress: [{ from: [{ podSelector: pod('d') }], ports: [{ port: 'serve-80-tcp' }] }] }) }],
       },
       {
         // x/d names its TCP ports the other way round: serve-80-tcp is its port 81.

@@ -17,7 +17,7 @@
 // - Before every round the pods' and the node bridges' neighbor caches are flushed (as if the entries had expired):
 //   IPv6 neighbor discovery crosses the node's ip6tables, and an entry resolved under earlier rules would hide
 //   rules that break it. TRUTH_VERBOSE=1 prints the difference of every round that did not settle.
-import type { V1Namespace, V1NetworkPolicy, V1Pod } from '@kubernetes/client-node';
+import type { Namespace, NetworkPolicy, Pod } from '../../../src/kube/wire.js';
 import { execa } from 'execa';
 import { apiRequest, LAB_CNI_BRIDGE, labDown, labUp, type LabStatusReport } from '../../../src/lab/lab.js';
 import { nodeProbeSocket } from '../../../src/lab/kubelet/kubelet.js';
@@ -90,7 +90,7 @@ export class TruthTableError extends Error {
 export interface TruthTarget {
   /** `ns/name` for a pod, `external/NAME` for a host outside the cluster. */
   id: string;
-  pod?: V1Pod;
+  pod?: Pod;
   address(family: IpFamily): string | undefined;
   ports: { port: number; protocol: TruthProtocol }[];
 }
@@ -120,12 +120,12 @@ function cellKey(c: TruthCell): string {
   return `${c.from}>${c.to}>${c.family}>${c.protocol}/${c.port}`;
 }
 
-function podId(pod: V1Pod): string {
+function podId(pod: Pod): string {
   return `${pod.metadata?.namespace ?? ''}/${pod.metadata?.name ?? ''}`;
 }
 
-function podIpOf(pod: V1Pod, family: IpFamily): string | undefined {
-  return (pod.status?.podIPs ?? []).map((p) => p.ip).find((ip) => (ip.includes(':') ? 6 : 4) === family);
+function podIpOf(pod: Pod, family: IpFamily): string | undefined {
+  return (pod.status?.podIPs ?? []).map((p) => p.ip).find((ip) => (ip?.includes(':') ? 6 : 4) === family);
 }
 
 function sleep(ms: number): Promise<void> {
@@ -197,14 +197,14 @@ export class TruthLab {
       api(this.lab, 'GET', `${API_NETPOL}/networkpolicies`),
     ]);
     return {
-      pods: (pods as { items: V1Pod[] }).items,
-      namespaces: (namespaces as { items: V1Namespace[] }).items,
-      policies: (policies as { items: V1NetworkPolicy[] }).items,
+      pods: (pods as { items: Pod[] }).items,
+      namespaces: (namespaces as { items: Namespace[] }).items,
+      policies: (policies as { items: NetworkPolicy[] }).items,
     };
   }
 
   /** Creates the policy, or replaces the existing one of that name (an update, as `kubectl apply` would). */
-  async applyPolicy(policy: V1NetworkPolicy): Promise<void> {
+  async applyPolicy(policy: NetworkPolicy): Promise<void> {
     const ns = policy.metadata?.namespace ?? '';
     const name = policy.metadata?.name ?? '';
     const collection = `${API_NETPOL}/namespaces/${ns}/networkpolicies`;
@@ -212,7 +212,7 @@ export class TruthLab {
     const res = await apiRequest(labPaths(this.lab).apiSocket, 'POST', collection, body);
     if (res.status === 201 || res.status === 200) return;
     if (res.status !== 409) throw new Error(`POST ${collection} ${name} answered ${res.status}: ${JSON.stringify(res.body)}`);
-    const existing = (await api(this.lab, 'GET', `${collection}/${name}`)) as V1NetworkPolicy;
+    const existing = (await api(this.lab, 'GET', `${collection}/${name}`)) as NetworkPolicy;
     await api(this.lab, 'PUT', `${collection}/${name}`, {
       ...body,
       metadata: { ...policy.metadata, resourceVersion: existing.metadata?.resourceVersion },
@@ -233,7 +233,7 @@ export class TruthLab {
   }
 
   /** Creates a pod bound to a node and waits until it runs with both addresses and its probe socket answers. */
-  async createPod(pod: LatePod, deadlineMs = 60_000): Promise<V1Pod> {
+  async createPod(pod: LatePod, deadlineMs = 60_000): Promise<Pod> {
     this.latePods.add(`${pod.namespace}/${pod.name}`);
     await api(this.lab, 'POST', `/api/v1/namespaces/${pod.namespace}/pods`, {
       apiVersion: 'v1',
@@ -245,9 +245,9 @@ export class TruthLab {
       },
     });
     const deadline = Date.now() + deadlineMs;
-    let last: V1Pod | undefined;
+    let last: Pod | undefined;
     while (Date.now() < deadline) {
-      last = (await api(this.lab, 'GET', `/api/v1/namespaces/${pod.namespace}/pods/${pod.name}`)) as V1Pod;
+      last = (await api(this.lab, 'GET', `/api/v1/namespaces/${pod.namespace}/pods/${pod.name}`)) as Pod;
       if (last.status?.phase === 'Running' && podIpOf(last, 4) !== undefined && podIpOf(last, 6) !== undefined) {
         // The pod server opens its control socket only after binding every port.
         const [r] = await probeMany([
@@ -322,7 +322,7 @@ export class TruthLab {
   }
 
   /** The address a node's probe leaves with towards a pod, or outside (learned by learnNodeSources()). */
-  private nodeAddress(node: string, dst: V1Pod | undefined, family: IpFamily): string {
+  private nodeAddress(node: string, dst: Pod | undefined, family: IpFamily): string {
     const learned = this.nodeSource.get(node);
     const address = (dst?.spec?.nodeName === node ? learned?.local : learned?.remote)?.get(family);
     if (address === undefined) throw new Error(`no learned IPv${family} source address of node ${node} (learnNodeSources not run?)`);
@@ -547,7 +547,7 @@ export class TruthLab {
   }
 }
 
-function livePods(cluster: ClusterState): V1Pod[] {
+function livePods(cluster: ClusterState): Pod[] {
   return cluster.pods
     .filter((p) => p.status?.phase === 'Running' && p.spec?.hostNetwork !== true && p.metadata?.deletionTimestamp === undefined)
     .sort((a, b) => (podId(a) < podId(b) ? -1 : podId(a) > podId(b) ? 1 : 0));

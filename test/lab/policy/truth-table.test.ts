@@ -7,7 +7,7 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { V1Pod } from '@kubernetes/client-node';
+import type { Pod } from '../../../src/kube/wire.js';
 import { parseTopology } from '../../../src/lab/topology.js';
 import type { IpFamily } from '../../../src/policy/types.js';
 import { repoRoot } from '../lab/leftovers.js';
@@ -20,11 +20,11 @@ const STEP_DEADLINE_MS = 30_000;
 const topologyFile = path.join(repoRoot(), 'topologies', 'two-racks.yaml');
 const topology = parseTopology(readFileSync(topologyFile, 'utf8'));
 
-function contextOf(pods: V1Pod[]): TruthContext {
+function contextOf(pods: Pod[]): TruthContext {
   return {
     ip(id: string, family: IpFamily): string {
       const pod = pods.find((p) => `${p.metadata?.namespace}/${p.metadata?.name}` === id);
-      const ip = (pod?.status?.podIPs ?? []).map((p) => p.ip).find((a) => (a.includes(':') ? 6 : 4) === family);
+      const ip = (pod?.status?.podIPs ?? []).map((p) => p.ip).find((a) => (a?.includes(':') ? 6 : 4) === family);
       if (ip === undefined) throw new Error(`no IPv${family} address of pod ${id}`);
       return ip;
     },

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import fc from 'fast-check';
-import type { V1Node } from '@kubernetes/client-node';
+import type { Node } from '../../../src/kube/wire.js';
 import { ConfigError, loadAgentConfig, parseAgentConfig } from '../../../src/config/agent-config.js';
 import { nodeInfoFromObject } from '../../../src/kube/node-info.js';
 import { parseTopology, TopologyError } from '../../../src/lab/topology.js';
@@ -83,7 +83,7 @@ describe('bad input never crashes', () => {
           ips: fc.array(fc.oneof(fc.string(), fc.constantFrom('10.0.0.1', 'fd00::1', '999.1.1.1')), { maxLength: 3 }),
         }),
         ({ asn, routerId, peers, cidrs, ips }) => {
-          const node: V1Node = {
+          const node: Node = {
             metadata: { name: 'n', annotations: { 'podroute.io/asn': asn, 'podroute.io/router-id': routerId, 'podroute.io/peers': peers } },
             spec: { podCIDRs: cidrs },
             status: { addresses: ips.map((address) => ({ type: 'InternalIP', address })) },

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { V1NetworkPolicy, V1Node, V1Pod } from '@kubernetes/client-node';
+import type { NetworkPolicy, Node, Pod } from '../../../src/kube/wire.js';
 import { expect } from 'chai';
 import YAML from 'yaml';
 import { LabApiServer, renderKubeconfig, type KubeObject } from '../../../src/lab/apiserver/index.js';
@@ -11,7 +11,7 @@ import { ClusterWatch, sameContent, slimNamespace, slimNetworkPolicy, slimNode, 
 import { parseKubeConfig, type KubeConnectionConfig } from '../../../src/kube/kube-api.js';
 import { createLogger } from '../../../src/observe/log.js';
 
-const fullPod: V1Pod = {
+const fullPod: Pod = {
   apiVersion: 'v1',
   kind: 'Pod',
   metadata: {
@@ -55,13 +55,13 @@ describe('ClusterWatch slim copies', () => {
   });
 
   it('keeps named ports of init containers, and a pod without spec or status stays without them', () => {
-    const withInitPort: V1Pod = { metadata: { name: 'p' }, spec: { containers: [], initContainers: [{ name: 'i', ports: [{ name: 'dns', containerPort: 53, protocol: 'UDP' }] }] } };
+    const withInitPort: Pod = { metadata: { name: 'p' }, spec: { containers: [], initContainers: [{ name: 'i', ports: [{ name: 'dns', containerPort: 53, protocol: 'UDP' }] }] } };
     expect(slimPod(withInitPort).spec).to.deep.equal({ containers: [], initContainers: [{ name: 'i', ports: [{ name: 'dns', containerPort: 53, protocol: 'UDP' }] }] });
     expect(slimPod({ metadata: { name: 'bare' } })).to.deep.equal({ metadata: { name: 'bare' } });
   });
 
   it('keeps of a Node its name, labels, podroute annotations, podCIDRs and addresses', () => {
-    const node: V1Node = {
+    const node: Node = {
       metadata: {
         name: 'n1',
         resourceVersion: '7',
@@ -83,7 +83,7 @@ describe('ClusterWatch slim copies', () => {
   });
 
   it('keeps a NetworkPolicy spec whole and drops its annotations; a Namespace keeps its labels', () => {
-    const policy: V1NetworkPolicy = {
+    const policy: NetworkPolicy = {
       metadata: { name: 'p', namespace: 'shop', annotations: { big: 'x'.repeat(100) } },
       spec: { podSelector: { matchLabels: { app: 'web' } }, ingress: [{ ports: [{ port: 'http' }] }], policyTypes: ['Ingress'] },
     };

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import type { V1Node } from '@kubernetes/client-node';
+import type { Node } from '../../../src/kube/wire.js';
 import { expect } from 'chai';
 import YAML from 'yaml';
 import { findProjectRoot } from '../../../src/bgp/gobgp-proto.js';
@@ -177,10 +177,10 @@ describe('kube-api: TLS and authentication against a node:https server', () => {
   });
 
   const cluster = (extra: Record<string, unknown> = {}): Record<string, unknown> => ({ server: `https://127.0.0.1:${port}`, 'certificate-authority': 'ca.crt', ...extra });
-  const read = async (config: KubeConnectionConfig): Promise<V1Node> => {
+  const read = async (config: KubeConnectionConfig): Promise<Node> => {
     const api = new KubeApi({ config });
     try {
-      return await api.read<V1Node>('/api/v1/nodes/{name}', { params: { name: 'n1' } });
+      return await api.read<Node>('/api/v1/nodes/{name}', { params: { name: 'n1' } });
     } finally {
       api.close();
     }
@@ -260,7 +260,7 @@ describe('kube-api: requests against the lab API server', () => {
     let next: string | undefined;
     let pages = 0;
     do {
-      const page = await api.list<V1Node>('/api/v1/nodes', { limit: 2, ...(next === undefined ? {} : { continue: next }) });
+      const page = await api.list<Node>('/api/v1/nodes', { limit: 2, ...(next === undefined ? {} : { continue: next }) });
       names.push(...page.items.map((n) => n.metadata?.name ?? ''));
       versions.add(page.metadata.resourceVersion);
       next = page.metadata.continue || undefined;
@@ -272,10 +272,10 @@ describe('kube-api: requests against the lab API server', () => {
   });
 
   it('watches from a resourceVersion: changes, then bookmarks; the abort signal ends it as ABORTED', async () => {
-    const { metadata } = await api.list<V1Node>('/api/v1/nodes', { limit: 1 });
-    const events: WatchEvent<V1Node>[] = [];
+    const { metadata } = await api.list<Node>('/api/v1/nodes', { limit: 1 });
+    const events: WatchEvent<Node>[] = [];
     const controller = new AbortController();
-    const watching = api.watch<V1Node>('/api/v1/nodes', { resourceVersion: metadata.resourceVersion!, allowWatchBookmarks: true, signal: controller.signal }, (e) => {
+    const watching = api.watch<Node>('/api/v1/nodes', { resourceVersion: metadata.resourceVersion!, allowWatchBookmarks: true, signal: controller.signal }, (e) => {
       events.push(e);
       if (e.type === 'BOOKMARK' && events.some((x) => x.type === 'ADDED')) controller.abort();
     });
@@ -289,7 +289,7 @@ describe('kube-api: requests against the lab API server', () => {
   });
 
   it('a watch the server ends (timeoutSeconds) resolves; one from a too old resourceVersion is RESOURCE_EXPIRED (410)', async () => {
-    const { metadata } = await api.list<V1Node>('/api/v1/nodes', { limit: 1 });
+    const { metadata } = await api.list<Node>('/api/v1/nodes', { limit: 1 });
     await api.watch('/api/v1/nodes', { resourceVersion: metadata.resourceVersion!, timeoutSeconds: 0 }, () => undefined);
     for (let i = 0; i < 4; i++) server.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: `old${i}` } });
     const err = await rejection(api.watch('/api/v1/nodes', { resourceVersion: metadata.resourceVersion! }, () => undefined));
@@ -299,7 +299,7 @@ describe('kube-api: requests against the lab API server', () => {
 
   it('strategic-merge patches a node status: a condition merges by type; merge patch too; a missing node is 404', async () => {
     await api.patch('/api/v1/nodes/{name}/status', { status: { conditions: [{ type: 'NetworkUnavailable', status: 'False' }] } }, { params: { name: 'n1' }, patchType: 'strategic-merge' });
-    const merged = await api.patch<V1Node>('/api/v1/nodes/{name}', { metadata: { labels: { zone: 'a' } } }, { params: { name: 'n1' }, patchType: 'merge' });
+    const merged = await api.patch<Node>('/api/v1/nodes/{name}', { metadata: { labels: { zone: 'a' } } }, { params: { name: 'n1' }, patchType: 'merge' });
     expect(merged.metadata?.labels).to.deep.equal({ zone: 'a' });
     expect(merged.status?.conditions?.map((c) => c.type).sort()).to.deep.equal(['NetworkUnavailable', 'Ready']);
     const err = await rejection(api.patch('/api/v1/nodes/{name}/status', {}, { params: { name: 'absent' }, patchType: 'merge' }));

@@ -1,8 +1,8 @@
 import { expect } from 'chai';
-import type { V1Node } from '@kubernetes/client-node';
+import type { Node } from '../../../src/kube/wire.js';
 import { nodeInfoFromObject, parsePeersAnnotation } from '../../../src/kube/node-info.js';
 
-function node(annotations: Record<string, string>, spec: V1Node['spec'] = { podCIDRs: ['10.244.1.0/24', 'fd00:10:244:1::/64'] }): V1Node {
+function node(annotations: Record<string, string>, spec: Node['spec'] = { podCIDRs: ['10.244.1.0/24', 'fd00:10:244:1::/64'] }): Node {
   return {
     metadata: { name: 'worker-1', labels: { rack: 'r1' }, annotations },
     spec,

@@ -1,6 +1,6 @@
 // NodeReporter against the lab API server: the NetworkUnavailable condition by a status patch that leaves the
 // kubelet's conditions alone, and Events on the Node (deduplicated, best effort).
-import type { CoreV1Event, V1Node } from '@kubernetes/client-node';
+import type { KubeEvent, Node } from '../../../src/kube/wire.js';
 import { expect } from 'chai';
 import YAML from 'yaml';
 import { LabApiServer, renderKubeconfig } from '../../../src/lab/apiserver/index.js';
@@ -17,7 +17,7 @@ describe('NodeReporter against the lab API server', () => {
     reporters.push(r);
     return r;
   };
-  const events = (): CoreV1Event[] => server.list('events', 'default') as unknown as CoreV1Event[];
+  const events = (): KubeEvent[] => server.list('events', 'default') as unknown as KubeEvent[];
 
   before(async () => {
     server = new LabApiServer({});
@@ -33,7 +33,7 @@ describe('NodeReporter against the lab API server', () => {
 
   it('sets NetworkUnavailable=False next to the kubelet\'s conditions', async () => {
     await reporter('n1').markNetworkAvailable();
-    const node = server.get('nodes', undefined, 'n1') as V1Node;
+    const node = server.get('nodes', undefined, 'n1') as Node;
     const conditions = node.status?.conditions ?? [];
     expect(conditions.map((c) => c.type).sort()).to.deep.equal(['NetworkUnavailable', 'Ready']);
     expect(conditions.find((c) => c.type === 'NetworkUnavailable')).to.include({ status: 'False', reason: CONDITION_REASON });

@@ -1,7 +1,7 @@
 // Random cluster snapshots and change sequences for the policy property tests (test helper): a few namespaces, pods
 // on this node and another, policies of mixed shapes, and changes of every kind the informers deliver.
 import fc from 'fast-check';
-import type { V1IPBlock, V1Namespace, V1NetworkPolicy, V1NetworkPolicyPeer, V1NetworkPolicyPort, V1NetworkPolicySpec, V1Pod } from '@kubernetes/client-node';
+import type { IPBlock, Namespace, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec, Pod } from '../../../src/kube/wire.js';
 import type { PolicyNode } from '../../../src/policy/types.js';
 import { namespace, pod, policy } from './world.js';
 
@@ -10,25 +10,25 @@ const VALUES = ['a', 'b', 'c'];
 export const node: PolicyNode = { name: 'n1', addresses: ['192.168.0.1'], podCIDRs: ['10.1.0.0/16', 'fd01::/64'] };
 
 export interface Snapshot {
-  pods: V1Pod[];
-  namespaces: V1Namespace[];
-  policies: V1NetworkPolicy[];
+  pods: Pod[];
+  namespaces: Namespace[];
+  policies: NetworkPolicy[];
 }
 
 export const labelsArb = fc.dictionary(fc.constantFrom('app', 'tier'), fc.constantFrom(...VALUES), { maxKeys: 2 });
 const selectorArb = fc.record({ matchLabels: labelsArb });
-const portArb: fc.Arbitrary<V1NetworkPolicyPort> = fc.oneof(
+const portArb: fc.Arbitrary<NetworkPolicyPort> = fc.oneof(
   fc.record({ port: fc.constantFrom<number | string>(80, 81, 'http', 'dns'), protocol: fc.constantFrom('TCP', 'UDP') }),
   fc.record({ port: fc.constant(80), endPort: fc.constantFrom(81, 90) }),
 );
-const peerArb: fc.Arbitrary<V1NetworkPolicyPeer> = fc.oneof(
+const peerArb: fc.Arbitrary<NetworkPolicyPeer> = fc.oneof(
   fc.record({ podSelector: selectorArb }),
   fc.record({ namespaceSelector: selectorArb }),
   fc.record({ namespaceSelector: selectorArb, podSelector: selectorArb }),
-  fc.record({ ipBlock: fc.constantFrom<V1IPBlock>({ cidr: '10.1.0.0/16', except: ['10.1.2.0/24'] }, { cidr: 'fd01::/64' }, { cidr: '0.0.0.0/0' }) }),
+  fc.record({ ipBlock: fc.constantFrom<IPBlock>({ cidr: '10.1.0.0/16', except: ['10.1.2.0/24'] }, { cidr: 'fd01::/64' }, { cidr: '0.0.0.0/0' }) }),
 );
 const ruleArb = fc.record({ peers: fc.array(peerArb, { maxLength: 2 }), ports: fc.array(portArb, { maxLength: 2 }) });
-export const specArb: fc.Arbitrary<V1NetworkPolicySpec> = fc
+export const specArb: fc.Arbitrary<NetworkPolicySpec> = fc
   .record({
     podSelector: selectorArb,
     types: fc.constantFrom([], ['Ingress'], ['Egress'], ['Ingress', 'Egress']),
@@ -36,14 +36,14 @@ export const specArb: fc.Arbitrary<V1NetworkPolicySpec> = fc
     egress: fc.array(ruleArb, { maxLength: 2 }),
     invalid: fc.boolean().map((b) => b && Math.random() < 0.2),
   })
-  .map(({ podSelector, types, ingress, egress, invalid }): V1NetworkPolicySpec => ({
+  .map(({ podSelector, types, ingress, egress, invalid }): NetworkPolicySpec => ({
     podSelector,
     ...(types.length > 0 ? { policyTypes: [...types] } : {}),
-    ingress: ingress.map((r) => ({ _from: r.peers, ports: invalid ? [{ port: 0 }] : r.ports.map((p) => ({ ...p })) })),
+    ingress: ingress.map((r) => ({ from: r.peers, ports: invalid ? [{ port: 0 }] : r.ports.map((p) => ({ ...p })) })),
     egress: egress.map((r) => ({ to: r.peers, ports: r.ports.map((p) => ({ ...p })) })),
   }));
 
-export function makePod(i: number, ns: string, labels: Record<string, string>, local: boolean, v: number): V1Pod {
+export function makePod(i: number, ns: string, labels: Record<string, string>, local: boolean, v: number): Pod {
   return pod({
     ns,
     name: `p${i}`,
@@ -62,9 +62,9 @@ export type Change =
   | { kind: 'podAdd'; ns: string; labels: Record<string, string>; local: boolean }
   | { kind: 'podRemove'; index: number }
   | { kind: 'nsLabels'; index: number; labels: Record<string, string> }
-  | { kind: 'policyAdd'; ns: string; spec: V1NetworkPolicySpec }
-  | { kind: 'policyEdit'; index: number; spec: V1NetworkPolicySpec }
-  | { kind: 'policyMutateInPlace'; index: number; spec: V1NetworkPolicySpec }
+  | { kind: 'policyAdd'; ns: string; spec: NetworkPolicySpec }
+  | { kind: 'policyEdit'; index: number; spec: NetworkPolicySpec }
+  | { kind: 'policyMutateInPlace'; index: number; spec: NetworkPolicySpec }
   | { kind: 'policyRemove'; index: number };
 
 export const changeArb: fc.Arbitrary<Change> = fc.oneof(

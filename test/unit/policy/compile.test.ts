@@ -7,13 +7,13 @@ import { compilePolicies, podIp, PolicyCompileError, validatePolicy } from '../.
 import { subtractPrefixes, parsePrefix, formatPrefix } from '../../../src/policy/cidr.js';
 import { compileWorld, disagreements, e2eWorld, namespace, pod, policy, truthTable } from './world.js';
 import { clusterAllows, simulate } from './simulator.js';
-import type { V1NetworkPolicy, V1Pod } from '@kubernetes/client-node';
+import type { NetworkPolicy, Pod } from '../../../src/kube/wire.js';
 
 describe('policy compiler', () => {
   it('names the bad field of an invalid policy and enforces it as isolate-and-allow-nothing', () => {
     const bad = policy('x', 'bad', {
       podSelector: {},
-      ingress: [{ ports: [{ port: 81, endPort: 80 }, { port: 'http', endPort: 90 }, { protocol: 'ICMP' }] }, { _from: [{ ipBlock: { cidr: '10.0.0.0/8', except: ['11.0.0.0/16'] } }] }],
+      ingress: [{ ports: [{ port: 81, endPort: 80 }, { port: 'http', endPort: 90 }, { protocol: 'ICMP' }] }, { from: [{ ipBlock: { cidr: '10.0.0.0/8', except: ['11.0.0.0/16'] } }] }],
     });
     const problems = validatePolicy(bad);
     expect(problems.map((p) => p.field)).to.deep.equal([
@@ -70,10 +70,10 @@ describe('policy compiler', () => {
       Array.from({ length: count }, (_, i) =>
         pod({ ns: i % 2 === 0 ? 'a' : 'b', name: `p${i}`, node: 'n1', labels: { app: `app${i % 5}` }, ips: [`10.1.${i >> 8}.${i & 255}`] }),
       );
-    const policies: V1NetworkPolicy[] = [0, 1, 2, 3, 4].map((i) =>
+    const policies: NetworkPolicy[] = [0, 1, 2, 3, 4].map((i) =>
       policy('a', `pol${i}`, {
         podSelector: { matchLabels: { app: `app${i}` } },
-        ingress: [{ _from: [{ namespaceSelector: { matchLabels: { team: 'b' } } }], ports: [{ port: 80 }, { port: 443 }] }],
+        ingress: [{ from: [{ namespaceSelector: { matchLabels: { team: 'b' } } }], ports: [{ port: 80 }, { port: 443 }] }],
       }),
     );
     const node = { name: 'n1', addresses: ['192.168.0.1'], podCIDRs: ['10.1.0.0/16'] };
@@ -104,7 +104,7 @@ describe('policy compiler', () => {
   });
 
   it('reads pod addresses in the form ipaddr.js prints them, however the status spells them', () => {
-    const withIp = (ip: string): V1Pod => ({ metadata: { name: 'p' }, status: { podIPs: [{ ip }] } });
+    const withIp = (ip: string): Pod => ({ metadata: { name: 'p' }, status: { podIPs: [{ ip }] } });
     // Spellings of one address, each against what ipaddr.js makes of it (the fast path must agree).
     const v6 = fc.tuple(fc.array(fc.integer({ min: 0, max: 0xffff }), { minLength: 8, maxLength: 8 }), fc.boolean(), fc.boolean(), fc.boolean());
     fc.assert(
@@ -147,7 +147,7 @@ describe('policy compiler', () => {
     const compiled = compilePolicies({
       pods,
       namespaces: world.namespaces,
-      policies: [policy('x', 'p', { podSelector: {}, ingress: [{ _from: [{ podSelector: {} }] }] })],
+      policies: [policy('x', 'p', { podSelector: {}, ingress: [{ from: [{ podSelector: {} }] }] })],
       node: world.nodes[0]!,
     });
     const ip = done.status?.podIP ?? '';

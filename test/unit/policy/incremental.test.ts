@@ -57,7 +57,7 @@ describe('PolicyCompiler (incremental)', () => {
   it('recompiles only what one pod label change affects', () => {
     const pods = Array.from({ length: 6 }, (_, i) => makePod(i, 'x', { app: i % 2 === 0 ? 'a' : 'b' }, true, 0));
     const policies = [
-      policy('x', 'to-a', { podSelector: { matchLabels: { app: 'a' } }, ingress: [{ _from: [{ podSelector: { matchLabels: { app: 'b' } } }] }] }),
+      policy('x', 'to-a', { podSelector: { matchLabels: { app: 'a' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'b' } } }] }] }),
       policy('x', 'to-b', { podSelector: { matchLabels: { app: 'b' } }, ingress: [{ ports: [{ port: 80 }] }] }),
     ];
     const compiler = new PolicyCompiler();
@@ -79,9 +79,9 @@ describe('PolicyCompiler (incremental)', () => {
   it('shares one array for a pod chain or a rule that reads the same in several places (pods, families), and renders it the same', () => {
     const pods = Array.from({ length: 4 }, (_, i) => makePod(i, 'x', { app: i % 2 === 0 ? 'a' : 'b' }, true, 0));
     const policies = [
-      policy('x', 'to-a', { podSelector: { matchLabels: { app: 'a' } }, ingress: [{ _from: [{ podSelector: { matchLabels: { app: 'b' } } }] }] }),
+      policy('x', 'to-a', { podSelector: { matchLabels: { app: 'a' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'b' } } }] }] }),
       // IPv4-only peers: this rule chain marks nothing in IPv6, so the pods it selects have other IPv6 pod chains.
-      policy('x', 'v4-only', { podSelector: { matchLabels: { app: 'b' } }, ingress: [{ _from: [{ ipBlock: { cidr: '192.0.2.0/24' } }] }] }),
+      policy('x', 'v4-only', { podSelector: { matchLabels: { app: 'b' } }, ingress: [{ from: [{ ipBlock: { cidr: '192.0.2.0/24' } }] }] }),
     ];
     const compiled = new PolicyCompiler().compile({ pods, namespaces: [namespace('x')], policies, node });
     const podChains = [...compiled.v4.chains.keys()].filter((name) => name.startsWith('PRPOL-I-'));

@@ -3,7 +3,7 @@
 // IPv6) is evaluated by the oracle and by the compiled rules (simulated), which must agree everywhere, and
 // hand-written expectations from the documentation pin the oracle itself.
 import { expect } from 'chai';
-import type { V1NetworkPolicy } from '@kubernetes/client-node';
+import type { NetworkPolicy } from '../../../src/kube/wire.js';
 import { disagreements, e2eWorld, pod, policy, probeOf, truthTable, type World } from './world.js';
 import type { IpFamily, Protocol } from '../../../src/policy/types.js';
 
@@ -11,7 +11,7 @@ type Expectation = [from: string, to: string, port: number, protocol: Protocol, 
 
 interface Case {
   name: string;
-  policies: V1NetworkPolicy[];
+  policies: NetworkPolicy[];
   expect: Expectation[];
   world?: (w: World) => World;
 }
@@ -61,7 +61,7 @@ const cases: Case[] = [
   },
   {
     name: 'allow ingress from the same namespace only',
-    policies: [policy('x', 'same-ns', { podSelector: {}, ingress: [{ _from: [{ podSelector: {} }] }] })],
+    policies: [policy('x', 'same-ns', { podSelector: {}, ingress: [{ from: [{ podSelector: {} }] }] })],
     expect: [
       ['x/b', 'x/a', 80, 'TCP', true],
       ['x/c', 'x/a', 81, 'UDP', true, 6],
@@ -73,7 +73,7 @@ const cases: Case[] = [
     policies: [
       policy('x', 'from-y', {
         podSelector: { matchLabels: { pod: 'a' } },
-        ingress: [{ _from: [{ namespaceSelector: { matchLabels: { ns: 'y' } } }] }],
+        ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'y' } } }] }],
       }),
     ],
     expect: [
@@ -86,10 +86,10 @@ const cases: Case[] = [
   {
     name: 'namespaceSelector {} means every namespace, by the metadata.name label too',
     policies: [
-      policy('x', 'all-ns', { podSelector: {}, ingress: [{ _from: [{ namespaceSelector: {}, podSelector: { matchLabels: { pod: 'b' } } }] }] }),
+      policy('x', 'all-ns', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: {}, podSelector: { matchLabels: { pod: 'b' } } }] }] }),
       policy('y', 'by-name', {
         podSelector: {},
-        ingress: [{ _from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'z' } } }] }],
+        ingress: [{ from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'z' } } }] }],
       }),
     ],
     expect: [
@@ -104,7 +104,7 @@ const cases: Case[] = [
     policies: [
       policy('x', 'and', {
         podSelector: { matchLabels: { pod: 'a' } },
-        ingress: [{ _from: [{ namespaceSelector: { matchLabels: { ns: 'y' } }, podSelector: { matchLabels: { pod: 'b' } } }] }],
+        ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'y' } }, podSelector: { matchLabels: { pod: 'b' } } }] }],
       }),
     ],
     expect: [
@@ -118,7 +118,7 @@ const cases: Case[] = [
     policies: [
       policy('x', 'or', {
         podSelector: { matchLabels: { pod: 'a' } },
-        ingress: [{ _from: [{ namespaceSelector: { matchLabels: { ns: 'y' } } }, { podSelector: { matchLabels: { pod: 'b' } } }] }],
+        ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'y' } } }, { podSelector: { matchLabels: { pod: 'b' } } }] }],
       }),
     ],
     expect: [
@@ -135,8 +135,8 @@ const cases: Case[] = [
       policy('x', 'exprs', {
         podSelector: { matchExpressions: [{ key: 'pod', operator: 'In', values: ['a', 'b'] }] },
         ingress: [
-          { _from: [{ namespaceSelector: { matchExpressions: [{ key: 'ns', operator: 'NotIn', values: ['x', 'y'] }] } }] },
-          { _from: [{ podSelector: { matchExpressions: [{ key: 'pod', operator: 'Exists' }, { key: 'team', operator: 'DoesNotExist' }] } }] },
+          { from: [{ namespaceSelector: { matchExpressions: [{ key: 'ns', operator: 'NotIn', values: ['x', 'y'] }] } }] },
+          { from: [{ podSelector: { matchExpressions: [{ key: 'pod', operator: 'Exists' }, { key: 'team', operator: 'DoesNotExist' }] } }] },
         ],
       }),
     ],
@@ -198,7 +198,7 @@ const cases: Case[] = [
       ...w,
       pods: w.pods.map((p) =>
         p.metadata?.namespace === 'y' && p.metadata.name === 'b'
-          ? pod({ ns: 'y', name: 'b', node: 'n1', labels: { pod: 'b' }, ips: (p.status?.podIPs ?? []).map((i) => i.ip), ports: [{ port: 81, name: 'web' }] })
+          ? pod({ ns: 'y', name: 'b', node: 'n1', labels: { pod: 'b' }, ips: (p.status?.podIPs ?? []).flatMap((i) => (i.ip === undefined ? [] : [i.ip])), ports: [{ port: 81, name: 'web' }] })
           : p,
       ),
     }),
@@ -255,8 +255,8 @@ const cases: Case[] = [
       policy('x', 'ipblock', {
         podSelector: { matchLabels: { pod: 'a' } },
         ingress: [
-          { _from: [{ ipBlock: { cidr: '10.1.0.77/16', except: ['10.1.0.15/32', '10.1.1.0/24'] } }] },
-          { _from: [{ ipBlock: { cidr: 'fd01:1::/64', except: ['fd01:1::e/128'] } }] },
+          { from: [{ ipBlock: { cidr: '10.1.0.77/16', except: ['10.1.0.15/32', '10.1.1.0/24'] } }] },
+          { from: [{ ipBlock: { cidr: 'fd01:1::/64', except: ['fd01:1::e/128'] } }] },
         ],
       }),
     ],
@@ -296,7 +296,7 @@ const cases: Case[] = [
       policy('x', 'p80', { podSelector: { matchLabels: { pod: 'a' } }, ingress: [{ ports: [{ port: 80 }] }] }),
       policy('x', 'p81-from-y', {
         podSelector: {},
-        ingress: [{ _from: [{ namespaceSelector: { matchLabels: { ns: 'y' } } }], ports: [{ port: 81 }] }],
+        ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'y' } } }], ports: [{ port: 81 }] }],
       }),
     ],
     expect: [
@@ -327,7 +327,7 @@ const cases: Case[] = [
   {
     name: 'a selector matching nothing still isolates; an empty rule allows all',
     policies: [
-      policy('x', 'nothing', { podSelector: {}, ingress: [{ _from: [{ namespaceSelector: { matchLabels: { ns: 'none' } } }] }] }),
+      policy('x', 'nothing', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'none' } } }] }] }),
       policy('y', 'allow-all', { podSelector: {}, ingress: [{}] }),
       policy('z', 'matches-no-pod', { podSelector: { matchLabels: { pod: 'nobody' } }, policyTypes: ['Ingress', 'Egress'] }),
     ],

@@ -4,9 +4,9 @@ import { compilePolicies, CHAINS } from '../../../src/policy/compile.js';
 import { emptyObservedState, observedAfter, planPolicyChanges, renderRule } from '../../../src/policy/plan.js';
 import { parseIpsetSave, parseIptablesSave } from '../../../src/policy/apply.js';
 import { e2eWorld, policy, type World } from './world.js';
-import type { V1NetworkPolicy } from '@kubernetes/client-node';
+import type { NetworkPolicy } from '../../../src/kube/wire.js';
 
-function compileFor(world: World, policies: V1NetworkPolicy[]) {
+function compileFor(world: World, policies: NetworkPolicy[]) {
   const node = world.nodes[0];
   if (node === undefined) throw new Error('no node');
   return compilePolicies({ pods: world.pods, namespaces: world.namespaces, policies, node });
@@ -15,7 +15,7 @@ function compileFor(world: World, policies: V1NetworkPolicy[]) {
 const denyX = policy('x', 'deny-in', { podSelector: {}, policyTypes: ['Ingress'] });
 const fromY = policy('x', 'from-y', {
   podSelector: { matchLabels: { pod: 'a' } },
-  ingress: [{ _from: [{ namespaceSelector: { matchLabels: { ns: 'y' } } }], ports: [{ port: 'serve-80-tcp' }] }],
+  ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'y' } } }], ports: [{ port: 'serve-80-tcp' }] }],
 });
 
 function chainsDeclared(text: string): string[] {

@@ -2,15 +2,7 @@
 // packet, allow exactly what the oracle allows (every source, destination, port, protocol, IPv4 and IPv6).
 import { expect } from 'chai';
 import fc from 'fast-check';
-import type {
-  V1LabelSelector,
-  V1LabelSelectorRequirement,
-  V1NetworkPolicy,
-  V1NetworkPolicyPeer,
-  V1NetworkPolicyPort,
-  V1NetworkPolicySpec,
-  V1Pod,
-} from '@kubernetes/client-node';
+import type { LabelSelector, LabelSelectorRequirement, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec, Pod } from '../../../src/kube/wire.js';
 import { disagreements, namespace, pod, policy, truthTable, type World } from './world.js';
 import type { Protocol } from '../../../src/policy/types.js';
 
@@ -23,7 +15,7 @@ const NAMESPACES = ['x', 'y', 'z'];
 
 const labelsArb = fc.dictionary(fc.constantFrom(...KEYS), fc.constantFrom(...VALUES), { maxKeys: 2 });
 
-const requirementArb: fc.Arbitrary<V1LabelSelectorRequirement> = fc.oneof(
+const requirementArb: fc.Arbitrary<LabelSelectorRequirement> = fc.oneof(
   fc.record({
     key: fc.constantFrom(...KEYS, 'ns'),
     operator: fc.constantFrom('In', 'NotIn'),
@@ -32,14 +24,14 @@ const requirementArb: fc.Arbitrary<V1LabelSelectorRequirement> = fc.oneof(
   fc.record({ key: fc.constantFrom(...KEYS, 'ns'), operator: fc.constantFrom('Exists', 'DoesNotExist') }),
 );
 
-const selectorArb: fc.Arbitrary<V1LabelSelector> = fc.oneof(
+const selectorArb: fc.Arbitrary<LabelSelector> = fc.oneof(
   fc.constant({}),
   fc.record({ matchLabels: labelsArb }),
   fc.record({ matchExpressions: fc.array(requirementArb, { minLength: 1, maxLength: 2 }) }),
   fc.record({ matchLabels: labelsArb, matchExpressions: fc.array(requirementArb, { maxLength: 1 }) }),
 );
 
-const namespaceSelectorArb: fc.Arbitrary<V1LabelSelector> = fc.oneof(
+const namespaceSelectorArb: fc.Arbitrary<LabelSelector> = fc.oneof(
   fc.constant({}),
   fc.record({ matchLabels: fc.record({ ns: fc.constantFrom(...NAMESPACES) }) }),
   fc.record({ matchLabels: fc.record({ team: fc.constantFrom('red', 'blue') }) }),
@@ -61,14 +53,14 @@ const ipBlockArb = fc.constantFrom<{ cidr: string; except?: string[] }>(
   { cidr: '203.0.113.0/24' },
 );
 
-const peerArb: fc.Arbitrary<V1NetworkPolicyPeer> = fc.oneof(
+const peerArb: fc.Arbitrary<NetworkPolicyPeer> = fc.oneof(
   fc.record({ podSelector: selectorArb }),
   fc.record({ namespaceSelector: namespaceSelectorArb }),
   fc.record({ podSelector: selectorArb, namespaceSelector: namespaceSelectorArb }),
   fc.record({ ipBlock: ipBlockArb }),
 );
 
-const portArb: fc.Arbitrary<V1NetworkPolicyPort> = fc.oneof(
+const portArb: fc.Arbitrary<NetworkPolicyPort> = fc.oneof(
   fc.constant({}),
   fc.record({ protocol: fc.constantFrom(...PROTOCOLS) }),
   fc.record({ port: fc.constantFrom(...PORTS) }, { requiredKeys: ['port'] }).chain((p) =>
@@ -85,7 +77,7 @@ const ruleParts = {
   ports: fc.option(fc.array(portArb, { maxLength: 2 }), { nil: undefined }),
 };
 
-const specArb: fc.Arbitrary<V1NetworkPolicySpec> = fc
+const specArb: fc.Arbitrary<NetworkPolicySpec> = fc
   .record({
     podSelector: selectorArb,
     policyTypes: fc.option(fc.constantFrom<string[]>(['Ingress'], ['Egress'], ['Ingress', 'Egress']), { nil: undefined }),
@@ -97,13 +89,13 @@ const specArb: fc.Arbitrary<V1NetworkPolicySpec> = fc
     ...(s.policyTypes === undefined ? {} : { policyTypes: s.policyTypes }),
     ...(s.ingress === undefined
       ? {}
-      : { ingress: s.ingress.map((r) => ({ ...(r.peers ? { _from: r.peers } : {}), ...(r.ports ? { ports: r.ports } : {}) })) }),
+      : { ingress: s.ingress.map((r) => ({ ...(r.peers ? { from: r.peers } : {}), ...(r.ports ? { ports: r.ports } : {}) })) }),
     ...(s.egress === undefined
       ? {}
       : { egress: s.egress.map((r) => ({ ...(r.peers ? { to: r.peers } : {}), ...(r.ports ? { ports: r.ports } : {}) })) }),
   }));
 
-const policiesArb: fc.Arbitrary<V1NetworkPolicy[]> = fc
+const policiesArb: fc.Arbitrary<NetworkPolicy[]> = fc
   .array(fc.record({ ns: fc.constantFrom(...NAMESPACES), spec: specArb }), { maxLength: 4 })
   .map((list) => list.map((p, i) => policy(p.ns, `p${i}`, p.spec)));
 
@@ -130,7 +122,7 @@ const worldArb: fc.Arbitrary<World> = fc
   })
   .map(({ nsLabels, pods }) => {
     const counters = { n1: 10, n2: 10 };
-    const built: V1Pod[] = pods.map((p, i) => {
+    const built: Pod[] = pods.map((p, i) => {
       const nodeIndex = p.node === 'n1' ? 0 : 1;
       const host = ++counters[p.node];
       const ips = p.hostNetwork

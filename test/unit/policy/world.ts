@@ -1,12 +1,12 @@
 // Small builders for policy test worlds (test helper): namespaces, pods, policies, and the e2e-style world of
 // namespaces x, y, z with pods a, b, c spread over two nodes, serving 80 and 81 over TCP, UDP and SCTP.
-import type { V1Namespace, V1NetworkPolicy, V1NetworkPolicySpec, V1Pod } from '@kubernetes/client-node';
+import type { Namespace, NetworkPolicy, NetworkPolicySpec, Pod } from '../../../src/kube/wire.js';
 import { compilePolicies, type CompiledPolicies } from '../../../src/policy/compile.js';
 import { allowed, type OracleEndpoint } from '../../../src/policy/oracle.js';
 import type { ClusterState, IpFamily, PolicyNode, Protocol } from '../../../src/policy/types.js';
 import { clusterAllows, type Place, type SimPacket } from './simulator.js';
 
-export function namespace(name: string, labels: Record<string, string> = {}): V1Namespace {
+export function namespace(name: string, labels: Record<string, string> = {}): Namespace {
   return { metadata: { name, labels } };
 }
 
@@ -24,7 +24,7 @@ export function pod(o: {
   ips: string[];
   ports?: PodPort[];
   hostNetwork?: boolean;
-}): V1Pod {
+}): Pod {
   return {
     metadata: { namespace: o.ns, name: o.name, labels: o.labels ?? {} },
     spec: {
@@ -45,7 +45,7 @@ export function pod(o: {
   };
 }
 
-export function policy(ns: string, name: string, spec: V1NetworkPolicySpec): V1NetworkPolicy {
+export function policy(ns: string, name: string, spec: NetworkPolicySpec): NetworkPolicy {
   return { metadata: { namespace: ns, name }, spec };
 }
 
@@ -57,8 +57,8 @@ export interface Node extends PolicyNode {
 
 export interface World {
   nodes: Node[];
-  namespaces: V1Namespace[];
-  pods: V1Pod[];
+  namespaces: Namespace[];
+  pods: Pod[];
   /** An address outside the cluster, per family. */
   external: { v4: string; v6: string };
 }
@@ -73,7 +73,7 @@ export function e2eWorld(): World {
     { name: 'n2', v4: '192.168.0.2', v6: 'fd00::2', addresses: ['192.168.0.2', 'fd00::2'], podCIDRs: ['10.1.1.0/24', 'fd01:2::/64'] },
   ];
   const namespaces = ['x', 'y', 'z'].map((n) => namespace(n, { ns: n }));
-  const pods: V1Pod[] = [];
+  const pods: Pod[] = [];
   let host = 10;
   for (const ns of ['x', 'y', 'z']) {
     for (const name of ['a', 'b', 'c']) {
@@ -116,7 +116,7 @@ interface Endpoint {
 function endpoints(world: World): Endpoint[] {
   const list: Endpoint[] = world.pods.map((p) => {
     const node = p.spec?.nodeName ?? '';
-    const ips = (p.status?.podIPs ?? []).map((x) => x.ip);
+    const ips = (p.status?.podIPs ?? []).flatMap((x) => (x.ip === undefined ? [] : [x.ip]));
     return {
       label: `${p.metadata?.namespace}/${p.metadata?.name}`,
       oracle: { pod: p },
@@ -131,7 +131,7 @@ function endpoints(world: World): Endpoint[] {
   return list;
 }
 
-export function compileWorld(world: World, policies: V1NetworkPolicy[]): Map<string, CompiledPolicies> {
+export function compileWorld(world: World, policies: NetworkPolicy[]): Map<string, CompiledPolicies> {
   const compiled = new Map<string, CompiledPolicies>();
   for (const node of world.nodes) {
     compiled.set(node.name, compilePolicies({ pods: world.pods, namespaces: world.namespaces, policies, node }));
@@ -142,7 +142,7 @@ export function compileWorld(world: World, policies: V1NetworkPolicy[]): Map<str
 /** Every (source, destination pod or node, port, protocol, family) of the world, by the oracle and by the rules. */
 export function truthTable(
   world: World,
-  policies: V1NetworkPolicy[],
+  policies: NetworkPolicy[],
   options: { ports?: number[]; protocols?: Protocol[]; families?: IpFamily[] } = {},
 ): Probe[] {
   const cluster: ClusterState = { pods: world.pods, namespaces: world.namespaces, policies };
