@@ -4,8 +4,9 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 # Debian packages the agent, the lab and the tests run with.
-APT_PACKAGES := gobgpd golang-github-osrg-gobgp-dev frr bird2 iptables ipset iproute2 \
-                containernetworking-plugins iputils-ping iperf3 procps psmisc socat curl
+# test/unit/deploy/setup-packages.test.ts checks that every program the sources run comes from here (or Debian's base).
+APT_PACKAGES := gobgpd golang-github-osrg-gobgp-dev frr bird2 iptables nftables ipset iproute2 \
+                containernetworking-plugins iputils-ping iperf3 procps psmisc socat curl openssl git
 GOBGP_API_DIR := /usr/share/gocode/src/github.com/osrg/gobgp/api
 LAB_TOPOLOGY ?= topologies/two-racks.yaml
 LAB_NAME ?= demo
