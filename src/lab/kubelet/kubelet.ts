@@ -381,7 +381,8 @@ class KubeletLoop {
       const pod = objects.get(key);
       if (r === undefined || record === undefined || pod === undefined || r.uid !== d.uid) continue;
       const hostIPs = await this.hostIPs(conflist);
-      const input = { podIPs: d.hostNetwork ? hostIPs : record.ips, hostIPs, startTime: record.startTime };
+      const containers = (pod.spec?.containers ?? []).map((c) => ({ name: c.name, image: c.image ?? '' }));
+      const input = { podIPs: d.hostNetwork ? hostIPs : record.ips, hostIPs, startTime: record.startTime, containers };
       if (podStatusUpToDate(pod, input)) continue;
       try {
         await this.o.core.patchNamespacedPodStatus(

@@ -72,6 +72,8 @@ export interface PodStatusInput {
   hostIPs: string[];
   /** When the kubelet first set the pod up (kept across restarts). */
   startTime: string;
+  /** The pod's containers (the pod server stands for all of them: it serves every declared port). */
+  containers: { name: string; image: string }[];
 }
 
 const READY_CONDITIONS = ['PodScheduled', 'Initialized', 'ContainersReady', 'Ready'] as const;
@@ -85,6 +87,19 @@ export interface ReportedPodStatus {
   hostIPs: { ip: string }[];
   startTime: string;
   conditions: { type: string; status: 'True'; lastTransitionTime: string }[];
+  /** What `kubectl get pods` counts in READY (ready / all containers). */
+  containerStatuses: ReportedContainerStatus[];
+}
+
+export interface ReportedContainerStatus {
+  name: string;
+  image: string;
+  imageID: string;
+  containerID: string;
+  ready: true;
+  started: true;
+  restartCount: 0;
+  state: { running: { startedAt: string } };
 }
 
 export function desiredPodStatus(input: PodStatusInput, now: string): ReportedPodStatus {
@@ -94,6 +109,16 @@ export function desiredPodStatus(input: PodStatusInput, now: string): ReportedPo
     hostIPs: input.hostIPs.map((ip) => ({ ip })),
     startTime: input.startTime,
     conditions: READY_CONDITIONS.map((type) => ({ type, status: 'True', lastTransitionTime: now })),
+    containerStatuses: input.containers.map((c) => ({
+      name: c.name,
+      image: c.image,
+      imageID: c.image,
+      containerID: `podroute-lab://${c.name}`,
+      ready: true,
+      started: true,
+      restartCount: 0,
+      state: { running: { startedAt: input.startTime } },
+    })),
   };
   if (input.podIPs[0] !== undefined) status.podIP = input.podIPs[0];
   if (input.hostIPs[0] !== undefined) status.hostIP = input.hostIPs[0];
@@ -111,5 +136,7 @@ export function podStatusUpToDate(pod: V1Pod, input: PodStatusInput): boolean {
   if (ipList(s.podIPs) !== input.podIPs.join(',') || (s.podIP ?? '') !== (input.podIPs[0] ?? '')) return false;
   if (ipList(s.hostIPs) !== input.hostIPs.join(',') || (s.hostIP ?? '') !== (input.hostIPs[0] ?? '')) return false;
   const ready = s.conditions?.find((c) => c.type === 'Ready');
-  return ready?.status === 'True';
+  const statuses = s.containerStatuses ?? [];
+  const allReady = statuses.length === input.containers.length && input.containers.every((c) => statuses.some((st) => st.name === c.name && st.ready));
+  return ready?.status === 'True' && allReady;
 }

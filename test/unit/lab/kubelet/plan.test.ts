@@ -123,7 +123,12 @@ describe('lab kubelet: planPods', () => {
 });
 
 describe('lab kubelet: pod status', () => {
-  const input = { podIPs: ['10.0.0.2', 'fd00::2'], hostIPs: ['192.168.1.11', 'fd01::11'], startTime: '2025-01-01T00:00:00Z' };
+  const input = {
+    podIPs: ['10.0.0.2', 'fd00::2'],
+    hostIPs: ['192.168.1.11', 'fd01::11'],
+    startTime: '2025-01-01T00:00:00Z',
+    containers: [{ name: 'serve', image: 'podroute.io/lab-podserver' }, { name: 'side', image: 'busybox' }],
+  };
 
   it('reports Running, the IPs of both families and Ready', () => {
     const s = desiredPodStatus(input, '2025-01-01T00:00:01Z');
@@ -133,6 +138,8 @@ describe('lab kubelet: pod status', () => {
     expect(s.hostIP).to.equal('192.168.1.11');
     expect(s.hostIPs).to.deep.equal([{ ip: '192.168.1.11' }, { ip: 'fd01::11' }]);
     expect(s.conditions.find((c) => c.type === 'Ready')?.status).to.equal('True');
+    // kubectl get pods: READY is ready containers / all containers.
+    expect(s.containerStatuses.map((c) => [c.name, c.ready, c.restartCount])).to.deep.equal([['serve', true, 0], ['side', true, 0]]);
   });
 
   it('sees whether the reported status is already there (times aside)', () => {
@@ -141,6 +148,9 @@ describe('lab kubelet: pod status', () => {
     p.status = desiredPodStatus(input, 'later') as unknown as V1Pod['status'];
     expect(podStatusUpToDate(p, input)).to.equal(true);
     expect(podStatusUpToDate(p, { ...input, podIPs: ['10.0.0.3', 'fd00::3'] })).to.equal(false);
+    // A status written before containers were reported (an older kubelet) is reported again.
+    p.status = { ...desiredPodStatus(input, 'later'), containerStatuses: [] } as unknown as V1Pod['status'];
+    expect(podStatusUpToDate(p, input)).to.equal(false);
   });
 });
 
