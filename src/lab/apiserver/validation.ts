@@ -373,6 +373,10 @@ export function applyDefaults(rk: ResourceKind, obj: KubeObject): void {
       return;
     }
     case 'Namespace': {
+      // Since Kubernetes 1.21 every Namespace carries its name as this label; the server sets it on every write.
+      const meta = obj.metadata as Record<string, unknown>;
+      const labels = isObj(meta.labels) ? meta.labels : (meta.labels = {});
+      if (typeof meta.name === 'string') labels['kubernetes.io/metadata.name'] = meta.name;
       const status = isObj(obj.status) ? obj.status : (obj.status = {});
       (status).phase ??= 'Active';
       return;
