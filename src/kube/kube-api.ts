@@ -319,6 +319,7 @@ export const DEFAULT_WATCH_TIMEOUT_S = 300;
 const WATCH_GRACE_MS = 30_000;
 
 type Query = Record<string, string | number | boolean | undefined>;
+const STRICT: Query = { fieldValidation: 'Strict' };
 
 export class KubeApi {
   private readonly base: URL;
@@ -363,14 +364,17 @@ export class KubeApi {
     return this.json<T>('GET', pathTemplate, options, {});
   }
 
+  // Writes ask for strict field validation (kubectl's default): a field the API does not know is refused with
+  // its name instead of being dropped, so what the agent writes is exactly what is stored.
+
   /** POST a new object to a collection. */
   async create<T>(pathTemplate: string, body: unknown, options: CallOptions = {}): Promise<T> {
-    return this.json<T>('POST', pathTemplate, options, { body, contentType: 'application/json' });
+    return this.json<T>('POST', pathTemplate, options, { body, contentType: 'application/json', query: STRICT });
   }
 
   /** PATCH an object (or its subresource, e.g. '/api/v1/nodes/{name}/status'). */
   async patch<T>(pathTemplate: string, body: unknown, options: CallOptions & { patchType: PatchType }): Promise<T> {
-    return this.json<T>('PATCH', pathTemplate, options, { body, contentType: PATCH_CONTENT_TYPES[options.patchType] });
+    return this.json<T>('PATCH', pathTemplate, options, { body, contentType: PATCH_CONTENT_TYPES[options.patchType], query: STRICT });
   }
 
   /**

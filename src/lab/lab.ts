@@ -190,6 +190,10 @@ export interface ApiResponse {
 
 export async function apiRequest(socketPath: string, method: string, urlPath: string, body?: unknown, contentType = 'application/json'): Promise<ApiResponse> {
   const payload = body === undefined ? undefined : JSON.stringify(body);
+  // Writes are decoded strictly, as kubectl asks by default: a field the API does not know is an error, not dropped.
+  if (payload !== undefined && method !== 'DELETE' && !urlPath.includes('fieldValidation=')) {
+    urlPath += `${urlPath.includes('?') ? '&' : '?'}fieldValidation=Strict`;
+  }
   return await new Promise<ApiResponse>((resolve, reject) => {
     const req = http.request(
       {

@@ -83,12 +83,13 @@ function jsonTypeOf(v: unknown): string {
   return typeof v === 'boolean' ? 'bool' : typeof v;
 }
 
-function goTypeOf(attr: Attribute): string {
-  if (attr.type === 'number') return attr.format === '' ? 'float64' : attr.format;
-  if (attr.type === 'boolean') return 'bool';
-  if (attr.type === 'Date' || attr.type === 'V1MicroTime') return 'v1.Time';
-  if (attr.type === 'IntOrString') return 'intstr.IntOrString';
-  return attr.type;
+/** The Go type Kubernetes declares for a value of client-node type `type` (as Go's decode errors name it). */
+function goTypeOf(type: string, format: string): string {
+  if (type === 'number') return format === '' ? 'float64' : format;
+  if (type === 'boolean') return 'bool';
+  if (type === 'Date' || type === 'V1MicroTime') return 'v1.Time';
+  if (type === 'IntOrString') return 'intstr.IntOrString';
+  return type;
 }
 
 /** Go's struct name for a model (V1NetworkPolicyPort -> NetworkPolicyPort), as its decode errors print it. */
@@ -108,13 +109,13 @@ function walk(value: unknown, type: string, path: string, goPath: string, attr: 
   const mismatch = (goType: string): TypeMismatch => new TypeMismatch(jsonTypeOf(value), `${goStruct(owner)}.${goPath}`, goType);
   const arrayOf = ARRAY.exec(type);
   if (arrayOf !== null) {
-    if (!Array.isArray(value)) throw mismatch(`[]${arrayOf[1]}`);
+    if (!Array.isArray(value)) throw mismatch(`[]${goStruct(arrayOf[1]!)}`);
     value.forEach((item, i) => walk(item, arrayOf[1]!, `${path}[${i}]`, goPath, attr, owner, out));
     return;
   }
   const mapOf = MAP.exec(type);
   if (mapOf !== null) {
-    if (typeof value !== 'object' || Array.isArray(value)) throw mismatch(`map[string]${mapOf[1]}`);
+    if (typeof value !== 'object' || Array.isArray(value)) throw mismatch(`map[string]${goStruct(mapOf[1]!)}`);
     const quantity = attr !== undefined && QUANTITY_MAPS.has(attr.baseName);
     for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
       if (quantity && typeof v === 'number') continue;
@@ -126,11 +127,11 @@ function walk(value: unknown, type: string, path: string, goPath: string, attr: 
     case 'string':
     case 'Date':
     case 'V1MicroTime':
-      if (typeof value !== 'string') throw mismatch(attr === undefined ? 'string' : goTypeOf(attr));
+      if (typeof value !== 'string') throw mismatch(goTypeOf(type, attr?.format ?? ''));
       return;
     case 'number':
       if (typeof value !== 'number' || (attr?.format.startsWith('int') === true && !Number.isInteger(value))) {
-        throw mismatch(attr === undefined ? 'number' : goTypeOf(attr));
+        throw mismatch(goTypeOf(type, attr?.format ?? ''));
       }
       return;
     case 'boolean':

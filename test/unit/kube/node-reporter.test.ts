@@ -64,6 +64,19 @@ describe('NodeReporter against the lab API server', () => {
     expect(Number.isNaN(Date.parse(String(rejected?.firstTimestamp)))).to.equal(false);
   });
 
+  it('posts an Event about another object (an invalid NetworkPolicy) in its namespace, field-validated strictly', async () => {
+    server.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'x' } });
+    await reporter('n1').event('Warning', 'PodrouteInvalidNetworkPolicy', 'enforced as "isolate, allow nothing"', {
+      kind: 'NetworkPolicy',
+      apiVersion: 'networking.k8s.io/v1',
+      namespace: 'x',
+      name: 'p',
+    });
+    const posted = server.list('events', 'x') as unknown as KubeEvent[];
+    expect(posted.map((e) => e.reason)).to.deep.equal(['PodrouteInvalidNetworkPolicy']);
+    expect(posted[0]?.involvedObject).to.deep.equal({ kind: 'NetworkPolicy', apiVersion: 'networking.k8s.io/v1', namespace: 'x', name: 'p' });
+  });
+
   it('an Event the API server cannot take is logged, not thrown', async () => {
     const nowhere = reporter('n1', { ...config, server: 'http://127.0.0.1:1' });
     await nowhere.event('Warning', 'PodrouteConfigProblem', 'unreachable');
