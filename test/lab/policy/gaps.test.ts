@@ -3,6 +3,7 @@
 //   namespace): the next change must still go in at once, not fail against a chain that is gone;
 // - a pod selected by a policy is known before its IP is (the IP is not in the pod's status yet): its traffic must
 //   not pass unfiltered in that window.
+import { wireObject } from '../../wire.js';
 import { expect } from 'chai';
 import { execa } from 'execa';
 import { Writable } from 'node:stream';
@@ -17,7 +18,7 @@ import { buildPolicyLab, type LabPod, type PolicyLab } from './policy-lab.js';
 const PREFIX = 'h22gap';
 
 function policy(ns: string, name: string, spec: NetworkPolicy['spec']): NetworkPolicy {
-  return { metadata: { namespace: ns, name }, spec };
+  return wireObject('NetworkPolicy', 'v1', { metadata: { namespace: ns, name }, spec });
 }
 
 async function waitApplied(r: PolicyReconciler, generation: number, ms = 20_000): Promise<void> {

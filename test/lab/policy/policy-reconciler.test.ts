@@ -1,6 +1,7 @@
 // The policy reconciler against a real kernel: a node netns with pods on a bridge and a remote pod routed
 // through it. After each step the TCP/UDP matrix (IPv4 and IPv6, ports 80/81) is probed for real and compared
 // with the oracle for every connection this node is responsible for.
+import { wireObject } from '../../wire.js';
 import { expect } from 'chai';
 import { execa } from 'execa';
 import type { NetworkPolicy, Pod } from '../../../src/kube/wire.js';
@@ -18,7 +19,7 @@ const PREFIX = process.env.POLICY_LAB_PREFIX ?? 'h7pol';
 const logger = createLogger({ level: process.env.POLICY_TEST_LOG === '1' ? 'debug' : 'error', component: 'policy-test' });
 
 function policy(ns: string, name: string, spec: NetworkPolicy['spec']): NetworkPolicy {
-  return { metadata: { namespace: ns, name }, spec };
+  return wireObject('NetworkPolicy', 'v1', { metadata: { namespace: ns, name }, spec });
 }
 
 interface Mismatch {

@@ -1,5 +1,6 @@
 // Small builders for policy test worlds (test helper): namespaces, pods, policies, and the e2e-style world of
 // namespaces x, y, z with pods a, b, c spread over two nodes, serving 80 and 81 over TCP, UDP and SCTP.
+import { wireObject } from '../../wire.js';
 import type { Namespace, NetworkPolicy, NetworkPolicySpec, Pod } from '../../../src/kube/wire.js';
 import { compilePolicies, type CompiledPolicies } from '../../../src/policy/compile.js';
 import { allowed, type OracleEndpoint } from '../../../src/policy/oracle.js';
@@ -46,7 +47,7 @@ export function pod(o: {
 }
 
 export function policy(ns: string, name: string, spec: NetworkPolicySpec): NetworkPolicy {
-  return { metadata: { namespace: ns, name }, spec };
+  return wireObject('NetworkPolicy', 'v1', { metadata: { namespace: ns, name }, spec });
 }
 
 export interface Node extends PolicyNode {
