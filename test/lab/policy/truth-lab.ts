@@ -102,19 +102,11 @@ export interface ExpectedCell {
   srcAddress: string | undefined;
 }
 
-/** A pod the test creates after the lab is up (e.g. a pod created after the policy that selects it). */
-export interface LatePod {
-  namespace: string;
-  name: string;
-  node: string;
-  labels: Record<string, string>;
-  ports: { name: string; containerPort: number; protocol: 'TCP' | 'UDP' }[];
-}
 
 const API_NETPOL = '/apis/networking.k8s.io/v1';
 /** The one long chance of an allowed probe that timed out (see round()). */
 const SLOW_PROBE_TIMEOUT_MS = 2000;
-const MERGE_PATCH = 'application/merge-patch+json';
+const METADATA_NAME_LABEL = 'kubernetes.io/metadata.name';
 
 function cellKey(c: TruthCell): string {
   return `${c.from}>${c.to}>${c.family}>${c.protocol}/${c.port}`;
@@ -162,8 +154,6 @@ export class TruthLab {
   private status: LabStatusReport | undefined;
   /** node -> family -> address it uses towards its own pods (bridge) and towards other nodes' pods. */
   private readonly nodeSource = new Map<string, { local: Map<IpFamily, string>; remote: Map<IpFamily, string> }>();
-  /** Pods the test created; the reset deletes them. */
-  private readonly latePods = new Set<string>();
 
   constructor(options: TruthLabOptions) {
     this.opts = options;
@@ -203,76 +193,49 @@ export class TruthLab {
     };
   }
 
-  /** Creates the policy, or replaces the existing one of that name (an update, as `kubectl apply` would). */
-  async applyPolicy(policy: NetworkPolicy): Promise<void> {
-    const ns = policy.metadata?.namespace ?? '';
-    const name = policy.metadata?.name ?? '';
-    const collection = `${API_NETPOL}/namespaces/${ns}/networkpolicies`;
-    const body = { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', ...policy };
-    const res = await apiRequest(labPaths(this.lab).apiSocket, 'POST', collection, body);
-    if (res.status === 201 || res.status === 200) return;
-    if (res.status !== 409) throw new Error(`POST ${collection} ${name} answered ${res.status}: ${JSON.stringify(res.body)}`);
-    const existing = (await api(this.lab, 'GET', `${collection}/${name}`)) as NetworkPolicy;
-    await api(this.lab, 'PUT', `${collection}/${name}`, {
-      ...body,
-      metadata: { ...policy.metadata, resourceVersion: existing.metadata?.resourceVersion },
+  /**
+   * Runs kubectl against the lab as a user would (its default strict field validation included); returns stdout.
+   * A refusal fails the step with kubectl's own message.
+   */
+  async kubectl(args: string[], stdin?: string): Promise<string> {
+    const res = await execa('kubectl', ['--kubeconfig', labPaths(this.lab).kubeconfig, ...args], {
+      ...(stdin === undefined ? {} : { input: stdin }),
+      reject: false,
+      timeout: 30_000,
     });
+    if (res.exitCode !== 0) throw new Error(`kubectl ${args.join(' ')} failed (${res.exitCode}): ${res.stderr}`);
+    return res.stdout;
   }
 
-  async deletePolicy(namespace: string, name: string): Promise<void> {
-    await api(this.lab, 'DELETE', `${API_NETPOL}/namespaces/${namespace}/networkpolicies/${name}`);
-  }
-
-  /** Sets (string) or removes (null) labels of a pod. */
-  async labelPod(namespace: string, name: string, labels: Record<string, string | null>): Promise<void> {
-    await api(this.lab, 'PATCH', `/api/v1/namespaces/${namespace}/pods/${name}`, { metadata: { labels } }, MERGE_PATCH);
-  }
-
-  async labelNamespace(name: string, labels: Record<string, string | null>): Promise<void> {
-    await api(this.lab, 'PATCH', `/api/v1/namespaces/${name}`, { metadata: { labels } }, MERGE_PATCH);
-  }
-
-  /** Creates a pod bound to a node and waits until it runs with both addresses and its probe socket answers. */
-  async createPod(pod: LatePod, deadlineMs = 60_000): Promise<Pod> {
-    this.latePods.add(`${pod.namespace}/${pod.name}`);
-    await api(this.lab, 'POST', `/api/v1/namespaces/${pod.namespace}/pods`, {
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: { name: pod.name, namespace: pod.namespace, labels: pod.labels },
-      spec: {
-        nodeName: pod.node,
-        containers: [{ name: 'serve', image: 'podroute.io/lab-podserver', ports: pod.ports }],
-      },
-    });
+  /** Waits until a pod runs with both addresses and its pod server answers on its control socket. */
+  async waitForPod(id: string, deadlineMs = 60_000): Promise<Pod> {
+    const [namespace, name] = id.split('/') as [string, string];
     const deadline = Date.now() + deadlineMs;
     let last: Pod | undefined;
     while (Date.now() < deadline) {
-      last = (await api(this.lab, 'GET', `/api/v1/namespaces/${pod.namespace}/pods/${pod.name}`)) as Pod;
+      last = (await api(this.lab, 'GET', `/api/v1/namespaces/${namespace}/pods/${name}`)) as Pod;
       if (last.status?.phase === 'Running' && podIpOf(last, 4) !== undefined && podIpOf(last, 6) !== undefined) {
         // The pod server opens its control socket only after binding every port.
         const [r] = await probeMany([
-          { from: labPaths(this.lab).podSocket(pod.namespace, pod.name), target: '127.0.0.1', port: 9, protocol: 'tcp', timeoutMs: 500 },
+          { from: labPaths(this.lab).podSocket(namespace, name), target: '127.0.0.1', port: 9, protocol: 'tcp', timeoutMs: 500 },
         ]);
         if (r !== undefined && !/control socket/.test(r.error ?? '')) return last;
       }
       await sleep(200);
     }
-    throw new Error(`pod ${pod.namespace}/${pod.name} not running with two addresses after ${deadlineMs} ms: ${JSON.stringify(last?.status)}`);
+    throw new Error(`pod ${id} not running with two addresses after ${deadlineMs} ms: ${JSON.stringify(last?.status)}`);
   }
 
+  /** Deletes a pod and waits until it is gone. */
   async deletePod(namespace: string, name: string, deadlineMs = 60_000): Promise<void> {
-    const res = await apiRequest(labPaths(this.lab).apiSocket, 'DELETE', `/api/v1/namespaces/${namespace}/pods/${name}`);
-    if (res.status !== 200 && res.status !== 404) throw new Error(`DELETE pod ${namespace}/${name}: ${res.status}`);
+    await this.kubectl(['delete', 'pod', name, '-n', namespace, '--wait=false']);
     const deadline = Date.now() + deadlineMs;
     while (Date.now() < deadline) {
       const got = await apiRequest(labPaths(this.lab).apiSocket, 'GET', `/api/v1/namespaces/${namespace}/pods/${name}`);
-      if (got.status === 404) {
-        this.latePods.delete(`${namespace}/${name}`);
-        return;
-      }
+      if (got.status === 404) return;
       await sleep(200);
     }
-    throw new Error(`pod ${namespace}/${name} still exists ${deadlineMs} ms after DELETE`);
+    throw new Error(`pod ${namespace}/${name} still exists ${deadlineMs} ms after kubectl delete`);
   }
 
   /**
@@ -281,26 +244,27 @@ export class TruthLab {
    */
   async reset(): Promise<void> {
     const cluster = await this.cluster();
-    for (const p of cluster.policies) await this.deletePolicy(p.metadata?.namespace ?? '', p.metadata?.name ?? '');
-    for (const key of [...this.latePods]) {
-      const [ns, name] = key.split('/') as [string, string];
-      await this.deletePod(ns, name);
+    if (cluster.policies.length > 0) await this.kubectl(['delete', 'networkpolicy', '--all', '--all-namespaces']);
+    const topologyPods = new Set(this.opts.topology.kubernetes.pods.map((p) => `${p.namespace}/${p.name}`));
+    for (const p of cluster.pods) {
+      if (!topologyPods.has(podId(p))) await this.deletePod(p.metadata?.namespace ?? '', p.metadata?.name ?? '');
     }
-    const restore = (current: Record<string, string> | undefined, wanted: Record<string, string>): Record<string, string | null> | null => {
-      const patch: Record<string, string | null> = {};
-      for (const k of Object.keys(current ?? {})) if (!(k in wanted)) patch[k] = null;
-      for (const [k, v] of Object.entries(wanted)) if (current?.[k] !== v) patch[k] = v;
-      return Object.keys(patch).length === 0 ? null : patch;
+    // `kubectl label` arguments that bring labels back to the topology's: k=v to set, k- to remove.
+    const restore = (current: Record<string, string> | undefined, wanted: Record<string, string>): string[] => {
+      const args: string[] = [];
+      for (const k of Object.keys(current ?? {})) if (!(k in wanted) && k !== METADATA_NAME_LABEL) args.push(`${k}-`);
+      for (const [k, v] of Object.entries(wanted)) if (current?.[k] !== v) args.push(`${k}=${v}`);
+      return args;
     };
     for (const want of this.opts.topology.kubernetes.namespaces) {
       const seen = cluster.namespaces.find((n) => n.metadata?.name === want.name);
-      const patch = restore(seen?.metadata?.labels, want.labels);
-      if (patch !== null) await this.labelNamespace(want.name, patch);
+      const args = restore(seen?.metadata?.labels, want.labels);
+      if (args.length > 0) await this.kubectl(['label', 'namespace', want.name, ...args, '--overwrite']);
     }
     for (const want of this.opts.topology.kubernetes.pods) {
       const seen = cluster.pods.find((p) => podId(p) === `${want.namespace}/${want.name}`);
-      const patch = restore(seen?.metadata?.labels, want.labels);
-      if (patch !== null) await this.labelPod(want.namespace, want.name, patch);
+      const args = restore(seen?.metadata?.labels, want.labels);
+      if (args.length > 0) await this.kubectl(['label', 'pod', want.name, '-n', want.namespace, ...args, '--overwrite']);
     }
   }
 

@@ -1,5 +1,5 @@
-// Lab truth tables (issue 4): the two-racks lab comes up once with every node running `podroute agent`; for each
-// upstream netpol e2e / cyclonus case the policies, labels and pods are changed through the lab API server, and the
+// Lab truth tables: the two-racks lab comes up once with every node running `podroute agent`; for each upstream
+// netpol e2e / cyclonus case (truth/*.yaml) the policies, labels and pods are changed with kubectl, and the
 // whole matrix (every pod and every node to every pod on ports 80/81 and to the external host on 80, TCP and UDP,
 // IPv4 and IPv6) is probed until it
 // agrees with the oracle on the API server's objects, or the step's deadline passes and the test fails with the
@@ -11,7 +11,7 @@ import type { Pod } from '../../../src/kube/wire.js';
 import { parseTopology } from '../../../src/lab/topology.js';
 import type { IpFamily } from '../../../src/policy/types.js';
 import { repoRoot } from '../lab/leftovers.js';
-import { TRUTH_CASES, type TruthAction, type TruthContext } from './truth-cases.js';
+import { loadTruthCases, renderManifest, type TruthCommand, type TruthContext } from './truth-cases.js';
 import { TruthLab, type SettleReport } from './truth-lab.js';
 
 const LAB = process.env.POLICY_TRUTH_LAB ?? 'h12tt';
@@ -31,20 +31,9 @@ function contextOf(pods: Pod[]): TruthContext {
   };
 }
 
-async function perform(truth: TruthLab, action: TruthAction, ctx: TruthContext): Promise<void> {
-  if ('policy' in action) {
-    await truth.applyPolicy(typeof action.policy === 'function' ? action.policy(ctx) : action.policy);
-  } else if ('deletePolicy' in action) {
-    const [ns, name] = action.deletePolicy.split('/') as [string, string];
-    await truth.deletePolicy(ns, name);
-  } else if ('labelPod' in action) {
-    const [ns, name] = action.labelPod.split('/') as [string, string];
-    await truth.labelPod(ns, name, action.labels);
-  } else if ('labelNamespace' in action) {
-    await truth.labelNamespace(action.labelNamespace, action.labels);
-  } else {
-    await truth.createPod(action.createPod);
-  }
+async function perform(truth: TruthLab, command: TruthCommand, ctx: TruthContext): Promise<void> {
+  if ('waitForPod' in command) await truth.waitForPod(command.waitForPod);
+  else await truth.kubectl(command.kubectl, command.stdin === undefined ? undefined : renderManifest(command.stdin, ctx));
 }
 
 function verdicts(expected: ReturnType<TruthLab['expected']>): string {
@@ -84,13 +73,27 @@ describe('policy lab truth tables: two-racks, pods and nodes x pods, 80/81, TCP/
     console.log(`      no policies: ${describeSettle(report)}`);
   });
 
-  for (const c of TRUTH_CASES) {
-    it(c.name, async () => {
+  it('every pod is shown READY by kubectl, as a kubelet reports its containers', async () => {
+    const out = await truth.kubectl(['get', 'pods', '-A', '--no-headers']);
+    const ready = out.trim().split('\n').map((line) => line.trim().split(/\s+/).slice(0, 4));
+    expect(ready).to.have.length(topology.kubernetes.pods.length);
+    for (const [ns, name, readyColumn, status] of ready) expect(`${ns}/${name} ${readyColumn} ${status}`).to.equal(`${ns}/${name} 1/1 Running`);
+  });
+
+  it('kubectl refuses a NetworkPolicy with an unknown field (strict field validation), and nothing is stored', async () => {
+    const manifest = 'apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: typo, namespace: x}\nspec:\n  podSelector: {}\n  ingress:\n  - _from: [{podSelector: {}}]\n';
+    const err = await truth.kubectl(['apply', '-f', '-'], manifest).then(() => undefined, (e: unknown) => e as Error);
+    expect(err?.message).to.match(/strict decoding error: unknown field "spec\.ingress\[0\]\._from"/);
+    expect((await truth.cluster()).policies).to.have.length(0);
+  });
+
+  for (const c of loadTruthCases()) {
+    it(`${c.name} (${c.file})`, async () => {
       await truth.reset();
       let previous = verdicts(truth.expected(await truth.cluster()));
       const ctx = contextOf((await truth.cluster()).pods);
       for (const step of c.steps) {
-        for (const action of step.actions) await perform(truth, action, ctx);
+        for (const command of step.run) await perform(truth, command, ctx);
         const now = verdicts(truth.expected(await truth.cluster()));
         // A step that does not change what the oracle expects could pass without the agents doing anything.
         expect(now, `step "${step.name}" must change the expected matrix`).to.not.equal(previous);
