@@ -156,6 +156,55 @@ describe('lab API server with the real kubectl', function () {
     expect(r.stderr).to.contain('spec.containers[0].ports[1].protocol').and.contain('Unsupported value: "ICMP"');
   });
 
+  it('field validation as kube-apiserver does it: strict refuses unknown fields, warn and ignore drop them', async () => {
+    const modelShaped = MANIFESTS['netpol.yaml']!.replace('name: allow-y', 'name: typo').replace('  - from:', '  - _from:');
+    fs.writeFileSync(file('typo.yaml'), modelShaped);
+    const strict = await kubectl('create', '-f', file('typo.yaml'));
+    expect(strict.exitCode).to.equal(1);
+    expect(strict.stderr).to.contain('NetworkPolicy in version "v1" cannot be handled as a NetworkPolicy: strict decoding error: unknown field "spec.ingress[0]._from"');
+    expect(api.server.list('NetworkPolicy').map((n) => n.metadata?.name)).to.not.include('typo');
+
+    const warn = await kubectl('create', '-f', file('typo.yaml'), '--validate=warn');
+    expect(warn.exitCode, warn.stderr).to.equal(0);
+    expect(warn.stderr).to.contain('Warning: unknown field "spec.ingress[0]._from"');
+    // Pruned: what is stored, listed and watched has no trace of the unknown field.
+    expect(api.server.get('NetworkPolicy', 'x', 'typo').spec).to.deep.equal({ podSelector: { matchLabels: { pod: 'a' } }, ingress: [{ ports: [{ port: 80, protocol: 'TCP' }] }], policyTypes: ['Ingress'] });
+    expect((await kubectl('delete', '-f', file('typo.yaml'))).exitCode).to.equal(0);
+
+    const ignore = await kubectl('create', '-f', file('typo.yaml'), '--validate=false');
+    expect(ignore.exitCode, ignore.stderr).to.equal(0);
+    expect(ignore.stderr).to.not.contain('Warning');
+    expect(JSON.stringify(api.server.get('NetworkPolicy', 'x', 'typo'))).to.not.contain('_from');
+
+    // An update through apply is decoded the same way.
+    fs.writeFileSync(file('allow-y-typo.yaml'), MANIFESTS['netpol.yaml']!.replace('    ports:', '    portz:'));
+    const apply = await kubectl('apply', '-f', file('allow-y-typo.yaml'));
+    expect(apply.exitCode).to.equal(1);
+    expect(apply.stderr).to.contain('unknown field "spec.ingress[0].portz"');
+    expect(api.server.get('NetworkPolicy', 'x', 'allow-y').spec).to.have.nested.property('ingress[0].ports[0].port', 80);
+  });
+
+  it('refuses duplicate fields under Strict and wrong JSON types always, with the real messages', async () => {
+    const dup = await fetch(`${api.url}/apis/networking.k8s.io/v1/namespaces/x/networkpolicies?fieldValidation=Strict`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: '{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"d","name":"d2","namespace":"x"},"spec":{"podSelector":{}}}',
+    });
+    expect(dup.status).to.equal(400);
+    expect(((await dup.json()) as { message: string }).message).to.equal('NetworkPolicy in version "v1" cannot be handled as a NetworkPolicy: strict decoding error: duplicate field "metadata.name"');
+    const badType = await fetch(`${api.url}/apis/networking.k8s.io/v1/namespaces/x/networkpolicies?fieldValidation=Ignore`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ metadata: { name: 't', namespace: 'x' }, spec: { podSelector: {}, ingress: [{ ports: [{ port: 80, endPort: '90' }] }] } }),
+    });
+    expect(badType.status).to.equal(400);
+    expect(((await badType.json()) as { message: string }).message).to.contain('cannot unmarshal string into Go struct field NetworkPolicyPort.spec.ingress.ports.endPort of type int32');
+  });
+
+  it('seeding in-process refuses what the API does not know', () => {
+    expect(() => api.server.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'q', lables: { a: 'b' } } })).to.throw(/unknown field "metadata.lables"/);
+  });
+
   it('delete -f removes everything, namespace contents included, and waits for it', async () => {
     const r = await kubectl('delete', '-f', file('all.yaml'));
     expect(r.exitCode, r.stderr).to.equal(0);
