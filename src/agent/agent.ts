@@ -7,6 +7,7 @@
 // Both loops are level-triggered: events only mark them dirty. The cluster loop reads whole snapshots; the route
 // loop re-judges the prefixes the learned table reported changed (all of them when the selection context
 // changes) and hands the route reconciler the routes that changed.
+import { setMaxListeners } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { BgpReconciler } from '../bgp/bgp-reconciler.js';
 import { GobgpClient } from '../bgp/gobgp-client.js';
@@ -40,6 +41,12 @@ const RETRY_MS = 2_000;
  * the flapping stops (see PassPacer). Exported for the churn test's bound.
  */
 export const ROUTE_PASS_PACING: PassPacerOptions = { minIntervalMs: 25, maxIntervalMs: 2_000, quietResetMs: 4_000 };
+/**
+ * Listeners the agent's signal may hold before Node warns. Every loop and reconciler waits on it for good (about a
+ * dozen), and each call in flight adds one while it runs: Node's default of 10 warned within minutes of start
+ * although nothing grew. Per-call listeners are removed when the call ends (see the listener test).
+ */
+export const AGENT_SIGNAL_MAX_LISTENERS = 64;
 /** Refused paths reported one by one per pass at most (a hostile peer may send thousands); the rest are counted. */
 const REPORTED_REJECTIONS_PER_PASS = 20;
 
@@ -89,6 +96,7 @@ export class Agent {
   /** Runs until the signal aborts. Stopping leaves the data plane as it is (routes, rules, gobgpd state). */
   async run(signal: AbortSignal): Promise<void> {
     const { config, logger } = this;
+    setMaxListeners(AGENT_SIGNAL_MAX_LISTENERS, signal);
     // Forwarding and bridge netfilter first: without them nothing else is worth doing (and the error says why).
     await applySysctls({ logger });
 
