@@ -64,6 +64,8 @@ export class Agent {
   private nodesChanged = true;
   private readonly routesDirty = new DirtySignal();
   private desired: DesiredNodeState | undefined;
+  /** The CNI conflist is in place: pods can start here, so the node may be reported network-available. */
+  private cniWritten = false;
   private connectedNetworks: string[] = [];
   private connectedReadAt = 0;
   private reportedWarnings = new Set<string>();
@@ -197,9 +199,6 @@ export class Agent {
     this.desired = state;
     this.reportWarnings(state.warnings);
 
-    const wrote = await writeCniConfig({ confDir: this.config.cni.confDir, input: state.cni });
-    if (wrote) this.logger.info('CNI network configuration written', { dir: this.config.cni.confDir, podCIDRs: state.cni.podCIDRs });
-
     this.bgp.setDesired(state.bgp);
     const masqueradeConfig = {
       clusterRanges: state.masquerade.clusterRanges,
@@ -217,6 +216,16 @@ export class Agent {
       }
     }
     if (this.config.policy.enabled) this.applyPolicy(snapshot, state, signal);
+    // The conflist lets pods start on this node: with policy on, only once its rules are in (a first apply that
+    // failed, e.g. on a held xtables lock, would start pods unfiltered). Until then the node stays
+    // NetworkUnavailable; the first successful sync re-plans (see applyPolicy).
+    if (!this.config.policy.enabled || this.policy?.hasSynced() === true) {
+      const wrote = await writeCniConfig({ confDir: this.config.cni.confDir, input: state.cni });
+      if (wrote) this.logger.info('CNI network configuration written', { dir: this.config.cni.confDir, podCIDRs: state.cni.podCIDRs });
+      this.cniWritten = true;
+    } else {
+      this.logger.info('CNI network configuration waits for the first policy sync', { dir: this.config.cni.confDir });
+    }
     this.routesDirty.set(); // the selection context (nodes, ranges) may have changed
   }
 
@@ -247,6 +256,10 @@ export class Agent {
         },
       });
       this.policy.setCluster(cluster);
+      void this.policy.whenSynced().then(() => {
+        this.nodesChanged = true; // writes the conflist
+        this.clusterDirty.set();
+      });
       this.policy.start(signal).catch((err: unknown) => {
         if (!signal.aborted) this.logger.error('policy reconciler stopped', { error: describeError(err) });
       });
@@ -293,7 +306,7 @@ export class Agent {
           this.routes.updateDesired(changes);
         }
         pacer.passed(Date.now(), new Set(changes.keys()));
-        if (!networkReported) {
+        if (!networkReported && this.cniWritten) {
           await this.routes.waitForSync(signal);
           await this.reporter.markNetworkAvailable();
           networkReported = true;
