@@ -120,7 +120,7 @@ describe('agent: the CNI conflist only after the first successful policy sync', 
   });
 
   it('writes no conflist and keeps the node NetworkUnavailable while every policy apply fails', async () => {
-    await pollUntil('the agent has failed its policy apply twice', 60_000, 200, async () => {
+    await pollUntil('the agent has failed its policy apply twice', 60_000, 200, () => {
       if (agent.exited) throw new Error(`agent exited:\n${logTail(agentLog, 40)}`);
       return (logTail(agentLog, 400).match(/policy apply failed/g) ?? []).length >= 2 || undefined;
     });
@@ -134,13 +134,13 @@ describe('agent: the CNI conflist only after the first successful policy sync', 
   it('once the lock is free: the rules go in, then the conflist, then NetworkUnavailable=False', async () => {
     await rm(flag);
     const conflist = path.join(cniDir, '10-podroute.conflist');
-    await pollUntil('the conflist is written', 60_000, 20, async () => {
+    await pollUntil('the conflist is written', 60_000, 20, () => {
       if (agent.exited) throw new Error(`agent exited:\n${logTail(agentLog, 40)}`);
       return existsSync(conflist) || undefined;
     });
     // The rules were in before the conflist appeared.
     expect(forwardRules('iptables')).to.include('-j PRPOL-FORWARD');
     expect(forwardRules('ip6tables')).to.include('-j PRPOL-FORWARD');
-    await pollUntil('the node reported network-available', 60_000, 100, async () => networkAvailable() || undefined);
+    await pollUntil('the node reported network-available', 60_000, 100, () => networkAvailable() || undefined);
   });
 });
