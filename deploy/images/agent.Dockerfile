@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # podroute agent image: Node 20 on Debian 12 (bookworm), the compiled agent with its production node_modules,
-# the tools it drives (iproute2, iptables, ipset), kmod for the node-sysctls init container, and the Debian
+# the tools it drives (iproute2, iptables, ipset), and the Debian
 # CNI plugins the install-cni-plugins init container copies to the node.
 # Build from the repository root:  docker build -f deploy/images/agent.Dockerfile -t podroute/agent:0.1.0 .
 ARG NODE_IMAGE=node:20.20.2-bookworm-slim
@@ -36,7 +36,7 @@ FROM ${NODE_IMAGE}
 ARG IPTABLES_BACKEND=nft
 RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-      iproute2 iptables ipset kmod containernetworking-plugins \
+      iproute2 iptables ipset containernetworking-plugins \
  && rm -rf /var/lib/apt/lists/* \
  && update-alternatives --set iptables /usr/sbin/iptables-${IPTABLES_BACKEND} \
  && update-alternatives --set ip6tables /usr/sbin/ip6tables-${IPTABLES_BACKEND}

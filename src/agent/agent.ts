@@ -7,6 +7,7 @@
 // Both loops are level-triggered: events only mark them dirty. The cluster loop reads whole snapshots; the route
 // loop re-judges the prefixes the learned table reported changed (all of them when the selection context
 // changes) and hands the route reconciler the routes that changed.
+import { setMaxListeners } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { BgpReconciler } from '../bgp/bgp-reconciler.js';
 import { GobgpClient } from '../bgp/gobgp-client.js';
@@ -40,6 +41,12 @@ const RETRY_MS = 2_000;
  * the flapping stops (see PassPacer). Exported for the churn test's bound.
  */
 export const ROUTE_PASS_PACING: PassPacerOptions = { minIntervalMs: 25, maxIntervalMs: 2_000, quietResetMs: 4_000 };
+/**
+ * Listeners the agent's signal may hold before Node warns. Every loop and reconciler waits on it for good (about a
+ * dozen), and each call in flight adds one while it runs: Node's default of 10 warned within minutes of start
+ * although nothing grew. Per-call listeners are removed when the call ends (see the listener test).
+ */
+export const AGENT_SIGNAL_MAX_LISTENERS = 64;
 /** Refused paths reported one by one per pass at most (a hostile peer may send thousands); the rest are counted. */
 const REPORTED_REJECTIONS_PER_PASS = 20;
 
@@ -57,6 +64,8 @@ export class Agent {
   private nodesChanged = true;
   private readonly routesDirty = new DirtySignal();
   private desired: DesiredNodeState | undefined;
+  /** The CNI conflist is in place: pods can start here, so the node may be reported network-available. */
+  private cniWritten = false;
   private connectedNetworks: string[] = [];
   private connectedReadAt = 0;
   private reportedWarnings = new Set<string>();
@@ -89,6 +98,7 @@ export class Agent {
   /** Runs until the signal aborts. Stopping leaves the data plane as it is (routes, rules, gobgpd state). */
   async run(signal: AbortSignal): Promise<void> {
     const { config, logger } = this;
+    setMaxListeners(AGENT_SIGNAL_MAX_LISTENERS, signal);
     // Forwarding and bridge netfilter first: without them nothing else is worth doing (and the error says why).
     await applySysctls({ logger });
 
@@ -189,9 +199,6 @@ export class Agent {
     this.desired = state;
     this.reportWarnings(state.warnings);
 
-    const wrote = await writeCniConfig({ confDir: this.config.cni.confDir, input: state.cni });
-    if (wrote) this.logger.info('CNI network configuration written', { dir: this.config.cni.confDir, podCIDRs: state.cni.podCIDRs });
-
     this.bgp.setDesired(state.bgp);
     const masqueradeConfig = {
       clusterRanges: state.masquerade.clusterRanges,
@@ -209,6 +216,16 @@ export class Agent {
       }
     }
     if (this.config.policy.enabled) this.applyPolicy(snapshot, state, signal);
+    // The conflist lets pods start on this node: with policy on, only once its rules are in (a first apply that
+    // failed, e.g. on a held xtables lock, would start pods unfiltered). Until then the node stays
+    // NetworkUnavailable; the first successful sync re-plans (see applyPolicy).
+    if (!this.config.policy.enabled || this.policy?.hasSynced() === true) {
+      const wrote = await writeCniConfig({ confDir: this.config.cni.confDir, input: state.cni });
+      if (wrote) this.logger.info('CNI network configuration written', { dir: this.config.cni.confDir, podCIDRs: state.cni.podCIDRs });
+      this.cniWritten = true;
+    } else {
+      this.logger.info('CNI network configuration waits for the first policy sync', { dir: this.config.cni.confDir });
+    }
     this.routesDirty.set(); // the selection context (nodes, ranges) may have changed
   }
 
@@ -239,6 +256,10 @@ export class Agent {
         },
       });
       this.policy.setCluster(cluster);
+      void this.policy.whenSynced().then(() => {
+        this.nodesChanged = true; // writes the conflist
+        this.clusterDirty.set();
+      });
       this.policy.start(signal).catch((err: unknown) => {
         if (!signal.aborted) this.logger.error('policy reconciler stopped', { error: describeError(err) });
       });
@@ -285,7 +306,7 @@ export class Agent {
           this.routes.updateDesired(changes);
         }
         pacer.passed(Date.now(), new Set(changes.keys()));
-        if (!networkReported) {
+        if (!networkReported && this.cniWritten) {
           await this.routes.waitForSync(signal);
           await this.reporter.markNetworkAvailable();
           networkReported = true;

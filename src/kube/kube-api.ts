@@ -479,14 +479,17 @@ export class KubeApi {
     if (token !== undefined) headers.Authorization = `Bearer ${token}`;
 
     const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
-    const timeout = AbortSignal.timeout(timeoutMs);
-    const signal = options.signal === undefined ? timeout : AbortSignal.any([options.signal, timeout]);
+    const scope = requestSignal(options.signal, timeoutMs);
+    const { signal, timeout } = scope;
     return new Promise((resolve, reject) => {
       if (signal.aborted) {
+        scope.dispose();
         reject(this.transportError(signal.reason, method, apiPath, options.signal));
         return;
       }
       const req = this.transport.request(url, { method, headers, agent: this.agent, signal }, (res) => {
+        // The request's signal lives as long as its response: a watch or a body being read is aborted through it.
+        res.once('close', scope.dispose);
         const status = res.statusCode ?? 0;
         if (status >= 200 && status < 300) {
           resolve(res);
@@ -505,7 +508,10 @@ export class KubeApi {
           reject,
         );
       });
-      req.on('error', (err) => reject(this.transportError(err, method, apiPath, options.signal, timeout)));
+      req.on('error', (err) => {
+        scope.dispose();
+        reject(this.transportError(err, method, apiPath, options.signal, timeout));
+      });
       req.end(body);
     });
   }
@@ -544,6 +550,33 @@ export class KubeApi {
     }
     return this.token.value;
   }
+}
+
+/**
+ * One request's own signal: aborted by the caller's signal or after timeoutMs (then `timeout` is aborted too).
+ * Not AbortSignal.any(): on Node 20 every composite leaves an entry on its long-lived source signal for good
+ * (nodejs/node#55351), one per request here. dispose() drops the timer and the listener on the caller's signal.
+ */
+export function requestSignal(caller: AbortSignal | undefined, timeoutMs: number): { signal: AbortSignal; timeout: AbortSignal; dispose: () => void } {
+  const controller = new AbortController();
+  const timeout = new AbortController();
+  const onAbort = (): void => controller.abort(caller?.reason);
+  const timer = setTimeout(() => {
+    const reason = new DOMException('The operation was aborted due to timeout', 'TimeoutError');
+    timeout.abort(reason);
+    controller.abort(reason);
+  }, timeoutMs);
+  timer.unref();
+  let disposed = false;
+  const dispose = (): void => {
+    if (disposed) return;
+    disposed = true;
+    clearTimeout(timer);
+    caller?.removeEventListener('abort', onAbort);
+  };
+  if (caller?.aborted === true) controller.abort(caller.reason);
+  else caller?.addEventListener('abort', onAbort, { once: true });
+  return { signal: controller.signal, timeout: timeout.signal, dispose };
 }
 
 /** '/api/v1/namespaces/{namespace}/events' + { namespace: 'default' } → '/api/v1/namespaces/default/events'. */

@@ -6,8 +6,65 @@ import { describeError } from './cluster-watch.js';
 import { KubeApi, type KubeConnectionConfig } from './kube-api.js';
 
 export const CONDITION_REASON = 'PodrouteRoutesProgrammed';
-/** The same message is posted again only after this long (an Event storm helps nobody). */
-const EVENT_REPEAT_MS = 10 * 60_000;
+
+export interface EventLimits {
+  /** The same message is posted again only after this long (an Event storm helps nobody). */
+  repeatMs: number;
+  /** Messages remembered for repeatMs at most; past this the oldest are forgotten. */
+  maxRemembered: number;
+  /** Events of one reason posted back to back before the rate applies. */
+  burst: number;
+  /** Events of one reason posted per minute after the burst. */
+  perMinute: number;
+}
+
+export const DEFAULT_EVENT_LIMITS: EventLimits = { repeatMs: 10 * 60_000, maxRemembered: 1024, burst: 5, perMinute: 6 };
+
+/**
+ * Which Events go out: a message seen within repeatMs does not, and each reason has a token bucket, so a peer
+ * rotating prefixes (a new message each time) costs a burst and then a trickle, not an Event per prefix. Memory is
+ * bounded: messages older than repeatMs are dropped, and at most maxRemembered are kept.
+ */
+export class EventLimiter {
+  // Key -> when posted; kept in posting order (a repost moves its key to the end), so the oldest come first.
+  private readonly posted = new Map<string, number>();
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(private readonly limits: EventLimits = DEFAULT_EVENT_LIMITS) {}
+
+  /** True when an Event with this key (its object and message) and reason may be posted at `now` (ms). */
+  admit(key: string, reason: string, now: number): boolean {
+    this.forget(now);
+    const last = this.posted.get(key);
+    if (last !== undefined && now - last < this.limits.repeatMs) return false;
+    const bucket = this.buckets.get(reason) ?? { tokens: this.limits.burst, at: now };
+    bucket.tokens = Math.min(this.limits.burst, bucket.tokens + ((now - bucket.at) * this.limits.perMinute) / 60_000);
+    bucket.at = now;
+    this.buckets.set(reason, bucket);
+    if (bucket.tokens < 1) return false;
+    bucket.tokens -= 1;
+    this.posted.delete(key);
+    this.posted.set(key, now);
+    while (this.posted.size > this.limits.maxRemembered) this.posted.delete(this.posted.keys().next().value as string);
+    return true;
+  }
+
+  /** How many messages are remembered now. */
+  get remembered(): number {
+    return this.posted.size;
+  }
+
+  private forget(now: number): void {
+    for (const [key, at] of this.posted) {
+      if (now - at < this.limits.repeatMs) break;
+      this.posted.delete(key);
+    }
+    // A full bucket is the same as none; reasons are few, but a bucket is only kept while it matters.
+    for (const [reason, b] of this.buckets) {
+      if (b.tokens + ((now - b.at) * this.limits.perMinute) / 60_000 >= this.limits.burst) this.buckets.delete(reason);
+    }
+  }
+}
 
 export interface NodeReporterOptions {
   kubeConfig: KubeConnectionConfig;
@@ -15,6 +72,9 @@ export interface NodeReporterOptions {
   logger: Logger;
   /** Namespace Events about the Node go to (cluster-scoped objects' events live in "default"). */
   eventNamespace?: string;
+  eventLimits?: EventLimits;
+  /** Milliseconds now (tests pass a fake clock). */
+  clock?: () => number;
 }
 
 /** The object an Event is about (its involvedObject). */
@@ -27,11 +87,14 @@ export interface EventSubject {
 
 export class NodeReporter {
   private readonly api: KubeApi;
-  private readonly lastPosted = new Map<string, number>();
+  private readonly limiter: EventLimiter;
+  private readonly clock: () => number;
   private conditionSet = false;
 
   constructor(private readonly options: NodeReporterOptions) {
     this.api = new KubeApi({ config: options.kubeConfig });
+    this.limiter = new EventLimiter(options.eventLimits);
+    this.clock = options.clock ?? Date.now;
   }
 
   /** Sets NetworkUnavailable=False (once per process; the condition outlives agent restarts anyway). */
@@ -57,11 +120,12 @@ export class NodeReporter {
    */
   async event(type: 'Normal' | 'Warning', reason: string, message: string, about?: EventSubject): Promise<void> {
     const key = `${about?.kind ?? 'Node'}/${about?.namespace ?? ''}/${about?.name ?? ''}/${type}/${reason}/${message}`;
-    const last = this.lastPosted.get(key);
-    if (last !== undefined && Date.now() - last < EVENT_REPEAT_MS) return;
-    this.lastPosted.set(key, Date.now());
+    if (!this.limiter.admit(key, reason, this.clock())) {
+      this.options.logger.debug('Event not posted (repeated or over its rate)', { reason, message });
+      return;
+    }
     const namespace = about?.namespace ?? this.options.eventNamespace ?? 'default';
-    const now = new Date().toISOString();
+    const now = new Date(this.clock()).toISOString();
     // Timestamps as the API's strings (the generated client would have serialized Dates the same way).
     const body: Omit<KubeEvent, 'firstTimestamp' | 'lastTimestamp'> & { firstTimestamp: string; lastTimestamp: string } = {
       apiVersion: 'v1',

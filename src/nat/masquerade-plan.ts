@@ -252,6 +252,8 @@ export interface ObservedMasqueradeFamily {
   chainRuleHashes: Array<string | null> | null;
   /** The POSTROUTING rules that jump to our chain, as `iptables -S POSTROUTING` prints them. */
   postroutingJumps: string[];
+  /** POSTROUTING's first rule as printed (null: the chain is empty). */
+  postroutingFirst: string | null;
 }
 
 /** Parses `ipset list -o save` output (one or more sets). Entries become canonical CIDRs. */
@@ -288,6 +290,11 @@ export function parseChainRuleHashes(text: string, chain: string = MASQ_CHAIN): 
     hashes.push(HASH_COMMENT.exec(line)?.[1] ?? null);
   }
   return hashes;
+}
+
+/** POSTROUTING's first rule in `iptables -t nat -S POSTROUTING` output, null when it has none. */
+export function parsePostroutingFirst(text: string): string | null {
+  return text.split('\n').map((line) => line.trim()).find((line) => line.startsWith('-A POSTROUTING ')) ?? null;
 }
 
 /** The POSTROUTING rules (from `iptables -t nat -S POSTROUTING`) that jump or go to our chain. */
@@ -419,15 +426,18 @@ export function planMasqueradeFamily(
     summary.chainWritten = true;
   }
 
-  // The jump: exactly one canonical rule; anything else jumping to our chain goes.
+  // The jump: exactly one canonical rule, POSTROUTING's first (a rule above it that accepts or masquerades would
+  // decide for pod traffic before us); anything else jumping to our chain goes. Unless the canonical jump is
+  // first and alone, every copy is deleted (a delete by spec takes the topmost) and one inserted at the top, in
+  // the same transaction.
   const canonical = `-A POSTROUTING ${jumpRuleSpec()}`;
+  const keep = observed.postroutingFirst === canonical && observed.postroutingJumps.filter((j) => j === canonical).length === 1;
   let keptCanonical = false;
   for (const jump of observed.postroutingJumps) {
-    if (jump === canonical && !keptCanonical) {
+    if (jump === canonical && keep) {
       keptCanonical = true;
       continue;
     }
-    // Deleting by spec removes the first match; a duplicate of the canonical jump thus leaves the kept one.
     plan.iptablesRestore.push(deleteLine(jump));
     summary.jumpsDeleted++;
   }

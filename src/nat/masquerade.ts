@@ -21,6 +21,7 @@ import {
   ownedSetNames,
   parseChainRuleHashes,
   parseIpsetSave,
+  parsePostroutingFirst,
   parsePostroutingJumps,
   planMasqueradeFamily,
   renderIpsetRestore,
@@ -63,7 +64,7 @@ export async function observeMasquerade(
     if (chain.exitCode === 0) chainRuleHashes = parseChainRuleHashes(chain.stdout);
     else if (MISSING_CHAIN.test(chain.stderr)) chainRuleHashes = null;
     else throw new CommandError(chainArgv, chain);
-    observed[family] = { sets, chainRuleHashes, postroutingJumps: parsePostroutingJumps(postrouting) };
+    observed[family] = { sets, chainRuleHashes, postroutingJumps: parsePostroutingJumps(postrouting), postroutingFirst: parsePostroutingFirst(postrouting) };
   }
   return observed;
 }

@@ -141,6 +141,7 @@ const BUILTIN = new Set(['INPUT', 'FORWARD', 'OUTPUT']);
 export function parseIptablesSave(text: string): ObservedFamily {
   const chains = new Map<string, string[]>();
   const jumps: ObservedFamily['jumps'] = [];
+  const builtinRules = new Map<string, number>();
   for (const line of text.split('\n')) {
     if (line.startsWith(':')) {
       const name = line.slice(1).split(' ')[0] ?? '';
@@ -154,9 +155,12 @@ export function parseIptablesSave(text: string): ObservedFamily {
       const list = chains.get(chain) ?? [];
       list.push(hash?.[1] ?? '');
       chains.set(chain, list);
-    } else if (BUILTIN.has(chain) && line.includes(`--comment "${JUMP_COMMENT}"`)) {
+    } else if (BUILTIN.has(chain)) {
+      const position = (builtinRules.get(chain) ?? 0) + 1;
+      builtinRules.set(chain, position);
+      if (!line.includes(`--comment "${JUMP_COMMENT}"`)) continue;
       const target = / -j (\S+)/.exec(line)?.[1];
-      if (target !== undefined && target.startsWith(CHAIN_PREFIX)) jumps.push({ chain, target });
+      if (target !== undefined && target.startsWith(CHAIN_PREFIX)) jumps.push({ chain, target, position });
     }
   }
   return { chains, jumps };
@@ -187,6 +191,7 @@ export interface ApplyResult {
 
 export class IptablesPolicyApplier {
   private readonly runner: CommandRunner;
+  private readonly nftables = new Map<IpFamily, Promise<boolean>>();
 
   constructor(options: { runner?: CommandRunner } = {}) {
     this.runner = options.runner ?? localRunner();
@@ -283,6 +288,17 @@ export class IptablesPolicyApplier {
     return { warnings, plan };
   }
 
+  /** Whether family f's restore command works over nf_tables (`--version` asked once, again after a failure). */
+  private overNftables(f: IpFamily, signal?: AbortSignal): Promise<boolean> {
+    let known = this.nftables.get(f);
+    if (known === undefined) {
+      known = this.runner.run([restoreCommand(f), '--version'], signal === undefined ? {} : { signal }).then(isNftablesBackend);
+      this.nftables.set(f, known);
+      known.catch(() => this.nftables.delete(f));
+    }
+    return known;
+  }
+
   /**
    * One `iptables-restore --noflush` transaction, known to be in before the process ends. A process that committed
    * through nf_tables waits out an RCU grace period when it ends (the kernel flushes its pending destroy work as the
@@ -290,13 +306,19 @@ export class IptablesPolicyApplier {
    * too). So the input goes on past our COMMIT with a line iptables warns about as it reads it (an interface name
    * with a '/') in a block that is never committed: the warning says ours is in, and the process waits on its open
    * stdin until `opts.stdinUntil`, when it ends without committing anything more. A refused transaction is
-   * reported on stderr with its line before that. Legacy iptables warns and reports the same way.
+   * reported on stderr with its line before that. Only over nf_tables: legacy iptables holds /run/xtables.lock
+   * while its input is open (stalling the other family and kube-proxy), has no such wait at its end, and gets its
+   * input closed and is waited for.
    */
-  private restore(f: IpFamily, input: string, opts: RunOptions): Promise<string> {
+  private async restore(f: IpFamily, input: string, opts: RunOptions): Promise<string> {
     const argv = [restoreCommand(f), '--noflush', '-w', '5'];
     const body = input.endsWith('\n') ? input : `${input}\n`;
+    if (!(await this.overNftables(f, opts.signal))) {
+      const { stdinUntil: _held, settle: _settle, ...plain } = opts;
+      return this.runner.run(argv, { ...plain, input: body });
+    }
     const beaconFrom = lineCount(body) + 1;
-    return this.runner.run(argv, {
+    return await this.runner.run(argv, {
       ...opts,
       input: body + COMMITTED_BEACON,
       settle: (stderr) => {
@@ -309,6 +331,11 @@ export class IptablesPolicyApplier {
     });
   }
 
+}
+
+/** Whether `iptables-restore --version` output names the nf_tables backend (`... v1.8.9 (nf_tables)`). */
+export function isNftablesBackend(versionOutput: string): boolean {
+  return versionOutput.includes('nf_tables');
 }
 
 /** Runs one step of an apply; its failure becomes a PolicyApplyError naming the step and the refused input. */

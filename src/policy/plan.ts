@@ -15,6 +15,8 @@ const TEMP_SUFFIX = '-T';
 export interface ObservedJump {
   chain: string;
   target: string;
+  /** 1-based place of the rule in its built-in chain. */
+  position: number;
 }
 
 export interface ObservedFamily {
@@ -54,6 +56,7 @@ export interface PolicyPlan {
   iptablesCombined: Record<IpFamily, string>;
   /** Our sets to destroy once the cleanup is in. */
   destroySets: string[];
+  /** jumpsAdded counts jumps inserted, moved back to the top included. */
   summary: { changedChains: number; deletedChains: number; changedSets: number; deletedSets: number; jumpsAdded: number };
 }
 
@@ -190,12 +193,16 @@ function planFamily(desired: FamilyRuleset, observed: ObservedFamily, tails: Ren
   const jumpLines: string[] = [];
   let jumpsAdded = 0;
   for (const jump of desired.jumps) {
-    const found = observed.jumps.filter((j) => j.chain === jump.chain && j.target === jump.target).length;
-    if (found === 0) {
+    const found = observed.jumps.filter((j) => j.chain === jump.chain && j.target === jump.target);
+    // Our jump must be the chain's only one and its first rule: a rule above it that accepts (kube-proxy's
+    // KUBE-FORWARD accepts marked packets) lets traffic skip policy. Otherwise every copy is deleted (a delete by
+    // spec takes the topmost) and one inserted at the top, in the same transaction.
+    const kept = found.length === 1 && found[0]?.position === 1;
+    if (!kept) {
+      for (let i = 0; i < found.length; i++) jumpLines.push(renderJump(jump, '-D'));
       jumpLines.push(renderJump(jump, '-I'));
       jumpsAdded++;
     }
-    for (let extra = 1; extra < found; extra++) jumpLines.push(renderJump(jump, '-D'));
   }
   // Jumps of ours to chains we no longer want (e.g. from an older version) go before those chains do.
   const staleJumps = observed.jumps.filter((o) => !desired.jumps.some((d) => d.chain === o.chain && d.target === o.target));
@@ -321,7 +328,7 @@ export function planPolicyChanges(desired: CompiledPolicies, observed: ObservedP
 export function observedAfter(desired: CompiledPolicies): ObservedPolicyState {
   const family = (rs: FamilyRuleset): ObservedFamily => ({
     chains: new Map([...rs.chains].map(([name, rules]) => [name, chainHashes(rules)])),
-    jumps: rs.jumps.map((j) => ({ chain: j.chain, target: j.target })),
+    jumps: rs.jumps.map((j) => ({ chain: j.chain, target: j.target, position: 1 })),
   });
   const sets = new Map<string, ObservedSet>();
   for (const s of [...desired.v4.sets.values(), ...desired.v6.sets.values()]) {

@@ -71,8 +71,12 @@ export class PolicyReconciler {
   private wake: (() => void) | null = null;
   private dirty = false;
   private running = false;
+  private syncedOnce = false;
+  private readonly firstSync: Promise<void>;
+  private resolveFirstSync: () => void = () => undefined;
 
   constructor(options: PolicyReconcilerOptions) {
+    this.firstSync = new Promise((resolve) => (this.resolveFirstSync = resolve));
     this.opts = options;
     this.node = options.node;
     this.logger = options.logger;
@@ -90,6 +94,19 @@ export class PolicyReconciler {
     this.dirty = true;
     this.wake?.();
     return this.generation;
+  }
+
+  /** True once a sync has succeeded: the rules for a snapshot are in the kernel. */
+  hasSynced(): boolean {
+    return this.syncedOnce;
+  }
+
+  /**
+   * Settles when the first sync succeeds (never, if none does). The agent writes the CNI conflist only then: pods
+   * started before any rule is in would run unfiltered.
+   */
+  whenSynced(): Promise<void> {
+    return this.firstSync;
   }
 
   status(): PolicyStatus {
@@ -187,6 +204,8 @@ export class PolicyReconciler {
       this.lastSync = new Date();
       this.lastError = null;
       this.failures = 0;
+      this.syncedOnce = true;
+      this.resolveFirstSync();
       const s = plan.summary;
       if (s.changedChains + s.deletedChains + s.changedSets + s.deletedSets + s.jumpsAdded > 0) {
         this.logger.info('policy rules applied', { generation, ...s });

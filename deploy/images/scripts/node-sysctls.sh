@@ -1,27 +1,20 @@
 #!/bin/sh
 # Sets the kernel settings a podroute node needs (the list of src/node/sysctl.ts nodeSysctls()), through the
 # host's /proc/sys/net mounted at $PROC_SYS_NET: a container's own /proc/sys is read-only unless privileged.
-# Loads br_netfilter first when its sysctls are missing. Writes only what differs; the agent re-reads them.
+# br_netfilter must already be loaded by the host (modules-load.d, see deploy/README.md): loading modules takes
+# SYS_MODULE, which is as good as host root. Writes only what differs; the agent re-reads them.
 #   PROC_SYS_NET   default /host/proc/sys/net
-#   MODPROBE       default modprobe
 set -eu
 net="${PROC_SYS_NET:-/host/proc/sys/net}"
-modprobe_cmd="${MODPROBE:-modprobe}"
 
 if [ ! -d "$net" ]; then
   echo "node-sysctls: $net is not a directory (mount the host's /proc/sys/net there)" >&2
   exit 1
 fi
 if [ ! -d "$net/bridge" ]; then
-  if ! $modprobe_cmd br_netfilter; then
-    echo "node-sysctls: br_netfilter is not loaded and \`$modprobe_cmd br_netfilter\` failed; load it on the host" >&2
-    exit 1
-  fi
-  if [ ! -d "$net/bridge" ]; then
-    echo "node-sysctls: br_netfilter loaded but $net/bridge is still missing" >&2
-    exit 1
-  fi
-  echo "node-sysctls: loaded br_netfilter"
+  echo "node-sysctls: br_netfilter is not loaded ($net/bridge is missing); load it on the host:" \
+    "echo br_netfilter > /etc/modules-load.d/podroute.conf && modprobe br_netfilter" >&2
+  exit 1
 fi
 
 # set_sysctl KEY VALUE, KEY relative to net (ipv4/ip_forward = net.ipv4.ip_forward)

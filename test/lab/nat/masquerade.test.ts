@@ -10,12 +10,15 @@ import { netnsRunner } from '../../../src/nat/command.js';
 import { MasqueradeReconciler } from '../../../src/nat/masquerade.js';
 import { MASQ_CHAIN, MASQ_JUMP_COMMENT, type MasqueradeConfig } from '../../../src/nat/masquerade-plan.js';
 import { createLogger } from '../../../src/observe/log.js';
+import { testLabName } from '../lab/leftovers.js';
 import { createNetns, deleteNetns, inNs, pollUntil, ProcessGroup, sh } from './netns.js';
 
-const POD = 'h6nat-pod';
-const NODE = 'h6nat-node';
-const EXT = 'h6nat-ext';
-const FAIL = 'h6nat-fail';
+// PODROUTE_TEST_LAB_PREFIX (engineers running lab tests side by side) replaces the h6 of the names.
+const NS_PREFIX = testLabName('h6', '');
+const POD = `${NS_PREFIX}nat-pod`;
+const NODE = `${NS_PREFIX}nat-node`;
+const EXT = `${NS_PREFIX}nat-ext`;
+const FAIL = `${NS_PREFIX}nat-fail`;
 const PORT = 7071;
 const ECHO = fileURLToPath(new URL('./peer-echo.js', import.meta.url));
 
@@ -247,6 +250,27 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
       const f = FAMILIES[family];
       expect(await seenFrom('tcp', f.external)).to.equal(canonical(f.node));
       expect(await seenFrom('udp', f.noMasq)).to.equal(canonical(f.pod));
+    }
+    await foreignIntact();
+  });
+
+  it('a rule another program inserts above our jump (accepting pod traffic) is overtaken: ours goes back on top', async () => {
+    const accept = (family: 'v4' | 'v6', op: '-I' | '-D'): string[] => [
+      FAMILIES[family].iptables, '-t', 'nat', op, 'POSTROUTING', ...(op === '-I' ? ['1'] : []), '-s', FAMILIES[family].pod, '-j', 'ACCEPT',
+    ];
+    for (const family of ['v4', 'v6'] as const) await inNs(NODE, accept(family, '-I'));
+    await pollUntil('our jump first again', async () => {
+      for (const family of ['v4', 'v6'] as const) {
+        const first = (await postrouting(family)).find((r) => r.startsWith('-A POSTROUTING'));
+        if (first?.includes(MASQ_JUMP_COMMENT) !== true) return undefined;
+      }
+      return true;
+    });
+    for (const family of ['v4', 'v6'] as const) {
+      const f = FAMILIES[family];
+      expect(await seenFrom('tcp', f.external), `${family} external`).to.equal(canonical(f.node));
+      expect((await postrouting(family)).filter((r) => r.includes(MASQ_JUMP_COMMENT))).to.have.length(1);
+      await inNs(NODE, accept(family, '-D'));
     }
     await foreignIntact();
   });

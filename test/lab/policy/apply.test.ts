@@ -3,10 +3,13 @@
 import { spawnSync } from 'node:child_process';
 import { expect } from 'chai';
 import { execa } from 'execa';
-import { IptablesPolicyApplier, netnsRunner, type CommandRunner } from '../../../src/policy/apply.js';
-import type { PolicyPlan } from '../../../src/policy/plan.js';
+import { builtinJumps, CHAINS, type CompiledPolicies, type FamilyRuleset } from '../../../src/policy/compile.js';
+import { IptablesPolicyApplier, netnsRunner, type CommandRunner, type RunOptions } from '../../../src/policy/apply.js';
+import { planPolicyChanges, type PolicyPlan } from '../../../src/policy/plan.js';
+import { testLabName } from '../lab/leftovers.js';
 
-const NETNS = `h23apply-${process.pid}`;
+const BASE = testLabName('h23apply', 'apply');
+const NETNS = `${BASE}-${process.pid}`;
 
 function plan(v4: string, v6: string): PolicyPlan {
   return {
@@ -28,7 +31,7 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
   this.timeout(60_000);
 
   before(async () => {
-    await execa('bash', ['-c', `for n in $(ip netns list | awk '{print $1}' | grep '^h23apply-'); do ip netns delete $n; done`]);
+    await execa('bash', ['-c', `for n in $(ip netns list | awk '{print $1}' | grep '^${BASE}-'); do ip netns delete $n; done`]);
     await execa('ip', ['netns', 'add', NETNS]);
   });
 
@@ -157,14 +160,60 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
 
   it('works the same with legacy iptables: both families in, neither held up by the other (they share the xtables lock)', async () => {
     const real = netnsRunner(NETNS);
+    const restores: Array<{ argv: string[]; options: RunOptions }> = [];
     const legacy: CommandRunner = {
-      run: (argv, options) => real.run([argv[0]!.replace(/^(ip6?tables)-(restore|save)$/, '$1-legacy-$2'), ...argv.slice(1)], options),
+      run: (argv, options = {}) => {
+        if (/-restore$/.test(argv[0] ?? '') && argv.includes('--noflush')) restores.push({ argv, options });
+        return real.run([argv[0]!.replace(/^(ip6?tables)-(restore|save)$/, '$1-legacy-$2'), ...argv.slice(1)], options);
+      },
     };
     const applier = new IptablesPolicyApplier({ runner: legacy });
     await applier.apply(plan('*filter\n:PRPOL-G - [0:0]\n-A PRPOL-G -j RETURN\nCOMMIT\n', '*filter\n:PRPOL-H - [0:0]\nCOMMIT\n'));
+    // Legacy restores hold the xtables lock while their input is open: neither is held open past its input, and
+    // no block beyond ours is sent.
+    expect(restores.map((r) => r.argv[0])).to.have.members(['iptables-restore', 'ip6tables-restore']);
+    for (const { options } of restores) {
+      expect(options.stdinUntil, 'legacy restore held open').to.equal(undefined);
+      expect(options.input?.match(/^\*filter$/gm)).to.have.length(1);
+    }
     const legacyChains = async (cmd: string): Promise<string[]> =>
       (await execa('ip', ['netns', 'exec', NETNS, cmd, '-S'])).stdout.split('\n').filter((l) => l.startsWith('-N PRPOL-'));
     expect(await legacyChains('iptables-legacy')).to.deep.equal(['-N PRPOL-G']);
     expect(await legacyChains('ip6tables-legacy')).to.deep.equal(['-N PRPOL-H']);
+  });
+
+  it('keeps its jumps first in FORWARD and INPUT: one another tool inserted above is moved back in one transaction', async () => {
+    const family = (f: 4 | 6): FamilyRuleset => ({
+      family: f,
+      chains: new Map([
+        [CHAINS.forward, [['-j', 'RETURN']]],
+        [CHAINS.input, [['-j', 'RETURN']]],
+      ]),
+      sets: new Map(),
+      jumps: builtinJumps(),
+    });
+    const desired: CompiledPolicies = { v4: family(4), v6: family(6), problems: [] };
+    const applier = new IptablesPolicyApplier({ runner: netnsRunner(NETNS) });
+    await applier.apply(planPolicyChanges(desired, await applier.readObserved()));
+    // kube-proxy's KUBE-FORWARD shape: accepts marked packets; inserted above ours, in both families.
+    const accept = ['-m', 'mark', '--mark', '0x4000/0x4000', '-j', 'ACCEPT'];
+    for (const cmd of ['iptables', 'ip6tables']) {
+      await execa('ip', ['netns', 'exec', NETNS, cmd, '-I', 'FORWARD', '1', ...accept]);
+      await execa('ip', ['netns', 'exec', NETNS, cmd, '-I', 'INPUT', '1', ...accept]);
+    }
+    await applier.apply(planPolicyChanges(desired, await applier.readObserved()));
+    for (const cmd of ['iptables', 'ip6tables']) {
+      for (const chain of ['FORWARD', 'INPUT']) {
+        const rules = (await execa('ip', ['netns', 'exec', NETNS, cmd, '-S', chain])).stdout.split('\n').filter((l) => l.startsWith('-A '));
+        const target = chain === 'FORWARD' ? CHAINS.forward : CHAINS.input;
+        expect(rules, `${cmd} ${chain}`).to.deep.equal([
+          `-A ${chain} -m comment --comment "podroute policy" -j ${target}`,
+          `-A ${chain} -m mark --mark 0x4000/0x4000 -j ACCEPT`,
+        ]);
+      }
+    }
+    // Nothing left to do once it is first again.
+    const again = planPolicyChanges(desired, await applier.readObserved());
+    expect(again.iptablesRestore).to.deep.equal({ 4: '', 6: '' });
   });
 });

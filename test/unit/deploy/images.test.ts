@@ -121,7 +121,7 @@ describe('deploy: image scripts', function () {
         'net.bridge.bridge-nf-call-iptables': '0',
         'net.bridge.bridge-nf-call-ip6tables': '0',
       });
-      const result = await runScript('node-sysctls.sh', [], { PROC_SYS_NET: net, MODPROBE: 'false' });
+      const result = await runScript('node-sysctls.sh', [], { PROC_SYS_NET: net });
       expect(result.code, result.stderr).to.equal(0);
       for (const s of nodeSysctls()) {
         expect((await readFile(path.join(net, ...s.key.split('.').slice(1)), 'utf8')).trim(), s.key).to.equal(s.value);
@@ -132,15 +132,20 @@ describe('deploy: image scripts', function () {
         'net.bridge.bridge-nf-call-iptables',
         'net.ipv4.ip_forward',
       ]);
-      const again = await runScript('node-sysctls.sh', [], { PROC_SYS_NET: net, MODPROBE: 'false' });
+      const again = await runScript('node-sysctls.sh', [], { PROC_SYS_NET: net });
       expect(again.stdout).to.not.contain('->');
     });
 
-    it('loads br_netfilter when its sysctls are missing, and says so when that fails', async () => {
+    it('does not load br_netfilter (no SYS_MODULE): it fails telling how to load it on the host', async () => {
       const net = await fakeProcSysNet({ 'net.ipv4.ip_forward': '1', 'net.ipv6.conf.all.forwarding': '1' });
-      const result = await runScript('node-sysctls.sh', [], { PROC_SYS_NET: net, MODPROBE: 'false' });
+      // A modprobe that would succeed is never called.
+      const bin = await mkdtemp(path.join(os.tmpdir(), 'podroute-modprobe-'));
+      await writeFile(path.join(bin, 'modprobe'), '#!/bin/sh\ntouch "$0.called"\n', { mode: 0o755 });
+      const result = await runScript('node-sysctls.sh', [], { PROC_SYS_NET: net, PATH: `${bin}:${process.env.PATH ?? ''}` });
       expect(result.code).to.equal(1);
-      expect(result.stderr).to.contain('`false br_netfilter` failed');
+      expect(result.stderr).to.contain('br_netfilter is not loaded');
+      expect(result.stderr).to.contain('/etc/modules-load.d/');
+      expect(existsSync(path.join(bin, 'modprobe.called')), 'modprobe called').to.equal(false);
     });
 
     it('names a sysctl the kernel does not have (IPv6 disabled)', async () => {
@@ -228,7 +233,9 @@ describe('deploy: Dockerfiles (static)', () => {
     const text = readRepoFile('deploy/images/agent.Dockerfile').replace(/\\\n/g, ' ');
     const final = dockerfileStages(text).stages.at(-1);
     const install = final?.lines.find((l) => l.includes('apt-get install')) ?? '';
-    for (const pkg of ['iproute2', 'iptables', 'ipset', 'kmod', 'containernetworking-plugins']) expect(install, pkg).to.match(new RegExp(`\\s${pkg}\\s`));
+    for (const pkg of ['iproute2', 'iptables', 'ipset', 'containernetworking-plugins']) expect(install, pkg).to.match(new RegExp(`\\s${pkg}\\s`));
+    // Nothing in the pod loads kernel modules (no SYS_MODULE): no modprobe in the image either.
+    expect(install).to.not.match(/\skmod\s/);
     expect(final?.lines.join('\n')).to.contain('ln -s /opt/podroute/dist/src/cli/main.js /usr/local/bin/podroute');
 
     const ds = only<DaemonSet>(await kustomize('deploy/base'), 'DaemonSet', 'podroute');

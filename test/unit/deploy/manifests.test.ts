@@ -3,6 +3,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
+import { SERVICE_ACCOUNT_DIR } from '../../../src/kube/kube-api.js';
 import {
   KUSTOMIZATIONS,
   OVERLAYS,
@@ -108,7 +109,8 @@ describe('deploy: manifests', function () {
         const added = Object.fromEntries(allContainers(pod).map((c) => [c.name, [...(c.securityContext?.capabilities?.add ?? [])].sort()]));
         expect(added).to.deep.equal({
           'install-cni-plugins': [],
-          'node-sysctls': ['NET_ADMIN', 'SYS_MODULE'],
+          // No SYS_MODULE: loading a kernel module is as good as host root; the host loads br_netfilter.
+          'node-sysctls': ['NET_ADMIN'],
           podroute: ['NET_ADMIN', 'NET_RAW'],
           gobgpd: ['NET_BIND_SERVICE'],
         });
@@ -128,7 +130,7 @@ describe('deploy: manifests', function () {
             expect(volumes, `${c.name} mounts ${m.name}`).to.include(m.name);
             mounted.add(m.name);
             const volume = volumeNamed(pod, m.name);
-            if (volume.hostPath?.path === '/lib/modules' || volume.configMap !== undefined || volume.secret !== undefined) {
+            if (volume.configMap !== undefined || volume.secret !== undefined || volume.projected !== undefined) {
               expect(m.readOnly, `${c.name}: ${m.mountPath} read-only`).to.equal(true);
             }
           }
@@ -139,7 +141,6 @@ describe('deploy: manifests', function () {
           '/etc/cni/net.d': 'DirectoryOrCreate',
           '/opt/cni/bin': 'DirectoryOrCreate',
           '/run/xtables.lock': 'FileOrCreate',
-          '/lib/modules': 'Directory',
           '/proc/sys/net': 'Directory',
         });
       });
@@ -161,7 +162,26 @@ describe('deploy: manifests', function () {
         const procSysNet = sysctls.env?.find((e) => e.name === 'PROC_SYS_NET')?.value;
         expect(procSysNet).to.be.a('string');
         expect(volumeAt(pod, sysctls, procSysNet ?? '').hostPath?.path).to.equal('/proc/sys/net');
-        expect(volumeAt(pod, sysctls, '/lib/modules').hostPath?.path).to.equal('/lib/modules');
+        expect(sysctls.volumeMounts?.map((m) => m.mountPath)).to.deep.equal([procSysNet]);
+      });
+
+      it('the service-account token reaches the agent container only: not automounted, a projected volume at the standard path', async () => {
+        const { pod } = daemonSetOf(await kustomize(dir));
+        expect(pod.automountServiceAccountToken).to.equal(false);
+        const agent = containerNamed(pod, 'podroute');
+        const tokenDir = '/var/run/secrets/kubernetes.io/serviceaccount';
+        expect(SERVICE_ACCOUNT_DIR).to.equal(tokenDir);
+        const volume = volumeAt(pod, agent, tokenDir);
+        const sources = volume.projected?.sources ?? [];
+        expect(sources.find((s) => s.serviceAccountToken)?.serviceAccountToken).to.include({ path: 'token' });
+        expect(sources.find((s) => s.configMap)?.configMap).to.deep.equal({ name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] });
+        expect(sources.find((s) => s.downwardAPI)?.downwardAPI?.items).to.deep.equal([
+          { path: 'namespace', fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } },
+        ]);
+        for (const c of allContainers(pod)) {
+          const mounts = (c.volumeMounts ?? []).filter((m) => m.name === volume.name || m.mountPath.startsWith('/var/run/secrets'));
+          expect(mounts.length, `${c.name} mounts the token`).to.equal(c.name === 'podroute' ? 1 : 0);
+        }
       });
 
       it('gobgpd and the agent share the API socket: gobgpd --api-hosts = the config\'s gobgp.target, in one emptyDir', async () => {

@@ -101,10 +101,19 @@ export interface Volume {
   secret?: { secretName: string; optional?: boolean; items?: { key: string; path: string }[] };
   emptyDir?: Record<string, unknown>;
   hostPath?: { path: string; type?: string };
+  projected?: {
+    defaultMode?: number;
+    sources: {
+      serviceAccountToken?: { path: string; expirationSeconds?: number; audience?: string };
+      configMap?: { name: string; items?: { key: string; path: string }[] };
+      downwardAPI?: { items: { path: string; fieldRef?: { apiVersion?: string; fieldPath: string } }[] };
+    }[];
+  };
 }
 
 export interface PodSpec {
   serviceAccountName?: string;
+  automountServiceAccountToken?: boolean;
   hostNetwork?: boolean;
   priorityClassName?: string;
   tolerations?: { key?: string; operator?: string; effect?: string }[];

@@ -5,7 +5,7 @@ import { expect } from 'chai';
 import YAML from 'yaml';
 import { LabApiServer, renderKubeconfig } from '../../../src/lab/apiserver/index.js';
 import { parseKubeConfig, type KubeConnectionConfig } from '../../../src/kube/kube-api.js';
-import { CONDITION_REASON, NodeReporter } from '../../../src/kube/node-reporter.js';
+import { CONDITION_REASON, DEFAULT_EVENT_LIMITS, EventLimiter, NodeReporter } from '../../../src/kube/node-reporter.js';
 import { createLogger } from '../../../src/observe/log.js';
 
 describe('NodeReporter against the lab API server', () => {
@@ -81,5 +81,58 @@ describe('NodeReporter against the lab API server', () => {
     const nowhere = reporter('n1', { ...config, server: 'http://127.0.0.1:1' });
     await nowhere.event('Warning', 'PodrouteConfigProblem', 'unreachable');
     expect(events().some((e) => e.reason === 'PodrouteConfigProblem')).to.equal(false);
+  });
+
+  it('a peer rotating prefixes costs one burst of Events per reason, then at most the rate (fake clock)', async () => {
+    let now = Date.parse('2026-01-01T00:00:00Z');
+    const r = new NodeReporter({ kubeConfig: config, nodeName: 'n1', logger: createLogger({ level: 'error' }), clock: () => now });
+    reporters.push(r);
+    const count = (reason: string): number => events().filter((e) => e.reason === reason).length;
+    for (let i = 0; i < 21; i++) await r.event('Warning', 'PodrouteRotating', `learned path not installed: 10.${i}.0.0/24`);
+    expect(count('PodrouteRotating')).to.equal(DEFAULT_EVENT_LIMITS.burst);
+    // Another reason has its own bucket.
+    await r.event('Normal', 'PodrouteOther', 'peer up');
+    expect(count('PodrouteOther')).to.equal(1);
+    // A minute later: a minute's refill (capped at the burst), no more.
+    now += 60_000;
+    for (let i = 21; i < 42; i++) await r.event('Warning', 'PodrouteRotating', `learned path not installed: 10.${i}.0.0/24`);
+    const { burst, perMinute } = DEFAULT_EVENT_LIMITS;
+    expect(count('PodrouteRotating')).to.equal(burst + Math.min(burst, perMinute));
+  });
+});
+
+describe('EventLimiter (fake clock)', () => {
+  const limits = { repeatMs: 10 * 60_000, maxRemembered: 100, burst: 5, perMinute: 6 };
+
+  it('suppresses a repeated message within the window and lets it through after', () => {
+    const l = new EventLimiter(limits);
+    expect(l.admit('k', 'R', 0)).to.equal(true);
+    expect(l.admit('k', 'R', limits.repeatMs - 1)).to.equal(false);
+    expect(l.admit('k', 'R', limits.repeatMs)).to.equal(true);
+  });
+
+  it('rate-limits per reason with a token bucket: a burst, then perMinute per minute', () => {
+    const l = new EventLimiter(limits);
+    let admitted = 0;
+    for (let i = 0; i < 21; i++) if (l.admit(`m${i}`, 'R', 0)) admitted++;
+    expect(admitted).to.equal(5);
+    expect(l.admit('other', 'S', 0)).to.equal(true);
+    // Over ten minutes, one every ten seconds at most.
+    let later = 0;
+    for (let t = 1_000; t <= 600_000; t += 1_000) if (l.admit(`n${t}`, 'R', t)) later++;
+    expect(later).to.be.within(59, 60);
+  });
+
+  it('forgets messages older than the window and never remembers more than the cap', () => {
+    const l = new EventLimiter({ ...limits, burst: 1_000_000, perMinute: 1_000_000 });
+    for (let i = 0; i < 10_000; i++) l.admit(`m${i}`, 'R', 0);
+    expect(l.remembered).to.equal(limits.maxRemembered);
+    l.admit('late', 'R', limits.repeatMs);
+    expect(l.remembered).to.equal(1);
+    // A message forgotten because of the cap may be posted again.
+    const c = new EventLimiter({ ...limits, burst: 1_000_000, perMinute: 1_000_000 });
+    c.admit('first', 'R', 0);
+    for (let i = 0; i < limits.maxRemembered; i++) c.admit(`m${i}`, 'R', 1);
+    expect(c.admit('first', 'R', 2)).to.equal(true);
   });
 });

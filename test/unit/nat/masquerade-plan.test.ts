@@ -15,6 +15,7 @@ import {
   parseChainRuleHashes,
   parseCidrOrIp,
   parseIpsetSave,
+  parsePostroutingFirst,
   parsePostroutingJumps,
   planMasqueradeFamily,
   setNames,
@@ -27,7 +28,7 @@ const CONFIG: MasqueradeConfig = {
 };
 
 function emptyWorld(): ObservedMasqueradeFamily {
-  return { sets: new Map(), chainRuleHashes: null, postroutingJumps: [] };
+  return { sets: new Map(), chainRuleHashes: null, postroutingJumps: [], postroutingFirst: null };
 }
 
 /**
@@ -49,6 +50,7 @@ class KernelModel {
       sets,
       chainRuleHashes: this.chain === null ? null : parseChainRuleHashes(this.chain.join('\n')),
       postroutingJumps: parsePostroutingJumps(this.postrouting.join('\n')),
+      postroutingFirst: parsePostroutingFirst(this.postrouting.join('\n')),
     };
   }
 
@@ -296,11 +298,24 @@ describe('nat/masquerade-plan', () => {
       model.postrouting.push(canonical, canonical, `-A POSTROUTING -d 10.0.0.0/8 -j ${MASQ_CHAIN}`);
       model.sets.set(`${setNames('ipv4').cluster}-tmp`, { type: 'hash:net', family: 'inet', entries: new Set() });
       p = plan('ipv4', CONFIG, model.observe());
-      expect(p.summary.jumpsDeleted).to.equal(3);
-      expect(p.summary.jumpInserted).to.equal(false);
+      // Every copy goes and one comes back on top: deleting a duplicate by spec would take the topmost.
+      expect(p.summary.jumpsDeleted).to.equal(4);
+      expect(p.summary.jumpInserted).to.equal(true);
       expect(p.ipsetRestore).to.deep.equal([`destroy ${setNames('ipv4').cluster}-tmp`]);
       model.apply(p);
       expect(model.postrouting).to.have.members([canonical, '-A POSTROUTING -s 203.0.113.0/24 -j MASQUERADE']);
+      expect(isEmptyPlan(plan('ipv4', CONFIG, model.observe()))).to.equal(true);
+    });
+
+    it('moves our jump back to the top of POSTROUTING when another rule was inserted above it', () => {
+      const model = new KernelModel();
+      model.apply(plan('ipv4', CONFIG, model.observe()));
+      const canonical = `-A POSTROUTING ${jumpRuleSpec()}`;
+      model.postrouting.unshift('-A POSTROUTING -j ACCEPT');
+      const p = plan('ipv4', CONFIG, model.observe());
+      expect(p.iptablesRestore).to.deep.equal([`-D POSTROUTING ${jumpRuleSpec()}`, `-I POSTROUTING 1 ${jumpRuleSpec()}`]);
+      model.apply(p);
+      expect(model.postrouting).to.deep.equal([canonical, '-A POSTROUTING -j ACCEPT']);
       expect(isEmptyPlan(plan('ipv4', CONFIG, model.observe()))).to.equal(true);
     });
 

@@ -159,7 +159,11 @@ class ModelKernel {
       const fam = f === 4 ? state.v4 : state.v6;
       for (const [chain, rules] of this.tables[f]) {
         if (chain.startsWith('PRPOL-')) fam.chains.set(chain, rules.map((r) => r.hash));
-        else for (const r of rules) if (r.target?.startsWith('PRPOL-') === true) fam.jumps.push({ chain, target: r.target });
+        else {
+          rules.forEach((r, i) => {
+            if (r.target?.startsWith('PRPOL-') === true) fam.jumps.push({ chain, target: r.target, position: i + 1 });
+          });
+        }
       }
     }
     for (const [name, s] of this.sets) {

@@ -117,11 +117,44 @@ describe('policy planner', () => {
   it('removes duplicate jumps and rewrites chains whose rules lost their hash', () => {
     const desired = compileFor(e2eWorld(), [denyX]);
     const observed = observedAfter(desired);
-    observed.v4.jumps.push({ chain: 'FORWARD', target: CHAINS.forward });
+    observed.v4.jumps.push({ chain: 'FORWARD', target: CHAINS.forward, position: 2 });
     observed.v4.chains.set(CHAINS.forward, ['', '', '', '']);
     const plan = planPolicyChanges(desired, observed);
     expect(plan.iptablesRestore[4]).to.include('-D FORWARD -m comment --comment "podroute policy" -j PRPOL-FORWARD');
     expect(chainsDeclared(plan.iptablesRestore[4])).to.deep.equal([CHAINS.forward]);
+  });
+
+  it('moves a jump that is no longer first back to the top in the same transaction, and only that one', () => {
+    const desired = compileFor(e2eWorld(), [denyX]);
+    const observed = observedAfter(desired);
+    // kube-proxy inserted KUBE-FORWARD (accepting marked packets) above our FORWARD jump.
+    observed.v4.jumps = observed.v4.jumps.map((j) => (j.chain === 'FORWARD' ? { ...j, position: 2 } : j));
+    const plan = planPolicyChanges(desired, observed);
+    const del = '-D FORWARD -m comment --comment "podroute policy" -j PRPOL-FORWARD';
+    const ins = '-I FORWARD 1 -m comment --comment "podroute policy" -j PRPOL-FORWARD';
+    const lines = plan.iptablesRestore[4].split('\n');
+    expect(lines).to.include(del);
+    expect(lines.indexOf(ins)).to.be.greaterThan(lines.indexOf(del));
+    expect(plan.iptablesRestore[4]).to.not.include('INPUT');
+    expect(plan.iptablesRestore[6]).to.equal('');
+    expect(plan.summary.jumpsAdded).to.equal(1);
+    expect(chainsDeclared(plan.iptablesRestore[4])).to.deep.equal([]);
+  });
+
+  it('reads where our jump sits in its built-in chain from iptables-save', () => {
+    const saved = [
+      '*filter',
+      ':INPUT ACCEPT [0:0]',
+      ':FORWARD ACCEPT [0:0]',
+      '-A INPUT -m comment --comment "podroute policy" -j PRPOL-INPUT',
+      '-A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD',
+      '-A FORWARD -m comment --comment "podroute policy" -j PRPOL-FORWARD',
+      'COMMIT',
+    ].join('\n');
+    expect(parseIptablesSave(saved).jumps).to.deep.equal([
+      { chain: 'INPUT', target: 'PRPOL-INPUT', position: 1 },
+      { chain: 'FORWARD', target: 'PRPOL-FORWARD', position: 2 },
+    ]);
   });
 
   it('renders the hash comment before the target and reads it back from iptables-save', () => {
@@ -143,7 +176,7 @@ describe('policy planner', () => {
       'COMMIT',
     ].join('\n');
     const observed = parseIptablesSave(saved);
-    expect(observed.jumps).to.deep.equal([{ chain: 'FORWARD', target: 'PRPOL-FORWARD' }]);
+    expect(observed.jumps).to.deep.equal([{ chain: 'FORWARD', target: 'PRPOL-FORWARD', position: 1 }]);
     expect([...observed.chains.keys()]).to.deep.equal(['PRPOL-I-abc', 'PRPOL-EMPTY']);
     expect(observed.chains.get('PRPOL-I-abc')).to.deep.equal([/prpol:([0-9a-f]+)/.exec(line)?.[1], '']);
   });
