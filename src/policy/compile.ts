@@ -271,6 +271,53 @@ function validatePort(port: NetworkPolicyPort, field: string, out: (f: string, m
   }
 }
 
+/**
+ * The most iptables rules one policy may compile to per direction (each rule is one peer times one port entry), and
+ * the most ipset entries its ipBlocks may need. Past either, the policy isolates its pods and allows nothing: one
+ * hostile policy must not cost every node seconds of CPU and hundreds of MB (300 peers x 300 ports is 90,000 rules;
+ * 2,000 /128 excepts in ::/0 are ~250,000 set entries). Legitimate policies are orders of magnitude below.
+ */
+export const POLICY_LIMITS = { rulesPerDirection: 2_000, ipBlockEntries: 20_000 } as const;
+
+/** Rules a direction's rule list compiles to at most (peers x port entries per rule; an empty list counts as one). */
+function ruleCount(rules: readonly { from?: unknown[]; to?: unknown[]; ports?: unknown[] }[] | undefined): number {
+  let n = 0;
+  for (const rule of rules ?? []) n += Math.max(1, (rule.from ?? rule.to ?? []).length) * Math.max(1, (rule.ports ?? []).length);
+  return n;
+}
+
+/** An upper bound of the set entries of an ipBlock: each except splits off at most (its length - the CIDR's) prefixes. */
+function ipBlockEntryBound(cidr: string, except: readonly string[] | undefined): number {
+  const base = /\/(\d+)$/.exec(cidr);
+  let n = 1;
+  for (const e of except ?? []) {
+    const m = /\/(\d+)$/.exec(e);
+    n += Math.max(1, Number(m?.[1] ?? 128) - Number(base?.[1] ?? 0));
+  }
+  return n;
+}
+
+/** Reports each limit the policy is over; returns whether it is over any. */
+function checkLimits(policy: NetworkPolicy, out: (f: string, m: string) => void): boolean {
+  let over = false;
+  for (const dir of ['ingress', 'egress'] as const) {
+    const rules = ruleCount(policy.spec?.[dir]);
+    if (rules > POLICY_LIMITS.rulesPerDirection) {
+      over = true;
+      out(`spec.${dir}`, `compiles to ${rules} rules (peers x ports), more than the ${POLICY_LIMITS.rulesPerDirection} a policy may have`);
+    }
+  }
+  let entries = 0;
+  for (const rule of [...(policy.spec?.ingress ?? []).map((r) => r.from), ...(policy.spec?.egress ?? []).map((r) => r.to)]) {
+    for (const peer of rule ?? []) if (peer.ipBlock !== undefined) entries += ipBlockEntryBound(String(peer.ipBlock.cidr), peer.ipBlock.except);
+  }
+  if (entries > POLICY_LIMITS.ipBlockEntries) {
+    over = true;
+    out('spec', `its ipBlocks need up to ${entries} set entries, more than the ${POLICY_LIMITS.ipBlockEntries} a policy may have`);
+  }
+  return over;
+}
+
 /** The API server's checks that matter for compiling; a policy failing them is enforced as "isolate, allow nothing". */
 export function validatePolicy(policy: NetworkPolicy): PolicyProblem[] {
   const problems: PolicyProblem[] = [];
@@ -280,6 +327,9 @@ export function validatePolicy(policy: NetworkPolicy): PolicyProblem[] {
   };
   if (!policy.metadata?.namespace) out('metadata.namespace', 'is required');
   checkFields(policy.spec, KNOWN_FIELDS.spec, 'spec', out);
+  // Past the limits the policy allows nothing anyway: validating thousands of peers one by one would be the cost
+  // the limits are there to avoid.
+  if (checkLimits(policy, out)) return problems;
   validateSelector(policy.spec?.podSelector, 'spec.podSelector', out);
   (policy.spec?.policyTypes ?? []).forEach((t, i) => {
     if (t !== 'Ingress' && t !== 'Egress') out(`spec.policyTypes[${i}]`, `must be Ingress or Egress, not ${JSON.stringify(t)}`);
