@@ -18,6 +18,7 @@
 import type { NetworkPolicy, Pod } from '../kube/wire.js';
 import {
   baseChains,
+  CHAINS,
   bucketChainName,
   builtinJumps,
   DEFAULT_ALLOW_MARK,
@@ -29,6 +30,8 @@ import {
   isLive,
   knownSetName,
   localSetName,
+  sourceSetMembers,
+  sourceSetName,
   makeSetSpec,
   namedPortEntries,
   namespaceLabelsOf,
@@ -43,6 +46,7 @@ import {
   preparePolicy,
   compileRuleChains,
   selectorMatches,
+  validateBridge,
   validateMark,
   validateNode,
   type CompileInput,
@@ -51,6 +55,7 @@ import {
   type Direction,
   type FamilyRuleset,
   type IpSetSpec,
+  type PodBridge,
   type PolicyProblem,
   type PreparedPolicy,
   type Rule,
@@ -345,7 +350,7 @@ class FamilyState {
     });
   }
 
-  finish(): FamilyRuleset {
+  finish(bridge: PodBridge | undefined): FamilyRuleset {
     for (const dir of DIRECTIONS) {
       for (const bucket of this.dirtyBuckets[dir]) {
         const name = bucketChainName(dir, bucket);
@@ -366,17 +371,26 @@ class FamilyState {
     }
     const cidrs = familyCIDRs(this.node, this.family);
     const occupied = (dir: Direction): number[] => [...this.buckets[dir].keys()].sort((a, b) => a - b);
-    for (const [name, rules] of baseChains({ family: this.family, podCIDRs: cidrs, buckets: { ingress: occupied('ingress'), egress: occupied('egress') }, pending })) {
+    const base = { family: this.family, podCIDRs: cidrs, buckets: { ingress: occupied('ingress'), egress: occupied('egress') }, pending, ...(bridge === undefined ? {} : { bridge: bridge.name }) };
+    const wanted = baseChains(base);
+    for (const [name, rules] of wanted) {
       if (!sameRules(this.chains.get(name), rules)) this.chains.set(name, rules);
     }
-    const known = knownSetName(this.family);
-    const guarded = pending.ingress || pending.egress;
-    if (this.addressesChanged || guarded !== this.specs.has(known)) {
+    if (!wanted.has(CHAINS.source)) this.chains.delete(CHAINS.source);
+    if (this.addressesChanged) {
       const host = this.family === 4 ? '/32' : '/128';
       this.specs.set(localSetName(this.family), makeSetSpec(localSetName(this.family), 'hash:net', this.family, [...cidrs, ...[...this.owners.keys()].map((ip) => `${ip}${host}`)]));
-      if (guarded) this.specs.set(known, makeSetSpec(known, 'hash:ip', this.family, this.owners.keys()));
-      else this.specs.delete(known);
+      this.specs.set(knownSetName(this.family), makeSetSpec(knownSetName(this.family), 'hash:ip', this.family, this.owners.keys()));
       this.addressesChanged = false;
+    }
+    const sources = sourceSetName(this.family);
+    if (bridge === undefined) {
+      this.specs.delete(sources);
+    } else {
+      const spec = makeSetSpec(sources, 'hash:net,iface', this.family, sourceSetMembers(bridge.bindings, this.family));
+      const had = this.specs.get(sources);
+      // The same bindings keep their set object (the planner's memory of it stays valid).
+      if (had === undefined || !sameStrings(had.members, spec.members)) this.specs.set(sources, spec);
     }
     for (const name of this.dirtySets) {
       const entry = this.sets.get(name);
@@ -518,6 +532,7 @@ export class PolicyCompiler {
 
   compile(input: CompileInput, options: CompileOptions = {}): CompiledPolicies {
     validateNode(input.node);
+    validateBridge(input.bridge);
     const mark = options.allowMark ?? DEFAULT_ALLOW_MARK;
     validateMark(mark);
     const identity = JSON.stringify([input.node.name, input.node.podCIDRs, mark]);
@@ -612,7 +627,7 @@ export class PolicyCompiler {
       for (const f of both) f.judge(key, selecting);
     }
     this.stats = { pods: changedPods.length, namespaces: changedNamespaces.length, policies: changedPolicies.length, full };
-    return { v4: families[4].finish(), v6: families[6].finish(), problems: [...this.problems] };
+    return { v4: families[4].finish(input.bridge), v6: families[6].finish(input.bridge), problems: [...this.problems] };
   }
 
   private podChanged(key: string, before: PodEntry | undefined, after: PodEntry | undefined, rejudge: Set<string>): void {

@@ -14,6 +14,10 @@ export interface SimPacket {
   protocol: Protocol;
   dport: number;
   ctstate?: 'NEW' | 'ESTABLISHED';
+  /** The interface it came in on (the bridge for a packet from a pod's veth; lo for the node's own). */
+  inInterface?: string;
+  /** The bridge port it entered from (br_netfilter's physdev), when it came from a bridge. */
+  physIn?: string;
 }
 
 // Parsing addresses is the simulator's hot path: cache every parse.
@@ -85,6 +89,10 @@ function inSet(set: IpSetSpec | undefined, name: string, dirs: string, pkt: SimP
     case 'hash:ip,port':
       if (parts.length !== 2 || parts[1] !== 'dst') throw new Error(`simulator: ${set.type} with ${dirs}`);
       return members(set).has(`${normalIp(ip)},${pkt.protocol.toLowerCase()}:${pkt.dport}`);
+    case 'hash:net,iface':
+      // Only the form the compiler uses: host entries bound to a bridge port, matched as src,src.
+      if (dirs !== 'src,src') throw new Error(`simulator: ${set.type} with ${dirs}`);
+      return pkt.physIn !== undefined && members(set).has(`${normalIp(ip)},physdev:${pkt.physIn}`);
   }
 }
 
@@ -132,6 +140,8 @@ function runRule(rs: FamilyRuleset, rule: readonly string[], pkt: SimPacket, sta
     if (t === '-s' || t === '-d') {
       const cidr = next();
       if (!check(inCidr(t === '-s' ? pkt.src : pkt.dst, cidr))) matched = false;
+    } else if (t === '-i') {
+      if (!check(next() === pkt.inInterface)) matched = false;
     } else if (t === '-p') {
       if (!check(next() === pkt.protocol.toLowerCase())) matched = false;
     } else if (t === '-m') {
@@ -167,6 +177,9 @@ function runRule(rs: FamilyRuleset, rule: readonly string[], pkt: SimPacket, sta
         if (next() !== '--icmpv6-type') throw new Error('simulator: icmp6 without --icmpv6-type');
         next();
         if (!check(false)) matched = false;
+      } else if (module === 'physdev') {
+        if (next() !== '--physdev-is-in') throw new Error('simulator: physdev without --physdev-is-in');
+        if (!check(pkt.physIn !== undefined)) matched = false;
       } else if (module === 'comment') {
         if (next() !== '--comment') throw new Error('simulator: comment without --comment');
         next();
