@@ -128,7 +128,8 @@ describe('deploy: manifests', function () {
             expect(volumes, `${c.name} mounts ${m.name}`).to.include(m.name);
             mounted.add(m.name);
             const volume = volumeNamed(pod, m.name);
-            if (volume.hostPath?.path === '/lib/modules' || volume.configMap !== undefined || volume.secret !== undefined) {
+            // The runtime's CNI cache is the runtime's: the agent only reads which veth and addresses each pod got.
+            if (volume.hostPath?.path === '/lib/modules' || volume.hostPath?.path === '/var/lib/cni' || volume.configMap !== undefined || volume.secret !== undefined) {
               expect(m.readOnly, `${c.name}: ${m.mountPath} read-only`).to.equal(true);
             }
           }
@@ -141,6 +142,7 @@ describe('deploy: manifests', function () {
           '/run/xtables.lock': 'FileOrCreate',
           '/lib/modules': 'Directory',
           '/proc/sys/net': 'Directory',
+          '/var/lib/cni': 'DirectoryOrCreate',
         });
       });
 
