@@ -43,7 +43,7 @@ export const DEFAULT_ALLOW_MARK = 0x40000;
  */
 export const NDP_ICMPV6_TYPES = ['neighbour-solicitation', 'neighbour-advertisement'] as const;
 
-export type IpSetType = 'hash:ip' | 'hash:net' | 'hash:ip,port' | 'hash:net,iface';
+export type IpSetType = 'hash:ip' | 'hash:net' | 'hash:ip,port';
 export type Rule = readonly string[];
 
 export interface IpSetSpec {
@@ -574,11 +574,6 @@ export function knownSetName(family: IpFamily): string {
   return `${SET_PREFIX}${family}-KNOWN`;
 }
 
-/** (pod address, its veth) pairs: a packet entering from a pod bridge port must match one (hash:net,iface). */
-export function sourceSetName(family: IpFamily): string {
-  return `${SET_PREFIX}${family}-SOURCES`;
-}
-
 /**
  * ICMPv6 a pod sends from its link-local or the unspecified address (::) before or besides using its own:
  * neighbor solicitation (DAD included) and advertisement, router solicitation, MLD reports and done. Nothing else
@@ -586,27 +581,27 @@ export function sourceSetName(family: IpFamily): string {
  */
 export const LINK_LOCAL_ICMPV6_TYPES = ['neighbour-solicitation', 'neighbour-advertisement', 'router-solicitation', '131', '132', '143'] as const;
 
-/** The entries of a family's source set: each bound address of that family with its veth. */
-export function sourceSetMembers(bindings: readonly SourceBinding[], family: IpFamily): string[] {
-  const out: string[] = [];
-  for (const b of bindings) {
-    for (const ip of b.addresses) if ((ip.includes(':') ? 6 : 4) === family) out.push(`${ip},physdev:${b.interface}`);
-  }
-  return out;
-}
-
 /**
  * PRPOL-SOURCE: every packet that enters from a port of the pod bridge (FORWARD, bridged or routed, and INPUT)
  * must come from an address bound to that port, before any policy and before conntrack's ESTABLISHED: a pod
  * sends only from its own addresses (as Calico binds each workload interface). A port with no binding (a pod the
- * agent has not bound yet, e.g. one started while the agent was down) sends nothing.
+ * agent has not bound yet, e.g. one started while the agent was down) sends nothing. One rule per bound address:
+ * ipset's hash:net,iface cannot be asked about the bridge port from iptables (the kernel looks at the physdev only
+ * when the match passes a flag the iptables set match has no option for), so a packet from a pod passes at most
+ * one rule per local pod address of its family.
  */
-export function sourceChainRules(family: IpFamily): Rule[] {
+export function sourceChainRules(family: IpFamily, bindings: readonly SourceBinding[]): Rule[] {
+  const bound: Rule[] = [];
+  for (const b of bindings) {
+    for (const ip of b.addresses) {
+      if ((ip.includes(':') ? 6 : 4) === family) bound.push(['-m', 'physdev', '--physdev-in', b.interface, '-s', `${ip}${family === 4 ? '/32' : '/128'}`, '-j', 'RETURN']);
+    }
+  }
   const linkLocal: Rule[] =
     family === 6
       ? ['fe80::/10', '::/128'].flatMap((src) => LINK_LOCAL_ICMPV6_TYPES.map((t): Rule => ['-s', src, '-p', 'ipv6-icmp', '-m', 'icmp6', '--icmpv6-type', t, '-j', 'RETURN']))
       : [];
-  return [['-m', 'set', '--match-set', sourceSetName(family), 'src,src', '-j', 'RETURN'], ...linkLocal, ['-j', 'DROP']];
+  return [...bound, ...linkLocal, ['-j', 'DROP']];
 }
 
 export interface BaseChainsInput {
@@ -616,8 +611,8 @@ export interface BaseChainsInput {
   buckets: Record<Direction, number[]>;
   /** A local pod selected by a policy isolating it in that direction has no address of this family yet. */
   pending: Record<Direction, boolean>;
-  /** The pod bridge: what enters from its ports goes through PRPOL-SOURCE first. */
-  bridge?: string;
+  /** The pod bridge and its bound ports: what enters from its ports goes through PRPOL-SOURCE first. */
+  bridge?: PodBridge;
 }
 
 /**
@@ -638,7 +633,7 @@ export function baseChains(b: BaseChainsInput): Map<string, Rule[]> {
   const ingressGuard: Rule[] = b.pending.ingress
     ? b.podCIDRs.map((c) => ['-d', c, '-m', 'set', '!', '--match-set', known, 'dst', '-j', 'DROP'])
     : [];
-  const fromBridge: Rule[] = b.bridge === undefined ? [] : [['-i', b.bridge, '-m', 'physdev', '--physdev-is-in', '-j', CHAINS.source]];
+  const fromBridge: Rule[] = b.bridge === undefined ? [] : [['-i', b.bridge.name, '-m', 'physdev', '--physdev-is-in', '-j', CHAINS.source]];
   const chains = new Map<string, Rule[]>();
   chains.set(CHAINS.forward, [
     ...fromBridge,
@@ -661,7 +656,7 @@ export function baseChains(b: BaseChainsInput): Map<string, Rule[]> {
   ]);
   chains.set(CHAINS.egress, b.buckets.egress.map((k) => bucketRule('egress', k, b.family)));
   chains.set(CHAINS.ingress, b.buckets.ingress.map((k) => bucketRule('ingress', k, b.family)));
-  if (b.bridge !== undefined) chains.set(CHAINS.source, sourceChainRules(b.family));
+  if (b.bridge !== undefined) chains.set(CHAINS.source, sourceChainRules(b.family, b.bridge.bindings));
   return chains;
 }
 
@@ -776,9 +771,8 @@ function compileFamily(family: IpFamily, input: CompileInput, policies: Prepared
   sets.set(localSetName(family), makeSetSpec(localSetName(family), 'hash:net', family, localMembers));
   sets.set(knownSetName(family), makeSetSpec(knownSetName(family), 'hash:ip', family, knownMembers));
   const bridge = input.bridge;
-  if (bridge !== undefined) sets.set(sourceSetName(family), makeSetSpec(sourceSetName(family), 'hash:net,iface', family, sourceSetMembers(bridge.bindings, family)));
   const sortedBuckets = (dir: Direction): number[] => [...buckets[dir].keys()].sort((a, b) => a - b);
-  const base = { family, podCIDRs: cidrs, buckets: { ingress: sortedBuckets('ingress'), egress: sortedBuckets('egress') }, pending, ...(bridge === undefined ? {} : { bridge: bridge.name }) };
+  const base = { family, podCIDRs: cidrs, buckets: { ingress: sortedBuckets('ingress'), egress: sortedBuckets('egress') }, pending, ...(bridge === undefined ? {} : { bridge }) };
   for (const [name, rules] of baseChains(base)) {
     chains.set(name, rules);
   }

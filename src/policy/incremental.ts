@@ -30,8 +30,6 @@ import {
   isLive,
   knownSetName,
   localSetName,
-  sourceSetMembers,
-  sourceSetName,
   makeSetSpec,
   namedPortEntries,
   namespaceLabelsOf,
@@ -371,7 +369,7 @@ class FamilyState {
     }
     const cidrs = familyCIDRs(this.node, this.family);
     const occupied = (dir: Direction): number[] => [...this.buckets[dir].keys()].sort((a, b) => a - b);
-    const base = { family: this.family, podCIDRs: cidrs, buckets: { ingress: occupied('ingress'), egress: occupied('egress') }, pending, ...(bridge === undefined ? {} : { bridge: bridge.name }) };
+    const base = { family: this.family, podCIDRs: cidrs, buckets: { ingress: occupied('ingress'), egress: occupied('egress') }, pending, ...(bridge === undefined ? {} : { bridge }) };
     const wanted = baseChains(base);
     for (const [name, rules] of wanted) {
       if (!sameRules(this.chains.get(name), rules)) this.chains.set(name, rules);
@@ -382,15 +380,6 @@ class FamilyState {
       this.specs.set(localSetName(this.family), makeSetSpec(localSetName(this.family), 'hash:net', this.family, [...cidrs, ...[...this.owners.keys()].map((ip) => `${ip}${host}`)]));
       this.specs.set(knownSetName(this.family), makeSetSpec(knownSetName(this.family), 'hash:ip', this.family, this.owners.keys()));
       this.addressesChanged = false;
-    }
-    const sources = sourceSetName(this.family);
-    if (bridge === undefined) {
-      this.specs.delete(sources);
-    } else {
-      const spec = makeSetSpec(sources, 'hash:net,iface', this.family, sourceSetMembers(bridge.bindings, this.family));
-      const had = this.specs.get(sources);
-      // The same bindings keep their set object (the planner's memory of it stays valid).
-      if (had === undefined || !sameStrings(had.members, spec.members)) this.specs.set(sources, spec);
     }
     for (const name of this.dirtySets) {
       const entry = this.sets.get(name);

@@ -225,8 +225,10 @@ describe('policy compiler', () => {
     // Traffic that did not come from a pod bridge port is not judged by its port.
     expect(simulate(compiled.v4, 'FORWARD', { ...from('veth0000000b', '10.1.1.13', yA), inInterface: 'eth0', physIn: undefined }), 'routed in from a remote pod').to.equal('DROP');
     expect(simulate(compiled.v4, 'FORWARD', { src: '10.1.1.13', dst: '10.1.0.12', protocol: 'TCP', dport: 80, inInterface: 'eth0' }), 'to an open pod').to.equal('CONTINUE');
-    expect(compiled.v4.sets.get('PRPOL4-SOURCES')?.members).to.deep.equal(['10.1.0.11,physdev:veth0000000a', '10.1.0.12,physdev:veth0000000b']);
-    expect(compiled.v6.sets.get('PRPOL6-SOURCES')?.members).to.deep.equal(['fd01:1::b,physdev:veth0000000a', 'fd01:1::c,physdev:veth0000000b']);
+    expect(compiled.v4.chains.get('PRPOL-SOURCE')?.slice(0, 2)).to.deep.equal([
+      ['-m', 'physdev', '--physdev-in', 'veth0000000a', '-s', '10.1.0.11/32', '-j', 'RETURN'],
+      ['-m', 'physdev', '--physdev-in', 'veth0000000b', '-s', '10.1.0.12/32', '-j', 'RETURN'],
+    ]);
     // Names and addresses go into restore input as they are: anything else is refused.
     for (const bad of [{ ...bridge, name: 'br 0' }, { ...bridge, bindings: [{ interface: 'veth"x', addresses: [] }] }, { ...bridge, bindings: [{ interface: 'veth1', addresses: ['10.1.0.011'] }] }]) {
       expect(() => compilePolicies({ ...world, node: n1, policies: [], bridge: bad })).to.throw(PolicyCompileError);

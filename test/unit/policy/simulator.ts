@@ -89,10 +89,6 @@ function inSet(set: IpSetSpec | undefined, name: string, dirs: string, pkt: SimP
     case 'hash:ip,port':
       if (parts.length !== 2 || parts[1] !== 'dst') throw new Error(`simulator: ${set.type} with ${dirs}`);
       return members(set).has(`${normalIp(ip)},${pkt.protocol.toLowerCase()}:${pkt.dport}`);
-    case 'hash:net,iface':
-      // Only the form the compiler uses: host entries bound to a bridge port, matched as src,src.
-      if (dirs !== 'src,src') throw new Error(`simulator: ${set.type} with ${dirs}`);
-      return pkt.physIn !== undefined && members(set).has(`${normalIp(ip)},physdev:${pkt.physIn}`);
   }
 }
 
@@ -178,8 +174,14 @@ function runRule(rs: FamilyRuleset, rule: readonly string[], pkt: SimPacket, sta
         next();
         if (!check(false)) matched = false;
       } else if (module === 'physdev') {
-        if (next() !== '--physdev-is-in') throw new Error('simulator: physdev without --physdev-is-in');
-        if (!check(pkt.physIn !== undefined)) matched = false;
+        const option = next();
+        if (option === '--physdev-is-in') {
+          if (!check(pkt.physIn !== undefined)) matched = false;
+        } else if (option === '--physdev-in') {
+          if (!check(pkt.physIn === next())) matched = false;
+        } else {
+          throw new Error(`simulator: physdev ${option}`);
+        }
       } else if (module === 'comment') {
         if (next() !== '--comment') throw new Error('simulator: comment without --comment');
         next();
