@@ -5,8 +5,10 @@ import { expect } from 'chai';
 import { execa } from 'execa';
 import { IptablesPolicyApplier, netnsRunner, type CommandRunner } from '../../../src/policy/apply.js';
 import type { PolicyPlan } from '../../../src/policy/plan.js';
+import { testLabName } from '../lab/leftovers.js';
 
-const NETNS = `h23apply-${process.pid}`;
+const BASE = testLabName('h23apply', 'apply');
+const NETNS = `${BASE}-${process.pid}`;
 
 function plan(v4: string, v6: string): PolicyPlan {
   return {
@@ -28,7 +30,7 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
   this.timeout(60_000);
 
   before(async () => {
-    await execa('bash', ['-c', `for n in $(ip netns list | awk '{print $1}' | grep '^h23apply-'); do ip netns delete $n; done`]);
+    await execa('bash', ['-c', `for n in $(ip netns list | awk '{print $1}' | grep '^${BASE}-'); do ip netns delete $n; done`]);
     await execa('ip', ['netns', 'add', NETNS]);
   });
 
