@@ -1,16 +1,23 @@
-// The NetworkPolicy compiler: (pods, namespaces, policies, node) -> the filter-table chains and ipsets that
-// enforce them for the node's own pods, one ruleset per IP family. Pure: no I/O, deterministic output.
+// The NetworkPolicy compiler: (pods, namespaces, policies, node, pod bridge) -> the filter-table chains and ipsets
+// that enforce them for the node's own pods, one ruleset per IP family. Pure: no I/O, deterministic output.
 //
 // Shape of the result (per family; names carry the PRPOL prefix, sets PRPOL4-/PRPOL6-):
 //   FORWARD --(jump, inserted first)--> PRPOL-FORWARD
+//     in from a port of the pod bridge             -> PRPOL-SOURCE: from that port's own pod address(es) -> RETURN
+//                                                     (IPv6: from fe80::/10 and :: only NDP, RS, MLD), else DROP
 //     not from/to a local pod (set PRPOLn-LOCAL)   -> RETURN   (routed traffic is none of our business)
 //     IPv6 neighbor solicitation/advertisement     -> ACCEPT   (IPv6's ARP; INPUT: RETURN)
 //     ESTABLISHED,RELATED                          -> ACCEPT   (replies of allowed connections)
-//     podCIDR address of no known pod             -> DROP     (only while a selected local pod has no IP yet)
+//     from a podCIDR address of no known pod       -> DROP     (always: nobody owns it, no policy speaks for it)
+//     to a podCIDR address of no known pod         -> DROP     (only while a selected local pod has no IP yet)
 //     -> PRPOL-EGRESS  : -s <low 6 bits> -> PRPOL-EB-<bucket> : -s <pod IP> -> PRPOL-E-<pod>  (egress-isolated pods)
 //     -> PRPOL-INGRESS : -d <low 6 bits> -> PRPOL-IB-<bucket> : -d <pod IP> -> PRPOL-I-<pod>  (ingress-isolated pods)
-//   INPUT --> PRPOL-INPUT: a local pod talking to its own node: egress only.
+//   INPUT --> PRPOL-INPUT: a local pod talking to its own node: the source binding, then egress only.
 //   Traffic the node itself originates goes through OUTPUT, which has no policy: "from its own node" is allowed.
+// The source binding (PRPOL-SOURCE) comes before conntrack and every policy: a pod sends only from the addresses
+// its CNI result gave its veth, the way Calico binds each workload interface. A bridge port with no binding (a pod
+// the agent has not bound yet, e.g. one started while the agent was down: the rules stay in the kernel) sends
+// nothing until it is bound.
 // A pod chain clears the allow mark, calls the rule chain (PRPOL-R-) of every policy that selects it, drops what no
 // rule marked, and clears the mark again (so egress and then ingress can both be checked in one FORWARD pass).
 // Peers are matched by sets, one per distinct peer meaning (shared between policies); named ports by hash:ip,port

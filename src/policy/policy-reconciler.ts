@@ -170,7 +170,7 @@ export class PolicyReconciler {
     // At resync the binding records are read again too.
     if (!fromMemory) this.cniCache?.forget();
     try {
-      const bridge = await this.podBridge();
+      const bridge = await this.podBridge(cluster);
       const compiled = this.compiler.compile(
         { ...cluster, node: this.node, ...(bridge === undefined ? {} : { bridge }) },
         this.opts.allowMark === undefined ? {} : { allowMark: this.opts.allowMark },
@@ -222,11 +222,16 @@ export class PolicyReconciler {
   }
 
   /** The pod bridge with the current bindings, read at every sync (the cache reader reads only new records). */
-  private async podBridge(): Promise<PodBridge | undefined> {
+  private async podBridge(cluster: ClusterState): Promise<PodBridge | undefined> {
     const binding = this.opts.sourceBinding;
     const name = this.opts.bridgeName;
     if (this.cniCache === undefined || binding === undefined || name === undefined) return undefined;
     const { bindings, problems } = planSourceBindings(await this.cniCache.read(), binding.network, name);
+    // Pods with addresses here but no record at all: most likely the runtime keeps its cache elsewhere.
+    const addressed = cluster.pods.some((p) => p.spec?.nodeName === this.node.name && p.spec.hostNetwork !== true && (p.status?.podIPs ?? []).length > 0);
+    if (bindings.length === 0 && addressed) {
+      problems.push({ containerId: '', message: `no CNI result records of network ${binding.network} under ${this.cniCache.dir}: no pod of this node can send (is cni.cacheDir the runtime's?)` });
+    }
     const text = JSON.stringify(problems);
     if (text !== this.bindingProblems && problems.length > 0) {
       for (const p of problems) this.logger.warn('pod not bound to its veth: its traffic is dropped', { ...p });
