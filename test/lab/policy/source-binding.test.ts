@@ -201,5 +201,11 @@ describe('pods send only from their own addresses (lab: veths bound to their CNI
     await refresh();
     console.log(`    (x/late open ${afterRestart} ms after its agent restarted; x/later: serving ${serving - created} ms after creation, open ${open - serving} ms after that)`);
     expect(await reaches('x/later', 'y/near', 6)).to.equal(true);
+    // The runtime's record of the pod goes with the pod (CNI DEL), and with it the binding.
+    const record = path.join(paths.cniCacheDir('n1'), 'results', `podroute-podroute-lab-${pod('x/later').metadata?.uid ?? ''}-eth0`);
+    expect(existsSync(record), record).to.equal(true);
+    await truth.deletePod('x', 'later');
+    // The lab API server removes the object at once; the kubelet tears the pod down after that.
+    await until('the record of x/later removed', 30_000, () => Promise.resolve(!existsSync(record)));
   });
 });
