@@ -243,6 +243,7 @@ export class Agent {
         node,
         logger: this.logger.child({ component: 'policy' }),
         bridgeName: this.config.cni.bridge,
+        sourceBinding: { cniCacheDir: this.config.cni.cacheDir, network: state.cni.networkName },
         onInvalidPolicy: (key, problems) => {
           const [namespace = '', name = ''] = key.split('/');
           // Event messages are meant to be short (events.k8s.io caps its note at 1 kB): the first problems, then a count.

@@ -8,7 +8,7 @@ import type { BgpDesiredState } from '../bgp/bgp-planner.js';
 import type { Family, OriginatedPath, PeerSpec } from '../bgp/types.js';
 import type { NodeInfo } from '../kube/node-info.js';
 import { selectorMatches } from '../kube/label-selector.js';
-import type { CniConfigInput } from '../node/cni.js';
+import { CNI_NETWORK_NAME, type CniConfigInput } from '../node/cni.js';
 
 /** What the route selector knows about the cluster when it judges a learned path. */
 export interface RouteSelectionInput {
@@ -182,7 +182,7 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
       cni: {
         podCIDRs: self.podCIDRs,
         bridgeName: config.cni.bridge,
-        networkName: 'podroute',
+        networkName: CNI_NETWORK_NAME,
         mtu: config.cni.mtu,
         ipamDataDir: config.cni.ipamDataDir,
       },

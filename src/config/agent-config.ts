@@ -169,6 +169,11 @@ export const agentConfigSchema = z
         binDir: z.string().default('/opt/cni/bin'),
         /** host-local IPAM state; the runtime default when omitted. */
         ipamDataDir: z.string().optional(),
+        /**
+         * The container runtime's CNI cache directory (libcni's, /var/lib/cni for containerd and CRI-O): policy reads
+         * results/ there to bind each pod's veth to its addresses.
+         */
+        cacheDir: z.string().default('/var/lib/cni'),
         bridge: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, 'a Linux interface name (1-15 characters)').default('podroute0'),
         mtu: z.number().int().min(576).max(65535).optional(),
       })

@@ -593,7 +593,7 @@ export function labAgentConfig(lab: string, topology: Topology, nodeName: string
     gobgp: { target: `unix://${paths.gobgpSocket(nodeName)}` },
     cluster: { asn: topology.cluster.asn, podRanges: topology.cluster.podRanges },
     bgp: { mesh: topology.cluster.mesh, connectRetry: 1 },
-    cni: { confDir: paths.cniConfDir(nodeName), ipamDataDir: paths.cniIpamDir(nodeName), bridge: LAB_CNI_BRIDGE },
+    cni: { confDir: paths.cniConfDir(nodeName), ipamDataDir: paths.cniIpamDir(nodeName), cacheDir: paths.cniCacheDir(nodeName), bridge: LAB_CNI_BRIDGE },
     log: { level: 'debug', format: 'text' },
     // Each node netns has its own loopback: the same port on every node does not collide.
     metrics: { address: '127.0.0.1:9476' },

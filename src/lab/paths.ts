@@ -31,6 +31,8 @@ export interface LabPaths {
   gobgpSocket: (node: string) => string;
   cniConfDir: (node: string) => string;
   cniIpamDir: (node: string) => string;
+  /** The kubelet's libcni-style cache (results/ of every ADD), read by the agent (cni.cacheDir). */
+  cniCacheDir: (node: string) => string;
   /** Kubeconfig used inside a node netns (the kubelet's relay at NODE_API_PROXY). */
   nodeKubeconfig: (node: string) => string;
   podDir: string;
@@ -56,6 +58,7 @@ export function labPaths(lab: string): LabPaths {
     gobgpSocket: (node) => path.join(dir, 'nodes', node, 'gobgp.sock'),
     cniConfDir: (node) => path.join(dir, 'nodes', node, 'cni', 'net.d'),
     cniIpamDir: (node) => path.join(dir, 'nodes', node, 'cni', 'ipam'),
+    cniCacheDir: (node) => path.join(dir, 'nodes', node, 'cni', 'cache'),
     nodeKubeconfig: (node) => path.join(dir, 'nodes', node, 'kubeconfig'),
     podDir: path.join(dir, 'pods'),
     podSocket: (namespace, pod) => path.join(dir, 'pods', `${namespace}_${pod}.sock`),

@@ -18,6 +18,8 @@ export interface CniConfigInput {
 }
 
 export const DEFAULT_CNI_CONFLIST_NAME = '10-podroute.conflist';
+/** The name of the CNI network podroute configures (the conflist's `name`, part of the runtime's cache records). */
+export const CNI_NETWORK_NAME = 'podroute';
 
 function bad(field: string, message: string): NodeSetupError {
   return new NodeSetupError('CNI_BAD_CONFIG', `${field}: ${message}`, field);

@@ -1,16 +1,23 @@
-// The NetworkPolicy compiler: (pods, namespaces, policies, node) -> the filter-table chains and ipsets that
-// enforce them for the node's own pods, one ruleset per IP family. Pure: no I/O, deterministic output.
+// The NetworkPolicy compiler: (pods, namespaces, policies, node, pod bridge) -> the filter-table chains and ipsets
+// that enforce them for the node's own pods, one ruleset per IP family. Pure: no I/O, deterministic output.
 //
 // Shape of the result (per family; names carry the PRPOL prefix, sets PRPOL4-/PRPOL6-):
 //   FORWARD --(jump, inserted first)--> PRPOL-FORWARD
+//     in from a port of the pod bridge             -> PRPOL-SOURCE: from that port's own pod address(es) -> RETURN
+//                                                     (IPv6: from fe80::/10 and :: only NDP, RS, MLD), else DROP
 //     not from/to a local pod (set PRPOLn-LOCAL)   -> RETURN   (routed traffic is none of our business)
 //     IPv6 neighbor solicitation/advertisement     -> ACCEPT   (IPv6's ARP; INPUT: RETURN)
 //     ESTABLISHED,RELATED                          -> ACCEPT   (replies of allowed connections)
-//     podCIDR address of no known pod             -> DROP     (only while a selected local pod has no IP yet)
+//     from a podCIDR address of no known pod       -> DROP     (always: nobody owns it, no policy speaks for it)
+//     to a podCIDR address of no known pod         -> DROP     (only while a selected local pod has no IP yet)
 //     -> PRPOL-EGRESS  : -s <low 6 bits> -> PRPOL-EB-<bucket> : -s <pod IP> -> PRPOL-E-<pod>  (egress-isolated pods)
 //     -> PRPOL-INGRESS : -d <low 6 bits> -> PRPOL-IB-<bucket> : -d <pod IP> -> PRPOL-I-<pod>  (ingress-isolated pods)
-//   INPUT --> PRPOL-INPUT: a local pod talking to its own node: egress only.
+//   INPUT --> PRPOL-INPUT: a local pod talking to its own node: the source binding, then egress only.
 //   Traffic the node itself originates goes through OUTPUT, which has no policy: "from its own node" is allowed.
+// The source binding (PRPOL-SOURCE) comes before conntrack and every policy: a pod sends only from the addresses
+// its CNI result gave its veth, the way Calico binds each workload interface. A bridge port with no binding (a pod
+// the agent has not bound yet, e.g. one started while the agent was down: the rules stay in the kernel) sends
+// nothing until it is bound.
 // A pod chain clears the allow mark, calls the rule chain (PRPOL-R-) of every policy that selects it, drops what no
 // rule marked, and clears the mark again (so egress and then ingress can both be checked in one FORWARD pass).
 // Peers are matched by sets, one per distinct peer meaning (shared between policies); named ports by hash:ip,port
@@ -30,6 +37,7 @@ export const CHAINS = {
   input: 'PRPOL-INPUT',
   egress: 'PRPOL-EGRESS',
   ingress: 'PRPOL-INGRESS',
+  source: 'PRPOL-SOURCE',
 } as const;
 /** The comment that marks our jump rules in the built-in chains. */
 export const JUMP_COMMENT = 'podroute policy';
@@ -85,6 +93,22 @@ export interface CompiledPolicies {
 
 export interface CompileInput extends ClusterState {
   node: PolicyNode;
+  /** The node's pod bridge and which source addresses each of its ports may send from; none: no source check. */
+  bridge?: PodBridge;
+}
+
+/** The addresses one pod's host-side veth (a port of the pod bridge) is bound to. */
+export interface SourceBinding {
+  /** The host-side interface name, a port of the pod bridge. */
+  interface: string;
+  /** The pod's own addresses (canonical, no prefix length), both families. */
+  addresses: string[];
+}
+
+export interface PodBridge {
+  /** The bridge every local pod's veth is a port of. */
+  name: string;
+  bindings: SourceBinding[];
 }
 
 export interface CompileOptions {
@@ -602,9 +626,39 @@ export function localSetName(family: IpFamily): string {
   return `${SET_PREFIX}${family}-LOCAL`;
 }
 
-/** Local pod addresses the agent knows: only while a selected local pod has no address yet (see baseChains). */
+/** The addresses of the node's live pods the agent knows from the API: a podCIDR source outside it is dropped. */
 export function knownSetName(family: IpFamily): string {
   return `${SET_PREFIX}${family}-KNOWN`;
+}
+
+/**
+ * ICMPv6 a pod sends from its link-local or the unspecified address (::) before or besides using its own:
+ * neighbor solicitation (DAD included) and advertisement, router solicitation, MLD reports and done. Nothing else
+ * from those sources passes a pod bridge port (no router advertisements, no redirects, no traffic).
+ */
+export const LINK_LOCAL_ICMPV6_TYPES = ['neighbour-solicitation', 'neighbour-advertisement', 'router-solicitation', '131', '132', '143'] as const;
+
+/**
+ * PRPOL-SOURCE: every packet that enters from a port of the pod bridge (FORWARD, bridged or routed, and INPUT)
+ * must come from an address bound to that port, before any policy and before conntrack's ESTABLISHED: a pod
+ * sends only from its own addresses (as Calico binds each workload interface). A port with no binding (a pod the
+ * agent has not bound yet, e.g. one started while the agent was down) sends nothing. One rule per bound address:
+ * ipset's hash:net,iface cannot be asked about the bridge port from iptables (the kernel looks at the physdev only
+ * when the match passes a flag the iptables set match has no option for), so a packet from a pod passes at most
+ * one rule per local pod address of its family.
+ */
+export function sourceChainRules(family: IpFamily, bindings: readonly SourceBinding[]): Rule[] {
+  const bound: Rule[] = [];
+  for (const b of bindings) {
+    for (const ip of b.addresses) {
+      if ((ip.includes(':') ? 6 : 4) === family) bound.push(['-m', 'physdev', '--physdev-in', b.interface, '-s', `${ip}${family === 4 ? '/32' : '/128'}`, '-j', 'RETURN']);
+    }
+  }
+  const linkLocal: Rule[] =
+    family === 6
+      ? ['fe80::/10', '::/128'].flatMap((src) => LINK_LOCAL_ICMPV6_TYPES.map((t): Rule => ['-s', src, '-p', 'ipv6-icmp', '-m', 'icmp6', '--icmpv6-type', t, '-j', 'RETURN']))
+      : [];
+  return [...bound, ...linkLocal, ['-j', 'DROP']];
 }
 
 export interface BaseChainsInput {
@@ -614,44 +668,52 @@ export interface BaseChainsInput {
   buckets: Record<Direction, number[]>;
   /** A local pod selected by a policy isolating it in that direction has no address of this family yet. */
   pending: Record<Direction, boolean>;
+  /** The pod bridge and its bound ports: what enters from its ports goes through PRPOL-SOURCE first. */
+  bridge?: PodBridge;
 }
 
 /**
- * PRPOL-FORWARD, PRPOL-INPUT, PRPOL-EGRESS and PRPOL-INGRESS. While a selected local pod has no address yet,
- * traffic from (egress) or to (ingress) an address of the node's podCIDRs that belongs to no known local pod is
- * dropped: the pod's sandbox may already use its address before the address reaches the pod's status, and its
- * first packets must not pass unfiltered. Known pods are not affected; the guard lifts once the address is known
- * (then the pod's own chain filters it).
+ * PRPOL-FORWARD, PRPOL-INPUT, PRPOL-EGRESS, PRPOL-INGRESS (and PRPOL-SOURCE with a bridge). Traffic from an
+ * address of the node's podCIDRs that belongs to no known local pod is always dropped (traffic the node sends
+ * itself over lo excepted): nobody owns it, so no policy speaks for it. While a selected local pod has no address
+ * yet, traffic to such an address is dropped too: the pod's sandbox may already use its address before the
+ * address reaches the pod's status, and its first packets must not pass unfiltered. The ingress guard lifts once
+ * the address is known (then the pod's own chain filters it).
  */
 export function baseChains(b: BaseChainsInput): Map<string, Rule[]> {
   const local = localSetName(b.family);
   const known = knownSetName(b.family);
   const ndp = (verdict: 'ACCEPT' | 'RETURN'): Rule[] =>
     b.family === 6 ? NDP_ICMPV6_TYPES.map((t) => ['-p', 'ipv6-icmp', '-m', 'icmp6', '--icmpv6-type', t, '-j', verdict]) : [];
-  const guard = (dir: Direction): Rule[] =>
-    b.pending[dir]
-      ? b.podCIDRs.map((c) => [dir === 'egress' ? '-s' : '-d', c, '-m', 'set', '!', '--match-set', known, dir === 'egress' ? 'src' : 'dst', '-j', 'DROP'])
-      : [];
+  const unknownSource = (viaLo: boolean): Rule[] =>
+    b.podCIDRs.map((c) => [...(viaLo ? ['!', '-i', 'lo'] : []), '-s', c, '-m', 'set', '!', '--match-set', known, 'src', '-j', 'DROP']);
+  const ingressGuard: Rule[] = b.pending.ingress
+    ? b.podCIDRs.map((c) => ['-d', c, '-m', 'set', '!', '--match-set', known, 'dst', '-j', 'DROP'])
+    : [];
+  const fromBridge: Rule[] = b.bridge === undefined ? [] : [['-i', b.bridge.name, '-m', 'physdev', '--physdev-is-in', '-j', CHAINS.source]];
   const chains = new Map<string, Rule[]>();
   chains.set(CHAINS.forward, [
+    ...fromBridge,
     ['-m', 'set', '!', '--match-set', local, 'src', '-m', 'set', '!', '--match-set', local, 'dst', '-j', 'RETURN'],
     ...ndp('ACCEPT'),
     ['-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT'],
-    ...guard('egress'),
-    ...guard('ingress'),
+    ...unknownSource(false),
+    ...ingressGuard,
     ['-j', CHAINS.egress],
     ['-j', CHAINS.ingress],
   ]);
   chains.set(CHAINS.input, [
+    ...fromBridge,
     ['-m', 'set', '!', '--match-set', local, 'src', '-j', 'RETURN'],
     // The host firewall decides about the node's own traffic; we only withhold what egress policy forbids.
     ...ndp('RETURN'),
     ['-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'RETURN'],
-    ...guard('egress'),
+    ...unknownSource(true),
     ['-j', CHAINS.egress],
   ]);
   chains.set(CHAINS.egress, b.buckets.egress.map((k) => bucketRule('egress', k, b.family)));
   chains.set(CHAINS.ingress, b.buckets.ingress.map((k) => bucketRule('ingress', k, b.family)));
+  if (b.bridge !== undefined) chains.set(CHAINS.source, sourceChainRules(b.family, b.bridge.bindings));
   return chains;
 }
 
@@ -674,6 +736,22 @@ export function validateNode(node: PolicyNode): void {
     } catch {
       throw new PolicyCompileError(`node.podCIDRs[${i}]`, `not a CIDR: ${JSON.stringify(cidr)}`);
     }
+  });
+}
+
+/** An interface name as the pod bridge and its ports may be named (it goes into restore input as it is). */
+const INTERFACE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
+
+export function validateBridge(bridge: PodBridge | undefined): void {
+  if (bridge === undefined) return;
+  if (!INTERFACE_NAME.test(bridge.name)) throw new PolicyCompileError('bridge.name', `not an interface name: ${JSON.stringify(bridge.name)}`);
+  bridge.bindings.forEach((b, i) => {
+    if (!INTERFACE_NAME.test(b.interface)) throw new PolicyCompileError(`bridge.bindings[${i}].interface`, `not an interface name: ${JSON.stringify(b.interface)}`);
+    b.addresses.forEach((ip, j) => {
+      if (!(isIPv4(ip) || isIPv6(ip)) || canonicalAddress(ip) !== ip) {
+        throw new PolicyCompileError(`bridge.bindings[${i}].addresses[${j}]`, `not a canonical address: ${JSON.stringify(ip)}`);
+      }
+    });
   });
 }
 
@@ -748,9 +826,11 @@ function compileFamily(family: IpFamily, input: CompileInput, policies: Prepared
     }
   }
   sets.set(localSetName(family), makeSetSpec(localSetName(family), 'hash:net', family, localMembers));
-  if (pending.ingress || pending.egress) sets.set(knownSetName(family), makeSetSpec(knownSetName(family), 'hash:ip', family, knownMembers));
+  sets.set(knownSetName(family), makeSetSpec(knownSetName(family), 'hash:ip', family, knownMembers));
+  const bridge = input.bridge;
   const sortedBuckets = (dir: Direction): number[] => [...buckets[dir].keys()].sort((a, b) => a - b);
-  for (const [name, rules] of baseChains({ family, podCIDRs: cidrs, buckets: { ingress: sortedBuckets('ingress'), egress: sortedBuckets('egress') }, pending })) {
+  const base = { family, podCIDRs: cidrs, buckets: { ingress: sortedBuckets('ingress'), egress: sortedBuckets('egress') }, pending, ...(bridge === undefined ? {} : { bridge }) };
+  for (const [name, rules] of baseChains(base)) {
     chains.set(name, rules);
   }
   for (const dir of DIRECTIONS) for (const [k, rules] of buckets[dir]) chains.set(bucketChainName(dir, k), rules);
@@ -769,6 +849,7 @@ export function namespaceLabelsOf(namespaces: CompileInput['namespaces']): (ns: 
 /** Compiles a snapshot from scratch. The agent uses the incremental PolicyCompiler (incremental.ts), held equal to this. */
 export function compilePolicies(input: CompileInput, options: CompileOptions = {}): CompiledPolicies {
   validateNode(input.node);
+  validateBridge(input.bridge);
   const mark = options.allowMark ?? DEFAULT_ALLOW_MARK;
   validateMark(mark);
   const policies = [...input.policies].map(preparePolicy).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));

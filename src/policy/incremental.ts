@@ -18,6 +18,7 @@
 import type { NetworkPolicy, Pod } from '../kube/wire.js';
 import {
   baseChains,
+  CHAINS,
   bucketChainName,
   builtinJumps,
   DEFAULT_ALLOW_MARK,
@@ -43,6 +44,7 @@ import {
   preparePolicy,
   compileRuleChains,
   selectorMatches,
+  validateBridge,
   validateMark,
   validateNode,
   type CompileInput,
@@ -51,6 +53,7 @@ import {
   type Direction,
   type FamilyRuleset,
   type IpSetSpec,
+  type PodBridge,
   type PolicyProblem,
   type PreparedPolicy,
   type Rule,
@@ -345,7 +348,7 @@ class FamilyState {
     });
   }
 
-  finish(): FamilyRuleset {
+  finish(bridge: PodBridge | undefined): FamilyRuleset {
     for (const dir of DIRECTIONS) {
       for (const bucket of this.dirtyBuckets[dir]) {
         const name = bucketChainName(dir, bucket);
@@ -366,16 +369,16 @@ class FamilyState {
     }
     const cidrs = familyCIDRs(this.node, this.family);
     const occupied = (dir: Direction): number[] => [...this.buckets[dir].keys()].sort((a, b) => a - b);
-    for (const [name, rules] of baseChains({ family: this.family, podCIDRs: cidrs, buckets: { ingress: occupied('ingress'), egress: occupied('egress') }, pending })) {
+    const base = { family: this.family, podCIDRs: cidrs, buckets: { ingress: occupied('ingress'), egress: occupied('egress') }, pending, ...(bridge === undefined ? {} : { bridge }) };
+    const wanted = baseChains(base);
+    for (const [name, rules] of wanted) {
       if (!sameRules(this.chains.get(name), rules)) this.chains.set(name, rules);
     }
-    const known = knownSetName(this.family);
-    const guarded = pending.ingress || pending.egress;
-    if (this.addressesChanged || guarded !== this.specs.has(known)) {
+    if (!wanted.has(CHAINS.source)) this.chains.delete(CHAINS.source);
+    if (this.addressesChanged) {
       const host = this.family === 4 ? '/32' : '/128';
       this.specs.set(localSetName(this.family), makeSetSpec(localSetName(this.family), 'hash:net', this.family, [...cidrs, ...[...this.owners.keys()].map((ip) => `${ip}${host}`)]));
-      if (guarded) this.specs.set(known, makeSetSpec(known, 'hash:ip', this.family, this.owners.keys()));
-      else this.specs.delete(known);
+      this.specs.set(knownSetName(this.family), makeSetSpec(knownSetName(this.family), 'hash:ip', this.family, this.owners.keys()));
       this.addressesChanged = false;
     }
     for (const name of this.dirtySets) {
@@ -518,6 +521,7 @@ export class PolicyCompiler {
 
   compile(input: CompileInput, options: CompileOptions = {}): CompiledPolicies {
     validateNode(input.node);
+    validateBridge(input.bridge);
     const mark = options.allowMark ?? DEFAULT_ALLOW_MARK;
     validateMark(mark);
     const identity = JSON.stringify([input.node.name, input.node.podCIDRs, mark]);
@@ -612,7 +616,7 @@ export class PolicyCompiler {
       for (const f of both) f.judge(key, selecting);
     }
     this.stats = { pods: changedPods.length, namespaces: changedNamespaces.length, policies: changedPolicies.length, full };
-    return { v4: families[4].finish(), v6: families[6].finish(), problems: [...this.problems] };
+    return { v4: families[4].finish(input.bridge), v6: families[6].finish(input.bridge), problems: [...this.problems] };
   }
 
   private podChanged(key: string, before: PodEntry | undefined, after: PodEntry | undefined, rejudge: Set<string>): void {

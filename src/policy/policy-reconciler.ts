@@ -8,9 +8,10 @@
 import { readFile } from 'node:fs/promises';
 import type { Logger } from '../observe/log.js';
 import { IptablesPolicyApplier, PolicyApplyError, type CommandRunner } from './apply.js';
-import type { CompiledPolicies, PolicyProblem } from './compile.js';
+import type { CompiledPolicies, PodBridge, PolicyProblem } from './compile.js';
 import { PolicyCompiler } from './incremental.js';
 import { observedAfter, planPolicyChanges, planRuleChanges, planSetChanges, type ObservedPolicyState } from './plan.js';
+import { CniResultCacheReader, planSourceBindings } from './source-binding.js';
 import type { ClusterState, PolicyNode } from './types.js';
 
 export interface PolicyReconcilerOptions {
@@ -18,6 +19,12 @@ export interface PolicyReconcilerOptions {
   logger: Logger;
   /** The node's pod bridge: same-node pod traffic is only filtered when bridge-nf-call-iptables is on. */
   bridgeName?: string;
+  /**
+   * Binds each local pod's veth to its addresses (from the CNI result cache under `cniCacheDir`, records of
+   * `network`): what enters from a port of `bridgeName` from any other source is dropped, and so is everything
+   * from a port not bound yet. Needs bridgeName.
+   */
+  sourceBinding?: { cniCacheDir: string; network: string };
   /** How commands reach the kernel; defaults to running them in the current network namespace. */
   runner?: CommandRunner;
   /** The packet-mark bit used inside our chains (default 0x40000). */
@@ -55,6 +62,8 @@ export class PolicyReconciler {
   private readonly opts: PolicyReconcilerOptions;
   private node: PolicyNode;
   private readonly applier: IptablesPolicyApplier;
+  private readonly cniCache: CniResultCacheReader | undefined;
+  private bindingProblems = '';
   /** Keeps the previous compile's state: a single pod change re-evaluates only what depends on that pod. */
   private readonly compiler = new PolicyCompiler();
   private readonly logger: Logger;
@@ -81,6 +90,8 @@ export class PolicyReconciler {
     this.node = options.node;
     this.logger = options.logger;
     this.applier = new IptablesPolicyApplier(options.runner === undefined ? {} : { runner: options.runner });
+    if (options.sourceBinding !== undefined && options.bridgeName === undefined) throw new Error('PolicyReconciler: sourceBinding needs bridgeName');
+    this.cniCache = options.sourceBinding === undefined ? undefined : new CniResultCacheReader(options.sourceBinding.cniCacheDir);
   }
 
   /**
@@ -173,9 +184,12 @@ export class PolicyReconciler {
     const fromMemory = this.observed !== null;
     const reading = fromMemory ? undefined : this.applier.readObserved(signal);
     reading?.catch(() => undefined); // awaited below; only a compile error could leave it unawaited
+    // At resync the binding records are read again too.
+    if (!fromMemory) this.cniCache?.forget();
     try {
+      const bridge = await this.podBridge(cluster);
       const compiled = this.compiler.compile(
-        { ...cluster, node: this.node },
+        { ...cluster, node: this.node, ...(bridge === undefined ? {} : { bridge }) },
         this.opts.allowMark === undefined ? {} : { allowMark: this.opts.allowMark },
       );
       this.reportProblems(compiled.problems);
@@ -224,6 +238,25 @@ export class PolicyReconciler {
       });
       return false;
     }
+  }
+
+  /** The pod bridge with the current bindings, read at every sync (the cache reader reads only new records). */
+  private async podBridge(cluster: ClusterState): Promise<PodBridge | undefined> {
+    const binding = this.opts.sourceBinding;
+    const name = this.opts.bridgeName;
+    if (this.cniCache === undefined || binding === undefined || name === undefined) return undefined;
+    const { bindings, problems } = planSourceBindings(await this.cniCache.read(), binding.network, name);
+    // Pods with addresses here but no record at all: most likely the runtime keeps its cache elsewhere.
+    const addressed = cluster.pods.some((p) => p.spec?.nodeName === this.node.name && p.spec.hostNetwork !== true && (p.status?.podIPs ?? []).length > 0);
+    if (bindings.length === 0 && addressed) {
+      problems.push({ containerId: '', message: `no CNI result records of network ${binding.network} under ${this.cniCache.dir}: no pod of this node can send (is cni.cacheDir the runtime's?)` });
+    }
+    const text = JSON.stringify(problems);
+    if (text !== this.bindingProblems && problems.length > 0) {
+      for (const p of problems) this.logger.warn('pod not bound to its veth: its traffic is dropped', { ...p });
+    }
+    this.bindingProblems = text;
+    return { name, bindings };
   }
 
   private reportProblems(problems: PolicyProblem[]): void {

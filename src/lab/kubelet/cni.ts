@@ -46,6 +46,11 @@ export interface CniRuntimeArgs {
 
 export interface CniRunOptions {
   cniPath?: string;
+  /**
+   * libcni's cache directory (/var/lib/cni in containerd and CRI-O): ADD records its result in
+   * results/<network>-<containerID>-<ifName> as they do, DEL removes it. None: no cache.
+   */
+  cacheDir?: string;
   signal?: AbortSignal;
   /** Per plugin call. */
   timeoutMs?: number;
@@ -207,7 +212,30 @@ export async function cniAdd(list: CniConflist, runtime: CniRuntimeArgs, options
     throw err;
   }
   if (prev === undefined) throw new CniError('CNI_PLUGIN_FAILED', 'CNI ADD produced no result');
+  if (options.cacheDir !== undefined) await writeCachedResult(options.cacheDir, list, runtime, prev);
   return prev;
+}
+
+function cachedResultPath(cacheDir: string, list: CniConflist, runtime: CniRuntimeArgs): string {
+  return path.join(cacheDir, 'results', `${list.name}-${runtime.containerId}-${runtime.ifName}`);
+}
+
+/** libcni's cniCacheV1 record of an ADD, written before the runtime hands the sandbox on (as libcni does). */
+async function writeCachedResult(cacheDir: string, list: CniConflist, runtime: CniRuntimeArgs, result: CniResult): Promise<void> {
+  const file = cachedResultPath(cacheDir, list, runtime);
+  const record = {
+    kind: 'cniCacheV1',
+    containerId: runtime.containerId,
+    config: Buffer.from(JSON.stringify(list)).toString('base64'),
+    ifName: runtime.ifName,
+    networkName: list.name,
+    netns: runtime.netns,
+    cniArgs: Object.entries(runtime.args ?? {}),
+    ...(runtime.capabilityArgs === undefined ? {} : { capabilityArgs: runtime.capabilityArgs }),
+    result,
+  };
+  await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  await fs.writeFile(file, JSON.stringify(record), { mode: 0o600 });
 }
 
 /** DEL of the whole list in reverse order; every plugin is asked even when one fails (the first error is thrown). */
@@ -226,4 +254,6 @@ export async function cniDel(
     }
   }
   if (first !== undefined) throw first;
+  // Like libcni: the record goes once DEL succeeded.
+  if (options.cacheDir !== undefined) await fs.rm(cachedResultPath(options.cacheDir, list, runtime), { force: true });
 }

@@ -332,8 +332,9 @@ export class PodRealizer {
     await this.startServer(record);
   }
 
-  private cniOptions(): { cniPath?: string } {
-    return this.options.cniPath === undefined ? {} : { cniPath: this.options.cniPath };
+  private cniOptions(): { cniPath?: string; cacheDir: string } {
+    const cacheDir = this.paths.cniCacheDir(this.options.node);
+    return this.options.cniPath === undefined ? { cacheDir } : { cniPath: this.options.cniPath, cacheDir };
   }
 
   private async writeRecord(record: PodRecord): Promise<void> {

@@ -19,6 +19,7 @@
 //   rules that break it. TRUTH_VERBOSE=1 prints the difference of every round that did not settle.
 import type { Namespace, NetworkPolicy, Pod } from '../../../src/kube/wire.js';
 import { execa } from 'execa';
+import YAML from 'yaml';
 import { apiRequest, LAB_CNI_BRIDGE, labDown, labUp, type LabStatusReport } from '../../../src/lab/lab.js';
 import { nodeProbeSocket } from '../../../src/lab/kubelet/kubelet.js';
 import { labPaths } from '../../../src/lab/paths.js';
@@ -85,6 +86,15 @@ export class TruthTableError extends Error {
     super(message);
     this.name = 'TruthTableError';
   }
+}
+
+/** A pod a test creates after the lab is up. */
+export interface LatePod {
+  namespace: string;
+  name: string;
+  node: string;
+  labels: Record<string, string>;
+  ports: { name: string; containerPort: number; protocol: 'TCP' | 'UDP' }[];
 }
 
 export interface TruthTarget {
@@ -205,6 +215,23 @@ export class TruthLab {
     });
     if (res.exitCode !== 0) throw new Error(`kubectl ${args.join(' ')} failed (${res.exitCode}): ${res.stderr}`);
     return res.stdout;
+  }
+
+  /** `kubectl apply` of a NetworkPolicy written as YAML (the wire format kubectl sends). */
+  async applyPolicy(policy: NetworkPolicy): Promise<void> {
+    await this.kubectl(['apply', '-f', '-'], YAML.stringify({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', ...policy }, { version: '1.1' }));
+  }
+
+  /** `kubectl apply` of a Pod bound to a node, then waits until it runs and serves. */
+  async createPod(pod: LatePod): Promise<Pod> {
+    const manifest = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: pod.name, namespace: pod.namespace, labels: pod.labels },
+      spec: { nodeName: pod.node, containers: [{ name: 'serve', image: 'podroute.io/lab-podserver', ports: pod.ports }] },
+    };
+    await this.kubectl(['apply', '-f', '-'], YAML.stringify(manifest, { version: '1.1' }));
+    return this.waitForPod(`${pod.namespace}/${pod.name}`);
   }
 
   /** Waits until a pod runs with both addresses and its pod server answers on its control socket. */

@@ -158,7 +158,7 @@ describe('policy compiler', () => {
     expect(disagreements(truthTable({ ...world, pods: world.pods.slice(1) }, []))).to.deep.equal([]);
   });
 
-  it('while a selected local pod has no address yet, podCIDR addresses of no known pod are dropped, known pods pass', () => {
+  it('podCIDR sources of no known local pod are always dropped; destinations only while a selected local pod has no address', () => {
     const world = e2eWorld();
     const n1 = world.nodes[0]!;
     // x/a (10.1.0.11 once known) is Pending without addresses; x/b (10.1.0.12) is known and selected by nothing.
@@ -173,13 +173,65 @@ describe('policy compiler', () => {
     expect(simulate(guarded.v4, 'FORWARD', pkt('10.1.0.12', '10.1.2.5')), 'from a known unselected pod').to.equal('CONTINUE');
     expect(simulate(guarded.v4, 'FORWARD', { ...pkt('10.1.2.5', '10.1.0.11'), ctstate: 'ESTABLISHED' }), 'replies').to.equal('ACCEPT');
     expect(guarded.v4.sets.get('PRPOL4-KNOWN')?.members).to.not.include('10.1.0.11');
-    // Ingress-only isolation guards only the way in.
+    // Ingress-only isolation guards the way in; the way out is guarded anyway.
     const ingressOnly = compilePolicies({ pods, namespaces: world.namespaces, policies: [policy('x', 'in', { podSelector: { matchLabels: { pod: 'a' } } })], node: n1 });
     expect(simulate(ingressOnly.v4, 'FORWARD', pkt('10.1.2.5', '10.1.0.11'))).to.equal('DROP');
-    expect(simulate(ingressOnly.v4, 'FORWARD', pkt('10.1.0.11', '10.1.2.5'))).to.equal('CONTINUE');
-    // Without a selecting policy there is no guard and no KNOWN set.
+    expect(simulate(ingressOnly.v4, 'FORWARD', pkt('10.1.0.11', '10.1.2.5'))).to.equal('DROP');
+    // Without any policy: an address no pod owns still sends nothing, v4 and v6, to pods, elsewhere and to the node.
     const open = compilePolicies({ pods, namespaces: world.namespaces, policies: [], node: n1 });
-    expect(simulate(open.v4, 'FORWARD', pkt('10.1.2.5', '10.1.0.11'))).to.equal('CONTINUE');
-    expect(open.v4.sets.has('PRPOL4-KNOWN')).to.equal(false);
+    expect(simulate(open.v4, 'FORWARD', pkt('10.1.2.5', '10.1.0.11')), 'to an unknown address without policy').to.equal('CONTINUE');
+    expect(simulate(open.v4, 'FORWARD', pkt('10.1.0.11', '10.1.2.5'))).to.equal('DROP');
+    expect(simulate(open.v4, 'FORWARD', pkt('10.1.0.99', '203.0.113.9'))).to.equal('DROP');
+    expect(simulate(open.v4, 'INPUT', pkt('10.1.0.99', n1.v4))).to.equal('DROP');
+    expect(simulate(open.v6, 'FORWARD', pkt('fd01:1::99', 'fd01:1::c'))).to.equal('DROP');
+    expect(simulate(open.v6, 'FORWARD', pkt('fd01:1::c', 'fd01:2::d')), 'a known pod').to.equal('CONTINUE');
+    expect(open.v4.sets.get('PRPOL4-KNOWN')?.members).to.include('10.1.0.12');
+    // The node itself talking to its own gateway address (over lo) is the node's business.
+    expect(simulate(open.v4, 'INPUT', { ...pkt('10.1.0.1', '10.1.0.1'), inInterface: 'lo' })).to.equal('CONTINUE');
+  });
+
+  it('binds each local pod to its veth: from a pod bridge port only the bound addresses pass, before any policy', () => {
+    const world = e2eWorld();
+    const n1 = world.nodes[0]!;
+    // x/a = 10.1.0.11 on veth0000000a; x/b = 10.1.0.12 on veth0000000b; veth0000000f is bound to nothing.
+    const bridge = {
+      name: 'podroute0',
+      bindings: [
+        { interface: 'veth0000000a', addresses: ['10.1.0.11', 'fd01:1::b'] },
+        { interface: 'veth0000000b', addresses: ['10.1.0.12', 'fd01:1::c'] },
+      ],
+    };
+    // y/a admits only x/a (UDP and TCP).
+    const onlyA = policy('y', 'only-x-a', {
+      podSelector: { matchLabels: { pod: 'a' } },
+      ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'x' } }, podSelector: { matchLabels: { pod: 'a' } } }], ports: [{ protocol: 'UDP' }, { protocol: 'TCP' }] }],
+    });
+    const compiled = compilePolicies({ ...world, node: n1, policies: [onlyA], bridge });
+    const yA = '10.1.0.14';
+    const from = (port: string, src: string, dst: string, protocol: 'TCP' | 'UDP' = 'UDP') => ({ src, dst, protocol, dport: 80, inInterface: 'podroute0', physIn: port });
+    expect(simulate(compiled.v4, 'FORWARD', from('veth0000000a', '10.1.0.11', yA)), 'x/a from its own address').to.equal('CONTINUE');
+    for (const protocol of ['TCP', 'UDP'] as const) {
+      expect(simulate(compiled.v4, 'FORWARD', from('veth0000000b', '10.1.0.11', yA, protocol)), `x/b spoofing x/a (${protocol})`).to.equal('DROP');
+      expect(simulate(compiled.v4, 'FORWARD', { ...from('veth0000000b', '10.1.0.11', yA, protocol), ctstate: 'ESTABLISHED' }), 'even into a flow').to.equal('DROP');
+    }
+    expect(simulate(compiled.v4, 'FORWARD', from('veth0000000b', '10.1.0.12', '10.1.1.13')), 'x/b to a remote pod').to.equal('CONTINUE');
+    expect(simulate(compiled.v4, 'FORWARD', from('veth0000000b', '10.1.0.99', '10.1.1.13')), 'x/b from an unassigned address').to.equal('DROP');
+    expect(simulate(compiled.v4, 'FORWARD', from('veth0000000b', '192.0.2.7', '203.0.113.9')), 'x/b from outside the pod range').to.equal('DROP');
+    expect(simulate(compiled.v4, 'INPUT', from('veth0000000b', '10.1.0.11', n1.v4)), 'x/b spoofing x/a to the node').to.equal('DROP');
+    expect(simulate(compiled.v4, 'FORWARD', from('veth0000000f', '10.1.0.13', '10.1.1.13')), 'an unbound port').to.equal('DROP');
+    expect(simulate(compiled.v6, 'FORWARD', from('veth0000000b', 'fd01:1::c', 'fd01:2::d')), 'v6 own').to.equal('CONTINUE');
+    expect(simulate(compiled.v6, 'FORWARD', from('veth0000000b', 'fd01:1::b', 'fd01:1::e')), 'v6 spoof').to.equal('DROP');
+    expect(simulate(compiled.v6, 'FORWARD', from('veth0000000b', 'fe80::1', 'fd01:1::e')), 'v6 link-local TCP/UDP').to.equal('DROP');
+    // Traffic that did not come from a pod bridge port is not judged by its port.
+    expect(simulate(compiled.v4, 'FORWARD', { ...from('veth0000000b', '10.1.1.13', yA), inInterface: 'eth0', physIn: undefined }), 'routed in from a remote pod').to.equal('DROP');
+    expect(simulate(compiled.v4, 'FORWARD', { src: '10.1.1.13', dst: '10.1.0.12', protocol: 'TCP', dport: 80, inInterface: 'eth0' }), 'to an open pod').to.equal('CONTINUE');
+    expect(compiled.v4.chains.get('PRPOL-SOURCE')?.slice(0, 2)).to.deep.equal([
+      ['-m', 'physdev', '--physdev-in', 'veth0000000a', '-s', '10.1.0.11/32', '-j', 'RETURN'],
+      ['-m', 'physdev', '--physdev-in', 'veth0000000b', '-s', '10.1.0.12/32', '-j', 'RETURN'],
+    ]);
+    // Names and addresses go into restore input as they are: anything else is refused.
+    for (const bad of [{ ...bridge, name: 'br 0' }, { ...bridge, bindings: [{ interface: 'veth"x', addresses: [] }] }, { ...bridge, bindings: [{ interface: 'veth1', addresses: ['10.1.0.011'] }] }]) {
+      expect(() => compilePolicies({ ...world, node: n1, policies: [], bridge: bad })).to.throw(PolicyCompileError);
+    }
   });
 });

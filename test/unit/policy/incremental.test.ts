@@ -3,7 +3,7 @@
 // removed), produces after every step exactly what a from-scratch compilePolicies() produces for that snapshot.
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { CHAINS, compilePolicies, type CompiledPolicies } from '../../../src/policy/compile.js';
+import { CHAINS, compilePolicies, podIp, type CompiledPolicies, type PodBridge } from '../../../src/policy/compile.js';
 import { PolicyCompiler } from '../../../src/policy/incremental.js';
 import { emptyObservedState, observedAfter, planPolicyChanges } from '../../../src/policy/plan.js';
 import { applyChange, changeArb, initialArb, makePod, node, type Snapshot } from './changes.js';
@@ -17,6 +17,15 @@ function comparable(c: CompiledPolicies): unknown {
     jumps: f.jumps,
   });
   return { v4: family(c.v4), v6: family(c.v6), problems: c.problems };
+}
+
+/** The pod bridge as the agent would bind it for a snapshot: each local pod with an address has a veth. */
+function bridgeOf(snapshot: Snapshot): PodBridge {
+  const bindings = snapshot.pods
+    .filter((p) => p.spec?.nodeName === node.name)
+    .map((p, i) => ({ interface: `veth${i.toString(16).padStart(8, '0')}`, addresses: [podIp(p, 4), podIp(p, 6)].filter((a): a is string => a !== undefined) }))
+    .filter((b) => b.addresses.length > 0);
+  return { name: 'podroute0', bindings };
 }
 
 /** A plan's restore inputs as sorted lines: the order of chains within a transaction carries no meaning. */
@@ -35,14 +44,15 @@ function planLines(plan: ReturnType<typeof planPolicyChanges>): unknown {
 describe('PolicyCompiler (incremental)', () => {
   it('equals a from-scratch compile after every step of random change sequences', () => {
     fc.assert(
-      fc.property(initialArb, fc.array(changeArb, { minLength: 1, maxLength: 15 }), fc.constantFrom(0x40000, 0x100), (initial, changes, allowMark) => {
+      fc.property(initialArb, fc.array(changeArb, { minLength: 1, maxLength: 15 }), fc.constantFrom(0x40000, 0x100), fc.boolean(), (initial, changes, allowMark, bridged) => {
         let snapshot: Snapshot = initial;
         const compiler = new PolicyCompiler();
-        let previous = compiler.compile({ ...snapshot, node }, { allowMark });
+        const bridge = (s: Snapshot): { bridge?: PodBridge } => (bridged ? { bridge: bridgeOf(s) } : {});
+        let previous = compiler.compile({ ...snapshot, node, ...bridge(snapshot) }, { allowMark });
         for (const change of changes) {
           snapshot = applyChange(snapshot, change);
-          const incremental = compiler.compile({ ...snapshot, node }, { allowMark });
-          const scratch = compilePolicies({ ...snapshot, node }, { allowMark });
+          const incremental = compiler.compile({ ...snapshot, node, ...bridge(snapshot) }, { allowMark });
+          const scratch = compilePolicies({ ...snapshot, node, ...bridge(snapshot) }, { allowMark });
           expect(comparable(incremental)).to.deep.equal(comparable(scratch));
           // The planner, with its per-rule hash memory, plans the same against the previous state either way.
           const observed = observedAfter(previous);

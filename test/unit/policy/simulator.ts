@@ -14,6 +14,10 @@ export interface SimPacket {
   protocol: Protocol;
   dport: number;
   ctstate?: 'NEW' | 'ESTABLISHED';
+  /** The interface it came in on (the bridge for a packet from a pod's veth; lo for the node's own). */
+  inInterface?: string;
+  /** The bridge port it entered from (br_netfilter's physdev), when it came from a bridge. */
+  physIn?: string;
 }
 
 // Parsing addresses is the simulator's hot path: cache every parse.
@@ -132,6 +136,8 @@ function runRule(rs: FamilyRuleset, rule: readonly string[], pkt: SimPacket, sta
     if (t === '-s' || t === '-d') {
       const cidr = next();
       if (!check(inCidr(t === '-s' ? pkt.src : pkt.dst, cidr))) matched = false;
+    } else if (t === '-i') {
+      if (!check(next() === pkt.inInterface)) matched = false;
     } else if (t === '-p') {
       if (!check(next() === pkt.protocol.toLowerCase())) matched = false;
     } else if (t === '-m') {
@@ -167,6 +173,15 @@ function runRule(rs: FamilyRuleset, rule: readonly string[], pkt: SimPacket, sta
         if (next() !== '--icmpv6-type') throw new Error('simulator: icmp6 without --icmpv6-type');
         next();
         if (!check(false)) matched = false;
+      } else if (module === 'physdev') {
+        const option = next();
+        if (option === '--physdev-is-in') {
+          if (!check(pkt.physIn !== undefined)) matched = false;
+        } else if (option === '--physdev-in') {
+          if (!check(pkt.physIn === next())) matched = false;
+        } else {
+          throw new Error(`simulator: physdev ${option}`);
+        }
       } else if (module === 'comment') {
         if (next() !== '--comment') throw new Error('simulator: comment without --comment');
         next();

@@ -1,0 +1,211 @@
+// Pods send only from their own addresses (lab, real agents): each pod's veth is bound to the addresses its CNI
+// result recorded, so
+// - a pod under default-deny-egress that adds a second address (unassigned, in its node's podCIDR) reaches nothing
+//   from it, TCP and UDP, IPv4 and IPv6;
+// - a pod that takes an allowed pod's address (a second address on its eth0, as NET_RAW or NET_ADMIN allow) is
+//   dropped at its own node: the target never sees it, and neither node has a conntrack entry of it;
+// - a pod started while its node's agent is down is closed until the agent is back and has bound it; a pod started
+//   with the agent running waits for its binding (measured and printed).
+// Probes that choose their source address are socat inside the pod's network namespace; conntrack is read from
+// /proc/net/nf_conntrack of the node namespaces (the conntrack tool is not installed here).
+import { expect } from 'chai';
+import { execa } from 'execa';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Pod } from '../../../src/kube/wire.js';
+import { labStart, labStop } from '../../../src/lab/lab.js';
+import { labPaths } from '../../../src/lab/paths.js';
+import { probeMany } from '../../../src/lab/probe.js';
+import { parseTopology } from '../../../src/lab/topology.js';
+import { testLabName } from '../lab/leftovers.js';
+import { TruthLab, type LatePod } from './truth-lab.js';
+
+const LAB = testLabName('srcbind', 'srcbind');
+
+const TOPOLOGY = `
+cluster: { podRanges: [10.244.0.0/16, "fd00:10:244::/56"], asn: 64512, mesh: same-asn }
+routers: [{ name: tor1, asn: 65001, routerId: 10.255.0.11, role: tor }]
+links: [{ type: rack, tor: tor1, ipv4: 10.10.1.0/24, ipv6: "fd00:10:1::/64" }]
+nodes:
+  - { name: n1, rack: tor1, asn: 64601, podCIDRs: [10.244.1.0/24, "fd00:10:244:1::/64"] }
+  - { name: n2, rack: tor1, asn: 64601, podCIDRs: [10.244.2.0/24, "fd00:10:244:2::/64"] }
+kubernetes:
+  namespaces:
+    - { name: x, labels: { ns: x } }
+    - { name: y, labels: { ns: y } }
+    - { name: w, labels: { ns: w } }
+  pods:
+    - { namespace: x, name: allowed, nodeName: n1, labels: { pod: allowed }, containerPorts: &ports [
+          { containerPort: 80, protocol: TCP }, { containerPort: 80, protocol: UDP } ] }
+    - { namespace: x, name: attacker, nodeName: n1, labels: { pod: attacker }, containerPorts: *ports }
+    - { namespace: w, name: locked, nodeName: n1, labels: { pod: locked }, containerPorts: *ports }
+    - { namespace: y, name: target, nodeName: n2, labels: { pod: target }, containerPorts: *ports }
+    - { namespace: y, name: near, nodeName: n1, labels: { pod: near }, containerPorts: *ports }
+`;
+
+type Family = 4 | 6;
+
+function ipOf(pod: Pod, family: Family): string {
+  const ip = (pod.status?.podIPs ?? []).map((p) => p.ip).find((a) => (a?.includes(':') ? 6 : 4) === family);
+  if (ip === undefined) throw new Error(`no IPv${family} address of ${pod.metadata?.namespace}/${pod.metadata?.name}`);
+  return ip;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+describe('pods send only from their own addresses (lab: veths bound to their CNI results)', function () {
+  this.timeout(300_000);
+  const dir = mkdtempSync(path.join(os.tmpdir(), `${LAB}-`));
+  const topologyFile = path.join(dir, 'topology.yaml');
+  writeFileSync(topologyFile, TOPOLOGY);
+  const truth = new TruthLab({ lab: LAB, topologyFile, topology: parseTopology(TOPOLOGY), probeTimeoutMs: 500 });
+  const paths = labPaths(LAB);
+  let pods = new Map<string, Pod>();
+
+  const pod = (id: string): Pod => {
+    const p = pods.get(id);
+    if (p === undefined) throw new Error(`no pod ${id}`);
+    return p;
+  };
+  const netnsOf = (id: string): string => {
+    const [ns, name] = id.split('/') as [string, string];
+    return paths.podNetns(ns, name);
+  };
+  const refresh = async (): Promise<void> => {
+    pods = new Map((await truth.cluster()).pods.map((p) => [`${p.metadata?.namespace}/${p.metadata?.name}`, p]));
+  };
+
+  /** From inside pod `from`, with source address `src` (and port): the first line the target answers, or ''. */
+  async function sendFrom(from: string, src: string, sport: number, target: string, protocol: 'tcp' | 'udp'): Promise<string> {
+    const v6 = target.includes(':');
+    const host = v6 ? `[${target}]` : target;
+    const bind = `${v6 ? `[${src}]` : src}:${sport}`;
+    const address = protocol === 'tcp' ? `TCP${v6 ? '6' : '4'}:${host}:80,bind=${bind},connect-timeout=1` : `UDP${v6 ? '6' : '4'}:${host}:80,bind=${bind}`;
+    const r = await execa('ip', ['netns', 'exec', netnsOf(from), 'timeout', '2', 'socat', '-T', '1.5', '-', address], { input: 'hello\n', reject: false });
+    return r.stdout.trim();
+  }
+
+  /** Our conntrack entries on a node with source port `sport` (from /proc/net/nf_conntrack of the node netns). */
+  async function conntrackWith(node: string, sport: number): Promise<string[]> {
+    const r = await execa('ip', ['netns', 'exec', paths.netns(node), 'cat', '/proc/net/nf_conntrack'], { reject: false });
+    return r.stdout.split('\n').filter((l) => l.includes(`sport=${sport} `));
+  }
+
+  async function reaches(from: string, to: string, family: Family = 4, timeoutMs = 500): Promise<boolean> {
+    const [ns, name] = from.split('/') as [string, string];
+    const [r] = await probeMany([{ from: paths.podSocket(ns, name), target: ipOf(pod(to), family), port: 80, protocol: 'tcp', timeoutMs }]);
+    return r?.ok === true;
+  }
+
+  async function until(what: string, ms: number, check: () => Promise<boolean>): Promise<number> {
+    const start = Date.now();
+    while (!(await check())) {
+      if (Date.now() - start > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+      await sleep(50);
+    }
+    return Date.now() - start;
+  }
+
+  before(async function () {
+    this.timeout(400_000);
+    await truth.start();
+    await refresh();
+    await truth.applyPolicy({
+      metadata: { namespace: 'y', name: 'target-admits-only-x-allowed' },
+      spec: { podSelector: { matchLabels: { pod: 'target' } }, ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'x' } }, podSelector: { matchLabels: { pod: 'allowed' } } }] }] },
+    });
+    await truth.applyPolicy({ metadata: { namespace: 'w', name: 'default-deny-egress' }, spec: { podSelector: {}, policyTypes: ['Egress'] } });
+    await until('the policies in force', 60_000, async () => (await reaches('x/allowed', 'y/target')) && !(await reaches('x/attacker', 'y/target')) && !(await reaches('w/locked', 'y/near')));
+  });
+
+  after(async function () {
+    this.timeout(120_000);
+    await truth.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a pod under default-deny-egress that adds a second address reaches nothing from it (TCP, UDP, IPv4, IPv6)', async () => {
+    const locked = 'w/locked';
+    await execa('ip', ['-n', netnsOf(locked), 'addr', 'add', '10.244.1.200/24', 'dev', 'eth0']);
+    await execa('ip', ['-n', netnsOf(locked), '-6', 'addr', 'add', 'fd00:10:244:1::c8/64', 'dev', 'eth0', 'nodad']);
+    let sport = 41000;
+    const passed: string[] = [];
+    for (const [src, family] of [['10.244.1.200', 4], ['fd00:10:244:1::c8', 6]] as const) {
+      for (const to of ['y/target', 'y/near', 'x/allowed']) {
+        for (const protocol of ['tcp', 'udp'] as const) {
+          const reply = await sendFrom(locked, src, sport++, ipOf(pod(to), family), protocol);
+          if (reply !== '') passed.push(`${src} -> ${to} ${protocol}: ${reply}`);
+        }
+      }
+    }
+    expect(passed, 'answered from the added address').to.deep.equal([]);
+    // The same pod from its own address is held by its policy, as before.
+    expect(await reaches(locked, 'y/near')).to.equal(false);
+  });
+
+  it('a pod spoofing an allowed pod\'s address is dropped at its own node: no answer, no conntrack entry anywhere', async () => {
+    const allowed = pod('x/allowed');
+    // The control: the allowed pod itself, from a fixed source port, is answered and leaves conntrack entries.
+    for (const [family, sport] of [[4, 42001], [6, 42002]] as const) {
+      const reply = await sendFrom('x/allowed', ipOf(allowed, family), sport, ipOf(pod('y/target'), family), 'udp');
+      expect(reply, `x/allowed over UDP/IPv${family}`).to.match(/^y\/target /);
+      expect(await conntrackWith('n1', sport), `conntrack entry of the control on n1 (IPv${family})`).to.have.length.greaterThan(0);
+    }
+    await execa('ip', ['-n', netnsOf('x/attacker'), 'addr', 'add', `${ipOf(allowed, 4)}/32`, 'dev', 'eth0']);
+    await execa('ip', ['-n', netnsOf('x/attacker'), '-6', 'addr', 'add', `${ipOf(allowed, 6)}/128`, 'dev', 'eth0', 'nodad']);
+    const sent: { sport: number; what: string }[] = [];
+    let sport = 43000;
+    for (const family of [4, 6] as const) {
+      for (const protocol of ['udp', 'tcp'] as const) {
+        for (const to of ['y/target', 'y/near']) {
+          const what = `x/attacker as x/allowed -> ${to} ${protocol}/IPv${family}`;
+          const reply = await sendFrom('x/attacker', ipOf(allowed, family), sport, ipOf(pod(to), family), protocol);
+          expect(reply, what).to.equal('');
+          sent.push({ sport: sport++, what });
+        }
+      }
+    }
+    for (const { sport: s, what } of sent) {
+      for (const node of ['n1', 'n2']) expect(await conntrackWith(node, s), `${what}: conntrack on ${node}`).to.deep.equal([]);
+    }
+    await execa('ip', ['-n', netnsOf('x/attacker'), 'addr', 'del', `${ipOf(allowed, 4)}/32`, 'dev', 'eth0']);
+    await execa('ip', ['-n', netnsOf('x/attacker'), '-6', 'addr', 'del', `${ipOf(allowed, 6)}/128`, 'dev', 'eth0']);
+  });
+
+  it('a pod started while its agent is down stays closed until the agent binds it; a new pod waits for its binding', async () => {
+    const ports: LatePod['ports'] = [{ name: 'serve-tcp', containerPort: 80, protocol: 'TCP' }, { name: 'serve-udp', containerPort: 80, protocol: 'UDP' }];
+    await labStop(LAB, 'agent/n1');
+    try {
+      // The kubelet readies the pod without the agent; its traffic goes nowhere meanwhile.
+      await truth.createPod({ namespace: 'x', name: 'late', node: 'n1', labels: { pod: 'late' }, ports });
+      await refresh();
+      for (const to of ['y/near', 'y/target']) {
+        for (const family of [4, 6] as const) expect(await reaches('x/late', to, family), `x/late -> ${to} IPv${family} with the agent down`).to.equal(false);
+      }
+    } finally {
+      labStart(LAB, 'agent/n1');
+    }
+    const afterRestart = await until('x/late open once the agent is back', 60_000, () => reaches('x/late', 'y/near'));
+    // With the agent running: how long a new pod waits, from the moment its server (the pod's first process) is up
+    // until its first connection passes. Its IP reaches the agent through the pod's status, which the kubelet posts
+    // once the pod is set up.
+    const created = Date.now();
+    const creating = truth.createPod({ namespace: 'x', name: 'later', node: 'n1', labels: { pod: 'later' }, ports });
+    await until('x/later serving', 60_000, () => Promise.resolve(existsSync(paths.podSocket('x', 'later'))));
+    const serving = Date.now();
+    const open = serving + (await until('x/later open', 30_000, () => reaches('x/later', 'y/near', 4, 150)));
+    await creating;
+    await refresh();
+    console.log(`    (x/late open ${afterRestart} ms after its agent restarted; x/later: serving ${serving - created} ms after creation, open ${open - serving} ms after that)`);
+    expect(await reaches('x/later', 'y/near', 6)).to.equal(true);
+    // The runtime's record of the pod goes with the pod (CNI DEL), and with it the binding.
+    const record = path.join(paths.cniCacheDir('n1'), 'results', `podroute-podroute-lab-${pod('x/later').metadata?.uid ?? ''}-eth0`);
+    expect(existsSync(record), record).to.equal(true);
+    await truth.deletePod('x', 'later');
+    // The lab API server removes the object at once; the kubelet tears the pod down after that.
+    await until('the record of x/later removed', 30_000, () => Promise.resolve(!existsSync(record)));
+  });
+});
