@@ -47,7 +47,9 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 const warnings: string[] = [];
 process.on('warning', (w) => warnings.push(`${w.name}: ${w.message}`));
 
-const server = new LabApiServer({});
+// A short change history (the server keeps the last changes for watches to resume from): with the default 10,000
+// the server's own memory grows for the first half hour and would hide, or fake, growth on the agent's side.
+const server = new LabApiServer({ eventWindow: 500 });
 const { tcpPort } = await server.start({ tcp: { host: '127.0.0.1', port: 0 } });
 const kubeConfig = parseKubeConfig(YAML.parse(renderKubeconfig(`http://127.0.0.1:${tcpPort}`)), { source: 'soak', baseDir: '/' });
 const root = new AbortController();
