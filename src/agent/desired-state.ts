@@ -37,6 +37,8 @@ export interface DesiredStateInput {
   nodes: readonly NodeInfo[];
   /** Contents of the peers' password files that could be read, by path. */
   secrets: ReadonlyMap<string, string>;
+  /** Why a password file could not be read, by path: said in the skipped peer's warning. */
+  secretProblems?: ReadonlyMap<string, string>;
 }
 
 export type DesiredStateResult = { ok: true; state: DesiredNodeState } | { ok: false; reason: string };
@@ -133,9 +135,14 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
     let password: string | undefined;
     if (peer.passwordFile !== undefined) {
       password = input.secrets.get(peer.passwordFile);
+      // Never fall back to an unauthenticated session: an empty key would configure the peer without TCP-MD5.
       if (password === undefined) {
-        // Never fall back to an unauthenticated session.
-        warnings.push(`peer ${peer.address} (${origin}) skipped: its password file ${peer.passwordFile} could not be read`);
+        const why = input.secretProblems?.get(peer.passwordFile);
+        warnings.push(`peer ${peer.address} (${origin}) skipped: its password file ${peer.passwordFile} could not be read${why === undefined ? '' : ` (${why})`}`);
+        continue;
+      }
+      if (password.trim() === '') {
+        warnings.push(`peer ${peer.address} (${origin}) skipped: its password file ${peer.passwordFile} is empty`);
         continue;
       }
     }

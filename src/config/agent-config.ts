@@ -1,9 +1,11 @@
 // The agent's configuration: one schema for the YAML file (a ConfigMap), the environment and the flags, with
 // defaults. Validation happens before anything is touched; every error names the key it is about.
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import ipaddr from 'ipaddr.js';
 import YAML from 'yaml';
 import { z } from 'zod';
+import { passwordFilePath } from './password-file.js';
 
 export class ConfigError extends Error {
   readonly code = 'INVALID_CONFIG';
@@ -38,6 +40,13 @@ const cidr = z.string().transform((text, ctx) => {
   }
   return canonical;
 });
+
+/** Where the deploy mounts the BGP password Secret. */
+export const DEFAULT_PASSWORD_DIR = '/etc/podroute-secrets';
+
+const absolutePath = z
+  .string()
+  .refine((text) => path.isAbsolute(text) && !text.includes('\0'), (text) => ({ message: `must be an absolute path, got ${JSON.stringify(text)}` }));
 
 const ipAddress = z.string().refine((text) => ipaddr.isValid(text), (text) => ({ message: `not an IP address: ${JSON.stringify(text)}` }));
 const asn = z.number().int().min(1).max(4294967295);
@@ -149,6 +158,11 @@ export const agentConfigSchema = z
         keepaliveInterval: seconds.default(3),
         connectRetry: seconds.default(5),
         gracefulRestart: gracefulRestart.default({}),
+        /**
+         * The only directory password files are read from (a mounted Secret): a passwordFile is a name inside it or
+         * a path under it. Annotations name password files too, and the agent reads them as root.
+         */
+        passwordDir: absolutePath.default(DEFAULT_PASSWORD_DIR),
         /** maxPrefixes of every external peer (config or annotation) that sets none; 0 = no limit. */
         maxPrefixes: prefixLimit.default(DEFAULT_EXTERNAL_MAX_PREFIXES),
         peers: z.array(externalPeerSchema).default([]),
@@ -218,6 +232,11 @@ function crossCheck(config: AgentConfig): string[] {
   config.bgp.peers.forEach((peer, i) => {
     if (peer.localAddress !== undefined && ipaddr.parse(peer.localAddress).kind() !== ipaddr.parse(peer.address).kind()) {
       problems.push(`bgp.peers[${i}].localAddress: address family differs from bgp.peers[${i}].address`);
+    }
+  });
+  config.bgp.peers.forEach((peer, i) => {
+    if (peer.passwordFile !== undefined && passwordFilePath(config.bgp.passwordDir, peer.passwordFile) === undefined) {
+      problems.push(`bgp.peers[${i}].passwordFile: must be inside bgp.passwordDir (${config.bgp.passwordDir})`);
     }
   });
   const seen = new Map<string, number>();

@@ -154,6 +154,7 @@ describe('hostile BGP peers against a real node (gobgpd + podroute agent)', func
       bgp: {
         mesh: 'off',
         connectRetry: 1,
+        passwordDir: nodeDir,
         peers: [
           { address: GOOD.address, asn: GOOD.asn },
           { address: MD5.address, asn: MD5.asn, passwordFile },

@@ -113,10 +113,30 @@ describe('desired node state', () => {
       { address: '10.0.1.1', asn: 65101, passwordFile: '/secrets/tor1' },
       { address: '10.0.1.2', asn: 65101, passwordFile: '/secrets/missing' },
     ];
-    const state = plan({ bgp: { mesh: 'off', peers } }, 'n1', nodes, new Map([['/secrets/tor1', 's3cret']]));
+    const state = plan({ bgp: { mesh: 'off', passwordDir: '/secrets', peers } }, 'n1', nodes, new Map([['/secrets/tor1', 's3cret']]));
     expect(state.bgp.peers.map((p) => [p.address, p.password])).to.deep.equal([['10.0.1.1', 's3cret']]);
     expect(state.warnings.join('\n')).to.match(/10\.0\.1\.2 .* skipped: its password file \/secrets\/missing could not be read/);
     expect(state.warnings.join('\n')).not.to.include('s3cret');
+  });
+
+  it('never configures a peer without TCP-MD5 because its password file is empty or blank', () => {
+    const peers = [
+      { address: '10.0.1.1', asn: 65101, passwordFile: '/secrets/empty' },
+      { address: '10.0.1.2', asn: 65101, passwordFile: '/secrets/blank' },
+      { address: '10.0.1.3', asn: 65101, passwordFile: '/secrets/good' },
+    ];
+    const secrets = new Map([['/secrets/empty', ''], ['/secrets/blank', ' \n\t'], ['/secrets/good', 'k']]);
+    const state = plan({ bgp: { mesh: 'off', passwordDir: '/secrets', peers } }, 'n1', nodes, secrets);
+    expect(state.bgp.peers.map((p) => [p.address, p.password])).to.deep.equal([['10.0.1.3', 'k']]);
+    expect(state.warnings.join('\n')).to.match(/10\.0\.1\.1 .* skipped: its password file \/secrets\/empty is empty/);
+    expect(state.warnings.join('\n')).to.match(/10\.0\.1\.2 .* skipped: its password file \/secrets\/blank is empty/);
+  });
+
+  it('says why a password file was not read', () => {
+    const peers = [{ address: '10.0.1.1', asn: 65101, passwordFile: '/secrets/fifo' }];
+    const config = parseAgentConfig({ cluster: { podRanges: ['10.244.0.0/16'] }, bgp: { mesh: 'off', passwordDir: '/secrets', peers } });
+    const result = planDesiredState({ config, nodeName: 'n1', nodes, secrets: new Map(), secretProblems: new Map([['/secrets/fifo', '/secrets/fifo is not a regular file']]) });
+    expect(result.ok && result.state.warnings.join('\n')).to.match(/10\.0\.1\.1 .* skipped: its password file \/secrets\/fifo could not be read \(\/secrets\/fifo is not a regular file\)/);
   });
 
   it('refuses duplicate peer addresses and peering with itself', () => {
