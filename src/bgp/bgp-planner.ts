@@ -26,6 +26,7 @@ import {
   type PrefixSetEntry,
   type StatementSpec,
 } from './gobgp-codec.js';
+import { canonicalAddressText } from '../routes/ip-prefix.js';
 import type { Family, OriginatedPath, PeerSpec } from './types.js';
 
 export interface BgpDesiredState {
@@ -120,8 +121,9 @@ interface ValidDesired {
 }
 
 function canonicalAddress(field: string, a: string): string {
-  if (typeof a !== 'string' || !ipaddr.isValid(a)) throw invalid(field, `"${String(a)}" is not an IP address`);
-  return ipaddr.parse(a).toString();
+  const canonical = typeof a === 'string' ? canonicalAddressText(a) : undefined;
+  if (canonical === undefined) throw invalid(field, `"${String(a)}" is not an IP address`);
+  return canonical;
 }
 
 /** Checks the whole desired state before anything is planned: bad input never half-applies. */

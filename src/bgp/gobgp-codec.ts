@@ -1,7 +1,9 @@
 // Pure translations between podroute's BGP vocabulary (types.ts and the policy types below) and GoBGP's API
 // objects as proto-loader reads and writes them (keepCase, enums as strings, Any as {'@type', ...fields}).
 // Every function here is pure and unit-tested; the client only moves the results over gRPC.
+
 import ipaddr from 'ipaddr.js';
+import { parseIpAddress } from '../routes/ip-prefix.js';
 import type { Family, OriginatedPath, PeerAdminState, PeerSpec, PeerState, PeerStatus } from './types.js';
 
 /** Errors of the GoBGP client, with stable codes. */
@@ -75,9 +77,9 @@ export function gobgpErrorFromGrpc(method: string, code: number, details: string
 // ---------------------------------------------------------------------------------------------------------
 // Addresses and prefixes
 
+/** The family of an address; undefined when it is none by the one validator (no zone index, no odd IPv4 forms). */
 export function familyOfAddress(address: string): Family | undefined {
-  if (!ipaddr.isValid(address)) return undefined;
-  return ipaddr.parse(address).kind() === 'ipv6' ? 'ipv6' : 'ipv4';
+  return typeof address === 'string' ? parseIpAddress(address)?.family : undefined;
 }
 
 export interface ParsedPrefix {

@@ -5,6 +5,7 @@ import path from 'node:path';
 import ipaddr from 'ipaddr.js';
 import YAML from 'yaml';
 import { z } from 'zod';
+import { canonicalAddressText } from '../routes/ip-prefix.js';
 import { passwordFilePath } from './password-file.js';
 
 export class ConfigError extends Error {
@@ -48,7 +49,8 @@ const absolutePath = z
   .string()
   .refine((text) => path.isAbsolute(text) && !text.includes('\0'), (text) => ({ message: `must be an absolute path, got ${JSON.stringify(text)}` }));
 
-const ipAddress = z.string().refine((text) => ipaddr.isValid(text), (text) => ({ message: `not an IP address: ${JSON.stringify(text)}` }));
+/** One address validator everywhere (the route code's): no zone index, no non-standard IPv4 forms. */
+const ipAddress = z.string().refine((text) => canonicalAddressText(text) !== undefined, (text) => ({ message: `not an IP address: ${JSON.stringify(text)}` }));
 const asn = z.number().int().min(1).max(4294967295);
 const port = z.number().int().min(1).max(65535);
 const seconds = z.number().int().min(0).max(65535);

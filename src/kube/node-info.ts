@@ -2,6 +2,7 @@
 // become warnings (logged and posted as Events by the caller) and the rest of the node stays usable.
 import type { Node } from './wire.js';
 import ipaddr from 'ipaddr.js';
+import { canonicalAddressText } from '../routes/ip-prefix.js';
 import { annotationPeerSchema, canonicalCIDR, describeIssues, type AnnotationPeerConfig } from '../config/agent-config.js';
 
 export const ANNOTATION_ASN = 'podroute.io/asn';
@@ -41,8 +42,9 @@ export function nodeInfoFromObject(node: Node): NodeInfo {
   const internalIPs: string[] = [];
   for (const address of node.status?.addresses ?? []) {
     if (address.type !== 'InternalIP') continue;
-    if (ipaddr.isValid(address.address)) internalIPs.push(ipaddr.parse(address.address).toString());
-    else warnings.push(`status.addresses: ignoring InternalIP ${JSON.stringify(address.address)}: not an IP address`);
+    const canonical = canonicalAddressText(address.address);
+    if (canonical === undefined) warnings.push(`status.addresses: ignoring InternalIP ${JSON.stringify(address.address)}: not an IP address (zones are refused)`);
+    else if (!internalIPs.includes(canonical)) internalIPs.push(canonical);
   }
 
   let asn: number | undefined;

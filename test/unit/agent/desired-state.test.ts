@@ -2,7 +2,8 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import { parseAgentConfig, type AgentConfigInput } from '../../../src/config/agent-config.js';
 import { cidrContains, findPodCIDRConflicts, planDesiredState, type DesiredNodeState } from '../../../src/agent/desired-state.js';
-import type { NodeInfo } from '../../../src/kube/node-info.js';
+import { nodeInfoFromObject, type NodeInfo } from '../../../src/kube/node-info.js';
+import { selectRoutes } from '../../../src/routes/select-routes.js';
 
 function node(name: string, index: number, extra: Partial<NodeInfo> = {}): NodeInfo {
   return {
@@ -153,6 +154,23 @@ describe('desired node state', () => {
     expect(state.routeSelection.nodes.find((n) => n.name === 'n2')!.podCIDRs).to.deep.equal(['fd00:10:244:2::/64']);
     expect(state.bgp.importRules.nodePeers.find((p) => p.address === '10.0.1.12')!.prefixes).to.deep.equal(['fd00:10:244:2::/64']);
     expect(state.warnings.join('\n')).to.match(/podCIDR conflict: 10\.244\.2\.0\/24 of node n2 overlaps 10\.244\.2\.128\/25 of node n9/);
+  });
+
+  it('a Node with a zoned InternalIP is skipped with a warning; route selection keeps working for the rest', () => {
+    const zoned = nodeInfoFromObject({
+      metadata: { name: 'n9' },
+      spec: { podCIDRs: ['10.244.9.0/24'] },
+      status: { addresses: [{ type: 'InternalIP', address: 'fe80::1%eth0' }] },
+    });
+    const state = plan({}, 'n1', [...nodes, zoned]);
+    expect(state.warnings.join('\n')).to.match(/node n9 is not meshed/);
+    expect(state.bgp.peers.map((p) => p.description)).to.deep.equal(['node:n2', 'node:n3', 'node:n4']);
+    const { conflictedCIDRs, ...context } = state.routeSelection;
+    const selection = selectRoutes(
+      [{ prefix: '10.244.2.0/24', family: 'ipv4', nextHop: '10.0.1.12', neighborIp: '10.0.1.12', asPath: [64601], isWithdraw: false }],
+      { ...context, onLinkNetworks: ['10.0.1.0/24'], excludedCIDRs: conflictedCIDRs },
+    );
+    expect(selection.routes).to.deep.equal([{ prefix: '10.244.2.0/24', nextHops: ['10.0.1.12'] }]);
   });
 
   it('waits for its own Node and its podCIDRs', () => {

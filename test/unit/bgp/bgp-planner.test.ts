@@ -345,6 +345,10 @@ describe('planBgp', () => {
       [{ peers: [{ address: '10.0.0.3', asn: 1, holdTime: -1 }] }, /holdTime/],
       [{ peers: [{ address: '10.0.0.3', asn: 1, maxPrefixes: -1 }] }, /peer 10\.0\.0\.3\.maxPrefixes/],
       [{ peers: [{ address: '10.0.0.3', asn: 1, maxPrefixes: 2 ** 32 }] }, /peer 10\.0\.0\.3\.maxPrefixes/],
+      // One address validator everywhere: a zone index or a non-standard IPv4 form is not an address.
+      [{ peers: [{ address: 'fe80::1%eth0', asn: 1 }] }, /peers\[0\]\.address/],
+      [{ peers: [{ address: '010.0.0.3', asn: 1 }] }, /peers\[0\]\.address/],
+      [{ advertise: [{ prefix: '10.244.1.0/24', nextHop: '10.1' }] }, /advertise\[0\]\.nextHop/],
     ];
     for (const [over, re] of bad) {
       expect(() => planBgp(desiredState(over), EMPTY)).to.throw(BgpPlanError, re);

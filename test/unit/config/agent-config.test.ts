@@ -74,6 +74,8 @@ describe('agent config', () => {
     ['prefix limit beyond uint32', { ...minimal, bgp: { peers: [{ address: '10.0.0.1', asn: 65000, maxPrefixes: 4294967296 }] } }, /^bgp\.peers\[0\]\.maxPrefixes: Number must be less than or equal to 4294967295/],
     ['gobgpd on every interface', { ...minimal, gobgp: { target: '0.0.0.0:50051' } }, /^gobgp\.target: must be unix/],
     ['gobgpd on every IPv6 interface', { ...minimal, gobgp: { target: '[::]:50051' } }, /^gobgp\.target: must be unix/],
+    ['peer address with a zone', { ...minimal, bgp: { peers: [{ address: 'fe80::1%eth0', asn: 65000 }] } }, /^bgp\.peers\[0\]\.address: not an IP address/],
+    ['local address with a zone', { ...minimal, bgp: { peers: [{ address: 'fd00::1', asn: 65000, localAddress: 'fd00::2%eth0' }] } }, /^bgp\.peers\[0\]\.localAddress: not an IP address/],
     ['relative password directory', { ...minimal, bgp: { passwordDir: 'secrets' } }, /^bgp\.passwordDir: must be an absolute path/],
     ['password file outside the password directory', { ...minimal, bgp: { peers: [{ address: '10.0.0.1', asn: 65000, passwordFile: '/var/run/secrets/kubernetes.io/serviceaccount/token' }] } }, /^bgp\.peers\[0\]\.passwordFile: must be inside bgp\.passwordDir \(\/etc\/podroute-secrets\)/],
     ['password file escaping the password directory', { ...minimal, bgp: { peers: [{ address: '10.0.0.1', asn: 65000, passwordFile: '../../dev/zero' }] } }, /^bgp\.peers\[0\]\.passwordFile: must be inside/],

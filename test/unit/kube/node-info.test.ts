@@ -27,6 +27,33 @@ describe('node info', () => {
     expect(info.warnings).to.deep.equal([]);
   });
 
+  it('refuses InternalIPs with a zone index or in a non-standard form, keeping the others', () => {
+    const n: Node = {
+      ...node({}),
+      status: {
+        addresses: [
+        { type: 'InternalIP', address: 'fe80::1%eth0' },
+        { type: 'InternalIP', address: '010.0.1.11' },
+        { type: 'InternalIP', address: '10.0.1.11' },
+          { type: 'InternalIP', address: 'FD00:0:1:0::11' },
+        ],
+      },
+    };
+    const info = nodeInfoFromObject(n);
+    expect(info.internalIPs).to.deep.equal(['10.0.1.11', 'fd00:0:1::11']);
+    expect(info.warnings.join('\n')).to.include('"fe80::1%eth0"');
+    expect(info.warnings.join('\n')).to.include('"010.0.1.11"');
+  });
+
+  it('skips annotation peers whose address or local address carries a zone', () => {
+    const { peers, problems } = parsePeersAnnotation(
+      JSON.stringify([{ address: 'fe80::1%eth0', asn: 65101 }, { address: 'fd00::1', asn: 65101, localAddress: 'fd00::2%eth0' }, { address: 'fd00::1', asn: 65101 }]),
+    );
+    expect(peers).to.deep.equal([{ address: 'fd00::1', asn: 65101 }]);
+    expect(problems).to.have.length(2);
+    expect(problems[0]).to.match(/peers\[0\]: skipped: address: not an IP address/);
+  });
+
   it('falls back to spec.podCIDR and canonicalizes', () => {
     const info = nodeInfoFromObject(node({}, { podCIDR: '10.244.2.9/24' }));
     expect(info.podCIDRs).to.deep.equal(['10.244.2.0/24']);
