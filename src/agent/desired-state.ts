@@ -66,7 +66,18 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
   }
   const conflicts = findPodCIDRConflicts(input.nodes);
   for (const c of conflicts) warnings.push(`podCIDR conflict: ${c.cidr} of node ${c.node} overlaps ${c.otherCidr} of node ${c.other}; neither is routed`);
-  const conflictedCIDRs = [...new Set(conflicts.flatMap((c) => [c.cidr, c.otherCidr]))].sort();
+  // An InternalIP two nodes report cannot tell them apart (mesh slot, import policy, next hops): like a podCIDR
+  // conflict, neither node is meshed or routed until one of them stops reporting it.
+  const addressConflicts = findAddressConflicts(input.nodes);
+  for (const c of addressConflicts) warnings.push(`InternalIP conflict: ${c.address} is reported by nodes ${c.nodes.join(' and ')}; none of them is meshed or routed`);
+  const conflictedNodes = new Set(addressConflicts.flatMap((c) => c.nodes));
+  const conflictedAddresses = new Set(addressConflicts.map((c) => c.address));
+  const conflictedCIDRs = [
+    ...new Set([
+      ...conflicts.flatMap((c) => [c.cidr, c.otherCidr]),
+      ...input.nodes.filter((n) => conflictedNodes.has(n.name)).flatMap((n) => n.podCIDRs),
+    ]),
+  ].sort();
   const usableCIDRs = (node: NodeInfo): string[] => node.podCIDRs.filter((c) => !conflictedCIDRs.includes(c));
 
   const routerId = self.routerId ?? config.bgp.routerId ?? self.internalIPs.find((a) => familyOf(a) === 'ipv4') ?? derivedRouterId(self.name);
@@ -104,6 +115,7 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
     for (const other of input.nodes) {
       if (other.name === self.name) continue;
       if (config.bgp.mesh === 'same-asn' && asnOf(other) !== localAsn) continue;
+      if (conflictedNodes.has(other.name)) continue;
       const address = meshAddress(self, other);
       if (address === undefined) {
         warnings.push(`node ${other.name} is not meshed: it shares no address family with ${self.name}`);
@@ -183,7 +195,7 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
         clusterPodRanges: config.cluster.podRanges,
         nodes: input.nodes
           .filter((n) => n.name !== self.name)
-          .map((n) => ({ name: n.name, podCIDRs: usableCIDRs(n), asn: asnOf(n), addresses: n.internalIPs })),
+          .map((n) => ({ name: n.name, podCIDRs: usableCIDRs(n), asn: asnOf(n), addresses: n.internalIPs.filter((a) => !conflictedAddresses.has(a)) })),
         conflictedCIDRs,
       },
       cni: {
@@ -240,6 +252,25 @@ export function findPodCIDRConflicts(nodes: readonly NodeInfo[]): PodCIDRConflic
     const b = owned[j]!;
     return { node: a.node, cidr: a.cidr, other: b.node, otherCidr: b.cidr };
   });
+}
+
+export interface AddressConflict {
+  address: string;
+  /** The nodes reporting it, in the order given. */
+  nodes: string[];
+}
+
+/** InternalIPs that more than one node reports (addresses are canonical: NodeInfo holds them so). */
+export function findAddressConflicts(nodes: readonly NodeInfo[]): AddressConflict[] {
+  const byAddress = new Map<string, string[]>();
+  for (const node of nodes) {
+    for (const address of new Set(node.internalIPs)) {
+      const owners = byAddress.get(address);
+      if (owners === undefined) byAddress.set(address, [node.name]);
+      else owners.push(node.name);
+    }
+  }
+  return [...byAddress].filter(([, owners]) => owners.length > 1).map(([address, owners]) => ({ address, nodes: owners }));
 }
 
 /** A CIDR as the first and last address of its block (as numbers), for ordering and overlap tests. */

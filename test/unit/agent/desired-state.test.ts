@@ -173,6 +173,24 @@ describe('desired node state', () => {
     expect(selection.routes).to.deep.equal([{ prefix: '10.244.2.0/24', nextHops: ['10.0.1.12'] }]);
   });
 
+  it('a Node reporting another node\'s InternalIP is a conflict: neither is meshed at it nor routed, and it is said', () => {
+    const impostor = node('n9', 9, { internalIPs: ['10.0.1.12'] });
+    const state = plan({}, 'n1', [...nodes, impostor]);
+    expect(state.bgp.peers.map((p) => p.description)).to.deep.equal(['node:n3', 'node:n4']);
+    expect(state.bgp.importRules.nodePeers.map((p) => p.address)).to.deep.equal(['10.0.2.13', '10.0.2.14']);
+    expect(state.routeSelection.conflictedCIDRs).to.include.members(['10.244.2.0/24', 'fd00:10:244:2::/64', '10.244.9.0/24', 'fd00:10:244:9::/64']);
+    expect(state.routeSelection.nodes.find((n) => n.name === 'n2')!.addresses).to.deep.equal(['fd00:0:1::12']);
+    expect(state.routeSelection.nodes.find((n) => n.name === 'n9')!.addresses).to.deep.equal([]);
+    expect(state.warnings.join('\n')).to.match(/InternalIP conflict: 10\.0\.1\.12 is reported by nodes n2 and n9/);
+    // The order of the nodes does not decide who gets the slot.
+    const reversed = plan({}, 'n1', [impostor, ...nodes]);
+    expect(reversed.bgp.peers.map((p) => p.description)).to.deep.equal(['node:n3', 'node:n4']);
+    // A node claiming this node's own address: the same.
+    const selfie = plan({}, 'n1', [...nodes, node('n9', 9, { internalIPs: ['10.0.1.11'] })]);
+    expect(selfie.bgp.peers.map((p) => p.description)).to.deep.equal(['node:n2', 'node:n3', 'node:n4']);
+    expect(selfie.routeSelection.conflictedCIDRs).to.include('10.244.9.0/24');
+  });
+
   it('waits for its own Node and its podCIDRs', () => {
     const config = parseAgentConfig({ cluster: { podRanges: ['10.244.0.0/16'] } });
     expect(planDesiredState({ config, nodeName: 'nx', nodes, secrets: new Map() })).to.deep.equal({ ok: false, reason: 'node nx is not (yet) in the cluster' });
