@@ -27,7 +27,7 @@ import type { Logger } from '../observe/log.js';
 import { RouteReconciler } from '../routes/route-reconciler.js';
 import { IncrementalRouteSelector } from '../routes/incremental-selection.js';
 import type { RejectedPath } from '../routes/select-routes.js';
-import { readConnectedNetworks } from './connected-networks.js';
+import { onLinkNetworks, readConnectedNetworks } from './connected-networks.js';
 import { planDesiredState, type DesiredNodeState } from './desired-state.js';
 import { DirtySignal, PassPacer, sleep, type PassPacerOptions } from './dirty-signal.js';
 
@@ -277,7 +277,7 @@ export class Agent {
         }
         const { conflictedCIDRs, ...context } = desired.routeSelection;
         // A changed context (nodes, ranges, connected networks, conflicts) re-judges every prefix.
-        this.selector.setContext({ ...context, onLinkNetworks: this.connectedNetworks, excludedCIDRs: conflictedCIDRs });
+        this.selector.setContext({ ...context, onLinkNetworks: onLinkNetworks(this.connectedNetworks, context.ownPodCIDRs), excludedCIDRs: conflictedCIDRs });
         const rejectedBefore = this.selector.rejectedVersion();
         const changes = this.selector.update(table.paths, changedKeys);
         if (this.selector.rejectedVersion() !== rejectedBefore) this.reportRejections(this.selector.rejected());
