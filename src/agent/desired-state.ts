@@ -3,7 +3,7 @@
 // Every reconciler takes its part from here; nothing in this file does I/O.
 import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
-import type { AgentConfig } from '../config/agent-config.js';
+import { podRangeOf, type AgentConfig } from '../config/agent-config.js';
 import type { BgpDesiredState } from '../bgp/bgp-planner.js';
 import type { Family, OriginatedPath, PeerSpec } from '../bgp/types.js';
 import type { NodeInfo } from '../kube/node-info.js';
@@ -144,6 +144,17 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
   const familiesFor = (address: string): Family[] =>
     [...families].filter((f) => f === familyOf(address) || !externalFamilies.has(f));
   for (const { peer, origin } of external) {
+    // The config refuses these; annotation peers are checked here, where the pod ranges and timers are known.
+    if (podRangeOf(config.cluster.podRanges, peer.address) !== undefined) {
+      warnings.push(`peer ${peer.address} (${origin}) skipped: inside the cluster pod ranges (a pod is never a BGP peer)`);
+      continue;
+    }
+    const holdTime = peer.holdTime ?? timers.holdTime;
+    const keepaliveInterval = peer.keepaliveInterval ?? timers.keepaliveInterval;
+    if (holdTime > 0 && keepaliveInterval >= holdTime) {
+      warnings.push(`peer ${peer.address} (${origin}) skipped: keepaliveInterval ${keepaliveInterval} is not less than the hold time ${holdTime}`);
+      continue;
+    }
     let password: string | undefined;
     if (peer.passwordFile !== undefined) {
       password = input.secrets.get(peer.passwordFile);
@@ -165,8 +176,8 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
       localAddress: peer.localAddress,
       password,
       ebgpMultihopTtl: peer.ebgpMultihopTtl,
-      holdTime: peer.holdTime ?? timers.holdTime,
-      keepaliveInterval: peer.keepaliveInterval ?? timers.keepaliveInterval,
+      holdTime,
+      keepaliveInterval,
       connectRetry: peer.connectRetry ?? timers.connectRetry,
       gracefulRestart: peer.gracefulRestart ?? config.bgp.gracefulRestart,
       // External peers are where floods come from (a ToR leaking a table, a hostile router): always limited

@@ -140,6 +140,20 @@ describe('desired node state', () => {
     expect(result.ok && result.state.warnings.join('\n')).to.match(/10\.0\.1\.1 .* skipped: its password file \/secrets\/fifo could not be read \(\/secrets\/fifo is not a regular file\)/);
   });
 
+  it('skips an annotation peer inside the pod ranges, or whose keepalive reaches the hold time it inherits', () => {
+    const self = node('n1', 1, {
+      annotationPeers: [
+        { address: '10.244.7.1', asn: 65200 },
+        { address: '10.0.1.250', asn: 65200, keepaliveInterval: 9 },
+        { address: '10.0.1.254', asn: 65200 },
+      ],
+    });
+    const state = plan({ bgp: { mesh: 'off' } }, 'n1', [self]);
+    expect(state.bgp.peers.map((p) => p.address)).to.deep.equal(['10.0.1.254']);
+    expect(state.warnings.join('\n')).to.match(/peer 10\.244\.7\.1 \(annotation:podroute\.io\/peers\[0\]\) skipped: inside the cluster pod ranges/);
+    expect(state.warnings.join('\n')).to.match(/peer 10\.0\.1\.250 \(annotation:podroute\.io\/peers\[1\]\) skipped: keepaliveInterval 9 is not less than the hold time 9/);
+  });
+
   it('refuses duplicate peer addresses and peering with itself', () => {
     const state = plan({ bgp: { peers: [{ address: '10.0.1.12', asn: 65000 }, { address: '10.0.1.11', asn: 65000 }] } });
     expect(state.bgp.peers.filter((p) => p.address === '10.0.1.12')).to.have.length(1);
