@@ -126,6 +126,7 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
         asn: asnOf(other),
         ...timers,
         gracefulRestart: config.bgp.gracefulRestart,
+        maxPrefixes: config.bgp.meshMaxPrefixes,
         families: [...families],
         description: `node:${other.name}`,
       });
@@ -181,7 +182,7 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
       connectRetry: peer.connectRetry ?? timers.connectRetry,
       gracefulRestart: peer.gracefulRestart ?? config.bgp.gracefulRestart,
       // External peers are where floods come from (a ToR leaking a table, a hostile router): always limited
-      // unless the operator says 0. Node peers send only their podCIDRs and the import policy takes exactly those.
+      // unless the operator says 0. Node peers have their own, much lower limit (bgp.meshMaxPrefixes).
       maxPrefixes: peer.maxPrefixes ?? config.bgp.maxPrefixes,
       families: familiesFor(peer.address),
       description: origin,

@@ -100,6 +100,13 @@ const prefixLimit = z.number().int().min(0).max(4294967295);
  */
 export const DEFAULT_EXTERNAL_MAX_PREFIXES = 10_000;
 
+/**
+ * bgp.meshMaxPrefixes: the limit of every node mesh peer. A node sends only its own podCIDRs (Kubernetes gives one
+ * per family) and the import policy takes exactly those, but gobgpd counts what arrives before the policy: without
+ * a limit a misbehaving node fills every other node's Adj-RIB-In. 100 leaves room for any sane allocation.
+ */
+export const DEFAULT_MESH_MAX_PREFIXES = 100;
+
 const labelSelector = z
   .object({
     matchLabels: z.record(z.string()).optional(),
@@ -217,6 +224,8 @@ export const agentConfigSchema = z
         passwordDir: absolutePath.default(DEFAULT_PASSWORD_DIR),
         /** maxPrefixes of every external peer (config or annotation) that sets none; 0 = no limit. */
         maxPrefixes: prefixLimit.default(DEFAULT_EXTERNAL_MAX_PREFIXES),
+        /** maxPrefixes of every node mesh peer; 0 = no limit. */
+        meshMaxPrefixes: prefixLimit.default(DEFAULT_MESH_MAX_PREFIXES),
         peers: z.array(externalPeerSchema).default([]),
       })
       .strict()

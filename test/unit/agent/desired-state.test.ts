@@ -91,7 +91,7 @@ describe('desired node state', () => {
     expect(v4only.bgp.peers.map((p) => p.families)).to.deep.equal([['ipv4', 'ipv6']]);
   });
 
-  it('limits every external peer (its own maxPrefixes, else bgp.maxPrefixes; 0 = none) and leaves node peers unlimited', () => {
+  it('limits every external peer (its own maxPrefixes, else bgp.maxPrefixes; 0 = none), node peers by bgp.meshMaxPrefixes', () => {
     const self = node('n1', 1, { annotationPeers: [{ address: '10.0.1.254', asn: 65200, maxPrefixes: 50 }, { address: '10.0.1.253', asn: 65200 }] });
     const peers = [
       { address: '10.0.1.1', asn: 65101 },
@@ -99,7 +99,7 @@ describe('desired node state', () => {
     ];
     const byDefault = plan({ bgp: { mesh: 'full', peers } }, 'n1', [self, nodes[1]!]);
     expect(byDefault.bgp.peers.map((p) => [p.description, p.maxPrefixes])).to.deep.equal([
-      ['node:n2', undefined],
+      ['node:n2', 100],
       ['config:bgp.peers[0]', 10_000],
       ['config:bgp.peers[1]', 0],
       ['annotation:podroute.io/peers[0]', 50],
@@ -152,6 +152,13 @@ describe('desired node state', () => {
     expect(state.bgp.peers.map((p) => p.address)).to.deep.equal(['10.0.1.254']);
     expect(state.warnings.join('\n')).to.match(/peer 10\.244\.7\.1 \(annotation:podroute\.io\/peers\[0\]\) skipped: inside the cluster pod ranges/);
     expect(state.warnings.join('\n')).to.match(/peer 10\.0\.1\.250 \(annotation:podroute\.io\/peers\[1\]\) skipped: keepaliveInterval 9 is not less than the hold time 9/);
+  });
+
+  it('limits the prefixes of mesh peers too (bgp.meshMaxPrefixes; 0 = no limit)', () => {
+    const nodeLimits = (state: DesiredNodeState): (number | undefined)[] => state.bgp.peers.filter((p) => p.description?.startsWith('node:')).map((p) => p.maxPrefixes);
+    expect(nodeLimits(plan({}))).to.deep.equal([100, 100, 100]);
+    expect(nodeLimits(plan({ bgp: { meshMaxPrefixes: 8 } }))).to.deep.equal([8, 8, 8]);
+    expect(nodeLimits(plan({ bgp: { meshMaxPrefixes: 0 } }))).to.deep.equal([0, 0, 0]);
   });
 
   it('refuses duplicate peer addresses and peering with itself', () => {
