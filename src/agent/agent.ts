@@ -180,7 +180,7 @@ export class Agent {
     const self = nodes.find((n) => n.name === this.nodeName);
     const { secrets, problems } = await readPasswordFiles(
       this.config.bgp.passwordDir,
-      [...this.config.bgp.peers, ...(self?.annotationPeers ?? [])].map((p) => p.passwordFile),
+      [this.config.bgp.meshPasswordFile, ...[...this.config.bgp.peers, ...(self?.annotationPeers ?? [])].map((p) => p.passwordFile)],
     );
     const result = planDesiredState({ config: this.config, nodeName: this.nodeName, nodes, secrets, secretProblems: problems });
     if (!result.ok) {

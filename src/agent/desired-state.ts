@@ -43,6 +43,9 @@ export interface DesiredStateInput {
 
 export type DesiredStateResult = { ok: true; state: DesiredNodeState } | { ok: false; reason: string };
 
+/** GTSM's minimum TTL: a directly connected peer's packets arrive with 255; one more hop is tolerated (RFC 5082 allows it). */
+export const GTSM_MIN_TTL = 254;
+
 export function familyOf(addressOrCidr: string): Family {
   return addressOrCidr.includes(':') ? 'ipv6' : 'ipv4';
 }
@@ -111,7 +114,22 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
   };
 
   const nodePeers: { address: string; prefixes: string[] }[] = [];
-  if (config.bgp.mesh !== 'off') {
+  // A configured mesh key that cannot be read leaves the mesh out: never an unauthenticated session instead.
+  let meshPassword: string | undefined;
+  let meshUsable = true;
+  const meshFile = config.bgp.meshPasswordFile;
+  if (config.bgp.mesh !== 'off' && meshFile !== undefined) {
+    meshPassword = input.secrets.get(meshFile);
+    if (meshPassword === undefined) {
+      const why = input.secretProblems?.get(meshFile);
+      warnings.push(`node mesh skipped: its password file ${meshFile} could not be read${why === undefined ? '' : ` (${why})`}`);
+      meshUsable = false;
+    } else if (meshPassword.trim() === '') {
+      warnings.push(`node mesh skipped: its password file ${meshFile} is empty`);
+      meshUsable = false;
+    }
+  }
+  if (config.bgp.mesh !== 'off' && meshUsable) {
     for (const other of input.nodes) {
       if (other.name === self.name) continue;
       if (config.bgp.mesh === 'same-asn' && asnOf(other) !== localAsn) continue;
@@ -125,6 +143,7 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
         address,
         asn: asnOf(other),
         ...timers,
+        password: meshPassword,
         gracefulRestart: config.bgp.gracefulRestart,
         maxPrefixes: config.bgp.meshMaxPrefixes,
         families: [...families],
@@ -177,6 +196,9 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
       localAddress: peer.localAddress,
       password,
       ebgpMultihopTtl: peer.ebgpMultihopTtl,
+      // GTSM by default where the peer is one hop away over eBGP (a ToR): a spoofed packet from further away, even
+      // with the right addresses, then never reaches the session. iBGP and multihop peers are further away.
+      ttlMin: (peer.ttlSecurity ?? (peer.asn !== localAsn && peer.ebgpMultihopTtl === undefined)) ? GTSM_MIN_TTL : undefined,
       holdTime,
       keepaliveInterval,
       connectRetry: peer.connectRetry ?? timers.connectRetry,

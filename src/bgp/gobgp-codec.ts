@@ -160,6 +160,9 @@ export function normalizePeerSpec(spec: PeerSpec): NormalizedPeerSpec {
   if (spec.asn === 0) throw invalid(`${f}.asn`, 'must not be 0');
   checkUint(`${f}.port`, spec.port, 65535);
   checkUint(`${f}.ebgpMultihopTtl`, spec.ebgpMultihopTtl, 255);
+  checkUint(`${f}.ttlMin`, spec.ttlMin, 255);
+  // gobgpd lets GTSM win silently: a multihop peer would never get a session.
+  if ((spec.ttlMin ?? 0) > 0 && (spec.ebgpMultihopTtl ?? 0) > 0) throw invalid(`${f}.ttlMin`, 'GTSM (ttlMin) cannot be combined with ebgpMultihopTtl');
   checkUint(`${f}.holdTime`, spec.holdTime, 65535);
   checkUint(`${f}.keepaliveInterval`, spec.keepaliveInterval, 65535);
   checkUint(`${f}.connectRetry`, spec.connectRetry, 65535);
@@ -180,6 +183,7 @@ export function normalizePeerSpec(spec: PeerSpec): NormalizedPeerSpec {
     localAddress: spec.localAddress ?? '',
     password: spec.password ?? '',
     ebgpMultihopTtl: spec.ebgpMultihopTtl ?? 0,
+    ttlMin: spec.ttlMin ?? 0,
     holdTime,
     keepaliveInterval: spec.keepaliveInterval ?? Math.floor(holdTime / 3),
     connectRetry: spec.connectRetry ?? PEER_DEFAULTS.connectRetry,
@@ -205,6 +209,7 @@ export function peerToApi(spec: PeerSpec): Record<string, unknown> {
       local_address: n.localAddress,
     },
     ebgp_multihop: { enabled: n.ebgpMultihopTtl > 0, multihop_ttl: n.ebgpMultihopTtl },
+    ttl_security: { enabled: n.ttlMin > 0, ttl_min: n.ttlMin },
     timers: {
       config: {
         connect_retry: String(n.connectRetry),
@@ -247,6 +252,7 @@ export function peerSpecFromApi(peer: any): NormalizedPeerSpec {
     localAddress: local === '0.0.0.0' || local === '::' ? '' : local,
     password: str(conf.auth_password),
     ebgpMultihopTtl: mh?.enabled === true ? num(mh.multihop_ttl) : 0,
+    ttlMin: peer?.ttl_security?.enabled === true ? num(peer.ttl_security.ttl_min) : 0,
     holdTime: num(timers.hold_time),
     keepaliveInterval: num(timers.keepalive_interval),
     connectRetry: num(timers.connect_retry),

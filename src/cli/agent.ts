@@ -23,7 +23,10 @@ export function agentCommand(): Command {
         config = await loadAgentConfig(file, overridesFromEnv(process.env), overrides);
         if (config.nodeName === undefined) throw new ConfigError(['nodeName: required (flag --node-name, env NODE_NAME or the config file)']);
         if (flags.checkConfig) {
-          const files = config.bgp.peers.map((p, i) => ({ key: `bgp.peers[${i}].passwordFile`, file: p.passwordFile }));
+          const files = [
+            { key: 'bgp.meshPasswordFile', file: config.bgp.meshPasswordFile },
+            ...config.bgp.peers.map((p, i) => ({ key: `bgp.peers[${i}].passwordFile`, file: p.passwordFile })),
+          ];
           const problems = await checkPasswordFiles(config.bgp.passwordDir, files);
           if (problems.length > 0) throw new ConfigError(problems);
         }

@@ -137,6 +137,11 @@ export const peerFields = {
   /** File holding the TCP MD5 secret (a mounted Secret). Plain passwords are not accepted anywhere. */
   passwordFile: z.string().min(1).optional(),
   ebgpMultihopTtl: z.number().int().min(1).max(255).optional(),
+  /**
+   * GTSM (RFC 5082, minimum TTL 254): on by default for an eBGP peer without ebgpMultihopTtl (a directly connected
+   * ToR), off otherwise; the peer must do GTSM too (FRR: `neighbor X ttl-security hops 1`).
+   */
+  ttlSecurity: z.boolean().optional(),
   localAddress: sessionAddress.optional(),
   holdTime: holdSeconds.optional(),
   keepaliveInterval: seconds.optional(),
@@ -150,8 +155,11 @@ export const peerFields = {
   maxPrefixes: prefixLimit.optional(),
 };
 
-/** A keepalive that is not shorter than the hold time lets the session expire between keepalives. */
-function keepaliveBelowHold(peer: { holdTime?: number; keepaliveInterval?: number }, ctx: z.RefinementCtx): void {
+/** GTSM and multihop exclude each other; a keepalive not shorter than the hold time lets the session expire. */
+function checkPeerFields(peer: { holdTime?: number; keepaliveInterval?: number; ttlSecurity?: boolean; ebgpMultihopTtl?: number }, ctx: z.RefinementCtx): void {
+  if (peer.ttlSecurity === true && peer.ebgpMultihopTtl !== undefined) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['ttlSecurity'], message: 'GTSM cannot be combined with ebgpMultihopTtl (a multihop peer never reaches TTL 254)' });
+  }
   const { holdTime, keepaliveInterval } = peer;
   if (holdTime !== undefined && holdTime > 0 && keepaliveInterval !== undefined && keepaliveInterval >= holdTime) {
     ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['keepaliveInterval'], message: `must be less than the hold time (${holdTime})` });
@@ -165,10 +173,10 @@ export const externalPeerSchema = z
     nodeSelector: labelSelector.optional(),
   })
   .strict()
-  .superRefine(keepaliveBelowHold);
+  .superRefine(checkPeerFields);
 export type ExternalPeerConfig = z.infer<typeof externalPeerSchema>;
 
-export const annotationPeerSchema = z.object(peerFields).strict().superRefine(keepaliveBelowHold);
+export const annotationPeerSchema = z.object(peerFields).strict().superRefine(checkPeerFields);
 export type AnnotationPeerConfig = z.infer<typeof annotationPeerSchema>;
 
 export const agentConfigSchema = z
@@ -224,6 +232,8 @@ export const agentConfigSchema = z
         passwordDir: absolutePath.default(DEFAULT_PASSWORD_DIR),
         /** maxPrefixes of every external peer (config or annotation) that sets none; 0 = no limit. */
         maxPrefixes: prefixLimit.default(DEFAULT_EXTERNAL_MAX_PREFIXES),
+        /** TCP-MD5 key of the node mesh sessions (every node the same), in bgp.passwordDir; none when omitted. */
+        meshPasswordFile: z.string().min(1).optional(),
         /** maxPrefixes of every node mesh peer; 0 = no limit. */
         meshMaxPrefixes: prefixLimit.default(DEFAULT_MESH_MAX_PREFIXES),
         peers: z.array(externalPeerSchema).default([]),
@@ -315,6 +325,10 @@ function crossCheck(config: AgentConfig): string[] {
       problems.push(`bgp.peers[${i}].passwordFile: must be inside bgp.passwordDir (${config.bgp.passwordDir})`);
     }
   });
+  const mesh = config.bgp.meshPasswordFile;
+  if (mesh !== undefined && passwordFilePath(config.bgp.passwordDir, mesh) === undefined) {
+    problems.push(`bgp.meshPasswordFile: must be inside bgp.passwordDir (${config.bgp.passwordDir})`);
+  }
   const { holdTime, keepaliveInterval } = config.bgp;
   if (holdTime > 0 && keepaliveInterval >= holdTime) problems.push(`bgp.keepaliveInterval: must be less than the hold time (${holdTime})`);
   config.bgp.peers.forEach((peer, i) => {

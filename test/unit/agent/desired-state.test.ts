@@ -161,6 +161,43 @@ describe('desired node state', () => {
     expect(nodeLimits(plan({ bgp: { meshMaxPrefixes: 0 } }))).to.deep.equal([0, 0, 0]);
   });
 
+  it('asks GTSM (minimum TTL 254) of directly connected eBGP peers unless told otherwise', () => {
+    // n1 is in AS 64601.
+    const peers = [
+      { address: '10.0.1.1', asn: 65101 },
+      { address: '10.0.1.2', asn: 65101, ebgpMultihopTtl: 2 },
+      { address: '10.0.1.3', asn: 64601 },
+      { address: '10.0.1.4', asn: 65101, ttlSecurity: false },
+      { address: '10.0.1.5', asn: 64601, ttlSecurity: true },
+    ];
+    const state = plan({ bgp: { mesh: 'full', peers } }, 'n1', [nodes[0]!, nodes[1]!]);
+    expect(state.bgp.peers.map((p) => [p.description, p.ttlMin])).to.deep.equal([
+      ['node:n2', undefined],
+      ['config:bgp.peers[0]', 254],
+      ['config:bgp.peers[1]', undefined],
+      ['config:bgp.peers[2]', undefined],
+      ['config:bgp.peers[3]', undefined],
+      ['config:bgp.peers[4]', 254],
+    ]);
+  });
+
+  it('authenticates the node mesh with bgp.meshPasswordFile, and skips the mesh rather than go without it', () => {
+    const config = { bgp: { passwordDir: '/secrets', meshPasswordFile: '/secrets/mesh' } };
+    const withKey = plan(config, 'n1', nodes, new Map([['/secrets/mesh', 'm3sh']]));
+    expect(withKey.bgp.peers.map((p) => [p.description, p.password])).to.deep.equal([
+      ['node:n2', 'm3sh'],
+      ['node:n3', 'm3sh'],
+      ['node:n4', 'm3sh'],
+    ]);
+    const without = plan(config, 'n1', nodes, new Map([['/secrets/mesh', ' ']]));
+    expect(without.bgp.peers).to.deep.equal([]);
+    expect(without.warnings.join('\n')).to.match(/node mesh skipped: its password file \/secrets\/mesh is empty/);
+    const unread = plan(config, 'n1', nodes);
+    expect(unread.bgp.peers).to.deep.equal([]);
+    expect(unread.warnings.join('\n')).to.match(/node mesh skipped: its password file \/secrets\/mesh could not be read/);
+    expect(plan({}, 'n1', nodes).bgp.peers.every((p) => p.password === undefined)).to.equal(true);
+  });
+
   it('refuses duplicate peer addresses and peering with itself', () => {
     const state = plan({ bgp: { peers: [{ address: '10.0.1.12', asn: 65000 }, { address: '10.0.1.11', asn: 65000 }] } });
     expect(state.bgp.peers.filter((p) => p.address === '10.0.1.12')).to.have.length(1);

@@ -252,6 +252,18 @@ describe('planBgp', () => {
     expect(JSON.stringify(changes.map((c) => (c.kind === 'update-peer' ? c.changed : [])))).to.not.include('new-secret');
   });
 
+  it('turning GTSM on is a peer update naming ttlMin; GTSM with eBGP multihop is refused', () => {
+    const before = simulate(EMPTY, planBgp(desiredState(), EMPTY));
+    const d = desiredState();
+    d.peers[1] = { ...d.peers[1]!, ttlMin: 254 };
+    expect(planBgp(d, before).filter((c) => c.kind === 'update-peer')).to.deep.equal([
+      { kind: 'update-peer', spec: { ...d.peers[1], address: '192.168.1.1' }, disruptive: true, changed: ['ttlMin'] },
+    ]);
+    expect(planBgp(d, simulate(before, planBgp(d, before)))).to.deep.equal([]);
+    d.peers[1] = { ...d.peers[1], ebgpMultihopTtl: 2 };
+    expect(() => planBgp(d, before)).to.throw(BgpPlanError, /ttlMin/);
+  });
+
   it('plans a prefix-limit change as one disruptive peer update (gobgpd bounces the session), and nothing else', () => {
     const limited = desiredState();
     limited.peers[1] = { ...limited.peers[1]!, maxPrefixes: 100 };

@@ -62,6 +62,9 @@ describe('podroute agent --check-config', function () {
     expect(bad.stderr).to.include('bgp.peers[2].passwordFile:');
     expect(bad.stderr).to.not.include('bgp.peers[0]');
     expect(bad.stderr).to.not.include('s3cret');
+    const mesh = await run(`cluster:\n  podRanges: [10.244.0.0/16]\nbgp:\n  passwordDir: ${secrets}\n  meshPasswordFile: mesh\n`, '--node-name', 'n1');
+    expect(mesh.exitCode).to.equal(2);
+    expect(mesh.stderr).to.include('bgp.meshPasswordFile:');
     const outside = await run(head + peers(['/etc/hostname']), '--node-name', 'n1');
     expect(outside.exitCode).to.equal(2);
     expect(outside.stderr).to.include('bgp.peers[0].passwordFile: must be inside bgp.passwordDir');

@@ -111,6 +111,8 @@ describe('agent config', () => {
     ['relative CNI conf dir', { ...minimal, cni: { confDir: 'etc/cni/net.d' } }, /^cni\.confDir: must be an absolute path/],
     ['empty IPAM data dir', { ...minimal, cni: { ipamDataDir: '' } }, /^cni\.ipamDataDir: must be an absolute path/],
     ['relative IPAM data dir', { ...minimal, cni: { ipamDataDir: './ipam' } }, /^cni\.ipamDataDir: must be an absolute path/],
+    ['GTSM with eBGP multihop', { ...minimal, bgp: { peers: [{ address: '10.0.0.1', asn: 65000, ttlSecurity: true, ebgpMultihopTtl: 2 }] } }, /^bgp\.peers\[0\]\.ttlSecurity: GTSM cannot be combined with ebgpMultihopTtl/],
+    ['mesh password file outside the password directory', { ...minimal, bgp: { meshPasswordFile: '/etc/shadow' } }, /^bgp\.meshPasswordFile: must be inside bgp\.passwordDir/],
     ['relative password directory', { ...minimal, bgp: { passwordDir: 'secrets' } }, /^bgp\.passwordDir: must be an absolute path/],
     ['password file outside the password directory', { ...minimal, bgp: { peers: [{ address: '10.0.0.1', asn: 65000, passwordFile: '/var/run/secrets/kubernetes.io/serviceaccount/token' }] } }, /^bgp\.peers\[0\]\.passwordFile: must be inside bgp\.passwordDir \(\/etc\/podroute-secrets\)/],
     ['password file escaping the password directory', { ...minimal, bgp: { peers: [{ address: '10.0.0.1', asn: 65000, passwordFile: '../../dev/zero' }] } }, /^bgp\.peers\[0\]\.passwordFile: must be inside/],
