@@ -332,7 +332,11 @@ export function cidrsOverlap(a: string, b: string): boolean {
 /** A stable IPv4-shaped router ID for nodes without IPv4, taken from a hash of the node name. */
 function derivedRouterId(name: string): string {
   const digest = createHash('sha256').update(name).digest();
-  return [digest[0]! | 1, digest[1]!, digest[2]!, digest[3]!].join('.');
+  // Never loopback, multicast or broadcast (the planner refuses those); other first octets keep their old IDs.
+  let first = digest[0]! | 1;
+  if (first === 127) first = 125;
+  else if (first >= 224) first -= 160;
+  return [first, digest[1]!, digest[2]!, digest[3]!].join('.');
 }
 
 /** gobgpd's client compares configs field by field: leave absent options absent rather than undefined. */

@@ -61,6 +61,17 @@ describe('desired node state', () => {
     expect(state.bgp.global.routerId).to.match(/^\d+\.\d+\.\d+\.\d+$/);
   });
 
+  it('a router ID derived from the node name is never a loopback, multicast or broadcast address', () => {
+    for (let i = 0; i < 2000; i++) {
+      const name = `v6-only-${i}`;
+      const v6only = node(name, 1, { internalIPs: ['fd00:0:1::11'] });
+      const result = planDesiredState({ config: parseAgentConfig({ cluster: { podRanges: ['10.244.0.0/16', 'fd00:10:244::/56'] } }), nodeName: name, nodes: [v6only], secrets: new Map() });
+      if (!result.ok) throw new Error(result.reason);
+      const first = Number(result.state.bgp.global.routerId.split('.')[0]);
+      expect(first === 0 || first === 127 || first >= 224, `${name}: ${result.state.bgp.global.routerId}`).to.equal(false);
+    }
+  });
+
   it('peers with configured peers whose node selector matches, and with annotation peers', () => {
     const self = node('n1', 1, { annotationPeers: [{ address: '10.0.1.254', asn: 65200 }] });
     const state = plan(

@@ -350,6 +350,9 @@ describe('planBgp', () => {
     const bad: [Partial<BgpDesiredState>, RegExp][] = [
       [{ global: { asn: 0, routerId: '1.1.1.1', listenPort: 179 } }, /global\.asn/],
       [{ global: { asn: 1, routerId: 'fd00::1', listenPort: 179 } }, /global\.routerId/],
+      [{ global: { asn: 1, routerId: '0.0.0.0', listenPort: 179 } }, /global\.routerId/],
+      [{ global: { asn: 1, routerId: '127.0.0.1', listenPort: 179 } }, /global\.routerId/],
+      [{ global: { asn: 1, routerId: '224.0.0.1', listenPort: 179 } }, /global\.routerId/],
       [{ advertise: [{ prefix: 'fd00:1::/64', nextHop: '10.0.0.1' }] }, /advertise\[0\]\.nextHop/],
       [{ advertise: [{ prefix: '10.244.1.5/24', nextHop: '10.0.0.1' }] }, /advertise\[0\]\.prefix.*host bits/],
       [{ peers: [{ address: '10.0.0.300', asn: 1 }] }, /peers\[0\]\.address/],
