@@ -200,6 +200,21 @@ describe('policy planner: restore input', () => {
     }
   });
 
+  it('takes no pod address with a zone index or in a non-standard form into a set (one address validator)', () => {
+    const world = e2eWorld();
+    const odd: World = {
+      ...world,
+      pods: world.pods.map((p) =>
+        p.metadata?.namespace === 'y'
+          ? { ...p, status: { ...p.status, podIP: 'fe80::1%eth0', podIPs: [{ ip: 'fe80::1%eth0' }, { ip: '0x0a.1.0.99' }, ...(p.status?.podIPs ?? [])] } }
+          : p,
+      ),
+    };
+    const plan = planPolicyChanges(compileFor(odd, [denyX, fromY]), emptyObservedState());
+    expect(plan.ipsetRestore).to.not.include('%');
+    expect(plan.ipsetRestore).to.not.include('0x0a');
+  });
+
   it('refuses a rule word or set entry with a control character instead of writing it', () => {
     expect(() => renderRule('PRPOL-X', ['-s', '10.0.0.1\n-F', '-j', 'ACCEPT'])).to.throw(PolicyPlanError).with.property('code', 'UNSAFE_RESTORE_INPUT');
     expect(() => renderRule('PRPOL-X\r', ['-j', 'ACCEPT'])).to.throw(PolicyPlanError);
