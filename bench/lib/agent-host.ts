@@ -36,7 +36,7 @@ export interface NodeObjectOptions {
   podCIDRs: string[];
   asn?: number;
   /** Annotation peers; maxPrefixes 0 lifts the agent's default limit for external peers (benchmarks send 50k). */
-  peers?: { address: string; asn: number; connectRetry?: number; maxPrefixes?: number }[];
+  peers?: { address: string; asn: number; connectRetry?: number; maxPrefixes?: number; ttlSecurity?: boolean }[];
   labels?: Record<string, string>;
 }
 

@@ -146,8 +146,9 @@ export async function startReceiver(kind: ReceiverKind, netns: string, address: 
           address,
           podCIDRs: [RECEIVER_POD_CIDR],
           asn,
-          // The injector sends up to 50k prefixes: no max-prefix limit (the agent's default would shut it down).
-          peers: [{ address: ctx.injectorAddress, asn: ctx.injectorAsn, connectRetry: 1, maxPrefixes: 0 }],
+          // The injector sends up to 50k prefixes: no max-prefix limit (the agent's default would shut it down). It
+          // serves the other receivers too, without GTSM: none here either.
+          peers: [{ address: ctx.injectorAddress, asn: ctx.injectorAsn, connectRetry: 1, maxPrefixes: 0, ttlSecurity: false }],
         }),
       );
       const host: AgentHost = await startAgentHost(

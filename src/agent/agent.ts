@@ -8,10 +8,10 @@
 // loop re-judges the prefixes the learned table reported changed (all of them when the selection context
 // changes) and hands the route reconciler the routes that changed.
 import { setMaxListeners } from 'node:events';
-import { readFile } from 'node:fs/promises';
 import { BgpReconciler } from '../bgp/bgp-reconciler.js';
 import { GobgpClient } from '../bgp/gobgp-client.js';
 import type { AgentConfig } from '../config/agent-config.js';
+import { readPasswordFiles } from '../config/password-file.js';
 import { ClusterWatch, describeError, loadKubeConfig, type ClusterSnapshot, type WatchedKind } from '../kube/cluster-watch.js';
 import type { Node } from '../kube/wire.js';
 import { nodeInfoFromObject, type NodeInfo } from '../kube/node-info.js';
@@ -28,7 +28,7 @@ import type { Logger } from '../observe/log.js';
 import { RouteReconciler } from '../routes/route-reconciler.js';
 import { IncrementalRouteSelector } from '../routes/incremental-selection.js';
 import type { RejectedPath } from '../routes/select-routes.js';
-import { readConnectedNetworks } from './connected-networks.js';
+import { onLinkNetworks, readConnectedNetworks } from './connected-networks.js';
 import { planDesiredState, type DesiredNodeState } from './desired-state.js';
 import { DirtySignal, PassPacer, sleep, type PassPacerOptions } from './dirty-signal.js';
 
@@ -188,8 +188,11 @@ export class Agent {
     const snapshot = this.watch.snapshot();
     const nodes = snapshot.nodes.map((n) => nodeInfoOf(n));
     const self = nodes.find((n) => n.name === this.nodeName);
-    const secrets = await readPasswordFiles([...this.config.bgp.peers, ...(self?.annotationPeers ?? [])].map((p) => p.passwordFile));
-    const result = planDesiredState({ config: this.config, nodeName: this.nodeName, nodes, secrets });
+    const { secrets, problems } = await readPasswordFiles(
+      this.config.bgp.passwordDir,
+      [this.config.bgp.meshPasswordFile, ...[...this.config.bgp.peers, ...(self?.annotationPeers ?? [])].map((p) => p.passwordFile)],
+    );
+    const result = planDesiredState({ config: this.config, nodeName: this.nodeName, nodes, secrets, secretProblems: problems });
     if (!result.ok) {
       // Keep everything as it is: a node that vanished from the API (or an API glitch) must not tear down routes.
       this.logger.warn('waiting for this node in the cluster; nothing is changed meanwhile', { reason: result.reason });
@@ -296,7 +299,7 @@ export class Agent {
         }
         const { conflictedCIDRs, ...context } = desired.routeSelection;
         // A changed context (nodes, ranges, connected networks, conflicts) re-judges every prefix.
-        this.selector.setContext({ ...context, onLinkNetworks: this.connectedNetworks, excludedCIDRs: conflictedCIDRs });
+        this.selector.setContext({ ...context, onLinkNetworks: onLinkNetworks(this.connectedNetworks, context.ownPodCIDRs), excludedCIDRs: conflictedCIDRs });
         const rejectedBefore = this.selector.rejectedVersion();
         const changes = this.selector.update(table.paths, changedKeys);
         if (this.selector.rejectedVersion() !== rejectedBefore) this.reportRejections(this.selector.rejected());
@@ -373,20 +376,6 @@ function samePolicyInput(a: PolicyInput | undefined, b: PolicyInput): boolean {
   if (a === undefined || JSON.stringify(a.node) !== JSON.stringify(b.node)) return false;
   const same = (x: readonly object[], y: readonly object[]): boolean => x.length === y.length && x.every((v, i) => v === y[i]);
   return same(a.cluster.pods, b.cluster.pods) && same(a.cluster.namespaces, b.cluster.namespaces) && same(a.cluster.policies, b.cluster.policies);
-}
-
-/** Reads each distinct password file; unreadable ones are left out (their peers are skipped, with a warning). */
-async function readPasswordFiles(files: (string | undefined)[]): Promise<Map<string, string>> {
-  const secrets = new Map<string, string>();
-  for (const file of new Set(files)) {
-    if (file === undefined) continue;
-    try {
-      secrets.set(file, (await readFile(file, 'utf8')).trim());
-    } catch {
-      // planDesiredState reports the peer as skipped; the error text could contain nothing more useful.
-    }
-  }
-  return secrets;
 }
 
 export async function runAgent(config: AgentConfig, logger: Logger): Promise<void> {

@@ -2,6 +2,7 @@
 // installed on-link. Read from the kernel of the current network namespace.
 import { execa } from 'execa';
 import { canonicalCIDR } from '../config/agent-config.js';
+import { parseIpPrefix, prefixContains } from '../routes/ip-prefix.js';
 
 interface IpAddrJson {
   ifname?: string;
@@ -30,4 +31,16 @@ export function parseConnectedNetworks(ipJson: string): string[] {
     }
   }
   return [...networks].sort();
+}
+
+/**
+ * The connected networks a learned next hop may be in: not the pod bridge's (a network inside our own podCIDRs),
+ * or a peer could make a local pod the gateway to other nodes' pods.
+ */
+export function onLinkNetworks(connected: readonly string[], ownPodCIDRs: readonly string[]): string[] {
+  const own = ownPodCIDRs.map((c) => parseIpPrefix(c)).filter((p) => p !== undefined);
+  return connected.filter((network) => {
+    const prefix = parseIpPrefix(network);
+    return prefix !== undefined && !own.some((o) => prefixContains(o, prefix));
+  });
 }

@@ -3,7 +3,7 @@
 // Every reconciler takes its part from here; nothing in this file does I/O.
 import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
-import type { AgentConfig } from '../config/agent-config.js';
+import { podRangeOf, type AgentConfig } from '../config/agent-config.js';
 import type { BgpDesiredState } from '../bgp/bgp-planner.js';
 import type { Family, OriginatedPath, PeerSpec } from '../bgp/types.js';
 import type { NodeInfo } from '../kube/node-info.js';
@@ -37,9 +37,14 @@ export interface DesiredStateInput {
   nodes: readonly NodeInfo[];
   /** Contents of the peers' password files that could be read, by path. */
   secrets: ReadonlyMap<string, string>;
+  /** Why a password file could not be read, by path: said in the skipped peer's warning. */
+  secretProblems?: ReadonlyMap<string, string>;
 }
 
 export type DesiredStateResult = { ok: true; state: DesiredNodeState } | { ok: false; reason: string };
+
+/** GTSM's minimum TTL: a directly connected peer's packets arrive with 255; one more hop is tolerated (RFC 5082 allows it). */
+export const GTSM_MIN_TTL = 254;
 
 export function familyOf(addressOrCidr: string): Family {
   return addressOrCidr.includes(':') ? 'ipv6' : 'ipv4';
@@ -64,7 +69,18 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
   }
   const conflicts = findPodCIDRConflicts(input.nodes);
   for (const c of conflicts) warnings.push(`podCIDR conflict: ${c.cidr} of node ${c.node} overlaps ${c.otherCidr} of node ${c.other}; neither is routed`);
-  const conflictedCIDRs = [...new Set(conflicts.flatMap((c) => [c.cidr, c.otherCidr]))].sort();
+  // An InternalIP two nodes report cannot tell them apart (mesh slot, import policy, next hops): like a podCIDR
+  // conflict, neither node is meshed or routed until one of them stops reporting it.
+  const addressConflicts = findAddressConflicts(input.nodes);
+  for (const c of addressConflicts) warnings.push(`InternalIP conflict: ${c.address} is reported by nodes ${c.nodes.join(' and ')}; none of them is meshed or routed`);
+  const conflictedNodes = new Set(addressConflicts.flatMap((c) => c.nodes));
+  const conflictedAddresses = new Set(addressConflicts.map((c) => c.address));
+  const conflictedCIDRs = [
+    ...new Set([
+      ...conflicts.flatMap((c) => [c.cidr, c.otherCidr]),
+      ...input.nodes.filter((n) => conflictedNodes.has(n.name)).flatMap((n) => n.podCIDRs),
+    ]),
+  ].sort();
   const usableCIDRs = (node: NodeInfo): string[] => node.podCIDRs.filter((c) => !conflictedCIDRs.includes(c));
 
   const routerId = self.routerId ?? config.bgp.routerId ?? self.internalIPs.find((a) => familyOf(a) === 'ipv4') ?? derivedRouterId(self.name);
@@ -98,10 +114,26 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
   };
 
   const nodePeers: { address: string; prefixes: string[] }[] = [];
-  if (config.bgp.mesh !== 'off') {
+  // A configured mesh key that cannot be read leaves the mesh out: never an unauthenticated session instead.
+  let meshPassword: string | undefined;
+  let meshUsable = true;
+  const meshFile = config.bgp.meshPasswordFile;
+  if (config.bgp.mesh !== 'off' && meshFile !== undefined) {
+    meshPassword = input.secrets.get(meshFile);
+    if (meshPassword === undefined) {
+      const why = input.secretProblems?.get(meshFile);
+      warnings.push(`node mesh skipped: its password file ${meshFile} could not be read${why === undefined ? '' : ` (${why})`}`);
+      meshUsable = false;
+    } else if (meshPassword.trim() === '') {
+      warnings.push(`node mesh skipped: its password file ${meshFile} is empty`);
+      meshUsable = false;
+    }
+  }
+  if (config.bgp.mesh !== 'off' && meshUsable) {
     for (const other of input.nodes) {
       if (other.name === self.name) continue;
       if (config.bgp.mesh === 'same-asn' && asnOf(other) !== localAsn) continue;
+      if (conflictedNodes.has(other.name)) continue;
       const address = meshAddress(self, other);
       if (address === undefined) {
         warnings.push(`node ${other.name} is not meshed: it shares no address family with ${self.name}`);
@@ -111,7 +143,9 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
         address,
         asn: asnOf(other),
         ...timers,
+        password: meshPassword,
         gracefulRestart: config.bgp.gracefulRestart,
+        maxPrefixes: config.bgp.meshMaxPrefixes,
         families: [...families],
         description: `node:${other.name}`,
       });
@@ -130,12 +164,28 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
   const familiesFor = (address: string): Family[] =>
     [...families].filter((f) => f === familyOf(address) || !externalFamilies.has(f));
   for (const { peer, origin } of external) {
+    // The config refuses these; annotation peers are checked here, where the pod ranges and timers are known.
+    if (podRangeOf(config.cluster.podRanges, peer.address) !== undefined) {
+      warnings.push(`peer ${peer.address} (${origin}) skipped: inside the cluster pod ranges (a pod is never a BGP peer)`);
+      continue;
+    }
+    const holdTime = peer.holdTime ?? timers.holdTime;
+    const keepaliveInterval = peer.keepaliveInterval ?? timers.keepaliveInterval;
+    if (holdTime > 0 && keepaliveInterval >= holdTime) {
+      warnings.push(`peer ${peer.address} (${origin}) skipped: keepaliveInterval ${keepaliveInterval} is not less than the hold time ${holdTime}`);
+      continue;
+    }
     let password: string | undefined;
     if (peer.passwordFile !== undefined) {
       password = input.secrets.get(peer.passwordFile);
+      // Never fall back to an unauthenticated session: an empty key would configure the peer without TCP-MD5.
       if (password === undefined) {
-        // Never fall back to an unauthenticated session.
-        warnings.push(`peer ${peer.address} (${origin}) skipped: its password file ${peer.passwordFile} could not be read`);
+        const why = input.secretProblems?.get(peer.passwordFile);
+        warnings.push(`peer ${peer.address} (${origin}) skipped: its password file ${peer.passwordFile} could not be read${why === undefined ? '' : ` (${why})`}`);
+        continue;
+      }
+      if (password.trim() === '') {
+        warnings.push(`peer ${peer.address} (${origin}) skipped: its password file ${peer.passwordFile} is empty`);
         continue;
       }
     }
@@ -146,12 +196,15 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
       localAddress: peer.localAddress,
       password,
       ebgpMultihopTtl: peer.ebgpMultihopTtl,
-      holdTime: peer.holdTime ?? timers.holdTime,
-      keepaliveInterval: peer.keepaliveInterval ?? timers.keepaliveInterval,
+      // GTSM by default where the peer is one hop away over eBGP (a ToR): a spoofed packet from further away, even
+      // with the right addresses, then never reaches the session. iBGP and multihop peers are further away.
+      ttlMin: (peer.ttlSecurity ?? (peer.asn !== localAsn && peer.ebgpMultihopTtl === undefined)) ? GTSM_MIN_TTL : undefined,
+      holdTime,
+      keepaliveInterval,
       connectRetry: peer.connectRetry ?? timers.connectRetry,
       gracefulRestart: peer.gracefulRestart ?? config.bgp.gracefulRestart,
       // External peers are where floods come from (a ToR leaking a table, a hostile router): always limited
-      // unless the operator says 0. Node peers send only their podCIDRs and the import policy takes exactly those.
+      // unless the operator says 0. Node peers have their own, much lower limit (bgp.meshMaxPrefixes).
       maxPrefixes: peer.maxPrefixes ?? config.bgp.maxPrefixes,
       families: familiesFor(peer.address),
       description: origin,
@@ -176,7 +229,7 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
         clusterPodRanges: config.cluster.podRanges,
         nodes: input.nodes
           .filter((n) => n.name !== self.name)
-          .map((n) => ({ name: n.name, podCIDRs: usableCIDRs(n), asn: asnOf(n), addresses: n.internalIPs })),
+          .map((n) => ({ name: n.name, podCIDRs: usableCIDRs(n), asn: asnOf(n), addresses: n.internalIPs.filter((a) => !conflictedAddresses.has(a)) })),
         conflictedCIDRs,
       },
       cni: {
@@ -235,6 +288,25 @@ export function findPodCIDRConflicts(nodes: readonly NodeInfo[]): PodCIDRConflic
   });
 }
 
+export interface AddressConflict {
+  address: string;
+  /** The nodes reporting it, in the order given. */
+  nodes: string[];
+}
+
+/** InternalIPs that more than one node reports (addresses are canonical: NodeInfo holds them so). */
+export function findAddressConflicts(nodes: readonly NodeInfo[]): AddressConflict[] {
+  const byAddress = new Map<string, string[]>();
+  for (const node of nodes) {
+    for (const address of new Set(node.internalIPs)) {
+      const owners = byAddress.get(address);
+      if (owners === undefined) byAddress.set(address, [node.name]);
+      else owners.push(node.name);
+    }
+  }
+  return [...byAddress].filter(([, owners]) => owners.length > 1).map(([address, owners]) => ({ address, nodes: owners }));
+}
+
 /** A CIDR as the first and last address of its block (as numbers), for ordering and overlap tests. */
 function cidrRange(cidr: string): { family: 4 | 6; start: bigint; end: bigint; length: number } {
   // ipaddr.parseCIDR tries IPv6 first and throws for every IPv4 CIDR: too slow for thousands of nodes per re-plan.
@@ -260,7 +332,11 @@ export function cidrsOverlap(a: string, b: string): boolean {
 /** A stable IPv4-shaped router ID for nodes without IPv4, taken from a hash of the node name. */
 function derivedRouterId(name: string): string {
   const digest = createHash('sha256').update(name).digest();
-  return [digest[0]! | 1, digest[1]!, digest[2]!, digest[3]!].join('.');
+  // Never loopback, multicast or broadcast (the planner refuses those); other first octets keep their old IDs.
+  let first = digest[0]! | 1;
+  if (first === 127) first = 125;
+  else if (first >= 224) first -= 160;
+  return [first, digest[1]!, digest[2]!, digest[3]!].join('.');
 }
 
 /** gobgpd's client compares configs field by field: leave absent options absent rather than undefined. */

@@ -26,6 +26,7 @@ import {
   type PrefixSetEntry,
   type StatementSpec,
 } from './gobgp-codec.js';
+import { canonicalAddressText, parseIpAddress, specialAddressKind } from '../routes/ip-prefix.js';
 import type { Family, OriginatedPath, PeerSpec } from './types.js';
 
 export interface BgpDesiredState {
@@ -120,8 +121,9 @@ interface ValidDesired {
 }
 
 function canonicalAddress(field: string, a: string): string {
-  if (typeof a !== 'string' || !ipaddr.isValid(a)) throw invalid(field, `"${String(a)}" is not an IP address`);
-  return ipaddr.parse(a).toString();
+  const canonical = typeof a === 'string' ? canonicalAddressText(a) : undefined;
+  if (canonical === undefined) throw invalid(field, `"${String(a)}" is not an IP address`);
+  return canonical;
 }
 
 /** Checks the whole desired state before anything is planned: bad input never half-applies. */
@@ -132,6 +134,9 @@ export function validateDesired(desired: BgpDesiredState): ValidDesired {
     if (typeof g.routerId !== 'string' || !ipaddr.IPv4.isValidFourPartDecimal(g.routerId)) {
       throw invalid('global.routerId', `"${String(g.routerId)}" is not a dotted-quad router id`);
     }
+    const routerId = parseIpAddress(g.routerId);
+    const special = routerId === undefined ? 'not canonical' : specialAddressKind(routerId);
+    if (special !== undefined) throw invalid('global.routerId', `"${g.routerId}" is ${special === 'not canonical' ? 'not a canonical dotted quad' : `a ${special} address`}`);
     if (!Number.isInteger(g.listenPort) || g.listenPort < -1 || g.listenPort === 0 || g.listenPort > 65535) {
       throw invalid('global.listenPort', 'must be -1 (no listener) or 1..65535');
     }

@@ -1,7 +1,9 @@
 // Pure translations between podroute's BGP vocabulary (types.ts and the policy types below) and GoBGP's API
 // objects as proto-loader reads and writes them (keepCase, enums as strings, Any as {'@type', ...fields}).
 // Every function here is pure and unit-tested; the client only moves the results over gRPC.
+
 import ipaddr from 'ipaddr.js';
+import { parseIpAddress } from '../routes/ip-prefix.js';
 import type { Family, OriginatedPath, PeerAdminState, PeerSpec, PeerState, PeerStatus } from './types.js';
 
 /** Errors of the GoBGP client, with stable codes. */
@@ -75,9 +77,9 @@ export function gobgpErrorFromGrpc(method: string, code: number, details: string
 // ---------------------------------------------------------------------------------------------------------
 // Addresses and prefixes
 
+/** The family of an address; undefined when it is none by the one validator (no zone index, no odd IPv4 forms). */
 export function familyOfAddress(address: string): Family | undefined {
-  if (!ipaddr.isValid(address)) return undefined;
-  return ipaddr.parse(address).kind() === 'ipv6' ? 'ipv6' : 'ipv4';
+  return typeof address === 'string' ? parseIpAddress(address)?.family : undefined;
 }
 
 export interface ParsedPrefix {
@@ -158,6 +160,9 @@ export function normalizePeerSpec(spec: PeerSpec): NormalizedPeerSpec {
   if (spec.asn === 0) throw invalid(`${f}.asn`, 'must not be 0');
   checkUint(`${f}.port`, spec.port, 65535);
   checkUint(`${f}.ebgpMultihopTtl`, spec.ebgpMultihopTtl, 255);
+  checkUint(`${f}.ttlMin`, spec.ttlMin, 255);
+  // gobgpd lets GTSM win silently: a multihop peer would never get a session.
+  if ((spec.ttlMin ?? 0) > 0 && (spec.ebgpMultihopTtl ?? 0) > 0) throw invalid(`${f}.ttlMin`, 'GTSM (ttlMin) cannot be combined with ebgpMultihopTtl');
   checkUint(`${f}.holdTime`, spec.holdTime, 65535);
   checkUint(`${f}.keepaliveInterval`, spec.keepaliveInterval, 65535);
   checkUint(`${f}.connectRetry`, spec.connectRetry, 65535);
@@ -178,6 +183,7 @@ export function normalizePeerSpec(spec: PeerSpec): NormalizedPeerSpec {
     localAddress: spec.localAddress ?? '',
     password: spec.password ?? '',
     ebgpMultihopTtl: spec.ebgpMultihopTtl ?? 0,
+    ttlMin: spec.ttlMin ?? 0,
     holdTime,
     keepaliveInterval: spec.keepaliveInterval ?? Math.floor(holdTime / 3),
     connectRetry: spec.connectRetry ?? PEER_DEFAULTS.connectRetry,
@@ -203,6 +209,7 @@ export function peerToApi(spec: PeerSpec): Record<string, unknown> {
       local_address: n.localAddress,
     },
     ebgp_multihop: { enabled: n.ebgpMultihopTtl > 0, multihop_ttl: n.ebgpMultihopTtl },
+    ttl_security: { enabled: n.ttlMin > 0, ttl_min: n.ttlMin },
     timers: {
       config: {
         connect_retry: String(n.connectRetry),
@@ -245,6 +252,7 @@ export function peerSpecFromApi(peer: any): NormalizedPeerSpec {
     localAddress: local === '0.0.0.0' || local === '::' ? '' : local,
     password: str(conf.auth_password),
     ebgpMultihopTtl: mh?.enabled === true ? num(mh.multihop_ttl) : 0,
+    ttlMin: peer?.ttl_security?.enabled === true ? num(peer.ttl_security.ttl_min) : 0,
     holdTime: num(timers.hold_time),
     keepaliveInterval: num(timers.keepalive_interval),
     connectRetry: num(timers.connect_retry),

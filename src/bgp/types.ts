@@ -28,6 +28,12 @@ export interface PeerSpec {
   /** TCP MD5 secret, already read from its file or Secret. Never logged. */
   password?: string;
   ebgpMultihopTtl?: number;
+  /**
+   * GTSM (RFC 5082): the lowest IP TTL accepted from the peer; gobgpd then sends with TTL 255, so a directly
+   * connected peer's packets arrive with 255 and spoofed ones from further away are dropped by the kernel. The peer
+   * must do GTSM too. Omitted or 0: off. Never together with ebgpMultihopTtl.
+   */
+  ttlMin?: number;
   holdTime?: number;
   keepaliveInterval?: number;
   connectRetry?: number;

@@ -1,6 +1,7 @@
 // `podroute agent`: the per-node daemon. Configuration problems are reported before anything is touched.
 import { Command, Option } from 'commander';
 import { ConfigError, loadAgentConfig, overridesFromEnv, type AgentConfig, type ConfigOverrides } from '../config/agent-config.js';
+import { checkPasswordFiles } from '../config/password-file.js';
 import { createLogger } from '../observe/log.js';
 
 export function agentCommand(): Command {
@@ -21,6 +22,14 @@ export function agentCommand(): Command {
         const { config: file, checkConfig: _, ...overrides } = flags;
         config = await loadAgentConfig(file, overridesFromEnv(process.env), overrides);
         if (config.nodeName === undefined) throw new ConfigError(['nodeName: required (flag --node-name, env NODE_NAME or the config file)']);
+        if (flags.checkConfig) {
+          const files = [
+            { key: 'bgp.meshPasswordFile', file: config.bgp.meshPasswordFile },
+            ...config.bgp.peers.map((p, i) => ({ key: `bgp.peers[${i}].passwordFile`, file: p.passwordFile })),
+          ];
+          const problems = await checkPasswordFiles(config.bgp.passwordDir, files);
+          if (problems.length > 0) throw new ConfigError(problems);
+        }
       } catch (err) {
         if (err instanceof ConfigError) {
           process.stderr.write(`podroute agent: ${err.message}\n`);

@@ -1,9 +1,13 @@
 // The agent's configuration: one schema for the YAML file (a ConfigMap), the environment and the flags, with
 // defaults. Validation happens before anything is touched; every error names the key it is about.
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import ipaddr from 'ipaddr.js';
 import YAML from 'yaml';
 import { z } from 'zod';
+import { parseListenAddress } from '../observe/server.js';
+import { canonicalAddressText, parseIpAddress, parseIpPrefix, prefixContainsAddress, specialAddressKind } from '../routes/ip-prefix.js';
+import { passwordFilePath } from './password-file.js';
 
 export class ConfigError extends Error {
   readonly code = 'INVALID_CONFIG';
@@ -39,10 +43,52 @@ const cidr = z.string().transform((text, ctx) => {
   return canonical;
 });
 
-const ipAddress = z.string().refine((text) => ipaddr.isValid(text), (text) => ({ message: `not an IP address: ${JSON.stringify(text)}` }));
-const asn = z.number().int().min(1).max(4294967295);
+/** A range of the cluster (pods, accepted prefixes, no masquerade): a /0 would take in the whole Internet. */
+const rangeCidr = cidr.refine((c) => typeof c !== 'string' || !c.endsWith('/0'), (c) => ({ message: `${c} covers every address of its family` }));
+
+/** Where the deploy mounts the BGP password Secret. */
+export const DEFAULT_PASSWORD_DIR = '/etc/podroute-secrets';
+
+const absolutePath = z
+  .string()
+  .refine((text) => path.isAbsolute(text) && !text.includes('\0'), (text) => ({ message: `must be an absolute path, got ${JSON.stringify(text)}` }));
+
+/**
+ * Why an address cannot be a BGP peer or local address, if it cannot: not an address by the one validator everywhere
+ * (the route code's: no zone index, no non-standard IPv4 forms), or unspecified, loopback, broadcast, multicast.
+ */
+export function unusableAddressProblem(text: string): string | undefined {
+  const address = parseIpAddress(text);
+  if (address === undefined) return `not an IP address: ${JSON.stringify(text)}`;
+  const kind = specialAddressKind(address);
+  return kind === undefined ? undefined : `${text} is a ${kind} address`;
+}
+
+/** Why text cannot be a BGP router ID (a dotted IPv4 address that is no special address), if it cannot. */
+export function routerIdProblem(text: string): string | undefined {
+  if (text.includes(':') || canonicalAddressText(text) === undefined) return `not a dotted IPv4 router ID: ${JSON.stringify(text)}`;
+  return unusableAddressProblem(text);
+}
+
+const sessionAddress = z.string().superRefine((text, ctx) => {
+  const problem = unusableAddressProblem(text);
+  if (problem !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
+});
+
+/** AS_TRANS stands in for a 4-byte ASN towards old speakers (RFC 6793); it is never an AS of its own. */
+export const AS_TRANS = 23456;
+const asn = z
+  .number()
+  .int()
+  .min(1)
+  .max(4294967295)
+  .refine((v) => v !== AS_TRANS, { message: `${AS_TRANS} is AS_TRANS (a placeholder for 4-byte ASNs), not an AS` });
 const port = z.number().int().min(1).max(65535);
 const seconds = z.number().int().min(0).max(65535);
+/** RFC 4271: a hold time is 0 (no keepalives) or at least 3 seconds. */
+const holdSeconds = seconds.refine((v) => v === 0 || v >= 3, { message: 'must be 0 (no keepalives) or at least 3 seconds' });
+/** setTimeout takes at most 2^31-1 ms; beyond that Node fires after 1 ms, a busy loop. */
+const MAX_TIMER_SECONDS = Math.floor(0x7fffffff / 1000);
 /** Prefixes per address family a peer may send; 0 = no limit (gobgpd's max_prefixes is a uint32). */
 const prefixLimit = z.number().int().min(0).max(4294967295);
 
@@ -53,6 +99,13 @@ const prefixLimit = z.number().int().min(0).max(4294967295);
  * routes) or a flood of host routes inside the pod range is cut off before it reaches the kernel.
  */
 export const DEFAULT_EXTERNAL_MAX_PREFIXES = 10_000;
+
+/**
+ * bgp.meshMaxPrefixes: the limit of every node mesh peer. A node sends only its own podCIDRs (Kubernetes gives one
+ * per family) and the import policy takes exactly those, but gobgpd counts what arrives before the policy: without
+ * a limit a misbehaving node fills every other node's Adj-RIB-In. 100 leaves room for any sane allocation.
+ */
+export const DEFAULT_MESH_MAX_PREFIXES = 100;
 
 const labelSelector = z
   .object({
@@ -78,14 +131,19 @@ const gracefulRestart = z
 
 /** Fields shared by configured peers and the `podroute.io/peers` annotation. */
 export const peerFields = {
-  address: ipAddress,
+  address: sessionAddress,
   asn,
   port: port.optional(),
   /** File holding the TCP MD5 secret (a mounted Secret). Plain passwords are not accepted anywhere. */
   passwordFile: z.string().min(1).optional(),
   ebgpMultihopTtl: z.number().int().min(1).max(255).optional(),
-  localAddress: ipAddress.optional(),
-  holdTime: seconds.optional(),
+  /**
+   * GTSM (RFC 5082, minimum TTL 254): on by default for an eBGP peer without ebgpMultihopTtl (a directly connected
+   * ToR), off otherwise; the peer must do GTSM too (FRR: `neighbor X ttl-security hops 1`).
+   */
+  ttlSecurity: z.boolean().optional(),
+  localAddress: sessionAddress.optional(),
+  holdTime: holdSeconds.optional(),
   keepaliveInterval: seconds.optional(),
   connectRetry: seconds.optional(),
   gracefulRestart: gracefulRestart.optional(),
@@ -97,16 +155,28 @@ export const peerFields = {
   maxPrefixes: prefixLimit.optional(),
 };
 
+/** GTSM and multihop exclude each other; a keepalive not shorter than the hold time lets the session expire. */
+function checkPeerFields(peer: { holdTime?: number; keepaliveInterval?: number; ttlSecurity?: boolean; ebgpMultihopTtl?: number }, ctx: z.RefinementCtx): void {
+  if (peer.ttlSecurity === true && peer.ebgpMultihopTtl !== undefined) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['ttlSecurity'], message: 'GTSM cannot be combined with ebgpMultihopTtl (a multihop peer never reaches TTL 254)' });
+  }
+  const { holdTime, keepaliveInterval } = peer;
+  if (holdTime !== undefined && holdTime > 0 && keepaliveInterval !== undefined && keepaliveInterval >= holdTime) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['keepaliveInterval'], message: `must be less than the hold time (${holdTime})` });
+  }
+}
+
 export const externalPeerSchema = z
   .object({
     ...peerFields,
     /** Which nodes peer with it; every node when omitted. */
     nodeSelector: labelSelector.optional(),
   })
-  .strict();
+  .strict()
+  .superRefine(checkPeerFields);
 export type ExternalPeerConfig = z.infer<typeof externalPeerSchema>;
 
-export const annotationPeerSchema = z.object(peerFields).strict();
+export const annotationPeerSchema = z.object(peerFields).strict().superRefine(checkPeerFields);
 export type AnnotationPeerConfig = z.infer<typeof annotationPeerSchema>;
 
 export const agentConfigSchema = z
@@ -131,26 +201,41 @@ export const agentConfigSchema = z
       .object({
         asn: asn.default(64512),
         /** Every pod address of the cluster is inside one of these (v4 and/or v6). */
-        podRanges: z.array(cidr).min(1),
+        podRanges: z.array(rangeCidr).min(1),
         /** More prefixes accepted from external peers (for example other clusters' pod ranges). */
-        extraAcceptRanges: z.array(cidr).default([]),
+        extraAcceptRanges: z.array(rangeCidr).default([]),
         /** Destinations pods reach without masquerade, besides the pod ranges. */
-        nonMasqueradeCIDRs: z.array(cidr).default([]),
+        nonMasqueradeCIDRs: z.array(rangeCidr).default([]),
       })
       .strict(),
     bgp: z
       .object({
         /** gobgpd's BGP listener; -1 = none (nodes then only dial out). */
         listenPort: z.number().int().min(-1).max(65535).default(179),
-        routerId: z.string().ip({ version: 'v4' }).optional(),
+        routerId: z
+          .string()
+          .superRefine((text, ctx) => {
+            const problem = routerIdProblem(text);
+            if (problem !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
+          })
+          .optional(),
         /** full: iBGP mesh with every node; same-asn: only nodes sharing our ASN (AS per rack); off: no mesh. */
         mesh: z.enum(['full', 'same-asn', 'off']).default('full'),
-        holdTime: seconds.default(9),
+        holdTime: holdSeconds.default(9),
         keepaliveInterval: seconds.default(3),
         connectRetry: seconds.default(5),
         gracefulRestart: gracefulRestart.default({}),
+        /**
+         * The only directory password files are read from (a mounted Secret): a passwordFile is a name inside it or
+         * a path under it. Annotations name password files too, and the agent reads them as root.
+         */
+        passwordDir: absolutePath.default(DEFAULT_PASSWORD_DIR),
         /** maxPrefixes of every external peer (config or annotation) that sets none; 0 = no limit. */
         maxPrefixes: prefixLimit.default(DEFAULT_EXTERNAL_MAX_PREFIXES),
+        /** TCP-MD5 key of the node mesh sessions (every node the same), in bgp.passwordDir; none when omitted. */
+        meshPasswordFile: z.string().min(1).optional(),
+        /** maxPrefixes of every node mesh peer; 0 = no limit. */
+        meshMaxPrefixes: prefixLimit.default(DEFAULT_MESH_MAX_PREFIXES),
         peers: z.array(externalPeerSchema).default([]),
       })
       .strict()
@@ -158,22 +243,27 @@ export const agentConfigSchema = z
     routes: z
       .object({
         /** Routing protocol number on every route podroute installs; routes of other protocols are never touched. */
-        protocol: z.number().int().min(1).max(255).default(44),
-        resyncSeconds: z.number().min(1).default(30),
+        protocol: z
+          .number()
+          .int()
+          .min(5, { message: 'must be 5..255: 0-4 are the kernel\'s own (unspec, redirect, kernel, boot, static), whose routes podroute would then delete' })
+          .max(255)
+          .default(44),
+        resyncSeconds: z.number().min(1).max(MAX_TIMER_SECONDS, { message: `must be at most ${MAX_TIMER_SECONDS} (a longer timer fires at once, in a loop)` }).default(30),
       })
       .strict()
       .default({}),
     cni: z
       .object({
-        confDir: z.string().default('/etc/cni/net.d'),
+        confDir: absolutePath.default('/etc/cni/net.d'),
         binDir: z.string().default('/opt/cni/bin'),
         /** host-local IPAM state; the runtime default when omitted. */
-        ipamDataDir: z.string().optional(),
+        ipamDataDir: absolutePath.optional(),
         /**
          * The container runtime's CNI cache directory (libcni's, /var/lib/cni for containerd and CRI-O): policy reads
          * results/ there to bind each pod's veth to its addresses.
          */
-        cacheDir: z.string().default('/var/lib/cni'),
+        cacheDir: absolutePath.default('/var/lib/cni'),
         bridge: z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, 'a Linux interface name (1-15 characters)').default('podroute0'),
         mtu: z.number().int().min(576).max(65535).optional(),
       })
@@ -188,7 +278,17 @@ export const agentConfigSchema = z
     metrics: z
       .object({
         /** host:port for /metrics, /healthz and /readyz; empty string disables. */
-        address: z.string().default('127.0.0.1:9476'),
+        address: z
+          .string()
+          .default('127.0.0.1:9476')
+          .superRefine((text, ctx) => {
+            if (text === '') return;
+            try {
+              parseListenAddress(text);
+            } catch (err) {
+              ctx.addIssue({ code: z.ZodIssueCode.custom, message: (err as Error).message.replace(/^metrics\.address /, '') });
+            }
+          }),
       })
       .strict()
       .default({}),
@@ -225,6 +325,26 @@ function crossCheck(config: AgentConfig): string[] {
       problems.push(`bgp.peers[${i}].localAddress: address family differs from bgp.peers[${i}].address`);
     }
   });
+  config.bgp.peers.forEach((peer, i) => {
+    if (peer.passwordFile !== undefined && passwordFilePath(config.bgp.passwordDir, peer.passwordFile) === undefined) {
+      problems.push(`bgp.peers[${i}].passwordFile: must be inside bgp.passwordDir (${config.bgp.passwordDir})`);
+    }
+  });
+  const mesh = config.bgp.meshPasswordFile;
+  if (mesh !== undefined && passwordFilePath(config.bgp.passwordDir, mesh) === undefined) {
+    problems.push(`bgp.meshPasswordFile: must be inside bgp.passwordDir (${config.bgp.passwordDir})`);
+  }
+  const { holdTime, keepaliveInterval } = config.bgp;
+  if (holdTime > 0 && keepaliveInterval >= holdTime) problems.push(`bgp.keepaliveInterval: must be less than the hold time (${holdTime})`);
+  config.bgp.peers.forEach((peer, i) => {
+    const hold = peer.holdTime ?? holdTime;
+    const keepalive = peer.keepaliveInterval ?? keepaliveInterval;
+    if (hold > 0 && keepalive >= hold && (peer.holdTime !== undefined || peer.keepaliveInterval !== undefined)) {
+      problems.push(`bgp.peers[${i}].keepaliveInterval: must be less than the hold time (${hold})`);
+    }
+    const range = podRangeOf(config.cluster.podRanges, peer.address);
+    if (range !== undefined) problems.push(`bgp.peers[${i}].address: inside cluster.podRanges[${range}] (${config.cluster.podRanges[range]}): a pod is never a BGP peer`);
+  });
   const seen = new Map<string, number>();
   config.bgp.peers.forEach((peer, i) => {
     const key = ipaddr.parse(peer.address).toNormalizedString();
@@ -233,6 +353,17 @@ function crossCheck(config: AgentConfig): string[] {
     else seen.set(key, i);
   });
   return problems;
+}
+
+/** The index of the pod range holding `address`, if one does. */
+export function podRangeOf(podRanges: readonly string[], address: string): number | undefined {
+  const parsed = parseIpAddress(address);
+  if (parsed === undefined) return undefined;
+  const index = podRanges.findIndex((range) => {
+    const prefix = parseIpPrefix(range);
+    return prefix !== undefined && prefixContainsAddress(prefix, parsed);
+  });
+  return index < 0 ? undefined : index;
 }
 
 /** Overrides from flags and the environment, applied on top of the file. Undefined = not given. */

@@ -1,8 +1,8 @@
 // What the agent needs to know about a Node, read from the Kubernetes object. Bad annotations never throw: they
 // become warnings (logged and posted as Events by the caller) and the rest of the node stays usable.
 import type { Node } from './wire.js';
-import ipaddr from 'ipaddr.js';
-import { annotationPeerSchema, canonicalCIDR, describeIssues, type AnnotationPeerConfig } from '../config/agent-config.js';
+import { canonicalAddressText } from '../routes/ip-prefix.js';
+import { annotationPeerSchema, AS_TRANS, canonicalCIDR, describeIssues, routerIdProblem, type AnnotationPeerConfig } from '../config/agent-config.js';
 
 export const ANNOTATION_ASN = 'podroute.io/asn';
 export const ANNOTATION_ROUTER_ID = 'podroute.io/router-id';
@@ -41,23 +41,26 @@ export function nodeInfoFromObject(node: Node): NodeInfo {
   const internalIPs: string[] = [];
   for (const address of node.status?.addresses ?? []) {
     if (address.type !== 'InternalIP') continue;
-    if (ipaddr.isValid(address.address)) internalIPs.push(ipaddr.parse(address.address).toString());
-    else warnings.push(`status.addresses: ignoring InternalIP ${JSON.stringify(address.address)}: not an IP address`);
+    const canonical = canonicalAddressText(address.address);
+    if (canonical === undefined) warnings.push(`status.addresses: ignoring InternalIP ${JSON.stringify(address.address)}: not an IP address (zones are refused)`);
+    else if (!internalIPs.includes(canonical)) internalIPs.push(canonical);
   }
 
   let asn: number | undefined;
   const asnText = annotations[ANNOTATION_ASN];
   if (asnText !== undefined) {
     const value = /^\d+$/.test(asnText.trim()) ? Number(asnText.trim()) : NaN;
-    if (Number.isInteger(value) && value >= 1 && value <= 4294967295) asn = value;
+    if (value === AS_TRANS) warnings.push(`annotation ${ANNOTATION_ASN}: ${JSON.stringify(asnText)} is AS_TRANS (a placeholder for 4-byte ASNs), not an AS; using the cluster ASN`);
+    else if (Number.isInteger(value) && value >= 1 && value <= 4294967295) asn = value;
     else warnings.push(`annotation ${ANNOTATION_ASN}: ${JSON.stringify(asnText)} is not an ASN (1..4294967295); using the cluster ASN`);
   }
 
   let routerId: string | undefined;
   const routerIdText = annotations[ANNOTATION_ROUTER_ID];
   if (routerIdText !== undefined) {
-    if (ipaddr.IPv4.isValidFourPartDecimal(routerIdText.trim())) routerId = routerIdText.trim();
-    else warnings.push(`annotation ${ANNOTATION_ROUTER_ID}: ${JSON.stringify(routerIdText)} is not a dotted IPv4 router ID; ignored`);
+    const problem = routerIdProblem(routerIdText.trim());
+    if (problem === undefined) routerId = routerIdText.trim();
+    else warnings.push(`annotation ${ANNOTATION_ROUTER_ID}: ${JSON.stringify(routerIdText)} is not a usable router ID (${problem}); ignored`);
   }
 
   const { peers, problems } = parsePeersAnnotation(annotations[ANNOTATION_PEERS]);

@@ -146,6 +146,8 @@ export function renderBgpdConf(topology: Topology, layout: LabLayout, routerName
     lines.push(
       ` neighbor ${NODES_PEER_GROUP} peer-group`,
       ` neighbor ${NODES_PEER_GROUP} remote-as external`,
+      // The nodes are one hop away and the agent asks GTSM of such eBGP peers by default (ttlSecurity).
+      ` neighbor ${NODES_PEER_GROUP} ttl-security hops 1`,
       ` neighbor ${NODES_PEER_GROUP} timers connect ${NODE_CONNECT_RETRY_SECONDS}`,
     );
     // The nodes the topology knows are neighbors the ToR dials (and waits for after its restart); the listen range

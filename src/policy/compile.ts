@@ -26,6 +26,7 @@ import { hash } from 'node:crypto';
 import { isIPv4, isIPv6, SocketAddress } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import type { LabelSelector, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Pod } from '../kube/wire.js';
+import { canonicalAddressText } from '../routes/ip-prefix.js';
 import { canonicalCidr, familyOfAddress, formatPrefix, parsePrefix, prefixContains, subtractPrefixes, type Prefix } from './cidr.js';
 import type { ClusterState, IpFamily, PolicyNode, Protocol } from './types.js';
 import { PROTOCOLS } from './types.js';
@@ -171,7 +172,10 @@ function canonicalAddress(ip: string): string {
   if (isIPv4(ip)) return ip;
   // glibc's inet_ntop prints RFC 5952 too, but for the dotted forms; other spellings take the slow path.
   if (/^[0-9a-f:]+$/.test(ip) && isIPv6(ip) && new SocketAddress({ address: ip, family: 'ipv6' }).address === ip) return ip;
-  return ipaddr.parse(ip).toString();
+  // The one address validator of the agent: a zone index ("fe80::1%eth0") or an odd IPv4 form is no pod address.
+  const canonical = canonicalAddressText(ip);
+  if (canonical === undefined) throw new PolicyCompileError('status.podIPs', `not an IP address: ${JSON.stringify(ip)}`);
+  return canonical;
 }
 
 export function selectorMatches(selector: LabelSelector, labels: Record<string, string>): boolean {

@@ -95,9 +95,27 @@ export function ruleHash(rule: Rule): string {
   return (a >>> 0).toString(16).padStart(8, '0') + (b >>> 0).toString(16).padStart(8, '0');
 }
 
+export class PolicyPlanError extends Error {
+  readonly code = 'UNSAFE_RESTORE_INPUT';
+  constructor(message: string) {
+    super(message);
+    this.name = 'PolicyPlanError';
+  }
+}
+
 /** Quotes an argument for iptables-restore / ipset restore lines when it needs it. */
 function quote(arg: string): string {
-  return /^[A-Za-z0-9_.:/,!=+@%-]+$/.test(arg) ? arg : `"${arg.replace(/(["\\])/g, '\\$1')}"`;
+  if (/^[A-Za-z0-9_.:/,!=+@%-]+$/.test(arg)) return arg;
+  return `"${safeWord(arg).replace(/(["\\])/g, '\\$1')}"`;
+}
+
+/**
+ * Neither restore format can escape a control character (a newline starts a new command): such a word would let
+ * whoever chose it write rules of their own. The compiler never produces one; refusing here keeps it so.
+ */
+function safeWord(word: string): string {
+  if (hasControlCharacter(word)) throw new PolicyPlanError(`refusing restore input with a control character: ${JSON.stringify(word)}`);
+  return word;
 }
 
 /** A rule as it follows `-A CHAIN` in a restore line; the comment goes before the target (all after -j is its options). */
@@ -250,6 +268,17 @@ function setDelta(have: string[], want: string[]): { add: string[]; del: string[
   return { add, del };
 }
 
+export function hasControlCharacter(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
+}
+
+/** What set entries look like (addresses, nets, "ip,proto:port", "nomatch"); anything else gets the full check. */
+const SAFE_MEMBER = /^[0-9A-Za-z.:/, -]+$/;
+
 function setHeader(name: string, spec: IpSetSpec): string {
   const maxelem = Math.max(65536, 2 ** Math.ceil(Math.log2(spec.members.length * 2 + 1)));
   return `create ${name} ${spec.type} family ${spec.family === 4 ? 'inet' : 'inet6'} maxelem ${maxelem}`;
@@ -259,6 +288,8 @@ function planSets(desired: IpSetSpec[], observed: Map<string, ObservedSet>): { s
   const lines: string[] = [];
   let changed = 0;
   for (const spec of desired) {
+    safeWord(spec.name);
+    for (const m of spec.members) if (!SAFE_MEMBER.test(m)) safeWord(m);
     const want = wantedMembers(spec);
     const have = observed.get(spec.name);
     if (have !== undefined && have.type === spec.type && sameList(sortedMembers(have.members), want)) continue;

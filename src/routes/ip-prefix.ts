@@ -147,6 +147,28 @@ export function parseIpAddress(text: string): IpAddress | undefined {
 }
 
 /**
+ * Why an address cannot be a BGP peer, a session's local address or a router ID: the unspecified address, loopback,
+ * broadcast or multicast (IPv4-mapped IPv6 judged as its IPv4 address); undefined when it is none of those.
+ */
+export function specialAddressKind(address: IpAddress): 'unspecified' | 'loopback' | 'broadcast' | 'multicast' | undefined {
+  let b = address.bytes;
+  if (b.length === 16) {
+    const mapped = b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
+    if (!mapped) {
+      if (b.every((x) => x === 0)) return 'unspecified';
+      if (b.subarray(0, 15).every((x) => x === 0) && b[15] === 1) return 'loopback';
+      return b[0] === 0xff ? 'multicast' : undefined;
+    }
+    b = b.subarray(12);
+  }
+  const first = b[0] as number;
+  if (first === 0) return 'unspecified';
+  if (first === 127) return 'loopback';
+  if (b.every((x) => x === 255)) return 'broadcast';
+  return first >= 224 && first <= 239 ? 'multicast' : undefined;
+}
+
+/**
  * Parses "address/length" (or a bare address = host route) and clears the host bits, the way the kernel stores
  * a route's destination; "default" is the kernel's spelling of the default route in the given family.
  */

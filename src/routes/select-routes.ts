@@ -73,7 +73,9 @@ export type RejectReason =
   | 'nexthop-family-mismatch'
   /** An IPv6 link-local next hop: not installable without an interface, which BGP does not tell us. */
   | 'nexthop-link-local'
-  | 'nexthop-not-onlink';
+  | 'nexthop-not-onlink'
+  /** A next hop inside our own podCIDRs: a local pod, which must never become a gateway (the bridge is on-link). */
+  | 'nexthop-in-own-podcidr';
 
 export interface RejectedPath {
   /** Canonical when the prefix parses, as received otherwise. */
@@ -198,6 +200,7 @@ function nextHopVerdict(
   if (nextHop.family === 'ipv6' && nextHop.bytes[0] === 0xfe && ((nextHop.bytes[1] as number) & 0xc0) === 0x80) {
     return 'nexthop-link-local';
   }
+  if (ctx.ownPodCIDRs.some((own) => prefixContainsAddress(own, nextHop))) return 'nexthop-in-own-podcidr';
   if (!ctx.onLinkNetworks.some((network) => prefixContainsAddress(network, nextHop))) return 'nexthop-not-onlink';
   return undefined;
 }

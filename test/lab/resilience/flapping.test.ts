@@ -46,7 +46,8 @@ describe('resilience: a peer flapping its routes rapidly', function () {
     peer = new GobgpClient({ target: peerProcess.target });
     cleanup.add('peer client', () => peer.close());
     await peer.startBgp({ asn: PEER_ASN, routerId: net.v4.b, listenPort: 179, listenAddresses: [net.v4.b] });
-    await peer.addPeer({ address: net.v4.a, asn: NODE_ASN, connectRetry: 1 });
+    // GTSM as the agent asks of a one-hop eBGP peer by default.
+    await peer.addPeer({ address: net.v4.a, asn: NODE_ASN, connectRetry: 1, ttlMin: 254 });
 
     const api = await startBenchApi(dir, cleanup);
     api.server.create(

@@ -111,7 +111,8 @@ describe('hostile BGP peers against a real node (gobgpd + podroute agent)', func
     await pollUntil(`gobgpd ${name} answers`, 20_000, 100, async () => (await client.getBgp()).asn === 0 || undefined);
     // No listener: these peers dial the node (several gobgpd share the namespace).
     await client.startBgp({ asn, routerId: address, listenPort: -1 });
-    const spec: PeerSpec = { address: NODE_IP, asn: NODE_ASN, localAddress: address, connectRetry: 1, holdTime: 9, keepaliveInterval: 3, ...(password === undefined ? {} : { password }) };
+    // ttlMin: GTSM, which the agent asks of one-hop eBGP peers by default.
+    const spec: PeerSpec = { address: NODE_IP, asn: NODE_ASN, localAddress: address, connectRetry: 1, holdTime: 9, keepaliveInterval: 3, ttlMin: 254, ...(password === undefined ? {} : { password }) };
     await client.addPeer(spec);
     const raw = new RawGobgp(`unix://${socket}`);
     cleanup.add(`raw client ${name}`, () => raw.close());
@@ -154,6 +155,7 @@ describe('hostile BGP peers against a real node (gobgpd + podroute agent)', func
       bgp: {
         mesh: 'off',
         connectRetry: 1,
+        passwordDir: nodeDir,
         peers: [
           { address: GOOD.address, asn: GOOD.asn },
           { address: MD5.address, asn: MD5.asn, passwordFile },

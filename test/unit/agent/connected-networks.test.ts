@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { parseConnectedNetworks } from '../../../src/agent/connected-networks.js';
+import { onLinkNetworks, parseConnectedNetworks } from '../../../src/agent/connected-networks.js';
 
 describe('connected networks', () => {
   const link = (ifname: string, flags: string[], addrs: [string, string, number, string][]) => ({
@@ -24,5 +24,12 @@ describe('connected networks', () => {
       link('eth2', ['BROADCAST'], [['inet', '10.10.3.5', 31, 'global']]),
     ]);
     expect(parseConnectedNetworks(json)).to.deep.equal(['10.10.1.0/24']);
+  });
+
+  it('the pod bridge is not on-link for learned routes: own podCIDRs are no next-hop networks', () => {
+    const connected = ['10.10.1.0/24', '10.244.1.0/24', '10.244.1.0/25', '10.244.0.0/16', 'fd00:10:1::/64', 'fd00:244:1::/64'];
+    // A wider network that merely covers a podCIDR stays (a node's own subnet may); the selector refuses next hops
+    // inside the podCIDRs whatever the networks.
+    expect(onLinkNetworks(connected, ['10.244.1.0/24', 'fd00:244:1::/64'])).to.deep.equal(['10.10.1.0/24', '10.244.0.0/16', 'fd00:10:1::/64']);
   });
 });

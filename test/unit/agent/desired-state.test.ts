@@ -2,7 +2,8 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import { parseAgentConfig, type AgentConfigInput } from '../../../src/config/agent-config.js';
 import { cidrContains, findPodCIDRConflicts, planDesiredState, type DesiredNodeState } from '../../../src/agent/desired-state.js';
-import type { NodeInfo } from '../../../src/kube/node-info.js';
+import { nodeInfoFromObject, type NodeInfo } from '../../../src/kube/node-info.js';
+import { selectRoutes } from '../../../src/routes/select-routes.js';
 
 function node(name: string, index: number, extra: Partial<NodeInfo> = {}): NodeInfo {
   return {
@@ -60,6 +61,17 @@ describe('desired node state', () => {
     expect(state.bgp.global.routerId).to.match(/^\d+\.\d+\.\d+\.\d+$/);
   });
 
+  it('a router ID derived from the node name is never a loopback, multicast or broadcast address', () => {
+    for (let i = 0; i < 2000; i++) {
+      const name = `v6-only-${i}`;
+      const v6only = node(name, 1, { internalIPs: ['fd00:0:1::11'] });
+      const result = planDesiredState({ config: parseAgentConfig({ cluster: { podRanges: ['10.244.0.0/16', 'fd00:10:244::/56'] } }), nodeName: name, nodes: [v6only], secrets: new Map() });
+      if (!result.ok) throw new Error(result.reason);
+      const first = Number(result.state.bgp.global.routerId.split('.')[0]);
+      expect(first === 0 || first === 127 || first >= 224, `${name}: ${result.state.bgp.global.routerId}`).to.equal(false);
+    }
+  });
+
   it('peers with configured peers whose node selector matches, and with annotation peers', () => {
     const self = node('n1', 1, { annotationPeers: [{ address: '10.0.1.254', asn: 65200 }] });
     const state = plan(
@@ -90,7 +102,7 @@ describe('desired node state', () => {
     expect(v4only.bgp.peers.map((p) => p.families)).to.deep.equal([['ipv4', 'ipv6']]);
   });
 
-  it('limits every external peer (its own maxPrefixes, else bgp.maxPrefixes; 0 = none) and leaves node peers unlimited', () => {
+  it('limits every external peer (its own maxPrefixes, else bgp.maxPrefixes; 0 = none), node peers by bgp.meshMaxPrefixes', () => {
     const self = node('n1', 1, { annotationPeers: [{ address: '10.0.1.254', asn: 65200, maxPrefixes: 50 }, { address: '10.0.1.253', asn: 65200 }] });
     const peers = [
       { address: '10.0.1.1', asn: 65101 },
@@ -98,7 +110,7 @@ describe('desired node state', () => {
     ];
     const byDefault = plan({ bgp: { mesh: 'full', peers } }, 'n1', [self, nodes[1]!]);
     expect(byDefault.bgp.peers.map((p) => [p.description, p.maxPrefixes])).to.deep.equal([
-      ['node:n2', undefined],
+      ['node:n2', 100],
       ['config:bgp.peers[0]', 10_000],
       ['config:bgp.peers[1]', 0],
       ['annotation:podroute.io/peers[0]', 50],
@@ -113,10 +125,88 @@ describe('desired node state', () => {
       { address: '10.0.1.1', asn: 65101, passwordFile: '/secrets/tor1' },
       { address: '10.0.1.2', asn: 65101, passwordFile: '/secrets/missing' },
     ];
-    const state = plan({ bgp: { mesh: 'off', peers } }, 'n1', nodes, new Map([['/secrets/tor1', 's3cret']]));
+    const state = plan({ bgp: { mesh: 'off', passwordDir: '/secrets', peers } }, 'n1', nodes, new Map([['/secrets/tor1', 's3cret']]));
     expect(state.bgp.peers.map((p) => [p.address, p.password])).to.deep.equal([['10.0.1.1', 's3cret']]);
     expect(state.warnings.join('\n')).to.match(/10\.0\.1\.2 .* skipped: its password file \/secrets\/missing could not be read/);
     expect(state.warnings.join('\n')).not.to.include('s3cret');
+  });
+
+  it('never configures a peer without TCP-MD5 because its password file is empty or blank', () => {
+    const peers = [
+      { address: '10.0.1.1', asn: 65101, passwordFile: '/secrets/empty' },
+      { address: '10.0.1.2', asn: 65101, passwordFile: '/secrets/blank' },
+      { address: '10.0.1.3', asn: 65101, passwordFile: '/secrets/good' },
+    ];
+    const secrets = new Map([['/secrets/empty', ''], ['/secrets/blank', ' \n\t'], ['/secrets/good', 'k']]);
+    const state = plan({ bgp: { mesh: 'off', passwordDir: '/secrets', peers } }, 'n1', nodes, secrets);
+    expect(state.bgp.peers.map((p) => [p.address, p.password])).to.deep.equal([['10.0.1.3', 'k']]);
+    expect(state.warnings.join('\n')).to.match(/10\.0\.1\.1 .* skipped: its password file \/secrets\/empty is empty/);
+    expect(state.warnings.join('\n')).to.match(/10\.0\.1\.2 .* skipped: its password file \/secrets\/blank is empty/);
+  });
+
+  it('says why a password file was not read', () => {
+    const peers = [{ address: '10.0.1.1', asn: 65101, passwordFile: '/secrets/fifo' }];
+    const config = parseAgentConfig({ cluster: { podRanges: ['10.244.0.0/16'] }, bgp: { mesh: 'off', passwordDir: '/secrets', peers } });
+    const result = planDesiredState({ config, nodeName: 'n1', nodes, secrets: new Map(), secretProblems: new Map([['/secrets/fifo', '/secrets/fifo is not a regular file']]) });
+    expect(result.ok && result.state.warnings.join('\n')).to.match(/10\.0\.1\.1 .* skipped: its password file \/secrets\/fifo could not be read \(\/secrets\/fifo is not a regular file\)/);
+  });
+
+  it('skips an annotation peer inside the pod ranges, or whose keepalive reaches the hold time it inherits', () => {
+    const self = node('n1', 1, {
+      annotationPeers: [
+        { address: '10.244.7.1', asn: 65200 },
+        { address: '10.0.1.250', asn: 65200, keepaliveInterval: 9 },
+        { address: '10.0.1.254', asn: 65200 },
+      ],
+    });
+    const state = plan({ bgp: { mesh: 'off' } }, 'n1', [self]);
+    expect(state.bgp.peers.map((p) => p.address)).to.deep.equal(['10.0.1.254']);
+    expect(state.warnings.join('\n')).to.match(/peer 10\.244\.7\.1 \(annotation:podroute\.io\/peers\[0\]\) skipped: inside the cluster pod ranges/);
+    expect(state.warnings.join('\n')).to.match(/peer 10\.0\.1\.250 \(annotation:podroute\.io\/peers\[1\]\) skipped: keepaliveInterval 9 is not less than the hold time 9/);
+  });
+
+  it('limits the prefixes of mesh peers too (bgp.meshMaxPrefixes; 0 = no limit)', () => {
+    const nodeLimits = (state: DesiredNodeState): (number | undefined)[] => state.bgp.peers.filter((p) => p.description?.startsWith('node:')).map((p) => p.maxPrefixes);
+    expect(nodeLimits(plan({}))).to.deep.equal([100, 100, 100]);
+    expect(nodeLimits(plan({ bgp: { meshMaxPrefixes: 8 } }))).to.deep.equal([8, 8, 8]);
+    expect(nodeLimits(plan({ bgp: { meshMaxPrefixes: 0 } }))).to.deep.equal([0, 0, 0]);
+  });
+
+  it('asks GTSM (minimum TTL 254) of directly connected eBGP peers unless told otherwise', () => {
+    // n1 is in AS 64601.
+    const peers = [
+      { address: '10.0.1.1', asn: 65101 },
+      { address: '10.0.1.2', asn: 65101, ebgpMultihopTtl: 2 },
+      { address: '10.0.1.3', asn: 64601 },
+      { address: '10.0.1.4', asn: 65101, ttlSecurity: false },
+      { address: '10.0.1.5', asn: 64601, ttlSecurity: true },
+    ];
+    const state = plan({ bgp: { mesh: 'full', peers } }, 'n1', [nodes[0]!, nodes[1]!]);
+    expect(state.bgp.peers.map((p) => [p.description, p.ttlMin])).to.deep.equal([
+      ['node:n2', undefined],
+      ['config:bgp.peers[0]', 254],
+      ['config:bgp.peers[1]', undefined],
+      ['config:bgp.peers[2]', undefined],
+      ['config:bgp.peers[3]', undefined],
+      ['config:bgp.peers[4]', 254],
+    ]);
+  });
+
+  it('authenticates the node mesh with bgp.meshPasswordFile, and skips the mesh rather than go without it', () => {
+    const config = { bgp: { passwordDir: '/secrets', meshPasswordFile: '/secrets/mesh' } };
+    const withKey = plan(config, 'n1', nodes, new Map([['/secrets/mesh', 'm3sh']]));
+    expect(withKey.bgp.peers.map((p) => [p.description, p.password])).to.deep.equal([
+      ['node:n2', 'm3sh'],
+      ['node:n3', 'm3sh'],
+      ['node:n4', 'm3sh'],
+    ]);
+    const without = plan(config, 'n1', nodes, new Map([['/secrets/mesh', ' ']]));
+    expect(without.bgp.peers).to.deep.equal([]);
+    expect(without.warnings.join('\n')).to.match(/node mesh skipped: its password file \/secrets\/mesh is empty/);
+    const unread = plan(config, 'n1', nodes);
+    expect(unread.bgp.peers).to.deep.equal([]);
+    expect(unread.warnings.join('\n')).to.match(/node mesh skipped: its password file \/secrets\/mesh could not be read/);
+    expect(plan({}, 'n1', nodes).bgp.peers.every((p) => p.password === undefined)).to.equal(true);
   });
 
   it('refuses duplicate peer addresses and peering with itself', () => {
@@ -133,6 +223,41 @@ describe('desired node state', () => {
     expect(state.routeSelection.nodes.find((n) => n.name === 'n2')!.podCIDRs).to.deep.equal(['fd00:10:244:2::/64']);
     expect(state.bgp.importRules.nodePeers.find((p) => p.address === '10.0.1.12')!.prefixes).to.deep.equal(['fd00:10:244:2::/64']);
     expect(state.warnings.join('\n')).to.match(/podCIDR conflict: 10\.244\.2\.0\/24 of node n2 overlaps 10\.244\.2\.128\/25 of node n9/);
+  });
+
+  it('a Node with a zoned InternalIP is skipped with a warning; route selection keeps working for the rest', () => {
+    const zoned = nodeInfoFromObject({
+      metadata: { name: 'n9' },
+      spec: { podCIDRs: ['10.244.9.0/24'] },
+      status: { addresses: [{ type: 'InternalIP', address: 'fe80::1%eth0' }] },
+    });
+    const state = plan({}, 'n1', [...nodes, zoned]);
+    expect(state.warnings.join('\n')).to.match(/node n9 is not meshed/);
+    expect(state.bgp.peers.map((p) => p.description)).to.deep.equal(['node:n2', 'node:n3', 'node:n4']);
+    const { conflictedCIDRs, ...context } = state.routeSelection;
+    const selection = selectRoutes(
+      [{ prefix: '10.244.2.0/24', family: 'ipv4', nextHop: '10.0.1.12', neighborIp: '10.0.1.12', asPath: [64601], isWithdraw: false }],
+      { ...context, onLinkNetworks: ['10.0.1.0/24'], excludedCIDRs: conflictedCIDRs },
+    );
+    expect(selection.routes).to.deep.equal([{ prefix: '10.244.2.0/24', nextHops: ['10.0.1.12'] }]);
+  });
+
+  it('a Node reporting another node\'s InternalIP is a conflict: neither is meshed at it nor routed, and it is said', () => {
+    const impostor = node('n9', 9, { internalIPs: ['10.0.1.12'] });
+    const state = plan({}, 'n1', [...nodes, impostor]);
+    expect(state.bgp.peers.map((p) => p.description)).to.deep.equal(['node:n3', 'node:n4']);
+    expect(state.bgp.importRules.nodePeers.map((p) => p.address)).to.deep.equal(['10.0.2.13', '10.0.2.14']);
+    expect(state.routeSelection.conflictedCIDRs).to.include.members(['10.244.2.0/24', 'fd00:10:244:2::/64', '10.244.9.0/24', 'fd00:10:244:9::/64']);
+    expect(state.routeSelection.nodes.find((n) => n.name === 'n2')!.addresses).to.deep.equal(['fd00:0:1::12']);
+    expect(state.routeSelection.nodes.find((n) => n.name === 'n9')!.addresses).to.deep.equal([]);
+    expect(state.warnings.join('\n')).to.match(/InternalIP conflict: 10\.0\.1\.12 is reported by nodes n2 and n9/);
+    // The order of the nodes does not decide who gets the slot.
+    const reversed = plan({}, 'n1', [impostor, ...nodes]);
+    expect(reversed.bgp.peers.map((p) => p.description)).to.deep.equal(['node:n3', 'node:n4']);
+    // A node claiming this node's own address: the same.
+    const selfie = plan({}, 'n1', [...nodes, node('n9', 9, { internalIPs: ['10.0.1.11'] })]);
+    expect(selfie.bgp.peers.map((p) => p.description)).to.deep.equal(['node:n2', 'node:n3', 'node:n4']);
+    expect(selfie.routeSelection.conflictedCIDRs).to.include('10.244.9.0/24');
   });
 
   it('waits for its own Node and its podCIDRs', () => {

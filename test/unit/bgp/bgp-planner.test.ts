@@ -252,6 +252,18 @@ describe('planBgp', () => {
     expect(JSON.stringify(changes.map((c) => (c.kind === 'update-peer' ? c.changed : [])))).to.not.include('new-secret');
   });
 
+  it('turning GTSM on is a peer update naming ttlMin; GTSM with eBGP multihop is refused', () => {
+    const before = simulate(EMPTY, planBgp(desiredState(), EMPTY));
+    const d = desiredState();
+    d.peers[1] = { ...d.peers[1]!, ttlMin: 254 };
+    expect(planBgp(d, before).filter((c) => c.kind === 'update-peer')).to.deep.equal([
+      { kind: 'update-peer', spec: { ...d.peers[1], address: '192.168.1.1' }, disruptive: true, changed: ['ttlMin'] },
+    ]);
+    expect(planBgp(d, simulate(before, planBgp(d, before)))).to.deep.equal([]);
+    d.peers[1] = { ...d.peers[1], ebgpMultihopTtl: 2 };
+    expect(() => planBgp(d, before)).to.throw(BgpPlanError, /ttlMin/);
+  });
+
   it('plans a prefix-limit change as one disruptive peer update (gobgpd bounces the session), and nothing else', () => {
     const limited = desiredState();
     limited.peers[1] = { ...limited.peers[1]!, maxPrefixes: 100 };
@@ -338,6 +350,9 @@ describe('planBgp', () => {
     const bad: [Partial<BgpDesiredState>, RegExp][] = [
       [{ global: { asn: 0, routerId: '1.1.1.1', listenPort: 179 } }, /global\.asn/],
       [{ global: { asn: 1, routerId: 'fd00::1', listenPort: 179 } }, /global\.routerId/],
+      [{ global: { asn: 1, routerId: '0.0.0.0', listenPort: 179 } }, /global\.routerId/],
+      [{ global: { asn: 1, routerId: '127.0.0.1', listenPort: 179 } }, /global\.routerId/],
+      [{ global: { asn: 1, routerId: '224.0.0.1', listenPort: 179 } }, /global\.routerId/],
       [{ advertise: [{ prefix: 'fd00:1::/64', nextHop: '10.0.0.1' }] }, /advertise\[0\]\.nextHop/],
       [{ advertise: [{ prefix: '10.244.1.5/24', nextHop: '10.0.0.1' }] }, /advertise\[0\]\.prefix.*host bits/],
       [{ peers: [{ address: '10.0.0.300', asn: 1 }] }, /peers\[0\]\.address/],
@@ -345,6 +360,10 @@ describe('planBgp', () => {
       [{ peers: [{ address: '10.0.0.3', asn: 1, holdTime: -1 }] }, /holdTime/],
       [{ peers: [{ address: '10.0.0.3', asn: 1, maxPrefixes: -1 }] }, /peer 10\.0\.0\.3\.maxPrefixes/],
       [{ peers: [{ address: '10.0.0.3', asn: 1, maxPrefixes: 2 ** 32 }] }, /peer 10\.0\.0\.3\.maxPrefixes/],
+      // One address validator everywhere: a zone index or a non-standard IPv4 form is not an address.
+      [{ peers: [{ address: 'fe80::1%eth0', asn: 1 }] }, /peers\[0\]\.address/],
+      [{ peers: [{ address: '010.0.0.3', asn: 1 }] }, /peers\[0\]\.address/],
+      [{ advertise: [{ prefix: '10.244.1.0/24', nextHop: '10.1' }] }, /advertise\[0\]\.nextHop/],
     ];
     for (const [over, re] of bad) {
       expect(() => planBgp(desiredState(over), EMPTY)).to.throw(BgpPlanError, re);

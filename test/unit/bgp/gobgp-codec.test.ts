@@ -31,6 +31,18 @@ describe('gobgp-codec', () => {
     expect(() => normalizePeerSpec({ address: '10.0.0.1', asn: 1, families: [] })).to.throw(/families/);
   });
 
+  it('sets GTSM (ttl_security with the minimum TTL) and reads it back; never together with eBGP multihop', () => {
+    const api = peerToApi({ address: '10.0.0.1', asn: 65001, ttlMin: 254 }) as { ttl_security: unknown; ebgp_multihop: unknown };
+    expect(api.ttl_security).to.deep.equal({ enabled: true, ttl_min: 254 });
+    expect(api.ebgp_multihop).to.deep.equal({ enabled: false, multihop_ttl: 0 });
+    expect(peerSpecFromApi(JSON.parse(JSON.stringify(api))).ttlMin).to.equal(254);
+    expect((peerToApi({ address: '10.0.0.1', asn: 65001 }) as { ttl_security: unknown }).ttl_security).to.deep.equal({ enabled: false, ttl_min: 0 });
+    // gobgpd reports a disabled GTSM with whatever minimum it holds: that is off.
+    expect(peerSpecFromApi({ conf: { neighbor_address: '10.0.0.1', peer_asn: 65001 }, ttl_security: { enabled: false, ttl_min: 7 } }).ttlMin).to.equal(0);
+    expect(() => normalizePeerSpec({ address: '10.0.0.1', asn: 1, ttlMin: 254, ebgpMultihopTtl: 2 })).to.throw(/ttlMin.*ebgpMultihopTtl/);
+    expect(() => normalizePeerSpec({ address: '10.0.0.1', asn: 1, ttlMin: 256 })).to.throw(/peer 10\.0\.0\.1\.ttlMin/);
+  });
+
   it('puts the prefix limit on every family of the peer, and none when the limit is 0', () => {
     type Afi = { config: { family: unknown }; prefix_limits?: { family: unknown; max_prefixes: number } };
     const limited = peerToApi({ address: '10.0.0.1', asn: 65001, maxPrefixes: 250 }) as { afi_safis: Afi[] };

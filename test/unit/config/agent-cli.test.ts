@@ -1,5 +1,5 @@
 // `podroute agent` refuses a bad configuration before touching anything: a clear message naming the key, exit 2.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -45,6 +45,29 @@ describe('podroute agent --check-config', function () {
     const result = await run('cluster:\n  podRanges: [10.244.0.0/16]\n');
     expect(result.exitCode).to.equal(2);
     expect(result.stderr).to.include('nodeName: required');
+  });
+
+  it('refuses a password file that is missing, empty or outside bgp.passwordDir', async () => {
+    const secrets = path.join(dir, 'secrets');
+    await mkdir(secrets, { recursive: true });
+    await writeFile(path.join(secrets, 'tor1'), 's3cret\n');
+    await writeFile(path.join(secrets, 'blank'), '\n');
+    const peers = (files: string[]): string => files.map((f, i) => `    - {address: 10.0.0.${i + 1}, asn: 65000, passwordFile: ${f}}\n`).join('');
+    const head = `cluster:\n  podRanges: [10.244.0.0/16]\nbgp:\n  passwordDir: ${secrets}\n  peers:\n`;
+    const good = await run(head + peers(['tor1', `${secrets}/tor1`]), '--node-name', 'n1');
+    expect(good.exitCode, good.stderr).to.equal(0);
+    const bad = await run(head + peers(['tor1', 'missing', 'blank']), '--node-name', 'n1');
+    expect(bad.exitCode).to.equal(2);
+    expect(bad.stderr).to.include('bgp.peers[1].passwordFile:');
+    expect(bad.stderr).to.include('bgp.peers[2].passwordFile:');
+    expect(bad.stderr).to.not.include('bgp.peers[0]');
+    expect(bad.stderr).to.not.include('s3cret');
+    const mesh = await run(`cluster:\n  podRanges: [10.244.0.0/16]\nbgp:\n  passwordDir: ${secrets}\n  meshPasswordFile: mesh\n`, '--node-name', 'n1');
+    expect(mesh.exitCode).to.equal(2);
+    expect(mesh.stderr).to.include('bgp.meshPasswordFile:');
+    const outside = await run(head + peers(['/etc/hostname']), '--node-name', 'n1');
+    expect(outside.exitCode).to.equal(2);
+    expect(outside.stderr).to.include('bgp.peers[0].passwordFile: must be inside bgp.passwordDir');
   });
 
   it('refuses an invalid flag value before reading anything else', async () => {

@@ -74,6 +74,48 @@ describe('agent config', () => {
     ['prefix limit beyond uint32', { ...minimal, bgp: { peers: [{ address: '10.0.0.1', asn: 65000, maxPrefixes: 4294967296 }] } }, /^bgp\.peers\[0\]\.maxPrefixes: Number must be less than or equal to 4294967295/],
     ['gobgpd on every interface', { ...minimal, gobgp: { target: '0.0.0.0:50051' } }, /^gobgp\.target: must be unix/],
     ['gobgpd on every IPv6 interface', { ...minimal, gobgp: { target: '[::]:50051' } }, /^gobgp\.target: must be unix/],
+    ['peer address with a zone', { ...minimal, bgp: { peers: [{ address: 'fe80::1%eth0', asn: 65000 }] } }, /^bgp\.peers\[0\]\.address: not an IP address/],
+    ['local address with a zone', { ...minimal, bgp: { peers: [{ address: 'fd00::1', asn: 65000, localAddress: 'fd00::2%eth0' }] } }, /^bgp\.peers\[0\]\.localAddress: not an IP address/],
+    // Values that validate as types but later break or endanger the node.
+    ['a kernel routing protocol (kernel/boot/static)', { ...minimal, routes: { protocol: 4 } }, /^routes\.protocol: .*0-4/],
+    ['the redirect protocol', { ...minimal, routes: { protocol: 1 } }, /^routes\.protocol:/],
+    ['a resync beyond setTimeout (would loop every 1 ms)', { ...minimal, routes: { resyncSeconds: 1e7 } }, /^routes\.resyncSeconds:/],
+    ['hold time 1', { ...minimal, bgp: { holdTime: 1 } }, /^bgp\.holdTime: must be 0 .* or at least 3/],
+    ['keepalive equal to the hold time', { ...minimal, bgp: { holdTime: 9, keepaliveInterval: 9 } }, /^bgp\.keepaliveInterval: must be less than the hold time/],
+    ['peer hold time 2', { ...minimal, bgp: { peers: [{ address: '10.0.0.1', asn: 65000, holdTime: 2 }] } }, /^bgp\.peers\[0\]\.holdTime: must be 0/],
+    ['peer keepalive above its hold time', { ...minimal, bgp: { peers: [{ address: '10.0.0.1', asn: 65000, holdTime: 6, keepaliveInterval: 7 }] } }, /^bgp\.peers\[0\]\.keepaliveInterval: must be less than the hold time/],
+    ['peer keepalive above the global hold time', { ...minimal, bgp: { peers: [{ address: '10.0.0.1', asn: 65000, keepaliveInterval: 9 }] } }, /^bgp\.peers\[0\]\.keepaliveInterval: must be less than the hold time \(9\)/],
+    ['peer 0.0.0.0', { ...minimal, bgp: { peers: [{ address: '0.0.0.0', asn: 65000 }] } }, /^bgp\.peers\[0\]\.address: .*unspecified/],
+    ['peer ::', { ...minimal, bgp: { peers: [{ address: '::', asn: 65000 }] } }, /^bgp\.peers\[0\]\.address: .*unspecified/],
+    ['peer on loopback', { ...minimal, bgp: { peers: [{ address: '127.0.0.1', asn: 65000 }] } }, /^bgp\.peers\[0\]\.address: .*loopback/],
+    ['peer ::1', { ...minimal, bgp: { peers: [{ address: '::1', asn: 65000 }] } }, /^bgp\.peers\[0\]\.address: .*loopback/],
+    ['peer broadcast', { ...minimal, bgp: { peers: [{ address: '255.255.255.255', asn: 65000 }] } }, /^bgp\.peers\[0\]\.address: .*broadcast/],
+    ['peer multicast', { ...minimal, bgp: { peers: [{ address: '224.0.0.5', asn: 65000 }] } }, /^bgp\.peers\[0\]\.address: .*multicast/],
+    ['peer v6 multicast', { ...minimal, bgp: { peers: [{ address: 'ff02::5', asn: 65000 }] } }, /^bgp\.peers\[0\]\.address: .*multicast/],
+    ['local address 0.0.0.0', { ...minimal, bgp: { peers: [{ address: '10.0.0.1', asn: 65000, localAddress: '0.0.0.0' }] } }, /^bgp\.peers\[0\]\.localAddress: .*unspecified/],
+    ['router ID 0.0.0.0', { ...minimal, bgp: { routerId: '0.0.0.0' } }, /^bgp\.routerId: .*unspecified/],
+    ['router ID on loopback', { ...minimal, bgp: { routerId: '127.0.0.1' } }, /^bgp\.routerId: .*loopback/],
+    ['router ID multicast', { ...minimal, bgp: { routerId: '239.1.1.1' } }, /^bgp\.routerId: .*multicast/],
+    ['router ID broadcast', { ...minimal, bgp: { routerId: '255.255.255.255' } }, /^bgp\.routerId: .*broadcast/],
+    ['cluster ASN AS_TRANS', { ...minimal, cluster: { ...minimal.cluster, asn: 23456 } }, /^cluster\.asn: 23456 is AS_TRANS/],
+    ['peer ASN AS_TRANS', { ...minimal, bgp: { peers: [{ address: '10.0.0.1', asn: 23456 }] } }, /^bgp\.peers\[0\]\.asn: 23456 is AS_TRANS/],
+    ['pod range 0.0.0.0/0', { ...minimal, cluster: { podRanges: ['0.0.0.0/0'] } }, /^cluster\.podRanges\[0\]: .*every address/],
+    ['accept range ::/0', { ...minimal, cluster: { ...minimal.cluster, extraAcceptRanges: ['::/0'] } }, /^cluster\.extraAcceptRanges\[0\]: .*every address/],
+    ['non-masquerade range 0.0.0.0/0', { ...minimal, cluster: { ...minimal.cluster, nonMasqueradeCIDRs: ['10.1.2.3/0'] } }, /^cluster\.nonMasqueradeCIDRs\[0\]: .*every address/],
+    ['peer inside the pod ranges', { ...minimal, bgp: { peers: [{ address: '10.244.3.7', asn: 65000 }] } }, /^bgp\.peers\[0\]\.address: inside cluster\.podRanges\[0\]/],
+    ['v6 peer inside the pod ranges', { ...minimal, bgp: { peers: [{ address: 'fd00:10:244::9', asn: 65000 }] } }, /^bgp\.peers\[0\]\.address: inside cluster\.podRanges\[1\]/],
+    ['metrics address a host name', { ...minimal, metrics: { address: 'metrics.example:9476' } }, /^metrics\.address:/],
+    ['metrics address without a port', { ...minimal, metrics: { address: '127.0.0.1' } }, /^metrics\.address:/],
+    ['metrics address port out of range', { ...minimal, metrics: { address: '127.0.0.1:70000' } }, /^metrics\.address:/],
+    ['empty CNI conf dir', { ...minimal, cni: { confDir: '' } }, /^cni\.confDir: must be an absolute path/],
+    ['relative CNI conf dir', { ...minimal, cni: { confDir: 'etc/cni/net.d' } }, /^cni\.confDir: must be an absolute path/],
+    ['empty IPAM data dir', { ...minimal, cni: { ipamDataDir: '' } }, /^cni\.ipamDataDir: must be an absolute path/],
+    ['relative IPAM data dir', { ...minimal, cni: { ipamDataDir: './ipam' } }, /^cni\.ipamDataDir: must be an absolute path/],
+    ['GTSM with eBGP multihop', { ...minimal, bgp: { peers: [{ address: '10.0.0.1', asn: 65000, ttlSecurity: true, ebgpMultihopTtl: 2 }] } }, /^bgp\.peers\[0\]\.ttlSecurity: GTSM cannot be combined with ebgpMultihopTtl/],
+    ['mesh password file outside the password directory', { ...minimal, bgp: { meshPasswordFile: '/etc/shadow' } }, /^bgp\.meshPasswordFile: must be inside bgp\.passwordDir/],
+    ['relative password directory', { ...minimal, bgp: { passwordDir: 'secrets' } }, /^bgp\.passwordDir: must be an absolute path/],
+    ['password file outside the password directory', { ...minimal, bgp: { peers: [{ address: '10.0.0.1', asn: 65000, passwordFile: '/var/run/secrets/kubernetes.io/serviceaccount/token' }] } }, /^bgp\.peers\[0\]\.passwordFile: must be inside bgp\.passwordDir \(\/etc\/podroute-secrets\)/],
+    ['password file escaping the password directory', { ...minimal, bgp: { peers: [{ address: '10.0.0.1', asn: 65000, passwordFile: '../../dev/zero' }] } }, /^bgp\.peers\[0\]\.passwordFile: must be inside/],
   ];
   for (const [what, input, expected] of bad) {
     it(`names the key for: ${what}`, () => {
@@ -81,6 +123,19 @@ describe('agent config', () => {
       expect(problems.some((p) => expected.test(p)), problems.join('\n')).to.equal(true);
     });
   }
+
+  it('accepts the edges of what it refuses', () => {
+    const config = parseAgentConfig({
+      ...minimal,
+      routes: { protocol: 5, resyncSeconds: 2_147_483 },
+      bgp: { holdTime: 0, keepaliveInterval: 0, routerId: '10.0.0.1', peers: [{ address: '10.0.0.1', asn: 23457, holdTime: 3, keepaliveInterval: 1 }] },
+      metrics: { address: '[::1]:9476' },
+      cni: { confDir: '/etc/cni/net.d', ipamDataDir: '/var/lib/cni/networks' },
+    });
+    expect(config.routes.protocol).to.equal(5);
+    expect(parseAgentConfig({ ...minimal, metrics: { address: '' } }).metrics.address).to.equal('');
+    expect(parseAgentConfig({ ...minimal, bgp: { holdTime: 0 } }).bgp.holdTime, 'hold time 0 with the default keepalive').to.equal(0);
+  });
 
   describe('loading', () => {
     let dir: string;

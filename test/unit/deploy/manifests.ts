@@ -2,7 +2,7 @@
 // `podroute agent --check-config` of the compiled CLI next to these tests (dist/ or .build/<x>/).
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -169,19 +169,38 @@ export interface CheckConfigResult {
   stderr: string;
 }
 
-export async function runCheckConfig(configText: string): Promise<CheckConfigResult> {
+/**
+ * `secrets`: the files of the Secret mounted at the config's bgp.passwordDir (key -> content), as kubelet would
+ * mount them: --check-config reads every password file. They are written to a temporary directory that stands in
+ * for passwordDir (the config's paths are moved there and the output moved back).
+ */
+export async function runCheckConfig(configText: string, secrets?: { dir: string; files: Record<string, string> }): Promise<CheckConfigResult> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'h8-deploy-config-'));
   try {
     const file = path.join(dir, 'config.yaml');
-    await writeFile(file, configText);
+    let text = configText;
+    let restore = (out: string): string => out;
+    if (secrets !== undefined) {
+      const mounted = path.join(dir, 'secrets');
+      await mkdir(mounted);
+      for (const [key, content] of Object.entries(secrets.files)) await writeFile(path.join(mounted, key), content);
+      const config = (YAML.parse(configText) ?? {}) as { bgp?: { passwordDir?: string; peers?: { passwordFile?: string }[] } };
+      config.bgp = { ...config.bgp, passwordDir: mounted };
+      for (const peer of config.bgp.peers ?? []) {
+        if (peer.passwordFile?.startsWith(`${secrets.dir}/`)) peer.passwordFile = mounted + peer.passwordFile.slice(secrets.dir.length);
+      }
+      text = YAML.stringify(config);
+      restore = (out) => out.split(mounted).join(secrets.dir);
+    }
+    await writeFile(file, text);
     try {
       const { stdout, stderr } = await execFileAsync(process.execPath, [CLI_MAIN, 'agent', '--check-config', '-c', file, '--node-name', 'x'], {
         env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
       });
-      return { exitCode: 0, stdout, stderr };
+      return { exitCode: 0, stdout: restore(stdout), stderr: restore(stderr) };
     } catch (err) {
       const e = err as { code?: number; stdout?: string; stderr?: string };
-      return { exitCode: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+      return { exitCode: typeof e.code === 'number' ? e.code : -1, stdout: restore(e.stdout ?? ''), stderr: restore(e.stderr ?? '') };
     }
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -212,9 +231,21 @@ async function checkAgentConfig(objects: K8sObject[]): Promise<{ text: string; e
   const configMap = only<K8sObject & { data?: Record<string, string> }>(objects, 'ConfigMap', volume.configMap.name);
   const text = configMap.data?.[key];
   if (text === undefined) throw new Error(`ConfigMap ${configMap.metadata.name} has no key ${key}`);
-  const result = await runCheckConfig(text);
+  const result = await runCheckConfig(text, mountedPasswords(objects, pod, agent, text));
   if (result.exitCode !== 0) throw new Error(`podroute agent --check-config failed (${result.exitCode}): ${result.stderr}`);
   return { text, effective: JSON.parse(result.stdout) as EffectiveConfig };
+}
+
+/** The Secret the agent container mounts at the config's bgp.passwordDir, as files; undefined when none is. */
+function mountedPasswords(objects: K8sObject[], pod: PodSpec, agent: Container, configText: string): { dir: string; files: Record<string, string> } | undefined {
+  const config = (YAML.parse(configText) ?? {}) as { bgp?: { passwordDir?: string } };
+  const dir = config.bgp?.passwordDir ?? '/etc/podroute-secrets';
+  if (!(agent.volumeMounts ?? []).some((m) => m.mountPath === dir)) return undefined;
+  const name = volumeAt(pod, agent, dir).secret?.secretName;
+  const secret = objects.find<K8sObject & { data?: Record<string, string> }>((o): o is K8sObject & { data?: Record<string, string> } => o.kind === 'Secret' && o.metadata.name === name);
+  if (secret === undefined) return undefined;
+  const files = Object.fromEntries(Object.entries(secret.data ?? {}).map(([key, value]) => [key, Buffer.from(value, 'base64').toString('utf8')]));
+  return { dir, files };
 }
 
 /** host and port of a host:port address ([v6]:port too). */

@@ -27,6 +27,60 @@ describe('node info', () => {
     expect(info.warnings).to.deep.equal([]);
   });
 
+  it('refuses InternalIPs with a zone index or in a non-standard form, keeping the others', () => {
+    const n: Node = {
+      ...node({}),
+      status: {
+        addresses: [
+        { type: 'InternalIP', address: 'fe80::1%eth0' },
+        { type: 'InternalIP', address: '010.0.1.11' },
+        { type: 'InternalIP', address: '10.0.1.11' },
+          { type: 'InternalIP', address: 'FD00:0:1:0::11' },
+        ],
+      },
+    };
+    const info = nodeInfoFromObject(n);
+    expect(info.internalIPs).to.deep.equal(['10.0.1.11', 'fd00:0:1::11']);
+    expect(info.warnings.join('\n')).to.include('"fe80::1%eth0"');
+    expect(info.warnings.join('\n')).to.include('"010.0.1.11"');
+  });
+
+  it('skips annotation peers whose address or local address carries a zone', () => {
+    const { peers, problems } = parsePeersAnnotation(
+      JSON.stringify([{ address: 'fe80::1%eth0', asn: 65101 }, { address: 'fd00::1', asn: 65101, localAddress: 'fd00::2%eth0' }, { address: 'fd00::1', asn: 65101 }]),
+    );
+    expect(peers).to.deep.equal([{ address: 'fd00::1', asn: 65101 }]);
+    expect(problems).to.have.length(2);
+    expect(problems[0]).to.match(/peers\[0\]: skipped: address: not an IP address/);
+  });
+
+  it('refuses annotations that validate as types but endanger the node', () => {
+    const info = nodeInfoFromObject(
+      node({
+        'podroute.io/asn': '23456',
+        'podroute.io/router-id': '127.0.0.1',
+        'podroute.io/peers': JSON.stringify([
+          { address: '0.0.0.0', asn: 65101 },
+          { address: '127.0.0.1', asn: 65101 },
+          { address: '224.0.0.5', asn: 65101 },
+          { address: '10.0.1.1', asn: 23456 },
+          { address: '10.0.1.1', asn: 65101, holdTime: 1 },
+          { address: '10.0.1.1', asn: 65101, holdTime: 9, keepaliveInterval: 9 },
+          { address: '10.0.1.1', asn: 65101, holdTime: 9, keepaliveInterval: 3 },
+        ]),
+      }),
+    );
+    expect(info.asn).to.equal(undefined);
+    expect(info.routerId).to.equal(undefined);
+    expect(info.annotationPeers).to.deep.equal([{ address: '10.0.1.1', asn: 65101, holdTime: 9, keepaliveInterval: 3 }]);
+    const text = info.warnings.join('\n');
+    expect(text).to.match(/podroute\.io\/asn: "23456" .*AS_TRANS/);
+    expect(text).to.match(/podroute\.io\/router-id: "127\.0\.0\.1"/);
+    for (let i = 0; i < 6; i++) expect(text).to.include(`podroute.io/peers[${i}]: skipped`);
+    expect(text).to.match(/peers\[5\]: skipped: keepaliveInterval: must be less than the hold time/);
+    for (const id of ['0.0.0.0', '255.255.255.255', '239.0.0.1']) expect(nodeInfoFromObject(node({ 'podroute.io/router-id': id })).routerId).to.equal(undefined);
+  });
+
   it('falls back to spec.podCIDR and canonicalizes', () => {
     const info = nodeInfoFromObject(node({}, { podCIDR: '10.244.2.9/24' }));
     expect(info.podCIDRs).to.deep.equal(['10.244.2.0/24']);

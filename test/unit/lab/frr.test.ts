@@ -50,6 +50,8 @@ describe('lab FRR configuration', () => {
     expect(lines).to.include(' bgp bestpath as-path multipath-relax');
     expect(lines).to.include(' neighbor NODES peer-group');
     expect(lines).to.include(' neighbor NODES remote-as external');
+    // The agent asks GTSM of directly connected eBGP peers by default: the ToR must do it too.
+    expect(lines).to.include(' neighbor NODES ttl-security hops 1');
     expect(lines).to.include(' bgp listen range 10.10.1.0/24 peer-group NODES');
     expect(lines).to.include(' bgp listen range fd00:10:1::/64 peer-group NODES');
     expect(bgpd).not.to.include('10.10.2.0/24 peer-group');

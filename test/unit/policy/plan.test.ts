@@ -1,7 +1,7 @@
 // The planner: desired rulesets vs the kernel's chains/jumps/sets -> only the changed chains and sets.
 import { expect } from 'chai';
 import { compilePolicies, CHAINS } from '../../../src/policy/compile.js';
-import { emptyObservedState, observedAfter, planPolicyChanges, renderRule } from '../../../src/policy/plan.js';
+import { emptyObservedState, observedAfter, planPolicyChanges, hasControlCharacter, PolicyPlanError, renderRule } from '../../../src/policy/plan.js';
 import { parseIpsetSave, parseIptablesSave } from '../../../src/policy/apply.js';
 import { e2eWorld, policy, type World } from './world.js';
 import type { NetworkPolicy } from '../../../src/kube/wire.js';
@@ -199,5 +199,61 @@ describe('policy planner', () => {
     const desired = compileFor(e2eWorld(), []);
     const observed = observedAfter(desired);
     expect(observed.sets.get('PRPOL4-LOCAL')?.members).to.include('10.1.0.11');
+  });
+});
+
+describe('policy planner: restore input', () => {
+  // A control character in a restore line ends the line (or worse): iptables-restore and ipset restore have no
+  // escape for it, so the planner must never write one, whatever names and labels the cluster holds.
+  const allText = (plan: ReturnType<typeof planPolicyChanges>): string[] => [
+    plan.ipsetRestore,
+    ...Object.values(plan.iptablesRestore),
+    ...Object.values(plan.iptablesCleanup),
+    ...Object.values(plan.iptablesCombined),
+  ];
+
+  it('writes no control character for namespaces, names and labels that contain newlines', () => {
+    const world = e2eWorld();
+    const hostile: World = {
+      ...world,
+      namespaces: [...world.namespaces, { metadata: { name: 'x\n-F', labels: { 'ns\n': 'x\n-X', ns: 'x' } } }],
+      pods: world.pods.map((p) =>
+        p.metadata?.namespace === 'x' && p.metadata.name === 'a'
+          ? { ...p, metadata: { ...p.metadata, name: 'a\nCOMMIT', labels: { pod: 'a', 'evil\n': 'v\r\n-F' } } }
+          : p,
+      ),
+    };
+    const policies = [
+      policy('x', 'deny\nin', { podSelector: {}, policyTypes: ['Ingress'] }),
+      policy('x', 'from\ny', { podSelector: { matchLabels: { 'evil\n': 'v\r\n-F' } }, ingress: [{ from: [{ namespaceSelector: { matchLabels: { 'ns\n': 'x\n-X' } } }] }] }),
+    ];
+    const plan = planPolicyChanges(compileFor(hostile, policies), emptyObservedState());
+    for (const text of allText(plan)) {
+      for (const line of text.split('\n')) expect(hasControlCharacter(line), JSON.stringify(line)).to.equal(false);
+    }
+  });
+
+  it('takes no pod address with a zone index or in a non-standard form into a set (one address validator)', () => {
+    const world = e2eWorld();
+    const odd: World = {
+      ...world,
+      pods: world.pods.map((p) =>
+        p.metadata?.namespace === 'y'
+          ? { ...p, status: { ...p.status, podIP: 'fe80::1%eth0', podIPs: [{ ip: 'fe80::1%eth0' }, { ip: '0x0a.1.0.99' }, ...(p.status?.podIPs ?? [])] } }
+          : p,
+      ),
+    };
+    const plan = planPolicyChanges(compileFor(odd, [denyX, fromY]), emptyObservedState());
+    expect(plan.ipsetRestore).to.not.include('%');
+    expect(plan.ipsetRestore).to.not.include('0x0a');
+  });
+
+  it('refuses a rule word or set entry with a control character instead of writing it', () => {
+    expect(() => renderRule('PRPOL-X', ['-s', '10.0.0.1\n-F', '-j', 'ACCEPT'])).to.throw(PolicyPlanError).with.property('code', 'UNSAFE_RESTORE_INPUT');
+    expect(() => renderRule('PRPOL-X\r', ['-j', 'ACCEPT'])).to.throw(PolicyPlanError);
+    const desired = compileFor(e2eWorld(), [denyX]);
+    const set = [...desired.v4.sets.values()][0]!;
+    set.members = [...set.members, '10.1.0.99\nflush'];
+    expect(() => planPolicyChanges(desired, emptyObservedState())).to.throw(PolicyPlanError);
   });
 });

@@ -77,6 +77,15 @@ function flatten(table: LearnedPathsByPrefix): LearnedPath[] {
 }
 
 describe('routes/IncrementalRouteSelector', () => {
+  it('refuses a next hop inside its own podCIDRs when the bridge subnet is on-link', () => {
+    const selector = new IncrementalRouteSelector();
+    selector.setContext({ ...BASE, onLinkNetworks: [...BASE.onLinkNetworks, '10.244.1.0/24'] });
+    const paths: LearnedPath[] = [{ prefix: '10.244.3.0/24', family: 'ipv4', nextHop: '10.244.1.23', neighborIp: '10.0.1.1', asPath: [65001, 65003], isWithdraw: false }];
+    const changes = selector.update(new Map([['10.244.3.0/24', paths]]), 'all');
+    expect([...changes]).to.deep.equal([]);
+    expect(selector.rejected().map((r) => r.reason)).to.deep.equal(['nexthop-in-own-podcidr']);
+  });
+
   it('equals selectRoutes over the whole table after any sequence of path and context changes', () => {
     fc.assert(
       fc.property(fc.array(stepArb, { minLength: 1, maxLength: 60 }), (steps) => {

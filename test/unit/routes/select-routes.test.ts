@@ -157,6 +157,25 @@ describe('routes/selectRoutes', () => {
     ]);
   });
 
+  it('never takes a next hop inside its own podCIDRs, even when the pod bridge makes them on-link', () => {
+    // The bridge's subnet is a connected network; a pod there must not become the gateway to another node's pods.
+    const context: RouteSelectionContext = { ...CONTEXT, onLinkNetworks: [...CONTEXT.onLinkNetworks, '10.244.1.0/24', 'fd00:244:1::/64'] };
+    const result = selectRoutes(
+      [
+        path('10.244.3.0/24', '10.244.1.23', { asPath: [65001, 65003], neighborIp: '10.0.1.1' }),
+        path('fd00:244:3::/64', 'fd00:244:1::17', { asPath: [65001, 65003], neighborIp: '10.0.1.1' }),
+        path('192.168.100.0/24', '10.244.1.1', { asPath: [65001], neighborIp: '10.0.1.1' }),
+      ],
+      context,
+    );
+    expect(result.routes).to.deep.equal([]);
+    expect(result.rejected.map((r) => [r.prefix, r.reason])).to.deep.equal([
+      ['10.244.3.0/24', 'nexthop-in-own-podcidr'],
+      ['192.168.100.0/24', 'nexthop-in-own-podcidr'],
+      ['fd00:244:3::/64', 'nexthop-in-own-podcidr'],
+    ]);
+  });
+
   it('falls back to the on-link path when the better one is off-link', () => {
     const result = selectRoutes(
       [path('10.244.3.0/24', '10.0.3.1', { asPath: [65003], neighborIp: '10.0.3.10' }), viaTor('10.244.3.0/24', 1, [65001, 65003])],
