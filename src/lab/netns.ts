@@ -32,7 +32,14 @@ export async function addNetns(name: string): Promise<void> {
   await ip(['netns', 'add', name]);
 }
 
+/**
+ * Deletes a namespace, its veths first: the kernel tears a deleted namespace down asynchronously, and under load
+ * the far ends of its veths linger in the other namespaces for a while, so a member re-added at once could not
+ * reuse their names ("File exists"). Deleting a veth deletes both ends at once.
+ */
 export async function deleteNetns(name: string): Promise<void> {
+  const links = JSON.parse((await ip(['-n', name, '-j', 'link', 'show', 'type', 'veth'])) || '[]') as { ifname: string }[];
+  for (const link of links) await ip(['-n', name, 'link', 'delete', link.ifname]).catch(() => undefined); // its peer may have taken it already
   await ip(['netns', 'delete', name]);
 }
 

@@ -87,7 +87,7 @@ describe('GobgpClient against a peerless gobgpd', function () {
   });
 
   it('adds, lists, updates and deletes peers with every PeerSpec field', async () => {
-    await client.addPeer({ address: '192.0.2.10', asn: 65010, description: 'node:x', connectRetry: 1 });
+    await client.addPeer({ address: '192.0.2.10', asn: 65010, description: 'node:x', connectRetry: 1, ttlMin: 254 });
     await client.addPeer({
       address: '2001:db8::10',
       asn: 65011,
@@ -107,7 +107,7 @@ describe('GobgpClient against a peerless gobgpd', function () {
     await expectGobgpError(client.addPeer({ address: 'not-an-ip', asn: 65010 }), 'INVALID');
     const peers = await client.listPeerConfigs();
     const x = peers.find((p) => p.spec.address === '192.0.2.10')!;
-    expect(x.spec).to.deep.include({ asn: 65010, port: 179, holdTime: 90, keepaliveInterval: 30, connectRetry: 1, description: 'node:x' });
+    expect(x.spec).to.deep.include({ asn: 65010, port: 179, holdTime: 90, keepaliveInterval: 30, connectRetry: 1, description: 'node:x', ttlMin: 254 });
     expect(x.spec.families).to.deep.equal(['ipv4', 'ipv6']);
     const t = peers.find((p) => p.spec.address === '2001:db8::10')!;
     expect(t.spec).to.deep.equal({
@@ -117,6 +117,7 @@ describe('GobgpClient against a peerless gobgpd', function () {
       localAddress: '2001:db8::1',
       password: 'md5secret',
       ebgpMultihopTtl: 3,
+      ttlMin: 0,
       holdTime: 9,
       keepaliveInterval: 3,
       connectRetry: 2,
