@@ -27,7 +27,7 @@ import { isIPv4, isIPv6, SocketAddress } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import type { LabelSelector, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Pod } from '../kube/wire.js';
 import { canonicalAddressText } from '../routes/ip-prefix.js';
-import { canonicalCidr, familyOfAddress, formatPrefix, parsePrefix, prefixContains, subtractPrefixes, type Prefix } from './cidr.js';
+import { canonicalCidr, familyOfAddress, formatPrefix, parsePrefix, prefixContains, type Prefix } from './cidr.js';
 import type { ClusterState, IpFamily, PolicyNode, Protocol } from './types.js';
 import { PROTOCOLS } from './types.js';
 
@@ -314,15 +314,9 @@ function ruleCount(rules: readonly { from?: unknown[]; to?: unknown[]; ports?: u
   return n;
 }
 
-/** An upper bound of the set entries of an ipBlock: each except splits off at most (its length - the CIDR's) prefixes. */
-function ipBlockEntryBound(cidr: string, except: readonly string[] | undefined): number {
-  const base = /\/(\d+)$/.exec(cidr);
-  let n = 1;
-  for (const e of except ?? []) {
-    const m = /\/(\d+)$/.exec(e);
-    n += Math.max(1, Number(m?.[1] ?? 128) - Number(base?.[1] ?? 0));
-  }
-  return n;
+/** The set entries of an ipBlock at most: its CIDR (two halves for a /0) and one `nomatch` entry per except. */
+function ipBlockEntryBound(except: readonly string[] | undefined): number {
+  return 2 + (except ?? []).length;
 }
 
 /** Reports each limit the policy is over; returns whether it is over any. */
@@ -337,7 +331,7 @@ function checkLimits(policy: NetworkPolicy, out: (f: string, m: string) => void)
   }
   let entries = 0;
   for (const rule of [...(policy.spec?.ingress ?? []).map((r) => r.from), ...(policy.spec?.egress ?? []).map((r) => r.to)]) {
-    for (const peer of rule ?? []) if (peer.ipBlock !== undefined) entries += ipBlockEntryBound(String(peer.ipBlock.cidr), peer.ipBlock.except);
+    for (const peer of rule ?? []) if (peer.ipBlock !== undefined) entries += ipBlockEntryBound(peer.ipBlock.except);
   }
   if (entries > POLICY_LIMITS.ipBlockEntries) {
     over = true;
@@ -536,9 +530,26 @@ export function compileRuleChains(p: PreparedPolicy, dir: Direction, mark: numbe
   return { 4: forFamily(4), 6: forFamily(6) };
 }
 
-/** An ipBlock set's entries: its CIDR minus the excepts. Worked out only for a set not yet in use (many policies share one). */
+/** The flag of a hash:net entry that takes its addresses out of a wider entry (the most specific entry decides). */
+export const NOMATCH = ' nomatch';
+
+/**
+ * An ipBlock set's entries: its CIDR, and each except as a `nomatch` entry, so a policy's entries grow with its
+ * excepts (2,000 /128 excepts in ::/0 are 2,002 entries, not the ~250,000 prefixes of the subtraction). hash:net
+ * takes no /0: such a CIDR is its two halves.
+ */
 export function fixedMembers(def: Extract<SetDef, { kind: 'fixed' }>): string[] {
-  return subtractPrefixes(def.cidr, def.except).map(formatPrefix);
+  const cidr = def.cidr.length === 0 ? halves(def.cidr) : [def.cidr];
+  const excepts = [...new Set(def.except.map(formatPrefix))].map((e) => `${e}${NOMATCH}`);
+  return [...cidr.map(formatPrefix), ...excepts];
+}
+
+function halves(p: Prefix): Prefix[] {
+  const half = 1n << BigInt((p.family === 4 ? 32 : 128) - 1);
+  return [
+    { family: p.family, base: p.base, length: 1 },
+    { family: p.family, base: p.base + half, length: 1 },
+  ];
 }
 
 /** Whether a peer set (a selector peer of a policy in `namespace`) holds a pod of `podNamespace` with `labels`. */

@@ -6,7 +6,7 @@
 // per family replaces exactly the changed chains and then deletes the stale ones (if that is refused because
 // someone else still references a stale chain, the applier falls back to the update alone and a separate cleanup);
 // stale sets go after that.
-import { CHAIN_PREFIX, JUMP_COMMENT, SET_PREFIX, type BuiltinJump, type CompiledPolicies, type FamilyRuleset, type IpSetSpec, type Rule } from './compile.js';
+import { CHAIN_PREFIX, JUMP_COMMENT, NOMATCH, SET_PREFIX, type BuiltinJump, type CompiledPolicies, type FamilyRuleset, type IpSetSpec, type Rule } from './compile.js';
 import type { IpFamily } from './types.js';
 
 export const RULE_HASH_PREFIX = 'prpol:';
@@ -237,11 +237,13 @@ function planFamily(desired: FamilyRuleset, observed: ObservedFamily, tails: Ren
   return { main, cleanup, combined, changed, deleted: stale.length, jumps: jumpsAdded };
 }
 
-/** The form `ipset save` prints an entry in, so desired and observed entries compare as strings. */
+/** The form `ipset save` prints an entry in (a host prefix as its address, then any flag), so entries compare as strings. */
 export function normalizeSetMember(type: string, entry: string): string {
   if (type !== 'hash:net') return entry;
-  if (!entry.includes(':') && entry.endsWith('/32')) return entry.slice(0, -3);
-  if (entry.includes(':') && entry.endsWith('/128')) return entry.slice(0, -4);
+  const flag = entry.endsWith(NOMATCH) ? NOMATCH : '';
+  const net = entry.slice(0, entry.length - flag.length);
+  if (!net.includes(':') && net.endsWith('/32')) return net.slice(0, -3) + flag;
+  if (net.includes(':') && net.endsWith('/128')) return net.slice(0, -4) + flag;
   return entry;
 }
 
@@ -304,7 +306,8 @@ function planSets(desired: IpSetSpec[], observed: Map<string, ObservedSet>): { s
     const delta = setDelta(sortedMembers(have.members), want);
     if (delta.add.length + delta.del.length <= Math.max(8, want.length / 4)) {
       for (const m of delta.add) lines.push(`add ${spec.name} ${m} -exist`);
-      for (const m of delta.del) lines.push(`del ${spec.name} ${m} -exist`);
+      // `ipset del` names the entry alone: it refuses the nomatch flag.
+      for (const m of delta.del) lines.push(`del ${spec.name} ${m.endsWith(NOMATCH) ? m.slice(0, -NOMATCH.length) : m} -exist`);
       continue;
     }
     const temp = `${spec.name}${TEMP_SUFFIX}`;

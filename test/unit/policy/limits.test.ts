@@ -20,7 +20,7 @@ describe('policy: limits per policy', () => {
   for (const [what, policy] of [
     ['300 peers x 300 ports', peersAndPorts(300, 300)],
     ['600 peers x 600 ports', peersAndPorts(600, 600)],
-    ['2,000 /128 excepts in ::/0', manyExcepts(2000)],
+    ['25,000 /128 excepts in ::/0', manyExcepts(25_000)],
   ] as const) {
     it(`${what}: refused at once, the selected pods isolated with nothing allowed`, () => {
       const world = e2eWorld();
@@ -34,6 +34,18 @@ describe('policy: limits per policy', () => {
       expect(probeOf(probes, 'x/a', 'y/a', 80).compiled, 'egress not isolated').to.equal(true);
     });
   }
+
+  it('ipBlock excepts are nomatch entries: 2,000 /128 excepts in ::/0 are 2,002 set entries, enforced as written', () => {
+    const world = e2eWorld();
+    const policy = manyExcepts(2000);
+    const compiled = compilePolicies({ pods: world.pods, namespaces: world.namespaces, policies: [policy], node: world.nodes[0]! });
+    expect(compiled.problems).to.deep.equal([]);
+    const fixed = [...compiled.v6.sets.values()].filter((s) => s.name.includes('-B-'));
+    expect(fixed.map((s) => s.members.length)).to.deep.equal([2002]);
+    expect(fixed[0]!.members).to.include.members(['::/1', '8000::/1', '2001:db8::/128 nomatch', '2001:db8::7cf/128 nomatch']);
+    const probes = truthTable(world, [policy], { protocols: ['TCP'], ports: [80], families: [6] });
+    expect(probeOf(probes, 'y/a', 'x/a', 80, 'TCP', 6).compiled, 'a pod address outside the excepts').to.equal(true);
+  });
 
   it('policies up to the limits compile as written', () => {
     const side = Math.floor(Math.sqrt(POLICY_LIMITS.rulesPerDirection));

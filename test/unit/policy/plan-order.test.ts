@@ -105,11 +105,15 @@ class ModelKernel {
         if (set === undefined) throw new ModelRefusal(`set ${name} does not exist`);
         // The kernel holds entries in one form (10.1.0.1/32 in a hash:net is 10.1.0.1).
         if (op === 'flush') set.members.clear();
-        else set.members.add(normalizeSetMember(set.type, arg ?? ''));
+        else set.members.add(normalizeSetMember(set.type, w[3] === 'nomatch' ? `${arg ?? ''} nomatch` : (arg ?? '')));
       } else if (op === 'del') {
         const set = sets.get(name);
         if (set === undefined) throw new ModelRefusal(`set ${name} does not exist`);
-        set.members.delete(normalizeSetMember(set.type, arg ?? ''));
+        // ipset names the entry alone on del: a flag is an unknown argument; the entry goes, flagged or not.
+        if (w[3] === 'nomatch') throw new ModelRefusal(`del with a flag: ${line}`);
+        const entry = normalizeSetMember(set.type, arg ?? '');
+        set.members.delete(entry);
+        set.members.delete(`${entry} nomatch`);
       } else if (op === 'swap') {
         const a = sets.get(name);
         const b = sets.get(arg ?? '');

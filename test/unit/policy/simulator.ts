@@ -83,9 +83,18 @@ function inSet(set: IpSetSpec | undefined, name: string, dirs: string, pkt: SimP
     case 'hash:ip':
       if (parts.length !== 1) throw new Error(`simulator: ${set.type} with ${dirs}`);
       return members(set).has(normalIp(ip));
-    case 'hash:net':
+    case 'hash:net': {
       if (parts.length !== 1) throw new Error(`simulator: ${set.type} with ${dirs}`);
-      return set.members.some((m) => inCidr(ip, m));
+      // As the kernel does: the most specific entry holding the address decides; a nomatch entry says no.
+      let best: { length: number; nomatch: boolean } | undefined;
+      for (const m of set.members) {
+        const [net = '', flag] = m.split(' ');
+        if (!inCidr(ip, net)) continue;
+        const length = net.includes('/') ? Number(net.split('/')[1]) : net.includes(':') ? 128 : 32;
+        if (best === undefined || length > best.length) best = { length, nomatch: flag === 'nomatch' };
+      }
+      return best !== undefined && !best.nomatch;
+    }
     case 'hash:ip,port':
       if (parts.length !== 2 || parts[1] !== 'dst') throw new Error(`simulator: ${set.type} with ${dirs}`);
       return members(set).has(`${normalIp(ip)},${pkt.protocol.toLowerCase()}:${pkt.dport}`);
