@@ -5,7 +5,7 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { CHAIN_PREFIX, JUMP_COMMENT, SET_PREFIX } from './compile.js';
+import { CHAIN_PREFIX, JUMP_COMMENT, NOMATCH, SET_PREFIX } from './compile.js';
 import {
   emptyObservedState,
   normalizeSetMember,
@@ -178,7 +178,7 @@ export function parseIpsetSave(text: string): ObservedPolicyState['sets'] {
       sets.set(words[1], { name: words[1], type: words[2] ?? '', family, members: [] });
     } else if (words[0] === 'add' && words[1] !== undefined && words[2] !== undefined) {
       const set = sets.get(words[1]);
-      if (set !== undefined) set.members.push(normalizeSetMember(set.type, words[3] === 'nomatch' ? `${words[2]} nomatch` : words[2]));
+      if (set !== undefined) set.members.push(normalizeSetMember(set.type, words[3] === NOMATCH.trim() ? `${words[2]}${NOMATCH}` : words[2]));
     }
   }
   return sets;

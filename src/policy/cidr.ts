@@ -63,9 +63,16 @@ export function subtractPrefixes(cidr: Prefix, excepts: Prefix[]): Prefix[] {
   const relevant = excepts.filter((e) => overlaps(cidr, e));
   if (relevant.length === 0) return [cidr];
   if (relevant.some((e) => prefixContains(e, cidr))) return [];
-  const length = cidr.length + 1;
-  const half = 1n << BigInt(bitsOf(cidr.family) - length);
-  const low: Prefix = { family: cidr.family, base: cidr.base, length };
-  const high: Prefix = { family: cidr.family, base: cidr.base + half, length };
+  const [low, high] = halvesOf(cidr);
   return [...subtractPrefixes(low, relevant), ...subtractPrefixes(high, relevant)];
+}
+
+/** The two prefixes one bit longer that make up `p` (a host prefix has none: callers never split one). */
+export function halvesOf(p: Prefix): [Prefix, Prefix] {
+  const length = p.length + 1;
+  const half = 1n << BigInt(bitsOf(p.family) - length);
+  return [
+    { family: p.family, base: p.base, length },
+    { family: p.family, base: p.base + half, length },
+  ];
 }

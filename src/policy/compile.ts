@@ -27,7 +27,7 @@ import { isIPv4, isIPv6, SocketAddress } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import type { LabelSelector, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Pod } from '../kube/wire.js';
 import { canonicalAddressText } from '../routes/ip-prefix.js';
-import { canonicalCidr, familyOfAddress, formatPrefix, parsePrefix, prefixContains, type Prefix } from './cidr.js';
+import { canonicalCidr, familyOfAddress, formatPrefix, halvesOf, parsePrefix, prefixContains, type Prefix } from './cidr.js';
 import type { ClusterState, IpFamily, PolicyNode, Protocol } from './types.js';
 import { PROTOCOLS } from './types.js';
 
@@ -539,17 +539,9 @@ export const NOMATCH = ' nomatch';
  * takes no /0: such a CIDR is its two halves.
  */
 export function fixedMembers(def: Extract<SetDef, { kind: 'fixed' }>): string[] {
-  const cidr = def.cidr.length === 0 ? halves(def.cidr) : [def.cidr];
+  const cidr = def.cidr.length === 0 ? halvesOf(def.cidr) : [def.cidr];
   const excepts = [...new Set(def.except.map(formatPrefix))].map((e) => `${e}${NOMATCH}`);
   return [...cidr.map(formatPrefix), ...excepts];
-}
-
-function halves(p: Prefix): Prefix[] {
-  const half = 1n << BigInt((p.family === 4 ? 32 : 128) - 1);
-  return [
-    { family: p.family, base: p.base, length: 1 },
-    { family: p.family, base: p.base + half, length: 1 },
-  ];
 }
 
 /** Whether a peer set (a selector peer of a policy in `namespace`) holds a pod of `podNamespace` with `labels`. */
