@@ -22,6 +22,8 @@
 // rule marked, and clears the mark again (so egress and then ingress can both be checked in one FORWARD pass).
 // Peers are matched by sets, one per distinct peer meaning (shared between policies); named ports by hash:ip,port
 // sets of (pod IP, protocol:port) for every pod that has the name, so one rule chain serves all selected pods.
+// A policy rule with several peers and several port matches jumps from each port match to its peer chain
+// (PRPOL-RP-), which marks on any peer: rules grow with peers plus ports, not peers times ports.
 import { hash } from 'node:crypto';
 import { isIPv4, isIPv6, SocketAddress } from 'node:net';
 import ipaddr from 'ipaddr.js';
@@ -300,17 +302,24 @@ function validatePort(port: NetworkPolicyPort, field: string, out: (f: string, m
 }
 
 /**
- * The most iptables rules one policy may compile to per direction (each rule is one peer times one port entry), and
- * the most ipset entries its ipBlocks may need. Past either, the policy isolates its pods and allows nothing: one
- * hostile policy must not cost every node seconds of CPU and hundreds of MB (300 peers x 300 ports is 90,000 rules;
- * 2,000 /128 excepts in ::/0 are ~250,000 set entries). Legitimate policies are orders of magnitude below.
+ * The most iptables rules one policy may compile to per direction, and the most ipset entries its ipBlocks may
+ * need. Past either, the policy isolates its pods and allows nothing: one hostile policy must not cost every node
+ * seconds of CPU and hundreds of MB. A rule compiles to at most its peers plus its port entries (see
+ * compileRuleChains), so 600 peers x 600 ports is 1,200 rules; legitimate policies are orders of magnitude below.
  */
 export const POLICY_LIMITS = { rulesPerDirection: 2_000, ipBlockEntries: 20_000 } as const;
 
-/** Rules a direction's rule list compiles to at most (peers x port entries per rule; an empty list counts as one). */
+/**
+ * Rules a direction's rule list compiles to at most: per rule, peers times port entries while either is at most
+ * one, else peers plus port entries (a peer chain); an empty list counts as one.
+ */
 function ruleCount(rules: readonly { from?: unknown[]; to?: unknown[]; ports?: unknown[] }[] | undefined): number {
   let n = 0;
-  for (const rule of rules ?? []) n += Math.max(1, (rule.from ?? rule.to ?? []).length) * Math.max(1, (rule.ports ?? []).length);
+  for (const rule of rules ?? []) {
+    const peers = Math.max(1, (rule.from ?? rule.to ?? []).length);
+    const ports = Math.max(1, (rule.ports ?? []).length);
+    n += peers === 1 || ports === 1 ? peers * ports : peers + ports;
+  }
   return n;
 }
 
@@ -326,7 +335,7 @@ function checkLimits(policy: NetworkPolicy, out: (f: string, m: string) => void)
     const rules = ruleCount(policy.spec?.[dir]);
     if (rules > POLICY_LIMITS.rulesPerDirection) {
       over = true;
-      out(`spec.${dir}`, `compiles to ${rules} rules (peers x ports), more than the ${POLICY_LIMITS.rulesPerDirection} a policy may have`);
+      out(`spec.${dir}`, `compiles to ${rules} rules (peers and ports of its rules), more than the ${POLICY_LIMITS.rulesPerDirection} a policy may have`);
     }
   }
   let entries = 0;
@@ -414,7 +423,7 @@ export function policySelects(p: PreparedPolicy, namespace: string, labels: Reco
 
 /** A set a rule chain references, by meaning; its members come from the pods (peer, named) or the policy (fixed). */
 export type SetDef =
-  | { kind: 'fixed'; name: string; type: 'hash:net'; cidr: Prefix; except: Prefix[] }
+  | { kind: 'fixed'; name: string; type: 'hash:net'; cidrs: Prefix[]; except: Prefix[] }
   | { kind: 'peer'; name: string; type: 'hash:ip'; peer: NetworkPolicyPeer; namespace: string }
   | { kind: 'named'; name: string; type: 'hash:ip,port'; port: string; protocol: Protocol };
 
@@ -422,6 +431,8 @@ export interface RuleChainDef {
   name: string;
   /** null when the policy allows nothing in this direction (then no chain exists). */
   rules: Rule[] | null;
+  /** The chains the rules jump to that mark on any of a policy rule's peers, by name. */
+  peerChains: ReadonlyMap<string, Rule[]>;
   /** The rule of a pod chain that calls this chain (one array, shared by every pod chain and both families). */
   jump: Rule;
   /** Every set the rules need (and a named-port set of a rule whose peers all fall in the other family). */
@@ -446,30 +457,88 @@ interface RulePart {
   words: (set: string) => string[];
 }
 
+/** The most port slots one multiport match takes (a range takes two), the kernel's XT_MULTI_PORTS. */
+export const MULTIPORT_SLOTS = 15;
+
+/** A peer chain's name: one per policy rule that has several peers and several port matches. */
+export function peerChainName(policyKeyText: string, dir: Direction, rule: number): string {
+  return `${CHAIN_PREFIX}RP-${shortHash(`${policyKeyText}/${dir}/${rule}`)}`;
+}
+
 /**
- * The rule chain of one policy in one direction, for both families: each allowed (peer, port) combination sets the
- * mark. What the peers and ports mean (and the hashes naming their sets) is worked out once; a family then takes
- * the ipBlocks of its own family and its own set names.
+ * The port matches of one policy rule: the numeric ports of a protocol as one `--dport` or multiport matches of at
+ * most 15 slots, a protocol without a port as `-p`, a named port as its hash:ip,port set.
+ */
+function portParts(ports: readonly NetworkPolicyPort[]): RulePart[] {
+  const parts: RulePart[] = [];
+  const numeric = new Map<string, string[]>();
+  for (const port of ports) {
+    const protocol = (port.protocol ?? 'TCP') as Protocol;
+    const proto = protocol.toLowerCase();
+    if (port.port === undefined) {
+      parts.push({ family: null, words: () => ['-p', proto] });
+    } else if (typeof port.port === 'string') {
+      const portName = port.port;
+      const def = (set: string): SetDef => ({ kind: 'named', name: set, type: 'hash:ip,port', port: portName, protocol });
+      const hashed = shortHash(JSON.stringify({ name: portName, protocol }), 14);
+      parts.push({ family: null, set: { kind: 'N', hash: hashed, def }, words: (set) => ['-p', proto, '-m', 'set', '--match-set', set, 'dst,dst'] });
+    } else {
+      const range = port.endPort === undefined || port.endPort === port.port ? `${port.port}` : `${port.port}:${port.endPort}`;
+      let list = numeric.get(proto);
+      if (list === undefined) {
+        list = [];
+        numeric.set(proto, list);
+      }
+      if (!list.includes(range)) list.push(range);
+    }
+  }
+  for (const [proto, ranges] of numeric) {
+    if (ranges.length === 1) {
+      const words = ['-p', proto, '-m', proto, '--dport', ranges[0] ?? ''];
+      parts.push({ family: null, words: () => words });
+      continue;
+    }
+    let chunk: string[] = [];
+    let slots = 0;
+    const flush = (): void => {
+      const words = ['-p', proto, '-m', 'multiport', '--dports', chunk.join(',')];
+      parts.push({ family: null, words: () => words });
+      chunk = [];
+      slots = 0;
+    };
+    for (const range of ranges) {
+      const cost = range.includes(':') ? 2 : 1;
+      if (slots + cost > MULTIPORT_SLOTS) flush();
+      chunk.push(range);
+      slots += cost;
+    }
+    flush();
+  }
+  return parts;
+}
+
+/**
+ * The rule chain of one policy in one direction, for both families: whatever a rule allows sets the mark. Rules
+ * grow with peers plus ports, never peers times ports: a rule with several peers and several port matches jumps
+ * from each port match to a peer chain that marks on any peer; several plain ipBlocks of a family are one hash:net
+ * set. What the peers and ports mean (and the hashes naming their sets) is worked out once; a family then takes the
+ * ipBlocks of its own family and its own set names.
  */
 export function compileRuleChains(p: PreparedPolicy, dir: Direction, mark: number): Record<IpFamily, RuleChainDef> {
   const name = ruleChainName(p.key, dir);
   const jump: Rule = ['-j', name];
-  if (!p.valid) return { 4: { name, rules: null, jump, sets: [] }, 6: { name, rules: null, jump, sets: [] } };
-  const markArg = markArgs(mark).set;
+  const none = (): RuleChainDef => ({ name, rules: null, peerChains: new Map(), jump, sets: [] });
+  if (!p.valid) return { 4: none(), 6: none() };
+  const markRule = ['-j', 'MARK', '--set-xmark', markArgs(mark).set];
   const side = dir === 'ingress' ? 'src' : 'dst';
+  const address = dir === 'ingress' ? '-s' : '-d';
   const setMatch = (set: string): string[] => ['-m', 'set', '--match-set', set, side];
-  const peerPart = (peer: NetworkPolicyPeer): RulePart => {
-    if (peer.ipBlock !== undefined) {
-      const cidr = parsePrefix(peer.ipBlock.cidr);
-      const excepts = (peer.ipBlock.except ?? []).map(parsePrefix);
-      if (excepts.length === 0) {
-        const words = [dir === 'ingress' ? '-s' : '-d', formatPrefix(cidr)];
-        return { family: cidr.family, words: () => words };
-      }
-      const meaning = JSON.stringify({ cidr: formatPrefix(cidr), except: excepts.map(formatPrefix).sort() });
-      const def = (set: string): SetDef => ({ kind: 'fixed', name: set, type: 'hash:net', cidr, except: excepts });
-      return { family: cidr.family, set: { kind: 'B', hash: shortHash(meaning, 14), def }, words: setMatch };
-    }
+  const fixedPart = (cidrs: Prefix[], excepts: Prefix[]): RulePart => {
+    const meaning = JSON.stringify({ cidr: cidrs.map(formatPrefix).sort(), except: excepts.map(formatPrefix).sort() });
+    const def = (set: string): SetDef => ({ kind: 'fixed', name: set, type: 'hash:net', cidrs, except: excepts });
+    return { family: cidrs[0]?.family ?? null, set: { kind: 'B', hash: shortHash(meaning, 14), def }, words: setMatch };
+  };
+  const selectorPart = (peer: NetworkPolicyPeer): RulePart => {
     const meaning = JSON.stringify({
       namespace: peer.namespaceSelector === undefined ? p.namespace : null,
       namespaceSelector: peer.namespaceSelector === undefined ? null : canonicalSelector(peer.namespaceSelector),
@@ -478,26 +547,37 @@ export function compileRuleChains(p: PreparedPolicy, dir: Direction, mark: numbe
     const def = (set: string): SetDef => ({ kind: 'peer', name: set, type: 'hash:ip', peer, namespace: p.namespace });
     return { family: null, set: { kind: 'P', hash: shortHash(meaning, 14), def }, words: setMatch };
   };
-  const portPart = (port: NetworkPolicyPort): RulePart => {
-    const protocol = (port.protocol ?? 'TCP') as Protocol;
-    const proto = protocol.toLowerCase();
-    if (port.port === undefined) return { family: null, words: () => ['-p', proto] };
-    if (typeof port.port === 'string') {
-      const portName = port.port;
-      const def = (set: string): SetDef => ({ kind: 'named', name: set, type: 'hash:ip,port', port: portName, protocol });
-      const hashed = shortHash(JSON.stringify({ name: portName, protocol }), 14);
-      return { family: null, set: { kind: 'N', hash: hashed, def }, words: (set) => ['-p', proto, '-m', 'set', '--match-set', set, 'dst,dst'] };
+  /** A rule's peers: one part per selector peer and per ipBlock with excepts; its plain ipBlocks of a family, one. */
+  const peerParts = (peers: readonly NetworkPolicyPeer[]): RulePart[] => {
+    const parts: RulePart[] = [];
+    const plain: Record<IpFamily, Prefix[]> = { 4: [], 6: [] };
+    for (const peer of peers) {
+      if (peer.ipBlock === undefined) {
+        parts.push(selectorPart(peer));
+        continue;
+      }
+      const cidr = parsePrefix(peer.ipBlock.cidr);
+      const excepts = (peer.ipBlock.except ?? []).map(parsePrefix);
+      if (excepts.length === 0) plain[cidr.family].push(cidr);
+      else parts.push(fixedPart([cidr], excepts));
     }
-    const range = port.endPort === undefined || port.endPort === port.port ? `${port.port}` : `${port.port}:${port.endPort}`;
-    const words = ['-p', proto, '-m', proto, '--dport', range];
-    return { family: null, words: () => words };
+    for (const cidrs of [plain[4], plain[6]]) {
+      const only = cidrs.length === 1 ? cidrs[0] : undefined;
+      if (only !== undefined) {
+        const words = [address, formatPrefix(only)];
+        parts.unshift({ family: only.family, words: () => words });
+      } else if (cidrs.length > 1) {
+        parts.unshift(fixedPart(cidrs, []));
+      }
+    }
+    return parts;
   };
   const specRules = dir === 'ingress' ? (p.policy.spec?.ingress ?? []) : (p.policy.spec?.egress ?? []);
   const parts = specRules.map((rule) => {
     const peers = dir === 'ingress' ? ('from' in rule ? rule.from : undefined) : 'to' in rule ? rule.to : undefined;
     return {
-      peers: peers === undefined || peers.length === 0 ? null : peers.map(peerPart),
-      ports: rule.ports === undefined || rule.ports.length === 0 ? null : rule.ports.map(portPart),
+      peers: peers === undefined || peers.length === 0 ? null : peerParts(peers),
+      ports: rule.ports === undefined || rule.ports.length === 0 ? null : portParts(rule.ports),
     };
   });
   const forFamily = (family: IpFamily): RuleChainDef => {
@@ -509,39 +589,51 @@ export function compileRuleChains(p: PreparedPolicy, dir: Direction, mark: numbe
       return part.words(set);
     };
     const rules: Rule[] = [];
+    const peerChains = new Map<string, Rule[]>();
     const seen = new Set<string>();
-    for (const rule of parts) {
+    const add = (chain: Rule[], r: Rule): void => {
+      const text = `${chain === rules ? '' : 'peer '}${r.join(' ')}`;
+      if (!seen.has(text)) {
+        seen.add(text);
+        chain.push(r);
+      }
+    };
+    parts.forEach((rule, index) => {
       const peerMatches = rule.peers === null ? [[]] : rule.peers.filter((m) => m.family === null || m.family === family).map(words);
       // Ports after peers: a named-port set is needed even when all the rule's peers are of the other family.
       const portMatches = rule.ports === null ? [[]] : rule.ports.map(words);
-      for (const peer of peerMatches) {
-        for (const port of portMatches) {
-          const r = [...peer, ...port, '-j', 'MARK', '--set-xmark', markArg];
-          const text = r.join(' ');
-          if (!seen.has(text)) {
-            seen.add(text);
-            rules.push(r);
-          }
-        }
+      if (peerMatches.length > 1 && portMatches.length > 1) {
+        const peerChain = peerChainName(p.key, dir, index);
+        const chain = peerMatches.map((peer) => [...peer, ...markRule]);
+        peerChains.set(peerChain, chain);
+        for (const port of portMatches) add(rules, [...port, '-j', peerChain]);
+        return;
       }
-    }
-    return { name, rules: rules.length === 0 ? null : rules, jump, sets: [...sets.values()] };
+      for (const peer of peerMatches) for (const port of portMatches) add(rules, [...peer, ...port, ...markRule]);
+    });
+    return { name, rules: rules.length === 0 ? null : rules, peerChains, jump, sets: [...sets.values()] };
   };
   return { 4: forFamily(4), 6: forFamily(6) };
+}
+
+/** Every chain of a rule chain definition: the rule chain and its peer chains (none when it allows nothing). */
+export function ruleChainTables(def: RuleChainDef): [string, Rule[]][] {
+  return def.rules === null ? [] : [[def.name, def.rules], ...def.peerChains];
 }
 
 /** The flag of a hash:net entry that takes its addresses out of a wider entry (the most specific entry decides). */
 export const NOMATCH = ' nomatch';
 
 /**
- * An ipBlock set's entries: its CIDR, and each except as a `nomatch` entry, so a policy's entries grow with its
+ * An ipBlock set's entries: its CIDR (or the CIDRs of a rule's plain ipBlocks), and each except as a `nomatch`
+ * entry, so a policy's entries grow with its
  * excepts (2,000 /128 excepts in ::/0 are 2,002 entries, not the ~250,000 prefixes of the subtraction). hash:net
  * takes no /0: such a CIDR is its two halves.
  */
 export function fixedMembers(def: Extract<SetDef, { kind: 'fixed' }>): string[] {
-  const cidr = def.cidr.length === 0 ? halvesOf(def.cidr) : [def.cidr];
+  const cidrs = def.cidrs.flatMap((c) => (c.length === 0 ? halvesOf(c) : [c]));
   const excepts = [...new Set(def.except.map(formatPrefix))].map((e) => `${e}${NOMATCH}`);
-  return [...cidr.map(formatPrefix), ...excepts];
+  return [...cidrs.map(formatPrefix), ...excepts];
 }
 
 /** Whether a peer set (a selector peer of a policy in `namespace`) holds a pod of `podNamespace` with `labels`. */
@@ -800,7 +892,7 @@ function compileFamily(family: IpFamily, input: CompileInput, policies: Prepared
     if (known !== undefined) return known;
     const def = ruleChainsOf(p, dir)[family];
     def.sets.forEach(addSetDef);
-    if (def.rules !== null) chains.set(def.name, def.rules);
+    for (const [chain, rules] of ruleChainTables(def)) chains.set(chain, rules);
     ruleChains.set(id, def);
     return def;
   };

@@ -188,7 +188,7 @@ export class PolicyReconciler {
     if (!fromMemory) this.cniCache?.forget();
     try {
       const bridge = await this.podBridge(cluster);
-      const compiled = this.compiler.compile(
+      const compiled = await this.compiler.compileYielding(
         { ...cluster, node: this.node, ...(bridge === undefined ? {} : { bridge }) },
         this.opts.allowMark === undefined ? {} : { allowMark: this.opts.allowMark },
       );

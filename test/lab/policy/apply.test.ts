@@ -3,9 +3,11 @@
 import { spawnSync } from 'node:child_process';
 import { expect } from 'chai';
 import { execa } from 'execa';
-import { builtinJumps, CHAINS, type CompiledPolicies, type FamilyRuleset } from '../../../src/policy/compile.js';
+import type { NetworkPolicy } from '../../../src/kube/wire.js';
+import { builtinJumps, CHAINS, compilePolicies, type CompiledPolicies, type FamilyRuleset } from '../../../src/policy/compile.js';
 import { IptablesPolicyApplier, netnsRunner, type CommandRunner, type RunOptions } from '../../../src/policy/apply.js';
 import { planPolicyChanges, type PolicyPlan } from '../../../src/policy/plan.js';
+import { e2eWorld } from '../../unit/policy/world.js';
 import { testLabName } from '../lab/leftovers.js';
 
 const BASE = testLabName('h23apply', 'apply');
@@ -215,5 +217,27 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
     // Nothing left to do once it is first again.
     const again = planPolicyChanges(desired, await applier.readObserved());
     expect(again.iptablesRestore).to.deep.equal({ 4: '', 6: '' });
+  });
+
+  it('takes 600 peers x 600 ports as peers plus ports rules (a peer chain, multiport), read back as applied', async () => {
+    const world = e2eWorld();
+    const from = Array.from({ length: 600 }, (_, i) => ({ podSelector: { matchLabels: { pod: i === 0 ? 'b' : `p${i}` } } }));
+    const ports = Array.from({ length: 600 }, (_, i) => ({ protocol: i % 2 === 0 ? 'TCP' : 'UDP', port: 1000 + i, ...(i % 3 === 0 ? { endPort: 1000 + i } : {}) }));
+    const wide: NetworkPolicy = { metadata: { namespace: 'x', name: 'wide' }, spec: { podSelector: {}, ingress: [{ from, ports }] } };
+    const desired = compilePolicies({ pods: world.pods, namespaces: world.namespaces, policies: [wide], node: world.nodes[0]! });
+    expect(desired.problems).to.deep.equal([]);
+    const applier = new IptablesPolicyApplier({ runner: netnsRunner(NETNS) });
+    await applier.apply(planPolicyChanges(desired, await applier.readObserved()));
+    for (const cmd of ['iptables', 'ip6tables']) {
+      const rules = (await execa('ip', ['netns', 'exec', NETNS, cmd, '-S'])).stdout.split('\n').filter((l) => /^-A PRPOL-R(P)?-/.test(l));
+      const multiport = rules.filter((l) => l.includes('-m multiport --dports'));
+      // 300 TCP and 300 UDP ports: 20 multiport matches of 15 each per protocol, each jumping to the peer chain.
+      expect(multiport, `${cmd}: multiport rules`).to.have.length(40);
+      expect(rules.filter((l) => l.startsWith('-A PRPOL-RP-')), `${cmd}: peer chain rules`).to.have.length(600);
+      expect(rules, `${cmd}: all rule and peer chain rules`).to.have.length(640);
+    }
+    const again = planPolicyChanges(desired, await applier.readObserved());
+    expect(again.iptablesRestore, 'read back as applied').to.deep.equal({ 4: '', 6: '' });
+    expect(again.ipsetRestore).to.equal('');
   });
 });

@@ -80,8 +80,9 @@ describe('policy compiler', () => {
     const small = compilePolicies({ pods: many(50), namespaces, policies, node }).v4;
     const large = compilePolicies({ pods: many(1000), namespaces, policies, node }).v4;
     const policyRules = (rs: typeof small) => [...rs.chains].filter(([n]) => n.startsWith('PRPOL-R-')).reduce((s, [, r]) => s + r.length, 0);
-    expect(policyRules(small)).to.equal(10);
-    expect(policyRules(large)).to.equal(10);
+    // One rule per policy: its two ports are one multiport match.
+    expect(policyRules(small)).to.equal(5);
+    expect(policyRules(large)).to.equal(5);
     // The five policies use the same peer: one peer set (plus the local set).
     expect([...large.sets.keys()].filter((n) => n.startsWith('PRPOL4-P-'))).to.have.length(1);
     expect(large.sets.get([...large.sets.keys()].find((n) => n.startsWith('PRPOL4-P-'))!)?.members).to.have.length(500);

@@ -64,6 +64,34 @@ describe('PolicyCompiler (incremental)', () => {
     );
   });
 
+  it('compileYielding equals compile after every step, and other work runs between its slices', async () => {
+    await fc.assert(
+      fc.asyncProperty(initialArb, fc.array(changeArb, { minLength: 1, maxLength: 8 }), async (initial, changes) => {
+        const yielding = new PolicyCompiler();
+        const direct = new PolicyCompiler();
+        let snapshot: Snapshot = initial;
+        let turns = 0;
+        for (const step of [undefined, ...changes]) {
+          if (step !== undefined) snapshot = applyChange(snapshot, step);
+          // Slices of 0 ms: a pause after every unit of work, and a count of the event-loop turns taken meanwhile.
+          let counting = true;
+          const count = (): void => {
+            if (!counting) return;
+            turns++;
+            setImmediate(count);
+          };
+          setImmediate(count);
+          const paused = await yielding.compileYielding({ ...snapshot, node }, {}, 0);
+          counting = false;
+          expect(comparable(paused)).to.deep.equal(comparable(direct.compile({ ...snapshot, node })));
+        }
+        // Every new pod is a unit of work: the first compile alone pauses once per pod.
+        expect(turns, 'event-loop turns during the compiles').to.be.at.least(initial.pods.length);
+      }),
+      { numRuns: 40 },
+    );
+  });
+
   it('recompiles only what one pod label change affects', () => {
     const pods = Array.from({ length: 6 }, (_, i) => makePod(i, 'x', { app: i % 2 === 0 ? 'a' : 'b' }, true, 0));
     const policies = [

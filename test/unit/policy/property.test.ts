@@ -73,8 +73,8 @@ const portArb: fc.Arbitrary<NetworkPolicyPort> = fc.oneof(
 );
 
 const ruleParts = {
-  peers: fc.option(fc.array(peerArb, { maxLength: 2 }), { nil: undefined }),
-  ports: fc.option(fc.array(portArb, { maxLength: 2 }), { nil: undefined }),
+  peers: fc.option(fc.array(peerArb, { maxLength: 3 }), { nil: undefined }),
+  ports: fc.option(fc.array(portArb, { maxLength: 3 }), { nil: undefined }),
 };
 
 const specArb: fc.Arbitrary<NetworkPolicySpec> = fc

@@ -155,6 +155,15 @@ function runRule(rs: FamilyRuleset, rule: readonly string[], pkt: SimPacket, sta
         if (next() !== '--dport') throw new Error(`simulator: ${module} without --dport`);
         const [lo, hi] = next().split(':').map(Number);
         if (lo === undefined || !check(pkt.dport >= lo && pkt.dport <= (hi ?? lo))) matched = false;
+      } else if (module === 'multiport') {
+        if (next() !== '--dports') throw new Error('simulator: multiport without --dports');
+        const ranges = next().split(',');
+        if (ranges.length + ranges.filter((r) => r.includes(':')).length > 15) throw new Error('simulator: multiport over 15 slots');
+        const hit = ranges.some((r) => {
+          const [lo, hi] = r.split(':').map(Number);
+          return lo !== undefined && pkt.dport >= lo && pkt.dport <= (hi ?? lo);
+        });
+        if (!check(hit)) matched = false;
       } else if (module === 'set') {
         let t2 = next();
         if (t2 === '!') {
