@@ -121,6 +121,45 @@ function byKey(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/** Entries sorted in one step at most; a larger set is sorted in runs of this size and merged in steps. */
+const SORT_RUN = 4096;
+
+/**
+ * A set's entries sorted and deduplicated as makeSetSpec does, pausing between runs and during the merges: one
+ * 30,000-entry named-port set sorted in one piece holds the event loop 16-60 ms.
+ */
+export function* sortedInSteps(entries: readonly string[]): Generator<void, string[]> {
+  let runs: string[][] = [];
+  for (let i = 0; i < entries.length; i += SORT_RUN) {
+    runs.push(entries.slice(i, i + SORT_RUN).sort());
+    yield;
+  }
+  while (runs.length > 1) {
+    const merged: string[][] = [];
+    for (let i = 0; i < runs.length; i += 2) {
+      const a = runs[i] ?? [];
+      const b = runs[i + 1];
+      if (b === undefined) {
+        merged.push(a);
+        continue;
+      }
+      const out: string[] = [];
+      let x = 0;
+      let y = 0;
+      while (x < a.length || y < b.length) {
+        const next = y >= b.length || (x < a.length && (a[x] ?? '') <= (b[y] ?? '')) ? a[x++] : b[y++];
+        if (next !== undefined && out[out.length - 1] !== next) out.push(next);
+        if (((x + y) & (SORT_RUN - 1)) === 0) yield;
+      }
+      merged.push(out);
+    }
+    runs = merged;
+  }
+  const only = runs[0] ?? [];
+  // A single run was not merged: drop its duplicates here.
+  return only.filter((entry, i) => i === 0 || only[i - 1] !== entry);
+}
+
 class FamilyState {
   readonly chains = new Map<string, Rule[]>();
   readonly specs = new Map<string, IpSetSpec>();
@@ -146,13 +185,15 @@ class FamilyState {
 
   // ---- sets ----
 
-  private acquireSet(def: SetDef): void {
+  private *acquireSet(def: SetDef): Generator<void> {
     let entry = this.sets.get(def.name);
     if (entry === undefined) {
       entry = { def, refs: 0, members: new Map() };
       this.sets.set(def.name, entry);
-      this.fillFromCandidates(entry);
       this.dirtySets.add(def.name);
+      entry.refs++;
+      yield* this.fillFromCandidates(entry);
+      return;
     }
     entry.refs++;
   }
@@ -161,18 +202,26 @@ class FamilyState {
    * Fills a new set from the pods that can be in it: a peer set's namespaces only (its own, or those its namespace
    * selector takes), so a full compile tests each peer against a few namespaces' pods, not against every pod.
    */
-  private fillFromCandidates(entry: SetEntry): void {
+  private *fillFromCandidates(entry: SetEntry): Generator<void> {
     const ctx = this.ctx;
     const def = entry.def;
+    // A named-port set is tested against every pod of the cluster: tens of milliseconds at 30,000 pods.
+    let tested = 0;
     if (def.kind === 'named') {
-      for (const pod of ctx.pods.values()) this.fill(entry, pod);
+      for (const pod of ctx.pods.values()) {
+        this.fill(entry, pod);
+        if ((++tested & 1023) === 0) yield;
+      }
       return;
     }
     if (def.kind !== 'peer') return;
     const selector = def.peer.namespaceSelector;
     for (const [namespace, keys] of ctx.byNamespace) {
       if (selector === undefined ? namespace !== def.namespace : !selectorMatches(selector, ctx.namespaceLabels(namespace))) continue;
-      for (const key of keys) this.fill(entry, ctx.pods.get(key), key);
+      for (const key of keys) {
+        this.fill(entry, ctx.pods.get(key), key);
+        if ((++tested & 1023) === 0) yield;
+      }
     }
   }
 
@@ -224,14 +273,14 @@ class FamilyState {
 
   // ---- rule chains ----
 
-  private acquireChain(policy: string, dir: Direction): void {
+  private *acquireChain(policy: string, dir: Direction): Generator<void> {
     let use = this.ruleChains[dir].get(policy);
     if (use === undefined) {
       const def = this.ctx.ruleChain(policy, dir, this.family);
       if (def === undefined) throw new Error(`incremental compiler: no policy ${policy}`);
       use = { def, refs: 0 };
       this.ruleChains[dir].set(policy, use);
-      use.def.sets.forEach((s) => this.acquireSet(s));
+      for (const set of use.def.sets) yield* this.acquireSet(set);
       for (const [chain, rules] of ruleChainTables(use.def)) this.chains.set(chain, rules);
     }
     use.refs++;
@@ -248,14 +297,14 @@ class FamilyState {
   }
 
   /** A policy's content changed: its chains in use are compiled again (the pods selecting it are re-judged too). */
-  policyChanged(policy: string): void {
+  *policyChanged(policy: string): Generator<void> {
     for (const dir of DIRECTIONS) {
       const use = this.ruleChains[dir].get(policy);
       if (use === undefined) continue;
       const def = this.ctx.ruleChain(policy, dir, this.family);
       // A deleted policy keeps its old chain until the pods that used it are re-judged (in this same compile).
       if (def === undefined) continue;
-      def.sets.forEach((s) => this.acquireSet(s));
+      for (const set of def.sets) yield* this.acquireSet(set);
       for (const [chain] of ruleChainTables(use.def)) this.chains.delete(chain);
       use.def.sets.forEach((s) => this.releaseSet(s.name));
       use.def = def;
@@ -292,7 +341,7 @@ class FamilyState {
    * Re-judges one local pod: pod chains, dispatch bucket, pending guard. `selecting` is the pod's selection
    * (CompilerContext.selectionOf), the same for both families.
    */
-  judge(key: string, selecting: Record<Direction, string[]>): void {
+  *judge(key: string, selecting: Record<Direction, string[]>): Generator<void> {
     const pod = this.ctx.pods.get(key);
     const local = pod?.local === true ? pod : undefined;
     const ip = local?.ip[this.family];
@@ -311,7 +360,7 @@ class FamilyState {
       const before = old?.selecting[dir] ?? [];
       const after = now?.selecting[dir] ?? [];
       // Acquire first, so a chain kept across the change is not compiled again.
-      for (const p of after) this.acquireChain(p, dir);
+      for (const p of after) yield* this.acquireChain(p, dir);
       for (const p of before) this.releaseChain(p, dir);
       const chain = this.ctx.chainName(key, dir);
       if (now !== undefined && after.length > 0) {
@@ -391,7 +440,8 @@ class FamilyState {
       const entry = this.sets.get(name);
       if (entry === undefined) continue;
       const members = entry.def.kind === 'fixed' ? fixedMembers(entry.def) : [...entry.members.values()].flat();
-      this.specs.set(name, makeSetSpec(name, entry.def.type, this.family, members));
+      const spec = members.length <= SORT_RUN ? makeSetSpec(name, entry.def.type, this.family, members) : { name, type: entry.def.type, family: this.family, members: yield* sortedInSteps(members) };
+      this.specs.set(name, spec);
     }
     this.dirtySets.clear();
     return { family: this.family, chains: new Map(this.chains), sets: new Map(this.specs), jumps: builtinJumps() };
@@ -661,14 +711,14 @@ export class PolicyCompiler {
     }
     for (const key of changedPolicies) {
       yield;
-      for (const f of both) f.policyChanged(key);
+      for (const f of both) yield* f.policyChanged(key);
       const namespace = key.slice(0, key.indexOf('/'));
       for (const podKeyText of ctx.byNamespace.get(namespace) ?? []) if (ctx.pods.get(podKeyText)?.local === true) rejudge.add(podKeyText);
     }
     for (const key of rejudge) {
       yield;
       const selecting = ctx.selectionOf(key);
-      for (const f of both) f.judge(key, selecting);
+      for (const f of both) yield* f.judge(key, selecting);
     }
     this.stats = { pods: changedPods.length, namespaces: changedNamespaces.length, policies: changedPolicies.length, full };
     const v4 = yield* families[4].finish(input.bridge);

@@ -4,7 +4,7 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { CHAINS, compilePolicies, podIp, type CompiledPolicies, type PodBridge } from '../../../src/policy/compile.js';
-import { PolicyCompiler } from '../../../src/policy/incremental.js';
+import { PolicyCompiler, sortedInSteps } from '../../../src/policy/incremental.js';
 import { emptyObservedState, observedAfter, planPolicyChanges } from '../../../src/policy/plan.js';
 import { applyChange, changeArb, initialArb, makePod, node, type Snapshot } from './changes.js';
 import { namespace, policy } from './world.js';
@@ -89,6 +89,24 @@ describe('PolicyCompiler (incremental)', () => {
         expect(turns, 'event-loop turns during the compiles').to.be.at.least(initial.pods.length);
       }),
       { numRuns: 40 },
+    );
+  });
+
+  it('sorts a large set in steps exactly as one sort and deduplication would', () => {
+    fc.assert(
+      fc.property(fc.array(fc.string({ maxLength: 3 }), { maxLength: 20_000 }), fc.integer({ min: 0, max: 3 }), (entries, copies) => {
+        const input = [...entries, ...entries.slice(0, copies * 1000)];
+        const steps = sortedInSteps(input);
+        let step = steps.next();
+        let pauses = 0;
+        while (step.done !== true) {
+          pauses++;
+          step = steps.next();
+        }
+        expect(step.value).to.deep.equal([...new Set(input)].sort());
+        expect(pauses, 'a pause per run at least').to.be.at.least(Math.floor(input.length / 4096));
+      }),
+      { numRuns: 30 },
     );
   });
 
