@@ -8,7 +8,7 @@
 import { execa } from 'execa';
 import type { Namespace, NetworkPolicy, Pod } from '../src/kube/wire.js';
 import { IptablesPolicyApplier, netnsRunner } from '../src/policy/apply.js';
-import { compilePolicies } from '../src/policy/compile.js';
+import { compilePolicies } from '../test/unit/policy/scratch-compile.js';
 import { PolicyCompiler } from '../src/policy/incremental.js';
 import { emptyObservedState, observedAfter, planPolicyChanges, planRuleChanges, planSetChanges } from '../src/policy/plan.js';
 import type { PolicyNode } from '../src/policy/types.js';

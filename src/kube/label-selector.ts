@@ -1,5 +1,6 @@
-// Kubernetes label selector semantics (metav1.LabelSelector), used to pick which nodes peer with a configured
-// BGP peer. An empty selector matches everything; `NotIn` and `DoesNotExist` match a missing label.
+// Kubernetes label selector semantics (metav1.LabelSelector), the agent's one matcher: which nodes peer with a
+// configured BGP peer, which pods and namespaces a NetworkPolicy selects. An empty selector matches everything;
+// `NotIn` and `DoesNotExist` match a missing label.
 
 export interface LabelSelectorLike {
   matchLabels?: Record<string, string>;

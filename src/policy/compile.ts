@@ -28,6 +28,7 @@ import { hash } from 'node:crypto';
 import { isIPv4, isIPv6, SocketAddress } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import type { LabelSelector, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Pod } from '../kube/wire.js';
+import { selectorMatches } from '../kube/label-selector.js';
 import { canonicalAddressText } from '../routes/ip-prefix.js';
 import { canonicalCidr, familyOfAddress, formatPrefix, halvesOf, parsePrefix, prefixContains, type Prefix } from './cidr.js';
 import type { ClusterState, IpFamily, PolicyNode, Protocol } from './types.js';
@@ -178,20 +179,6 @@ function canonicalAddress(ip: string): string {
   const canonical = canonicalAddressText(ip);
   if (canonical === undefined) throw new PolicyCompileError('status.podIPs', `not an IP address: ${JSON.stringify(ip)}`);
   return canonical;
-}
-
-export function selectorMatches(selector: LabelSelector, labels: Record<string, string>): boolean {
-  const matchLabels = selector.matchLabels ?? {};
-  for (const key in matchLabels) if (labels[key] !== matchLabels[key]) return false;
-  for (const expr of selector.matchExpressions ?? []) {
-    const present = Object.prototype.hasOwnProperty.call(labels, expr.key);
-    const values = expr.values ?? [];
-    if (expr.operator === 'In' && !(present && values.includes(labels[expr.key] ?? ''))) return false;
-    if (expr.operator === 'NotIn' && present && values.includes(labels[expr.key] ?? '')) return false;
-    if (expr.operator === 'Exists' && !present) return false;
-    if (expr.operator === 'DoesNotExist' && present) return false;
-  }
-  return true;
 }
 
 /** A deterministic text for a selector's meaning: equal selectors share one set. */
@@ -378,7 +365,7 @@ export function validatePolicy(policy: NetworkPolicy): PolicyProblem[] {
   return problems;
 }
 
-// ---------- compilation: pure building blocks (shared by compilePolicies and the incremental PolicyCompiler) ----------
+// ---------- compilation: pure building blocks (of the incremental PolicyCompiler and the tests' from-scratch one) ----------
 
 export type Direction = 'ingress' | 'egress';
 export const DIRECTIONS: readonly Direction[] = ['ingress', 'egress'];
@@ -864,78 +851,6 @@ export function makeSetSpec(name: string, type: IpSetType, family: IpFamily, mem
   return { name, type, family, members: [...new Set(members)].sort() };
 }
 
-// ---------- compilation from scratch (the reference the incremental compiler is held equal to) ----------
-
-type RuleChainsOf = (p: PreparedPolicy, dir: Direction) => Record<IpFamily, RuleChainDef>;
-
-function compileFamily(family: IpFamily, input: CompileInput, policies: PreparedPolicy[], namespaceLabels: (ns: string) => Record<string, string>, ruleChainsOf: RuleChainsOf, mark: number): FamilyRuleset {
-  const chains = new Map<string, Rule[]>();
-  const sets = new Map<string, IpSetSpec>();
-  const live = input.pods
-    .filter((p) => isLive(p) && p.spec?.hostNetwork !== true)
-    .map((pod) => ({ pod, key: podKey(pod), namespace: pod.metadata?.namespace ?? '', labels: pod.metadata?.labels ?? {}, ip: podIp(pod, family) }));
-  const addSetDef = (def: SetDef): void => {
-    if (sets.has(def.name)) return;
-    const members: string[] = [];
-    if (def.kind === 'fixed') members.push(...fixedMembers(def));
-    for (const l of def.kind === 'fixed' ? [] : live) {
-      if (l.ip === undefined) continue;
-      if (def.kind === 'peer' && peerIncludes(def, l.namespace, l.labels, namespaceLabels)) members.push(l.ip);
-      if (def.kind === 'named') members.push(...namedPortEntries(l.pod, l.ip, def.port, def.protocol));
-    }
-    sets.set(def.name, makeSetSpec(def.name, def.type, family, members));
-  };
-  const ruleChains = new Map<string, RuleChainDef>();
-  const ruleChain = (p: PreparedPolicy, dir: Direction): RuleChainDef => {
-    const id = `${p.key}\n${dir}`;
-    const known = ruleChains.get(id);
-    if (known !== undefined) return known;
-    const def = ruleChainsOf(p, dir)[family];
-    def.sets.forEach(addSetDef);
-    for (const [chain, rules] of ruleChainTables(def)) chains.set(chain, rules);
-    ruleChains.set(id, def);
-    return def;
-  };
-  const localPods = live.filter(({ pod }) => pod.spec?.nodeName === input.node.name).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  const byNamespace = new Map<string, PreparedPolicy[]>();
-  for (const p of policies) byNamespace.set(p.namespace, [...(byNamespace.get(p.namespace) ?? []), p]);
-  const cidrs = familyCIDRs(input.node, family);
-  const localMembers = cidrs.map((c) => c);
-  const knownMembers: string[] = [];
-  const buckets: Record<Direction, Map<number, Rule[]>> = { ingress: new Map(), egress: new Map() };
-  const pending: Record<Direction, boolean> = { ingress: false, egress: false };
-  const dispatched = new Set<string>();
-  for (const { key, ip, namespace, labels } of localPods) {
-    const selecting = (byNamespace.get(namespace) ?? []).filter((p) => policySelects(p, namespace, labels));
-    if (ip === undefined) {
-      for (const dir of DIRECTIONS) if (selecting.some((p) => p[dir])) pending[dir] = true;
-      continue;
-    }
-    knownMembers.push(ip);
-    if (dispatched.has(ip)) continue;
-    dispatched.add(ip);
-    localMembers.push(`${ip}${family === 4 ? '/32' : '/128'}`);
-    for (const dir of DIRECTIONS) {
-      const isolating = selecting.filter((p) => p[dir]);
-      if (isolating.length === 0) continue;
-      const chain = podChainNames(key)[dir];
-      chains.set(chain, podChainRules(isolating.map((p) => ruleChain(p, dir)), mark));
-      const bucket = dispatchBucket(ip, family);
-      buckets[dir].set(bucket, [...(buckets[dir].get(bucket) ?? []), dispatchRule(dir, ip, family, chain)]);
-    }
-  }
-  sets.set(localSetName(family), makeSetSpec(localSetName(family), 'hash:net', family, localMembers));
-  sets.set(knownSetName(family), makeSetSpec(knownSetName(family), 'hash:ip', family, knownMembers));
-  const bridge = input.bridge;
-  const sortedBuckets = (dir: Direction): number[] => [...buckets[dir].keys()].sort((a, b) => a - b);
-  const base = { family, podCIDRs: cidrs, buckets: { ingress: sortedBuckets('ingress'), egress: sortedBuckets('egress') }, pending, ...(bridge === undefined ? {} : { bridge }) };
-  for (const [name, rules] of baseChains(base)) {
-    chains.set(name, rules);
-  }
-  for (const dir of DIRECTIONS) for (const [k, rules] of buckets[dir]) chains.set(bucketChainName(dir, k), rules);
-  return { family, chains, sets, jumps: builtinJumps() };
-}
-
 export function namespaceLabelsOf(namespaces: CompileInput['namespaces']): (ns: string) => Record<string, string> {
   const labels = new Map<string, Record<string, string>>();
   for (const ns of namespaces) {
@@ -943,30 +858,4 @@ export function namespaceLabelsOf(namespaces: CompileInput['namespaces']): (ns: 
     labels.set(name, { ...(ns.metadata?.labels ?? {}), [METADATA_NAME_LABEL]: name });
   }
   return (ns) => labels.get(ns) ?? { [METADATA_NAME_LABEL]: ns };
-}
-
-/** Compiles a snapshot from scratch. The agent uses the incremental PolicyCompiler (incremental.ts), held equal to this. */
-export function compilePolicies(input: CompileInput, options: CompileOptions = {}): CompiledPolicies {
-  validateNode(input.node);
-  validateBridge(input.bridge);
-  const mark = options.allowMark ?? DEFAULT_ALLOW_MARK;
-  validateMark(mark);
-  const policies = [...input.policies].map(preparePolicy).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-  const problems = policies.flatMap((p) => p.problems);
-  const namespaceLabels = namespaceLabelsOf(input.namespaces);
-  const compiled = new Map<string, Record<IpFamily, RuleChainDef>>();
-  const ruleChainsOf: RuleChainsOf = (p, dir) => {
-    const id = `${p.key}\n${dir}`;
-    let defs = compiled.get(id);
-    if (defs === undefined) {
-      defs = compileRuleChains(p, dir, mark);
-      compiled.set(id, defs);
-    }
-    return defs;
-  };
-  return {
-    v4: compileFamily(4, input, policies, namespaceLabels, ruleChainsOf, mark),
-    v6: compileFamily(6, input, policies, namespaceLabels, ruleChainsOf, mark),
-    problems,
-  };
 }

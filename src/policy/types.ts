@@ -1,4 +1,4 @@
-// The vocabulary shared by the policy oracle, the compiler and the reconciler: plain Kubernetes objects in,
+// The vocabulary shared by the policy compiler, the reconciler and the tests' oracle: plain Kubernetes objects in,
 // one node's view of them.
 import type { Namespace, NetworkPolicy, Pod } from '../kube/wire.js';
 

@@ -26,7 +26,7 @@ import { labPaths } from '../../../src/lab/paths.js';
 import { closeProbeConnections, parsePodReply, probeMany, type ProbeJob, type ProbeResult } from '../../../src/lab/probe.js';
 import { readLabState } from '../../../src/lab/state.js';
 import type { Topology } from '../../../src/lab/topology.js';
-import { allowed, type OracleEndpoint } from '../../../src/policy/oracle.js';
+import { allowed, type OracleEndpoint } from '../../unit/policy/oracle.js';
 import type { ClusterState, IpFamily } from '../../../src/policy/types.js';
 
 export const TRUTH_PORTS = [80, 81] as const;

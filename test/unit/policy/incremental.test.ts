@@ -3,7 +3,8 @@
 // removed), produces after every step exactly what a from-scratch compilePolicies() produces for that snapshot.
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { CHAINS, compilePolicies, podIp, type CompiledPolicies, type PodBridge } from '../../../src/policy/compile.js';
+import { CHAINS, podIp, type CompiledPolicies, type PodBridge } from '../../../src/policy/compile.js';
+import { compilePolicies } from './scratch-compile.js';
 import { PolicyCompiler, sortedInSteps } from '../../../src/policy/incremental.js';
 import { emptyObservedState, observedAfter, planPolicyChanges } from '../../../src/policy/plan.js';
 import { applyChange, changeArb, initialArb, makePod, node, type Snapshot } from './changes.js';

@@ -6,7 +6,8 @@
 // leaving the kernel exactly as the planner then remembers it.
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { compilePolicies, type CompiledPolicies } from '../../../src/policy/compile.js';
+import { type CompiledPolicies } from '../../../src/policy/compile.js';
+import { compilePolicies } from './scratch-compile.js';
 import { PolicyCompiler } from '../../../src/policy/incremental.js';
 import { emptyObservedState, normalizeSetMember, observedAfter, planPolicyChanges, RULE_HASH_PREFIX, type ObservedPolicyState, type PolicyPlan } from '../../../src/policy/plan.js';
 import type { IpFamily } from '../../../src/policy/types.js';

@@ -1,6 +1,7 @@
 // The planner: desired rulesets vs the kernel's chains/jumps/sets -> only the changed chains and sets.
 import { expect } from 'chai';
-import { compilePolicies, CHAINS } from '../../../src/policy/compile.js';
+import { CHAINS } from '../../../src/policy/compile.js';
+import { compilePolicies } from './scratch-compile.js';
 import { emptyObservedState, observedAfter, planPolicyChanges, hasControlCharacter, PolicyPlanError, renderRule } from '../../../src/policy/plan.js';
 import { parseIpsetSave, parseIptablesSave } from '../../../src/policy/apply.js';
 import { e2eWorld, policy, type World } from './world.js';

@@ -6,7 +6,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import type { NetworkPolicy } from '../../../src/kube/wire.js';
-import { compilePolicies } from '../../../src/policy/compile.js';
+import { compilePolicies } from './scratch-compile.js';
 import { parseTopology } from '../../../src/lab/topology.js';
 import { pruneToSchema } from '../../../src/lab/apiserver/wire-schema.js';
 import { loadTruthCases } from '../../lab/policy/truth-cases.js';

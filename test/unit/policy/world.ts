@@ -2,8 +2,9 @@
 // namespaces x, y, z with pods a, b, c spread over two nodes, serving 80 and 81 over TCP, UDP and SCTP.
 import { wireObject } from '../../wire.js';
 import type { Namespace, NetworkPolicy, NetworkPolicySpec, Pod } from '../../../src/kube/wire.js';
-import { compilePolicies, type CompiledPolicies } from '../../../src/policy/compile.js';
-import { allowed, type OracleEndpoint } from '../../../src/policy/oracle.js';
+import { type CompiledPolicies } from '../../../src/policy/compile.js';
+import { compilePolicies } from './scratch-compile.js';
+import { allowed, type OracleEndpoint } from './oracle.js';
 import type { ClusterState, IpFamily, PolicyNode, Protocol } from '../../../src/policy/types.js';
 import { clusterAllows, type Place, type SimPacket } from './simulator.js';
 

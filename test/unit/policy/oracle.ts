@@ -14,8 +14,8 @@
 // - Ports: protocol defaults to TCP; no port = every port of that protocol; endPort makes an inclusive range;
 //   a named port is looked up on the destination pod for that protocol; no ports at all = every port, every protocol.
 import ipaddr from 'ipaddr.js';
-import type { LabelSelector, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Pod } from '../kube/wire.js';
-import type { ClusterState, IpFamily, Protocol } from './types.js';
+import type { LabelSelector, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Pod } from '../../../src/kube/wire.js';
+import type { ClusterState, IpFamily, Protocol } from '../../../src/policy/types.js';
 
 export type OracleEndpoint = { pod: Pod } | { ip: string; /** set when the address is this node's own */ node?: string };
 
