@@ -10,6 +10,7 @@
 // Two sets rather than one: a non-masquerade CIDR must not turn its sources into "pods" that get masqueraded.
 import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
+import { parseIpsetSave } from '../host/ipset-save.js';
 
 export type IpFamily = 'ipv4' | 'ipv6';
 export const IP_FAMILIES: readonly IpFamily[] = ['ipv4', 'ipv6'];
@@ -256,27 +257,14 @@ export interface ObservedMasqueradeFamily {
   postroutingFirst: string | null;
 }
 
-/** Parses `ipset list -o save` output (one or more sets). Entries become canonical CIDRs. */
-export function parseIpsetSave(text: string): Map<string, ObservedSet> {
+/** Sets in `ipset list -o save` output (one or more), entries as canonical CIDRs, sorted. */
+export function observedMasqueradeSets(text: string): Map<string, ObservedSet> {
   const sets = new Map<string, ObservedSet>();
-  for (const raw of text.split('\n')) {
-    const words = raw.trim().split(/\s+/);
-    if (words[0] === 'create' && words[1] !== undefined) {
-      const familyAt = words.indexOf('family');
-      sets.set(words[1], {
-        name: words[1],
-        type: words[2] ?? '',
-        family: familyAt >= 0 ? (words[familyAt + 1] ?? '') : 'inet',
-        entries: [],
-      });
-    } else if (words[0] === 'add' && words[1] !== undefined && words[2] !== undefined) {
-      const set = sets.get(words[1]);
-      const parsed = parseCidrOrIp(words[2]);
-      // An entry we cannot read (another set type's syntax) still makes the set differ from what we want.
-      if (set !== undefined) set.entries.push(parsed?.cidr ?? words[2]);
-    }
+  for (const set of parseIpsetSave(text).values()) {
+    // An entry we cannot read (another set type's syntax) still makes the set differ from what we want.
+    const entries = set.entries.map((entry) => parseCidrOrIp(entry)?.cidr ?? entry).sort();
+    sets.set(set.name, { name: set.name, type: set.type, family: set.family, entries });
   }
-  for (const set of sets.values()) set.entries.sort();
   return sets;
 }
 

@@ -20,7 +20,7 @@ import {
   type ObservedSet,
   ownedSetNames,
   parseChainRuleHashes,
-  parseIpsetSave,
+  observedMasqueradeSets,
   parsePostroutingFirst,
   parsePostroutingJumps,
   planMasqueradeFamily,
@@ -53,7 +53,7 @@ export async function observeMasquerade(
         if (/does not exist/.test(result.stderr)) continue; // gone since `list -n`
         throw new CommandError(['ipset', 'list', '-o', 'save', name], result);
       }
-      const parsed = parseIpsetSave(result.stdout).get(name);
+      const parsed = observedMasqueradeSets(result.stdout).get(name);
       if (parsed !== undefined) sets.set(name, parsed);
     }
     const { list } = IPTABLES[family];

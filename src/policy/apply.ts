@@ -5,7 +5,8 @@ import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { CHAIN_PREFIX, JUMP_COMMENT, NOMATCH, SET_PREFIX } from './compile.js';
+import { parseIpsetSave } from '../host/ipset-save.js';
+import { CHAIN_PREFIX, JUMP_COMMENT, SET_PREFIX } from './compile.js';
 import {
   emptyObservedState,
   normalizeSetMember,
@@ -166,20 +167,13 @@ export function parseIptablesSave(text: string): ObservedFamily {
   return { chains, jumps };
 }
 
-/** Our sets in `ipset save` output. */
-export function parseIpsetSave(text: string): ObservedPolicyState['sets'] {
+/** Our sets in `ipset save` output, entries in the form the planner compares. */
+export function observedPolicySets(text: string): ObservedPolicyState['sets'] {
   const sets: ObservedPolicyState['sets'] = new Map();
   const ours = (name: string): boolean => name.startsWith(`${SET_PREFIX}4-`) || name.startsWith(`${SET_PREFIX}6-`);
-  for (const line of text.split('\n')) {
-    const words = line.trim().split(/\s+/);
-    if (words[0] === 'create' && words[1] !== undefined && ours(words[1])) {
-      const familyAt = words.indexOf('family');
-      const family: IpFamily = words[familyAt + 1] === 'inet6' ? 6 : 4;
-      sets.set(words[1], { name: words[1], type: words[2] ?? '', family, members: [] });
-    } else if (words[0] === 'add' && words[1] !== undefined && words[2] !== undefined) {
-      const set = sets.get(words[1]);
-      if (set !== undefined) set.members.push(normalizeSetMember(set.type, words[3] === NOMATCH.trim() ? `${words[2]}${NOMATCH}` : words[2]));
-    }
+  for (const set of parseIpsetSave(text, ours).values()) {
+    const family: IpFamily = set.family === 'inet6' ? 6 : 4;
+    sets.set(set.name, { name: set.name, type: set.type, family, members: set.entries.map((e) => normalizeSetMember(set.type, e)) });
   }
   return sets;
 }
@@ -208,7 +202,7 @@ export class IptablesPolicyApplier {
     ]);
     state.v4 = parseIptablesSave(v4);
     state.v6 = parseIptablesSave(v6);
-    state.sets = parseIpsetSave(sets);
+    state.sets = observedPolicySets(sets);
     return state;
   }
 

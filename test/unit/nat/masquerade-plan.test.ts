@@ -14,7 +14,7 @@ import {
   type ObservedMasqueradeFamily,
   parseChainRuleHashes,
   parseCidrOrIp,
-  parseIpsetSave,
+  observedMasqueradeSets,
   parsePostroutingFirst,
   parsePostroutingJumps,
   planMasqueradeFamily,
@@ -194,7 +194,7 @@ describe('nat/masquerade-plan', () => {
 
   describe('parsers', () => {
     it('parses ipset save output into canonical entries (host entries print without a prefix length)', () => {
-      const sets = parseIpsetSave(
+      const sets = observedMasqueradeSets(
         [
           'create podroute-nomasq-v4 hash:net family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0xc1455f95',
           'add podroute-nomasq-v4 10.244.0.0/16',

@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { CHAINS } from '../../../src/policy/compile.js';
 import { compilePolicies } from './scratch-compile.js';
 import { emptyObservedState, observedAfter, planPolicyChanges, hasControlCharacter, PolicyPlanError, renderRule } from '../../../src/policy/plan.js';
-import { parseIpsetSave, parseIptablesSave } from '../../../src/policy/apply.js';
+import { observedPolicySets, parseIptablesSave } from '../../../src/policy/apply.js';
 import { e2eWorld, policy, type World } from './world.js';
 import type { NetworkPolicy } from '../../../src/kube/wire.js';
 
@@ -183,7 +183,7 @@ describe('policy planner', () => {
   });
 
   it('reads our sets from ipset save, normalizing host prefixes', () => {
-    const sets = parseIpsetSave(
+    const sets = observedPolicySets(
       [
         'create PRPOL4-LOCAL hash:net family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x1',
         'add PRPOL4-LOCAL 10.1.0.0/24',

@@ -1,0 +1,28 @@
+// `ipset save` (and `ipset list -o save`) output, read in one place for every owner of sets: the policy applier and
+// the masquerade reconciler each turn these into their own observed state.
+
+export interface SavedSet {
+  name: string;
+  type: string;
+  /** ipset's family word. */
+  family: 'inet' | 'inet6';
+  /** Entries as printed, in order; a `nomatch` entry keeps its flag after a space. */
+  entries: string[];
+}
+
+/** The sets of `text` whose names `ours` accepts (all by default), with their entries. */
+export function parseIpsetSave(text: string, ours: (name: string) => boolean = () => true): Map<string, SavedSet> {
+  const sets = new Map<string, SavedSet>();
+  for (const line of text.split('\n')) {
+    const words = line.trim().split(/\s+/);
+    const name = words[1];
+    if (name === undefined) continue;
+    if (words[0] === 'create' && ours(name)) {
+      const familyAt = words.indexOf('family');
+      sets.set(name, { name, type: words[2] ?? '', family: familyAt >= 0 && words[familyAt + 1] === 'inet6' ? 'inet6' : 'inet', entries: [] });
+    } else if (words[0] === 'add' && words[2] !== undefined) {
+      sets.get(name)?.entries.push(words[3] === 'nomatch' ? `${words[2]} nomatch` : words[2]);
+    }
+  }
+  return sets;
+}
