@@ -350,44 +350,44 @@ export function emptyObservedState(global: ObservedBgpState['global']): Observed
  *     already accepted). Export changes need none: paths we stop advertising are withdrawn by step 2.
  *  7. Old policy bundles last, once the assignment no longer points at them.
  */
-export function planBgp(desired: BgpDesiredState, observedIn: ObservedBgpState): BgpChange[] {
-  const v = validateDesired(desired);
+export function planBgp(desired: BgpDesiredState, observedAtStart: ObservedBgpState): BgpChange[] {
+  const wanted = validateDesired(desired);
   const changes: BgpChange[] = [];
-  let observed = observedIn;
+  let observed = observedAtStart;
 
   // 1. Global
-  const og = observed.global;
-  if (og.asn === 0) {
-    changes.push({ kind: 'start-bgp', global: v.global });
-    observed = emptyObservedState({ ...v.global, useMultiplePaths: true });
+  const running = observed.global;
+  if (running.asn === 0) {
+    changes.push({ kind: 'start-bgp', global: wanted.global });
+    observed = emptyObservedState({ ...wanted.global, useMultiplePaths: true });
   } else {
     const why: string[] = [];
-    if (og.asn !== v.global.asn) why.push('asn');
-    if (og.routerId !== v.global.routerId) why.push('routerId');
-    if (og.listenPort !== v.global.listenPort) why.push('listenPort');
-    if (!og.useMultiplePaths) why.push('useMultiplePaths');
+    if (running.asn !== wanted.global.asn) why.push('asn');
+    if (running.routerId !== wanted.global.routerId) why.push('routerId');
+    if (running.listenPort !== wanted.global.listenPort) why.push('listenPort');
+    if (!running.useMultiplePaths) why.push('useMultiplePaths');
     if (why.length > 0) {
       changes.push({ kind: 'stop-bgp', reason: `global ${why.join(', ')} changed` });
-      changes.push({ kind: 'start-bgp', global: v.global });
-      observed = emptyObservedState({ ...v.global, useMultiplePaths: true });
+      changes.push({ kind: 'start-bgp', global: wanted.global });
+      observed = emptyObservedState({ ...wanted.global, useMultiplePaths: true });
     }
   }
 
   // 2. Peers to remove, paths to withdraw
-  const desiredPeers = new Map(v.peers.map((p) => [p.normalized.address, p]));
+  const desiredPeers = new Map(wanted.peers.map((p) => [p.normalized.address, p]));
   const observedPeers = new Map(observed.peers.map((p) => [canonical(p.address), p]));
   for (const address of [...observedPeers.keys()].sort()) {
     if (!desiredPeers.has(address)) changes.push({ kind: 'delete-peer', address });
   }
-  const desiredPaths = new Map(v.advertise.map((a) => [a.path.prefix, a]));
+  const desiredPaths = new Map(wanted.advertise.map((a) => [a.path.prefix, a]));
   const observedPaths = new Map<string, ObservedPath>();
   for (const p of observed.paths) observedPaths.set(p.prefix, p);
-  for (const [prefix, p] of [...observedPaths].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-    if (!desiredPaths.has(prefix)) changes.push({ kind: 'delete-path', path: p, family: prefix.includes(':') ? 'ipv6' : 'ipv4' });
+  for (const [prefix, path] of [...observedPaths].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    if (!desiredPaths.has(prefix)) changes.push({ kind: 'delete-path', path, family: prefix.includes(':') ? 'ipv6' : 'ipv4' });
   }
 
   // 3. Policies
-  const bundles = [buildImportBundle(v), buildExportBundle(v.advertise, v.externalPeers)];
+  const bundles = [buildImportBundle(wanted), buildExportBundle(wanted.advertise, wanted.externalPeers)];
   const observedPolicies = new Set(observed.policies.map((p) => p.name));
   const observedSets = new Set(observed.definedSets.map((s) => `${s.kind}/${s.name}`));
   let importChanged = false;
@@ -404,23 +404,23 @@ export function planBgp(desired: BgpDesiredState, observedIn: ObservedBgpState):
   }
 
   // 4. Paths to add (new, or a changed next hop: AddPath of the same prefix replaces our old path)
-  for (const a of v.advertise) {
-    const o = observedPaths.get(a.path.prefix);
-    if (o === undefined) changes.push({ kind: 'add-path', path: a.path, family: a.family });
-    else if (canonical(o.nextHop) !== a.path.nextHop) changes.push({ kind: 'add-path', path: a.path, family: a.family, replaces: o });
+  for (const advertised of wanted.advertise) {
+    const current = observedPaths.get(advertised.path.prefix);
+    if (current === undefined) changes.push({ kind: 'add-path', path: advertised.path, family: advertised.family });
+    else if (canonical(current.nextHop) !== advertised.path.nextHop) changes.push({ kind: 'add-path', path: advertised.path, family: advertised.family, replaces: current });
   }
 
   // 5. Peers to update and add
   let keptPeers = 0;
-  for (const [address, d] of desiredPeers) {
-    const o = observedPeers.get(address);
-    if (o === undefined) {
-      changes.push({ kind: 'add-peer', spec: d.spec });
+  for (const [address, peer] of desiredPeers) {
+    const current = observedPeers.get(address);
+    if (current === undefined) {
+      changes.push({ kind: 'add-peer', spec: peer.spec });
       continue;
     }
     keptPeers++;
-    const changed = peerDifferences(d.normalized, { ...o, address: canonical(o.address) });
-    if (changed.length > 0) changes.push({ kind: 'update-peer', spec: d.spec, disruptive: true, changed });
+    const changed = peerDifferences(peer.normalized, { ...current, address: canonical(current.address) });
+    if (changed.length > 0) changes.push({ kind: 'update-peer', spec: peer.spec, disruptive: true, changed });
   }
 
   // 6. Re-evaluate accepted routes under a new import policy

@@ -139,11 +139,11 @@ export class CniResultCacheReader {
   /** undefined: read it again next time; null: not a record. Only regular files, never a FIFO or a device. */
   private async readRecord(file: string): Promise<CniAttachment | null | undefined> {
     try {
-      const st = await lstat(file);
-      if (!st.isFile() || st.size > MAX_RECORD_BYTES) return null;
+      const stat = await lstat(file);
+      if (!stat.isFile() || stat.size > MAX_RECORD_BYTES) return null;
       const handle = await open(file, 'r');
       try {
-        const buffer = Buffer.alloc(Math.min(st.size, MAX_RECORD_BYTES));
+        const buffer = Buffer.alloc(Math.min(stat.size, MAX_RECORD_BYTES));
         const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
         const text = buffer.subarray(0, bytesRead).toString('utf8');
         // Not (yet) a whole record: libcni writes in place, so it is read again next time.

@@ -1,4 +1,4 @@
-// Which learned BGP paths become kernel routes: the import rules of issue 3 (anti-hijack, on-link next hops)
+// Which learned BGP paths become kernel routes: the import rules (anti-hijack, on-link next hops)
 // and a BGP-like best-path choice that keeps every equally good path, so several next hops make one ECMP route.
 // Pure: the same paths and context give the same result whatever order the paths come in.
 import type { LearnedPath } from '../bgp/types.js';
