@@ -6,7 +6,7 @@ import ipaddr from 'ipaddr.js';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { parseListenAddress } from '../observe/server.js';
-import { canonicalAddressText, parseIpAddress, parseIpPrefix, prefixContainsAddress, specialAddressKind } from '../routes/ip-prefix.js';
+import { canonicalAddressText, parseIpAddress, parseIpPrefix, prefixContainsAddress, prefixesOverlap, specialAddressKind, type IpPrefix } from '../routes/ip-prefix.js';
 import { passwordFilePath } from './password-file.js';
 
 export class ConfigError extends Error {
@@ -269,6 +269,27 @@ export const agentConfigSchema = z
       })
       .strict()
       .default({}),
+    services: z
+      .object({
+        /** Where LoadBalancer Services of ours get their addresses (the Lease holder allocates; see src/services/). */
+        loadBalancerPools: z
+          .array(
+            z
+              .object({
+                name: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'a DNS label (lower case, digits, -)'),
+                cidrs: z.array(rangeCidr).min(1),
+                /** false: only Services that request an address of the pool get one. */
+                autoAssign: z.boolean().default(true),
+                serviceSelector: labelSelector.optional(),
+                /** Only Services of these namespaces; all when omitted. */
+                namespaces: z.array(z.string().min(1)).min(1).optional(),
+              })
+              .strict(),
+          )
+          .default([]),
+      })
+      .strict()
+      .default({}),
     masquerade: z.object({ enabled: z.boolean().default(true) }).strict().default({}),
     policy: z.object({ enabled: z.boolean().default(true) }).strict().default({}),
     log: z
@@ -345,12 +366,37 @@ function crossCheck(config: AgentConfig): string[] {
     const range = podRangeOf(config.cluster.podRanges, peer.address);
     if (range !== undefined) problems.push(`bgp.peers[${i}].address: inside cluster.podRanges[${range}] (${config.cluster.podRanges[range]}): a pod is never a BGP peer`);
   });
+  problems.push(...poolProblems(config));
   const seen = new Map<string, number>();
   config.bgp.peers.forEach((peer, i) => {
     const key = ipaddr.parse(peer.address).toNormalizedString();
     const first = seen.get(key);
     if (first !== undefined) problems.push(`bgp.peers[${i}].address: duplicates bgp.peers[${first}]`);
     else seen.set(key, i);
+  });
+  return problems;
+}
+
+/** LoadBalancer pools: unique names, and no address in two pools or in a pod range (it would be handed out twice). */
+function poolProblems(config: AgentConfig): string[] {
+  const problems: string[] = [];
+  const names = new Map<string, number>();
+  const placed: { where: string; prefix: IpPrefix }[] = config.cluster.podRanges.flatMap((c, i) => {
+    const prefix = parseIpPrefix(c);
+    return prefix === undefined ? [] : [{ where: `cluster.podRanges[${i}]`, prefix }];
+  });
+  config.services.loadBalancerPools.forEach((pool, i) => {
+    const first = names.get(pool.name);
+    if (first !== undefined) problems.push(`services.loadBalancerPools[${i}].name: ${pool.name} is also the name of services.loadBalancerPools[${first}]`);
+    else names.set(pool.name, i);
+    pool.cidrs.forEach((c, j) => {
+      const prefix = parseIpPrefix(c);
+      if (prefix === undefined) return;
+      const where = `services.loadBalancerPools[${i}].cidrs[${j}]`;
+      const clash = placed.find((p) => prefixesOverlap(p.prefix, prefix));
+      if (clash !== undefined) problems.push(`${where}: ${c} overlaps ${clash.where} (${clash.prefix.text})`);
+      placed.push({ where, prefix });
+    });
   });
   return problems;
 }

@@ -5,7 +5,7 @@
 // Not @kubernetes/client-node's models: those rename fields for TypeScript (NetworkPolicyIngressRule.from is
 // `_from` there) and type timestamps as Date, which only its ObjectSerializer produces. The agent decodes no
 // object through that serializer: what it reads is the JSON as sent, so its types must be the wire's.
-export type { Container, ContainerPort, Event as KubeEvent, Namespace, Node, NodeAddress, Pod } from 'kubernetes-types/core/v1.js';
+export type { Container, ContainerPort, Event as KubeEvent, Namespace, Node, NodeAddress, Pod, Service } from 'kubernetes-types/core/v1.js';
 export type { LabelSelector, LabelSelectorRequirement, ObjectMeta } from 'kubernetes-types/meta/v1.js';
 export type {
   IPBlock,

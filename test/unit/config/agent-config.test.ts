@@ -115,6 +115,12 @@ describe('agent config', () => {
     ['mesh password file outside the password directory', { ...minimal, bgp: { meshPasswordFile: '/etc/shadow' } }, /^bgp\.meshPasswordFile: must be inside bgp\.passwordDir/],
     ['relative password directory', { ...minimal, bgp: { passwordDir: 'secrets' } }, /^bgp\.passwordDir: must be an absolute path/],
     ['password file outside the password directory', { ...minimal, bgp: { peers: [{ address: '10.0.0.1', asn: 65000, passwordFile: '/var/run/secrets/kubernetes.io/serviceaccount/token' }] } }, /^bgp\.peers\[0\]\.passwordFile: must be inside bgp\.passwordDir \(\/etc\/podroute-secrets\)/],
+    ['LoadBalancer pools with one name', { ...minimal, services: { loadBalancerPools: [{ name: 'a', cidrs: ['192.0.2.0/28'] }, { name: 'a', cidrs: ['198.51.100.0/28'] }] } }, /^services\.loadBalancerPools\[1\]\.name: a is also the name of services\.loadBalancerPools\[0\]/],
+    ['LoadBalancer pools that overlap', { ...minimal, services: { loadBalancerPools: [{ name: 'a', cidrs: ['192.0.2.0/28'] }, { name: 'b', cidrs: ['192.0.2.8/29'] }] } }, /^services\.loadBalancerPools\[1\]\.cidrs\[0\]: 192\.0\.2\.8\/29 overlaps services\.loadBalancerPools\[0\]\.cidrs\[0\]/],
+    ['a LoadBalancer pool inside the pod ranges', { ...minimal, services: { loadBalancerPools: [{ name: 'a', cidrs: ['fd00:10:244:1::/120'] }] } }, /^services\.loadBalancerPools\[0\]\.cidrs\[0\]: .* overlaps cluster\.podRanges\[1\]/],
+    ['a LoadBalancer pool of every address', { ...minimal, services: { loadBalancerPools: [{ name: 'a', cidrs: ['0.0.0.0/0'] }] } }, /^services\.loadBalancerPools\[0\]\.cidrs\[0\]: .*every address/],
+    ['a LoadBalancer pool name that is no DNS label', { ...minimal, services: { loadBalancerPools: [{ name: 'Pool_A', cidrs: ['192.0.2.0/28'] }] } }, /^services\.loadBalancerPools\[0\]\.name: a DNS label/],
+    ['a LoadBalancer pool without addresses', { ...minimal, services: { loadBalancerPools: [{ name: 'a', cidrs: [] }] } }, /^services\.loadBalancerPools\[0\]\.cidrs:/],
     ['password file escaping the password directory', { ...minimal, bgp: { peers: [{ address: '10.0.0.1', asn: 65000, passwordFile: '../../dev/zero' }] } }, /^bgp\.peers\[0\]\.passwordFile: must be inside/],
   ];
   for (const [what, input, expected] of bad) {
@@ -123,6 +129,18 @@ describe('agent config', () => {
       expect(problems.some((p) => expected.test(p)), problems.join('\n')).to.equal(true);
     });
   }
+
+  it('reads LoadBalancer pools: canonical CIDRs of both families, automatic assignment unless turned off', () => {
+    const config = parseAgentConfig({
+      ...minimal,
+      services: { loadBalancerPools: [{ name: 'public', cidrs: ['192.0.2.7/28', '2001:db8:5::/120'] }, { name: 'team-a', cidrs: ['198.51.100.0/29'], autoAssign: false, namespaces: ['a'], serviceSelector: { matchLabels: { tier: 'web' } } }] },
+    });
+    expect(config.services.loadBalancerPools).to.deep.equal([
+      { name: 'public', cidrs: ['192.0.2.0/28', '2001:db8:5::/120'], autoAssign: true },
+      { name: 'team-a', cidrs: ['198.51.100.0/29'], autoAssign: false, namespaces: ['a'], serviceSelector: { matchLabels: { tier: 'web' } } },
+    ]);
+    expect(parseAgentConfig(minimal).services.loadBalancerPools).to.deep.equal([]);
+  });
 
   it('accepts the edges of what it refuses', () => {
     const config = parseAgentConfig({
