@@ -7,6 +7,7 @@
 // object through that serializer: what it reads is the JSON as sent, so its types must be the wire's.
 export type { Container, ContainerPort, Event as KubeEvent, Namespace, Node, NodeAddress, Pod, Service } from 'kubernetes-types/core/v1.js';
 export type { LabelSelector, LabelSelectorRequirement, ObjectMeta } from 'kubernetes-types/meta/v1.js';
+export type { Endpoint, EndpointSlice } from 'kubernetes-types/discovery/v1.js';
 export type {
   IPBlock,
   NetworkPolicy,

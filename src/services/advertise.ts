@@ -1,0 +1,95 @@
+// Which Service addresses one node advertises over its BGP sessions: a pure function of the Services, their
+// EndpointSlices and the node. Host routes for LoadBalancer ingress addresses of ours and for allowed
+// `spec.externalIPs`, plus the configured ClusterIP ranges as aggregates (as Calico's serviceClusterIPs).
+// - externalTrafficPolicy Cluster: every node that advertises Services advertises the address (ECMP at the ToR).
+// - externalTrafficPolicy Local: only a node with a local endpoint that is ready and not terminating, so traffic
+//   never takes an extra hop and keeps its client's source address.
+// - An `externalIPs` entry outside `externalIPRanges` is never advertised: a Service author must not be able to
+//   pull an arbitrary address (another tenant's, the API server's) to this node.
+// - A node labelled node.kubernetes.io/exclude-from-external-load-balancers advertises no Service address, and a
+//   Service annotated podroute.io/advertise: "false" is advertised by no node.
+import type { EndpointSlice, Service } from '../kube/wire.js';
+import { compareIpPrefixes, parseIpAddress, parseIpPrefix, prefixContainsAddress, type IpPrefix } from '../routes/ip-prefix.js';
+import { isOurLoadBalancer, serviceKey } from './allocator.js';
+
+/** The well-known node label that keeps a node out of external load balancing (control planes, for one). */
+export const EXCLUDE_NODE_LABEL = 'node.kubernetes.io/exclude-from-external-load-balancers';
+/** `"false"` keeps a Service out of BGP. */
+export const ADVERTISE_ANNOTATION = 'podroute.io/advertise';
+/** The EndpointSlice label naming its Service. */
+export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
+
+export interface ServiceAdvertisementInput {
+  nodeName: string;
+  nodeLabels: Record<string, string>;
+  services: readonly Service[];
+  endpointSlices: readonly EndpointSlice[];
+  /** Where `spec.externalIPs` may lie to be advertised (canonical CIDRs). */
+  externalIPRanges: readonly string[];
+  /** The service ClusterIP ranges advertised as they are (canonical CIDRs). */
+  clusterIPRanges: readonly string[];
+}
+
+export interface AdvertisementProblem {
+  service: string;
+  reason: 'ExternalIPNotAllowed';
+  message: string;
+}
+
+export interface ServiceAdvertisement {
+  /** Canonical prefixes (host routes and the ClusterIP aggregates), sorted, each once. */
+  prefixes: string[];
+  problems: AdvertisementProblem[];
+}
+
+/** namespace/service-name -> whether this node has an endpoint of it that is ready and not terminating. */
+function localReadyServices(slices: readonly EndpointSlice[], nodeName: string): Set<string> {
+  const ready = new Set<string>();
+  for (const slice of slices) {
+    const service = slice.metadata?.labels?.[SERVICE_NAME_LABEL];
+    if (service === undefined) continue;
+    const key = `${slice.metadata?.namespace ?? ''}/${service}`;
+    if (ready.has(key)) continue;
+    // A nil ready condition means ready (the API's own reading); terminating must be said to count.
+    const local = (slice.endpoints ?? []).some((e) => e.nodeName === nodeName && e.conditions?.ready !== false && e.conditions?.terminating !== true);
+    if (local) ready.add(key);
+  }
+  return ready;
+}
+
+function hostPrefix(address: string): IpPrefix | undefined {
+  const parsed = parseIpAddress(address);
+  return parsed === undefined ? undefined : parseIpPrefix(parsed.text);
+}
+
+export function planServiceAdvertisement(input: ServiceAdvertisementInput): ServiceAdvertisement {
+  const prefixes = new Map<string, IpPrefix>();
+  const problems: AdvertisementProblem[] = [];
+  const add = (prefix: IpPrefix | undefined): void => {
+    if (prefix !== undefined) prefixes.set(prefix.text, prefix);
+  };
+  for (const range of input.clusterIPRanges) add(parseIpPrefix(range));
+  const excluded = Object.prototype.hasOwnProperty.call(input.nodeLabels, EXCLUDE_NODE_LABEL);
+  const allowed = input.externalIPRanges.map((r) => parseIpPrefix(r)).filter((p): p is IpPrefix => p !== undefined);
+  const localReady = localReadyServices(input.endpointSlices, input.nodeName);
+  for (const service of input.services) {
+    if (service.metadata?.annotations?.[ADVERTISE_ANNOTATION] === 'false') continue;
+    const key = serviceKey(service);
+    const addresses: string[] = [];
+    if (isOurLoadBalancer(service)) {
+      for (const ingress of service.status?.loadBalancer?.ingress ?? []) if (ingress.ip !== undefined) addresses.push(ingress.ip);
+    }
+    for (const ip of service.spec?.externalIPs ?? []) {
+      const address = parseIpAddress(ip);
+      if (address !== undefined && allowed.some((range) => prefixContainsAddress(range, address))) {
+        addresses.push(address.text);
+      } else {
+        problems.push({ service: key, reason: 'ExternalIPNotAllowed', message: `externalIPs entry ${JSON.stringify(ip)} is outside services.externalIPRanges: not advertised` });
+      }
+    }
+    if (excluded || addresses.length === 0) continue;
+    if (service.spec?.externalTrafficPolicy === 'Local' && !localReady.has(key)) continue;
+    for (const address of addresses) add(hostPrefix(address));
+  }
+  return { prefixes: [...prefixes.values()].sort(compareIpPrefixes).map((p) => p.text), problems };
+}
