@@ -2,6 +2,7 @@
 // the real API server's rules for names, namespaces, resourceVersion preconditions, status subresources,
 // finalizers and cascading namespace deletion. Every successful write is one commit to the ObjectStore.
 import { randomUUID, randomInt } from 'node:crypto';
+import net from 'node:net';
 import { isDeepStrictEqual } from 'node:util';
 import { ApiError, alreadyExists, conflict, invalid, notFound } from './errors.js';
 import { applyPatch, type PatchType } from './patch.js';
@@ -21,8 +22,8 @@ import { fieldValidationOutcome, pruneToSchema, type FieldValidation } from './w
 const NAMESPACE = RESOURCE_KINDS.find((rk) => rk.kind === 'Namespace')!;
 /** Namespaces every cluster has. */
 export const BUILTIN_NAMESPACES = ['default', 'kube-system', 'kube-public', 'kube-node-lease'];
-/** Service cluster IPs are allocated from here (10.96.0.1 is left to the `kubernetes` service, as usual). */
-const SERVICE_IP_BASE = [10, 96];
+/** Service cluster IPs are allocated from 10.96.0.0/16 and fd00:10:96::/112 (the first few are left, as usual). */
+const SERVICE_IP_RANGES = { IPv4: (n: number) => `10.96.${n >> 8}.${n & 255}`, IPv6: (n: number) => `fd00:10:96::${n.toString(16)}` } as const;
 
 export interface WriteOptions {
   dryRun?: boolean;
@@ -386,32 +387,40 @@ export class Registry {
     }
   }
 
+  /**
+   * The cluster IPs of a new Service, as kube-apiserver allocates them in a dual-stack cluster whose primary family
+   * is IPv4: SingleStack takes the first requested family (IPv4 by default), PreferDualStack and RequireDualStack
+   * take both, the requested order first.
+   */
   private allocateClusterIp(obj: KubeObject): void {
     const spec = obj.spec as Record<string, unknown>;
     if (spec.type === 'ExternalName' || spec.clusterIP === 'None') {
       if (spec.clusterIP === 'None') spec.clusterIPs = ['None'];
       return;
     }
-    if (typeof spec.clusterIP === 'string' && spec.clusterIP !== '') {
-      const taken = this.store.list('Service').some((s) => (s.spec as Record<string, unknown>).clusterIP === spec.clusterIP);
-      if (taken) {
-        throw invalid('Service', '', String(obj.metadata?.name), [
-          { reason: 'FieldValueInvalid', message: `Invalid value: "${spec.clusterIP}": provided IP is already allocated`, field: 'spec.clusterIP' },
-        ]);
-      }
-    } else {
-      const used = new Set(this.store.list('Service').map((s) => (s.spec as Record<string, unknown>).clusterIP));
-      for (let n = 10; n < 65534; n++) {
-        const ip = `${SERVICE_IP_BASE[0]}.${SERVICE_IP_BASE[1]}.${n >> 8}.${n & 255}`;
-        if (!used.has(ip)) {
-          spec.clusterIP = ip;
-          break;
-        }
-      }
+    const policy = (spec.ipFamilyPolicy as string | undefined) ?? 'SingleStack';
+    const requested = Array.isArray(spec.ipFamilies) ? (spec.ipFamilies as ('IPv4' | 'IPv6')[]) : [];
+    const given = typeof spec.clusterIP === 'string' && spec.clusterIP !== '' ? spec.clusterIP : undefined;
+    const first = requested[0] ?? (given !== undefined && net.isIP(given) === 6 ? 'IPv6' : 'IPv4');
+    const families: ('IPv4' | 'IPv6')[] = policy === 'SingleStack' ? [first] : [first, first === 'IPv4' ? 'IPv6' : 'IPv4'];
+    const used = new Set(this.store.list('Service').flatMap((s) => ((s.spec as Record<string, unknown>).clusterIPs as string[] | undefined) ?? []));
+    if (given !== undefined && used.has(given)) {
+      throw invalid('Service', '', String(obj.metadata?.name), [
+        { reason: 'FieldValueInvalid', message: `Invalid value: "${given}": provided IP is already allocated`, field: 'spec.clusterIP' },
+      ]);
     }
-    spec.clusterIPs = [spec.clusterIP];
-    spec.ipFamilies ??= ['IPv4'];
-    spec.ipFamilyPolicy ??= 'SingleStack';
+    const ips = families.map((family, i) => {
+      if (i === 0 && given !== undefined) return given;
+      for (let n = 10; n < 65534; n++) {
+        const ip = SERVICE_IP_RANGES[family](n);
+        if (!used.has(ip)) return ip;
+      }
+      throw new ApiError('InternalError', `the lab's ${family} service range is full`);
+    });
+    spec.clusterIP = ips[0];
+    spec.clusterIPs = ips;
+    spec.ipFamilies = families;
+    spec.ipFamilyPolicy = policy;
   }
 
   /** The shared tail of update and patch: preconditions, subresource rules, defaults, validation, commit. */
@@ -467,6 +476,14 @@ export class Registry {
         if (spec !== undefined && (spec.clusterIP === undefined || spec.clusterIP === '')) {
           spec.clusterIP = oldSpec.clusterIP;
           spec.clusterIPs = oldSpec.clusterIPs;
+          spec.ipFamilies ??= oldSpec.ipFamilies;
+          spec.ipFamilyPolicy ??= oldSpec.ipFamilyPolicy;
+        }
+        // What only a LoadBalancer (or a NodePort) has is wiped when the type changes, as kube-apiserver does.
+        if (spec !== undefined && spec.type !== 'LoadBalancer') {
+          delete spec.loadBalancerClass;
+          delete spec.allocateLoadBalancerNodePorts;
+          if (spec.type !== 'NodePort') delete spec.externalTrafficPolicy;
         }
       }
       if (m.generation !== undefined && !isDeepStrictEqual(next.spec, existing.spec)) m.generation += 1;
@@ -503,6 +520,20 @@ export class Registry {
       if (!isDeepStrictEqual(strip(existing.spec), strip(next.spec))) {
         forbid('spec', 'pod updates may not change fields other than `spec.containers[*].image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, `spec.tolerations` (only additions to existing tolerations), `spec.terminationGracePeriodSeconds`');
       }
+    }
+    if (rk.kind === 'Service') {
+      const before = existing.spec as Record<string, unknown> | undefined;
+      const after = next.spec as Record<string, unknown> | undefined;
+      if (before?.type === 'LoadBalancer' && after?.type === 'LoadBalancer' && before.loadBalancerClass !== after.loadBalancerClass) {
+        throw invalid(rk.kind, rk.group, String(existing.metadata?.name), [
+          { reason: 'FieldValueInvalid', message: `Invalid value: ${JSON.stringify(after.loadBalancerClass ?? null)}: may not change once set`, field: 'spec.loadBalancerClass' },
+        ]);
+      }
+    }
+    if (rk.kind === 'EndpointSlice' && existing.addressType !== next.addressType) {
+      throw invalid(rk.kind, rk.group, String(existing.metadata?.name), [
+        { reason: 'FieldValueInvalid', message: `Invalid value: ${JSON.stringify(next.addressType)}: field is immutable`, field: 'addressType' },
+      ]);
     }
     if (rk.kind === 'Node') {
       const oldCidrs = ((existing.spec as Record<string, unknown> | undefined)?.podCIDRs ?? []) as string[];

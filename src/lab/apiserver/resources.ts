@@ -39,6 +39,14 @@ export const RESOURCE_KINDS: readonly ResourceKind[] = [
     namespaced: true, shortNames: ['ev'], hasStatus: false, categories: [],
   },
   {
+    group: 'discovery.k8s.io', version: 'v1', kind: 'EndpointSlice', listKind: 'EndpointSliceList',
+    plural: 'endpointslices', singular: 'endpointslice', namespaced: true, shortNames: [], hasStatus: false, categories: [],
+  },
+  {
+    group: 'coordination.k8s.io', version: 'v1', kind: 'Lease', listKind: 'LeaseList', plural: 'leases',
+    singular: 'lease', namespaced: true, shortNames: [], hasStatus: false, categories: [],
+  },
+  {
     group: 'networking.k8s.io', version: 'v1', kind: 'NetworkPolicy', listKind: 'NetworkPolicyList',
     plural: 'networkpolicies', singular: 'networkpolicy', namespaced: true, shortNames: ['netpol'],
     hasStatus: false, categories: [],

@@ -36,6 +36,12 @@ class Causes {
   type(field: string, expected: string): void {
     this.list.push({ reason: 'FieldValueTypeInvalid', message: `Invalid value: must be ${expected}`, field });
   }
+  duplicate(field: string, value: unknown): void {
+    this.list.push({ reason: 'FieldValueDuplicate', message: `Duplicate value: ${JSON.stringify(value)}`, field });
+  }
+  tooMany(field: string, actual: number, max: number): void {
+    this.list.push({ reason: 'FieldValueTooMany', message: `Too many: ${actual}: must have at most ${max} items`, field });
+  }
 }
 
 /** Which naming rule the object's name follows, as in the real API server. */
@@ -186,6 +192,85 @@ function validateService(c: Causes, obj: KubeObject): void {
     if (spec.ports instanceof Array && spec.ports.length > 1 && (p.name === undefined || p.name === '')) c.required(`${f}.name`);
   });
   if (spec.selector !== undefined) validateStringMap(c, 'spec.selector', spec.selector, true);
+  const type = spec.type ?? 'ClusterIP';
+  if (spec.loadBalancerClass !== undefined && spec.loadBalancerClass !== null) {
+    if (type !== 'LoadBalancer') c.invalid('spec.loadBalancerClass', spec.loadBalancerClass, "may only be used when `type` is 'LoadBalancer'");
+    else if (typeof spec.loadBalancerClass !== 'string') c.type('spec.loadBalancerClass', 'a string');
+    else {
+      const problem = labelKeyProblem(spec.loadBalancerClass);
+      if (problem !== undefined) c.invalid('spec.loadBalancerClass', spec.loadBalancerClass, problem);
+    }
+  }
+  if (spec.externalTrafficPolicy !== undefined) {
+    if (type !== 'NodePort' && type !== 'LoadBalancer') c.invalid('spec.externalTrafficPolicy', spec.externalTrafficPolicy, 'may only be set when `type` is \'NodePort\' or \'LoadBalancer\'');
+    else if (spec.externalTrafficPolicy !== 'Cluster' && spec.externalTrafficPolicy !== 'Local') c.notSupported('spec.externalTrafficPolicy', spec.externalTrafficPolicy, ['Cluster', 'Local']);
+  }
+  if (spec.internalTrafficPolicy !== undefined && spec.internalTrafficPolicy !== 'Cluster' && spec.internalTrafficPolicy !== 'Local') {
+    c.notSupported('spec.internalTrafficPolicy', spec.internalTrafficPolicy, ['Cluster', 'Local']);
+  }
+  if (spec.loadBalancerIP !== undefined && spec.loadBalancerIP !== '' && (typeof spec.loadBalancerIP !== 'string' || net.isIP(spec.loadBalancerIP) === 0)) {
+    c.invalid('spec.loadBalancerIP', spec.loadBalancerIP, 'must be a valid IP address');
+  }
+  if (spec.externalIPs !== undefined) {
+    if (!Array.isArray(spec.externalIPs)) c.type('spec.externalIPs', 'a list');
+    else spec.externalIPs.forEach((ip: unknown, i) => {
+      if (typeof ip !== 'string' || net.isIP(ip) === 0) c.invalid(`spec.externalIPs[${i}]`, ip, 'must be a valid IP address');
+    });
+  }
+  const policies = ['SingleStack', 'PreferDualStack', 'RequireDualStack'];
+  if (spec.ipFamilyPolicy !== undefined && !policies.includes(spec.ipFamilyPolicy as string)) c.notSupported('spec.ipFamilyPolicy', spec.ipFamilyPolicy, policies);
+  if (spec.ipFamilies !== undefined) {
+    if (!Array.isArray(spec.ipFamilies)) c.type('spec.ipFamilies', 'a list');
+    else {
+      if (spec.ipFamilies.length > 2) c.invalid('spec.ipFamilies', spec.ipFamilies, 'may specify no more than one IP for each IP family');
+      spec.ipFamilies.forEach((f: unknown, i) => {
+        if (f !== 'IPv4' && f !== 'IPv6') c.notSupported(`spec.ipFamilies[${i}]`, f, ['IPv4', 'IPv6']);
+        else if ((spec.ipFamilies as unknown[]).indexOf(f) !== i) c.duplicate(`spec.ipFamilies[${i}]`, f);
+      });
+      if (spec.ipFamilyPolicy === 'SingleStack' && spec.ipFamilies.length > 1) c.invalid('spec.ipFamilies', spec.ipFamilies, 'when spec.ipFamilyPolicy is SingleStack, may only specify one family');
+    }
+  }
+}
+
+const ADDRESS_TYPES = ['IPv4', 'IPv6', 'FQDN'];
+
+function validateEndpointSlice(c: Causes, obj: KubeObject): void {
+  const addressType = obj.addressType;
+  if (addressType === undefined) c.required('addressType');
+  else if (!ADDRESS_TYPES.includes(addressType as string)) c.notSupported('addressType', addressType, ADDRESS_TYPES);
+  if (!Array.isArray(obj.endpoints)) return obj.endpoints === undefined ? undefined : c.type('endpoints', 'a list');
+  if (obj.endpoints.length > 1000) c.tooMany('endpoints', obj.endpoints.length, 1000);
+  obj.endpoints.forEach((e: unknown, i) => {
+    const f = `endpoints[${i}]`;
+    if (!isObj(e)) return c.type(f, 'an object');
+    if (!Array.isArray(e.addresses) || e.addresses.length === 0) return c.required(`${f}.addresses`);
+    if (e.addresses.length > 100) c.tooMany(`${f}.addresses`, e.addresses.length, 100);
+    e.addresses.forEach((a: unknown, j) => {
+      const family = typeof a === 'string' ? net.isIP(a) : 0;
+      if ((addressType === 'IPv4' && family !== 4) || (addressType === 'IPv6' && family !== 6)) c.invalid(`${f}.addresses[${j}]`, a, `must be a valid ${String(addressType)} address`);
+    });
+    if (e.conditions !== undefined && !isObj(e.conditions)) c.type(`${f}.conditions`, 'an object');
+  });
+  if (obj.ports !== undefined) {
+    if (!Array.isArray(obj.ports)) return c.type('ports', 'a list');
+    obj.ports.forEach((p: unknown, i) => {
+      if (!isObj(p)) return c.type(`ports[${i}]`, 'an object');
+      if (p.port !== undefined && p.port !== null) validatePort(c, `ports[${i}].port`, p.port, true);
+      validateProtocol(c, `ports[${i}].protocol`, p.protocol);
+    });
+  }
+}
+
+function validateLease(c: Causes, obj: KubeObject): void {
+  const spec = obj.spec;
+  if (spec === undefined) return;
+  if (!isObj(spec)) return c.type('spec', 'an object');
+  if (spec.leaseDurationSeconds !== undefined && (!Number.isInteger(spec.leaseDurationSeconds) || (spec.leaseDurationSeconds as number) <= 0)) {
+    c.invalid('spec.leaseDurationSeconds', spec.leaseDurationSeconds, 'must be greater than 0');
+  }
+  if (spec.leaseTransitions !== undefined && (!Number.isInteger(spec.leaseTransitions) || (spec.leaseTransitions as number) < 0)) {
+    c.invalid('spec.leaseTransitions', spec.leaseTransitions, 'must be greater than or equal to 0');
+  }
 }
 
 function validateLabelSelector(c: Causes, field: string, sel: unknown): void {
@@ -310,6 +395,12 @@ export function validateObject(rk: ResourceKind, obj: KubeObject): StatusCause[]
     case 'Event':
       validateEvent(c, obj);
       break;
+    case 'EndpointSlice':
+      validateEndpointSlice(c, obj);
+      break;
+    case 'Lease':
+      validateLease(c, obj);
+      break;
   }
   return c.list;
 }
@@ -347,6 +438,9 @@ export function applyDefaults(rk: ResourceKind, obj: KubeObject): void {
       if (spec === undefined) return;
       spec.type ??= 'ClusterIP';
       spec.sessionAffinity ??= 'None';
+      spec.internalTrafficPolicy ??= 'Cluster';
+      if (spec.type === 'NodePort' || spec.type === 'LoadBalancer') spec.externalTrafficPolicy ??= 'Cluster';
+      if (spec.type === 'LoadBalancer') spec.allocateLoadBalancerNodePorts ??= true;
       if (Array.isArray(spec.ports)) {
         for (const p of spec.ports) {
           if (!isObj(p)) continue;
