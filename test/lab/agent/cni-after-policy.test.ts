@@ -15,7 +15,7 @@ import { Cleanup, addNetns, logTail, pollUntil, sleep, startDaemon, type Daemon 
 import type { AgentConfigInput } from '../../../src/config/agent-config.js';
 import type { Node } from '../../../src/kube/wire.js';
 import { renderKubeconfig } from '../../../src/lab/apiserver/index.js';
-import { CLI_MAIN, gobgpdArgs } from '../../../src/lab/lab.js';
+import { CLI_MAIN, gobgpdArgs } from '../../../src/lab/daemons.js';
 import { testLabName } from '../lab/leftovers.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -3,7 +3,8 @@ import { expect } from 'chai';
 import { spawn, execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import path from 'node:path';
-import { CLI_MAIN, labDown } from '../../../src/lab/lab.js';
+import { CLI_MAIN } from '../../../src/lab/daemons.js';
+import { labDown } from '../../../src/lab/down.js';
 import { readLabState } from '../../../src/lab/state.js';
 import { leftovers, NOTHING, repoRoot, testLabName, until } from './leftovers.js';
 

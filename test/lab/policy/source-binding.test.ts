@@ -14,7 +14,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Pod } from '../../../src/kube/wire.js';
-import { labStart, labStop } from '../../../src/lab/lab.js';
+import { labStart, labStop } from '../../../src/lab/faults.js';
 import { labPaths } from '../../../src/lab/paths.js';
 import { probeMany } from '../../../src/lab/probe.js';
 import { parseTopology } from '../../../src/lab/topology.js';

@@ -20,7 +20,11 @@
 import type { Namespace, NetworkPolicy, Pod } from '../../../src/kube/wire.js';
 import { execa } from 'execa';
 import YAML from 'yaml';
-import { apiRequest, LAB_CNI_BRIDGE, labDown, labUp, type LabStatusReport } from '../../../src/lab/lab.js';
+import { apiRequest } from '../../../src/lab/api.js';
+import { LAB_CNI_BRIDGE } from '../../../src/lab/daemons.js';
+import { labDown } from '../../../src/lab/down.js';
+import type { LabStatusReport } from '../../../src/lab/status.js';
+import { labUp } from '../../../src/lab/up.js';
 import { nodeProbeSocket } from '../../../src/lab/kubelet/kubelet.js';
 import { labPaths } from '../../../src/lab/paths.js';
 import { closeProbeConnections, parsePodReply, probeMany, type ProbeJob, type ProbeResult } from '../../../src/lab/probe.js';

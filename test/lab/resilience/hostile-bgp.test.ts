@@ -18,7 +18,7 @@ import { GobgpClient } from '../../../src/bgp/gobgp-client.js';
 import type { OriginatedPath, PeerSpec, PeerStatus } from '../../../src/bgp/types.js';
 import type { AgentConfigInput } from '../../../src/config/agent-config.js';
 import { renderKubeconfig } from '../../../src/lab/apiserver/index.js';
-import { CLI_MAIN, gobgpdArgs } from '../../../src/lab/lab.js';
+import { CLI_MAIN, gobgpdArgs } from '../../../src/lab/daemons.js';
 import { recordHostilePeer } from './fault-results.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
