@@ -11,7 +11,8 @@ import { MasqueradeReconciler } from '../../../src/nat/masquerade.js';
 import { MASQ_CHAIN, MASQ_JUMP_COMMENT, type MasqueradeConfig } from '../../../src/nat/masquerade-plan.js';
 import { createLogger } from '../../../src/observe/log.js';
 import { testLabName } from '../lab/leftovers.js';
-import { createNetns, deleteNetns, inNs, pollUntil, ProcessGroup, sh } from './netns.js';
+import { createNetns, deleteNetns, inNs, ProcessGroup, sh } from './netns.js';
+import { pollUntil } from '../../poll.js';
 
 // PODROUTE_TEST_LAB_PREFIX (engineers running lab tests side by side) replaces the h6 of the names.
 const NS_PREFIX = testLabName('h6', '');
@@ -245,7 +246,7 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
       if (!sets.includes('add podroute-nomasq-v4 198.51.100.0/24')) return undefined;
       if (sets.includes('add podroute-cluster-v6 2001:db8:1::/64')) return undefined;
       return true;
-    });
+    }, { timeoutMs: 15_000 });
     for (const family of ['v4', 'v6'] as const) {
       const f = FAMILIES[family];
       expect(await seenFrom('tcp', f.external)).to.equal(canonical(f.node));
@@ -265,7 +266,7 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
         if (first?.includes(MASQ_JUMP_COMMENT) !== true) return undefined;
       }
       return true;
-    });
+    }, { timeoutMs: 15_000 });
     for (const family of ['v4', 'v6'] as const) {
       const f = FAMILIES[family];
       expect(await seenFrom('tcp', f.external), `${family} external`).to.equal(canonical(f.node));
@@ -282,29 +283,25 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
     const chainBefore = await ourChain();
     reconciler.setDesired({ ...CONFIG, nonMasqueradeCIDRs: [...(CONFIG.nonMasqueradeCIDRs ?? []), '192.0.2.2/32'] });
     await pollUntil('192.0.2.2 not masqueraded', async () =>
-      (await seenFrom('tcp', FAMILIES.v4.external)) === FAMILIES.v4.pod ? true : undefined,
-    );
+      (await seenFrom('tcp', FAMILIES.v4.external)) === FAMILIES.v4.pod ? true : undefined, { timeoutMs: 15_000 });
     expect(await ourChain()).to.equal(chainBefore);
     expect(await seenFrom('tcp', FAMILIES.v6.external)).to.equal(canonical(FAMILIES.v6.node));
     reconciler.setDesired(CONFIG);
     await pollUntil('192.0.2.2 masqueraded again', async () =>
-      (await seenFrom('udp', FAMILIES.v4.external)) === FAMILIES.v4.node ? true : undefined,
-    );
+      (await seenFrom('udp', FAMILIES.v4.external)) === FAMILIES.v4.node ? true : undefined, { timeoutMs: 15_000 });
   });
 
   it('setDesired: a single-stack config removes the other family only', async () => {
     if (reconciler === undefined) throw new Error('no reconciler');
     reconciler.setDesired({ clusterRanges: ['10.244.0.0/16'], nodeAddresses: ['192.0.2.3'], nonMasqueradeCIDRs: ['198.51.100.0/24'] });
     await pollUntil('v6 masquerade gone', async () =>
-      (await seenFrom('tcp', FAMILIES.v6.external)) === canonical(FAMILIES.v6.pod) ? true : undefined,
-    );
+      (await seenFrom('tcp', FAMILIES.v6.external)) === canonical(FAMILIES.v6.pod) ? true : undefined, { timeoutMs: 15_000 });
     expect((await postrouting('v6')).some((r) => r.includes(MASQ_JUMP_COMMENT))).to.equal(false);
     expect(await inNs(NODE, ['ipset', 'list', '-n'])).to.not.contain('podroute-cluster-v6');
     expect(await seenFrom('tcp', FAMILIES.v4.external)).to.equal(FAMILIES.v4.node);
     reconciler.setDesired(CONFIG);
     await pollUntil('v6 masquerade back', async () =>
-      (await seenFrom('tcp', FAMILIES.v6.external)) === canonical(FAMILIES.v6.node) ? true : undefined,
-    );
+      (await seenFrom('tcp', FAMILIES.v6.external)) === canonical(FAMILIES.v6.node) ? true : undefined, { timeoutMs: 15_000 });
     await foreignIntact();
   });
 
@@ -351,7 +348,7 @@ describe('lab: masquerade restore failures are logged with their input and retri
     });
     let started = false;
     const start = reconciler.start(abort.signal).then(() => (started = true));
-    await pollUntil('a logged failure', () => Promise.resolve(reconciler.status().failures > 0 ? true : undefined));
+    await pollUntil('a logged failure', () => Promise.resolve(reconciler.status().failures > 0 ? true : undefined), { timeoutMs: 15_000 });
     expect(started).to.equal(false);
     expect(reconciler.status().lastError?.code).to.equal('NAT_COMMAND_FAILED');
     const failure = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.message === 'ipset failed');

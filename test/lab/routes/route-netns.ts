@@ -1,6 +1,7 @@
 // A network namespace for the route tests: two veth pairs whose near ends carry the on-link networks the
 // desired routes' next hops live in (this kernel has no dummy interfaces), v4 and v6.
 import { execa, type ResultPromise } from 'execa';
+import { pollUntil } from '../../poll.js';
 
 export async function ip(...args: string[]): Promise<string> {
   const result = await execa('ip', args, { env: { LC_ALL: 'C' } });
@@ -66,16 +67,6 @@ export function gatewaysOf(route: RawRoute | undefined): string[] | undefined {
   return (route.nexthops?.map((n) => n.gateway) ?? (route.gateway === undefined ? [] : [route.gateway])).sort();
 }
 
-/** Polls `check` until it returns true or the deadline passes (then throws with `what`). */
-export async function eventually(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
 /**
  * `ip monitor route` in the namespace, with sentinels: a throw-away route added and deleted by the test marks a
  * point in the event stream, so "nothing happened between A and B" needs no sleeping.
@@ -107,7 +98,7 @@ export class RouteMonitor {
   async mark(address: string): Promise<void> {
     await ip('-n', this.netns, 'route', 'add', `${address}/32`, 'dev', 'h5v0', 'proto', 'static');
     await ip('-n', this.netns, 'route', 'del', `${address}/32`, 'dev', 'h5v0', 'proto', 'static');
-    await eventually(`ip monitor to report the sentinel ${address}`, () => this.output.includes(`Deleted ${address} `), 10_000);
+    await pollUntil(`ip monitor to report the sentinel ${address}`, () => this.output.includes(`Deleted ${address} `), { timeoutMs: 10_000, intervalMs: 50 });
   }
 
   /**
