@@ -2,7 +2,7 @@
 // pods everywhere without NAT, nodes reach their pods, host-network pods reach all pods with their node's address,
 // traffic leaving the cluster is masqueraded; nodes come and go; hijacks are refused; foreign routes are left
 // alone; an agent restart changes nothing; bad annotations are reported and skipped.
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
@@ -10,6 +10,7 @@ import { GobgpClient } from '../../../src/bgp/gobgp-client.js';
 import { frrFiles, vtysh } from '../../../src/lab/frr.js';
 import { nodeProbeSocket } from '../../../src/lab/kubelet/kubelet.js';
 import { apiRequest } from '../../../src/lab/api.js';
+import { CLI_MAIN } from '../../../src/lab/daemons.js';
 import { labDown } from '../../../src/lab/down.js';
 import { labRestart, labStart, labStop } from '../../../src/lab/faults.js';
 import { labNodeAdd, labNodeRemove } from '../../../src/lab/nodes.js';
@@ -18,10 +19,11 @@ import { labUp } from '../../../src/lab/up.js';
 import { labPaths } from '../../../src/lab/paths.js';
 import { closeProbeConnections, parsePodReply, probeMany, type ProbeJob, type ProbeResult } from '../../../src/lab/probe.js';
 import { readLabState } from '../../../src/lab/state.js';
-import { repoRoot } from '../lab/leftovers.js';
+import { repoRoot, testLabName } from '../lab/leftovers.js';
 import { pollUntil } from '../../poll.js';
+import { RouteMonitor } from '../route-monitor.js';
 
-const LAB = 'e2enet';
+const LAB = testLabName('e2enet', 'e2e');
 const paths = labPaths(LAB);
 const topologyFile = path.join(repoRoot(), 'topologies', 'two-racks.yaml');
 const NODE_ADDRESSES: Record<string, string[]> = {
@@ -31,7 +33,6 @@ const NODE_ADDRESSES: Record<string, string[]> = {
   r2n2: ['10.10.2.12', 'fd00:10:2::c'],
 };
 const EXTERNAL = ['198.51.100.10', '2001:db8:100::10'];
-const CLI = path.join(repoRoot(), 'dist', 'src', 'cli', 'main.js');
 
 interface Pod {
   id: string;
@@ -165,7 +166,7 @@ describe('network model end to end (two-racks with podroute agents)', function (
   it('podroute status in a node shows every peer Established; killing gobgpd turns /readyz and the peer metric, restarting it brings them back', async () => {
     const config = path.join(paths.nodeDir('r1n1'), 'agent.yaml');
     const status = (): { peers: { address: string; state: string; type: string }[] } => {
-      const out = execFileSync('ip', ['netns', 'exec', paths.netns('r1n1'), process.execPath, CLI, 'status', '-c', config, '-o', 'json'], { encoding: 'utf8' });
+      const out = execFileSync('ip', ['netns', 'exec', paths.netns('r1n1'), process.execPath, CLI_MAIN, 'status', '-c', config, '-o', 'json'], { encoding: 'utf8' });
       return JSON.parse(out) as { peers: { address: string; state: string; type: string }[] };
     };
     const inNode = (url: string): { code: number; body: string } => {
@@ -305,23 +306,18 @@ describe('network model end to end (two-racks with podroute agents)', function (
     execFileSync('ip', ['-n', ns, 'route', 'add', '198.18.0.0/24', 'via', '10.10.1.1', 'proto', 'zebra']);
     const before = execFileSync('ip', ['-n', ns, 'route', 'show'], { encoding: 'utf8' });
     const started = (agentLog('r1n1').match(/NetworkUnavailable=False set/g) ?? []).length;
-    const monitor = spawn('ip', ['-n', ns, 'monitor', 'route'], { stdio: ['ignore', 'pipe', 'ignore'] });
-    let seen = '';
-    monitor.stdout.on('data', (chunk: Buffer) => (seen += chunk.toString()));
+    const monitor = await RouteMonitor.start(ns);
+    let agentChanges: string[];
     try {
-      await new Promise((resolve) => setTimeout(resolve, 300)); // the monitor is listening
       await labRestart(LAB, 'agent/r1n1', 'SIGTERM');
       // The new agent has programmed its routes once it sets the node condition again.
       await pollUntil('the restarted agent synced its routes', () =>
         (agentLog('r1n1').match(/NetworkUnavailable=False set/g) ?? []).length > started ? true : undefined, { timeoutMs: 60_000 });
-      // A sentinel change marks the end of the window: everything the monitor saw before it is the agent's doing.
-      execFileSync('ip', ['-n', ns, 'route', 'add', '203.0.113.77/32', 'via', '10.10.1.1', 'proto', 'static']);
-      execFileSync('ip', ['-n', ns, 'route', 'del', '203.0.113.77/32', 'via', '10.10.1.1', 'proto', 'static']);
-      await pollUntil('the monitor saw the sentinel', () => (seen.includes('203.0.113.77') ? true : undefined), { timeoutMs: 10_000 });
+      // Everything the monitor saw between its start and its closing sentinel is the agent's doing.
+      agentChanges = await monitor.close();
     } finally {
-      monitor.kill();
+      monitor.stop();
     }
-    const agentChanges = seen.split('\n').filter((line) => line.trim() !== '' && !line.includes('203.0.113.77'));
     expect(agentChanges, 'route changes during the agent restart').to.deep.equal([]);
     expect(execFileSync('ip', ['-n', ns, 'route', 'show'], { encoding: 'utf8' })).to.equal(before);
     // Drift: our route deleted by hand comes back at the next resync; the foreign ones stay.

@@ -4,7 +4,7 @@
 //   1. gobgpd killed and restarted   2. agent killed and restarted (policy keeps denying)
 //   6. API server away for 60 s      7. node deleted and re-added with another podCIDR
 //   3. ToR (zebra + bgpd) killed and restarted: 0 lost   5. silent link cut (no carrier loss): hold-time detection
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
@@ -24,6 +24,7 @@ import { repoRoot, testLabName } from '../lab/leftovers.js';
 import { recordFault, startRun } from './fault-results.js';
 import { ProbeStreams, stopLeftoverStreams, type FlowSpec, type FlowStats } from './probe-stream.js';
 import { pollUntil } from '../../poll.js';
+import { RouteMonitor } from '../route-monitor.js';
 
 const LAB = testLabName('h14f', 'f');
 const paths = labPaths(LAB);
@@ -65,32 +66,33 @@ async function kernelPrefixes(node: string): Promise<string[]> {
   return (await nodeRoutes(LAB, node)).map((r) => r.prefix);
 }
 
+/** Monitors started and not stopped yet (a test that failed half-way): stopped after each test. */
+const runningMonitors = new Set<MemberRouteMonitor>();
+
 /**
  * Counts changes of kernel routes in a lab member (ip monitor) while a fault runs: on a node the routes of our
  * protocol number, on a router ('pod-ranges') every route into the cluster's pod ranges.
  */
-/** Monitors started and not stopped yet (a test that failed half-way): stopped after each test. */
-const runningMonitors = new Set<RouteMonitor>();
-
-class RouteMonitor {
-  private child: ChildProcess | undefined;
-  private seen = '';
+class MemberRouteMonitor {
+  private monitor: RouteMonitor | undefined;
   constructor(
     private readonly member: string,
     private readonly which: 'ours' | 'pod-ranges' = 'ours',
   ) {}
   async start(): Promise<void> {
     runningMonitors.add(this);
-    this.child = spawn('ip', ['-n', paths.netns(this.member), '-ts', 'monitor', 'route'], { stdio: ['ignore', 'pipe', 'ignore'] });
-    this.child.stdout!.on('data', (chunk: Buffer) => (this.seen += chunk.toString()));
-    await new Promise((resolve) => setTimeout(resolve, 200)); // listening
+    this.monitor = await RouteMonitor.start(paths.netns(this.member), { timestamps: true });
   }
-  stop(): string[] {
+  /** The changes between the start and now (both marked by sentinels, so none is missed at either end). */
+  async stop(): Promise<string[]> {
     runningMonitors.delete(this);
-    this.child?.kill();
-    const lines = this.seen.split('\n');
+    const lines = (await this.monitor?.close()) ?? [];
     if (this.which === 'pod-ranges') return lines.filter((l) => /(^|\s)(10\.244\.|fd00:10:244:)/.test(l));
     return lines.filter((l) => l.includes(`proto ${ROUTE_PROTOCOL}`));
+  }
+  kill(): void {
+    runningMonitors.delete(this);
+    this.monitor?.stop();
   }
 }
 
@@ -211,7 +213,7 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
   // A test that failed half-way must not leave probe loops or monitors running (mocha would never exit).
   afterEach(async () => {
     await stopLeftoverStreams();
-    for (const monitor of [...runningMonitors]) monitor.stop();
+    for (const monitor of [...runningMonitors]) monitor.kill();
   });
 
   after(async () => {
@@ -225,7 +227,7 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
     const gr = before?.gracefulRestartInfo as { remoteGrMode?: string; timers?: { receivedRestartTimer?: number } } | undefined;
     expect(gr?.remoteGrMode, 'tor1 sees graceful restart from r1n1').to.equal('Restart');
     const streams = new ProbeStreams(baseFlows());
-    const monitor = new RouteMonitor('r1n1');
+    const monitor = new MemberRouteMonitor('r1n1');
     await monitor.start();
     streams.start();
     await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -253,7 +255,7 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
     await pollUntil('every node routes every podCIDR', everyNodeRoutesEveryPodCIDR);
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const stats = await streams.stop();
-    const changes = monitor.stop();
+    const changes = await monitor.stop();
     const figures = {
       flows: summary(stats),
       lost: sumLost(stats),
@@ -294,7 +296,7 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
       flow('z/c(r1n1)->y/a(r2n2):80 udp v6 DENIED', 'z/c', 'y/a', 'v6', 'udp', 80, 20, true),
     ];
     const streams = new ProbeStreams(flows);
-    const monitors = [new RouteMonitor('r1n1'), new RouteMonitor('r2n2')];
+    const monitors = [new MemberRouteMonitor('r1n1'), new MemberRouteMonitor('r2n2')];
     for (const m of monitors) await m.start();
     streams.start();
     await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -310,7 +312,7 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
     }
     await new Promise((resolve) => setTimeout(resolve, 2000));
     const stats = await streams.stop();
-    const changes = monitors.flatMap((m) => m.stop());
+    const changes = (await Promise.all(monitors.map((m) => m.stop()))).flat();
     const deniedFlows = stats.filter((s) => s.name.includes('DENIED'));
     const denied = { sent: deniedFlows.reduce((n, s) => n + s.sent, 0), breaches: deniedFlows.reduce((n, s) => n + s.breaches, 0) };
     const allowed = stats.filter((s) => !s.name.includes('DENIED'));
@@ -408,7 +410,7 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
     expect((await torNeighbor('tor1', '10.10.1.11'))?.peerSubnetRangeGroup, 'tor1 has r1n1 as a configured neighbor, not a dynamic one').to.equal(undefined);
     await pollUntil('every node routes every podCIDR', everyNodeRoutesEveryPodCIDR, { timeoutMs: 60_000 });
     const members = ['r1n1', 'r2n1', 'tor1', 'spine1', 'tor2'];
-    const monitors = members.map((m) => new RouteMonitor(m, 'pod-ranges'));
+    const monitors = members.map((m) => new MemberRouteMonitor(m, 'pod-ranges'));
     for (const m of monitors) await m.start();
     // Every rack-1 podCIDR is probed from rack 2 in IPv6 too (the family zebra re-installs).
     const streams = new ProbeStreams([...baseFlows(), flow('x/c(r2n1)->x/b(r1n2) udp v6', 'x/c', 'x/b', 'v6', 'udp', 80, 50)]);
@@ -430,7 +432,7 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
     }, { timeoutMs: 60_000 });
     await new Promise((resolve) => setTimeout(resolve, 2000));
     const stats = await streams.stop();
-    const seen = members.map((m, i) => [m, splitReinstalls(monitors[i]!.stop())] as const);
+    const seen = await Promise.all(members.map(async (m, i) => [m, splitReinstalls(await monitors[i]!.stop())] as const));
     // Any change but a re-install (the same route deleted and added back in the next message) counts. The
     // restarted ToR's zebra re-installs its IPv6 routes so; a peer of it may do the same for a route briefly
     // re-announced: counted, with the time each route was missing, and bounded below the probes' interval.
