@@ -159,7 +159,20 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
   this.timeout(180_000);
   const servers = new ProcessGroup();
   const abort = new AbortController();
-  let reconciler: MasqueradeReconciler | undefined;
+  let shared: MasqueradeReconciler | undefined;
+
+  /**
+   * The reconciler the tests share, started by the first test that needs it, with a foreign rule appended after
+   * its jump: each test sets up what it needs, so any of them can run alone (mocha --grep).
+   */
+  async function running(): Promise<MasqueradeReconciler> {
+    if (shared === undefined) {
+      shared = new MasqueradeReconciler({ ...CONFIG, logger: captureLogs().logger, run: netnsRunner(NODE), resyncIntervalMs: 300 });
+      await shared.start(abort.signal);
+      await addForeign(FOREIGN.after);
+    }
+    return shared;
+  }
 
   before(async () => {
     await buildTopology();
@@ -189,11 +202,8 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
   });
 
   it('start: pod traffic leaving the cluster is SNATed to the node; to pods, nodes and non-masquerade ranges it is not', async () => {
-    const { logger } = captureLogs();
-    reconciler = new MasqueradeReconciler({ ...CONFIG, logger, run: netnsRunner(NODE), resyncIntervalMs: 300 });
-    await reconciler.start(abort.signal);
+    const reconciler = await running();
     expect(reconciler.status()).to.include({ inSync: true, failures: 0 });
-    await addForeign(FOREIGN.after);
     for (const family of ['v4', 'v6'] as const) {
       const f = FAMILIES[family];
       for (const proto of ['tcp', 'udp'] as const) {
@@ -212,7 +222,7 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
   });
 
   it('a resync and a second start with nothing changed rewrite nothing', async () => {
-    if (reconciler === undefined) throw new Error('no reconciler');
+    const reconciler = await running();
     const before = await kernelFingerprint();
     const resync = await reconciler.sync();
     expect(resync.changed).to.equal(false);
@@ -228,6 +238,7 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
   });
 
   it('the periodic resync repairs drift: deleted jump, flushed chain, edited set, duplicate jump', async () => {
+    await running();
     for (const family of ['v4', 'v6'] as const) {
       const ipt = FAMILIES[family].iptables;
       await inNs(NODE, [ipt, '-t', 'nat', '-D', 'POSTROUTING', '-m', 'comment', '--comment', MASQ_JUMP_COMMENT, '-j', MASQ_CHAIN]);
@@ -256,6 +267,7 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
   });
 
   it('a rule another program inserts above our jump (accepting pod traffic) is overtaken: ours goes back on top', async () => {
+    await running();
     const accept = (family: 'v4' | 'v6', op: '-I' | '-D'): string[] => [
       FAMILIES[family].iptables, '-t', 'nat', op, 'POSTROUTING', ...(op === '-I' ? ['1'] : []), '-s', FAMILIES[family].pod, '-j', 'ACCEPT',
     ];
@@ -277,7 +289,7 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
   });
 
   it('setDesired: a new non-masquerade CIDR takes effect without touching the chain', async () => {
-    if (reconciler === undefined) throw new Error('no reconciler');
+    const reconciler = await running();
     const ourChain = async () =>
       (await inNs(NODE, ['nft', '-a', 'list', 'chain', 'ip', 'nat', MASQ_CHAIN])).replace(/packets \d+ bytes \d+/g, '');
     const chainBefore = await ourChain();
@@ -292,7 +304,7 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
   });
 
   it('setDesired: a single-stack config removes the other family only', async () => {
-    if (reconciler === undefined) throw new Error('no reconciler');
+    const reconciler = await running();
     reconciler.setDesired({ clusterRanges: ['10.244.0.0/16'], nodeAddresses: ['192.0.2.3'], nonMasqueradeCIDRs: ['198.51.100.0/24'] });
     await pollUntil('v6 masquerade gone', async () =>
       (await seenFrom('tcp', FAMILIES.v6.external)) === canonical(FAMILIES.v6.pod) ? true : undefined, { timeoutMs: 15_000 });
@@ -306,7 +318,7 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
   });
 
   it('remove(): everything of ours is gone, everything foreign stays, nothing is masqueraded', async () => {
-    if (reconciler === undefined) throw new Error('no reconciler');
+    const reconciler = await running();
     const result = await reconciler.remove();
     expect(result.changed).to.equal(true);
     for (const family of ['v4', 'v6'] as const) {
