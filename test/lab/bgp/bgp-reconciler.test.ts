@@ -6,6 +6,7 @@ import { BgpReconciler, type BgpDesiredState, type LearnedTable } from '../../..
 import { GobgpClient } from '../../../src/bgp/gobgp-client.js';
 import { GobgpdFixture, createNetnsPair, type GobgpdProcess, type NetnsPair } from './gobgpd-fixture.js';
 import { pollUntil } from '../../poll.js';
+import { testLabName } from '../lab/leftovers.js';
 
 async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
@@ -56,8 +57,8 @@ describe('BgpReconciler against real gobgpd pairs', function () {
     Object.fromEntries([...table().paths].map(([prefix, ps]) => [prefix, ps.map((p) => `${p.neighborIp} ${p.nextHop}`).sort()]));
 
   before(async function () {
-    fx = new GobgpdFixture('h1rc');
-    net = createNetnsPair('h1rc', 221);
+    fx = new GobgpdFixture(testLabName('h1rc', 'rc'));
+    net = createNetnsPair(testLabName('h1rc', 'rc'), 221);
     net.addAddress(net.b, `${TOR}/24`);
     ours = await fx.spawn('ours', net.a);
     const n2 = await fx.spawn('node2', net.b);

@@ -5,6 +5,7 @@ import { GobgpClient, GobgpError } from '../../../src/bgp/gobgp-client.js';
 import type { BgpEvent, LearnedPath } from '../../../src/bgp/types.js';
 import { GobgpdFixture, createNetnsPair, type GobgpdProcess, type NetnsPair } from './gobgpd-fixture.js';
 import { pollUntil } from '../../poll.js';
+import { testLabName } from '../lab/leftovers.js';
 
 async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
@@ -66,7 +67,7 @@ describe('GobgpClient against a peerless gobgpd', function () {
   let client: GobgpClient;
 
   before(async () => {
-    fx = new GobgpdFixture('h1cl');
+    fx = new GobgpdFixture(testLabName('h1cl', 'cl'));
     g = await fx.spawn('solo');
     client = new GobgpClient({ target: g.target, callTimeoutMs: 5000 });
     client.start();
@@ -248,8 +249,8 @@ describe('GobgpClient with real BGP sessions (two netns, three gobgpd)', functio
   let c: GobgpClient;
 
   before(async () => {
-    fx = new GobgpdFixture('h1cs');
-    net = createNetnsPair('h1cs', 211);
+    fx = new GobgpdFixture(testLabName('h1cs', 'cs'));
+    net = createNetnsPair(testLabName('h1cs', 'cs'), 211);
     net.addAddress(net.b, '10.211.0.3/24');
     net.addAddress(net.b, 'fd00:211::3/64');
     const [ga, gb, gc] = [await fx.spawn('a', net.a), await fx.spawn('b', net.b), await fx.spawn('c', net.b)];
@@ -338,7 +339,7 @@ describe('GobgpClient with real BGP sessions (two netns, three gobgpd)', functio
   });
 
   it('refuses a watch for all paths when BGP runs without use_multiple_paths', async () => {
-    const fx2 = new GobgpdFixture('h1cm');
+    const fx2 = new GobgpdFixture(testLabName('h1cm', 'cm'));
     const g = await fx2.spawn('nomp');
     const cl = new GobgpClient({ target: g.target });
     try {

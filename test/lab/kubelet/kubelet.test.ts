@@ -15,8 +15,9 @@ import { labPaths } from '../../../src/lab/paths.js';
 import { closeProbeConnections, parsePodReply, probe, probeMany, type ProbeJob } from '../../../src/lab/probe.js';
 import { gatewayOf, renderCniConflist } from '../../../src/node/cni.js';
 import { pollUntil } from '../../poll.js';
+import { testLabName } from '../lab/leftovers.js';
 
-const LAB = 'h4k';
+const LAB = testLabName('h4k', 'kl');
 const NODE = 'n1';
 const paths = labPaths(LAB);
 const NODE_NETNS = paths.netns(NODE);

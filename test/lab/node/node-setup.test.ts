@@ -9,10 +9,12 @@ import { writeCniConfig } from '../../../src/node/cni.js';
 import { nodeSysctls, sysctlPath } from '../../../src/node/sysctl.js';
 import { createNetns, deleteNetns, inNs, ProcessGroup } from '../nat/netns.js';
 import { pollUntil } from '../../poll.js';
+import { testLabName } from '../lab/leftovers.js';
 
-const NODE_A = 'h6node-a';
-const NODE_B = 'h6node-b';
-const POD = 'h6node-pod';
+const NS_PREFIX = testLabName('h6node', 'node');
+const NODE_A = `${NS_PREFIX}-a`;
+const NODE_B = `${NS_PREFIX}-b`;
+const POD = `${NS_PREFIX}-pod`;
 const APPLY = fileURLToPath(new URL('./apply-sysctls.js', import.meta.url));
 const ECHO = fileURLToPath(new URL('../nat/peer-echo.js', import.meta.url));
 const KEYS = nodeSysctls().map((s) => s.key);

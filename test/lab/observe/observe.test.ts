@@ -15,6 +15,7 @@ import { createLogger } from '../../../src/observe/log.js';
 import type { AgentStatusReport, StatusView } from '../../../src/observe/status.js';
 import { GobgpdFixture, createNetnsPair, type GobgpdProcess, type NetnsPair } from '../bgp/gobgpd-fixture.js';
 import { pollUntil } from '../../poll.js';
+import { testLabName } from '../lab/leftovers.js';
 
 const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -80,8 +81,8 @@ describe('observe endpoints and podroute status against real gobgpd', function (
   };
 
   before(async () => {
-    fx = new GobgpdFixture('h9ob');
-    net = createNetnsPair('h9ob', 229);
+    fx = new GobgpdFixture(testLabName('h9ob', 'ob'));
+    net = createNetnsPair(testLabName('h9ob', 'ob'), 229);
     ours = await fx.spawn('ours', net.a);
     const n2 = await fx.spawn('node2', net.b);
     client = new GobgpClient({ target: ours.target, reconnectBackoffMs: { initial: 100, max: 500 } });

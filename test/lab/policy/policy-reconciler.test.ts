@@ -15,8 +15,9 @@ import type { ClusterState, IpFamily, Protocol } from '../../../src/policy/types
 import { createLogger } from '../../../src/observe/log.js';
 import { buildPolicyLab, PORTS, type PolicyLab } from './policy-lab.js';
 import { pollUntil } from '../../poll.js';
+import { testLabName } from '../lab/leftovers.js';
 
-const PREFIX = process.env.POLICY_LAB_PREFIX ?? 'h7pol';
+const PREFIX = process.env.POLICY_LAB_PREFIX ?? testLabName('h7pol', 'pol');
 const logger = createLogger({ level: process.env.POLICY_TEST_LOG === '1' ? 'debug' : 'error', component: 'policy-test' });
 
 function policy(ns: string, name: string, spec: NetworkPolicy['spec']): NetworkPolicy {

@@ -15,12 +15,15 @@ import { GobgpClient } from '../../../src/bgp/gobgp-client.js';
 import { createNetnsPair, GobgpdFixture, type NetnsPair } from '../bgp/gobgpd-fixture.js';
 import { recordHostilePeer } from './fault-results.js';
 import { pollUntil } from '../../poll.js';
+import { testLabName } from '../lab/leftovers.js';
 
 const NODE_ASN = 64512;
 const PEER_ASN = 65100;
 const PREFIXES = Array.from({ length: 8 }, (_, i) => `10.200.${i}.0/24`);
 const FLAP_MS = 8_000;
 const PROTO = '44';
+/** Namespace, veth and temp dir names. */
+const NAME = testLabName('h21fl', 'fl');
 
 /** The node's routes of our protocol for the flapping prefixes: prefix → gateway. */
 async function installed(netns: string): Promise<Map<string, string>> {
@@ -37,11 +40,11 @@ describe('resilience: a peer flapping its routes rapidly', function () {
   let dir: string;
 
   before(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'h21fl-'));
+    dir = await mkdtemp(path.join(tmpdir(), `${NAME}-`));
     cleanup.add('work dir', () => rm(dir, { recursive: true, force: true }));
-    net = createNetnsPair('h21fl', 121);
+    net = createNetnsPair(NAME, 121);
     cleanup.add('namespaces', () => net.close());
-    const fx = new GobgpdFixture('h21fl');
+    const fx = new GobgpdFixture(NAME);
     cleanup.add('peer gobgpd', () => fx.close());
     const peerProcess = await fx.spawn('peer', net.b);
     peer = new GobgpClient({ target: peerProcess.target });
@@ -76,7 +79,7 @@ describe('resilience: a peer flapping its routes rapidly', function () {
     });
     try {
       // The monitor is up once it reports a route change of its own making.
-      await execa('ip', ['-n', net.a, 'route', 'add', '10.201.0.1/32', 'dev', 'h21fla', 'proto', 'static']);
+      await execa('ip', ['-n', net.a, 'route', 'add', '10.201.0.1/32', 'dev', `${NAME}a`, 'proto', 'static']);
       await pollUntil('ip monitor to run', () => monitorOutput.includes('10.201.0.1'), { timeoutMs: 10_000, intervalMs: 20 });
       const marked = monitorOutput.length;
 

@@ -21,12 +21,14 @@ import { renderKubeconfig } from '../../../src/lab/apiserver/index.js';
 import { CLI_MAIN, gobgpdArgs } from '../../../src/lab/daemons.js';
 import { recordHostilePeer } from './fault-results.js';
 import { pollUntil } from '../../poll.js';
+import { testLabName } from '../lab/leftovers.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const RELAY_SCRIPT = path.join(here, '..', '..', '..', 'bench', 'api-relay.js');
 
-const NODE_NS = 'h23-node';
-const PEERS_NS = 'h23-peers';
+const NS_PREFIX = testLabName('h23', 'hb');
+const NODE_NS = `${NS_PREFIX}-node`;
+const PEERS_NS = `${NS_PREFIX}-peers`;
 const NODE_IP = '10.231.0.1';
 const NODE_ASN = 64512;
 const METRICS = '127.0.0.1:9476';
