@@ -6,7 +6,7 @@
 // bridge-nf-call-iptables off (what bridge netfilter, there for NetworkPolicy, costs).
 import { execa } from 'execa';
 import { labPaths } from '../src/lab/paths.js';
-import type { LabStatusReport } from '../src/lab/lab.js';
+import type { LabStatusReport } from '../src/lab/status.js';
 import { addNetns, BenchError, Cleanup, ip, ipBatch, setSysctl, sleep } from './lib/proc.js';
 import { summarize, type Summary } from './lib/stats.js';
 

@@ -5,7 +5,8 @@
 // cost should not grow with the number of policies.
 import { execa } from 'execa';
 import type { NetworkPolicy, Pod } from '../src/kube/wire.js';
-import { apiRequest, type LabStatusReport } from '../src/lab/lab.js';
+import { apiRequest } from '../src/lab/api.js';
+import type { LabStatusReport } from '../src/lab/status.js';
 import { labPaths } from '../src/lab/paths.js';
 import { CHAINS } from '../src/policy/compile.js';
 import { compilePolicies } from '../test/unit/policy/scratch-compile.js';

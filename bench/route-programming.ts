@@ -6,7 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { GobgpClient } from '../src/bgp/gobgp-client.js';
 import type { OriginatedPath } from '../src/bgp/types.js';
-import { gobgpdArgs } from '../src/lab/lab.js';
+import { gobgpdArgs } from '../src/lab/daemons.js';
 import { createLogger } from '../src/observe/log.js';
 import { RouteReconciler } from '../src/routes/route-reconciler.js';
 import type { DesiredRoute } from '../src/routes/select-routes.js';

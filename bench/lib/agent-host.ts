@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import type { AgentConfigInput } from '../../src/config/agent-config.js';
 import { LabApiServer, renderKubeconfig, type KubeObject } from '../../src/lab/apiserver/index.js';
-import { CLI_MAIN, gobgpdArgs } from '../../src/lab/lab.js';
+import { CLI_MAIN, gobgpdArgs } from '../../src/lab/daemons.js';
 import { RawGobgp } from './gobgp-raw.js';
 import { BenchError, logTail, pollUntil, startDaemon, type Cleanup, type Daemon } from './proc.js';
 

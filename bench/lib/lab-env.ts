@@ -1,8 +1,9 @@
 // A two-racks lab for the benchmarks that need the whole cluster (data path, convergence): up once, down always.
 import path from 'node:path';
 import { findProjectRoot } from '../../src/bgp/gobgp-proto.js';
-import { labDown, labStatus, labUp, type LabStatusReport } from '../../src/lab/lab.js';
-import { listLabs } from '../../src/lab/lab.js';
+import { labDown, listLabs } from '../../src/lab/down.js';
+import { labStatus, type LabStatusReport } from '../../src/lab/status.js';
+import { labUp } from '../../src/lab/up.js';
 import { readLabState } from '../../src/lab/state.js';
 import { hasRoutes } from './fib-presence.js';
 import { pollUntil } from './proc.js';

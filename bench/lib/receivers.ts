@@ -5,7 +5,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { frrFiles, startFrrDaemon } from '../../src/lab/frr.js';
-import { gobgpdArgs } from '../../src/lab/lab.js';
+import { gobgpdArgs } from '../../src/lab/daemons.js';
 import { startAgentHost, nodeObject, type AgentHost, type BenchApi } from './agent-host.js';
 import { RawGobgp } from './gobgp-raw.js';
 import { FibCounter } from './kernel-count.js';

@@ -7,7 +7,6 @@ import { existsSync } from 'node:fs';
 
 // The lab's modules are loaded only when a lab command runs: the agent shares this binary, and the lab (its
 // kubelet and API server) would load @kubernetes/client-node into every agent for nothing (~60 MB of RSS).
-const labModule = (): Promise<typeof import('../lab/lab.js')> => import('../lab/lab.js');
 const matrixModule = (): Promise<typeof import('../lab/matrix.js')> => import('../lab/matrix.js');
 
 function parseIntOption(value: string): number {
@@ -35,7 +34,9 @@ export function labCommand(): Command {
     .option('--name <name>', 'lab name (part of every namespace and file name)', 'demo')
     .option('--timeout <seconds>', 'give up when not converged after this long', parseIntOption, 180)
     .action(async (topology: string, opts: { name: string; timeout: number }) => {
-      const { formatStatus, LabError, labUp } = await labModule();
+      const { labUp } = await import('../lab/up.js');
+      const { formatStatus } = await import('../lab/status.js');
+      const { LabError } = await import('../lab/errors.js');
       const { labPaths } = await import('../lab/paths.js');
       const log = createLogger({ component: 'lab', format: 'text' });
       let status;
@@ -58,7 +59,7 @@ export function labCommand(): Command {
     .option('--all', 'every lab found under the lab root')
     .option('--prefix <prefix>', 'with --all: only labs whose name starts with this')
     .action(async (name: string | undefined, opts: { all?: boolean; prefix?: string }) => {
-      const { labDown, labDownAll } = await labModule();
+      const { labDown, labDownAll } = await import('../lab/down.js');
       const log = createLogger({ component: 'lab', format: 'text' });
       if (opts.all === true) {
         const labs = await labDownAll({ log, ...(opts.prefix === undefined ? {} : { prefix: opts.prefix }) });
@@ -76,7 +77,7 @@ export function labCommand(): Command {
     .argument('<name>', 'lab name')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async (name: string, opts: { output: string }) => {
-      const { formatStatus, labStatus } = await labModule();
+      const { formatStatus, labStatus } = await import('../lab/status.js');
       const status = await labStatus(name);
       process.stdout.write(opts.output === 'json' ? JSON.stringify(status, null, 2) + '\n' : formatStatus(status));
     });
@@ -88,7 +89,7 @@ export function labCommand(): Command {
     .argument('<target>', 'NAMESPACE/POD | node/NODE | router/ROUTER | host/EXTERNAL')
     .argument('<command...>', 'command and arguments (after --)')
     .action(async (name: string, target: string, command: string[]) => {
-      const { labExec } = await labModule();
+      const { labExec } = await import('../lab/exec.js');
       process.exitCode = await labExec(name, target, command);
     });
 
@@ -97,7 +98,7 @@ export function labCommand(): Command {
     .description('what `make lab` shows: the routes each node installed, then the pod-to-pod matrix')
     .argument('<name>', 'lab name')
     .action(async (name: string) => {
-      const { formatNodeRoutes } = await labModule();
+      const { formatNodeRoutes } = await import('../lab/status.js');
       const { formatMatrix, runMatrix } = await matrixModule();
       process.stdout.write(await formatNodeRoutes(name));
       process.stdout.write('\n' + formatMatrix(await runMatrix(name, { timeoutMs: 1000 })));
@@ -108,7 +109,7 @@ export function labCommand(): Command {
     .description('the kernel routes podroute installed on each node (its routing protocol number), IPv4 and IPv6')
     .argument('<name>', 'lab name')
     .action(async (name: string) => {
-      const { formatNodeRoutes } = await labModule();
+      const { formatNodeRoutes } = await import('../lab/status.js');
       process.stdout.write(await formatNodeRoutes(name));
     });
 
@@ -122,7 +123,7 @@ export function labCommand(): Command {
     .requiredOption('--pod-cidr <cidr...>', "the node's podCIDRs (one or two: IPv4 and/or IPv6)")
     .option('--asn <asn>', "the node's ASN (default: the cluster's)", parseIntOption)
     .action(async (name: string, nodeName: string, opts: { rack: string; podCidr: string[]; asn?: number }) => {
-      const { labNodeAdd } = await labModule();
+      const { labNodeAdd } = await import('../lab/nodes.js');
       await labNodeAdd(name, { name: nodeName, rack: opts.rack, podCIDRs: opts.podCidr, ...(opts.asn === undefined ? {} : { asn: opts.asn }) });
     });
   node
@@ -131,7 +132,7 @@ export function labCommand(): Command {
     .argument('<name>', 'lab name')
     .argument('<node>', 'node name')
     .action(async (name: string, nodeName: string) => {
-      const { labNodeRemove } = await labModule();
+      const { labNodeRemove } = await import('../lab/nodes.js');
       await labNodeRemove(name, nodeName);
     });
 

@@ -1,7 +1,7 @@
 // `podroute lab matrix`: every pod probes every pod (and every external host) on each declared port, TCP and UDP,
 // IPv4 and IPv6, through the probe helpers of the pods' own namespaces, and the result is printed as a matrix.
 import { parsePodReply, probeMany, closeProbeConnections, type ProbeJob, type ProbeProtocol } from './probe.js';
-import { labStatus, type LabStatusReport } from './lab.js';
+import { labStatus, type LabStatusReport } from './status.js';
 import { labPaths } from './paths.js';
 import { readLabState } from './state.js';
 import { parseTopology, type Topology } from './topology.js';

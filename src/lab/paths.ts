@@ -1,6 +1,7 @@
 // Where a lab keeps its files and how it names its network namespaces. Every lab process derives paths from
 // here, so `lab down` can find everything an earlier (possibly crashed) run left behind.
 import path from 'node:path';
+import { LabError } from './errors.js';
 
 export const LAB_ROOT = '/run/podroute-lab';
 /** Lab names become parts of netns, file and FRR pathspace names: keep them short and plain. */
@@ -65,4 +66,8 @@ export function labPaths(lab: string): LabPaths {
     netns: (member) => `${lab}-${member}`,
     podNetns: (namespace, pod) => `${lab}-pod-${namespace}-${pod}`,
   };
+}
+
+export function checkLabName(lab: string): void {
+  if (!LAB_NAME_PATTERN.test(lab)) throw new LabError('LAB_BAD_NAME', `lab name "${lab}" must match ${LAB_NAME_PATTERN.source}`);
 }

@@ -2,9 +2,10 @@
 // objects), validated with a clear error naming the bad field, and the pure layout derived from it (which
 // namespace holds which interface with which addresses). `lab up` applies the layout; nothing here touches the world.
 import { readFile } from 'node:fs/promises';
-import ipaddr from 'ipaddr.js';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { formatPrefix, parsePrefix } from '../policy/cidr.js';
+import { parseIpAddress, parseIpPrefix, prefixContains, prefixContainsAddress, prefixesOverlap, type IpFamily, type IpPrefix } from '../routes/ip-prefix.js';
 
 /** Member (router, node, external host) names become netns, interface and FRR names: short and plain. */
 export const MEMBER_NAME_PATTERN = /^[a-z][a-z0-9-]{0,11}$/;
@@ -28,104 +29,76 @@ export class TopologyError extends Error {
 }
 
 // ---- addresses ---------------------------------------------------------------------------------------------
+// The shared prefix helpers do the arithmetic (src/routes/ip-prefix.ts; src/policy/cidr.ts for "the n-th address");
+// what is here only says what a topology file may write.
 
-export type IpFamily = 'ipv4' | 'ipv6';
+export type { IpFamily };
 
 export interface Cidr {
-  /** The address as written (may be a host address for interface addresses). */
+  /** The address as written (may be a host address for interface addresses), in canonical form. */
   address: string;
   prefixLength: number;
   family: IpFamily;
 }
 
+/** "address/length" (the length is required); undefined when it is not one. */
 export function parseCidrText(text: string): Cidr | undefined {
-  try {
-    const [addr, len] = ipaddr.parseCIDR(text);
-    return { address: addr.toString(), prefixLength: len, family: addr.kind() === 'ipv4' ? 'ipv4' : 'ipv6' };
-  } catch {
-    return undefined;
-  }
+  const slash = text.indexOf('/');
+  if (slash < 0) return undefined;
+  const address = parseIpAddress(text.slice(0, slash));
+  const prefix = parseIpPrefix(text);
+  if (address === undefined || prefix === undefined) return undefined;
+  return { address: address.text, prefixLength: prefix.length, family: prefix.family };
 }
 
 export function familyOf(address: string): IpFamily | undefined {
-  if (ipaddr.IPv4.isValidFourPartDecimal(address)) return 'ipv4';
-  if (ipaddr.IPv6.isValid(address) && address.includes(':')) return 'ipv6';
-  return undefined;
+  return parseIpAddress(address)?.family;
 }
 
-function toBigInt(address: string): bigint {
-  const bytes = ipaddr.parse(address).toByteArray();
-  return bytes.reduce((acc, b) => (acc << 8n) | BigInt(b), 0n);
-}
-
-function fromBigInt(value: bigint, family: IpFamily): string {
-  const length = family === 'ipv4' ? 4 : 16;
-  const bytes: number[] = [];
-  let v = value;
-  for (let i = 0; i < length; i++) {
-    bytes.unshift(Number(v & 0xffn));
-    v >>= 8n;
-  }
-  return ipaddr.fromByteArray(bytes).toString();
-}
-
-function bitsOf(family: IpFamily): number {
-  return family === 'ipv4' ? 32 : 128;
-}
-
-/** First and last address of a CIDR, as integers. */
-function rangeOf(cidr: string): { first: bigint; last: bigint; family: IpFamily } {
-  const parsed = parseCidrText(cidr);
-  if (parsed === undefined) throw new Error(`not a CIDR: ${cidr}`);
-  const hostBits = BigInt(bitsOf(parsed.family) - parsed.prefixLength);
-  const first = (toBigInt(parsed.address) >> hostBits) << hostBits;
-  return { first, last: first + (1n << hostBits) - 1n, family: parsed.family };
+/** The network of a CIDR (host bits cleared); throws on anything else, as callers pass validated CIDRs. */
+function prefixOf(cidr: string): IpPrefix {
+  const prefix = parseCidrText(cidr) === undefined ? undefined : parseIpPrefix(cidr);
+  if (prefix === undefined) throw new Error(`not a CIDR: ${cidr}`);
+  return prefix;
 }
 
 /** True when the CIDR is written as its network address (10.1.0.0/16, not 10.1.2.3/16). */
 export function isNetworkCidr(cidr: string): boolean {
   const parsed = parseCidrText(cidr);
-  return parsed !== undefined && rangeOf(cidr).first === toBigInt(parsed.address);
+  return parsed !== undefined && prefixOf(cidr).text === `${parsed.address}/${parsed.prefixLength}`;
 }
 
 export function cidrContainsAddress(cidr: string, address: string): boolean {
-  const family = familyOf(address);
-  const range = rangeOf(cidr);
-  if (family !== range.family) return false;
-  const value = toBigInt(address);
-  return value >= range.first && value <= range.last;
+  const parsed = parseIpAddress(address);
+  return parsed !== undefined && prefixContainsAddress(prefixOf(cidr), parsed);
 }
 
 export function cidrsOverlap(a: string, b: string): boolean {
-  const ra = rangeOf(a);
-  const rb = rangeOf(b);
-  return ra.family === rb.family && ra.first <= rb.last && rb.first <= ra.last;
+  return prefixesOverlap(prefixOf(a), prefixOf(b));
 }
 
 /** a lies entirely inside b. */
 export function cidrWithin(a: string, b: string): boolean {
-  const ra = rangeOf(a);
-  const rb = rangeOf(b);
-  return ra.family === rb.family && ra.first >= rb.first && ra.last <= rb.last;
+  return prefixContains(prefixOf(b), prefixOf(a));
 }
 
 /** The n-th address of a CIDR (0 = network address); undefined when the CIDR is too small. */
 export function nthAddress(cidr: string, n: number): string | undefined {
-  const range = rangeOf(cidr);
-  const value = range.first + BigInt(n);
-  return value > range.last ? undefined : fromBigInt(value, range.family);
+  const network = parsePrefix(prefixOf(cidr).text);
+  const bits = network.family === 4 ? 32 : 128;
+  if (n < 0 || BigInt(n) >= 1n << BigInt(bits - network.length)) return undefined;
+  const host = formatPrefix({ family: network.family, base: network.base + BigInt(n), length: bits });
+  return host.slice(0, host.indexOf('/'));
 }
 
 export function prefixLengthOf(cidr: string): number {
-  const parsed = parseCidrText(cidr);
-  if (parsed === undefined) throw new Error(`not a CIDR: ${cidr}`);
-  return parsed.prefixLength;
+  return prefixOf(cidr).length;
 }
 
 /** Host numbers of the two ends of a point-to-point subnet: RFC 3021 /31 (and /127) use both addresses. */
 function pointToPointHosts(cidr: string): [number, number] {
-  const parsed = parseCidrText(cidr);
-  const pointToPoint = parsed !== undefined && bitsOf(parsed.family) - parsed.prefixLength <= 1;
+  const parsed = parseCidrText(cidr) === undefined ? undefined : parseIpPrefix(cidr);
+  const pointToPoint = parsed !== undefined && parsed.bytes.length * 8 - parsed.length <= 1;
   return pointToPoint ? [0, 1] : [1, 2];
 }
 
@@ -416,7 +389,7 @@ function crossCheck(t: Topology): string[] {
         } else if (lan !== undefined) {
           const address =
             given !== undefined
-              ? ipaddr.parse(given).toString()
+              ? canonicalAddress(given)
               : nthAddress(lan, rack.ports === 'routed' ? routedPortHosts(position).node : NODE_ADDRESS_BASE + position);
           if (address === undefined) {
             problems.push(`nodes[${i}]: rack LAN ${lan} of "${torName}" is too small to derive an address`);
@@ -492,10 +465,16 @@ function crossCheck(t: Topology): string[] {
   return problems;
 }
 
+/** An address of the topology file in the form the kernel and the tools print it. */
+function canonicalAddress(address: string): string {
+  const parsed = parseIpAddress(address);
+  if (parsed === undefined) throw new Error(`not an address: ${address}`);
+  return parsed.text;
+}
+
 /** The network of an interface address: 198.51.100.2/24 -> 198.51.100.0/24. */
 export function networkOf(interfaceCidr: string): string {
-  const range = rangeOf(interfaceCidr);
-  return `${fromBigInt(range.first, range.family)}/${prefixLengthOf(interfaceCidr)}`;
+  return prefixOf(interfaceCidr).text;
 }
 
 // ---- layout ------------------------------------------------------------------------------------------------
@@ -683,7 +662,7 @@ export function planLayout(t: Topology): LabLayout {
           torPortAddresses.push(`${gateway}/${prefixLength}`);
         } else {
           const given = nodeTors(node).length === 1 ? node.addresses?.[family] : undefined;
-          const address = given !== undefined ? ipaddr.parse(given).toString() : must(nthAddress(lan, NODE_ADDRESS_BASE + position), `${lan} too small`);
+          const address = given !== undefined ? canonicalAddress(given) : must(nthAddress(lan, NODE_ADDRESS_BASE + position), `${lan} too small`);
           uplink.addresses.push({ family, address, prefixLength: prefixLengthOf(lan) });
           uplink.gateways.push({ family, address: must(nthAddress(lan, 1), `${lan} too small`), tor: link.tor });
         }

@@ -11,12 +11,13 @@ import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import YAML from 'yaml';
 import { nodeObject, startBenchApi, type BenchApi } from '../../../bench/lib/agent-host.js';
-import { Cleanup, addNetns, logTail, pollUntil, sleep, startDaemon, type Daemon } from '../../../bench/lib/proc.js';
+import { Cleanup, addNetns, logTail, sleep, startDaemon, type Daemon } from '../../../bench/lib/proc.js';
 import type { AgentConfigInput } from '../../../src/config/agent-config.js';
 import type { Node } from '../../../src/kube/wire.js';
 import { renderKubeconfig } from '../../../src/lab/apiserver/index.js';
-import { CLI_MAIN, gobgpdArgs } from '../../../src/lab/lab.js';
+import { CLI_MAIN, gobgpdArgs } from '../../../src/lab/daemons.js';
 import { testLabName } from '../lab/leftovers.js';
+import { pollUntil } from '../../poll.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const RELAY_SCRIPT = path.join(here, '..', '..', '..', 'bench', 'api-relay.js');
@@ -98,7 +99,7 @@ describe('agent: the CNI conflist only after the first successful policy sync', 
     };
     const configFile = path.join(nodeDir, 'agent.yaml');
     await writeFile(configFile, YAML.stringify(config));
-    await pollUntil('api relay ready', 20_000, 50, () => (relay.exited ? Promise.reject(new Error(logTail(relayLog))) : /ready/.test(logTail(relayLog)) || undefined));
+    await pollUntil('api relay ready', () => (relay.exited ? Promise.reject(new Error(logTail(relayLog))) : /ready/.test(logTail(relayLog)) || undefined), { timeoutMs: 20_000, intervalMs: 50 });
     agentLog = path.join(nodeDir, 'agent.log');
     agent = startDaemon(
       {
@@ -120,10 +121,10 @@ describe('agent: the CNI conflist only after the first successful policy sync', 
   });
 
   it('writes no conflist and keeps the node NetworkUnavailable while every policy apply fails', async () => {
-    await pollUntil('the agent has failed its policy apply twice', 60_000, 200, () => {
+    await pollUntil('the agent has failed its policy apply twice', () => {
       if (agent.exited) throw new Error(`agent exited:\n${logTail(agentLog, 40)}`);
       return (logTail(agentLog, 400).match(/policy apply failed/g) ?? []).length >= 2 || undefined;
-    });
+    }, { timeoutMs: 60_000, intervalMs: 200 });
     // The rest of the node is up meanwhile (routes synced, BGP configured): only policy holds it back.
     await sleep(3_000);
     expect(await readdir(cniDir), `conflist written before policy was in force:\n${logTail(agentLog, 20)}`).to.deep.equal([]);
@@ -134,13 +135,13 @@ describe('agent: the CNI conflist only after the first successful policy sync', 
   it('once the lock is free: the rules go in, then the conflist, then NetworkUnavailable=False', async () => {
     await rm(flag);
     const conflist = path.join(cniDir, '10-podroute.conflist');
-    await pollUntil('the conflist is written', 60_000, 20, () => {
+    await pollUntil('the conflist is written', () => {
       if (agent.exited) throw new Error(`agent exited:\n${logTail(agentLog, 40)}`);
       return existsSync(conflist) || undefined;
-    });
+    }, { timeoutMs: 60_000, intervalMs: 20 });
     // The rules were in before the conflist appeared.
     expect(forwardRules('iptables')).to.include('-j PRPOL-FORWARD');
     expect(forwardRules('ip6tables')).to.include('-j PRPOL-FORWARD');
-    await pollUntil('the node reported network-available', 60_000, 100, () => networkAvailable() || undefined);
+    await pollUntil('the node reported network-available', () => networkAvailable() || undefined, { timeoutMs: 60_000 });
   });
 });

@@ -2,20 +2,28 @@
 // pods everywhere without NAT, nodes reach their pods, host-network pods reach all pods with their node's address,
 // traffic leaving the cluster is masqueraded; nodes come and go; hijacks are refused; foreign routes are left
 // alone; an agent restart changes nothing; bad annotations are reported and skipped.
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import { GobgpClient } from '../../../src/bgp/gobgp-client.js';
 import { frrFiles, vtysh } from '../../../src/lab/frr.js';
 import { nodeProbeSocket } from '../../../src/lab/kubelet/kubelet.js';
-import { apiRequest, labDown, labNodeAdd, labNodeRemove, labRestart, labStart, labStatus, labStop, labUp, nodeRoutes, type LabStatusReport } from '../../../src/lab/lab.js';
+import { apiRequest } from '../../../src/lab/api.js';
+import { CLI_MAIN } from '../../../src/lab/daemons.js';
+import { labDown } from '../../../src/lab/down.js';
+import { labRestart, labStart, labStop } from '../../../src/lab/faults.js';
+import { labNodeAdd, labNodeRemove } from '../../../src/lab/nodes.js';
+import { labStatus, nodeRoutes, type LabStatusReport } from '../../../src/lab/status.js';
+import { labUp } from '../../../src/lab/up.js';
 import { labPaths } from '../../../src/lab/paths.js';
 import { closeProbeConnections, parsePodReply, probeMany, type ProbeJob, type ProbeResult } from '../../../src/lab/probe.js';
 import { readLabState } from '../../../src/lab/state.js';
-import { repoRoot, until } from '../lab/leftovers.js';
+import { repoRoot, testLabName } from '../lab/leftovers.js';
+import { pollUntil } from '../../poll.js';
+import { RouteMonitor } from '../route-monitor.js';
 
-const LAB = 'e2enet';
+const LAB = testLabName('e2enet', 'e2e');
 const paths = labPaths(LAB);
 const topologyFile = path.join(repoRoot(), 'topologies', 'two-racks.yaml');
 const NODE_ADDRESSES: Record<string, string[]> = {
@@ -25,7 +33,6 @@ const NODE_ADDRESSES: Record<string, string[]> = {
   r2n2: ['10.10.2.12', 'fd00:10:2::c'],
 };
 const EXTERNAL = ['198.51.100.10', '2001:db8:100::10'];
-const CLI = path.join(repoRoot(), 'dist', 'src', 'cli', 'main.js');
 
 interface Pod {
   id: string;
@@ -74,12 +81,12 @@ async function createPod(namespace: string, name: string, spec: Record<string, u
 }
 
 async function runningPod(namespace: string, name: string): Promise<Pod> {
-  return until(`${namespace}/${name} Running with IPs`, 60_000, async () => {
+  return pollUntil(`${namespace}/${name} Running with IPs`, async () => {
     const pod = (await labStatus(LAB)).pods.find((p) => p.namespace === namespace && p.name === name);
     return pod !== undefined && pod.phase === 'Running' && pod.ips.length > 0
       ? { id: `${namespace}/${name}`, node: pod.node, ips: pod.ips, socket: paths.podSocket(namespace, name) }
       : undefined;
-  });
+  }, { timeoutMs: 60_000 });
 }
 
 function agentLog(node: string): string {
@@ -96,10 +103,10 @@ describe('network model end to end (two-racks with podroute agents)', function (
     pods = podsOf(await labStatus(LAB));
     expect(pods).to.have.length(9);
     // Converged = every node routes to every other node's podCIDRs (both families).
-    await until('every node routes every other podCIDR', 90_000, async () => {
+    await pollUntil('every node routes every other podCIDR', async () => {
       for (const node of Object.keys(NODE_ADDRESSES)) if ((await kernelRoutes(node)).length < 6) return undefined;
       return true;
-    });
+    }, { timeoutMs: 90_000 });
   });
 
   after(async () => {
@@ -159,7 +166,7 @@ describe('network model end to end (two-racks with podroute agents)', function (
   it('podroute status in a node shows every peer Established; killing gobgpd turns /readyz and the peer metric, restarting it brings them back', async () => {
     const config = path.join(paths.nodeDir('r1n1'), 'agent.yaml');
     const status = (): { peers: { address: string; state: string; type: string }[] } => {
-      const out = execFileSync('ip', ['netns', 'exec', paths.netns('r1n1'), process.execPath, CLI, 'status', '-c', config, '-o', 'json'], { encoding: 'utf8' });
+      const out = execFileSync('ip', ['netns', 'exec', paths.netns('r1n1'), process.execPath, CLI_MAIN, 'status', '-c', config, '-o', 'json'], { encoding: 'utf8' });
       return JSON.parse(out) as { peers: { address: string; state: string; type: string }[] };
     };
     const inNode = (url: string): { code: number; body: string } => {
@@ -168,26 +175,26 @@ describe('network model end to end (two-racks with podroute agents)', function (
       return { code: Number(lines.pop()), body: lines.join('\n') };
     };
     const peerMetric = (): string[] => inNode('http://127.0.0.1:9476/metrics').body.split('\n').filter((l) => l.startsWith('podroute_bgp_peer_established{'));
-    await until('every peer of r1n1 Established', 60_000, () => {
+    await pollUntil('every peer of r1n1 Established', () => {
       const s = status();
       return s.peers.length === 3 && s.peers.every((p) => p.state === 'ESTABLISHED') ? s : undefined;
-    });
+    }, { timeoutMs: 60_000 });
     expect(inNode('http://127.0.0.1:9476/readyz').code).to.equal(200);
     expect(peerMetric().filter((l) => l.endsWith(' 1'))).to.have.length(3);
 
     await labStop(LAB, 'gobgpd/r1n1', 'SIGKILL');
     try {
-      await until('/readyz fails while gobgpd is gone', 30_000, () => (inNode('http://127.0.0.1:9476/readyz').code === 503 ? true : undefined));
+      await pollUntil('/readyz fails while gobgpd is gone', () => (inNode('http://127.0.0.1:9476/readyz').code === 503 ? true : undefined));
       expect(inNode('http://127.0.0.1:9476/readyz').body).to.include('gobgpd');
       expect(peerMetric().filter((l) => l.endsWith(' 1'))).to.deep.equal([]);
     } finally {
       labStart(LAB, 'gobgpd/r1n1');
     }
-    await until('ready again with every peer Established', 90_000, () => {
+    await pollUntil('ready again with every peer Established', () => {
       const s = status();
       return inNode('http://127.0.0.1:9476/readyz').code === 200 && s.peers.length === 3 && s.peers.every((p) => p.state === 'ESTABLISHED') ? true : undefined;
-    });
-    await until('r1n1 routes every other podCIDR again', 60_000, async () => ((await kernelRoutes('r1n1')).length >= 6 ? true : undefined));
+    }, { timeoutMs: 90_000 });
+    await pollUntil('r1n1 routes every other podCIDR again', async () => ((await kernelRoutes('r1n1')).length >= 6 ? true : undefined), { timeoutMs: 60_000 });
   });
 
   it('a hostNetwork pod reaches every pod with its node address', async () => {
@@ -252,7 +259,7 @@ describe('network model end to end (two-racks with podroute agents)', function (
       for (const prefix of ['10.244.3.0/24', '10.244.4.0/25', '10.244.1.128/25', '203.0.113.0/24']) await rogue.addPath({ prefix, nextHop: '10.10.1.12' });
       await rogue.addPath({ prefix: 'fd00:10:244:3::/64', nextHop: 'fd00:10:1::c' });
       // Proof that the hijacks are on the wire: the ToR and r1n1's gobgpd received them (r1n1 from r1n2, adj-in).
-      await until('tor1 carries the hijacks', 30_000, async () => {
+      await pollUntil('tor1 carries the hijacks', async () => {
         const routes = Object.keys((JSON.parse(await vtysh(tor1, 'show bgp ipv4 unicast json')) as { routes?: object }).routes ?? {});
         return routes.includes('10.244.3.128/25') && routes.includes('192.0.2.0/24') && routes.includes('10.244.4.0/25') ? routes : undefined;
       }).then((routes) => {
@@ -262,7 +269,7 @@ describe('network model end to end (two-racks with podroute agents)', function (
       const r1n1 = new GobgpClient({ target: `unix://${paths.gobgpSocket('r1n1')}` });
       r1n1.start();
       try {
-        await until('r1n1 received the rogue paths from r1n2', 30_000, async () => {
+        await pollUntil('r1n1 received the rogue paths from r1n2', async () => {
           const received: string[] = [];
           for await (const p of r1n1.listPaths({ family: 'ipv4', table: 'adj-in', neighbor: '10.10.1.12' })) received.push(p.prefix);
           return received.includes('10.244.3.0/24') ? true : undefined;
@@ -287,10 +294,10 @@ describe('network model end to end (two-racks with podroute agents)', function (
       // The restarted agent re-applies its own policy and withdraws what it did not originate.
       labStart(LAB, 'agent/r1n2');
     }
-    await until('r1n2 advertises only its own podCIDRs again', 60_000, async () => {
+    await pollUntil('r1n2 advertises only its own podCIDRs again', async () => {
       const routes = await kernelRoutes('r1n1');
       return !routes.includes('10.244.1.128/25') && routes.includes('10.244.2.0/24') ? true : undefined;
-    });
+    }, { timeoutMs: 60_000 });
   });
 
   it('foreign routes (static, FRR) survive agent start, resync and stop; a restart with nothing changed makes zero kernel route changes', async () => {
@@ -299,30 +306,24 @@ describe('network model end to end (two-racks with podroute agents)', function (
     execFileSync('ip', ['-n', ns, 'route', 'add', '198.18.0.0/24', 'via', '10.10.1.1', 'proto', 'zebra']);
     const before = execFileSync('ip', ['-n', ns, 'route', 'show'], { encoding: 'utf8' });
     const started = (agentLog('r1n1').match(/NetworkUnavailable=False set/g) ?? []).length;
-    const monitor = spawn('ip', ['-n', ns, 'monitor', 'route'], { stdio: ['ignore', 'pipe', 'ignore'] });
-    let seen = '';
-    monitor.stdout.on('data', (chunk: Buffer) => (seen += chunk.toString()));
+    const monitor = await RouteMonitor.start(ns);
+    let agentChanges: string[];
     try {
-      await new Promise((resolve) => setTimeout(resolve, 300)); // the monitor is listening
       await labRestart(LAB, 'agent/r1n1', 'SIGTERM');
       // The new agent has programmed its routes once it sets the node condition again.
-      await until('the restarted agent synced its routes', 60_000, () =>
-        (agentLog('r1n1').match(/NetworkUnavailable=False set/g) ?? []).length > started ? true : undefined,
-      );
-      // A sentinel change marks the end of the window: everything the monitor saw before it is the agent's doing.
-      execFileSync('ip', ['-n', ns, 'route', 'add', '203.0.113.77/32', 'via', '10.10.1.1', 'proto', 'static']);
-      execFileSync('ip', ['-n', ns, 'route', 'del', '203.0.113.77/32', 'via', '10.10.1.1', 'proto', 'static']);
-      await until('the monitor saw the sentinel', 10_000, () => (seen.includes('203.0.113.77') ? true : undefined));
+      await pollUntil('the restarted agent synced its routes', () =>
+        (agentLog('r1n1').match(/NetworkUnavailable=False set/g) ?? []).length > started ? true : undefined, { timeoutMs: 60_000 });
+      // Everything the monitor saw between its start and its closing sentinel is the agent's doing.
+      agentChanges = await monitor.close();
     } finally {
-      monitor.kill();
+      monitor.stop();
     }
-    const agentChanges = seen.split('\n').filter((line) => line.trim() !== '' && !line.includes('203.0.113.77'));
     expect(agentChanges, 'route changes during the agent restart').to.deep.equal([]);
     expect(execFileSync('ip', ['-n', ns, 'route', 'show'], { encoding: 'utf8' })).to.equal(before);
     // Drift: our route deleted by hand comes back at the next resync; the foreign ones stay.
     execFileSync('ip', ['-n', ns, 'route', 'del', '10.244.3.0/24', 'proto', '44']);
     await labRestart(LAB, 'agent/r1n1', 'SIGKILL'); // a start-up resync is the quickest resync
-    await until('the deleted route is back', 60_000, async () => ((await kernelRoutes('r1n1')).includes('10.244.3.0/24') ? true : undefined));
+    await pollUntil('the deleted route is back', async () => ((await kernelRoutes('r1n1')).includes('10.244.3.0/24') ? true : undefined), { timeoutMs: 60_000 });
     const after = execFileSync('ip', ['-n', ns, 'route', 'show'], { encoding: 'utf8' });
     expect(after).to.include('192.0.2.0/24 via 10.10.1.1 dev eth0 proto static');
     expect(after).to.include('198.18.0.0/24 via 10.10.1.1 dev eth0 proto zebra');
@@ -340,7 +341,7 @@ describe('network model end to end (two-racks with podroute agents)', function (
     const patch = { metadata: { annotations: { 'podroute.io/peers': peers } } };
     const res = await apiRequest(paths.apiSocket, 'PATCH', '/api/v1/nodes/r2n1', patch, 'application/merge-patch+json');
     expect(res.status).to.equal(200);
-    await until('the warnings are posted as Events', 30_000, async () => {
+    await pollUntil('the warnings are posted as Events', async () => {
       const events = await apiRequest(paths.apiSocket, 'GET', '/api/v1/namespaces/default/events');
       const messages = (events.body as { items: { involvedObject: { name: string }; message: string }[] }).items.filter((e) => e.involvedObject.name === 'r2n1').map((e) => e.message);
       return messages.some((m) => m.includes('podroute.io/peers[0]: skipped')) && messages.some((m) => m.includes('podroute.io/peers[1]: skipped: plain passwords are refused')) ? messages : undefined;
@@ -364,13 +365,13 @@ describe('network model end to end (two-racks with podroute agents)', function (
     const v4pod = await runningPod('z', 'v4only');
     expect(v6pod.ips).to.have.length(1).and.satisfy((ips: string[]) => ips[0]!.startsWith('fd00:10:244:5:'));
     expect(v4pod.ips).to.have.length(1).and.satisfy((ips: string[]) => ips[0]!.startsWith('10.244.6.'));
-    await until('every node routes the new podCIDRs', 90_000, async () => {
+    await pollUntil('every node routes the new podCIDRs', async () => {
       for (const node of Object.keys(NODE_ADDRESSES)) {
         const routes = await kernelRoutes(node);
         if (!routes.includes('fd00:10:244:5::/64') || !routes.includes('10.244.6.0/24')) return undefined;
       }
       return true;
-    });
+    }, { timeoutMs: 90_000 });
     const jobs = pods.flatMap((src) => [
       ...v6pod.ips.map((target) => ({ from: src.socket, target, port: 80, protocol: 'tcp' as const, timeoutMs: 2000, expectIdentity: 'z/v6only', expectClient: src.ips.find((ip) => sameFamily(ip, target)) })),
       ...v4pod.ips.map((target) => ({ from: src.socket, target, port: 80, protocol: 'udp' as const, timeoutMs: 2000, expectIdentity: 'z/v4only', expectClient: src.ips.find((ip) => sameFamily(ip, target)) })),
@@ -381,10 +382,10 @@ describe('network model end to end (two-racks with podroute agents)', function (
     expect(await failures(jobs)).to.deep.equal([]);
 
     await labNodeRemove(LAB, 'r2n3');
-    await until('the removed node is routed nowhere', 60_000, async () => {
+    await pollUntil('the removed node is routed nowhere', async () => {
       for (const node of Object.keys(NODE_ADDRESSES)) if ((await kernelRoutes(node)).includes('fd00:10:244:5::/64')) return undefined;
       return true;
-    });
+    }, { timeoutMs: 60_000 });
     // The other added node is unaffected.
     for (const node of Object.keys(NODE_ADDRESSES)) expect(await kernelRoutes(node)).to.include('10.244.6.0/24');
   });

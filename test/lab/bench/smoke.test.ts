@@ -2,7 +2,7 @@
 // asserting that every benchmark produced sane numbers and left nothing behind. Not a timing test.
 import { execa } from 'execa';
 import { expect } from 'chai';
-import { listLabs } from '../../../src/lab/lab.js';
+import { listLabs } from '../../../src/lab/down.js';
 import { renderReport } from '../../../bench/report.js';
 import { parseArgs, runBenchmarks, type BenchResults } from '../../../bench/run.js';
 import type { Summary } from '../../../bench/lib/stats.js';

@@ -4,7 +4,9 @@
 import { expect } from 'chai';
 import { BgpReconciler, type BgpDesiredState, type LearnedTable } from '../../../src/bgp/bgp-reconciler.js';
 import { GobgpClient } from '../../../src/bgp/gobgp-client.js';
-import { GobgpdFixture, createNetnsPair, waitFor, type GobgpdProcess, type NetnsPair } from './gobgpd-fixture.js';
+import { GobgpdFixture, createNetnsPair, type GobgpdProcess, type NetnsPair } from './gobgpd-fixture.js';
+import { pollUntil } from '../../poll.js';
+import { testLabName } from '../lab/leftovers.js';
 
 async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
@@ -55,8 +57,8 @@ describe('BgpReconciler against real gobgpd pairs', function () {
     Object.fromEntries([...table().paths].map(([prefix, ps]) => [prefix, ps.map((p) => `${p.neighborIp} ${p.nextHop}`).sort()]));
 
   before(async function () {
-    fx = new GobgpdFixture('h1rc');
-    net = createNetnsPair('h1rc', 221);
+    fx = new GobgpdFixture(testLabName('h1rc', 'rc'));
+    net = createNetnsPair(testLabName('h1rc', 'rc'), 221);
     net.addAddress(net.b, `${TOR}/24`);
     ours = await fx.spawn('ours', net.a);
     const n2 = await fx.spawn('node2', net.b);
@@ -82,8 +84,8 @@ describe('BgpReconciler against real gobgpd pairs', function () {
   });
 
   it('applies the desired state and the second node learns exactly our podCIDRs', async () => {
-    await waitFor('both sessions established', () => reconciler.status().peers.established === 2, 60_000, 200);
-    await waitFor('node2 learns our prefixes', async () => (await learnedBy(node2, A)).length === 2, 30_000);
+    await pollUntil('both sessions established', () => reconciler.status().peers.established === 2, { timeoutMs: 60_000, intervalMs: 200 });
+    await pollUntil('node2 learns our prefixes', async () => (await learnedBy(node2, A)).length === 2);
     expect(await learnedBy(node2, A)).to.deep.equal([`10.244.1.0/24 via ${A}`, `fd00:244:0:1::/64 via ${A6}`]);
     const g = await client.getBgp();
     expect(g).to.include({ asn: 64512, routerId: A, listenPort: 179, useMultiplePaths: true });
@@ -98,10 +100,10 @@ describe('BgpReconciler against real gobgpd pairs', function () {
 
   it('exports only our podCIDRs: what we learn from the ToR does not go to the other node', async () => {
     await tor.addPath({ prefix: '10.244.7.0/24', nextHop: TOR });
-    await waitFor('we learn the ToR route', () => table().paths.has('10.244.7.0/24'), 20_000);
+    await pollUntil('we learn the ToR route', () => table().paths.has('10.244.7.0/24'), { timeoutMs: 20_000 });
     // An eBGP-learned route would go to the iBGP peer node2 without our export policy: check what node2 got
     // and what gobgpd's adj-out for node2 holds (post export policy).
-    await waitFor('tor learned ours', async () => (await learnedBy(tor, A)).length === 2, 20_000);
+    await pollUntil('tor learned ours', async () => (await learnedBy(tor, A)).length === 2, { timeoutMs: 20_000 });
     expect(await learnedBy(tor, A)).to.deep.equal([`10.244.1.0/24 via ${A}`, `fd00:244:0:1::/64 via ${A6}`]);
     expect(await learnedBy(node2, A)).to.deep.equal([`10.244.1.0/24 via ${A}`, `fd00:244:0:1::/64 via ${A6}`]);
     const adjOut = await collect(client.listPaths({ family: 'ipv4', table: 'adj-out', neighbor: NODE2 }));
@@ -126,11 +128,11 @@ describe('BgpReconciler against real gobgpd pairs', function () {
       await tor.addPath({ prefix: 'fd00:244:0:1::/80', nextHop: NODE2_6 });
       // The tor's last announcement is what tells us the others went through gobgpd's import already.
       await tor.addPath({ prefix: '10.244.8.0/24', nextHop: TOR });
-      await waitFor('allowed routes learned', () => ['10.244.2.0/24', 'fd00:244:0:2::/64', '10.244.8.0/24'].every((p) => table().paths.has(p)), 30_000);
+      await pollUntil('allowed routes learned', () => ['10.244.2.0/24', 'fd00:244:0:2::/64', '10.244.8.0/24'].every((p) => table().paths.has(p)));
       // Every hijack reached gobgpd (adj-in, before policy) and was turned away by the import policy.
       const adjIn = async (n: string, family: 'ipv4' | 'ipv6'): Promise<string[]> =>
         (await collect(client.listPaths({ family, table: 'adj-in', neighbor: n }))).map((p) => p.prefix);
-      await waitFor('hijacks received', async () => {
+      await pollUntil('hijacks received', async () => {
         const t4 = await adjIn(TOR, 'ipv4');
         const t6 = await adjIn(TOR, 'ipv6');
         const n4 = await adjIn(NODE2, 'ipv4');
@@ -139,7 +141,7 @@ describe('BgpReconciler against real gobgpd pairs', function () {
           t6.includes('fd00:244:0:1::/80') &&
           ['10.244.3.0/24', '10.244.2.128/25'].every((p) => n4.includes(p))
         );
-      }, 30_000);
+      });
       expect(tableSummary()).to.deep.equal({
         '10.244.2.0/24': [`${NODE2} ${NODE2}`],
         'fd00:244:0:2::/64': [`${NODE2} ${NODE2_6}`],
@@ -151,7 +153,7 @@ describe('BgpReconciler against real gobgpd pairs', function () {
 
       // Withdrawals reach the table too.
       await tor.deletePathByPrefix({ prefix: '10.244.8.0/24', nextHop: TOR });
-      await waitFor('withdrawn', () => !table().paths.has('10.244.8.0/24'), 20_000);
+      await pollUntil('withdrawn', () => !table().paths.has('10.244.8.0/24'), { timeoutMs: 20_000 });
     } finally {
       unsubscribe();
     }
@@ -161,7 +163,7 @@ describe('BgpReconciler against real gobgpd pairs', function () {
     const before = client.stats();
     const syncs = reconciler.status().syncs;
     reconciler.resync();
-    await waitFor('two more passes', () => reconciler.status().syncs >= syncs + 2, 20_000);
+    await pollUntil('two more passes', () => reconciler.status().syncs >= syncs + 2, { timeoutMs: 20_000 });
     const after = client.stats();
     expect(after.mutatingCalls).to.equal(before.mutatingCalls);
     expect(after.calls['GetBgp'] ?? 0).to.be.greaterThan(before.calls['GetBgp'] ?? 0);
@@ -177,26 +179,25 @@ describe('BgpReconciler against real gobgpd pairs', function () {
       importRules: { ...desired.importRules, ownPodCIDRs: ['10.244.11.0/24', 'fd00:244:0:1::/64'] },
     });
     try {
-      await waitFor('node2 sees the new prefix only', async () =>
-        JSON.stringify(await learnedBy(node2, A)) === JSON.stringify([`10.244.11.0/24 via ${A}`, `fd00:244:0:1::/64 via ${A6}`]),
-      30_000);
+      await pollUntil('node2 sees the new prefix only', async () =>
+        JSON.stringify(await learnedBy(node2, A)) === JSON.stringify([`10.244.11.0/24 via ${A}`, `fd00:244:0:1::/64 via ${A6}`]));
       // The old bundle goes once the new one is in (the same pass, after the paths node2 just saw): then only one
       // import and one export policy of ours remain.
-      await waitFor('the old policy bundle removed', async () => (await client.listPolicies()).filter((p) => p.name.startsWith('podroute-')).length === 2, 10_000, 100);
+      await pollUntil('the old policy bundle removed', async () => (await client.listPolicies()).filter((p) => p.name.startsWith('podroute-')).length === 2, { timeoutMs: 10_000 });
     } finally {
       reconciler.setDesired(desired);
     }
-    await waitFor('back to the original prefixes', async () => (await learnedBy(node2, A)).includes(`10.244.1.0/24 via ${A}`), 30_000);
+    await pollUntil('back to the original prefixes', async () => (await learnedBy(node2, A)).includes(`10.244.1.0/24 via ${A}`));
   });
 
   it('re-applies everything after gobgpd is killed (-9) and started again', async () => {
     await ours.kill();
     await ours.start();
-    await waitFor('our gobgpd configured again', async () => (await client.getBgp()).asn === 64512, 30_000, 200);
-    await waitFor('sessions back', () => reconciler.status().peers.established === 2, 60_000, 200);
-    await waitFor('node2 learns our prefixes again', async () => (await learnedBy(node2, A)).length === 2, 30_000);
+    await pollUntil('our gobgpd configured again', async () => (await client.getBgp()).asn === 64512, { intervalMs: 200 });
+    await pollUntil('sessions back', () => reconciler.status().peers.established === 2, { timeoutMs: 60_000, intervalMs: 200 });
+    await pollUntil('node2 learns our prefixes again', async () => (await learnedBy(node2, A)).length === 2);
     expect(await learnedBy(node2, A)).to.deep.equal([`10.244.1.0/24 via ${A}`, `fd00:244:0:1::/64 via ${A6}`]);
-    await waitFor('learned table rebuilt', () => table().paths.has('10.244.2.0/24') && table().paths.has('10.244.7.0/24'), 30_000);
+    await pollUntil('learned table rebuilt', () => table().paths.has('10.244.2.0/24') && table().paths.has('10.244.7.0/24'));
     expect(table().paths.has('10.244.3.0/24')).to.equal(false);
   });
 });

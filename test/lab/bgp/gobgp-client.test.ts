@@ -3,7 +3,9 @@
 import { expect } from 'chai';
 import { GobgpClient, GobgpError } from '../../../src/bgp/gobgp-client.js';
 import type { BgpEvent, LearnedPath } from '../../../src/bgp/types.js';
-import { GobgpdFixture, createNetnsPair, waitFor, type GobgpdProcess, type NetnsPair } from './gobgpd-fixture.js';
+import { GobgpdFixture, createNetnsPair, type GobgpdProcess, type NetnsPair } from './gobgpd-fixture.js';
+import { pollUntil } from '../../poll.js';
+import { testLabName } from '../lab/leftovers.js';
 
 async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
@@ -65,7 +67,7 @@ describe('GobgpClient against a peerless gobgpd', function () {
   let client: GobgpClient;
 
   before(async () => {
-    fx = new GobgpdFixture('h1cl');
+    fx = new GobgpdFixture(testLabName('h1cl', 'cl'));
     g = await fx.spawn('solo');
     client = new GobgpClient({ target: g.target, callTimeoutMs: 5000 });
     client.start();
@@ -225,10 +227,10 @@ describe('GobgpClient against a peerless gobgpd', function () {
     client.on('connected', onUp);
     try {
       await g.kill();
-      await waitFor('disconnected', () => seen.includes('disconnected'), 10_000);
+      await pollUntil('disconnected', () => seen.includes('disconnected'), { timeoutMs: 10_000 });
       await expectGobgpError(client.getBgp(), 'UNAVAILABLE');
       await g.start();
-      await waitFor('reconnected', () => seen.includes('connected:true'), 20_000);
+      await pollUntil('reconnected', () => seen.includes('connected:true'), { timeoutMs: 20_000 });
       expect(seen).to.deep.equal(['disconnected', 'connected:true']);
       // gobgpd lost its state.
       expect((await client.getBgp()).asn).to.equal(0);
@@ -247,8 +249,8 @@ describe('GobgpClient with real BGP sessions (two netns, three gobgpd)', functio
   let c: GobgpClient;
 
   before(async () => {
-    fx = new GobgpdFixture('h1cs');
-    net = createNetnsPair('h1cs', 211);
+    fx = new GobgpdFixture(testLabName('h1cs', 'cs'));
+    net = createNetnsPair(testLabName('h1cs', 'cs'), 211);
     net.addAddress(net.b, '10.211.0.3/24');
     net.addAddress(net.b, 'fd00:211::3/64');
     const [ga, gb, gc] = [await fx.spawn('a', net.a), await fx.spawn('b', net.b), await fx.spawn('c', net.b)];
@@ -268,14 +270,14 @@ describe('GobgpClient with real BGP sessions (two netns, three gobgpd)', functio
   it('watches peers from INIT to ESTABLISHED and paths arriving from two peers (ECMP) and leaving', async () => {
     const watch = recordEvents(a, { peers: true, bestPaths: true, init: true, allPaths: true });
     try {
-      await waitFor('table-synced', () => watch.events.some((e) => e.kind === 'table-synced'));
+      await pollUntil('table-synced', () => watch.events.some((e) => e.kind === 'table-synced'));
       await a.addPeer({ address: '10.211.0.2', asn: 65002, connectRetry: 1, password: 'pw-b' });
       await a.addPeer({ address: '10.211.0.3', asn: 65003, connectRetry: 1, holdTime: 9, keepaliveInterval: 3 });
       await b.addPeer({ address: '10.211.0.1', asn: 65001, connectRetry: 1, password: 'pw-b' });
       await c.addPeer({ address: '10.211.0.1', asn: 65001, connectRetry: 1, holdTime: 9, keepaliveInterval: 3 });
       const established = (addr: string): boolean =>
         watch.events.some((e) => e.kind === 'peer' && e.address === addr && e.state === 'ESTABLISHED');
-      await waitFor('both sessions established', () => established('10.211.0.2') && established('10.211.0.3'), 60_000);
+      await pollUntil('both sessions established', () => established('10.211.0.2') && established('10.211.0.3'), { timeoutMs: 60_000 });
       const states = watch.events.filter((e) => e.kind === 'peer' && e.address === '10.211.0.2').map((e) => (e as { state: string }).state);
       expect(states).to.include.members(['OPENSENT', 'ESTABLISHED']);
       expect((await a.listPeers()).every((p) => p.state === 'ESTABLISHED' && p.establishedSince instanceof Date)).to.equal(true);
@@ -285,24 +287,24 @@ describe('GobgpClient with real BGP sessions (two netns, three gobgpd)', functio
       await b.addPath({ prefix: 'fd50::/64', nextHop: 'fd00:211::2' });
       await c.addPath({ prefix: 'fd50::/64', nextHop: 'fd00:211::3' });
       const hops = (prefix: string): string[] => (watch.table().get(prefix) ?? []).map((p) => p.nextHop).sort();
-      await waitFor('both v4 paths', () => hops('10.50.0.0/24').length === 2);
-      await waitFor('both v6 paths', () => hops('fd50::/64').length === 2);
+      await pollUntil('both v4 paths', () => hops('10.50.0.0/24').length === 2);
+      await pollUntil('both v6 paths', () => hops('fd50::/64').length === 2);
       expect(hops('10.50.0.0/24')).to.deep.equal(['10.211.0.2', '10.211.0.3']);
       expect(hops('fd50::/64')).to.deep.equal(['fd00:211::2', 'fd00:211::3']);
       const fromB = watch.table().get('10.50.0.0/24')!.find((p) => p.neighborIp === '10.211.0.2')!;
       expect(fromB).to.deep.include({ family: 'ipv4', asPath: [65002], origin: 'igp', isWithdraw: false });
 
       await b.deletePath('ipv4', ub4);
-      await waitFor('one v4 path left', () => hops('10.50.0.0/24').length === 1);
+      await pollUntil('one v4 path left', () => hops('10.50.0.0/24').length === 1);
       expect(hops('10.50.0.0/24')).to.deep.equal(['10.211.0.3']);
       await c.deletePathByPrefix({ prefix: '10.50.0.0/24', nextHop: '10.211.0.3' });
-      await waitFor('v4 prefix withdrawn', () => !watch.table().has('10.50.0.0/24'));
+      await pollUntil('v4 prefix withdrawn', () => !watch.table().has('10.50.0.0/24'));
       expect(watch.table().has('fd50::/64')).to.equal(true);
 
       // A fresh watch starts from the current table (init), multipath included.
       const second = recordEvents(a, { peers: false, bestPaths: true, init: true, allPaths: true });
       try {
-        await waitFor('second synced', () => second.events.some((e) => e.kind === 'table-synced'));
+        await pollUntil('second synced', () => second.events.some((e) => e.kind === 'table-synced'));
         expect((second.table().get('fd50::/64') ?? []).map((p) => p.nextHop).sort()).to.deep.equal(['fd00:211::2', 'fd00:211::3']);
         expect(second.table().has('10.50.0.0/24')).to.equal(false);
       } finally {
@@ -323,22 +325,21 @@ describe('GobgpClient with real BGP sessions (two netns, three gobgpd)', functio
     await a.addPath({ prefix: '10.60.1.0/24', nextHop: '10.211.0.1' });
     await a.addPath({ prefix: '10.60.2.0/24', nextHop: '10.211.0.1' });
     await a.addPath({ prefix: '10.60.3.0/24', nextHop: '10.211.0.1' });
-    await waitFor('b learns the exported prefix', async () => (await onB()).includes('10.60.1.0/24'));
+    await pollUntil('b learns the exported prefix', async () => (await onB()).includes('10.60.1.0/24'));
     // c received the same UPDATE stream later than b would: if 10.60.1 reached c, b has seen everything a sends.
-    await waitFor('c learns it too', async () =>
-      (await collect(c.listPaths({ family: 'ipv4', table: 'global' }))).some((p) => p.prefix === '10.60.1.0/24'),
-    );
+    await pollUntil('c learns it too', async () =>
+      (await collect(c.listPaths({ family: 'ipv4', table: 'global' }))).some((p) => p.prefix === '10.60.1.0/24'));
     expect(await onB()).to.deep.equal(['10.60.1.0/24']);
 
     // Widening the set and a soft reset out sends what is now accepted.
     await a.addDefinedSetEntries({ kind: 'prefix', name: 'ours4', prefixes: [{ prefix: '10.60.2.0/24', minLength: 24, maxLength: 24 }] });
     await a.softReset('all', { direction: 'out' });
-    await waitFor('b learns the second prefix', async () => (await onB()).includes('10.60.2.0/24'));
+    await pollUntil('b learns the second prefix', async () => (await onB()).includes('10.60.2.0/24'));
     expect(await onB()).to.deep.equal(['10.60.1.0/24', '10.60.2.0/24']);
   });
 
   it('refuses a watch for all paths when BGP runs without use_multiple_paths', async () => {
-    const fx2 = new GobgpdFixture('h1cm');
+    const fx2 = new GobgpdFixture(testLabName('h1cm', 'cm'));
     const g = await fx2.spawn('nomp');
     const cl = new GobgpClient({ target: g.target });
     try {

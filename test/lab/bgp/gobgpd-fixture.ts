@@ -4,29 +4,7 @@ import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, openSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-
-export async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined | false> | T | undefined | false,
-  timeoutMs = 30_000,
-  intervalMs = 100,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      lastError = err;
-    }
-    if (Date.now() > deadline) {
-      const why = lastError instanceof Error ? `: ${lastError.message}` : '';
-      throw new Error(`timed out waiting for ${what}${why}`);
-    }
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
+import { pollUntil } from '../../poll.js';
 
 export interface GobgpdProcess {
   readonly name: string;
@@ -63,7 +41,7 @@ export class GobgpdFixture {
       closeSync(fd);
       child = c;
       exited = new Promise((resolve) => c.once('exit', () => resolve()));
-      await waitFor(`gobgpd ${name} socket`, () => existsSync(socket) || (c.exitCode !== null ? undefined : false), 15_000, 50);
+      await pollUntil(`gobgpd ${name} socket`, () => existsSync(socket) || (c.exitCode !== null ? undefined : false), { timeoutMs: 15_000, intervalMs: 50 });
     };
     const proc: GobgpdProcess = {
       name,

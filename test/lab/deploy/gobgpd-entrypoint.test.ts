@@ -9,6 +9,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { findProjectRoot } from '../../../src/bgp/gobgp-proto.js';
+import { pollUntil } from '../../poll.js';
 
 const execFileAsync = promisify(execFile);
 const ENTRYPOINT = path.join(findProjectRoot(import.meta.url), 'deploy/images/scripts/gobgpd-entrypoint.sh');
@@ -37,14 +38,6 @@ async function gobgpAnswers(target: string): Promise<boolean> {
   }
 }
 
-async function waitFor(what: string, check: () => Promise<boolean> | boolean, deadlineMs = 20_000): Promise<void> {
-  const deadline = Date.now() + deadlineMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 describe('deploy: gobgpd-entrypoint.sh with the real gobgpd', function () {
   this.timeout(90_000);
   let dir = '';
@@ -66,7 +59,7 @@ describe('deploy: gobgpd-entrypoint.sh with the real gobgpd', function () {
 
     const first = start('/bin/sh', [ENTRYPOINT, ...args]);
     started.push(first);
-    await waitFor('gobgpd to answer', () => gobgpAnswers(target));
+    await pollUntil('gobgpd to answer', () => gobgpAnswers(target), { timeoutMs: 20_000 });
     // The entrypoint exec's gobgpd: the shell's PID is gobgpd's.
     first.child.kill('SIGKILL');
     await first.exited;
@@ -80,7 +73,7 @@ describe('deploy: gobgpd-entrypoint.sh with the real gobgpd', function () {
 
     const second = start('/bin/sh', [ENTRYPOINT, ...args]);
     started.push(second);
-    await waitFor('gobgpd started by the entrypoint to answer', () => gobgpAnswers(target));
+    await pollUntil('gobgpd started by the entrypoint to answer', () => gobgpAnswers(target), { timeoutMs: 20_000 });
     expect(second.output()).to.contain(`removed stale socket ${socket}`);
 
     second.child.kill('SIGTERM');

@@ -14,8 +14,10 @@ import { cleanupLabPods, containerIdFor, netnsMounted, podPidPath } from '../../
 import { labPaths } from '../../../src/lab/paths.js';
 import { closeProbeConnections, parsePodReply, probe, probeMany, type ProbeJob } from '../../../src/lab/probe.js';
 import { gatewayOf, renderCniConflist } from '../../../src/node/cni.js';
+import { pollUntil } from '../../poll.js';
+import { testLabName } from '../lab/leftovers.js';
 
-const LAB = 'h4k';
+const LAB = testLabName('h4k', 'kl');
 const NODE = 'n1';
 const paths = labPaths(LAB);
 const NODE_NETNS = paths.netns(NODE);
@@ -25,21 +27,6 @@ const KUBELET_MAIN = fileURLToPath(new URL('../../../src/lab/kubelet/main.js', i
 
 function sh(cmd: string, args: string[]): string {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-async function waitFor<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ''}`);
 }
 
 function inCidr(ip: string, cidr: string): boolean {
@@ -117,7 +104,7 @@ describe('lab kubelet (real CNI plugins, node netns, lab API server)', function 
   }
 
   const running = (name: string): Promise<PodStatusView> =>
-    waitFor(`pod x/${name} Running with IPs`, () => {
+    pollUntil(`pod x/${name} Running with IPs`, () => {
       const s = podStatus(name);
       return s.phase === 'Running' && (s.podIPs?.length ?? 0) > 0 ? s : undefined;
     });
@@ -182,10 +169,10 @@ describe('lab kubelet (real CNI plugins, node netns, lab API server)', function 
 
   it('waits for a CNI configuration list, then realizes pods with IPs from the podCIDRs (bridge + host-local)', async () => {
     startKubelet();
-    await waitFor('the kubelet relay and probe socket', () => fs.existsSync(nodeProbeSocket(LAB, NODE)) && fs.existsSync(paths.nodeKubeconfig(NODE)));
+    await pollUntil('the kubelet relay and probe socket', () => fs.existsSync(nodeProbeSocket(LAB, NODE)) && fs.existsSync(paths.nodeKubeconfig(NODE)));
     expect(fs.readFileSync(paths.nodeKubeconfig(NODE), 'utf8')).to.contain('server: http://127.0.0.1:6443');
     api!.create(podObject('a', SERVE_80_81));
-    await waitFor('the kubelet to wait for a conflist', () => kubeletLog.includes('waiting for a CNI configuration list'));
+    await pollUntil('the kubelet to wait for a conflist', () => kubeletLog.includes('waiting for a CNI configuration list'));
     expect(netnsMounted(paths.podNetns('x', 'a'))).to.equal(false);
 
     fs.mkdirSync(paths.cniConfDir(NODE), { recursive: true });
@@ -269,7 +256,7 @@ describe('lab kubelet (real CNI plugins, node netns, lab API server)', function 
   it('skips a pod with a protocol it cannot serve with a clear warning, and serves the rest', async () => {
     api!.create(podObject('s', [{ containerPort: 80, protocol: 'TCP' }, { containerPort: 9, protocol: 'SCTP' }]));
     await running('s');
-    await waitFor('the SCTP warning', () => kubeletLog.includes('spec.containers[0].ports[1].protocol: SCTP'));
+    await pollUntil('the SCTP warning', () => kubeletLog.includes('spec.containers[0].ports[1].protocol: SCTP'));
     const r = await probe(nodeProbeSocket(LAB, NODE), { target: podIPs('s')[0]!, port: 80, protocol: 'tcp' });
     expect(parsePodReply(r.reply ?? '')?.identity).to.equal('x/s');
   });
@@ -278,13 +265,13 @@ describe('lab kubelet (real CNI plugins, node netns, lab API server)', function 
     const before = serverPid('b');
     const ips = podIPs('b');
     process.kill(before, 'SIGKILL');
-    const after = await waitFor('a new server for x/b', () => {
+    const after = await pollUntil('a new server for x/b', () => {
       const pid = serverPid('b');
       return pid !== before && alive(pid) ? pid : undefined;
     });
     expect(after).to.not.equal(before);
     expect(podIPs('b')).to.deep.equal(ips);
-    const r = await waitFor('x/b answering', async () => {
+    const r = await pollUntil('x/b answering', async () => {
       const res = await probe(nodeProbeSocket(LAB, NODE), { target: ips[0]!, port: 81, protocol: 'udp' });
       return res.ok ? res : undefined;
     });
@@ -299,7 +286,7 @@ describe('lab kubelet (real CNI plugins, node netns, lab API server)', function 
     // Pods outlive the kubelet.
     expect(alive(pidA)).to.equal(true);
     startKubelet();
-    await waitFor('the restarted kubelet to sync', () => kubeletLog.includes('pod watch synced'));
+    await pollUntil('the restarted kubelet to sync', () => kubeletLog.includes('pod watch synced'));
     api!.create(podObject('c', SERVE_80_81));
     await running('c');
     expect(serverPid('a')).to.equal(pidA);
@@ -317,8 +304,8 @@ describe('lab kubelet (real CNI plugins, node netns, lab API server)', function 
     const ips = podIPs('a');
     api!.delete('Pod', 'x', 'a');
     // The pid file goes last, after the netns (the server removes its own socket as it stops): wait for all of it.
-    await waitFor('x/a torn down', () => !netnsMounted(paths.podNetns('x', 'a')) && !alive(pid) && !fs.existsSync(paths.podSocket('x', 'a')) && !fs.existsSync(podPidPath(paths, 'x', 'a')));
-    await waitFor('x/a IPAM released', () => ips.every((ip) => !ipamFiles().includes(ip)));
+    await pollUntil('x/a torn down', () => !netnsMounted(paths.podNetns('x', 'a')) && !alive(pid) && !fs.existsSync(paths.podSocket('x', 'a')) && !fs.existsSync(podPidPath(paths, 'x', 'a')));
+    await pollUntil('x/a IPAM released', () => ips.every((ip) => !ipamFiles().includes(ip)));
     // Its neighbours are untouched.
     const r = await probe(nodeProbeSocket(LAB, NODE), { target: podIPs('b')[0]!, port: 80, protocol: 'tcp' });
     expect(parsePodReply(r.reply ?? '')?.identity).to.equal('x/b');
@@ -328,10 +315,10 @@ describe('lab kubelet (real CNI plugins, node netns, lab API server)', function 
     const pidB = serverPid('b');
     await api!.close();
     api = undefined;
-    await waitFor('the kubelet to notice', () => kubeletLog.includes('pod watch interrupted'));
+    await pollUntil('the kubelet to notice', () => kubeletLog.includes('pod watch interrupted'));
     // Several reconcile periods (resync 1 s) pass while the API is down: the pods stay.
     const interruptions = (): number => kubeletLog.split('pod watch interrupted').length - 1;
-    await waitFor('a few failed reconnects', () => interruptions() >= 3);
+    await pollUntil('a few failed reconnects', () => interruptions() >= 3);
     expect(alive(pidB)).to.equal(true);
     expect(netnsMounted(paths.podNetns('x', 'b'))).to.equal(true);
     await startApi();
@@ -349,7 +336,7 @@ describe('lab kubelet (real CNI plugins, node netns, lab API server)', function 
     api!.delete('Pod', 'x', 'c');
     expect(alive(pidC)).to.equal(true);
     startKubelet();
-    await waitFor('x/c torn down', () => !netnsMounted(paths.podNetns('x', 'c')) && !alive(pidC) && ipsC.every((ip) => !ipamFiles().includes(ip)));
+    await pollUntil('x/c torn down', () => !netnsMounted(paths.podNetns('x', 'c')) && !alive(pidC) && ipsC.every((ip) => !ipamFiles().includes(ip)));
     expect(kubeletLog).to.contain('no longer bound to this node');
     expect(alive(serverPid('b'))).to.equal(true);
   });
@@ -367,7 +354,7 @@ describe('lab kubelet (real CNI plugins, node netns, lab API server)', function 
     const identities = results.map((r) => parsePodReply(r.reply ?? '')?.identity);
     expect(identities).to.deep.equal(names.flatMap((name) => Array<string>(4).fill(`x/${name}`)));
     for (const name of names) api!.delete('Pod', 'x', name);
-    await waitFor('the burst torn down', () => names.every((n) => !netnsMounted(paths.podNetns('x', n))) && all.every((ip) => !ipamFiles().includes(ip)));
+    await pollUntil('the burst torn down', () => names.every((n) => !netnsMounted(paths.podNetns('x', n))) && all.every((ip) => !ipamFiles().includes(ip)));
     // No step needed a retry: concurrent CNI ADD/DEL on one bridge and one IPAM dir went through cleanly.
     expect(kubeletLog.split('\n').filter((l) => l.includes('"level":"error"'))).to.deep.equal([]);
   });

@@ -3,9 +3,11 @@ import { expect } from 'chai';
 import { spawn, execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import path from 'node:path';
-import { CLI_MAIN, labDown } from '../../../src/lab/lab.js';
+import { CLI_MAIN } from '../../../src/lab/daemons.js';
+import { labDown } from '../../../src/lab/down.js';
 import { readLabState } from '../../../src/lab/state.js';
-import { leftovers, NOTHING, repoRoot, testLabName, until } from './leftovers.js';
+import { leftovers, NOTHING, repoRoot, testLabName } from './leftovers.js';
+import { pollUntil } from '../../poll.js';
 
 const LAB = testLabName('h3k', 'k');
 
@@ -22,10 +24,10 @@ describe('lab: crash mid-up', function () {
       stdio: 'ignore',
     });
     // Kill it once routers and node daemons run but before the lab is up.
-    const state = await until('gobgpd and FRR recorded', 60_000, () => {
+    const state = await pollUntil('gobgpd and FRR recorded', () => {
       const s = readLabState(LAB);
       return s !== undefined && s.processes.some((p) => p.name.startsWith('gobgpd/')) && s.frrPathspaces.length > 0 ? s : undefined;
-    });
+    }, { timeoutMs: 60_000 });
     up.kill('SIGKILL');
     await new Promise((resolve) => up.once('exit', resolve));
     expect(readLabState(LAB)?.phase).to.equal('building');

@@ -67,12 +67,3 @@ export function leftovers(lab: string, pids: number[] = []): Leftovers {
 
 export const NOTHING: Leftovers = { netns: [], processes: [], frrDirs: [], files: false, mounts: [] };
 
-export async function until<T>(what: string, timeoutMs: number, fn: () => T | undefined | Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}

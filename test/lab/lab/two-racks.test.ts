@@ -7,13 +7,17 @@ import { GobgpClient } from '../../../src/bgp/gobgp-client.js';
 import { nodeProbeSocket } from '../../../src/lab/kubelet/kubelet.js';
 import { bgpSummary, frrFiles } from '../../../src/lab/frr.js';
 import { hostRoutes } from '../../../src/lab/netns.js';
-import { labDown, labExec, labStatus, labUp, type LabStatusReport } from '../../../src/lab/lab.js';
+import { labDown } from '../../../src/lab/down.js';
+import { labExec } from '../../../src/lab/exec.js';
+import { labStatus, type LabStatusReport } from '../../../src/lab/status.js';
+import { labUp } from '../../../src/lab/up.js';
 import { runMatrix } from '../../../src/lab/matrix.js';
 import { labPaths } from '../../../src/lab/paths.js';
 import { closeProbeConnections, parsePodReply, probe } from '../../../src/lab/probe.js';
 import { readLabState } from '../../../src/lab/state.js';
 import { cidrContainsAddress, cidrsOverlap, parseTopology, planLayout } from '../../../src/lab/topology.js';
-import { leftovers, NOTHING, repoRoot, testLabName, until } from './leftovers.js';
+import { leftovers, NOTHING, repoRoot, testLabName } from './leftovers.js';
+import { pollUntil } from '../../poll.js';
 
 const LAB = testLabName('h3t', 't');
 const topologyFile = path.join(repoRoot(), 'topologies', 'two-racks.yaml');
@@ -150,10 +154,10 @@ describe('lab: two-racks in network namespaces', function () {
     const spineFib = (family: '-4' | '-6'): { dst: string; gateway?: string; nexthops?: unknown[] }[] =>
       JSON.parse(execFileSync('ip', ['-n', labPaths(LAB).netns('spine1'), '-j', family, 'route'], { encoding: 'utf8' })) as { dst: string }[];
     const wanted = topology.nodes.flatMap((n) => n.podCIDRs);
-    await until('every podCIDR in the spine FIB', 60_000, () => {
+    await pollUntil('every podCIDR in the spine FIB', () => {
       const fib = [...spineFib('-4'), ...spineFib('-6')].map((r) => r.dst);
       return wanted.every((cidr) => fib.includes(cidr)) ? true : undefined;
-    });
+    }, { timeoutMs: 60_000 });
     // Rack 1's podCIDRs go towards tor1 (10.255.1.1), rack 2's towards tor2.
     expect(spineFib('-4').find((r) => r.dst === '10.244.1.0/24')?.gateway).to.equal('10.255.1.1');
     expect(spineFib('-4').find((r) => r.dst === '10.244.3.0/24')?.gateway).to.equal('10.255.1.3');

@@ -11,7 +11,8 @@ import { MasqueradeReconciler } from '../../../src/nat/masquerade.js';
 import { MASQ_CHAIN, MASQ_JUMP_COMMENT, type MasqueradeConfig } from '../../../src/nat/masquerade-plan.js';
 import { createLogger } from '../../../src/observe/log.js';
 import { testLabName } from '../lab/leftovers.js';
-import { createNetns, deleteNetns, inNs, pollUntil, ProcessGroup, sh } from './netns.js';
+import { createNetns, deleteNetns, inNs, ProcessGroup, sh } from './netns.js';
+import { pollUntil } from '../../poll.js';
 
 // PODROUTE_TEST_LAB_PREFIX (engineers running lab tests side by side) replaces the h6 of the names.
 const NS_PREFIX = testLabName('h6', '');
@@ -158,7 +159,20 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
   this.timeout(180_000);
   const servers = new ProcessGroup();
   const abort = new AbortController();
-  let reconciler: MasqueradeReconciler | undefined;
+  let shared: MasqueradeReconciler | undefined;
+
+  /**
+   * The reconciler the tests share, started by the first test that needs it, with a foreign rule appended after
+   * its jump: each test sets up what it needs, so any of them can run alone (mocha --grep).
+   */
+  async function running(): Promise<MasqueradeReconciler> {
+    if (shared === undefined) {
+      shared = new MasqueradeReconciler({ ...CONFIG, logger: captureLogs().logger, run: netnsRunner(NODE), resyncIntervalMs: 300 });
+      await shared.start(abort.signal);
+      await addForeign(FOREIGN.after);
+    }
+    return shared;
+  }
 
   before(async () => {
     await buildTopology();
@@ -188,11 +202,8 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
   });
 
   it('start: pod traffic leaving the cluster is SNATed to the node; to pods, nodes and non-masquerade ranges it is not', async () => {
-    const { logger } = captureLogs();
-    reconciler = new MasqueradeReconciler({ ...CONFIG, logger, run: netnsRunner(NODE), resyncIntervalMs: 300 });
-    await reconciler.start(abort.signal);
+    const reconciler = await running();
     expect(reconciler.status()).to.include({ inSync: true, failures: 0 });
-    await addForeign(FOREIGN.after);
     for (const family of ['v4', 'v6'] as const) {
       const f = FAMILIES[family];
       for (const proto of ['tcp', 'udp'] as const) {
@@ -211,7 +222,7 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
   });
 
   it('a resync and a second start with nothing changed rewrite nothing', async () => {
-    if (reconciler === undefined) throw new Error('no reconciler');
+    const reconciler = await running();
     const before = await kernelFingerprint();
     const resync = await reconciler.sync();
     expect(resync.changed).to.equal(false);
@@ -227,6 +238,7 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
   });
 
   it('the periodic resync repairs drift: deleted jump, flushed chain, edited set, duplicate jump', async () => {
+    await running();
     for (const family of ['v4', 'v6'] as const) {
       const ipt = FAMILIES[family].iptables;
       await inNs(NODE, [ipt, '-t', 'nat', '-D', 'POSTROUTING', '-m', 'comment', '--comment', MASQ_JUMP_COMMENT, '-j', MASQ_CHAIN]);
@@ -245,7 +257,7 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
       if (!sets.includes('add podroute-nomasq-v4 198.51.100.0/24')) return undefined;
       if (sets.includes('add podroute-cluster-v6 2001:db8:1::/64')) return undefined;
       return true;
-    });
+    }, { timeoutMs: 15_000 });
     for (const family of ['v4', 'v6'] as const) {
       const f = FAMILIES[family];
       expect(await seenFrom('tcp', f.external)).to.equal(canonical(f.node));
@@ -255,6 +267,7 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
   });
 
   it('a rule another program inserts above our jump (accepting pod traffic) is overtaken: ours goes back on top', async () => {
+    await running();
     const accept = (family: 'v4' | 'v6', op: '-I' | '-D'): string[] => [
       FAMILIES[family].iptables, '-t', 'nat', op, 'POSTROUTING', ...(op === '-I' ? ['1'] : []), '-s', FAMILIES[family].pod, '-j', 'ACCEPT',
     ];
@@ -265,7 +278,7 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
         if (first?.includes(MASQ_JUMP_COMMENT) !== true) return undefined;
       }
       return true;
-    });
+    }, { timeoutMs: 15_000 });
     for (const family of ['v4', 'v6'] as const) {
       const f = FAMILIES[family];
       expect(await seenFrom('tcp', f.external), `${family} external`).to.equal(canonical(f.node));
@@ -276,40 +289,36 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
   });
 
   it('setDesired: a new non-masquerade CIDR takes effect without touching the chain', async () => {
-    if (reconciler === undefined) throw new Error('no reconciler');
+    const reconciler = await running();
     const ourChain = async () =>
       (await inNs(NODE, ['nft', '-a', 'list', 'chain', 'ip', 'nat', MASQ_CHAIN])).replace(/packets \d+ bytes \d+/g, '');
     const chainBefore = await ourChain();
     reconciler.setDesired({ ...CONFIG, nonMasqueradeCIDRs: [...(CONFIG.nonMasqueradeCIDRs ?? []), '192.0.2.2/32'] });
     await pollUntil('192.0.2.2 not masqueraded', async () =>
-      (await seenFrom('tcp', FAMILIES.v4.external)) === FAMILIES.v4.pod ? true : undefined,
-    );
+      (await seenFrom('tcp', FAMILIES.v4.external)) === FAMILIES.v4.pod ? true : undefined, { timeoutMs: 15_000 });
     expect(await ourChain()).to.equal(chainBefore);
     expect(await seenFrom('tcp', FAMILIES.v6.external)).to.equal(canonical(FAMILIES.v6.node));
     reconciler.setDesired(CONFIG);
     await pollUntil('192.0.2.2 masqueraded again', async () =>
-      (await seenFrom('udp', FAMILIES.v4.external)) === FAMILIES.v4.node ? true : undefined,
-    );
+      (await seenFrom('udp', FAMILIES.v4.external)) === FAMILIES.v4.node ? true : undefined, { timeoutMs: 15_000 });
   });
 
   it('setDesired: a single-stack config removes the other family only', async () => {
-    if (reconciler === undefined) throw new Error('no reconciler');
+    const reconciler = await running();
     reconciler.setDesired({ clusterRanges: ['10.244.0.0/16'], nodeAddresses: ['192.0.2.3'], nonMasqueradeCIDRs: ['198.51.100.0/24'] });
     await pollUntil('v6 masquerade gone', async () =>
-      (await seenFrom('tcp', FAMILIES.v6.external)) === canonical(FAMILIES.v6.pod) ? true : undefined,
-    );
+      (await seenFrom('tcp', FAMILIES.v6.external)) === canonical(FAMILIES.v6.pod) ? true : undefined, { timeoutMs: 15_000 });
     expect((await postrouting('v6')).some((r) => r.includes(MASQ_JUMP_COMMENT))).to.equal(false);
     expect(await inNs(NODE, ['ipset', 'list', '-n'])).to.not.contain('podroute-cluster-v6');
     expect(await seenFrom('tcp', FAMILIES.v4.external)).to.equal(FAMILIES.v4.node);
     reconciler.setDesired(CONFIG);
     await pollUntil('v6 masquerade back', async () =>
-      (await seenFrom('tcp', FAMILIES.v6.external)) === canonical(FAMILIES.v6.node) ? true : undefined,
-    );
+      (await seenFrom('tcp', FAMILIES.v6.external)) === canonical(FAMILIES.v6.node) ? true : undefined, { timeoutMs: 15_000 });
     await foreignIntact();
   });
 
   it('remove(): everything of ours is gone, everything foreign stays, nothing is masqueraded', async () => {
-    if (reconciler === undefined) throw new Error('no reconciler');
+    const reconciler = await running();
     const result = await reconciler.remove();
     expect(result.changed).to.equal(true);
     for (const family of ['v4', 'v6'] as const) {
@@ -351,7 +360,7 @@ describe('lab: masquerade restore failures are logged with their input and retri
     });
     let started = false;
     const start = reconciler.start(abort.signal).then(() => (started = true));
-    await pollUntil('a logged failure', () => Promise.resolve(reconciler.status().failures > 0 ? true : undefined));
+    await pollUntil('a logged failure', () => Promise.resolve(reconciler.status().failures > 0 ? true : undefined), { timeoutMs: 15_000 });
     expect(started).to.equal(false);
     expect(reconciler.status().lastError?.code).to.equal('NAT_COMMAND_FAILED');
     const failure = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.message === 'ipset failed');

@@ -79,26 +79,3 @@ export class ProcessGroup {
   }
 }
 
-/** Polls `check` until it returns a value other than undefined, or throws with the last failure at the deadline. */
-export async function pollUntil<T>(
-  what: string,
-  check: () => Promise<T | undefined>,
-  timeoutMs = 15_000,
-  intervalMs = 100,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-      last = 'condition not met';
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}: ${last instanceof Error ? last.message : String(last)}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
-}

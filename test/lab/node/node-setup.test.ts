@@ -7,11 +7,14 @@ import { expect } from 'chai';
 import { execa } from 'execa';
 import { writeCniConfig } from '../../../src/node/cni.js';
 import { nodeSysctls, sysctlPath } from '../../../src/node/sysctl.js';
-import { createNetns, deleteNetns, inNs, pollUntil, ProcessGroup } from '../nat/netns.js';
+import { createNetns, deleteNetns, inNs, ProcessGroup } from '../nat/netns.js';
+import { pollUntil } from '../../poll.js';
+import { testLabName } from '../lab/leftovers.js';
 
-const NODE_A = 'h6node-a';
-const NODE_B = 'h6node-b';
-const POD = 'h6node-pod';
+const NS_PREFIX = testLabName('h6node', 'node');
+const NODE_A = `${NS_PREFIX}-a`;
+const NODE_B = `${NS_PREFIX}-b`;
+const POD = `${NS_PREFIX}-pod`;
 const APPLY = fileURLToPath(new URL('./apply-sysctls.js', import.meta.url));
 const ECHO = fileURLToPath(new URL('../nat/peer-echo.js', import.meta.url));
 const KEYS = nodeSysctls().map((s) => s.key);
@@ -151,14 +154,13 @@ describe('lab: the CNI conflist works with the real bridge, host-local and portm
       await pollUntil(`pod pings ${gateway}`, async () => {
         await inNs(POD, ['ping', '-c', '1', '-W', '1', gateway]);
         return true;
-      });
+      }, { timeoutMs: 15_000 });
     }
 
     // portmap: the node's hostPort reaches the pod's containerPort.
     await servers.start(['ip', 'netns', 'exec', POD, 'node', ECHO, 'serve', '8080', '10.244.1.2'], 'ready');
     const seen = await pollUntil('hostPort answers', async () =>
-      (await inNs(NODE_A, ['node', ECHO, 'probe', 'tcp', '10.244.1.1', '18080'])).trim(),
-    );
+      (await inNs(NODE_A, ['node', ECHO, 'probe', 'tcp', '10.244.1.1', '18080'])).trim(), { timeoutMs: 15_000 });
     expect(seen).to.equal('10.244.1.1');
     await servers.stopAll();
 

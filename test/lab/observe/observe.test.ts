@@ -13,7 +13,9 @@ import { GobgpClient } from '../../../src/bgp/gobgp-client.js';
 import { AgentObserver } from '../../../src/observe/agent-observer.js';
 import { createLogger } from '../../../src/observe/log.js';
 import type { AgentStatusReport, StatusView } from '../../../src/observe/status.js';
-import { GobgpdFixture, createNetnsPair, waitFor, type GobgpdProcess, type NetnsPair } from '../bgp/gobgpd-fixture.js';
+import { GobgpdFixture, createNetnsPair, type GobgpdProcess, type NetnsPair } from '../bgp/gobgpd-fixture.js';
+import { pollUntil } from '../../poll.js';
+import { testLabName } from '../lab/leftovers.js';
 
 const run = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -79,8 +81,8 @@ describe('observe endpoints and podroute status against real gobgpd', function (
   };
 
   before(async () => {
-    fx = new GobgpdFixture('h9ob');
-    net = createNetnsPair('h9ob', 229);
+    fx = new GobgpdFixture(testLabName('h9ob', 'ob'));
+    net = createNetnsPair(testLabName('h9ob', 'ob'), 229);
     ours = await fx.spawn('ours', net.a);
     const n2 = await fx.spawn('node2', net.b);
     client = new GobgpClient({ target: ours.target, reconnectBackoffMs: { initial: 100, max: 500 } });
@@ -115,16 +117,13 @@ describe('observe endpoints and podroute status against real gobgpd', function (
   });
 
   it('/status shows the node peer Established with its counts and the ToR peer not established', async () => {
-    const report = await waitFor(
+    const report = await pollUntil(
       'node2 established with its prefixes counted',
       async () => {
         const r = JSON.parse((await get(port, '/status')).body) as AgentStatusReport;
         const p = r.peers.find((x) => x.address === NODE2);
         return p?.state === 'ESTABLISHED' && p.received === 2 && p.advertised === 1 ? r : undefined;
-      },
-      60_000,
-      200,
-    );
+      }, { timeoutMs: 60_000, intervalMs: 200 });
     expect(report.gobgpd).to.deep.equal({ target: ours.target, reachable: true, error: null });
     const [n2, tor] = report.peers;
     expect(n2).to.include({ address: NODE2, asn: 64512, type: 'node', description: 'node:n2', state: 'ESTABLISHED', received: 2, accepted: 1, advertised: 1 });
@@ -138,7 +137,7 @@ describe('observe endpoints and podroute status against real gobgpd', function (
   });
 
   it('/readyz is 200 and /metrics has the per-peer gauges', async () => {
-    await waitFor('ready', async () => (await get(port, '/readyz')).status === 200, 30_000, 200);
+    await pollUntil('ready', async () => (await get(port, '/readyz')).status === 200, { intervalMs: 200 });
     const metrics = (await get(port, '/metrics')).body;
     expect(sample(metrics, `podroute_bgp_peer_established${node2Series}`)).to.equal(1);
     expect(sample(metrics, `podroute_bgp_peer_established${torSeries}`)).to.equal(0);
@@ -198,15 +197,12 @@ describe('observe endpoints and podroute status against real gobgpd', function (
 
   it('killing gobgpd flips /readyz to 503 and the peer metric to 0; both recover when it is back', async () => {
     await ours.kill();
-    const notReady = await waitFor(
+    const notReady = await pollUntil(
       'readyz 503',
       async () => {
         const a = await get(port, '/readyz');
         return a.status === 503 ? (JSON.parse(a.body) as { reasons: string[] }) : undefined;
-      },
-      30_000,
-      100,
-    );
+      });
     expect(notReady.reasons.some((r) => r.startsWith(`gobgpd not reachable at ${ours.target}`))).to.equal(true, notReady.reasons.join('; '));
     const down = (await get(port, '/metrics')).body;
     expect(sample(down, `podroute_bgp_peer_established${node2Series}`)).to.equal(0);
@@ -220,13 +216,10 @@ describe('observe endpoints and podroute status against real gobgpd', function (
     expect(cli.stdout).to.include('NOT READY').and.include(`gobgpd ${ours.target}: NOT REACHABLE`);
 
     await ours.start();
-    await waitFor(
+    await pollUntil(
       'node2 established again in the metrics',
-      async () => sample((await get(port, '/metrics')).body, `podroute_bgp_peer_established${node2Series}`) === 1,
-      90_000,
-      200,
-    );
-    await waitFor('ready again', async () => (await get(port, '/readyz')).status === 200, 30_000, 200);
+      async () => sample((await get(port, '/metrics')).body, `podroute_bgp_peer_established${node2Series}`) === 1, { timeoutMs: 90_000, intervalMs: 200 });
+    await pollUntil('ready again', async () => (await get(port, '/readyz')).status === 200, { intervalMs: 200 });
     const up = (await get(port, '/metrics')).body;
     expect(sample(up, 'podroute_gobgpd_up')).to.equal(1);
     expect(sample(up, 'podroute_gobgpd_reconnects_total')).to.equal(1);

@@ -10,6 +10,7 @@ import { IptablesPolicyApplier, netnsRunner, type CommandRunner, type RunOptions
 import { planPolicyChanges, type PolicyPlan } from '../../../src/policy/plan.js';
 import { e2eWorld } from '../../unit/policy/world.js';
 import { testLabName } from '../lab/leftovers.js';
+import { pollUntil } from '../../poll.js';
 
 const BASE = testLabName('h23apply', 'apply');
 const NETNS = `${BASE}-${process.pid}`;
@@ -51,12 +52,11 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
     expect(await chains(6)).to.deep.equal(['-N PRPOL-B']);
     expect(Date.now() - before).to.be.lessThan(5_000);
     // The restores held open until both were in end right after: nothing of ours is left running in the namespace.
-    const deadline = Date.now() + 5_000;
-    let pids = '';
-    do {
-      pids = (await execa('ip', ['netns', 'pids', NETNS])).stdout.trim();
-    } while (pids !== '' && Date.now() < deadline && (await new Promise((r) => setTimeout(r, 50)), true));
-    expect(pids, 'processes left in the namespace').to.equal('');
+    await pollUntil('no process left in the namespace', async () => {
+      const pids = (await execa('ip', ['netns', 'pids', NETNS])).stdout.trim();
+      if (pids !== '') throw new Error(`still running: ${pids.split('\n').join(', ')}`);
+      return true;
+    }, { timeoutMs: 5_000, intervalMs: 50 });
   });
 
   it('reports a transaction the kernel refuses as refused, naming the family, and leaves that family as it was', async () => {

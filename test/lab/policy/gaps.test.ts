@@ -15,6 +15,7 @@ import type { ClusterState } from '../../../src/policy/types.js';
 import { createLogger } from '../../../src/observe/log.js';
 import { testLabName } from '../lab/leftovers.js';
 import { buildPolicyLab, type LabPod, type PolicyLab } from './policy-lab.js';
+import { pollUntil } from '../../poll.js';
 
 const PREFIX = testLabName('h22gap', 'gap');
 
@@ -23,11 +24,10 @@ function policy(ns: string, name: string, spec: NetworkPolicy['spec']): NetworkP
 }
 
 async function waitApplied(r: PolicyReconciler, generation: number, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (r.status().appliedGeneration < generation) {
-    if (Date.now() > deadline) throw new Error(`generation ${generation} not applied: ${JSON.stringify(r.status())}`);
-    await new Promise((res) => setTimeout(res, 20));
-  }
+  await pollUntil(`generation ${generation} applied`, () => {
+    if (r.status().appliedGeneration < generation) throw new Error(JSON.stringify(r.status()));
+    return true;
+  }, { timeoutMs: ms, intervalMs: 20 });
 }
 
 describe('policy reconciler: stale memory and pods without an IP yet (real iptables/ipset)', function () {

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { Namespace, Pod } from '../../../src/kube/wire.js';
 import type { PolicyNode } from '../../../src/policy/types.js';
 import { probeMany, type ProbeJob } from '../../../src/lab/probe.js';
+import { pollUntil } from '../../poll.js';
 
 const PODSERVER = fileURLToPath(new URL('../../../src/lab/podserver.js', import.meta.url));
 export const PORTS = [80, 81];
@@ -44,14 +45,6 @@ async function sh(args: string[], input?: string): Promise<string> {
 
 async function batch(netns: string, lines: string[]): Promise<void> {
   await sh(['ip', '-n', netns, '-batch', '-'], lines.join('\n') + '\n');
-}
-
-async function waitFor(check: () => boolean, what: string, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 export async function buildPolicyLab(prefix: string): Promise<PolicyLab> {
@@ -144,21 +137,19 @@ export async function buildPolicyLab(prefix: string): Promise<PolicyLab> {
     const nodeControl = path.join(dir, 'node.sock');
     serve(nodeNetns, 'node/n1', nodeControl);
     for (const p of pods) serve(p.netns, `${p.ns}/${p.name}`, p.control);
-    for (const c of [nodeControl, ...pods.map((p) => p.control)]) await waitFor(() => fs.existsSync(c), `control socket ${c}`);
+    for (const c of [nodeControl, ...pods.map((p) => p.control)]) await pollUntil(`control socket ${c}`, () => fs.existsSync(c), { timeoutMs: 15_000, intervalMs: 50 });
     // Connectivity before any policy: the node reaches every pod and the remote pod reaches the local ones.
     const checks: ProbeJob[] = [];
     for (const p of pods) {
       for (const target of [p.v4, p.v6]) checks.push({ from: nodeControl, target, port: 80, protocol: 'tcp', timeoutMs: 500 });
       if (p.node === 'n1') for (const target of [p.v4, p.v6]) checks.push({ from: path.join(dir, 'z_c.sock'), target, port: 80, protocol: 'tcp', timeoutMs: 500 });
     }
-    const deadline = Date.now() + 20_000;
-    for (;;) {
+    await pollUntil('the lab connected', async () => {
       const results = await probeMany(checks);
       const failed = checks.filter((_, i) => results[i]?.ok !== true);
-      if (failed.length === 0) break;
-      if (Date.now() > deadline) throw new Error(`lab not connected: ${failed.map((f) => `${f.from} -> ${f.target}`).join(', ')}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
+      if (failed.length > 0) throw new Error(`not connected: ${failed.map((f) => `${f.from} -> ${f.target}`).join(', ')}`);
+      return true;
+    }, { timeoutMs: 20_000, intervalMs: 200 });
 
     const namespaces: Namespace[] = ['x', 'y', 'z'].map((n) => ({ metadata: { name: n, labels: { ns: n } } }));
     return {

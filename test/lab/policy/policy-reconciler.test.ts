@@ -14,8 +14,10 @@ import { PolicyReconciler } from '../../../src/policy/policy-reconciler.js';
 import type { ClusterState, IpFamily, Protocol } from '../../../src/policy/types.js';
 import { createLogger } from '../../../src/observe/log.js';
 import { buildPolicyLab, PORTS, type PolicyLab } from './policy-lab.js';
+import { pollUntil } from '../../poll.js';
+import { testLabName } from '../lab/leftovers.js';
 
-const PREFIX = process.env.POLICY_LAB_PREFIX ?? 'h7pol';
+const PREFIX = process.env.POLICY_LAB_PREFIX ?? testLabName('h7pol', 'pol');
 const logger = createLogger({ level: process.env.POLICY_TEST_LOG === '1' ? 'debug' : 'error', component: 'policy-test' });
 
 function policy(ns: string, name: string, spec: NetworkPolicy['spec']): NetworkPolicy {
@@ -94,11 +96,10 @@ async function matrix(lab: PolicyLab, clusters: ClusterState | Record<IpFamily, 
 }
 
 async function waitApplied(r: PolicyReconciler, generation: number, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (r.status().appliedGeneration < generation) {
-    if (Date.now() > deadline) throw new Error(`generation ${generation} not applied: ${JSON.stringify(r.status())}`);
-    await new Promise((res) => setTimeout(res, 50));
-  }
+  await pollUntil(`generation ${generation} applied`, () => {
+    if (r.status().appliedGeneration < generation) throw new Error(JSON.stringify(r.status()));
+    return true;
+  }, { timeoutMs: ms, intervalMs: 50 });
 }
 
 async function iptablesSave(lab: PolicyLab, family: IpFamily): Promise<string> {
@@ -257,8 +258,7 @@ describe('policy reconciler in a netns node (real iptables/ipset, TCP/UDP probes
     const open: ClusterState = { ...denyAll, policies: [policy('x', 'allow-80', { podSelector: {}, ingress: [{ ports: [{ port: 80 }] }] })] };
     refuse = Number.POSITIVE_INFINITY;
     const generation = reconciler.setCluster(open);
-    const deadline = Date.now() + 10_000;
-    while (reconciler.status().failures < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await pollUntil('two failed applies', () => reconciler.status().failures >= 2, { timeoutMs: 10_000, intervalMs: 20 });
     expect(reconciler.status().lastError).to.include('injected failure');
     expect(reconciler.status().appliedGeneration).to.be.lessThan(generation);
     expect((await matrix(lab, { 4: denyAll, 6: open })).mismatches).to.deep.equal([]);

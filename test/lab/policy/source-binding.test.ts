@@ -14,11 +14,12 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Pod } from '../../../src/kube/wire.js';
-import { labStart, labStop } from '../../../src/lab/lab.js';
+import { labStart, labStop } from '../../../src/lab/faults.js';
 import { labPaths } from '../../../src/lab/paths.js';
 import { probeMany } from '../../../src/lab/probe.js';
 import { parseTopology } from '../../../src/lab/topology.js';
 import { testLabName } from '../lab/leftovers.js';
+import { pollUntil } from '../../poll.js';
 import { TruthLab, type LatePod } from './truth-lab.js';
 
 const LAB = testLabName('srcbind', 'srcbind');
@@ -50,10 +51,6 @@ function ipOf(pod: Pod, family: Family): string {
   const ip = (pod.status?.podIPs ?? []).map((p) => p.ip).find((a) => (a?.includes(':') ? 6 : 4) === family);
   if (ip === undefined) throw new Error(`no IPv${family} address of ${pod.metadata?.namespace}/${pod.metadata?.name}`);
   return ip;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 describe('pods send only from their own addresses (lab: veths bound to their CNI results)', function () {
@@ -100,15 +97,6 @@ describe('pods send only from their own addresses (lab: veths bound to their CNI
     return r?.ok === true;
   }
 
-  async function until(what: string, ms: number, check: () => Promise<boolean>): Promise<number> {
-    const start = Date.now();
-    while (!(await check())) {
-      if (Date.now() - start > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-      await sleep(50);
-    }
-    return Date.now() - start;
-  }
-
   before(async function () {
     this.timeout(400_000);
     await truth.start();
@@ -118,7 +106,7 @@ describe('pods send only from their own addresses (lab: veths bound to their CNI
       spec: { podSelector: { matchLabels: { pod: 'target' } }, ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'x' } }, podSelector: { matchLabels: { pod: 'allowed' } } }] }] },
     });
     await truth.applyPolicy({ metadata: { namespace: 'w', name: 'default-deny-egress' }, spec: { podSelector: {}, policyTypes: ['Egress'] } });
-    await until('the policies in force', 60_000, async () => (await reaches('x/allowed', 'y/target')) && !(await reaches('x/attacker', 'y/target')) && !(await reaches('w/locked', 'y/near')));
+    await pollUntil('the policies in force', async () => (await reaches('x/allowed', 'y/target')) && !(await reaches('x/attacker', 'y/target')) && !(await reaches('w/locked', 'y/near')), { timeoutMs: 60_000, intervalMs: 50 });
   });
 
   after(async function () {
@@ -188,15 +176,18 @@ describe('pods send only from their own addresses (lab: veths bound to their CNI
     } finally {
       labStart(LAB, 'agent/n1');
     }
-    const afterRestart = await until('x/late open once the agent is back', 60_000, () => reaches('x/late', 'y/near'));
+    const restartedAt = Date.now();
+    await pollUntil('x/late open once the agent is back', () => reaches('x/late', 'y/near'), { timeoutMs: 60_000, intervalMs: 50 });
+    const afterRestart = Date.now() - restartedAt;
     // With the agent running: how long a new pod waits, from the moment its server (the pod's first process) is up
     // until its first connection passes. Its IP reaches the agent through the pod's status, which the kubelet posts
     // once the pod is set up.
     const created = Date.now();
     const creating = truth.createPod({ namespace: 'x', name: 'later', node: 'n1', labels: { pod: 'later' }, ports });
-    await until('x/later serving', 60_000, () => Promise.resolve(existsSync(paths.podSocket('x', 'later'))));
+    await pollUntil('x/later serving', () => existsSync(paths.podSocket('x', 'later')), { timeoutMs: 60_000, intervalMs: 50 });
     const serving = Date.now();
-    const open = serving + (await until('x/later open', 30_000, () => reaches('x/later', 'y/near', 4, 150)));
+    await pollUntil('x/later open', () => reaches('x/later', 'y/near', 4, 150), { intervalMs: 50 });
+    const open = Date.now();
     await creating;
     await refresh();
     console.log(`    (x/late open ${afterRestart} ms after its agent restarted; x/later: serving ${serving - created} ms after creation, open ${open - serving} ms after that)`);
@@ -206,6 +197,6 @@ describe('pods send only from their own addresses (lab: veths bound to their CNI
     expect(existsSync(record), record).to.equal(true);
     await truth.deletePod('x', 'later');
     // The lab API server removes the object at once; the kubelet tears the pod down after that.
-    await until('the record of x/later removed', 30_000, () => Promise.resolve(!existsSync(record)));
+    await pollUntil('the record of x/later removed', () => !existsSync(record), { intervalMs: 50 });
   });
 });

@@ -20,7 +20,11 @@
 import type { Namespace, NetworkPolicy, Pod } from '../../../src/kube/wire.js';
 import { execa } from 'execa';
 import YAML from 'yaml';
-import { apiRequest, LAB_CNI_BRIDGE, labDown, labUp, type LabStatusReport } from '../../../src/lab/lab.js';
+import { apiRequest } from '../../../src/lab/api.js';
+import { LAB_CNI_BRIDGE } from '../../../src/lab/daemons.js';
+import { labDown } from '../../../src/lab/down.js';
+import type { LabStatusReport } from '../../../src/lab/status.js';
+import { labUp } from '../../../src/lab/up.js';
 import { nodeProbeSocket } from '../../../src/lab/kubelet/kubelet.js';
 import { labPaths } from '../../../src/lab/paths.js';
 import { closeProbeConnections, parsePodReply, probeMany, type ProbeJob, type ProbeResult } from '../../../src/lab/probe.js';
@@ -28,6 +32,7 @@ import { readLabState } from '../../../src/lab/state.js';
 import type { Topology } from '../../../src/lab/topology.js';
 import { allowed, type OracleEndpoint } from '../../unit/policy/oracle.js';
 import type { ClusterState, IpFamily } from '../../../src/policy/types.js';
+import { pollUntil } from '../../poll.js';
 
 export const TRUTH_PORTS = [80, 81] as const;
 export const TRUTH_PROTOCOLS = ['TCP', 'UDP'] as const;
@@ -128,10 +133,6 @@ function podId(pod: Pod): string {
 
 function podIpOf(pod: Pod, family: IpFamily): string | undefined {
   return (pod.status?.podIPs ?? []).map((p) => p.ip).find((ip) => (ip?.includes(':') ? 6 : 4) === family);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 async function api(lab: string, method: string, urlPath: string, body?: unknown, contentType?: string): Promise<unknown> {
@@ -237,32 +238,30 @@ export class TruthLab {
   /** Waits until a pod runs with both addresses and its pod server answers on its control socket. */
   async waitForPod(id: string, deadlineMs = 60_000): Promise<Pod> {
     const [namespace, name] = id.split('/') as [string, string];
-    const deadline = Date.now() + deadlineMs;
-    let last: Pod | undefined;
-    while (Date.now() < deadline) {
-      last = (await api(this.lab, 'GET', `/api/v1/namespaces/${namespace}/pods/${name}`)) as Pod;
-      if (last.status?.phase === 'Running' && podIpOf(last, 4) !== undefined && podIpOf(last, 6) !== undefined) {
+    return await pollUntil(
+      `pod ${id} running with two addresses`,
+      async () => {
+        const pod = (await api(this.lab, 'GET', `/api/v1/namespaces/${namespace}/pods/${name}`)) as Pod;
+        if (pod.status?.phase !== 'Running' || podIpOf(pod, 4) === undefined || podIpOf(pod, 6) === undefined) throw new Error(JSON.stringify(pod.status));
         // The pod server opens its control socket only after binding every port.
         const [r] = await probeMany([
           { from: labPaths(this.lab).podSocket(namespace, name), target: '127.0.0.1', port: 9, protocol: 'tcp', timeoutMs: 500 },
         ]);
-        if (r !== undefined && !/control socket/.test(r.error ?? '')) return last;
-      }
-      await sleep(200);
-    }
-    throw new Error(`pod ${id} not running with two addresses after ${deadlineMs} ms: ${JSON.stringify(last?.status)}`);
+        if (r === undefined || /control socket/.test(r.error ?? '')) throw new Error(`its pod server does not answer: ${r?.error}`);
+        return pod;
+      },
+      { timeoutMs: deadlineMs, intervalMs: 200 },
+    );
   }
 
   /** Deletes a pod and waits until it is gone. */
   async deletePod(namespace: string, name: string, deadlineMs = 60_000): Promise<void> {
     await this.kubectl(['delete', 'pod', name, '-n', namespace, '--wait=false']);
-    const deadline = Date.now() + deadlineMs;
-    while (Date.now() < deadline) {
-      const got = await apiRequest(labPaths(this.lab).apiSocket, 'GET', `/api/v1/namespaces/${namespace}/pods/${name}`);
-      if (got.status === 404) return;
-      await sleep(200);
-    }
-    throw new Error(`pod ${namespace}/${name} still exists ${deadlineMs} ms after kubectl delete`);
+    await pollUntil(
+      `pod ${namespace}/${name} gone after kubectl delete`,
+      async () => (await apiRequest(labPaths(this.lab).apiSocket, 'GET', `/api/v1/namespaces/${namespace}/pods/${name}`)).status === 404,
+      { timeoutMs: deadlineMs, intervalMs: 200 },
+    );
   }
 
   /**
@@ -462,8 +461,7 @@ export class TruthLab {
     const cluster = await this.cluster();
     if (cluster.policies.length > 0) throw new Error('learnNodeSources needs a cluster without NetworkPolicies');
     const pods = livePods(cluster);
-    const deadline = Date.now() + deadlineMs;
-    for (;;) {
+    await pollUntil('every node reaching every pod without policies', async () => {
       const cells: TruthCell[] = [];
       for (const node of this.nodes) {
         for (const dst of pods) {
@@ -491,10 +489,9 @@ export class TruthLab {
         }
         side.set(c.family, reply.clientAddress);
       });
-      if (failed.length === 0) return;
-      if (Date.now() > deadline) throw new Error(`nodes do not reach every pod without policies:\n  ${failed.join('\n  ')}`);
-      await sleep(500);
-    }
+      if (failed.length > 0) throw new Error(`\n  ${failed.join('\n  ')}`);
+      return true;
+    }, { timeoutMs: deadlineMs, intervalMs: 500 });
   }
 
   /**

@@ -10,11 +10,11 @@ import path from 'node:path';
 import type { Pod } from '../../../src/kube/wire.js';
 import { parseTopology } from '../../../src/lab/topology.js';
 import type { IpFamily } from '../../../src/policy/types.js';
-import { repoRoot } from '../lab/leftovers.js';
+import { repoRoot, testLabName } from '../lab/leftovers.js';
 import { loadTruthCases, renderManifest, type TruthCommand, type TruthContext } from './truth-cases.js';
 import { TruthLab, type SettleReport } from './truth-lab.js';
 
-const LAB = process.env.POLICY_TRUTH_LAB ?? 'h12tt';
+const LAB = process.env.POLICY_TRUTH_LAB ?? testLabName('h12tt', 'tt');
 /** How long one step may take until every node's agent enforces it (they react in well under a second). */
 const STEP_DEADLINE_MS = 30_000;
 const topologyFile = path.join(repoRoot(), 'topologies', 'two-racks.yaml');
@@ -64,6 +64,7 @@ describe('policy lab truth tables: two-racks, pods and nodes x pods, 80/81, TCP/
   });
 
   it('without policies every pod and every node reaches every pod on every port, with its own source address', async () => {
+    await truth.reset();
     const cluster = await truth.cluster();
     expect(cluster.policies).to.have.length(0);
     const report = await truth.settle('no policies', STEP_DEADLINE_MS);
@@ -81,6 +82,7 @@ describe('policy lab truth tables: two-racks, pods and nodes x pods, 80/81, TCP/
   });
 
   it('kubectl refuses a NetworkPolicy with an unknown field (strict field validation), and nothing is stored', async () => {
+    await truth.reset();
     const manifest = 'apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: typo, namespace: x}\nspec:\n  podSelector: {}\n  ingress:\n  - _from: [{podSelector: {}}]\n';
     const err = await truth.kubectl(['apply', '-f', '-'], manifest).then(() => undefined, (e: unknown) => e as Error);
     expect(err?.message).to.match(/strict decoding error: unknown field "spec\.ingress\[0\]\._from"/);
@@ -104,7 +106,12 @@ describe('policy lab truth tables: two-racks, pods and nodes x pods, 80/81, TCP/
     });
   }
 
-  it('after the last case is undone everything is allowed again', async () => {
+  it('once a case is undone everything is allowed again', async () => {
+    // A policy of its own to undo, enforced first: the test does not rely on a case having run before it.
+    await truth.reset();
+    await truth.kubectl(['apply', '-f', '-'], 'apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-all, namespace: x}\nspec: {podSelector: {}, policyTypes: [Ingress]}\n');
+    const denied = await truth.settle('deny-all in x', STEP_DEADLINE_MS);
+    expect(denied.allowedCells).to.be.lessThan(denied.cells);
     await truth.reset();
     const report = await truth.settle('reset', STEP_DEADLINE_MS);
     expect(report.allowedCells).to.equal(report.cells);

@@ -11,14 +11,18 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { frrFiles } from '../../../src/lab/frr.js';
-import { labDown, labStart, labStop, labUp, type LabStatusReport } from '../../../src/lab/lab.js';
+import { labDown } from '../../../src/lab/down.js';
+import { labStart, labStop } from '../../../src/lab/faults.js';
+import type { LabStatusReport } from '../../../src/lab/status.js';
+import { labUp } from '../../../src/lab/up.js';
 import { labPaths } from '../../../src/lab/paths.js';
 import { closeProbeConnections } from '../../../src/lab/probe.js';
 import { readLabState } from '../../../src/lab/state.js';
 import { parseTopology, planLayout, type IpFamily, type NodeLayout } from '../../../src/lab/topology.js';
-import { leftovers, NOTHING, repoRoot, testLabName, until } from '../lab/leftovers.js';
+import { leftovers, NOTHING, repoRoot, testLabName } from '../lab/leftovers.js';
 import { fibRoute, interfacesOf, legs, setLinks, type FibRoute } from './dual-fib.js';
 import { ProbeStream, type WindowStats } from './dual-stream.js';
+import { pollUntil } from '../../poll.js';
 
 const LAB = testLabName('h13dh', 'dh');
 const topologyFile = path.join(repoRoot(), 'topologies', 'dual-homed.yaml');
@@ -89,32 +93,26 @@ async function routingProblems(via: string[] = tors, parts: RoutingPart[] = ['us
 /** Polls named conditions until all have held once; returns when each first held, in ms of the stream's clock since `from`. */
 async function timeline(stream: ProbeStream, from: number, conditions: Record<string, () => Promise<boolean>>, timeoutMs: number): Promise<Record<string, number>> {
   const reached: Record<string, number> = {};
-  const deadline = Date.now() + timeoutMs;
-  while (Object.keys(reached).length < Object.keys(conditions).length) {
+  return await pollUntil('every condition of the timeline', async () => {
     for (const [name, check] of Object.entries(conditions)) {
       if (reached[name] === undefined && (await check())) reached[name] = Math.round(stream.now() - from);
     }
-    if (Object.keys(reached).length === Object.keys(conditions).length) break;
-    if (Date.now() > deadline) {
-      const missing = Object.keys(conditions).filter((c) => reached[c] === undefined);
-      throw new Error(`still waiting after ${timeoutMs} ms for: ${missing.join(', ')}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  return reached;
+    const missing = Object.keys(conditions).filter((c) => reached[c] === undefined);
+    if (missing.length > 0) throw new Error(`still waiting for ${missing.join(', ')}`);
+    return reached;
+  }, { timeoutMs });
 }
 
 /** Waits until the streams have `count` more answered probes each (about count/RATE s of traffic). */
 async function answered(streams: ProbeStream[], count: number): Promise<void> {
   const from = streams.map((s) => s.now());
-  await until(`${count} answered probes`, 60_000, () =>
+  await pollUntil(`${count} answered probes`, () =>
     streams.every((s, i) => {
       const w = s.window(from[i] ?? 0, Infinity);
       return w.sent - w.lost >= count;
     })
       ? true
-      : undefined,
-  );
+      : undefined, { timeoutMs: 60_000 });
 }
 
 async function txPackets(netns: string, link: string): Promise<number> {
@@ -161,10 +159,10 @@ describe('resilience: dual-homed racks (ECMP over two ToRs; one ToR link or one 
     status = await labUp({ topologyFile, name: LAB, timeoutMs: 240_000 });
     // Every node dials both ToRs after `up` returns: wait for the full ECMP picture once.
     let last: string[] = [];
-    await until('ECMP routes everywhere', 180_000, async () => {
+    await pollUntil('ECMP routes everywhere', async () => {
       last = await routingProblems();
       return last.length === 0 ? true : undefined;
-    }).catch((err: unknown) => {
+    }, { timeoutMs: 180_000 }).catch((err: unknown) => {
       throw new Error(`${String(err)}:\n  ${last.join('\n  ')}`);
     });
     const pod = (p: { namespace: string; name: string }) => status.pods.find((x) => x.namespace === p.namespace && x.name === p.name);
@@ -364,7 +362,7 @@ describe('resilience: dual-homed racks (ECMP over two ToRs; one ToR link or one 
     await setLinks(torNs, torLinks, 'up');
     labStart(LAB, `zebra/${FAILED_TOR}`);
     const files = frrFiles(paths.frrDir(FAILED_TOR));
-    await until('zebra answering', 30_000, async () => {
+    await pollUntil('zebra answering', async () => {
       const r = await execa('vtysh', ['--vty_socket', files.runDir, '-d', 'zebra', '-c', 'show interface brief'], { reject: false });
       return r.exitCode === 0 ? true : undefined;
     });

@@ -4,20 +4,27 @@
 //   1. gobgpd killed and restarted   2. agent killed and restarted (policy keeps denying)
 //   6. API server away for 60 s      7. node deleted and re-added with another podCIDR
 //   3. ToR (zebra + bgpd) killed and restarted: 0 lost   5. silent link cut (no carrier loss): hold-time detection
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import YAML from 'yaml';
 import { frrFiles, nodeNeighborAddresses, vtysh } from '../../../src/lab/frr.js';
 import { parseTopology, planLayout } from '../../../src/lab/topology.js';
-import { apiRequest, labDown, labNodeAdd, labNodeRemove, labRestart, labRouterRestart, labStart, labStatus, labStop, labUp, nodeRoutes } from '../../../src/lab/lab.js';
+import { apiRequest } from '../../../src/lab/api.js';
+import { labDown } from '../../../src/lab/down.js';
+import { labRestart, labRouterRestart, labStart, labStop } from '../../../src/lab/faults.js';
+import { labNodeAdd, labNodeRemove } from '../../../src/lab/nodes.js';
+import { labStatus, nodeRoutes } from '../../../src/lab/status.js';
+import { labUp } from '../../../src/lab/up.js';
 import { labPaths } from '../../../src/lab/paths.js';
 import { closeProbeConnections } from '../../../src/lab/probe.js';
 import { readLabState } from '../../../src/lab/state.js';
-import { repoRoot, testLabName, until } from '../lab/leftovers.js';
+import { repoRoot, testLabName } from '../lab/leftovers.js';
 import { recordFault, startRun } from './fault-results.js';
 import { ProbeStreams, stopLeftoverStreams, type FlowSpec, type FlowStats } from './probe-stream.js';
+import { pollUntil } from '../../poll.js';
+import { RouteMonitor } from '../route-monitor.js';
 
 const LAB = testLabName('h14f', 'f');
 const paths = labPaths(LAB);
@@ -59,32 +66,33 @@ async function kernelPrefixes(node: string): Promise<string[]> {
   return (await nodeRoutes(LAB, node)).map((r) => r.prefix);
 }
 
+/** Monitors started and not stopped yet (a test that failed half-way): stopped after each test. */
+const runningMonitors = new Set<MemberRouteMonitor>();
+
 /**
  * Counts changes of kernel routes in a lab member (ip monitor) while a fault runs: on a node the routes of our
  * protocol number, on a router ('pod-ranges') every route into the cluster's pod ranges.
  */
-/** Monitors started and not stopped yet (a test that failed half-way): stopped after each test. */
-const runningMonitors = new Set<RouteMonitor>();
-
-class RouteMonitor {
-  private child: ChildProcess | undefined;
-  private seen = '';
+class MemberRouteMonitor {
+  private monitor: RouteMonitor | undefined;
   constructor(
     private readonly member: string,
     private readonly which: 'ours' | 'pod-ranges' = 'ours',
   ) {}
   async start(): Promise<void> {
     runningMonitors.add(this);
-    this.child = spawn('ip', ['-n', paths.netns(this.member), '-ts', 'monitor', 'route'], { stdio: ['ignore', 'pipe', 'ignore'] });
-    this.child.stdout!.on('data', (chunk: Buffer) => (this.seen += chunk.toString()));
-    await new Promise((resolve) => setTimeout(resolve, 200)); // listening
+    this.monitor = await RouteMonitor.start(paths.netns(this.member), { timestamps: true });
   }
-  stop(): string[] {
+  /** The changes between the start and now (both marked by sentinels, so none is missed at either end). */
+  async stop(): Promise<string[]> {
     runningMonitors.delete(this);
-    this.child?.kill();
-    const lines = this.seen.split('\n');
+    const lines = (await this.monitor?.close()) ?? [];
     if (this.which === 'pod-ranges') return lines.filter((l) => /(^|\s)(10\.244\.|fd00:10:244:)/.test(l));
     return lines.filter((l) => l.includes(`proto ${ROUTE_PROTOCOL}`));
+  }
+  kill(): void {
+    runningMonitors.delete(this);
+    this.monitor?.stop();
   }
 }
 
@@ -198,14 +206,14 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
         }),
     );
     expect(pods.size).to.equal(9);
-    await until('every node routes every other podCIDR', 90_000, everyNodeRoutesEveryPodCIDR);
+    await pollUntil('every node routes every other podCIDR', everyNodeRoutesEveryPodCIDR, { timeoutMs: 90_000 });
     startRun('topologies/two-racks.yaml', { holdTimeSeconds: HOLD_TIME_S, keepaliveSeconds: 3, gracefulRestartSeconds: 120, apiOutageMs: API_OUTAGE_MS, probeTimeoutMs: 1000 });
   });
 
   // A test that failed half-way must not leave probe loops or monitors running (mocha would never exit).
   afterEach(async () => {
     await stopLeftoverStreams();
-    for (const monitor of [...runningMonitors]) monitor.stop();
+    for (const monitor of [...runningMonitors]) monitor.kill();
   });
 
   after(async () => {
@@ -219,7 +227,7 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
     const gr = before?.gracefulRestartInfo as { remoteGrMode?: string; timers?: { receivedRestartTimer?: number } } | undefined;
     expect(gr?.remoteGrMode, 'tor1 sees graceful restart from r1n1').to.equal('Restart');
     const streams = new ProbeStreams(baseFlows());
-    const monitor = new RouteMonitor('r1n1');
+    const monitor = new MemberRouteMonitor('r1n1');
     await monitor.start();
     streams.start();
     await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -229,25 +237,25 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
     let staleSeen: { tor1: boolean; r1n2Kept: boolean } = { tor1: false, r1n2Kept: false };
     try {
       // While it is gone, tor1 keeps r1n1's paths as stale and r1n2 (mesh, gobgpd helper) keeps the route.
-      staleSeen = await until('tor1 marks r1n1 paths stale', 10_000, async () => {
+      staleSeen = await pollUntil('tor1 marks r1n1 paths stale', async () => {
         const v4 = await torPath('tor1', 'ipv4', '10.244.1.0/24');
         return v4.some((p) => p.nextHop === '10.10.1.11' && p.stale) ? { tor1: true, r1n2Kept: (await kernelPrefixes('r1n2')).includes('10.244.1.0/24') } : undefined;
-      });
+      }, { timeoutMs: 10_000 });
       await new Promise((resolve) => setTimeout(resolve, 1000));
     } finally {
       labStart(LAB, 'gobgpd/r1n1');
     }
     const restartedAt = streams.now();
-    const fresh = await until('tor1 holds r1n1 paths fresh again (v4 and v6)', 60_000, async () => {
+    const fresh = await pollUntil('tor1 holds r1n1 paths fresh again (v4 and v6)', async () => {
       const v4 = await torPath('tor1', 'ipv4', '10.244.1.0/24');
       const v6 = await torPath('tor1', 'ipv6', 'fd00:10:244:1::/64');
       return v4.some((p) => p.nextHop === '10.10.1.11' && !p.stale) && v6.some((p) => !p.stale) ? streams.now() : undefined;
-    });
-    const released = await until('r1n1 released the stale paths of every neighbor it kept', 60_000, () => staleReleased(agentLog('r1n1').slice(logMark)));
-    await until('every node routes every podCIDR', 30_000, everyNodeRoutesEveryPodCIDR);
+    }, { timeoutMs: 60_000 });
+    const released = await pollUntil('r1n1 released the stale paths of every neighbor it kept', () => staleReleased(agentLog('r1n1').slice(logMark)), { timeoutMs: 60_000 });
+    await pollUntil('every node routes every podCIDR', everyNodeRoutesEveryPodCIDR);
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const stats = await streams.stop();
-    const changes = monitor.stop();
+    const changes = await monitor.stop();
     const figures = {
       flows: summary(stats),
       lost: sumLost(stats),
@@ -276,7 +284,7 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
     const res = await apiRequest(paths.apiSocket, 'POST', '/apis/networking.k8s.io/v1/namespaces/y/networkpolicies', policy);
     expect(res.status, JSON.stringify(res.body)).to.equal(201);
     const { probe } = await import('../../../src/lab/probe.js');
-    await until('port 80 of y/a is denied', 30_000, async () => {
+    await pollUntil('port 80 of y/a is denied', async () => {
       const r = await probe(pod('x/a').socket, { target: pod('y/a').v4, port: 80, protocol: 'tcp', timeoutMs: 500 });
       return r.ok ? undefined : true;
     });
@@ -288,7 +296,7 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
       flow('z/c(r1n1)->y/a(r2n2):80 udp v6 DENIED', 'z/c', 'y/a', 'v6', 'udp', 80, 20, true),
     ];
     const streams = new ProbeStreams(flows);
-    const monitors = [new RouteMonitor('r1n1'), new RouteMonitor('r2n2')];
+    const monitors = [new MemberRouteMonitor('r1n1'), new MemberRouteMonitor('r2n2')];
     for (const m of monitors) await m.start();
     streams.start();
     await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -299,12 +307,12 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
       await labStop(LAB, `agent/${node}`, 'SIGKILL');
       await new Promise((resolve) => setTimeout(resolve, 1000));
       labStart(LAB, `agent/${node}`);
-      await until(`the restarted agent of ${node} synced`, 60_000, () => ((agentLog(node).match(/NetworkUnavailable=False set/g) ?? []).length > marker ? true : undefined));
+      await pollUntil(`the restarted agent of ${node} synced`, () => ((agentLog(node).match(/NetworkUnavailable=False set/g) ?? []).length > marker ? true : undefined), { timeoutMs: 60_000 });
       restarts[node] = Math.round(streams.now() - t0);
     }
     await new Promise((resolve) => setTimeout(resolve, 2000));
     const stats = await streams.stop();
-    const changes = monitors.flatMap((m) => m.stop());
+    const changes = (await Promise.all(monitors.map((m) => m.stop()))).flat();
     const deniedFlows = stats.filter((s) => s.name.includes('DENIED'));
     const denied = { sent: deniedFlows.reduce((n, s) => n + s.sent, 0), breaches: deniedFlows.reduce((n, s) => n + s.breaches, 0) };
     const allowed = stats.filter((s) => !s.name.includes('DENIED'));
@@ -330,15 +338,15 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
       labStart(LAB, 'apiserver');
     }
     const backAt = streams.now();
-    await until('the API server answers', 30_000, async () => ((await apiRequest(paths.apiSocket, 'GET', '/api/v1/nodes').catch(() => ({ status: 0 }))).status === 200 ? true : undefined));
+    await pollUntil('the API server answers', async () => ((await apiRequest(paths.apiSocket, 'GET', '/api/v1/nodes').catch(() => ({ status: 0 }))).status === 200 ? true : undefined));
     const stats = await streams.stop();
     // A change after it returns: a new node; the agents' watches must relist and pick it up without a restart.
     const addedAt = performance.now();
     await labNodeAdd(LAB, { name: 'r1n3', rack: 'tor1', asn: 64601, podCIDRs: ['10.244.6.0/24'] });
-    await until('every node routes the node added after the outage', 120_000, async () => {
+    await pollUntil('every node routes the node added after the outage', async () => {
       for (const node of NODES) if (!(await kernelPrefixes(node)).includes('10.244.6.0/24')) return undefined;
       return true;
-    });
+    }, { timeoutMs: 120_000 });
     const appliedAfterMs = Math.round(performance.now() - addedAt);
     // The ToR knows the joined node as a neighbor it dials (live and in the bgpd.conf a restart reads).
     for (const address of r1n3Addresses()) {
@@ -359,7 +367,7 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
     await labNodeRemove(LAB, 'r1n3');
     await labNodeAdd(LAB, { name: 'r1n3', rack: 'tor1', asn: 64601, podCIDRs: ['10.244.7.0/24'] });
     const where = ['r1n1', 'r1n2', 'r2n1', 'r2n2'];
-    await until('old podCIDR gone and new one routed on every node and router', 120_000, async () => {
+    await pollUntil('old podCIDR gone and new one routed on every node and router', async () => {
       for (const node of where) {
         const routes = await kernelPrefixes(node);
         if (routes.includes('10.244.6.0/24') || !routes.includes('10.244.7.0/24')) return undefined;
@@ -369,7 +377,7 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
         if (fib.includes('10.244.6.0/24') || !fib.includes('10.244.7.0/24')) return undefined;
       }
       return true;
-    });
+    }, { timeoutMs: 120_000 });
     const convergedMs = Math.round(performance.now() - t0);
     // r1n3's new routes point at r1n3 on the rack nodes (mesh), and nothing anywhere still names the old prefix.
     const r1n1 = await nodeRoutes(LAB, 'r1n1');
@@ -378,10 +386,10 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
     recordFault('7', { title: 'node deleted and re-added with a different podCIDR', target: 'old routes gone everywhere, new ones in', passed: true, figures: { convergedMs, newRouteOnR1n1Via: r1n3Address } });
     const addresses = r1n3Addresses();
     await labNodeRemove(LAB, 'r1n3');
-    await until('r1n3 routed nowhere', 60_000, async () => {
+    await pollUntil('r1n3 routed nowhere', async () => {
       for (const node of where) if ((await kernelPrefixes(node)).includes('10.244.7.0/24')) return undefined;
       return true;
-    });
+    }, { timeoutMs: 60_000 });
     // Nor is it a neighbor of its ToR any more (a restarted ToR would wait for it).
     for (const address of addresses) {
       expect(await torNeighbor('tor1', address), `tor1 neighbor ${address}`).to.equal(undefined);
@@ -400,9 +408,9 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
       expect(gr?.[family]?.fBit, `spine1 sees tor1 (${address}) preserve its forwarding state`).to.equal(true);
     }
     expect((await torNeighbor('tor1', '10.10.1.11'))?.peerSubnetRangeGroup, 'tor1 has r1n1 as a configured neighbor, not a dynamic one').to.equal(undefined);
-    await until('every node routes every podCIDR', 60_000, everyNodeRoutesEveryPodCIDR);
+    await pollUntil('every node routes every podCIDR', everyNodeRoutesEveryPodCIDR, { timeoutMs: 60_000 });
     const members = ['r1n1', 'r2n1', 'tor1', 'spine1', 'tor2'];
-    const monitors = members.map((m) => new RouteMonitor(m, 'pod-ranges'));
+    const monitors = members.map((m) => new MemberRouteMonitor(m, 'pod-ranges'));
     for (const m of monitors) await m.start();
     // Every rack-1 podCIDR is probed from rack 2 in IPv6 too (the family zebra re-installs).
     const streams = new ProbeStreams([...baseFlows(), flow('x/c(r2n1)->x/b(r1n2) udp v6', 'x/c', 'x/b', 'v6', 'udp', 80, 50)]);
@@ -410,21 +418,21 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const restartedAt = streams.now();
     const downMs = await labRouterRestart(LAB, 'tor1', { signal: 'SIGKILL', downMs: 1000 });
-    const established = await until('tor1 has every node and the spine Established again', 90_000, async () => {
+    const established = await pollUntil('tor1 has every node and the spine Established again', async () => {
       // bgpd answers vtysh only once it is up: until then, not yet.
       const text = await vtysh(frrFiles(paths.frrDir('tor1')), 'show bgp neighbors json').catch(() => undefined);
       if (text === undefined) return undefined;
       const out = JSON.parse(text) as Record<string, { bgpState?: string }>;
       const states = Object.values(out).map((n) => n.bgpState);
       return states.length >= 6 && states.every((s) => s === 'Established') ? streams.now() : undefined;
-    });
-    const fresh = await until("spine1 holds rack 1's routes fresh again (tor1's End-of-RIB in)", 60_000, async () => {
+    }, { timeoutMs: 90_000 });
+    const fresh = await pollUntil("spine1 holds rack 1's routes fresh again (tor1's End-of-RIB in)", async () => {
       const paths4 = [...(await torPath('spine1', 'ipv4', '10.244.1.0/24')), ...(await torPath('spine1', 'ipv4', '10.244.2.0/24'))];
       return paths4.length >= 2 && paths4.every((p) => !p.stale) ? streams.now() : undefined;
-    });
+    }, { timeoutMs: 60_000 });
     await new Promise((resolve) => setTimeout(resolve, 2000));
     const stats = await streams.stop();
-    const seen = members.map((m, i) => [m, splitReinstalls(monitors[i]!.stop())] as const);
+    const seen = await Promise.all(members.map(async (m, i) => [m, splitReinstalls(await monitors[i]!.stop())] as const));
     // Any change but a re-install (the same route deleted and added back in the next message) counts. The
     // restarted ToR's zebra re-installs its IPv6 routes so; a peer of it may do the same for a route briefly
     // re-announced: counted, with the time each route was missing, and bounded below the probes' interval.
@@ -463,12 +471,12 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
       writeFileSync(file, YAML.stringify(config));
       await labRestart(LAB, `agent/${node}`, 'SIGTERM');
     }
-    await until('tor2 sees r2n1 with the new restart time', 90_000, async () => {
+    await pollUntil('tor2 sees r2n1 with the new restart time', async () => {
       const n = await torNeighbor('tor2', '10.10.2.11');
       const gr = n?.gracefulRestartInfo as { timers?: { receivedRestartTimer?: number } } | undefined;
       return n?.bgpState === 'Established' && gr?.timers?.receivedRestartTimer === SILENT_RESTART_TIME_S ? true : undefined;
-    });
-    await until('every node routes every podCIDR', 90_000, everyNodeRoutesEveryPodCIDR);
+    }, { timeoutMs: 90_000 });
+    await pollUntil('every node routes every podCIDR', everyNodeRoutesEveryPodCIDR, { timeoutMs: 90_000 });
     const neighbor = await torNeighbor('tor2', '10.10.2.11');
     expect(neighbor?.bgpTimerHoldTimeMsecs, 'negotiated hold time').to.equal(HOLD_TIME_S * 1000);
     const streams = new ProbeStreams([flow('x/a(r1n1)->y/a(r2n2):81 tcp v4 (bystander)', 'x/a', 'y/a', 'v4', 'tcp', 81, 50), flow('z/b(r2n2)->x/b(r1n2) udp v4 (bystander)', 'z/b', 'x/b', 'v4', 'udp', 80, 50)]);
@@ -487,22 +495,22 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
     try {
       const carrier = execFileSync('ip', ['-n', ns, 'link', 'show', 'eth0'], { encoding: 'utf8' });
       expect(carrier).to.include('LOWER_UP');
-      await until('r2n1 routes withdrawn on r1n1, r2n2 and r1n2', (HOLD_TIME_S + SILENT_RESTART_TIME_S) * 1000 + 30_000, async () => {
+      await pollUntil('r2n1 routes withdrawn on r1n1, r2n2 and r1n2', async () => {
         for (const node of ['r1n1', 'r1n2', 'r2n2']) {
           if (detected[node] !== undefined) continue;
           const routes = await kernelPrefixes(node);
           if (!routes.includes('10.244.3.0/24') && !routes.includes('fd00:10:244:3::/64')) detected[node] = Math.round(performance.now() - cutAt);
         }
         return Object.keys(detected).length === 3 ? true : undefined;
-      });
+      }, { timeoutMs: (HOLD_TIME_S + SILENT_RESTART_TIME_S) * 1000 + 30_000 });
     } finally {
       rules('-D');
     }
     const repairedAt = performance.now();
-    await until('r2n1 routed everywhere again', 90_000, async () => {
+    await pollUntil('r2n1 routed everywhere again', async () => {
       for (const node of ['r1n1', 'r1n2', 'r2n2']) if (!(await kernelPrefixes(node)).includes('10.244.3.0/24')) return undefined;
       return true;
-    });
+    }, { timeoutMs: 90_000 });
     const backMs = Math.round(performance.now() - repairedAt);
     const stats = await streams.stop();
     const figures = { holdTimeS: HOLD_TIME_S, keepaliveS: 3, gracefulRestartTimeS: SILENT_RESTART_TIME_S, withdrawnAfterMs: detected, routesBackAfterRepairMs: backMs, bystanderFlows: summary(stats), bystanderLost: sumLost(stats) };

@@ -12,14 +12,18 @@ import { Cleanup } from '../../../bench/lib/proc.js';
 import { ROUTE_PASS_PACING } from '../../../src/agent/agent.js';
 import { maxFlappingPasses } from '../../../src/agent/dirty-signal.js';
 import { GobgpClient } from '../../../src/bgp/gobgp-client.js';
-import { createNetnsPair, GobgpdFixture, waitFor, type NetnsPair } from '../bgp/gobgpd-fixture.js';
+import { createNetnsPair, GobgpdFixture, type NetnsPair } from '../bgp/gobgpd-fixture.js';
 import { recordHostilePeer } from './fault-results.js';
+import { pollUntil } from '../../poll.js';
+import { testLabName } from '../lab/leftovers.js';
 
 const NODE_ASN = 64512;
 const PEER_ASN = 65100;
 const PREFIXES = Array.from({ length: 8 }, (_, i) => `10.200.${i}.0/24`);
 const FLAP_MS = 8_000;
 const PROTO = '44';
+/** Namespace, veth and temp dir names. */
+const NAME = testLabName('h21fl', 'fl');
 
 /** The node's routes of our protocol for the flapping prefixes: prefix → gateway. */
 async function installed(netns: string): Promise<Map<string, string>> {
@@ -36,11 +40,11 @@ describe('resilience: a peer flapping its routes rapidly', function () {
   let dir: string;
 
   before(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'h21fl-'));
+    dir = await mkdtemp(path.join(tmpdir(), `${NAME}-`));
     cleanup.add('work dir', () => rm(dir, { recursive: true, force: true }));
-    net = createNetnsPair('h21fl', 121);
+    net = createNetnsPair(NAME, 121);
     cleanup.add('namespaces', () => net.close());
-    const fx = new GobgpdFixture('h21fl');
+    const fx = new GobgpdFixture(NAME);
     cleanup.add('peer gobgpd', () => fx.close());
     const peerProcess = await fx.spawn('peer', net.b);
     peer = new GobgpClient({ target: peerProcess.target });
@@ -66,7 +70,7 @@ describe('resilience: a peer flapping its routes rapidly', function () {
 
   it('bounds the kernel route changes by the passes the pacing allows, and ends with exactly the last announcement', async () => {
     for (const prefix of PREFIXES) await peer.addPath({ prefix, nextHop: net.v4.b });
-    await waitFor('the peer routes in the node kernel', async () => (await installed(net.a)).size === PREFIXES.length, 120_000, 200);
+    await pollUntil('the peer routes in the node kernel', async () => (await installed(net.a)).size === PREFIXES.length, { timeoutMs: 120_000, intervalMs: 200 });
 
     let monitorOutput = '';
     const monitor: ResultPromise = execa('ip', ['-n', net.a, 'monitor', 'route'], { reject: false, buffer: false, env: { LC_ALL: 'C' } });
@@ -75,8 +79,8 @@ describe('resilience: a peer flapping its routes rapidly', function () {
     });
     try {
       // The monitor is up once it reports a route change of its own making.
-      await execa('ip', ['-n', net.a, 'route', 'add', '10.201.0.1/32', 'dev', 'h21fla', 'proto', 'static']);
-      await waitFor('ip monitor to run', () => monitorOutput.includes('10.201.0.1'), 10_000, 20);
+      await execa('ip', ['-n', net.a, 'route', 'add', '10.201.0.1/32', 'dev', `${NAME}a`, 'proto', 'static']);
+      await pollUntil('ip monitor to run', () => monitorOutput.includes('10.201.0.1'), { timeoutMs: 10_000, intervalMs: 20 });
       const marked = monitorOutput.length;
 
       const started = Date.now();
@@ -90,15 +94,12 @@ describe('resilience: a peer flapping its routes rapidly', function () {
       const last = PREFIXES.slice(PREFIXES.length / 2);
       for (const prefix of last) await peer.deletePathByPrefix({ prefix, nextHop: net.v4.b });
       const expected = PREFIXES.slice(0, PREFIXES.length / 2);
-      await waitFor(
+      await pollUntil(
         'the kernel to hold exactly the last announcement',
         async () => {
           const now = await installed(net.a);
           return now.size === expected.length && expected.every((p) => now.get(p) === net.v4.b);
-        },
-        30_000,
-        100,
-      );
+        });
       const windowMs = Date.now() - started;
 
       const changes = monitorOutput

@@ -13,19 +13,22 @@ import { expect } from 'chai';
 import YAML from 'yaml';
 import { startBenchApi, nodeObject, type BenchApi } from '../../../bench/lib/agent-host.js';
 import { RawGobgp } from '../../../bench/lib/gobgp-raw.js';
-import { Cleanup, addNetns, logTail, pollUntil, sleep, startDaemon, type Daemon } from '../../../bench/lib/proc.js';
+import { Cleanup, addNetns, logTail, sleep, startDaemon, type Daemon } from '../../../bench/lib/proc.js';
 import { GobgpClient } from '../../../src/bgp/gobgp-client.js';
 import type { OriginatedPath, PeerSpec, PeerStatus } from '../../../src/bgp/types.js';
 import type { AgentConfigInput } from '../../../src/config/agent-config.js';
 import { renderKubeconfig } from '../../../src/lab/apiserver/index.js';
-import { CLI_MAIN, gobgpdArgs } from '../../../src/lab/lab.js';
+import { CLI_MAIN, gobgpdArgs } from '../../../src/lab/daemons.js';
 import { recordHostilePeer } from './fault-results.js';
+import { pollUntil } from '../../poll.js';
+import { testLabName } from '../lab/leftovers.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const RELAY_SCRIPT = path.join(here, '..', '..', '..', 'bench', 'api-relay.js');
 
-const NODE_NS = 'h23-node';
-const PEERS_NS = 'h23-peers';
+const NS_PREFIX = testLabName('h23', 'hb');
+const NODE_NS = `${NS_PREFIX}-node`;
+const PEERS_NS = `${NS_PREFIX}-peers`;
 const NODE_IP = '10.231.0.1';
 const NODE_ASN = 64512;
 const METRICS = '127.0.0.1:9476';
@@ -108,7 +111,7 @@ describe('hostile BGP peers against a real node (gobgpd + podroute agent)', func
     startDaemon({ name: `gobgpd/${name}`, netns: PEERS_NS, command: 'gobgpd', args: gobgpdArgs(socket), logFile: path.join(dir, `${name}.log`) }, cleanup);
     const client = new GobgpClient({ target: `unix://${socket}` });
     cleanup.add(`client ${name}`, () => client.close());
-    await pollUntil(`gobgpd ${name} answers`, 20_000, 100, async () => (await client.getBgp()).asn === 0 || undefined);
+    await pollUntil(`gobgpd ${name} answers`, async () => (await client.getBgp()).asn === 0 || undefined, { timeoutMs: 20_000 });
     // No listener: these peers dial the node (several gobgpd share the namespace).
     await client.startBgp({ asn, routerId: address, listenPort: -1 });
     // ttlMin: GTSM, which the agent asks of one-hop eBGP peers by default.
@@ -168,7 +171,7 @@ describe('hostile BGP peers against a real node (gobgpd + podroute agent)', func
     };
     const configFile = path.join(nodeDir, 'agent.yaml');
     await writeFile(configFile, YAML.stringify(config));
-    await pollUntil('api relay ready', 20_000, 50, () => (relay.exited ? Promise.reject(new Error(logTail(relayLog))) : /ready/.test(logTail(relayLog)) || undefined));
+    await pollUntil('api relay ready', () => (relay.exited ? Promise.reject(new Error(logTail(relayLog))) : /ready/.test(logTail(relayLog)) || undefined), { timeoutMs: 20_000, intervalMs: 50 });
     nodeGobgp = new GobgpClient({ target: `unix://${socket}` });
     cleanup.add('node gobgp client', () => nodeGobgp.close());
     agentLog = path.join(nodeDir, 'agent.log');
@@ -178,11 +181,11 @@ describe('hostile BGP peers against a real node (gobgpd + podroute agent)', func
     await startPeer('flood', FLOOD.address, FLOOD.asn);
     await startPeer('md5', MD5.address, MD5.asn, WRONG_PASSWORD);
     for (const prefix of GOOD.routes) await good.client.addPath({ prefix, nextHop: GOOD.address });
-    await pollUntil('the agent configures three peers and installs the good peer routes', 120_000, 200, async () => {
+    await pollUntil('the agent configures three peers and installs the good peer routes', async () => {
       if (agent.exited) throw new Error(`agent exited:\n${logTail(agentLog)}`);
       const listed = await nodeGobgp.listPeers();
       return listed.length === 3 && GOOD.routes.every((r) => kernelRoutes().includes(r)) ? true : undefined;
-    }).catch((err: unknown) => {
+    }, { timeoutMs: 120_000, intervalMs: 200 }).catch((err: unknown) => {
       throw new Error(`${err instanceof Error ? err.message : String(err)}\nagent log:\n${logTail(agentLog, 40)}`);
     });
   });
@@ -202,14 +205,14 @@ describe('hostile BGP peers against a real node (gobgpd + podroute agent)', func
 
   it('under the limit: every prefix is accepted and installed', async () => {
     const flood = peers.get('flood')!;
-    await pollUntil('flood peer Established', 60_000, 200, async () => ((await nodePeer(FLOOD.address))?.state === 'ESTABLISHED' ? true : undefined));
+    await pollUntil('flood peer Established', async () => ((await nodePeer(FLOOD.address))?.state === 'ESTABLISHED' ? true : undefined), { timeoutMs: 60_000, intervalMs: 200 });
     await flood.raw.addPathStream(floodPaths(0, LIMIT - 10));
     const expected = [...GOOD.routes, ...floodPaths(0, LIMIT - 10).map((p) => p.prefix)].sort();
-    await pollUntil(`${expected.length} routes in the kernel`, 60_000, 200, () => (JSON.stringify(kernelRoutes()) === JSON.stringify(expected) ? true : undefined));
+    await pollUntil(`${expected.length} routes in the kernel`, () => (JSON.stringify(kernelRoutes()) === JSON.stringify(expected) ? true : undefined), { timeoutMs: 60_000, intervalMs: 200 });
     const status = await nodePeer(FLOOD.address);
     expect(status).to.deep.include({ state: 'ESTABLISHED', adminState: 'UP', received: LIMIT - 10 });
     // The agent has seen the session up (it polls gobgpd's peers): a later drop is news to it.
-    await pollUntil('a PodrouteBgpPeerUp Event for the flooding peer', 30_000, 500, () => eventFor('PodrouteBgpPeerUp', FLOOD.address) || undefined);
+    await pollUntil('a PodrouteBgpPeerUp Event for the flooding peer', () => eventFor('PodrouteBgpPeerUp', FLOOD.address) || undefined, { intervalMs: 500 });
   });
 
   it('over the limit: the session goes down and stays down, the kernel never holds more than the limit, nothing else moves', async () => {
@@ -230,12 +233,12 @@ describe('hostile BGP peers against a real node (gobgpd + podroute agent)', func
     })();
     try {
       await flood.raw.addPathStream(floodPaths(LIMIT - 10, 2000));
-      const down = await pollUntil('gobgpd shuts the flooding peer down at its prefix limit', 60_000, 100, async () => {
+      const down = await pollUntil('gobgpd shuts the flooding peer down at its prefix limit', async () => {
         const p = await nodePeer(FLOOD.address);
         return p?.adminState === 'PREFIX_LIMIT' ? p : undefined;
-      });
+      }, { timeoutMs: 60_000 });
       expect(down.state).to.not.equal('ESTABLISHED');
-      await pollUntil('only the good routes left in the kernel', 60_000, 100, () => (JSON.stringify(kernelRoutes()) === JSON.stringify(baseline) ? true : undefined));
+      await pollUntil('only the good routes left in the kernel', () => (JSON.stringify(kernelRoutes()) === JSON.stringify(baseline) ? true : undefined), { timeoutMs: 60_000 });
       // gobgpd does not retry on its own: idle hold (5 s) and connect retry (1 s) pass several times over.
       for (let i = 0; i < 12; i++) {
         await sleep(1000);
@@ -263,23 +266,23 @@ describe('hostile BGP peers against a real node (gobgpd + podroute agent)', func
     const reported = peerEntries(JSON.parse(curlInNode('/status'))).filter((p) => p.address === FLOOD.address);
     expect(reported, 'the flooding peer in /status').to.have.length(1);
     expect(reported[0]!.state).to.not.equal('ESTABLISHED');
-    const event = await pollUntil('a PodrouteBgpPeerDown Event for the flooding peer', 30_000, 500, () => eventFor('PodrouteBgpPeerDown', FLOOD.address));
+    const event = await pollUntil('a PodrouteBgpPeerDown Event for the flooding peer', () => eventFor('PodrouteBgpPeerDown', FLOOD.address), { intervalMs: 500 });
     expect(event.type).to.equal('Warning');
   });
 
   it('raising the limit in the annotation brings the peer back with every prefix (UpdatePeer re-creates it)', async () => {
     const total = LIMIT - 10 + 2000;
     setAnnotationLimit(5000);
-    await pollUntil('flood peer Established again with every prefix', 120_000, 500, async () => {
+    await pollUntil('flood peer Established again with every prefix', async () => {
       const p = await nodePeer(FLOOD.address);
       return p?.state === 'ESTABLISHED' && p.adminState === 'UP' && p.received === total ? true : undefined;
-    });
-    await pollUntil(`${total + GOOD.routes.length} routes in the kernel`, 60_000, 500, () => (kernelRoutes().length === total + GOOD.routes.length ? true : undefined));
+    }, { timeoutMs: 120_000, intervalMs: 500 });
+    await pollUntil(`${total + GOOD.routes.length} routes in the kernel`, () => (kernelRoutes().length === total + GOOD.routes.length ? true : undefined), { timeoutMs: 60_000, intervalMs: 500 });
     expect(await readFile(agentLog, 'utf8')).to.include(`update-peer ${FLOOD.address} [maxPrefixes]`);
     // Back to the earlier limit: the peer is over it at once and shut down again; the kernel is cleaned.
     setAnnotationLimit(LIMIT);
-    await pollUntil('shut down again at the old limit', 60_000, 200, async () => ((await nodePeer(FLOOD.address))?.adminState === 'PREFIX_LIMIT' ? true : undefined));
-    await pollUntil('flood routes gone again', 60_000, 200, () => (JSON.stringify(kernelRoutes()) === JSON.stringify([...GOOD.routes].sort()) ? true : undefined));
+    await pollUntil('shut down again at the old limit', async () => ((await nodePeer(FLOOD.address))?.adminState === 'PREFIX_LIMIT' ? true : undefined), { timeoutMs: 60_000, intervalMs: 200 });
+    await pollUntil('flood routes gone again', () => (JSON.stringify(kernelRoutes()) === JSON.stringify([...GOOD.routes].sort()) ? true : undefined), { timeoutMs: 60_000, intervalMs: 200 });
   });
 
   it('a peer with a different TCP MD5 password never gets a session and installs nothing; the right password works', async () => {
@@ -300,7 +303,7 @@ describe('hostile BGP peers against a real node (gobgpd + podroute agent)', func
     }
     await md5.client.updatePeer({ ...md5.spec, password: PASSWORD });
     const fixed = Date.now();
-    await pollUntil('MD5 peer Established with the right password', 90_000, 500, async () => ((await nodePeer(MD5.address))?.state === 'ESTABLISHED' ? true : undefined));
+    await pollUntil('MD5 peer Established with the right password', async () => ((await nodePeer(MD5.address))?.state === 'ESTABLISHED' ? true : undefined), { timeoutMs: 90_000, intervalMs: 500 });
     const wrongStates = [...states].sort();
     recordHostilePeer('md5', {
       title: 'a peer with the wrong TCP MD5 password',
@@ -311,7 +314,7 @@ describe('hostile BGP peers against a real node (gobgpd + podroute agent)', func
     expect(wrongStates.every((st) => ['IDLE', 'CONNECT', 'ACTIVE'].includes(st)), `states with the wrong password: ${wrongStates.join(', ')}`).to.equal(true);
     expect(received, 'paths received with the wrong password').to.equal(0);
     expect(installed, 'routes installed with the wrong password').to.equal(0);
-    await pollUntil('MD5 peer route installed', 60_000, 200, () => (MD5.routes.every((r) => kernelRoutes().includes(r)) ? true : undefined));
+    await pollUntil('MD5 peer route installed', () => (MD5.routes.every((r) => kernelRoutes().includes(r)) ? true : undefined), { timeoutMs: 60_000, intervalMs: 200 });
   });
 
   it('the agent never writes the password: not in its log, /status or /metrics', async () => {

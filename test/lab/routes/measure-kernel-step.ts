@@ -8,7 +8,8 @@ import { IpRouteTable } from '../../../src/routes/kernel-routes.js';
 import { planRoutes, type KernelRoute } from '../../../src/routes/plan-routes.js';
 import { RouteReconciler } from '../../../src/routes/route-reconciler.js';
 import { selectRoutes, type DesiredRoute } from '../../../src/routes/select-routes.js';
-import { createRouteNetns } from './route-netns.js';
+import { createRouteNetns, ROUTE_NETNS_PREFIX } from './route-netns.js';
+import { pollUntil } from '../../poll.js';
 
 const PROTO = 44;
 const RUNS = 5;
@@ -46,7 +47,7 @@ async function kernelStep(n: number): Promise<void> {
   const reads: number[] = [];
   const logger = createLogger({ level: 'error' });
   for (let run = 0; run < RUNS; run++) {
-    const netns = await createRouteNetns('h21rt-m');
+    const netns = await createRouteNetns(`${ROUTE_NETNS_PREFIX}-m`);
     try {
       floorAdd.push(await ipBatch(netns.name, addLines));
       floorDel.push(await ipBatch(netns.name, delLines));
@@ -55,7 +56,7 @@ async function kernelStep(n: number): Promise<void> {
       const reconciler = new RouteReconciler({ protocol: PROTO, logger, table, resyncIntervalMs: 3_600_000 });
       const controller = new AbortController();
       const done = reconciler.start(controller.signal);
-      while (reconciler.status().counts.reads < 1) await new Promise((r) => setTimeout(r, 5));
+      await pollUntil('the first kernel read', () => reconciler.status().counts.reads >= 1, { intervalMs: 5 });
       let start = process.hrtime.bigint();
       reconciler.setDesired(desired);
       await reconciler.waitForSync();

@@ -1,6 +1,7 @@
 // A network namespace for the route tests: two veth pairs whose near ends carry the on-link networks the
 // desired routes' next hops live in (this kernel has no dummy interfaces), v4 and v6.
-import { execa, type ResultPromise } from 'execa';
+import { execa } from 'execa';
+import { testLabName } from '../lab/leftovers.js';
 
 export async function ip(...args: string[]): Promise<string> {
   const result = await execa('ip', args, { env: { LC_ALL: 'C' } });
@@ -12,8 +13,11 @@ export interface RouteNetns {
   destroy(): Promise<void>;
 }
 
+/** Route test namespaces are named `${ROUTE_NETNS_PREFIX}-...`. */
+export const ROUTE_NETNS_PREFIX = testLabName('h21rt', 'rt');
+
 export async function createRouteNetns(name: string): Promise<RouteNetns> {
-  if (!/^h\d+rt-/.test(name)) throw new Error(`route test namespaces carry an hNNrt- prefix (got ${name})`);
+  if (!name.startsWith(`${ROUTE_NETNS_PREFIX}-`)) throw new Error(`route test namespaces carry the ${ROUTE_NETNS_PREFIX}- prefix (got ${name})`);
   await execa('ip', ['netns', 'del', name], { reject: false }); // left over from a crashed run
   await ip('netns', 'add', name);
   const destroy = async (): Promise<void> => {
@@ -64,66 +68,4 @@ export async function mainRoutes(netns: string): Promise<Map<string, RawRoute>> 
 export function gatewaysOf(route: RawRoute | undefined): string[] | undefined {
   if (route === undefined) return undefined;
   return (route.nexthops?.map((n) => n.gateway) ?? (route.gateway === undefined ? [] : [route.gateway])).sort();
-}
-
-/** Polls `check` until it returns true or the deadline passes (then throws with `what`). */
-export async function eventually(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-/**
- * `ip monitor route` in the namespace, with sentinels: a throw-away route added and deleted by the test marks a
- * point in the event stream, so "nothing happened between A and B" needs no sleeping.
- */
-export class RouteMonitor {
-  private output = '';
-  private constructor(
-    private readonly netns: string,
-    private readonly process: ResultPromise,
-  ) {
-    process.stdout?.on('data', (chunk: Buffer) => {
-      this.output += chunk.toString();
-    });
-  }
-
-  static async start(netns: string): Promise<RouteMonitor> {
-    const child = execa('ip', ['-n', netns, 'monitor', 'route'], { reject: false, buffer: false, env: { LC_ALL: 'C' } });
-    const monitor = new RouteMonitor(netns, child);
-    try {
-      await monitor.mark('10.99.99.1');
-    } catch (error) {
-      monitor.stop();
-      throw error;
-    }
-    return monitor;
-  }
-
-  /** Adds and deletes a host route to `address` and waits until the monitor has printed both. */
-  async mark(address: string): Promise<void> {
-    await ip('-n', this.netns, 'route', 'add', `${address}/32`, 'dev', 'h5v0', 'proto', 'static');
-    await ip('-n', this.netns, 'route', 'del', `${address}/32`, 'dev', 'h5v0', 'proto', 'static');
-    await eventually(`ip monitor to report the sentinel ${address}`, () => this.output.includes(`Deleted ${address} `), 10_000);
-  }
-
-  /**
-   * Lines printed after the deletion of sentinel `from` and before the addition of sentinel `to`, leaving out the
-   * kernel's own routes (`proto kernel`: e.g. the local route of an IPv6 link-local address that finishes duplicate
-   * address detection meanwhile), which no reconciler writes.
-   */
-  between(from: string, to: string): string[] {
-    const lines = this.output.split('\n');
-    const start = lines.findIndex((l) => l.startsWith(`Deleted ${from} `));
-    const end = lines.findIndex((l) => l.startsWith(`${to} `));
-    if (start < 0 || end < 0) throw new Error(`sentinels ${from}/${to} not both seen:\n${this.output}`);
-    return lines.slice(start + 1, end).filter((l) => l.trim() !== '' && !/ proto kernel( |$)/.test(l));
-  }
-
-  stop(): void {
-    if (this.process.pid !== undefined) this.process.kill('SIGTERM');
-  }
 }

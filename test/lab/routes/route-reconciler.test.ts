@@ -7,7 +7,9 @@ import { createLogger } from '../../../src/observe/log.js';
 import { IpRouteTable } from '../../../src/routes/kernel-routes.js';
 import { RouteReconciler, type RouteReconcilerOptions } from '../../../src/routes/route-reconciler.js';
 import type { DesiredRoute } from '../../../src/routes/select-routes.js';
-import { createRouteNetns, eventually, gatewaysOf, ip, mainRoutes, RouteMonitor, type RouteNetns } from './route-netns.js';
+import { createRouteNetns, gatewaysOf, ip, mainRoutes, ROUTE_NETNS_PREFIX, type RouteNetns } from './route-netns.js';
+import { RouteMonitor } from '../route-monitor.js';
+import { pollUntil } from '../../poll.js';
 
 const PROTO = 44;
 const logger = createLogger({ level: 'error', component: 'routes-test' });
@@ -40,7 +42,7 @@ describe('routes/RouteReconciler in a network namespace', function () {
   }
 
   beforeEach(async () => {
-    netns = await createRouteNetns('h21rt-a');
+    netns = await createRouteNetns(`${ROUTE_NETNS_PREFIX}-a`);
   });
 
   afterEach(async () => {
@@ -132,14 +134,14 @@ describe('routes/RouteReconciler in a network namespace', function () {
     await ip('-n', netns.name, 'route', 'del', '10.1.1.0/24', 'proto', String(PROTO));
     await ip('-n', netns.name, '-6', 'route', 'del', 'fd01:2::/64', 'proto', String(PROTO));
     await ip('-n', netns.name, 'route', 'replace', '10.1.3.0/24', 'proto', String(PROTO), 'via', '10.250.0.99');
-    await eventually('the resync to restore the routes', async () => {
+    await pollUntil('the resync to restore the routes', async () => {
       const routes = await mainRoutes(netns.name);
       return (
         gatewaysOf(routes.get(`10.1.1.0/24 ${PROTO}`))?.join() === '10.250.0.11' &&
         gatewaysOf(routes.get(`fd01:2::/64 ${PROTO}`))?.join() === 'fd00:250::2,fd00:251::2' &&
         gatewaysOf(routes.get(`10.1.3.0/24 ${PROTO}`))?.join() === '10.250.0.3,10.250.0.4'
       );
-    });
+    }, { timeoutMs: 20_000, intervalMs: 50 });
     await expectDesiredInstalled();
     expect(reconciler.status().counts).to.include({ added: 7, replaced: 1 });
   });
@@ -159,7 +161,7 @@ describe('routes/RouteReconciler in a network namespace', function () {
     reconciler.setDesired(DESIRED);
     await reconciler.waitForSync();
     const reads = reconciler.status().counts.reads;
-    await eventually('two resyncs', () => reconciler.status().counts.reads >= reads + 2);
+    await pollUntil('two resyncs', () => reconciler.status().counts.reads >= reads + 2, { timeoutMs: 20_000, intervalMs: 50 });
     const status = reconciler.status();
     expect(status.conflicts).to.deep.equal(['10.1.3.0/24', 'fd01:1::/64']);
     expect(status.counts.conflicts).to.equal(2);
@@ -180,8 +182,8 @@ describe('routes/RouteReconciler in a network namespace', function () {
     await reconciler.waitForSync();
     expect(reconciler.status().conflicts).to.deep.equal(['10.1.3.0/24']);
     await ip('-n', netns.name, 'route', 'del', '10.1.3.0/24', 'proto', 'static');
-    await eventually('our route on the freed prefix', async () => gatewaysOf((await mainRoutes(netns.name)).get(`10.1.3.0/24 ${PROTO}`))?.join() === '10.250.0.3,10.250.0.4');
-    await eventually('the conflict to clear', () => reconciler.status().conflicts.length === 0);
+    await pollUntil('our route on the freed prefix', async () => gatewaysOf((await mainRoutes(netns.name)).get(`10.1.3.0/24 ${PROTO}`))?.join() === '10.250.0.3,10.250.0.4', { timeoutMs: 20_000, intervalMs: 50 });
+    await pollUntil('the conflict to clear', () => reconciler.status().conflicts.length === 0, { timeoutMs: 20_000, intervalMs: 50 });
   });
 
   it('does not overwrite a foreign route that appeared after its last read (add, not replace; then a conflict)', async () => {
@@ -202,7 +204,7 @@ describe('routes/RouteReconciler in a network namespace', function () {
   });
 
   it('keeps retrying when the kernel cannot even be read, and converges once it can', async () => {
-    const late = 'h21rt-late';
+    const late = `${ROUTE_NETNS_PREFIX}-late`;
     await ip('netns', 'del', late).catch(() => undefined);
     const reconciler = new RouteReconciler({ protocol: PROTO, logger, netns: late, retryInitialMs: 50, retryMaxMs: 200 });
     const controller = new AbortController();
@@ -211,8 +213,8 @@ describe('routes/RouteReconciler in a network namespace', function () {
     reconciler.setDesired(DESIRED);
     let lateNetns: RouteNetns | undefined;
     try {
-      await eventually('two failed syncs', () => reconciler.status().counts.failedSyncs >= 2);
-      expect(reconciler.status().lastError).to.match(/ip -n h21rt-late/);
+      await pollUntil('two failed syncs', () => reconciler.status().counts.failedSyncs >= 2, { timeoutMs: 20_000, intervalMs: 50 });
+      expect(reconciler.status().lastError).to.include(`ip -n ${late}`);
       lateNetns = await createRouteNetns(late);
       await reconciler.waitForSync();
       expect(reconciler.status()).to.include({ installed: 5, lastError: undefined, inSync: true });
@@ -234,13 +236,13 @@ describe('routes/RouteReconciler in a network namespace', function () {
     expect(first.reconciler.status().counts).to.include({ added: 5, removed: 1 });
     await first.stop();
 
-    const monitor = await RouteMonitor.start(netns.name);
+    const monitor = await RouteMonitor.start(netns.name, { ignoreKernelRoutes: true });
     try {
       const second = start({ resyncIntervalMs: 150 });
       second.reconciler.setDesired(DESIRED);
       await second.reconciler.waitForSync();
       const reads = second.reconciler.status().counts.reads;
-      await eventually('a resync of the second run', () => second.reconciler.status().counts.reads >= reads + 1);
+      await pollUntil('a resync of the second run', () => second.reconciler.status().counts.reads >= reads + 1, { timeoutMs: 20_000, intervalMs: 50 });
       await monitor.mark('10.99.99.2');
       expect(monitor.between('10.99.99.1', '10.99.99.2')).to.deep.equal([]);
       const status = second.reconciler.status();
@@ -256,7 +258,7 @@ describe('routes/RouteReconciler in a network namespace', function () {
   it('does not write before the first setDesired (a restarting agent keeps its routes until it knows better)', async () => {
     await ip('-n', netns.name, 'route', 'add', '10.1.8.0/24', 'via', '10.250.0.8', 'proto', String(PROTO));
     const { reconciler } = start();
-    await eventually('the start-up read', () => reconciler.status().counts.reads >= 1);
+    await pollUntil('the start-up read', () => reconciler.status().counts.reads >= 1, { timeoutMs: 20_000, intervalMs: 50 });
     expect(reconciler.status()).to.include({ installed: 1, inSync: false });
     reconciler.setDesired([]);
     await reconciler.waitForSync();
@@ -267,7 +269,7 @@ describe('routes/RouteReconciler in a network namespace', function () {
     const desired: DesiredRoute[] = [...DESIRED, { prefix: '10.1.5.0/24', nextHops: ['10.252.0.5'] }, { prefix: 'fd01:5::/64', nextHops: ['fd00:252::5'] }];
     const { reconciler } = start();
     reconciler.setDesired(desired);
-    await eventually('the partial failure to be recorded', () => reconciler.status().counts.failedSyncs >= 1);
+    await pollUntil('the partial failure to be recorded', () => reconciler.status().counts.failedSyncs >= 1, { timeoutMs: 20_000, intervalMs: 50 });
     await expectDesiredInstalled(); // the five good routes are in
     const status = reconciler.status();
     expect(status.inSync).to.equal(false);
@@ -289,7 +291,7 @@ describe('routes/RouteReconciler in a network namespace', function () {
     reconciler.setDesired(DESIRED);
     await reconciler.waitForSync();
     const reads = reconciler.status().counts.reads;
-    const monitor = await RouteMonitor.start(netns.name);
+    const monitor = await RouteMonitor.start(netns.name, { ignoreKernelRoutes: true });
     try {
       reconciler.updateDesired(
         new Map([

@@ -10,6 +10,7 @@ import { LabApiServer, renderKubeconfig, type KubeObject } from '../../../src/la
 import { ClusterWatch, sameContent, slimNamespace, slimNetworkPolicy, slimNode, slimPod, type WatchedKind } from '../../../src/kube/cluster-watch.js';
 import { parseKubeConfig, type KubeConnectionConfig } from '../../../src/kube/kube-api.js';
 import { createLogger } from '../../../src/observe/log.js';
+import { pollUntil } from '../../poll.js';
 
 const fullPod: Pod = {
   apiVersion: 'v1',
@@ -109,14 +110,6 @@ const pod = (name: string, labels: Record<string, string>, phase = 'Running'): K
   status: { phase, podIP: `10.0.0.${name.length + 10}`, conditions: [{ type: 'Ready', status: 'True' }] },
 });
 
-const until = async (what: string, check: () => boolean): Promise<void> => {
-  const deadline = Date.now() + 10_000;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-};
-
 /** The lab's own kubeconfig, read the way the agent reads one. */
 const labConfig = (url: string): KubeConnectionConfig => parseKubeConfig(YAML.parse(renderKubeconfig(url)), { source: 'lab', baseDir: '/' });
 
@@ -164,13 +157,13 @@ describe('ClusterWatch against the lab API server', () => {
     server.update({ ...p1, status: { ...(p1.status as object), conditions: [{ type: 'Ready', status: 'False' }] } });
     const p2 = server.get('pods', 'default', 'p2');
     server.update({ ...p2, metadata: { ...p2.metadata, labels: { app: 'b' } } });
-    await until('the label change', () => watch!.snapshot().pods.some((p) => p.metadata?.name === 'p2' && p.metadata.labels?.app === 'b'));
+    await pollUntil('the label change', () => watch!.snapshot().pods.some((p) => p.metadata?.name === 'p2' && p.metadata.labels?.app === 'b'), { timeoutMs: 10_000, intervalMs: 20 });
     expect(changes).to.deep.equal(['pods']);
     const sameP1 = listed.find((p) => p.metadata?.name === 'p1');
     expect(watch.snapshot().pods.find((p) => p.metadata?.name === 'p1')).to.equal(sameP1);
 
     server.delete('pods', 'default', 'p3');
-    await until('the deletion', () => watch!.snapshot().pods.length === 4);
+    await pollUntil('the deletion', () => watch!.snapshot().pods.length === 4, { timeoutMs: 10_000, intervalMs: 20 });
     expect(changes).to.deep.equal(['pods', 'pods']);
   });
 });
@@ -217,20 +210,20 @@ describe('ClusterWatch reconnects', () => {
     expect(count('connect')).to.equal(1);
     server.endWatches();
     server.create(pod('r3', { app: 'a' }));
-    await until('the pod made while the watch was down', () => names().includes('r3'));
+    await pollUntil('the pod made while the watch was down', () => names().includes('r3'), { timeoutMs: 10_000, intervalMs: 20 });
     expect(count('connect'), 'lists').to.equal(1);
   });
 
   it('bookmarks keep a quiet watch fresh: after many changes to other kinds it still resumes without a 410', async () => {
     for (let i = 0; i < 5; i++) server.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: `quiet-${i}` } });
     // Five changes the pods watch does not see: beyond the window of 3, so only a bookmark lets it resume.
-    await until('a bookmark carrying the newest resourceVersion', () => watch!.resourceVersions().pods === server.resourceVersion);
+    await pollUntil('a bookmark carrying the newest resourceVersion', () => watch!.resourceVersions().pods === server.resourceVersion, { timeoutMs: 10_000, intervalMs: 20 });
     server.endWatches();
     server.create(pod('r3b', { app: 'a' }));
-    await until('the pod made while the watch was down', () => names().includes('r3b'));
+    await pollUntil('the pod made while the watch was down', () => names().includes('r3b'), { timeoutMs: 10_000, intervalMs: 20 });
     expect(count('connect'), 'lists').to.equal(1);
     server.delete('pods', 'default', 'r3b');
-    await until('the deletion', () => !names().includes('r3b'));
+    await pollUntil('the deletion', () => !names().includes('r3b'), { timeoutMs: 10_000, intervalMs: 20 });
   });
 
   it('410 Gone (too many changes missed) lists again, and a deletion missed meanwhile is seen', async () => {
@@ -238,17 +231,17 @@ describe('ClusterWatch reconnects', () => {
     // Synchronously, before the client can reconnect: more changes than the server's window keeps.
     server.delete('pods', 'default', 'r0');
     for (let i = 4; i < 9; i++) server.create(pod(`r${i}`, { app: 'a' }));
-    await until('the relist', () => count('connect') === 2);
-    await until('the relisted cache', () => names().join() === ['r1', 'r2', 'r3', 'r4', 'r5', 'r6', 'r7', 'r8'].join());
+    await pollUntil('the relist', () => count('connect') === 2, { timeoutMs: 10_000, intervalMs: 20 });
+    await pollUntil('the relisted cache', () => names().join() === ['r1', 'r2', 'r3', 'r4', 'r5', 'r6', 'r7', 'r8'].join(), { timeoutMs: 10_000, intervalMs: 20 });
   });
 
   it('an API server that goes away is retried with back-off; the cache keeps its state meanwhile', async () => {
     await server.close();
-    await until('a failed retry', () => count('error') >= 2);
+    await pollUntil('a failed retry', () => count('error') >= 2, { timeoutMs: 10_000, intervalMs: 20 });
     expect(names()).to.have.length(8);
     await startServer();
     server.create(pod('r9', { app: 'a' }));
-    await until('the pod made after the restart', () => names().includes('r9'));
+    await pollUntil('the pod made after the restart', () => names().includes('r9'), { timeoutMs: 10_000, intervalMs: 20 });
   });
 
   it('stop() ends the watch loops and closes the connections', async () => {
@@ -260,7 +253,7 @@ describe('ClusterWatch reconnects', () => {
     try {
       await witness.synced();
       server.create(pod('r10', { app: 'a' }));
-      await until('the witness seeing the new pod', () => witness.snapshot().pods.some((p) => p.metadata?.name === 'r10'));
+      await pollUntil('the witness seeing the new pod', () => witness.snapshot().pods.some((p) => p.metadata?.name === 'r10'), { timeoutMs: 10_000, intervalMs: 20 });
     } finally {
       await witness.stop();
     }

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse, stringify } from 'yaml';
 import { frrFiles, renderRouterConfig } from '../../../src/lab/frr.js';
-import { nodeObject } from '../../../src/lab/lab.js';
+import { nodeObject } from '../../../src/lab/cluster-objects.js';
 import { memberBatch } from '../../../src/lab/netns.js';
 import { nodeTors, parseTopology, planLayout, TopologyError, type Topology } from '../../../src/lab/topology.js';
 

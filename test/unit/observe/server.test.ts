@@ -15,6 +15,7 @@ import { ObserveServer, ObserveServerError, parseListenAddress, type ObserveHand
 import type { AgentStatusReport } from '../../../src/observe/status.js';
 import { PolicyReconciler } from '../../../src/policy/policy-reconciler.js';
 import { RouteReconciler } from '../../../src/routes/route-reconciler.js';
+import { pollUntil } from '../../poll.js';
 
 const logger = createLogger({ level: 'error' });
 
@@ -47,16 +48,6 @@ function canConnect(host: string, port: number): Promise<boolean> {
     });
     s.once('error', () => resolve(false));
   });
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | false | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== false && v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 const staticHandlers: ObserveHandlers = {
@@ -221,10 +212,10 @@ describe('AgentObserver endpoints (no gobgpd running)', function () {
     expect((await httpGet('127.0.0.1', port, '/healthz')).status).to.equal(200);
     const cluster = observer.loop('cluster', { resyncMs: 20 });
     cluster.heartbeat(3);
-    const answer = await waitFor('healthz turns red', async () => {
+    const answer = await pollUntil('healthz turns red', async () => {
       const a = await httpGet('127.0.0.1', port, '/healthz');
       return a.status === 503 ? a : undefined;
-    });
+    }, { timeoutMs: 10_000, intervalMs: 20 });
     const body = JSON.parse(answer.body) as { status: string; stuck: string[]; loops: { name: string; state: string }[] };
     expect(body.status).to.equal('unhealthy');
     expect(body.stuck).to.deep.equal(['cluster']);

@@ -47,7 +47,7 @@ export interface WatchEvent {
   object: any; // eslint-disable-line @typescript-eslint/no-explicit-any
 }
 
-/** An HTTP watch that collects events; `until` polls them with a deadline. Works over TCP or a unix socket. */
+/** An HTTP watch that collects events (tests poll them with pollUntil). Works over TCP or a unix socket. */
 export class WatchStream {
   readonly events: WatchEvent[] = [];
   ended = false;
@@ -92,16 +92,6 @@ export class WatchStream {
 
   close(): void {
     this.req?.destroy();
-  }
-}
-
-/** Polls `check` until it returns true, failing with `what` after `ms`. */
-export async function until(what: string, check: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
   }
 }
 

@@ -2,7 +2,8 @@
 import * as k8s from '@kubernetes/client-node';
 import { expect } from 'chai';
 import { renderKubeconfig } from '../../../../src/lab/apiserver/index.js';
-import { pod, startServer, until, type Started } from './helpers.js';
+import { pod, startServer, type Started } from './helpers.js';
+import { pollUntil } from '../../../poll.js';
 
 function clientFor(url: string): { kc: k8s.KubeConfig; core: k8s.CoreV1Api } {
   const kc = new k8s.KubeConfig();
@@ -34,17 +35,17 @@ describe('lab API server with the client-node informer', function () {
     informer.on('update', (p) => seen.push(`update ${p.metadata!.name} ${JSON.stringify(p.metadata!.labels ?? {})}`));
     informer.on('delete', (p) => seen.push(`delete ${p.metadata!.name}`));
     await informer.start();
-    await until('initial list', () => seen.includes('add before'));
+    await pollUntil('initial list', () => seen.includes('add before'), { timeoutMs: 5000, intervalMs: 20 });
 
     await core.createNamespacedPod({ namespace: 'default', body: pod('p1', 'default') });
-    await until('add p1', () => seen.includes('add p1'));
+    await pollUntil('add p1', () => seen.includes('add p1'), { timeoutMs: 5000, intervalMs: 20 });
     await core.patchNamespacedPod(
       { name: 'p1', namespace: 'default', body: { metadata: { labels: { team: 'blue' } } } },
       k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
     );
-    await until('update p1', () => seen.includes('update p1 {"team":"blue"}'));
+    await pollUntil('update p1', () => seen.includes('update p1 {"team":"blue"}'), { timeoutMs: 5000, intervalMs: 20 });
     await core.deleteNamespacedPod({ name: 'before', namespace: 'default' });
-    await until('delete before', () => seen.includes('delete before'));
+    await pollUntil('delete before', () => seen.includes('delete before'), { timeoutMs: 5000, intervalMs: 20 });
     expect(names(informer.list())).to.deep.equal(['default/p1']);
     expect(informer.get('p1', 'default')?.metadata?.labels).to.deep.equal({ team: 'blue' });
   });
@@ -63,10 +64,10 @@ describe('lab API server with the client-node informer', function () {
     informer.on('delete', (p) => deleted.push(p.metadata!.name!));
     informer.on('error', (err) => errors.push(err));
     await informer.start();
-    await until('initial list', () => informer!.list().length === 3);
+    await pollUntil('initial list', () => informer!.list().length === 3, { timeoutMs: 5000, intervalMs: 20 });
     // Wait until the informer's watch is open (a change reaches it), then cut it and change more than the window.
     api.server.create(pod('p4', 'default'));
-    await until('p4', () => informer!.get('p4', 'default') !== undefined);
+    await pollUntil('p4', () => informer!.get('p4', 'default') !== undefined, { timeoutMs: 5000, intervalMs: 20 });
     const rvBefore = (informer as unknown as k8s.ListWatch<k8s.V1Pod>).latestResourceVersion();
     api.server.endWatches();
     api.server.delete('pods', 'default', 'p1');
@@ -74,10 +75,10 @@ describe('lab API server with the client-node informer', function () {
     const p2 = api.server.get('Pod', 'default', 'p2');
     api.server.update({ ...p2, metadata: { ...p2.metadata, labels: { changed: 'yes' } } });
 
-    await until('cache equals the server after the relist', () => {
+    await pollUntil('cache equals the server after the relist', () => {
       const want = names(api.server.list('Pod') as k8s.KubernetesObject[]);
       return JSON.stringify(names(informer!.list())) === JSON.stringify(want);
-    });
+    }, { timeoutMs: 5000, intervalMs: 20 });
     expect(Number((informer as unknown as k8s.ListWatch<k8s.V1Pod>).latestResourceVersion())).to.be.greaterThan(Number(rvBefore));
     expect(lists, 'one initial list and one relist after the 410').to.equal(2);
     expect(deleted).to.deep.equal(['p1']);
@@ -85,7 +86,7 @@ describe('lab API server with the client-node informer', function () {
     expect(errors).to.deep.equal([]);
     // And the relisted informer keeps watching.
     api.server.create(pod('p10', 'default'));
-    await until('p10 after relist', () => informer!.get('p10', 'default') !== undefined);
+    await pollUntil('p10 after relist', () => informer!.get('p10', 'default') !== undefined, { timeoutMs: 5000, intervalMs: 20 });
   });
 
   it('ListWatch with a field selector sees only the pods bound to its node', async () => {
@@ -106,12 +107,12 @@ describe('lab API server with the client-node informer', function () {
     lw.on('add', (p) => seen.push(`add ${p.metadata!.name}`));
     lw.on('delete', (p) => seen.push(`delete ${p.metadata!.name}`));
     await lw.start();
-    await until('initial', () => seen.includes('add on-n1'));
+    await pollUntil('initial', () => seen.includes('add on-n1'), { timeoutMs: 5000, intervalMs: 20 });
     api.server.create(pod('late-n2', 'default', { nodeName: 'n2' }));
     api.server.create(pod('late-n1', 'default', { nodeName: 'n1' }));
-    await until('late-n1', () => seen.includes('add late-n1'));
+    await pollUntil('late-n1', () => seen.includes('add late-n1'), { timeoutMs: 5000, intervalMs: 20 });
     api.server.delete('Pod', 'default', 'on-n1');
-    await until('delete on-n1', () => seen.includes('delete on-n1'));
+    await pollUntil('delete on-n1', () => seen.includes('delete on-n1'), { timeoutMs: 5000, intervalMs: 20 });
     expect(seen).to.deep.equal(['add on-n1', 'add late-n1', 'delete on-n1']);
     expect(names(lw.list())).to.deep.equal(['default/late-n1']);
   });
@@ -131,13 +132,13 @@ describe('lab API server with the client-node informer', function () {
     informer.on('add', (p) => seen.push(`add ${p.metadata!.name}`));
     informer.on('delete', (p) => seen.push(`delete ${p.metadata!.name}`));
     await informer.start();
-    await until('initial', () => seen.includes('add a'));
+    await pollUntil('initial', () => seen.includes('add a'), { timeoutMs: 5000, intervalMs: 20 });
     const b = api.server.get('Pod', 'default', 'b');
     api.server.update({ ...b, metadata: { ...b.metadata, labels: { app: 'web' } } });
-    await until('b enters', () => seen.includes('add b'));
+    await pollUntil('b enters', () => seen.includes('add b'), { timeoutMs: 5000, intervalMs: 20 });
     const a = api.server.get('Pod', 'default', 'a');
     api.server.update({ ...a, metadata: { ...a.metadata, labels: { app: 'db' } } });
-    await until('a leaves', () => seen.includes('delete a'));
+    await pollUntil('a leaves', () => seen.includes('delete a'), { timeoutMs: 5000, intervalMs: 20 });
     expect(names(informer.list())).to.deep.equal(['default/b']);
   });
 });

@@ -4,7 +4,8 @@ import { execa } from 'execa';
 import fs from 'node:fs';
 import path from 'node:path';
 import { renderKubeconfig } from '../../../../src/lab/apiserver/index.js';
-import { startServer, tempDir, until, type Started } from './helpers.js';
+import { startServer, tempDir, type Started } from './helpers.js';
+import { pollUntil } from '../../../poll.js';
 
 const MANIFESTS: Record<string, string> = {
   'namespace.yaml': `apiVersion: v1
@@ -215,7 +216,7 @@ describe('lab API server with the real kubectl', function () {
       'networkpolicy.networking.k8s.io "allow-y" deleted',
       'service "web" deleted',
     ]);
-    await until('namespace x gone', () => !api.server.list('Namespace').some((n) => n.metadata?.name === 'x'));
+    await pollUntil('namespace x gone', () => !api.server.list('Namespace').some((n) => n.metadata?.name === 'x'), { timeoutMs: 5000, intervalMs: 20 });
     expect(api.server.list('Pod')).to.deep.equal([]);
     expect(api.server.list('Node')).to.deep.equal([]);
     const gone = await kubectl('get', '-f', file('pod.yaml'));

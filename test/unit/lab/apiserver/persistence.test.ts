@@ -6,7 +6,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LabApiServer, renderKubeconfig, StoreFileError } from '../../../../src/lab/apiserver/index.js';
-import { pod, request, startServer, tempDir, until, WatchStream, type Started } from './helpers.js';
+import { pod, request, startServer, tempDir, WatchStream, type Started } from './helpers.js';
+import { pollUntil } from '../../../poll.js';
 
 const PODS = '/api/v1/namespaces/default/pods';
 
@@ -52,14 +53,14 @@ describe('lab API server persistence', () => {
 
     const old = await WatchStream.open({ url: b.url }, `${PODS}?watch=1&resourceVersion=${early}`);
     watches.push(old);
-    await until('the old watch ends', () => old.ended);
+    await pollUntil('the old watch ends', () => old.ended, { timeoutMs: 5000, intervalMs: 20 });
     expect(old.events.map((e) => [e.type, e.object.code])).to.deep.equal([['ERROR', 410]]);
 
     const current = await WatchStream.open({ url: b.url }, `${PODS}?watch=1&resourceVersion=${rvAtStop}`);
     watches.push(current);
     const p3 = (await request(b.url, 'POST', PODS, pod('p3', 'default'))).body;
     expect(Number(p3.metadata.resourceVersion)).to.equal(Number(rvAtStop) + 1);
-    await until('the resumed watch sees p3', () => current.summary().includes('ADDED p3'));
+    await pollUntil('the resumed watch sees p3', () => current.summary().includes('ADDED p3'), { timeoutMs: 5000, intervalMs: 20 });
   });
 
   it('a client-node informer relists after the API server restarts with changes beyond its event window', async () => {
@@ -80,7 +81,7 @@ describe('lab API server persistence', () => {
     });
     try {
       await informer.start();
-      await until('initial list', () => informer.list().length === 3);
+      await pollUntil('initial list', () => informer.list().length === 3, { timeoutMs: 5000, intervalMs: 20 });
       await a.server.close();
       servers.splice(0);
 
@@ -91,10 +92,10 @@ describe('lab API server persistence', () => {
       for (const n of ['p4', 'p5', 'p6']) b.create(pod(n, 'default'));
       await b.start({ tcp: { host: '127.0.0.1', port: a.port } });
       const want = b.list('Pod').map((p) => p.metadata?.name).join(',');
-      await until('cache equals the restarted server', () => informer.list().map((p) => p.metadata?.name).sort().join(',') === want);
+      await pollUntil('cache equals the restarted server', () => informer.list().map((p) => p.metadata?.name).sort().join(',') === want, { timeoutMs: 5000, intervalMs: 20 });
       expect(lists, 'relisted after the 410').to.equal(2);
       b.create(pod('p7', 'default'));
-      await until('watching again', () => informer.get('p7', 'default') !== undefined);
+      await pollUntil('watching again', () => informer.get('p7', 'default') !== undefined, { timeoutMs: 5000, intervalMs: 20 });
     } finally {
       stopped = true;
       await informer.stop();
@@ -123,13 +124,13 @@ await runApiServerProcess({ lab: 'h2t', tcpPort: 0, paths: ${JSON.stringify(path
     try {
       let out = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      await until('ready line', () => /^ready \d+\n/.test(out), 10_000);
+      await pollUntil('ready line', () => /^ready \d+\n/.test(out), { timeoutMs: 10_000, intervalMs: 20 });
       const port = Number(/^ready (\d+)/.exec(out)![1]);
       expect(fs.readFileSync(paths.kubeconfig, 'utf8')).to.contain(`server: http://127.0.0.1:${port}`);
       const created = await request(`http://127.0.0.1:${port}`, 'POST', PODS, pod('a', 'default'));
       expect(created.status).to.equal(201);
       const viaSocket = await WatchStream.open({ socketPath: paths.apiSocket }, '/api/v1/pods?watch=1');
-      await until('the pod over the socket', () => viaSocket.summary().includes('ADDED a'));
+      await pollUntil('the pod over the socket', () => viaSocket.summary().includes('ADDED a'), { timeoutMs: 5000, intervalMs: 20 });
       viaSocket.close();
       child.kill('SIGTERM');
       const result = await child;

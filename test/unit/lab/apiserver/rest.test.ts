@@ -3,7 +3,8 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { LabApiServer } from '../../../../src/lab/apiserver/index.js';
-import { pod, request, startServer, tempDir, until, WatchStream, type Started } from './helpers.js';
+import { pod, request, startServer, tempDir, WatchStream, type Started } from './helpers.js';
+import { pollUntil } from '../../../poll.js';
 
 const PODS = '/api/v1/namespaces/default/pods';
 const NODES = '/api/v1/nodes';
@@ -134,7 +135,7 @@ describe('lab API server REST', () => {
     const del = await call('DELETE', '/api/v1/namespaces/x');
     expect(del.body.status.phase).to.equal('Terminating');
     expect((await call('POST', '/api/v1/namespaces/x/pods', pod('b', 'x'))).status, 'no new content while terminating').to.equal(403);
-    await until('namespace gone', async () => (await call('GET', '/api/v1/namespaces/x')).status === 404);
+    await pollUntil('namespace gone', async () => (await call('GET', '/api/v1/namespaces/x')).status === 404, { timeoutMs: 5000, intervalMs: 20 });
     expect((await call('GET', '/api/v1/namespaces/x/pods')).body.items).to.deep.equal([]);
     expect((await call('GET', '/api/v1/namespaces/x/services/s')).status).to.equal(404);
   });
@@ -172,17 +173,17 @@ describe('lab API server REST', () => {
     const fromA = await watch(`${PODS}?watch=1&resourceVersion=${a.metadata.resourceVersion}&allowWatchBookmarks=true`);
     const fresh = await watch(`/api/v1/pods?watch=true&timeoutSeconds=1`);
     await call('DELETE', `${PODS}/a`);
-    await until('events', () => fromA.summary().includes('DELETED a') && fresh.summary().includes('DELETED a'));
+    await pollUntil('events', () => fromA.summary().includes('DELETED a') && fresh.summary().includes('DELETED a'), { timeoutMs: 5000, intervalMs: 20 });
     expect(fromA.summary().filter((s) => s !== 'BOOKMARK')).to.deep.equal(['ADDED b', 'DELETED a']);
     expect(fresh.summary()).to.deep.equal(['ADDED a', 'ADDED b', 'DELETED a']);
     const del = fromA.events.find((e) => e.type === 'DELETED')!;
     expect(del.object.kind).to.equal('Pod');
     expect(Number(del.object.metadata.resourceVersion), 'a DELETED event carries the deletion resourceVersion').to.equal(Number(api.server.resourceVersion));
-    await until('a bookmark', () => fromA.events.some((e) => e.type === 'BOOKMARK'));
+    await pollUntil('a bookmark', () => fromA.events.some((e) => e.type === 'BOOKMARK'), { timeoutMs: 5000, intervalMs: 20 });
     const bm = fromA.events.find((e) => e.type === 'BOOKMARK')!;
     expect(bm.object).to.deep.include({ kind: 'Pod', apiVersion: 'v1' });
     expect(bm.object.metadata.resourceVersion).to.equal(api.server.resourceVersion);
-    await until('timeoutSeconds ends the watch', () => fresh.ended);
+    await pollUntil('timeoutSeconds ends the watch', () => fresh.ended, { timeoutMs: 5000, intervalMs: 20 });
   });
 
   it('watch: a resourceVersion older than the event window gets a 410 ERROR event', async () => {
@@ -191,7 +192,7 @@ describe('lab API server REST', () => {
     const first = (await call('POST', PODS, pod('a', 'default'))).body.metadata.resourceVersion;
     for (const n of ['b', 'c', 'd']) await call('POST', PODS, pod(n, 'default'));
     const w = await watch(`${PODS}?watch=1&resourceVersion=${first}`);
-    await until('watch ends', () => w.ended);
+    await pollUntil('watch ends', () => w.ended, { timeoutMs: 5000, intervalMs: 20 });
     expect(w.events).to.have.length(1);
     expect(w.events[0]!.type).to.equal('ERROR');
     expect(w.events[0]!.object).to.include({ kind: 'Status', code: 410, reason: 'Expired' });
@@ -209,11 +210,11 @@ describe('lab API server REST', () => {
     await call('PATCH', `${PODS}/a`, { metadata: { labels: { canary: 'yes' } } }, 'application/merge-patch+json');
     await call('DELETE', `${PODS}/a`);
     await call('DELETE', `${PODS}/b`);
-    await until('label watch', () => byLabel.summary().length === 4);
+    await pollUntil('label watch', () => byLabel.summary().length === 4, { timeoutMs: 5000, intervalMs: 20 });
     expect(byLabel.summary()).to.deep.equal(['ADDED a', 'ADDED b', 'DELETED a', 'DELETED b']);
-    await until('node watch', () => byNode.summary().length === 3);
+    await pollUntil('node watch', () => byNode.summary().length === 3, { timeoutMs: 5000, intervalMs: 20 });
     expect(byNode.summary()).to.deep.equal(['ADDED a', 'MODIFIED a', 'DELETED a']);
-    await until('single-object watch', () => one.summary().length === 3);
+    await pollUntil('single-object watch', () => one.summary().length === 3, { timeoutMs: 5000, intervalMs: 20 });
     expect(one.summary()).to.deep.equal(['ADDED b', 'MODIFIED b', 'DELETED b']);
   });
 
@@ -241,7 +242,7 @@ describe('lab API server REST', () => {
       watches.push(w);
       server.create(pod('seeded', 'default'));
       await call('POST', PODS, pod('posted', 'default'));
-      await until('events over the socket', () => w.summary().length === 2);
+      await pollUntil('events over the socket', () => w.summary().length === 2, { timeoutMs: 5000, intervalMs: 20 });
       expect(w.summary()).to.deep.equal(['ADDED seeded', 'ADDED posted']);
       expect(server.list('pods').map((p) => p.metadata?.name)).to.deep.equal(['posted', 'seeded']);
       expect(server.get('Pod', 'default', 'posted').kind).to.equal('Pod');

@@ -1,0 +1,158 @@
+// What runs in a lab, and with which command line and configuration: FRR on the routers; gobgpd, the lab
+// kubelet and `podroute agent` on each node; a pod server on each external host; the API server on the host.
+import { mkdirSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import YAML from 'yaml';
+import type { AgentConfigInput } from '../config/agent-config.js';
+import type { Logger } from '../observe/log.js';
+import { LabError } from './errors.js';
+import { frrDaemonArgs, frrFiles, renderRouterConfig, startFrrDaemon, writeRouterConfig } from './frr.js';
+import { renderNodeKubeconfig } from './kubelet/kubelet.js';
+import { labPaths, type LabPaths } from './paths.js';
+import { logTail, processAlive, spawnDaemon } from './processes.js';
+import type { LabStateRecorder } from './state.js';
+import type { LabLayout, Topology } from './topology.js';
+import { waitFor } from './wait.js';
+
+/** The CNI bridge the agents of the lab configure (the agent's default). */
+export const LAB_CNI_BRIDGE = 'podroute0';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** The CLI entry point next to this module (works from dist/ and from any --outDir build). */
+export const CLI_MAIN = path.join(here, '..', 'cli', 'main.js');
+export const PODSERVER_SCRIPT = path.join(here, 'podserver.js');
+
+/** The control socket of an external host's server (probes from outside the cluster run through it). */
+export function externalHostSocket(paths: LabPaths, host: string): string {
+  return path.join(paths.dir, 'hosts', `${host}.sock`);
+}
+
+export async function startRouters(lab: string, topology: Topology, layout: LabLayout, recorder: LabStateRecorder, log?: Logger): Promise<void> {
+  const paths = labPaths(lab);
+  await Promise.all(
+    topology.routers.map(async (router) => {
+      const files = frrFiles(paths.frrDir(router.name));
+      await writeRouterConfig(files, renderRouterConfig(topology, layout, router.name, files));
+      const pathspace = paths.frrPathspace(router.name);
+      recorder.recordFrrPathspace(pathspace);
+      for (const daemon of ['zebra', 'bgpd'] as const) {
+        const pid = await startFrrDaemon(paths.netns(router.name), daemon, files, pathspace);
+        const args = frrDaemonArgs(daemon, files, pathspace);
+        recorder.recordProcess({
+          name: `${daemon}/${router.name}`,
+          pid,
+          netns: paths.netns(router.name),
+          cmdlineMarkers: [args[0] ?? daemon, pathspace],
+          // labStart runs it in the foreground (no -d): the PID it spawns is then the daemon's own.
+          argv: ['ip', 'netns', 'exec', paths.netns(router.name), ...args.filter((a) => a !== '-d')],
+        });
+      }
+      log?.info('router started', { lab, router: router.name });
+    }),
+  );
+}
+
+export function gobgpdArgs(socket: string): string[] {
+  return ['--api-hosts', `unix://${socket}`, '--pprof-disable', '--log-plain', '--log-level', 'info'];
+}
+
+export function startGobgpd(lab: string, nodeName: string, recorder: LabStateRecorder): void {
+  const paths = labPaths(lab);
+  mkdirSync(paths.nodeDir(nodeName), { recursive: true });
+  const socket = paths.gobgpSocket(nodeName);
+  spawnDaemon(paths, recorder, {
+    name: `gobgpd/${nodeName}`,
+    netns: paths.netns(nodeName),
+    // gobgpd killed with -9 leaves its socket behind and a new one then fails to bind: clear it first, as the
+    // DaemonSet's gobgpd entrypoint does.
+    command: 'sh',
+    args: ['-c', 'rm -f "$0" && exec gobgpd "$@"', socket, ...gobgpdArgs(socket)],
+    markers: [`unix://${socket}`],
+  });
+}
+
+export async function startApiServer(lab: string, recorder: LabStateRecorder, deadline: number, signal?: AbortSignal): Promise<number> {
+  const paths = labPaths(lab);
+  const record = spawnDaemon(paths, recorder, {
+    name: 'apiserver',
+    command: process.execPath,
+    args: [CLI_MAIN, 'lab', 'apiserver', '--lab', lab, '--port', '0'],
+    markers: ['apiserver', '--lab', lab],
+  });
+  let port: number | undefined;
+  await waitFor('lab API server', deadline, signal, () => {
+    if (!processAlive(record.pid)) throw new LabError('LAB_START_FAILED', `lab API server exited:\n${logTail(paths, 'apiserver')}`);
+    const match = /^ready (\d+)$/m.exec(logTail(paths, 'apiserver', 200));
+    if (match === null) return Promise.resolve('no "ready <port>" line yet');
+    port = Number(match[1]);
+    return Promise.resolve(undefined);
+  });
+  if (port === undefined) throw new LabError('LAB_START_FAILED', 'lab API server gave no port');
+  recorder.update({ apiPort: port });
+  return port;
+}
+
+/**
+ * Per node: the lab kubelet (it relays the API server into the node netns and realizes pods once a CNI conflist
+ * exists), then `podroute agent` next to the node's gobgpd, configured like a DaemonSet's ConfigMap would be.
+ */
+export async function startNode(lab: string, topology: Topology, nodeName: string, recorder: LabStateRecorder): Promise<void> {
+  const paths = labPaths(lab);
+  await mkdir(paths.cniConfDir(nodeName), { recursive: true });
+  await mkdir(paths.cniIpamDir(nodeName), { recursive: true });
+  // Written here as well as by the kubelet, so the agent never races the kubelet for it.
+  await writeFile(paths.nodeKubeconfig(nodeName), renderNodeKubeconfig(nodeName));
+  spawnDaemon(paths, recorder, {
+    name: `kubelet/${nodeName}`,
+    netns: paths.netns(nodeName),
+    enter: 'nsenter',
+    command: process.execPath,
+    args: [CLI_MAIN, 'lab', 'kubelet', '--lab', lab, '--node', nodeName],
+    markers: ['kubelet', '--lab', lab, '--node', nodeName],
+  });
+  const configFile = path.join(paths.nodeDir(nodeName), 'agent.yaml');
+  await writeFile(configFile, YAML.stringify(labAgentConfig(lab, topology, nodeName)));
+  spawnDaemon(paths, recorder, {
+    name: `agent/${nodeName}`,
+    netns: paths.netns(nodeName),
+    command: process.execPath,
+    args: [CLI_MAIN, 'agent', '--config', configFile],
+    markers: ['agent', '--config', configFile],
+  });
+}
+
+/** The agent configuration of a lab node: the cluster settings of the topology, the node's lab paths. */
+export function labAgentConfig(lab: string, topology: Topology, nodeName: string): AgentConfigInput {
+  const paths = labPaths(lab);
+  return {
+    nodeName,
+    kubeconfig: paths.nodeKubeconfig(nodeName),
+    gobgp: { target: `unix://${paths.gobgpSocket(nodeName)}` },
+    cluster: { asn: topology.cluster.asn, podRanges: topology.cluster.podRanges },
+    bgp: { mesh: topology.cluster.mesh, connectRetry: 1 },
+    cni: { confDir: paths.cniConfDir(nodeName), ipamDataDir: paths.cniIpamDir(nodeName), cacheDir: paths.cniCacheDir(nodeName), bridge: LAB_CNI_BRIDGE },
+    log: { level: 'debug', format: 'text' },
+    // Each node netns has its own loopback: the same port on every node does not collide.
+    metrics: { address: '127.0.0.1:9476' },
+  };
+}
+
+export function startExternalHost(lab: string, ext: Topology['externalHosts'][number], recorder: LabStateRecorder): void {
+  const paths = labPaths(lab);
+  const socket = externalHostSocket(paths, ext.name);
+  spawnDaemon(paths, recorder, {
+    name: `podserver/${ext.name}`,
+    netns: paths.netns(ext.name),
+    command: process.execPath,
+    args: [PODSERVER_SCRIPT, '--identity', `external/${ext.name}`, '--ports', ext.ports.map((p) => `${p.port}/${p.protocol}`).join(','), '--control', socket],
+    markers: ['--control', socket],
+  });
+}
+
+export async function gobgpdAnswers(socket: string, signal?: AbortSignal): Promise<boolean> {
+  const result = await execa('gobgp', ['--target', `unix://${socket}`, 'global'], { reject: false, timeout: 10_000, ...(signal === undefined ? {} : { cancelSignal: signal }) });
+  return result.exitCode === 0 && /AS:/.test(result.stdout);
+}
