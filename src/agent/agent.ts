@@ -4,9 +4,9 @@
 //   Kubernetes watches ──► desired node state (pure) ──► BGP reconciler, masquerade, CNI conflist
 //   gobgpd learned table ──► route selection (pure, incremental) ──► route reconciler
 //
-// Both loops are level-triggered ReconcileLoops: events only mark them dirty. The cluster loop reads whole snapshots; the route
-// loop re-judges the prefixes the learned table reported changed (all of them when the selection context
-// changes) and hands the route reconciler the routes that changed.
+// Both loops are level-triggered ReconcileLoops: events only mark them dirty. The cluster loop reads whole
+// snapshots; the route loop re-judges the prefixes the learned table reported changed (all of them when the
+// selection context changes) and hands the route reconciler the routes that changed.
 import { setMaxListeners } from 'node:events';
 import { BgpReconciler } from '../bgp/bgp-reconciler.js';
 import { GobgpClient } from '../bgp/gobgp-client.js';
@@ -30,7 +30,7 @@ import { IncrementalRouteSelector } from '../routes/incremental-selection.js';
 import type { RejectedPath } from '../routes/select-routes.js';
 import { onLinkNetworks, readConnectedNetworks } from './connected-networks.js';
 import { planDesiredState, type DesiredNodeState } from './desired-state.js';
-import { PassPacer, ReconcileLoop, type PassOutcome, type PassPacerOptions } from '../reconcile/loop.js';
+import { PassPacer, ReconcileLoop, type PassListener, type PassOutcome, type PassPacerOptions } from '../reconcile/loop.js';
 
 /** Connected networks change rarely (an address added by hand, a link renumbered): re-read them this often. */
 const CONNECTED_REFRESH_MS = 10_000;
@@ -375,7 +375,7 @@ function samePolicyInput(a: PolicyInput | undefined, b: PolicyInput): boolean {
 }
 
 /** Feeds a loop's passes (with their durations) to its health handle. */
-function pushTo(health: ReconcilerHealth): NonNullable<ConstructorParameters<typeof ReconcileLoop>[0]['onPass']> {
+function pushTo(health: ReconcilerHealth): PassListener {
   return (outcome, durationMs) => (outcome.ok ? health.heartbeat(durationMs) : health.failure(outcome.error, durationMs));
 }
 

@@ -32,6 +32,9 @@ export interface PassOutcome {
   changed?: ReadonlySet<string>;
 }
 
+/** Hears each pass that was not skipped, with how long it took. */
+export type PassListener = (outcome: { ok: true } | { ok: false; error: unknown }, durationMs: number) => void;
+
 export interface BackoffOptions {
   /** Delay after the first failure, doubled per consecutive failure up to maxMs. */
   initialMs: number;
@@ -52,7 +55,7 @@ export interface ReconcileLoopOptions {
   /** Called after a failed pass (the reconciler logs it its way); retryInMs is the back-off before the next pass. */
   onFailure?: (error: unknown, info: { consecutiveFailures: number; retryInMs: number }) => void;
   /** Called after every pass that was not skipped (health pushes, duration metrics). */
-  onPass?: (outcome: { ok: true } | { ok: false; error: unknown }, durationMs: number) => void;
+  onPass?: PassListener;
   /** Error code when a thrown value has none. Default 'ERROR'. */
   defaultErrorCode?: string;
   /** Whether the first pass runs at once (default true) or waits for a wake or the first resync. */
