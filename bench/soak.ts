@@ -8,7 +8,7 @@
 import { getEventListeners, setMaxListeners } from 'node:events';
 import YAML from 'yaml';
 import { AGENT_SIGNAL_MAX_LISTENERS } from '../src/agent/agent.js';
-import { DirtySignal, sleep } from '../src/agent/dirty-signal.js';
+import { DirtySignal, sleep } from '../src/reconcile/loop.js';
 import { ClusterWatch } from '../src/kube/cluster-watch.js';
 import { parseKubeConfig } from '../src/kube/kube-api.js';
 import { LabApiServer, renderKubeconfig } from '../src/lab/apiserver/index.js';

@@ -4,9 +4,9 @@
 //   Kubernetes watches ──► desired node state (pure) ──► BGP reconciler, masquerade, CNI conflist
 //   gobgpd learned table ──► route selection (pure, incremental) ──► route reconciler
 //
-// Both loops are level-triggered: events only mark them dirty. The cluster loop reads whole snapshots; the route
-// loop re-judges the prefixes the learned table reported changed (all of them when the selection context
-// changes) and hands the route reconciler the routes that changed.
+// Both loops are level-triggered ReconcileLoops: events only mark them dirty. The cluster loop reads whole
+// snapshots; the route loop re-judges the prefixes the learned table reported changed (all of them when the
+// selection context changes) and hands the route reconciler the routes that changed.
 import { setMaxListeners } from 'node:events';
 import { BgpReconciler } from '../bgp/bgp-reconciler.js';
 import { GobgpClient } from '../bgp/gobgp-client.js';
@@ -30,11 +30,12 @@ import { IncrementalRouteSelector } from '../routes/incremental-selection.js';
 import type { RejectedPath } from '../routes/select-routes.js';
 import { onLinkNetworks, readConnectedNetworks } from './connected-networks.js';
 import { planDesiredState, type DesiredNodeState } from './desired-state.js';
-import { DirtySignal, PassPacer, sleep, type PassPacerOptions } from './dirty-signal.js';
+import { PassPacer, ReconcileLoop, type PassListener, type PassOutcome, type PassPacerOptions } from '../reconcile/loop.js';
 
 /** Connected networks change rarely (an address added by hand, a link renumbered): re-read them this often. */
 const CONNECTED_REFRESH_MS = 10_000;
-const RETRY_MS = 2_000;
+/** Both loops retry a failed pass after this long (a fixed delay: the work is in-memory planning). */
+const RETRY = { initialMs: 2_000, maxMs: 2_000 };
 /**
  * Pacing of the route passes (each one may write to the kernel): a change after a quiet spell goes at once; a
  * burst is taken in passes at least 25 ms apart; prefixes flapping from pass to pass stretch that up to 2 s until
@@ -59,10 +60,8 @@ export class Agent {
   private readonly config: AgentConfig;
   private readonly nodeName: string;
   private readonly logger: Logger;
-  private readonly clusterDirty = new DirtySignal();
   /** Only Node changes (and the periodic re-plan) need the node state planned again; pods, namespaces and policies feed policy alone. */
   private nodesChanged = true;
-  private readonly routesDirty = new DirtySignal();
   private desired: DesiredNodeState | undefined;
   /** The CNI conflist is in place: pods can start here, so the node may be reported network-available. */
   private cniWritten = false;
@@ -74,6 +73,8 @@ export class Agent {
   /** Learned-table prefixes changed since the last route pass; `allPrefixesChanged` asks for every one. */
   private changedPrefixes = new Set<string>();
   private allPrefixesChanged = true;
+  private networkReported = false;
+  private wholeSetGiven = false;
 
   // Created in start(); the agent is one-shot.
   private watch!: ClusterWatch;
@@ -83,8 +84,8 @@ export class Agent {
   private routes!: RouteReconciler;
   private masquerade: MasqueradeReconciler | undefined;
   private observer!: AgentObserver;
-  private clusterHealth!: ReconcilerHealth;
-  private routeSelectionHealth!: ReconcilerHealth;
+  private clusterLoop!: ReconcileLoop;
+  private routeLoop!: ReconcileLoop;
   private policy: PolicyReconciler | undefined;
   private policyInput: PolicyInput | undefined;
 
@@ -107,7 +108,7 @@ export class Agent {
     const kinds: WatchedKind[] = config.policy.enabled ? ['nodes', 'pods', 'namespaces', 'networkpolicies'] : ['nodes'];
     this.watch = new ClusterWatch({ kubeConfig, logger, kinds, onChange: (kind) => {
       if (kind === 'nodes') this.nodesChanged = true;
-      this.clusterDirty.set();
+      this.clusterLoop.markDirty();
     }, onStat: (kind, what) => this.observer.watchStat(kind, what) });
     this.gobgp = new GobgpClient({ target: config.gobgp.target, callTimeoutMs: config.gobgp.callTimeoutSeconds * 1000, logger });
     this.bgp = new BgpReconciler({ client: this.gobgp, logger: logger.child({ component: 'bgp' }) });
@@ -118,7 +119,7 @@ export class Agent {
     });
     this.bgp.onLearnedPaths((_table, changed) => {
       for (const prefix of changed) this.changedPrefixes.add(prefix);
-      this.routesDirty.set();
+      this.routeLoop.markDirty();
     });
     this.observer = new AgentObserver({
       address: config.metrics.address,
@@ -131,8 +132,34 @@ export class Agent {
       policy: config.policy.enabled ? () => this.policy : undefined,
       resyncMs: { routes: config.routes.resyncSeconds * 1000 },
     });
-    this.clusterHealth = this.observer.loop('cluster', { resyncMs: config.routes.resyncSeconds * 1000 });
-    this.routeSelectionHealth = this.observer.loop('route-selection', { resyncMs: CONNECTED_REFRESH_MS });
+    const clusterResyncMs = config.routes.resyncSeconds * 1000;
+    const clusterHealth = this.observer.loop('cluster', { resyncMs: clusterResyncMs });
+    const routeSelectionHealth = this.observer.loop('route-selection', { resyncMs: CONNECTED_REFRESH_MS });
+    this.clusterLoop = new ReconcileLoop({
+      name: 'cluster',
+      // Re-plan periodically too: password files are mounted Secrets that change without any watch event.
+      resyncIntervalMs: clusterResyncMs,
+      backoff: RETRY,
+      pass: ({ signal: passSignal, resync }) => this.clusterPass(passSignal, resync),
+      onPass: pushTo(clusterHealth),
+      onFailure: (err) => {
+        this.nodesChanged = true;
+        this.logger.error('applying the node state failed; retrying', { error: describeError(err) });
+      },
+    });
+    this.routeLoop = new ReconcileLoop({
+      name: 'route-selection',
+      resyncIntervalMs: CONNECTED_REFRESH_MS,
+      backoff: RETRY,
+      // Taken in passes, not per event: a burst lands in a few big batches, a flapping peer in few kernel writes.
+      pacer: new PassPacer(ROUTE_PASS_PACING),
+      pass: ({ signal: passSignal }) => this.routePass(passSignal),
+      onPass: pushTo(routeSelectionHealth),
+      onFailure: (err) => {
+        this.allPrefixesChanged = true; // the changes this pass took are judged again with everything else
+        this.logger.error('route selection failed; retrying', { error: describeError(err) });
+      },
+    });
     await this.observer.start(); // fails (ObserveServerError BIND_FAILED) before any loop starts
 
     this.watch.start(signal);
@@ -143,8 +170,8 @@ export class Agent {
     const running: Promise<unknown>[] = [
       this.bgp.start(signal),
       this.routes.start(signal),
-      this.clusterLoop(signal),
-      this.routeLoop(signal),
+      this.runClusterLoop(signal),
+      this.routeLoop.run(signal),
       peerEvents.run(signal),
     ];
     logger.info('podroute agent started', { node: this.nodeName, gobgp: config.gobgp.target, routeProtocol: config.routes.protocol });
@@ -157,30 +184,18 @@ export class Agent {
   }
 
   /** Recomputes the desired node state whenever the cluster (or a peer's password file) may have changed. */
-  private async clusterLoop(signal: AbortSignal): Promise<void> {
+  private async runClusterLoop(signal: AbortSignal): Promise<void> {
     // A stop while the API server was never reached must not wait for a first list that will not come.
     await Promise.race([this.watch.synced(), new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }))]);
-    let retry = false;
-    while (!signal.aborted) {
-      // Re-plan periodically too: password files are mounted Secrets that change without any watch event.
-      const changed = await this.clusterDirty.wait(retry ? RETRY_MS : this.config.routes.resyncSeconds * 1000, signal);
-      if (signal.aborted) break;
-      const passStart = performance.now();
-      try {
-        if (this.nodesChanged || !changed || this.desired === undefined) {
-          this.nodesChanged = false;
-          await this.planAndApplyNodeState(signal);
-        } else if (this.config.policy.enabled) {
-          this.applyPolicy(this.watch.snapshot(), this.desired, signal);
-        }
-        retry = false;
-        this.clusterHealth.heartbeat(performance.now() - passStart);
-      } catch (err) {
-        retry = true;
-        this.nodesChanged = true;
-        this.clusterHealth.failure(err, performance.now() - passStart);
-        this.logger.error('applying the node state failed; retrying', { error: describeError(err) });
-      }
+    await this.clusterLoop.run(signal);
+  }
+
+  private async clusterPass(signal: AbortSignal, resync: boolean): Promise<void> {
+    if (this.nodesChanged || resync || this.desired === undefined) {
+      this.nodesChanged = false;
+      await this.planAndApplyNodeState(signal);
+    } else if (this.config.policy.enabled) {
+      this.applyPolicy(this.watch.snapshot(), this.desired, signal);
     }
   }
 
@@ -229,7 +244,7 @@ export class Agent {
     } else {
       this.logger.info('CNI network configuration waits for the first policy sync', { dir: this.config.cni.confDir });
     }
-    this.routesDirty.set(); // the selection context (nodes, ranges) may have changed
+    this.routeLoop.markDirty(); // the selection context (nodes, ranges) may have changed
   }
 
   /** The policy reconciler gets whole snapshots, only once every kind has been listed (a partial one could open). */
@@ -262,7 +277,7 @@ export class Agent {
       this.policy.setCluster(cluster);
       void this.policy.whenSynced().then(() => {
         this.nodesChanged = true; // writes the conflist
-        this.clusterDirty.set();
+        this.clusterLoop.markDirty();
       });
       this.policy.start(signal).catch((err: unknown) => {
         if (!signal.aborted) this.logger.error('policy reconciler stopped', { error: describeError(err) });
@@ -276,55 +291,36 @@ export class Agent {
    * Turns the learned table into kernel routes. Waits for a complete table: a partial one would delete routes.
    * The first pass hands the route reconciler the whole selection; later ones only the routes that changed.
    */
-  private async routeLoop(signal: AbortSignal): Promise<void> {
-    let networkReported = false;
-    let wholeSetGiven = false;
-    const pacer = new PassPacer(ROUTE_PASS_PACING);
-    while (!signal.aborted) {
-      await this.routesDirty.wait(CONNECTED_REFRESH_MS, signal);
-      // Taken in passes, not per event: a burst lands in a few big batches, a flapping peer in few kernel writes.
-      await sleep(pacer.delay(Date.now()), signal);
-      if (signal.aborted) break;
-      const desired = this.desired;
-      const table = this.bgp.learnedTable();
-      if (desired === undefined || !table.synced) continue;
-      const passStart = performance.now();
-      const changedKeys = this.allPrefixesChanged ? 'all' : this.changedPrefixes;
-      this.changedPrefixes = new Set();
-      this.allPrefixesChanged = false;
-      try {
-        if (Date.now() - this.connectedReadAt >= CONNECTED_REFRESH_MS) {
-          this.connectedNetworks = await readConnectedNetworks(signal);
-          this.connectedReadAt = Date.now();
-        }
-        const { conflictedCIDRs, ...context } = desired.routeSelection;
-        // A changed context (nodes, ranges, connected networks, conflicts) re-judges every prefix.
-        this.selector.setContext({ ...context, onLinkNetworks: onLinkNetworks(this.connectedNetworks, context.ownPodCIDRs), excludedCIDRs: conflictedCIDRs });
-        const rejectedBefore = this.selector.rejectedVersion();
-        const changes = this.selector.update(table.paths, changedKeys);
-        if (this.selector.rejectedVersion() !== rejectedBefore) this.reportRejections(this.selector.rejected());
-        if (!wholeSetGiven) {
-          this.routes.setDesired([...this.selector.routes().values()]);
-          wholeSetGiven = true;
-        } else if (changes.size > 0) {
-          this.routes.updateDesired(changes);
-        }
-        pacer.passed(Date.now(), new Set(changes.keys()));
-        if (!networkReported && this.cniWritten) {
-          await this.routes.waitForSync(signal);
-          await this.reporter.markNetworkAvailable();
-          networkReported = true;
-        }
-        this.routeSelectionHealth.heartbeat(performance.now() - passStart);
-      } catch (err) {
-        if (signal.aborted) break;
-        this.allPrefixesChanged = true; // the changes this pass took are judged again with everything else
-        this.routeSelectionHealth.failure(err, performance.now() - passStart);
-        this.logger.error('route selection failed; retrying', { error: describeError(err) });
-        await sleep(RETRY_MS, signal);
-        this.routesDirty.set();
-      }
+  private async routePass(signal: AbortSignal): Promise<PassOutcome> {
+    const desired = this.desired;
+    const table = this.bgp.learnedTable();
+    if (desired === undefined || !table.synced) return { skipped: true };
+    const changedKeys = this.allPrefixesChanged ? 'all' : this.changedPrefixes;
+    this.changedPrefixes = new Set();
+    this.allPrefixesChanged = false;
+    if (Date.now() - this.connectedReadAt >= CONNECTED_REFRESH_MS) {
+      this.connectedNetworks = await readConnectedNetworks(signal);
+      this.connectedReadAt = Date.now();
     }
+    const { conflictedCIDRs, ...context } = desired.routeSelection;
+    // A changed context (nodes, ranges, connected networks, conflicts) re-judges every prefix.
+    this.selector.setContext({ ...context, onLinkNetworks: onLinkNetworks(this.connectedNetworks, context.ownPodCIDRs), excludedCIDRs: conflictedCIDRs });
+    const rejectedBefore = this.selector.rejectedVersion();
+    const changes = this.selector.update(table.paths, changedKeys);
+    if (this.selector.rejectedVersion() !== rejectedBefore) this.reportRejections(this.selector.rejected());
+    if (!this.wholeSetGiven) {
+      this.routes.setDesired([...this.selector.routes().values()]);
+      this.wholeSetGiven = true;
+    } else if (changes.size > 0) {
+      this.routes.updateDesired(changes);
+    }
+    const changed = new Set(changes.keys());
+    if (!this.networkReported && this.cniWritten) {
+      await this.routes.waitForSync(signal);
+      await this.reporter.markNetworkAvailable();
+      this.networkReported = true;
+    }
+    return { changed };
   }
 
   private reportWarnings(warnings: string[]): void {
@@ -376,6 +372,11 @@ function samePolicyInput(a: PolicyInput | undefined, b: PolicyInput): boolean {
   if (a === undefined || JSON.stringify(a.node) !== JSON.stringify(b.node)) return false;
   const same = (x: readonly object[], y: readonly object[]): boolean => x.length === y.length && x.every((v, i) => v === y[i]);
   return same(a.cluster.pods, b.cluster.pods) && same(a.cluster.namespaces, b.cluster.namespaces) && same(a.cluster.policies, b.cluster.policies);
+}
+
+/** Feeds a loop's passes (with their durations) to its health handle. */
+function pushTo(health: ReconcilerHealth): PassListener {
+  return (outcome, durationMs) => (outcome.ok ? health.heartbeat(durationMs) : health.failure(outcome.error, durationMs));
 }
 
 export async function runAgent(config: AgentConfig, logger: Logger): Promise<void> {

@@ -2,8 +2,8 @@
 // learned paths for the route reconciler.
 //
 // - setDesired() only stores the state and marks the reconciler dirty (a one-slot signal: bursts coalesce).
-// - The loop re-reads gobgpd, plans (bgp-planner.ts) and applies. A periodic resync repairs drift; a failed
-//   pass is retried with back-off. When gobgpd comes back after going away (it lost all state) the next pass
+// - The loop (the shared ReconcileLoop) re-reads gobgpd, plans (bgp-planner.ts) and applies. A periodic resync
+//   repairs drift; a failed pass is retried with back-off. When gobgpd comes back after going away (it lost all state) the next pass
 //   simply finds it empty and re-applies everything.
 // - A multi-object change (defined sets → policy → assignment) is undone when a later step fails, so gobgpd
 //   never keeps half a bundle; everything else is re-read on the next pass, so the reconciler's memory is
@@ -29,7 +29,7 @@ import {
   type PolicyBundle,
 } from './bgp-planner.js';
 import type { BgpEvent, Family, LearnedPath, PeerState } from './types.js';
-import { DirtySignal, sleep } from '../agent/dirty-signal.js';
+import { backoffDelay, DirtySignal, errorInfo, ReconcileLoop, sleep, type ReconcileStatus } from '../reconcile/loop.js';
 
 export type { BgpDesiredState, BgpChange } from './bgp-planner.js';
 
@@ -48,11 +48,9 @@ export interface BgpReconcilerOptions {
 }
 
 export interface BgpReconcilerStatus {
-  lastSyncAt?: Date;
-  lastError?: { code: string; message: string; at: Date };
-  /** Successful passes, failed passes, changes applied in total. */
-  syncs: number;
-  failures: number;
+  /** The loop's passes: last attempt and success, last error, failures. */
+  loop: ReconcileStatus;
+  /** Changes applied in total. */
   appliedChanges: number;
   /** Peers by session state, from the event stream. */
   peers: { total: number; established: number };
@@ -90,21 +88,12 @@ export class BgpReconcilerError extends Error {
   }
 }
 
-function errorInfo(err: unknown): { code: string; message: string } {
-  if (err instanceof Error) {
-    const code = (err as { code?: unknown }).code;
-    return { code: typeof code === 'string' ? code : 'ERROR', message: err.message };
-  }
-  return { code: 'ERROR', message: String(err) };
-}
-
 export class BgpReconciler {
   private readonly client: GobgpClient;
   private readonly logger: Logger | undefined;
-  private readonly resyncIntervalMs: number;
   private readonly backoff: { initial: number; max: number };
   private desired: BgpDesiredState | undefined;
-  private readonly dirty = new DirtySignal();
+  private readonly loop: ReconcileLoop;
   private started = false;
   /** uuid AddPath gave us, per prefix (with the next hop it was added with). */
   private readonly uuids = new Map<string, { nextHop: string; uuid: string }>();
@@ -113,9 +102,7 @@ export class BgpReconciler {
   /** What gobgpd holds now (from the watch); `table` is this plus the stale paths still kept. */
   private fresh = new Map<string, LearnedPath[]>();
   private stale: StaleTable | undefined;
-  private readonly st: BgpReconcilerStatus = {
-    syncs: 0,
-    failures: 0,
+  private readonly counts: Omit<BgpReconcilerStatus, 'loop'> = {
     appliedChanges: 0,
     peers: { total: 0, established: 0 },
     advertised: 0,
@@ -135,20 +122,29 @@ export class BgpReconciler {
   constructor(options: BgpReconcilerOptions) {
     this.client = options.client;
     this.logger = options.logger;
-    this.resyncIntervalMs = options.resyncIntervalMs ?? 60_000;
     this.backoff = options.retryBackoffMs ?? { initial: 500, max: 30_000 };
+    this.loop = new ReconcileLoop({
+      name: 'bgp',
+      resyncIntervalMs: options.resyncIntervalMs ?? 60_000,
+      backoff: { initialMs: this.backoff.initial, maxMs: Math.max(this.backoff.initial, this.backoff.max) },
+      pass: async ({ signal }) => {
+        if (this.desired === undefined) return { skipped: true };
+        await this.syncOnce(this.desired, signal);
+      },
+      onFailure: (err, { retryInMs }) => this.logger?.warn('BGP reconcile failed; will retry', { ...errorInfo(err), retryInMs: Math.round(retryInMs) }),
+    });
     this.staleSettleMs = options.staleSettleMs ?? 3_000;
   }
 
   /** Stores the desired state and marks the reconciler dirty; the loop applies it. */
   setDesired(state: BgpDesiredState): void {
     this.desired = state;
-    this.dirty.set();
+    this.loop.markDirty();
   }
 
   /** Asks for a pass now (e.g. from an operator or a test). */
   resync(): void {
-    this.dirty.set();
+    this.loop.markDirty();
   }
 
   status(): BgpReconcilerStatus {
@@ -157,7 +153,8 @@ export class BgpReconciler {
     let learnedPaths = 0;
     for (const l of this.table.values()) learnedPaths += l.length;
     return {
-      ...this.st,
+      ...this.counts,
+      loop: this.loop.status(),
       peers: { total: this.peerStates.size, established },
       learnedPrefixes: this.table.size,
       learnedPaths,
@@ -191,14 +188,14 @@ export class BgpReconciler {
         this.uuids.clear();
         this.watchAbort?.abort();
       }
-      this.dirty.set();
+      this.loop.markDirty();
     };
     const onDisconnected = (): void => this.watchAbort?.abort();
     this.client.on('connected', onConnected);
     this.client.on('disconnected', onDisconnected);
     this.client.start();
     try {
-      await Promise.all([this.reconcileLoop(signal), this.watchLoop(signal)]);
+      await Promise.all([this.loop.run(signal), this.watchLoop(signal)]);
     } finally {
       this.client.off('connected', onConnected);
       this.client.off('disconnected', onDisconnected);
@@ -208,27 +205,6 @@ export class BgpReconciler {
   // ------------------------------------------------------------------------------------------------------
   // Reconcile
 
-  private async reconcileLoop(signal: AbortSignal): Promise<void> {
-    let failures = 0;
-    while (!signal.aborted) {
-      const wait = failures === 0 ? this.resyncIntervalMs : Math.min(this.backoff.max, this.backoff.initial * 2 ** (failures - 1));
-      await this.dirty.wait(wait, signal);
-      if (signal.aborted) break;
-      if (this.desired === undefined) continue;
-      try {
-        await this.syncOnce(this.desired, signal);
-        failures = 0;
-      } catch (err) {
-        if (signal.aborted) break;
-        failures++;
-        const info = errorInfo(err);
-        this.st.failures++;
-        this.st.lastError = { ...info, at: new Date() };
-        this.logger?.warn('BGP reconcile failed; will retry', { ...info, retryInMs: Math.min(this.backoff.max, this.backoff.initial * 2 ** (failures - 1)) });
-      }
-    }
-  }
-
   /** One pass: observe, plan, apply. Exposed for tests and the CLI; the loop is the normal caller. */
   async syncOnce(desired: BgpDesiredState, signal?: AbortSignal): Promise<BgpChange[]> {
     const opts = { signal };
@@ -237,11 +213,9 @@ export class BgpReconciler {
     if (changes.length > 0) this.logger?.info('BGP changes', { changes: changes.map(describeChange) });
     for (const change of changes) {
       await this.apply(change, opts);
-      this.st.appliedChanges++;
+      this.counts.appliedChanges++;
     }
-    this.st.syncs++;
-    this.st.lastSyncAt = new Date();
-    this.st.advertised = desired.advertise.length;
+    this.counts.advertised = desired.advertise.length;
     this.bgpRunning.set();
     return changes;
   }
@@ -385,7 +359,7 @@ export class BgpReconciler {
         signal.removeEventListener('abort', onAbort);
         this.watchAbort = undefined;
       }
-      if (!signal.aborted) await sleep(Math.min(this.backoff.max, failures === 0 ? 100 : this.backoff.initial * 2 ** (failures - 1)), signal);
+      if (!signal.aborted) await sleep(failures === 0 ? 100 : backoffDelay(failures, { initialMs: this.backoff.initial, maxMs: Math.max(this.backoff.initial, this.backoff.max) }), signal);
     }
   }
 

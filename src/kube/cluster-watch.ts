@@ -9,7 +9,7 @@
 //
 // The API calls go through ./kube-api.ts (client-node's types only: its runtime costs ~60 MB of memory).
 import type { Container, ContainerPort, KubeObject, Namespace, NetworkPolicy, Node, Pod } from './wire.js';
-import { sleep } from '../agent/dirty-signal.js';
+import { sleep } from '../reconcile/loop.js';
 import { DEFAULT_WATCH_TIMEOUT_S, KubeApi, KubeApiError, loadKubeConfig, type KubeConnectionConfig, type KubeList, type WatchEvent } from './kube-api.js';
 import type { Logger } from '../observe/log.js';
 

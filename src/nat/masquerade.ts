@@ -2,8 +2,9 @@
 // equal to the config, level-triggered. Any change only marks it dirty; a periodic resync re-reads the kernel and
 // repairs drift (a deleted jump, a flushed chain, edited set contents). It writes only its own chain, through
 // `iptables-restore --noflush`, and its own sets, through `ipset restore` + swap: other tools' rules are never read
-// back and rewritten.
+// back and rewritten. The pass schedule is the shared ReconcileLoop's.
 import type { Logger } from '../observe/log.js';
+import { errorInfo, ReconcileLoop, type ReconcileStatus } from '../reconcile/loop.js';
 import { CommandError, type CommandRunner, localRunner, runChecked } from './command.js';
 import {
   desiredMasqueradeFamily,
@@ -124,11 +125,8 @@ export interface MasqueradeStatus {
   inSync: boolean;
   /** Which families are masqueraded (have cluster ranges). */
   families: Record<IpFamily, boolean>;
-  syncs: number;
-  failures: number;
-  lastSyncAt?: Date;
-  lastSuccessAt?: Date;
-  lastError?: { code: string; message: string };
+  /** The loop's passes (sync() on demand included): last attempt and success, last error, failures. */
+  loop: ReconcileStatus;
   /** What the last successful sync that wrote something wrote. */
   lastChanges?: MasqueradeSyncResult;
 }
@@ -144,35 +142,33 @@ export interface MasqueradeReconcilerOptions extends MasqueradeConfig {
   retryMaxMs?: number;
 }
 
-function errorInfo(error: unknown): { code: string; message: string } {
-  if (error instanceof Error) {
-    const code = (error as { code?: unknown }).code;
-    return { code: typeof code === 'string' ? code : 'NAT_ERROR', message: error.message };
-  }
-  return { code: 'NAT_ERROR', message: String(error) };
-}
-
 export class MasqueradeReconciler {
   private readonly logger: Logger;
   private readonly run: CommandRunner;
-  private readonly resyncIntervalMs: number;
-  private readonly retryMinMs: number;
-  private readonly retryMaxMs: number;
+  private readonly loop: ReconcileLoop;
   private spec: MasqueradeSpec;
+  /** The desired state changed since the sync in progress began. */
   private dirty = true;
-  private wake: (() => void) | undefined;
-  private serial: Promise<unknown> = Promise.resolve();
   private removed = false;
-  private readonly state: MasqueradeStatus;
+  private readonly state: Omit<MasqueradeStatus, 'loop'>;
 
   constructor(options: MasqueradeReconcilerOptions) {
     this.logger = options.logger;
     this.run = options.run ?? localRunner();
-    this.resyncIntervalMs = options.resyncIntervalMs ?? 60_000;
-    this.retryMinMs = options.retryMinMs ?? 1_000;
-    this.retryMaxMs = options.retryMaxMs ?? 30_000;
+    const retryMinMs = options.retryMinMs ?? 1_000;
+    this.loop = new ReconcileLoop({
+      name: 'masquerade',
+      resyncIntervalMs: options.resyncIntervalMs ?? 60_000,
+      backoff: { initialMs: retryMinMs, maxMs: Math.max(retryMinMs, options.retryMaxMs ?? 30_000) },
+      defaultErrorCode: 'NAT_ERROR',
+      pass: async ({ signal }) => {
+        if (this.removed) return { skipped: true };
+        await this.syncOnce(this.spec, signal);
+      },
+      onFailure: (error, { retryInMs }) => this.logger.error('masquerade sync failed; retrying', { ...errorInfo(error, 'NAT_ERROR'), retryMs: Math.round(retryInMs) }),
+    });
     this.spec = normalizeMasqueradeConfig(options);
-    this.state = { started: false, inSync: false, families: this.familiesOf(this.spec), syncs: 0, failures: 0 };
+    this.state = { started: false, inSync: false, families: this.familiesOf(this.spec) };
   }
 
   /** Replaces the desired config (validated first: a bad one throws MasqueradeConfigError and changes nothing). */
@@ -184,59 +180,42 @@ export class MasqueradeReconciler {
     this.state.families = this.familiesOf(this.spec);
     this.dirty = true;
     this.state.inSync = false;
-    this.wake?.();
+    this.loop.markDirty();
   }
 
-  /**
-   * Runs the reconcile loop until `signal` aborts. Resolves once the first sync has succeeded (the loop goes on,
-   * retrying failures with back-off); rejects if the signal aborts first.
-   */
-  start(signal: AbortSignal): Promise<void> {
+  /** Runs the reconcile loop until `signal` aborts or remove() is called; failures are retried with back-off. */
+  async start(signal: AbortSignal): Promise<void> {
     if (this.state.started) throw new Error('MasqueradeReconciler.start: already started');
     this.state.started = true;
-    return new Promise<void>((resolve, reject) => {
-      const onAbort = () => reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
-      if (signal.aborted) {
-        onAbort();
-        return;
-      }
-      signal.addEventListener('abort', onAbort, { once: true });
-      void this.loop(signal, () => {
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      });
-    });
+    await this.loop.run(signal);
+  }
+
+  /** Settles when the first sync succeeds (never, if none does). */
+  whenSynced(): Promise<void> {
+    return this.loop.whenSucceeded();
   }
 
   /** One reconcile now: observe, plan, apply. Serialized with the loop's syncs. */
   sync(signal?: AbortSignal): Promise<MasqueradeSyncResult> {
-    return this.serialize(() => this.syncOnce(this.spec, signal));
+    return this.loop.passNow(() => this.syncOnce(this.spec, signal));
   }
 
   /** Removes everything podroute's masquerade owns (both families) and stops the loop from writing again. */
   remove(signal?: AbortSignal): Promise<MasqueradeSyncResult> {
     this.removed = true;
-    this.wake?.();
-    return this.serialize(() => this.syncOnce({ ipv4: null, ipv6: null }, signal));
+    this.loop.stop();
+    return this.loop.exclusive(() => this.syncOnce({ ipv4: null, ipv6: null }, signal));
   }
 
   status(): MasqueradeStatus {
-    return structuredClone(this.state);
+    return { ...structuredClone(this.state), loop: this.loop.status() };
   }
 
   private familiesOf(spec: MasqueradeSpec): Record<IpFamily, boolean> {
     return { ipv4: spec.ipv4 !== null, ipv6: spec.ipv6 !== null };
   }
 
-  private serialize<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.serial.then(fn, fn);
-    this.serial = next.catch(() => undefined);
-    return next;
-  }
-
   private async syncOnce(spec: MasqueradeSpec, signal?: AbortSignal): Promise<MasqueradeSyncResult> {
-    this.state.syncs++;
-    this.state.lastSyncAt = new Date();
     const specUsed = this.spec;
     this.dirty = false;
     try {
@@ -261,55 +240,13 @@ export class MasqueradeReconciler {
       }
       if (errors.length > 0) throw errors[0];
       const result = { changed, families };
-      this.state.lastSuccessAt = new Date();
-      delete this.state.lastError;
       if (changed) this.state.lastChanges = result;
       this.state.inSync = !this.dirty && specUsed === this.spec;
       return result;
     } catch (error) {
       this.dirty = true;
-      this.state.failures++;
       this.state.inSync = false;
-      this.state.lastError = errorInfo(error);
       throw error;
     }
-  }
-
-  private async loop(signal: AbortSignal, firstSuccess: () => void): Promise<void> {
-    let reportedFirst = false;
-    let retryMs = this.retryMinMs;
-    while (!signal.aborted && !this.removed) {
-      let waitMs = this.resyncIntervalMs;
-      try {
-        await this.serialize(() => (this.removed ? Promise.resolve(null) : this.syncOnce(this.spec, signal)));
-        retryMs = this.retryMinMs;
-        if (!reportedFirst) {
-          reportedFirst = true;
-          firstSuccess();
-        }
-      } catch (error) {
-        if (signal.aborted) break;
-        this.logger.error('masquerade sync failed; retrying', { ...errorInfo(error), retryMs });
-        waitMs = retryMs;
-        retryMs = Math.min(retryMs * 2, this.retryMaxMs);
-      }
-      if (this.dirty && waitMs === this.resyncIntervalMs) continue;
-      await this.sleep(waitMs, signal);
-    }
-  }
-
-  /** Waits for the timer, a desired-state change (setDesired) or the abort, whichever comes first. */
-  private sleep(ms: number, signal: AbortSignal): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        this.wake = undefined;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      signal.addEventListener('abort', done, { once: true });
-      this.wake = done;
-    });
   }
 }

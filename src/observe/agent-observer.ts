@@ -1,11 +1,12 @@
 // Everything the agent shows about itself, in one object the agent creates and starts: metrics, loop health,
 // readiness, the status report and the HTTP server on metrics.address. It reads the reconcilers through their
-// status() when asked (getters, so reconcilers created later, like the masquerade one, are picked up); it
-// never changes anything.
+// status() when asked (getters, so reconcilers created later, like the masquerade one, are picked up); every
+// reconciler's passes are the one ReconcileStatus of its loop. It never changes anything.
 import type { BgpReconcilerStatus, LearnedTable } from '../bgp/bgp-reconciler.js';
 import type { PolicyStatus } from '../policy/policy-reconciler.js';
 import type { MasqueradeStatus } from '../nat/masquerade.js';
 import type { RouteReconcilerStatus } from '../routes/route-reconciler.js';
+import type { ReconcileStatus } from '../reconcile/loop.js';
 import type { Logger } from './log.js';
 import { HealthMonitor, errorMessage, type LoopObservation, type ReadinessCheck, type ReconcilerHealth } from './health.js';
 import { AgentMetrics, type WatchStat } from './metrics.js';
@@ -72,14 +73,13 @@ export class AgentObserver {
     this.peers = new PeerTable(options.gobgp, {
       accepted: bgpOf === undefined ? undefined : () => countByNeighbor(bgpOf()?.learnedTable().paths.values() ?? []),
     });
-    const status = <S>(get: Getter<S> | undefined): (() => S | undefined) | undefined => (get === undefined ? undefined : () => get()?.status());
     this.metrics = new AgentMetrics({
       nodeName: options.nodeName,
       version: this.version,
       peers: () => this.peers.read(),
-      bgp: status(options.bgp),
-      routes: status(options.routes),
-      policy: status(options.policy),
+      bgp: statusOf(options.bgp),
+      routes: statusOf(options.routes),
+      policy: statusOf(options.policy),
       health: this.health,
       processMetrics: options.processMetrics,
     });
@@ -195,45 +195,19 @@ export class AgentObserver {
   private registerReconcilers(): void {
     const o = this.options;
     const resync = { ...DEFAULT_RESYNC_MS, ...o.resyncMs };
-    const stale = (ms: number): number => this.staleFactor * ms;
-    const bgp = o.bgp;
-    if (bgp !== undefined) {
-      this.reconcilerHandles.set('bgp', this.health.register('bgp', {
-        staleAfterMs: stale(resync.bgp),
+    const reconcilers: [ReconcilerName, (() => { loop: ReconcileStatus } | undefined) | undefined][] = [
+      ['bgp', o.bgp === undefined ? undefined : () => o.bgp?.()?.status()],
+      ['routes', statusOf(o.routes)],
+      ['masquerade', statusOf(o.masquerade)],
+      ['policy', statusOf(o.policy)],
+    ];
+    for (const [name, status] of reconcilers) {
+      if (status === undefined) continue;
+      this.reconcilerHandles.set(name, this.health.register(name, {
+        staleAfterMs: this.staleFactor * resync[name],
         observe: () => {
-          const st = bgp()?.status();
-          return st === undefined ? undefined : { lastSuccessAt: st.lastSyncAt, lastError: st.lastError, failures: st.failures };
-        },
-      }));
-    }
-    const routes = o.routes;
-    if (routes !== undefined) {
-      this.reconcilerHandles.set('routes', this.health.register('routes', {
-        staleAfterMs: stale(resync.routes),
-        observe: () => {
-          const st = routes()?.status();
-          return st === undefined ? undefined : { lastSuccessAt: st.lastSync, lastError: st.lastError, failures: st.counts.failedSyncs };
-        },
-      }));
-    }
-    const masquerade = o.masquerade;
-    if (masquerade !== undefined) {
-      this.reconcilerHandles.set('masquerade', this.health.register('masquerade', {
-        staleAfterMs: stale(resync.masquerade),
-        observe: () => {
-          const st = masquerade()?.status();
-          return st === undefined ? undefined : { lastSuccessAt: st.lastSuccessAt, lastError: st.lastError, failures: st.failures };
-        },
-      }));
-    }
-    const policy = o.policy;
-    if (policy !== undefined) {
-      const failures = consecutiveToTotal();
-      this.reconcilerHandles.set('policy', this.health.register('policy', {
-        staleAfterMs: stale(resync.policy),
-        observe: (): LoopObservation | undefined => {
-          const st = policy()?.status();
-          return st === undefined ? undefined : { lastSuccessAt: st.lastSync, lastError: st.lastError, failures: failures(st.failures) };
+          const loop = status()?.loop;
+          return loop === undefined ? undefined : loopObservation(loop);
         },
       }));
     }
@@ -249,18 +223,16 @@ export class AgentObserver {
   }
 }
 
-/**
- * The policy reconciler counts consecutive failures (reset by a success); metrics want a total. Fed at every
- * read, it adds the increase since the last read (a run of failures that ended between two reads is counted
- * as far as it was seen).
- */
-function consecutiveToTotal(): (consecutive: number) => number {
-  let last = 0;
-  let total = 0;
-  return (consecutive) => {
-    if (consecutive > last) total += consecutive - last;
-    else if (consecutive < last && consecutive > 0) total += consecutive;
-    last = consecutive;
-    return total;
+function statusOf<S>(get: Getter<S> | undefined): (() => S | undefined) | undefined {
+  return get === undefined ? undefined : () => get()?.status();
+}
+
+/** A loop's status as health reads it: the error's time is the start of the pass that failed. */
+export function loopObservation(status: ReconcileStatus): LoopObservation {
+  const { lastError, lastAttemptAt } = status;
+  return {
+    lastSuccessAt: status.lastSuccessAt,
+    lastError: lastError === undefined ? undefined : { ...lastError, ...(lastAttemptAt === undefined ? {} : { at: lastAttemptAt }) },
+    failures: status.failures,
   };
 }

@@ -1,6 +1,6 @@
 // Kubernetes Events for BGP sessions going up and down, so that `kubectl describe node` tells an operator which
 // peer dropped and when. Level-triggered: every poll compares gobgpd's peer table with the previous one.
-import { sleep } from '../agent/dirty-signal.js';
+import { sleep } from '../reconcile/loop.js';
 import type { PeerState, PeerStatus } from '../bgp/types.js';
 
 export interface PeerTransition {

@@ -4,9 +4,11 @@
 // for a changed pod, as informer caches do, and never edit one in place), plans against what the kernel holds and
 // applies the difference. Fail-closed: a failed apply leaves
 // the previous rules in force and is retried with back-off; start-up never clears anything, so rules left by a
-// previous agent keep enforcing until the new ones replace them chain by chain.
+// previous agent keep enforcing until the new ones replace them chain by chain. The pass schedule is the shared
+// ReconcileLoop's.
 import { readFile } from 'node:fs/promises';
 import type { Logger } from '../observe/log.js';
+import { ReconcileLoop, type ReconcileStatus } from '../reconcile/loop.js';
 import { IptablesPolicyApplier, PolicyApplyError, type CommandRunner } from './apply.js';
 import type { CompiledPolicies, PodBridge, PolicyProblem } from './compile.js';
 import { PolicyCompiler } from './incremental.js';
@@ -43,12 +45,8 @@ export interface PolicyStatus {
   chains: number;
   rules: number;
   sets: number;
-  /** End of the last successful sync. */
-  lastSync: Date | null;
-  /** The error of the last failed sync; null once a sync succeeds again. */
-  lastError: string | null;
-  /** Consecutive failed syncs. */
-  failures: number;
+  /** The loop's passes: last attempt and success, last error, failures. */
+  loop: ReconcileStatus;
   /** Invalid policies in the current snapshot (enforced as isolate-and-allow-nothing). */
   problems: PolicyProblem[];
   /** The snapshot generation last handed in, and the one whose rules are in the kernel. */
@@ -72,26 +70,35 @@ export class PolicyReconciler {
   private appliedGeneration = 0;
   private observed: ObservedPolicyState | null = null;
   private lastCompiled: CompiledPolicies | null = null;
-  private lastSync: Date | null = null;
-  private lastError: string | null = null;
-  private failures = 0;
   private problems: PolicyProblem[] = [];
   private bridgeNetfilter: boolean | null = null;
-  private wake: (() => void) | null = null;
-  private dirty = false;
   private running = false;
-  private syncedOnce = false;
-  private readonly firstSync: Promise<void>;
-  private resolveFirstSync: () => void = () => undefined;
+  private readonly loop: ReconcileLoop;
 
   constructor(options: PolicyReconcilerOptions) {
-    this.firstSync = new Promise((resolve) => (this.resolveFirstSync = resolve));
     this.opts = options;
     this.node = options.node;
     this.logger = options.logger;
     this.applier = new IptablesPolicyApplier(options.runner === undefined ? {} : { runner: options.runner });
     if (options.sourceBinding !== undefined && options.bridgeName === undefined) throw new Error('PolicyReconciler: sourceBinding needs bridgeName');
     this.cniCache = options.sourceBinding === undefined ? undefined : new CniResultCacheReader(options.sourceBinding.cniCacheDir);
+    const retryInitialMs = options.retryInitialMs ?? 250;
+    this.loop = new ReconcileLoop({
+      name: 'policy',
+      resyncIntervalMs: options.resyncIntervalMs ?? 60_000,
+      backoff: { initialMs: retryInitialMs, maxMs: Math.max(retryInitialMs, options.retryMaxMs ?? 30_000) },
+      // Nothing to do before the first setCluster(): it wakes the loop.
+      startDirty: false,
+      pass: ({ signal, resync }) => this.syncOnce(signal, resync),
+      onFailure: (err, { consecutiveFailures }) => {
+        this.logger.error('policy apply failed; previous rules stay in force', {
+          error: err instanceof Error ? err.message : String(err),
+          code: (err as { code?: string }).code,
+          failures: consecutiveFailures,
+          ...(err instanceof PolicyApplyError ? { step: err.step, input: err.input } : {}),
+        });
+      },
+    });
   }
 
   /**
@@ -102,14 +109,13 @@ export class PolicyReconciler {
     this.cluster = { pods: [...state.pods], namespaces: [...state.namespaces], policies: [...state.policies] };
     if (node !== undefined) this.node = node;
     this.generation++;
-    this.dirty = true;
-    this.wake?.();
+    this.loop.markDirty();
     return this.generation;
   }
 
   /** True once a sync has succeeded: the rules for a snapshot are in the kernel. */
   hasSynced(): boolean {
-    return this.syncedOnce;
+    return this.loop.hasSucceeded();
   }
 
   /**
@@ -117,7 +123,7 @@ export class PolicyReconciler {
    * started before any rule is in would run unfiltered.
    */
   whenSynced(): Promise<void> {
-    return this.firstSync;
+    return this.loop.whenSucceeded();
   }
 
   status(): PolicyStatus {
@@ -126,9 +132,7 @@ export class PolicyReconciler {
       chains: families.reduce((n, f) => n + f.chains.size, 0),
       rules: families.reduce((n, f) => n + [...f.chains.values()].reduce((m, r) => m + r.length, 0), 0),
       sets: families.reduce((n, f) => n + f.sets.size, 0),
-      lastSync: this.lastSync,
-      lastError: this.lastError,
-      failures: this.failures,
+      loop: this.loop.status(),
       problems: this.problems,
       generation: this.generation,
       appliedGeneration: this.appliedGeneration,
@@ -142,42 +146,16 @@ export class PolicyReconciler {
     this.running = true;
     try {
       await this.checkBridgeNetfilter();
-      const resyncMs = this.opts.resyncIntervalMs ?? 60_000;
-      let nextResync = Date.now() + resyncMs;
-      let retryAt = 0;
-      let delay = this.opts.retryInitialMs ?? 250;
-      while (!signal.aborted) {
-        const now = Date.now();
-        const resyncDue = now >= nextResync;
-        // After a failure even a new snapshot waits for the back-off: a broken iptables must not be hammered.
-        const backingOff = this.failures > 0 && now < retryAt;
-        const wanted = this.dirty || resyncDue || this.failures > 0;
-        if (this.cluster !== null && wanted && !backingOff) {
-          if (resyncDue) {
-            this.observed = null;
-            nextResync = now + resyncMs;
-          }
-          this.dirty = false;
-          const ok = await this.syncOnce(signal);
-          if (ok) {
-            delay = this.opts.retryInitialMs ?? 250;
-          } else {
-            retryAt = Date.now() + delay;
-            delay = Math.min(delay * 2, this.opts.retryMaxMs ?? 30_000);
-          }
-          continue;
-        }
-        const until = Math.min(nextResync, backingOff ? retryAt : Infinity);
-        await this.sleep(Math.max(0, until - Date.now()), signal, !backingOff);
-      }
+      await this.loop.run(signal);
     } finally {
       this.running = false;
     }
   }
 
-  private async syncOnce(signal: AbortSignal): Promise<boolean> {
+  private async syncOnce(signal: AbortSignal, resync: boolean): Promise<{ skipped: boolean }> {
     const cluster = this.cluster;
-    if (cluster === null) return true;
+    if (cluster === null) return { skipped: true };
+    if (resync) this.observed = null;
     const generation = this.generation;
     // After a failure or at resync the kernel is re-read: our memory of it may be wrong. The save commands run
     // while the compiler works.
@@ -215,28 +193,15 @@ export class PolicyReconciler {
       for (const w of result.warnings) this.logger.warn('policy cleanup incomplete, will retry', { warning: w });
       this.lastCompiled = compiled;
       this.appliedGeneration = generation;
-      this.lastSync = new Date();
-      this.lastError = null;
-      this.failures = 0;
-      this.syncedOnce = true;
-      this.resolveFirstSync();
       const s = plan.summary;
       if (s.changedChains + s.deletedChains + s.changedSets + s.deletedSets + s.jumpsAdded > 0) {
         this.logger.info('policy rules applied', { generation, ...s });
       }
-      return true;
+      return { skipped: false };
     } catch (err) {
-      if (signal.aborted) return true;
+      // After a failure the kernel is re-read: our memory of it may be wrong.
       this.observed = null;
-      this.failures++;
-      this.lastError = err instanceof Error ? err.message : String(err);
-      this.logger.error('policy apply failed; previous rules stay in force', {
-        error: this.lastError,
-        code: (err as { code?: string }).code,
-        failures: this.failures,
-        ...(err instanceof PolicyApplyError ? { step: err.step, input: err.input } : {}),
-      });
-      return false;
+      throw err;
     }
   }
 
@@ -291,23 +256,5 @@ export class PolicyReconciler {
         bridge: this.opts.bridgeName,
       });
     }
-  }
-
-  private sleep(ms: number, signal: AbortSignal, wakeOnDirty: boolean): Promise<void> {
-    return new Promise((resolve) => {
-      if ((wakeOnDirty && this.dirty) || signal.aborted) {
-        resolve();
-        return;
-      }
-      const done = (): void => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        this.wake = null;
-        resolve();
-      };
-      const timer = setTimeout(done, Math.min(ms, 2 ** 31 - 1));
-      signal.addEventListener('abort', done, { once: true });
-      if (wakeOnDirty) this.wake = done;
-    });
   }
 }

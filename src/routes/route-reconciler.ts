@@ -3,9 +3,11 @@
 // into one sync; a sync plans the dirty prefixes against its memory of the kernel and applies the difference in
 // one `ip -batch`, without reading the kernel back when the batch was fully accepted; a periodic resync
 // re-reads the kernel and plans every prefix (repairs drift); a failed batch re-reads the kernel at once
-// (memory stays true) and is retried with back-off, again planning every prefix.
+// (memory stays true) and is retried with back-off, again planning every prefix. The pass schedule is the shared
+// ReconcileLoop's.
 // Stopping leaves the routes in place: the data plane keeps forwarding while the agent restarts.
 import type { Logger } from '../observe/log.js';
+import { ReconcileLoop, type ReconcileStatus } from '../reconcile/loop.js';
 import { KernelRouteError, RouteInputError } from './errors.js';
 import { canonicalNextHops, canonicalPrefixText, type IpFamily } from './ip-prefix.js';
 import { IpRouteTable, validateProtocol, type RouteTable } from './kernel-routes.js';
@@ -39,17 +41,13 @@ export interface RouteReconcilerCounts {
   failedChanges: number;
   /** Full reads of the kernel's table (start-up, resyncs, after failures). */
   reads: number;
-  syncs: number;
-  failedSyncs: number;
 }
 
 export interface RouteReconcilerStatus {
   /** Routes of ours in the kernel (by the reconciler's memory, re-read on every resync). */
   installed: number;
-  /** End of the last successful sync. */
-  lastSync: Date | undefined;
-  /** Message of the last failure; cleared by a successful sync. */
-  lastError: string | undefined;
+  /** The loop's passes: last attempt and success, last error, failures. */
+  loop: ReconcileStatus;
   /** The desired state set last is fully applied (conflicts aside). */
   inSync: boolean;
   /** Prefixes currently blocked by another protocol's route. */
@@ -122,9 +120,7 @@ export class RouteReconciler {
   private readonly logger: Logger;
   private readonly table: RouteTable;
   private readonly protocol: number;
-  private readonly resyncIntervalMs: number;
-  private readonly retryInitialMs: number;
-  private readonly retryMaxMs: number;
+  private readonly loop: ReconcileLoop;
 
   /** The desired routes by canonical prefix; undefined until the first setDesired (nothing is written before). */
   private desired: Map<string, DesiredRoute> | undefined;
@@ -133,9 +129,8 @@ export class RouteReconciler {
   private planAll = true;
   private generation = 0;
   private syncedGeneration = -1;
-  private dirty = false;
-  private wake: (() => void) | undefined;
-  private started = false;
+  /** The next pass reads the kernel first (start-up, after a failure). */
+  private needsRead = true;
   private waiters: Waiter[] = [];
 
   /** Memory of the kernel: our routes by prefix, and every foreign route. Undefined until the first read. */
@@ -143,8 +138,6 @@ export class RouteReconciler {
   private foreign: KernelRoute[] = [];
   private foreignByPrefix = new Map<string, KernelRoute[]>();
   private conflicts = new Set<string>();
-  private lastSync: Date | undefined;
-  private lastError: string | undefined;
   private readonly counts: RouteReconcilerCounts = {
     added: 0,
     replaced: 0,
@@ -152,16 +145,25 @@ export class RouteReconciler {
     conflicts: 0,
     failedChanges: 0,
     reads: 0,
-    syncs: 0,
-    failedSyncs: 0,
   };
 
   constructor(options: RouteReconcilerOptions) {
     this.protocol = validateProtocol(options.protocol, 'options.protocol');
     this.logger = options.logger;
-    this.resyncIntervalMs = positive(options.resyncIntervalMs, DEFAULT_RESYNC_MS, 'options.resyncIntervalMs');
-    this.retryInitialMs = positive(options.retryInitialMs, DEFAULT_RETRY_INITIAL_MS, 'options.retryInitialMs');
-    this.retryMaxMs = Math.max(this.retryInitialMs, positive(options.retryMaxMs, DEFAULT_RETRY_MAX_MS, 'options.retryMaxMs'));
+    const retryInitialMs = positive(options.retryInitialMs, DEFAULT_RETRY_INITIAL_MS, 'options.retryInitialMs');
+    this.loop = new ReconcileLoop({
+      name: 'routes',
+      resyncIntervalMs: positive(options.resyncIntervalMs, DEFAULT_RESYNC_MS, 'options.resyncIntervalMs'),
+      backoff: { initialMs: retryInitialMs, maxMs: Math.max(retryInitialMs, positive(options.retryMaxMs, DEFAULT_RETRY_MAX_MS, 'options.retryMaxMs')) },
+      pass: ({ signal, resync }) => this.pass(signal, resync),
+      // Waiters are released once the pass is recorded, so status() agrees with them.
+      onPass: (outcome) => {
+        if (outcome.ok) this.releaseWaiters();
+      },
+      onFailure: (error, { consecutiveFailures }) => {
+        this.logger.error('route sync failed; retrying', { error: error instanceof Error ? error.message : String(error), attempt: consecutiveFailures });
+      },
+    });
     this.table = options.table ?? new IpRouteTable({ protocol: this.protocol, ...(options.netns === undefined ? {} : { netns: options.netns }) });
   }
 
@@ -175,7 +177,7 @@ export class RouteReconciler {
     this.planAll = true;
     this.dirtyPrefixes.clear();
     this.generation++;
-    this.markDirty();
+    this.loop.markDirty();
   }
 
   /**
@@ -194,44 +196,16 @@ export class RouteReconciler {
       this.dirtyPrefixes.add(prefix);
     }
     this.generation++;
-    this.markDirty();
+    this.loop.markDirty();
   }
 
   /** Runs the loop until `signal` aborts; resolves then. Errors are logged, counted and retried, never thrown. */
   async start(signal: AbortSignal): Promise<void> {
-    if (this.started) throw new Error('RouteReconciler.start: already started');
-    this.started = true;
-    let needsRead = true;
-    let failures = 0;
-    let nextResync = Date.now() + this.resyncIntervalMs;
-    this.dirty = true; // the start-up read and sync
-    while (!signal.aborted) {
-      const now = Date.now();
-      const delay = failures > 0 ? Math.min(this.retryMaxMs, this.retryInitialMs * 2 ** (failures - 1)) : this.dirty ? 0 : nextResync - now;
-      if (delay > 0) await this.sleep(delay, signal, failures === 0);
-      if (signal.aborted) break;
-      if (Date.now() >= nextResync) {
-        needsRead = true;
-        this.dirty = true;
-        nextResync = Date.now() + this.resyncIntervalMs;
-      }
-      if (!this.dirty) continue;
-      this.dirty = false;
-      try {
-        await this.sync(needsRead, signal);
-        needsRead = false;
-        failures = 0;
-      } catch (error) {
-        if (signal.aborted) break;
-        failures++;
-        needsRead = true;
-        this.dirty = true;
-        this.counts.failedSyncs++;
-        this.lastError = error instanceof Error ? error.message : String(error);
-        this.logger.error('route sync failed; retrying', { error: this.lastError, attempt: failures });
-      }
+    try {
+      await this.loop.run(signal);
+    } finally {
+      this.table.close?.();
     }
-    this.table.close?.();
   }
 
   /** Resolves once the desired state set before this call is in the kernel (conflicts aside). */
@@ -259,31 +233,24 @@ export class RouteReconciler {
     for (const routes of this.ours?.values() ?? []) installed += routes.length;
     return {
       installed,
-      lastSync: this.lastSync,
-      lastError: this.lastError,
+      loop: this.loop.status(),
       inSync: this.desired !== undefined && this.syncedGeneration === this.generation,
       conflicts: [...this.conflicts].sort(),
       counts: { ...this.counts },
     };
   }
 
-  private markDirty(): void {
-    this.dirty = true;
-    this.wake?.();
-  }
-
-  private sleep(ms: number, signal: AbortSignal, wakeOnDirty: boolean): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        this.wake = undefined;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      signal.addEventListener('abort', done, { once: true });
-      if (wakeOnDirty) this.wake = done;
-    });
+  /** One pass of the loop: the start-up read, a resync (re-read, plan all) or the prefixes changed since the last. */
+  private async pass(signal: AbortSignal, resync: boolean): Promise<{ skipped: boolean }> {
+    if (resync) this.needsRead = true;
+    try {
+      const done = await this.sync(this.needsRead, signal);
+      this.needsRead = false;
+      return { skipped: !done };
+    } catch (error) {
+      this.needsRead = true;
+      throw error;
+    }
   }
 
   private async readKernel(signal: AbortSignal): Promise<void> {
@@ -306,7 +273,8 @@ export class RouteReconciler {
     this.counts.reads++;
   }
 
-  private async sync(read: boolean, signal: AbortSignal): Promise<void> {
+  /** Returns false when there is nothing to apply yet (read-only until the first setDesired). */
+  private async sync(read: boolean, signal: AbortSignal): Promise<boolean> {
     const generation = this.generation;
     const desired = this.desired;
     // After a read the kernel may differ anywhere: plan every prefix. Otherwise only what changed since the
@@ -314,7 +282,7 @@ export class RouteReconciler {
     let all = this.planAll || read || this.ours === undefined;
     if (read || this.ours === undefined) await this.readKernel(signal);
     const ours = this.ours as Map<string, KernelRoute[]>;
-    if (desired === undefined) return; // read-only until the caller says what it wants
+    if (desired === undefined) return false; // read-only until the caller says what it wants
     all ||= this.planAll; // a setDesired that came during the read
     const dirty = this.dirtyPrefixes;
     this.dirtyPrefixes = new Set();
@@ -355,7 +323,6 @@ export class RouteReconciler {
     this.counts.added += added;
     this.counts.replaced += replaced;
     this.counts.removed += removed;
-    this.counts.syncs++;
     if (added + replaced + removed > 0) {
       this.logger.info('routes programmed', { added, replaced, removed, failed: result.failed.length, ms: Date.now() - started });
     }
@@ -372,11 +339,14 @@ export class RouteReconciler {
       const first = result.failed[0];
       throw new KernelRouteError('ROUTES_BATCH_FAILED', `${result.failed.length} of ${changes.length} route changes refused by the kernel; first: ${describe(first?.change)}: ${first?.error ?? ''}`);
     }
-    this.lastSync = new Date();
-    this.lastError = undefined;
     this.syncedGeneration = generation;
-    const ready = this.waiters.filter((w) => w.generation <= generation);
-    this.waiters = this.waiters.filter((w) => w.generation > generation);
+    return true;
+  }
+
+  private releaseWaiters(): void {
+    const synced = this.syncedGeneration;
+    const ready = this.waiters.filter((w) => w.generation <= synced);
+    this.waiters = this.waiters.filter((w) => w.generation > synced);
     for (const waiter of ready) waiter.resolve();
   }
 

@@ -94,7 +94,7 @@ describe('BgpReconciler against real gobgpd pairs', function () {
     expect((await client.getGlobalPolicy('import')).defaultAction).to.equal('reject');
     expect((await client.getGlobalPolicy('export')).defaultAction).to.equal('reject');
     const st = reconciler.status();
-    expect(st.lastSyncAt).to.be.instanceOf(Date);
+    expect(st.loop.lastSuccessAt).to.be.instanceOf(Date);
     expect(st.advertised).to.equal(2);
   });
 
@@ -161,9 +161,9 @@ describe('BgpReconciler against real gobgpd pairs', function () {
 
   it('a no-change resync makes zero mutating gobgpd calls', async () => {
     const before = client.stats();
-    const syncs = reconciler.status().syncs;
+    const syncs = reconciler.status().loop.successes;
     reconciler.resync();
-    await pollUntil('two more passes', () => reconciler.status().syncs >= syncs + 2, { timeoutMs: 20_000 });
+    await pollUntil('two more passes', () => reconciler.status().loop.successes >= syncs + 2, { timeoutMs: 20_000 });
     const after = client.stats();
     expect(after.mutatingCalls).to.equal(before.mutatingCalls);
     expect(after.calls['GetBgp'] ?? 0).to.be.greaterThan(before.calls['GetBgp'] ?? 0);

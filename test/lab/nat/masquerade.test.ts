@@ -168,7 +168,9 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
   async function running(): Promise<MasqueradeReconciler> {
     if (shared === undefined) {
       shared = new MasqueradeReconciler({ ...CONFIG, logger: captureLogs().logger, run: netnsRunner(NODE), resyncIntervalMs: 300 });
-      await shared.start(abort.signal);
+      // start() runs until the loop ends; whenSynced() is its first success.
+      void shared.start(abort.signal);
+      await shared.whenSynced();
       await addForeign(FOREIGN.after);
     }
     return shared;
@@ -203,7 +205,8 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
 
   it('start: pod traffic leaving the cluster is SNATed to the node; to pods, nodes and non-masquerade ranges it is not', async () => {
     const reconciler = await running();
-    expect(reconciler.status()).to.include({ inSync: true, failures: 0 });
+    expect(reconciler.status()).to.include({ inSync: true });
+    expect(reconciler.status().loop.failures).to.equal(0);
     for (const family of ['v4', 'v6'] as const) {
       const f = FAMILIES[family];
       for (const proto of ['tcp', 'udp'] as const) {
@@ -229,10 +232,12 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
     // An agent restart: a new reconciler over the same kernel state.
     const restart = new AbortController();
     const second = new MasqueradeReconciler({ ...CONFIG, logger: captureLogs().logger, run: netnsRunner(NODE) });
-    await second.start(restart.signal);
+    const loop = second.start(restart.signal);
+    await second.whenSynced();
     restart.abort();
+    await loop;
     expect(second.status().lastChanges).to.equal(undefined);
-    expect(second.status().syncs).to.equal(1);
+    expect(second.status().loop.successes).to.equal(1);
     expect(await kernelFingerprint()).to.equal(before);
     await foreignIntact();
   });
@@ -359,10 +364,11 @@ describe('lab: masquerade restore failures are logged with their input and retri
       retryMaxMs: 200,
     });
     let started = false;
-    const start = reconciler.start(abort.signal).then(() => (started = true));
-    await pollUntil('a logged failure', () => Promise.resolve(reconciler.status().failures > 0 ? true : undefined), { timeoutMs: 15_000 });
+    void reconciler.start(abort.signal);
+    const start = reconciler.whenSynced().then(() => (started = true));
+    await pollUntil('a logged failure', () => Promise.resolve(reconciler.status().loop.failures > 0 ? true : undefined), { timeoutMs: 15_000 });
     expect(started).to.equal(false);
-    expect(reconciler.status().lastError?.code).to.equal('NAT_COMMAND_FAILED');
+    expect(reconciler.status().loop.lastError?.code).to.equal('NAT_COMMAND_FAILED');
     const failure = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.message === 'ipset failed');
     expect(failure?.input).to.be.a('string').and.to.contain('destroy podroute-cluster-v4');
     expect(failure?.stderr).to.match(/in use/i);
@@ -370,7 +376,7 @@ describe('lab: masquerade restore failures are logged with their input and retri
     await inNs(FAIL, ['iptables', '-t', 'filter', '-D', 'INPUT', '-m', 'set', '--match-set', 'podroute-cluster-v4', 'src', '-j', 'ACCEPT']);
     await start;
     expect(reconciler.status()).to.include({ inSync: true });
-    expect(reconciler.status().lastError).to.equal(undefined);
+    expect(reconciler.status().loop.lastError).to.equal(undefined);
     expect(await inNs(FAIL, ['ipset', 'list', '-o', 'save', 'podroute-cluster-v4'])).to.contain('hash:net family inet ');
     await reconciler.remove();
   });

@@ -93,7 +93,7 @@ describe('policy reconciler: stale memory and pods without an IP yet (real iptab
       const denyXY: ClusterState = { ...denyX, policies: [...denyX.policies, policy('y', 'deny-in', { podSelector: {}, policyTypes: ['Ingress'] })] };
       await waitApplied(reconciler, reconciler.setCluster(denyXY));
       expect(errors.filter((e) => e.includes('policy apply failed')), 'no refused apply').to.deep.equal([]);
-      expect(reconciler.status().lastError).to.equal(null);
+      expect(reconciler.status().loop.lastError).to.equal(undefined);
       expect(await reach(pod('x', 'b'), pod('x', 'a'))).to.equal(false);
       expect(await reach(pod('x', 'a'), pod('y', 'a'))).to.equal(false);
       expect(await reach('node', pod('x', 'a'))).to.equal(true);

@@ -204,7 +204,7 @@ describe('policy reconciler in a netns node (real iptables/ipset, TCP/UDP probes
       if (step.policies.length === 0) expect(result.allowedCount).to.equal(result.total);
       else expect(result.allowedCount, `${step.name}: some denied`).to.be.lessThan(result.total);
     }
-    expect(reconciler.status().lastError).to.equal(null);
+    expect(reconciler.status().loop.lastError).to.equal(undefined);
     await stop();
     const saved = await iptablesSave(lab, 4);
     expect(saved).to.include('-A FORWARD -m comment --comment foreign -j FOREIGN');
@@ -258,13 +258,13 @@ describe('policy reconciler in a netns node (real iptables/ipset, TCP/UDP probes
     const open: ClusterState = { ...denyAll, policies: [policy('x', 'allow-80', { podSelector: {}, ingress: [{ ports: [{ port: 80 }] }] })] };
     refuse = Number.POSITIVE_INFINITY;
     const generation = reconciler.setCluster(open);
-    await pollUntil('two failed applies', () => reconciler.status().failures >= 2, { timeoutMs: 10_000, intervalMs: 20 });
-    expect(reconciler.status().lastError).to.include('injected failure');
+    await pollUntil('two failed applies', () => reconciler.status().loop.consecutiveFailures >= 2, { timeoutMs: 10_000, intervalMs: 20 });
+    expect(reconciler.status().loop.lastError?.message).to.include('injected failure');
     expect(reconciler.status().appliedGeneration).to.be.lessThan(generation);
     expect((await matrix(lab, { 4: denyAll, 6: open })).mismatches).to.deep.equal([]);
     refuse = 0;
     await waitApplied(reconciler, generation);
-    expect(reconciler.status().lastError).to.equal(null);
+    expect(reconciler.status().loop.lastError).to.equal(undefined);
     expect((await matrix(lab, open)).mismatches).to.deep.equal([]);
     await stop();
   });

@@ -69,7 +69,8 @@ describe('routes/RouteReconciler in a network namespace', function () {
     await reconciler.waitForSync();
     await expectDesiredInstalled();
     const status = reconciler.status();
-    expect(status).to.include({ installed: 5, lastError: undefined, inSync: true });
+    expect(status).to.include({ installed: 5, inSync: true });
+    expect(status.loop.lastError).to.equal(undefined);
     expect(status.counts).to.include({ added: 5, replaced: 0, removed: 0, conflicts: 0 });
     // v6 ECMP is one route with two next hops, not two routes.
     const v6 = JSON.parse(await ip('-n', netns.name, '-j', '-6', 'route', 'show', 'fd01:2::/64')) as unknown[];
@@ -196,7 +197,7 @@ describe('routes/RouteReconciler in a network namespace', function () {
     await reconciler.waitForSync();
     const status = reconciler.status();
     expect(status.conflicts).to.deep.equal(['10.1.6.0/24', 'fd01:6::/64']);
-    expect(status.counts.failedSyncs).to.equal(1); // the refused adds, then the re-read showed why
+    expect(status.loop.failures).to.equal(1); // the refused adds, then the re-read showed why
     const routes = await mainRoutes(netns.name);
     expect(gatewaysOf(routes.get('10.1.6.0/24 4'))).to.deep.equal(['10.250.0.66']);
     expect(gatewaysOf(routes.get('fd01:6::/64 4'))).to.deep.equal(['fd00:250::66']);
@@ -213,11 +214,12 @@ describe('routes/RouteReconciler in a network namespace', function () {
     reconciler.setDesired(DESIRED);
     let lateNetns: RouteNetns | undefined;
     try {
-      await pollUntil('two failed syncs', () => reconciler.status().counts.failedSyncs >= 2, { timeoutMs: 20_000, intervalMs: 50 });
-      expect(reconciler.status().lastError).to.include(`ip -n ${late}`);
+      await pollUntil('two failed syncs', () => reconciler.status().loop.failures >= 2, { timeoutMs: 20_000, intervalMs: 50 });
+      expect(reconciler.status().loop.lastError?.message).to.include(`ip -n ${late}`);
       lateNetns = await createRouteNetns(late);
       await reconciler.waitForSync();
-      expect(reconciler.status()).to.include({ installed: 5, lastError: undefined, inSync: true });
+      expect(reconciler.status()).to.include({ installed: 5, inSync: true });
+      expect(reconciler.status().loop.lastError).to.equal(undefined);
     } finally {
       controller.abort();
       await done;
@@ -269,11 +271,11 @@ describe('routes/RouteReconciler in a network namespace', function () {
     const desired: DesiredRoute[] = [...DESIRED, { prefix: '10.1.5.0/24', nextHops: ['10.252.0.5'] }, { prefix: 'fd01:5::/64', nextHops: ['fd00:252::5'] }];
     const { reconciler } = start();
     reconciler.setDesired(desired);
-    await pollUntil('the partial failure to be recorded', () => reconciler.status().counts.failedSyncs >= 1, { timeoutMs: 20_000, intervalMs: 50 });
+    await pollUntil('the partial failure to be recorded', () => reconciler.status().loop.failures >= 1, { timeoutMs: 20_000, intervalMs: 50 });
     await expectDesiredInstalled(); // the five good routes are in
     const status = reconciler.status();
     expect(status.inSync).to.equal(false);
-    expect(status.lastError).to.match(/refused by the kernel/);
+    expect(status.loop.lastError?.message).to.match(/refused by the kernel/);
     expect(status.installed).to.equal(5);
     expect(status.counts.failedChanges).to.be.greaterThanOrEqual(2);
 
@@ -282,7 +284,8 @@ describe('routes/RouteReconciler in a network namespace', function () {
     await ip('-n', netns.name, 'addr', 'add', 'fd00:252::1/64', 'dev', 'h5w0', 'nodad');
     await reconciler.waitForSync();
     await expectDesiredInstalled(desired);
-    expect(reconciler.status()).to.include({ lastError: undefined, installed: 7, inSync: true });
+    expect(reconciler.status()).to.include({ installed: 7, inSync: true });
+    expect(reconciler.status().loop.lastError).to.equal(undefined);
   });
 
   it('applies changes by prefix (updateDesired) without reading the kernel back, and only after a complete set', async () => {
@@ -331,7 +334,7 @@ describe('routes/RouteReconciler in a network namespace', function () {
     reconciler.updateDesired([['10.1.6.0/24', { prefix: '10.1.6.0/24', nextHops: ['10.250.0.6'] }]]);
     await reconciler.waitForSync();
     expect(reconciler.status().conflicts).to.deep.equal(['10.1.6.0/24']);
-    expect(reconciler.status().counts.failedSyncs).to.equal(0);
+    expect(reconciler.status().loop.failures).to.equal(0);
     // Appeared after the last read: the add is refused (add, not replace), the re-read shows the conflict.
     await ip('-n', netns.name, '-6', 'route', 'add', 'fd01:6::/64', 'via', 'fd00:250::66', 'proto', 'static');
     reconciler.updateDesired([['fd01:6::/64', { prefix: 'fd01:6::/64', nextHops: ['fd00:250::6'] }]]);

@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import YAML from 'yaml';
 import { AGENT_SIGNAL_MAX_LISTENERS } from '../../../src/agent/agent.js';
-import { sleep } from '../../../src/agent/dirty-signal.js';
+import { sleep } from '../../../src/reconcile/loop.js';
 import { GobgpClient } from '../../../src/bgp/gobgp-client.js';
 import { loadGobgpPackage } from '../../../src/bgp/gobgp-proto.js';
 import { ClusterWatch } from '../../../src/kube/cluster-watch.js';

@@ -15,11 +15,10 @@ function value(text: string, series: string): number | undefined {
 function routeStatus(installed: number, added: number, removed: number): RouteReconcilerStatus {
   return {
     installed,
-    lastSync: new Date(),
-    lastError: undefined,
+    loop: { lastAttemptAt: new Date(), lastSuccessAt: new Date(), lastError: undefined, consecutiveFailures: 0, successes: 3, failures: 0 },
     inSync: true,
     conflicts: ['10.9.0.0/24'],
-    counts: { added, replaced: 1, removed, conflicts: 1, failedChanges: 0, reads: 1, syncs: 3, failedSyncs: 0 },
+    counts: { added, replaced: 1, removed, conflicts: 1, failedChanges: 0, reads: 1 },
   };
 }
 
@@ -30,9 +29,7 @@ describe('AgentMetrics', () => {
       chains: 4,
       rules: 17,
       sets: 6,
-      lastSync: new Date(),
-      lastError: null,
-      failures: 0,
+      loop: { lastAttemptAt: new Date(), lastSuccessAt: new Date(), lastError: undefined, consecutiveFailures: 0, successes: 3, failures: 0 },
       problems: [],
       generation: 2,
       appliedGeneration: 2,

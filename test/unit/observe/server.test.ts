@@ -302,3 +302,49 @@ describe('AgentObserver without endpoints', () => {
     }
   });
 });
+
+describe('AgentObserver reads every reconciler through one status type', () => {
+  it('the loop status of each reconciler gives its report: last success, total failures, the error with its code', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'rl-observe-'));
+    const gobgp = new GobgpClient({ target: `unix://${dir}/gobgp.sock`, callTimeoutMs: 500 });
+    const succeededAt = new Date(Date.now() - 5_000);
+    const failedAt = new Date(Date.now() - 1_000);
+    const failing = {
+      lastAttemptAt: failedAt,
+      lastSuccessAt: succeededAt,
+      lastError: { code: 'POLICY_APPLY_FAILED', message: 'iptables-restore: line 3 failed' },
+      consecutiveFailures: 2,
+      successes: 4,
+      failures: 7,
+    };
+    const healthy = { ...failing, lastAttemptAt: succeededAt, lastError: undefined, consecutiveFailures: 0, failures: 0 };
+    const fake = <S>(status: S): { status(): S } => ({ status: () => status });
+    const routes = fake({ loop: healthy, installed: 0, inSync: true, conflicts: [], counts: { added: 0, replaced: 0, removed: 0, conflicts: 0, failedChanges: 0, reads: 1 } });
+    const policy = fake({ loop: failing, chains: 0, rules: 0, sets: 0, problems: [] });
+    const observer = new AgentObserver({
+      address: '',
+      nodeName: 'n1',
+      logger,
+      gobgp,
+      routes: () => routes,
+      policy: () => policy as unknown as PolicyReconciler,
+      masquerade: () => undefined,
+      processMetrics: false,
+    });
+    try {
+      const report = await observer.status();
+      const byName = new Map(report.reconcilers.map((r) => [r.name, r]));
+      expect(byName.get('routes')).to.include({ state: 'ok', failures: 0, lastSuccessAt: succeededAt.toISOString(), lastError: null });
+      expect(byName.get('policy')).to.include({ state: 'ok', failures: 7, lastSuccessAt: succeededAt.toISOString() });
+      expect(byName.get('policy')!.lastError).to.deep.equal({ message: 'POLICY_APPLY_FAILED: iptables-restore: line 3 failed', at: failedAt.toISOString() });
+      // A reconciler that does not exist yet is starting, not failing.
+      expect(byName.get('masquerade')).to.include({ state: 'starting', failures: 0, lastSuccessAt: null, lastError: null });
+      const text = (await observer.metrics.render()).body;
+      expect(text).to.match(/^podroute_reconcile_errors_total\{reconciler="policy"\} 7$/m);
+    } finally {
+      await observer.close();
+      gobgp.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
