@@ -8,6 +8,7 @@ import { renderConvergence } from './convergence.js';
 import { PATH_LABELS, type DatapathResult, type PathKind } from './datapath.js';
 import type { SizeResult } from './route-programming.js';
 import type { FootprintResult } from './footprint.js';
+import { renderHostilePolicy } from './hostile-policy.js';
 import type { BenchResults, PolicyRun } from './run.js';
 
 interface Target {
@@ -426,8 +427,18 @@ export function renderReport(r: BenchResults): string {
     });
   }
 
+  // ---- 6. hostile NetworkPolicies (issue 14) ----
+  out.push('## 6. NetworkPolicy: hostile policies', '');
+  const hp = r.hostilePolicy;
+  if (hp === undefined) out.push(`Not measured: ${r.errors['hostile-policy'] ?? 'not selected'}`, '');
+  else {
+    const sec = renderHostilePolicy(hp);
+    out.push(...sec.lines);
+    targets.push(...sec.targets);
+  }
+
   // ---- targets ----
-  const summary: string[] = ['## Targets of issue 7 (and issue 4\'s NetworkPolicy targets)', ''];
+  const summary: string[] = ['## Targets of issue 7 (and issue 4\'s NetworkPolicy targets, issue 14\'s hostile policies)', ''];
   summary.push(table(['target', 'this run', 'verdict'], targets.map((t) => [t.what, t.measured, verdict(t.met)])), '');
   const misses = targets.filter((t) => t.met === false);
   if (misses.length > 0) {
