@@ -36,6 +36,8 @@ export interface HostilePolicyOptions {
   nodes: number;
   podsPerNode: number;
   backgroundPolicies: number;
+  /** Extra Node.js flags for the agent, after the DaemonSet's own (e.g. --cpu-prof: see HostileCaseRun.window). */
+  agentNodeArgs?: string[];
   log: (m: string) => void;
 }
 
@@ -67,6 +69,8 @@ export interface HostileCaseRun {
   routes: number;
   routeFirstMs: number;
   routeMaxMs: number;
+  /** From the write until applied, on the monotonic clock of a --cpu-prof profile (µs; bench/lib/cpu-profile.ts). */
+  window?: { fromUs: number; toUs: number };
 }
 
 export interface HostileCaseResult {
@@ -386,7 +390,7 @@ export async function runHostilePolicy(o: HostilePolicyOptions): Promise<Hostile
         cluster: { asn: AGENT_ASN, podRanges: POD_RANGES, extraAcceptRanges: [INJECTED_RANGE] },
         expectPeer: UPLINK.injector,
         mesh: 'off',
-        nodeArgs: nodeOptions,
+        nodeArgs: [...nodeOptions, ...(o.agentNodeArgs ?? [])],
         metrics: true,
       },
       cleanup,
@@ -600,6 +604,7 @@ async function runCase(ctx: CaseContext, id: HostileCaseId, name: string): Promi
   let advertising: Promise<void> = Promise.resolve();
   try {
     const start = process.hrtime.bigint();
+    const fromUs = Number(start / 1000n);
     await writePolicy(api, yaml);
     // The first route right after the write, while the agent receives and compiles the policy.
     advertising = advertise();
@@ -619,6 +624,7 @@ async function runCase(ctx: CaseContext, id: HostileCaseId, name: string): Promi
       return true;
     });
     const applyMs = msSince(start);
+    const toUs = Number(process.hrtime.bigint() / 1000n);
     applied = true;
     await advertising;
     await watching;
@@ -660,6 +666,7 @@ async function runCase(ctx: CaseContext, id: HostileCaseId, name: string): Promi
       routes: routes.length,
       routeFirstMs: latencies[0] ?? NaN,
       routeMaxMs: Math.max(...latencies),
+      window: { fromUs, toUs },
     };
   } finally {
     stop = true;

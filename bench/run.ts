@@ -2,6 +2,9 @@
 // docs/benchmarks.md written from the figures of this run.
 //   node dist/bench/run.js [--reps 3] [--sizes 1000,10000,50000] [--only route,datapath,convergence,footprint,policy,policy-datapath,hostile-policy]
 //                          [--out docs/benchmarks.md] [--json FILE] [--prefix hb] [--quick] [--render FILE.json]
+//                          [--update docs/benchmarks.md]
+// --update FILE replaces only the sections of the benchmarks run (with --only; those that have one of their own,
+// e.g. hostile-policy) in an existing report, with their rows of the targets table, and leaves the rest as it was.
 // --quick runs every benchmark at a tiny size (what the smoke test does) and writes nowhere unless --out is given.
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -18,7 +21,7 @@ import { topSelfTime, type ProfileEntry } from './lib/cpu-profile.js';
 import { withLab } from './lib/lab-env.js';
 import { machineInfo, type MachineInfo } from './lib/machine.js';
 import { BenchError } from './lib/proc.js';
-import { renderReport } from './report.js';
+import { renderReport, updateReport } from './report.js';
 import { runRouteProgramming, type RouteBenchResult } from './route-programming.js';
 
 export const BENCHMARKS = ['route', 'datapath', 'convergence', 'footprint', 'policy', 'policy-datapath', 'hostile-policy'] as const;
@@ -268,6 +271,12 @@ async function main(): Promise<void> {
   const saved = flag(process.argv.slice(2), 'render');
   const results = saved === undefined ? await runBenchmarks({ ...options, log }) : (JSON.parse(await readFile(saved, 'utf8')) as BenchResults);
   if (json !== undefined) await writeFile(json, JSON.stringify(results, null, 2) + '\n');
+  const update = flag(process.argv.slice(2), 'update');
+  if (update !== undefined) {
+    await writeFile(update, updateReport(await readFile(update, 'utf8'), results, options.only));
+    log(`updated ${update} (${results.durationS.toFixed(0)} s)`);
+    return;
+  }
   const report = renderReport(results);
   if (out !== undefined) {
     await mkdir(path.dirname(out), { recursive: true });

@@ -111,3 +111,42 @@ describe('bench/hostile-policy', () => {
     expect(targets[1]!.measured).to.include('1.50 s at peers-ports');
   });
 });
+
+describe('bench report --update', () => {
+  const machine = { date: '2026-01-02', gitCommit: 'abc', cpu: 'cpu', cores: 2, memoryGiB: 4, os: 'os', kernel: 'k', loadAtStart: [1, 1, 1], node: 'v20', versions: {} };
+  const existing = [
+    '# podroute benchmarks',
+    '',
+    "## Targets of issue 7 (and issue 4's NetworkPolicy targets)",
+    '',
+    '| target | this run | verdict |',
+    '|---|---|---|',
+    '| old target | 1 ms | **missed** |',
+    '',
+    '### Missed: reason and next step',
+    '',
+    '- **old target** (1 ms). Old reason.',
+    '',
+    '## 5. Footprint',
+    '',
+    'footprint text',
+    '',
+  ].join('\n');
+
+  it('adds the hostile-policy section, its target rows and miss texts, keeps the rest, and is idempotent', async () => {
+    const { updateReport } = await import('../../../bench/report.js');
+    const r = result();
+    r.cases[1]!.runs[0] = run({ lagMaxMs: 400 });
+    const once = updateReport(existing, { machine, reps: 1, durationS: 60, loadAtEnd: [1, 1, 1], errors: {}, hostilePolicy: r }, ['hostile-policy']);
+    expect(once).to.include('| old target | 1 ms | **missed** |');
+    expect(once).to.include('- **old target** (1 ms). Old reason.');
+    expect(once).to.include('footprint text');
+    expect(once).to.include("issue 14's hostile policies");
+    expect(once).to.include('## 6. NetworkPolicy: hostile policies\n\nMeasured apart from the rest of this report');
+    expect(once).to.match(/\| hostile NetworkPolicies: the agent's event loop never blocked 50 ms or more while applying one \| 400 ms at peers-ports .*\| \*\*missed\*\* \|/);
+    expect(once.indexOf('- **hostile NetworkPolicies: the agent\'s event loop')).to.be.greaterThan(once.indexOf('- **old target**'));
+    expect(once.indexOf('- **hostile NetworkPolicies: the agent\'s event loop')).to.be.lessThan(once.indexOf('## 5. Footprint'));
+    const twice = updateReport(once, { machine, reps: 1, durationS: 60, loadAtEnd: [1, 1, 1], errors: {}, hostilePolicy: r }, ['hostile-policy']);
+    expect(twice).to.equal(once);
+  });
+});
