@@ -75,11 +75,6 @@ export class RawGobgp {
     });
   }
 
-  /** Withdraws every locally added path of a family (DeletePath with neither uuid nor path). */
-  async deleteAllPaths(family: Family): Promise<void> {
-    await this.unary('DeletePath', { table_type: 'GLOBAL', vrf_id: '', family: API_FAMILY[family] });
-  }
-
   /** Destinations in the global RIB of a family: a cheap call (no paths are sent). */
   async destinations(family: Family): Promise<number> {
     const r = (await this.unary('GetTable', { table_type: 'GLOBAL', family: API_FAMILY[family], name: '' }, 10_000)) as { num_destination?: string | number };
