@@ -219,19 +219,37 @@ async function apiRequest(api: BenchApi, method: 'POST' | 'DELETE', urlPath: str
 
 const POLICIES_PATH = `/apis/networking.k8s.io/v1/namespaces/${NAMESPACE}/networkpolicies`;
 
+/** Retries a request that failed on its connection (not one the server answered), a few times. */
+async function retried<T>(what: string, attempt: () => Promise<T>): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (i >= 3 || !['EPIPE', 'ECONNRESET', 'ECONNREFUSED'].includes(code ?? '')) throw new Error(`${what}: ${err instanceof Error ? err.message : String(err)}`);
+      await sleep(200);
+    }
+  }
+}
+
 async function writePolicy(api: BenchApi, yaml: string): Promise<void> {
-  const r = await apiRequest(api, 'POST', `${POLICIES_PATH}?fieldValidation=Strict`, yaml);
-  if (r.status !== 201) throw new BenchError('BENCH_SETUP_FAILED', `POST NetworkPolicy: HTTP ${r.status}: ${r.text.slice(0, 300)}`);
+  const r = await retried('POST NetworkPolicy', () => apiRequest(api, 'POST', `${POLICIES_PATH}?fieldValidation=Strict`, yaml));
+  // 409: an earlier attempt whose connection failed after the server stored it.
+  if (r.status !== 201 && r.status !== 409) throw new BenchError('BENCH_SETUP_FAILED', `POST NetworkPolicy: HTTP ${r.status}: ${r.text.slice(0, 300)}`);
 }
 
 async function deletePolicy(api: BenchApi, name: string): Promise<void> {
-  const r = await apiRequest(api, 'DELETE', `${POLICIES_PATH}/${name}`);
+  const r = await retried(`DELETE NetworkPolicy ${name}`, () => apiRequest(api, 'DELETE', `${POLICIES_PATH}/${name}`));
   if (r.status !== 200 && r.status !== 202) throw new BenchError('BENCH_SETUP_FAILED', `DELETE NetworkPolicy ${name}: HTTP ${r.status}: ${r.text.slice(0, 300)}`);
 }
 
 // ---- the agent's metrics ----
 
 async function scrape(socket: string): Promise<string> {
+  return await retried('GET /metrics', () => scrapeOnce(socket));
+}
+
+async function scrapeOnce(socket: string): Promise<string> {
   return await new Promise((resolve, reject) => {
     const req = http.get({ socketPath: socket, path: '/metrics', timeout: 120_000 }, (res) => {
       const chunks: Buffer[] = [];
@@ -473,7 +491,7 @@ export async function runHostilePolicy(o: HostilePolicyOptions): Promise<Hostile
       outOfMemory,
       cases,
       failures,
-      agentLog: path.relative(process.cwd(), host.agentLog),
+      agentLog: host.agentLog,
     };
   } finally {
     for (const problem of await cleanup.run()) o.log(`hostile-policy cleanup: ${problem}`);
@@ -706,6 +724,8 @@ export interface HostilePolicyTarget {
   miss?: string;
 }
 
+/** A count that is the same in every repetition once, else as a summary. */
+const count = (v: Summary): string => (v.n > 0 && v.min === v.max ? v.median.toLocaleString('en-US') : formatSummary(v, (x) => x.toLocaleString('en-US')));
 const mibText = (v: number): string => (Number.isFinite(v) ? `${v.toFixed(0)} MiB` : 'n/a');
 
 /** Section 6 of docs/benchmarks.md and its targets. */
@@ -755,7 +775,7 @@ export function renderHostilePolicy(h: HostilePolicyResult): { lines: string[]; 
         formatSummary(s(c, (r) => r.rssPeakMiB), mibText),
         formatSummary(s(c, (r) => r.treeRssPeakMiB), mibText),
         formatSummary(s(c, (r) => r.lagMaxMs)),
-        c.runs.length === 0 ? 'n/a' : `${formatSummary(s(c, (r) => r.rules), (v) => v.toLocaleString('en-US'))} / ${formatSummary(s(c, (r) => r.setEntries), (v) => v.toLocaleString('en-US'))}`,
+        c.runs.length === 0 ? 'n/a' : `${count(s(c, (r) => r.rules))} / ${count(s(c, (r) => r.setEntries))}`,
         `${c.runs.filter((r) => r.pidSame).length}/${c.runs.length + c.failures.length}`,
         c.runs.length === 0 ? 'n/a' : `${formatSummary(s(c, (r) => r.routeFirstMs))}; ${formatSummary(s(c, (r) => r.routeMaxMs))} (${c.runs.map((r) => r.routes).join(', ')} routes)`,
         c.id === 'baseline' ? '1.00x' : formatRatio(ratio(s(c, (r) => r.routeMaxMs), baseRoute)),

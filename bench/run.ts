@@ -216,6 +216,7 @@ export async function runBenchmarks(o: BenchRunOptions): Promise<BenchResults> {
       results.hostilePolicy = await runHostilePolicy({ prefix: o.prefix, workDir: path.join(o.workDir, 'hostile-policy'), reps: o.reps, ...o.hostilePolicy, log: o.log });
     } catch (err) {
       results.errors['hostile-policy'] = describe(err);
+      o.log(`hostile-policy failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     }
   }
 
@@ -273,6 +274,9 @@ async function main(): Promise<void> {
   if (json !== undefined) await writeFile(json, JSON.stringify(results, null, 2) + '\n');
   const update = flag(process.argv.slice(2), 'update');
   if (update !== undefined) {
+    // A failed benchmark keeps the section it has: an error is no reason to drop the figures of an earlier run.
+    const failed = options.only.filter((b) => results.errors[b] !== undefined);
+    if (failed.length > 0) throw new BenchError('BENCH_SETUP_FAILED', `--update: not updating ${update}: ${failed.map((b) => `${b}: ${results.errors[b]}`).join('; ')}`);
     await writeFile(update, updateReport(await readFile(update, 'utf8'), results, options.only));
     log(`updated ${update} (${results.durationS.toFixed(0)} s)`);
     return;
