@@ -10,6 +10,7 @@
 // podroute_policy_invalid gauge), and how long routes advertised by the peer during the apply take to reach the
 // kernel.
 import { readFileSync, writeFileSync, readdirSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import http from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import path from 'node:path';
@@ -284,37 +285,44 @@ export interface KernelPolicyView {
  * and whether that chain calls a rule chain. Naming-independent: found through the dispatch rule `-d IP/32 -j X`.
  */
 export function kernelPolicyView(save: string, podAddress: string): KernelPolicyView {
-  const host = `${podAddress}/${podAddress.includes(':') ? 128 : 32}`;
-  const rulesOf = new Map<string, string[][]>();
+  const dispatch = ` -d ${podAddress}/${podAddress.includes(':') ? 128 : 32} `;
+  const lines = save.split('\n');
+  const target = (line: string): string | undefined => {
+    const j = line.indexOf(' -j ');
+    return j < 0 ? undefined : line.slice(j + 4).split(' ')[0];
+  };
+  const chainOf = (line: string): string => line.slice(3, line.indexOf(' ', 3));
+  // Linear in the save, without splitting every rule: a policy without the limits fills one chain with 90,000
+  // rules (300 peers x 300 ports).
+  const rulesIn = new Map<string, number>();
   let chains = 0;
   let rules = 0;
-  for (const line of save.split('\n')) {
+  let podChain: string | undefined;
+  for (const line of lines) {
     if (line.startsWith(':PRPOL-')) {
       chains++;
-      rulesOf.set(line.slice(1).split(' ')[0]!, rulesOf.get(line.slice(1).split(' ')[0]!) ?? []);
+      const name = line.slice(1, line.indexOf(' '));
+      if (!rulesIn.has(name)) rulesIn.set(name, 0);
     } else if (line.startsWith('-A PRPOL-')) {
       rules++;
-      const words = line.split(' ');
-      const chain = words[1]!;
-      rulesOf.set(chain, [...(rulesOf.get(chain) ?? []), words]);
+      const chain = chainOf(line);
+      rulesIn.set(chain, (rulesIn.get(chain) ?? 0) + 1);
+      if (line.includes(dispatch)) {
+        const t = target(line);
+        if (t?.startsWith('PRPOL-') === true) podChain = t;
+      }
     }
   }
-  const target = (words: string[]): string | undefined => {
-    const j = words.indexOf('-j');
-    return j < 0 ? undefined : words[j + 1];
-  };
-  let podChain: string | undefined;
-  for (const [, list] of rulesOf) {
-    for (const words of list) {
-      const d = words.indexOf('-d');
-      const t = target(words);
-      if (d >= 0 && words[d + 1] === host && t !== undefined && rulesOf.has(t)) podChain = t;
+  let allows = false;
+  if (podChain !== undefined) {
+    const prefix = `-A ${podChain} `;
+    for (const line of lines) {
+      if (!line.startsWith(prefix)) continue;
+      const t = target(line);
+      if (t !== undefined && t !== podChain && (rulesIn.get(t) ?? 0) > 0) allows = true;
     }
   }
-  const allows = podChain !== undefined && (rulesOf.get(podChain) ?? []).some((w) => {
-    const t = target(w);
-    return t !== undefined && t !== podChain && (rulesOf.get(t)?.length ?? 0) > 0;
-  });
+  if (podChain !== undefined && !rulesIn.has(podChain)) podChain = undefined;
   return { ...(podChain === undefined ? {} : { podChain }), allows, rules, chains };
 }
 
@@ -384,6 +392,8 @@ export async function runHostilePolicy(o: HostilePolicyOptions): Promise<Hostile
   const injNs = `${o.prefix}-hpi`;
   const failures: string[] = [];
   try {
+    // A crashed earlier run leaves its sockets here, and gobgpd refuses to listen on an existing one.
+    await rm(o.workDir, { recursive: true, force: true });
     await addNetns(netns, cleanup);
     await addNetns(injNs, cleanup);
     // The node's uplink: a veth to the injector's namespace (nothing else is reachable from either).
@@ -476,7 +486,7 @@ export async function runHostilePolicy(o: HostilePolicyOptions): Promise<Hostile
       }
     }
     const log = readFileSync(host.agentLog, 'utf8');
-    const outOfMemory = /heap out of memory|JavaScript heap|OOM/i.test(log);
+    const outOfMemory = /JavaScript heap out of memory|FATAL ERROR: .*heap/i.test(log);
     const agentAlive = !host.agent.exited;
     if (!agentAlive) failures.push(`the agent exited (PID ${pid}):\n${logTail(host.agentLog)}`);
     return {
@@ -579,6 +589,7 @@ async function runCase(ctx: CaseContext, id: HostileCaseId, name: string): Promi
   const alive = (): void => {
     if (host.agent.exited) throw new BenchError('BENCH_PROCESS_EXITED', `the agent exited during ${name}:\n${logTail(host.agentLog)}`);
   };
+  alive();
   const { yaml } = hostileManifest(id, name, ctx.o.size);
   const eventOf = (): boolean =>
     api.server
@@ -635,8 +646,9 @@ async function runCase(ctx: CaseContext, id: HostileCaseId, name: string): Promi
     let view: { v4: KernelPolicyView; v6: KernelPolicyView } | undefined;
     // Each read spawns iptables-save twice: pause at least twice its cost, not to take the agent's cores.
     let readMs = 0;
-    await pollUntil(`${name} in the kernel`, APPLY_TIMEOUT_MS, 20, async () => {
-      alive();
+    // pollUntil keeps polling through a failed check: an agent that is gone ends the wait with a value instead.
+    const outcome = await pollUntil(`${name} in the kernel`, APPLY_TIMEOUT_MS, 20, async () => {
+      if (host.agent.exited) return 'gone' as const;
       await sleep(Math.max(0, 2 * readMs - 20));
       const t = performance.now();
       const s = await saves(netns);
@@ -645,8 +657,9 @@ async function runCase(ctx: CaseContext, id: HostileCaseId, name: string): Promi
       const v6 = kernelPolicyView(s.v6, ctx.selected.v6);
       if (v4.podChain === undefined || v6.podChain === undefined) return undefined;
       view = { v4, v6 };
-      return true;
+      return 'applied' as const;
     });
+    if (outcome === 'gone') alive();
     const applyMs = msSince(start);
     const toUs = Number(process.hrtime.bigint() / 1000n);
     applied = true;
@@ -805,12 +818,14 @@ export function renderHostilePolicy(h: HostilePolicyResult): { lines: string[]; 
 
   const mem = worstOf((r) => r.treeRssPeakMiB);
   const kept = runs.every(({ r }) => r.pidSame) && h.agentAlive && !h.outOfMemory;
+  // Where the agent went away: the first write that failed.
+  const lost = h.agentAlive ? undefined : `the agent exited${h.outOfMemory ? ' (V8 out of memory)' : ''} at ${h.cases.find((c) => c.failures.length > 0)?.id ?? 'start'}`;
   targets.push({
     what: `hostile NetworkPolicies: the agent keeps running (same PID, no V8 out-of-memory) and stays under its memory limit (${limit === undefined ? 'none set' : mibText(limit)})`,
     measured:
       mem === undefined
-        ? 'not measured'
-        : `peak ${mibText(mem.r.treeRssPeakMiB)} with its children (agent alone ${mibText(Math.max(...runs.map(({ r }) => r.rssPeakMiB)))}), at ${mem.c.id}; PID kept in ${runs.filter(({ r }) => r.pidSame).length}/${runs.length} writes`,
+        ? (lost ?? 'not measured')
+        : `${lost === undefined ? '' : `${lost}; `}peak ${mibText(mem.r.treeRssPeakMiB)} with its children (agent alone ${mibText(Math.max(...runs.map(({ r }) => r.rssPeakMiB)))}), at ${mem.c.id}; PID kept in ${runs.filter(({ r }) => r.pidSame).length}/${runs.length} writes`,
     met: mem === undefined || !measuredAll ? (kept ? undefined : false) : kept && (limit === undefined || mem.r.treeRssPeakMiB < limit),
     miss:
       mem === undefined
@@ -822,11 +837,11 @@ export function renderHostilePolicy(h: HostilePolicyResult): { lines: string[]; 
   const slow = worstOf((r) => r.routeMaxMs);
   targets.push({
     what: 'hostile NetworkPolicies: routing goes on (every route advertised during an apply reaches the FIB within 1 s)',
-    measured: slow === undefined ? 'not measured' : `slowest ${formatMs(slow.r.routeMaxMs)} at ${slow.c.id} (baseline ${formatSummary(baseRoute)})`,
-    met: slow === undefined || !measuredAll ? undefined : slow.r.routeMaxMs < 1000,
+    measured: slow === undefined ? (lost ?? 'not measured') : `${lost === undefined ? '' : `${lost}; `}slowest ${formatMs(slow.r.routeMaxMs)} at ${slow.c.id} (baseline ${formatSummary(baseRoute)})`,
+    met: lost !== undefined ? false : slow === undefined || !measuredAll ? undefined : slow.r.routeMaxMs < 1000,
     miss:
       slow === undefined
-        ? 'Not measured.'
+        ? 'The agent went away: nothing routes. See the failures of section 6 and the agent log.'
         : `The route waited for the agent's event loop while it handled ${slow.c.label} (longest block ${formatMs(slow.r.lagMaxMs)}, applied in ${formatMs(slow.r.applyMs)}). ` +
           'Next step: let the policy compile yield to the event loop (or move it off the main thread), so BGP events are handled between its steps.',
   });
