@@ -8,6 +8,7 @@ import { renderConvergence } from './convergence.js';
 import { PATH_LABELS, type DatapathResult, type PathKind } from './datapath.js';
 import type { SizeResult } from './route-programming.js';
 import type { FootprintResult } from './footprint.js';
+import { renderHostilePolicy } from './hostile-policy.js';
 import type { BenchResults, PolicyRun } from './run.js';
 
 interface Target {
@@ -426,8 +427,18 @@ export function renderReport(r: BenchResults): string {
     });
   }
 
+  // ---- 6. hostile NetworkPolicies (issue 14) ----
+  out.push('## 6. NetworkPolicy: hostile policies', '');
+  const hp = r.hostilePolicy;
+  if (hp === undefined) out.push(`Not measured: ${r.errors['hostile-policy'] ?? 'not selected'}`, '');
+  else {
+    const sec = renderHostilePolicy(hp);
+    out.push(...sec.lines);
+    targets.push(...sec.targets);
+  }
+
   // ---- targets ----
-  const summary: string[] = ['## Targets of issue 7 (and issue 4\'s NetworkPolicy targets)', ''];
+  const summary: string[] = ['## Targets of issue 7 (and issue 4\'s NetworkPolicy targets, issue 14\'s hostile policies)', ''];
   summary.push(table(['target', 'this run', 'verdict'], targets.map((t) => [t.what, t.measured, verdict(t.met)])), '');
   const misses = targets.filter((t) => t.met === false);
   if (misses.length > 0) {
@@ -531,4 +542,73 @@ function datapathMissReason(d: Partial<DatapathResult> & Pick<DatapathResult, 'm
     );
   }
   return parts.join(' ');
+}
+
+/** The sections a benchmark run alone can replace in an existing report (`run.js --only B --update FILE`). */
+const SECTIONS: Partial<Record<keyof BenchResults['errors'], string>> = { 'hostile-policy': '## 6. NetworkPolicy: hostile policies' };
+
+/**
+ * An existing report with the sections of the benchmarks of this run replaced (or appended), each headed by a note
+ * saying it comes from a run of its own, and their rows of the targets table and their miss texts replaced or added.
+ * The rest of the report, from another run, stays as it was.
+ */
+export function updateReport(existing: string, r: BenchResults, only: readonly string[]): string {
+  const fresh = renderReport(r);
+  let doc = existing;
+  const targets: Target[] = [];
+  for (const b of only) {
+    const heading = SECTIONS[b as keyof typeof SECTIONS];
+    if (heading === undefined) throw new Error(`--update: ${b} has no section of its own to replace (have ${Object.keys(SECTIONS).join(', ')})`);
+    const section = sectionOf(fresh, heading) ?? `${heading}\n\nNot measured.\n`;
+    const m = r.machine;
+    const note =
+      `Measured apart from the rest of this report (\`node dist/bench/run.js --only ${b} --update\`): ${m.date}, commit ${m.gitCommit}, ` +
+      `${r.reps} repetition${r.reps === 1 ? '' : 's'}, ${(r.durationS / 60).toFixed(1)} min, load average start ${m.loadAtStart.map((l) => l.toFixed(1)).join(' / ')}, ` +
+      `end ${r.loadAtEnd.map((l) => l.toFixed(1)).join(' / ')}.`;
+    const withNote = section.replace(`${heading}\n`, `${heading}\n\n${note}\n`);
+    const old = sectionOf(doc, heading);
+    doc = old === undefined ? `${doc.trimEnd()}\n\n${withNote.trimEnd()}\n` : doc.replace(old, () => withNote.trimEnd() + '\n\n');
+    if (b === 'hostile-policy' && r.hostilePolicy !== undefined) targets.push(...renderHostilePolicy(r.hostilePolicy).targets);
+  }
+  const lines = doc.split('\n');
+  const tableStart = lines.findIndex((l) => l.startsWith('## Targets of issue 7'));
+  if (tableStart >= 0) {
+    lines[tableStart] = "## Targets of issue 7 (and issue 4's NetworkPolicy targets, issue 14's hostile policies)";
+    let end = lines.findIndex((l, i) => i > tableStart && l.startsWith('|'));
+    while (end >= 0 && lines[end + 1]?.startsWith('|')) end++;
+    for (const t of targets) {
+      const row = `| ${t.what} | ${t.measured} | ${verdict(t.met)} |`;
+      const at = lines.findIndex((l) => l.startsWith(`| ${t.what} |`));
+      if (at >= 0) lines[at] = row;
+      else if (end >= 0) lines.splice(++end, 0, row);
+    }
+    const bullet = (t: Target): string => `- **${t.what}** (${t.measured}). ${t.miss ?? 'No explanation recorded: see the figures above.'}`;
+    for (const t of targets) {
+      const at = lines.findIndex((l) => l.startsWith(`- **${t.what}**`));
+      if (at >= 0) lines.splice(at, 1);
+    }
+    const misses = targets.filter((t) => t.met === false);
+    if (misses.length > 0) {
+      let missed = lines.findIndex((l) => l === '### Missed: reason and next step');
+      if (missed < 0) {
+        lines.splice(end + 1, 0, '', '### Missed: reason and next step', '');
+        missed = end + 2;
+      }
+      // After the list's last bullet (or right under the heading when it has none).
+      let at = missed + 1;
+      while (at < lines.length && lines[at] === '') at++;
+      while (at < lines.length && lines[at]!.startsWith('- **')) at++;
+      if (!lines[at - 1]!.startsWith('- **')) at = missed + 2;
+      lines.splice(at, 0, ...misses.map(bullet));
+    }
+  }
+  return lines.join('\n').replace(/\n{3,}/g, '\n\n').trimEnd() + '\n';
+}
+
+/** A `## ` section of a report: its heading up to the next `## ` heading (or the end). */
+function sectionOf(doc: string, heading: string): string | undefined {
+  const start = doc.indexOf(`${heading}\n`);
+  if (start < 0) return undefined;
+  const next = doc.indexOf('\n## ', start + heading.length);
+  return doc.slice(start, next < 0 ? doc.length : next + 1);
 }

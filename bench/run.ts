@@ -1,7 +1,10 @@
 // `make bench`: every benchmark of issue 7, several repetitions each, side by side in one run, and
 // docs/benchmarks.md written from the figures of this run.
-//   node dist/bench/run.js [--reps 3] [--sizes 1000,10000,50000] [--only route,datapath,convergence,footprint,policy,policy-datapath]
+//   node dist/bench/run.js [--reps 3] [--sizes 1000,10000,50000] [--only route,datapath,convergence,footprint,policy,policy-datapath,hostile-policy]
 //                          [--out docs/benchmarks.md] [--json FILE] [--prefix hb] [--quick] [--render FILE.json]
+//                          [--update docs/benchmarks.md]
+// --update FILE replaces only the sections of the benchmarks run (with --only; those that have one of their own,
+// e.g. hostile-policy) in an existing report, with their rows of the targets table, and leaves the rest as it was.
 // --quick runs every benchmark at a tiny size (what the smoke test does) and writes nowhere unless --out is given.
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -12,15 +15,16 @@ import { findProjectRoot } from '../src/bgp/gobgp-proto.js';
 import { runConvergence, type ConvergenceResult } from './convergence.js';
 import { runDatapath, type DatapathResult } from './datapath.js';
 import { runFootprint, type FootprintResult } from './footprint.js';
+import { runHostilePolicy, type HostilePolicyResult } from './hostile-policy.js';
 import { runPolicyDatapath, type PolicyDatapathResult } from './policy-datapath.js';
 import { topSelfTime, type ProfileEntry } from './lib/cpu-profile.js';
 import { withLab } from './lib/lab-env.js';
 import { machineInfo, type MachineInfo } from './lib/machine.js';
 import { BenchError } from './lib/proc.js';
-import { renderReport } from './report.js';
+import { renderReport, updateReport } from './report.js';
 import { runRouteProgramming, type RouteBenchResult } from './route-programming.js';
 
-export const BENCHMARKS = ['route', 'datapath', 'convergence', 'footprint', 'policy', 'policy-datapath'] as const;
+export const BENCHMARKS = ['route', 'datapath', 'convergence', 'footprint', 'policy', 'policy-datapath', 'hostile-policy'] as const;
 export type BenchmarkName = (typeof BENCHMARKS)[number];
 
 export interface BenchRunOptions {
@@ -36,6 +40,8 @@ export interface BenchRunOptions {
   /** Policies in the "with" state of the policy data-path benchmark, and its alternations. */
   policyDatapathPolicies: number;
   policyDatapathReps: number;
+  /** Issue 14's hostile NetworkPolicies (`smoke`: tiny policies) on one node of a small synthetic cluster. */
+  hostilePolicy: { size: 'issue' | 'smoke'; nodes: number; podsPerNode: number; backgroundPolicies: number };
   /** Profile the agent in an extra podroute-only pass at this N when it misses a route-programming target. */
   profileSize?: number;
   log: (m: string) => void;
@@ -89,6 +95,7 @@ export interface BenchResults {
   footprint?: FootprintResult;
   policy?: PolicyRun[];
   policyDatapath?: PolicyDatapathResult;
+  hostilePolicy?: HostilePolicyResult;
   errors: Partial<Record<BenchmarkName | 'profile', string>>;
 }
 
@@ -203,6 +210,16 @@ export async function runBenchmarks(o: BenchRunOptions): Promise<BenchResults> {
     if (runs.length > 0) results.policy = runs;
   }
 
+  if (want('hostile-policy')) {
+    o.log('== 6. NetworkPolicy: hostile policies');
+    try {
+      results.hostilePolicy = await runHostilePolicy({ prefix: o.prefix, workDir: path.join(o.workDir, 'hostile-policy'), reps: o.reps, ...o.hostilePolicy, log: o.log });
+    } catch (err) {
+      results.errors['hostile-policy'] = describe(err);
+      o.log(`hostile-policy failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    }
+  }
+
   results.durationS = (Date.now() - started) / 1000;
   results.loadAtEnd = os.loadavg();
   return results;
@@ -239,6 +256,7 @@ export function parseArgs(argv: string[]): { options: Omit<BenchRunOptions, 'log
       // The prefix names bench/policy's namespaces: runs with different prefixes never share a kernel ruleset.
       policyDatapathPolicies: quick ? 20 : 500,
       policyDatapathReps: quick ? 1 : Math.max(5, reps),
+      hostilePolicy: quick ? { size: 'smoke', nodes: 3, podsPerNode: 6, backgroundPolicies: 3 } : { size: 'issue', nodes: 50, podsPerNode: 20, backgroundPolicies: 50 },
       policyArgs: ['--prefix', prefix, ...(quick ? ['--pods', '50', '--namespaces', '5', '--policies', '20', '--changes', '3', '--rounds', '1'] : [])],
       ...(quick ? {} : { profileSize: 10_000 }),
     },
@@ -254,6 +272,15 @@ async function main(): Promise<void> {
   const saved = flag(process.argv.slice(2), 'render');
   const results = saved === undefined ? await runBenchmarks({ ...options, log }) : (JSON.parse(await readFile(saved, 'utf8')) as BenchResults);
   if (json !== undefined) await writeFile(json, JSON.stringify(results, null, 2) + '\n');
+  const update = flag(process.argv.slice(2), 'update');
+  if (update !== undefined) {
+    // A failed benchmark keeps the section it has: an error is no reason to drop the figures of an earlier run.
+    const failed = options.only.filter((b) => results.errors[b] !== undefined);
+    if (failed.length > 0) throw new BenchError('BENCH_SETUP_FAILED', `--update: not updating ${update}: ${failed.map((b) => `${b}: ${results.errors[b]}`).join('; ')}`);
+    await writeFile(update, updateReport(await readFile(update, 'utf8'), results, options.only));
+    log(`updated ${update} (${results.durationS.toFixed(0)} s)`);
+    return;
+  }
   const report = renderReport(results);
   if (out !== undefined) {
     await mkdir(path.dirname(out), { recursive: true });

@@ -12,7 +12,10 @@ import { BenchError, logTail, pollUntil, startDaemon, type Cleanup, type Daemon 
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const RELAY_SCRIPT = path.join(here, '..', 'api-relay.js');
+const METRICS_RELAY_SCRIPT = path.join(here, '..', 'metrics-relay.js');
 const RELAY_PORT = 6443;
+/** The agent's metrics server inside its namespace, when a benchmark turns it on (the agent's default address). */
+const METRICS_PORT = 9476;
 
 export interface BenchApi {
   server: LabApiServer;
@@ -69,6 +72,11 @@ export interface AgentHostOptions {
   logLevel?: 'error' | 'warn' | 'info' | 'debug';
   /** Extra Node.js flags for the agent (e.g. --cpu-prof to find where its time goes). */
   nodeArgs?: string[];
+  /**
+   * Turn the agent's metrics server on (127.0.0.1:9476 in its namespace, relayed to a unix socket in `dir`: see
+   * AgentHost.metricsSocket). Off by default, as the other benchmarks measure the agent without it.
+   */
+  metrics?: boolean;
 }
 
 export interface AgentHost {
@@ -78,6 +86,8 @@ export interface AgentHost {
   gobgp: RawGobgp;
   socket: string;
   agentLog: string;
+  /** The agent's /metrics through a relay (with `metrics: true`): GET it with http's socketPath. */
+  metricsSocket?: string;
 }
 
 /** Starts relay, gobgpd and agent in `netns` and waits until the agent has configured gobgpd. */
@@ -97,7 +107,7 @@ export async function startAgentHost(o: AgentHostOptions, cleanup: Cleanup): Pro
     bgp: { mesh: o.mesh ?? 'off', connectRetry: 1 },
     cni: { confDir: path.join(dir, 'cni'), ipamDataDir: path.join(dir, 'ipam') },
     log: { level: o.logLevel ?? 'info', format: 'text' },
-    metrics: { address: '' },
+    metrics: { address: o.metrics === true ? `127.0.0.1:${METRICS_PORT}` : '' },
   };
   const configFile = path.join(dir, 'agent.yaml');
   await writeFile(configFile, YAML.stringify(config));
@@ -116,5 +126,10 @@ export async function startAgentHost(o: AgentHostOptions, cleanup: Cleanup): Pro
   }).catch((err: unknown) => {
     throw new BenchError('BENCH_SETUP_FAILED', `${err instanceof Error ? err.message : String(err)}\nagent log:\n${logTail(agentLog)}`);
   });
-  return { gobgpd, agent, relay, gobgp, socket, agentLog };
+  if (o.metrics !== true) return { gobgpd, agent, relay, gobgp, socket, agentLog };
+  const metricsSocket = path.join(dir, 'metrics.sock');
+  const metricsLog = path.join(dir, 'metrics-relay.log');
+  const metricsRelay = startDaemon({ name: `metrics-relay/${o.nodeName}`, netns: o.netns, command: process.execPath, args: [METRICS_RELAY_SCRIPT, '--socket', metricsSocket, '--port', String(METRICS_PORT)], logFile: metricsLog }, cleanup);
+  await pollUntil(`metrics relay in ${o.netns}`, 20_000, 50, () => (metricsRelay.exited ? Promise.reject(new Error(logTail(metricsLog))) : /ready/.test(logTail(metricsLog)) || undefined));
+  return { gobgpd, agent, relay, gobgp, socket, agentLog, metricsSocket };
 }

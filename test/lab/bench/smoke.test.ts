@@ -71,9 +71,34 @@ describe('benchmarks at smoke size (bench/run.ts --quick)', function () {
     expect(results.policy![0]!.fullSyncMs).to.be.greaterThan(0);
   });
 
+  it('hostile policies: every policy measured side by side with the baseline, the agent kept its PID, the over-cap one isolates', () => {
+    const h = results.hostilePolicy!;
+    expect(h.failures, logs.join('\n')).to.deep.equal([]);
+    expect(h.agentAlive).to.equal(true);
+    expect(h.outOfMemory).to.equal(false);
+    expect(h.cases.map((c) => c.id)).to.deep.equal(['baseline', 'peers-ports', 'peers-ports-large', 'ipblock-excepts', 'over-cap']);
+    for (const c of h.cases) {
+      expect(c.failures, c.id).to.deep.equal([]);
+      expect(c.runs, c.id).to.have.length(1);
+      const run = c.runs[0]!;
+      expect(run.pidSame, c.id).to.equal(true);
+      expect(run.applyMs, c.id).to.be.greaterThan(0);
+      expect(run.rssPeakMiB, c.id).to.be.greaterThan(10);
+      expect(run.lagMaxMs, c.id).to.be.a('number').and.satisfy(Number.isFinite);
+      expect(run.routes, c.id).to.be.greaterThan(0);
+      expect(run.routeMaxMs, c.id).to.be.a('number').and.satisfy(Number.isFinite);
+      expect(run.rules, c.id).to.be.greaterThan(0);
+    }
+    const capped = h.cases.find((c) => c.id === 'over-cap')!.runs[0]!;
+    expect(capped.enforced).to.equal('isolate');
+    expect(capped.invalidGauge).to.be.at.least(1);
+    expect(capped.eventMs, 'PodrouteInvalidNetworkPolicy Event').to.be.a('number');
+    expect(h.cases.find((c) => c.id === 'baseline')!.runs[0]!.enforced).to.equal('as-written');
+  });
+
   it('renders a report with every section and the targets', () => {
     const md = renderReport(results);
-    for (const heading of ['## Machine', '## Targets of issue 7', '## 1. Route programming', '## 2. Convergence', '## 3. Data path', '## 4. NetworkPolicy', '## 5. Footprint']) {
+    for (const heading of ['## Machine', '## Targets of issue 7', '## 1. Route programming', '## 2. Convergence', '## 3. Data path', '## 4. NetworkPolicy', '## 5. Footprint', '## 6. NetworkPolicy: hostile policies']) {
       expect(md).to.include(heading);
     }
     expect(md).to.not.include('Not measured');
