@@ -24,7 +24,7 @@ import { nodeObject, startAgentHost, startBenchApi, type AgentHost, type BenchAp
 import { hasRoutes } from './lib/fib-presence.js';
 import { RawGobgp } from './lib/gobgp-raw.js';
 import { addNetns, BenchError, Cleanup, cpuMs, ip, ipBatch, logTail, pollUntil, rssMiB, sleep, startDaemon } from './lib/proc.js';
-import { gobgpdArgs } from '../src/lab/lab.js';
+import { gobgpdArgs } from '../src/lab/daemons.js';
 import { formatMs, formatRatio, formatSummary, msSince, ratio, summarize, type Summary } from './lib/stats.js';
 
 export type HostileCaseId = 'baseline' | 'peers-ports' | 'peers-ports-large' | 'ipblock-excepts' | 'over-cap';
