@@ -333,7 +333,7 @@ export interface PassPacerOptions {
   minIntervalMs: number;
   /** Longest: the bound on how long a change can wait while something keeps flapping. */
   maxIntervalMs: number;
-  /** After this long without any pass (nothing changed meanwhile), the interval is back to the minimum. */
+  /** After this long without a change, the interval is back to the minimum (and an old change is no flap). */
   quietResetMs: number;
 }
 
@@ -342,13 +342,16 @@ export interface PassPacerOptions {
  * A change after a quiet spell goes through at once; while changes keep coming, passes are at least
  * minIntervalMs apart (a burst is taken in batches); when a pass changes again something the previous pass
  * changed (the same prefixes going back and forth), the interval doubles, up to maxIntervalMs, until the flapping
- * stops (no pass for quietResetMs). Within one interval the flaps cancel out: only the state at the pass is written.
+ * stops (no change for quietResetMs). A key that changes again after a quiet spell is no flap: a route withdrawn
+ * minutes after it came must not wait, even while passes that change nothing keep running (every cluster event
+ * makes one). Within one interval the flaps cancel out: only the state at the pass is written.
  * Pure: the caller passes the clock.
  */
 export class PassPacer {
   private readonly options: PassPacerOptions;
   private interval: number;
   private lastPassAt = -Infinity;
+  private lastChangeAt = -Infinity;
   private previous: ReadonlySet<string> = new Set();
 
   constructor(options: PassPacerOptions) {
@@ -363,7 +366,7 @@ export class PassPacer {
 
   /** How long to wait before the next pass may start (0: now). */
   delay(now: number): number {
-    if (now - this.lastPassAt >= this.options.quietResetMs) this.interval = this.options.minIntervalMs;
+    if (now - this.lastChangeAt >= this.options.quietResetMs) this.interval = this.options.minIntervalMs;
     return Math.max(0, this.lastPassAt + this.interval - now);
   }
 
@@ -376,6 +379,13 @@ export class PassPacer {
   passed(now: number, changed: ReadonlySet<string>): void {
     this.lastPassAt = now;
     if (changed.size === 0) return;
+    const quiet = now - this.lastChangeAt >= this.options.quietResetMs;
+    this.lastChangeAt = now;
+    if (quiet) {
+      this.interval = this.options.minIntervalMs;
+      this.previous = changed;
+      return;
+    }
     let flapped = false;
     const [small, large] = changed.size <= this.previous.size ? [changed, this.previous] : [this.previous, changed];
     for (const key of small) {

@@ -63,6 +63,18 @@ describe('pass pacer', () => {
     expect(pacer.currentIntervalMs()).to.equal(25);
   });
 
+  it('takes a key changing again after a quiet spell for no flap, though passes that change nothing ran meanwhile', () => {
+    const pacer = new PassPacer(options);
+    // A route comes, the cluster makes a pass that changes nothing every second, the route goes 11 s later.
+    pacer.passed(0, keys('10.9.0.0/24'));
+    for (let t = 1_000; t <= 10_000; t += 1_000) pacer.passed(t, keys());
+    expect(pacer.delay(11_000)).to.equal(0);
+    pacer.passed(11_000, keys('10.9.0.0/24'));
+    expect(pacer.currentIntervalMs()).to.equal(25);
+    // The next route waits no longer than the minimum.
+    expect(pacer.delay(11_010)).to.equal(15);
+  });
+
   it('never lets more passes start than maxFlappingPasses while flapping goes on', () => {
     fc.assert(
       fc.property(fc.array(fc.integer({ min: 0, max: 60 }), { minLength: 1, maxLength: 200 }), fc.integer({ min: 100, max: 20_000 }), (gaps, window) => {
