@@ -1,6 +1,6 @@
-// Prefix arithmetic for ipBlocks: canonical CIDRs and "cidr minus except" as a list of disjoint prefixes, which
-// is what an ipset hash:net can hold exactly.
-import ipaddr from 'ipaddr.js';
+// Prefix arithmetic for ipBlocks: prefixes as integers (for containment, halves and "cidr minus except"), parsed
+// and printed by the agent's one address parser (src/routes/ip-prefix.ts).
+import { formatIpBytes, parseIpPrefix } from '../routes/ip-prefix.js';
 import type { IpFamily } from './types.js';
 
 export interface Prefix {
@@ -20,25 +20,22 @@ export function familyOfAddress(address: string): IpFamily {
 
 /** Parses a CIDR, accepting host bits set ("10.0.0.5/24" is 10.0.0.0/24, as the API accepts it). Throws on junk. */
 export function parsePrefix(cidr: string): Prefix {
-  // By family: ipaddr.parseCIDR tries IPv6 first, and a failed parse (every IPv4 CIDR) costs ~20 µs.
-  const [addr, length] = cidr.includes(':') ? ipaddr.IPv6.parseCIDR(cidr) : ipaddr.IPv4.parseCIDR(cidr);
-  const family: IpFamily = addr.kind() === 'ipv6' ? 6 : 4;
-  const bits = bitsOf(family);
-  let value = 0n;
-  for (const byte of addr.toByteArray()) value = (value << 8n) | BigInt(byte);
-  const hostBits = BigInt(bits - length);
-  const base = (value >> hostBits) << hostBits;
-  return { family, base, length };
+  // A bare address is no CIDR here (the API refuses one in ipBlock.cidr).
+  const parsed = cidr.includes('/') ? parseIpPrefix(cidr) : undefined;
+  if (parsed === undefined) throw new Error(`not a CIDR: ${JSON.stringify(cidr)}`);
+  let base = 0n;
+  for (const byte of parsed.bytes) base = (base << 8n) | BigInt(byte);
+  return { family: parsed.family === 'ipv6' ? 6 : 4, base, length: parsed.length };
 }
 
 export function formatPrefix(p: Prefix): string {
-  const bytes: number[] = [];
+  const bytes = new Uint8Array(bitsOf(p.family) / 8);
   let value = p.base;
-  for (let i = 0; i < bitsOf(p.family) / 8; i++) {
-    bytes.unshift(Number(value & 0xffn));
+  for (let i = bytes.length - 1; i >= 0; i--) {
+    bytes[i] = Number(value & 0xffn);
     value >>= 8n;
   }
-  return `${ipaddr.fromByteArray(bytes).toString()}/${p.length}`;
+  return `${formatIpBytes(bytes)}/${p.length}`;
 }
 
 export function canonicalCidr(cidr: string): string {
