@@ -241,4 +241,31 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
     expect(again.iptablesRestore, 'read back as applied').to.deep.equal({ 4: '', 6: '' });
     expect(again.ipsetRestore).to.equal('');
   });
+
+  it('destroys stale sets in one ipset restore; one still referenced stays as a warning and the others go', async () => {
+    const names = Array.from({ length: 300 }, (_, i) => `PRPOL4-P-stale${i.toString().padStart(4, '0')}`);
+    await execa('ip', ['netns', 'exec', NETNS, 'ipset', 'restore'], { input: names.map((n) => `create ${n} hash:ip family inet\n`).join('') });
+    const commands: string[] = [];
+    const real = netnsRunner(NETNS);
+    const counting: CommandRunner = {
+      run: (argv, options) => {
+        commands.push(argv.join(' '));
+        return real.run(argv, options);
+      },
+    };
+    const applier = new IptablesPolicyApplier({ runner: counting });
+    const held = names[150]!;
+    await execa('ip', ['netns', 'exec', NETNS, 'iptables', '-A', 'INPUT', '-m', 'set', '--match-set', held, 'src', '-j', 'RETURN']);
+    const result = await applier.apply({ ...plan('', ''), destroySets: names });
+    expect(result.warnings).to.have.length(1);
+    expect(result.warnings[0]).to.include(held);
+    // The refused line's set stays; the restore goes on from the next line: two processes, not one per set.
+    expect(commands.filter((c) => c.startsWith('ipset'))).to.deep.equal(['ipset restore', 'ipset restore']);
+    const left = (await execa('ip', ['netns', 'exec', NETNS, 'ipset', 'list', '-n'])).stdout.split('\n').filter((n) => n.startsWith('PRPOL4-P-stale'));
+    expect(left).to.deep.equal([held]);
+    await execa('ip', ['netns', 'exec', NETNS, 'iptables', '-D', 'INPUT', '-m', 'set', '--match-set', held, 'src', '-j', 'RETURN']);
+    commands.length = 0;
+    expect((await applier.apply({ ...plan('', ''), destroySets: [held] })).warnings).to.deep.equal([]);
+    expect(commands.filter((c) => c.startsWith('ipset')), 'one ipset process when nothing is referenced').to.deep.equal(['ipset restore']);
+  });
 });
