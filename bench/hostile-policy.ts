@@ -758,7 +758,7 @@ export function renderHostilePolicy(h: HostilePolicyResult): { lines: string[]; 
       'the agent with its child processes (iptables-restore, ipset, ip) is sampled every 50 ms, and the container limit counts all of them. ' +
       "The event loop's longest block is the largest `nodejs_eventloop_lag_max_seconds` (prom-client, reset by each scrape) of scrapes every 200 ms through the apply: it is wall time, so time the agent waited for a core on this shared machine counts too. " +
       'The injector advertises a new /32 right after the write and every 100 ms until the policy is in the kernel; the time runs until the route is in the FIB (`/proc/PID/net/route`). ' +
-      'Routes are never withdrawn during the run: the agent\'s route pacer takes the withdrawal of a route that came seconds earlier for a flap and doubles its interval (up to 2 s), and the empty route passes that unrelated cluster events cause keep it from resetting, so later routes would wait for the pacer rather than for the policy. ' +
+      'Routes are never withdrawn during the run: each route measures an install while the policy goes in. ' +
       `The documented cap (\`POLICY_LIMITS\`): ${h.policyLimits.rulesPerDirection.toLocaleString('en-US')} rules per direction, ${h.policyLimits.ipBlockEntries.toLocaleString('en-US')} ipBlock set entries.` +
       (h.size === 'smoke' ? ' **Smoke size**: tiny policies, the code paths only.' : ''),
     '',
