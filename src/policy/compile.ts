@@ -458,7 +458,7 @@ export function peerChainName(policyKeyText: string, dir: Direction, rule: numbe
  */
 function portParts(ports: readonly NetworkPolicyPort[]): RulePart[] {
   const parts: RulePart[] = [];
-  const numeric = new Map<string, string[]>();
+  const numeric = new Map<string, Set<string>>();
   for (const port of ports) {
     const protocol = (port.protocol ?? 'TCP') as Protocol;
     const proto = protocol.toLowerCase();
@@ -471,17 +471,17 @@ function portParts(ports: readonly NetworkPolicyPort[]): RulePart[] {
       parts.push({ family: null, set: { kind: 'N', hash: hashed, def }, words: (set) => ['-p', proto, '-m', 'set', '--match-set', set, 'dst,dst'] });
     } else {
       const range = port.endPort === undefined || port.endPort === port.port ? `${port.port}` : `${port.port}:${port.endPort}`;
-      let list = numeric.get(proto);
-      if (list === undefined) {
-        list = [];
-        numeric.set(proto, list);
+      let ranges = numeric.get(proto);
+      if (ranges === undefined) {
+        ranges = new Set();
+        numeric.set(proto, ranges);
       }
-      if (!list.includes(range)) list.push(range);
+      ranges.add(range);
     }
   }
   for (const [proto, ranges] of numeric) {
-    if (ranges.length === 1) {
-      const words = ['-p', proto, '-m', proto, '--dport', ranges[0] ?? ''];
+    if (ranges.size === 1) {
+      const words = ['-p', proto, '-m', proto, '--dport', [...ranges][0] ?? ''];
       parts.push({ family: null, words: () => words });
       continue;
     }
