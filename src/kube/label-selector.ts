@@ -9,18 +9,23 @@ export interface LabelSelectorLike {
 
 export function selectorMatches(selector: LabelSelectorLike | undefined, labels: Record<string, string>): boolean {
   if (selector === undefined) return true;
-  for (const [key, value] of Object.entries(selector.matchLabels ?? {})) {
-    if (labels[key] !== value) return false;
+  // Plain loops: a full policy compile calls this per pod and peer set (tens of thousands of times), and
+  // Object.entries or destructuring allocate on every call.
+  const matchLabels = selector.matchLabels;
+  if (matchLabels !== undefined) {
+    for (const key in matchLabels) if (labels[key] !== matchLabels[key]) return false;
   }
-  for (const { key, operator, values = [] } of selector.matchExpressions ?? []) {
-    const has = Object.prototype.hasOwnProperty.call(labels, key);
-    const value = labels[key];
-    switch (operator) {
+  const expressions = selector.matchExpressions;
+  if (expressions === undefined) return true;
+  for (const expression of expressions) {
+    const has = Object.prototype.hasOwnProperty.call(labels, expression.key);
+    const values = expression.values ?? [];
+    switch (expression.operator) {
       case 'In':
-        if (!has || !values.includes(value as string)) return false;
+        if (!has || !values.includes(labels[expression.key] as string)) return false;
         break;
       case 'NotIn':
-        if (has && values.includes(value as string)) return false;
+        if (has && values.includes(labels[expression.key] as string)) return false;
         break;
       case 'Exists':
         if (!has) return false;
