@@ -73,7 +73,9 @@ describe('deploy: manifests', function () {
           'ConfigMap/kube-system/podroute-config',
           'DaemonSet/kube-system/podroute',
           'Role/default/podroute-node-events',
+          'Role/kube-system/podroute-allocator-lease',
           'RoleBinding/default/podroute-node-events',
+          'RoleBinding/kube-system/podroute-allocator-lease',
           'ServiceAccount/kube-system/podroute',
         ];
         if (dir.endsWith('as-per-rack')) expected.push('Secret/kube-system/podroute-bgp-passwords');

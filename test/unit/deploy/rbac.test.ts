@@ -128,7 +128,8 @@ export function kubeApiCallsIn(source: string, text: string): ApiCall[] {
   if (!/\bKubeApi\b|kube-api\.js'/.test(text)) return [];
   const calls: ApiCall[] = [];
   const namespaces = [...text.matchAll(/[nN]amespace\s*\?\?\s*'([a-z0-9-]+)'/g)].map((m) => m[1] ?? '');
-  for (const m of text.matchAll(new RegExp(`\\.(${Object.keys(KUBE_API_VERBS).join('|')})\\(\\s*([^,)]*)`, 'g'))) {
+  // A type argument (`.read<Lease>(`) must not hide a call from the scan.
+  for (const m of text.matchAll(new RegExp(`\\.(${Object.keys(KUBE_API_VERBS).join('|')})(?:<[^>(]*>)?\\(\\s*([^,)]*)`, 'g'))) {
     const method = m[1] ?? '';
     const literal = /^'(\/[^']*)'$/.exec((m[2] ?? '').trim());
     if (literal === null) throw new Error(`${source}: .${method}(${m[2] ?? ''}…) does not name its API path as a literal; the RBAC scan cannot place it`);
