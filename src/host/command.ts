@@ -76,6 +76,8 @@ export function localRunner(): CommandRunner {
         ...(settle === undefined ? {} : { stderr: watch }),
         stripFinalNewline: false,
         env: { LC_ALL: 'C' },
+        // Outputs are read whole: `ip -j route` of a full table runs to tens of MB.
+        maxBuffer: MAX_OUTPUT_BYTES,
       });
       if (options.stdinUntil !== undefined) {
         // A process that ends early (a refused input) closes its end: the write's EPIPE is not the error to report.
@@ -109,6 +111,9 @@ export function localRunner(): CommandRunner {
     },
   };
 }
+
+/** The most a command may print (execa's default is 100 MB). */
+const MAX_OUTPUT_BYTES = 1024 * 1024 * 1024;
 
 /** What a pipe takes before its reader reads (Linux's default): a larger input goes through a file. */
 const PIPE_BUFFER_BYTES = 65_536;
