@@ -7,7 +7,8 @@
 // Prints one JSON object on stdout.
 import { execa } from 'execa';
 import type { Namespace, NetworkPolicy, Pod } from '../src/kube/wire.js';
-import { IptablesPolicyApplier, netnsRunner } from '../src/policy/apply.js';
+import { netnsRunner } from '../src/host/command.js';
+import { IptablesPolicyApplier } from '../src/policy/apply.js';
 import { compilePolicies } from '../test/unit/policy/scratch-compile.js';
 import { PolicyCompiler } from '../src/policy/incremental.js';
 import { emptyObservedState, observedAfter, planPolicyChanges, planRuleChanges, planSetChanges } from '../src/policy/plan.js';

@@ -1,7 +1,7 @@
 // The node's connected networks (v4 and v6, global scope): a learned next hop must lie in one of them to be
 // installed on-link. Read from the kernel of the current network namespace.
-import { execa } from 'execa';
 import { canonicalCIDR } from '../config/agent-config.js';
+import { localRunner } from '../host/command.js';
 import { parseIpPrefix, prefixContains } from '../routes/ip-prefix.js';
 
 interface IpAddrJson {
@@ -11,8 +11,7 @@ interface IpAddrJson {
 }
 
 export async function readConnectedNetworks(signal?: AbortSignal): Promise<string[]> {
-  const { stdout } = await execa('ip', ['-j', 'address', 'show'], { cancelSignal: signal });
-  return parseConnectedNetworks(stdout);
+  return parseConnectedNetworks(await localRunner().run(['ip', '-j', 'address', 'show'], signal === undefined ? {} : { signal }));
 }
 
 export function parseConnectedNetworks(ipJson: string): string[] {

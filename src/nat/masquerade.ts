@@ -5,7 +5,7 @@
 // back and rewritten. The pass schedule is the shared ReconcileLoop's.
 import type { Logger } from '../observe/log.js';
 import { errorInfo, ReconcileLoop, type ReconcileStatus } from '../reconcile/loop.js';
-import { CommandError, type CommandRunner, localRunner, runChecked } from './command.js';
+import { CommandFailedError, type CommandRunner, localRunner } from '../host/command.js';
 import {
   desiredMasqueradeFamily,
   IP_FAMILIES,
@@ -39,56 +39,62 @@ const MISSING_CHAIN = /incompatible|No chain\/target\/match|does not exist/i;
 
 /** Reads what podroute owns in the nat table and in ipset, for both families. */
 export async function observeMasquerade(
-  run: CommandRunner,
+  runner: CommandRunner,
   signal?: AbortSignal,
 ): Promise<Record<IpFamily, ObservedMasqueradeFamily>> {
   const opts = signal === undefined ? {} : { signal };
-  const existing = new Set((await runChecked(run, ['ipset', 'list', '-n'], opts)).split('\n').map((s) => s.trim()));
+  const existing = new Set((await runner.run(['ipset', 'list', '-n'], opts)).split('\n').map((s) => s.trim()));
   const observed = {} as Record<IpFamily, ObservedMasqueradeFamily>;
   for (const family of IP_FAMILIES) {
     const sets = new Map<string, ObservedSet>();
     for (const name of ownedSetNames(family)) {
       if (!existing.has(name)) continue;
-      const result = await run(['ipset', 'list', '-o', 'save', name], opts);
-      if (result.exitCode !== 0) {
-        if (/does not exist/.test(result.stderr)) continue; // gone since `list -n`
-        throw new CommandError(['ipset', 'list', '-o', 'save', name], result);
+      let saved: string;
+      try {
+        saved = await runner.run(['ipset', 'list', '-o', 'save', name], opts);
+      } catch (error) {
+        if (error instanceof CommandFailedError && /does not exist/.test(error.stderr)) continue; // gone since `list -n`
+        throw error;
       }
-      const parsed = observedMasqueradeSets(result.stdout).get(name);
+      const parsed = observedMasqueradeSets(saved).get(name);
       if (parsed !== undefined) sets.set(name, parsed);
     }
     const { list } = IPTABLES[family];
-    const postrouting = await runChecked(run, [list, '-w', '-t', 'nat', '-S', 'POSTROUTING'], opts);
+    const postrouting = await runner.run([list, '-w', '-t', 'nat', '-S', 'POSTROUTING'], opts);
     const chainArgv = [list, '-w', '-t', 'nat', '-S', MASQ_CHAIN];
-    const chain = await run(chainArgv, opts);
     let chainRuleHashes: Array<string | null> | null;
-    if (chain.exitCode === 0) chainRuleHashes = parseChainRuleHashes(chain.stdout);
-    else if (MISSING_CHAIN.test(chain.stderr)) chainRuleHashes = null;
-    else throw new CommandError(chainArgv, chain);
+    try {
+      chainRuleHashes = parseChainRuleHashes(await runner.run(chainArgv, opts));
+    } catch (error) {
+      if (!(error instanceof CommandFailedError && MISSING_CHAIN.test(error.stderr))) throw error;
+      chainRuleHashes = null;
+    }
     observed[family] = { sets, chainRuleHashes, postroutingJumps: parsePostroutingJumps(postrouting), postroutingFirst: parsePostroutingFirst(postrouting) };
   }
   return observed;
 }
 
 async function restore(
-  run: CommandRunner,
+  runner: CommandRunner,
   argv: string[],
   input: string,
   logger: Logger,
   family: IpFamily,
   signal?: AbortSignal,
 ): Promise<void> {
-  const result = await run(argv, { input, ...(signal === undefined ? {} : { signal }) });
-  if (result.exitCode !== 0) {
+  try {
+    await runner.run(argv, { input, ...(signal === undefined ? {} : { signal }) });
+  } catch (error) {
     // The exact input: the one thing needed to see why the kernel refused it.
-    logger.error(`${argv[0]} failed`, { family, argv, exitCode: result.exitCode, stderr: result.stderr.trim(), input });
-    throw new CommandError(argv, result, input);
+    const { exitCode = -1, stderr = '' } = error instanceof CommandFailedError ? error : {};
+    logger.error(`${argv[0]} failed`, { family, argv, exitCode, stderr: stderr.trim(), input });
+    throw error;
   }
 }
 
 /** Applies one family's plan in the order the kernel needs: rules stop referencing a set before it is destroyed. */
 export async function applyMasqueradePlan(
-  run: CommandRunner,
+  runner: CommandRunner,
   plan: MasqueradeFamilyPlan,
   logger: Logger,
   signal?: AbortSignal,
@@ -99,17 +105,17 @@ export async function applyMasqueradePlan(
       family: plan.family,
       sets: plan.summary.setsRecreated,
     });
-    await restore(run, iptablesRestore, renderIptablesRestore([`:${MASQ_CHAIN} - [0:0]`]), logger, plan.family, signal);
+    await restore(runner, iptablesRestore, renderIptablesRestore([`:${MASQ_CHAIN} - [0:0]`]), logger, plan.family, signal);
   }
   if (plan.ipsetRestore.length > 0) {
-    await restore(run, ['ipset', 'restore'], renderIpsetRestore(plan.ipsetRestore), logger, plan.family, signal);
+    await restore(runner, ['ipset', 'restore'], renderIpsetRestore(plan.ipsetRestore), logger, plan.family, signal);
   }
   if (plan.iptablesRestore.length > 0) {
-    await restore(run, iptablesRestore, renderIptablesRestore(plan.iptablesRestore), logger, plan.family, signal);
+    await restore(runner, iptablesRestore, renderIptablesRestore(plan.iptablesRestore), logger, plan.family, signal);
   }
   if (plan.destroySetsAfter.length > 0) {
     const input = renderIpsetRestore(plan.destroySetsAfter.map((name) => `destroy ${name}`));
-    await restore(run, ['ipset', 'restore'], input, logger, plan.family, signal);
+    await restore(runner, ['ipset', 'restore'], input, logger, plan.family, signal);
   }
 }
 
@@ -134,7 +140,7 @@ export interface MasqueradeStatus {
 export interface MasqueradeReconcilerOptions extends MasqueradeConfig {
   logger: Logger;
   /** Runs iptables/ipset; default: in the current network namespace. */
-  run?: CommandRunner;
+  runner?: CommandRunner;
   /** Re-read the kernel and repair drift this often. Default 60 s. */
   resyncIntervalMs?: number;
   /** Retry after a failed sync, doubling from min to max. Default 1 s to 30 s. */
@@ -144,7 +150,7 @@ export interface MasqueradeReconcilerOptions extends MasqueradeConfig {
 
 export class MasqueradeReconciler {
   private readonly logger: Logger;
-  private readonly run: CommandRunner;
+  private readonly runner: CommandRunner;
   private readonly loop: ReconcileLoop;
   private spec: MasqueradeSpec;
   /** The desired state changed since the sync in progress began. */
@@ -154,7 +160,7 @@ export class MasqueradeReconciler {
 
   constructor(options: MasqueradeReconcilerOptions) {
     this.logger = options.logger;
-    this.run = options.run ?? localRunner();
+    this.runner = options.runner ?? localRunner();
     const retryMinMs = options.retryMinMs ?? 1_000;
     this.loop = new ReconcileLoop({
       name: 'masquerade',
@@ -219,7 +225,7 @@ export class MasqueradeReconciler {
     const specUsed = this.spec;
     this.dirty = false;
     try {
-      const observed = await observeMasquerade(this.run, signal);
+      const observed = await observeMasquerade(this.runner, signal);
       const families = {} as Record<IpFamily, MasqueradePlanSummary>;
       let changed = false;
       const errors: unknown[] = [];
@@ -233,7 +239,7 @@ export class MasqueradeReconciler {
         this.logger.info('masquerade: applying changes', { family, ...plan.summary });
         // One family failing does not keep the other from converging.
         try {
-          await applyMasqueradePlan(this.run, plan, this.logger, signal);
+          await applyMasqueradePlan(this.runner, plan, this.logger, signal);
         } catch (error) {
           errors.push(error);
         }

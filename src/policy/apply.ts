@@ -1,10 +1,7 @@
 // The policy applier: reads our chains, jumps and sets from the kernel and runs a plan's restore inputs. Thin on
 // purpose; all decisions are in plan.ts. It never writes a whole table: only `iptables-restore --noflush` of the
 // chains a plan names, `ipset restore` of our sets, `ipset destroy` of our stale sets.
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { execa } from 'execa';
+import { CommandFailedError, localRunner, type CommandRunner, type RunOptions } from '../host/command.js';
 import { parseIpsetSave } from '../host/ipset-save.js';
 import { CHAIN_PREFIX, JUMP_COMMENT, SET_PREFIX } from './compile.js';
 import {
@@ -18,35 +15,6 @@ import {
 } from './plan.js';
 import type { IpFamily } from './types.js';
 
-export interface RunOptions {
-  input?: string;
-  signal?: AbortSignal;
-  /**
-   * Looked at with the stderr seen so far, each time it grows: true settles the call as a success, an Error as that
-   * failure, both without waiting for the process to end; undefined waits for more (or for the end).
-   */
-  settle?: (stderr: string) => true | Error | undefined;
-  /** Keeps stdin open after the input until this settles: the process may wait there, holding what it holds. */
-  stdinUntil?: Promise<unknown>;
-}
-
-/** Runs one command to completion and returns its stdout; throws CommandFailedError otherwise. */
-export interface CommandRunner {
-  run(argv: string[], options?: RunOptions): Promise<string>;
-}
-
-export class CommandFailedError extends Error {
-  readonly code = 'POLICY_COMMAND_FAILED';
-  readonly argv: string[];
-  readonly stderr: string;
-  constructor(argv: string[], stderr: string, cause?: unknown) {
-    super(`${argv.join(' ')} failed: ${stderr.trim() || String(cause)}`, { cause });
-    this.name = 'CommandFailedError';
-    this.argv = argv;
-    this.stderr = stderr;
-  }
-}
-
 export class PolicyApplyError extends Error {
   readonly code = 'POLICY_APPLY_FAILED';
   /** Which step failed: ipset, iptables-v4, iptables-v6. */
@@ -59,81 +27,6 @@ export class PolicyApplyError extends Error {
     this.step = step;
     this.input = input;
   }
-}
-
-/** Runs commands in the current network namespace (the agent runs in its node's). */
-export function localRunner(prefix: string[] = []): CommandRunner {
-  return {
-    async run(argv, options = {}) {
-      const full = [...prefix, ...argv];
-      const [file, ...args] = full;
-      if (file === undefined) throw new CommandFailedError(full, 'empty command');
-      const settle = options.settle;
-      let settled: ((verdict: true | Error, stderr: string) => void) | undefined;
-      let seen = '';
-      // Each stderr line as it comes (execa keeps buffering it for the result).
-      const watch = function* (line: unknown): Generator<unknown> {
-        seen += `${String(line)}\n`;
-        const verdict = settle?.(seen);
-        if (verdict !== undefined) settled?.(verdict, seen);
-        yield line;
-      };
-      // An input larger than a pipe takes goes in through an unlinked temporary file, so the process reads all of it
-      // while this thread is busy (a full sync renders its rules while ~300 KB of sets load); through a pipe the rest
-      // would wait for the event loop. An input held open (stdinUntil) needs the pipe.
-      const input = options.input ?? '';
-      const stdinFile = options.stdinUntil === undefined && input.length > PIPE_BUFFER_BYTES ? unlinkedFile(input) : undefined;
-      const subprocess = execa(file, args, {
-        // execa hands a descriptor number to spawn() as it is; its types only list 3-9.
-        ...(stdinFile !== undefined ? { stdin: stdinFile as 3 } : options.stdinUntil === undefined ? { input } : {}),
-        ...(options.signal === undefined ? {} : { cancelSignal: options.signal }),
-        ...(settle === undefined ? {} : { stderr: watch }),
-        stripFinalNewline: false,
-        env: { LC_ALL: 'C' },
-      });
-      if (options.stdinUntil !== undefined) {
-        // A process that ends early (a refused input) closes its end: the write's EPIPE is not the error to report.
-        subprocess.stdin.on('error', () => undefined);
-        subprocess.stdin.write(input);
-        void options.stdinUntil.finally(() => subprocess.stdin.end());
-      }
-      // The child has its own descriptor once spawned (execa spawns before returning).
-      if (stdinFile !== undefined) closeSync(stdinFile);
-      const ended = subprocess.then(
-        (result) => result.stdout,
-        (err: unknown) => {
-          const stderr = typeof (err as { stderr?: unknown }).stderr === 'string' ? (err as { stderr: string }).stderr : '';
-          throw new CommandFailedError(full, stderr, err);
-        },
-      );
-      if (settle === undefined) return ended;
-      ended.catch(() => undefined); // once settled early, the process's own end is of no interest
-      return new Promise<string>((resolve, reject) => {
-        settled = (verdict, stderr) => (verdict === true ? resolve('') : reject(new CommandFailedError(full, stderr, verdict)));
-        ended.then(resolve, (err: CommandFailedError) => (settle(err.stderr) === true ? resolve('') : reject(err)));
-      });
-    },
-  };
-}
-
-/** What a pipe takes before its reader reads (Linux's default): a larger input goes through a file. */
-const PIPE_BUFFER_BYTES = 65_536;
-
-/** A temporary file holding `text`, open for reading and already removed from its directory. */
-function unlinkedFile(text: string): number {
-  const dir = mkdtempSync(join(tmpdir(), 'podroute-input-'));
-  try {
-    const path = join(dir, 'input');
-    writeFileSync(path, text);
-    return openSync(path, 'r');
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-/** Runs commands inside a named network namespace (tests, the lab). */
-export function netnsRunner(netns: string): CommandRunner {
-  return localRunner(['ip', 'netns', 'exec', netns]);
 }
 
 const BUILTIN = new Set(['INPUT', 'FORWARD', 'OUTPUT']);

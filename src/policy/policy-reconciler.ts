@@ -7,9 +7,10 @@
 // previous agent keep enforcing until the new ones replace them chain by chain. The pass schedule is the shared
 // ReconcileLoop's.
 import { readFile } from 'node:fs/promises';
+import type { CommandRunner } from '../host/command.js';
 import type { Logger } from '../observe/log.js';
 import { ReconcileLoop, type ReconcileStatus } from '../reconcile/loop.js';
-import { IptablesPolicyApplier, PolicyApplyError, type CommandRunner } from './apply.js';
+import { IptablesPolicyApplier, PolicyApplyError } from './apply.js';
 import type { CompiledPolicies, PodBridge, PolicyProblem } from './compile.js';
 import { PolicyCompiler } from './incremental.js';
 import { observedAfter, planPolicyChanges, planRuleChanges, planSetChanges, type ObservedPolicyState } from './plan.js';

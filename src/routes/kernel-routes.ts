@@ -2,7 +2,7 @@
 // burst of changes as one batch of a long-lived `ip -force -batch -` process. It only ever writes routes of
 // its own protocol number.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { execa } from 'execa';
+import { CommandFailedError, localRunner } from '../host/command.js';
 import { KernelRouteError, RouteInputError, type FailedBatchLine } from './errors.js';
 import { canonicalNextHops, canonicalPrefixText, type IpFamily } from './ip-prefix.js';
 import { defaultMetric, type KernelRoute, type RouteChange } from './plan-routes.js';
@@ -292,6 +292,7 @@ export class IpRouteTable implements RouteTable {
   private readonly netnsArgs: string[];
   private readonly ipCommand: string;
   private readonly batches: IpBatchSession;
+  private readonly runner = localRunner();
 
   constructor(options: IpRouteTableOptions) {
     this.protocol = validateProtocol(options.protocol, 'options.protocol');
@@ -314,17 +315,14 @@ export class IpRouteTable implements RouteTable {
 
   private async readFamily(family: IpFamily, signal?: AbortSignal): Promise<KernelRoute[]> {
     const args = [...this.netnsArgs, '-N', '-j', ...(family === 'ipv6' ? ['-6'] : ['-4']), 'route', 'show', 'table', 'main'];
-    const result = await execa(this.ipCommand, args, {
-      reject: false,
-      ...(signal === undefined ? {} : { cancelSignal: signal }),
-      env: { LC_ALL: 'C' },
-      maxBuffer: 1024 * 1024 * 1024,
-    });
-    if (result.exitCode !== 0) {
-      throw new KernelRouteError('ROUTES_KERNEL_READ_FAILED', `${this.ipCommand} ${args.join(' ')} exited ${result.exitCode ?? 'by signal'}: ${result.stderr.trim()}`);
+    let stdout: string;
+    try {
+      stdout = await this.runner.run([this.ipCommand, ...args], signal === undefined ? {} : { signal });
+    } catch (error) {
+      throw new KernelRouteError('ROUTES_KERNEL_READ_FAILED', error instanceof CommandFailedError ? error.message : String(error));
     }
     try {
-      return parseIpRouteJson(result.stdout, family);
+      return parseIpRouteJson(stdout, family);
     } catch (error) {
       throw new KernelRouteError('ROUTES_KERNEL_READ_FAILED', `${this.ipCommand} ${args.join(' ')}: unreadable output: ${String(error)}`);
     }

@@ -6,7 +6,7 @@ import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import ipaddr from 'ipaddr.js';
-import { netnsRunner } from '../../../src/nat/command.js';
+import { netnsRunner } from '../../../src/host/command.js';
 import { MasqueradeReconciler } from '../../../src/nat/masquerade.js';
 import { MASQ_CHAIN, MASQ_JUMP_COMMENT, type MasqueradeConfig } from '../../../src/nat/masquerade-plan.js';
 import { createLogger } from '../../../src/observe/log.js';
@@ -167,7 +167,7 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
    */
   async function running(): Promise<MasqueradeReconciler> {
     if (shared === undefined) {
-      shared = new MasqueradeReconciler({ ...CONFIG, logger: captureLogs().logger, run: netnsRunner(NODE), resyncIntervalMs: 300 });
+      shared = new MasqueradeReconciler({ ...CONFIG, logger: captureLogs().logger, runner: netnsRunner(NODE), resyncIntervalMs: 300 });
       // start() runs until the loop ends; whenSynced() is its first success.
       void shared.start(abort.signal);
       await shared.whenSynced();
@@ -231,7 +231,7 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
     expect(resync.changed).to.equal(false);
     // An agent restart: a new reconciler over the same kernel state.
     const restart = new AbortController();
-    const second = new MasqueradeReconciler({ ...CONFIG, logger: captureLogs().logger, run: netnsRunner(NODE) });
+    const second = new MasqueradeReconciler({ ...CONFIG, logger: captureLogs().logger, runner: netnsRunner(NODE) });
     const loop = second.start(restart.signal);
     await second.whenSynced();
     restart.abort();
@@ -359,7 +359,7 @@ describe('lab: masquerade restore failures are logged with their input and retri
     const reconciler = new MasqueradeReconciler({
       clusterRanges: ['10.244.0.0/16'],
       logger,
-      run: netnsRunner(FAIL),
+      runner: netnsRunner(FAIL),
       retryMinMs: 100,
       retryMaxMs: 200,
     });
@@ -368,7 +368,7 @@ describe('lab: masquerade restore failures are logged with their input and retri
     const start = reconciler.whenSynced().then(() => (started = true));
     await pollUntil('a logged failure', () => Promise.resolve(reconciler.status().loop.failures > 0 ? true : undefined), { timeoutMs: 15_000 });
     expect(started).to.equal(false);
-    expect(reconciler.status().loop.lastError?.code).to.equal('NAT_COMMAND_FAILED');
+    expect(reconciler.status().loop.lastError?.code).to.equal('COMMAND_FAILED');
     const failure = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.message === 'ipset failed');
     expect(failure?.input).to.be.a('string').and.to.contain('destroy podroute-cluster-v4');
     expect(failure?.stderr).to.match(/in use/i);

@@ -6,7 +6,8 @@ import { execa } from 'execa';
 import type { NetworkPolicy } from '../../../src/kube/wire.js';
 import { builtinJumps, CHAINS, type CompiledPolicies, type FamilyRuleset } from '../../../src/policy/compile.js';
 import { compilePolicies } from '../../unit/policy/scratch-compile.js';
-import { IptablesPolicyApplier, netnsRunner, type CommandRunner, type RunOptions } from '../../../src/policy/apply.js';
+import { netnsRunner, type CommandRunner, type RunOptions } from '../../../src/host/command.js';
+import { IptablesPolicyApplier } from '../../../src/policy/apply.js';
 import { planPolicyChanges, type PolicyPlan } from '../../../src/policy/plan.js';
 import { e2eWorld } from '../../unit/policy/world.js';
 import { testLabName } from '../lab/leftovers.js';
@@ -163,7 +164,7 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
 
   it('works the same with legacy iptables: both families in, neither held up by the other (they share the xtables lock)', async () => {
     const real = netnsRunner(NETNS);
-    const restores: Array<{ argv: string[]; options: RunOptions }> = [];
+    const restores: Array<{ argv: readonly string[]; options: RunOptions }> = [];
     const legacy: CommandRunner = {
       run: (argv, options = {}) => {
         if (/-restore$/.test(argv[0] ?? '') && argv.includes('--noflush')) restores.push({ argv, options });

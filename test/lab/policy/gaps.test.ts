@@ -9,7 +9,7 @@ import { execa } from 'execa';
 import { Writable } from 'node:stream';
 import type { NetworkPolicy } from '../../../src/kube/wire.js';
 import { closeProbeConnections, probeMany, type ProbeJob } from '../../../src/lab/probe.js';
-import { netnsRunner } from '../../../src/policy/apply.js';
+import { netnsRunner } from '../../../src/host/command.js';
 import { PolicyReconciler } from '../../../src/policy/policy-reconciler.js';
 import type { ClusterState } from '../../../src/policy/types.js';
 import { createLogger } from '../../../src/observe/log.js';

@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { execa } from 'execa';
 import type { NetworkPolicy, Pod } from '../../../src/kube/wire.js';
 import { closeProbeConnections, probeMany, type ProbeJob } from '../../../src/lab/probe.js';
-import { netnsRunner, type CommandRunner } from '../../../src/policy/apply.js';
+import { netnsRunner, type CommandRunner } from '../../../src/host/command.js';
 import { compilePolicies } from '../../unit/policy/scratch-compile.js';
 import { allowed, type OracleEndpoint } from '../../unit/policy/oracle.js';
 import { emptyObservedState, planPolicyChanges } from '../../../src/policy/plan.js';

@@ -14,7 +14,7 @@ const SOURCE_DIRS = ['src', 'test', 'bench'];
 const PATTERNS = [
   /(?<![.\w])(?:execa|execaSync|execFile|execFileSync|spawn|spawnSync)\(\s*'([^'\s]+)'/g,
   // The command runners take an argv array, sometimes after a netns or runner argument.
-  /\b(?:run|sh|inNs|start|runChecked|restore|localRunner)\(\s*(?:[^,()'`]+,\s*)?\[\s*'([^'\s]+)'/g,
+  /\b(?:run|sh|inNs|start|restore|localRunner)\(\s*(?:[^,()'`]+,\s*)?\[\s*'([^'\s]+)'/g,
   /'netns',\s*'exec',\s*[^,\]]+,\s*'([^'\s]+)'/g,
   /netns exec \$\{[^}]+\} ([a-z0-9-]+)/g,
   /'(\/usr\/(?:s?bin|lib\/[a-z0-9-]+)\/[a-z0-9-]+)'/g,

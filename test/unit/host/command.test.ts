@@ -1,0 +1,62 @@
+// The one command runner: what the policy applier and the masquerade reconciler rely on, with plain sh.
+import { expect } from 'chai';
+import { CommandFailedError, localRunner, netnsRunner, type CommandRunner, type RunOptions } from '../../../src/host/command.js';
+
+async function failure(call: Promise<unknown>): Promise<CommandFailedError> {
+  try {
+    await call;
+  } catch (err) {
+    expect(err).to.be.instanceOf(CommandFailedError);
+    return err as CommandFailedError;
+  }
+  throw new Error('expected the command to fail');
+}
+
+describe('host command runner', () => {
+  const runner = localRunner();
+
+  it('returns stdout as it is, input given on stdin', async () => {
+    expect(await runner.run(['sh', '-c', 'cat; echo'], { input: 'x\n' })).to.equal('x\n\n');
+  });
+
+  it('throws one error class carrying argv, exit code, stdout, stderr and the input', async () => {
+    const argv = ['sh', '-c', 'cat >/dev/null; echo out; echo "line 2 failed" >&2; exit 3'];
+    const err = await failure(runner.run(argv, { input: 'restore input\n' }));
+    expect(err).to.include({ code: 'COMMAND_FAILED', exitCode: 3, stdout: 'out\n', stderr: 'line 2 failed\n', input: 'restore input\n' });
+    expect(err.argv).to.deep.equal(argv);
+    expect(err.message).to.equal(`${argv.join(' ')} exited 3: line 2 failed`);
+  });
+
+  it('has no exit code for a command that could not start or was aborted', async () => {
+    // Out of the set-up test's sight on purpose: this program must not exist.
+    const missing = ['/nonexistent/podroute-no-such-program'];
+    expect((await failure(runner.run(missing))).exitCode).to.equal(undefined);
+    const abort = new AbortController();
+    const running = runner.run(['sleep', '10'], { signal: abort.signal });
+    abort.abort();
+    expect((await failure(running)).exitCode).to.equal(undefined);
+  });
+
+  it('settles on stderr while stdin is held open, and the process ends once it is released', async () => {
+    let release = (): void => undefined;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const script = 'echo "ready" >&2; cat >/dev/null; echo done >&2';
+    const settled = await runner.run(['sh', '-c', script], { input: 'x\n', stdinUntil: released, settle: (stderr) => (stderr.includes('ready') ? true : undefined) });
+    expect(settled).to.equal('');
+    release();
+    const refused = await failure(runner.run(['sh', '-c', 'echo "bad line" >&2; cat >/dev/null'], { stdinUntil: released, settle: (stderr) => new Error(stderr.trim()) }));
+    expect(refused).to.include({ exitCode: undefined, stderr: 'bad line\n' });
+  });
+
+  it('passes an input larger than a pipe whole (through an unlinked file)', async () => {
+    const input = 'a'.repeat(300_000);
+    expect((await runner.run(['wc', '-c'], { input })).trim()).to.equal('300000');
+  });
+
+  it('runs in a network namespace through `ip netns exec`, options as given', async () => {
+    const seen: Array<{ argv: readonly string[]; options: RunOptions | undefined }> = [];
+    const base: CommandRunner = { run: (argv, options) => (seen.push({ argv, options }), Promise.resolve('ok')) };
+    expect(await netnsRunner('ns1', base).run(['ipset', 'save'], { input: 'i' })).to.equal('ok');
+    expect(seen).to.deep.equal([{ argv: ['ip', 'netns', 'exec', 'ns1', 'ipset', 'save'], options: { input: 'i' } }]);
+  });
+});
