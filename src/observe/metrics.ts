@@ -97,8 +97,8 @@ export class AgentMetrics {
         help: "Prefixes this node originates (its podCIDRs) as last applied to gobgpd.",
         registers,
         collect() {
-          const st = bgp();
-          if (st !== undefined) this.set(st.advertised);
+          const bgpStatus = bgp();
+          if (bgpStatus !== undefined) this.set(bgpStatus.advertised);
         },
       });
       new Gauge({
@@ -106,8 +106,8 @@ export class AgentMetrics {
         help: 'Prefixes in the learned table (accepted from peers, ours excluded).',
         registers,
         collect() {
-          const st = bgp();
-          if (st !== undefined) this.set(st.learnedPrefixes);
+          const bgpStatus = bgp();
+          if (bgpStatus !== undefined) this.set(bgpStatus.learnedPrefixes);
         },
       });
     }
@@ -120,8 +120,8 @@ export class AgentMetrics {
         help: 'Kernel routes with the podroute protocol number.',
         registers,
         collect() {
-          const st = routes();
-          if (st !== undefined) this.set(st.installed);
+          const routeStatus = routes();
+          if (routeStatus !== undefined) this.set(routeStatus.installed);
         },
       });
       new Gauge({
@@ -129,26 +129,26 @@ export class AgentMetrics {
         help: "Prefixes left alone because another protocol's route holds them.",
         registers,
         collect() {
-          const st = routes();
-          if (st !== undefined) this.set(st.conflicts.length);
+          const routeStatus = routes();
+          if (routeStatus !== undefined) this.set(routeStatus.conflicts.length);
         },
       });
-      const routeCounter = (name: string, help: string, value: (st: RouteReconcilerStatus) => number): void => {
+      const routeCounter = (name: string, help: string, value: (status: RouteReconcilerStatus) => number): void => {
         new Counter({
           name,
           help,
           registers,
           collect() {
-            const st = routes();
-            if (st === undefined) return;
+            const routeStatus = routes();
+            if (routeStatus === undefined) return;
             this.reset();
-            this.inc(value(st));
+            this.inc(value(routeStatus));
           },
         });
       };
-      routeCounter('podroute_routes_added_total', 'Kernel routes added for prefixes that had none of ours.', (st) => st.counts.added);
-      routeCounter('podroute_routes_removed_total', 'Kernel routes of ours removed.', (st) => st.counts.removed);
-      routeCounter('podroute_routes_replaced_total', 'Kernel routes of ours changed in place (next hops).', (st) => st.counts.replaced);
+      routeCounter('podroute_routes_added_total', 'Kernel routes added for prefixes that had none of ours.', (status) => status.counts.added);
+      routeCounter('podroute_routes_removed_total', 'Kernel routes of ours removed.', (status) => status.counts.removed);
+      routeCounter('podroute_routes_replaced_total', 'Kernel routes of ours changed in place (next hops).', (status) => status.counts.replaced);
     }
 
     // --- NetworkPolicy
@@ -164,8 +164,8 @@ export class AgentMetrics {
           help,
           registers,
           collect() {
-            const st = policy();
-            if (st !== undefined) this.set(st[what]);
+            const policyStatus = policy();
+            if (policyStatus !== undefined) this.set(policyStatus[what]);
           },
         });
       }
@@ -174,8 +174,8 @@ export class AgentMetrics {
         help: 'NetworkPolicies the agent cannot enforce as written (bad or unknown fields): each isolates the pods it selects and allows nothing.',
         registers,
         collect() {
-          const st = policy();
-          if (st !== undefined) this.set(new Set(st.problems.map((p) => p.policy)).size);
+          const policyStatus = policy();
+          if (policyStatus !== undefined) this.set(new Set(policyStatus.problems.map((p) => p.policy)).size);
         },
       });
     }
