@@ -287,6 +287,10 @@ export const agentConfigSchema = z
               .strict(),
           )
           .default([]),
+        /** Where a Service's spec.externalIPs may lie to be advertised (a Service author must not pick any address). */
+        externalIPRanges: z.array(rangeCidr).default([]),
+        /** The service ClusterIP ranges, advertised as they are (as Calico's serviceClusterIPs). */
+        clusterIPRanges: z.array(rangeCidr).default([]),
       })
       .strict()
       .default({}),
@@ -377,7 +381,10 @@ function crossCheck(config: AgentConfig): string[] {
   return problems;
 }
 
-/** LoadBalancer pools: unique names, and no address in two pools or in a pod range (it would be handed out twice). */
+/**
+ * Service ranges: no LoadBalancer pool address in two pools or in a pod range (it would be handed out twice), pool
+ * names unique, and no external-IP or ClusterIP range inside the pod ranges.
+ */
 function poolProblems(config: AgentConfig): string[] {
   const problems: string[] = [];
   const names = new Map<string, number>();
@@ -385,6 +392,13 @@ function poolProblems(config: AgentConfig): string[] {
     const prefix = parseIpPrefix(c);
     return prefix === undefined ? [] : [{ where: `cluster.podRanges[${i}]`, prefix }];
   });
+  for (const key of ['externalIPRanges', 'clusterIPRanges'] as const) {
+    config.services[key].forEach((c, i) => {
+      const prefix = parseIpPrefix(c);
+      const clash = prefix === undefined ? undefined : placed.find((p) => p.where.startsWith('cluster.') && prefixesOverlap(p.prefix, prefix));
+      if (clash !== undefined) problems.push(`services.${key}[${i}]: ${c} overlaps ${clash.where} (${clash.prefix.text})`);
+    });
+  }
   config.services.loadBalancerPools.forEach((pool, i) => {
     const first = names.get(pool.name);
     if (first !== undefined) problems.push(`services.loadBalancerPools[${i}].name: ${pool.name} is also the name of services.loadBalancerPools[${first}]`);

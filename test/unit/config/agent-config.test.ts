@@ -121,6 +121,8 @@ describe('agent config', () => {
     ['a LoadBalancer pool of every address', { ...minimal, services: { loadBalancerPools: [{ name: 'a', cidrs: ['0.0.0.0/0'] }] } }, /^services\.loadBalancerPools\[0\]\.cidrs\[0\]: .*every address/],
     ['a LoadBalancer pool name that is no DNS label', { ...minimal, services: { loadBalancerPools: [{ name: 'Pool_A', cidrs: ['192.0.2.0/28'] }] } }, /^services\.loadBalancerPools\[0\]\.name: a DNS label/],
     ['a LoadBalancer pool without addresses', { ...minimal, services: { loadBalancerPools: [{ name: 'a', cidrs: [] }] } }, /^services\.loadBalancerPools\[0\]\.cidrs:/],
+    ['an external-IP range inside the pod ranges', { ...minimal, services: { externalIPRanges: ['10.244.8.0/24'] } }, /^services\.externalIPRanges\[0\]: 10\.244\.8\.0\/24 overlaps cluster\.podRanges\[0\]/],
+    ['a ClusterIP range of every address', { ...minimal, services: { clusterIPRanges: ['::/0'] } }, /^services\.clusterIPRanges\[0\]: .*every address/],
     ['password file escaping the password directory', { ...minimal, bgp: { peers: [{ address: '10.0.0.1', asn: 65000, passwordFile: '../../dev/zero' }] } }, /^bgp\.peers\[0\]\.passwordFile: must be inside/],
   ];
   for (const [what, input, expected] of bad) {
@@ -139,7 +141,7 @@ describe('agent config', () => {
       { name: 'public', cidrs: ['192.0.2.0/28', '2001:db8:5::/120'], autoAssign: true },
       { name: 'team-a', cidrs: ['198.51.100.0/29'], autoAssign: false, namespaces: ['a'], serviceSelector: { matchLabels: { tier: 'web' } } },
     ]);
-    expect(parseAgentConfig(minimal).services.loadBalancerPools).to.deep.equal([]);
+    expect(parseAgentConfig(minimal).services).to.deep.equal({ loadBalancerPools: [], externalIPRanges: [], clusterIPRanges: [] });
   });
 
   it('accepts the edges of what it refuses', () => {
