@@ -18,7 +18,7 @@
 //   address (the subnet-router anycast, up to /126) are never handed out.
 import type { LabelSelector, Service } from '../kube/wire.js';
 import { selectorMatches } from '../kube/label-selector.js';
-import { parseIpAddress, parseIpPrefix, prefixContainsAddress, type IpAddress, type IpFamily, type IpPrefix } from '../routes/ip-prefix.js';
+import { formatIpBytes, parseIpAddress, parseIpPrefix, prefixContainsAddress, type IpAddress, type IpFamily, type IpPrefix } from '../routes/ip-prefix.js';
 
 /** The `spec.loadBalancerClass` podroute serves (as does a Service with none). */
 export const LOAD_BALANCER_CLASS = 'podroute.io/bgp';
@@ -125,15 +125,7 @@ function fromBigInt(value: bigint, family: IpFamily): IpAddress {
     bytes[i] = Number(value & 0xffn);
     value >>= 8n;
   }
-  const text = parseIpAddress(family === 'ipv4' ? bytes.join('.') : formatV6(bytes))?.text;
-  if (text === undefined) throw new Error('allocator: address arithmetic left the family');
-  return { family, bytes, text };
-}
-
-function formatV6(bytes: Uint8Array): string {
-  const words: string[] = [];
-  for (let i = 0; i < 16; i += 2) words.push((((bytes[i] as number) << 8) | (bytes[i + 1] as number)).toString(16));
-  return words.join(':');
+  return { family, bytes, text: formatIpBytes(bytes) };
 }
 
 /** The addresses of a prefix that are handed out: first and last as numbers. */
