@@ -4,7 +4,7 @@
 // reconciler the routes that changed. Passes are paced, so a flapping peer cannot become a kernel churn storm.
 import type { LearnedTableListener, LearnedTableView } from '../bgp/learned-table.js';
 import type { Logger } from '../observe/log.js';
-import { PassPacer, ReconcileLoop, type PassListener, type PassOutcome, type PassPacerOptions } from '../reconcile/loop.js';
+import { errorInfo, PassPacer, ReconcileLoop, type PassListener, type PassOutcome, type PassPacerOptions } from '../reconcile/loop.js';
 import { onLinkNetworks, readConnectedNetworks } from './connected-networks.js';
 import { IncrementalRouteSelector } from './incremental-selection.js';
 import type { DesiredRoute, RejectedPath, RouteSelectionContext } from './select-routes.js';
@@ -80,7 +80,7 @@ export class RouteSelectionLoop {
       ...(options.onPass === undefined ? {} : { onPass: options.onPass }),
       onFailure: (err) => {
         this.allPrefixesChanged = true; // the changes this pass took are judged again with everything else
-        this.logger.error('route selection failed; retrying', { error: err instanceof Error ? err.message : String(err) });
+        this.logger.error('route selection failed; retrying', { error: errorInfo(err).message });
       },
     });
     options.learned.onChange((_table, changed) => {
