@@ -1,12 +1,10 @@
 // The node agent: wires the watchers to the reconcilers. It owns no outside resource itself; each reconciler
 // owns its own (gobgpd state, kernel routes of our protocol, our nat chain and sets, the CNI conflist).
 //
-//   Kubernetes watches ──► desired node state (pure) ──► BGP reconciler, masquerade, CNI conflist
-//   gobgpd learned table ──► route selection (pure, incremental) ──► route reconciler
+//   Kubernetes watches ──► desired node state (pure) ──► BGP reconciler, masquerade, CNI conflist, route selection
+//   gobgpd learned table (bgp/) ──► route selection loop (routes/) ──► route reconciler
 //
-// Both loops are level-triggered ReconcileLoops: events only mark them dirty. The cluster loop reads whole
-// snapshots; the route loop re-judges the prefixes the learned table reported changed (all of them when the
-// selection context changes) and hands the route reconciler the routes that changed.
+// The cluster loop is a level-triggered ReconcileLoop: events only mark it dirty, and it reads whole snapshots.
 import { setMaxListeners } from 'node:events';
 import { BgpReconciler } from '../bgp/bgp-reconciler.js';
 import { GobgpClient } from '../bgp/gobgp-client.js';
@@ -26,30 +24,18 @@ import { PeerEventReporter } from '../observe/peer-events.js';
 import type { ReconcilerHealth } from '../observe/health.js';
 import type { Logger } from '../observe/log.js';
 import { RouteReconciler } from '../routes/route-reconciler.js';
-import { IncrementalRouteSelector } from '../routes/incremental-selection.js';
-import type { RejectedPath } from '../routes/select-routes.js';
-import { onLinkNetworks, readConnectedNetworks } from './connected-networks.js';
+import { CONNECTED_REFRESH_MS, RouteSelectionLoop } from '../routes/route-selection-loop.js';
 import { planDesiredState, type DesiredNodeState } from './desired-state.js';
-import { PassPacer, ReconcileLoop, type PassListener, type PassOutcome, type PassPacerOptions } from '../reconcile/loop.js';
+import { ReconcileLoop, type PassListener } from '../reconcile/loop.js';
 
-/** Connected networks change rarely (an address added by hand, a link renumbered): re-read them this often. */
-const CONNECTED_REFRESH_MS = 10_000;
 /** Both loops retry a failed pass after this long (a fixed delay: the work is in-memory planning). */
 const RETRY = { initialMs: 2_000, maxMs: 2_000 };
-/**
- * Pacing of the route passes (each one may write to the kernel): a change after a quiet spell goes at once; a
- * burst is taken in passes at least 25 ms apart; prefixes flapping from pass to pass stretch that up to 2 s until
- * the flapping stops (see PassPacer). Exported for the churn test's bound.
- */
-export const ROUTE_PASS_PACING: PassPacerOptions = { minIntervalMs: 25, maxIntervalMs: 2_000, quietResetMs: 4_000 };
 /**
  * Listeners the agent's signal may hold before Node warns. Every loop and reconciler waits on it for good (about a
  * dozen), and each call in flight adds one while it runs: Node's default of 10 warned within minutes of start
  * although nothing grew. Per-call listeners are removed when the call ends (see the listener test).
  */
 export const AGENT_SIGNAL_MAX_LISTENERS = 64;
-/** Refused paths reported one by one per pass at most (a hostile peer may send thousands); the rest are counted. */
-const REPORTED_REJECTIONS_PER_PASS = 20;
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -65,16 +51,8 @@ export class Agent {
   private desired: DesiredNodeState | undefined;
   /** The CNI conflist is in place: pods can start here, so the node may be reported network-available. */
   private cniWritten = false;
-  private connectedNetworks: string[] = [];
-  private connectedReadAt = 0;
   private reportedWarnings = new Set<string>();
-  private reportedRejections = new Set<string>();
-  private readonly selector = new IncrementalRouteSelector();
-  /** Learned-table prefixes changed since the last route pass; `allPrefixesChanged` asks for every one. */
-  private changedPrefixes = new Set<string>();
-  private allPrefixesChanged = true;
   private networkReported = false;
-  private wholeSetGiven = false;
 
   // Created in start(); the agent is one-shot.
   private watch!: ClusterWatch;
@@ -85,7 +63,7 @@ export class Agent {
   private masquerade: MasqueradeReconciler | undefined;
   private observer!: AgentObserver;
   private clusterLoop!: ReconcileLoop;
-  private routeLoop!: ReconcileLoop;
+  private routeSelection!: RouteSelectionLoop;
   private policy: PolicyReconciler | undefined;
   private policyInput: PolicyInput | undefined;
 
@@ -117,10 +95,6 @@ export class Agent {
       logger: logger.child({ component: 'routes' }),
       resyncIntervalMs: config.routes.resyncSeconds * 1000,
     });
-    this.bgp.onLearnedPaths((_table, changed) => {
-      for (const prefix of changed) this.changedPrefixes.add(prefix);
-      this.routeLoop.markDirty();
-    });
     this.observer = new AgentObserver({
       address: config.metrics.address,
       nodeName: this.nodeName,
@@ -147,18 +121,14 @@ export class Agent {
         this.logger.error('applying the node state failed; retrying', { error: describeError(err) });
       },
     });
-    this.routeLoop = new ReconcileLoop({
-      name: 'route-selection',
-      resyncIntervalMs: CONNECTED_REFRESH_MS,
-      backoff: RETRY,
-      // Taken in passes, not per event: a burst lands in a few big batches, a flapping peer in few kernel writes.
-      pacer: new PassPacer(ROUTE_PASS_PACING),
-      pass: ({ signal: passSignal }) => this.routePass(passSignal),
+    this.routeSelection = new RouteSelectionLoop({
+      learned: this.bgp.learned,
+      routes: this.routes,
+      logger,
+      reportRejection: (message) => void this.reporter.event('Warning', 'PodrouteRouteRejected', message),
+      afterPass: (passSignal) => this.reportNetworkAvailable(passSignal),
+      retry: RETRY,
       onPass: pushTo(routeSelectionHealth),
-      onFailure: (err) => {
-        this.allPrefixesChanged = true; // the changes this pass took are judged again with everything else
-        this.logger.error('route selection failed; retrying', { error: describeError(err) });
-      },
     });
     await this.observer.start(); // fails (ObserveServerError BIND_FAILED) before any loop starts
 
@@ -171,7 +141,7 @@ export class Agent {
       this.bgp.start(signal),
       this.routes.start(signal),
       this.runClusterLoop(signal),
-      this.routeLoop.run(signal),
+      this.routeSelection.run(signal),
       peerEvents.run(signal),
     ];
     logger.info('podroute agent started', { node: this.nodeName, gobgp: config.gobgp.target, routeProtocol: config.routes.protocol });
@@ -215,6 +185,7 @@ export class Agent {
     }
     const state = result.state;
     this.desired = state;
+    this.routeSelection.setInput(state.routeSelection);
     this.reportWarnings(state.warnings);
 
     this.bgp.setDesired(state.bgp);
@@ -244,7 +215,7 @@ export class Agent {
     } else {
       this.logger.info('CNI network configuration waits for the first policy sync', { dir: this.config.cni.confDir });
     }
-    this.routeLoop.markDirty(); // the selection context (nodes, ranges) may have changed
+    this.routeSelection.markDirty(); // the selection context (nodes, ranges) may have changed
   }
 
   /** The policy reconciler gets whole snapshots, only once every kind has been listed (a partial one could open). */
@@ -287,40 +258,12 @@ export class Agent {
     }
   }
 
-  /**
-   * Turns the learned table into kernel routes. Waits for a complete table: a partial one would delete routes.
-   * The first pass hands the route reconciler the whole selection; later ones only the routes that changed.
-   */
-  private async routePass(signal: AbortSignal): Promise<PassOutcome> {
-    const desired = this.desired;
-    const table = this.bgp.learnedTable();
-    if (desired === undefined || !table.synced) return { skipped: true };
-    const changedKeys = this.allPrefixesChanged ? 'all' : this.changedPrefixes;
-    this.changedPrefixes = new Set();
-    this.allPrefixesChanged = false;
-    if (Date.now() - this.connectedReadAt >= CONNECTED_REFRESH_MS) {
-      this.connectedNetworks = await readConnectedNetworks(signal);
-      this.connectedReadAt = Date.now();
-    }
-    const { conflictedCIDRs, ...context } = desired.routeSelection;
-    // A changed context (nodes, ranges, connected networks, conflicts) re-judges every prefix.
-    this.selector.setContext({ ...context, onLinkNetworks: onLinkNetworks(this.connectedNetworks, context.ownPodCIDRs), excludedCIDRs: conflictedCIDRs });
-    const rejectedBefore = this.selector.rejectedVersion();
-    const changes = this.selector.update(table.paths, changedKeys);
-    if (this.selector.rejectedVersion() !== rejectedBefore) this.reportRejections(this.selector.rejected());
-    if (!this.wholeSetGiven) {
-      this.routes.setDesired([...this.selector.routes().values()]);
-      this.wholeSetGiven = true;
-    } else if (changes.size > 0) {
-      this.routes.updateDesired(changes);
-    }
-    const changed = new Set(changes.keys());
-    if (!this.networkReported && this.cniWritten) {
-      await this.routes.waitForSync(signal);
-      await this.reporter.markNetworkAvailable();
-      this.networkReported = true;
-    }
-    return { changed };
+  /** The node is network-available once pods can start (the conflist) and the first routes are in the kernel. */
+  private async reportNetworkAvailable(signal: AbortSignal): Promise<void> {
+    if (this.networkReported || !this.cniWritten) return;
+    await this.routes.waitForSync(signal);
+    await this.reporter.markNetworkAvailable();
+    this.networkReported = true;
   }
 
   private reportWarnings(warnings: string[]): void {
@@ -331,23 +274,6 @@ export class Agent {
       void this.reporter.event('Warning', 'PodrouteConfigProblem', warning);
     }
     this.reportedWarnings = current;
-  }
-
-  private reportRejections(rejected: RejectedPath[]): void {
-    const current = new Set(rejected.map((r) => `${r.prefix} from ${r.neighborIp ?? 'local'} via ${r.nextHop}: ${r.reason}`));
-    let unreported = 0;
-    for (const line of current) {
-      if (this.reportedRejections.has(line)) continue;
-      if (unreported++ >= REPORTED_REJECTIONS_PER_PASS) continue;
-      this.logger.warn('learned path not installed', { path: line });
-      void this.reporter.event('Warning', 'PodrouteRouteRejected', `learned path not installed: ${line}`);
-    }
-    if (unreported > REPORTED_REJECTIONS_PER_PASS) {
-      const more = unreported - REPORTED_REJECTIONS_PER_PASS;
-      this.logger.warn('more learned paths not installed', { count: more, total: current.size });
-      void this.reporter.event('Warning', 'PodrouteRouteRejected', `${more} more learned paths not installed (${current.size} refused in all)`);
-    }
-    this.reportedRejections = current;
   }
 }
 

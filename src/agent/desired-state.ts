@@ -7,20 +7,11 @@ import { podRangeOf, type AgentConfig } from '../config/agent-config.js';
 import type { BgpDesiredState } from '../bgp/bgp-planner.js';
 import type { Family, OriginatedPath, PeerSpec } from '../bgp/types.js';
 import type { NodeInfo } from '../kube/node-info.js';
+import type { RouteSelectionInput } from '../routes/route-selection-loop.js';
 import { selectorMatches } from '../kube/label-selector.js';
 import { CNI_NETWORK_NAME, type CniConfigInput } from '../node/cni.js';
 
 /** What the route selector knows about the cluster when it judges a learned path. */
-export interface RouteSelectionInput {
-  localAsn: number;
-  ownPodCIDRs: string[];
-  acceptRanges: string[];
-  clusterPodRanges: string[];
-  nodes: { name: string; podCIDRs: string[]; asn: number; addresses: string[] }[];
-  /** podCIDRs claimed by more than one node: routes inside them are never installed from anyone. */
-  conflictedCIDRs: string[];
-}
-
 export interface DesiredNodeState {
   self: NodeInfo;
   bgp: BgpDesiredState;

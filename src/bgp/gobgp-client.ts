@@ -30,6 +30,16 @@ import {
   type PolicySpec,
 } from './gobgp-codec.js';
 import { loadGobgpPackage } from './gobgp-proto.js';
+import type {
+  BgpGlobalConfig,
+  BgpGlobalState,
+  CallOptions,
+  GobgpRouter,
+  ListPathsOptions,
+  SoftResetOptions,
+  TableKind,
+  WatchOptions,
+} from './gobgp-router.js';
 import { decodeListPathResponse, decodeWatchEvent, type DecodedPath, type DecodedWatchEvent } from './gobgp-wire.js';
 import type { BgpEvent, Family, OriginatedPath, PeerSpec, PeerStatus } from './types.js';
 
@@ -45,6 +55,15 @@ export type {
   StatementSpec,
 } from './gobgp-codec.js';
 export type { DecodedPath } from './gobgp-wire.js';
+export type {
+  BgpGlobalConfig,
+  BgpGlobalState,
+  CallOptions,
+  ListPathsOptions,
+  SoftResetOptions,
+  TableKind,
+  WatchOptions,
+} from './gobgp-router.js';
 
 export const DEFAULT_GOBGP_TARGET = 'unix:///run/podroute/gobgp.sock';
 
@@ -56,65 +75,6 @@ export interface GobgpClientOptions {
   /** Reconnect back-off towards gobgpd (grpc-js channel back-off): initial and maximum delay. */
   reconnectBackoffMs?: { initial: number; max: number };
   logger?: Logger;
-}
-
-export interface BgpGlobalConfig {
-  asn: number;
-  routerId: string;
-  /** -1: no listener (no passive sessions). */
-  listenPort: number;
-  listenAddresses?: string[];
-  /**
-   * Keep every equally good path per prefix (gobgpd's global `use_multiple_paths`): needed for ECMP and for
-   * `watchEvents({ allPaths: true })`. Default true.
-   */
-  useMultiplePaths?: boolean;
-}
-
-export interface BgpGlobalState {
-  /** 0: BGP is not started. */
-  asn: number;
-  routerId: string;
-  listenPort: number;
-  listenAddresses: string[];
-  useMultiplePaths: boolean;
-}
-
-export type TableKind = 'global' | 'adj-in' | 'adj-out' | 'local';
-
-export interface ListPathsOptions {
-  family: Family;
-  table: TableKind;
-  /** Peer address, required for adj-in / adj-out. */
-  neighbor?: string;
-  /** Only this exact prefix. */
-  prefix?: string;
-  signal?: AbortSignal;
-}
-
-export interface WatchOptions {
-  /** Peer state changes (starting with an INIT dump of every peer). */
-  peers: boolean;
-  /** Best-path changes of the global RIB. */
-  bestPaths: boolean;
-  /** Start with the current table: its end is marked by a `{ kind: 'table-synced' }` event. */
-  init: boolean;
-  /**
-   * Deliver every equally good (multipath) path per prefix instead of the single best. Requires BGP started
-   * with `useMultiplePaths` (the default of startBgp). Semantics of a `paths` event in both modes: for every
-   * prefix present, its non-withdrawn paths REPLACE all earlier paths of that prefix; a prefix present with
-   * withdrawals only has no path left.
-   */
-  allPaths?: boolean;
-}
-
-export interface CallOptions {
-  signal?: AbortSignal;
-  timeoutMs?: number;
-}
-
-export interface SoftResetOptions {
-  direction: 'in' | 'out' | 'both';
 }
 
 /** Names of the methods that change gobgpd (counted separately, e.g. to prove a no-op resync). */
@@ -141,7 +101,7 @@ const WATCH_HIGH_WATER = 4096;
 
 type Method = MethodDefinition<object, object>;
 
-export class GobgpClient extends EventEmitter {
+export class GobgpClient extends EventEmitter implements GobgpRouter {
   readonly target: string;
   private readonly callTimeoutMs: number;
   private readonly backoff: { initial: number; max: number };

@@ -2,7 +2,8 @@
 // readiness, the status report and the HTTP server on metrics.address. It reads the reconcilers through their
 // status() when asked (getters, so reconcilers created later, like the masquerade one, are picked up); every
 // reconciler's passes are the one ReconcileStatus of its loop. It never changes anything.
-import type { BgpReconcilerStatus, LearnedTable } from '../bgp/bgp-reconciler.js';
+import type { BgpReconcilerStatus } from '../bgp/bgp-reconciler.js';
+import type { LearnedTableView } from '../bgp/learned-table.js';
 import type { PolicyStatus } from '../policy/policy-reconciler.js';
 import type { MasqueradeStatus } from '../nat/masquerade.js';
 import type { RouteReconcilerStatus } from '../routes/route-reconciler.js';
@@ -33,7 +34,7 @@ export interface AgentObserverOptions {
   gobgp: ObservedGobgp;
   /** The reconcilers; each getter may return undefined while it does not exist (yet). Omit what does not run. */
   /** The BGP reconciler; its learned table gives each peer's accepted count. */
-  bgp?: () => { status(): BgpReconcilerStatus; learnedTable(): LearnedTable } | undefined;
+  bgp?: () => { status(): BgpReconcilerStatus; learned: { view(): LearnedTableView } } | undefined;
   routes?: Getter<RouteReconcilerStatus>;
   masquerade?: Getter<MasqueradeStatus>;
   policy?: Getter<PolicyStatus>;
@@ -71,7 +72,7 @@ export class AgentObserver {
     this.health = new HealthMonitor();
     const bgpOf = options.bgp;
     this.peers = new PeerTable(options.gobgp, {
-      accepted: bgpOf === undefined ? undefined : () => countByNeighbor(bgpOf()?.learnedTable().paths.values() ?? []),
+      accepted: bgpOf === undefined ? undefined : () => countByNeighbor(bgpOf()?.learned.view().paths.values() ?? []),
     });
     this.metrics = new AgentMetrics({
       nodeName: options.nodeName,

@@ -1,8 +1,7 @@
 // The route planner: desired routes vs the kernel's routes of our protocol -> the changes to make. Pure.
 // Ownership: only routes of our protocol number are ever replaced or deleted. A prefix that has a route of
 // another protocol (a foreign route) and none of ours is a conflict: we step aside and report it.
-import { RouteInputError } from './errors.js';
-import { canonicalNextHops, canonicalPrefixText, compareSortKeys, ipSortKey, type IpFamily } from './ip-prefix.js';
+import { compareSortKeys, ipSortKey, type IpFamily } from './ip-prefix.js';
 import type { DesiredRoute } from './select-routes.js';
 
 /** A route as read from the kernel's main table. */
@@ -31,52 +30,23 @@ export function defaultMetric(family: IpFamily): number {
   return family === 'ipv4' ? 0 : 1024;
 }
 
-interface Canonical<T> {
-  /** Canonical prefix text: the identity of a route in every map here. */
-  prefix: string;
-  family: IpFamily;
-  nextHops: string[];
-  item: T;
-}
-
 function familyOf(canonicalPrefix: string): IpFamily {
   return canonicalPrefix.includes(':') ? 'ipv6' : 'ipv4';
 }
 
-function canonicalDesired(routes: readonly DesiredRoute[]): Map<string, Canonical<DesiredRoute>> {
-  const byPrefix = new Map<string, Canonical<DesiredRoute>>();
-  routes.forEach((route, i) => {
-    const prefix = canonicalPrefixText(route.prefix);
-    if (prefix === undefined) throw new RouteInputError(`desired[${i}].prefix`, route.prefix, 'not a CIDR');
-    const nextHops = canonicalNextHops(route.nextHops);
-    if (nextHops === undefined || nextHops.length === 0) {
-      throw new RouteInputError(`desired[${i}].nextHops`, route.nextHops, 'not a non-empty list of IP addresses');
-    }
-    if (byPrefix.has(prefix)) throw new RouteInputError(`desired[${i}].prefix`, route.prefix, 'listed twice');
-    // Reuse the caller's object when it already is canonical: 50k fresh objects per sync cost GC time.
-    const item = prefix === route.prefix && sameNextHops(nextHops, route.nextHops) ? route : { prefix, nextHops };
-    byPrefix.set(prefix, { prefix, family: familyOf(prefix), nextHops, item });
-  });
+function groupByPrefix(routes: readonly KernelRoute[]): Map<string, KernelRoute[]> {
+  const byPrefix = new Map<string, KernelRoute[]>();
+  for (const route of routes) {
+    const list = byPrefix.get(route.prefix);
+    if (list === undefined) byPrefix.set(route.prefix, [route]);
+    else list.push(route);
+  }
   return byPrefix;
 }
 
-function groupKernel(routes: readonly KernelRoute[], what: string): Map<string, Canonical<KernelRoute>[]> {
-  const byPrefix = new Map<string, Canonical<KernelRoute>[]>();
-  routes.forEach((route, i) => {
-    const prefix = canonicalPrefixText(route.prefix);
-    if (prefix === undefined) throw new RouteInputError(`${what}[${i}].prefix`, route.prefix, 'not a CIDR');
-    const nextHops = route.nextHops.length === 0 ? route.nextHops : canonicalNextHops(route.nextHops);
-    if (nextHops === undefined) throw new RouteInputError(`${what}[${i}].nextHops`, route.nextHops, 'not IP addresses');
-    const entry = { prefix, family: familyOf(prefix), nextHops, item: route };
-    const list = byPrefix.get(prefix);
-    if (list === undefined) byPrefix.set(prefix, [entry]);
-    else list.push(entry);
-  });
-  return byPrefix;
-}
-
-function hasDefaultKey(route: Canonical<KernelRoute>): boolean {
-  return (route.item.metric ?? defaultMetric(route.family)) === defaultMetric(route.family);
+/** Whether the route sits at the kernel key we install at (the family's default metric). */
+export function hasDefaultKey(route: KernelRoute): boolean {
+  return (route.metric ?? defaultMetric(familyOf(route.prefix))) === defaultMetric(familyOf(route.prefix));
 }
 
 function sameNextHops(a: readonly string[], b: readonly string[]): boolean {
@@ -93,6 +63,9 @@ function sortByPrefix<T>(items: T[], prefixOf: (item: T) => string, tie: (a: T, 
 /**
  * Plans the changes that make the kernel's routes of our protocol (`observed`) equal `desired`. `foreign` are
  * the other main-table routes (any other protocol); they are never changed and block new routes for their prefix.
+ * Every input is canonical (prefixes and sorted next hops as ip-prefix.ts prints them, one desired route per
+ * prefix): the route reconciler canonicalises the desired routes and kernel-routes.ts the kernel's, so nothing
+ * is parsed here again.
  * Order: deletions first (they free kernel keys), then replacements, then conflicts; each sorted by prefix.
  * O(n log n) in the number of routes.
  */
@@ -101,10 +74,11 @@ export function planRoutes(
   observed: readonly KernelRoute[],
   foreign: readonly KernelRoute[] = [],
 ): RouteChange[] {
-  const want = canonicalDesired(desired);
-  const ours = groupKernel(observed, 'observed');
-  const theirs = groupKernel(foreign, 'foreign');
-  const deletes: Canonical<KernelRoute>[] = [];
+  const want = new Map<string, DesiredRoute>();
+  for (const route of desired) want.set(route.prefix, route);
+  const ours = groupByPrefix(observed);
+  const theirs = groupByPrefix(foreign);
+  const deletes: KernelRoute[] = [];
   const replaces: { prefix: string; change: RouteChange }[] = [];
   const conflicts: { prefix: string; change: RouteChange }[] = [];
 
@@ -112,14 +86,14 @@ export function planRoutes(
     const target = want.get(key);
     // We keep at most one route per prefix, with the default metric and as a unicast route; anything else of
     // ours for the prefix (a stale metric, a blackhole someone made with our number) goes.
-    let keeper: Canonical<KernelRoute> | undefined;
+    let keeper: KernelRoute | undefined;
     for (const route of routes) {
       if (target !== undefined && keeper === undefined && hasDefaultKey(route)) keeper = route;
       else deletes.push(route);
     }
     if (target === undefined || keeper === undefined) continue; // a missing keeper is planned below as new
-    const unchanged = keeper.item.type === undefined && sameNextHops(keeper.nextHops, target.nextHops);
-    if (!unchanged) replaces.push({ prefix: key, change: { kind: 'replace', route: target.item, previous: keeper.item } });
+    const unchanged = keeper.type === undefined && sameNextHops(keeper.nextHops, target.nextHops);
+    if (!unchanged) replaces.push({ prefix: key, change: { kind: 'replace', route: target, previous: keeper } });
   }
 
   for (const [key, target] of want) {
@@ -127,17 +101,17 @@ export function planRoutes(
     if (existing !== undefined && existing.some(hasDefaultKey)) continue; // handled above
     const blocking = theirs.get(key);
     if (blocking !== undefined) {
-      conflicts.push({ prefix: key, change: { kind: 'conflict', route: target.item, foreign: blocking.map((b) => b.item) } });
+      conflicts.push({ prefix: key, change: { kind: 'conflict', route: target, foreign: blocking } });
     } else {
-      replaces.push({ prefix: key, change: { kind: 'replace', route: target.item } });
+      replaces.push({ prefix: key, change: { kind: 'replace', route: target } });
     }
   }
 
   // Higher metrics first: for IPv4 a delete with metric 0 matches any metric, so it must come last.
-  const metricOf = (d: Canonical<KernelRoute>): number => d.item.metric ?? defaultMetric(d.family);
+  const metricOf = (d: KernelRoute): number => d.metric ?? defaultMetric(familyOf(d.prefix));
   const byPrefix = (c: { prefix: string }) => c.prefix;
   return [
-    ...sortByPrefix(deletes, byPrefix, (a, b) => metricOf(b) - metricOf(a)).map((d): RouteChange => ({ kind: 'delete', route: d.item })),
+    ...sortByPrefix(deletes, byPrefix, (a, b) => metricOf(b) - metricOf(a)).map((d): RouteChange => ({ kind: 'delete', route: d })),
     ...sortByPrefix(replaces, byPrefix).map((r) => r.change),
     ...sortByPrefix(conflicts, byPrefix).map((c) => c.change),
   ];

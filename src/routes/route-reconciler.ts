@@ -11,7 +11,7 @@ import { ReconcileLoop, type ReconcileStatus } from '../reconcile/loop.js';
 import { KernelRouteError, RouteInputError } from './errors.js';
 import { canonicalNextHops, canonicalPrefixText, type IpFamily } from './ip-prefix.js';
 import { IpRouteTable, validateProtocol, type RouteTable } from './kernel-routes.js';
-import { defaultMetric, planRoutes, type KernelRoute, type RouteChange } from './plan-routes.js';
+import { hasDefaultKey, planRoutes, type KernelRoute, type RouteChange } from './plan-routes.js';
 import type { DesiredRoute } from './select-routes.js';
 
 export interface RouteReconcilerOptions {
@@ -66,6 +66,7 @@ interface Waiter {
   resolve: () => void;
 }
 
+/** The one place desired routes are canonicalised: the planner and the kernel memory trust it. */
 function validateRoute(route: DesiredRoute, field: string): DesiredRoute {
   const prefix = typeof route?.prefix === 'string' ? canonicalPrefixText(route.prefix) : undefined;
   if (prefix === undefined) throw new RouteInputError(`${field}.prefix`, route?.prefix, 'not a CIDR');
@@ -110,10 +111,6 @@ function validateChanges(changes: Iterable<[string, DesiredRoute | undefined]>):
 
 function familyOf(prefix: string): IpFamily {
   return prefix.includes(':') ? 'ipv6' : 'ipv4';
-}
-
-function isDefaultKey(route: KernelRoute): boolean {
-  return (route.metric ?? defaultMetric(familyOf(route.prefix))) === defaultMetric(familyOf(route.prefix));
 }
 
 export class RouteReconciler {
@@ -391,7 +388,7 @@ export class RouteReconciler {
     const route: KernelRoute = { prefix: change.route.prefix, nextHops: change.route.nextHops, protocol: this.protocol };
     const existing = ours.get(change.route.prefix);
     if (existing === undefined) ours.set(change.route.prefix, [route]);
-    else ours.set(change.route.prefix, [...existing.filter((r) => !isDefaultKey(r)), route]);
+    else ours.set(change.route.prefix, [...existing.filter((r) => !hasDefaultKey(r)), route]);
   }
 }
 

@@ -2,7 +2,8 @@
 // and a ToR stand-in in netns b. Checks what the other side learns, what our import policy lets in, the
 // learned table we publish, recovery from a gobgpd kill -9, and that a no-change resync mutates nothing.
 import { expect } from 'chai';
-import { BgpReconciler, type BgpDesiredState, type LearnedTable } from '../../../src/bgp/bgp-reconciler.js';
+import { BgpReconciler, type BgpDesiredState } from '../../../src/bgp/bgp-reconciler.js';
+import type { LearnedTableView } from '../../../src/bgp/learned-table.js';
 import { GobgpClient } from '../../../src/bgp/gobgp-client.js';
 import { GobgpdFixture, createNetnsPair, type GobgpdProcess, type NetnsPair } from './gobgpd-fixture.js';
 import { pollUntil } from '../../poll.js';
@@ -52,7 +53,7 @@ describe('BgpReconciler against real gobgpd pairs', function () {
     const all = [...(await collect(c.listPaths({ family: 'ipv4', table: 'global' }))), ...(await collect(c.listPaths({ family: 'ipv6', table: 'global' })))];
     return all.filter((p) => p.neighborIp === from).map((p) => `${p.prefix} via ${p.nextHop}`).sort();
   };
-  const table = (): LearnedTable => reconciler.learnedTable();
+  const table = (): LearnedTableView => reconciler.learned.view();
   const tableSummary = (): Record<string, string[]> =>
     Object.fromEntries([...table().paths].map(([prefix, ps]) => [prefix, ps.map((p) => `${p.neighborIp} ${p.nextHop}`).sort()]));
 
@@ -111,8 +112,8 @@ describe('BgpReconciler against real gobgpd pairs', function () {
   });
 
   it('imports what the rules allow and rejects hijacks', async () => {
-    const events: LearnedTable[] = [];
-    const unsubscribe = reconciler.onLearnedPaths((t) => events.push(t));
+    const events: LearnedTableView[] = [];
+    const unsubscribe = reconciler.learned.onChange((t) => events.push(t));
     try {
       // Allowed: node2's own podCIDRs (v4 and v6), the ToR's prefix inside the pod range.
       await node2.addPath({ prefix: '10.244.2.0/24', nextHop: NODE2 });

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { nodeObject, startAgentHost, startBenchApi } from '../../../bench/lib/agent-host.js';
 import { Cleanup } from '../../../bench/lib/proc.js';
-import { ROUTE_PASS_PACING } from '../../../src/agent/agent.js';
+import { ROUTE_PASS_PACING } from '../../../src/routes/route-selection-loop.js';
 import { maxFlappingPasses } from '../../../src/reconcile/loop.js';
 import { GobgpClient } from '../../../src/bgp/gobgp-client.js';
 import { createNetnsPair, GobgpdFixture, type NetnsPair } from '../bgp/gobgpd-fixture.js';

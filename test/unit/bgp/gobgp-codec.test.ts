@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { applyPaths } from '../../../src/bgp/bgp-reconciler.js';
+import { applyPaths } from '../../../src/bgp/learned-table.js';
 import {
   classifyGobgpMessage,
   normalizeDefinedSet,

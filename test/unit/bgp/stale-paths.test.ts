@@ -1,6 +1,6 @@
 // Stale paths kept across a watch restart (graceful restart on the receiving side): the pure merge rule.
 import { expect } from 'chai';
-import { mergeStalePaths, restartWindowMs } from '../../../src/bgp/bgp-reconciler.js';
+import { mergeStalePaths, restartWindowMs } from '../../../src/bgp/learned-table.js';
 import type { LearnedPath } from '../../../src/bgp/types.js';
 
 const path = (prefix: string, neighborIp: string, nextHop = neighborIp): LearnedPath => ({ prefix, family: 'ipv4', nextHop, neighborIp, asPath: [65001], isWithdraw: false });

@@ -2,7 +2,7 @@
 // installed on-link. Read from the kernel of the current network namespace.
 import { canonicalCIDR } from '../config/agent-config.js';
 import { localRunner } from '../host/command.js';
-import { parseIpPrefix, prefixContains } from '../routes/ip-prefix.js';
+import { parseIpPrefix, prefixContains } from './ip-prefix.js';
 
 interface IpAddrJson {
   ifname?: string;

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { onLinkNetworks, parseConnectedNetworks } from '../../../src/agent/connected-networks.js';
+import { onLinkNetworks, parseConnectedNetworks } from '../../../src/routes/connected-networks.js';
 
 describe('connected networks', () => {
   const link = (ifname: string, flags: string[], addrs: [string, string, number, string][]) => ({

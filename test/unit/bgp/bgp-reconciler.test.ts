@@ -1,0 +1,181 @@
+// The BGP reconciler's applier against the in-memory gobgpd (fake-router.ts): undo of a half-installed policy
+// bundle, re-applying after gobgpd came back empty, and the learned table's stale paths across a watch restart.
+import { expect } from 'chai';
+import { BgpReconciler, type BgpDesiredState } from '../../../src/bgp/bgp-reconciler.js';
+import type { LearnedPath } from '../../../src/bgp/types.js';
+import { pollUntil } from '../../poll.js';
+import { FakeGobgpRouter } from './fake-router.js';
+
+const N1 = '192.168.1.12';
+const N2 = '192.168.1.13';
+
+function desiredState(over: Partial<BgpDesiredState> = {}): BgpDesiredState {
+  return {
+    global: { asn: 64512, routerId: '192.168.1.11', listenPort: 179 },
+    peers: [
+      { address: N1, asn: 64512, description: 'node:n1' },
+      { address: N2, asn: 64512, description: 'node:n2' },
+    ],
+    advertise: [
+      { prefix: '10.244.1.0/24', nextHop: '192.168.1.11' },
+      { prefix: 'fd00:244:0:1::/64', nextHop: 'fd00:1::11' },
+    ],
+    importRules: {
+      nodePeers: [
+        { address: N1, prefixes: ['10.244.2.0/24'] },
+        { address: N2, prefixes: ['10.244.3.0/24'] },
+      ],
+      externalPeers: [],
+      acceptRanges: ['10.244.0.0/16', 'fd00:244::/48'],
+      ownPodCIDRs: ['10.244.1.0/24', 'fd00:244:0:1::/64'],
+    },
+    ...over,
+  };
+}
+
+const learned = (prefix: string, neighborIp: string, nextHop = neighborIp): LearnedPath => ({ prefix, family: 'ipv4', nextHop, neighborIp, asPath: [], isWithdraw: false });
+
+describe('BgpReconciler against an in-memory gobgpd', function () {
+  this.timeout(10_000);
+
+  it('applies the desired state to an empty gobgpd, and a second pass changes nothing', async () => {
+    const fake = new FakeGobgpRouter();
+    const reconciler = new BgpReconciler({ client: fake });
+    await reconciler.syncOnce(desiredState());
+    expect(fake.global.asn).to.equal(64512);
+    expect([...fake.peers.keys()].sort()).to.deep.equal([N1, N2]);
+    expect([...fake.paths.values()].map((p) => p.prefix).sort()).to.deep.equal(['10.244.1.0/24', 'fd00:244:0:1::/64']);
+    expect(fake.assignments.import.defaultAction).to.equal('reject');
+    const mutations = fake.mutations.length;
+    expect(await reconciler.syncOnce(desiredState())).to.deep.equal([]);
+    expect(fake.mutations.length).to.equal(mutations);
+  });
+
+  it('undoes a policy bundle whose assignment failed: the sets and policy that call created go again', async () => {
+    const fake = new FakeGobgpRouter();
+    const reconciler = new BgpReconciler({ client: fake });
+    fake.failNext('setGlobalPolicy', new Error('assignment refused'));
+    await reconciler.syncOnce(desiredState()).then(
+      () => expect.fail('the pass should fail'),
+      (err: Error) => expect(err.message).to.equal('assignment refused'),
+    );
+    expect(fake.global.asn).to.equal(64512); // started before the bundle: not part of it
+    expect(fake.definedSets.size).to.equal(0);
+    expect(fake.policies.size).to.equal(0);
+    expect(fake.mutations.filter((m) => m.startsWith('deletePolicy')).length).to.equal(1);
+    // The next pass installs everything, and then there is nothing left to do.
+    await reconciler.syncOnce(desiredState());
+    expect(fake.policies.size).to.equal(2);
+    expect(await reconciler.syncOnce(desiredState())).to.deep.equal([]);
+  });
+
+  it('undo removes only what the failed call created: a set left by an earlier, interrupted pass stays', async () => {
+    const fake = new FakeGobgpRouter();
+    const reconciler = new BgpReconciler({ client: fake });
+    // A first pass that dies at the policy: its sets are undone, so make one survive as an interrupted pass would.
+    fake.failNext('addPolicy', new Error('policy refused'));
+    await reconciler.syncOnce(desiredState()).catch(() => undefined);
+    expect(fake.definedSets.size).to.equal(0);
+    const setsOfOneBundle = fake.mutations.filter((m) => m.startsWith('addDefinedSet')).map((m) => m.split(' ')[1] as string);
+    expect(setsOfOneBundle.length).to.be.greaterThan(0);
+    await fake.addDefinedSet({ kind: 'prefix', name: setsOfOneBundle[0] as string, prefixes: [{ prefix: '10.244.2.0/24', minLength: 24, maxLength: 24 }] });
+    fake.failNext('setGlobalPolicy', new Error('assignment refused'));
+    await reconciler.syncOnce(desiredState()).catch(() => undefined);
+    expect([...fake.definedSets.values()].map((s) => s.name)).to.deep.equal([setsOfOneBundle[0]]);
+    expect(fake.policies.size).to.equal(0);
+  });
+
+  it('re-applies everything after gobgpd came back empty, and withdraws by the uuids of the new instance', async () => {
+    const fake = new FakeGobgpRouter();
+    const reconciler = new BgpReconciler({ client: fake, resyncIntervalMs: 60_000, retryBackoffMs: { initial: 20, max: 50 } });
+    const stop = new AbortController();
+    reconciler.setDesired(desiredState());
+    const running = reconciler.start(stop.signal);
+    try {
+      await pollUntil('applied', () => fake.paths.size === 2 && fake.peers.size === 2, { timeoutMs: 5_000, intervalMs: 10 });
+      await fake.watchOpened(1);
+      const before = new Set(fake.paths.keys());
+      fake.restart();
+      await pollUntil('applied again', () => fake.paths.size === 2 && fake.peers.size === 2 && fake.policies.size === 2, { timeoutMs: 5_000, intervalMs: 10 });
+      await fake.watchOpened(2); // the learned-path watch of the old instance was given up
+      const after = new Map([...fake.paths].map(([uuid, p]) => [p.prefix, uuid]));
+      for (const uuid of after.values()) expect(before.has(uuid)).to.equal(false);
+      reconciler.setDesired(desiredState({ advertise: [{ prefix: '10.244.1.0/24', nextHop: '192.168.1.11' }] }));
+      await pollUntil('withdrawn', () => fake.paths.size === 1, { timeoutMs: 5_000, intervalMs: 10 });
+      expect(fake.mutations).to.include(`deletePath ${after.get('fd00:244:0:1::/64')}`);
+      expect(reconciler.status().loop.consecutiveFailures).to.equal(0);
+    } finally {
+      stop.abort();
+      await running;
+    }
+  });
+
+  it("keeps a restarted watch's paths as stale per neighbor until it is back and settled, or the restart window ends", async () => {
+    const fake = new FakeGobgpRouter();
+    const gracefulRestart = { enabled: true, restartTime: 1 };
+    const desired = desiredState({ peers: desiredState().peers.map((p) => ({ ...p, gracefulRestart })) });
+    const reconciler = new BgpReconciler({ client: fake, retryBackoffMs: { initial: 20, max: 50 }, staleSettleMs: 50 });
+    const changes: string[][] = [];
+    reconciler.learned.onChange((_table, changed) => changes.push([...changed].sort()));
+    const stop = new AbortController();
+    reconciler.setDesired(desired);
+    const running = reconciler.start(stop.signal);
+    const table = (): Record<string, string[]> =>
+      Object.fromEntries([...reconciler.learned.view().paths].map(([prefix, paths]) => [prefix, paths.map((p) => `${p.neighborIp} ${p.nextHop}`)]));
+    try {
+      await fake.watchOpened(1);
+      fake.send({ kind: 'peer', address: N1, state: 'ESTABLISHED', asn: 64512 });
+      fake.send({ kind: 'peer', address: N2, state: 'ESTABLISHED', asn: 64512 });
+      fake.send({ kind: 'paths', paths: [learned('10.244.2.0/24', N1), learned('10.244.3.0/24', N2)] });
+      fake.send({ kind: 'table-synced' });
+      await pollUntil('table synced', () => reconciler.status().tableSynced, { timeoutMs: 2_000, intervalMs: 5 });
+      expect(table()).to.deep.equal({ '10.244.2.0/24': [`${N1} ${N1}`], '10.244.3.0/24': [`${N2} ${N2}`] });
+
+      fake.restart();
+      await fake.watchOpened(2);
+      // The new watch has sent nothing yet: everything is kept, as stale.
+      expect(reconciler.status().staleNeighbors).to.deep.equal([N1, N2]);
+      expect(table()).to.deep.equal({ '10.244.2.0/24': [`${N1} ${N1}`], '10.244.3.0/24': [`${N2} ${N2}`] });
+      changes.length = 0;
+
+      // n1 is back with a new next hop: its fresh path replaces its stale one at once; its stale state ends once settled.
+      fake.send({ kind: 'peer', address: N1, state: 'ESTABLISHED', asn: 64512 });
+      fake.send({ kind: 'table-synced' });
+      fake.send({ kind: 'paths', paths: [learned('10.244.2.0/24', N1, '192.168.1.99')] });
+      await pollUntil('n1 fresh', () => table()['10.244.2.0/24']?.[0] === `${N1} 192.168.1.99`, { timeoutMs: 2_000, intervalMs: 5 });
+      expect(table()['10.244.3.0/24']).to.deep.equal([`${N2} ${N2}`]);
+      await pollUntil('n1 settled', () => reconciler.status().staleNeighbors.join() === N2, { timeoutMs: 2_000, intervalMs: 5 });
+      expect(table()).to.deep.equal({ '10.244.2.0/24': [`${N1} 192.168.1.99`], '10.244.3.0/24': [`${N2} ${N2}`] });
+
+      // n2 never comes back: the restart window (1 s) ends its stale paths.
+      await pollUntil('window over', () => reconciler.status().staleNeighbors.length === 0, { timeoutMs: 3_000, intervalMs: 20 });
+      expect(table()).to.deep.equal({ '10.244.2.0/24': [`${N1} 192.168.1.99`] });
+      expect(changes.at(-1)).to.include('10.244.3.0/24');
+    } finally {
+      stop.abort();
+      await running;
+    }
+  });
+
+  it('without graceful restart a restarted watch starts from an empty table', async () => {
+    const fake = new FakeGobgpRouter();
+    const reconciler = new BgpReconciler({ client: fake, retryBackoffMs: { initial: 20, max: 50 } });
+    const stop = new AbortController();
+    reconciler.setDesired(desiredState());
+    const running = reconciler.start(stop.signal);
+    try {
+      await fake.watchOpened(1);
+      fake.send({ kind: 'paths', paths: [learned('10.244.2.0/24', N1)] });
+      fake.send({ kind: 'table-synced' });
+      await pollUntil('table synced', () => reconciler.learned.view().paths.size === 1, { timeoutMs: 2_000, intervalMs: 5 });
+      fake.restart();
+      await fake.watchOpened(2);
+      fake.send({ kind: 'table-synced' });
+      await pollUntil('emptied', () => reconciler.learned.view().paths.size === 0, { timeoutMs: 2_000, intervalMs: 5 });
+      expect(reconciler.status().staleNeighbors).to.deep.equal([]);
+    } finally {
+      stop.abort();
+      await running;
+    }
+  });
+});
