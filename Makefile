@@ -45,8 +45,9 @@ protos: apt
 	  cmp -s $(GOBGP_API_DIR)/$$f proto/$$f || cp $(GOBGP_API_DIR)/$$f proto/$$f; \
 	done
 
+# From scratch: tsc never removes the output of a deleted source, and a deleted test would go on running.
 build: npm protos
-	@npx tsc -p tsconfig.json
+	@rm -rf dist && npx tsc -p tsconfig.json
 
 lint: npm
 	npx eslint .
