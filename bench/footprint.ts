@@ -71,8 +71,9 @@ export function daemonSetNodeOptions(manifest = DAEMONSET_MANIFEST): string[] {
 
 const RACK_SIZE = 20;
 /**
- * The idle window is at least this long: the agent re-plans periodically (routes.resyncSeconds, 30 s by
- * default), and a window shorter than two periods can miss that work or catch it twice by chance.
+ * The idle window is at least this long: the agent re-plans periodically (the cluster loop every 30 s, the route
+ * reconciler every routes.resyncSeconds, 30 s by default), and a window shorter than two periods can miss that work
+ * or catch it twice by chance.
  */
 const IDLE_MIN_MS = 65_000;
 const SETTLE_MAX_MS = 90_000;

@@ -31,6 +31,11 @@ import { ReconcileLoop, type PassListener } from '../reconcile/loop.js';
 /** Both loops retry a failed pass after this long (a fixed delay: the work is in-memory planning). */
 const RETRY = { initialMs: 2_000, maxMs: 2_000 };
 /**
+ * The cluster loop re-plans this often without any event: password files are mounted Secrets that change without a
+ * watch event. Its own period, not the kernel route resync's (routes.resyncSeconds is about drift in the kernel).
+ */
+export const CLUSTER_RESYNC_MS = 30_000;
+/**
  * Listeners the agent's signal may hold before Node warns. Every loop and reconciler waits on it for good (about a
  * dozen), and each call in flight adds one while it runs: Node's default of 10 warned within minutes of start
  * although nothing grew. Per-call listeners are removed when the call ends (see the listener test).
@@ -106,13 +111,11 @@ export class Agent {
       policy: config.policy.enabled ? () => this.policy : undefined,
       resyncMs: { routes: config.routes.resyncSeconds * 1000 },
     });
-    const clusterResyncMs = config.routes.resyncSeconds * 1000;
-    const clusterHealth = this.observer.loop('cluster', { resyncMs: clusterResyncMs });
+    const clusterHealth = this.observer.loop('cluster', { resyncMs: CLUSTER_RESYNC_MS });
     const routeSelectionHealth = this.observer.loop('route-selection', { resyncMs: CONNECTED_REFRESH_MS });
     this.clusterLoop = new ReconcileLoop({
       name: 'cluster',
-      // Re-plan periodically too: password files are mounted Secrets that change without any watch event.
-      resyncIntervalMs: clusterResyncMs,
+      resyncIntervalMs: CLUSTER_RESYNC_MS,
       backoff: RETRY,
       pass: ({ signal: passSignal, resync }) => this.clusterPass(passSignal, resync),
       onPass: pushTo(clusterHealth),
