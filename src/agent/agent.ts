@@ -25,7 +25,7 @@ import type { ReconcilerHealth } from '../observe/health.js';
 import type { Logger } from '../observe/log.js';
 import { RouteReconciler } from '../routes/route-reconciler.js';
 import { CONNECTED_REFRESH_MS, RouteSelectionLoop } from '../routes/route-selection-loop.js';
-import { planDesiredState, type DesiredNodeState } from './desired-state.js';
+import { planDesiredState, serviceRoutes, servicesConfigured, type DesiredNodeState } from './desired-state.js';
 import { ReconcileLoop, type PassListener } from '../reconcile/loop.js';
 
 /** Both loops retry a failed pass after this long (a fixed delay: the work is in-memory planning). */
@@ -53,6 +53,9 @@ export class Agent {
   private readonly logger: Logger;
   /** Only Node changes (and the periodic re-plan) need the node state planned again; pods, namespaces and policies feed policy alone. */
   private nodesChanged = true;
+  /** Services or EndpointSlices changed: the Service paths are planned again (nothing else). */
+  private servicesChanged = true;
+  private serviceWarnings: string[] = [];
   private desired: DesiredNodeState | undefined;
   /** The CNI conflist is in place: pods can start here, so the node may be reported network-available. */
   private cniWritten = false;
@@ -89,8 +92,10 @@ export class Agent {
     const kubeConfig = loadKubeConfig(config.kubeconfig);
     this.reporter = new NodeReporter({ kubeConfig, nodeName: this.nodeName, logger });
     const kinds: WatchedKind[] = config.policy.enabled ? ['nodes', 'pods', 'namespaces', 'networkpolicies'] : ['nodes'];
+    if (servicesConfigured(config)) kinds.push('services', 'endpointslices');
     this.watch = new ClusterWatch({ kubeConfig, logger, kinds, onChange: (kind) => {
       if (kind === 'nodes') this.nodesChanged = true;
+      if (kind === 'services' || kind === 'endpointslices') this.servicesChanged = true;
       this.clusterLoop.markDirty();
     }, onStat: (kind, what) => this.observer.watchStat(kind, what) });
     this.gobgp = new GobgpClient({ target: config.gobgp.target, callTimeoutMs: config.gobgp.callTimeoutSeconds * 1000, logger });
@@ -167,8 +172,27 @@ export class Agent {
     if (this.nodesChanged || resync || this.desired === undefined) {
       this.nodesChanged = false;
       await this.planAndApplyNodeState(signal);
-    } else if (this.config.policy.enabled) {
-      this.applyPolicy(this.watch.snapshot(), this.desired, signal);
+      return;
+    }
+    const snapshot = this.watch.snapshot();
+    if (this.servicesChanged) this.applyServiceRoutes(snapshot, this.desired);
+    if (this.config.policy.enabled) this.applyPolicy(snapshot, this.desired, signal);
+  }
+
+  /**
+   * The Service paths follow endpoints (a Local Service's last endpoint leaving withdraws within the second), so they
+   * are planned on their own, without the node state: an EndpointSlice change costs this plan and gobgpd calls only.
+   */
+  private applyServiceRoutes(snapshot: ClusterSnapshot, state: DesiredNodeState): void {
+    this.servicesChanged = false;
+    const routes = servicesConfigured(this.config)
+      ? serviceRoutes(this.config, state.self, snapshot.services, snapshot.endpointSlices)
+      : { paths: [], problems: [], warnings: [] };
+    const services = state.bgp.services ?? { paths: [], ranges: [], peers: [] };
+    this.bgp.setDesired({ ...state.bgp, services: { ...services, paths: routes.paths } });
+    if (routes.warnings.join('\n') !== this.serviceWarnings.join('\n')) {
+      this.serviceWarnings = routes.warnings;
+      this.reportWarnings([...state.warnings, ...routes.warnings]);
     }
   }
 
@@ -189,9 +213,9 @@ export class Agent {
     const state = result.state;
     this.desired = state;
     this.routeSelection.setInput(state.routeSelection);
-    this.reportWarnings(state.warnings);
+    this.reportWarnings([...state.warnings, ...this.serviceWarnings]);
 
-    this.bgp.setDesired(state.bgp);
+    this.applyServiceRoutes(snapshot, state);
     const masqueradeConfig = {
       clusterRanges: state.masquerade.clusterRanges,
       nonMasqueradeCIDRs: state.masquerade.nonMasqueradeCIDRs,

@@ -10,6 +10,8 @@ import type { NodeInfo } from '../kube/node-info.js';
 import type { RouteSelectionInput } from '../routes/route-selection-loop.js';
 import { selectorMatches } from '../kube/label-selector.js';
 import { CNI_NETWORK_NAME, type CniConfigInput } from '../node/cni.js';
+import type { EndpointSlice, Service } from '../kube/wire.js';
+import { planServiceAdvertisement, type AdvertisementProblem } from '../services/advertise.js';
 
 /** What the route selector knows about the cluster when it judges a learned path. */
 export interface DesiredNodeState {
@@ -145,6 +147,7 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
   }
 
   const externalPeers: string[] = [];
+  const servicePeers: string[] = [];
   const external = [
     ...config.bgp.peers.filter((p) => selectorMatches(p.nodeSelector, self.labels)).map((p, i) => ({ peer: p, origin: `config:bgp.peers[${i}]` })),
     ...self.annotationPeers.map((p, i) => ({ peer: p, origin: `annotation:podroute.io/peers[${i}]` })),
@@ -200,7 +203,10 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
       families: familiesFor(peer.address),
       description: origin,
     });
-    if (added) externalPeers.push(peer.address);
+    if (added) {
+      externalPeers.push(peer.address);
+      if (peer.advertiseServices !== false) servicePeers.push(peer.address);
+    }
   }
 
   return {
@@ -211,6 +217,8 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
         global: { asn: localAsn, routerId, listenPort: config.bgp.listenPort },
         peers: dropUndefined(peers),
         advertise,
+        // The paths are the agent's to fill (serviceRoutes below): they follow Services and endpoints, not Nodes.
+        services: { paths: [], ranges: serviceRanges(config), peers: servicePeers },
         importRules: { nodePeers, externalPeers, acceptRanges, ownPodCIDRs: self.podCIDRs },
       },
       routeSelection: {
@@ -234,6 +242,48 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
       warnings: [...self.warnings, ...warnings],
     },
   };
+}
+
+/** Every range a Service address of ours may lie in: the pools, the allowed externalIPs, the ClusterIP ranges. */
+export function serviceRanges(config: AgentConfig): string[] {
+  return [...config.services.loadBalancerPools.flatMap((p) => p.cidrs), ...config.services.externalIPRanges, ...config.services.clusterIPRanges];
+}
+
+/** Whether the agent watches Services and EndpointSlices at all: only when something of services.* is configured. */
+export function servicesConfigured(config: AgentConfig): boolean {
+  return serviceRanges(config).length > 0;
+}
+
+export interface ServiceRoutes {
+  paths: OriginatedPath[];
+  problems: AdvertisementProblem[];
+  warnings: string[];
+}
+
+/**
+ * The Service paths this node originates, each with this node's InternalIP of its family as next hop (rewritten to
+ * the session's own address towards ToRs, as pod paths are). Pure; cheap enough to run on every endpoint change.
+ */
+export function serviceRoutes(config: AgentConfig, self: NodeInfo, services: readonly Service[], endpointSlices: readonly EndpointSlice[]): ServiceRoutes {
+  const plan = planServiceAdvertisement({
+    nodeName: self.name,
+    nodeLabels: self.labels,
+    services,
+    endpointSlices,
+    loadBalancerRanges: config.services.loadBalancerPools.flatMap((p) => p.cidrs),
+    externalIPRanges: config.services.externalIPRanges,
+    clusterIPRanges: config.services.clusterIPRanges,
+  });
+  const paths: OriginatedPath[] = [];
+  const missing = new Set<Family>();
+  for (const prefix of plan.prefixes) {
+    const family = familyOf(prefix);
+    const nextHop = self.internalIPs.find((a) => familyOf(a) === family);
+    if (nextHop === undefined) missing.add(family);
+    else paths.push({ prefix, nextHop });
+  }
+  const warnings = [...missing].map((family) => `${family} Service addresses are not advertised: node ${self.name} has no ${family} InternalIP for their next hop`);
+  return { paths, problems: plan.problems, warnings };
 }
 
 /** The address to mesh with: IPv4 when both nodes have one (one session carries both families), else IPv6. */

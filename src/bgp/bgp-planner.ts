@@ -35,6 +35,8 @@ export interface BgpDesiredState {
   peers: PeerSpec[];
   /** This node's podCIDRs: v4 with a v4 next hop, v6 with a v6 next hop. */
   advertise: OriginatedPath[];
+  /** Service addresses this node advertises (src/services/advertise.ts); none when omitted. */
+  services?: ServiceExport;
   importRules: {
     /** From node peer X accept exactly X's podCIDRs. */
     nodePeers: { address: string; prefixes: string[] }[];
@@ -45,6 +47,19 @@ export interface BgpDesiredState {
     /** Never accept a prefix equal to, covering, or inside one of these. */
     ownPodCIDRs: string[];
   };
+}
+
+/**
+ * Service paths go only to the listed external peers, never to node peers (a node reaches Services through its service
+ * proxy, not through another node). The export policy matches them by the configured ranges, not by the exact
+ * prefixes: endpoints coming and going then add and withdraw paths without touching the policy.
+ */
+export interface ServiceExport {
+  paths: OriginatedPath[];
+  /** services.loadBalancerPools, externalIPRanges and clusterIPRanges: every service path lies inside one. */
+  ranges: string[];
+  /** External peers that carry Service addresses (bgp.peers[].advertiseServices). */
+  peers: string[];
 }
 
 /** One of our paths as gobgpd holds it; uuid when the reconciler still knows it from AddPath. */
@@ -114,6 +129,7 @@ interface ValidDesired {
   global: BgpDesiredState['global'];
   peers: { spec: PeerSpec; normalized: NormalizedPeerSpec }[];
   advertise: { path: OriginatedPath; family: Family }[];
+  services: { paths: { path: OriginatedPath; family: Family }[]; ranges: ReturnType<typeof parsePrefix>[]; peers: string[] };
   nodePeers: { address: string; prefixes: ReturnType<typeof parsePrefix>[] }[];
   externalPeers: string[];
   acceptRanges: ReturnType<typeof parsePrefix>[];
@@ -148,16 +164,32 @@ export function validateDesired(desired: BgpDesiredState): ValidDesired {
       return { spec: { ...spec, address: normalized.address }, normalized };
     });
     const seenPaths = new Set<string>();
-    const advertise = desired.advertise.map((path, i) => {
-      const p = parsePrefix(`advertise[${i}].prefix`, path.prefix);
-      const nh = canonicalAddress(`advertise[${i}].nextHop`, path.nextHop);
+    const validPath = (field: string, path: OriginatedPath): { path: OriginatedPath; family: Family } => {
+      const p = parsePrefix(`${field}.prefix`, path.prefix);
+      const nh = canonicalAddress(`${field}.nextHop`, path.nextHop);
       if ((ipaddr.parse(nh).kind() === 'ipv6' ? 'ipv6' : 'ipv4') !== p.family) {
-        throw invalid(`advertise[${i}].nextHop`, `${p.family} prefix ${p.cidr} needs an ${p.family} next hop, got ${nh}`);
+        throw invalid(`${field}.nextHop`, `${p.family} prefix ${p.cidr} needs an ${p.family} next hop, got ${nh}`);
       }
-      if (seenPaths.has(p.cidr)) throw invalid(`advertise[${i}].prefix`, `duplicate prefix ${p.cidr}`);
+      if (seenPaths.has(p.cidr)) throw invalid(`${field}.prefix`, `duplicate prefix ${p.cidr}`);
       seenPaths.add(p.cidr);
       return { path: { prefix: p.cidr, nextHop: nh }, family: p.family };
-    });
+    };
+    const advertise = desired.advertise.map((path, i) => validPath(`advertise[${i}]`, path));
+    const svc = desired.services ?? { paths: [], ranges: [], peers: [] };
+    const serviceRanges = svc.ranges.map((r, i) => parsePrefix(`services.ranges[${i}]`, r));
+    const services = {
+      ranges: serviceRanges,
+      peers: svc.peers.map((a, i) => canonicalAddress(`services.peers[${i}]`, a)),
+      paths: svc.paths.map((path, i) => {
+        const valid = validPath(`services.paths[${i}]`, path);
+        const p = parsePrefix(`services.paths[${i}].prefix`, valid.path.prefix);
+        // The export policy matches service paths by these ranges: a path outside them would never be sent.
+        if (!serviceRanges.some((r) => r.family === p.family && p.length >= r.length && ipaddr.parse(p.address).match(ipaddr.parse(r.address), r.length))) {
+          throw invalid(`services.paths[${i}].prefix`, `${p.cidr} is inside none of services.ranges`);
+        }
+        return valid;
+      }),
+    };
     const r = desired.importRules;
     const nodePeers = r.nodePeers.map((n, i) => ({
       address: canonicalAddress(`importRules.nodePeers[${i}].address`, n.address),
@@ -166,7 +198,7 @@ export function validateDesired(desired: BgpDesiredState): ValidDesired {
     const externalPeers = r.externalPeers.map((a, i) => canonicalAddress(`importRules.externalPeers[${i}]`, a));
     const acceptRanges = r.acceptRanges.map((p, i) => parsePrefix(`importRules.acceptRanges[${i}]`, p));
     const own = r.ownPodCIDRs.map((p, i) => parsePrefix(`importRules.ownPodCIDRs[${i}]`, p));
-    return { global: { asn: g.asn, routerId: g.routerId, listenPort: g.listenPort }, peers, advertise, nodePeers, externalPeers, acceptRanges, own };
+    return { global: { asn: g.asn, routerId: g.routerId, listenPort: g.listenPort }, peers, advertise, services, nodePeers, externalPeers, acceptRanges, own };
   } catch (err) {
     if (err instanceof Error && (err as { code?: string }).code === 'INVALID') throw new BgpPlanError(`invalid BGP desired state: ${err.message}`);
     throw err;
@@ -266,28 +298,54 @@ export function buildImportBundle(v: Pick<ValidDesired, 'nodePeers' | 'externalP
   return makeBundle('import', roles, (n) => stmts.map((s) => s(n)));
 }
 
-/** Export: only this node's own advertised prefixes (exact), default reject. */
 /**
  * Export: only our own podCIDRs. Towards external peers (ToRs) of a prefix's own family the next hop is rewritten to
  * the session's local address: a node with uplinks to several ToRs must give each ToR its address on that ToR's
  * link, not the one InternalIP the path was added with (gobgpd sends that unchanged over eBGP, and a ToR on another
  * subnet cannot use it). Node peers, and a session carrying the other family, keep the explicit next hop.
+ * Service paths: our own (local) paths inside the service ranges, to the service peers only, with the same next-hop
+ * rule; never to node peers.
  */
-export function buildExportBundle(advertise: { path: OriginatedPath; family: Family }[], externalPeers: readonly string[] = []): PolicyBundle {
+export function buildExportBundle(
+  advertise: { path: OriginatedPath; family: Family }[],
+  externalPeers: readonly string[] = [],
+  services: Pick<ValidDesired['services'], 'ranges' | 'peers'> = { ranges: [], peers: [] },
+): PolicyBundle {
   const roles: { role: string; set: Omit<DefinedSetSpec, 'name'> }[] = [];
   const stmts: ((n: Record<string, string>) => StatementSpec)[] = [];
+  const ofFamily = (addresses: readonly string[], fam: Family): string[] => addresses.filter((address) => (address.includes(':') ? 'ipv6' : 'ipv4') === fam);
   for (const fam of FAMILIES) {
     const own = advertise.filter((a) => a.family === fam).map((a) => parsePrefix('advertise.prefix', a.path.prefix));
     if (own.length === 0) continue;
     const role = `ours${FAM_TAG[fam]}`;
     roles.push({ role, set: { kind: 'prefix', prefixes: sortEntries(own.map((p) => ({ prefix: p.cidr, minLength: p.length, maxLength: p.length }))) } });
-    const externals = externalPeers.filter((address) => (address.includes(':') ? 'ipv6' : 'ipv4') === fam);
+    const externals = ofFamily(externalPeers, fam);
     if (externals.length > 0) {
       const peers = `ext${FAM_TAG[fam]}`;
       roles.push({ role: peers, set: { kind: 'neighbor', neighbors: [...externals].sort() } });
       stmts.push((n) => ({ name: `self-${role}`, match: { neighborSet: { name: n[peers]! }, prefixSet: { name: n[role]! } }, action: 'accept', nextHopSelf: true }));
     }
     stmts.push((n) => ({ name: `accept-${role}`, match: { prefixSet: { name: n[role]! } }, action: 'accept' }));
+  }
+  const servicePeers = [...new Set(services.peers)].sort();
+  if (servicePeers.length > 0) {
+    for (const fam of FAMILIES) {
+      const ranges = services.ranges.filter((r) => r.family === fam);
+      if (ranges.length === 0) continue;
+      const role = `svc${FAM_TAG[fam]}`;
+      roles.push({ role, set: { kind: 'prefix', prefixes: sortEntries(ranges.map((r) => ({ prefix: r.cidr, minLength: r.length, maxLength: maxLength(fam) }))) } });
+      const sameFamily = ofFamily(servicePeers, fam);
+      if (sameFamily.length > 0) {
+        const peers = `svcpeers${FAM_TAG[fam]}`;
+        roles.push({ role: peers, set: { kind: 'neighbor', neighbors: sameFamily } });
+        stmts.push((n) => ({ name: `self-${role}`, match: { neighborSet: { name: n[peers]! }, prefixSet: { name: n[role]! }, routeType: 'local' }, action: 'accept', nextHopSelf: true }));
+      }
+      if (sameFamily.length < servicePeers.length) {
+        const peers = `svcpeersx${FAM_TAG[fam]}`;
+        roles.push({ role: peers, set: { kind: 'neighbor', neighbors: servicePeers.filter((a) => !sameFamily.includes(a)) } });
+        stmts.push((n) => ({ name: `accept-${role}`, match: { neighborSet: { name: n[peers]! }, prefixSet: { name: n[role]! }, routeType: 'local' }, action: 'accept' }));
+      }
+    }
   }
   return makeBundle('export', roles, (n) => stmts.map((s) => s(n)));
 }
@@ -379,7 +437,8 @@ export function planBgp(desired: BgpDesiredState, observedAtStart: ObservedBgpSt
   for (const address of [...observedPeers.keys()].sort()) {
     if (!desiredPeers.has(address)) changes.push({ kind: 'delete-peer', address });
   }
-  const desiredPaths = new Map(wanted.advertise.map((a) => [a.path.prefix, a]));
+  const allPaths = [...wanted.advertise, ...wanted.services.paths];
+  const desiredPaths = new Map(allPaths.map((a) => [a.path.prefix, a]));
   const observedPaths = new Map<string, ObservedPath>();
   for (const p of observed.paths) observedPaths.set(p.prefix, p);
   for (const [prefix, path] of [...observedPaths].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
@@ -387,7 +446,7 @@ export function planBgp(desired: BgpDesiredState, observedAtStart: ObservedBgpSt
   }
 
   // 3. Policies
-  const bundles = [buildImportBundle(wanted), buildExportBundle(wanted.advertise, wanted.externalPeers)];
+  const bundles = [buildImportBundle(wanted), buildExportBundle(wanted.advertise, wanted.externalPeers, wanted.services)];
   const observedPolicies = new Set(observed.policies.map((p) => p.name));
   const observedSets = new Set(observed.definedSets.map((s) => `${s.kind}/${s.name}`));
   let importChanged = false;
@@ -404,7 +463,7 @@ export function planBgp(desired: BgpDesiredState, observedAtStart: ObservedBgpSt
   }
 
   // 4. Paths to add (new, or a changed next hop: AddPath of the same prefix replaces our old path)
-  for (const advertised of wanted.advertise) {
+  for (const advertised of allPaths) {
     const current = observedPaths.get(advertised.path.prefix);
     if (current === undefined) changes.push({ kind: 'add-path', path: advertised.path, family: advertised.family });
     else if (canonical(current.nextHop) !== advertised.path.nextHop) changes.push({ kind: 'add-path', path: advertised.path, family: advertised.family, replaces: current });

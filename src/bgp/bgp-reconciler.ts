@@ -170,7 +170,7 @@ export class BgpReconciler {
       await this.apply(change, opts);
       this.counts.appliedChanges++;
     }
-    this.counts.advertised = desired.advertise.length;
+    this.counts.advertised = desired.advertise.length + (desired.services?.paths.length ?? 0);
     this.learned.bgpStarted();
     return changes;
   }

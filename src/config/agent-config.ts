@@ -153,6 +153,11 @@ export const peerFields = {
    * configuration changes.
    */
   maxPrefixes: prefixLimit.optional(),
+  /**
+   * Whether this session carries the Service addresses (services.*: LoadBalancer ingress, allowed externalIPs, the
+   * ClusterIP ranges); true when omitted. Node mesh sessions never do.
+   */
+  advertiseServices: z.boolean().optional(),
 };
 
 /** GTSM and multihop exclude each other; a keepalive not shorter than the hold time lets the session expire. */

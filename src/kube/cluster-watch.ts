@@ -8,18 +8,20 @@
 // watch's resourceVersion on and wakes nobody.
 //
 // The API calls go through ./kube-api.ts (client-node's types only: its runtime costs ~60 MB of memory).
-import type { Container, ContainerPort, KubeObject, Namespace, NetworkPolicy, Node, Pod } from './wire.js';
+import type { Container, ContainerPort, EndpointSlice, KubeObject, Namespace, NetworkPolicy, Node, Pod, Service } from './wire.js';
 import { sleep } from '../reconcile/loop.js';
 import { DEFAULT_WATCH_TIMEOUT_S, KubeApi, KubeApiError, loadKubeConfig, type KubeConnectionConfig, type KubeList, type WatchEvent } from './kube-api.js';
 import type { Logger } from '../observe/log.js';
 
-export type WatchedKind = 'nodes' | 'pods' | 'namespaces' | 'networkpolicies';
+export type WatchedKind = 'nodes' | 'pods' | 'namespaces' | 'networkpolicies' | 'services' | 'endpointslices';
 
 export interface ClusterSnapshot {
   nodes: readonly Node[];
   pods: readonly Pod[];
   namespaces: readonly Namespace[];
   networkPolicies: readonly NetworkPolicy[];
+  services: readonly Service[];
+  endpointSlices: readonly EndpointSlice[];
 }
 
 export interface ClusterWatchOptions {
@@ -41,8 +43,8 @@ const RETRY_MIN_MS = 500;
 const RETRY_MAX_MS = 30_000;
 const LIST_PAGE_SIZE = 500;
 
-/** Annotations podroute reads (src/kube/node-info.ts): every other annotation is dropped from cached Nodes. */
-export const NODE_ANNOTATION_PREFIX = 'podroute.io/';
+/** Annotations podroute reads (src/kube/node-info.ts, src/services/): every other annotation is dropped from cached Nodes and Services. */
+export const PODROUTE_ANNOTATION_PREFIX = 'podroute.io/';
 
 // ---- slim copies (pure) -----------------------------------------------------------------------------------
 
@@ -93,7 +95,7 @@ function slimMeta(meta: Meta | undefined, labels: boolean): Writable<Meta> {
 /** Node: name, labels, podroute.io/* annotations, spec.podCIDR(s), status.addresses. */
 export function slimNode(node: Node): Node {
   const metadata = slimMeta(node.metadata, true);
-  const annotations = Object.entries(node.metadata?.annotations ?? {}).filter(([k]) => k.startsWith(NODE_ANNOTATION_PREFIX));
+  const annotations = Object.entries(node.metadata?.annotations ?? {}).filter(([k]) => k.startsWith(PODROUTE_ANNOTATION_PREFIX));
   if (annotations.length > 0) metadata.annotations = Object.fromEntries(annotations);
   const out: Writable<Node> = { metadata };
   const spec = pick(node.spec, ['podCIDR', 'podCIDRs']);
@@ -157,12 +159,65 @@ export function slimNetworkPolicy(policy: NetworkPolicy): NetworkPolicy {
   return out;
 }
 
+/**
+ * Service: what the LoadBalancer allocator and the advertisement planner read (src/services/): labels, podroute.io/*
+ * annotations, the creation time (the older Service keeps a contested address), the addressing and traffic-policy
+ * fields of the spec, and the load balancer status with its conditions. Ports, selectors and session affinity are
+ * the service proxy's, not ours.
+ */
+export function slimService(service: Service): Service {
+  const metadata = slimMeta(service.metadata, true);
+  const annotations = Object.entries(service.metadata?.annotations ?? {}).filter(([k]) => k.startsWith(PODROUTE_ANNOTATION_PREFIX));
+  if (annotations.length > 0) metadata.annotations = Object.fromEntries(annotations);
+  if (service.metadata?.creationTimestamp !== undefined) metadata.creationTimestamp = service.metadata.creationTimestamp;
+  const out: Writable<Service> = { metadata };
+  const spec = pick(service.spec, [
+    'type',
+    'loadBalancerClass',
+    'loadBalancerIP',
+    'externalIPs',
+    'externalTrafficPolicy',
+    'internalTrafficPolicy',
+    'clusterIP',
+    'clusterIPs',
+    'ipFamilies',
+    'ipFamilyPolicy',
+  ]);
+  if (spec !== undefined) {
+    if (spec.type !== undefined) spec.type = intern(spec.type);
+    out.spec = spec;
+  }
+  const status = pick(service.status, ['loadBalancer', 'conditions']);
+  if (status !== undefined && Object.keys(status).length > 0) out.status = JSON.parse(JSON.stringify(status)) as Service['status'];
+  return out;
+}
+
+/**
+ * EndpointSlice: its Service (the kubernetes.io/service-name label), address type, and per endpoint the
+ * addresses, node and conditions: which nodes have a ready local endpoint is all the advertisement needs.
+ */
+export function slimEndpointSlice(slice: EndpointSlice): EndpointSlice {
+  const metadata = slimMeta(slice.metadata, true);
+  return {
+    metadata,
+    addressType: intern(slice.addressType),
+    endpoints: (slice.endpoints ?? []).map((e) => {
+      const endpoint: Writable<EndpointSlice['endpoints'][number]> = { addresses: e.addresses };
+      if (e.nodeName !== undefined) endpoint.nodeName = intern(e.nodeName);
+      if (e.conditions !== undefined) endpoint.conditions = pick(e.conditions, ['ready', 'serving', 'terminating']);
+      return endpoint;
+    }),
+  };
+}
+
 export const SLIM: Record<WatchedKind, (o: KubeObject) => KubeObject> = {
   // Each endpoint lists and watches one kind, so its objects are of that kind.
   nodes: (o) => slimNode(o as Node),
   pods: (o) => slimPod(o as Pod),
   namespaces: (o) => slimNamespace(o as Namespace),
   networkpolicies: (o) => slimNetworkPolicy(o as NetworkPolicy),
+  services: (o) => slimService(o as Service),
+  endpointslices: (o) => slimEndpointSlice(o as EndpointSlice),
 };
 
 /** Whether two slim copies say the same to podroute: deep equality, resourceVersion left out. */
@@ -213,6 +268,14 @@ function endpoints(api: KubeApi, timeoutSeconds: number): Record<WatchedKind, { 
       listPage: (page) => api.list('/apis/networking.k8s.io/v1/networkpolicies', page),
       watchFrom: (q, onEvent) => api.watch('/apis/networking.k8s.io/v1/networkpolicies', watchOptions(q), onEvent),
     },
+    services: {
+      listPage: (page) => api.list('/api/v1/services', page),
+      watchFrom: (q, onEvent) => api.watch('/api/v1/services', watchOptions(q), onEvent),
+    },
+    endpointslices: {
+      listPage: (page) => api.list('/apis/discovery.k8s.io/v1/endpointslices', page),
+      watchFrom: (q, onEvent) => api.watch('/apis/discovery.k8s.io/v1/endpointslices', watchOptions(q), onEvent),
+    },
   };
 }
 
@@ -240,7 +303,13 @@ async function listAllPages(
     for (const item of page.items) {
       const copy = slim(item);
       const known = cached(copy);
-      items.push(known !== undefined && sameContent(known, copy) ? known : copy);
+      if (known !== undefined && sameContent(known, copy)) {
+        // Same content, newer resourceVersion (see apply): identity kept, precondition fresh.
+        if (known.metadata !== undefined && copy.metadata?.resourceVersion !== undefined) (known.metadata as Writable<Meta>).resourceVersion = copy.metadata.resourceVersion;
+        items.push(known);
+      } else {
+        items.push(copy);
+      }
     }
     next = page.metadata.continue === '' ? undefined : page.metadata.continue;
   } while (next !== undefined);
@@ -294,6 +363,8 @@ export class ClusterWatch {
       pods: items<Pod>('pods'),
       namespaces: items<Namespace>('namespaces'),
       networkPolicies: items<NetworkPolicy>('networkpolicies'),
+      services: items<Service>('services'),
+      endpointSlices: items<EndpointSlice>('endpointslices'),
     };
   }
 
@@ -369,7 +440,12 @@ export class ClusterWatch {
       informer.cache.delete(key);
     } else {
       // A change podroute cannot see (status heartbeat, restart count) moves the resourceVersion on, nothing else.
-      if (known !== undefined && sameContent(known, copy)) return resourceVersion;
+      // The cached copy keeps its identity but takes the new resourceVersion: a write preconditioned on it (the
+      // allocator's status patch) must not be refused forever for a change it never saw.
+      if (known !== undefined && sameContent(known, copy)) {
+        if (known.metadata !== undefined && resourceVersion !== undefined) (known.metadata as Writable<Meta>).resourceVersion = resourceVersion;
+        return resourceVersion;
+      }
       informer.cache.set(key, copy);
     }
     this.changed(kind);

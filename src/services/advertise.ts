@@ -6,10 +6,13 @@
 //   never takes an extra hop and keeps its client's source address.
 // - An `externalIPs` entry outside `externalIPRanges` is never advertised: a Service author must not be able to
 //   pull an arbitrary address (another tenant's, the API server's) to this node.
-// - A node labelled node.kubernetes.io/exclude-from-external-load-balancers advertises no Service address, and a
-//   Service annotated podroute.io/advertise: "false" is advertised by no node.
+// - LoadBalancer ingress addresses only inside the configured pools: a status written by hand names no address of ours.
+// - Services with a Local traffic policy also get their ClusterIPs (inside clusterIPRanges) as host routes from the
+//   nodes with a ready endpoint.
+// - A node labelled node.kubernetes.io/exclude-from-external-load-balancers advertises no Service address (nor the
+//   ClusterIP aggregates), and a Service annotated podroute.io/advertise: "false" is advertised by no node.
 import type { EndpointSlice, Service } from '../kube/wire.js';
-import { compareIpPrefixes, parseIpAddress, parseIpPrefix, prefixContainsAddress, type IpPrefix } from '../routes/ip-prefix.js';
+import { compareIpPrefixes, parseIpAddress, parseIpPrefix, prefixContainsAddress, type IpAddress, type IpPrefix } from '../routes/ip-prefix.js';
 import { isOurLoadBalancer, serviceKey } from './allocator.js';
 
 /** The well-known node label that keeps a node out of external load balancing (control planes, for one). */
@@ -24,6 +27,8 @@ export interface ServiceAdvertisementInput {
   nodeLabels: Record<string, string>;
   services: readonly Service[];
   endpointSlices: readonly EndpointSlice[];
+  /** The CIDRs of services.loadBalancerPools: only ingress addresses inside them are ours to advertise. */
+  loadBalancerRanges: readonly string[];
   /** Where `spec.externalIPs` may lie to be advertised (canonical CIDRs). */
   externalIPRanges: readonly string[];
   /** The service ClusterIP ranges advertised as they are (canonical CIDRs). */
@@ -32,7 +37,7 @@ export interface ServiceAdvertisementInput {
 
 export interface AdvertisementProblem {
   service: string;
-  reason: 'ExternalIPNotAllowed';
+  reason: 'ExternalIPNotAllowed' | 'IngressNotInPool';
   message: string;
 }
 
@@ -68,27 +73,46 @@ export function planServiceAdvertisement(input: ServiceAdvertisementInput): Serv
   const add = (prefix: IpPrefix | undefined): void => {
     if (prefix !== undefined) prefixes.set(prefix.text, prefix);
   };
-  for (const range of input.clusterIPRanges) add(parseIpPrefix(range));
+  const ranges = (texts: readonly string[]): IpPrefix[] => texts.map((r) => parseIpPrefix(r)).filter((p): p is IpPrefix => p !== undefined);
+  const inside = (list: IpPrefix[], address: IpAddress): boolean => list.some((range) => prefixContainsAddress(range, address));
   const excluded = Object.prototype.hasOwnProperty.call(input.nodeLabels, EXCLUDE_NODE_LABEL);
-  const allowed = input.externalIPRanges.map((r) => parseIpPrefix(r)).filter((p): p is IpPrefix => p !== undefined);
+  const pools = ranges(input.loadBalancerRanges);
+  const allowed = ranges(input.externalIPRanges);
+  const clusterRanges = ranges(input.clusterIPRanges);
+  if (!excluded) for (const range of clusterRanges) add(range);
   const localReady = localReadyServices(input.endpointSlices, input.nodeName);
   for (const service of input.services) {
     if (service.metadata?.annotations?.[ADVERTISE_ANNOTATION] === 'false') continue;
     const key = serviceKey(service);
     const addresses: string[] = [];
     if (isOurLoadBalancer(service)) {
-      for (const ingress of service.status?.loadBalancer?.ingress ?? []) if (ingress.ip !== undefined) addresses.push(ingress.ip);
+      for (const ingress of service.status?.loadBalancer?.ingress ?? []) {
+        const address = ingress.ip === undefined ? undefined : parseIpAddress(ingress.ip);
+        // Only what our pools hold: a status written by hand (or left from a pool since removed) names no address
+        // this cluster owns.
+        if (address !== undefined && inside(pools, address)) addresses.push(address.text);
+        else problems.push({ service: key, reason: 'IngressNotInPool', message: `status.loadBalancer.ingress ${JSON.stringify(ingress.ip ?? ingress.hostname ?? '')} is in no services.loadBalancerPools: not advertised` });
+      }
     }
     for (const ip of service.spec?.externalIPs ?? []) {
       const address = parseIpAddress(ip);
-      if (address !== undefined && allowed.some((range) => prefixContainsAddress(range, address))) {
+      if (address !== undefined && inside(allowed, address)) {
         addresses.push(address.text);
       } else {
         problems.push({ service: key, reason: 'ExternalIPNotAllowed', message: `externalIPs entry ${JSON.stringify(ip)} is outside services.externalIPRanges: not advertised` });
       }
     }
+    const etpLocal = service.spec?.externalTrafficPolicy === 'Local';
+    // A Service whose traffic must stay on nodes with an endpoint also gets its ClusterIPs as host routes from those
+    // nodes (as Calico does): longer than the range aggregate, so the fabric sends it straight to them.
+    if (etpLocal || service.spec?.internalTrafficPolicy === 'Local') {
+      for (const ip of service.spec?.clusterIPs ?? (service.spec?.clusterIP === undefined ? [] : [service.spec.clusterIP])) {
+        const address = parseIpAddress(ip);
+        if (address !== undefined && inside(clusterRanges, address) && localReady.has(key)) add(hostPrefix(address.text));
+      }
+    }
     if (excluded || addresses.length === 0) continue;
-    if (service.spec?.externalTrafficPolicy === 'Local' && !localReady.has(key)) continue;
+    if (etpLocal && !localReady.has(key)) continue;
     for (const address of addresses) add(hostPrefix(address));
   }
   return { prefixes: [...prefixes.values()].sort(compareIpPrefixes).map((p) => p.text), problems };

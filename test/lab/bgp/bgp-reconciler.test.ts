@@ -111,6 +111,28 @@ describe('BgpReconciler against real gobgpd pairs', function () {
     expect(adjOut.map((p) => p.prefix)).to.not.include('10.244.7.0/24');
   });
 
+  it('Service paths go to the ToR only, follow their endpoints without a policy change, and a Service route from the ToR is not imported', async () => {
+    const services = { ranges: ['203.0.113.0/26', '10.96.0.0/16'], peers: [TOR], paths: [{ prefix: '203.0.113.1/32', nextHop: A }, { prefix: '10.96.0.0/16', nextHop: A }] };
+    reconciler.setDesired({ ...desired, services });
+    await pollUntil('the ToR learns the Service paths', async () => (await learnedBy(tor, A)).length === 4, { timeoutMs: 20_000 });
+    expect(await learnedBy(tor, A)).to.deep.equal([`10.244.1.0/24 via ${A}`, `10.96.0.0/16 via ${A}`, `203.0.113.1/32 via ${A}`, `fd00:244:0:1::/64 via ${A6}`]);
+    expect(await learnedBy(node2, A), 'a node peer gets none').to.deep.equal([`10.244.1.0/24 via ${A}`, `fd00:244:0:1::/64 via ${A6}`]);
+    const exportPolicy = (await client.getGlobalPolicy('export')).policies;
+
+    // The last local endpoint leaves: the host route is withdrawn, the policy stays as it is.
+    reconciler.setDesired({ ...desired, services: { ...services, paths: services.paths.slice(1) } });
+    await pollUntil('the ToR loses the host route', async () => !(await learnedBy(tor, A)).includes(`203.0.113.1/32 via ${A}`), { timeoutMs: 20_000 });
+    expect((await client.getGlobalPolicy('export')).policies).to.deep.equal(exportPolicy);
+
+    // Another node's Service route, reflected by the ToR: outside the accept ranges, never imported.
+    await tor.addPath({ prefix: '203.0.113.2/32', nextHop: TOR });
+    await pollUntil('gobgpd has received it', async () => (await collect(client.listPaths({ family: 'ipv4', table: 'adj-in', neighbor: TOR }))).some((p) => p.prefix === '203.0.113.2/32'), { timeoutMs: 20_000 });
+    expect(table().paths.has('203.0.113.2/32')).to.equal(false);
+    await tor.deletePathByPrefix({ prefix: '203.0.113.2/32', nextHop: TOR });
+    reconciler.setDesired(desired);
+    await pollUntil('the ToR holds only the podCIDRs again', async () => (await learnedBy(tor, A)).length === 2, { timeoutMs: 20_000 });
+  });
+
   it('imports what the rules allow and rejects hijacks', async () => {
     const events: LearnedTableView[] = [];
     const unsubscribe = reconciler.learned.onChange((t) => events.push(t));

@@ -1,7 +1,8 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { parseAgentConfig, type AgentConfigInput } from '../../../src/config/agent-config.js';
-import { cidrContains, findPodCIDRConflicts, planDesiredState, type DesiredNodeState } from '../../../src/agent/desired-state.js';
+import { cidrContains, findPodCIDRConflicts, planDesiredState, serviceRoutes, servicesConfigured, type DesiredNodeState } from '../../../src/agent/desired-state.js';
+import type { Service } from '../../../src/kube/wire.js';
 import { nodeInfoFromObject, type NodeInfo } from '../../../src/kube/node-info.js';
 import { selectRoutes } from '../../../src/routes/select-routes.js';
 
@@ -25,6 +26,46 @@ function plan(configInput: Partial<AgentConfigInput>, nodeName = 'n1', nodeList:
   if (!result.ok) throw new Error(result.reason);
   return result.state;
 }
+
+describe('Service routes of a node', () => {
+  const services = {
+    loadBalancerPools: [{ name: 'v4', cidrs: ['203.0.113.0/26'] }, { name: 'v6', cidrs: ['2001:db8:200::/120'] }],
+    clusterIPRanges: ['10.96.0.0/16'],
+  };
+  const lb: Service = {
+    metadata: { namespace: 'web', name: 'lb' },
+    spec: { type: 'LoadBalancer', externalTrafficPolicy: 'Cluster' },
+    status: { loadBalancer: { ingress: [{ ip: '203.0.113.1' }, { ip: '2001:db8:200::1' }] } },
+  };
+
+  it('carries the ranges and the ToRs that advertise Services; a peer can opt out; nodes never carry them', () => {
+    const state = plan({
+      services,
+      bgp: { mesh: 'full', peers: [{ address: '10.0.1.1', asn: 65001 }, { address: '10.0.1.2', asn: 65001, advertiseServices: false }] },
+    });
+    expect(state.bgp.services).to.deep.equal({ paths: [], ranges: ['203.0.113.0/26', '2001:db8:200::/120', '10.96.0.0/16'], peers: ['10.0.1.1'] });
+    const cluster = { podRanges: ['10.244.0.0/16'] };
+    expect(servicesConfigured(parseAgentConfig({ cluster, services }))).to.equal(true);
+    expect(servicesConfigured(parseAgentConfig({ cluster }))).to.equal(false);
+  });
+
+  it('gives each path the node InternalIP of its family, and warns for a family the node has no address of', () => {
+    const config = parseAgentConfig({ cluster: { podRanges: ['10.244.0.0/16', 'fd00:10:244::/56'] }, services });
+    expect(serviceRoutes(config, nodes[0]!, [lb], [])).to.deep.equal({
+      paths: [
+        { prefix: '10.96.0.0/16', nextHop: '10.0.1.11' },
+        { prefix: '203.0.113.1/32', nextHop: '10.0.1.11' },
+        { prefix: '2001:db8:200::1/128', nextHop: 'fd00:0:1::11' },
+      ],
+      problems: [],
+      warnings: [],
+    });
+    const v4only = { ...nodes[0]!, internalIPs: ['10.0.1.11'] };
+    const routes = serviceRoutes(config, v4only, [lb], []);
+    expect(routes.paths.map((p) => p.prefix)).to.deep.equal(['10.96.0.0/16', '203.0.113.1/32']);
+    expect(routes.warnings).to.deep.equal(['ipv6 Service addresses are not advertised: node n1 has no ipv6 InternalIP for their next hop']);
+  });
+});
 
 describe('desired node state', () => {
   it('meshes every other node with full mesh, over IPv4, both families', () => {

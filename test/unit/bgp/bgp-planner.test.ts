@@ -398,3 +398,71 @@ describe('export policy', () => {
     expect(buildExportBundle(advertise, []).policy.statements.every((s) => s.nextHopSelf !== true)).to.equal(true);
   });
 });
+
+describe('Service paths', () => {
+  const services = {
+    ranges: ['203.0.113.0/26', '2001:db8:200::/120', '10.96.0.0/16'],
+    peers: ['192.168.1.1'],
+    paths: [
+      { prefix: '203.0.113.1/32', nextHop: '192.168.1.11' },
+      { prefix: '2001:db8:200::1/128', nextHop: 'fd00:1::11' },
+      { prefix: '10.96.0.0/16', nextHop: '192.168.1.11' },
+    ],
+  };
+
+  /** gobgpd's export evaluation: the neighbour set names the peer the route is sent to; routeType local = ours. */
+  function exported(bundle: PolicyBundle, to: string, route: string, ours: boolean): { action: 'accept' | 'reject'; nextHopSelf: boolean } {
+    const sets = new Map(bundle.sets.map((s) => [s.name, s]));
+    for (const st of bundle.policy.statements) {
+      let match = true;
+      if (st.match.routeType) match &&= (st.match.routeType === 'local') === ours;
+      if (st.match.prefixSet) match &&= inSet(sets.get(st.match.prefixSet.name)!, route);
+      if (st.match.neighborSet) match &&= (sets.get(st.match.neighborSet.name)!.neighbors ?? []).includes(to);
+      if (match && st.action !== 'next') return { action: st.action, nextHopSelf: st.nextHopSelf === true };
+    }
+    return { action: bundle.defaultAction, nextHopSelf: false };
+  }
+
+  it('go to the service peers only, as our own paths, never to node peers; a learned route in the ranges goes nowhere', () => {
+    const valid = validateDesired(desiredState({ services }));
+    const bundle = buildExportBundle(valid.advertise, ['192.168.1.1', '192.168.1.2'], { ...valid.services, peers: ['192.168.1.1'] });
+    // The ToR gets them, with its session address as next hop in the session's own family.
+    expect(exported(bundle, '192.168.1.1', '203.0.113.1/32', true)).to.deep.equal({ action: 'accept', nextHopSelf: true });
+    expect(exported(bundle, '192.168.1.1', '10.96.0.0/16', true)).to.deep.equal({ action: 'accept', nextHopSelf: true });
+    expect(exported(bundle, '192.168.1.1', '2001:db8:200::1/128', true)).to.deep.equal({ action: 'accept', nextHopSelf: false });
+    // A node peer, and an external peer that does not carry Services, get none.
+    for (const to of ['192.168.1.12', '192.168.1.2']) {
+      for (const route of ['203.0.113.1/32', '2001:db8:200::1/128', '10.96.0.0/16']) expect(exported(bundle, to, route, true).action, `${route} to ${to}`).to.equal('reject');
+    }
+    // A Service route learned from a peer is not ours to pass on.
+    expect(exported(bundle, '192.168.1.1', '203.0.113.1/32', false).action).to.equal('reject');
+    // Pod paths are unchanged: to everybody, next hop rewritten towards the ToRs.
+    expect(exported(bundle, '192.168.1.12', '10.244.1.0/24', true)).to.deep.equal({ action: 'accept', nextHopSelf: false });
+    expect(exported(bundle, '192.168.1.1', '10.244.1.0/24', true)).to.deep.equal({ action: 'accept', nextHopSelf: true });
+  });
+
+  it('an endpoint coming and going only adds and withdraws the path: the policy stays', () => {
+    const withPaths = desiredState({ services });
+    const applied = simulate(EMPTY, planBgp(withPaths, EMPTY));
+    expect(applied.paths.map((p) => p.prefix)).to.include.members(['203.0.113.1/32', '2001:db8:200::1/128', '10.96.0.0/16']);
+    const gone = desiredState({ services: { ...services, paths: services.paths.slice(1) } });
+    expect(planBgp(gone, applied).map((c) => [c.kind, 'path' in c ? c.path.prefix : ''])).to.deep.equal([['delete-path', '203.0.113.1/32']]);
+    const back = simulate(applied, planBgp(gone, applied));
+    expect(planBgp(withPaths, back).map((c) => [c.kind, 'path' in c ? c.path.prefix : ''])).to.deep.equal([['add-path', '203.0.113.1/32']]);
+  });
+
+  it('no service peers: no service statements, and the paths stay in gobgpd unsent', () => {
+    const bundle = buildExportBundle([], ['192.168.1.1'], validateDesired(desiredState({ services: { ...services, peers: [] } })).services);
+    expect(bundle.policy.statements.filter((s) => /svc/.test(s.name))).to.deep.equal([]);
+  });
+
+  it('refuses a service path outside the ranges, or one that is also a podCIDR path', () => {
+    expect(() => validateDesired(desiredState({ services: { ...services, paths: [{ prefix: '198.51.100.1/32', nextHop: '192.168.1.11' }] } }))).to.throw(
+      BgpPlanError,
+      'services.paths[0].prefix: 198.51.100.1/32 is inside none of services.ranges',
+    );
+    expect(() =>
+      validateDesired(desiredState({ services: { ranges: ['10.244.0.0/16'], peers: [], paths: [{ prefix: '10.244.1.0/24', nextHop: '192.168.1.11' }] } })),
+    ).to.throw(BgpPlanError, 'duplicate prefix 10.244.1.0/24');
+  });
+});

@@ -3,11 +3,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { NetworkPolicy, Node, Pod } from '../../../src/kube/wire.js';
+import type { EndpointSlice, NetworkPolicy, Node, Pod, Service } from '../../../src/kube/wire.js';
 import { expect } from 'chai';
 import YAML from 'yaml';
 import { LabApiServer, renderKubeconfig, type KubeObject } from '../../../src/lab/apiserver/index.js';
-import { ClusterWatch, sameContent, slimNamespace, slimNetworkPolicy, slimNode, slimPod, type WatchedKind } from '../../../src/kube/cluster-watch.js';
+import { ClusterWatch, sameContent, slimEndpointSlice, slimNamespace, slimNetworkPolicy, slimNode, slimPod, slimService, type WatchedKind } from '../../../src/kube/cluster-watch.js';
 import { parseKubeConfig, type KubeConnectionConfig } from '../../../src/kube/kube-api.js';
 import { createLogger } from '../../../src/observe/log.js';
 import { pollUntil } from '../../poll.js';
@@ -92,6 +92,36 @@ describe('ClusterWatch slim copies', () => {
     expect(slimNamespace({ metadata: { name: 'shop', labels: { team: 'a' }, uid: 'u' }, status: { phase: 'Active' } })).to.deep.equal({ metadata: { name: 'shop', labels: { team: 'a' } } });
   });
 
+  it('keeps of a Service what the allocator and the advertisement read, and of an EndpointSlice its endpoints where and whether ready', () => {
+    const service: Service = {
+      metadata: {
+        name: 'web', namespace: 'shop', resourceVersion: '7', creationTimestamp: '2026-12-01T00:00:00Z', labels: { app: 'web' },
+        annotations: { 'podroute.io/load-balancer-ips': '203.0.113.5', 'kubectl.kubernetes.io/last-applied-configuration': '{}' },
+      },
+      spec: {
+        type: 'LoadBalancer', selector: { app: 'web' }, ports: [{ port: 80, targetPort: 8080 }], sessionAffinity: 'None',
+        clusterIP: '10.96.0.10', clusterIPs: ['10.96.0.10'], ipFamilies: ['IPv4'], ipFamilyPolicy: 'SingleStack', externalTrafficPolicy: 'Local',
+      },
+      status: { loadBalancer: { ingress: [{ ip: '203.0.113.5', ipMode: 'VIP' }] } },
+    };
+    expect(slimService(service)).to.deep.equal({
+      metadata: { name: 'web', namespace: 'shop', resourceVersion: '7', creationTimestamp: '2026-12-01T00:00:00Z', labels: { app: 'web' }, annotations: { 'podroute.io/load-balancer-ips': '203.0.113.5' } },
+      spec: { type: 'LoadBalancer', clusterIP: '10.96.0.10', clusterIPs: ['10.96.0.10'], ipFamilies: ['IPv4'], ipFamilyPolicy: 'SingleStack', externalTrafficPolicy: 'Local' },
+      status: { loadBalancer: { ingress: [{ ip: '203.0.113.5', ipMode: 'VIP' }] } },
+    });
+    const slice: EndpointSlice = {
+      metadata: { name: 'web-x', namespace: 'shop', labels: { 'kubernetes.io/service-name': 'web' }, ownerReferences: [{ apiVersion: 'v1', kind: 'Service', name: 'web', uid: 'u' }] },
+      addressType: 'IPv4',
+      endpoints: [{ addresses: ['10.244.1.5'], nodeName: 'n1', zone: 'z', targetRef: { kind: 'Pod', name: 'p' }, conditions: { ready: true, serving: true, terminating: false } }],
+      ports: [{ port: 8080 }],
+    };
+    expect(slimEndpointSlice(slice)).to.deep.equal({
+      metadata: { name: 'web-x', namespace: 'shop', labels: { 'kubernetes.io/service-name': 'web' } },
+      addressType: 'IPv4',
+      endpoints: [{ addresses: ['10.244.1.5'], nodeName: 'n1', conditions: { ready: true, serving: true, terminating: false } }],
+    });
+  });
+
   it('compares slim copies without their resourceVersion', () => {
     const a = slimPod(fullPod);
     const heartbeat = slimPod({ ...fullPod, metadata: { ...fullPod.metadata, resourceVersion: '42' }, status: { ...fullPod.status, conditions: [] } });
@@ -161,6 +191,8 @@ describe('ClusterWatch against the lab API server', () => {
     expect(changes).to.deep.equal(['pods']);
     const sameP1 = listed.find((p) => p.metadata?.name === 'p1');
     expect(watch.snapshot().pods.find((p) => p.metadata?.name === 'p1')).to.equal(sameP1);
+    // ... but it carries the new resourceVersion, so a write preconditioned on the cached copy is not refused.
+    expect(sameP1?.metadata?.resourceVersion).to.equal(server.get('pods', 'default', 'p1').metadata?.resourceVersion);
 
     server.delete('pods', 'default', 'p3');
     await pollUntil('the deletion', () => watch!.snapshot().pods.length === 4, { timeoutMs: 10_000, intervalMs: 20 });

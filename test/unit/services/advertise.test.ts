@@ -36,7 +36,7 @@ function slice(service: string, endpoints: { node: string; ready?: boolean; term
 }
 
 function plan(over: Partial<ServiceAdvertisementInput>): ReturnType<typeof planServiceAdvertisement> {
-  return planServiceAdvertisement({ nodeName: 'n1', nodeLabels: {}, services: [], endpointSlices: [], externalIPRanges: [], clusterIPRanges: [], ...over });
+  return planServiceAdvertisement({ nodeName: 'n1', nodeLabels: {}, services: [], endpointSlices: [], loadBalancerRanges: ['192.0.2.0/24', '2001:db8:5::/64'], externalIPRanges: [], clusterIPRanges: [], ...over });
 }
 
 describe('Service advertisement plan', () => {
@@ -65,6 +65,39 @@ describe('Service advertisement plan', () => {
   it('advertises nothing from an excluded node, nothing of an opted-out Service or of another class, and the ClusterIP ranges as they are', () => {
     const services = [lb('a', ['192.0.2.1']), lb('quiet', ['192.0.2.2'], { annotations: { [ADVERTISE_ANNOTATION]: 'false' } }), lb('other', ['192.0.2.3'], { class: 'example.com/lb' })];
     expect(plan({ services, clusterIPRanges: ['10.96.0.0/12'] }).prefixes).to.deep.equal(['10.96.0.0/12', '192.0.2.1/32']);
-    expect(plan({ services, clusterIPRanges: ['10.96.0.0/12'], nodeLabels: { [EXCLUDE_NODE_LABEL]: '' } }).prefixes).to.deep.equal(['10.96.0.0/12']);
+    expect(plan({ services, clusterIPRanges: ['10.96.0.0/12'], nodeLabels: { [EXCLUDE_NODE_LABEL]: '' } }).prefixes).to.deep.equal([]);
+  });
+
+  it('advertises ingress addresses only inside the pools, and reports the others', () => {
+    const services = [lb('hand-written', ['203.0.113.9', '192.0.2.4'])];
+    const result = plan({ services });
+    expect(result.prefixes).to.deep.equal(['192.0.2.4/32']);
+    expect(result.problems).to.deep.equal([
+      { service: 'web/hand-written', reason: 'IngressNotInPool', message: 'status.loadBalancer.ingress "203.0.113.9" is in no services.loadBalancerPools: not advertised' },
+    ]);
+  });
+
+  it('advertises the ClusterIPs of a Local Service as host routes only from nodes with a ready endpoint, inside the ClusterIP ranges', () => {
+    const withClusterIPs = (service: Service, clusterIPs: string[], internal?: 'Local'): Service => ({
+      ...service,
+      spec: { ...service.spec, clusterIPs, ...(internal === undefined ? {} : { internalTrafficPolicy: internal }) },
+    });
+    const services = [
+      withClusterIPs(lb('etp', ['192.0.2.1'], { local: true }), ['10.96.0.10', 'fd00:10:96::10']),
+      withClusterIPs(lb('itp', [], { type: 'ClusterIP' }), ['10.96.0.11'], 'Local'),
+      withClusterIPs(lb('outside', [], { type: 'ClusterIP' }), ['172.16.0.1'], 'Local'),
+      withClusterIPs(lb('cluster', [], { type: 'ClusterIP' }), ['10.96.0.12']),
+    ];
+    const clusterIPRanges = ['10.96.0.0/16', 'fd00:10:96::/112'];
+    const slices = [slice('etp', [{ node: 'n1' }]), slice('itp', [{ node: 'n1' }]), slice('outside', [{ node: 'n1' }]), slice('cluster', [{ node: 'n1' }])];
+    expect(plan({ services, clusterIPRanges, endpointSlices: slices }).prefixes).to.deep.equal([
+      '10.96.0.0/16',
+      '10.96.0.10/32',
+      '10.96.0.11/32',
+      '192.0.2.1/32',
+      'fd00:10:96::/112',
+      'fd00:10:96::10/128',
+    ]);
+    expect(plan({ services, clusterIPRanges, endpointSlices: slices, nodeName: 'n2' }).prefixes).to.deep.equal(['10.96.0.0/16', 'fd00:10:96::/112']);
   });
 });
