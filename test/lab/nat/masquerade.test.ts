@@ -13,6 +13,7 @@ import { createLogger } from '../../../src/observe/log.js';
 import { testLabName } from '../lab/leftovers.js';
 import { createNetns, deleteNetns, inNs, ProcessGroup, sh } from './netns.js';
 import { pollUntil } from '../../poll.js';
+import { familyOf } from '../../../src/routes/ip-prefix.js';
 
 // PODROUTE_TEST_LAB_PREFIX (engineers running lab tests side by side) replaces the h6 of the names.
 const NS_PREFIX = testLabName('h6', '');
@@ -93,7 +94,7 @@ async function buildTopology(): Promise<void> {
     [EXT, 'lo', '2001:db8:99::10/128'],
   ];
   for (const [ns, dev, cidr] of addrs) {
-    await ipn(ns, 'addr', 'add', cidr, 'dev', dev, ...(cidr.includes(':') ? ['nodad'] : []));
+    await ipn(ns, 'addr', 'add', cidr, 'dev', dev, ...(familyOf(cidr) === 'ipv6' ? ['nodad'] : []));
   }
   const routes: Array<[string, string, string]> = [
     [POD, 'default', '10.244.1.1'],
@@ -107,7 +108,7 @@ async function buildTopology(): Promise<void> {
     [EXT, 'fd00:10:244:1::/64', '2001:db8:1::1'],
   ];
   for (const [ns, dst, via] of routes) {
-    await ipn(ns, ...(via.includes(':') ? ['-6'] : []), 'route', 'add', dst, 'via', via);
+    await ipn(ns, ...(familyOf(via) === 'ipv6' ? ['-6'] : []), 'route', 'add', dst, 'via', via);
   }
   await inNs(NODE, ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
 }
