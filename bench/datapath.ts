@@ -9,6 +9,7 @@ import { labPaths } from '../src/lab/paths.js';
 import type { LabStatusReport } from '../src/lab/status.js';
 import { addNetns, BenchError, Cleanup, ip, ipBatch, setSysctl, sleep } from './lib/proc.js';
 import { summarize, type Summary } from './lib/stats.js';
+import { familyOf } from '../src/routes/ip-prefix.js';
 
 export type PathKind = 'pod-routed' | 'node' | 'vxlan' | 'pod-routed-no-brnf' | 'node-to-pod' | 'pod-to-node';
 export const PATH_LABELS: Record<PathKind, string> = {
@@ -133,7 +134,7 @@ export async function runDatapath(status: LabStatusReport, o: DatapathOptions): 
   const nodeA = status.nodes[0];
   const nodeB = status.nodes.find((n) => n.tor !== nodeA?.tor);
   if (nodeA === undefined || nodeB === undefined) throw new BenchError('BENCH_SETUP_FAILED', 'the lab needs two nodes in different racks');
-  const v4 = (ips: string[]): string => ips.find((a) => !a.includes(':')) ?? '';
+  const v4 = (ips: string[]): string => ips.find((a) => familyOf(a) === 'ipv4') ?? '';
   const podA = status.pods.find((p) => p.node === nodeA.name && p.phase === 'Running');
   const podB = status.pods.find((p) => p.node === nodeB.name && p.phase === 'Running');
   if (podA === undefined || podB === undefined) throw new BenchError('BENCH_SETUP_FAILED', `no running pods on ${nodeA.name} and ${nodeB.name}`);

@@ -26,6 +26,7 @@ import { RawGobgp } from './lib/gobgp-raw.js';
 import { addNetns, BenchError, Cleanup, cpuMs, ip, ipBatch, logTail, pollUntil, rssMiB, sleep, startDaemon } from './lib/proc.js';
 import { gobgpdArgs } from '../src/lab/daemons.js';
 import { formatMs, formatRatio, formatSummary, msSince, ratio, summarize, type Summary } from './lib/stats.js';
+import { addressBits, familyOf } from '../src/routes/ip-prefix.js';
 
 export type HostileCaseId = 'baseline' | 'peers-ports' | 'peers-ports-large' | 'ipblock-excepts' | 'over-cap';
 
@@ -285,7 +286,7 @@ export interface KernelPolicyView {
  * and whether that chain calls a rule chain. Naming-independent: found through the dispatch rule `-d IP/32 -j X`.
  */
 export function kernelPolicyView(save: string, podAddress: string): KernelPolicyView {
-  const dispatch = ` -d ${podAddress}/${podAddress.includes(':') ? 128 : 32} `;
+  const dispatch = ` -d ${podAddress}/${addressBits(familyOf(podAddress))} `;
   const lines = save.split('\n');
   const target = (line: string): string | undefined => {
     const j = line.indexOf(' -j ');

@@ -14,6 +14,7 @@ import { parseIptablesSave } from '../src/policy/apply.js';
 import { IPERF_PORT, iperf } from './datapath.js';
 import { BenchError, pollUntil } from './lib/proc.js';
 import { summarize, type Summary } from './lib/stats.js';
+import { familyOf } from '../src/routes/ip-prefix.js';
 
 export interface PolicyDatapathOptions {
   lab: string;
@@ -107,7 +108,7 @@ export async function runPolicyDatapath(status: LabStatusReport, o: PolicyDatapa
   const nodeA = status.nodes[0];
   const nodeB = status.nodes.find((n) => n.tor !== nodeA?.tor);
   if (nodeA === undefined || nodeB === undefined) throw new BenchError('BENCH_SETUP_FAILED', 'the lab needs two nodes in different racks');
-  const v4 = (ips: string[]): string => ips.find((a) => !a.includes(':')) ?? '';
+  const v4 = (ips: string[]): string => ips.find((a) => familyOf(a) === 'ipv4') ?? '';
   const podA = status.pods.find((p) => p.node === nodeA.name && p.phase === 'Running');
   const podB = status.pods.find((p) => p.node === nodeB.name && p.phase === 'Running' && p.namespace !== podA?.namespace) ?? status.pods.find((p) => p.node === nodeB.name && p.phase === 'Running');
   if (podA === undefined || podB === undefined) throw new BenchError('BENCH_SETUP_FAILED', `no running pods on ${nodeA.name} and ${nodeB.name}`);

@@ -143,8 +143,8 @@ async function main(): Promise<void> {
         // The sets first (the rules name them), then both families at once, as the applier does.
         await floorRunner.run(['ipset', 'restore'], { input: plan.ipsetRestore });
         await Promise.all([
-          floorRunner.run(['iptables-restore', '--noflush'], { input: plan.iptablesRestore[4] }),
-          floorRunner.run(['ip6tables-restore', '--noflush'], { input: plan.iptablesRestore[6] }),
+          floorRunner.run(['iptables-restore', '--noflush'], { input: plan.iptablesRestore.ipv4 }),
+          floorRunner.run(['ip6tables-restore', '--noflush'], { input: plan.iptablesRestore.ipv6 }),
         ]);
         floors.push(ms(t0));
       };

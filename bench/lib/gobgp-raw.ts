@@ -3,7 +3,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { API_FAMILY, originatedPathToApi, peerToApi } from '../../src/bgp/gobgp-codec.js';
 import { loadGobgpPackage } from '../../src/bgp/gobgp-proto.js';
-import type { Family, OriginatedPath, PeerSpec } from '../../src/bgp/types.js';
+import type { OriginatedPath, PeerSpec } from '../../src/bgp/types.js';
+import type { IpFamily } from '../../src/routes/ip-prefix.js';
 
 type Callback = (err: grpc.ServiceError | null, value?: unknown) => void;
 type UnaryFn = (req: object, options: grpc.CallOptions, cb: Callback) => grpc.ClientUnaryCall;
@@ -76,7 +77,7 @@ export class RawGobgp {
   }
 
   /** Destinations in the global RIB of a family: a cheap call (no paths are sent). */
-  async destinations(family: Family): Promise<number> {
+  async destinations(family: IpFamily): Promise<number> {
     const r = (await this.unary('GetTable', { table_type: 'GLOBAL', family: API_FAMILY[family], name: '' }, 10_000)) as { num_destination?: string | number };
     return Number(r?.num_destination ?? 0);
   }

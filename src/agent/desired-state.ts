@@ -5,8 +5,9 @@ import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 import { podRangeOf, type AgentConfig } from '../config/agent-config.js';
 import type { BgpDesiredState } from '../bgp/bgp-planner.js';
-import type { Family, OriginatedPath, PeerSpec } from '../bgp/types.js';
+import type { OriginatedPath, PeerSpec } from '../bgp/types.js';
 import type { NodeInfo } from '../kube/node-info.js';
+import { familyOf, IP_FAMILIES, ipVersion, type IpFamily } from '../routes/ip-prefix.js';
 import type { RouteSelectionInput } from '../routes/route-selection-loop.js';
 import { selectorMatches } from '../kube/label-selector.js';
 import { CNI_NETWORK_NAME, type CniConfigInput } from '../node/cni.js';
@@ -38,10 +39,6 @@ export type DesiredStateResult = { ok: true; state: DesiredNodeState } | { ok: f
 
 /** GTSM's minimum TTL: a directly connected peer's packets arrive with 255; one more hop is tolerated (RFC 5082 allows it). */
 export const GTSM_MIN_TTL = 254;
-
-export function familyOf(addressOrCidr: string): Family {
-  return addressOrCidr.includes(':') ? 'ipv6' : 'ipv4';
-}
 
 export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
   const { config, nodeName } = input;
@@ -155,7 +152,7 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
   // A peer carries its own address family; the other family rides along only when no peer of that family
   // exists (one IPv4 ToR session then carries IPv6 too, with an IPv6 next hop), so no prefix is sent twice.
   const externalFamilies = new Set(external.map(({ peer }) => familyOf(peer.address)));
-  const familiesFor = (address: string): Family[] =>
+  const familiesFor = (address: string): IpFamily[] =>
     [...families].filter((f) => f === familyOf(address) || !externalFamilies.has(f));
   for (const { peer, origin } of external) {
     // The config refuses these; annotation peers are checked here, where the pod ranges and timers are known.
@@ -275,7 +272,7 @@ export function serviceRoutes(config: AgentConfig, self: NodeInfo, services: rea
     clusterIPRanges: config.services.clusterIPRanges,
   });
   const paths: OriginatedPath[] = [];
-  const missing = new Set<Family>();
+  const missing = new Set<IpFamily>();
   for (const prefix of plan.prefixes) {
     const family = familyOf(prefix);
     const nextHop = self.internalIPs.find((a) => familyOf(a) === family);
@@ -288,7 +285,7 @@ export function serviceRoutes(config: AgentConfig, self: NodeInfo, services: rea
 
 /** The address to mesh with: IPv4 when both nodes have one (one session carries both families), else IPv6. */
 function meshAddress(self: NodeInfo, other: NodeInfo): string | undefined {
-  for (const family of ['ipv4', 'ipv6'] as const) {
+  for (const family of IP_FAMILIES) {
     const mine = self.internalIPs.some((a) => familyOf(a) === family);
     const theirs = other.internalIPs.find((a) => familyOf(a) === family);
     if (mine && theirs !== undefined) return theirs;
@@ -310,7 +307,7 @@ export function findPodCIDRConflicts(nodes: readonly NodeInfo[]): PodCIDRConflic
   // or disjoint, so after sorting by family, start and length, a CIDR overlaps exactly the earlier ones still open
   // (not yet ended) at its start: a sweep with a stack of open ranges finds every overlapping pair.
   const ranges = owned.map((o, index) => ({ index, ...cidrRange(o.cidr) }));
-  ranges.sort((a, b) => a.family - b.family || (a.start < b.start ? -1 : a.start > b.start ? 1 : 0) || a.length - b.length || a.index - b.index);
+  ranges.sort((a, b) => ipVersion(a.family) - ipVersion(b.family) || (a.start < b.start ? -1 : a.start > b.start ? 1 : 0) || a.length - b.length || a.index - b.index);
   const pairs: [number, number][] = [];
   const open: typeof ranges = [];
   for (const range of ranges) {
@@ -349,15 +346,16 @@ export function findAddressConflicts(nodes: readonly NodeInfo[]): AddressConflic
 }
 
 /** A CIDR as the first and last address of its block (as numbers), for ordering and overlap tests. */
-function cidrRange(cidr: string): { family: 4 | 6; start: bigint; end: bigint; length: number } {
+function cidrRange(cidr: string): { family: IpFamily; start: bigint; end: bigint; length: number } {
   // ipaddr.parseCIDR tries IPv6 first and throws for every IPv4 CIDR: too slow for thousands of nodes per re-plan.
-  const [address, length] = cidr.includes(':') ? ipaddr.IPv6.parseCIDR(cidr) : ipaddr.IPv4.parseCIDR(cidr);
+  const family = familyOf(cidr);
+  const [address, length] = family === 'ipv6' ? ipaddr.IPv6.parseCIDR(cidr) : ipaddr.IPv4.parseCIDR(cidr);
   const bytes = address.toByteArray();
   let value = 0n;
   for (const byte of bytes) value = (value << 8n) | BigInt(byte);
   const hostBits = BigInt(bytes.length * 8 - length);
   const start = (value >> hostBits) << hostBits;
-  return { family: address.kind() === 'ipv4' ? 4 : 6, start, end: start + (1n << hostBits) - 1n, length };
+  return { family, start, end: start + (1n << hostBits) - 1n, length };
 }
 
 export function cidrContains(outer: string, inner: string): boolean {

@@ -15,7 +15,6 @@ import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 import {
   invalid,
-  maxLength,
   networkAddress,
   normalizePeerSpec,
   parsePrefix,
@@ -26,8 +25,8 @@ import {
   type PrefixSetEntry,
   type StatementSpec,
 } from './gobgp-codec.js';
-import { canonicalAddressText, parseIpAddress, specialAddressKind } from '../routes/ip-prefix.js';
-import type { Family, OriginatedPath, PeerSpec } from './types.js';
+import { addressBits, canonicalAddressText, familyOf, IP_FAMILIES, ipVersion, parseIpAddress, specialAddressKind, type IpFamily } from '../routes/ip-prefix.js';
+import type { OriginatedPath, PeerSpec } from './types.js';
 
 export interface BgpDesiredState {
   global: { asn: number; routerId: string; listenPort: number /* -1: no listener */ };
@@ -94,12 +93,12 @@ export type BgpChange =
   | { kind: 'stop-bgp'; reason: string }
   | { kind: 'start-bgp'; global: BgpDesiredState['global'] }
   | { kind: 'delete-peer'; address: string }
-  | { kind: 'delete-path'; path: ObservedPath; family: Family }
+  | { kind: 'delete-path'; path: ObservedPath; family: IpFamily }
   /** Defined sets, then the policy, then the global assignment; undone as a whole when a step fails. */
   | { kind: 'install-policy'; bundle: PolicyBundle }
   /** The bundle exists but the global assignment does not point at it (drift, or a previous half-done run). */
   | { kind: 'assign-policy'; assignment: GlobalPolicySpec }
-  | { kind: 'add-path'; path: OriginatedPath; family: Family; replaces?: ObservedPath }
+  | { kind: 'add-path'; path: OriginatedPath; family: IpFamily; replaces?: ObservedPath }
   /**
    * UpdatePeer bounces the session in gobgpd, even for timer-only and prefix-limit-only changes (measured with
    * gobgpd 3.10). It also brings back a peer that gobgpd shut down at its prefix limit (it is re-created).
@@ -128,8 +127,8 @@ const BUNDLE_POLICY_RE = /^podroute-(import|export)-[0-9a-f]{10}$/;
 interface ValidDesired {
   global: BgpDesiredState['global'];
   peers: { spec: PeerSpec; normalized: NormalizedPeerSpec }[];
-  advertise: { path: OriginatedPath; family: Family }[];
-  services: { paths: { path: OriginatedPath; family: Family }[]; ranges: ReturnType<typeof parsePrefix>[]; peers: string[] };
+  advertise: { path: OriginatedPath; family: IpFamily }[];
+  services: { paths: { path: OriginatedPath; family: IpFamily }[]; ranges: ReturnType<typeof parsePrefix>[]; peers: string[] };
   nodePeers: { address: string; prefixes: ReturnType<typeof parsePrefix>[] }[];
   externalPeers: string[];
   acceptRanges: ReturnType<typeof parsePrefix>[];
@@ -164,10 +163,10 @@ export function validateDesired(desired: BgpDesiredState): ValidDesired {
       return { spec: { ...spec, address: normalized.address }, normalized };
     });
     const seenPaths = new Set<string>();
-    const validPath = (field: string, path: OriginatedPath): { path: OriginatedPath; family: Family } => {
+    const validPath = (field: string, path: OriginatedPath): { path: OriginatedPath; family: IpFamily } => {
       const p = parsePrefix(`${field}.prefix`, path.prefix);
       const nh = canonicalAddress(`${field}.nextHop`, path.nextHop);
-      if ((ipaddr.parse(nh).kind() === 'ipv6' ? 'ipv6' : 'ipv4') !== p.family) {
+      if (familyOf(nh) !== p.family) {
         throw invalid(`${field}.nextHop`, `${p.family} prefix ${p.cidr} needs an ${p.family} next hop, got ${nh}`);
       }
       if (seenPaths.has(p.cidr)) throw invalid(`${field}.prefix`, `duplicate prefix ${p.cidr}`);
@@ -208,8 +207,6 @@ export function validateDesired(desired: BgpDesiredState): ValidDesired {
 // ---------------------------------------------------------------------------------------------------------
 // Policies
 
-const FAMILIES: Family[] = ['ipv4', 'ipv6'];
-const FAM_TAG: Record<Family, string> = { ipv4: '4', ipv6: '6' };
 
 function hashOf(value: unknown): string {
   return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 10);
@@ -219,10 +216,10 @@ function hashOf(value: unknown): string {
  * Own-podCIDR protection for one family: the own prefixes and everything inside them (own/L le max), plus an
  * exact entry for every shorter prefix that covers them (supernets /0../L-1).
  */
-export function ownProtectionEntries(own: { address: string; length: number; family: Family }[]): PrefixSetEntry[] {
+export function ownProtectionEntries(own: { address: string; length: number; family: IpFamily }[]): PrefixSetEntry[] {
   const entries = new Map<string, PrefixSetEntry>();
   for (const o of own) {
-    const max = maxLength(o.family);
+    const max = addressBits(o.family);
     entries.set(`${o.address}/${o.length}`, { prefix: `${o.address}/${o.length}`, minLength: o.length, maxLength: max });
     const addr = ipaddr.parse(o.address);
     for (let l = 0; l < o.length; l++) {
@@ -261,10 +258,10 @@ export function buildImportBundle(v: Pick<ValidDesired, 'nodePeers' | 'externalP
   // gobgpd runs the global import policy over locally originated paths too (AddPath): accept ours first, or
   // the own-podCIDR rejection would drop our own advertisements.
   const stmts: ((n: Record<string, string>) => StatementSpec)[] = [() => ({ name: 'accept-local', match: { routeType: 'local' }, action: 'accept' })];
-  for (const fam of FAMILIES) {
+  for (const fam of IP_FAMILIES) {
     const own = v.own.filter((o) => o.family === fam);
     if (own.length === 0) continue;
-    const role = `own${FAM_TAG[fam]}`;
+    const role = `own${ipVersion(fam)}`;
     roles.push({ role, set: { kind: 'prefix', prefixes: sortEntries(ownProtectionEntries(own)) } });
     stmts.push((n) => ({ name: `reject-${role}`, match: { prefixSet: { name: n[role]! } }, action: 'reject' }));
   }
@@ -272,10 +269,10 @@ export function buildImportBundle(v: Pick<ValidDesired, 'nodePeers' | 'externalP
   nodes.forEach((node, i) => {
     const nbr = `node${i}`;
     roles.push({ role: nbr, set: { kind: 'neighbor', neighbors: [node.address] } });
-    for (const fam of FAMILIES) {
+    for (const fam of IP_FAMILIES) {
       const prefixes = node.prefixes.filter((p) => p.family === fam);
       if (prefixes.length === 0) continue;
-      const role = `node${i}-${FAM_TAG[fam]}`;
+      const role = `node${i}-${ipVersion(fam)}`;
       roles.push({ role, set: { kind: 'prefix', prefixes: sortEntries(prefixes.map((p) => ({ prefix: p.cidr, minLength: p.length, maxLength: p.length }))) } });
       stmts.push((n) => ({ name: `accept-${role}`, match: { neighborSet: { name: n[nbr]! }, prefixSet: { name: n[role]! } }, action: 'accept' }));
     }
@@ -287,11 +284,11 @@ export function buildImportBundle(v: Pick<ValidDesired, 'nodePeers' | 'externalP
   const externals = [...new Set(v.externalPeers)].sort();
   if (externals.length > 0) {
     roles.push({ role: 'ext', set: { kind: 'neighbor', neighbors: externals } });
-    for (const fam of FAMILIES) {
+    for (const fam of IP_FAMILIES) {
       const ranges = v.acceptRanges.filter((r) => r.family === fam);
       if (ranges.length === 0) continue;
-      const role = `range${FAM_TAG[fam]}`;
-      roles.push({ role, set: { kind: 'prefix', prefixes: sortEntries(ranges.map((r) => ({ prefix: r.cidr, minLength: r.length, maxLength: maxLength(fam) }))) } });
+      const role = `range${ipVersion(fam)}`;
+      roles.push({ role, set: { kind: 'prefix', prefixes: sortEntries(ranges.map((r) => ({ prefix: r.cidr, minLength: r.length, maxLength: addressBits(fam) }))) } });
       stmts.push((n) => ({ name: `accept-ext-${role}`, match: { neighborSet: { name: n.ext! }, prefixSet: { name: n[role]! } }, action: 'accept' }));
     }
   }
@@ -307,21 +304,21 @@ export function buildImportBundle(v: Pick<ValidDesired, 'nodePeers' | 'externalP
  * rule; never to node peers.
  */
 export function buildExportBundle(
-  advertise: { path: OriginatedPath; family: Family }[],
+  advertise: { path: OriginatedPath; family: IpFamily }[],
   externalPeers: readonly string[] = [],
   services: Pick<ValidDesired['services'], 'ranges' | 'peers'> = { ranges: [], peers: [] },
 ): PolicyBundle {
   const roles: { role: string; set: Omit<DefinedSetSpec, 'name'> }[] = [];
   const stmts: ((n: Record<string, string>) => StatementSpec)[] = [];
-  const ofFamily = (addresses: readonly string[], fam: Family): string[] => addresses.filter((address) => (address.includes(':') ? 'ipv6' : 'ipv4') === fam);
-  for (const fam of FAMILIES) {
+  const ofFamily = (addresses: readonly string[], fam: IpFamily): string[] => addresses.filter((address) => familyOf(address) === fam);
+  for (const fam of IP_FAMILIES) {
     const own = advertise.filter((a) => a.family === fam).map((a) => parsePrefix('advertise.prefix', a.path.prefix));
     if (own.length === 0) continue;
-    const role = `ours${FAM_TAG[fam]}`;
+    const role = `ours${ipVersion(fam)}`;
     roles.push({ role, set: { kind: 'prefix', prefixes: sortEntries(own.map((p) => ({ prefix: p.cidr, minLength: p.length, maxLength: p.length }))) } });
     const externals = ofFamily(externalPeers, fam);
     if (externals.length > 0) {
-      const peers = `ext${FAM_TAG[fam]}`;
+      const peers = `ext${ipVersion(fam)}`;
       roles.push({ role: peers, set: { kind: 'neighbor', neighbors: [...externals].sort() } });
       stmts.push((n) => ({ name: `self-${role}`, match: { neighborSet: { name: n[peers]! }, prefixSet: { name: n[role]! } }, action: 'accept', nextHopSelf: true }));
     }
@@ -329,19 +326,19 @@ export function buildExportBundle(
   }
   const servicePeers = [...new Set(services.peers)].sort();
   if (servicePeers.length > 0) {
-    for (const fam of FAMILIES) {
+    for (const fam of IP_FAMILIES) {
       const ranges = services.ranges.filter((r) => r.family === fam);
       if (ranges.length === 0) continue;
-      const role = `svc${FAM_TAG[fam]}`;
-      roles.push({ role, set: { kind: 'prefix', prefixes: sortEntries(ranges.map((r) => ({ prefix: r.cidr, minLength: r.length, maxLength: maxLength(fam) }))) } });
+      const role = `svc${ipVersion(fam)}`;
+      roles.push({ role, set: { kind: 'prefix', prefixes: sortEntries(ranges.map((r) => ({ prefix: r.cidr, minLength: r.length, maxLength: addressBits(fam) }))) } });
       const sameFamily = ofFamily(servicePeers, fam);
       if (sameFamily.length > 0) {
-        const peers = `svcpeers${FAM_TAG[fam]}`;
+        const peers = `svcpeers${ipVersion(fam)}`;
         roles.push({ role: peers, set: { kind: 'neighbor', neighbors: sameFamily } });
         stmts.push((n) => ({ name: `self-${role}`, match: { neighborSet: { name: n[peers]! }, prefixSet: { name: n[role]! }, routeType: 'local' }, action: 'accept', nextHopSelf: true }));
       }
       if (sameFamily.length < servicePeers.length) {
-        const peers = `svcpeersx${FAM_TAG[fam]}`;
+        const peers = `svcpeersx${ipVersion(fam)}`;
         roles.push({ role: peers, set: { kind: 'neighbor', neighbors: servicePeers.filter((a) => !sameFamily.includes(a)) } });
         stmts.push((n) => ({ name: `accept-${role}`, match: { neighborSet: { name: n[peers]! }, prefixSet: { name: n[role]! }, routeType: 'local' }, action: 'accept' }));
       }
@@ -442,7 +439,7 @@ export function planBgp(desired: BgpDesiredState, observedAtStart: ObservedBgpSt
   const observedPaths = new Map<string, ObservedPath>();
   for (const p of observed.paths) observedPaths.set(p.prefix, p);
   for (const [prefix, path] of [...observedPaths].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-    if (!desiredPaths.has(prefix)) changes.push({ kind: 'delete-path', path, family: prefix.includes(':') ? 'ipv6' : 'ipv4' });
+    if (!desiredPaths.has(prefix)) changes.push({ kind: 'delete-path', path, family: familyOf(prefix) });
   }
 
   // 3. Policies

@@ -24,7 +24,7 @@ import {
   type ObservedPath,
   type PolicyBundle,
 } from './bgp-planner.js';
-import type { Family } from './types.js';
+import { IP_FAMILIES } from '../routes/ip-prefix.js';
 import { errorInfo, ReconcileLoop, type ReconcileStatus } from '../reconcile/loop.js';
 
 export type { BgpDesiredState, BgpChange } from './bgp-planner.js';
@@ -184,7 +184,7 @@ export class BgpReconciler {
       return observed;
     }
     observed.peers = (await this.client.listPeerConfigs(opts)).map((p) => p.spec);
-    for (const family of ['ipv4', 'ipv6'] as Family[]) {
+    for (const family of IP_FAMILIES) {
       for await (const p of this.client.listPaths({ family, table: 'global', signal })) {
         if (p.neighborIp !== undefined || p.isWithdraw) continue; // learned, not ours
         const known = this.uuids.get(p.prefix);

@@ -41,7 +41,8 @@ import type {
   WatchOptions,
 } from './gobgp-router.js';
 import { decodeListPathResponse, decodeWatchEvent, type DecodedPath, type DecodedWatchEvent } from './gobgp-wire.js';
-import type { BgpEvent, Family, OriginatedPath, PeerSpec, PeerStatus } from './types.js';
+import type { IpFamily } from '../routes/ip-prefix.js';
+import type { BgpEvent, OriginatedPath, PeerSpec, PeerStatus } from './types.js';
 
 export { GobgpError } from './gobgp-codec.js';
 export type {
@@ -272,7 +273,7 @@ export class GobgpClient extends EventEmitter implements GobgpRouter {
    * Withdraws one of our paths by the uuid AddPath returned. An empty uuid is refused: gobgpd would delete
    * every local path.
    */
-  async deletePath(family: Family, uuid: string, opts?: CallOptions): Promise<void> {
+  async deletePath(family: IpFamily, uuid: string, opts?: CallOptions): Promise<void> {
     const id = uuidFromHex('uuid', uuid);
     if (API_FAMILY[family] === undefined) throw invalid('family', `"${String(family)}" is not ipv4|ipv6`);
     await this.unary('DeletePath', { table_type: 'GLOBAL', family: API_FAMILY[family], uuid: id }, opts);

@@ -3,8 +3,8 @@
 // Every function here is pure and unit-tested; the client only moves the results over gRPC.
 
 import ipaddr from 'ipaddr.js';
-import { parseIpAddress } from '../routes/ip-prefix.js';
-import type { Family, OriginatedPath, PeerAdminState, PeerSpec, PeerState, PeerStatus } from './types.js';
+import { addressBits, IP_FAMILIES, parseIpAddress, type IpFamily } from '../routes/ip-prefix.js';
+import type { OriginatedPath, PeerAdminState, PeerSpec, PeerState, PeerStatus } from './types.js';
 
 /** Errors of the GoBGP client, with stable codes. */
 export type GobgpErrorCode =
@@ -77,13 +77,8 @@ export function gobgpErrorFromGrpc(method: string, code: number, details: string
 // ---------------------------------------------------------------------------------------------------------
 // Addresses and prefixes
 
-/** The family of an address; undefined when it is none by the one validator (no zone index, no odd IPv4 forms). */
-export function familyOfAddress(address: string): Family | undefined {
-  return typeof address === 'string' ? parseIpAddress(address)?.family : undefined;
-}
-
 export interface ParsedPrefix {
-  family: Family;
+  family: IpFamily;
   /** Canonical network address (host bits must be zero). */
   address: string;
   length: number;
@@ -101,7 +96,7 @@ export function parsePrefix(field: string, cidr: string): ParsedPrefix {
     throw invalid(field, `"${cidr}" is not a prefix`);
   }
   const [addr, length] = parsed;
-  const family: Family = addr.kind() === 'ipv6' ? 'ipv6' : 'ipv4';
+  const family: IpFamily = addr.kind() === 'ipv6' ? 'ipv6' : 'ipv4';
   const network = networkAddress(addr, length);
   if (network !== addr.toString()) throw invalid(field, `"${cidr}" has host bits set (network is ${network}/${length})`);
   return { family, address: network, length, cidr: `${network}/${length}` };
@@ -116,19 +111,15 @@ export function networkAddress(addr: ipaddr.IPv4 | ipaddr.IPv6, length: number):
   return ipaddr.fromByteArray(bytes).toString();
 }
 
-export function maxLength(family: Family): number {
-  return family === 'ipv4' ? 32 : 128;
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // Families, peers
 
-export const API_FAMILY: Record<Family, { afi: string; safi: string }> = {
+export const API_FAMILY: Record<IpFamily, { afi: string; safi: string }> = {
   ipv4: { afi: 'AFI_IP', safi: 'SAFI_UNICAST' },
   ipv6: { afi: 'AFI_IP6', safi: 'SAFI_UNICAST' },
 };
 
-export function familyFromApi(f: { afi?: string; safi?: string } | null | undefined): Family | undefined {
+export function familyFromApi(f: { afi?: string; safi?: string } | null | undefined): IpFamily | undefined {
   if (f?.safi !== 'SAFI_UNICAST') return undefined;
   return f.afi === 'AFI_IP' ? 'ipv4' : f.afi === 'AFI_IP6' ? 'ipv6' : undefined;
 }
@@ -154,7 +145,7 @@ function checkUint(field: string, v: unknown, max: number): void {
 }
 
 export function normalizePeerSpec(spec: PeerSpec): NormalizedPeerSpec {
-  if (familyOfAddress(spec.address) === undefined) throw invalid('peer.address', `"${spec.address}" is not an IP address`);
+  if (typeof spec.address !== 'string' || parseIpAddress(spec.address) === undefined) throw invalid('peer.address', `"${spec.address}" is not an IP address`);
   const f = `peer ${spec.address}`;
   checkUint(`${f}.asn`, spec.asn, 0xffffffff);
   if (spec.asn === 0) throw invalid(`${f}.asn`, 'must not be 0');
@@ -168,10 +159,10 @@ export function normalizePeerSpec(spec: PeerSpec): NormalizedPeerSpec {
   checkUint(`${f}.connectRetry`, spec.connectRetry, 65535);
   checkUint(`${f}.maxPrefixes`, spec.maxPrefixes, 0xffffffff);
   if (spec.gracefulRestart !== undefined) checkUint(`${f}.gracefulRestart.restartTime`, spec.gracefulRestart.restartTime, 4095);
-  if (spec.localAddress !== undefined && spec.localAddress !== '' && familyOfAddress(spec.localAddress) === undefined) {
+  if (spec.localAddress !== undefined && spec.localAddress !== '' && (typeof spec.localAddress !== 'string' || parseIpAddress(spec.localAddress) === undefined)) {
     throw invalid(`${f}.localAddress`, `"${spec.localAddress}" is not an IP address`);
   }
-  const families = [...new Set(spec.families ?? (['ipv4', 'ipv6'] as Family[]))].sort();
+  const families = [...new Set(spec.families ?? IP_FAMILIES)].sort();
   for (const fam of families) if (fam !== 'ipv4' && fam !== 'ipv6') throw invalid(`${f}.families`, `unknown family "${String(fam)}"`);
   if (families.length === 0) throw invalid(`${f}.families`, 'must not be empty');
   const holdTime = spec.holdTime ?? PEER_DEFAULTS.holdTime;
@@ -237,7 +228,7 @@ export function peerSpecFromApi(peer: any): NormalizedPeerSpec {
   const families = afiSafis
     .filter((a) => a?.config?.enabled !== false)
     .map((a) => familyFromApi(a?.config?.family))
-    .filter((f): f is Family => f !== undefined)
+    .filter((f): f is IpFamily => f !== undefined)
     .sort();
   const limit = afiSafis.map((a) => num(a?.prefix_limits?.max_prefixes)).find((m) => m > 0) ?? 0;
   const local = str(peer?.transport?.local_address);
@@ -303,9 +294,9 @@ export function peerStatusFromApi(peer: any): PeerStatus {
 const ANY = 'type.googleapis.com/apipb.';
 
 /** apipb.Path for AddPath: v4 with a NEXT_HOP, v6 with MP_REACH_NLRI carrying the v6 next hop. */
-export function originatedPathToApi(path: OriginatedPath): { family: Family; path: Record<string, unknown> } {
+export function originatedPathToApi(path: OriginatedPath): { family: IpFamily; path: Record<string, unknown> } {
   const p = parsePrefix('path.prefix', path.prefix);
-  const nhFamily = familyOfAddress(path.nextHop);
+  const nhFamily = typeof path.nextHop === 'string' ? parseIpAddress(path.nextHop)?.family : undefined;
   if (nhFamily === undefined) throw invalid('path.nextHop', `"${path.nextHop}" is not an IP address`);
   if (nhFamily !== p.family) {
     throw invalid('path.nextHop', `${p.family} prefix ${p.cidr} needs an ${p.family} next hop, got ${path.nextHop}`);
@@ -397,13 +388,13 @@ export function normalizeDefinedSet(set: DefinedSetSpec): DefinedSetSpec {
   checkName('definedSet.name', set.name);
   if (set.kind === 'prefix') {
     const seen = new Map<string, PrefixSetEntry>();
-    let family: Family | undefined;
+    let family: IpFamily | undefined;
     for (const [i, e] of (set.prefixes ?? []).entries()) {
       const field = `definedSet ${set.name}.prefixes[${i}]`;
       const p = parsePrefix(`${field}.prefix`, e.prefix);
       if (family !== undefined && p.family !== family) throw invalid(field, 'a prefix set holds one address family only');
       family = p.family;
-      const max = maxLength(p.family);
+      const max = addressBits(p.family);
       if (!Number.isInteger(e.minLength) || !Number.isInteger(e.maxLength) || e.minLength < p.length || e.maxLength > max || e.minLength > e.maxLength) {
         throw invalid(field, `length range ${e.minLength}..${e.maxLength} must lie within ${p.length}..${max}`);
       }
@@ -435,9 +426,9 @@ function compareEntries(a: PrefixSetEntry, b: PrefixSetEntry): number {
 /** gobgpd wants neighbor set members as prefixes ("10.0.0.1/32"). */
 export function neighborToCidr(field: string, n: string): string {
   if (typeof n === 'string' && n.includes('/')) return parsePrefix(field, n).cidr;
-  const fam = familyOfAddress(n);
+  const fam = typeof n === 'string' ? parseIpAddress(n)?.family : undefined;
   if (fam === undefined) throw invalid(field, `"${String(n)}" is not an address`);
-  return `${ipaddr.parse(n).toString()}/${maxLength(fam)}`;
+  return `${ipaddr.parse(n).toString()}/${addressBits(fam)}`;
 }
 
 export function definedSetToApi(set: DefinedSetSpec): Record<string, unknown> {

@@ -3,7 +3,8 @@
 // stale-path handling can be tested without a gobgpd.
 import type { DefinedSetSpec, GlobalPolicySpec, NormalizedPeerSpec, PolicySpec } from './gobgp-codec.js';
 import type { DecodedPath } from './gobgp-wire.js';
-import type { BgpEvent, Family, OriginatedPath, PeerSpec, PeerStatus } from './types.js';
+import type { IpFamily } from '../routes/ip-prefix.js';
+import type { BgpEvent, OriginatedPath, PeerSpec, PeerStatus } from './types.js';
 
 export interface BgpGlobalConfig {
   asn: number;
@@ -30,7 +31,7 @@ export interface BgpGlobalState {
 export type TableKind = 'global' | 'adj-in' | 'adj-out' | 'local';
 
 export interface ListPathsOptions {
-  family: Family;
+  family: IpFamily;
   table: TableKind;
   /** Peer address, required for adj-in / adj-out. */
   neighbor?: string;
@@ -88,7 +89,7 @@ export interface GobgpRouter extends GobgpConnectionEvents {
   deletePeer(address: string, opts?: CallOptions): Promise<void>;
   softReset(address: string, options: SoftResetOptions, opts?: CallOptions): Promise<void>;
   addPath(path: OriginatedPath, opts?: CallOptions): Promise<string>;
-  deletePath(family: Family, uuid: string, opts?: CallOptions): Promise<void>;
+  deletePath(family: IpFamily, uuid: string, opts?: CallOptions): Promise<void>;
   deletePathByPrefix(path: OriginatedPath, opts?: CallOptions): Promise<void>;
   listPaths(options: ListPathsOptions): AsyncIterable<DecodedPath>;
   addDefinedSet(set: DefinedSetSpec, opts?: CallOptions): Promise<void>;

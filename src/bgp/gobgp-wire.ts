@@ -3,7 +3,8 @@
 // attributes it needs by their type URL, producing podroute's LearnedPath without building GoBGP's generic
 // object tree first (generic proto-loader decoding costs ~30 µs per message; this is a few µs).
 // Field numbers come from proto/gobgp.proto and proto/attribute.proto of gobgpd 3.10.
-import type { Family, LearnedPath, PeerState } from './types.js';
+import { familyOf, type IpFamily } from '../routes/ip-prefix.js';
+import type { LearnedPath, PeerState } from './types.js';
 
 export class WireDecodeError extends Error {
   readonly code = 'WIRE_DECODE';
@@ -110,7 +111,7 @@ const URL_MP_REACH = T + 'MpReachNLRIAttribute';
 
 const ORIGINS = ['igp', 'egp', 'incomplete'] as const;
 
-/** Family enum values (Family.Afi / Family.Safi) for the two families podroute speaks. */
+/** IpFamily enum values (IpFamily.Afi / IpFamily.Safi) for the two families podroute speaks. */
 const AFI_IP = 1;
 const AFI_IP6 = 2;
 const SAFI_UNICAST = 1;
@@ -245,7 +246,7 @@ function readMpReachNextHop(buf: Buffer, start: number, end: number): string {
   return '';
 }
 
-function readFamily(buf: Buffer, start: number, end: number): Family | undefined {
+function readFamily(buf: Buffer, start: number, end: number): IpFamily | undefined {
   const r = new Reader(buf, start, end);
   let afi = 0;
   let safi = 0;
@@ -272,7 +273,7 @@ export interface DecodedPath extends LearnedPath {
 export function decodePath(buf: Buffer, start: number, end: number): DecodedPath | undefined {
   const r = new Reader(buf, start, end);
   let prefix: string | undefined;
-  let family: Family | undefined;
+  let family: IpFamily | undefined;
   let familySeen = false;
   let nextHop = '';
   let mpNextHop = '';
@@ -350,7 +351,7 @@ export function decodePath(buf: Buffer, start: number, end: number): DecodedPath
     }
   }
   if (prefix === undefined) return undefined;
-  if (!familySeen) family = prefix.includes(':') ? 'ipv6' : 'ipv4';
+  if (!familySeen) family = familyOf(prefix);
   if (family === undefined) return undefined;
   const path: DecodedPath = {
     prefix,

@@ -1,7 +1,7 @@
 // podroute's own vocabulary for BGP, independent of GoBGP's wire format. The GoBGP client translates to and
 // from these; planners and the route selector only ever see these.
 
-export type Family = 'ipv4' | 'ipv6';
+import type { IpFamily } from '../routes/ip-prefix.js';
 
 export type PeerState = 'UNKNOWN' | 'IDLE' | 'CONNECT' | 'ACTIVE' | 'OPENSENT' | 'OPENCONFIRM' | 'ESTABLISHED';
 
@@ -39,7 +39,7 @@ export interface PeerSpec {
   connectRetry?: number;
   gracefulRestart?: GracefulRestartSpec;
   /** Families to negotiate; both unicast families when omitted. */
-  families?: Family[];
+  families?: IpFamily[];
   /** Free text kept with the peer in gobgpd, e.g. "node:worker-2" or "tor:tor1". */
   description?: string;
   /**
@@ -72,7 +72,7 @@ export interface OriginatedPath {
 /** A path gobgpd learned from a peer (or one of our own, with neighborIp undefined). */
 export interface LearnedPath {
   prefix: string;
-  family: Family;
+  family: IpFamily;
   nextHop: string;
   /** Address of the peer it came from; undefined for locally originated paths. */
   neighborIp?: string;

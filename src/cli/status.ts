@@ -8,6 +8,7 @@ import { errorMessage } from '../observe/health.js';
 import { PeerTable, countByNeighbor, type AcceptedCounter } from '../observe/peers.js';
 import { parseListenAddress } from '../observe/server.js';
 import { renderStatusView, type AgentStatusReport, type StatusView } from '../observe/status.js';
+import { IP_FAMILIES } from '../routes/ip-prefix.js';
 
 export const DEFAULT_STATUS_ADDRESS = '127.0.0.1:9476';
 
@@ -52,7 +53,7 @@ function acceptedFromGlobalRib(client: GobgpClient, timeoutMs: number): Accepted
     const signal = AbortSignal.timeout(timeoutMs);
     try {
       const paths: { neighborIp?: string | undefined }[] = [];
-      for (const family of ['ipv4', 'ipv6'] as const) {
+      for (const family of IP_FAMILIES) {
         for await (const p of client.listPaths({ family, table: 'global', signal })) if (!p.isWithdraw) paths.push({ neighborIp: p.neighborIp });
       }
       return countByNeighbor([paths]);

@@ -6,7 +6,7 @@ import ipaddr from 'ipaddr.js';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { parseListenAddress } from '../observe/server.js';
-import { canonicalAddressText, parseIpAddress, parseIpPrefix, prefixContainsAddress, prefixesOverlap, specialAddressKind, type IpPrefix } from '../routes/ip-prefix.js';
+import { canonicalAddressText, familyOf, parseIpAddress, parseIpPrefix, prefixContainsAddress, prefixesOverlap, specialAddressKind, type IpPrefix } from '../routes/ip-prefix.js';
 import { passwordFilePath } from './password-file.js';
 
 export class ConfigError extends Error {
@@ -66,7 +66,7 @@ export function unusableAddressProblem(text: string): string | undefined {
 
 /** Why text cannot be a BGP router ID (a dotted IPv4 address that is no special address), if it cannot. */
 export function routerIdProblem(text: string): string | undefined {
-  if (text.includes(':') || canonicalAddressText(text) === undefined) return `not a dotted IPv4 router ID: ${JSON.stringify(text)}`;
+  if (familyOf(text) === 'ipv6' || canonicalAddressText(text) === undefined) return `not a dotted IPv4 router ID: ${JSON.stringify(text)}`;
   return unusableAddressProblem(text);
 }
 

@@ -1,5 +1,6 @@
 // `ipset save` (and `ipset list -o save`) output, read in one place for every owner of sets: the policy applier and
 // the masquerade reconciler each turn these into their own observed state.
+import type { IpFamily } from '../routes/ip-prefix.js';
 
 export interface SavedSet {
   name: string;
@@ -8,6 +9,11 @@ export interface SavedSet {
   family: 'inet' | 'inet6';
   /** Entries as printed, in order; a `nomatch` entry keeps its flag after a space. */
   entries: string[];
+}
+
+/** ipset's family word for an IP family, as `create ... family` writes it and `ipset save` prints it. */
+export function ipsetFamily(family: IpFamily): 'inet' | 'inet6' {
+  return family === 'ipv4' ? 'inet' : 'inet6';
 }
 
 /** The sets of `text` whose names `ours` accepts (all by default), with their entries. */

@@ -11,6 +11,7 @@ import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
 import YAML from 'yaml';
+import { familyOf } from '../routes/ip-prefix.js';
 
 // ---- configuration ----------------------------------------------------------------------------------------
 
@@ -196,7 +197,7 @@ export function loadInClusterConfig(options: { env?: NodeJS.ProcessEnv; serviceA
       throw new KubeConfigError('IN_CLUSTER_UNAVAILABLE', file, `no kubeconfig given and no service account: cannot read ${file}: ${(err as Error).message}`);
     }
   }
-  const hostPart = host!.includes(':') ? `[${host}]` : host;
+  const hostPart = familyOf(host!) === 'ipv6' ? `[${host}]` : host;
   return { server: `https://${hostPart}:${port}`, ca: fs.readFileSync(caFile), insecureSkipTlsVerify: false, tokenFile, source: 'in-cluster' };
 }
 

@@ -2,6 +2,7 @@
 // cluster for the nodes (its node containers joined to the rack LANs as ext-containers), a plain Linux container for
 // each external host. Generated from the one topology file, never edited by hand.
 import { stringify } from 'yaml';
+import { familyOf } from '../routes/ip-prefix.js';
 import { FRR_GRACEFUL_RESTART_SECONDS, renderIntegratedConfig } from './frr.js';
 import { memberBatch } from './netns.js';
 import { RACK_BRIDGE, UPLINK_INTERFACE, planLayout, type LabLayout, type Topology, type VethEnd } from './topology.js';
@@ -33,7 +34,7 @@ function kindConfig(topology: Topology): string {
     kind: 'Cluster',
     apiVersion: 'kind.x-k8s.io/v1alpha4',
     networking: {
-      ipFamily: topology.cluster.podRanges.some((r) => r.includes(':')) && topology.cluster.podRanges.some((r) => !r.includes(':')) ? 'dual' : topology.cluster.podRanges.some((r) => r.includes(':')) ? 'ipv6' : 'ipv4',
+      ipFamily: topology.cluster.podRanges.some((r) => familyOf(r) === 'ipv6') && topology.cluster.podRanges.some((r) => familyOf(r) === 'ipv4') ? 'dual' : topology.cluster.podRanges.some((r) => familyOf(r) === 'ipv6') ? 'ipv6' : 'ipv4',
       // podroute is the CNI: the agent DaemonSet writes the conflist.
       disableDefaultCNI: true,
       podSubnet: topology.cluster.podRanges.join(','),
@@ -88,8 +89,8 @@ export function renderClab(topology: Topology, name: string): Record<string, str
       ...layout.racks.filter((r) => r.tor !== placed?.tor).flatMap((r) => r.subnets),
       ...layout.externals.flatMap((e) => e.networks),
     ].flatMap((net) => {
-      const gateway = placed?.gateways.find((g) => g.family === (net.includes(':') ? 'ipv6' : 'ipv4'));
-      return gateway === undefined ? [] : [`ip ${net.includes(':') ? '-6 ' : ''}route replace ${net} via ${gateway.address}`];
+      const gateway = placed?.gateways.find((g) => g.family === familyOf(net));
+      return gateway === undefined ? [] : [`ip ${familyOf(net) === 'ipv6' ? '-6 ' : ''}route replace ${net} via ${gateway.address}`];
     });
     nodes[kindNodeContainer(name, index)] = {
       kind: 'ext-container',

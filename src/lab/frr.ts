@@ -3,6 +3,7 @@
 import { execa } from 'execa';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { familyOf, IP_FAMILIES } from '../routes/ip-prefix.js';
 import type { FabricSession, LabLayout, Topology, TopologyRouter } from './topology.js';
 
 export const FRR_BIN_DIR = '/usr/lib/frr';
@@ -64,10 +65,6 @@ export function frrFiles(dir: string): FrrFiles {
   };
 }
 
-function v4(cidr: string): boolean {
-  return !cidr.includes(':');
-}
-
 export function renderZebraConf(router: TopologyRouter, files: FrrFiles): string {
   return [
     'frr version 8.4',
@@ -93,10 +90,12 @@ export function renderBgpdConf(topology: Topology, layout: LabLayout, routerName
   const sessions = layout.fabric.filter((s) => s.router === routerName);
   const rack = layout.racks.find((r) => r.tor === routerName);
   const externals = layout.externals.filter((e) => e.router === routerName);
+  const v4 = (c: string): boolean => familyOf(c) === 'ipv4';
+  const v6 = (c: string): boolean => familyOf(c) === 'ipv6';
   const podRanges4 = topology.cluster.podRanges.filter(v4);
-  const podRanges6 = topology.cluster.podRanges.filter((c) => !v4(c));
+  const podRanges6 = topology.cluster.podRanges.filter(v6);
   const announced4 = [...(rack?.subnets.filter(v4) ?? []), ...externals.flatMap((e) => e.networks.filter(v4))];
-  const announced6 = [...(rack?.subnets.filter((c) => !v4(c)) ?? []), ...externals.flatMap((e) => e.networks.filter((c) => !v4(c)))];
+  const announced6 = [...(rack?.subnets.filter(v6) ?? []), ...externals.flatMap((e) => e.networks.filter(v6))];
 
   const lines: string[] = [
     'frr version 8.4',
@@ -155,7 +154,7 @@ export function renderBgpdConf(topology: Topology, layout: LabLayout, routerName
     for (const address of nodeNeighborAddresses(layout, routerName)) lines.push(...nodeNeighborCommands(address));
     for (const subnet of rack.subnets) lines.push(` bgp listen range ${subnet} peer-group ${NODES_PEER_GROUP}`);
   }
-  for (const family of ['ipv4', 'ipv6'] as const) {
+  for (const family of IP_FAMILIES) {
     const familySessions = sessions.filter((s) => s.family === family);
     const announced = family === 'ipv4' ? announced4 : announced6;
     const podRanges = family === 'ipv4' ? podRanges4 : podRanges6;

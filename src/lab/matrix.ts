@@ -4,6 +4,7 @@ import { parsePodReply, probeMany, closeProbeConnections, type ProbeJob, type Pr
 import { labStatus, type LabStatusReport } from './status.js';
 import { labPaths } from './paths.js';
 import { readLabState } from './state.js';
+import { familyOf } from '../routes/ip-prefix.js';
 import { parseTopology, type Topology } from './topology.js';
 
 export interface MatrixTarget {
@@ -49,7 +50,7 @@ export function planMatrix(sources: MatrixSource[], targets: MatrixTarget[], tim
             port: p.port,
             protocol: p.protocol.toLowerCase() as ProbeProtocol,
             timeoutMs,
-            meta: { from: source.identity, to: target.identity, target: address, family: address.includes(':') ? 'ipv6' : 'ipv4', port: p.port, protocol: p.protocol },
+            meta: { from: source.identity, to: target.identity, target: address, family: familyOf(address), port: p.port, protocol: p.protocol },
           });
         }
       }

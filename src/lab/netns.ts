@@ -3,6 +3,7 @@
 // never sees any of them.
 import { createHash } from 'node:crypto';
 import { execa } from 'execa';
+import { addressBits, familyOf, IP_FAMILIES } from '../routes/ip-prefix.js';
 import type { LabLayout, MemberLayout, VethEnd, VethLayout } from './topology.js';
 
 export class NetnsError extends Error {
@@ -126,7 +127,7 @@ export function memberBatch(member: MemberLayout, layout: LabLayout): string[] {
     for (const address of end.interface.addresses) lines.push(addressLine(address, end.interface.name));
     lines.push(`link set ${end.interface.name} up`);
   }
-  for (const family of ['ipv4', 'ipv6'] as const) {
+  for (const family of IP_FAMILIES) {
     const gateways = member.defaultRoutes.filter((r) => r.family === family).map((r) => r.via);
     if (gateways.length === 0) continue;
     // Several gateways (a multi-homed node): one multipath route, not routes that replace each other.
@@ -157,7 +158,7 @@ export function vethEndBatch(end: VethEnd): string[] {
 }
 
 function addressLine(address: string, device: string): string {
-  return `address add ${address} dev ${device}${address.includes(':') ? ' nodad' : ''}`;
+  return `address add ${address} dev ${device}${familyOf(address) === 'ipv6' ? ' nodad' : ''}`;
 }
 
 export async function runBatch(netns: string, lines: string[]): Promise<void> {
@@ -174,7 +175,7 @@ export async function hostRoutes(): Promise<string[]> {
       if (r.type !== undefined && r.type !== 'unicast') continue;
       // Link-local routes exist on every link of every namespace and lead nowhere beyond it.
       if (/^fe[89ab][0-9a-f]:/i.test(r.dst)) continue;
-      routes.push(r.dst.includes('/') ? r.dst : `${r.dst}/${r.dst.includes(':') ? 128 : 32}`);
+      routes.push(r.dst.includes('/') ? r.dst : `${r.dst}/${addressBits(familyOf(r.dst))}`);
     }
   }
   return routes;

@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { formatPrefix, parsePrefix } from '../policy/cidr.js';
-import { parseIpAddress, parseIpPrefix, prefixContains, prefixContainsAddress, prefixesOverlap, type IpFamily, type IpPrefix } from '../routes/ip-prefix.js';
+import { addressBits, IP_FAMILIES, parseIpAddress, parseIpPrefix, prefixContains, prefixContainsAddress, prefixesOverlap, type IpFamily, type IpPrefix } from '../routes/ip-prefix.js';
 
 /** Member (router, node, external host) names become netns, interface and FRR names: short and plain. */
 export const MEMBER_NAME_PATTERN = /^[a-z][a-z0-9-]{0,11}$/;
@@ -32,8 +32,6 @@ export class TopologyError extends Error {
 // The shared prefix helpers do the arithmetic (src/routes/ip-prefix.ts; src/policy/cidr.ts for "the n-th address");
 // what is here only says what a topology file may write.
 
-export type { IpFamily };
-
 export interface Cidr {
   /** The address as written (may be a host address for interface addresses), in canonical form. */
   address: string;
@@ -49,10 +47,6 @@ export function parseCidrText(text: string): Cidr | undefined {
   const prefix = parseIpPrefix(text);
   if (address === undefined || prefix === undefined) return undefined;
   return { address: address.text, prefixLength: prefix.length, family: prefix.family };
-}
-
-export function familyOf(address: string): IpFamily | undefined {
-  return parseIpAddress(address)?.family;
 }
 
 /** The network of a CIDR (host bits cleared); throws on anything else, as callers pass validated CIDRs. */
@@ -85,7 +79,7 @@ export function cidrWithin(a: string, b: string): boolean {
 /** The n-th address of a CIDR (0 = network address); undefined when the CIDR is too small. */
 export function nthAddress(cidr: string, n: number): string | undefined {
   const network = parsePrefix(prefixOf(cidr).text);
-  const bits = network.family === 4 ? 32 : 128;
+  const bits = addressBits(network.family);
   if (n < 0 || BigInt(n) >= 1n << BigInt(bits - network.length)) return undefined;
   const host = formatPrefix({ family: network.family, base: network.base + BigInt(n), length: bits });
   return host.slice(0, host.indexOf('/'));
@@ -127,8 +121,8 @@ function cidrField(family?: IpFamily, network = true) {
 }
 const cidr = cidrField(undefined, false);
 const networkCidr = cidrField();
-const ipv4Address = z.string().refine((s) => familyOf(s) === 'ipv4', 'not an IPv4 address');
-const ipv6Address = z.string().refine((s) => familyOf(s) === 'ipv6', 'not an IPv6 address');
+const ipv4Address = z.string().refine((s) => parseIpAddress(s)?.family === 'ipv4', 'not an IPv4 address');
+const ipv6Address = z.string().refine((s) => parseIpAddress(s)?.family === 'ipv6', 'not an IPv6 address');
 const ipv4Network = cidrField('ipv4');
 const ipv6Network = cidrField('ipv6');
 const stringMap = z.record(z.string()).default({});
@@ -379,7 +373,7 @@ function crossCheck(t: Topology): string[] {
     for (const { tor: torName, rack } of racks) {
       const position = (rackMembers.get(torName) ?? 0) + 1;
       rackMembers.set(torName, position);
-      for (const family of ['ipv4', 'ipv6'] as const) {
+      for (const family of IP_FAMILIES) {
         const lan = rack[family];
         const given = tors.length === 1 && rack.ports === 'bridge' ? node.addresses?.[family] : undefined;
         if (given !== undefined && lan === undefined) {
@@ -618,7 +612,7 @@ export function planLayout(t: Topology): LabLayout {
     if (link.type !== 'p2p') continue;
     const a: VethEnd = { member: link.a, interface: { name: peerInterfaceName(link.b), addresses: [] } };
     const b: VethEnd = { member: link.b, interface: { name: peerInterfaceName(link.a), addresses: [] } };
-    for (const family of ['ipv4', 'ipv6'] as const) {
+    for (const family of IP_FAMILIES) {
       const subnet = link[family];
       if (subnet === undefined) continue;
       const [ha, hb] = pointToPointHosts(subnet);
@@ -650,7 +644,7 @@ export function planLayout(t: Topology): LabLayout {
       const uplinkIndex = nodeTors(node).indexOf(link.tor);
       const uplink: NodeUplink = { tor: link.tor, interface: uplinkInterfaceName(uplinkIndex), addresses: [], gateways: [] };
       const torPortAddresses: string[] = [];
-      for (const family of ['ipv4', 'ipv6'] as const) {
+      for (const family of IP_FAMILIES) {
         const lan = link[family];
         if (lan === undefined) continue;
         if (link.ports === 'routed') {

@@ -10,10 +10,8 @@
 // Two sets rather than one: a non-masquerade CIDR must not turn its sources into "pods" that get masqueraded.
 import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
-import { parseIpsetSave } from '../host/ipset-save.js';
-
-export type IpFamily = 'ipv4' | 'ipv6';
-export const IP_FAMILIES: readonly IpFamily[] = ['ipv4', 'ipv6'];
+import { ipsetFamily, parseIpsetSave } from '../host/ipset-save.js';
+import { IP_FAMILIES, type IpFamily } from '../routes/ip-prefix.js';
 
 export const MASQ_CHAIN = 'PODROUTE-MASQ';
 export const MASQ_JUMP_COMMENT = 'podroute: masquerade pod traffic leaving the cluster';
@@ -57,10 +55,6 @@ export interface MasqueradeFamilySpec {
 
 /** The config split by family; a family without cluster ranges is null: podroute owns nothing there. */
 export type MasqueradeSpec = Record<IpFamily, MasqueradeFamilySpec | null>;
-
-export function familyOfCidr(cidr: string): IpFamily {
-  return cidr.includes(':') ? 'ipv6' : 'ipv4';
-}
 
 /** `addr/len` with the host bits cleared and the address in canonical (RFC 5952) text. */
 export function canonicalCidr(addr: ipaddr.IPv4 | ipaddr.IPv6, prefixLength: number): string {
@@ -169,10 +163,6 @@ export function tempSetName(name: string): string {
 export function ownedSetNames(family: IpFamily): string[] {
   const { cluster, noMasquerade } = setNames(family);
   return [cluster, noMasquerade, tempSetName(cluster), tempSetName(noMasquerade)];
-}
-
-export function ipsetFamily(family: IpFamily): 'inet' | 'inet6' {
-  return family === 'ipv4' ? 'inet' : 'inet6';
 }
 
 export interface DesiredSet {

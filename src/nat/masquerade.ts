@@ -6,10 +6,9 @@
 import type { Logger } from '../observe/log.js';
 import { errorInfo, ReconcileLoop, type ReconcileStatus } from '../reconcile/loop.js';
 import { CommandFailedError, type CommandRunner, localRunner } from '../host/command.js';
+import { IP_FAMILIES, type IpFamily } from '../routes/ip-prefix.js';
 import {
   desiredMasqueradeFamily,
-  IP_FAMILIES,
-  type IpFamily,
   isEmptyPlan,
   MASQ_CHAIN,
   type MasqueradeConfig,

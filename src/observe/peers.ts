@@ -2,6 +2,7 @@
 // and prefix counts. Read at scrape/status time; when gobgpd does not answer, the last known peers are shown
 // as not established (their sessions are gone with gobgpd), so gauges drop to 0 instead of vanishing.
 import type { PeerAdminState, PeerStatus } from '../bgp/types.js';
+import { familyOf } from '../routes/ip-prefix.js';
 import { errorMessage } from './health.js';
 
 export type PeerType = 'node' | 'external';
@@ -69,7 +70,7 @@ export function sortPeers(peers: PeerReport[]): PeerReport[] {
 }
 
 function compareAddresses(a: string, b: string): number {
-  const key = (s: string): string => (s.includes(':') ? `1${s}` : `0${s.split('.').map((o) => o.padStart(3, '0')).join('.')}`);
+  const key = (s: string): string => (familyOf(s) === 'ipv6' ? `1${s}` : `0${s.split('.').map((o) => o.padStart(3, '0')).join('.')}`);
   return key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0;
 }
 

@@ -3,6 +3,7 @@
 // chains a plan names, `ipset restore` of our sets, `ipset destroy` of our stale sets.
 import { CommandFailedError, localRunner, type CommandRunner, type RunOptions } from '../host/command.js';
 import { parseIpsetSave } from '../host/ipset-save.js';
+import { ipVersion, type IpFamily } from '../routes/ip-prefix.js';
 import { CHAIN_PREFIX, JUMP_COMMENT, SET_PREFIX } from './compile.js';
 import {
   emptyObservedState,
@@ -13,7 +14,6 @@ import {
   type PolicyPlan,
   type SetPlan,
 } from './plan.js';
-import type { IpFamily } from './types.js';
 
 export class PolicyApplyError extends Error {
   readonly code = 'POLICY_APPLY_FAILED';
@@ -65,7 +65,7 @@ export function observedPolicySets(text: string): ObservedPolicyState['sets'] {
   const sets: ObservedPolicyState['sets'] = new Map();
   const ours = (name: string): boolean => name.startsWith(`${SET_PREFIX}4-`) || name.startsWith(`${SET_PREFIX}6-`);
   for (const set of parseIpsetSave(text, ours).values()) {
-    const family: IpFamily = set.family === 'inet6' ? 6 : 4;
+    const family: IpFamily = set.family === 'inet6' ? 'ipv6' : 'ipv4';
     sets.set(set.name, { name: set.name, type: set.type, family, members: set.entries.map((e) => normalizeSetMember(set.type, e)) });
   }
   return sets;
@@ -149,21 +149,21 @@ export class IptablesPolicyApplier {
         } catch (err) {
           if (signal?.aborted === true) throw err;
           // Refused as a whole: maybe a stale chain is still referenced from outside. Update first, clean up apart.
-          warnings.push(`IPv${f} update with cleanup refused, applying them apart: ${err instanceof Error ? err.message : String(err)}`);
+          warnings.push(`IPv${ipVersion(f)} update with cleanup refused, applying them apart: ${err instanceof Error ? err.message : String(err)}`);
         }
       }
-      if (main !== '') await refusedAs(`iptables-v${f}`, main, () => this.restore(f, main, opts));
+      if (main !== '') await refusedAs(`iptables-v${ipVersion(f)}`, main, () => this.restore(f, main, opts));
       if (cleanup === '') return;
       try {
         await this.restore(f, cleanup, opts);
       } catch (err) {
-        warnings.push(`removing stale IPv${f} chains: ${err instanceof Error ? err.message : String(err)}`);
+        warnings.push(`removing stale IPv${ipVersion(f)} chains: ${err instanceof Error ? err.message : String(err)}`);
       }
     };
     // Both families at once; they share nothing but the sets written above. Each family's commit is atomic, so a
     // refusal leaves that family on its previous rules, complete; the caller re-reads the kernel and retries. Both
     // transactions are committed or refused before this returns or throws (their processes end right after).
-    const outcomes = await Promise.allSettled([family(4), family(6)]);
+    const outcomes = await Promise.allSettled([family('ipv4'), family('ipv6')]);
     for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason;
     await this.destroySets(sets.destroySets, base, warnings);
     return { warnings, plan };
@@ -258,5 +258,5 @@ function lineCount(text: string): number {
 }
 
 function restoreCommand(family: IpFamily): string {
-  return family === 4 ? 'iptables-restore' : 'ip6tables-restore';
+  return family === 'ipv4' ? 'iptables-restore' : 'ip6tables-restore';
 }

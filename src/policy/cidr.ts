@@ -1,21 +1,12 @@
 // Prefix arithmetic for ipBlocks: prefixes as integers (for containment, halves and "cidr minus except"), parsed
 // and printed by the agent's one address parser (src/routes/ip-prefix.ts).
-import { formatIpBytes, parseIpPrefix } from '../routes/ip-prefix.js';
-import type { IpFamily } from './types.js';
+import { addressBits, formatIpBytes, parseIpPrefix, type IpFamily } from '../routes/ip-prefix.js';
 
 export interface Prefix {
   family: IpFamily;
   /** The network address as an unsigned integer (host bits zero). */
   base: bigint;
   length: number;
-}
-
-function bitsOf(family: IpFamily): number {
-  return family === 4 ? 32 : 128;
-}
-
-export function familyOfAddress(address: string): IpFamily {
-  return address.includes(':') ? 6 : 4;
 }
 
 /** Parses a CIDR, accepting host bits set ("10.0.0.5/24" is 10.0.0.0/24, as the API accepts it). Throws on junk. */
@@ -25,11 +16,11 @@ export function parsePrefix(cidr: string): Prefix {
   if (parsed === undefined) throw new Error(`not a CIDR: ${JSON.stringify(cidr)}`);
   let base = 0n;
   for (const byte of parsed.bytes) base = (base << 8n) | BigInt(byte);
-  return { family: parsed.family === 'ipv6' ? 6 : 4, base, length: parsed.length };
+  return { family: parsed.family, base, length: parsed.length };
 }
 
 export function formatPrefix(p: Prefix): string {
-  const bytes = new Uint8Array(bitsOf(p.family) / 8);
+  const bytes = new Uint8Array(addressBits(p.family) / 8);
   let value = p.base;
   for (let i = bytes.length - 1; i >= 0; i--) {
     bytes[i] = Number(value & 0xffn);
@@ -43,7 +34,7 @@ export function canonicalCidr(cidr: string): string {
 }
 
 function lastOf(p: Prefix): bigint {
-  return p.base + (1n << BigInt(bitsOf(p.family) - p.length)) - 1n;
+  return p.base + (1n << BigInt(addressBits(p.family) - p.length)) - 1n;
 }
 
 /** a contains b (or equals it). */
@@ -67,7 +58,7 @@ export function subtractPrefixes(cidr: Prefix, excepts: Prefix[]): Prefix[] {
 /** The two prefixes one bit longer that make up `p` (a host prefix has none: callers never split one). */
 export function halvesOf(p: Prefix): [Prefix, Prefix] {
   const length = p.length + 1;
-  const half = 1n << BigInt(bitsOf(p.family) - length);
+  const half = 1n << BigInt(addressBits(p.family) - length);
   return [
     { family: p.family, base: p.base, length },
     { family: p.family, base: p.base + half, length },

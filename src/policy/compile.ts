@@ -29,9 +29,9 @@ import { isIPv4, isIPv6, SocketAddress } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import type { LabelSelector, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Pod } from '../kube/wire.js';
 import { selectorMatches } from '../kube/label-selector.js';
-import { canonicalAddressText } from '../routes/ip-prefix.js';
-import { canonicalCidr, familyOfAddress, formatPrefix, halvesOf, parsePrefix, prefixContains, type Prefix } from './cidr.js';
-import type { ClusterState, IpFamily, PolicyNode, Protocol } from './types.js';
+import { addressBits, canonicalAddressText, familyOf, ipVersion, type IpFamily } from '../routes/ip-prefix.js';
+import { canonicalCidr, formatPrefix, halvesOf, parsePrefix, prefixContains, type Prefix } from './cidr.js';
+import type { ClusterState, PolicyNode, Protocol } from './types.js';
 import { PROTOCOLS } from './types.js';
 
 export const CHAIN_PREFIX = 'PRPOL-';
@@ -157,7 +157,7 @@ export function podIp(pod: Pod, family: IpFamily): string | undefined {
   for (const ip of ips) {
     if (typeof ip !== 'string' || ip === '') continue;
     try {
-      if (familyOfAddress(ip) === family) return canonicalAddress(ip);
+      if (familyOf(ip) === family) return canonicalAddress(ip);
     } catch {
       // A malformed status address is skipped; the pod is then simply not matched by that address.
     }
@@ -515,7 +515,7 @@ export function compileRuleChains(p: PreparedPolicy, dir: Direction, mark: numbe
   const name = ruleChainName(p.key, dir);
   const jump: Rule = ['-j', name];
   const none = (): RuleChainDef => ({ name, rules: null, peerChains: new Map(), jump, sets: [] });
-  if (!p.valid) return { 4: none(), 6: none() };
+  if (!p.valid) return { ipv4: none(), ipv6: none() };
   const markRule = ['-j', 'MARK', '--set-xmark', markArgs(mark).set];
   const side = dir === 'ingress' ? 'src' : 'dst';
   const address = dir === 'ingress' ? '-s' : '-d';
@@ -537,7 +537,7 @@ export function compileRuleChains(p: PreparedPolicy, dir: Direction, mark: numbe
   /** A rule's peers: one part per selector peer and per ipBlock with excepts; its plain ipBlocks of a family, one. */
   const peerParts = (peers: readonly NetworkPolicyPeer[]): RulePart[] => {
     const parts: RulePart[] = [];
-    const plain: Record<IpFamily, Prefix[]> = { 4: [], 6: [] };
+    const plain: Record<IpFamily, Prefix[]> = { ipv4: [], ipv6: [] };
     for (const peer of peers) {
       if (peer.ipBlock === undefined) {
         parts.push(selectorPart(peer));
@@ -548,7 +548,7 @@ export function compileRuleChains(p: PreparedPolicy, dir: Direction, mark: numbe
       if (excepts.length === 0) plain[cidr.family].push(cidr);
       else parts.push(fixedPart([cidr], excepts));
     }
-    for (const cidrs of [plain[4], plain[6]]) {
+    for (const cidrs of [plain.ipv4, plain.ipv6]) {
       const only = cidrs.length === 1 ? cidrs[0] : undefined;
       if (only !== undefined) {
         const words = [address, formatPrefix(only)];
@@ -571,7 +571,7 @@ export function compileRuleChains(p: PreparedPolicy, dir: Direction, mark: numbe
     const sets = new Map<string, SetDef>();
     const words = (part: RulePart): string[] => {
       if (part.set === undefined) return part.words('');
-      const set = `${SET_PREFIX}${family}-${part.set.kind}-${part.set.hash}`;
+      const set = `${SET_PREFIX}${ipVersion(family)}-${part.set.kind}-${part.set.hash}`;
       if (!sets.has(set)) sets.set(set, part.set.def(set));
       return part.words(set);
     };
@@ -600,7 +600,7 @@ export function compileRuleChains(p: PreparedPolicy, dir: Direction, mark: numbe
     });
     return { name, rules: rules.length === 0 ? null : rules, peerChains, jump, sets: [...sets.values()] };
   };
-  return { 4: forFamily(4), 6: forFamily(6) };
+  return { ipv4: forFamily('ipv4'), ipv6: forFamily('ipv6') };
 }
 
 /** Every chain of a rule chain definition: the rule chain and its peer chains (none when it allows nothing). */
@@ -687,9 +687,9 @@ export const DISPATCH_BUCKETS = 64;
 
 /** The low 6 bits of a canonical address (as podIp() returns it). */
 export function dispatchBucket(ip: string, family: IpFamily): number {
-  const last = ip.slice(ip.lastIndexOf(family === 4 ? '.' : ':') + 1);
-  const value = family === 4 ? Number(last) : last === '' ? 0 : parseInt(last, 16);
-  if (Number.isInteger(value) && !(family === 6 && last.includes('.'))) return value & (DISPATCH_BUCKETS - 1);
+  const last = ip.slice(ip.lastIndexOf(family === 'ipv4' ? '.' : ':') + 1);
+  const value = family === 'ipv4' ? Number(last) : last === '' ? 0 : parseInt(last, 16);
+  if (Number.isInteger(value) && !(family === 'ipv6' && last.includes('.'))) return value & (DISPATCH_BUCKETS - 1);
   const bytes = ipaddr.parse(ip).toByteArray();
   return (bytes[bytes.length - 1] ?? 0) & (DISPATCH_BUCKETS - 1);
 }
@@ -700,21 +700,21 @@ export function bucketChainName(dir: Direction, bucket: number): string {
 
 export function bucketRule(dir: Direction, bucket: number, family: IpFamily): Rule {
   const mask = DISPATCH_BUCKETS - 1;
-  const match = family === 4 ? `0.0.0.${bucket}/0.0.0.${mask}` : `::${bucket.toString(16)}/::${mask.toString(16)}`;
+  const match = family === 'ipv4' ? `0.0.0.${bucket}/0.0.0.${mask}` : `::${bucket.toString(16)}/::${mask.toString(16)}`;
   return [dir === 'ingress' ? '-d' : '-s', match, '-j', bucketChainName(dir, bucket)];
 }
 
 export function dispatchRule(dir: Direction, ip: string, family: IpFamily, podChain: string): Rule {
-  return [dir === 'ingress' ? '-d' : '-s', `${ip}${family === 4 ? '/32' : '/128'}`, '-j', podChain];
+  return [dir === 'ingress' ? '-d' : '-s', `${ip}/${addressBits(family)}`, '-j', podChain];
 }
 
 export function localSetName(family: IpFamily): string {
-  return `${SET_PREFIX}${family}-LOCAL`;
+  return `${SET_PREFIX}${ipVersion(family)}-LOCAL`;
 }
 
 /** The addresses of the node's live pods the agent knows from the API: a podCIDR source outside it is dropped. */
 export function knownSetName(family: IpFamily): string {
-  return `${SET_PREFIX}${family}-KNOWN`;
+  return `${SET_PREFIX}${ipVersion(family)}-KNOWN`;
 }
 
 /**
@@ -737,11 +737,11 @@ export function sourceChainRules(family: IpFamily, bindings: readonly SourceBind
   const bound: Rule[] = [];
   for (const b of bindings) {
     for (const ip of b.addresses) {
-      if ((ip.includes(':') ? 6 : 4) === family) bound.push(['-m', 'physdev', '--physdev-in', b.interface, '-s', `${ip}${family === 4 ? '/32' : '/128'}`, '-j', 'RETURN']);
+      if (familyOf(ip) === family) bound.push(['-m', 'physdev', '--physdev-in', b.interface, '-s', `${ip}/${addressBits(family)}`, '-j', 'RETURN']);
     }
   }
   const linkLocal: Rule[] =
-    family === 6
+    family === 'ipv6'
       ? ['fe80::/10', '::/128'].flatMap((src) => LINK_LOCAL_ICMPV6_TYPES.map((t): Rule => ['-s', src, '-p', 'ipv6-icmp', '-m', 'icmp6', '--icmpv6-type', t, '-j', 'RETURN']))
       : [];
   return [...bound, ...linkLocal, ['-j', 'DROP']];
@@ -770,7 +770,7 @@ export function baseChains(b: BaseChainsInput): Map<string, Rule[]> {
   const local = localSetName(b.family);
   const known = knownSetName(b.family);
   const ndp = (verdict: 'ACCEPT' | 'RETURN'): Rule[] =>
-    b.family === 6 ? NDP_ICMPV6_TYPES.map((t) => ['-p', 'ipv6-icmp', '-m', 'icmp6', '--icmpv6-type', t, '-j', verdict]) : [];
+    b.family === 'ipv6' ? NDP_ICMPV6_TYPES.map((t) => ['-p', 'ipv6-icmp', '-m', 'icmp6', '--icmpv6-type', t, '-j', verdict]) : [];
   const unknownSource = (viaLo: boolean): Rule[] =>
     b.podCIDRs.map((c) => [...(viaLo ? ['!', '-i', 'lo'] : []), '-s', c, '-m', 'set', '!', '--match-set', known, 'src', '-j', 'DROP']);
   const ingressGuard: Rule[] = b.pending.ingress

@@ -53,7 +53,8 @@ import {
   type RuleChainDef,
   type SetDef,
 } from './compile.js';
-import type { IpFamily, PolicyNode } from './types.js';
+import { addressBits, type IpFamily } from '../routes/ip-prefix.js';
+import type { PolicyNode } from './types.js';
 
 interface PodEntry {
   pod: Pod;
@@ -419,7 +420,7 @@ class FamilyState {
     }
     if (!wanted.has(CHAINS.source)) this.chains.delete(CHAINS.source);
     if (this.addressesChanged) {
-      const host = this.family === 4 ? '/32' : '/128';
+      const host = `/${addressBits(this.family)}`;
       this.specs.set(localSetName(this.family), makeSetSpec(localSetName(this.family), 'hash:net', this.family, [...cidrs, ...[...this.owners.keys()].map((ip) => `${ip}${host}`)]));
       this.specs.set(knownSetName(this.family), makeSetSpec(knownSetName(this.family), 'hash:ip', this.family, this.owners.keys()));
       this.addressesChanged = false;
@@ -538,7 +539,7 @@ function podEntry(pod: Pod, key: string, node: string): PodEntry {
     labels: pod.metadata?.labels ?? {},
     live,
     local: live && pod.spec?.nodeName === node,
-    ip: { 4: live ? podIp(pod, 4) : undefined, 6: live ? podIp(pod, 6) : undefined },
+    ip: { ipv4: live ? podIp(pod, 'ipv4') : undefined, ipv6: live ? podIp(pod, 'ipv6') : undefined },
   };
 }
 
@@ -612,11 +613,11 @@ export class PolicyCompiler {
       this.ctx = new CompilerContext(mark);
       this.namespaceText = new Map();
       this.identity = identity;
-      this.families = { 4: new FamilyState(4, input.node, this.ctx), 6: new FamilyState(6, input.node, this.ctx) };
+      this.families = { ipv4: new FamilyState('ipv4', input.node, this.ctx), ipv6: new FamilyState('ipv6', input.node, this.ctx) };
     }
     const families = this.families;
     if (families === null) throw new Error('incremental compiler: no state');
-    const both = [families[4], families[6]];
+    const both = [families.ipv4, families.ipv6];
     const ctx = this.ctx;
     ctx.startCompile();
     const rejudge = new Set<string>();
@@ -710,15 +711,15 @@ export class PolicyCompiler {
       for (const f of both) yield* f.judge(key, selecting);
     }
     this.stats = { pods: changedPods.length, namespaces: changedNamespaces.length, policies: changedPolicies.length, full };
-    const v4 = yield* families[4].finish(input.bridge);
-    const v6 = yield* families[6].finish(input.bridge);
+    const v4 = yield* families.ipv4.finish(input.bridge);
+    const v6 = yield* families.ipv6.finish(input.bridge);
     return { v4, v6, problems: [...this.problems] };
   }
 
   private podChanged(key: string, before: PodEntry | undefined, after: PodEntry | undefined, rejudge: Set<string>): void {
     const families = this.families;
     if (families === null) return;
-    for (const f of [families[4], families[6]]) {
+    for (const f of [families.ipv4, families.ipv6]) {
       f.podChanged(key, after);
       if (before?.local === true || after?.local === true) {
         rejudge.add(key);

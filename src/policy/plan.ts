@@ -6,8 +6,9 @@
 // per family replaces exactly the changed chains and then deletes the stale ones (if that is refused because
 // someone else still references a stale chain, the applier falls back to the update alone and a separate cleanup);
 // stale sets go after that.
+import { ipsetFamily } from '../host/ipset-save.js';
+import { familyOf, type IpFamily } from '../routes/ip-prefix.js';
 import { CHAIN_PREFIX, JUMP_COMMENT, NOMATCH, SET_PREFIX, type BuiltinJump, type CompiledPolicies, type FamilyRuleset, type IpSetSpec, type Rule } from './compile.js';
-import type { IpFamily } from './types.js';
 
 export const RULE_HASH_PREFIX = 'prpol:';
 const TEMP_SUFFIX = '-T';
@@ -242,8 +243,8 @@ export function normalizeSetMember(type: string, entry: string): string {
   if (type !== 'hash:net') return entry;
   const flag = entry.endsWith(NOMATCH) ? NOMATCH : '';
   const net = entry.slice(0, entry.length - flag.length);
-  if (!net.includes(':') && net.endsWith('/32')) return net.slice(0, -3) + flag;
-  if (net.includes(':') && net.endsWith('/128')) return net.slice(0, -4) + flag;
+  if (familyOf(net) === 'ipv4' && net.endsWith('/32')) return net.slice(0, -3) + flag;
+  if (familyOf(net) === 'ipv6' && net.endsWith('/128')) return net.slice(0, -4) + flag;
   return entry;
 }
 
@@ -283,7 +284,7 @@ const SAFE_MEMBER = /^[0-9A-Za-z.:/, -]+$/;
 
 function setHeader(name: string, spec: IpSetSpec): string {
   const maxelem = Math.max(65536, 2 ** Math.ceil(Math.log2(spec.members.length * 2 + 1)));
-  return `create ${name} ${spec.type} family ${spec.family === 4 ? 'inet' : 'inet6'} maxelem ${maxelem}`;
+  return `create ${name} ${spec.type} family ${ipsetFamily(spec.family)} maxelem ${maxelem}`;
 }
 
 function planSets(desired: IpSetSpec[], observed: Map<string, ObservedSet>): { script: string; changed: number } {
@@ -340,9 +341,9 @@ export function planRuleChanges(desired: CompiledPolicies, observed: ObservedPol
   const v6 = planFamily(desired.v6, observed.v6, tails);
   return {
     ipsetRestore: sets.ipsetRestore,
-    iptablesRestore: { 4: v4.main, 6: v6.main },
-    iptablesCleanup: { 4: v4.cleanup, 6: v6.cleanup },
-    iptablesCombined: { 4: v4.combined, 6: v6.combined },
+    iptablesRestore: { ipv4: v4.main, ipv6: v6.main },
+    iptablesCleanup: { ipv4: v4.cleanup, ipv6: v6.cleanup },
+    iptablesCombined: { ipv4: v4.combined, ipv6: v6.combined },
     destroySets: sets.destroySets,
     summary: {
       changedChains: v4.changed + v6.changed,

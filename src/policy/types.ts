@@ -4,7 +4,6 @@ import type { Namespace, NetworkPolicy, Pod } from '../kube/wire.js';
 
 export type Protocol = 'TCP' | 'UDP' | 'SCTP';
 export const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
-export type IpFamily = 4 | 6;
 
 /** One consistent snapshot of the objects NetworkPolicy depends on. */
 export interface ClusterState {

@@ -4,7 +4,29 @@
 // Own code instead of ipaddr.js on this path because learned paths and kernel dumps run to 50k+ entries and
 // ipaddr.js's generic parse costs ~3 µs per address here (17 µs when it first tries the other family).
 
+/** The one IP family type of the agent: BGP's and the kernel's words. Tools' spellings (4/6, -4/-6, inet/inet6) are
+ * rendered from it where the text is written. */
 export type IpFamily = 'ipv4' | 'ipv6';
+
+export const IP_FAMILIES: readonly IpFamily[] = ['ipv4', 'ipv6'];
+
+/**
+ * The family of an address or prefix text, without validating it (only IPv6 text has a ':'): cheap enough for the
+ * loops over every pod CIDR and policy peer. Text from outside is parsed (parseIpAddress, parseIpPrefix) first.
+ */
+export function familyOf(addressOrPrefix: string): IpFamily {
+  return addressOrPrefix.includes(':') ? 'ipv6' : 'ipv4';
+}
+
+/** Bits in an address of the family: 32 or 128, the prefix length of a host route. */
+export function addressBits(family: IpFamily): 32 | 128 {
+  return family === 'ipv4' ? 32 : 128;
+}
+
+/** The IP version number (4 or 6), as iptables' -4/-6 and our set and chain names spell a family. */
+export function ipVersion(family: IpFamily): 4 | 6 {
+  return family === 'ipv4' ? 4 : 6;
+}
 
 export interface IpAddress {
   family: IpFamily;
@@ -134,7 +156,7 @@ export function formatIpBytes(bytes: Uint8Array): string {
 }
 
 function parseAddressBytes(text: string): Uint8Array | undefined {
-  if (text.includes(':')) return parseIpv6Bytes(text);
+  if (familyOf(text) === 'ipv6') return parseIpv6Bytes(text);
   const bytes = new Uint8Array(4);
   return parseIpv4Bytes(text, bytes, 0) ? bytes : undefined;
 }
@@ -296,7 +318,7 @@ function scanLength(text: string, start: number, max: number): number {
 
 /** Canonical text of a prefix (as parseIpPrefix(...).text); the very same string when it already is canonical. */
 export function canonicalPrefixText(text: string, defaultFamily: IpFamily = 'ipv4'): string | undefined {
-  if (text.includes(':') || text === 'default') return parseIpPrefix(text, defaultFamily)?.text;
+  if (familyOf(text) === 'ipv6' || text === 'default') return parseIpPrefix(text, defaultFamily)?.text;
   const slash = text.indexOf('/');
   const value = scanIpv4(text, 0, slash < 0 ? text.length : slash);
   if (value < 0) return undefined;
@@ -310,7 +332,7 @@ export function canonicalPrefixText(text: string, defaultFamily: IpFamily = 'ipv
 
 /** Canonical text of an address; the very same string when it already is canonical. */
 export function canonicalAddressText(text: string): string | undefined {
-  if (text.includes(':')) return parseIpAddress(text)?.text;
+  if (familyOf(text) === 'ipv6') return parseIpAddress(text)?.text;
   return scanIpv4(text, 0, text.length) >= 0 ? text : undefined;
 }
 
@@ -320,7 +342,7 @@ export function canonicalAddressText(text: string): string | undefined {
  */
 export function ipSortKey(canonical: string): number | string {
   const slash = canonical.indexOf('/');
-  if (!canonical.includes(':')) {
+  if (familyOf(canonical) === 'ipv4') {
     const value = scanIpv4(canonical, 0, slash < 0 ? canonical.length : slash);
     return value * 64 + (slash < 0 ? 32 : Number(canonical.slice(slash + 1)));
   }

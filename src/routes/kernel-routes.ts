@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { CommandFailedError, localRunner } from '../host/command.js';
 import { KernelRouteError, RouteInputError, type FailedBatchLine } from './errors.js';
-import { canonicalNextHops, canonicalPrefixText, type IpFamily } from './ip-prefix.js';
+import { canonicalNextHops, canonicalPrefixText, familyOf, type IpFamily } from './ip-prefix.js';
 import { defaultMetric, type KernelRoute, type RouteChange } from './plan-routes.js';
 
 /**
@@ -96,10 +96,6 @@ export function parseIpRouteJson(output: string, family: IpFamily): KernelRoute[
     routes.push(route);
   }
   return routes;
-}
-
-function familyOf(prefix: string): IpFamily {
-  return prefix.includes(':') ? 'ipv6' : 'ipv4';
 }
 
 /**

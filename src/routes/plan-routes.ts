@@ -1,7 +1,7 @@
 // The route planner: desired routes vs the kernel's routes of our protocol -> the changes to make. Pure.
 // Ownership: only routes of our protocol number are ever replaced or deleted. A prefix that has a route of
 // another protocol (a foreign route) and none of ours is a conflict: we step aside and report it.
-import { compareSortKeys, ipSortKey, type IpFamily } from './ip-prefix.js';
+import { compareSortKeys, familyOf, ipSortKey, type IpFamily } from './ip-prefix.js';
 import type { DesiredRoute } from './select-routes.js';
 
 /** A route as read from the kernel's main table. */
@@ -28,10 +28,6 @@ export type RouteChange =
 /** The metric the kernel gives a route added without one: routes we install always carry it. */
 export function defaultMetric(family: IpFamily): number {
   return family === 'ipv4' ? 0 : 1024;
-}
-
-function familyOf(canonicalPrefix: string): IpFamily {
-  return canonicalPrefix.includes(':') ? 'ipv6' : 'ipv4';
 }
 
 function groupByPrefix(routes: readonly KernelRoute[]): Map<string, KernelRoute[]> {

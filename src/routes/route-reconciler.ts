@@ -9,7 +9,7 @@
 import type { Logger } from '../observe/log.js';
 import { ReconcileLoop, type ReconcileStatus } from '../reconcile/loop.js';
 import { KernelRouteError, RouteInputError } from './errors.js';
-import { canonicalNextHops, canonicalPrefixText, type IpFamily } from './ip-prefix.js';
+import { canonicalNextHops, canonicalPrefixText, familyOf } from './ip-prefix.js';
 import { IpRouteTable, validateProtocol, type RouteTable } from './kernel-routes.js';
 import { hasDefaultKey, planRoutes, type KernelRoute, type RouteChange } from './plan-routes.js';
 import type { DesiredRoute } from './select-routes.js';
@@ -107,10 +107,6 @@ function validateChanges(changes: Iterable<[string, DesiredRoute | undefined]>):
     valid.set(prefix, checked);
   }
   return valid;
-}
-
-function familyOf(prefix: string): IpFamily {
-  return prefix.includes(':') ? 'ipv6' : 'ipv4';
 }
 
 export class RouteReconciler {

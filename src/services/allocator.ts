@@ -18,7 +18,7 @@
 //   address (the subnet-router anycast, up to /126) are never handed out.
 import type { LabelSelector, Service } from '../kube/wire.js';
 import { selectorMatches } from '../kube/label-selector.js';
-import { formatIpBytes, parseIpAddress, parseIpPrefix, prefixContainsAddress, type IpAddress, type IpFamily, type IpPrefix } from '../routes/ip-prefix.js';
+import { addressBits, formatIpBytes, parseIpAddress, parseIpPrefix, prefixContainsAddress, type IpAddress, type IpFamily, type IpPrefix } from '../routes/ip-prefix.js';
 
 /** The `spec.loadBalancerClass` podroute serves (as does a Service with none). */
 export const LOAD_BALANCER_CLASS = 'podroute.io/bgp';
@@ -120,7 +120,7 @@ function toBigInt(bytes: Uint8Array): bigint {
 }
 
 function fromBigInt(value: bigint, family: IpFamily): IpAddress {
-  const bytes = new Uint8Array(family === 'ipv4' ? 4 : 16);
+  const bytes = new Uint8Array(addressBits(family) / 8);
   for (let i = bytes.length - 1; i >= 0; i--) {
     bytes[i] = Number(value & 0xffn);
     value >>= 8n;
@@ -130,7 +130,7 @@ function fromBigInt(value: bigint, family: IpFamily): IpAddress {
 
 /** The addresses of a prefix that are handed out: first and last as numbers. */
 function usableRange(prefix: IpPrefix): { first: bigint; last: bigint } {
-  const bits = prefix.family === 'ipv4' ? 32 : 128;
+  const bits = addressBits(prefix.family);
   const base = toBigInt(prefix.bytes);
   const last = base + (1n << BigInt(bits - prefix.length)) - 1n;
   if (prefix.family === 'ipv4' && prefix.length <= 30) return { first: base + 1n, last: last - 1n };

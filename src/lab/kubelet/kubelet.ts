@@ -16,6 +16,7 @@ import {
 } from '@kubernetes/client-node';
 import ipaddr from 'ipaddr.js';
 import { createLogger, type Logger } from '../../observe/log.js';
+import { familyOf, ipVersion } from '../../routes/ip-prefix.js';
 import { renderKubeconfig } from '../apiserver/index.js';
 import { LAB_NAME_PATTERN, NODE_API_PROXY, labPaths } from '../paths.js';
 import { serveProbeControl, type ProbeControlServer } from '../probe.js';
@@ -163,7 +164,7 @@ function localNodeAddresses(conflist: CniConflist | undefined): string[] {
       out.push(a.address);
     }
   }
-  return out.sort((a, b) => Number(a.includes(':')) - Number(b.includes(':')));
+  return out.sort((a, b) => ipVersion(familyOf(a)) - ipVersion(familyOf(b)));
 }
 
 /** Runs the lab kubelet until `signal` aborts. Returns after its own sockets are closed; pods keep running. */

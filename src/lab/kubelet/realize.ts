@@ -7,6 +7,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { familyOf } from '../../routes/ip-prefix.js';
 import { labPaths, type LabPaths } from '../paths.js';
 import { formatPortList, type ServedPort } from '../podserver.js';
 import { cniAdd, cniDel, resultIps, type CniConflist, type CniResult, type CniRuntimeArgs } from './cni.js';
@@ -87,7 +88,7 @@ async function ip(args: string[]): Promise<void> {
 
 /** Waits (bounded) until none of `addresses` is a tentative IPv6 address in this netns or in `netns`. */
 export async function waitIpv6Settled(addresses: readonly string[], netns: string | undefined, timeoutMs = 10_000): Promise<void> {
-  const wanted = new Set(addresses.filter((a) => a.includes(':')));
+  const wanted = new Set(addresses.filter((a) => familyOf(a) === 'ipv6'));
   if (wanted.size === 0) return;
   const deadline = Date.now() + timeoutMs;
   for (;;) {

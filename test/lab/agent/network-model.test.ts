@@ -22,6 +22,7 @@ import { readLabState } from '../../../src/lab/state.js';
 import { repoRoot, testLabName } from '../lab/leftovers.js';
 import { pollUntil } from '../../poll.js';
 import { RouteMonitor } from '../route-monitor.js';
+import { familyOf } from '../../../src/routes/ip-prefix.js';
 
 const LAB = testLabName('e2enet', 'e2e');
 const paths = labPaths(LAB);
@@ -63,7 +64,7 @@ async function failures(jobs: (ProbeJob & { expectClient?: string; expectIdentit
 }
 
 function sameFamily(a: string, b: string): boolean {
-  return a.includes(':') === b.includes(':');
+  return familyOf(a) === familyOf(b);
 }
 
 function kernelRoutes(node: string): Promise<string[]> {
@@ -376,8 +377,8 @@ describe('network model end to end (two-racks with podroute agents)', function (
       ...v6pod.ips.map((target) => ({ from: src.socket, target, port: 80, protocol: 'tcp' as const, timeoutMs: 2000, expectIdentity: 'z/v6only', expectClient: src.ips.find((ip) => sameFamily(ip, target)) })),
       ...v4pod.ips.map((target) => ({ from: src.socket, target, port: 80, protocol: 'udp' as const, timeoutMs: 2000, expectIdentity: 'z/v4only', expectClient: src.ips.find((ip) => sameFamily(ip, target)) })),
       // ...and back: the single-stack pods reach the others in their family.
-      ...src.ips.filter((ip) => ip.includes(':')).map((target) => ({ from: v6pod.socket, target, port: 81, protocol: 'tcp' as const, timeoutMs: 2000, expectIdentity: src.id, expectClient: v6pod.ips[0] })),
-      ...src.ips.filter((ip) => !ip.includes(':')).map((target) => ({ from: v4pod.socket, target, port: 81, protocol: 'tcp' as const, timeoutMs: 2000, expectIdentity: src.id, expectClient: v4pod.ips[0] })),
+      ...src.ips.filter((ip) => familyOf(ip) === 'ipv6').map((target) => ({ from: v6pod.socket, target, port: 81, protocol: 'tcp' as const, timeoutMs: 2000, expectIdentity: src.id, expectClient: v6pod.ips[0] })),
+      ...src.ips.filter((ip) => familyOf(ip) === 'ipv4').map((target) => ({ from: v4pod.socket, target, port: 81, protocol: 'tcp' as const, timeoutMs: 2000, expectIdentity: src.id, expectClient: v4pod.ips[0] })),
     ]);
     expect(await failures(jobs)).to.deep.equal([]);
 

@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, rmSync, openSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pollUntil } from '../../poll.js';
+import { familyOf } from '../../../src/routes/ip-prefix.js';
 
 export interface GobgpdProcess {
   readonly name: string;
@@ -100,7 +101,7 @@ export function createNetnsPair(prefix: string, subnet: number): NetnsPair {
     v6: { a: `fd00:${subnet}::1`, b: `fd00:${subnet}::2` },
     addAddress: (ns, cidr) => {
       const dev = ns === a ? `${prefix}a` : `${prefix}b`;
-      const v6 = cidr.includes(':');
+      const v6 = familyOf(cidr) === 'ipv6';
       ip('-n', ns, ...(v6 ? ['-6'] : []), 'addr', 'add', cidr, 'dev', dev, ...(v6 ? ['nodad'] : []));
     },
     close: () => {

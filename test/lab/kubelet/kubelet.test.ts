@@ -16,6 +16,7 @@ import { closeProbeConnections, parsePodReply, probe, probeMany, type ProbeJob }
 import { gatewayOf, renderCniConflist } from '../../../src/node/cni.js';
 import { pollUntil } from '../../poll.js';
 import { testLabName } from '../lab/leftovers.js';
+import { familyOf } from '../../../src/routes/ip-prefix.js';
 
 const LAB = testLabName('h4k', 'kl');
 const NODE = 'n1';
@@ -216,7 +217,7 @@ describe('lab kubelet (real CNI plugins, node netns, lab API server)', function 
       const reply = parsePodReply(r.reply ?? '');
       expect(reply?.identity).to.equal('x/a');
       // The node reaches its pods from its bridge, whose addresses are the podCIDRs' gateways.
-      const gateway = gatewayOf(job.target.includes(':') ? POD_CIDRS[1]! : POD_CIDRS[0]!);
+      const gateway = gatewayOf(familyOf(job.target) === 'ipv6' ? POD_CIDRS[1]! : POD_CIDRS[0]!);
       expect(reply?.clientAddress, `${job.protocol} ${job.target}:${job.port}`).to.equal(gateway);
     });
     // Undeclared ports are not served.
@@ -233,7 +234,7 @@ describe('lab kubelet (real CNI plugins, node netns, lab API server)', function 
     results.forEach((r, i) => {
       const job = jobs[i]!;
       expect(r.ok, `${job.protocol} ${job.target} ${JSON.stringify(r)}`).to.equal(true);
-      expect(parsePodReply(r.reply ?? '')).to.deep.equal({ identity: 'x/a', clientAddress: job.target.includes(':') ? bV6 : bV4 });
+      expect(parsePodReply(r.reply ?? '')).to.deep.equal({ identity: 'x/a', clientAddress: familyOf(job.target) === 'ipv6' ? bV6 : bV4 });
     });
   });
 

@@ -18,6 +18,7 @@ import { readLabState } from '../../../src/lab/state.js';
 import { cidrContainsAddress, cidrsOverlap, parseTopology, planLayout } from '../../../src/lab/topology.js';
 import { leftovers, NOTHING, repoRoot, testLabName } from './leftovers.js';
 import { pollUntil } from '../../poll.js';
+import { addressBits, familyOf } from '../../../src/routes/ip-prefix.js';
 
 const LAB = testLabName('h3t', 't');
 const topologyFile = path.join(repoRoot(), 'topologies', 'two-racks.yaml');
@@ -171,7 +172,7 @@ describe('lab: two-racks in network namespaces', function () {
       for (const family of ['-4', '-6']) {
         const routes = JSON.parse(execFileSync('ip', ['-n', ns, '-j', family, 'route', 'show', 'table', 'all'], { encoding: 'utf8' })) as { dst: string; type?: string }[];
         for (const r of routes.filter((x) => x.dst !== 'default' && !x.dst.startsWith('fe80:') && (x.type === undefined || x.type === 'unicast'))) {
-          const dst = r.dst.includes('/') ? r.dst : `${r.dst}/${r.dst.includes(':') ? 128 : 32}`;
+          const dst = r.dst.includes('/') ? r.dst : `${r.dst}/${addressBits(familyOf(r.dst))}`;
           for (const h of host) expect(cidrsOverlap(dst, h), `${ns}: ${dst} overlaps host route ${h}`).to.equal(false);
         }
       }

@@ -13,6 +13,7 @@ import { createLogger } from '../../../src/observe/log.js';
 import { testLabName } from '../lab/leftovers.js';
 import { createNetns, deleteNetns, inNs, ProcessGroup, sh } from './netns.js';
 import { pollUntil } from '../../poll.js';
+import { familyOf, IP_FAMILIES, type IpFamily } from '../../../src/routes/ip-prefix.js';
 
 // PODROUTE_TEST_LAB_PREFIX (engineers running lab tests side by side) replaces the h6 of the names.
 const NS_PREFIX = testLabName('h6', '');
@@ -30,7 +31,7 @@ const CONFIG: MasqueradeConfig = {
 };
 
 const FAMILIES = {
-  v4: {
+  ipv4: {
     iptables: 'iptables',
     pod: '10.244.1.10',
     node: '192.0.2.1',
@@ -39,7 +40,7 @@ const FAMILIES = {
     otherPod: '10.244.2.10',
     noMasq: '198.51.100.10',
   },
-  v6: {
+  ipv6: {
     iptables: 'ip6tables',
     pod: 'fd00:10:244:1::10',
     node: '2001:db8:1::1',
@@ -48,8 +49,7 @@ const FAMILIES = {
     otherPod: 'fd00:10:244:2::10',
     noMasq: '2001:db8:99::10',
   },
-} as const;
-type Family = keyof typeof FAMILIES;
+} as const satisfies Record<IpFamily, unknown>;
 
 function canonical(address: string): string {
   const addr = ipaddr.parse(address.replace(/^\[|\]$/g, ''));
@@ -93,7 +93,7 @@ async function buildTopology(): Promise<void> {
     [EXT, 'lo', '2001:db8:99::10/128'],
   ];
   for (const [ns, dev, cidr] of addrs) {
-    await ipn(ns, 'addr', 'add', cidr, 'dev', dev, ...(cidr.includes(':') ? ['nodad'] : []));
+    await ipn(ns, 'addr', 'add', cidr, 'dev', dev, ...(familyOf(cidr) === 'ipv6' ? ['nodad'] : []));
   }
   const routes: Array<[string, string, string]> = [
     [POD, 'default', '10.244.1.1'],
@@ -107,17 +107,17 @@ async function buildTopology(): Promise<void> {
     [EXT, 'fd00:10:244:1::/64', '2001:db8:1::1'],
   ];
   for (const [ns, dst, via] of routes) {
-    await ipn(ns, ...(via.includes(':') ? ['-6'] : []), 'route', 'add', dst, 'via', via);
+    await ipn(ns, ...(familyOf(via) === 'ipv6' ? ['-6'] : []), 'route', 'add', dst, 'via', via);
   }
   await inNs(NODE, ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1']);
 }
 
-async function ourChainRules(family: Family): Promise<string[]> {
+async function ourChainRules(family: IpFamily): Promise<string[]> {
   const out = await inNs(NODE, [FAMILIES[family].iptables, '-t', 'nat', '-S', MASQ_CHAIN]);
   return out.split('\n').filter((l) => l.startsWith(`-A ${MASQ_CHAIN}`));
 }
 
-async function postrouting(family: Family): Promise<string[]> {
+async function postrouting(family: IpFamily): Promise<string[]> {
   return (await inNs(NODE, [FAMILIES[family].iptables, '-t', 'nat', '-S', 'POSTROUTING'])).split('\n').filter(Boolean);
 }
 
@@ -138,19 +138,19 @@ const FOREIGN = {
 };
 
 async function addForeign(rule: string): Promise<void> {
-  for (const family of ['v4', 'v6'] as const) {
-    const spec = family === 'v6' ? rule.replace('203.0.113.0/24', '2001:db8:f00::/48').replace('203.0.113.64/26', '2001:db8:f01::/48') : rule;
+  for (const family of IP_FAMILIES) {
+    const spec = family === 'ipv6' ? rule.replace('203.0.113.0/24', '2001:db8:f00::/48').replace('203.0.113.64/26', '2001:db8:f01::/48') : rule;
     await inNs(NODE, [FAMILIES[family].iptables, '-t', 'nat', ...spec.split(' ')]);
   }
 }
 
 async function foreignIntact(): Promise<void> {
-  for (const family of ['v4', 'v6'] as const) {
+  for (const family of IP_FAMILIES) {
     const rules = await postrouting(family);
     expect(rules.some((r) => r.includes('h6-foreign-before')), `${family} before`).to.equal(true);
     expect(rules.some((r) => r.includes('h6-foreign-after')), `${family} after`).to.equal(true);
     const chain = await inNs(NODE, [FAMILIES[family].iptables, '-t', 'nat', '-S', 'H6-FOREIGN']);
-    expect(chain).to.contain(`-A H6-FOREIGN -d ${family === 'v4' ? '203.0.113.9/32' : '2001:db8:f00::9/128'}`);
+    expect(chain).to.contain(`-A H6-FOREIGN -d ${family === 'ipv4' ? '203.0.113.9/32' : '2001:db8:f00::9/128'}`);
   }
   expect(await inNs(NODE, ['ipset', 'list', '-n'])).to.contain('h6-foreign-set');
 }
@@ -184,10 +184,10 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
     await servers.start(['ip', 'netns', 'exec', NODE, 'node', ECHO, 'serve', String(PORT), ...nodeAddresses], 'ready');
     // Other tools' state in the node's nat table, present before podroute starts.
     await addForeign(FOREIGN.before);
-    for (const family of ['v4', 'v6'] as const) {
+    for (const family of IP_FAMILIES) {
       const ipt = FAMILIES[family].iptables;
       await inNs(NODE, [ipt, '-t', 'nat', '-N', 'H6-FOREIGN']);
-      await inNs(NODE, [ipt, '-t', 'nat', '-A', 'H6-FOREIGN', '-d', family === 'v4' ? '203.0.113.9' : '2001:db8:f00::9', '-j', 'RETURN']);
+      await inNs(NODE, [ipt, '-t', 'nat', '-A', 'H6-FOREIGN', '-d', family === 'ipv4' ? '203.0.113.9' : '2001:db8:f00::9', '-j', 'RETURN']);
     }
     await inNs(NODE, ['ipset', 'create', 'h6-foreign-set', 'hash:ip']);
   });
@@ -199,15 +199,15 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
   });
 
   it('without podroute nothing is masqueraded (the probes can tell)', async () => {
-    expect(await seenFrom('tcp', FAMILIES.v4.external)).to.equal(FAMILIES.v4.pod);
-    expect(await seenFrom('udp', FAMILIES.v6.external)).to.equal(FAMILIES.v6.pod);
+    expect(await seenFrom('tcp', FAMILIES.ipv4.external)).to.equal(FAMILIES.ipv4.pod);
+    expect(await seenFrom('udp', FAMILIES.ipv6.external)).to.equal(FAMILIES.ipv6.pod);
   });
 
   it('start: pod traffic leaving the cluster is SNATed to the node; to pods, nodes and non-masquerade ranges it is not', async () => {
     const reconciler = await running();
     expect(reconciler.status()).to.include({ inSync: true });
     expect(reconciler.status().loop.failures).to.equal(0);
-    for (const family of ['v4', 'v6'] as const) {
+    for (const family of IP_FAMILIES) {
       const f = FAMILIES[family];
       for (const proto of ['tcp', 'udp'] as const) {
         const at = `${family}/${proto}`;
@@ -244,7 +244,7 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
 
   it('the periodic resync repairs drift: deleted jump, flushed chain, edited set, duplicate jump', async () => {
     await running();
-    for (const family of ['v4', 'v6'] as const) {
+    for (const family of IP_FAMILIES) {
       const ipt = FAMILIES[family].iptables;
       await inNs(NODE, [ipt, '-t', 'nat', '-D', 'POSTROUTING', '-m', 'comment', '--comment', MASQ_JUMP_COMMENT, '-j', MASQ_CHAIN]);
       await inNs(NODE, [ipt, '-t', 'nat', '-F', MASQ_CHAIN]);
@@ -254,7 +254,7 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
     await inNs(NODE, ['iptables', '-t', 'nat', '-A', 'POSTROUTING', '-m', 'comment', '--comment', MASQ_JUMP_COMMENT, '-j', MASQ_CHAIN]);
     await inNs(NODE, ['iptables', '-t', 'nat', '-A', 'POSTROUTING', '-m', 'comment', '--comment', MASQ_JUMP_COMMENT, '-j', MASQ_CHAIN]);
     await pollUntil('drift repaired', async () => {
-      for (const family of ['v4', 'v6'] as const) {
+      for (const family of IP_FAMILIES) {
         if ((await ourChainRules(family)).length !== 3) return undefined;
         if ((await postrouting(family)).filter((r) => r.includes(MASQ_JUMP_COMMENT)).length !== 1) return undefined;
       }
@@ -263,7 +263,7 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
       if (sets.includes('add podroute-cluster-v6 2001:db8:1::/64')) return undefined;
       return true;
     }, { timeoutMs: 15_000 });
-    for (const family of ['v4', 'v6'] as const) {
+    for (const family of IP_FAMILIES) {
       const f = FAMILIES[family];
       expect(await seenFrom('tcp', f.external)).to.equal(canonical(f.node));
       expect(await seenFrom('udp', f.noMasq)).to.equal(canonical(f.pod));
@@ -273,18 +273,18 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
 
   it('a rule another program inserts above our jump (accepting pod traffic) is overtaken: ours goes back on top', async () => {
     await running();
-    const accept = (family: 'v4' | 'v6', op: '-I' | '-D'): string[] => [
+    const accept = (family: IpFamily, op: '-I' | '-D'): string[] => [
       FAMILIES[family].iptables, '-t', 'nat', op, 'POSTROUTING', ...(op === '-I' ? ['1'] : []), '-s', FAMILIES[family].pod, '-j', 'ACCEPT',
     ];
-    for (const family of ['v4', 'v6'] as const) await inNs(NODE, accept(family, '-I'));
+    for (const family of IP_FAMILIES) await inNs(NODE, accept(family, '-I'));
     await pollUntil('our jump first again', async () => {
-      for (const family of ['v4', 'v6'] as const) {
+      for (const family of IP_FAMILIES) {
         const first = (await postrouting(family)).find((r) => r.startsWith('-A POSTROUTING'));
         if (first?.includes(MASQ_JUMP_COMMENT) !== true) return undefined;
       }
       return true;
     }, { timeoutMs: 15_000 });
-    for (const family of ['v4', 'v6'] as const) {
+    for (const family of IP_FAMILIES) {
       const f = FAMILIES[family];
       expect(await seenFrom('tcp', f.external), `${family} external`).to.equal(canonical(f.node));
       expect((await postrouting(family)).filter((r) => r.includes(MASQ_JUMP_COMMENT))).to.have.length(1);
@@ -300,25 +300,25 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
     const chainBefore = await ourChain();
     reconciler.setDesired({ ...CONFIG, nonMasqueradeCIDRs: [...(CONFIG.nonMasqueradeCIDRs ?? []), '192.0.2.2/32'] });
     await pollUntil('192.0.2.2 not masqueraded', async () =>
-      (await seenFrom('tcp', FAMILIES.v4.external)) === FAMILIES.v4.pod ? true : undefined, { timeoutMs: 15_000 });
+      (await seenFrom('tcp', FAMILIES.ipv4.external)) === FAMILIES.ipv4.pod ? true : undefined, { timeoutMs: 15_000 });
     expect(await ourChain()).to.equal(chainBefore);
-    expect(await seenFrom('tcp', FAMILIES.v6.external)).to.equal(canonical(FAMILIES.v6.node));
+    expect(await seenFrom('tcp', FAMILIES.ipv6.external)).to.equal(canonical(FAMILIES.ipv6.node));
     reconciler.setDesired(CONFIG);
     await pollUntil('192.0.2.2 masqueraded again', async () =>
-      (await seenFrom('udp', FAMILIES.v4.external)) === FAMILIES.v4.node ? true : undefined, { timeoutMs: 15_000 });
+      (await seenFrom('udp', FAMILIES.ipv4.external)) === FAMILIES.ipv4.node ? true : undefined, { timeoutMs: 15_000 });
   });
 
   it('setDesired: a single-stack config removes the other family only', async () => {
     const reconciler = await running();
     reconciler.setDesired({ clusterRanges: ['10.244.0.0/16'], nodeAddresses: ['192.0.2.3'], nonMasqueradeCIDRs: ['198.51.100.0/24'] });
     await pollUntil('v6 masquerade gone', async () =>
-      (await seenFrom('tcp', FAMILIES.v6.external)) === canonical(FAMILIES.v6.pod) ? true : undefined, { timeoutMs: 15_000 });
-    expect((await postrouting('v6')).some((r) => r.includes(MASQ_JUMP_COMMENT))).to.equal(false);
+      (await seenFrom('tcp', FAMILIES.ipv6.external)) === canonical(FAMILIES.ipv6.pod) ? true : undefined, { timeoutMs: 15_000 });
+    expect((await postrouting('ipv6')).some((r) => r.includes(MASQ_JUMP_COMMENT))).to.equal(false);
     expect(await inNs(NODE, ['ipset', 'list', '-n'])).to.not.contain('podroute-cluster-v6');
-    expect(await seenFrom('tcp', FAMILIES.v4.external)).to.equal(FAMILIES.v4.node);
+    expect(await seenFrom('tcp', FAMILIES.ipv4.external)).to.equal(FAMILIES.ipv4.node);
     reconciler.setDesired(CONFIG);
     await pollUntil('v6 masquerade back', async () =>
-      (await seenFrom('tcp', FAMILIES.v6.external)) === canonical(FAMILIES.v6.node) ? true : undefined, { timeoutMs: 15_000 });
+      (await seenFrom('tcp', FAMILIES.ipv6.external)) === canonical(FAMILIES.ipv6.node) ? true : undefined, { timeoutMs: 15_000 });
     await foreignIntact();
   });
 
@@ -326,15 +326,15 @@ describe('lab: masquerade reconciler in a node netns (h6nat-*)', function () {
     const reconciler = await running();
     const result = await reconciler.remove();
     expect(result.changed).to.equal(true);
-    for (const family of ['v4', 'v6'] as const) {
+    for (const family of IP_FAMILIES) {
       expect((await postrouting(family)).some((r) => r.includes(MASQ_CHAIN))).to.equal(false);
       const listed = await sh(['ip', 'netns', 'exec', NODE, FAMILIES[family].iptables, '-t', 'nat', '-S']);
       expect(listed).to.not.contain(MASQ_CHAIN);
     }
     expect(await inNs(NODE, ['ipset', 'list', '-n'])).to.not.contain('podroute-');
     await foreignIntact();
-    expect(await seenFrom('tcp', FAMILIES.v4.external)).to.equal(FAMILIES.v4.pod);
-    expect(await seenFrom('udp', FAMILIES.v6.external)).to.equal(canonical(FAMILIES.v6.pod));
+    expect(await seenFrom('tcp', FAMILIES.ipv4.external)).to.equal(FAMILIES.ipv4.pod);
+    expect(await seenFrom('udp', FAMILIES.ipv6.external)).to.equal(canonical(FAMILIES.ipv6.pod));
     // The loop has stopped: nothing comes back at the next resync interval.
     await new Promise((resolve) => setTimeout(resolve, 1000));
     expect(await inNs(NODE, ['ipset', 'list', '-n'])).to.not.contain('podroute-');

@@ -9,6 +9,7 @@ import { compilePolicies } from '../../unit/policy/scratch-compile.js';
 import { netnsRunner, type CommandRunner, type RunOptions } from '../../../src/host/command.js';
 import { IptablesPolicyApplier } from '../../../src/policy/apply.js';
 import { planPolicyChanges, type PolicyPlan } from '../../../src/policy/plan.js';
+import type { IpFamily } from '../../../src/routes/ip-prefix.js';
 import { e2eWorld } from '../../unit/policy/world.js';
 import { testLabName } from '../lab/leftovers.js';
 import { pollUntil } from '../../poll.js';
@@ -19,16 +20,16 @@ const NETNS = `${BASE}-${process.pid}`;
 function plan(v4: string, v6: string): PolicyPlan {
   return {
     ipsetRestore: '',
-    iptablesRestore: { 4: v4, 6: v6 },
-    iptablesCleanup: { 4: '', 6: '' },
-    iptablesCombined: { 4: v4, 6: v6 },
+    iptablesRestore: { ipv4: v4, ipv6: v6 },
+    iptablesCleanup: { ipv4: '', ipv6: '' },
+    iptablesCombined: { ipv4: v4, ipv6: v6 },
     destroySets: [],
     summary: { changedChains: 1, deletedChains: 0, changedSets: 0, deletedSets: 0, jumpsAdded: 0 },
   };
 }
 
-async function chains(family: 4 | 6): Promise<string[]> {
-  const r = await execa('ip', ['netns', 'exec', NETNS, family === 4 ? 'iptables' : 'ip6tables', '-S']);
+async function chains(family: IpFamily): Promise<string[]> {
+  const r = await execa('ip', ['netns', 'exec', NETNS, family === 'ipv4' ? 'iptables' : 'ip6tables', '-S']);
   return r.stdout.split('\n').filter((l) => l.startsWith('-N PRPOL-'));
 }
 
@@ -49,8 +50,8 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
     const before = Date.now();
     await applier.apply(plan('*filter\n:PRPOL-A - [0:0]\n-A PRPOL-A -j RETURN\nCOMMIT\n', '*filter\n:PRPOL-B - [0:0]\nCOMMIT\n'));
     // At the moment apply() returns, both chains are in the kernel.
-    expect(await chains(4)).to.deep.equal(['-N PRPOL-A']);
-    expect(await chains(6)).to.deep.equal(['-N PRPOL-B']);
+    expect(await chains('ipv4')).to.deep.equal(['-N PRPOL-A']);
+    expect(await chains('ipv6')).to.deep.equal(['-N PRPOL-B']);
     expect(Date.now() - before).to.be.lessThan(5_000);
     // The restores held open until both were in end right after: nothing of ours is left running in the namespace.
     await pollUntil('no process left in the namespace', async () => {
@@ -73,8 +74,8 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
     expect(error, 'apply must throw').to.be.instanceOf(Error);
     expect((error as { step?: string }).step).to.equal('iptables-v4');
     expect((error as Error).message, (error as Error).message).to.match(/line [1-4] failed|Error occurred at line: [1-4]\b/);
-    expect(await chains(4)).to.deep.equal(['-N PRPOL-A']);
-    expect(await chains(6)).to.deep.equal(['-N PRPOL-B', '-N PRPOL-D']);
+    expect(await chains('ipv4')).to.deep.equal(['-N PRPOL-A']);
+    expect(await chains('ipv6')).to.deep.equal(['-N PRPOL-B', '-N PRPOL-D']);
   });
 
   it('reports a transaction refused at commit (a set that does not exist) as refused', async () => {
@@ -88,7 +89,7 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
     }
     expect(error, 'apply must throw').to.be.instanceOf(Error);
     expect((error as { step?: string }).step).to.equal('iptables-v6');
-    expect(await chains(6)).to.deep.equal(['-N PRPOL-B', '-N PRPOL-D']);
+    expect(await chains('ipv6')).to.deep.equal(['-N PRPOL-B', '-N PRPOL-D']);
   });
 
   it('renders the rules while the sets go in, and applies them after the sets', async () => {
@@ -114,8 +115,8 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
     // The set restore starts before the rendering; the rules (which name the set) start after it ended.
     expect(events.slice(0, 3)).to.deep.equal(['start ipset', 'render', 'end ipset']);
     expect(events.indexOf('start iptables-restore')).to.be.greaterThan(events.indexOf('end ipset'));
-    expect(result.plan.iptablesRestore[4]).to.include('PRPOL-R');
-    expect(await chains(4)).to.include('-N PRPOL-R');
+    expect(result.plan.iptablesRestore.ipv4).to.include('PRPOL-R');
+    expect(await chains('ipv4')).to.include('-N PRPOL-R');
     // A refused set restore is what gets reported, even when the rendering failed too; no rule goes in.
     let error: unknown;
     try {
@@ -159,7 +160,7 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
     };
     const applier = new IptablesPolicyApplier({ runner: unfamiliar });
     await applier.apply(plan('*filter\n:PRPOL-F - [0:0]\nCOMMIT\n', ''));
-    expect(await chains(4)).to.include('-N PRPOL-F');
+    expect(await chains('ipv4')).to.include('-N PRPOL-F');
   });
 
   it('works the same with legacy iptables: both families in, neither held up by the other (they share the xtables lock)', async () => {
@@ -187,7 +188,7 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
   });
 
   it('keeps its jumps first in FORWARD and INPUT: one another tool inserted above is moved back in one transaction', async () => {
-    const family = (f: 4 | 6): FamilyRuleset => ({
+    const family = (f: IpFamily): FamilyRuleset => ({
       family: f,
       chains: new Map([
         [CHAINS.forward, [['-j', 'RETURN']]],
@@ -196,7 +197,7 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
       sets: new Map(),
       jumps: builtinJumps(),
     });
-    const desired: CompiledPolicies = { v4: family(4), v6: family(6), problems: [] };
+    const desired: CompiledPolicies = { v4: family('ipv4'), v6: family('ipv6'), problems: [] };
     const applier = new IptablesPolicyApplier({ runner: netnsRunner(NETNS) });
     await applier.apply(planPolicyChanges(desired, await applier.readObserved()));
     // kube-proxy's KUBE-FORWARD shape: accepts marked packets; inserted above ours, in both families.
@@ -218,7 +219,7 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
     }
     // Nothing left to do once it is first again.
     const again = planPolicyChanges(desired, await applier.readObserved());
-    expect(again.iptablesRestore).to.deep.equal({ 4: '', 6: '' });
+    expect(again.iptablesRestore).to.deep.equal({ ipv4: '', ipv6: '' });
   });
 
   it('takes 600 peers x 600 ports as peers plus ports rules (a peer chain, multiport), read back as applied', async () => {
@@ -239,7 +240,7 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
       expect(rules, `${cmd}: all rule and peer chain rules`).to.have.length(640);
     }
     const again = planPolicyChanges(desired, await applier.readObserved());
-    expect(again.iptablesRestore, 'read back as applied').to.deep.equal({ 4: '', 6: '' });
+    expect(again.iptablesRestore, 'read back as applied').to.deep.equal({ ipv4: '', ipv6: '' });
     expect(again.ipsetRestore).to.equal('');
   });
 

@@ -12,6 +12,7 @@ import { closeProbeConnections, probeMany, type ProbeJob } from '../../../src/la
 import { netnsRunner } from '../../../src/host/command.js';
 import { PolicyReconciler } from '../../../src/policy/policy-reconciler.js';
 import type { ClusterState } from '../../../src/policy/types.js';
+import { IP_FAMILIES, ipVersion, type IpFamily } from '../../../src/routes/ip-prefix.js';
 import { createLogger } from '../../../src/observe/log.js';
 import { testLabName } from '../lab/leftovers.js';
 import { buildPolicyLab, type LabPod, type PolicyLab } from './policy-lab.js';
@@ -71,8 +72,8 @@ describe('policy reconciler: stale memory and pods without an IP yet (real iptab
     return p;
   };
 
-  async function reach(from: LabPod | 'node', to: LabPod, family: 4 | 6 = 4): Promise<boolean> {
-    const job: ProbeJob = { from: from === 'node' ? lab.nodeControl : from.control, target: family === 4 ? to.v4 : to.v6, port: 80, protocol: 'tcp', timeoutMs: 700 };
+  async function reach(from: LabPod | 'node', to: LabPod, family: IpFamily = 'ipv4'): Promise<boolean> {
+    const job: ProbeJob = { from: from === 'node' ? lab.nodeControl : from.control, target: family === 'ipv4' ? to.v4 : to.v6, port: 80, protocol: 'tcp', timeoutMs: 700 };
     const [r] = await probeMany([job]);
     return r?.ok === true;
   }
@@ -111,16 +112,16 @@ describe('policy reconciler: stale memory and pods without an IP yet (real iptab
         p.metadata?.namespace === 'x' && p.metadata.name === 'a' ? { ...p, status: { phase: 'Pending' } } : p,
       );
       await waitApplied(reconciler, reconciler.setCluster({ pods: withoutAddress, namespaces: lab.namespaces, policies }));
-      for (const family of [4, 6] as const) {
-        expect(await reach(pod('y', 'a'), pod('x', 'a'), family), `y/a -> x/a v${family} (ingress, address unknown)`).to.equal(false);
-        expect(await reach(pod('x', 'a'), pod('y', 'a'), family), `x/a -> y/a v${family} (egress, address unknown)`).to.equal(false);
-        expect(await reach(pod('y', 'a'), pod('x', 'b'), family), `y/a -> x/b v${family} (not selected, known)`).to.equal(true);
-        expect(await reach(pod('x', 'b'), pod('y', 'a'), family), `x/b -> y/a v${family} (not selected, known)`).to.equal(true);
-        expect(await reach('node', pod('x', 'a'), family), `node -> x/a v${family} (own node)`).to.equal(true);
+      for (const family of IP_FAMILIES) {
+        expect(await reach(pod('y', 'a'), pod('x', 'a'), family), `y/a -> x/a v${ipVersion(family)} (ingress, address unknown)`).to.equal(false);
+        expect(await reach(pod('x', 'a'), pod('y', 'a'), family), `x/a -> y/a v${ipVersion(family)} (egress, address unknown)`).to.equal(false);
+        expect(await reach(pod('y', 'a'), pod('x', 'b'), family), `y/a -> x/b v${ipVersion(family)} (not selected, known)`).to.equal(true);
+        expect(await reach(pod('x', 'b'), pod('y', 'a'), family), `x/b -> y/a v${ipVersion(family)} (not selected, known)`).to.equal(true);
+        expect(await reach('node', pod('x', 'a'), family), `node -> x/a v${ipVersion(family)} (own node)`).to.equal(true);
       }
       // The address arrives: the pod's own chains take over and the guard is lifted.
       await waitApplied(reconciler, reconciler.setCluster({ pods: lab.podObjects(), namespaces: lab.namespaces, policies }));
-      for (const family of [4, 6] as const) {
+      for (const family of IP_FAMILIES) {
         expect(await reach(pod('y', 'a'), pod('x', 'a'), family)).to.equal(false);
         expect(await reach(pod('x', 'a'), pod('y', 'a'), family)).to.equal(false);
         expect(await reach(pod('y', 'a'), pod('x', 'b'), family)).to.equal(true);

@@ -11,7 +11,8 @@ import { compilePolicies } from '../../unit/policy/scratch-compile.js';
 import { allowed, type OracleEndpoint } from '../../unit/policy/oracle.js';
 import { emptyObservedState, planPolicyChanges } from '../../../src/policy/plan.js';
 import { PolicyReconciler } from '../../../src/policy/policy-reconciler.js';
-import type { ClusterState, IpFamily, Protocol } from '../../../src/policy/types.js';
+import type { ClusterState, Protocol } from '../../../src/policy/types.js';
+import { IP_FAMILIES, ipVersion, type IpFamily } from '../../../src/routes/ip-prefix.js';
 import { createLogger } from '../../../src/observe/log.js';
 import { buildPolicyLab, PORTS, type PolicyLab } from './policy-lab.js';
 import { pollUntil } from '../../poll.js';
@@ -36,7 +37,7 @@ interface Mismatch {
  */
 async function matrix(lab: PolicyLab, clusters: ClusterState | Record<IpFamily, ClusterState>): Promise<{ mismatches: Mismatch[]; allowedCount: number; total: number }> {
   const perFamily = (f: IpFamily): ClusterState => ('pods' in clusters ? clusters : clusters[f]);
-  const cluster = perFamily(4);
+  const cluster = perFamily('ipv4');
   const podObj = (ns: string, name: string): Pod => {
     const p = cluster.pods.find((x) => x.metadata?.namespace === ns && x.metadata.name === name);
     if (p === undefined) throw new Error(`no pod ${ns}/${name}`);
@@ -53,18 +54,18 @@ async function matrix(lab: PolicyLab, clusters: ClusterState | Record<IpFamily, 
     label: `${p.ns}/${p.name}`,
     control: p.control,
     oracle: () => ({ pod: podObj(p.ns, p.name) }),
-    ip: (f) => (f === 4 ? p.v4 : p.v6),
+    ip: (f) => (f === 'ipv4' ? p.v4 : p.v6),
     local: p.node === 'n1',
   }));
   eps.push({
     label: 'node/n1',
     control: lab.nodeControl,
-    oracle: (f) => ({ ip: f === 4 ? lab.node.v4 : lab.node.v6, node: 'n1' }),
-    ip: (f) => (f === 4 ? lab.node.v4 : lab.node.v6),
+    oracle: (f) => ({ ip: f === 'ipv4' ? lab.node.v4 : lab.node.v6, node: 'n1' }),
+    ip: (f) => (f === 'ipv4' ? lab.node.v4 : lab.node.v6),
     local: true,
   });
   const jobs: (ProbeJob & { what: string; expected: boolean })[] = [];
-  for (const family of [4, 6] as const) {
+  for (const family of IP_FAMILIES) {
     for (const src of eps) {
       for (const dst of eps) {
         if (src === dst) continue;
@@ -78,7 +79,7 @@ async function matrix(lab: PolicyLab, clusters: ClusterState | Record<IpFamily, 
               port,
               protocol: protocol === 'TCP' ? 'tcp' : 'udp',
               timeoutMs: 700,
-              what: `${src.label} -> ${dst.label} ${protocol}/${port} v${family}`,
+              what: `${src.label} -> ${dst.label} ${protocol}/${port} v${ipVersion(family)}`,
               expected: allowed(perFamily(family), { src: src.oracle(family), dst: dst.oracle(family), port, protocol, family }),
             });
           }
@@ -103,7 +104,7 @@ async function waitApplied(r: PolicyReconciler, generation: number, ms = 20_000)
 }
 
 async function iptablesSave(lab: PolicyLab, family: IpFamily): Promise<string> {
-  const r = await execa('ip', ['netns', 'exec', lab.nodeNetns, family === 4 ? 'iptables-save' : 'ip6tables-save', '-t', 'filter']);
+  const r = await execa('ip', ['netns', 'exec', lab.nodeNetns, family === 'ipv4' ? 'iptables-save' : 'ip6tables-save', '-t', 'filter']);
   return r.stdout.replace(/^#.*$/gm, '');
 }
 
@@ -206,7 +207,7 @@ describe('policy reconciler in a netns node (real iptables/ipset, TCP/UDP probes
     }
     expect(reconciler.status().loop.lastError).to.equal(undefined);
     await stop();
-    const saved = await iptablesSave(lab, 4);
+    const saved = await iptablesSave(lab, 'ipv4');
     expect(saved).to.include('-A FORWARD -m comment --comment foreign -j FOREIGN');
     expect(saved).to.include('-A FOREIGN -s 10.250.0.0/16 -j DROP');
     // With no policies left only the base chains remain, jumped to once.
@@ -223,14 +224,14 @@ describe('policy reconciler in a netns node (real iptables/ipset, TCP/UDP probes
     const first = startReconciler();
     await waitApplied(first.reconciler, first.reconciler.setCluster(cluster));
     await first.stop();
-    const before = await iptablesSave(lab, 4);
+    const before = await iptablesSave(lab, 'ipv4');
     // No agent running: the kernel still enforces.
     expect((await matrix(lab, cluster)).mismatches).to.deep.equal([]);
     const second = startReconciler();
     // Started but without a snapshot: nothing is touched, the old rules keep enforcing.
     expect((await matrix(lab, cluster)).mismatches).to.deep.equal([]);
     await waitApplied(second.reconciler, second.reconciler.setCluster(cluster));
-    expect(await iptablesSave(lab, 4)).to.equal(before);
+    expect(await iptablesSave(lab, 'ipv4')).to.equal(before);
     await second.stop();
   });
 
@@ -261,7 +262,7 @@ describe('policy reconciler in a netns node (real iptables/ipset, TCP/UDP probes
     await pollUntil('two failed applies', () => reconciler.status().loop.consecutiveFailures >= 2, { timeoutMs: 10_000, intervalMs: 20 });
     expect(reconciler.status().loop.lastError?.message).to.include('injected failure');
     expect(reconciler.status().appliedGeneration).to.be.lessThan(generation);
-    expect((await matrix(lab, { 4: denyAll, 6: open })).mismatches).to.deep.equal([]);
+    expect((await matrix(lab, { ipv4: denyAll, ipv6: open })).mismatches).to.deep.equal([]);
     refuse = 0;
     await waitApplied(reconciler, generation);
     expect(reconciler.status().loop.lastError).to.equal(undefined);
@@ -288,13 +289,13 @@ describe('policy reconciler in a netns node (real iptables/ipset, TCP/UDP probes
       ],
     });
     const plan = planPolicyChanges(compiled, emptyObservedState());
-    expect(plan.iptablesRestore[4]).to.include('-p sctp -m sctp --dport 9000:9010');
-    expect(plan.iptablesRestore[6]).to.include('-p sctp -m set --match-set PRPOL6-N-');
+    expect(plan.iptablesRestore.ipv4).to.include('-p sctp -m sctp --dport 9000:9010');
+    expect(plan.iptablesRestore.ipv6).to.include('-p sctp -m set --match-set PRPOL6-N-');
     const runner = netnsRunner(lab.nodeNetns);
     // The referenced sets must exist for the check; these are the real ones (same names the reconciler uses).
     await runner.run(['ipset', 'restore', '-exist'], { input: plan.ipsetRestore });
-    await runner.run(['iptables-restore', '--noflush', '--test'], { input: plan.iptablesRestore[4] });
-    await runner.run(['ip6tables-restore', '--noflush', '--test'], { input: plan.iptablesRestore[6] });
+    await runner.run(['iptables-restore', '--noflush', '--test'], { input: plan.iptablesRestore.ipv4 });
+    await runner.run(['ip6tables-restore', '--noflush', '--test'], { input: plan.iptablesRestore.ipv6 });
     // A deliberately broken SCTP rule is refused by the same check, so the check means something.
     let refused = false;
     try {

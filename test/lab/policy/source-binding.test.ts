@@ -18,6 +18,7 @@ import { labStart, labStop } from '../../../src/lab/faults.js';
 import { labPaths } from '../../../src/lab/paths.js';
 import { probeMany } from '../../../src/lab/probe.js';
 import { parseTopology } from '../../../src/lab/topology.js';
+import { familyOf, IP_FAMILIES, ipVersion, type IpFamily } from '../../../src/routes/ip-prefix.js';
 import { testLabName } from '../lab/leftovers.js';
 import { pollUntil } from '../../poll.js';
 import { TruthLab, type LatePod } from './truth-lab.js';
@@ -45,11 +46,9 @@ kubernetes:
     - { namespace: y, name: near, nodeName: n1, labels: { pod: near }, containerPorts: *ports }
 `;
 
-type Family = 4 | 6;
-
-function ipOf(pod: Pod, family: Family): string {
-  const ip = (pod.status?.podIPs ?? []).map((p) => p.ip).find((a) => (a?.includes(':') ? 6 : 4) === family);
-  if (ip === undefined) throw new Error(`no IPv${family} address of ${pod.metadata?.namespace}/${pod.metadata?.name}`);
+function ipOf(pod: Pod, family: IpFamily): string {
+  const ip = (pod.status?.podIPs ?? []).map((p) => p.ip).find((a) => a !== undefined && familyOf(a) === family);
+  if (ip === undefined) throw new Error(`no IPv${ipVersion(family)} address of ${pod.metadata?.namespace}/${pod.metadata?.name}`);
   return ip;
 }
 
@@ -77,7 +76,7 @@ describe('pods send only from their own addresses (lab: veths bound to their CNI
 
   /** From inside pod `from`, with source address `src` (and port): the first line the target answers, or ''. */
   async function sendFrom(from: string, src: string, sport: number, target: string, protocol: 'tcp' | 'udp'): Promise<string> {
-    const v6 = target.includes(':');
+    const v6 = familyOf(target) === 'ipv6';
     const host = v6 ? `[${target}]` : target;
     const bind = `${v6 ? `[${src}]` : src}:${sport}`;
     const address = protocol === 'tcp' ? `TCP${v6 ? '6' : '4'}:${host}:80,bind=${bind},connect-timeout=1` : `UDP${v6 ? '6' : '4'}:${host}:80,bind=${bind}`;
@@ -91,7 +90,7 @@ describe('pods send only from their own addresses (lab: veths bound to their CNI
     return r.stdout.split('\n').filter((l) => l.includes(`sport=${sport} `));
   }
 
-  async function reaches(from: string, to: string, family: Family = 4, timeoutMs = 500): Promise<boolean> {
+  async function reaches(from: string, to: string, family: IpFamily = 'ipv4', timeoutMs = 500): Promise<boolean> {
     const [ns, name] = from.split('/') as [string, string];
     const [r] = await probeMany([{ from: paths.podSocket(ns, name), target: ipOf(pod(to), family), port: 80, protocol: 'tcp', timeoutMs }]);
     return r?.ok === true;
@@ -121,7 +120,7 @@ describe('pods send only from their own addresses (lab: veths bound to their CNI
     await execa('ip', ['-n', netnsOf(locked), '-6', 'addr', 'add', 'fd00:10:244:1::c8/64', 'dev', 'eth0', 'nodad']);
     let sport = 41000;
     const passed: string[] = [];
-    for (const [src, family] of [['10.244.1.200', 4], ['fd00:10:244:1::c8', 6]] as const) {
+    for (const [src, family] of [['10.244.1.200', 'ipv4'], ['fd00:10:244:1::c8', 'ipv6']] as const) {
       for (const to of ['y/target', 'y/near', 'x/allowed']) {
         for (const protocol of ['tcp', 'udp'] as const) {
           const reply = await sendFrom(locked, src, sport++, ipOf(pod(to), family), protocol);
@@ -137,19 +136,19 @@ describe('pods send only from their own addresses (lab: veths bound to their CNI
   it('a pod spoofing an allowed pod\'s address is dropped at its own node: no answer, no conntrack entry anywhere', async () => {
     const allowed = pod('x/allowed');
     // The control: the allowed pod itself, from a fixed source port, is answered and leaves conntrack entries.
-    for (const [family, sport] of [[4, 42001], [6, 42002]] as const) {
+    for (const [family, sport] of [['ipv4', 42001], ['ipv6', 42002]] as const) {
       const reply = await sendFrom('x/allowed', ipOf(allowed, family), sport, ipOf(pod('y/target'), family), 'udp');
-      expect(reply, `x/allowed over UDP/IPv${family}`).to.match(/^y\/target /);
-      expect(await conntrackWith('n1', sport), `conntrack entry of the control on n1 (IPv${family})`).to.have.length.greaterThan(0);
+      expect(reply, `x/allowed over UDP/IPv${ipVersion(family)}`).to.match(/^y\/target /);
+      expect(await conntrackWith('n1', sport), `conntrack entry of the control on n1 (IPv${ipVersion(family)})`).to.have.length.greaterThan(0);
     }
-    await execa('ip', ['-n', netnsOf('x/attacker'), 'addr', 'add', `${ipOf(allowed, 4)}/32`, 'dev', 'eth0']);
-    await execa('ip', ['-n', netnsOf('x/attacker'), '-6', 'addr', 'add', `${ipOf(allowed, 6)}/128`, 'dev', 'eth0', 'nodad']);
+    await execa('ip', ['-n', netnsOf('x/attacker'), 'addr', 'add', `${ipOf(allowed, 'ipv4')}/32`, 'dev', 'eth0']);
+    await execa('ip', ['-n', netnsOf('x/attacker'), '-6', 'addr', 'add', `${ipOf(allowed, 'ipv6')}/128`, 'dev', 'eth0', 'nodad']);
     const sent: { sport: number; what: string }[] = [];
     let sport = 43000;
-    for (const family of [4, 6] as const) {
+    for (const family of IP_FAMILIES) {
       for (const protocol of ['udp', 'tcp'] as const) {
         for (const to of ['y/target', 'y/near']) {
-          const what = `x/attacker as x/allowed -> ${to} ${protocol}/IPv${family}`;
+          const what = `x/attacker as x/allowed -> ${to} ${protocol}/IPv${ipVersion(family)}`;
           const reply = await sendFrom('x/attacker', ipOf(allowed, family), sport, ipOf(pod(to), family), protocol);
           expect(reply, what).to.equal('');
           sent.push({ sport: sport++, what });
@@ -159,8 +158,8 @@ describe('pods send only from their own addresses (lab: veths bound to their CNI
     for (const { sport: s, what } of sent) {
       for (const node of ['n1', 'n2']) expect(await conntrackWith(node, s), `${what}: conntrack on ${node}`).to.deep.equal([]);
     }
-    await execa('ip', ['-n', netnsOf('x/attacker'), 'addr', 'del', `${ipOf(allowed, 4)}/32`, 'dev', 'eth0']);
-    await execa('ip', ['-n', netnsOf('x/attacker'), '-6', 'addr', 'del', `${ipOf(allowed, 6)}/128`, 'dev', 'eth0']);
+    await execa('ip', ['-n', netnsOf('x/attacker'), 'addr', 'del', `${ipOf(allowed, 'ipv4')}/32`, 'dev', 'eth0']);
+    await execa('ip', ['-n', netnsOf('x/attacker'), '-6', 'addr', 'del', `${ipOf(allowed, 'ipv6')}/128`, 'dev', 'eth0']);
   });
 
   it('a pod started while its agent is down stays closed until the agent binds it; a new pod waits for its binding', async () => {
@@ -171,7 +170,7 @@ describe('pods send only from their own addresses (lab: veths bound to their CNI
       await truth.createPod({ namespace: 'x', name: 'late', node: 'n1', labels: { pod: 'late' }, ports });
       await refresh();
       for (const to of ['y/near', 'y/target']) {
-        for (const family of [4, 6] as const) expect(await reaches('x/late', to, family), `x/late -> ${to} IPv${family} with the agent down`).to.equal(false);
+        for (const family of IP_FAMILIES) expect(await reaches('x/late', to, family), `x/late -> ${to} IPv${ipVersion(family)} with the agent down`).to.equal(false);
       }
     } finally {
       labStart(LAB, 'agent/n1');
@@ -186,12 +185,12 @@ describe('pods send only from their own addresses (lab: veths bound to their CNI
     const creating = truth.createPod({ namespace: 'x', name: 'later', node: 'n1', labels: { pod: 'later' }, ports });
     await pollUntil('x/later serving', () => existsSync(paths.podSocket('x', 'later')), { timeoutMs: 60_000, intervalMs: 50 });
     const serving = Date.now();
-    await pollUntil('x/later open', () => reaches('x/later', 'y/near', 4, 150), { intervalMs: 50 });
+    await pollUntil('x/later open', () => reaches('x/later', 'y/near', 'ipv4', 150), { intervalMs: 50 });
     const open = Date.now();
     await creating;
     await refresh();
     console.log(`    (x/late open ${afterRestart} ms after its agent restarted; x/later: serving ${serving - created} ms after creation, open ${open - serving} ms after that)`);
-    expect(await reaches('x/later', 'y/near', 6)).to.equal(true);
+    expect(await reaches('x/later', 'y/near', 'ipv6')).to.equal(true);
     // The runtime's record of the pod goes with the pod (CNI DEL), and with it the binding.
     const record = path.join(paths.cniCacheDir('n1'), 'results', `podroute-podroute-lab-${pod('x/later').metadata?.uid ?? ''}-eth0`);
     expect(existsSync(record), record).to.equal(true);

@@ -13,7 +13,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
-import type { IpFamily } from '../../../src/policy/types.js';
+import type { IpFamily } from '../../../src/routes/ip-prefix.js';
 import { repoRoot } from '../lab/leftovers.js';
 
 /** One command of a step: `kubectl ARGS` (with `stdin` piped in), or a wait until a pod runs and serves. */
@@ -75,5 +75,5 @@ export function loadTruthCases(dir = TRUTH_DIR): TruthCase[] {
 
 /** Fills in {{ip NAMESPACE/POD FAMILY}} placeholders. */
 export function renderManifest(text: string, ctx: TruthContext): string {
-  return text.replace(/\{\{ip ([a-z0-9-]+\/[a-z0-9-]+) ([46])\}\}/g, (_m, pod: string, family: string) => ctx.ip(pod, Number(family) as IpFamily));
+  return text.replace(/\{\{ip ([a-z0-9-]+\/[a-z0-9-]+) ([46])\}\}/g, (_m, pod: string, family: string) => ctx.ip(pod, family === '6' ? 'ipv6' : 'ipv4'));
 }

@@ -31,12 +31,13 @@ import { closeProbeConnections, parsePodReply, probeMany, type ProbeJob, type Pr
 import { readLabState } from '../../../src/lab/state.js';
 import type { Topology } from '../../../src/lab/topology.js';
 import { allowed, type OracleEndpoint } from '../../unit/policy/oracle.js';
-import type { ClusterState, IpFamily } from '../../../src/policy/types.js';
+import type { ClusterState } from '../../../src/policy/types.js';
+import { familyOf, IP_FAMILIES, ipVersion, type IpFamily } from '../../../src/routes/ip-prefix.js';
 import { pollUntil } from '../../poll.js';
 
 export const TRUTH_PORTS = [80, 81] as const;
 export const TRUTH_PROTOCOLS = ['TCP', 'UDP'] as const;
-export const TRUTH_FAMILIES: readonly IpFamily[] = [4, 6];
+export const TRUTH_FAMILIES: readonly IpFamily[] = IP_FAMILIES;
 export type TruthProtocol = (typeof TRUTH_PROTOCOLS)[number];
 
 export interface TruthSource {
@@ -132,7 +133,7 @@ function podId(pod: Pod): string {
 }
 
 function podIpOf(pod: Pod, family: IpFamily): string | undefined {
-  return (pod.status?.podIPs ?? []).map((p) => p.ip).find((ip) => (ip?.includes(':') ? 6 : 4) === family);
+  return (pod.status?.podIPs ?? []).map((p) => p.ip).find((ip) => ip !== undefined && familyOf(ip) === family);
 }
 
 async function api(lab: string, method: string, urlPath: string, body?: unknown, contentType?: string): Promise<unknown> {
@@ -242,7 +243,7 @@ export class TruthLab {
       `pod ${id} running with two addresses`,
       async () => {
         const pod = (await api(this.lab, 'GET', `/api/v1/namespaces/${namespace}/pods/${name}`)) as Pod;
-        if (pod.status?.phase !== 'Running' || podIpOf(pod, 4) === undefined || podIpOf(pod, 6) === undefined) throw new Error(JSON.stringify(pod.status));
+        if (pod.status?.phase !== 'Running' || podIpOf(pod, 'ipv4') === undefined || podIpOf(pod, 'ipv6') === undefined) throw new Error(JSON.stringify(pod.status));
         // The pod server opens its control socket only after binding every port.
         const [r] = await probeMany([
           { from: labPaths(this.lab).podSocket(namespace, name), target: '127.0.0.1', port: 9, protocol: 'tcp', timeoutMs: 500 },
@@ -315,7 +316,7 @@ export class TruthLab {
   private nodeAddress(node: string, dst: Pod | undefined, family: IpFamily): string {
     const learned = this.nodeSource.get(node);
     const address = (dst?.spec?.nodeName === node ? learned?.local : learned?.remote)?.get(family);
-    if (address === undefined) throw new Error(`no learned IPv${family} source address of node ${node} (learnNodeSources not run?)`);
+    if (address === undefined) throw new Error(`no learned IPv${ipVersion(family)} source address of node ${node} (learnNodeSources not run?)`);
     return address;
   }
 
@@ -336,7 +337,7 @@ export class TruthLab {
     const externals = this.opts.topology.externalHosts.map(
       (ext): TruthTarget => ({
         id: `external/${ext.name}`,
-        address: (family) => ext.addresses.map((a) => a.split('/')[0] ?? a).find((a) => (a.includes(':') ? 6 : 4) === family),
+        address: (family) => ext.addresses.map((a) => a.split('/')[0] ?? a).find((a) => familyOf(a) === family),
         ports: ext.ports,
       }),
     );
@@ -475,7 +476,7 @@ export class TruthLab {
         const r = results[i];
         const reply = r?.ok === true ? parsePodReply(r.reply ?? '') : undefined;
         if (reply === undefined || reply.identity !== c.to) {
-          failed.push(`${c.from} -> ${c.to} v${c.family}: ${r?.error ?? r?.reply}`);
+          failed.push(`${c.from} -> ${c.to} v${ipVersion(c.family)}: ${r?.error ?? r?.reply}`);
           return;
         }
         const node = c.from.slice('node/'.length);
@@ -485,7 +486,7 @@ export class TruthLab {
         const side = dstNode === node ? entry.local : entry.remote;
         const before = side.get(c.family);
         if (before !== undefined && before !== reply.clientAddress) {
-          failed.push(`${c.from} -> ${c.to} v${c.family}: source ${reply.clientAddress}, other pods saw ${before}`);
+          failed.push(`${c.from} -> ${c.to} v${ipVersion(c.family)}: source ${reply.clientAddress}, other pods saw ${before}`);
         }
         side.set(c.family, reply.clientAddress);
       });
@@ -557,7 +558,7 @@ function judge(cell: TruthCell, expected: boolean, srcAddress: string | undefine
 
 /** Short name of a cell's probe: `v4 TCP/80`. */
 function probeName(o: TruthCell): string {
-  return `v${o.family} ${o.protocol}/${o.port}`;
+  return `v${ipVersion(o.family)} ${o.protocol}/${o.port}`;
 }
 
 /**

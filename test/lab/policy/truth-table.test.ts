@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Pod } from '../../../src/kube/wire.js';
 import { parseTopology } from '../../../src/lab/topology.js';
-import type { IpFamily } from '../../../src/policy/types.js';
+import { familyOf, ipVersion, type IpFamily } from '../../../src/routes/ip-prefix.js';
 import { repoRoot, testLabName } from '../lab/leftovers.js';
 import { loadTruthCases, renderManifest, type TruthCommand, type TruthContext } from './truth-cases.js';
 import { TruthLab, type SettleReport } from './truth-lab.js';
@@ -24,8 +24,8 @@ function contextOf(pods: Pod[]): TruthContext {
   return {
     ip(id: string, family: IpFamily): string {
       const pod = pods.find((p) => `${p.metadata?.namespace}/${p.metadata?.name}` === id);
-      const ip = (pod?.status?.podIPs ?? []).map((p) => p.ip).find((a) => (a?.includes(':') ? 6 : 4) === family);
-      if (ip === undefined) throw new Error(`no IPv${family} address of pod ${id}`);
+      const ip = (pod?.status?.podIPs ?? []).map((p) => p.ip).find((a) => a !== undefined && familyOf(a) === family);
+      if (ip === undefined) throw new Error(`no IPv${ipVersion(family)} address of pod ${id}`);
       return ip;
     },
   };

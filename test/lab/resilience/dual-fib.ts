@@ -3,6 +3,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { execa } from 'execa';
+import { familyOf } from '../../../src/routes/ip-prefix.js';
 
 const run = promisify(execFile);
 
@@ -42,7 +43,7 @@ export function parseFibRoute(json: string, prefix: string): FibRoute | undefine
 }
 
 export async function fibRoute(netns: string, prefix: string): Promise<FibRoute | undefined> {
-  const family = prefix.includes(':') ? '-6' : '-4';
+  const family = familyOf(prefix) === 'ipv6' ? '-6' : '-4';
   const { stdout } = await run('ip', ['-n', netns, '-j', family, 'route', 'show', 'exact', prefix]);
   return parseFibRoute(stdout, prefix);
 }

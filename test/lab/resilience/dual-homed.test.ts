@@ -18,7 +18,8 @@ import { labUp } from '../../../src/lab/up.js';
 import { labPaths } from '../../../src/lab/paths.js';
 import { closeProbeConnections } from '../../../src/lab/probe.js';
 import { readLabState } from '../../../src/lab/state.js';
-import { parseTopology, planLayout, type IpFamily, type NodeLayout } from '../../../src/lab/topology.js';
+import { parseTopology, planLayout, type NodeLayout } from '../../../src/lab/topology.js';
+import { familyOf, type IpFamily } from '../../../src/routes/ip-prefix.js';
 import { leftovers, NOTHING, repoRoot, testLabName } from '../lab/leftovers.js';
 import { fibRoute, interfacesOf, legs, setLinks, type FibRoute } from './dual-fib.js';
 import { ProbeStream, type WindowStats } from './dual-stream.js';
@@ -42,7 +43,6 @@ const SURVIVING_TOR = 'tor2';
 const spines = topology.routers.filter((r) => r.role === 'spine').map((r) => r.name);
 const tors = topology.routers.filter((r) => r.role === 'tor').map((r) => r.name);
 
-const familyOf = (cidr: string): IpFamily => (cidr.includes(':') ? 'ipv6' : 'ipv4');
 const node = (name: string): NodeLayout => {
   const found = layout.nodes.find((n) => n.name === name);
   if (found === undefined) throw new Error(`no node ${name} in the layout`);
@@ -209,7 +209,7 @@ describe('resilience: dual-homed racks (ECMP over two ToRs; one ToR link or one 
     for (const spine of spines) {
       for (const cidr of layout.nodes.flatMap((n) => n.podCIDRs)) {
         expect(devs(await fibRoute(paths.netns(spine), cidr)), `${spine} -> ${cidr}`).to.deep.equal(tors.map((t) => `to-${t}`).sort());
-        const family = familyOf(cidr) === 'ipv4' ? 'ipv4' : 'ipv6';
+        const family = familyOf(cidr);
         const { stdout } = await execa('vtysh', ['--vty_socket', frrFiles(paths.frrDir(spine)).runDir, '-c', `show bgp ${family} unicast ${cidr} json`]);
         const entry = JSON.parse(stdout) as { paths?: { multipath?: boolean; bestpath?: { overall?: boolean } }[] };
         const used = (entry.paths ?? []).filter((p) => p.multipath === true || p.bestpath?.overall === true);

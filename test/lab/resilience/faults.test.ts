@@ -25,6 +25,7 @@ import { recordFault, startRun } from './fault-results.js';
 import { ProbeStreams, stopLeftoverStreams, type FlowSpec, type FlowStats } from './probe-stream.js';
 import { pollUntil } from '../../poll.js';
 import { RouteMonitor } from '../route-monitor.js';
+import { familyOf } from '../../../src/routes/ip-prefix.js';
 
 const LAB = testLabName('h14f', 'f');
 const paths = labPaths(LAB);
@@ -202,7 +203,7 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
         .filter((p) => p.ips.length === 2)
         .map((p) => {
           const id = `${p.namespace}/${p.name}`;
-          return [id, { id, node: p.node, v4: p.ips.find((ip) => !ip.includes(':'))!, v6: p.ips.find((ip) => ip.includes(':'))!, socket: paths.podSocket(p.namespace, p.name) }];
+          return [id, { id, node: p.node, v4: p.ips.find((ip) => familyOf(ip) === 'ipv4')!, v6: p.ips.find((ip) => familyOf(ip) === 'ipv6')!, socket: paths.podSocket(p.namespace, p.name) }];
         }),
     );
     expect(pods.size).to.equal(9);

@@ -14,6 +14,7 @@ import {
   type PolicyBundle,
 } from '../../../src/bgp/bgp-planner.js';
 import { normalizePeerSpec, type DefinedSetSpec } from '../../../src/bgp/gobgp-codec.js';
+import { familyOf } from '../../../src/routes/ip-prefix.js';
 
 const EMPTY: ObservedBgpState = emptyObservedState({ asn: 0, routerId: '', listenPort: 0, useMultiplePaths: false });
 
@@ -150,7 +151,7 @@ describe('planBgp', () => {
     for (const c of planBgp(desiredState(), EMPTY)) {
       if (c.kind !== 'install-policy') continue;
       for (const s of c.bundle.sets.filter((x) => x.kind === 'prefix')) {
-        const fams = new Set(s.prefixes!.map((e) => e.prefix.includes(':')));
+        const fams = new Set(s.prefixes!.map((e) => familyOf(e.prefix)));
         expect(fams.size, s.name).to.equal(1);
       }
     }

@@ -5,7 +5,8 @@ import { EventEmitter } from 'node:events';
 import { GobgpError, normalizePeerSpec, type DefinedSetSpec, type GlobalPolicySpec, type NormalizedPeerSpec, type PolicySpec } from '../../../src/bgp/gobgp-codec.js';
 import type { BgpGlobalConfig, BgpGlobalState, GobgpRouter, ListPathsOptions, WatchOptions } from '../../../src/bgp/gobgp-router.js';
 import type { DecodedPath } from '../../../src/bgp/gobgp-wire.js';
-import type { BgpEvent, Family, OriginatedPath, PeerSpec, PeerStatus } from '../../../src/bgp/types.js';
+import { familyOf, type IpFamily } from '../../../src/routes/ip-prefix.js';
+import type { BgpEvent, OriginatedPath, PeerSpec, PeerStatus } from '../../../src/bgp/types.js';
 
 type Method = keyof Omit<GobgpRouter, 'on' | 'off' | 'start'>;
 
@@ -154,7 +155,7 @@ export class FakeGobgpRouter extends EventEmitter implements GobgpRouter {
     return uuid;
   }
 
-  async deletePath(_family: Family, uuid: string): Promise<void> {
+  async deletePath(_family: IpFamily, uuid: string): Promise<void> {
     await this.call('deletePath', uuid);
     if (!this.paths.delete(uuid)) throw new GobgpError('NOT_FOUND', `no path ${uuid}`);
   }
@@ -167,7 +168,7 @@ export class FakeGobgpRouter extends EventEmitter implements GobgpRouter {
   async *listPaths(options: ListPathsOptions): AsyncIterable<DecodedPath> {
     await this.call('listPaths');
     for (const [uuid, p] of this.paths) {
-      const family: Family = p.prefix.includes(':') ? 'ipv6' : 'ipv4';
+      const family = familyOf(p.prefix);
       if (family === options.family) yield { prefix: p.prefix, family, nextHop: p.nextHop, asPath: [], isWithdraw: false, uuid };
     }
   }

@@ -9,6 +9,7 @@ import ipaddr from 'ipaddr.js';
 import { expect } from 'chai';
 import YAML from 'yaml';
 import { canonicalCIDR } from '../../../src/config/agent-config.js';
+import { familyOf } from '../../../src/routes/ip-prefix.js';
 import { agentConfigOf, kustomize, readRepoFile, repoPath, type K8sObject } from './manifests.js';
 
 const execFileAsync = promisify(execFile);
@@ -82,7 +83,6 @@ function parseFrr(text: string): FrrConfig {
   return config;
 }
 
-const familyOf = (address: string): string => (address.includes(':') ? 'ipv6' : 'ipv4');
 const addressOf = (cidr: string): string => ipaddr.parse(cidr.split('/')[0] ?? '').toString();
 const inside = (address: string, cidr: string): boolean => {
   const addr = ipaddr.parse(address);

@@ -23,6 +23,7 @@ import {
   type K8sObject,
   type PodSpec,
 } from './manifests.js';
+import { familyOf } from '../../../src/routes/ip-prefix.js';
 
 function yamlFilesUnder(dir: string): string[] {
   const out: string[] = [];
@@ -268,7 +269,7 @@ describe('deploy: manifests', function () {
     expect(mesh.bgp.mesh).to.equal('full');
     expect(mesh.bgp.peers).to.deep.equal([]);
     const dual = await config('deploy/overlays/dual-stack');
-    expect(dual.cluster.podRanges.some((r) => r.includes(':')) && dual.cluster.podRanges.some((r) => !r.includes(':'))).to.equal(true);
+    expect(dual.cluster.podRanges.some((r) => familyOf(r) === 'ipv6') && dual.cluster.podRanges.some((r) => familyOf(r) === 'ipv4')).to.equal(true);
     const rack = await config('deploy/overlays/as-per-rack');
     expect(rack.bgp.mesh).to.equal('same-asn');
     expect(rack.bgp.peers.every((p) => p.nodeSelector?.matchLabels?.['podroute.io/rack'] !== undefined)).to.equal(true);

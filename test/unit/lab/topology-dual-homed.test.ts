@@ -9,6 +9,7 @@ import { frrFiles, renderRouterConfig } from '../../../src/lab/frr.js';
 import { nodeObject } from '../../../src/lab/cluster-objects.js';
 import { memberBatch } from '../../../src/lab/netns.js';
 import { nodeTors, parseTopology, planLayout, TopologyError, type Topology } from '../../../src/lab/topology.js';
+import { familyOf } from '../../../src/routes/ip-prefix.js';
 
 function repoRoot(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
@@ -44,7 +45,7 @@ describe('lab topology: dual-homed racks', () => {
     expect(topology.cluster.mesh).to.equal('off');
     for (const n of topology.nodes) expect(nodeTors(n)).to.deep.equal(['tor1', 'tor2']);
     expect(new Set(topology.nodes.map((n) => n.asn)).size).to.equal(topology.nodes.length);
-    for (const n of topology.nodes) expect(n.podCIDRs.map((c) => c.includes(':'))).to.deep.equal([false, true]);
+    for (const n of topology.nodes) expect(n.podCIDRs.map((c) => familyOf(c) === 'ipv6')).to.deep.equal([false, true]);
     expect(new Set(topology.kubernetes.pods.map((p) => p.nodeName)).size).to.equal(topology.nodes.length);
   });
 

@@ -14,6 +14,7 @@ import {
   TopologyError,
   type Topology,
 } from '../../../src/lab/topology.js';
+import { familyOf } from '../../../src/routes/ip-prefix.js';
 
 /** The repository root: the nearest ancestor with a package.json (tests run from dist/ or any --outDir). */
 function repoRoot(): string {
@@ -50,8 +51,8 @@ describe('lab topology: two-racks', () => {
     expect(topology.routers.filter((r) => r.role === 'spine')).to.have.length(1);
     expect(topology.routers.filter((r) => r.role === 'tor')).to.have.length(2);
     for (const tor of ['tor1', 'tor2']) expect(topology.nodes.filter((n) => n.rack === tor)).to.have.length(2);
-    expect(topology.cluster.podRanges.some((r) => r.includes(':'))).to.equal(true);
-    expect(topology.cluster.podRanges.some((r) => !r.includes(':'))).to.equal(true);
+    expect(topology.cluster.podRanges.some((r) => familyOf(r) === 'ipv6')).to.equal(true);
+    expect(topology.cluster.podRanges.some((r) => familyOf(r) === 'ipv4')).to.equal(true);
     for (const node of topology.nodes) expect(node.podCIDRs).to.have.length(2);
     expect(topology.cluster.mesh).to.equal('same-asn');
     // Nodes of a rack share an ASN, different from their ToR's.

@@ -2,8 +2,6 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import {
   desiredMasqueradeFamily,
-  IP_FAMILIES,
-  type IpFamily,
   isEmptyPlan,
   jumpRuleSpec,
   MASQ_CHAIN,
@@ -20,6 +18,7 @@ import {
   planMasqueradeFamily,
   setNames,
 } from '../../../src/nat/masquerade-plan.js';
+import { IP_FAMILIES, type IpFamily } from '../../../src/routes/ip-prefix.js';
 
 const CONFIG: MasqueradeConfig = {
   clusterRanges: ['10.244.0.0/16', 'fd00:10:244::/48'],

@@ -6,6 +6,7 @@ import ipaddr from 'ipaddr.js';
 import { podIp, PolicyCompileError, validatePolicy } from '../../../src/policy/compile.js';
 import { compilePolicies } from './scratch-compile.js';
 import { subtractPrefixes, parsePrefix, formatPrefix } from '../../../src/policy/cidr.js';
+import { familyOf } from '../../../src/routes/ip-prefix.js';
 import { compileWorld, disagreements, e2eWorld, namespace, pod, policy, truthTable } from './world.js';
 import { clusterAllows, simulate } from './simulator.js';
 import type { NetworkPolicy, Pod } from '../../../src/kube/wire.js';
@@ -48,7 +49,7 @@ describe('policy compiler', () => {
     ] as const) {
       const srcNode = from === 'x/c' ? 'n2' : 'n1';
       const dstNode = to === 'y/c' ? 'n2' : 'n1';
-      const ok = clusterAllows(compiled, 4, { src, dst, protocol: 'UDP', dport: 80 }, { kind: 'pod', node: srcNode }, { kind: 'pod', node: dstNode });
+      const ok = clusterAllows(compiled, 'ipv4', { src, dst, protocol: 'UDP', dport: 80 }, { kind: 'pod', node: srcNode }, { kind: 'pod', node: dstNode });
       expect(ok, `${from} -> ${to}`).to.equal(false);
     }
     expect(compiled.get('n1')?.problems[0]?.field).to.equal('spec.podSelector.matchExpressions[0].operator');
@@ -114,14 +115,14 @@ describe('policy compiler', () => {
         let text = groups.map((g) => (padded ? g.toString(16).padStart(4, '0') : g.toString(16))).join(':');
         if (compressed) text = text.replace(/(^|:)0+(:0+)+(:|$)/, '::');
         if (upper) text = text.toUpperCase();
-        expect(podIp(withIp(text), 6)).to.equal(ipaddr.parse(text).toString());
+        expect(podIp(withIp(text), 'ipv6')).to.equal(ipaddr.parse(text).toString());
       }),
       { numRuns: 500 },
     );
     const v4 = fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 4, maxLength: 4 });
     fc.assert(
       fc.property(v4, (bytes) => {
-        expect(podIp(withIp(bytes.join('.')), 4)).to.equal(bytes.join('.'));
+        expect(podIp(withIp(bytes.join('.')), 'ipv4')).to.equal(bytes.join('.'));
       }),
     );
     for (const text of ['::ffff:1.2.3.4', '1:0:1:0:1:0:1:0', '::', '::1', 'fd10:0:0:0:0:0:0:1']) {
@@ -131,15 +132,15 @@ describe('policy compiler', () => {
       } catch {
         expected = undefined;
       }
-      expect(podIp(withIp(text), text.includes(':') ? 6 : 4), text).to.equal(expected);
+      expect(podIp(withIp(text), familyOf(text)), text).to.equal(expected);
     }
     // The agent's one address validator (the route code's): no zone index; "::1.2.3.4" is the IPv4-compatible
     // ::102:304 (ipaddr.js reads it as the IPv4-mapped ::ffff:102:304, another address).
-    expect(podIp(withIp('fd10::1%eth0'), 6)).to.equal(undefined);
-    expect(podIp(withIp('::1.2.3.4'), 6)).to.equal('::102:304');
+    expect(podIp(withIp('fd10::1%eth0'), 'ipv6')).to.equal(undefined);
+    expect(podIp(withIp('::1.2.3.4'), 'ipv6')).to.equal('::102:304');
     // A leading zero is octal to some parsers (ipaddr.js: 8.1.1.1) and decimal to others: no address.
-    expect(podIp(withIp('010.1.1.1'), 4)).to.equal(undefined);
-    expect(podIp(withIp('not-an-ip'), 4)).to.equal(undefined);
+    expect(podIp(withIp('010.1.1.1'), 'ipv4')).to.equal(undefined);
+    expect(podIp(withIp('not-an-ip'), 'ipv4')).to.equal(undefined);
   });
 
   it('parses CIDRs of either family, and refuses junk', () => {

@@ -24,7 +24,7 @@ function comparable(c: CompiledPolicies): unknown {
 function bridgeOf(snapshot: Snapshot): PodBridge {
   const bindings = snapshot.pods
     .filter((p) => p.spec?.nodeName === node.name)
-    .map((p, i) => ({ interface: `veth${i.toString(16).padStart(8, '0')}`, addresses: [podIp(p, 4), podIp(p, 6)].filter((a): a is string => a !== undefined) }))
+    .map((p, i) => ({ interface: `veth${i.toString(16).padStart(8, '0')}`, addresses: [podIp(p, 'ipv4'), podIp(p, 'ipv6')].filter((a): a is string => a !== undefined) }))
     .filter((b) => b.addresses.length > 0);
   return { name: 'podroute0', bindings };
 }
@@ -34,9 +34,9 @@ function planLines(plan: ReturnType<typeof planPolicyChanges>): unknown {
   const lines = (text: string): string[] => text.split('\n').sort();
   return {
     ipset: lines(plan.ipsetRestore),
-    v4: lines(plan.iptablesRestore[4]),
-    v6: lines(plan.iptablesRestore[6]),
-    cleanup: [lines(plan.iptablesCleanup[4]), lines(plan.iptablesCleanup[6])],
+    v4: lines(plan.iptablesRestore.ipv4),
+    v6: lines(plan.iptablesRestore.ipv6),
+    cleanup: [lines(plan.iptablesCleanup.ipv4), lines(plan.iptablesCleanup.ipv6)],
     destroy: plan.destroySets,
     summary: plan.summary,
   };

@@ -40,7 +40,7 @@ describe('policy: limits per policy', () => {
       }
       const probes = truthTable(world, [policy], { protocols: ['TCP', 'UDP'], ports: [80, 81] });
       expect(probeOf(probes, 'x/b', 'x/a', 80).compiled, 'a listed peer on a listed port').to.equal(true);
-      expect(probeOf(probes, 'x/b', 'x/a', 80, 'TCP', 6).compiled, 'the same over IPv6').to.equal(true);
+      expect(probeOf(probes, 'x/b', 'x/a', 80, 'TCP', 'ipv6').compiled, 'the same over IPv6').to.equal(true);
       expect(probeOf(probes, 'x/b', 'x/a', 81).compiled, 'a port not listed').to.equal(false);
       expect(probeOf(probes, 'x/b', 'x/a', 80, 'UDP').compiled, 'another protocol').to.equal(false);
       expect(probeOf(probes, 'x/c', 'x/a', 80).compiled, 'a pod no peer selects').to.equal(false);
@@ -72,8 +72,8 @@ describe('policy: limits per policy', () => {
     const fixed = [...compiled.v6.sets.values()].filter((s) => s.name.includes('-B-'));
     expect(fixed.map((s) => s.members.length)).to.deep.equal([2002]);
     expect(fixed[0]!.members).to.include.members(['::/1', '8000::/1', '2001:db8::/128 nomatch', '2001:db8::7cf/128 nomatch']);
-    const probes = truthTable(world, [policy], { protocols: ['TCP'], ports: [80], families: [6] });
-    expect(probeOf(probes, 'y/a', 'x/a', 80, 'TCP', 6).compiled, 'a pod address outside the excepts').to.equal(true);
+    const probes = truthTable(world, [policy], { protocols: ['TCP'], ports: [80], families: ['ipv6'] });
+    expect(probeOf(probes, 'y/a', 'x/a', 80, 'TCP', 'ipv6').compiled, 'a pod address outside the excepts').to.equal(true);
   });
 
   it('policies up to the limits compile as written', () => {

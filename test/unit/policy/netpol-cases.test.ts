@@ -5,7 +5,8 @@
 import { expect } from 'chai';
 import type { NetworkPolicy } from '../../../src/kube/wire.js';
 import { disagreements, e2eWorld, pod, policy, probeOf, truthTable, type World } from './world.js';
-import type { IpFamily, Protocol } from '../../../src/policy/types.js';
+import type { Protocol } from '../../../src/policy/types.js';
+import { ipVersion, type IpFamily } from '../../../src/routes/ip-prefix.js';
 
 type Expectation = [from: string, to: string, port: number, protocol: Protocol, allowed: boolean, family?: IpFamily];
 
@@ -22,7 +23,7 @@ const cases: Case[] = [
     policies: [],
     expect: [
       ['x/a', 'y/c', 80, 'TCP', true],
-      ['external', 'z/b', 81, 'UDP', true, 6],
+      ['external', 'z/b', 81, 'UDP', true, 'ipv6'],
     ],
   },
   {
@@ -34,7 +35,7 @@ const cases: Case[] = [
       ['x/a', 'y/a', 80, 'TCP', true],
       ['node/n1', 'x/a', 80, 'TCP', true],
       ['node/n2', 'x/a', 80, 'TCP', false],
-      ['node/n2', 'x/c', 81, 'TCP', true, 6],
+      ['node/n2', 'x/c', 81, 'TCP', true, 'ipv6'],
       ['external', 'x/a', 80, 'TCP', false],
     ],
   },
@@ -44,7 +45,7 @@ const cases: Case[] = [
     expect: [
       ['x/a', 'x/b', 80, 'TCP', false],
       ['x/a', 'node/n1', 80, 'TCP', false],
-      ['x/c', 'node/n1', 80, 'UDP', false, 6],
+      ['x/c', 'node/n1', 80, 'UDP', false, 'ipv6'],
       ['y/a', 'x/a', 80, 'TCP', true],
       ['node/n1', 'x/a', 80, 'TCP', true],
     ],
@@ -64,7 +65,7 @@ const cases: Case[] = [
     policies: [policy('x', 'same-ns', { podSelector: {}, ingress: [{ from: [{ podSelector: {} }] }] })],
     expect: [
       ['x/b', 'x/a', 80, 'TCP', true],
-      ['x/c', 'x/a', 81, 'UDP', true, 6],
+      ['x/c', 'x/a', 81, 'UDP', true, 'ipv6'],
       ['y/a', 'x/a', 80, 'TCP', false],
     ],
   },
@@ -171,7 +172,7 @@ const cases: Case[] = [
     expect: [
       ['y/a', 'x/a', 80, 'TCP', true],
       ['y/a', 'x/a', 80, 'UDP', false],
-      ['y/a', 'x/c', 81, 'UDP', true, 6],
+      ['y/a', 'x/c', 81, 'UDP', true, 'ipv6'],
       ['y/a', 'x/a', 81, 'TCP', false],
       // serve-81-sctp is an SCTP port; the entry asks for TCP (default): it matches nothing.
       ['y/a', 'x/a', 81, 'SCTP', false],
@@ -265,9 +266,9 @@ const cases: Case[] = [
       ['y/b', 'x/a', 80, 'TCP', false],
       ['y/c', 'x/a', 80, 'TCP', false],
       ['node/n2', 'x/a', 80, 'TCP', false],
-      ['y/a', 'x/a', 80, 'TCP', false, 6],
-      ['y/b', 'x/a', 80, 'TCP', true, 6],
-      ['y/c', 'x/a', 80, 'TCP', false, 6],
+      ['y/a', 'x/a', 80, 'TCP', false, 'ipv6'],
+      ['y/b', 'x/a', 80, 'TCP', true, 'ipv6'],
+      ['y/c', 'x/a', 80, 'TCP', false, 'ipv6'],
     ],
   },
   {
@@ -286,8 +287,8 @@ const cases: Case[] = [
       ['x/a', 'y/b', 80, 'TCP', true],
       ['x/a', 'y/c', 80, 'TCP', false],
       ['x/a', 'node/n1', 80, 'UDP', true],
-      ['x/a', 'y/c', 81, 'TCP', true, 6],
-      ['x/a', 'y/c', 80, 'TCP', false, 6],
+      ['x/a', 'y/c', 81, 'TCP', true, 'ipv6'],
+      ['x/a', 'y/c', 80, 'TCP', false, 'ipv6'],
     ],
   },
   {
@@ -360,8 +361,8 @@ describe('policy: upstream e2e and cyclonus cases, oracle vs compiled rules', ()
       const world = c.world ? c.world(e2eWorld()) : e2eWorld();
       const probes = truthTable(world, c.policies);
       for (const [from, to, port, protocol, want, family] of c.expect) {
-        const p = probeOf(probes, from, to, port, protocol, family ?? 4);
-        expect(p.oracle, `oracle ${from} -> ${to} ${protocol}/${port} v${family ?? 4}`).to.equal(want);
+        const p = probeOf(probes, from, to, port, protocol, family ?? 'ipv4');
+        expect(p.oracle, `oracle ${from} -> ${to} ${protocol}/${port} v${ipVersion(family ?? 'ipv4')}`).to.equal(want);
       }
       expect(disagreements(probes)).to.deep.equal([]);
     });

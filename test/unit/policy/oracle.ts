@@ -15,7 +15,8 @@
 //   a named port is looked up on the destination pod for that protocol; no ports at all = every port, every protocol.
 import ipaddr from 'ipaddr.js';
 import type { LabelSelector, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Pod } from '../../../src/kube/wire.js';
-import type { ClusterState, IpFamily, Protocol } from '../../../src/policy/types.js';
+import type { ClusterState, Protocol } from '../../../src/policy/types.js';
+import { familyOf, ipVersion, type IpFamily } from '../../../src/routes/ip-prefix.js';
 
 export type OracleEndpoint = { pod: Pod } | { ip: string; /** set when the address is this node's own */ node?: string };
 
@@ -24,7 +25,7 @@ export interface OracleConnection {
   dst: OracleEndpoint;
   port: number;
   protocol: Protocol;
-  /** Which of a dual-stack pod's addresses is used; defaults to the family of an IP endpoint, else 4. */
+  /** Which of a dual-stack pod's addresses is used; defaults to the family of an IP endpoint, else IPv4. */
   family?: IpFamily;
 }
 
@@ -45,7 +46,7 @@ interface Resolved {
 const METADATA_NAME_LABEL = 'kubernetes.io/metadata.name';
 
 export function allowed(cluster: ClusterState, conn: OracleConnection): boolean {
-  const family = conn.family ?? familyOfEndpoint(conn.src) ?? familyOfEndpoint(conn.dst) ?? 4;
+  const family = conn.family ?? familyOfEndpoint(conn.src) ?? familyOfEndpoint(conn.dst) ?? 'ipv4';
   const src = resolve(conn.src, family);
   const dst = resolve(conn.dst, family);
   if (src.pod !== undefined && !egressAllows(cluster, src.pod, dst, conn, family)) return false;
@@ -57,22 +58,22 @@ export function allowed(cluster: ClusterState, conn: OracleConnection): boolean 
 }
 
 function familyOfEndpoint(e: OracleEndpoint): IpFamily | undefined {
-  if ('ip' in e) return e.ip.includes(':') ? 6 : 4;
+  if ('ip' in e) return familyOf(e.ip);
   return undefined;
 }
 
 function resolve(e: OracleEndpoint, family: IpFamily): Resolved {
   if ('ip' in e) {
-    if ((e.ip.includes(':') ? 6 : 4) !== family) throw new OracleError(`address ${e.ip} is not IPv${family}`);
+    if (familyOf(e.ip) !== family) throw new OracleError(`address ${e.ip} is not IPv${ipVersion(family)}`);
     return { ip: e.ip, ...(e.node === undefined ? {} : { node: e.node }) };
   }
   const pod = e.pod;
   const ips = [...(pod.status?.podIPs ?? []).map((p) => p.ip), pod.status?.podIP].filter(
     (ip): ip is string => typeof ip === 'string' && ip !== '',
   );
-  const ip = ips.find((a) => (a.includes(':') ? 6 : 4) === family);
+  const ip = ips.find((a) => familyOf(a) === family);
   const name = `${pod.metadata?.namespace}/${pod.metadata?.name}`;
-  if (ip === undefined) throw new OracleError(`pod ${name} has no IPv${family} address`);
+  if (ip === undefined) throw new OracleError(`pod ${name} has no IPv${ipVersion(family)} address`);
   if (pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed') {
     throw new OracleError(`pod ${name} has terminated`);
   }
@@ -136,7 +137,7 @@ function peerMatches(
   family: IpFamily,
 ): boolean {
   if (peer.ipBlock !== undefined) {
-    const cidrFamily = peer.ipBlock.cidr.includes(':') ? 6 : 4;
+    const cidrFamily = familyOf(peer.ipBlock.cidr);
     if (cidrFamily !== family) return false;
     if (!inCidr(other.ip, peer.ipBlock.cidr)) return false;
     return !(peer.ipBlock.except ?? []).some((cidr) => inCidr(other.ip, cidr));

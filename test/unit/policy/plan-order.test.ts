@@ -10,7 +10,7 @@ import { type CompiledPolicies } from '../../../src/policy/compile.js';
 import { compilePolicies } from './scratch-compile.js';
 import { PolicyCompiler } from '../../../src/policy/incremental.js';
 import { emptyObservedState, normalizeSetMember, observedAfter, planPolicyChanges, RULE_HASH_PREFIX, type ObservedPolicyState, type PolicyPlan } from '../../../src/policy/plan.js';
-import type { IpFamily } from '../../../src/policy/types.js';
+import { IP_FAMILIES, type IpFamily } from '../../../src/routes/ip-prefix.js';
 import { applyChange, changeArb, initialArb, node, type Snapshot } from './changes.js';
 
 const TARGETS = new Set(['ACCEPT', 'DROP', 'RETURN', 'MARK', 'REJECT']);
@@ -26,7 +26,7 @@ class ModelRefusal extends Error {}
 
 /** One family's filter table and the shared ipsets, with the kernel's refusals. */
 class ModelKernel {
-  tables: Record<IpFamily, Map<string, ModelRule[]>> = { 4: this.builtins(), 6: this.builtins() };
+  tables: Record<IpFamily, Map<string, ModelRule[]>> = { ipv4: this.builtins(), ipv6: this.builtins() };
   sets = new Map<string, { type: string; members: Set<string> }>();
 
   private builtins(): Map<string, ModelRule[]> {
@@ -146,7 +146,7 @@ class ModelKernel {
    */
   apply(plan: PolicyPlan, apart = false): void {
     if (plan.ipsetRestore !== '') this.ipsetRestore(plan.ipsetRestore);
-    for (const f of [4, 6] as const) {
+    for (const f of IP_FAMILIES) {
       if (!apart && plan.iptablesCombined[f] !== '') {
         this.iptablesRestore(f, plan.iptablesCombined[f]);
         continue;
@@ -160,8 +160,8 @@ class ModelKernel {
   /** What readObserved() would find. */
   observed(): ObservedPolicyState {
     const state = emptyObservedState();
-    for (const f of [4, 6] as const) {
-      const fam = f === 4 ? state.v4 : state.v6;
+    for (const f of IP_FAMILIES) {
+      const fam = f === 'ipv4' ? state.v4 : state.v6;
       for (const [chain, rules] of this.tables[f]) {
         if (chain.startsWith('PRPOL-')) fam.chains.set(chain, rules.map((r) => r.hash));
         else {
@@ -172,7 +172,7 @@ class ModelKernel {
       }
     }
     for (const [name, s] of this.sets) {
-      if (name.startsWith('PRPOL')) state.sets.set(name, { name, type: s.type, family: name.startsWith('PRPOL6') ? 6 : 4, members: [...s.members].map((m) => normalizeSetMember(s.type, m)) });
+      if (name.startsWith('PRPOL')) state.sets.set(name, { name, type: s.type, family: name.startsWith('PRPOL6') ? 'ipv6' : 'ipv4', members: [...s.members].map((m) => normalizeSetMember(s.type, m)) });
     }
     return state;
   }

@@ -30,11 +30,11 @@ describe('policy planner', () => {
   it('writes everything into an empty kernel, jumps inserted first in FORWARD and INPUT', () => {
     const desired = compileFor(e2eWorld(), [denyX, fromY]);
     const plan = planPolicyChanges(desired, emptyObservedState());
-    expect(chainsDeclared(plan.iptablesRestore[4])).to.have.members([...desired.v4.chains.keys()]);
-    expect(plan.iptablesRestore[4]).to.include('-I FORWARD 1 -m comment --comment "podroute policy" -j PRPOL-FORWARD');
-    expect(plan.iptablesRestore[6]).to.include('-I INPUT 1 -m comment --comment "podroute policy" -j PRPOL-INPUT');
-    expect(plan.iptablesRestore[4].trimEnd().endsWith('COMMIT')).to.equal(true);
-    expect(plan.iptablesCleanup).to.deep.equal({ 4: '', 6: '' });
+    expect(chainsDeclared(plan.iptablesRestore.ipv4)).to.have.members([...desired.v4.chains.keys()]);
+    expect(plan.iptablesRestore.ipv4).to.include('-I FORWARD 1 -m comment --comment "podroute policy" -j PRPOL-FORWARD');
+    expect(plan.iptablesRestore.ipv6).to.include('-I INPUT 1 -m comment --comment "podroute policy" -j PRPOL-INPUT');
+    expect(plan.iptablesRestore.ipv4.trimEnd().endsWith('COMMIT')).to.equal(true);
+    expect(plan.iptablesCleanup).to.deep.equal({ ipv4: '', ipv6: '' });
     for (const name of desired.v4.sets.keys()) expect(plan.ipsetRestore).to.include(`create ${name} `);
     expect(plan.ipsetRestore).to.not.include('swap');
   });
@@ -43,7 +43,7 @@ describe('policy planner', () => {
     const desired = compileFor(e2eWorld(), [denyX, fromY]);
     const plan = planPolicyChanges(desired, observedAfter(desired));
     expect(plan.ipsetRestore).to.equal('');
-    expect(plan.iptablesRestore).to.deep.equal({ 4: '', 6: '' });
+    expect(plan.iptablesRestore).to.deep.equal({ ipv4: '', ipv6: '' });
     expect(plan.destroySets).to.deep.equal([]);
   });
 
@@ -60,12 +60,12 @@ describe('policy planner', () => {
     };
     const after = compileFor(relabelled, [denyX, fromY]);
     const plan = planPolicyChanges(after, observedAfter(before));
-    const changed = chainsDeclared(plan.iptablesRestore[4]);
+    const changed = chainsDeclared(plan.iptablesRestore.ipv4);
     expect(changed).to.have.length(1);
     expect(changed[0]).to.match(/^PRPOL-I-/);
-    expect(plan.iptablesRestore[6]).to.not.equal('');
+    expect(plan.iptablesRestore.ipv6).to.not.equal('');
     // from-y's rule chain is no longer used by any local pod: removed after the main transaction.
-    expect(plan.iptablesCleanup[4]).to.match(/-X PRPOL-R-/);
+    expect(plan.iptablesCleanup.ipv4).to.match(/-X PRPOL-R-/);
   });
 
   it('a new pod IP in a peer set changes just that entry in each set that holds it', () => {
@@ -81,7 +81,7 @@ describe('policy planner', () => {
     };
     const after = compileFor(moved, [fromY]);
     const plan = planPolicyChanges(after, observedAfter(before));
-    expect(plan.iptablesRestore[4]).to.equal('');
+    expect(plan.iptablesRestore.ipv4).to.equal('');
     // Namespace y's peer set and the serve-80-tcp named-port set, IPv4 only: one entry out, one in, no swap.
     const added = [...plan.ipsetRestore.matchAll(/^add (\S+) (\S+) -exist$/gm)].map((m) => [m[1], m[2]]);
     const deleted = [...plan.ipsetRestore.matchAll(/^del (\S+) (\S+) -exist$/gm)].map((m) => [m[1], m[2]]);
@@ -107,12 +107,12 @@ describe('policy planner', () => {
     const desired = compileFor(e2eWorld(), [denyX, fromY]);
     const none = compileFor(e2eWorld(), []);
     const plan = planPolicyChanges(none, observedAfter(desired));
-    expect(plan.iptablesCleanup[4]).to.match(/^\*filter\n/);
-    expect(plan.iptablesCleanup[4]).to.match(/-X PRPOL-I-/);
-    expect(plan.iptablesCleanup[4]).to.not.include(CHAINS.forward);
+    expect(plan.iptablesCleanup.ipv4).to.match(/^\*filter\n/);
+    expect(plan.iptablesCleanup.ipv4).to.match(/-X PRPOL-I-/);
+    expect(plan.iptablesCleanup.ipv4).to.not.include(CHAINS.forward);
     expect(plan.destroySets.some((s) => s.startsWith('PRPOL4-P-'))).to.equal(true);
     expect(plan.destroySets).to.not.include('PRPOL4-LOCAL');
-    expect(plan.iptablesRestore[4]).to.not.include('-I FORWARD');
+    expect(plan.iptablesRestore.ipv4).to.not.include('-I FORWARD');
   });
 
   it('removes duplicate jumps and rewrites chains whose rules lost their hash', () => {
@@ -121,8 +121,8 @@ describe('policy planner', () => {
     observed.v4.jumps.push({ chain: 'FORWARD', target: CHAINS.forward, position: 2 });
     observed.v4.chains.set(CHAINS.forward, ['', '', '', '']);
     const plan = planPolicyChanges(desired, observed);
-    expect(plan.iptablesRestore[4]).to.include('-D FORWARD -m comment --comment "podroute policy" -j PRPOL-FORWARD');
-    expect(chainsDeclared(plan.iptablesRestore[4])).to.deep.equal([CHAINS.forward]);
+    expect(plan.iptablesRestore.ipv4).to.include('-D FORWARD -m comment --comment "podroute policy" -j PRPOL-FORWARD');
+    expect(chainsDeclared(plan.iptablesRestore.ipv4)).to.deep.equal([CHAINS.forward]);
   });
 
   it('moves a jump that is no longer first back to the top in the same transaction, and only that one', () => {
@@ -133,13 +133,13 @@ describe('policy planner', () => {
     const plan = planPolicyChanges(desired, observed);
     const del = '-D FORWARD -m comment --comment "podroute policy" -j PRPOL-FORWARD';
     const ins = '-I FORWARD 1 -m comment --comment "podroute policy" -j PRPOL-FORWARD';
-    const lines = plan.iptablesRestore[4].split('\n');
+    const lines = plan.iptablesRestore.ipv4.split('\n');
     expect(lines).to.include(del);
     expect(lines.indexOf(ins)).to.be.greaterThan(lines.indexOf(del));
-    expect(plan.iptablesRestore[4]).to.not.include('INPUT');
-    expect(plan.iptablesRestore[6]).to.equal('');
+    expect(plan.iptablesRestore.ipv4).to.not.include('INPUT');
+    expect(plan.iptablesRestore.ipv6).to.equal('');
     expect(plan.summary.jumpsAdded).to.equal(1);
-    expect(chainsDeclared(plan.iptablesRestore[4])).to.deep.equal([]);
+    expect(chainsDeclared(plan.iptablesRestore.ipv4)).to.deep.equal([]);
   });
 
   it('reads where our jump sits in its built-in chain from iptables-save', () => {
@@ -196,7 +196,7 @@ describe('policy planner', () => {
     );
     expect([...sets.keys()]).to.deep.equal(['PRPOL4-LOCAL', 'PRPOL6-N-abc']);
     expect(sets.get('PRPOL4-LOCAL')?.members).to.deep.equal(['10.1.0.0/24', '10.1.0.11']);
-    expect(sets.get('PRPOL6-N-abc')).to.deep.include({ family: 6, type: 'hash:ip,port', members: ['fd01:1::b,tcp:80'] });
+    expect(sets.get('PRPOL6-N-abc')).to.deep.include({ family: 'ipv6', type: 'hash:ip,port', members: ['fd01:1::b,tcp:80'] });
     const desired = compileFor(e2eWorld(), []);
     const observed = observedAfter(desired);
     expect(observed.sets.get('PRPOL4-LOCAL')?.members).to.include('10.1.0.11');

@@ -40,7 +40,7 @@ import {
   type RuleChainDef,
   type SetDef,
 } from '../../../src/policy/compile.js';
-import type { IpFamily } from '../../../src/policy/types.js';
+import { addressBits, type IpFamily } from '../../../src/routes/ip-prefix.js';
 
 type RuleChainsOf = (p: PreparedPolicy, dir: Direction) => Record<IpFamily, RuleChainDef>;
 
@@ -90,7 +90,7 @@ function compileFamily(family: IpFamily, input: CompileInput, policies: Prepared
     knownMembers.push(ip);
     if (dispatched.has(ip)) continue;
     dispatched.add(ip);
-    localMembers.push(`${ip}${family === 4 ? '/32' : '/128'}`);
+    localMembers.push(`${ip}/${addressBits(family)}`);
     for (const dir of DIRECTIONS) {
       const isolating = selecting.filter((p) => p[dir]);
       if (isolating.length === 0) continue;
@@ -132,8 +132,8 @@ export function compilePolicies(input: CompileInput, options: CompileOptions = {
     return defs;
   };
   return {
-    v4: compileFamily(4, input, policies, namespaceLabels, ruleChainsOf, mark),
-    v6: compileFamily(6, input, policies, namespaceLabels, ruleChainsOf, mark),
+    v4: compileFamily('ipv4', input, policies, namespaceLabels, ruleChainsOf, mark),
+    v6: compileFamily('ipv6', input, policies, namespaceLabels, ruleChainsOf, mark),
     problems,
   };
 }

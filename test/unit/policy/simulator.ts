@@ -3,7 +3,8 @@
 // does not understand is an error, never silently ignored.
 import ipaddr from 'ipaddr.js';
 import type { CompiledPolicies, FamilyRuleset, IpSetSpec } from '../../../src/policy/compile.js';
-import type { IpFamily, Protocol } from '../../../src/policy/types.js';
+import type { Protocol } from '../../../src/policy/types.js';
+import { addressBits, familyOf, type IpFamily } from '../../../src/routes/ip-prefix.js';
 
 export type Hook = 'FORWARD' | 'INPUT' | 'OUTPUT';
 export type Verdict = 'ACCEPT' | 'DROP' | 'CONTINUE';
@@ -48,7 +49,7 @@ function inCidr(ip: string, cidr: string): boolean {
   if (suffix !== undefined && /[.:]/.test(suffix)) return inMasked(ip, maskedAddr ?? '', suffix);
   let c = cidrCache.get(cidr);
   if (c === undefined) {
-    c = cidr.includes('/') ? ipaddr.parseCIDR(cidr) : [ipaddr.parse(cidr), cidr.includes(':') ? 128 : 32];
+    c = cidr.includes('/') ? ipaddr.parseCIDR(cidr) : [ipaddr.parse(cidr), addressBits(familyOf(cidr))];
     cidrCache.set(cidr, c);
   }
   const addr = parsedIp(ip);
@@ -90,7 +91,7 @@ function inSet(set: IpSetSpec | undefined, name: string, dirs: string, pkt: SimP
       for (const m of set.members) {
         const [net = '', flag] = m.split(' ');
         if (!inCidr(ip, net)) continue;
-        const length = net.includes('/') ? Number(net.split('/')[1]) : net.includes(':') ? 128 : 32;
+        const length = net.includes('/') ? Number(net.split('/')[1]) : addressBits(familyOf(net));
         if (best === undefined || length > best.length) best = { length, nomatch: flag === 'nomatch' };
       }
       return best !== undefined && !best.nomatch;
@@ -258,7 +259,7 @@ export function clusterAllows(
   const at = (node: string, hook: Hook): boolean => {
     const c = compiled.get(node);
     if (c === undefined) throw new Error(`simulator: no ruleset for node ${node}`);
-    return simulate(family === 4 ? c.v4 : c.v6, hook, pkt) !== 'DROP';
+    return simulate(family === 'ipv4' ? c.v4 : c.v6, hook, pkt) !== 'DROP';
   };
   if (src.kind === 'pod') {
     const hook: Hook = dst.kind === 'host' && dst.node === src.node ? 'INPUT' : 'FORWARD';

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { expect } from 'chai';
 import { CniResultCacheReader, parseCniCacheRecord, planSourceBindings } from '../../../src/policy/source-binding.js';
+import { familyOf } from '../../../src/routes/ip-prefix.js';
 
 /** A record as libcni writes it after the bridge + host-local + portmap chain. */
 function record(containerId: string, veth: string, ips: string[], network = 'podroute'): string {
@@ -23,7 +24,7 @@ function record(containerId: string, veth: string, ips: string[], network = 'pod
         { name: veth, mac: '0a:58:0a:01:00:02' },
         { name: 'eth0', mac: '0a:58:0a:01:00:03', sandbox: `/run/netns/${containerId}` },
       ],
-      ips: ips.map((address) => ({ address, gateway: address.includes(':') ? 'fd01:1::1' : '10.1.0.1', interface: 2 })),
+      ips: ips.map((address) => ({ address, gateway: familyOf(address) === 'ipv6' ? 'fd01:1::1' : '10.1.0.1', interface: 2 })),
       routes: [{ dst: '0.0.0.0/0' }],
       dns: {},
     },

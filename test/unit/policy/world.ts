@@ -5,7 +5,8 @@ import type { Namespace, NetworkPolicy, NetworkPolicySpec, Pod } from '../../../
 import { type CompiledPolicies } from '../../../src/policy/compile.js';
 import { compilePolicies } from './scratch-compile.js';
 import { allowed, type OracleEndpoint } from './oracle.js';
-import type { ClusterState, IpFamily, PolicyNode, Protocol } from '../../../src/policy/types.js';
+import type { ClusterState, PolicyNode, Protocol } from '../../../src/policy/types.js';
+import { familyOf, IP_FAMILIES, ipVersion, type IpFamily } from '../../../src/routes/ip-prefix.js';
 import { clusterAllows, type Place, type SimPacket } from './simulator.js';
 
 export function namespace(name: string, labels: Record<string, string> = {}): Namespace {
@@ -123,13 +124,13 @@ function endpoints(world: World): Endpoint[] {
       label: `${p.metadata?.namespace}/${p.metadata?.name}`,
       oracle: { pod: p },
       place: p.spec?.hostNetwork === true ? { kind: 'host', node } : { kind: 'pod', node },
-      ip: (f) => ips.find((ip) => (ip.includes(':') ? 6 : 4) === f),
+      ip: (f) => ips.find((ip) => familyOf(ip) === f),
     };
   });
   for (const n of world.nodes) {
-    list.push({ label: `node/${n.name}`, oracle: { ip: n.v4, node: n.name }, place: { kind: 'host', node: n.name }, ip: (f) => (f === 4 ? n.v4 : n.v6) });
+    list.push({ label: `node/${n.name}`, oracle: { ip: n.v4, node: n.name }, place: { kind: 'host', node: n.name }, ip: (f) => (f === 'ipv4' ? n.v4 : n.v6) });
   }
-  list.push({ label: 'external', oracle: { ip: world.external.v4 }, place: { kind: 'external' }, ip: (f) => (f === 4 ? world.external.v4 : world.external.v6) });
+  list.push({ label: 'external', oracle: { ip: world.external.v4 }, place: { kind: 'external' }, ip: (f) => (f === 'ipv4' ? world.external.v4 : world.external.v6) });
   return list;
 }
 
@@ -151,7 +152,7 @@ export function truthTable(
   const compiled = compileWorld(world, policies);
   const all = endpoints(world);
   const probes: Probe[] = [];
-  for (const family of options.families ?? [4, 6]) {
+  for (const family of options.families ?? IP_FAMILIES) {
     for (const src of all) {
       for (const dst of all) {
         if (src === dst || dst.place.kind === 'external' || src.label === dst.label) continue;
@@ -183,12 +184,12 @@ export function truthTable(
 export function disagreements(probes: Probe[]): string[] {
   return probes
     .filter((p) => p.oracle !== p.compiled)
-    .map((p) => `${p.from} -> ${p.to} ${p.protocol}/${p.port} v${p.family}: oracle ${p.oracle}, rules ${p.compiled}`);
+    .map((p) => `${p.from} -> ${p.to} ${p.protocol}/${p.port} v${ipVersion(p.family)}: oracle ${p.oracle}, rules ${p.compiled}`);
 }
 
 /** The probe of one pair, for spot checks. */
-export function probeOf(probes: Probe[], from: string, to: string, port: number, protocol: Protocol = 'TCP', family: IpFamily = 4): Probe {
+export function probeOf(probes: Probe[], from: string, to: string, port: number, protocol: Protocol = 'TCP', family: IpFamily = 'ipv4'): Probe {
   const p = probes.find((x) => x.from === from && x.to === to && x.port === port && x.protocol === protocol && x.family === family);
-  if (p === undefined) throw new Error(`no probe ${from} -> ${to} ${protocol}/${port} v${family}`);
+  if (p === undefined) throw new Error(`no probe ${from} -> ${to} ${protocol}/${port} v${ipVersion(family)}`);
   return p;
 }

@@ -4,6 +4,7 @@ import type { LearnedPath } from '../../../src/bgp/types.js';
 import { IncrementalRouteSelector, type LearnedPathsByPrefix } from '../../../src/routes/incremental-selection.js';
 import { selectRoutes, type DesiredRoute, type RouteSelectionContext } from '../../../src/routes/select-routes.js';
 import { CONTEXT } from './selection-context.js';
+import { familyOf } from '../../../src/routes/ip-prefix.js';
 
 const BASE: RouteSelectionContext = CONTEXT;
 
@@ -49,7 +50,7 @@ const pathArb = (prefix: string): fc.Arbitrary<LearnedPath> =>
     isWithdraw: fc.integer({ min: 0, max: 9 }).map((n) => n === 0),
   }).map((r) => ({
     prefix,
-    family: prefix.includes(':') ? ('ipv6' as const) : ('ipv4' as const),
+    family: familyOf(prefix),
     nextHop: r.nextHop,
     neighborIp: r.neighbor,
     asPath: r.asPath,

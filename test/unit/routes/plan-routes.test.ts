@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { canonicalNextHops, parseIpPrefix } from '../../../src/routes/ip-prefix.js';
+import { canonicalNextHops, familyOf, parseIpPrefix } from '../../../src/routes/ip-prefix.js';
 import { defaultMetric, planRoutes, type KernelRoute, type RouteChange } from '../../../src/routes/plan-routes.js';
 import type { DesiredRoute } from '../../../src/routes/select-routes.js';
 
@@ -73,7 +73,7 @@ describe('routes/planRoutes', () => {
     const hopsFor = (prefix: string) =>
       fc
         .uniqueArray(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 3 })
-        .map((ns) => ns.sort((a, b) => a - b).map((n) => (prefix.includes(':') ? `fd00:1::${n}` : `10.0.1.${n}`)));
+        .map((ns) => ns.sort((a, b) => a - b).map((n) => (familyOf(prefix) === 'ipv6' ? `fd00:1::${n}` : `10.0.1.${n}`)));
     const desiredArb = fc.uniqueArray(prefixArb, { maxLength: 12 }).chain((prefixes) =>
       fc.tuple(...prefixes.map((prefix) => hopsFor(prefix).map((nextHops): DesiredRoute => ({ prefix, nextHops })))),
     );
@@ -102,7 +102,7 @@ describe('routes/planRoutes', () => {
     /** A model kernel: applies the planned changes the way `ip -batch` would (add fails on an existing key). */
     function applyToModel(observed: KernelRoute[], foreign: KernelRoute[], changes: RouteChange[]): KernelRoute[] {
       const key = (r: { prefix: string; metric?: number }) => {
-        const family = r.prefix.includes(':') ? 'ipv6' : 'ipv4';
+        const family = familyOf(r.prefix);
         return `${parseIpPrefix(r.prefix)!.text} ${r.metric ?? defaultMetric(family)}`;
       };
       const table = new Map(observed.map((r) => [key(r), r]));

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import type { LearnedPath } from '../../../src/bgp/types.js';
 import { RouteInputError } from '../../../src/routes/errors.js';
-import { parseIpAddress, parseIpPrefix, prefixContains, prefixContainsAddress, prefixesOverlap } from '../../../src/routes/ip-prefix.js';
+import { familyOf, parseIpAddress, parseIpPrefix, prefixContains, prefixContainsAddress, prefixesOverlap } from '../../../src/routes/ip-prefix.js';
 import { selectRoutes, type RouteSelectionContext } from '../../../src/routes/select-routes.js';
 import { CONTEXT } from './selection-context.js';
 
@@ -10,7 +10,7 @@ import { CONTEXT } from './selection-context.js';
 function path(prefix: string, nextHop: string, extra: Partial<LearnedPath> = {}): LearnedPath {
   return {
     prefix,
-    family: prefix.includes(':') ? 'ipv6' : 'ipv4',
+    family: familyOf(prefix),
     nextHop,
     neighborIp: nextHop,
     asPath: [],
@@ -19,9 +19,9 @@ function path(prefix: string, nextHop: string, extra: Partial<LearnedPath> = {})
   };
 }
 
-const fromNode2 = (prefix: string) => path(prefix, prefix.includes(':') ? 'fd00:1::11' : '10.0.1.11');
+const fromNode2 = (prefix: string) => path(prefix, familyOf(prefix) === 'ipv6' ? 'fd00:1::11' : '10.0.1.11');
 const viaTor = (prefix: string, tor: 1 | 2, asPath: number[], extra: Partial<LearnedPath> = {}) =>
-  path(prefix, prefix.includes(':') ? `fd00:1::${tor}` : `10.0.1.${tor}`, { asPath, ...extra });
+  path(prefix, familyOf(prefix) === 'ipv6' ? `fd00:1::${tor}` : `10.0.1.${tor}`, { asPath, ...extra });
 
 describe('routes/selectRoutes', () => {
   it('installs a node podCIDR learned over iBGP from that node, v4 and v6', () => {
@@ -241,7 +241,7 @@ describe('routes/selectRoutes', () => {
       med: fc.option(fc.constantFrom(0, 10, 20), { nil: undefined }),
       origin: fc.option(fc.constantFrom('igp' as const, 'egp' as const, 'incomplete' as const), { nil: undefined }),
       isWithdraw: fc.boolean(),
-    }).map((p): LearnedPath => ({ ...p, family: p.prefix.includes(':') ? 'ipv6' : 'ipv4' }));
+    }).map((p): LearnedPath => ({ ...p, family: familyOf(p.prefix) }));
     const pathsArb = fc.array(pathArb, { maxLength: 40 });
 
     const own = CONTEXT.ownPodCIDRs.map((c) => parseIpPrefix(c)!);
