@@ -194,5 +194,25 @@ export function labCommand(): Command {
       }),
     { hidden: true },
   );
+  lab.addCommand(
+    new Command('endpointslice-controller')
+      .description("(internal) the lab's stand-in for kube-controller-manager's EndpointSlice controller")
+      .requiredOption('--lab <lab>', 'lab name')
+      .action(async (opts: { lab: string }) => {
+        const { runEndpointSliceController } = await import('../lab/services/endpoint-slice-controller.js');
+        await runEndpointSliceController({ lab: opts.lab, signal: signalOnTermination() });
+      }),
+    { hidden: true },
+  );
+  lab.addCommand(
+    new Command('service-proxy')
+      .description("(internal) the lab's stand-in for kube-proxy (iptables mode) in every node namespace")
+      .requiredOption('--lab <lab>', 'lab name')
+      .action(async (opts: { lab: string }) => {
+        const { runServiceProxy } = await import('../lab/services/service-proxy.js');
+        await runServiceProxy({ lab: opts.lab, signal: signalOnTermination() });
+      }),
+    { hidden: true },
+  );
   return lab;
 }
