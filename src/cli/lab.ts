@@ -95,12 +95,14 @@ export function labCommand(): Command {
 
   lab
     .command('show')
-    .description('what `make lab` shows: the routes each node installed, then the pod-to-pod matrix')
+    .description('what `make lab` shows: the routes each node installed, the Services and who advertises them, then the pod-to-pod matrix')
     .argument('<name>', 'lab name')
     .action(async (name: string) => {
       const { formatNodeRoutes } = await import('../lab/status.js');
+      const { formatServices, labServices } = await import('../lab/service-status.js');
       const { formatMatrix, runMatrix } = await matrixModule();
       process.stdout.write(await formatNodeRoutes(name));
+      process.stdout.write('\n' + formatServices(await labServices(name)));
       process.stdout.write('\n' + formatMatrix(await runMatrix(name, { timeoutMs: 1000 })));
     });
 

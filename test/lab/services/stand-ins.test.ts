@@ -3,9 +3,11 @@
 // namespaces over TCP and UDP, v4 and v6, with externalTrafficPolicy Local keeping the client's source and
 // Cluster masquerading. Service addresses are set by hand (status through the status subresource; the class keeps
 // the agent's allocator away) and routed to a chosen node by hand on the ToR and the spine: nothing here depends on
-// the agent advertising Service addresses (that is the agent side's test).
+// the agent advertising Service addresses: where BGP is tested (ToR filters, spine ECMP, ext1 over the fabric), plain
+// gobgpd speakers stand in for the advertising agents of two nodes. The agent side has its own tests.
 import { expect } from 'chai';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -13,9 +15,12 @@ import YAML from 'yaml';
 import { apiRequest } from '../../../src/lab/api.js';
 import { externalHostSocket } from '../../../src/lab/daemons.js';
 import { labDown } from '../../../src/lab/down.js';
+import { labStart, labStop } from '../../../src/lab/faults.js';
+import { frrFiles, vtysh } from '../../../src/lab/frr.js';
 import { nodeProbeSocket } from '../../../src/lab/kubelet/kubelet.js';
 import { labPaths } from '../../../src/lab/paths.js';
 import { closeProbeConnections, parsePodReply, probe, type ProbeProtocol } from '../../../src/lab/probe.js';
+import { labServices, parseRib } from '../../../src/lab/service-status.js';
 import { readLabState } from '../../../src/lab/state.js';
 import { labUp } from '../../../src/lab/up.js';
 import type { EndpointSlice, Pod, Service } from '../../../src/lab/services/endpoint-slices.js';
@@ -146,13 +151,49 @@ async function fromExt1(target: string, port: number, protocol: ProbeProtocol, t
   return r.ok ? { ...(reply === undefined ? {} : { identity: reply.identity, client: reply.clientAddress }) } : { error: r.error ?? 'failed' };
 }
 
+/** Plain gobgpd processes in node namespaces announcing prefixes to their ToR, as a node's BGP speaker would. */
+class Speakers {
+  private readonly children: ChildProcess[] = [];
+  private dir = '';
+
+  async start(node: string, asn: number, own: { v4: string; v6: string }, tor: { v4: string; v6: string }, torAsn: number): Promise<{ announce: (prefix: string) => Promise<void> }> {
+    if (this.dir === '') this.dir = mkdtempSync(path.join(os.tmpdir(), 'labsvc-speakers-'));
+    const neighbor = (address: string, afi: string): string =>
+      `[[neighbors]]\n[neighbors.config]\nneighbor-address = "${address}"\npeer-as = ${torAsn}\n[neighbors.ttl-security.config]\nenabled = true\nttl-min = 255\n` +
+      `[[neighbors.afi-safis]]\n[neighbors.afi-safis.config]\nafi-safi-name = "${afi}"\n`;
+    const config = path.join(this.dir, `${node}.toml`);
+    writeFileSync(config, `[global.config]\nas = ${asn}\nrouter-id = "${own.v4}"\nport = 179\n${neighbor(tor.v4, 'ipv4-unicast')}${neighbor(tor.v6, 'ipv6-unicast')}`);
+    const socket = path.join(this.dir, `${node}.sock`);
+    const child = spawn('ip', ['netns', 'exec', labPaths(LAB).netns(node), 'gobgpd', '-f', config, '--api-hosts', `unix://${socket}`, '--pprof-disable'], { stdio: 'ignore' });
+    this.children.push(child);
+    await pollUntil(`speaker on ${node}`, async () => (await execa('gobgp', ['--target', `unix://${socket}`, 'global'], { reject: false })).exitCode === 0);
+    return {
+      announce: async (prefix: string) => {
+        await execa('gobgp', ['--target', `unix://${socket}`, 'global', 'rib', '-a', prefix.includes(':') ? 'ipv6' : 'ipv4', 'add', prefix]);
+      },
+    };
+  }
+
+  async stop(): Promise<void> {
+    for (const child of this.children) {
+      if (child.exitCode !== null || child.signalCode !== null) continue;
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGKILL');
+      await exited;
+    }
+    if (this.dir !== '') rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
 describe('lab: Service stand-ins (EndpointSlice controller, service proxy)', function () {
   this.timeout(600_000);
   let podIPs: { v4: string; v6: string };
+  const speakers = new Speakers();
+  let dir = '';
 
   before(async () => {
     if (readLabState(LAB) !== undefined) await labDown(LAB);
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'labsvc-'));
+    dir = mkdtempSync(path.join(os.tmpdir(), 'labsvc-'));
     const file = path.join(dir, 'topology.yaml');
     writeFileSync(file, TOPOLOGY);
     await labUp({ topologyFile: file, name: LAB, timeoutMs: 240_000 });
@@ -168,6 +209,8 @@ describe('lab: Service stand-ins (EndpointSlice controller, service proxy)', fun
 
   after(async () => {
     closeProbeConnections();
+    await speakers.stop();
+    if (dir !== '') rmSync(dir, { recursive: true, force: true });
     if (readLabState(LAB) !== undefined) await labDown(LAB);
   });
 
@@ -264,6 +307,17 @@ describe('lab: Service stand-ins (EndpointSlice controller, service proxy)', fun
         expect(await fromExt1(target, port, protocol, 1500), `${target} ${protocol}`).to.deep.equal({ error: 'timeout' });
       }
     }
+    // Dropped by the proxy's rule on r1n2 (not lost on the way): its counters moved, for each address and protocol.
+    for (const [tool, target] of [
+      ['iptables-save', LB4],
+      ['ip6tables-save', LB6],
+    ] as const) {
+      const { stdout } = await execa('ip', ['netns', 'exec', labPaths(LAB).netns('r1n2'), tool, '-c', '-t', 'filter']);
+      for (const protocol of ['tcp', 'udp']) {
+        const rule = stdout.split('\n').find((l) => l.includes(`-A LABSVC-FILTER -d ${target}/${target.includes(':') ? 128 : 32} -p ${protocol} `) && l.endsWith('-j DROP'));
+        expect(Number(/^\[(\d+):/.exec(rule ?? '')?.[1] ?? 0), `${target} ${protocol}: ${rule}`).to.be.greaterThan(0);
+      }
+    }
   });
 
   it('externalTrafficPolicy Cluster (spec.externalIPs): any endpoint, masqueraded to the node that DNATed', async () => {
@@ -285,6 +339,87 @@ describe('lab: Service stand-ins (EndpointSlice controller, service proxy)', fun
         expect(r, `${target} ${protocol}`).to.deep.equal({ identity: 'x/web-1', client });
       }
     }
+  });
+
+  it('ToRs take Service host routes (not other prefixes) from nodes and the spine spreads them (ECMP); ext1 reaches the Service; lab show names the advertisers', async () => {
+    // The agents of r1n2 and r2n1 make way for plain gobgpd speakers that announce what an advertising agent would
+    // (this checks the fabric's side: FRR filters and multipath, independent of the agent's advertisement code).
+    for (const node of ['r1n2', 'r2n1']) for (const daemon of ['agent', 'gobgpd']) await labStop(LAB, `${daemon}/${node}`);
+    for (const [address, router] of [
+      [EXT4, 'tor1'],
+      [EXT4, 'spine1'],
+      [EXT6, 'tor1'],
+      [EXT6, 'spine1'],
+    ] as const) {
+      await execa('ip', ['-n', labPaths(LAB).netns(router), 'route', 'del', address]);
+    }
+    const r1n2 = await speakers.start('r1n2', 64601, { v4: '10.10.1.12', v6: 'fd00:10:1::c' }, { v4: '10.10.1.1', v6: 'fd00:10:1::1' }, 65001);
+    const r2n1 = await speakers.start('r2n1', 64602, { v4: '10.10.2.11', v6: 'fd00:10:2::b' }, { v4: '10.10.2.1', v6: 'fd00:10:2::1' }, 65002);
+    for (const speaker of [r1n2, r2n1]) {
+      await speaker.announce(`${EXT4}/32`);
+      await speaker.announce(`${EXT6}/128`);
+    }
+    // Not Service host routes: a whole pool, an address outside every Service range. The ClusterIP aggregate is one.
+    await r1n2.announce('203.0.113.0/26');
+    await r1n2.announce('192.0.2.1/32');
+    await r1n2.announce('10.96.0.0/16');
+    const tor1 = await pollUntil('tor1 learned the Service routes of r1n2', async () => {
+      const rib = parseRib(await vtysh(frrFiles(labPaths(LAB).frrDir('tor1')), 'show bgp ipv4 unicast json'));
+      return rib.some((r) => r.prefix === `${EXT4}/32` && r.peers.includes('10.10.1.12')) && rib.some((r) => r.prefix === '10.96.0.0/16') ? rib : undefined;
+    });
+    expect(tor1.filter((r) => ['203.0.113.0/26', '192.0.2.1/32'].includes(r.prefix))).to.deep.equal([]);
+    for (const [target, v6] of [
+      [EXT4, false],
+      [EXT6, true],
+    ] as const) {
+      const hops = await pollUntil(`spine1 routes ${target} over both ToRs`, async () => {
+        const { stdout } = await execa('ip', ['-n', labPaths(LAB).netns('spine1'), '-j', v6 ? '-6' : '-4', 'route', 'show', target]);
+        const [route] = JSON.parse(stdout || '[]') as { nexthops?: { dev: string }[] }[];
+        const devs = (route?.nexthops ?? []).map((h) => h.dev).sort();
+        return devs.length === 2 ? devs : undefined;
+      });
+      expect(hops).to.deep.equal(['to-tor1', 'to-tor2']);
+    }
+    // End to end over the fabric: ext1 -> spine (ECMP) -> a ToR -> an advertising node -> DNAT (Cluster: SNAT to it).
+    for (const [target, clients] of [
+      [EXT4, ['10.10.1.12', '10.10.2.11']],
+      [EXT6, ['fd00:10:1::c', 'fd00:10:2::b']],
+    ] as const) {
+      for (const [port, protocol] of [
+        [80, 'tcp'],
+        [53, 'udp'],
+      ] as const) {
+        const r = await pollUntil(`ext1 -> ${target}:${port}/${protocol} over BGP`, async () => {
+          const got = await fromExt1(target, port, protocol);
+          if (got.error !== undefined) throw new Error(got.error);
+          return got;
+        });
+        expect(r.identity).to.equal('x/web-1');
+        expect(clients).to.include(r.client);
+      }
+    }
+    const cluster = (await labServices(LAB)).find((svc) => svc.name === 'cluster');
+    expect(cluster?.addresses.filter((a) => a.kind === 'externalIP')).to.deep.equal([
+      { address: EXT4, kind: 'externalIP', advertisedBy: ['r1n2', 'r2n1'] },
+      { address: EXT6, kind: 'externalIP', advertisedBy: ['r1n2', 'r2n1'] },
+    ]);
+    expect(cluster?.addresses.find((a) => a.kind === 'clusterIP' && !a.address.includes(':'))?.advertisedBy).to.deep.equal(['r1n2']);
+  });
+
+  it('the stand-ins restart: rules removed by hand come back from a restarted service proxy, slices from a restarted controller', async () => {
+    await labStop(LAB, 'service-proxy');
+    await labStop(LAB, 'endpointslice-controller');
+    await execa('ip', ['netns', 'exec', labPaths(LAB).netns('r1n1'), 'iptables', '-t', 'nat', '-F', 'LABSVC-SERVICES']);
+    const [slice] = await slicesOf('local');
+    await apiRequest(labPaths(LAB).apiSocket, 'DELETE', `/apis/discovery.k8s.io/v1/namespaces/x/endpointslices/${slice?.metadata.name ?? ''}`);
+    labStart(LAB, 'service-proxy');
+    labStart(LAB, 'endpointslice-controller');
+    await pollUntil('both slices of x/local back', async () => (await slicesOf('local')).length === 2);
+    await pollUntil('LABSVC-SERVICES rules back on r1n1', async () => {
+      const { stdout } = await execa('ip', ['netns', 'exec', labPaths(LAB).netns('r1n1'), 'iptables-save', '-t', 'nat']);
+      // iptables-save prints the matches in its own order (-d and -p before the comment).
+      return stdout.split('\n').some((l) => l.startsWith(`-A LABSVC-SERVICES -d ${LB4}/32 -p tcp `) && l.includes('--dport 80 '));
+    });
   });
 
   it('no endpoint left: the address is rejected; the Service deleted: its slices and rules go', async () => {
