@@ -3,6 +3,7 @@
 // that turn the slices that exist into those. The thin loop is endpoint-slice-controller.ts.
 // Semantics follow pkg/controller/endpointslice (Kubernetes 1.30): one slice set per address type, pods grouped
 // by their resolved ports, terminating pods kept with ready=false, a placeholder slice when nothing matches.
+import type { ObjectMeta as StoredObjectMeta } from '../apiserver/store.js';
 
 /** The label the real controller sets on the slices it owns; other managers' slices are never touched. */
 export const MANAGED_BY_LABEL = 'endpointslice.kubernetes.io/managed-by';
@@ -15,15 +16,8 @@ export const MAX_ENDPOINTS_PER_SLICE = 100;
 
 export type AddressType = 'IPv4' | 'IPv6';
 
-export interface ObjectMeta {
-  name?: string;
-  generateName?: string;
-  namespace?: string;
-  uid?: string;
-  resourceVersion?: string;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  deletionTimestamp?: string;
+/** The lab API server's object metadata, with the owner references the controller sets. */
+export interface ObjectMeta extends StoredObjectMeta {
   ownerReferences?: OwnerReference[];
 }
 

@@ -22,14 +22,19 @@ export const MASQ_MARK = '0x4000';
 
 export type Family = 4 | 6;
 
-/** Where each built-in chain jumps to ours: [table, built-in chain, rule arguments after `-j CHAIN`]. */
-export const HOOKS: { table: 'nat' | 'filter'; chain: string; target: string; match: string[] }[] = [
-  { table: 'nat', chain: 'PREROUTING', target: SERVICES_CHAIN, match: [] },
-  { table: 'nat', chain: 'OUTPUT', target: SERVICES_CHAIN, match: [] },
-  { table: 'nat', chain: 'POSTROUTING', target: POSTROUTING_CHAIN, match: [] },
-  { table: 'filter', chain: 'INPUT', target: FILTER_CHAIN, match: ['-m', 'conntrack', '--ctstate', 'NEW'] },
-  { table: 'filter', chain: 'FORWARD', target: FILTER_CHAIN, match: ['-m', 'conntrack', '--ctstate', 'NEW'] },
-  { table: 'filter', chain: 'OUTPUT', target: FILTER_CHAIN, match: ['-m', 'conntrack', '--ctstate', 'NEW'] },
+/**
+ * Where each built-in chain jumps to ours. Service translation comes first (PREROUTING, OUTPUT: before anything
+ * sees the Service address). Elsewhere the jump is appended: podroute keeps its own jumps first in nat POSTROUTING
+ * (masquerade) and in the filter chains (policy) and would re-insert them whenever another rule went above; being
+ * later costs nothing here (its masquerade chain returns what it does not masquerade, policy decides before us).
+ */
+export const HOOKS: { table: 'nat' | 'filter'; chain: string; target: string; match: string[]; position: 'first' | 'last' }[] = [
+  { table: 'nat', chain: 'PREROUTING', target: SERVICES_CHAIN, match: [], position: 'first' },
+  { table: 'nat', chain: 'OUTPUT', target: SERVICES_CHAIN, match: [], position: 'first' },
+  { table: 'nat', chain: 'POSTROUTING', target: POSTROUTING_CHAIN, match: [], position: 'last' },
+  { table: 'filter', chain: 'INPUT', target: FILTER_CHAIN, match: ['-m', 'conntrack', '--ctstate', 'NEW'], position: 'last' },
+  { table: 'filter', chain: 'FORWARD', target: FILTER_CHAIN, match: ['-m', 'conntrack', '--ctstate', 'NEW'], position: 'last' },
+  { table: 'filter', chain: 'OUTPUT', target: FILTER_CHAIN, match: ['-m', 'conntrack', '--ctstate', 'NEW'], position: 'last' },
 ];
 
 export interface ProxyNode {

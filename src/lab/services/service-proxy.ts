@@ -59,8 +59,8 @@ export async function applyNodeRules(netns: string, family: Family, podRanges: s
   }
   for (const hook of HOOKS) {
     if ((tables.get(hook.table) ?? []).includes(hookLine(hook))) continue;
-    // First in the chain, as kube-proxy puts its own: Service traffic is translated before anything else sees it.
-    const inserted = await inNetns(tool(family, 'cmd'), ['-w', '-t', hook.table, '-I', hook.chain, '1', ...hook.match, '-j', hook.target]);
+    const where = hook.position === 'first' ? ['-I', hook.chain, '1'] : ['-A', hook.chain];
+    const inserted = await inNetns(tool(family, 'cmd'), ['-w', '-t', hook.table, ...where, ...hook.match, '-j', hook.target]);
     if (inserted.exitCode !== 0) throw new LabError('LAB_API_FAILED', `${tool(family, 'cmd')} -I ${hook.chain} in ${netns}: ${inserted.stderr}`);
   }
 }

@@ -151,6 +151,24 @@ async function fromExt1(target: string, port: number, protocol: ProbeProtocol, t
   return r.ok ? { ...(reply === undefined ? {} : { identity: reply.identity, client: reply.clientAddress }) } : { error: r.error ?? 'failed' };
 }
 
+/** ext1 reaches each target over TCP (80) and UDP (53), x/web-1 answers, and it saw one of the given client addresses. */
+async function expectExt1Answers(cases: [target: string, clients: string[]][]): Promise<void> {
+  for (const [target, clients] of cases) {
+    for (const [port, protocol] of [
+      [80, 'tcp'],
+      [53, 'udp'],
+    ] as const) {
+      const r = await pollUntil(`ext1 -> ${target}:${port}/${protocol}`, async () => {
+        const got = await fromExt1(target, port, protocol);
+        if (got.error !== undefined) throw new Error(got.error);
+        return got;
+      });
+      expect(r.identity, `${target} ${protocol}`).to.equal('x/web-1');
+      expect(clients, `${target} ${protocol}: client ${r.client}`).to.include(r.client);
+    }
+  }
+}
+
 /** Plain gobgpd processes in node namespaces announcing prefixes to their ToR, as a node's BGP speaker would. */
 class Speakers {
   private readonly children: ChildProcess[] = [];
@@ -278,22 +296,10 @@ describe('lab: Service stand-ins (EndpointSlice controller, service proxy)', fun
   it('externalTrafficPolicy Local: traffic from ext1 routed to the endpoint node reaches the pod with ext1 as source', async () => {
     await routeTo(LB4, 'r1n1');
     await routeTo(LB6, 'r1n1');
-    for (const [target, client] of [
-      [LB4, EXT1.v4],
-      [LB6, EXT1.v6],
-    ] as const) {
-      for (const [port, protocol] of [
-        [80, 'tcp'],
-        [53, 'udp'],
-      ] as const) {
-        const r = await pollUntil(`ext1 -> ${target}:${port}/${protocol}`, async () => {
-          const got = await fromExt1(target, port, protocol);
-          if (got.error !== undefined) throw new Error(got.error);
-          return got;
-        });
-        expect(r, `${target} ${protocol}`).to.deep.equal({ identity: 'x/web-1', client });
-      }
-    }
+    await expectExt1Answers([
+      [LB4, [EXT1.v4]],
+      [LB6, [EXT1.v6]],
+    ]);
   });
 
   it('externalTrafficPolicy Local: a node without a local endpoint drops external traffic', async () => {
@@ -323,22 +329,10 @@ describe('lab: Service stand-ins (EndpointSlice controller, service proxy)', fun
   it('externalTrafficPolicy Cluster (spec.externalIPs): any endpoint, masqueraded to the node that DNATed', async () => {
     await routeTo(EXT4, 'r1n2');
     await routeTo(EXT6, 'r1n2');
-    for (const [target, client] of [
-      [EXT4, NODE_ADDR.r1n2.v4],
-      [EXT6, NODE_ADDR.r1n2.v6],
-    ] as const) {
-      for (const [port, protocol] of [
-        [80, 'tcp'],
-        [53, 'udp'],
-      ] as const) {
-        const r = await pollUntil(`ext1 -> ${target}:${port}/${protocol}`, async () => {
-          const got = await fromExt1(target, port, protocol);
-          if (got.error !== undefined) throw new Error(got.error);
-          return got;
-        });
-        expect(r, `${target} ${protocol}`).to.deep.equal({ identity: 'x/web-1', client });
-      }
-    }
+    await expectExt1Answers([
+      [EXT4, [NODE_ADDR.r1n2.v4]],
+      [EXT6, [NODE_ADDR.r1n2.v6]],
+    ]);
   });
 
   it('ToRs take Service host routes (not other prefixes) from nodes and the spine spreads them (ECMP); ext1 reaches the Service; lab show names the advertisers', async () => {
@@ -381,23 +375,10 @@ describe('lab: Service stand-ins (EndpointSlice controller, service proxy)', fun
       expect(hops).to.deep.equal(['to-tor1', 'to-tor2']);
     }
     // End to end over the fabric: ext1 -> spine (ECMP) -> a ToR -> an advertising node -> DNAT (Cluster: SNAT to it).
-    for (const [target, clients] of [
+    await expectExt1Answers([
       [EXT4, ['10.10.1.12', '10.10.2.11']],
       [EXT6, ['fd00:10:1::c', 'fd00:10:2::b']],
-    ] as const) {
-      for (const [port, protocol] of [
-        [80, 'tcp'],
-        [53, 'udp'],
-      ] as const) {
-        const r = await pollUntil(`ext1 -> ${target}:${port}/${protocol} over BGP`, async () => {
-          const got = await fromExt1(target, port, protocol);
-          if (got.error !== undefined) throw new Error(got.error);
-          return got;
-        });
-        expect(r.identity).to.equal('x/web-1');
-        expect(clients).to.include(r.client);
-      }
-    }
+    ]);
     const cluster = (await labServices(LAB)).find((svc) => svc.name === 'cluster');
     expect(cluster?.addresses.filter((a) => a.kind === 'externalIP')).to.deep.equal([
       { address: EXT4, kind: 'externalIP', advertisedBy: ['r1n2', 'r2n1'] },
