@@ -65,6 +65,9 @@ export async function applyNodeRules(netns: string, family: Family, podRanges: s
   }
 }
 
+/** How often unchanged rules are written again all the same (drift repair). */
+const REPAIR_MS = 60_000;
+
 function isV6(cidr: string): boolean {
   return cidr.includes(':');
 }
@@ -78,6 +81,7 @@ export async function runServiceProxy(options: ServiceProxyOptions): Promise<voi
   const podRanges = parseTopology(state.topologyText).cluster.podRanges;
   const dirty = new DirtySignal();
   dirty.set();
+  const applied = new Map<string, { input: string; at: number }>();
   for (const collection of ['/api/v1/services', '/apis/discovery.k8s.io/v1/endpointslices', '/api/v1/nodes']) {
     watchCollection(paths.apiSocket, collection, () => dirty.set(), signal, (err) => log.debug('watch interrupted', { collection, error: err.message }));
   }
@@ -94,14 +98,24 @@ export async function runServiceProxy(options: ServiceProxyOptions): Promise<voi
       const views = { 4: servicePortViews(services.items, slices.items, 4), 6: servicePortViews(services.items, slices.items, 6) } as const;
       // A Node object whose namespace is gone (a removed node) is skipped; the next pass tries again.
       const nodeNames = nodes.items.map((n) => n.metadata.name ?? '').filter((n) => n !== '' && existsSync(`/run/netns/${paths.netns(n)}`));
-      await Promise.all(
-        nodeNames.flatMap((node) =>
-          ([4, 6] as const).map((family) =>
-            applyNodeRules(paths.netns(node), family, podRanges.filter((r) => isV6(r) === (family === 6)), node, views[family]),
-          ),
-        ),
+      const work = nodeNames.flatMap((node) =>
+        ([4, 6] as const).map((family) => {
+          const ranges = podRanges.filter((r) => isV6(r) === (family === 6));
+          const key = `${node}/${family}`;
+          const input = JSON.stringify([ranges, views[family]]);
+          const last = applied.get(key);
+          // Events that change nothing for a node (most Node and slice updates) cost no iptables run; what was
+          // written is re-written now and then all the same, to repair rules removed behind our back.
+          if (last !== undefined && last.input === input && Date.now() - last.at < REPAIR_MS) return undefined;
+          return async (): Promise<void> => {
+            applied.delete(key);
+            await applyNodeRules(paths.netns(node), family, ranges, node, views[family]);
+            applied.set(key, { input, at: Date.now() });
+          };
+        }),
       );
-      log.debug('rules applied', { nodes: nodeNames.length, ports: views[4].length });
+      await Promise.all(work.flatMap((apply) => (apply === undefined ? [] : [apply()])));
+      if (work.some((w) => w !== undefined)) log.debug('rules applied', { nodes: nodeNames.length, ports: views[4].length + views[6].length });
     } catch (err) {
       log.warn('pass failed; retrying', { error: err instanceof Error ? err.message : String(err) });
       setTimeout(() => dirty.set(), 1_000).unref();
