@@ -95,12 +95,14 @@ export function labCommand(): Command {
 
   lab
     .command('show')
-    .description('what `make lab` shows: the routes each node installed, then the pod-to-pod matrix')
+    .description('what `make lab` shows: the routes each node installed, the Services and who advertises them, then the pod-to-pod matrix')
     .argument('<name>', 'lab name')
     .action(async (name: string) => {
       const { formatNodeRoutes } = await import('../lab/status.js');
+      const { formatServices, labServices } = await import('../lab/service-status.js');
       const { formatMatrix, runMatrix } = await matrixModule();
       process.stdout.write(await formatNodeRoutes(name));
+      process.stdout.write('\n' + formatServices(await labServices(name)));
       process.stdout.write('\n' + formatMatrix(await runMatrix(name, { timeoutMs: 1000 })));
     });
 
@@ -191,6 +193,26 @@ export function labCommand(): Command {
       .action(async (opts: { lab: string; node: string }) => {
         const { runLabKubelet } = await import('../lab/kubelet/kubelet.js');
         await runLabKubelet({ lab: opts.lab, node: opts.node, signal: signalOnTermination() });
+      }),
+    { hidden: true },
+  );
+  lab.addCommand(
+    new Command('endpointslice-controller')
+      .description("(internal) the lab's stand-in for kube-controller-manager's EndpointSlice controller")
+      .requiredOption('--lab <lab>', 'lab name')
+      .action(async (opts: { lab: string }) => {
+        const { runEndpointSliceController } = await import('../lab/services/endpoint-slice-controller.js');
+        await runEndpointSliceController({ lab: opts.lab, signal: signalOnTermination() });
+      }),
+    { hidden: true },
+  );
+  lab.addCommand(
+    new Command('service-proxy')
+      .description("(internal) the lab's stand-in for kube-proxy (iptables mode) in every node namespace")
+      .requiredOption('--lab <lab>', 'lab name')
+      .action(async (opts: { lab: string }) => {
+        const { runServiceProxy } = await import('../lab/services/service-proxy.js');
+        await runServiceProxy({ lab: opts.lab, signal: signalOnTermination() });
       }),
     { hidden: true },
   );

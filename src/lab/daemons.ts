@@ -96,6 +96,26 @@ export async function startApiServer(lab: string, recorder: LabStateRecorder, de
 }
 
 /**
+ * The lab's stand-ins for what a cluster's control plane and kube-proxy do for Services: the EndpointSlice
+ * controller and the service proxy (src/lab/services/). Host processes next to the API server; the agent does
+ * not depend on them.
+ */
+export function startServiceStandIns(lab: string, recorder: LabStateRecorder): void {
+  const paths = labPaths(lab);
+  for (const name of SERVICE_STAND_INS) {
+    spawnDaemon(paths, recorder, {
+      name,
+      command: process.execPath,
+      args: [CLI_MAIN, 'lab', name, '--lab', lab],
+      markers: [name, '--lab', lab],
+    });
+  }
+}
+
+/** Process names (and `podroute lab` subcommands) of the Service stand-ins. */
+export const SERVICE_STAND_INS = ['endpointslice-controller', 'service-proxy'] as const;
+
+/**
  * Per node: the lab kubelet (it relays the API server into the node netns and realizes pods once a CNI conflist
  * exists), then `podroute agent` next to the node's gobgpd, configured like a DaemonSet's ConfigMap would be.
  */
@@ -133,6 +153,11 @@ export function labAgentConfig(lab: string, topology: Topology, nodeName: string
     gobgp: { target: `unix://${paths.gobgpSocket(nodeName)}` },
     cluster: { asn: topology.cluster.asn, podRanges: topology.cluster.podRanges },
     bgp: { mesh: topology.cluster.mesh, connectRetry: 1 },
+    services: {
+      loadBalancerPools: topology.services.loadBalancerPools.map((p) => ({ ...p, cidrs: [...p.cidrs] })),
+      externalIPRanges: topology.services.externalIPRanges,
+      clusterIPRanges: topology.services.clusterIPRanges,
+    },
     cni: { confDir: paths.cniConfDir(nodeName), ipamDataDir: paths.cniIpamDir(nodeName), cacheDir: paths.cniCacheDir(nodeName), bridge: LAB_CNI_BRIDGE },
     log: { level: 'debug', format: 'text' },
     // Each node netns has its own loopback: the same port on every node does not collide.

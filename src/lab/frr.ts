@@ -105,9 +105,13 @@ export function renderBgpdConf(topology: Topology, layout: LabLayout, routerName
     '!',
   ];
   if (rack !== undefined) {
-    // Only the cluster's pod ranges come in from nodes (a node announcing anything else is dropped).
+    // Only the cluster's pod ranges come in from nodes (a node announcing anything else is dropped), and Service
+    // addresses: host routes inside the LoadBalancer pools and external-IP ranges, the ClusterIP ranges as
+    // aggregates or host routes inside them.
     lines.push(...prefixList('CLUSTER-PODS-V4', 'ip', podRanges4, 32));
     lines.push(...prefixList('CLUSTER-PODS-V6', 'ipv6', podRanges6, 128));
+    lines.push(...serviceHostRouteList('CLUSTER-SERVICES-V4', 'ip', serviceEntries(topology, v4), 32));
+    lines.push(...serviceHostRouteList('CLUSTER-SERVICES-V6', 'ipv6', serviceEntries(topology, (c) => !v4(c)), 128));
     // On a routed rack the node's address on its port is the only next hop this ToR can reach it by, whatever the
     // node announces (a multi-homed node that announces one address on every session would be unreachable here).
     // The IPv6 rewrite assumes IPv6 routes arrive over the IPv6 session, as they do with both families present.
@@ -117,8 +121,16 @@ export function renderBgpdConf(topology: Topology, layout: LabLayout, routerName
       ' match ip address prefix-list CLUSTER-PODS-V4',
       ...(routed ? [' set ip next-hop peer-address'] : []),
       '!',
+      `route-map ${NODES_PEER_GROUP}-IN-V4 permit 20`,
+      ' match ip address prefix-list CLUSTER-SERVICES-V4',
+      ...(routed ? [' set ip next-hop peer-address'] : []),
+      '!',
       `route-map ${NODES_PEER_GROUP}-IN-V6 permit 10`,
       ' match ipv6 address prefix-list CLUSTER-PODS-V6',
+      ...(routed ? [' set ipv6 next-hop peer-address'] : []),
+      '!',
+      `route-map ${NODES_PEER_GROUP}-IN-V6 permit 20`,
+      ' match ipv6 address prefix-list CLUSTER-SERVICES-V6',
       ...(routed ? [' set ipv6 next-hop peer-address'] : []),
       '!',
     );
@@ -194,6 +206,27 @@ function prefixList(name: string, kind: 'ip' | 'ipv6', ranges: string[], maxLeng
   // An empty prefix-list would deny everything, which is the right answer for a family without pod ranges.
   const lines = ranges.map((range, i) => `${kind} prefix-list ${name} seq ${(i + 1) * 5} permit ${range} le ${maxLength}`);
   if (ranges.length === 0) lines.push(`${kind} prefix-list ${name} seq 5 deny any`);
+  return [...lines, '!'];
+}
+
+/** The Service ranges of one family: pools and external-IP ranges take host routes only, ClusterIP ranges also the aggregate. */
+function serviceEntries(topology: Topology, ofFamily: (cidr: string) => boolean): { range: string; aggregate: boolean }[] {
+  const { loadBalancerPools, externalIPRanges, clusterIPRanges } = topology.services;
+  return [
+    ...[...loadBalancerPools.flatMap((p) => p.cidrs), ...externalIPRanges].filter(ofFamily).map((range) => ({ range, aggregate: false })),
+    ...clusterIPRanges.filter(ofFamily).map((range) => ({ range, aggregate: true })),
+  ];
+}
+
+function serviceHostRouteList(name: string, kind: 'ip' | 'ipv6', entries: { range: string; aggregate: boolean }[], hostLength: number): string[] {
+  const lines: string[] = [];
+  for (const { range, aggregate } of entries) {
+    if (aggregate) lines.push(`${kind} prefix-list ${name} seq ${(lines.length + 1) * 5} permit ${range}`);
+    // FRR refuses `ge` equal to the length: a one-address range is its own host route.
+    const hostRoutes = Number(range.split('/')[1]) === hostLength ? '' : ` ge ${hostLength}`;
+    if (!aggregate || hostRoutes !== '') lines.push(`${kind} prefix-list ${name} seq ${(lines.length + 1) * 5} permit ${range}${hostRoutes}`);
+  }
+  if (lines.length === 0) lines.push(`${kind} prefix-list ${name} seq 5 deny any`);
   return [...lines, '!'];
 }
 

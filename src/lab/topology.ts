@@ -216,9 +216,36 @@ const kubernetesSchema = z
   })
   .strict();
 
+/**
+ * The cluster's Service address ranges, handed to every node's agent as its `services` section (the same keys) and
+ * accepted by the ToRs from nodes as host routes (LoadBalancer pools, external-IP ranges) or as the aggregate
+ * itself (ClusterIP ranges).
+ */
+const servicesSchema = z
+  .object({
+    loadBalancerPools: z
+      .array(
+        z
+          .object({
+            name: k8sName,
+            cidrs: z.array(networkCidr).min(1),
+            autoAssign: z.boolean().default(true),
+            /** A metav1.LabelSelector, checked by the agent's own configuration schema. */
+            serviceSelector: z.record(z.unknown()).optional(),
+            namespaces: z.array(k8sName).min(1).optional(),
+          })
+          .strict(),
+      )
+      .default([]),
+    externalIPRanges: z.array(networkCidr).default([]),
+    clusterIPRanges: z.array(networkCidr).default([]),
+  })
+  .strict();
+
 export const topologySchema = z
   .object({
     cluster: clusterSchema,
+    services: servicesSchema.default({}),
     routers: z.array(routerSchema).min(1),
     links: z.array(linkSchema).default([]),
     nodes: z.array(nodeSchema).default([]),
@@ -235,6 +262,16 @@ export type TopologyExternalHost = Topology['externalHosts'][number];
 export type TopologyPod = Topology['kubernetes']['pods'][number];
 export type ContainerPort = TopologyPod['containerPorts'][number];
 export type TopologyRackLink = Extract<TopologyLink, { type: 'rack' }>;
+export type TopologyServices = Topology['services'];
+
+/** Every Service range of the topology with the path that declares it. */
+export function serviceRanges(services: TopologyServices): { cidr: string; path: string; kind: 'pool' | 'externalIP' | 'clusterIP' }[] {
+  return [
+    ...services.loadBalancerPools.flatMap((pool, i) => pool.cidrs.map((cidr, j) => ({ cidr, path: `services.loadBalancerPools[${i}].cidrs[${j}]`, kind: 'pool' as const }))),
+    ...services.externalIPRanges.map((cidr, i) => ({ cidr, path: `services.externalIPRanges[${i}]`, kind: 'externalIP' as const })),
+    ...services.clusterIPRanges.map((cidr, i) => ({ cidr, path: `services.clusterIPRanges[${i}]`, kind: 'clusterIP' as const })),
+  ];
+}
 
 /** The ToRs a node is attached to, in uplink order (eth0 first). */
 export function nodeTors(node: Pick<TopologyNode, 'rack'>): string[] {
@@ -437,6 +474,15 @@ function crossCheck(t: Topology): string[] {
       if (sb !== undefined && cidrsOverlap(sa.cidr, sb.cidr)) problems.push(`${sa.path}: ${sa.cidr} overlaps ${sb.path} (${sb.cidr})`);
     }
   }
+
+  // Service addresses are routed too: no Service range may overlap a lab network, a pod range or another one.
+  const ranges = serviceRanges(t.services);
+  ranges.forEach((r, a) => {
+    for (const range of t.cluster.podRanges) if (cidrsOverlap(r.cidr, range)) problems.push(`${r.path}: ${r.cidr} overlaps the cluster pod range ${range}`);
+    for (const s of subnets) if (cidrsOverlap(r.cidr, s.cidr)) problems.push(`${r.path}: ${r.cidr} overlaps ${s.path} (${s.cidr})`);
+    for (const other of ranges.slice(0, a)) if (cidrsOverlap(r.cidr, other.cidr)) problems.push(`${r.path}: ${r.cidr} overlaps ${other.path} (${other.cidr})`);
+  });
+  for (const d of duplicates(t.services.loadBalancerPools, (p) => p.name)) problems.push(`services.loadBalancerPools[${d.index}].name: duplicate pool "${d.key}"`);
 
   const namespaces = new Set(['default', ...t.kubernetes.namespaces.map((n) => n.name)]);
   for (const d of duplicates(t.kubernetes.namespaces, (n) => n.name)) {

@@ -9,7 +9,7 @@ import { execa } from 'execa';
 import type { Logger } from '../observe/log.js';
 import { listPods } from './api.js';
 import { createClusterObjects } from './cluster-objects.js';
-import { gobgpdAnswers, startApiServer, startExternalHost, startGobgpd, startNode, startRouters } from './daemons.js';
+import { gobgpdAnswers, startApiServer, startExternalHost, startGobgpd, startNode, startRouters, startServiceStandIns } from './daemons.js';
 import { LabError } from './errors.js';
 import { bgpSummary, frrFiles, pendingFabricSessions } from './frr.js';
 import { addNetns, addVeth, hostRoutes, memberBatch, memberSysctls, runBatch, setSysctls } from './netns.js';
@@ -17,7 +17,7 @@ import { checkLabName, labPaths } from './paths.js';
 import { logTail, processAlive } from './processes.js';
 import { LabStateRecorder, newLabState, readLabState } from './state.js';
 import { labStatus, type LabStatusReport } from './status.js';
-import { cidrsOverlap, parseTopology, planLayout, type LabLayout, type Topology } from './topology.js';
+import { cidrsOverlap, parseTopology, planLayout, serviceRanges, type LabLayout, type Topology } from './topology.js';
 import { waitFor } from './wait.js';
 
 export interface LabUpOptions {
@@ -35,6 +35,7 @@ export async function checkHostOverlap(topology: Topology, layout: LabLayout): P
     ...topology.cluster.podRanges,
     ...topology.links.flatMap((l) => [l.ipv4, l.ipv6]).filter((c): c is string => c !== undefined),
     ...layout.externals.flatMap((e) => e.networks),
+    ...serviceRanges(topology.services).map((r) => r.cidr),
   ];
   const clashes: string[] = [];
   for (const route of await hostRoutes()) {
@@ -66,6 +67,7 @@ export async function labUp(options: LabUpOptions): Promise<LabStatusReport> {
     const apiPort = await startApiServer(lab, recorder, deadline, signal);
     log?.info('lab API server up', { lab, apiPort });
     await createClusterObjects(lab, topology, layout, 'before-pods');
+    startServiceStandIns(lab, recorder);
     for (const node of layout.nodes) await startNode(lab, topology, node.name, recorder);
     await createClusterObjects(lab, topology, layout, 'pods');
     for (const ext of topology.externalHosts) startExternalHost(lab, ext, recorder);

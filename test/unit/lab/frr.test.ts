@@ -125,11 +125,39 @@ describe('lab FRR configuration', () => {
     const lines = bgpd.split('\n');
     expect(lines).to.include('ip prefix-list CLUSTER-PODS-V4 seq 5 permit 10.244.0.0/16 le 32');
     expect(lines).to.include('ipv6 prefix-list CLUSTER-PODS-V6 seq 5 permit fd00:10:244::/56 le 128');
-    expect(lines.filter((l) => l.includes('prefix-list') && l.includes('permit'))).to.have.length(2);
+    expect(lines.filter((l) => l.includes('prefix-list CLUSTER-PODS') && l.includes('permit'))).to.have.length(2);
     expect(addressFamily(bgpd, 'ipv4')).to.include('neighbor NODES route-map NODES-IN-V4 in');
     expect(addressFamily(bgpd, 'ipv6')).to.include('neighbor NODES route-map NODES-IN-V6 in');
     const routeMap = lines.slice(lines.indexOf('route-map NODES-IN-V4 permit 10'), lines.indexOf('route-map NODES-IN-V4 permit 10') + 2);
     expect(routeMap[1]).to.equal(' match ip address prefix-list CLUSTER-PODS-V4');
+  });
+
+  it('a ToR also accepts Service host routes inside the pools and external-IP ranges, and the ClusterIP ranges, nothing else', () => {
+    const lines = renderRouterConfig(topology, layout, 'tor1', files).bgpd.split('\n');
+    expect(lines.filter((l) => l.includes('prefix-list CLUSTER-SERVICES'))).to.deep.equal([
+      'ip prefix-list CLUSTER-SERVICES-V4 seq 5 permit 203.0.113.0/26 ge 32',
+      'ip prefix-list CLUSTER-SERVICES-V4 seq 10 permit 203.0.113.64/26 ge 32',
+      'ip prefix-list CLUSTER-SERVICES-V4 seq 15 permit 10.96.0.0/16',
+      'ip prefix-list CLUSTER-SERVICES-V4 seq 20 permit 10.96.0.0/16 ge 32',
+      'ipv6 prefix-list CLUSTER-SERVICES-V6 seq 5 permit 2001:db8:200::/120 ge 128',
+      'ipv6 prefix-list CLUSTER-SERVICES-V6 seq 10 permit 2001:db8:201::/120 ge 128',
+      'ipv6 prefix-list CLUSTER-SERVICES-V6 seq 15 permit fd00:10:96::/112',
+      'ipv6 prefix-list CLUSTER-SERVICES-V6 seq 20 permit fd00:10:96::/112 ge 128',
+      ' match ip address prefix-list CLUSTER-SERVICES-V4',
+      ' match ipv6 address prefix-list CLUSTER-SERVICES-V6',
+    ]);
+    const second = lines.indexOf('route-map NODES-IN-V4 permit 20');
+    expect(lines[second + 1]).to.equal(' match ip address prefix-list CLUSTER-SERVICES-V4');
+    // Without Service ranges the list denies everything (an absent list would let any prefix through the permit).
+    const bare = { ...topology, services: { loadBalancerPools: [], externalIPRanges: [], clusterIPRanges: ['10.96.0.0/32'] } };
+    const bareLines = renderRouterConfig(bare, layout, 'tor1', files).bgpd.split('\n');
+    expect(bareLines).to.include('ipv6 prefix-list CLUSTER-SERVICES-V6 seq 5 deny any');
+    expect(bareLines).to.include('ip prefix-list CLUSTER-SERVICES-V4 seq 5 permit 10.96.0.0/32');
+    // The spine takes whatever its ToRs send and spreads equal routes over them (different AS paths: multipath-relax).
+    const spine = renderRouterConfig(topology, layout, 'spine1', files).bgpd.split('\n');
+    expect(spine).to.include(' bgp bestpath as-path multipath-relax');
+    expect(spine).to.include('  maximum-paths 8');
+    expect(spine.some((l) => l.includes('route-map'))).to.equal(false);
   });
 
   it('router-router sessions are numbered, one per family, each activated only in its own family', () => {

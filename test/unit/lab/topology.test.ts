@@ -144,6 +144,29 @@ describe('lab topology: validation names the bad field', () => {
     expect(errorsAfter((t) => (t.kubernetes.pods[0].namespace = 'w'))).to.deep.equal(['kubernetes.pods[0].namespace: namespace "w" is not declared']);
   });
 
+  it('Service ranges: no overlap with lab networks, pod ranges or each other; pool names unique; network CIDRs', () => {
+    expect(errorsAfter((t) => (t.services.loadBalancerPools[0].cidrs = ['10.10.1.128/26']))).to.deep.equal([
+      'services.loadBalancerPools[0].cidrs[0]: 10.10.1.128/26 overlaps links[2].ipv4 (10.10.1.0/24)',
+    ]);
+    expect(errorsAfter((t) => (t.services.externalIPRanges = ['10.244.9.0/24', '203.0.113.0/24']))).to.deep.equal([
+      'services.externalIPRanges[0]: 10.244.9.0/24 overlaps the cluster pod range 10.244.0.0/16',
+      'services.externalIPRanges[1]: 203.0.113.0/24 overlaps services.loadBalancerPools[0].cidrs[0] (203.0.113.0/26)',
+    ]);
+    expect(errorsAfter((t) => t.services.loadBalancerPools.push({ name: 'lab', cidrs: ['192.0.2.0/28'] }))).to.deep.equal(['services.loadBalancerPools[1].name: duplicate pool "lab"']);
+    expect(errorsAfter((t) => (t.services.clusterIPRanges = ['10.96.0.1/16']))).to.deep.equal(['services.clusterIPRanges[0]: not a network address (host bits set)']);
+    expect(errorsAfter((t) => (t.services.loadBalancerPools[0].bogus = 1))[0]).to.match(/services\.loadBalancerPools\.0|services\.loadBalancerPools\[0\]/);
+    expect(errorsAfter((t) => delete t.services)).to.deep.equal([]);
+  });
+
+  it('two-racks configures a dual-stack LoadBalancer pool, external-IP ranges and the lab API server ClusterIP ranges', () => {
+    const t = parseTopology(twoRacksText);
+    expect(t.services).to.deep.equal({
+      loadBalancerPools: [{ name: 'lab', cidrs: ['203.0.113.0/26', '2001:db8:200::/120'], autoAssign: true }],
+      externalIPRanges: ['203.0.113.64/26', '2001:db8:201::/120'],
+      clusterIPRanges: ['10.96.0.0/16', 'fd00:10:96::/112'],
+    });
+  });
+
   it('not YAML at all', () => {
     expect(() => parseTopology('cluster: [')).to.throw(TopologyError, /not valid YAML/);
   });
