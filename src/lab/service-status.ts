@@ -7,6 +7,7 @@ import { frrFiles, vtysh } from './frr.js';
 import { labPaths } from './paths.js';
 import { readLabState } from './state.js';
 import { cidrContainsAddress, parseTopology, planLayout, type LabLayout } from './topology.js';
+import { addressBits, familyOf } from '../routes/ip-prefix.js';
 
 export interface ServiceView {
   namespace: string;
@@ -49,14 +50,14 @@ export function advertisersByPrefix(ribs: readonly RibRoute[][], layout: LabLayo
 }
 
 function hostPrefix(address: string): string {
-  return `${address}/${address.includes(':') ? 128 : 32}`;
+  return `${address}/${addressBits(familyOf(address))}`;
 }
 
 /** Who advertises an address: its host route, else a shorter route holding it (the ClusterIP range aggregate). */
 function advertisersOf(address: string, advertisers: ReadonlyMap<string, string[]>): string[] {
   const host = advertisers.get(hostPrefix(address));
   if (host !== undefined) return host;
-  const covering = [...advertisers].filter(([prefix]) => (prefix.includes(':') === address.includes(':')) && cidrContainsAddress(prefix, address));
+  const covering = [...advertisers].filter(([prefix]) => familyOf(prefix) === familyOf(address) && cidrContainsAddress(prefix, address));
   return [...new Set(covering.flatMap(([, nodes]) => nodes))].sort();
 }
 

@@ -4,6 +4,7 @@
 // Semantics follow pkg/controller/endpointslice (Kubernetes 1.30): one slice set per address type, pods grouped
 // by their resolved ports, terminating pods kept with ready=false, a placeholder slice when nothing matches.
 import type { ObjectMeta as StoredObjectMeta } from '../apiserver/store.js';
+import { familyOf, ipVersion } from '../../routes/ip-prefix.js';
 
 /** The label the real controller sets on the slices it owns; other managers' slices are never touched. */
 export const MANAGED_BY_LABEL = 'endpointslice.kubernetes.io/managed-by';
@@ -111,12 +112,12 @@ export function serviceAddressTypes(service: Service): AddressType[] {
   const families = service.spec?.ipFamilies ?? [];
   if (families.length > 0) return families.filter((f): f is AddressType => f === 'IPv4' || f === 'IPv6');
   const clusterIP = service.spec?.clusterIP;
-  if (clusterIP !== undefined && clusterIP !== '' && clusterIP !== 'None') return [clusterIP.includes(':') ? 'IPv6' : 'IPv4'];
+  if (clusterIP !== undefined && clusterIP !== '' && clusterIP !== 'None') return [addressTypeOf(clusterIP)];
   return ['IPv4'];
 }
 
 function addressTypeOf(ip: string): AddressType {
-  return ip.includes(':') ? 'IPv6' : 'IPv4';
+  return `IPv${ipVersion(familyOf(ip))}`;
 }
 
 function podIPs(pod: Pod): string[] {

@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import type { EndpointSlice, Service } from './endpoint-slices.js';
 import { SERVICE_NAME_LABEL } from './endpoint-slices.js';
+import { addressBits, familyOf, ipVersion, type IpFamily } from '../../routes/ip-prefix.js';
 
 export const CHAIN_PREFIX = 'LABSVC-';
 /** nat: hooked from PREROUTING and OUTPUT (kube-proxy's KUBE-SERVICES). */
@@ -20,7 +21,6 @@ export const FILTER_CHAIN = 'LABSVC-FILTER';
 /** kube-proxy's --iptables-masquerade-bit 14. podroute's policy uses 0x40000: no overlap. */
 export const MASQ_MARK = '0x4000';
 
-export type Family = 4 | 6;
 
 /**
  * Where each built-in chain jumps to ours. Service translation comes first (PREROUTING, OUTPUT: before anything
@@ -65,15 +65,11 @@ export interface ServicePortView {
   endpoints: ProxyEndpoint[];
 }
 
-function familyOf(ip: string): Family {
-  return ip.includes(':') ? 6 : 4;
-}
-
 /**
  * The Service ports of one family as the proxy sees them: the Service's addresses of that family and the
  * endpoints of its slices (the slices of that address type, matched by port name and protocol).
  */
-export function servicePortViews(services: readonly Service[], slices: readonly EndpointSlice[], family: Family): ServicePortView[] {
+export function servicePortViews(services: readonly Service[], slices: readonly EndpointSlice[], family: IpFamily): ServicePortView[] {
   const out: ServicePortView[] = [];
   for (const svc of services) {
     const spec = svc.spec;
@@ -84,7 +80,7 @@ export function servicePortViews(services: readonly Service[], slices: readonly 
     const lbIPs = spec.type === 'LoadBalancer' ? (svc.status?.loadBalancer?.ingress ?? []).flatMap((i) => (i.ip === undefined ? [] : [i.ip])) : [];
     const externalAddresses = [...new Set([...(spec.externalIPs ?? []), ...lbIPs])].filter((ip) => familyOf(ip) === family);
     const ownSlices = slices.filter(
-      (s) => s.metadata.namespace === namespace && s.metadata.labels?.[SERVICE_NAME_LABEL] === name && s.addressType === (family === 4 ? 'IPv4' : 'IPv6'),
+      (s) => s.metadata.namespace === namespace && s.metadata.labels?.[SERVICE_NAME_LABEL] === name && s.addressType === `IPv${ipVersion(family)}`,
     );
     const localExternal = (spec.type === 'LoadBalancer' || spec.type === 'NodePort') && spec.externalTrafficPolicy === 'Local';
     for (const port of spec.ports ?? []) {
@@ -154,11 +150,11 @@ export function hashedChain(kind: 'SVC' | 'EXT' | 'SVL' | 'SEP', ...parts: strin
 }
 
 function dnatTarget(e: ProxyEndpoint): string {
-  return familyOf(e.address) === 6 ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
+  return familyOf(e.address) === 'ipv6' ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
 }
 
 function hostCidr(ip: string): string {
-  return `${ip}/${familyOf(ip) === 6 ? 128 : 32}`;
+  return `${ip}/${addressBits(familyOf(ip))}`;
 }
 
 function comment(text: string): string {

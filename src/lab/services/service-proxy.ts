@@ -13,7 +13,8 @@ import { readLabState } from '../state.js';
 import { parseTopology } from '../topology.js';
 import { listItems, watchCollection } from './api-watch.js';
 import type { EndpointSlice, Node, Service } from './endpoint-slices.js';
-import { HOOKS, parseOwnChains, renderProxyRules, servicePortViews, type Family, type ServicePortView } from './proxy-rules.js';
+import { HOOKS, parseOwnChains, renderProxyRules, servicePortViews, type ServicePortView } from './proxy-rules.js';
+import { familyOf, IP_FAMILIES, type IpFamily } from '../../routes/ip-prefix.js';
 
 export interface ServiceProxyOptions {
   lab: string;
@@ -23,8 +24,8 @@ export interface ServiceProxyOptions {
   resyncMs?: number;
 }
 
-function tool(family: Family, name: 'save' | 'restore' | 'cmd'): string {
-  const base = family === 6 ? 'ip6tables' : 'iptables';
+function tool(family: IpFamily, name: 'save' | 'restore' | 'cmd'): string {
+  const base = family === 'ipv6' ? 'ip6tables' : 'iptables';
   return name === 'cmd' ? base : `${base}-${name}`;
 }
 
@@ -45,7 +46,7 @@ export function saveByTable(save: string): Map<string, string[]> {
 }
 
 /** Writes one node's rules of one family. */
-export async function applyNodeRules(netns: string, family: Family, podRanges: string[], nodeName: string, views: ServicePortView[]): Promise<void> {
+export async function applyNodeRules(netns: string, family: IpFamily, podRanges: string[], nodeName: string, views: ServicePortView[]): Promise<void> {
   const inNetns = (cmd: string, args: string[], input?: string) =>
     execa('ip', ['netns', 'exec', netns, cmd, ...args], { reject: false, timeout: 30_000, ...(input === undefined ? {} : { input }) });
   const saved = await inNetns(tool(family, 'save'), []);
@@ -67,10 +68,6 @@ export async function applyNodeRules(netns: string, family: Family, podRanges: s
 
 /** How often unchanged rules are written again all the same (drift repair). */
 const REPAIR_MS = 60_000;
-
-function isV6(cidr: string): boolean {
-  return cidr.includes(':');
-}
 
 export async function runServiceProxy(options: ServiceProxyOptions): Promise<void> {
   const { lab, signal } = options;
@@ -95,12 +92,12 @@ export async function runServiceProxy(options: ServiceProxyOptions): Promise<voi
         listItems<EndpointSlice>(paths.apiSocket, '/apis/discovery.k8s.io/v1/endpointslices'),
         listItems<Node>(paths.apiSocket, '/api/v1/nodes'),
       ]);
-      const views = { 4: servicePortViews(services.items, slices.items, 4), 6: servicePortViews(services.items, slices.items, 6) } as const;
+      const views = { ipv4: servicePortViews(services.items, slices.items, 'ipv4'), ipv6: servicePortViews(services.items, slices.items, 'ipv6') } as const;
       // A Node object whose namespace is gone (a removed node) is skipped; the next pass tries again.
       const nodeNames = nodes.items.map((n) => n.metadata.name ?? '').filter((n) => n !== '' && existsSync(`/run/netns/${paths.netns(n)}`));
       const work = nodeNames.flatMap((node) =>
-        ([4, 6] as const).map((family) => {
-          const ranges = podRanges.filter((r) => isV6(r) === (family === 6));
+        IP_FAMILIES.map((family) => {
+          const ranges = podRanges.filter((r) => familyOf(r) === family);
           const key = `${node}/${family}`;
           const input = JSON.stringify([ranges, views[family]]);
           const last = applied.get(key);
@@ -115,7 +112,7 @@ export async function runServiceProxy(options: ServiceProxyOptions): Promise<voi
         }),
       );
       await Promise.all(work.flatMap((apply) => (apply === undefined ? [] : [apply()])));
-      if (work.some((w) => w !== undefined)) log.debug('rules applied', { nodes: nodeNames.length, ports: views[4].length + views[6].length });
+      if (work.some((w) => w !== undefined)) log.debug('rules applied', { nodes: nodeNames.length, ports: views.ipv4.length + views.ipv6.length });
     } catch (err) {
       log.warn('pass failed; retrying', { error: err instanceof Error ? err.message : String(err) });
       setTimeout(() => dirty.set(), 1_000).unref();

@@ -140,14 +140,14 @@ describe('lab service proxy: what it reads', () => {
 
   it('per family: the Service addresses (ClusterIPs, externalIPs, LoadBalancer ingress) and the endpoints of that address type', () => {
     const slices = [slice('IPv4', '10.244.1.5'), slice('IPv6', 'fd00:10:244:1::5')];
-    const [v4] = servicePortViews([service], slices, 4);
+    const [v4] = servicePortViews([service], slices, 'ipv4');
     expect(v4).to.deep.include({ id: 'x/web:http', protocol: 'tcp', port: 80, clusterIPs: ['10.96.0.10'], externalAddresses: ['203.0.113.70', '203.0.113.10'], localExternal: true });
     expect(v4?.endpoints).to.deep.equal([{ address: '10.244.1.5', port: 8080, nodeName: 'n1', ready: true, serving: true, terminating: false }]);
-    const [v6] = servicePortViews([service], slices, 6);
+    const [v6] = servicePortViews([service], slices, 'ipv6');
     expect(v6?.externalAddresses).to.deep.equal(['2001:db8:200::10']);
     expect(v6?.endpoints.map((e) => e.address)).to.deep.equal(['fd00:10:244:1::5']);
     // A ClusterIP Service has no ingress addresses even if a status says so.
-    const [clusterOnly] = servicePortViews([{ ...service, spec: { ...service.spec, type: 'ClusterIP', externalIPs: [] } }], slices, 4);
+    const [clusterOnly] = servicePortViews([{ ...service, spec: { ...service.spec, type: 'ClusterIP', externalIPs: [] } }], slices, 'ipv4');
     expect(clusterOnly?.externalAddresses).to.deep.equal([]);
     expect(clusterOnly?.localExternal).to.equal(false);
   });
