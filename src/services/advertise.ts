@@ -62,6 +62,27 @@ function hostPrefix(address: string): IpPrefix | undefined {
   return parsed === undefined ? undefined : parseIpPrefix(parsed.text);
 }
 
+/** A Service's `spec.externalIPs` inside the allowed ranges (canonical), and a problem for each one outside. */
+function allowedExternalIPs(service: Service, allowed: readonly IpPrefix[]): { addresses: string[]; problems: AdvertisementProblem[] } {
+  const addresses: string[] = [];
+  const problems: AdvertisementProblem[] = [];
+  for (const ip of service.spec?.externalIPs ?? []) {
+    const address = parseIpAddress(ip);
+    if (address !== undefined && allowed.some((range) => prefixContainsAddress(range, address))) {
+      addresses.push(address.text);
+    } else {
+      problems.push({ service: serviceKey(service), reason: 'ExternalIPNotAllowed', message: `externalIPs entry ${JSON.stringify(ip)} is outside services.externalIPRanges: not advertised` });
+    }
+  }
+  return { addresses, problems };
+}
+
+/** The `spec.externalIPs` entries no node advertises, as problems (what every node's plan reports, for one reporter). */
+export function externalIPProblems(services: readonly Service[], externalIPRanges: readonly string[]): AdvertisementProblem[] {
+  const allowed = externalIPRanges.map((r) => parseIpPrefix(r)).filter((p): p is IpPrefix => p !== undefined);
+  return services.flatMap((service) => allowedExternalIPs(service, allowed).problems);
+}
+
 export function planServiceAdvertisement(input: ServiceAdvertisementInput): ServiceAdvertisement {
   const prefixes = new Map<string, IpPrefix>();
   const problems: AdvertisementProblem[] = [];
@@ -79,14 +100,9 @@ export function planServiceAdvertisement(input: ServiceAdvertisementInput): Serv
     if (isOurLoadBalancer(service)) {
       for (const ingress of service.status?.loadBalancer?.ingress ?? []) if (ingress.ip !== undefined) addresses.push(ingress.ip);
     }
-    for (const ip of service.spec?.externalIPs ?? []) {
-      const address = parseIpAddress(ip);
-      if (address !== undefined && allowed.some((range) => prefixContainsAddress(range, address))) {
-        addresses.push(address.text);
-      } else {
-        problems.push({ service: key, reason: 'ExternalIPNotAllowed', message: `externalIPs entry ${JSON.stringify(ip)} is outside services.externalIPRanges: not advertised` });
-      }
-    }
+    const external = allowedExternalIPs(service, allowed);
+    addresses.push(...external.addresses);
+    problems.push(...external.problems);
     if (excluded || addresses.length === 0) continue;
     if (service.spec?.externalTrafficPolicy === 'Local' && !localReady.has(key)) continue;
     for (const address of addresses) add(hostPrefix(address));
