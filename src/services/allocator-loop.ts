@@ -84,7 +84,8 @@ function canonical(ip: string | undefined): string | undefined {
 
 /** The condition a Service should carry: True with `okReason`, or False with the first problem's reason and all messages. */
 function wantedCondition(type: string, okReason: string, okMessage: string, problems: readonly { reason: string; message: string }[], generation: number | undefined): Omit<ServiceCondition, 'lastTransitionTime'> {
-  const base = problems.length === 0 ? { type, status: 'True' as const, reason: okReason, message: okMessage } : { type, status: 'False' as const, reason: problems[0]!.reason, message: problems.map((p) => p.message).join(PROBLEM_SEPARATOR) };
+  const messages = [...new Set(problems.map((p) => p.message))];
+  const base = problems.length === 0 ? { type, status: 'True' as const, reason: okReason, message: okMessage } : { type, status: 'False' as const, reason: problems[0]!.reason, message: messages.join(PROBLEM_SEPARATOR) };
   return generation === undefined ? base : { ...base, observedGeneration: generation };
 }
 
