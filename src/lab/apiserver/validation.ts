@@ -508,6 +508,9 @@ export function applyDefaults(rk: ResourceKind, obj: KubeObject): void {
       return;
     }
     case 'Service': {
+      // An ingress address without ipMode is a VIP (kube-apiserver 1.30+, the LoadBalancerIPMode default).
+      const ingress = isObj(obj.status) && isObj(obj.status.loadBalancer) ? obj.status.loadBalancer.ingress : undefined;
+      if (Array.isArray(ingress)) for (const e of ingress) if (isObj(e) && typeof e.ip === 'string' && e.ip !== '') e.ipMode ??= 'VIP';
       if (spec === undefined) return;
       spec.type ??= 'ClusterIP';
       spec.sessionAffinity ??= 'None';

@@ -76,15 +76,16 @@ describe('lab API server: Services, EndpointSlices, Leases', () => {
     const written = await patch({ metadata: { resourceVersion: rv }, spec: { type: 'ClusterIP' }, status: { loadBalancer: { ingress: [{ ip: '192.0.2.1' }] }, conditions: [condition] } });
     expect(written.status).to.equal(200);
     expect(written.body.spec.type).to.equal('LoadBalancer');
-    expect(written.body.status).to.deep.equal({ loadBalancer: { ingress: [{ ip: '192.0.2.1' }] }, conditions: [condition] });
+    // An address without ipMode is a VIP, as kube-apiserver 1.30+ defaults it.
+    expect(written.body.status).to.deep.equal({ loadBalancer: { ingress: [{ ip: '192.0.2.1', ipMode: 'VIP' }] }, conditions: [condition] });
     // The resourceVersion read before that write is stale now: kube-apiserver answers 409 Conflict.
     const stale = await patch({ metadata: { resourceVersion: rv }, status: { loadBalancer: { ingress: [{ ip: '192.0.2.2' }] } } });
     expect(stale.status).to.equal(409);
     expect(stale.body).to.include({ reason: 'Conflict', code: 409 });
-    expect((await call('GET', `${SERVICES}/web`)).body.status.loadBalancer.ingress).to.deep.equal([{ ip: '192.0.2.1' }]);
+    expect((await call('GET', `${SERVICES}/web`)).body.status.loadBalancer.ingress).to.deep.equal([{ ip: '192.0.2.1', ipMode: 'VIP' }]);
     // A status change through the main resource is ignored.
     const main = await call('PATCH', `${SERVICES}/web`, { status: { loadBalancer: { ingress: [{ ip: '192.0.2.3' }] } } }, 'application/merge-patch+json');
-    expect(main.body.status.loadBalancer.ingress).to.deep.equal([{ ip: '192.0.2.1' }]);
+    expect(main.body.status.loadBalancer.ingress).to.deep.equal([{ ip: '192.0.2.1', ipMode: 'VIP' }]);
     const refused: [unknown, string][] = [
       [{ loadBalancer: { ingress: [{ ip: '192.0.2.300' }] } }, 'status.loadBalancer.ingress[0].ip'],
       [{ loadBalancer: { ingress: [{ hostname: '192.0.2.3' }] } }, 'status.loadBalancer.ingress[0].hostname'],
