@@ -15,7 +15,7 @@ import type { KubeApi } from '../kube/kube-api.js';
 import { KubeApiError } from '../kube/kube-api.js';
 import { describeError } from '../kube/cluster-watch.js';
 import type { Logger } from '../observe/log.js';
-import { errorInfo, ReconcileLoop, type ReconcileStatus } from '../reconcile/loop.js';
+import { errorInfo, ReconcileLoop, type PassListener, type ReconcileStatus } from '../reconcile/loop.js';
 import { parseIpAddress } from '../routes/ip-prefix.js';
 import { externalIPProblems } from './advertise.js';
 import { isOurLoadBalancer, planAllocations, serviceKey, type AllocationProblemReason, type LoadBalancerPool } from './allocator.js';
@@ -228,6 +228,8 @@ export interface LoadBalancerAllocatorOptions {
   /** Retry after a failed pass, doubling from min to max. Default 1 s to 30 s. */
   retryMinMs?: number;
   retryMaxMs?: number;
+  /** Hears every pass (a follower's passes succeed: it has nothing to do), for health and duration metrics. */
+  onPass?: PassListener;
 }
 
 export interface LoadBalancerAllocatorStatus {
@@ -277,6 +279,7 @@ export class LoadBalancerAllocator {
         }
       },
       onFailure: (error, { retryInMs }) => this.logger.error('LoadBalancer allocation failed; retrying', { ...errorInfo(error, 'ALLOCATOR_ERROR'), retryMs: Math.round(retryInMs) }),
+      ...(options.onPass === undefined ? {} : { onPass: options.onPass }),
     });
     this.elector = new LeaseElector({
       api: options.api,

@@ -78,6 +78,8 @@ describe('LoadBalancer allocator: against the lab API server', function () {
   let api: Started;
   let kube: KubeApi;
   const running: { allocator: LoadBalancerAllocator; done: Promise<void> }[] = [];
+  /** Each agent's passes as its onPass heard them (true: succeeded). */
+  const passes = new Map<string, boolean[]>();
   beforeEach(async () => {
     api = await startServer();
     kube = new KubeApi({ config: parseKubeConfig(YAML.parse(renderKubeconfig(api.url)), { source: 'lab', baseDir: '/' }) });
@@ -103,7 +105,12 @@ describe('LoadBalancer allocator: against the lab API server', function () {
     expect(events(name)).to.deep.equal(expected);
   }
   function allocator(identity: string, options: { api?: AllocatorApi; pools?: LoadBalancerPool[] } = {}): LoadBalancerAllocator {
-    const a = new LoadBalancerAllocator({ api: options.api ?? kube, identity, pools: options.pools ?? POOLS, services, logger, leaseDurationSeconds: 1, leaseRetryMs: 100, resyncIntervalMs: 60_000 });
+    const outcomes: boolean[] = [];
+    passes.set(identity, outcomes);
+    const a = new LoadBalancerAllocator({
+      api: options.api ?? kube, identity, pools: options.pools ?? POOLS, services, logger, leaseDurationSeconds: 1, leaseRetryMs: 100, resyncIntervalMs: 60_000,
+      onPass: (outcome) => outcomes.push(outcome.ok),
+    });
     running.push({ allocator: a, done: a.start(new AbortController().signal) });
     return a;
   }
@@ -170,6 +177,7 @@ describe('LoadBalancer allocator: against the lab API server', function () {
     await pollUntil('both assigned', () => ingress('a-one').length === 1 && ingress('b-two').length === 1, { intervalMs: 20 });
     expect(second.isLeading()).to.equal(false);
     expect(second.status().statusWrites, 'a follower writes nothing').to.equal(0);
+    expect(passes.get('r2n1'), 'a follower\'s passes succeed (it is healthy)').to.include(true).and.not.include(false);
     const versions = ['a-one', 'b-two'].map((n) => get(n).metadata?.resourceVersion);
 
     running[0]!.allocator.stop();
