@@ -58,7 +58,8 @@ export interface StatusWrite {
   uid: string | undefined;
   /** The precondition: the version planned from. */
   resourceVersion: string | undefined;
-  status: { loadBalancer: { ingress: LoadBalancerIngress[] | null }; conditions: ServiceCondition[] | null };
+  /** Only what changes: the ingress list of a Service whose addresses change, the conditions when one of ours does. */
+  status: { loadBalancer?: { ingress: LoadBalancerIngress[] | null }; conditions?: ServiceCondition[] | null };
   events: ServiceEvent[];
   /** Addresses given and taken back by this write (for logs and counts). */
   allocated: string[];
@@ -194,8 +195,12 @@ export function planStatusWrites(services: readonly Service[], pools: readonly L
       name: service.metadata?.name ?? '',
       uid: service.metadata?.uid,
       resourceVersion: service.metadata?.resourceVersion,
-      // Empty lists are written as null (removed), as the API renders them.
-      status: { loadBalancer: { ingress: ingress.length === 0 ? null : ingress }, conditions: conditions.length === 0 ? null : conditions },
+      // Empty lists are written as null (removed), as the API renders them. A merge patch replaces a list whole:
+      // the conditions of others go along as read, and the resourceVersion guarantees they are still those.
+      status: {
+        ...(change === undefined ? {} : { loadBalancer: { ingress: ingress.length === 0 ? null : ingress } }),
+        ...(conditionsChanged ? { conditions: conditions.length === 0 ? null : conditions } : {}),
+      },
       events,
       allocated,
       released,
