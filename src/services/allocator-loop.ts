@@ -252,6 +252,8 @@ export interface LoadBalancerAllocatorStatus {
 }
 
 const STATUS_LIST_PAGE = 500;
+/** Passes in a row whose writes met a conflict, planned again at once; the next one waits for the back-off. */
+const MAX_CONFLICTED_PASSES = 3;
 
 export class LoadBalancerAllocator {
   private readonly loop: ReconcileLoop;
@@ -262,6 +264,7 @@ export class LoadBalancerAllocator {
   private started = false;
   private readonly stopping = new AbortController();
   private readonly counts = { statusWrites: 0, allocations: 0, releases: 0, conflicts: 0 };
+  private conflictedPasses = 0;
   private last: { allocatedAddresses: number; problems: Record<string, number> } = { allocatedAddresses: 0, problems: {} };
 
   constructor(private readonly options: LoadBalancerAllocatorOptions) {
@@ -350,11 +353,17 @@ export class LoadBalancerAllocator {
     this.last = { allocatedAddresses: plan.allocatedAddresses, problems: Object.fromEntries(plan.problemsByReason) };
     for (const write of plan.writes) {
       if (!(await this.write(write, signal))) {
-        // Planned from a Service that changed since: the rest of the plan may rest on it too. Plan again.
+        // Planned from a Service that changed since: the rest of the plan may rest on it too. Plan again, at once;
+        // but a Service that keeps changing under every plan is no reason to hammer the API: then back off.
+        if (++this.conflictedPasses >= MAX_CONFLICTED_PASSES) {
+          this.conflictedPasses = 0;
+          throw Object.assign(new Error(`${write.namespace}/${write.name} changed under ${MAX_CONFLICTED_PASSES} plans in a row`), { code: 'ALLOCATOR_CONFLICT' });
+        }
         this.loop.markDirty();
         return;
       }
     }
+    this.conflictedPasses = 0;
   }
 
   private async listServices(signal: AbortSignal): Promise<Service[]> {

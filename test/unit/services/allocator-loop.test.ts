@@ -110,7 +110,7 @@ describe('LoadBalancer allocator: against the lab API server', function () {
     const outcomes: boolean[] = [];
     passes.set(identity, outcomes);
     const a = new LoadBalancerAllocator({
-      api: options.api ?? kube, identity, pools: options.pools ?? POOLS, services, logger, leaseDurationSeconds: 1, leaseRetryMs: 100, resyncIntervalMs: 60_000,
+      api: options.api ?? kube, identity, pools: options.pools ?? POOLS, services, logger, leaseDurationSeconds: 1, leaseRetryMs: 100, resyncIntervalMs: 60_000, retryMinMs: 100,
       onPass: (outcome) => outcomes.push(outcome.ok),
     });
     running.push({ allocator: a, done: a.start(new AbortController().signal) });
@@ -194,30 +194,39 @@ describe('LoadBalancer allocator: against the lab API server', function () {
     await pollUntil('one write by the new leader', () => second.status().statusWrites === 1, { intervalMs: 20 });
   });
 
-  it('a write planned from a Service that changed since is refused with 409 and planned again', async () => {
-    let interfered = false;
+  /**
+   * The API as it is, but for a concurrent writer that changes the Service (a label, as kubectl would) between the
+   * allocator's read and each of its first `times` status writes. `patches` records how each write went.
+   */
+  function racingApi(times: number): { api: AllocatorApi; patches: string[] } {
+    let left = times;
     const patches: string[] = [];
-    // A concurrent writer changes the Service between the allocator's read and its write (a label, as kubectl would).
     const racing: AllocatorApi = {
       list: (p, o) => kube.list(p, o),
       read: (p, o) => kube.read(p, o),
       create: (p, b, o) => kube.create(p, b, o),
       patch: async <T>(p: string, body: unknown, o: Parameters<KubeApi['patch']>[2]): Promise<T> => {
-        if (p.endsWith('/status') && !interfered) {
-          interfered = true;
+        const status = p.endsWith('/status');
+        if (status && left > 0) {
+          left--;
           const current = get('web');
-          api.server.update({ ...current, kind: 'Service', metadata: { ...current.metadata, labels: { touched: 'yes' } } });
+          api.server.update({ ...current, kind: 'Service', metadata: { ...current.metadata, labels: { touched: String(times - left) } } });
         }
         try {
           const result = await kube.patch<T>(p, body, o);
-          if (p.endsWith('/status')) patches.push('ok');
+          if (status) patches.push('ok');
           return result;
         } catch (error) {
-          if (p.endsWith('/status')) patches.push(String((error as { status?: number }).status));
+          if (status) patches.push(String((error as { status?: number }).status));
           throw error;
         }
       },
     };
+    return { api: racing, patches };
+  }
+
+  it('a write planned from a Service that changed since is refused with 409 and planned again', async () => {
+    const { api: racing, patches } = racingApi(1);
     const a = allocator('r1n1', { api: racing });
     await pollUntil('leading', () => a.isLeading(), { timeoutMs: 5_000, intervalMs: 20 });
     await create(lbService('web'), a);
@@ -225,7 +234,20 @@ describe('LoadBalancer allocator: against the lab API server', function () {
     // Events are posted once the write has answered, and counted: after them, everything is in.
     await expectEvents('web', ['Normal IPAllocated']);
     expect(patches).to.deep.equal(['409', 'ok']);
-    expect(get('web').metadata?.labels).to.deep.equal({ touched: 'yes' });
+    expect(get('web').metadata?.labels).to.deep.equal({ touched: '1' });
     expect(a.status()).to.include({ conflicts: 1, allocations: 1 });
+    expect(a.status().loop.failures, 'one conflict is planned again at once, no failure').to.equal(0);
+  });
+
+  it('a Service changing under three plans in a row makes the pass fail and back off, then the write goes through', async () => {
+    const { api: racing, patches } = racingApi(3);
+    const a = allocator('r1n1', { api: racing });
+    await pollUntil('leading', () => a.isLeading(), { timeoutMs: 5_000, intervalMs: 20 });
+    await create(lbService('web'), a);
+    await pollUntil('web assigned', () => ingress('web').length === 1, { intervalMs: 20 });
+    await expectEvents('web', ['Normal IPAllocated']);
+    expect(patches).to.deep.equal(['409', '409', '409', 'ok']);
+    expect(a.status()).to.include({ conflicts: 3, allocations: 1 });
+    expect(a.status().loop).to.include({ failures: 1, consecutiveFailures: 0 });
   });
 });
