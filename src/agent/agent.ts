@@ -11,7 +11,9 @@ import { GobgpClient } from '../bgp/gobgp-client.js';
 import type { AgentConfig } from '../config/agent-config.js';
 import { readPasswordFiles } from '../config/password-file.js';
 import { ClusterWatch, describeError, loadKubeConfig, type ClusterSnapshot, type WatchedKind } from '../kube/cluster-watch.js';
-import type { Node } from '../kube/wire.js';
+import type { Node, Service } from '../kube/wire.js';
+import { KubeApi } from '../kube/kube-api.js';
+import { LoadBalancerAllocator } from '../services/allocator-loop.js';
 import { nodeInfoFromObject, type NodeInfo } from '../kube/node-info.js';
 import type { ClusterState, PolicyNode } from '../policy/types.js';
 import { NodeReporter } from '../kube/node-reporter.js';
@@ -73,6 +75,7 @@ export class Agent {
   private clusterLoop!: ReconcileLoop;
   private routeSelection!: RouteSelectionLoop;
   private policy: PolicyReconciler | undefined;
+  private allocator: LoadBalancerAllocator | undefined;
   private policyInput: PolicyInput | undefined;
 
   constructor(options: AgentOptions) {
@@ -96,6 +99,7 @@ export class Agent {
     this.watch = new ClusterWatch({ kubeConfig, logger, kinds, onChange: (kind) => {
       if (kind === 'nodes') this.nodesChanged = true;
       if (kind === 'services' || kind === 'endpointslices') this.servicesChanged = true;
+      if (kind === 'services') this.allocator?.trigger();
       this.clusterLoop.markDirty();
     }, onStat: (kind, what) => this.observer.watchStat(kind, what) });
     this.gobgp = new GobgpClient({ target: config.gobgp.target, callTimeoutMs: config.gobgp.callTimeoutSeconds * 1000, logger });
@@ -114,6 +118,7 @@ export class Agent {
       routes: () => this.routes,
       masquerade: config.masquerade.enabled ? () => this.masquerade : undefined,
       policy: config.policy.enabled ? () => this.policy : undefined,
+      loadBalancerAllocator: () => this.allocator?.status(),
       resyncMs: { routes: config.routes.resyncSeconds * 1000 },
     });
     const clusterHealth = this.observer.loop('cluster', { resyncMs: CLUSTER_RESYNC_MS });
@@ -145,13 +150,30 @@ export class Agent {
       listPeers: () => this.gobgp.listPeers(),
       post: (event) => this.reporter.event(event.type, event.reason, event.message),
     });
-    const running: Promise<unknown>[] = [
+    const running: Promise<unknown>[] = [];
+    // One allocator in the cluster at a time: every agent with pools runs one, the Lease holder writes.
+    if (config.services.loadBalancerPools.length > 0) {
+      const allocatorHealth = this.observer.loop('lb-allocator', { resyncMs: CLUSTER_RESYNC_MS });
+      this.allocator = new LoadBalancerAllocator({
+        api: new KubeApi({ config: kubeConfig }),
+        identity: this.nodeName,
+        pools: config.services.loadBalancerPools,
+        // Reported only where podroute is the one to advertise externalIPs (ranges configured).
+        ...(config.services.externalIPRanges.length > 0 ? { externalIPRanges: config.services.externalIPRanges } : {}),
+        services: () => this.watch.objects<Service>('services'),
+        logger: logger.child({ component: 'lb-allocator' }),
+        resyncIntervalMs: CLUSTER_RESYNC_MS,
+        onPass: pushTo(allocatorHealth),
+      });
+      running.push(this.runWhenSynced(signal, () => this.allocator!.start(signal)));
+    }
+    running.push(
       this.bgp.start(signal),
       this.routes.start(signal),
       this.runClusterLoop(signal),
       this.routeSelection.run(signal),
       peerEvents.run(signal),
-    ];
+    );
     logger.info('podroute agent started', { node: this.nodeName, gobgp: config.gobgp.target, routeProtocol: config.routes.protocol });
     await Promise.all(running.map((p) => p.catch((err: unknown) => {
       if (!signal.aborted) logger.error('agent loop failed', { error: describeError(err) });
@@ -163,9 +185,14 @@ export class Agent {
 
   /** Recomputes the desired node state whenever the cluster (or a peer's password file) may have changed. */
   private async runClusterLoop(signal: AbortSignal): Promise<void> {
+    await this.runWhenSynced(signal, () => this.clusterLoop.run(signal));
+  }
+
+  /** Runs a loop that reads the caches once they are authoritative (every watched kind listed once). */
+  private async runWhenSynced(signal: AbortSignal, run: () => Promise<void>): Promise<void> {
     // A stop while the API server was never reached must not wait for a first list that will not come.
     await Promise.race([this.watch.synced(), new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }))]);
-    await this.clusterLoop.run(signal);
+    if (!signal.aborted) await run();
   }
 
   private async clusterPass(signal: AbortSignal, resync: boolean): Promise<void> {

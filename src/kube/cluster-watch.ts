@@ -357,15 +357,19 @@ export class ClusterWatch {
   }
 
   snapshot(): ClusterSnapshot {
-    const items = <T extends KubeObject>(kind: WatchedKind): T[] => [...((this.informers.get(kind)?.cache.values() ?? []) as Iterable<T>)];
     return {
-      nodes: items<Node>('nodes'),
-      pods: items<Pod>('pods'),
-      namespaces: items<Namespace>('namespaces'),
-      networkPolicies: items<NetworkPolicy>('networkpolicies'),
-      services: items<Service>('services'),
-      endpointSlices: items<EndpointSlice>('endpointslices'),
+      nodes: this.objects<Node>('nodes'),
+      pods: this.objects<Pod>('pods'),
+      namespaces: this.objects<Namespace>('namespaces'),
+      networkPolicies: this.objects<NetworkPolicy>('networkpolicies'),
+      services: this.objects<Service>('services'),
+      endpointSlices: this.objects<EndpointSlice>('endpointslices'),
     };
+  }
+
+  /** One kind's cached objects (a fresh array; the objects are the cache's). */
+  objects<T extends KubeObject>(kind: WatchedKind): T[] {
+    return [...((this.informers.get(kind)?.cache.values() ?? []) as Iterable<T>)];
   }
 
   /** The resourceVersion each kind's watch is at (bookmarks keep it fresh on a quiet watch). For status and tests. */

@@ -14,6 +14,7 @@ import { AgentMetrics, type WatchStat } from './metrics.js';
 import { PeerTable, countByNeighbor, type PeerListSource } from './peers.js';
 import { ObserveServer, type ListenAddress } from './server.js';
 import { podrouteVersion, type AgentStatusReport } from './status.js';
+import type { LoadBalancerAllocatorStatus } from '../services/allocator-loop.js';
 
 /** What the observer needs from GobgpClient. */
 export interface ObservedGobgp extends PeerListSource {
@@ -38,6 +39,8 @@ export interface AgentObserverOptions {
   routes?: Getter<RouteReconcilerStatus>;
   masquerade?: Getter<MasqueradeStatus>;
   policy?: Getter<PolicyStatus>;
+  /** The LoadBalancer allocator (with services.loadBalancerPools configured). */
+  loadBalancerAllocator?: () => LoadBalancerAllocatorStatus | undefined;
   /** Resync interval of each reconciler: a loop is stuck after staleFactor × this without a successful pass. */
   resyncMs?: { bgp?: number; routes?: number; masquerade?: number; policy?: number };
   /** Default 3. */
@@ -81,6 +84,7 @@ export class AgentObserver {
       bgp: statusOf(options.bgp),
       routes: statusOf(options.routes),
       policy: statusOf(options.policy),
+      loadBalancerAllocator: options.loadBalancerAllocator,
       health: this.health,
       processMetrics: options.processMetrics,
     });

@@ -6,6 +6,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { BgpReconcilerStatus } from '../bgp/bgp-reconciler.js';
 import type { PolicyStatus } from '../policy/policy-reconciler.js';
+import type { LoadBalancerAllocatorStatus } from '../services/allocator-loop.js';
 import type { RouteReconcilerStatus } from '../routes/route-reconciler.js';
 import type { HealthMonitor } from './health.js';
 import type { PeerTableReport } from './peers.js';
@@ -20,6 +21,8 @@ export interface MetricsSources {
   bgp?: () => BgpReconcilerStatus | undefined;
   routes?: () => RouteReconcilerStatus | undefined;
   policy?: () => PolicyStatus | undefined;
+  /** The LoadBalancer allocator (src/services/allocator-loop.ts). */
+  loadBalancerAllocator?: () => LoadBalancerAllocatorStatus | undefined;
   /** Loops' last success and error counts; pass durations are taken from its pass listener. */
   health?: HealthMonitor;
   /** Node.js process metrics (process_*, nodejs_*); default true. */
@@ -178,6 +181,59 @@ export class AgentMetrics {
           if (policyStatus !== undefined) this.set(new Set(policyStatus.problems.map((p) => p.policy)).size);
         },
       });
+    }
+
+    // --- LoadBalancer allocation (what this agent's allocator did; only the Lease holder allocates)
+    const allocator = sources.loadBalancerAllocator;
+    if (allocator !== undefined) {
+      new Gauge({
+        name: 'podroute_lb_allocator_leading',
+        help: '1 while this agent holds the allocator Lease and allocates LoadBalancer addresses.',
+        registers,
+        collect() {
+          const status = allocator();
+          if (status !== undefined) this.set(status.leading ? 1 : 0);
+        },
+      });
+      new Gauge({
+        name: 'podroute_lb_addresses_allocated',
+        help: 'Addresses held by LoadBalancer Services of ours, as of the last pass of the Lease holder that wrote.',
+        registers,
+        collect() {
+          this.reset();
+          const status = allocator();
+          if (status?.leading === true) this.set(status.allocatedAddresses);
+        },
+      });
+      new Gauge({
+        name: 'podroute_lb_problems',
+        help: 'Services with an allocation problem (or an externalIPs entry not advertised), by reason, as of the last pass of the Lease holder that wrote.',
+        labelNames: ['reason'],
+        registers,
+        collect() {
+          this.reset();
+          const status = allocator();
+          if (status?.leading !== true) return;
+          for (const [reason, count] of Object.entries(status.problems)) this.set({ reason }, count);
+        },
+      });
+      for (const [name, help, field] of [
+        ['podroute_lb_allocations_total', 'LoadBalancer addresses this agent wrote into Services\' status.', 'allocations'],
+        ['podroute_lb_releases_total', 'LoadBalancer addresses this agent took back from Services\' status.', 'releases'],
+        ['podroute_lb_status_conflicts_total', 'Service status writes refused with 409 Conflict (planned again).', 'conflicts'],
+      ] as const) {
+        new Counter({
+          name,
+          help,
+          registers,
+          collect() {
+            const status = allocator();
+            if (status === undefined) return;
+            this.reset();
+            this.inc(status[field]);
+          },
+        });
+      }
     }
 
     // --- Loops (reconcilers)

@@ -67,6 +67,29 @@ function hostPrefix(address: string): IpPrefix | undefined {
   return parsed === undefined ? undefined : parseIpPrefix(parsed.text);
 }
 
+/** A Service's `spec.externalIPs` inside the allowed ranges (canonical), and a problem for each one outside. */
+type ExternalIPProblem = AdvertisementProblem & { reason: 'ExternalIPNotAllowed' };
+
+function allowedExternalIPs(service: Service, allowed: readonly IpPrefix[]): { addresses: string[]; problems: ExternalIPProblem[] } {
+  const addresses: string[] = [];
+  const problems: ExternalIPProblem[] = [];
+  for (const ip of service.spec?.externalIPs ?? []) {
+    const address = parseIpAddress(ip);
+    if (address !== undefined && allowed.some((range) => prefixContainsAddress(range, address))) {
+      addresses.push(address.text);
+    } else {
+      problems.push({ service: serviceKey(service), reason: 'ExternalIPNotAllowed', message: `externalIPs entry ${JSON.stringify(ip)} is outside services.externalIPRanges: not advertised` });
+    }
+  }
+  return { addresses, problems };
+}
+
+/** The `spec.externalIPs` entries no node advertises, as problems (what every node's plan reports, for one reporter). */
+export function externalIPProblems(services: readonly Service[], externalIPRanges: readonly string[]): ExternalIPProblem[] {
+  const allowed = externalIPRanges.map((r) => parseIpPrefix(r)).filter((p): p is IpPrefix => p !== undefined);
+  return services.flatMap((service) => allowedExternalIPs(service, allowed).problems);
+}
+
 export function planServiceAdvertisement(input: ServiceAdvertisementInput): ServiceAdvertisement {
   const prefixes = new Map<string, IpPrefix>();
   const problems: AdvertisementProblem[] = [];
@@ -94,14 +117,9 @@ export function planServiceAdvertisement(input: ServiceAdvertisementInput): Serv
         else problems.push({ service: key, reason: 'IngressNotInPool', message: `status.loadBalancer.ingress ${JSON.stringify(ingress.ip ?? ingress.hostname ?? '')} is in no services.loadBalancerPools: not advertised` });
       }
     }
-    for (const ip of service.spec?.externalIPs ?? []) {
-      const address = parseIpAddress(ip);
-      if (address !== undefined && inside(allowed, address)) {
-        addresses.push(address.text);
-      } else {
-        problems.push({ service: key, reason: 'ExternalIPNotAllowed', message: `externalIPs entry ${JSON.stringify(ip)} is outside services.externalIPRanges: not advertised` });
-      }
-    }
+    const external = allowedExternalIPs(service, allowed);
+    addresses.push(...external.addresses);
+    problems.push(...external.problems);
     const etpLocal = service.spec?.externalTrafficPolicy === 'Local';
     // A Service whose traffic must stay on nodes with an endpoint also gets its ClusterIPs as host routes from those
     // nodes (as Calico does): longer than the range aggregate, so the fabric sends it straight to them.

@@ -55,7 +55,7 @@ export function decideLease(current: LeaseRecord | undefined, identity: string, 
 }
 
 export interface LeaseElectorOptions {
-  api: KubeApi;
+  api: Pick<KubeApi, 'read' | 'create' | 'patch'>;
   /** Where the Lease lives; default the agent's own namespace, kube-system. */
   namespace?: string;
   name: string;

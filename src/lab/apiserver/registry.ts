@@ -447,6 +447,7 @@ export class Registry {
       next = structuredClone(existing);
       if (obj.status === undefined) delete next.status;
       else next.status = obj.status;
+      applyDefaults(rk, next);
     } else {
       next = obj;
       const m = next.metadata!;

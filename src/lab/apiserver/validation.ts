@@ -39,6 +39,9 @@ class Causes {
   duplicate(field: string, value: unknown): void {
     this.list.push({ reason: 'FieldValueDuplicate', message: `Duplicate value: ${JSON.stringify(value)}`, field });
   }
+  tooLong(field: string, max: number): void {
+    this.list.push({ reason: 'FieldValueTooLong', message: `Too long: may not be more than ${max} bytes`, field });
+  }
   tooMany(field: string, actual: number, max: number): void {
     this.list.push({ reason: 'FieldValueTooMany', message: `Too many: ${actual}: must have at most ${max} items`, field });
   }
@@ -232,6 +235,69 @@ function validateService(c: Causes, obj: KubeObject): void {
   }
 }
 
+/** A Service's status as ValidateServiceStatusUpdate checks it: the load balancer's ingress entries and the conditions. */
+function validateServiceStatus(c: Causes, status: unknown): void {
+  if (status === undefined || status === null) return;
+  if (!isObj(status)) return c.type('status', 'an object');
+  const lb = status.loadBalancer;
+  if (lb !== undefined && lb !== null) {
+    if (!isObj(lb)) return c.type('status.loadBalancer', 'an object');
+    if (lb.ingress !== undefined && lb.ingress !== null) {
+      if (!Array.isArray(lb.ingress)) return c.type('status.loadBalancer.ingress', 'a list');
+      lb.ingress.forEach((e: unknown, i) => {
+        const f = `status.loadBalancer.ingress[${i}]`;
+        if (!isObj(e)) return c.type(f, 'an object');
+        const ip = e.ip;
+        if (ip !== undefined && ip !== '' && (typeof ip !== 'string' || net.isIP(ip) === 0)) c.invalid(`${f}.ip`, ip, 'must be a valid IP address');
+        const hostname = e.hostname;
+        if (hostname !== undefined && hostname !== '') {
+          if (typeof hostname !== 'string' || hostname.length > 253 || !DNS_SUBDOMAIN.test(hostname)) c.invalid(`${f}.hostname`, hostname, 'must be a lowercase RFC 1123 subdomain');
+          else if (net.isIP(hostname) !== 0) c.invalid(`${f}.hostname`, hostname, 'must be a DNS name, not an IP address');
+        }
+        if (e.ipMode !== undefined && e.ipMode !== null) {
+          if (ip === undefined || ip === '') c.required(`${f}.ipMode`);
+          else if (e.ipMode !== 'VIP' && e.ipMode !== 'Proxy') c.notSupported(`${f}.ipMode`, e.ipMode, ['VIP', 'Proxy']);
+        }
+      });
+    }
+  }
+  validateConditions(c, 'status.conditions', status.conditions);
+}
+
+const CONDITION_REASON = /^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/;
+
+/** metav1.Condition lists as apimachinery's ValidateConditions checks them. */
+function validateConditions(c: Causes, field: string, conditions: unknown): void {
+  if (conditions === undefined || conditions === null) return;
+  if (!Array.isArray(conditions)) return c.type(field, 'a list');
+  const seen = new Set<unknown>();
+  conditions.forEach((cond: unknown, i) => {
+    const f = `${field}[${i}]`;
+    if (!isObj(cond)) return c.type(f, 'an object');
+    if (typeof cond.type !== 'string' || cond.type === '') c.required(`${f}.type`);
+    else {
+      const problem = labelKeyProblem(cond.type);
+      if (problem !== undefined) c.invalid(`${f}.type`, cond.type, problem);
+      if (seen.has(cond.type)) c.duplicate(`${f}.type`, cond.type);
+      seen.add(cond.type);
+    }
+    if (cond.status === undefined || cond.status === '') c.required(`${f}.status`);
+    else if (!['True', 'False', 'Unknown'].includes(cond.status as string)) c.notSupported(`${f}.status`, cond.status, ['True', 'False', 'Unknown']);
+    if (cond.observedGeneration !== undefined && (!Number.isInteger(cond.observedGeneration) || (cond.observedGeneration as number) < 0)) {
+      c.invalid(`${f}.observedGeneration`, cond.observedGeneration, 'must be greater than or equal to zero');
+    }
+    if (cond.lastTransitionTime === undefined || cond.lastTransitionTime === null || cond.lastTransitionTime === '') c.required(`${f}.lastTransitionTime`);
+    else if (typeof cond.lastTransitionTime !== 'string' || Number.isNaN(Date.parse(cond.lastTransitionTime))) c.type(`${f}.lastTransitionTime`, 'an RFC 3339 time');
+    if (cond.reason === undefined || cond.reason === '') c.required(`${f}.reason`);
+    else if (typeof cond.reason !== 'string') c.type(`${f}.reason`, 'a string');
+    else if (cond.reason.length > 1024) c.tooLong(`${f}.reason`, 1024);
+    else if (!CONDITION_REASON.test(cond.reason)) {
+      c.invalid(`${f}.reason`, cond.reason, "a condition reason must start with alphabetic character, optionally followed by a string of alphanumeric characters or '_,:', and must end with an alphanumeric character or '_'");
+    }
+    if (cond.message !== undefined && (typeof cond.message !== 'string' || cond.message.length > 32768)) c.tooLong(`${f}.message`, 32768);
+  });
+}
+
 const ADDRESS_TYPES = ['IPv4', 'IPv6', 'FQDN'];
 
 function validateEndpointSlice(c: Causes, obj: KubeObject): void {
@@ -371,6 +437,12 @@ function validateNetworkPolicy(c: Causes, obj: KubeObject): void {
 
 function validateEvent(c: Causes, obj: KubeObject): void {
   if (!isObj(obj.involvedObject)) c.required('involvedObject');
+  else {
+    // An Event lives in its object's namespace (one about a cluster-scoped object, in any).
+    const about = obj.involvedObject.namespace;
+    const namespace = obj.metadata?.namespace;
+    if (typeof about === 'string' && about !== '' && about !== namespace) c.invalid('involvedObject.namespace', about, 'does not match event.namespace');
+  }
   if (obj.type !== undefined && obj.type !== 'Normal' && obj.type !== 'Warning') {
     c.notSupported('type', obj.type, ['Normal', 'Warning']);
   }
@@ -388,6 +460,7 @@ export function validateObject(rk: ResourceKind, obj: KubeObject): StatusCause[]
       break;
     case 'Service':
       validateService(c, obj);
+      validateServiceStatus(c, obj.status);
       break;
     case 'NetworkPolicy':
       validateNetworkPolicy(c, obj);
@@ -435,6 +508,9 @@ export function applyDefaults(rk: ResourceKind, obj: KubeObject): void {
       return;
     }
     case 'Service': {
+      // An ingress address without ipMode is a VIP (kube-apiserver 1.30+, the LoadBalancerIPMode default).
+      const ingress = isObj(obj.status) && isObj(obj.status.loadBalancer) ? obj.status.loadBalancer.ingress : undefined;
+      if (Array.isArray(ingress)) for (const e of ingress) if (isObj(e) && typeof e.ip === 'string' && e.ip !== '') e.ipMode ??= 'VIP';
       if (spec === undefined) return;
       spec.type ??= 'ClusterIP';
       spec.sessionAffinity ??= 'None';

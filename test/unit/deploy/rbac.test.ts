@@ -120,6 +120,9 @@ export function permissionOfPath(template: string): { group: string; resource: s
   return { group: m[1] ?? '', resource: subresource === undefined ? resource : `${resource}/${subresource}`, namespaced };
 }
 
+/** The line that puts a source's namespaced calls in every namespace (a ClusterRole rule). */
+const ALL_NAMESPACES_MARK = /^\/\/ RBAC: all namespaces\b/m;
+
 /**
  * Calls of KubeApi in a source that uses it: `.list('/api/v1/pods', …)`, `.patch('/api/v1/nodes/{name}/status', …)`.
  * A call whose path is not a literal cannot be placed, and fails the scan.
@@ -128,6 +131,8 @@ export function kubeApiCallsIn(source: string, text: string): ApiCall[] {
   if (!/\bKubeApi\b|kube-api\.js'/.test(text)) return [];
   const calls: ApiCall[] = [];
   const namespaces = [...text.matchAll(/[nN]amespace\s*\?\?\s*'([a-z0-9-]+)'/g)].map((m) => m[1] ?? '');
+  // A source whose namespaced calls go to any namespace (the objects it writes live in all of them) says so.
+  const anyNamespace = ALL_NAMESPACES_MARK.test(text);
   // A type argument (`.read<Lease>(`) must not hide a call from the scan.
   for (const m of text.matchAll(new RegExp(`\\.(${Object.keys(KUBE_API_VERBS).join('|')})(?:<[^>(]*>)?\\(\\s*([^,)]*)`, 'g'))) {
     const method = m[1] ?? '';
@@ -135,8 +140,8 @@ export function kubeApiCallsIn(source: string, text: string): ApiCall[] {
     if (literal === null) throw new Error(`${source}: .${method}(${m[2] ?? ''}…) does not name its API path as a literal; the RBAC scan cannot place it`);
     const p = permissionOfPath(literal[1] ?? '');
     let namespace: string | undefined;
-    if (p.namespaced) {
-      if (namespaces.length !== 1) throw new Error(`${source}: ${literal[1]} is namespaced; expected one \`namespace ?? '<ns>'\` default to know where, found ${namespaces.length}`);
+    if (p.namespaced && !anyNamespace) {
+      if (namespaces.length !== 1) throw new Error(`${source}: ${literal[1]} is namespaced; expected one \`namespace ?? '<ns>'\` default (or the line \`// RBAC: all namespaces\`) to know where, found ${namespaces.length}`);
       namespace = namespaces[0];
     }
     calls.push({ group: p.group, resource: p.resource, verb: KUBE_API_VERBS[method] ?? '', namespace, source: `${source}: ${method} ${literal[1]}` });
@@ -186,7 +191,7 @@ describe('deploy: RBAC covers exactly the API calls of the code', () => {
 
   it('the scan finds the calls the agent is known to make', () => {
     const found = new Set(calls.map((c) => `${key(c)}${c.namespace === undefined ? '' : `@${c.namespace}`}`));
-    for (const expected of ['|nodes|list', '|nodes|watch', '|pods|watch', '|namespaces|list', '|nodes/status|patch', '|events|create@default', 'networking.k8s.io|networkpolicies|watch']) {
+    for (const expected of ['|nodes|list', '|nodes|watch', '|pods|watch', '|namespaces|list', '|nodes/status|patch', '|events|create@default', 'networking.k8s.io|networkpolicies|watch', '|services|list', '|services/status|patch', '|events|create']) {
       expect(found, expected).to.include(expected);
     }
   });
@@ -217,6 +222,13 @@ describe('deploy: RBAC covers exactly the API calls of the code', () => {
       '|nodes/status|patch@*',
       'discovery.k8s.io|endpointslices|watch@*',
     ]);
+    const everywhere = [
+      "import { KubeApi } from './kube-api.js';",
+      '// RBAC: all namespaces. The objects it writes are in every namespace.',
+      "await api.patch('/api/v1/namespaces/{namespace}/services/{name}/status', body, { params });",
+    ].join('\n');
+    expect(apiCallsIn('w.ts', everywhere).map((c) => `${key(c)}@${c.namespace ?? '*'}`)).to.deep.equal(['|services/status|patch@*']);
+    expect(() => apiCallsIn('v.ts', everywhere.replace('// RBAC: all namespaces.', '//'))).to.throw(/is namespaced/);
     // Every request method of KubeApi is one the scan knows (a new one must be mapped to its verb here).
     const methods = Object.getOwnPropertyNames(KubeApi.prototype).filter((m) => m !== 'constructor' && m !== 'close' && typeof (KubeApi.prototype as unknown as Record<string, unknown>)[m] === 'function');
     expect(methods.filter((m) => !['json', 'send', 'readBody', 'transportError', 'currentToken'].includes(m)).sort()).to.deep.equal(Object.keys(KUBE_API_VERBS).sort());

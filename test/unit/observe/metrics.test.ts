@@ -5,6 +5,7 @@ import { AgentMetrics } from '../../../src/observe/metrics.js';
 import type { PeerTableReport } from '../../../src/observe/peers.js';
 import type { PolicyStatus } from '../../../src/policy/policy-reconciler.js';
 import type { RouteReconcilerStatus } from '../../../src/routes/route-reconciler.js';
+import type { LoadBalancerAllocatorStatus } from '../../../src/services/allocator-loop.js';
 
 /** One sample line's value, e.g. value(text, 'podroute_routes_installed') or with its label set. */
 function value(text: string, series: string): number | undefined {
@@ -122,6 +123,27 @@ describe('AgentMetrics', () => {
     bgpFailures = 5;
     text = (await m.render()).body;
     expect(value(text, 'podroute_reconcile_errors_total{reconciler="bgp"}')).to.equal(5);
+    m.close();
+  });
+
+  it('the LoadBalancer allocator: leading, addresses, problems by reason and counters, read at scrape time', async () => {
+    const loop = { lastAttemptAt: new Date(), lastSuccessAt: new Date(), lastError: undefined, consecutiveFailures: 0, successes: 3, failures: 0 };
+    let status: LoadBalancerAllocatorStatus = { leading: true, allocatedAddresses: 4, problems: { AddressInUse: 1, PoolExhausted: 2 }, statusWrites: 7, allocations: 5, releases: 1, conflicts: 2, loop };
+    const m = new AgentMetrics({ nodeName: 'n1', version: 'v', loadBalancerAllocator: () => status, processMetrics: false });
+    let text = (await m.render()).body;
+    expect(value(text, 'podroute_lb_allocator_leading')).to.equal(1);
+    expect(value(text, 'podroute_lb_addresses_allocated')).to.equal(4);
+    expect(value(text, 'podroute_lb_problems{reason="PoolExhausted"}')).to.equal(2);
+    expect(value(text, 'podroute_lb_allocations_total')).to.equal(5);
+    expect(value(text, 'podroute_lb_releases_total')).to.equal(1);
+    expect(value(text, 'podroute_lb_status_conflicts_total')).to.equal(2);
+    // A follower reports no allocation of its own: only its counters stay.
+    status = { ...status, leading: false };
+    text = (await m.render()).body;
+    expect(value(text, 'podroute_lb_allocator_leading')).to.equal(0);
+    expect(value(text, 'podroute_lb_addresses_allocated')).to.equal(0);
+    expect(value(text, 'podroute_lb_problems{reason="PoolExhausted"}')).to.equal(undefined);
+    expect(value(text, 'podroute_lb_allocations_total')).to.equal(5);
     m.close();
   });
 

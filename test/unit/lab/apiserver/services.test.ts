@@ -67,6 +67,63 @@ describe('lab API server: Services, EndpointSlices, Leases', () => {
     expect(clusterIP.body.spec).not.to.have.any.keys('loadBalancerClass', 'externalTrafficPolicy', 'allocateLoadBalancerNodePorts');
   });
 
+  it('/status: a merge patch changes status only, a stale resourceVersion is a 409, ingress and conditions are validated', async () => {
+    const created = (await call('POST', SERVICES, lbService('web'))).body;
+    const rv = created.metadata.resourceVersion;
+    const condition = { type: 'podroute.io/LoadBalancerAllocated', status: 'True', reason: 'Allocated', message: 'ok', lastTransitionTime: '2026-12-07T01:00:00Z' };
+    const patch = (body: unknown) => call('PATCH', `${SERVICES}/web/status`, body, 'application/merge-patch+json');
+    // A spec change through /status is dropped; the status change is kept.
+    const written = await patch({ metadata: { resourceVersion: rv }, spec: { type: 'ClusterIP' }, status: { loadBalancer: { ingress: [{ ip: '192.0.2.1' }] }, conditions: [condition] } });
+    expect(written.status).to.equal(200);
+    expect(written.body.spec.type).to.equal('LoadBalancer');
+    // An address without ipMode is a VIP, as kube-apiserver 1.30+ defaults it.
+    expect(written.body.status).to.deep.equal({ loadBalancer: { ingress: [{ ip: '192.0.2.1', ipMode: 'VIP' }] }, conditions: [condition] });
+    // The resourceVersion read before that write is stale now: kube-apiserver answers 409 Conflict.
+    const stale = await patch({ metadata: { resourceVersion: rv }, status: { loadBalancer: { ingress: [{ ip: '192.0.2.2' }] } } });
+    expect(stale.status).to.equal(409);
+    expect(stale.body).to.include({ reason: 'Conflict', code: 409 });
+    expect((await call('GET', `${SERVICES}/web`)).body.status.loadBalancer.ingress).to.deep.equal([{ ip: '192.0.2.1', ipMode: 'VIP' }]);
+    // A status change through the main resource is ignored.
+    const main = await call('PATCH', `${SERVICES}/web`, { status: { loadBalancer: { ingress: [{ ip: '192.0.2.3' }] } } }, 'application/merge-patch+json');
+    expect(main.body.status.loadBalancer.ingress).to.deep.equal([{ ip: '192.0.2.1', ipMode: 'VIP' }]);
+    const refused: [unknown, string][] = [
+      [{ loadBalancer: { ingress: [{ ip: '192.0.2.300' }] } }, 'status.loadBalancer.ingress[0].ip'],
+      [{ loadBalancer: { ingress: [{ hostname: '192.0.2.3' }] } }, 'status.loadBalancer.ingress[0].hostname'],
+      [{ loadBalancer: { ingress: [{ hostname: 'lb.example.com', ipMode: 'VIP' }] } }, 'status.loadBalancer.ingress[0].ipMode'],
+      [{ loadBalancer: { ingress: [{ ip: '192.0.2.3', ipMode: 'Direct' }] } }, 'status.loadBalancer.ingress[0].ipMode'],
+      [{ conditions: [{ ...condition, status: 'Yes' }] }, 'status.conditions[0].status'],
+      [{ conditions: [{ ...condition, reason: 'Not allowed' }] }, 'status.conditions[0].reason'],
+      [{ conditions: [{ ...condition, reason: '' }] }, 'status.conditions[0].reason'],
+      [{ conditions: [{ ...condition, lastTransitionTime: undefined }] }, 'status.conditions[0].lastTransitionTime'],
+      [{ conditions: [{ ...condition, type: 'bad type' }] }, 'status.conditions[0].type'],
+      [{ conditions: [{ ...condition, message: 'x'.repeat(32769) }] }, 'status.conditions[0].message'],
+      [{ conditions: [condition, { ...condition, status: 'False' }] }, 'status.conditions[1].type'],
+    ];
+    for (const [status, field] of refused) {
+      const res = await patch({ status });
+      expect(res.status, field).to.equal(422);
+      expect(res.body.details.causes.map((c: { field: string }) => c.field), field).to.include(field);
+    }
+  });
+
+  it('stores Events in the namespace of the object they are about, and refuses another', async () => {
+    const event = (namespace: string) => ({
+      apiVersion: 'v1',
+      kind: 'Event',
+      metadata: { generateName: 'web.', namespace: 'default' },
+      involvedObject: { kind: 'Service', apiVersion: 'v1', name: 'web', namespace },
+      type: 'Warning',
+      reason: 'AddressInUse',
+      message: '192.0.2.1 is already in use',
+    });
+    const ok = await call('POST', '/api/v1/namespaces/default/events', event('default'));
+    expect(ok.status).to.equal(201);
+    expect(ok.body.metadata.name).to.match(/^web\./);
+    const elsewhere = await call('POST', '/api/v1/namespaces/default/events', event('kube-system'));
+    expect(elsewhere.status).to.equal(422);
+    expect(elsewhere.body.details.causes[0].field).to.equal('involvedObject.namespace');
+  });
+
   it('serves EndpointSlices with their validation, and Leases', async () => {
     const slice = {
       apiVersion: 'discovery.k8s.io/v1',
