@@ -5,7 +5,6 @@
 import { expect } from 'chai';
 import { execa } from 'execa';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { labDown } from '../../../src/lab/down.js';
 import { labStart, labStop } from '../../../src/lab/faults.js';
 import { labPaths } from '../../../src/lab/paths.js';
@@ -16,11 +15,11 @@ import { readLabState } from '../../../src/lab/state.js';
 import { labUp } from '../../../src/lab/up.js';
 import { parseIpAddress, parseIpPrefix, prefixContainsAddress } from '../../../src/routes/ip-prefix.js';
 import { pollUntil } from '../../poll.js';
-import { testLabName } from '../lab/leftovers.js';
+import { repoRoot, testLabName } from '../lab/leftovers.js';
 import { apply, fromExt1, get, kubectl, servingPod, waitRunning } from './fixture.js';
 
 const LAB = testLabName('lbs', 'l');
-const TOPOLOGY = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../topologies/two-racks.yaml');
+const TOPOLOGY = path.join(repoRoot(), 'topologies', 'two-racks.yaml');
 const POOL = { v4: parseIpPrefix('203.0.113.0/26')!, v6: parseIpPrefix('2001:db8:200::/120')! };
 const EXT1 = { v4: '198.51.100.10', v6: '2001:db8:100::10' };
 const NODES = ['r1n1', 'r1n2', 'r2n1', 'r2n2'];
