@@ -58,6 +58,8 @@ export class Agent {
   /** Services or EndpointSlices changed: the Service paths are planned again (nothing else). */
   private servicesChanged = true;
   private serviceWarnings: string[] = [];
+  /** The Service paths last handed to the BGP reconciler: an endpoint change that moves none of them is no news for it. */
+  private servicePathsKey = '';
   private desired: DesiredNodeState | undefined;
   /** The CNI conflist is in place: pods can start here, so the node may be reported network-available. */
   private cniWritten = false;
@@ -202,7 +204,7 @@ export class Agent {
       return;
     }
     const snapshot = this.watch.snapshot();
-    if (this.servicesChanged) this.applyServiceRoutes(snapshot, this.desired);
+    if (this.servicesChanged) this.applyServiceRoutes(snapshot, this.desired, false);
     if (this.config.policy.enabled) this.applyPolicy(snapshot, this.desired, signal);
   }
 
@@ -210,13 +212,17 @@ export class Agent {
    * The Service paths follow endpoints (a Local Service's last endpoint leaving withdraws within the second), so they
    * are planned on their own, without the node state: an EndpointSlice change costs this plan and gobgpd calls only.
    */
-  private applyServiceRoutes(snapshot: ClusterSnapshot, state: DesiredNodeState): void {
+  private applyServiceRoutes(snapshot: ClusterSnapshot, state: DesiredNodeState, nodeStateChanged: boolean): void {
     this.servicesChanged = false;
     const routes = servicesConfigured(this.config)
       ? serviceRoutes(this.config, state.self, snapshot.services, snapshot.endpointSlices)
       : { paths: [], problems: [], warnings: [] };
     const services = state.bgp.services ?? { paths: [], ranges: [], peers: [] };
-    this.bgp.setDesired({ ...state.bgp, services: { ...services, paths: routes.paths } });
+    const pathsKey = JSON.stringify(routes.paths);
+    if (nodeStateChanged || pathsKey !== this.servicePathsKey) {
+      this.servicePathsKey = pathsKey;
+      this.bgp.setDesired({ ...state.bgp, services: { ...services, paths: routes.paths } });
+    }
     if (routes.warnings.join('\n') !== this.serviceWarnings.join('\n')) {
       this.serviceWarnings = routes.warnings;
       this.reportWarnings([...state.warnings, ...routes.warnings]);
@@ -242,7 +248,7 @@ export class Agent {
     this.routeSelection.setInput(state.routeSelection);
     this.reportWarnings([...state.warnings, ...this.serviceWarnings]);
 
-    this.applyServiceRoutes(snapshot, state);
+    this.applyServiceRoutes(snapshot, state, true);
     const masqueradeConfig = {
       clusterRanges: state.masquerade.clusterRanges,
       nonMasqueradeCIDRs: state.masquerade.nonMasqueradeCIDRs,
