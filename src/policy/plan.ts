@@ -7,6 +7,7 @@
 // someone else still references a stale chain, the applier falls back to the update alone and a separate cleanup);
 // stale sets go after that.
 import { CHAIN_PREFIX, JUMP_COMMENT, NOMATCH, SET_PREFIX, type BuiltinJump, type CompiledPolicies, type FamilyRuleset, type IpSetSpec, type Rule } from './compile.js';
+import { atOnce } from './slices.js';
 import type { IpFamily } from './types.js';
 
 export const RULE_HASH_PREFIX = 'prpol:';
@@ -197,7 +198,11 @@ function renderChain(chain: string, rules: readonly Rule[], hashes: string[], ta
   });
 }
 
-function planFamily(desired: FamilyRuleset, observed: ObservedFamily, tails: RenderedTails): { main: string; cleanup: string; combined: string; changed: number; deleted: number; jumps: number } {
+function* planFamily(
+  desired: FamilyRuleset,
+  observed: ObservedFamily,
+  tails: RenderedTails,
+): Generator<void, { main: string; cleanup: string; combined: string; changed: number; deleted: number; jumps: number }> {
   const declare: string[] = [];
   const rules: string[] = [];
   let changed = 0;
@@ -207,6 +212,7 @@ function planFamily(desired: FamilyRuleset, observed: ObservedFamily, tails: Ren
     changed++;
     declare.push(`:${chain} - [0:0]`);
     renderChain(chain, chainRules, hashes, tails, rules);
+    yield;
   }
   const jumpLines: string[] = [];
   let jumpsAdded = 0;
@@ -286,10 +292,11 @@ function setHeader(name: string, spec: IpSetSpec): string {
   return `create ${name} ${spec.type} family ${spec.family === 4 ? 'inet' : 'inet6'} maxelem ${maxelem}`;
 }
 
-function planSets(desired: IpSetSpec[], observed: Map<string, ObservedSet>): { script: string; changed: number } {
+function* planSets(desired: IpSetSpec[], observed: Map<string, ObservedSet>): Generator<void, { script: string; changed: number }> {
   const lines: string[] = [];
   let changed = 0;
   for (const spec of desired) {
+    yield;
     safeWord(spec.name);
     for (const m of spec.members) if (!SAFE_MEMBER.test(m)) safeWord(m);
     const want = wantedMembers(spec);
@@ -326,8 +333,13 @@ export interface SetPlan {
 }
 
 export function planSetChanges(desired: CompiledPolicies, observed: ObservedPolicyState): SetPlan {
+  return atOnce(planSetChangesInSteps(desired, observed));
+}
+
+/** planSetChanges() as steps (see slices.ts): a policy with 600 peers writes 1,200 sets. */
+export function* planSetChangesInSteps(desired: CompiledPolicies, observed: ObservedPolicyState): Generator<void, SetPlan> {
   const desiredSets = [...desired.v4.sets.values(), ...desired.v6.sets.values()];
-  const sets = planSets(desiredSets, observed.sets);
+  const sets = yield* planSets(desiredSets, observed.sets);
   const wanted = new Set(desiredSets.map((s) => s.name));
   const destroySets = [...observed.sets.keys()].filter((n) => n.startsWith(SET_PREFIX) && !wanted.has(n)).sort();
   return { ipsetRestore: sets.script, destroySets, summary: { changedSets: sets.changed, deletedSets: destroySets.length } };
@@ -335,9 +347,14 @@ export function planSetChanges(desired: CompiledPolicies, observed: ObservedPoli
 
 /** The whole plan given its sets part: the rules of both families, every changed rule rendered with its hash. */
 export function planRuleChanges(desired: CompiledPolicies, observed: ObservedPolicyState, sets: SetPlan): PolicyPlan {
+  return atOnce(planRuleChangesInSteps(desired, observed, sets));
+}
+
+/** planRuleChanges() as steps (see slices.ts), a changed chain each. */
+export function* planRuleChangesInSteps(desired: CompiledPolicies, observed: ObservedPolicyState, sets: SetPlan): Generator<void, PolicyPlan> {
   const tails: RenderedTails = new Map();
-  const v4 = planFamily(desired.v4, observed.v4, tails);
-  const v6 = planFamily(desired.v6, observed.v6, tails);
+  const v4 = yield* planFamily(desired.v4, observed.v4, tails);
+  const v6 = yield* planFamily(desired.v6, observed.v6, tails);
   return {
     ipsetRestore: sets.ipsetRestore,
     iptablesRestore: { 4: v4.main, 6: v6.main },

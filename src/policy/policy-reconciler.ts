@@ -7,13 +7,15 @@
 // previous agent keep enforcing until the new ones replace them chain by chain. The pass schedule is the shared
 // ReconcileLoop's.
 import { readFile } from 'node:fs/promises';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { CommandRunner } from '../host/command.js';
 import type { Logger } from '../observe/log.js';
 import { ReconcileLoop, type ReconcileStatus } from '../reconcile/loop.js';
 import { IptablesPolicyApplier, PolicyApplyError } from './apply.js';
 import type { CompiledPolicies, PodBridge, PolicyProblem } from './compile.js';
 import { PolicyCompiler } from './incremental.js';
-import { observedAfter, planPolicyChanges, planRuleChanges, planSetChanges, type ObservedPolicyState } from './plan.js';
+import { observedAfter, planPolicyChanges, planRuleChangesInSteps, planSetChangesInSteps, type ObservedPolicyState } from './plan.js';
+import { inSlices } from './slices.js';
 import { CniResultCacheReader, planSourceBindings } from './source-binding.js';
 import type { ClusterState, PolicyNode } from './types.js';
 
@@ -173,12 +175,14 @@ export class PolicyReconciler {
       );
       this.reportProblems(compiled.problems);
       const observed = (this.observed ??= await (reading as Promise<ObservedPolicyState>));
-      // The sets are planned first and go in while the rules are rendered.
-      const sets = planSetChanges(compiled, observed);
+      // The compile's last slice may have just used the event loop's time: planning starts a slice of its own.
+      await nextTurn();
+      // The sets are planned first and go in while the rules are rendered, both in slices.
+      const sets = await inSlices(planSetChangesInSteps(compiled, observed));
       let plan;
       let result;
       try {
-        ({ plan, ...result } = await this.applier.applyRendering(sets, () => planRuleChanges(compiled, observed, sets), signal));
+        ({ plan, ...result } = await this.applier.applyRendering(sets, () => inSlices(planRuleChangesInSteps(compiled, observed, sets)), signal));
       } catch (err) {
         // A plan made from memory names only the chains that changed; if something removed our chains behind our
         // back (another program, a second run in the same namespace), the kernel refuses it. The refusal proves the
