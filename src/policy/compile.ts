@@ -337,8 +337,16 @@ function checkLimits(policy: NetworkPolicy, out: (f: string, m: string) => void)
   return over;
 }
 
+/** Peers or ports validated, peers of a rule worked out or rules of a family made between two pauses of the steps below. */
+const PEERS_PER_STEP = 64;
+
 /** The API server's checks that matter for compiling; a policy failing them is enforced as "isolate, allow nothing". */
 export function validatePolicy(policy: NetworkPolicy): PolicyProblem[] {
+  return atOnce(validatePolicyInSteps(policy));
+}
+
+/** validatePolicy() as steps (see slices.ts), pausing every PEERS_PER_STEP peers or ports. */
+function* validatePolicyInSteps(policy: NetworkPolicy): Generator<void, PolicyProblem[]> {
   const problems: PolicyProblem[] = [];
   const key = policyKey(policy);
   const out = (field: string, message: string): void => {
@@ -353,16 +361,28 @@ export function validatePolicy(policy: NetworkPolicy): PolicyProblem[] {
   (policy.spec?.policyTypes ?? []).forEach((t, i) => {
     if (t !== 'Ingress' && t !== 'Egress') out(`spec.policyTypes[${i}]`, `must be Ingress or Egress, not ${JSON.stringify(t)}`);
   });
-  (policy.spec?.ingress ?? []).forEach((rule, i) => {
+  for (const [i, rule] of (policy.spec?.ingress ?? []).entries()) {
     checkFields(rule, KNOWN_FIELDS.ingress, `spec.ingress[${i}]`, out);
-    (rule.from ?? []).forEach((peer, j) => validatePeer(peer, `spec.ingress[${i}].from[${j}]`, out));
-    (rule.ports ?? []).forEach((port, j) => validatePort(port, `spec.ingress[${i}].ports[${j}]`, out));
-  });
-  (policy.spec?.egress ?? []).forEach((rule, i) => {
+    for (const [j, peer] of (rule.from ?? []).entries()) {
+      validatePeer(peer, `spec.ingress[${i}].from[${j}]`, out);
+      if ((j + 1) % PEERS_PER_STEP === 0) yield;
+    }
+    for (const [j, port] of (rule.ports ?? []).entries()) {
+      validatePort(port, `spec.ingress[${i}].ports[${j}]`, out);
+      if ((j + 1) % PEERS_PER_STEP === 0) yield;
+    }
+  }
+  for (const [i, rule] of (policy.spec?.egress ?? []).entries()) {
     checkFields(rule, KNOWN_FIELDS.egress, `spec.egress[${i}]`, out);
-    (rule.to ?? []).forEach((peer, j) => validatePeer(peer, `spec.egress[${i}].to[${j}]`, out));
-    (rule.ports ?? []).forEach((port, j) => validatePort(port, `spec.egress[${i}].ports[${j}]`, out));
-  });
+    for (const [j, peer] of (rule.to ?? []).entries()) {
+      validatePeer(peer, `spec.egress[${i}].to[${j}]`, out);
+      if ((j + 1) % PEERS_PER_STEP === 0) yield;
+    }
+    for (const [j, port] of (rule.ports ?? []).entries()) {
+      validatePort(port, `spec.egress[${i}].ports[${j}]`, out);
+      if ((j + 1) % PEERS_PER_STEP === 0) yield;
+    }
+  }
   return problems;
 }
 
@@ -384,7 +404,12 @@ export interface PreparedPolicy {
 }
 
 export function preparePolicy(policy: NetworkPolicy): PreparedPolicy {
-  const problems = validatePolicy(policy);
+  return atOnce(preparePolicyInSteps(policy));
+}
+
+/** preparePolicy() as steps (see slices.ts): validating 600 peers and 600 ports took 20-40 ms in one piece, cold. */
+export function* preparePolicyInSteps(policy: NetworkPolicy): Generator<void, PreparedPolicy> {
+  const problems = yield* validatePolicyInSteps(policy);
   const types = policy.spec?.policyTypes;
   const explicit = types !== undefined && types.length > 0;
   return {
@@ -515,9 +540,6 @@ function portParts(ports: readonly NetworkPolicyPort[]): RulePart[] {
 export function compileRuleChains(p: PreparedPolicy, dir: Direction, mark: number): Record<IpFamily, RuleChainDef> {
   return atOnce(compileRuleChainsInSteps(p, dir, mark));
 }
-
-/** Peers of a rule worked out, or rules of a family made, between two pauses of compileRuleChainsInSteps. */
-const PEERS_PER_STEP = 64;
 
 /**
  * compileRuleChains() as steps (see slices.ts), pausing every PEERS_PER_STEP peers: a rule of 600 peers and 600

@@ -33,7 +33,7 @@ import {
   policyContent,
   policyKey,
   policySelects,
-  preparePolicy,
+  preparePolicyInSteps,
   compileRuleChainsInSteps,
   ruleChainTables,
   validateBridge,
@@ -643,7 +643,7 @@ export class PolicyCompiler {
       }
       // Our own shell around the spec object of this moment: replacing the caller's spec later cannot reach it.
       const own: NetworkPolicy = { metadata: { namespace: policy.metadata?.namespace ?? '', name: policy.metadata?.name ?? '' }, ...(policy.spec === undefined ? {} : { spec: policy.spec }) };
-      ctx.policies.set(key, { content: null, prepared: preparePolicy(own), source: policy, spec: policy.spec, ruleChains: {} });
+      ctx.policies.set(key, { content: null, prepared: yield* preparePolicyInSteps(own), source: policy, spec: policy.spec, ruleChains: {} });
       changedPolicies.push(key);
       yield;
     }
