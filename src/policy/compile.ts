@@ -361,26 +361,19 @@ function* validatePolicyInSteps(policy: NetworkPolicy): Generator<void, PolicyPr
   (policy.spec?.policyTypes ?? []).forEach((t, i) => {
     if (t !== 'Ingress' && t !== 'Egress') out(`spec.policyTypes[${i}]`, `must be Ingress or Egress, not ${JSON.stringify(t)}`);
   });
-  for (const [i, rule] of (policy.spec?.ingress ?? []).entries()) {
-    checkFields(rule, KNOWN_FIELDS.ingress, `spec.ingress[${i}]`, out);
-    for (const [j, peer] of (rule.from ?? []).entries()) {
-      validatePeer(peer, `spec.ingress[${i}].from[${j}]`, out);
-      if ((j + 1) % PEERS_PER_STEP === 0) yield;
-    }
-    for (const [j, port] of (rule.ports ?? []).entries()) {
-      validatePort(port, `spec.ingress[${i}].ports[${j}]`, out);
-      if ((j + 1) % PEERS_PER_STEP === 0) yield;
-    }
-  }
-  for (const [i, rule] of (policy.spec?.egress ?? []).entries()) {
-    checkFields(rule, KNOWN_FIELDS.egress, `spec.egress[${i}]`, out);
-    for (const [j, peer] of (rule.to ?? []).entries()) {
-      validatePeer(peer, `spec.egress[${i}].to[${j}]`, out);
-      if ((j + 1) % PEERS_PER_STEP === 0) yield;
-    }
-    for (const [j, port] of (rule.ports ?? []).entries()) {
-      validatePort(port, `spec.egress[${i}].ports[${j}]`, out);
-      if ((j + 1) % PEERS_PER_STEP === 0) yield;
+  for (const dir of ['ingress', 'egress'] as const) {
+    const peersField = dir === 'ingress' ? 'from' : 'to';
+    for (const [i, rule] of (policy.spec?.[dir] ?? []).entries()) {
+      checkFields(rule, KNOWN_FIELDS[dir], `spec.${dir}[${i}]`, out);
+      const peers = dir === 'ingress' ? ('from' in rule ? rule.from : undefined) : 'to' in rule ? rule.to : undefined;
+      for (const [j, peer] of (peers ?? []).entries()) {
+        validatePeer(peer, `spec.${dir}[${i}].${peersField}[${j}]`, out);
+        if ((j + 1) % PEERS_PER_STEP === 0) yield;
+      }
+      for (const [j, port] of (rule.ports ?? []).entries()) {
+        validatePort(port, `spec.${dir}[${i}].ports[${j}]`, out);
+        if ((j + 1) % PEERS_PER_STEP === 0) yield;
+      }
     }
   }
   return problems;

@@ -22,6 +22,23 @@ function comparable(c: CompiledPolicies): unknown {
 }
 
 /** The pod bridge as the agent would bind it for a snapshot: each local pod with an address has a veth. */
+/** Awaits `work`, counting the event-loop turns other work got meanwhile. */
+async function countingTurns<T>(work: Promise<T>): Promise<{ value: T; turns: number }> {
+  let turns = 0;
+  let counting = true;
+  const count = (): void => {
+    if (!counting) return;
+    turns++;
+    setImmediate(count);
+  };
+  setImmediate(count);
+  try {
+    return { value: await work, turns };
+  } finally {
+    counting = false;
+  }
+}
+
 function bridgeOf(snapshot: Snapshot): PodBridge {
   const bindings = snapshot.pods
     .filter((p) => p.spec?.nodeName === node.name)
@@ -76,15 +93,8 @@ describe('PolicyCompiler (incremental)', () => {
         for (const step of [undefined, ...changes]) {
           if (step !== undefined) snapshot = applyChange(snapshot, step);
           // Slices of 0 ms: a pause after every unit of work, and a count of the event-loop turns taken meanwhile.
-          let counting = true;
-          const count = (): void => {
-            if (!counting) return;
-            turns++;
-            setImmediate(count);
-          };
-          setImmediate(count);
-          const paused = await yielding.compileYielding({ ...snapshot, node }, {}, 0);
-          counting = false;
+          const { value: paused, turns: taken } = await countingTurns(yielding.compileYielding({ ...snapshot, node }, {}, 0));
+          turns += taken;
           expect(comparable(paused)).to.deep.equal(comparable(direct.compile({ ...snapshot, node })));
         }
         // Every new pod is a unit of work: the first compile alone pauses once per pod.
@@ -125,17 +135,8 @@ describe('PolicyCompiler (incremental)', () => {
       ],
     });
     const input = { pods, namespaces: [namespace('x')], policies: [hostile], node };
-    let turns = 0;
-    let counting = true;
-    const count = (): void => {
-      if (!counting) return;
-      turns++;
-      setImmediate(count);
-    };
-    setImmediate(count);
     // Slices of 0 ms: a pause after every unit of work.
-    const compiled = await new PolicyCompiler().compileYielding(input, {}, 0);
-    counting = false;
+    const { value: compiled, turns } = await countingTurns(new PolicyCompiler().compileYielding(input, {}, 0));
     expect(comparable(compiled)).to.deep.equal(comparable(new PolicyCompiler().compile(input)));
     // In each family, each of the rule's peer sets is filled in a unit of its own and written out in another.
     expect(turns, 'event-loop turns during the compile').to.be.at.least(4 * peers);
