@@ -207,12 +207,12 @@ function* planFamily(
   const rules: string[] = [];
   let changed = 0;
   for (const [chain, chainRules] of desired.chains) {
+    yield;
     const hashes = chainHashes(chainRules);
     if (sameList(observed.chains.get(chain), hashes)) continue;
     changed++;
     declare.push(`:${chain} - [0:0]`);
     renderChain(chain, chainRules, hashes, tails, rules);
-    yield;
   }
   const jumpLines: string[] = [];
   let jumpsAdded = 0;
@@ -350,7 +350,7 @@ export function planRuleChanges(desired: CompiledPolicies, observed: ObservedPol
   return atOnce(planRuleChangesInSteps(desired, observed, sets));
 }
 
-/** planRuleChanges() as steps (see slices.ts), a changed chain each. */
+/** planRuleChanges() as steps (see slices.ts), a chain each (hashed, and rendered if it changed). */
 export function* planRuleChangesInSteps(desired: CompiledPolicies, observed: ObservedPolicyState, sets: SetPlan): Generator<void, PolicyPlan> {
   const tails: RenderedTails = new Map();
   const v4 = yield* planFamily(desired.v4, observed.v4, tails);

@@ -7,7 +7,6 @@
 // previous agent keep enforcing until the new ones replace them chain by chain. The pass schedule is the shared
 // ReconcileLoop's.
 import { readFile } from 'node:fs/promises';
-import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { CommandRunner } from '../host/command.js';
 import type { Logger } from '../observe/log.js';
 import { ReconcileLoop, type ReconcileStatus } from '../reconcile/loop.js';
@@ -175,8 +174,6 @@ export class PolicyReconciler {
       );
       this.reportProblems(compiled.problems);
       const observed = (this.observed ??= await (reading as Promise<ObservedPolicyState>));
-      // The compile's last slice may have just used the event loop's time: planning starts a slice of its own.
-      await nextTurn();
       // The sets are planned first and go in while the rules are rendered, both in slices.
       const sets = await inSlices(planSetChangesInSteps(compiled, observed));
       let plan;

@@ -14,8 +14,12 @@ export function atOnce<T>(steps: Generator<void, T>): T {
   }
 }
 
-/** Runs the steps to their end, giving the event loop back whenever they have held it for `sliceMs`. */
+/**
+ * Runs the steps to their end, giving the event loop back whenever they have held it for `sliceMs`. The first slice
+ * starts on a turn of its own: work just before (the last slice of other steps) does not count into it.
+ */
 export async function inSlices<T>(steps: Generator<void, T>, sliceMs = SLICE_MS): Promise<T> {
+  await nextTurn();
   let sliceStart = performance.now();
   for (;;) {
     const step = steps.next();
