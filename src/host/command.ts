@@ -2,10 +2,8 @@
 // lab, tests, benches): one contract for every owner of host resources. A runner throws CommandFailedError when
 // a command fails; a caller that accepts some failures (a missing chain) catches it and reads its stderr or exit
 // code.
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { execa } from 'execa';
+import { SHARE_ENV, Worker } from 'node:worker_threads';
+import type { CommandControl, CommandReply, CommandRequest } from './command-thread.js';
 
 export interface RunOptions {
   /** Written to the command's stdin (restore input). */
@@ -48,87 +46,109 @@ export class CommandFailedError extends Error {
   }
 }
 
-/** Runs commands in the current network namespace. */
+/**
+ * Runs commands in the current network namespace. The processes are started from a thread of their own (see
+ * command-thread.ts): starting one holds the thread that starts it for milliseconds, and the event loop is not that
+ * thread.
+ */
 export function localRunner(): CommandRunner {
-  return {
-    async run(argv, options = {}) {
-      const [file, ...args] = argv;
-      if (file === undefined) throw new CommandFailedError({ argv, stderr: 'empty command' });
-      const settle = options.settle;
-      let settled: ((verdict: true | Error, stderr: string) => void) | undefined;
-      let seen = '';
-      // Each stderr line as it comes (execa keeps buffering it for the result).
-      const watch = function* (line: unknown): Generator<unknown> {
-        seen += `${String(line)}\n`;
-        const verdict = settle?.(seen);
-        if (verdict !== undefined) settled?.(verdict, seen);
-        yield line;
-      };
-      // An input larger than a pipe takes goes in through an unlinked temporary file, so the process reads all of it
-      // while this thread is busy (a full sync renders its rules while ~300 KB of sets load); through a pipe the rest
-      // would wait for the event loop. An input held open (stdinUntil) needs the pipe.
-      const input = options.input ?? '';
-      const stdinFile = options.stdinUntil === undefined && input.length > PIPE_BUFFER_BYTES ? unlinkedFile(input) : undefined;
-      const subprocess = execa(file, args, {
-        // execa hands a descriptor number to spawn() as it is; its types only list 3-9.
-        ...(stdinFile !== undefined ? { stdin: stdinFile as 3 } : options.stdinUntil === undefined ? { input } : {}),
-        ...(options.signal === undefined ? {} : { cancelSignal: options.signal }),
-        ...(settle === undefined ? {} : { stderr: watch }),
-        stripFinalNewline: false,
-        env: { LC_ALL: 'C' },
-        // Outputs are read whole: `ip -j route` of a full table runs to tens of MB.
-        maxBuffer: MAX_OUTPUT_BYTES,
-      });
-      if (options.stdinUntil !== undefined) {
-        // A process that ends early (a refused input) closes its end: the write's EPIPE is not the error to report.
-        subprocess.stdin.on('error', () => undefined);
-        subprocess.stdin.write(input);
-        void options.stdinUntil.finally(() => subprocess.stdin.end());
-      }
-      // The child has its own descriptor once spawned (execa spawns before returning).
-      if (stdinFile !== undefined) closeSync(stdinFile);
-      const failed = (details: { exitCode?: number | undefined; stdout?: string; stderr: string; cause: unknown }): CommandFailedError =>
-        new CommandFailedError({ argv, input: options.input, ...details });
-      const ended = subprocess.then(
-        (result) => String(result.stdout),
-        (err: unknown) => {
-          const { exitCode, stdout, stderr, isCanceled } = err as { exitCode?: unknown; stdout?: unknown; stderr?: unknown; isCanceled?: unknown };
-          throw failed({
-            // A process killed on abort may still report a code: it did not end by itself.
-            exitCode: typeof exitCode === 'number' && isCanceled !== true ? exitCode : undefined,
-            stdout: typeof stdout === 'string' ? stdout : '',
-            stderr: typeof stderr === 'string' ? stderr : '',
-            cause: err,
-          });
-        },
-      );
-      if (settle === undefined) return ended;
-      ended.catch(() => undefined); // once settled early, the process's own end is of no interest
-      return new Promise<string>((resolve, reject) => {
-        settled = (verdict, stderr) => (verdict === true ? resolve('') : reject(failed({ stderr, cause: verdict })));
-        ended.then(resolve, (err: CommandFailedError) => (settle(err.stderr) === true ? resolve('') : reject(err)));
-      });
-    },
-  };
+  return { run: (argv, options = {}) => commandThread.run(argv, options) };
 }
 
-/** The most a command may print (execa's default is 100 MB). */
-const MAX_OUTPUT_BYTES = 1024 * 1024 * 1024;
+interface PendingCommand {
+  stderr: (line: string) => void;
+  end: (reply: Extract<CommandReply, { kind: 'done' | 'failed' }>) => void;
+}
 
-/** What a pipe takes before its reader reads (Linux's default): a larger input goes through a file. */
-const PIPE_BUFFER_BYTES = 65_536;
+/** The process's one command thread, started with its first command; it keeps the process alive only while a command runs. */
+class CommandThread {
+  private worker: Worker | undefined;
+  private nextId = 1;
+  private readonly pending = new Map<number, PendingCommand>();
 
-/** A temporary file holding `text`, open for reading and already removed from its directory. */
-function unlinkedFile(text: string): number {
-  const dir = mkdtempSync(join(tmpdir(), 'podroute-input-'));
-  try {
-    const path = join(dir, 'input');
-    writeFileSync(path, text);
-    return openSync(path, 'r');
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+  run(argv: readonly string[], options: RunOptions): Promise<string> {
+    if (argv[0] === undefined) return Promise.reject(new CommandFailedError({ argv, stderr: 'empty command' }));
+    const worker = this.started();
+    const id = this.nextId++;
+    const settle = options.settle;
+    const signal = options.signal;
+    let settled: ((verdict: true | Error, stderr: string) => void) | undefined;
+    let seen = '';
+    const failed = (details: { exitCode?: number | undefined; stdout?: string; stderr: string; cause: unknown }): CommandFailedError =>
+      new CommandFailedError({ argv, input: options.input, ...details });
+    const onAbort = (): void => worker.postMessage({ kind: 'abort', id } satisfies CommandControl);
+    const ended = new Promise<string>((resolve, reject) => {
+      this.pending.set(id, {
+        stderr: (line) => {
+          seen += `${line}\n`;
+          const verdict = settle?.(seen);
+          if (verdict !== undefined) settled?.(verdict, seen);
+        },
+        end: (reply) => {
+          signal?.removeEventListener('abort', onAbort);
+          if (reply.kind === 'done') {
+            resolve(reply.stdout);
+            return;
+          }
+          const cause = Object.assign(new Error(reply.message), reply.errorCode === undefined ? {} : { code: reply.errorCode });
+          reject(failed({ exitCode: reply.exitCode, stdout: reply.stdout, stderr: reply.stderr, cause }));
+        },
+      });
+    });
+    if (this.pending.size === 1) worker.ref();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const request: CommandRequest = {
+      kind: 'run',
+      id,
+      argv,
+      input: options.input ?? '',
+      holdStdin: options.stdinUntil !== undefined,
+      watchStderr: settle !== undefined,
+      aborted: signal?.aborted === true,
+    };
+    worker.postMessage(request);
+    if (options.stdinUntil !== undefined) void options.stdinUntil.finally(() => worker.postMessage({ kind: 'release', id } satisfies CommandControl));
+    if (settle === undefined) return ended;
+    ended.catch(() => undefined); // once settled early, the process's own end is of no interest
+    return new Promise<string>((resolve, reject) => {
+      settled = (verdict, stderr) => (verdict === true ? resolve('') : reject(failed({ stderr, cause: verdict })));
+      ended.then(resolve, (err: CommandFailedError) => (settle(err.stderr) === true ? resolve('') : reject(err)));
+    });
+  }
+
+  private started(): Worker {
+    if (this.worker !== undefined) return this.worker;
+    // SHARE_ENV: the commands see this thread's environment, later changes included.
+    const worker = new Worker(new URL('./command-thread.js', import.meta.url), { env: SHARE_ENV });
+    worker.unref();
+    worker.on('message', (reply: CommandReply) => {
+      const call = this.pending.get(reply.id);
+      if (call === undefined) return;
+      if (reply.kind === 'stderr') {
+        call.stderr(reply.line);
+        return;
+      }
+      this.pending.delete(reply.id);
+      if (this.pending.size === 0) worker.unref();
+      call.end(reply);
+    });
+    // The thread never throws by design; should it end anyway, its commands fail and the next call starts another.
+    const lost = (err: unknown): void => {
+      if (this.worker !== worker) return;
+      this.worker = undefined;
+      const calls = [...this.pending.values()];
+      this.pending.clear();
+      const message = `command thread ended: ${err instanceof Error ? err.message : String(err)}`;
+      for (const call of calls) call.end({ kind: 'failed', id: 0, stdout: '', stderr: '', message });
+    };
+    worker.on('error', lost);
+    worker.on('exit', (code) => lost(new Error(`exit code ${code}`)));
+    this.worker = worker;
+    return worker;
   }
 }
+
+const commandThread = new CommandThread();
 
 /** Runs every command inside the named network namespace (`ip netns exec NAME ...`). */
 export function netnsRunner(netns: string, base: CommandRunner = localRunner()): CommandRunner {

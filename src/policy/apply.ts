@@ -110,10 +110,10 @@ export class IptablesPolicyApplier {
 
   /**
    * apply() of a plan whose rules are rendered while its sets go in: `render()` runs once the set restore has
-   * started (a full sync renders ~12,000 rules, about as long as the sets take to load). The sets written and
-   * destroyed are `sets`'s; only the rules are taken from the rendered plan, which is returned too.
+   * started (a full sync renders ~12,000 rules, about as long as the sets take to load), at once or in slices. The
+   * sets written and destroyed are `sets`'s; only the rules are taken from the rendered plan, which is returned too.
    */
-  async applyRendering(sets: SetPlan, render: () => PolicyPlan, signal?: AbortSignal): Promise<ApplyResult & { plan: PolicyPlan }> {
+  async applyRendering(sets: SetPlan, render: () => PolicyPlan | Promise<PolicyPlan>, signal?: AbortSignal): Promise<ApplyResult & { plan: PolicyPlan }> {
     let release = (): void => undefined;
     const released = new Promise<void>((resolve) => (release = resolve));
     // Past this, a restore whose progress line did not come (another iptables wording) is let go to finish: its
@@ -127,14 +127,14 @@ export class IptablesPolicyApplier {
     }
   }
 
-  private async applyHeld(sets: SetPlan, render: () => PolicyPlan, released: Promise<void>, signal?: AbortSignal): Promise<ApplyResult & { plan: PolicyPlan }> {
+  private async applyHeld(sets: SetPlan, render: () => PolicyPlan | Promise<PolicyPlan>, released: Promise<void>, signal?: AbortSignal): Promise<ApplyResult & { plan: PolicyPlan }> {
     const base: RunOptions = signal === undefined ? {} : { signal };
     const opts: RunOptions = { ...base, stdinUntil: released };
     const warnings: string[] = [];
     const writingSets = sets.ipsetRestore === '' ? Promise.resolve() : refusedAs('ipset', sets.ipsetRestore, () => this.runner.run(['ipset', 'restore'], { ...base, input: sets.ipsetRestore }));
     let plan: PolicyPlan;
     try {
-      plan = render();
+      plan = await render();
     } finally {
       await writingSets; // a render error is thrown once the set restore is over; a refused set restore wins
     }

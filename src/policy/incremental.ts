@@ -6,7 +6,6 @@
 // objects, so the planner's per-object hash memory stays valid; what does not depend on the family (selection, rule
 // chains) is worked out once for both. The compile is a generator that pauses after each unit of work:
 // compileYielding() gives the event loop back between slices, so a cold compile does not stall watches and BGP.
-import { setImmediate as nextTurn } from 'node:timers/promises';
 import { selectorMatches } from '../kube/label-selector.js';
 import type { NetworkPolicy, Pod } from '../kube/wire.js';
 import {
@@ -34,8 +33,8 @@ import {
   policyContent,
   policyKey,
   policySelects,
-  preparePolicy,
-  compileRuleChains,
+  preparePolicyInSteps,
+  compileRuleChainsInSteps,
   ruleChainTables,
   validateBridge,
   validateMark,
@@ -54,6 +53,7 @@ import {
   type SetDef,
 } from './compile.js';
 import { addressBits, type IpFamily } from '../routes/ip-prefix.js';
+import { atOnce, inSlices, SLICE_MS } from './slices.js';
 import type { PolicyNode } from './types.js';
 
 interface PodEntry {
@@ -83,7 +83,7 @@ interface SetEntry {
   def: SetDef;
   refs: number;
   /** Entries per pod key (peer and named-port sets); a fixed set's entries follow from its def. */
-  members: Map<string, string[]>;
+  members: Map<string, readonly string[]>;
 }
 
 interface ChainUse {
@@ -110,6 +110,9 @@ function sameRules(a: readonly Rule[] | undefined, b: readonly Rule[]): boolean 
 function byKey(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
+
+/** A pod's entries in a set it is not in: one shared array (a full compile tests hundreds of thousands of pairs). */
+const NO_ENTRIES: readonly string[] = Object.freeze([]);
 
 /** Entries sorted in one step at most; a larger set is sorted in runs of this size and merged in steps. */
 const SORT_RUN = 4096;
@@ -183,6 +186,8 @@ class FamilyState {
       this.dirtySets.add(def.name);
       entry.refs++;
       yield* this.fillFromCandidates(entry);
+      // A rule of 600 peers fills 600 sets of a namespace's pods each: a pause per set, not after all of them.
+      yield;
       return;
     }
     entry.refs++;
@@ -230,9 +235,9 @@ class FamilyState {
     const def = entry.def;
     if (def.kind === 'fixed') return;
     const ip = pod?.live === true ? pod.ip[this.family] : undefined;
-    let wanted: string[] = [];
+    let wanted: readonly string[] = NO_ENTRIES;
     if (pod !== undefined && ip !== undefined) {
-      if (def.kind === 'peer') wanted = peerIncludes(def, pod.namespace, pod.labels, this.ctx.namespaceLabels) ? [ip] : [];
+      if (def.kind === 'peer') wanted = peerIncludes(def, pod.namespace, pod.labels, this.ctx.namespaceLabels) ? [ip] : NO_ENTRIES;
       else wanted = namedPortEntries(pod.pod, ip, def.port, def.protocol);
     }
     const had = entry.members.get(key);
@@ -266,7 +271,7 @@ class FamilyState {
   private *acquireChain(policy: string, dir: Direction): Generator<void> {
     let use = this.ruleChains[dir].get(policy);
     if (use === undefined) {
-      const def = this.ctx.ruleChain(policy, dir, this.family);
+      const def = yield* this.ctx.ruleChain(policy, dir, this.family);
       if (def === undefined) throw new Error(`incremental compiler: no policy ${policy}`);
       use = { def, refs: 0 };
       this.ruleChains[dir].set(policy, use);
@@ -291,7 +296,7 @@ class FamilyState {
     for (const dir of DIRECTIONS) {
       const use = this.ruleChains[dir].get(policy);
       if (use === undefined) continue;
-      const def = this.ctx.ruleChain(policy, dir, this.family);
+      const def = yield* this.ctx.ruleChain(policy, dir, this.family);
       // A deleted policy keeps its old chain until the pods that used it are re-judged (in this same compile).
       if (def === undefined) continue;
       for (const set of def.sets) yield* this.acquireSet(set);
@@ -482,10 +487,10 @@ class CompilerContext {
   }
 
   /** A policy's rule chain in one family (undefined once the policy is gone). */
-  ruleChain(policy: string, dir: Direction, family: IpFamily): RuleChainDef | undefined {
+  *ruleChain(policy: string, dir: Direction, family: IpFamily): Generator<void, RuleChainDef | undefined> {
     const entry = this.policies.get(policy);
     if (entry === undefined) return undefined;
-    const defs = (entry.ruleChains[dir] ??= compileRuleChains(entry.prepared, dir, this.mark));
+    const defs = (entry.ruleChains[dir] ??= yield* compileRuleChainsInSteps(entry.prepared, dir, this.mark));
     return defs[family];
   }
 
@@ -553,7 +558,7 @@ export interface CompileStats {
 }
 
 /** How long compileYielding() holds the event loop at most before giving it back (plus one unit of work). */
-export const COMPILE_SLICE_MS = 20;
+export const COMPILE_SLICE_MS = SLICE_MS;
 
 export class PolicyCompiler {
   private ctx = new CompilerContext(DEFAULT_ALLOW_MARK);
@@ -569,7 +574,12 @@ export class PolicyCompiler {
   }
 
   compile(input: CompileInput, options: CompileOptions = {}): CompiledPolicies {
-    return this.drain(this.steps(input, options), () => undefined) as CompiledPolicies;
+    try {
+      return atOnce(this.steps(input, options));
+    } catch (err) {
+      this.forgetAfterFailure();
+      throw err;
+    }
   }
 
   /**
@@ -577,29 +587,17 @@ export class PolicyCompiler {
    * 1,000 policies takes 300-500 ms. It always runs to its end (the state is consistent only between compiles).
    */
   async compileYielding(input: CompileInput, options: CompileOptions = {}, sliceMs = COMPILE_SLICE_MS): Promise<CompiledPolicies> {
-    let sliceStart = performance.now();
-    const result = this.drain(this.steps(input, options), () => {
-      if (performance.now() - sliceStart < sliceMs) return undefined;
-      return nextTurn().then(() => {
-        sliceStart = performance.now();
-      });
-    });
-    return result instanceof Promise ? result : Promise.resolve(result);
-  }
-
-  /** Runs the steps, pausing where `pause` returns a promise; a step that throws leaves the next compile a full one. */
-  private drain(steps: Generator<void, CompiledPolicies>, pause: () => Promise<void> | undefined): CompiledPolicies | Promise<CompiledPolicies> {
     try {
-      for (;;) {
-        const step = steps.next();
-        if (step.done === true) return step.value;
-        const waiting = pause();
-        if (waiting !== undefined) return waiting.then(() => this.drain(steps, pause));
-      }
+      return await inSlices(this.steps(input, options), sliceMs);
     } catch (err) {
-      this.families = null;
+      this.forgetAfterFailure();
       throw err;
     }
+  }
+
+  /** A step that throws leaves the state half updated: the next compile is a full one. */
+  private forgetAfterFailure(): void {
+    this.families = null;
   }
 
   private *steps(input: CompileInput, options: CompileOptions): Generator<void, CompiledPolicies> {
@@ -646,7 +644,7 @@ export class PolicyCompiler {
       }
       // Our own shell around the spec object of this moment: replacing the caller's spec later cannot reach it.
       const own: NetworkPolicy = { metadata: { namespace: policy.metadata?.namespace ?? '', name: policy.metadata?.name ?? '' }, ...(policy.spec === undefined ? {} : { spec: policy.spec }) };
-      ctx.policies.set(key, { content: null, prepared: preparePolicy(own), source: policy, spec: policy.spec, ruleChains: {} });
+      ctx.policies.set(key, { content: null, prepared: yield* preparePolicyInSteps(own), source: policy, spec: policy.spec, ruleChains: {} });
       changedPolicies.push(key);
       yield;
     }

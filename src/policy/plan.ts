@@ -9,6 +9,7 @@
 import { ipsetFamily } from '../host/ipset-save.js';
 import { familyOf, type IpFamily } from '../routes/ip-prefix.js';
 import { CHAIN_PREFIX, JUMP_COMMENT, NOMATCH, SET_PREFIX, type BuiltinJump, type CompiledPolicies, type FamilyRuleset, type IpSetSpec, type Rule } from './compile.js';
+import { atOnce } from './slices.js';
 
 export const RULE_HASH_PREFIX = 'prpol:';
 const TEMP_SUFFIX = '-T';
@@ -198,11 +199,16 @@ function renderChain(chain: string, rules: readonly Rule[], hashes: string[], ta
   });
 }
 
-function planFamily(desired: FamilyRuleset, observed: ObservedFamily, tails: RenderedTails): { main: string; cleanup: string; combined: string; changed: number; deleted: number; jumps: number } {
+function* planFamily(
+  desired: FamilyRuleset,
+  observed: ObservedFamily,
+  tails: RenderedTails,
+): Generator<void, { main: string; cleanup: string; combined: string; changed: number; deleted: number; jumps: number }> {
   const declare: string[] = [];
   const rules: string[] = [];
   let changed = 0;
   for (const [chain, chainRules] of desired.chains) {
+    yield;
     const hashes = chainHashes(chainRules);
     if (sameList(observed.chains.get(chain), hashes)) continue;
     changed++;
@@ -287,10 +293,11 @@ function setHeader(name: string, spec: IpSetSpec): string {
   return `create ${name} ${spec.type} family ${ipsetFamily(spec.family)} maxelem ${maxelem}`;
 }
 
-function planSets(desired: IpSetSpec[], observed: Map<string, ObservedSet>): { script: string; changed: number } {
+function* planSets(desired: IpSetSpec[], observed: Map<string, ObservedSet>): Generator<void, { script: string; changed: number }> {
   const lines: string[] = [];
   let changed = 0;
   for (const spec of desired) {
+    yield;
     safeWord(spec.name);
     for (const m of spec.members) if (!SAFE_MEMBER.test(m)) safeWord(m);
     const want = wantedMembers(spec);
@@ -327,8 +334,13 @@ export interface SetPlan {
 }
 
 export function planSetChanges(desired: CompiledPolicies, observed: ObservedPolicyState): SetPlan {
+  return atOnce(planSetChangesInSteps(desired, observed));
+}
+
+/** planSetChanges() as steps (see slices.ts): a policy with 600 peers writes 1,200 sets. */
+export function* planSetChangesInSteps(desired: CompiledPolicies, observed: ObservedPolicyState): Generator<void, SetPlan> {
   const desiredSets = [...desired.v4.sets.values(), ...desired.v6.sets.values()];
-  const sets = planSets(desiredSets, observed.sets);
+  const sets = yield* planSets(desiredSets, observed.sets);
   const wanted = new Set(desiredSets.map((s) => s.name));
   const destroySets = [...observed.sets.keys()].filter((n) => n.startsWith(SET_PREFIX) && !wanted.has(n)).sort();
   return { ipsetRestore: sets.script, destroySets, summary: { changedSets: sets.changed, deletedSets: destroySets.length } };
@@ -336,9 +348,14 @@ export function planSetChanges(desired: CompiledPolicies, observed: ObservedPoli
 
 /** The whole plan given its sets part: the rules of both families, every changed rule rendered with its hash. */
 export function planRuleChanges(desired: CompiledPolicies, observed: ObservedPolicyState, sets: SetPlan): PolicyPlan {
+  return atOnce(planRuleChangesInSteps(desired, observed, sets));
+}
+
+/** planRuleChanges() as steps (see slices.ts), a chain each (hashed, and rendered if it changed). */
+export function* planRuleChangesInSteps(desired: CompiledPolicies, observed: ObservedPolicyState, sets: SetPlan): Generator<void, PolicyPlan> {
   const tails: RenderedTails = new Map();
-  const v4 = planFamily(desired.v4, observed.v4, tails);
-  const v6 = planFamily(desired.v6, observed.v6, tails);
+  const v4 = yield* planFamily(desired.v4, observed.v4, tails);
+  const v6 = yield* planFamily(desired.v6, observed.v6, tails);
   return {
     ipsetRestore: sets.ipsetRestore,
     iptablesRestore: { ipv4: v4.main, ipv6: v6.main },

@@ -13,7 +13,8 @@ import { ReconcileLoop, type ReconcileStatus } from '../reconcile/loop.js';
 import { IptablesPolicyApplier, PolicyApplyError } from './apply.js';
 import type { CompiledPolicies, PodBridge, PolicyProblem } from './compile.js';
 import { PolicyCompiler } from './incremental.js';
-import { observedAfter, planPolicyChanges, planRuleChanges, planSetChanges, type ObservedPolicyState } from './plan.js';
+import { observedAfter, planPolicyChanges, planRuleChangesInSteps, planSetChangesInSteps, type ObservedPolicyState } from './plan.js';
+import { inSlices } from './slices.js';
 import { CniResultCacheReader, planSourceBindings } from './source-binding.js';
 import type { ClusterState, PolicyNode } from './types.js';
 
@@ -173,12 +174,12 @@ export class PolicyReconciler {
       );
       this.reportProblems(compiled.problems);
       const observed = (this.observed ??= await (reading as Promise<ObservedPolicyState>));
-      // The sets are planned first and go in while the rules are rendered.
-      const sets = planSetChanges(compiled, observed);
+      // The sets are planned first and go in while the rules are rendered, both in slices.
+      const sets = await inSlices(planSetChangesInSteps(compiled, observed));
       let plan;
       let result;
       try {
-        ({ plan, ...result } = await this.applier.applyRendering(sets, () => planRuleChanges(compiled, observed, sets), signal));
+        ({ plan, ...result } = await this.applier.applyRendering(sets, () => inSlices(planRuleChangesInSteps(compiled, observed, sets)), signal));
       } catch (err) {
         // A plan made from memory names only the chains that changed; if something removed our chains behind our
         // back (another program, a second run in the same namespace), the kernel refuses it. The refusal proves the

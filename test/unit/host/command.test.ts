@@ -53,6 +53,16 @@ describe('host command runner', () => {
     expect((await runner.run(['wc', '-c'], { input })).trim()).to.equal('300000');
   });
 
+  it("gives commands this process's environment as it is at the call, with LC_ALL=C", async () => {
+    await runner.run(['true']); // the thread that starts commands runs before the change
+    process.env.PODROUTE_TEST_RUNNER_ENV = 'seen';
+    try {
+      expect(await runner.run(['sh', '-c', 'echo "$PODROUTE_TEST_RUNNER_ENV $LC_ALL"'])).to.equal('seen C\n');
+    } finally {
+      delete process.env.PODROUTE_TEST_RUNNER_ENV;
+    }
+  });
+
   it('runs in a network namespace through `ip netns exec`, options as given', async () => {
     const seen: Array<{ argv: readonly string[]; options: RunOptions | undefined }> = [];
     const base: CommandRunner = { run: (argv, options) => (seen.push({ argv, options }), Promise.resolve('ok')) };

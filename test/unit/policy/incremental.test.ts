@@ -6,7 +6,8 @@ import fc from 'fast-check';
 import { CHAINS, podIp, type CompiledPolicies, type PodBridge } from '../../../src/policy/compile.js';
 import { compilePolicies } from './scratch-compile.js';
 import { PolicyCompiler, sortedInSteps } from '../../../src/policy/incremental.js';
-import { emptyObservedState, observedAfter, planPolicyChanges } from '../../../src/policy/plan.js';
+import { emptyObservedState, observedAfter, planPolicyChanges, planRuleChangesInSteps, planSetChanges, planSetChangesInSteps } from '../../../src/policy/plan.js';
+import { atOnce } from '../../../src/policy/slices.js';
 import { applyChange, changeArb, initialArb, makePod, node, type Snapshot } from './changes.js';
 import { namespace, policy } from './world.js';
 
@@ -21,6 +22,23 @@ function comparable(c: CompiledPolicies): unknown {
 }
 
 /** The pod bridge as the agent would bind it for a snapshot: each local pod with an address has a veth. */
+/** Awaits `work`, counting the event-loop turns other work got meanwhile. */
+async function countingTurns<T>(work: Promise<T>): Promise<{ value: T; turns: number }> {
+  let turns = 0;
+  let counting = true;
+  const count = (): void => {
+    if (!counting) return;
+    turns++;
+    setImmediate(count);
+  };
+  setImmediate(count);
+  try {
+    return { value: await work, turns };
+  } finally {
+    counting = false;
+  }
+}
+
 function bridgeOf(snapshot: Snapshot): PodBridge {
   const bindings = snapshot.pods
     .filter((p) => p.spec?.nodeName === node.name)
@@ -75,15 +93,8 @@ describe('PolicyCompiler (incremental)', () => {
         for (const step of [undefined, ...changes]) {
           if (step !== undefined) snapshot = applyChange(snapshot, step);
           // Slices of 0 ms: a pause after every unit of work, and a count of the event-loop turns taken meanwhile.
-          let counting = true;
-          const count = (): void => {
-            if (!counting) return;
-            turns++;
-            setImmediate(count);
-          };
-          setImmediate(count);
-          const paused = await yielding.compileYielding({ ...snapshot, node }, {}, 0);
-          counting = false;
+          const { value: paused, turns: taken } = await countingTurns(yielding.compileYielding({ ...snapshot, node }, {}, 0));
+          turns += taken;
           expect(comparable(paused)).to.deep.equal(comparable(direct.compile({ ...snapshot, node })));
         }
         // Every new pod is a unit of work: the first compile alone pauses once per pod.
@@ -109,6 +120,38 @@ describe('PolicyCompiler (incremental)', () => {
       }),
       { numRuns: 30 },
     );
+  });
+
+  it('compiles and plans a policy of hundreds of peers and ports in small units (issue 14: the event loop is given back)', async () => {
+    const peers = 300;
+    const pods = Array.from({ length: 40 }, (_, i) => makePod(i, 'x', i < 4 ? { role: 'target' } : { app: `peer-${i}` }, i < 8, 0));
+    const hostile = policy('x', 'hostile', {
+      podSelector: { matchLabels: { role: 'target' } },
+      ingress: [
+        {
+          from: Array.from({ length: peers }, (_, i) => ({ podSelector: { matchLabels: { app: `peer-${i}` } } })),
+          ports: Array.from({ length: peers }, (_, i) => ({ protocol: 'TCP' as const, port: 1000 + i })),
+        },
+      ],
+    });
+    const input = { pods, namespaces: [namespace('x')], policies: [hostile], node };
+    // Slices of 0 ms: a pause after every unit of work.
+    const { value: compiled, turns } = await countingTurns(new PolicyCompiler().compileYielding(input, {}, 0));
+    expect(comparable(compiled)).to.deep.equal(comparable(new PolicyCompiler().compile(input)));
+    // In each family, each of the rule's peer sets is filled in a unit of its own and written out in another.
+    expect(turns, 'event-loop turns during the compile').to.be.at.least(4 * peers);
+    const stepsOf = (steps: Generator<void, unknown>): number => {
+      let n = 0;
+      while (steps.next().done !== true) n++;
+      return n;
+    };
+    const observed = emptyObservedState();
+    const sets = planSetChanges(compiled, observed);
+    expect(stepsOf(planSetChangesInSteps(compiled, observed)), 'a pause per set planned').to.be.at.least(2 * peers);
+    const chains = compiled.v4.chains.size + compiled.v6.chains.size;
+    expect(stepsOf(planRuleChangesInSteps(compiled, observed, sets)), 'a pause per chain rendered').to.be.at.least(chains);
+    const inSteps = atOnce(planRuleChangesInSteps(compiled, observed, sets));
+    expect(planLines(inSteps)).to.deep.equal(planLines(planPolicyChanges(compiled, observed)));
   });
 
   it('recompiles only what one pod label change affects', () => {
