@@ -13,6 +13,7 @@ import { compilePolicies } from '../test/unit/policy/scratch-compile.js';
 import { PolicyCompiler } from '../src/policy/incremental.js';
 import { emptyObservedState, observedAfter, planPolicyChanges, planRuleChanges, planSetChanges } from '../src/policy/plan.js';
 import type { PolicyNode } from '../src/policy/types.js';
+import { percentile } from './lib/stats.js';
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -96,11 +97,6 @@ function world(): { pods: Pod[]; namespaces: Namespace[]; policies: NetworkPolic
 
 function ms(from: bigint): number {
   return Number(process.hrtime.bigint() - from) / 1e6;
-}
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
 }
 
 function median(values: number[]): number {

@@ -9,6 +9,7 @@ import { PATH_LABELS, type DatapathResult, type PathKind } from './datapath.js';
 import type { SizeResult } from './route-programming.js';
 import type { FootprintResult } from './footprint.js';
 import { renderHostilePolicy } from './hostile-policy.js';
+import { renderServices } from './services.js';
 import type { BenchResults, PolicyRun } from './run.js';
 
 interface Target {
@@ -437,8 +438,18 @@ export function renderReport(r: BenchResults): string {
     targets.push(...sec.targets);
   }
 
+  // ---- 7. Service routes and LoadBalancer allocation (issue 16) ----
+  out.push('## 7. Services: routes at the ToR and LoadBalancer allocation', '');
+  const sv = r.services;
+  if (sv === undefined) out.push(`Not measured: ${r.errors.services ?? 'not selected'}`, '');
+  else {
+    const sec = renderServices(sv);
+    out.push(...sec.lines);
+    targets.push(...sec.targets);
+  }
+
   // ---- targets ----
-  const summary: string[] = ['## Targets of issue 7 (and issue 4\'s NetworkPolicy targets, issue 14\'s hostile policies)', ''];
+  const summary: string[] = ['## Targets of issue 7 (and issue 4\'s NetworkPolicy targets, issue 14\'s hostile policies, issue 16\'s Service routes)', ''];
   summary.push(table(['target', 'this run', 'verdict'], targets.map((t) => [t.what, t.measured, verdict(t.met)])), '');
   const misses = targets.filter((t) => t.met === false);
   if (misses.length > 0) {
@@ -545,7 +556,10 @@ function datapathMissReason(d: Partial<DatapathResult> & Pick<DatapathResult, 'm
 }
 
 /** The sections a benchmark run alone can replace in an existing report (`run.js --only B --update FILE`). */
-const SECTIONS: Partial<Record<keyof BenchResults['errors'], string>> = { 'hostile-policy': '## 6. NetworkPolicy: hostile policies' };
+const SECTIONS: Partial<Record<keyof BenchResults['errors'], string>> = {
+  'hostile-policy': '## 6. NetworkPolicy: hostile policies',
+  services: '## 7. Services: routes at the ToR and LoadBalancer allocation',
+};
 
 /**
  * An existing report with the sections of the benchmarks of this run replaced (or appended), each headed by a note
@@ -569,11 +583,12 @@ export function updateReport(existing: string, r: BenchResults, only: readonly s
     const old = sectionOf(doc, heading);
     doc = old === undefined ? `${doc.trimEnd()}\n\n${withNote.trimEnd()}\n` : doc.replace(old, () => withNote.trimEnd() + '\n\n');
     if (b === 'hostile-policy' && r.hostilePolicy !== undefined) targets.push(...renderHostilePolicy(r.hostilePolicy).targets);
+    if (b === 'services' && r.services !== undefined) targets.push(...renderServices(r.services).targets);
   }
   const lines = doc.split('\n');
   const tableStart = lines.findIndex((l) => l.startsWith('## Targets of issue 7'));
   if (tableStart >= 0) {
-    lines[tableStart] = "## Targets of issue 7 (and issue 4's NetworkPolicy targets, issue 14's hostile policies)";
+    lines[tableStart] = "## Targets of issue 7 (and issue 4's NetworkPolicy targets, issue 14's hostile policies, issue 16's Service routes)";
     let end = lines.findIndex((l, i) => i > tableStart && l.startsWith('|'));
     while (end >= 0 && lines[end + 1]?.startsWith('|')) end++;
     for (const t of targets) {

@@ -1,8 +1,8 @@
 // `make bench`: every benchmark of issue 7, several repetitions each, side by side in one run, and
 // docs/benchmarks.md written from the figures of this run.
-//   node dist/bench/run.js [--reps 3] [--sizes 1000,10000,50000] [--only route,datapath,convergence,footprint,policy,policy-datapath,hostile-policy]
+//   node dist/bench/run.js [--reps 3] [--sizes 1000,10000,50000] [--only route,datapath,convergence,footprint,policy,policy-datapath,hostile-policy,services]
 //                          [--out docs/benchmarks.md] [--json FILE] [--prefix hb] [--quick] [--render FILE.json]
-//                          [--update docs/benchmarks.md]
+//                          [--update docs/benchmarks.md] [--services-lab NAME]
 // --update FILE replaces only the sections of the benchmarks run (with --only; those that have one of their own,
 // e.g. hostile-policy) in an existing report, with their rows of the targets table, and leaves the rest as it was.
 // --quick runs every benchmark at a tiny size (what the smoke test does) and writes nowhere unless --out is given.
@@ -23,8 +23,10 @@ import { machineInfo, type MachineInfo } from './lib/machine.js';
 import { BenchError } from './lib/proc.js';
 import { renderReport, updateReport } from './report.js';
 import { runRouteProgramming, type RouteBenchResult } from './route-programming.js';
+import { runServices, type ServicesResult } from './services.js';
+import { LAB_NAME_PATTERN } from '../src/lab/paths.js';
 
-export const BENCHMARKS = ['route', 'datapath', 'convergence', 'footprint', 'policy', 'policy-datapath', 'hostile-policy'] as const;
+export const BENCHMARKS = ['route', 'datapath', 'convergence', 'footprint', 'policy', 'policy-datapath', 'hostile-policy', 'services'] as const;
 export type BenchmarkName = (typeof BENCHMARKS)[number];
 
 export interface BenchRunOptions {
@@ -42,6 +44,8 @@ export interface BenchRunOptions {
   policyDatapathReps: number;
   /** Issue 14's hostile NetworkPolicies (`smoke`: tiny policies) on one node of a small synthetic cluster. */
   hostilePolicy: { size: 'issue' | 'smoke'; nodes: number; podsPerNode: number; backgroundPolicies: number };
+  /** Issue 16's Service routes and LoadBalancer allocation: its lab's name (default PREFIX + svc), cycles and Services. */
+  services: { lab: string; cycles: number; services: number; pollMs: number };
   /** Profile the agent in an extra podroute-only pass at this N when it misses a route-programming target. */
   profileSize?: number;
   log: (m: string) => void;
@@ -96,6 +100,7 @@ export interface BenchResults {
   policy?: PolicyRun[];
   policyDatapath?: PolicyDatapathResult;
   hostilePolicy?: HostilePolicyResult;
+  services?: ServicesResult;
   errors: Partial<Record<BenchmarkName | 'profile', string>>;
 }
 
@@ -220,6 +225,16 @@ export async function runBenchmarks(o: BenchRunOptions): Promise<BenchResults> {
     }
   }
 
+  if (want('services')) {
+    o.log('== 7. Services: routes at the ToR and LoadBalancer allocation');
+    try {
+      results.services = await runServices({ ...o.services, workDir: path.join(o.workDir, 'services'), log: o.log });
+    } catch (err) {
+      results.errors.services = describe(err);
+      o.log(`services failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    }
+  }
+
   results.durationS = (Date.now() - started) / 1000;
   results.loadAtEnd = os.loadavg();
   return results;
@@ -244,6 +259,8 @@ export function parseArgs(argv: string[]): { options: Omit<BenchRunOptions, 'log
   if (bad.length > 0) throw new BenchError('BENCH_BAD_OPTIONS', `--only: unknown ${bad.join(', ')} (have ${BENCHMARKS.join(', ')})`);
   const prefix = flag(argv, 'prefix') ?? 'hb';
   if (!/^h[a-z0-9]{1,4}$/.test(prefix)) throw new BenchError('BENCH_BAD_OPTIONS', `--prefix: 2-5 lowercase characters starting with h, got ${prefix}`);
+  const servicesLab = flag(argv, 'services-lab') ?? `${prefix}svc`;
+  if (!LAB_NAME_PATTERN.test(servicesLab)) throw new BenchError('BENCH_BAD_OPTIONS', `--services-lab: a lab name (${LAB_NAME_PATTERN.source}), got ${servicesLab}`);
   return {
     options: {
       reps,
@@ -257,6 +274,7 @@ export function parseArgs(argv: string[]): { options: Omit<BenchRunOptions, 'log
       policyDatapathPolicies: quick ? 20 : 500,
       policyDatapathReps: quick ? 1 : Math.max(5, reps),
       hostilePolicy: quick ? { size: 'smoke', nodes: 3, podsPerNode: 6, backgroundPolicies: 3 } : { size: 'issue', nodes: 50, podsPerNode: 20, backgroundPolicies: 50 },
+      services: { lab: servicesLab, cycles: quick ? 3 : 30, services: quick ? 10 : 100, pollMs: 5 },
       policyArgs: ['--prefix', prefix, ...(quick ? ['--pods', '50', '--namespaces', '5', '--policies', '20', '--changes', '3', '--rounds', '1'] : [])],
       ...(quick ? {} : { profileSize: 10_000 }),
     },

@@ -82,6 +82,15 @@ export class RawGobgp {
     return Number(r?.num_destination ?? 0);
   }
 
+  /** Whether the global RIB holds a path to exactly this prefix (its own or learned). */
+  async hasPath(family: IpFamily, prefix: string): Promise<boolean> {
+    const fn = this.client.ListPath as (req: object, options: grpc.CallOptions) => grpc.ClientReadableStream<unknown>;
+    const call = fn.call(this.client, { table_type: 'GLOBAL', name: '', family: API_FAMILY[family], prefixes: [{ prefix, type: 'EXACT' }] }, { deadline: Date.now() + 10_000 });
+    let found = false;
+    for await (const item of call as AsyncIterable<{ destination?: { paths?: unknown[] } }>) found ||= (item.destination?.paths ?? []).length > 0;
+    return found;
+  }
+
   /** Session state of one peer ('ESTABLISHED', 'ACTIVE', ...) with the prefixes received and accepted. */
   async peerState(address: string): Promise<{ state: string; received: number; accepted: number } | undefined> {
     const fn = this.client.ListPeer as (req: object, options: grpc.CallOptions) => grpc.ClientReadableStream<unknown>;

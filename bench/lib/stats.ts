@@ -20,6 +20,12 @@ export function summarize(values: readonly number[]): Summary {
   };
 }
 
+/** The nearest-rank percentile (p in 0–100) of the values; NaN when there is none. */
+export function percentile(values: readonly number[], p: number): number {
+  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
+}
+
 /** a / b of two medians; NaN when either is missing or b is zero. */
 export function ratio(a: Summary | undefined, b: Summary | undefined): number {
   if (a === undefined || b === undefined || !(b.median > 0) || !Number.isFinite(a.median)) return NaN;
@@ -49,4 +55,9 @@ export function formatRatio(r: number): string {
 /** Elapsed milliseconds since a process.hrtime.bigint() reading. */
 export function msSince(start: bigint): number {
   return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
+/** A markdown table. */
+export function markdownTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  return [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }

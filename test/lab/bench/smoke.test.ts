@@ -96,9 +96,23 @@ describe('benchmarks at smoke size (bench/run.ts --quick)', function () {
     expect(h.cases.find((c) => c.id === 'baseline')!.runs[0]!.enforced).to.equal('as-written');
   });
 
+  it('services: every cycle advertised and withdrew both families at the ToR, every Service got its addresses', () => {
+    const s = results.services!;
+    expect(s.cycles).to.equal(3);
+    for (const f of ['v4', 'v6'] as const) {
+      for (const [what, p] of [['advertise', s.advertise[f]], ['withdraw', s.withdraw[f]]] as const) {
+        expect(p.n, `${what} ${f}`).to.equal(3);
+        expect(p.p50, `${what} ${f}`).to.be.a('number').and.satisfy((v: number) => Number.isFinite(v) && v >= 0);
+        expect(p.max, `${what} ${f}`).to.be.at.least(p.p50);
+      }
+    }
+    expect(s.allocation.fromApply.n).to.equal(10);
+    expect(s.allocation.totalMs).to.be.at.least(s.allocation.fromCreate.max);
+  });
+
   it('renders a report with every section and the targets', () => {
     const md = renderReport(results);
-    for (const heading of ['## Machine', '## Targets of issue 7', '## 1. Route programming', '## 2. Convergence', '## 3. Data path', '## 4. NetworkPolicy', '## 5. Footprint', '## 6. NetworkPolicy: hostile policies']) {
+    for (const heading of ['## Machine', '## Targets of issue 7', '## 1. Route programming', '## 2. Convergence', '## 3. Data path', '## 4. NetworkPolicy', '## 5. Footprint', '## 6. NetworkPolicy: hostile policies', '## 7. Services: routes at the ToR and LoadBalancer allocation']) {
       expect(md).to.include(heading);
     }
     expect(md).to.not.include('Not measured');
@@ -106,7 +120,7 @@ describe('benchmarks at smoke size (bench/run.ts --quick)', function () {
 
   it('leaves no namespace, lab or process behind', async () => {
     const netns = (await execa('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0] ?? '');
-    expect(netns.filter((n) => n.startsWith(`${PREFIX}-`) || n.startsWith(`${PREFIX}lab-`))).to.deep.equal([]);
+    expect(netns.filter((n) => n.startsWith(`${PREFIX}-`) || n.startsWith(`${PREFIX}lab-`) || n.startsWith(`${PREFIX}svc-`))).to.deep.equal([]);
     expect(listLabs().filter((l) => l.startsWith(PREFIX))).to.deep.equal([]);
     const procs = (await execa('ps', ['-eo', 'args'])).stdout.split('\n');
     expect(procs.filter((p) => p.includes(`podroute-bench-${PREFIX}/`))).to.deep.equal([]);
