@@ -24,7 +24,7 @@ import {
   type ObservedPath,
   type PolicyBundle,
 } from './bgp-planner.js';
-import { IP_FAMILIES } from '../routes/ip-prefix.js';
+import type { IpFamily } from '../routes/ip-prefix.js';
 import { errorInfo, ReconcileLoop, type ReconcileStatus } from '../reconcile/loop.js';
 
 export type { BgpDesiredState, BgpChange } from './bgp-planner.js';
@@ -183,23 +183,38 @@ export class BgpReconciler {
       this.uuids.clear();
       return observed;
     }
-    observed.peers = (await this.client.listPeerConfigs(opts)).map((p) => p.spec);
-    for (const family of IP_FAMILIES) {
+    // The reads are independent: asked at once, a pass waits for the slowest, not for their sum (each is a round
+    // trip to gobgpd, and on a busy node each waits for a core).
+    const ourPaths = async (family: IpFamily): Promise<ObservedPath[]> => {
+      const out: ObservedPath[] = [];
       for await (const p of this.client.listPaths({ family, table: 'global', signal })) {
         if (p.neighborIp !== undefined || p.isWithdraw) continue; // learned, not ours
         const known = this.uuids.get(p.prefix);
         const path: ObservedPath = { prefix: p.prefix, nextHop: p.nextHop };
         if (known !== undefined && known.nextHop === p.nextHop) path.uuid = known.uuid;
-        observed.paths.push(path);
+        out.push(path);
       }
-    }
+      return out;
+    };
+    const [peers, paths4, paths6, prefixSets, neighborSets, policies, importPolicy, exportPolicy] = await Promise.all([
+      this.client.listPeerConfigs(opts),
+      ourPaths('ipv4'),
+      ourPaths('ipv6'),
+      this.client.listDefinedSets('prefix', opts),
+      this.client.listDefinedSets('neighbor', opts),
+      this.client.listPolicies(opts),
+      this.client.getGlobalPolicy('import', opts),
+      this.client.getGlobalPolicy('export', opts),
+    ]);
+    observed.peers = peers.map((p) => p.spec);
+    observed.paths = [...paths4, ...paths6];
     // Forget uuids of paths gobgpd no longer has.
     const present = new Set(observed.paths.map((p) => p.prefix));
     for (const prefix of this.uuids.keys()) if (!present.has(prefix)) this.uuids.delete(prefix);
-    observed.definedSets = [...(await this.client.listDefinedSets('prefix', opts)), ...(await this.client.listDefinedSets('neighbor', opts))];
-    observed.policies = await this.client.listPolicies(opts);
-    observed.importPolicy = await this.client.getGlobalPolicy('import', opts);
-    observed.exportPolicy = await this.client.getGlobalPolicy('export', opts);
+    observed.definedSets = [...prefixSets, ...neighborSets];
+    observed.policies = policies;
+    observed.importPolicy = importPolicy;
+    observed.exportPolicy = exportPolicy;
     return observed;
   }
 
