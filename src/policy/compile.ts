@@ -29,8 +29,7 @@ import { isIPv4, isIPv6, SocketAddress } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import type { LabelSelector, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Pod } from '../kube/wire.js';
 import { selectorMatches } from '../kube/label-selector.js';
-import { addressBits, canonicalAddressText, familyOf, ipVersion, type IpFamily } from '../routes/ip-prefix.js';
-import { canonicalCidr, formatPrefix, halvesOf, parsePrefix, prefixContains, type Prefix } from './cidr.js';
+import { addressBits, canonicalAddressText, familyOf, ipVersion, parseIpCidr, prefixContains, prefixHalves, type IpFamily, type IpPrefix } from '../routes/ip-prefix.js';
 import type { ClusterState, PolicyNode, Protocol } from './types.js';
 import { PROTOCOLS } from './types.js';
 
@@ -410,7 +409,7 @@ export function policySelects(p: PreparedPolicy, namespace: string, labels: Reco
 
 /** A set a rule chain references, by meaning; its members come from the pods (peer, named) or the policy (fixed). */
 export type SetDef =
-  | { kind: 'fixed'; name: string; type: 'hash:net'; cidrs: Prefix[]; except: Prefix[] }
+  | { kind: 'fixed'; name: string; type: 'hash:net'; cidrs: IpPrefix[]; except: IpPrefix[] }
   | { kind: 'peer'; name: string; type: 'hash:ip'; peer: NetworkPolicyPeer; namespace: string }
   | { kind: 'named'; name: string; type: 'hash:ip,port'; port: string; protocol: Protocol };
 
@@ -520,8 +519,8 @@ export function compileRuleChains(p: PreparedPolicy, dir: Direction, mark: numbe
   const side = dir === 'ingress' ? 'src' : 'dst';
   const address = dir === 'ingress' ? '-s' : '-d';
   const setMatch = (set: string): string[] => ['-m', 'set', '--match-set', set, side];
-  const fixedPart = (cidrs: Prefix[], excepts: Prefix[]): RulePart => {
-    const meaning = JSON.stringify({ cidr: cidrs.map(formatPrefix).sort(), except: excepts.map(formatPrefix).sort() });
+  const fixedPart = (cidrs: IpPrefix[], excepts: IpPrefix[]): RulePart => {
+    const meaning = JSON.stringify({ cidr: cidrs.map((c) => c.text).sort(), except: excepts.map((e) => e.text).sort() });
     const def = (set: string): SetDef => ({ kind: 'fixed', name: set, type: 'hash:net', cidrs, except: excepts });
     return { family: cidrs[0]?.family ?? null, set: { kind: 'B', hash: shortHash(meaning, 14), def }, words: setMatch };
   };
@@ -537,7 +536,7 @@ export function compileRuleChains(p: PreparedPolicy, dir: Direction, mark: numbe
   /** A rule's peers: one part per selector peer and per ipBlock with excepts; its plain ipBlocks of a family, one. */
   const peerParts = (peers: readonly NetworkPolicyPeer[]): RulePart[] => {
     const parts: RulePart[] = [];
-    const plain: Record<IpFamily, Prefix[]> = { ipv4: [], ipv6: [] };
+    const plain: Record<IpFamily, IpPrefix[]> = { ipv4: [], ipv6: [] };
     for (const peer of peers) {
       if (peer.ipBlock === undefined) {
         parts.push(selectorPart(peer));
@@ -551,7 +550,7 @@ export function compileRuleChains(p: PreparedPolicy, dir: Direction, mark: numbe
     for (const cidrs of [plain.ipv4, plain.ipv6]) {
       const only = cidrs.length === 1 ? cidrs[0] : undefined;
       if (only !== undefined) {
-        const words = [address, formatPrefix(only)];
+        const words = [address, only.text];
         parts.unshift({ family: only.family, words: () => words });
       } else if (cidrs.length > 1) {
         parts.unshift(fixedPart(cidrs, []));
@@ -618,9 +617,9 @@ export const NOMATCH = ' nomatch';
  * takes no /0: such a CIDR is its two halves.
  */
 export function fixedMembers(def: Extract<SetDef, { kind: 'fixed' }>): string[] {
-  const cidrs = def.cidrs.flatMap((c) => (c.length === 0 ? halvesOf(c) : [c]));
-  const excepts = [...new Set(def.except.map(formatPrefix))].map((e) => `${e}${NOMATCH}`);
-  return [...cidrs.map(formatPrefix), ...excepts];
+  const cidrs = def.cidrs.flatMap((c) => (c.length === 0 ? prefixHalves(c) : [c]));
+  const excepts = [...new Set(def.except.map((e) => e.text))].map((e) => `${e}${NOMATCH}`);
+  return [...cidrs.map((c) => c.text), ...excepts];
 }
 
 /** Whether a peer set (a selector peer of a policy in `namespace`) holds a pod of `podNamespace` with `labels`. */
@@ -810,15 +809,22 @@ export function builtinJumps(): BuiltinJump[] {
   ];
 }
 
+/** An ipBlock CIDR or a podCIDR; throws on anything else (validation turns that into an error naming the field). */
+function parsePrefix(cidr: string): IpPrefix {
+  const prefix = parseIpCidr(cidr);
+  if (prefix === undefined) throw new Error(`not a CIDR: ${JSON.stringify(cidr)}`);
+  return prefix;
+}
+
 export function familyCIDRs(node: PolicyNode, family: IpFamily): string[] {
-  return node.podCIDRs.map((c) => parsePrefix(c)).filter((c) => c.family === family).map(formatPrefix);
+  return node.podCIDRs.map((c) => parsePrefix(c)).filter((c) => c.family === family).map((c) => c.text);
 }
 
 export function validateNode(node: PolicyNode): void {
   if (typeof node?.name !== 'string' || node.name === '') throw new PolicyCompileError('node.name', 'is required');
   (node.podCIDRs ?? []).forEach((cidr, i) => {
     try {
-      canonicalCidr(cidr);
+      parsePrefix(cidr);
     } catch {
       throw new PolicyCompileError(`node.podCIDRs[${i}]`, `not a CIDR: ${JSON.stringify(cidr)}`);
     }

@@ -217,6 +217,37 @@ export function parseIpPrefix(text: string, defaultFamily: IpFamily = 'ipv4'): I
   return { family: bytes.length === 4 ? 'ipv4' : 'ipv6', bytes, length, text: `${formatIpBytes(bytes)}/${length}` };
 }
 
+/**
+ * Parses a CIDR, "address/length" with the length required: a bare address is no CIDR (config ranges, ipBlocks,
+ * podCIDRs, BGP prefixes). Host bits are cleared as in parseIpPrefix; callers that refuse them compare the text.
+ */
+export function parseIpCidr(text: string): IpPrefix | undefined {
+  return text.includes('/') && text !== 'default' ? parseIpPrefix(text) : undefined;
+}
+
+/** The n-th address of a prefix (0 = the network address); undefined when the prefix holds fewer than n + 1. */
+export function nthAddressOf(prefix: IpPrefix, n: number): IpAddress | undefined {
+  const hostBits = prefix.bytes.length * 8 - prefix.length;
+  if (!Number.isSafeInteger(n) || n < 0 || (hostBits < 53 && n >= 2 ** hostBits)) return undefined;
+  const bytes = prefix.bytes.slice();
+  // Host bits are zero, so adding n byte by byte from the end never carries into the network part.
+  let rest = n;
+  for (let i = bytes.length - 1; i >= 0 && rest > 0; i--) {
+    const sum = (bytes[i] as number) + (rest % 256);
+    bytes[i] = sum & 0xff;
+    rest = Math.floor(rest / 256) + (sum >> 8);
+  }
+  return { family: prefix.family, bytes, text: formatIpBytes(bytes) };
+}
+
+/** The two prefixes one bit longer that make up `prefix` (a host route has none: callers never split one). */
+export function prefixHalves(prefix: IpPrefix): [IpPrefix, IpPrefix] {
+  const length = prefix.length + 1;
+  const high = prefix.bytes.slice();
+  high[prefix.length >> 3] = (high[prefix.length >> 3] as number) | (0x80 >> (prefix.length & 7));
+  return [truncatePrefix(prefix, length), { family: prefix.family, bytes: high, length, text: `${formatIpBytes(high)}/${length}` }];
+}
+
 /** True when every address of `inner` lies in `outer` (equal prefixes contain each other). */
 export function prefixContains(outer: IpPrefix, inner: IpPrefix): boolean {
   if (outer.family !== inner.family || outer.length > inner.length) return false;
