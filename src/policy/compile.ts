@@ -29,7 +29,7 @@ import { isIPv4, isIPv6, SocketAddress } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import type { LabelSelector, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Pod } from '../kube/wire.js';
 import { selectorMatches } from '../kube/label-selector.js';
-import { addressBits, canonicalAddressText, familyOf, ipVersion, parseIpCidr, prefixContains, prefixHalves, type IpFamily, type IpPrefix } from '../routes/ip-prefix.js';
+import { addressBits, canonicalAddressText, familyOf, ipVersion, prefixContains, prefixHalves, requireIpCidr, type IpFamily, type IpPrefix } from '../routes/ip-prefix.js';
 import type { ClusterState, PolicyNode, Protocol } from './types.js';
 import { PROTOCOLS } from './types.js';
 
@@ -238,7 +238,7 @@ function validatePeer(peer: NetworkPolicyPeer, field: string, out: (f: string, m
     if (hasSelector) out(field, 'ipBlock cannot be combined with podSelector or namespaceSelector');
     let cidr;
     try {
-      cidr = parsePrefix(peer.ipBlock.cidr);
+      cidr = requireIpCidr(peer.ipBlock.cidr);
     } catch {
       out(`${field}.ipBlock.cidr`, `not a CIDR: ${JSON.stringify(peer.ipBlock.cidr)}`);
       return;
@@ -246,7 +246,7 @@ function validatePeer(peer: NetworkPolicyPeer, field: string, out: (f: string, m
     (peer.ipBlock.except ?? []).forEach((text, i) => {
       const f = `${field}.ipBlock.except[${i}]`;
       try {
-        const except = parsePrefix(text);
+        const except = requireIpCidr(text);
         if (!prefixContains(cidr, except) || except.length === cidr.length) {
           out(f, `${text} is not strictly inside ${peer.ipBlock?.cidr}`);
         }
@@ -542,8 +542,8 @@ export function compileRuleChains(p: PreparedPolicy, dir: Direction, mark: numbe
         parts.push(selectorPart(peer));
         continue;
       }
-      const cidr = parsePrefix(peer.ipBlock.cidr);
-      const excepts = (peer.ipBlock.except ?? []).map(parsePrefix);
+      const cidr = requireIpCidr(peer.ipBlock.cidr);
+      const excepts = (peer.ipBlock.except ?? []).map(requireIpCidr);
       if (excepts.length === 0) plain[cidr.family].push(cidr);
       else parts.push(fixedPart([cidr], excepts));
     }
@@ -809,22 +809,15 @@ export function builtinJumps(): BuiltinJump[] {
   ];
 }
 
-/** An ipBlock CIDR or a podCIDR; throws on anything else (validation turns that into an error naming the field). */
-function parsePrefix(cidr: string): IpPrefix {
-  const prefix = parseIpCidr(cidr);
-  if (prefix === undefined) throw new Error(`not a CIDR: ${JSON.stringify(cidr)}`);
-  return prefix;
-}
-
 export function familyCIDRs(node: PolicyNode, family: IpFamily): string[] {
-  return node.podCIDRs.map((c) => parsePrefix(c)).filter((c) => c.family === family).map((c) => c.text);
+  return node.podCIDRs.map((c) => requireIpCidr(c)).filter((c) => c.family === family).map((c) => c.text);
 }
 
 export function validateNode(node: PolicyNode): void {
   if (typeof node?.name !== 'string' || node.name === '') throw new PolicyCompileError('node.name', 'is required');
   (node.podCIDRs ?? []).forEach((cidr, i) => {
     try {
-      parsePrefix(cidr);
+      requireIpCidr(cidr);
     } catch {
       throw new PolicyCompileError(`node.podCIDRs[${i}]`, `not a CIDR: ${JSON.stringify(cidr)}`);
     }

@@ -225,6 +225,13 @@ export function parseIpCidr(text: string): IpPrefix | undefined {
   return text.includes('/') && text !== 'default' ? parseIpPrefix(text) : undefined;
 }
 
+/** A CIDR that was validated where it came in (config schema, Node reader, policy validation): throws on anything else. */
+export function requireIpCidr(text: string): IpPrefix {
+  const prefix = parseIpCidr(text);
+  if (prefix === undefined) throw new Error(`not a CIDR: ${JSON.stringify(text)}`);
+  return prefix;
+}
+
 /** The n-th address of a prefix (0 = the network address); undefined when the prefix holds fewer than n + 1. */
 export function nthAddressOf(prefix: IpPrefix, n: number): IpAddress | undefined {
   const hostBits = prefix.bytes.length * 8 - prefix.length;
