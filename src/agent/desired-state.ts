@@ -7,7 +7,7 @@ import { podRangeOf, type AgentConfig } from '../config/agent-config.js';
 import type { BgpDesiredState } from '../bgp/bgp-planner.js';
 import type { OriginatedPath, PeerSpec } from '../bgp/types.js';
 import type { NodeInfo } from '../kube/node-info.js';
-import { compareIpPrefixes, familyOf, IP_FAMILIES, prefixContains, requireIpCidr, type IpFamily, type IpPrefix } from '../routes/ip-prefix.js';
+import { compareIpPrefixes, familyOf, IP_FAMILIES, prefixContains, requireIpCidr, type IpFamily } from '../routes/ip-prefix.js';
 import type { RouteSelectionInput } from '../routes/route-selection-loop.js';
 import { selectorMatches } from '../kube/label-selector.js';
 import { CNI_NETWORK_NAME, type CniConfigInput } from '../node/cni.js';
