@@ -365,6 +365,10 @@ describe('planBgp', () => {
       [{ peers: [{ address: 'fe80::1%eth0', asn: 1 }] }, /peers\[0\]\.address/],
       [{ peers: [{ address: '010.0.0.3', asn: 1 }] }, /peers\[0\]\.address/],
       [{ advertise: [{ prefix: '10.244.1.0/24', nextHop: '10.1' }] }, /advertise\[0\]\.nextHop/],
+      // ...and no prefix either (ipaddr.js, the parser before, read these as 10.0.0.0/16 and 8.0.0.0/8).
+      [{ advertise: [{ prefix: '10.1/16', nextHop: '10.0.0.1' }] }, /advertise\[0\]\.prefix.*is not a prefix/],
+      [{ advertise: [{ prefix: '010.0.0.0/8', nextHop: '10.0.0.1' }] }, /advertise\[0\]\.prefix.*is not a prefix/],
+      [{ advertise: [{ prefix: 'fd00:1::/064', nextHop: 'fd00::1' }] }, /advertise\[0\]\.prefix.*is not a prefix/],
     ];
     for (const [over, re] of bad) {
       expect(() => planBgp(desiredState(over), EMPTY)).to.throw(BgpPlanError, re);
