@@ -168,6 +168,12 @@ export function parseIpAddress(text: string): IpAddress | undefined {
   return { family: bytes.length === 4 ? 'ipv4' : 'ipv6', bytes, text: formatIpBytes(bytes) };
 }
 
+/** True for an IPv4-mapped IPv6 address or prefix (::ffff:a.b.c.d): IPv4 in IPv6 text. */
+export function isIpv4Mapped(address: IpAddress | IpPrefix): boolean {
+  const b = address.bytes;
+  return b.length === 16 && b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
+}
+
 /**
  * Why an address cannot be a BGP peer, a session's local address or a router ID: the unspecified address, loopback,
  * broadcast or multicast (IPv4-mapped IPv6 judged as its IPv4 address); undefined when it is none of those.
@@ -175,8 +181,7 @@ export function parseIpAddress(text: string): IpAddress | undefined {
 export function specialAddressKind(address: IpAddress): 'unspecified' | 'loopback' | 'broadcast' | 'multicast' | undefined {
   let b = address.bytes;
   if (b.length === 16) {
-    const mapped = b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
-    if (!mapped) {
+    if (!isIpv4Mapped(address)) {
       if (b.every((x) => x === 0)) return 'unspecified';
       if (b.subarray(0, 15).every((x) => x === 0) && b[15] === 1) return 'loopback';
       return b[0] === 0xff ? 'multicast' : undefined;
