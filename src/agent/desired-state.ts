@@ -7,7 +7,7 @@ import { podRangeOf, type AgentConfig } from '../config/agent-config.js';
 import type { BgpDesiredState } from '../bgp/bgp-planner.js';
 import type { OriginatedPath, PeerSpec } from '../bgp/types.js';
 import type { NodeInfo } from '../kube/node-info.js';
-import { familyOf, IP_FAMILIES, ipVersion, type IpFamily } from '../routes/ip-prefix.js';
+import { compareIpPrefixes, familyOf, IP_FAMILIES, prefixContains, requireIpCidr, type IpFamily } from '../routes/ip-prefix.js';
 import type { RouteSelectionInput } from '../routes/route-selection-loop.js';
 import { selectorMatches } from '../kube/label-selector.js';
 import { CNI_NETWORK_NAME, type CniConfigInput } from '../node/cni.js';
@@ -52,8 +52,10 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
   const asnOf = (node: NodeInfo): number => node.asn ?? config.cluster.asn;
   const localAsn = asnOf(self);
 
+  const podRanges = config.cluster.podRanges.map(requireIpCidr);
   for (const cidr of self.podCIDRs) {
-    if (!config.cluster.podRanges.some((range) => cidrContains(range, cidr))) {
+    const own = requireIpCidr(cidr);
+    if (!podRanges.some((range) => prefixContains(range, own))) {
       warnings.push(`own podCIDR ${cidr} is outside cluster.podRanges: other nodes will not accept it`);
     }
   }
@@ -304,14 +306,14 @@ export interface PodCIDRConflict {
 export function findPodCIDRConflicts(nodes: readonly NodeInfo[]): PodCIDRConflict[] {
   const owned = nodes.flatMap((n) => n.podCIDRs.map((cidr) => ({ node: n.name, cidr })));
   // Every pair would be quadratic (half a million pairs at 1,000 nodes, on every re-plan). CIDRs are either nested
-  // or disjoint, so after sorting by family, start and length, a CIDR overlaps exactly the earlier ones still open
-  // (not yet ended) at its start: a sweep with a stack of open ranges finds every overlapping pair.
-  const ranges = owned.map((o, index) => ({ index, ...cidrRange(o.cidr) }));
-  ranges.sort((a, b) => ipVersion(a.family) - ipVersion(b.family) || (a.start < b.start ? -1 : a.start > b.start ? 1 : 0) || a.length - b.length || a.index - b.index);
+  // or disjoint, so after sorting by family, network and length, a CIDR overlaps exactly the earlier ones that
+  // still contain it: a sweep with a stack of open prefixes (each inside the one below) finds every overlapping pair.
+  const ranges = owned.map((o, index) => ({ index, prefix: requireIpCidr(o.cidr) }));
+  ranges.sort((a, b) => compareIpPrefixes(a.prefix, b.prefix) || a.index - b.index);
   const pairs: [number, number][] = [];
   const open: typeof ranges = [];
   for (const range of ranges) {
-    while (open.length > 0 && (open.at(-1)!.family !== range.family || open.at(-1)!.end < range.start)) open.pop();
+    while (open.length > 0 && !prefixContains(open.at(-1)!.prefix, range.prefix)) open.pop();
     for (const outer of open) {
       if (owned[outer.index]!.node !== owned[range.index]!.node) pairs.push([Math.min(outer.index, range.index), Math.max(outer.index, range.index)]);
     }
@@ -343,29 +345,6 @@ export function findAddressConflicts(nodes: readonly NodeInfo[]): AddressConflic
     }
   }
   return [...byAddress].filter(([, owners]) => owners.length > 1).map(([address, owners]) => ({ address, nodes: owners }));
-}
-
-/** A CIDR as the first and last address of its block (as numbers), for ordering and overlap tests. */
-function cidrRange(cidr: string): { family: IpFamily; start: bigint; end: bigint; length: number } {
-  // ipaddr.parseCIDR tries IPv6 first and throws for every IPv4 CIDR: too slow for thousands of nodes per re-plan.
-  const family = familyOf(cidr);
-  const [address, length] = family === 'ipv6' ? ipaddr.IPv6.parseCIDR(cidr) : ipaddr.IPv4.parseCIDR(cidr);
-  const bytes = address.toByteArray();
-  let value = 0n;
-  for (const byte of bytes) value = (value << 8n) | BigInt(byte);
-  const hostBits = BigInt(bytes.length * 8 - length);
-  const start = (value >> hostBits) << hostBits;
-  return { family, start, end: start + (1n << hostBits) - 1n, length };
-}
-
-export function cidrContains(outer: string, inner: string): boolean {
-  const [outerAddr, outerLen] = ipaddr.parseCIDR(outer);
-  const [innerAddr, innerLen] = ipaddr.parseCIDR(inner);
-  return outerAddr.kind() === innerAddr.kind() && innerLen >= outerLen && innerAddr.match(outerAddr, outerLen);
-}
-
-export function cidrsOverlap(a: string, b: string): boolean {
-  return cidrContains(a, b) || cidrContains(b, a);
 }
 
 /** A stable IPv4-shaped router ID for nodes without IPv4, taken from a hash of the node name. */

@@ -15,7 +15,6 @@ import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 import {
   invalid,
-  networkAddress,
   normalizePeerSpec,
   parsePrefix,
   type DefinedSetSpec,
@@ -25,7 +24,7 @@ import {
   type PrefixSetEntry,
   type StatementSpec,
 } from './gobgp-codec.js';
-import { addressBits, canonicalAddressText, familyOf, IP_FAMILIES, ipVersion, parseIpAddress, specialAddressKind, type IpFamily } from '../routes/ip-prefix.js';
+import { addressBits, canonicalAddressText, familyOf, IP_FAMILIES, ipVersion, parseIpAddress, prefixContains, requireIpCidr, specialAddressKind, truncatePrefix, type IpFamily } from '../routes/ip-prefix.js';
 import type { OriginatedPath, PeerSpec } from './types.js';
 
 export interface BgpDesiredState {
@@ -183,7 +182,7 @@ export function validateDesired(desired: BgpDesiredState): ValidDesired {
         const valid = validPath(`services.paths[${i}]`, path);
         const p = parsePrefix(`services.paths[${i}].prefix`, valid.path.prefix);
         // The export policy matches service paths by these ranges: a path outside them would never be sent.
-        if (!serviceRanges.some((r) => r.family === p.family && p.length >= r.length && ipaddr.parse(p.address).match(ipaddr.parse(r.address), r.length))) {
+        if (!serviceRanges.some((r) => prefixContains(r.prefix, p.prefix))) {
           throw invalid(`services.paths[${i}].prefix`, `${p.cidr} is inside none of services.ranges`);
         }
         return valid;
@@ -221,9 +220,9 @@ export function ownProtectionEntries(own: { address: string; length: number; fam
   for (const o of own) {
     const max = addressBits(o.family);
     entries.set(`${o.address}/${o.length}`, { prefix: `${o.address}/${o.length}`, minLength: o.length, maxLength: max });
-    const addr = ipaddr.parse(o.address);
+    const network = requireIpCidr(`${o.address}/${o.length}`);
     for (let l = 0; l < o.length; l++) {
-      const cidr = `${networkAddress(addr, l)}/${l}`;
+      const cidr = truncatePrefix(network, l).text;
       const key = `${cidr} exact`;
       if (!entries.has(key)) entries.set(key, { prefix: cidr, minLength: l, maxLength: l });
     }

@@ -175,7 +175,8 @@ export class BgpReconciler {
     return changes;
   }
 
-  private async observe(signal?: AbortSignal): Promise<ObservedBgpState> {
+  /** What gobgpd holds, as the planner sees it (our paths carry the uuids this reconciler added them with). */
+  async observe(signal?: AbortSignal): Promise<ObservedBgpState> {
     const opts = { signal };
     const g = await this.client.getBgp(opts);
     const observed = emptyObservedState({ asn: g.asn, routerId: g.routerId, listenPort: g.listenPort, useMultiplePaths: g.useMultiplePaths });

@@ -3,7 +3,7 @@
 // Every function here is pure and unit-tested; the client only moves the results over gRPC.
 
 import ipaddr from 'ipaddr.js';
-import { addressBits, IP_FAMILIES, parseIpAddress, type IpFamily } from '../routes/ip-prefix.js';
+import { addressBits, formatIpBytes, IP_FAMILIES, parseIpAddress, parseIpCidr, type IpFamily, type IpPrefix } from '../routes/ip-prefix.js';
 import type { OriginatedPath, PeerAdminState, PeerSpec, PeerState, PeerStatus } from './types.js';
 
 /** Errors of the GoBGP client, with stable codes. */
@@ -84,31 +84,16 @@ export interface ParsedPrefix {
   length: number;
   /** Canonical "address/length". */
   cidr: string;
+  prefix: IpPrefix;
 }
 
 /** Parses "a.b.c.d/n" or "x::/n" strictly: host bits set is an error naming the field. */
 export function parsePrefix(field: string, cidr: string): ParsedPrefix {
-  if (typeof cidr !== 'string' || !cidr.includes('/')) throw invalid(field, `"${String(cidr)}" is not a prefix`);
-  let parsed: [ipaddr.IPv4 | ipaddr.IPv6, number];
-  try {
-    parsed = ipaddr.parseCIDR(cidr);
-  } catch {
-    throw invalid(field, `"${cidr}" is not a prefix`);
-  }
-  const [addr, length] = parsed;
-  const family: IpFamily = addr.kind() === 'ipv6' ? 'ipv6' : 'ipv4';
-  const network = networkAddress(addr, length);
-  if (network !== addr.toString()) throw invalid(field, `"${cidr}" has host bits set (network is ${network}/${length})`);
-  return { family, address: network, length, cidr: `${network}/${length}` };
-}
-
-export function networkAddress(addr: ipaddr.IPv4 | ipaddr.IPv6, length: number): string {
-  const bytes = addr.toByteArray();
-  for (let i = 0; i < bytes.length; i++) {
-    const keep = Math.max(0, Math.min(8, length - i * 8));
-    bytes[i] = bytes[i]! & ((0xff << (8 - keep)) & 0xff);
-  }
-  return ipaddr.fromByteArray(bytes).toString();
+  const prefix = typeof cidr === 'string' ? parseIpCidr(cidr) : undefined;
+  if (prefix === undefined) throw invalid(field, `"${String(cidr)}" is not a prefix`);
+  const network = formatIpBytes(prefix.bytes);
+  if (parseIpAddress(cidr.slice(0, cidr.indexOf('/')))?.text !== network) throw invalid(field, `"${cidr}" has host bits set (network is ${prefix.text})`);
+  return { family: prefix.family, address: network, length: prefix.length, cidr: prefix.text, prefix };
 }
 
 // ---------------------------------------------------------------------------------------------------------

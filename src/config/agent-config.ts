@@ -6,7 +6,7 @@ import ipaddr from 'ipaddr.js';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { parseListenAddress } from '../observe/server.js';
-import { canonicalAddressText, familyOf, parseIpAddress, parseIpPrefix, prefixContainsAddress, prefixesOverlap, specialAddressKind, type IpPrefix } from '../routes/ip-prefix.js';
+import { canonicalAddressText, familyOf, parseIpAddress, parseIpCidr, parseIpPrefix, prefixContainsAddress, prefixesOverlap, specialAddressKind, type IpPrefix } from '../routes/ip-prefix.js';
 import { passwordFilePath } from './password-file.js';
 
 export class ConfigError extends Error {
@@ -17,21 +17,12 @@ export class ConfigError extends Error {
   }
 }
 
-/** Accepts non-canonical CIDRs (10.1.2.3/16) and stores them canonical (10.1.0.0/16). */
+/**
+ * Accepts non-canonical CIDRs (10.1.2.3/16) and stores them canonical (10.1.0.0/16); the agent's one prefix parser
+ * decides what is a CIDR (no two-part or octal IPv4, no zone index), for the config file and Nodes' podCIDRs alike.
+ */
 export function canonicalCIDR(text: string): string | undefined {
-  try {
-    const [addr, len] = ipaddr.parseCIDR(text.trim());
-    const bytes = addr.toByteArray();
-    const bits = bytes.length * 8;
-    for (let i = 0; i < bytes.length; i++) {
-      const keep = Math.max(0, Math.min(8, len - i * 8));
-      bytes[i] = (bytes[i] ?? 0) & ((0xff << (8 - keep)) & 0xff);
-    }
-    const network = ipaddr.fromByteArray(bytes).toString();
-    return len <= bits ? `${network}/${len}` : undefined;
-  } catch {
-    return undefined;
-  }
+  return parseIpCidr(text.trim())?.text;
 }
 
 const cidr = z.string().transform((text, ctx) => {

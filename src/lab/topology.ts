@@ -4,8 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { formatPrefix, parsePrefix } from '../policy/cidr.js';
-import { addressBits, IP_FAMILIES, parseIpAddress, parseIpPrefix, prefixContains, prefixContainsAddress, prefixesOverlap, type IpFamily, type IpPrefix } from '../routes/ip-prefix.js';
+import { IP_FAMILIES, nthAddressOf, parseIpAddress, parseIpCidr, prefixContains, requireIpCidr, prefixContainsAddress, prefixesOverlap, type IpAddress, type IpFamily } from '../routes/ip-prefix.js';
 
 /** Member (router, node, external host) names become netns, interface and FRR names: short and plain. */
 export const MEMBER_NAME_PATTERN = /^[a-z][a-z0-9-]{0,11}$/;
@@ -29,7 +28,7 @@ export class TopologyError extends Error {
 }
 
 // ---- addresses ---------------------------------------------------------------------------------------------
-// The shared prefix helpers do the arithmetic (src/routes/ip-prefix.ts; src/policy/cidr.ts for "the n-th address");
+// The shared prefix helpers do the arithmetic (src/routes/ip-prefix.ts);
 // what is here only says what a topology file may write.
 
 export interface Cidr {
@@ -41,57 +40,44 @@ export interface Cidr {
 
 /** "address/length" (the length is required); undefined when it is not one. */
 export function parseCidrText(text: string): Cidr | undefined {
-  const slash = text.indexOf('/');
-  if (slash < 0) return undefined;
-  const address = parseIpAddress(text.slice(0, slash));
-  const prefix = parseIpPrefix(text);
-  if (address === undefined || prefix === undefined) return undefined;
+  const prefix = parseIpCidr(text);
+  if (prefix === undefined) return undefined;
+  const address = parseIpAddress(text.slice(0, text.indexOf('/'))) as IpAddress;
   return { address: address.text, prefixLength: prefix.length, family: prefix.family };
-}
-
-/** The network of a CIDR (host bits cleared); throws on anything else, as callers pass validated CIDRs. */
-function prefixOf(cidr: string): IpPrefix {
-  const prefix = parseCidrText(cidr) === undefined ? undefined : parseIpPrefix(cidr);
-  if (prefix === undefined) throw new Error(`not a CIDR: ${cidr}`);
-  return prefix;
 }
 
 /** True when the CIDR is written as its network address (10.1.0.0/16, not 10.1.2.3/16). */
 export function isNetworkCidr(cidr: string): boolean {
   const parsed = parseCidrText(cidr);
-  return parsed !== undefined && prefixOf(cidr).text === `${parsed.address}/${parsed.prefixLength}`;
+  return parsed !== undefined && requireIpCidr(cidr).text === `${parsed.address}/${parsed.prefixLength}`;
 }
 
 export function cidrContainsAddress(cidr: string, address: string): boolean {
   const parsed = parseIpAddress(address);
-  return parsed !== undefined && prefixContainsAddress(prefixOf(cidr), parsed);
+  return parsed !== undefined && prefixContainsAddress(requireIpCidr(cidr), parsed);
 }
 
 export function cidrsOverlap(a: string, b: string): boolean {
-  return prefixesOverlap(prefixOf(a), prefixOf(b));
+  return prefixesOverlap(requireIpCidr(a), requireIpCidr(b));
 }
 
 /** a lies entirely inside b. */
 export function cidrWithin(a: string, b: string): boolean {
-  return prefixContains(prefixOf(b), prefixOf(a));
+  return prefixContains(requireIpCidr(b), requireIpCidr(a));
 }
 
 /** The n-th address of a CIDR (0 = network address); undefined when the CIDR is too small. */
 export function nthAddress(cidr: string, n: number): string | undefined {
-  const network = parsePrefix(prefixOf(cidr).text);
-  const bits = addressBits(network.family);
-  if (n < 0 || BigInt(n) >= 1n << BigInt(bits - network.length)) return undefined;
-  const host = formatPrefix({ family: network.family, base: network.base + BigInt(n), length: bits });
-  return host.slice(0, host.indexOf('/'));
+  return nthAddressOf(requireIpCidr(cidr), n)?.text;
 }
 
 export function prefixLengthOf(cidr: string): number {
-  return prefixOf(cidr).length;
+  return requireIpCidr(cidr).length;
 }
 
 /** Host numbers of the two ends of a point-to-point subnet: RFC 3021 /31 (and /127) use both addresses. */
 function pointToPointHosts(cidr: string): [number, number] {
-  const parsed = parseCidrText(cidr) === undefined ? undefined : parseIpPrefix(cidr);
+  const parsed = parseIpCidr(cidr);
   const pointToPoint = parsed !== undefined && parsed.bytes.length * 8 - parsed.length <= 1;
   return pointToPoint ? [0, 1] : [1, 2];
 }
@@ -514,7 +500,7 @@ function canonicalAddress(address: string): string {
 
 /** The network of an interface address: 198.51.100.2/24 -> 198.51.100.0/24. */
 export function networkOf(interfaceCidr: string): string {
-  return prefixOf(interfaceCidr).text;
+  return requireIpCidr(interfaceCidr).text;
 }
 
 // ---- layout ------------------------------------------------------------------------------------------------

@@ -9,9 +9,8 @@
 //   one jump nat/POSTROUTING → PODROUTE-MASQ, found by its comment
 // Two sets rather than one: a non-masquerade CIDR must not turn its sources into "pods" that get masqueraded.
 import { createHash } from 'node:crypto';
-import ipaddr from 'ipaddr.js';
 import { ipsetFamily, parseIpsetSave } from '../host/ipset-save.js';
-import { IP_FAMILIES, type IpFamily } from '../routes/ip-prefix.js';
+import { IP_FAMILIES, isIpv4Mapped, parseIpPrefix, type IpFamily } from '../routes/ip-prefix.js';
 
 export const MASQ_CHAIN = 'PODROUTE-MASQ';
 export const MASQ_JUMP_COMMENT = 'podroute: masquerade pod traffic leaving the cluster';
@@ -56,36 +55,16 @@ export interface MasqueradeFamilySpec {
 /** The config split by family; a family without cluster ranges is null: podroute owns nothing there. */
 export type MasqueradeSpec = Record<IpFamily, MasqueradeFamilySpec | null>;
 
-/** `addr/len` with the host bits cleared and the address in canonical (RFC 5952) text. */
-export function canonicalCidr(addr: ipaddr.IPv4 | ipaddr.IPv6, prefixLength: number): string {
-  const bytes = addr.toByteArray();
-  for (let bit = prefixLength; bit < bytes.length * 8; bit++) {
-    const i = Math.floor(bit / 8);
-    bytes[i] = (bytes[i] ?? 0) & ~(0x80 >> bit % 8);
-  }
-  const network = ipaddr.fromByteArray(bytes);
-  const text = network.kind() === 'ipv6' ? (network as ipaddr.IPv6).toRFC5952String() : network.toString();
-  return `${text}/${prefixLength}`;
-}
-
-/** Parses an IP or CIDR (a bare IP is a host route) into canonical `addr/len`, or null when invalid. */
+/**
+ * Parses an IP or CIDR (a bare IP is a host route) into canonical `addr/len`, or null when invalid. IPv4-mapped IPv6
+ * is refused: it names IPv4 hosts, which the IPv6 sets never see.
+ */
 export function parseCidrOrIp(text: string): { family: IpFamily; cidr: string; prefixLength: number } | null {
   if (typeof text !== 'string') return null;
   const trimmed = text.trim();
-  try {
-    if (trimmed.includes('/')) {
-      const [addr, len] = ipaddr.parseCIDR(trimmed);
-      if (addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress()) return null;
-      return { family: addr.kind(), cidr: canonicalCidr(addr, len), prefixLength: len };
-    }
-    if (!ipaddr.isValid(trimmed)) return null;
-    const addr = ipaddr.parse(trimmed);
-    if (addr.kind() === 'ipv6' && (addr as ipaddr.IPv6).isIPv4MappedAddress()) return null;
-    const len = addr.kind() === 'ipv6' ? 128 : 32;
-    return { family: addr.kind(), cidr: canonicalCidr(addr, len), prefixLength: len };
-  } catch {
-    return null;
-  }
+  const prefix = trimmed === 'default' ? undefined : parseIpPrefix(trimmed);
+  if (prefix === undefined || isIpv4Mapped(prefix)) return null;
+  return { family: prefix.family, cidr: prefix.text, prefixLength: prefix.length };
 }
 
 function sortedUnique(values: Iterable<string>): string[] {

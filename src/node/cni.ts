@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import ipaddr from 'ipaddr.js';
+import { addressBits, nthAddressOf, parseIpCidr, type IpAddress, type IpPrefix } from '../routes/ip-prefix.js';
 import { NodeSetupError } from './errors.js';
 
 export interface CniConfigInput {
@@ -25,38 +25,19 @@ function bad(field: string, message: string): NodeSetupError {
   return new NodeSetupError('CNI_BAD_CONFIG', `${field}: ${message}`, field);
 }
 
-/** A CIDR with its host bits cleared, plus its parts; throws NodeSetupError naming `field`. */
-function parsePodCidr(cidr: unknown, field: string): { network: ipaddr.IPv4 | ipaddr.IPv6; prefixLength: number } {
-  if (typeof cidr !== 'string' || !cidr.includes('/')) throw bad(field, `${JSON.stringify(cidr)} is not a CIDR`);
-  let parsed: [ipaddr.IPv4 | ipaddr.IPv6, number];
-  try {
-    parsed = ipaddr.parseCIDR(cidr);
-  } catch {
-    throw bad(field, `${JSON.stringify(cidr)} is not a CIDR`);
-  }
-  const [addr, prefixLength] = parsed;
-  const bytes = addr.toByteArray();
-  for (let bit = prefixLength; bit < bytes.length * 8; bit++) {
-    const i = Math.floor(bit / 8);
-    bytes[i] = (bytes[i] ?? 0) & ~(0x80 >> bit % 8);
-  }
+/** A CIDR with its host bits cleared; throws NodeSetupError naming `field`. */
+function parsePodCidr(cidr: unknown, field: string): IpPrefix {
+  const prefix = typeof cidr === 'string' ? parseIpCidr(cidr) : undefined;
+  if (prefix === undefined) throw bad(field, `${JSON.stringify(cidr)} is not a CIDR`);
   // A bridge gateway plus at least one pod: /30 and /126 are the smallest usable ranges.
-  const maxPrefix = addr.kind() === 'ipv4' ? 30 : 126;
-  if (prefixLength > maxPrefix) throw bad(field, `${cidr} is too small for a gateway and pods (at most /${maxPrefix})`);
-  return { network: ipaddr.fromByteArray(bytes), prefixLength };
-}
-
-function addressText(addr: ipaddr.IPv4 | ipaddr.IPv6): string {
-  return addr.kind() === 'ipv6' ? (addr as ipaddr.IPv6).toRFC5952String() : addr.toString();
+  const maxPrefix = addressBits(prefix.family) - 2;
+  if (prefix.length > maxPrefix) throw bad(field, `${String(cidr)} is too small for a gateway and pods (at most /${maxPrefix})`);
+  return prefix;
 }
 
 /** The first usable address of a CIDR: the pods' default gateway on the bridge. */
 export function gatewayOf(cidr: string): string {
-  const { network } = parsePodCidr(cidr, 'cidr');
-  const bytes = network.toByteArray();
-  // At most /30 (/126): the network address's two lowest bits are zero, so +1 stays in the last byte.
-  bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) + 1;
-  return addressText(ipaddr.fromByteArray(bytes));
+  return (nthAddressOf(parsePodCidr(cidr, 'cidr'), 1) as IpAddress).text;
 }
 
 /** Validates the input; errors are NodeSetupError CNI_BAD_CONFIG naming the field. */
@@ -66,12 +47,12 @@ export function validateCniConfigInput(input: CniConfigInput): void {
   }
   const seen = new Map<string, string>();
   input.podCIDRs.forEach((cidr, i) => {
-    const { network } = parsePodCidr(cidr, `podCIDRs[${i}]`);
-    const other = seen.get(network.kind());
+    const { family } = parsePodCidr(cidr, `podCIDRs[${i}]`);
+    const other = seen.get(family);
     if (other !== undefined) {
-      throw bad(`podCIDRs[${i}]`, `${cidr}: a second ${network.kind()} podCIDR (already ${other}); at most one per family`);
+      throw bad(`podCIDRs[${i}]`, `${cidr}: a second ${family} podCIDR (already ${other}); at most one per family`);
     }
-    seen.set(network.kind(), cidr);
+    seen.set(family, cidr);
   });
   // Linux interface names: 1-15 bytes, no '/', no whitespace, not "." or "..".
   if (typeof input.bridgeName !== 'string' || !/^[^/\s:]{1,15}$/.test(input.bridgeName) || /^\.\.?$/.test(input.bridgeName)) {
@@ -91,8 +72,8 @@ export function validateCniConfigInput(input: CniConfigInput): void {
 export function renderCniConflist(input: CniConfigInput): string {
   validateCniConfigInput(input);
   const subnets = input.podCIDRs.map((cidr, i) => {
-    const { network, prefixLength } = parsePodCidr(cidr, `podCIDRs[${i}]`);
-    return { subnet: `${addressText(network)}/${prefixLength}`, gateway: gatewayOf(cidr), v6: network.kind() === 'ipv6' };
+    const prefix = parsePodCidr(cidr, `podCIDRs[${i}]`);
+    return { subnet: prefix.text, gateway: gatewayOf(cidr), v6: prefix.family === 'ipv6' };
   });
   const ranges = subnets.map(({ subnet, gateway }) => [{ subnet, gateway }]);
   const routes = subnets.map(({ v6 }) => ({ dst: v6 ? '::/0' : '0.0.0.0/0' }));

@@ -29,8 +29,7 @@ import { isIPv4, isIPv6, SocketAddress } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import type { LabelSelector, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, Pod } from '../kube/wire.js';
 import { selectorMatches } from '../kube/label-selector.js';
-import { addressBits, canonicalAddressText, familyOf, ipVersion, type IpFamily } from '../routes/ip-prefix.js';
-import { canonicalCidr, formatPrefix, halvesOf, parsePrefix, prefixContains, type Prefix } from './cidr.js';
+import { addressBits, canonicalAddressText, familyOf, ipVersion, prefixContains, prefixHalves, requireIpCidr, type IpFamily, type IpPrefix } from '../routes/ip-prefix.js';
 import { atOnce } from './slices.js';
 import type { ClusterState, PolicyNode, Protocol } from './types.js';
 import { PROTOCOLS } from './types.js';
@@ -240,7 +239,7 @@ function validatePeer(peer: NetworkPolicyPeer, field: string, out: (f: string, m
     if (hasSelector) out(field, 'ipBlock cannot be combined with podSelector or namespaceSelector');
     let cidr;
     try {
-      cidr = parsePrefix(peer.ipBlock.cidr);
+      cidr = requireIpCidr(peer.ipBlock.cidr);
     } catch {
       out(`${field}.ipBlock.cidr`, `not a CIDR: ${JSON.stringify(peer.ipBlock.cidr)}`);
       return;
@@ -248,7 +247,7 @@ function validatePeer(peer: NetworkPolicyPeer, field: string, out: (f: string, m
     (peer.ipBlock.except ?? []).forEach((text, i) => {
       const f = `${field}.ipBlock.except[${i}]`;
       try {
-        const except = parsePrefix(text);
+        const except = requireIpCidr(text);
         if (!prefixContains(cidr, except) || except.length === cidr.length) {
           out(f, `${text} is not strictly inside ${peer.ipBlock?.cidr}`);
         }
@@ -429,7 +428,7 @@ export function policySelects(p: PreparedPolicy, namespace: string, labels: Reco
 
 /** A set a rule chain references, by meaning; its members come from the pods (peer, named) or the policy (fixed). */
 export type SetDef =
-  | { kind: 'fixed'; name: string; type: 'hash:net'; cidrs: Prefix[]; except: Prefix[] }
+  | { kind: 'fixed'; name: string; type: 'hash:net'; cidrs: IpPrefix[]; except: IpPrefix[] }
   | { kind: 'peer'; name: string; type: 'hash:ip'; peer: NetworkPolicyPeer; namespace: string }
   | { kind: 'named'; name: string; type: 'hash:ip,port'; port: string; protocol: Protocol };
 
@@ -547,8 +546,8 @@ export function* compileRuleChainsInSteps(p: PreparedPolicy, dir: Direction, mar
   const side = dir === 'ingress' ? 'src' : 'dst';
   const address = dir === 'ingress' ? '-s' : '-d';
   const setMatch = (set: string): string[] => ['-m', 'set', '--match-set', set, side];
-  const fixedPart = (cidrs: Prefix[], excepts: Prefix[]): RulePart => {
-    const meaning = JSON.stringify({ cidr: cidrs.map(formatPrefix).sort(), except: excepts.map(formatPrefix).sort() });
+  const fixedPart = (cidrs: IpPrefix[], excepts: IpPrefix[]): RulePart => {
+    const meaning = JSON.stringify({ cidr: cidrs.map((c) => c.text).sort(), except: excepts.map((e) => e.text).sort() });
     const def = (set: string): SetDef => ({ kind: 'fixed', name: set, type: 'hash:net', cidrs, except: excepts });
     return { family: cidrs[0]?.family ?? null, set: { kind: 'B', hash: shortHash(meaning, 14), def }, words: setMatch };
   };
@@ -564,7 +563,7 @@ export function* compileRuleChainsInSteps(p: PreparedPolicy, dir: Direction, mar
   /** A rule's peers: one part per selector peer and per ipBlock with excepts; its plain ipBlocks of a family, one. */
   const peerParts = function* (peers: readonly NetworkPolicyPeer[]): Generator<void, RulePart[]> {
     const parts: RulePart[] = [];
-    const plain: Record<IpFamily, Prefix[]> = { ipv4: [], ipv6: [] };
+    const plain: Record<IpFamily, IpPrefix[]> = { ipv4: [], ipv6: [] };
     let seen = 0;
     for (const peer of peers) {
       if (++seen % PEERS_PER_STEP === 0) yield;
@@ -572,15 +571,15 @@ export function* compileRuleChainsInSteps(p: PreparedPolicy, dir: Direction, mar
         parts.push(selectorPart(peer));
         continue;
       }
-      const cidr = parsePrefix(peer.ipBlock.cidr);
-      const excepts = (peer.ipBlock.except ?? []).map(parsePrefix);
+      const cidr = requireIpCidr(peer.ipBlock.cidr);
+      const excepts = (peer.ipBlock.except ?? []).map(requireIpCidr);
       if (excepts.length === 0) plain[cidr.family].push(cidr);
       else parts.push(fixedPart([cidr], excepts));
     }
     for (const cidrs of [plain.ipv4, plain.ipv6]) {
       const only = cidrs.length === 1 ? cidrs[0] : undefined;
       if (only !== undefined) {
-        const words = [address, formatPrefix(only)];
+        const words = [address, only.text];
         parts.unshift({ family: only.family, words: () => words });
       } else if (cidrs.length > 1) {
         parts.unshift(fixedPart(cidrs, []));
@@ -659,9 +658,9 @@ export const NOMATCH = ' nomatch';
  * takes no /0: such a CIDR is its two halves.
  */
 export function fixedMembers(def: Extract<SetDef, { kind: 'fixed' }>): string[] {
-  const cidrs = def.cidrs.flatMap((c) => (c.length === 0 ? halvesOf(c) : [c]));
-  const excepts = [...new Set(def.except.map(formatPrefix))].map((e) => `${e}${NOMATCH}`);
-  return [...cidrs.map(formatPrefix), ...excepts];
+  const cidrs = def.cidrs.flatMap((c) => (c.length === 0 ? prefixHalves(c) : [c]));
+  const excepts = [...new Set(def.except.map((e) => e.text))].map((e) => `${e}${NOMATCH}`);
+  return [...cidrs.map((c) => c.text), ...excepts];
 }
 
 /** Whether a peer set (a selector peer of a policy in `namespace`) holds a pod of `podNamespace` with `labels`. */
@@ -852,14 +851,14 @@ export function builtinJumps(): BuiltinJump[] {
 }
 
 export function familyCIDRs(node: PolicyNode, family: IpFamily): string[] {
-  return node.podCIDRs.map((c) => parsePrefix(c)).filter((c) => c.family === family).map(formatPrefix);
+  return node.podCIDRs.map((c) => requireIpCidr(c)).filter((c) => c.family === family).map((c) => c.text);
 }
 
 export function validateNode(node: PolicyNode): void {
   if (typeof node?.name !== 'string' || node.name === '') throw new PolicyCompileError('node.name', 'is required');
   (node.podCIDRs ?? []).forEach((cidr, i) => {
     try {
-      canonicalCidr(cidr);
+      requireIpCidr(cidr);
     } catch {
       throw new PolicyCompileError(`node.podCIDRs[${i}]`, `not a CIDR: ${JSON.stringify(cidr)}`);
     }

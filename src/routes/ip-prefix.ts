@@ -168,6 +168,12 @@ export function parseIpAddress(text: string): IpAddress | undefined {
   return { family: bytes.length === 4 ? 'ipv4' : 'ipv6', bytes, text: formatIpBytes(bytes) };
 }
 
+/** True for an IPv4-mapped IPv6 address or prefix (::ffff:a.b.c.d): IPv4 in IPv6 text. */
+export function isIpv4Mapped(address: IpAddress | IpPrefix): boolean {
+  const b = address.bytes;
+  return b.length === 16 && b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
+}
+
 /**
  * Why an address cannot be a BGP peer, a session's local address or a router ID: the unspecified address, loopback,
  * broadcast or multicast (IPv4-mapped IPv6 judged as its IPv4 address); undefined when it is none of those.
@@ -175,8 +181,7 @@ export function parseIpAddress(text: string): IpAddress | undefined {
 export function specialAddressKind(address: IpAddress): 'unspecified' | 'loopback' | 'broadcast' | 'multicast' | undefined {
   let b = address.bytes;
   if (b.length === 16) {
-    const mapped = b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
-    if (!mapped) {
+    if (!isIpv4Mapped(address)) {
       if (b.every((x) => x === 0)) return 'unspecified';
       if (b.subarray(0, 15).every((x) => x === 0) && b[15] === 1) return 'loopback';
       return b[0] === 0xff ? 'multicast' : undefined;
@@ -215,6 +220,44 @@ export function parseIpPrefix(text: string, defaultFamily: IpFamily = 'ipv4'): I
     bytes[bit >> 3] = (bytes[bit >> 3] as number) & ~(0x80 >> (bit & 7));
   }
   return { family: bytes.length === 4 ? 'ipv4' : 'ipv6', bytes, length, text: `${formatIpBytes(bytes)}/${length}` };
+}
+
+/**
+ * Parses a CIDR, "address/length" with the length required: a bare address is no CIDR (config ranges, ipBlocks,
+ * podCIDRs, BGP prefixes). Host bits are cleared as in parseIpPrefix; callers that refuse them compare the text.
+ */
+export function parseIpCidr(text: string): IpPrefix | undefined {
+  return text.includes('/') && text !== 'default' ? parseIpPrefix(text) : undefined;
+}
+
+/** A CIDR that was validated where it came in (config schema, Node reader, policy validation): throws on anything else. */
+export function requireIpCidr(text: string): IpPrefix {
+  const prefix = parseIpCidr(text);
+  if (prefix === undefined) throw new Error(`not a CIDR: ${JSON.stringify(text)}`);
+  return prefix;
+}
+
+/** The n-th address of a prefix (0 = the network address); undefined when the prefix holds fewer than n + 1. */
+export function nthAddressOf(prefix: IpPrefix, n: number): IpAddress | undefined {
+  const hostBits = prefix.bytes.length * 8 - prefix.length;
+  if (!Number.isSafeInteger(n) || n < 0 || (hostBits < 53 && n >= 2 ** hostBits)) return undefined;
+  const bytes = prefix.bytes.slice();
+  // Host bits are zero, so adding n byte by byte from the end never carries into the network part.
+  let rest = n;
+  for (let i = bytes.length - 1; i >= 0 && rest > 0; i--) {
+    const sum = (bytes[i] as number) + (rest % 256);
+    bytes[i] = sum & 0xff;
+    rest = Math.floor(rest / 256) + (sum >> 8);
+  }
+  return { family: prefix.family, bytes, text: formatIpBytes(bytes) };
+}
+
+/** The two prefixes one bit longer that make up `prefix` (a host route has none: callers never split one). */
+export function prefixHalves(prefix: IpPrefix): [IpPrefix, IpPrefix] {
+  const length = prefix.length + 1;
+  const high = prefix.bytes.slice();
+  high[prefix.length >> 3] = (high[prefix.length >> 3] as number) | (0x80 >> (prefix.length & 7));
+  return [truncatePrefix(prefix, length), { family: prefix.family, bytes: high, length, text: `${formatIpBytes(high)}/${length}` }];
 }
 
 /** True when every address of `inner` lies in `outer` (equal prefixes contain each other). */

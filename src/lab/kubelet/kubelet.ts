@@ -16,7 +16,7 @@ import {
 } from '@kubernetes/client-node';
 import ipaddr from 'ipaddr.js';
 import { createLogger, type Logger } from '../../observe/log.js';
-import { familyOf, ipVersion } from '../../routes/ip-prefix.js';
+import { familyOf, ipVersion, parseIpAddress, prefixContainsAddress, requireIpCidr, type IpPrefix } from '../../routes/ip-prefix.js';
 import { renderKubeconfig } from '../apiserver/index.js';
 import { LAB_NAME_PATTERN, NODE_API_PROXY, labPaths } from '../paths.js';
 import { serveProbeControl, type ProbeControlServer } from '../probe.js';
@@ -148,11 +148,11 @@ function errorText(err: unknown): string {
 
 /** This netns's global unicast addresses outside the pod ranges: the node's IPs when the Node object has none. */
 function localNodeAddresses(conflist: CniConflist | undefined): string[] {
-  const podRanges: [ipaddr.IPv4 | ipaddr.IPv6, number][] = [];
+  const podRanges: IpPrefix[] = [];
   for (const plugin of conflist?.plugins ?? []) {
     const ranges = (plugin.ipam as { ranges?: { subnet?: string }[][] } | undefined)?.ranges ?? [];
     for (const set of ranges) {
-      for (const r of set) if (r.subnet !== undefined) podRanges.push(ipaddr.parseCIDR(r.subnet));
+      for (const r of set) if (r.subnet !== undefined) podRanges.push(requireIpCidr(r.subnet));
     }
   }
   const out: string[] = [];
@@ -160,7 +160,8 @@ function localNodeAddresses(conflist: CniConflist | undefined): string[] {
     for (const a of addrs ?? []) {
       const parsed = ipaddr.parse(a.address);
       if (parsed.range() !== 'unicast' && parsed.range() !== 'private' && parsed.range() !== 'uniqueLocal') continue;
-      if (podRanges.some(([net, bits]) => net.kind() === parsed.kind() && parsed.match(net, bits))) continue;
+      const address = parseIpAddress(a.address);
+      if (address !== undefined && podRanges.some((range) => prefixContainsAddress(range, address))) continue;
       out.push(a.address);
     }
   }

@@ -13,7 +13,9 @@ import {
   type ObservedBgpState,
   type PolicyBundle,
 } from '../../../src/bgp/bgp-planner.js';
-import { normalizePeerSpec, type DefinedSetSpec } from '../../../src/bgp/gobgp-codec.js';
+import { BgpReconciler } from '../../../src/bgp/bgp-reconciler.js';
+import type { DefinedSetSpec } from '../../../src/bgp/gobgp-codec.js';
+import { FakeGobgpRouter } from './fake-router.js';
 import { familyOf } from '../../../src/routes/ip-prefix.js';
 
 const EMPTY: ObservedBgpState = emptyObservedState({ asn: 0, routerId: '', listenPort: 0, useMultiplePaths: false });
@@ -39,52 +41,20 @@ function desiredState(over: Partial<BgpDesiredState> = {}): BgpDesiredState {
   };
 }
 
-/** A map-backed gobgpd: applies planned changes the way gobgpd would, so a second plan must be empty. */
-function simulate(observed: ObservedBgpState, changes: BgpChange[]): ObservedBgpState {
-  let o: ObservedBgpState = structuredClone(observed);
-  let uuid = 0;
-  for (const c of changes) {
-    switch (c.kind) {
-      case 'stop-bgp':
-        o = structuredClone(EMPTY);
-        break;
-      case 'start-bgp':
-        o.global = { ...c.global, useMultiplePaths: true };
-        break;
-      case 'delete-peer':
-        o.peers = o.peers.filter((p) => p.address !== c.address);
-        break;
-      case 'add-peer':
-      case 'update-peer':
-        o.peers = [...o.peers.filter((p) => p.address !== c.spec.address), normalizePeerSpec(c.spec)];
-        break;
-      case 'delete-path':
-        o.paths = o.paths.filter((p) => p.prefix !== c.path.prefix);
-        break;
-      case 'add-path':
-        o.paths = [...o.paths.filter((p) => p.prefix !== c.path.prefix), { ...c.path, uuid: String(++uuid).padStart(32, '0') }];
-        break;
-      case 'install-policy':
-        o.definedSets.push(...c.bundle.sets);
-        o.policies.push(c.bundle.policy);
-        o[c.bundle.direction === 'import' ? 'importPolicy' : 'exportPolicy'] = {
-          direction: c.bundle.direction,
-          policies: [c.bundle.policy.name],
-          defaultAction: c.bundle.defaultAction,
-        };
-        break;
-      case 'assign-policy':
-        o[c.assignment.direction === 'import' ? 'importPolicy' : 'exportPolicy'] = c.assignment;
-        break;
-      case 'delete-policy':
-        o.policies = o.policies.filter((p) => p.name !== c.policy);
-        o.definedSets = o.definedSets.filter((s) => !c.sets.some((d) => d.name === s.name && d.kind === s.kind));
-        break;
-      case 'soft-reset-in':
-        break;
-    }
-  }
-  return o;
+/**
+ * gobgpd after one reconcile pass per desired state, in order: the one in-memory gobgpd (fake-router.ts) changed by
+ * the reconciler's own applier. `plans` are the plans applied; `observed` is what a next pass would plan against.
+ */
+async function afterPasses(...passes: BgpDesiredState[]): Promise<{ plans: BgpChange[][]; observed: ObservedBgpState }> {
+  const reconciler = new BgpReconciler({ client: new FakeGobgpRouter() });
+  const plans: BgpChange[][] = [];
+  for (const desired of passes) plans.push(await reconciler.syncOnce(desired));
+  return { plans, observed: await reconciler.observe() };
+}
+
+/** What gobgpd holds after passes for `passes`. */
+async function applied(...passes: BgpDesiredState[]): Promise<ObservedBgpState> {
+  return (await afterPasses(...passes)).observed;
 }
 
 const kinds = (changes: BgpChange[]): string[] => changes.map((c) => c.kind);
@@ -121,9 +91,9 @@ describe('planBgp', () => {
     expect(changes[0]).to.deep.include({ global: { asn: 64512, routerId: '192.168.1.11', listenPort: 179 } });
   });
 
-  it('plans nothing once applied (a no-change resync mutates nothing)', () => {
+  it('plans nothing once applied (a no-change resync mutates nothing)', async () => {
     const d = desiredState();
-    const after = simulate(EMPTY, planBgp(d, EMPTY));
+    const after = await applied(d);
     expect(planBgp(d, after)).to.deep.equal([]);
   });
 
@@ -225,8 +195,8 @@ describe('planBgp', () => {
     ]);
   });
 
-  it('a changed global restarts BGP and rebuilds everything', () => {
-    const before = simulate(EMPTY, planBgp(desiredState(), EMPTY));
+  it('a changed global restarts BGP and rebuilds everything', async () => {
+    const before = await applied(desiredState());
     const changes = planBgp(desiredState({ global: { asn: 64513, routerId: '192.168.1.11', listenPort: 179 } }), before);
     expect(kinds(changes).slice(0, 2)).to.deep.equal(['stop-bgp', 'start-bgp']);
     expect((changes[0] as { reason: string }).reason).to.include('asn');
@@ -234,14 +204,14 @@ describe('planBgp', () => {
     expect(kinds(changes)).to.not.include('delete-peer');
   });
 
-  it('restarts BGP when gobgpd runs without multipath', () => {
-    const before = simulate(EMPTY, planBgp(desiredState(), EMPTY));
+  it('restarts BGP when gobgpd runs without multipath', async () => {
+    const before = await applied(desiredState());
     before.global.useMultiplePaths = false;
     expect(kinds(planBgp(desiredState(), before)).slice(0, 2)).to.deep.equal(['stop-bgp', 'start-bgp']);
   });
 
-  it('flags peer changes as disruptive, timer-only ones included, naming the fields but not the password', () => {
-    const before = simulate(EMPTY, planBgp(desiredState(), EMPTY));
+  it('flags peer changes as disruptive, timer-only ones included, naming the fields but not the password', async () => {
+    const before = await applied(desiredState());
     const d = desiredState();
     d.peers[1] = { ...d.peers[1]!, holdTime: 30, keepaliveInterval: 10 };
     d.peers[0] = { ...d.peers[0]!, password: 'new-secret' };
@@ -253,22 +223,24 @@ describe('planBgp', () => {
     expect(JSON.stringify(changes.map((c) => (c.kind === 'update-peer' ? c.changed : [])))).to.not.include('new-secret');
   });
 
-  it('turning GTSM on is a peer update naming ttlMin; GTSM with eBGP multihop is refused', () => {
-    const before = simulate(EMPTY, planBgp(desiredState(), EMPTY));
+  it('turning GTSM on is a peer update naming ttlMin; GTSM with eBGP multihop is refused', async () => {
+    const before = await applied(desiredState());
     const d = desiredState();
     d.peers[1] = { ...d.peers[1]!, ttlMin: 254 };
     expect(planBgp(d, before).filter((c) => c.kind === 'update-peer')).to.deep.equal([
       { kind: 'update-peer', spec: { ...d.peers[1], address: '192.168.1.1' }, disruptive: true, changed: ['ttlMin'] },
     ]);
-    expect(planBgp(d, simulate(before, planBgp(d, before)))).to.deep.equal([]);
+    const next = await afterPasses(desiredState(), d);
+    expect(next.plans[1]).to.deep.equal(planBgp(d, before));
+    expect(planBgp(d, next.observed)).to.deep.equal([]);
     d.peers[1] = { ...d.peers[1], ebgpMultihopTtl: 2 };
     expect(() => planBgp(d, before)).to.throw(BgpPlanError, /ttlMin/);
   });
 
-  it('plans a prefix-limit change as one disruptive peer update (gobgpd bounces the session), and nothing else', () => {
+  it('plans a prefix-limit change as one disruptive peer update (gobgpd bounces the session), and nothing else', async () => {
     const limited = desiredState();
     limited.peers[1] = { ...limited.peers[1]!, maxPrefixes: 100 };
-    const before = simulate(EMPTY, planBgp(limited, EMPTY));
+    const before = await applied(limited);
     expect(before.peers.find((p) => p.address === '192.168.1.1')?.maxPrefixes).to.equal(100);
     expect(planBgp(limited, before)).to.deep.equal([]);
     for (const maxPrefixes of [5000, 0]) {
@@ -277,15 +249,15 @@ describe('planBgp', () => {
       expect(planBgp(d, before)).to.deep.equal([{ kind: 'update-peer', spec: d.peers[1], disruptive: true, changed: ['maxPrefixes'] }]);
     }
     // No limit given compares equal to gobgpd's "none" (0): nothing to do.
-    const none = simulate(EMPTY, planBgp(desiredState(), EMPTY));
+    const none = await applied(desiredState());
     expect(none.peers.every((p) => p.maxPrefixes === 0)).to.equal(true);
     const zero = desiredState();
     zero.peers = zero.peers.map((p) => ({ ...p, maxPrefixes: 0 }));
     expect(planBgp(zero, none)).to.deep.equal([]);
   });
 
-  it('does not mistake the local address gobgpd reports for an established session for a config change', () => {
-    const before = simulate(EMPTY, planBgp(desiredState(), EMPTY));
+  it('does not mistake the local address gobgpd reports for an established session for a config change', async () => {
+    const before = await applied(desiredState());
     before.peers = before.peers.map((p) => ({ ...p, localAddress: '192.168.1.11' }));
     expect(planBgp(desiredState(), before)).to.deep.equal([]);
     const d = desiredState();
@@ -293,8 +265,8 @@ describe('planBgp', () => {
     expect(planBgp(d, before).map((c) => (c.kind === 'update-peer' ? c.changed : c.kind))).to.deep.equal([['localAddress']]);
   });
 
-  it('withdraws before it advertises, and replaces a path whose next hop changed', () => {
-    const before = simulate(EMPTY, planBgp(desiredState(), EMPTY));
+  it('withdraws before it advertises, and replaces a path whose next hop changed', async () => {
+    const before = await applied(desiredState());
     const d = desiredState({
       advertise: [
         { prefix: '10.244.1.0/24', nextHop: '192.168.1.111' },
@@ -311,11 +283,13 @@ describe('planBgp', () => {
     const replaced = paths[1] as Extract<BgpChange, { kind: 'add-path' }>;
     expect(replaced.replaces?.nextHop).to.equal('192.168.1.11');
     expect(kinds(changes).indexOf('delete-path')).to.be.lessThan(kinds(changes).indexOf('install-policy'));
-    expect(planBgp(d, simulate(before, changes))).to.deep.equal([]);
+    const next = await afterPasses(desiredState(), d);
+    expect(next.plans[1]).to.deep.equal(changes);
+    expect(planBgp(d, next.observed)).to.deep.equal([]);
   });
 
-  it('a new import rule installs a new bundle, soft-resets in, and deletes the old bundle last', () => {
-    const before = simulate(EMPTY, planBgp(desiredState(), EMPTY));
+  it('a new import rule installs a new bundle, soft-resets in, and deletes the old bundle last', async () => {
+    const before = await applied(desiredState());
     const d = desiredState();
     d.importRules.acceptRanges = [...d.importRules.acceptRanges, '172.31.0.0/16'];
     const changes = planBgp(d, before);
@@ -325,19 +299,21 @@ describe('planBgp', () => {
     expect(del.policy).to.equal(old);
     expect(del.sets.map((s) => s.name).every((n) => n.startsWith(`${old}-`))).to.equal(true);
     expect(del.sets.length).to.equal(before.definedSets.filter((s) => s.name.startsWith(`${old}-`)).length);
-    expect(planBgp(d, simulate(before, changes))).to.deep.equal([]);
+    const next = await afterPasses(desiredState(), d);
+    expect(next.plans[1]).to.deep.equal(changes);
+    expect(planBgp(d, next.observed)).to.deep.equal([]);
   });
 
-  it('repairs a drifted assignment without re-creating the bundle', () => {
-    const before = simulate(EMPTY, planBgp(desiredState(), EMPTY));
+  it('repairs a drifted assignment without re-creating the bundle', async () => {
+    const before = await applied(desiredState());
     before.exportPolicy = { direction: 'export', policies: [], defaultAction: 'accept' };
     expect(planBgp(desiredState(), before)).to.deep.equal([
       { kind: 'assign-policy', assignment: { direction: 'export', policies: [before.policies[1]!.name], defaultAction: 'reject' } },
     ]);
   });
 
-  it('leaves foreign policies and sets alone and removes peers and paths no longer wanted', () => {
-    const before = simulate(EMPTY, planBgp(desiredState(), EMPTY));
+  it('leaves foreign policies and sets alone and removes peers and paths no longer wanted', async () => {
+    const before = await applied(desiredState());
     before.policies.push({ name: 'operator-debug', statements: [] });
     before.definedSets.push({ kind: 'prefix', name: 'operator-set', prefixes: [{ prefix: '10.0.0.0/8', minLength: 8, maxLength: 32 }] });
     const d = desiredState({ peers: [desiredState().peers[1]!] });
@@ -365,6 +341,10 @@ describe('planBgp', () => {
       [{ peers: [{ address: 'fe80::1%eth0', asn: 1 }] }, /peers\[0\]\.address/],
       [{ peers: [{ address: '010.0.0.3', asn: 1 }] }, /peers\[0\]\.address/],
       [{ advertise: [{ prefix: '10.244.1.0/24', nextHop: '10.1' }] }, /advertise\[0\]\.nextHop/],
+      // ...and no prefix either (ipaddr.js, the parser before, read these as 10.0.0.0/16 and 8.0.0.0/8).
+      [{ advertise: [{ prefix: '10.1/16', nextHop: '10.0.0.1' }] }, /advertise\[0\]\.prefix.*is not a prefix/],
+      [{ advertise: [{ prefix: '010.0.0.0/8', nextHop: '10.0.0.1' }] }, /advertise\[0\]\.prefix.*is not a prefix/],
+      [{ advertise: [{ prefix: 'fd00:1::/064', nextHop: 'fd00::1' }] }, /advertise\[0\]\.prefix.*is not a prefix/],
     ];
     for (const [over, re] of bad) {
       expect(() => planBgp(desiredState(over), EMPTY)).to.throw(BgpPlanError, re);
@@ -442,13 +422,14 @@ describe('Service paths', () => {
     expect(exported(bundle, '192.168.1.1', '10.244.1.0/24', true)).to.deep.equal({ action: 'accept', nextHopSelf: true });
   });
 
-  it('an endpoint coming and going only adds and withdraws the path: the policy stays', () => {
+  it('an endpoint coming and going only adds and withdraws the path: the policy stays', async () => {
     const withPaths = desiredState({ services });
-    const applied = simulate(EMPTY, planBgp(withPaths, EMPTY));
-    expect(applied.paths.map((p) => p.prefix)).to.include.members(['203.0.113.1/32', '2001:db8:200::1/128', '10.96.0.0/16']);
+    const withAll = await applied(withPaths);
+    expect(withAll.paths.map((p) => p.prefix)).to.include.members(['203.0.113.1/32', '2001:db8:200::1/128', '10.96.0.0/16']);
     const gone = desiredState({ services: { ...services, paths: services.paths.slice(1) } });
-    expect(planBgp(gone, applied).map((c) => [c.kind, 'path' in c ? c.path.prefix : ''])).to.deep.equal([['delete-path', '203.0.113.1/32']]);
-    const back = simulate(applied, planBgp(gone, applied));
+    expect(planBgp(gone, withAll).map((c) => [c.kind, 'path' in c ? c.path.prefix : ''])).to.deep.equal([['delete-path', '203.0.113.1/32']]);
+    const { plans, observed: back } = await afterPasses(withPaths, gone);
+    expect(plans[1]).to.deep.equal(planBgp(gone, withAll));
     expect(planBgp(withPaths, back).map((c) => [c.kind, 'path' in c ? c.path.prefix : ''])).to.deep.equal([['add-path', '203.0.113.1/32']]);
   });
 

@@ -50,6 +50,9 @@ describe('agent config', () => {
     expect(canonicalCIDR('fd00:10:244:0:0::1/56')).to.equal('fd00:10:244::/56');
     expect(canonicalCIDR('10.0.0.0/33')).to.equal(undefined);
     expect(canonicalCIDR('nonsense')).to.equal(undefined);
+    // Forms ipaddr.js (the parser before) read as some other network are no CIDR: the config names them.
+    for (const loose of ['10.1/16', '010.0.0.0/8', '0xa.0.0.0/8', 'fd00::%eth0/64', '10.0.0.0/08']) expect(canonicalCIDR(loose), loose).to.equal(undefined);
+    expect(() => parseAgentConfig({ cluster: { podRanges: ['10.244/16'] } })).to.throw(ConfigError, /cluster\.podRanges\[0\]: not a CIDR: "10\.244\/16"/);
     const config = parseAgentConfig({ ...minimal, cluster: { podRanges: ['10.244.1.1/16'] } });
     expect(config.cluster.podRanges).to.deep.equal(['10.244.0.0/16']);
   });

@@ -86,6 +86,15 @@ describe('node info', () => {
     expect(info.podCIDRs).to.deep.equal(['10.244.2.0/24']);
   });
 
+  it('ignores a podCIDR in a form only a loose parser reads (two-part or octal IPv4), with a warning naming it', () => {
+    const info = nodeInfoFromObject(node({}, { podCIDRs: ['10.244/16', '010.244.3.0/24', 'fd00:10:244:1::/64'] }));
+    expect(info.podCIDRs).to.deep.equal(['fd00:10:244:1::/64']);
+    expect(info.warnings).to.deep.equal([
+      'spec.podCIDRs: ignoring "10.244/16": not a CIDR',
+      'spec.podCIDRs: ignoring "010.244.3.0/24": not a CIDR',
+    ]);
+  });
+
   it('turns bad annotations into warnings and keeps the rest', () => {
     const info = nodeInfoFromObject(
       node({

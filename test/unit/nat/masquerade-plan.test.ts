@@ -149,6 +149,12 @@ describe('nat/masquerade-plan', () => {
       ['garbage non-masquerade CIDR', { clusterRanges: ['10.0.0.0/8'], nonMasqueradeCIDRs: ['10.0.0.0/33'] }, 'nonMasqueradeCIDRs[0]'],
       ['a number as node address', { clusterRanges: ['10.0.0.0/8'], nodeAddresses: ['1.2.3.4', 7] }, 'nodeAddresses[1]'],
       ['a string list', { clusterRanges: '10.0.0.0/8' }, 'clusterRanges'],
+      // The agent's one prefix parser: forms ipaddr.js read (two-part and octal IPv4, a zone index) are no address.
+      ['a two-part IPv4 cluster range', { clusterRanges: ['10.1/16'] }, 'clusterRanges[0]'],
+      ['an octal node address', { clusterRanges: ['10.0.0.0/8'], nodeAddresses: ['010.0.0.1'] }, 'nodeAddresses[0]'],
+      ['a node address with a zone index', { clusterRanges: ['fd00::/8'], nodeAddresses: ['fe80::1%eth0'] }, 'nodeAddresses[0]'],
+      ['an IPv4-mapped IPv6 node address', { clusterRanges: ['fd00::/8'], nodeAddresses: ['::ffff:10.0.0.1'] }, 'nodeAddresses[0]'],
+      ['the kernel word "default"', { clusterRanges: ['10.0.0.0/8'], nonMasqueradeCIDRs: ['default'] }, 'nonMasqueradeCIDRs[0]'],
       ['randomFully not boolean', { clusterRanges: ['10.0.0.0/8'], randomFully: 'yes' }, 'randomFully'],
     ];
     for (const [name, config, field] of bad) {

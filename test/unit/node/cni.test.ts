@@ -33,6 +33,7 @@ describe('node/cni', () => {
     expect(gatewayOf('10.244.1.77/24')).to.equal('10.244.1.1');
     expect(gatewayOf('fd00:10:244:1::/64')).to.equal('fd00:10:244:1::1');
     expect(gatewayOf('10.244.1.252/30')).to.equal('10.244.1.253');
+    expect(gatewayOf('fd00:10:244:1::ff00/120')).to.equal('fd00:10:244:1::ff01');
   });
 
   it('renders bridge + host-local (both families, one range set each) + portmap', () => {
@@ -57,6 +58,11 @@ describe('node/cni', () => {
     expect(fieldOf(() => renderCniConflist({ ...INPUT, podCIDRs: ['10.244.1.0/24', 'nope'] }))).to.equal('podCIDRs[1]');
     expect(fieldOf(() => renderCniConflist({ ...INPUT, podCIDRs: ['10.244.1.0/24', '10.244.2.0/24'] }))).to.equal('podCIDRs[1]');
     expect(fieldOf(() => renderCniConflist({ ...INPUT, podCIDRs: ['10.244.1.0/31'] }))).to.equal('podCIDRs[0]');
+    expect(fieldOf(() => renderCniConflist({ ...INPUT, podCIDRs: ['fd00::/127'] }))).to.equal('podCIDRs[0]');
+    // The agent's one prefix parser: a two-part or octal IPv4 CIDR (which ipaddr.js read) is no CIDR.
+    expect(fieldOf(() => renderCniConflist({ ...INPUT, podCIDRs: ['10.244/16'] }))).to.equal('podCIDRs[0]');
+    expect(fieldOf(() => renderCniConflist({ ...INPUT, podCIDRs: ['010.244.1.0/24'] }))).to.equal('podCIDRs[0]');
+    expect(() => gatewayOf('10.244/16')).to.throw(NodeSetupError, 'cidr: "10.244/16" is not a CIDR');
     expect(fieldOf(() => renderCniConflist({ ...INPUT, bridgeName: 'a-very-long-bridge-name' }))).to.equal('bridgeName');
     expect(fieldOf(() => renderCniConflist({ ...INPUT, networkName: '' }))).to.equal('networkName');
     expect(fieldOf(() => renderCniConflist({ ...INPUT, mtu: 20 }))).to.equal('mtu');

@@ -8,10 +8,14 @@ import {
   compareIpPrefixes,
   compareSortKeys,
   ipSortKey,
+  nthAddressOf,
   parseIpAddress,
+  parseIpCidr,
   parseIpPrefix,
   prefixContains,
   prefixContainsAddress,
+  prefixesOverlap,
+  prefixHalves,
   truncatePrefix,
 } from '../../../src/routes/ip-prefix.js';
 
@@ -31,6 +35,8 @@ const v6Bytes = fc.uint8Array({ minLength: 16, maxLength: 16 });
 const sparseV6Bytes = fc
   .array(fc.constantFrom(0, 0, 0, 1, 0xff, 0xab), { minLength: 16, maxLength: 16 })
   .map((a) => Uint8Array.from(a));
+
+const p = (text: string) => parseIpPrefix(text)!;
 
 describe('routes/ip-prefix', () => {
   it('canonicalizes IPv4 prefixes exactly like ipaddr.js', () => {
@@ -87,7 +93,6 @@ describe('routes/ip-prefix', () => {
   });
 
   it('tests containment bit by bit', () => {
-    const p = (t: string) => parseIpPrefix(t)!;
     expect(prefixContains(p('10.244.0.0/16'), p('10.244.3.0/24'))).to.equal(true);
     expect(prefixContains(p('10.244.3.0/24'), p('10.244.0.0/16'))).to.equal(false);
     expect(prefixContains(p('10.244.2.0/23'), p('10.244.3.128/25'))).to.equal(true);
@@ -102,6 +107,55 @@ describe('routes/ip-prefix', () => {
         const outer = truncatePrefix(inner, Math.min(a, b));
         expect(prefixContains(outer, inner)).to.equal(true);
         expect(address.match(ipaddr.parseCIDR(outer.text))).to.equal(true);
+      }),
+    );
+  });
+
+  it('parses CIDRs of either family (length required, host bits cleared) and refuses the looser forms ipaddr.js takes', () => {
+    expect(parseIpCidr('fd00:0::5/64')?.text).to.equal('fd00::/64');
+    expect(parseIpCidr('10.1.2.3/16')?.text).to.equal('10.1.0.0/16');
+    expect(parseIpCidr('0.0.0.0/0')?.text).to.equal('0.0.0.0/0');
+    // IPv4-mapped IPv6 is IPv6 text: an IPv6 prefix, as ipaddr.js reads it too.
+    expect(parseIpCidr('::ffff:10.0.0.0/104')?.text).to.equal('::ffff:a00:0/104');
+    const junk = ['10.0.0.0', '10.0.0.0/33', 'fd00::/129', '', 'x/8', '10.0.0.0/8/8', 'default', '10.1/16', '010.0.0.0/8', '0x0a.0.0.0/8', '10.0.0.0/08', ' 10.0.0.0/8', 'fd00::%eth0/64'];
+    for (const text of junk) expect(parseIpCidr(text), text).to.equal(undefined);
+    // ipaddr.js accepts some of these (two-part and octal IPv4): the agent's parser does not.
+    expect(ipaddr.isValidCIDR('010.0.0.0/8')).to.equal(true);
+  });
+
+  it('the n-th address of a prefix stays inside it, and there is none past its end', () => {
+    fc.assert(
+      fc.property(v4Bytes, fc.integer({ min: 0, max: 32 }), fc.integer({ min: 0, max: 2 ** 32 }), (bytes, length, n) => {
+        const prefix = p(`${ipaddr.fromByteArray([...bytes]).toString()}/${length}`);
+        const address = nthAddressOf(prefix, n);
+        if (n >= 2 ** (32 - length)) {
+          expect(address).to.equal(undefined);
+          return;
+        }
+        expect(prefixContainsAddress(prefix, address!)).to.equal(true);
+        const numeric = (b: Uint8Array): number => b.reduce((v, x) => v * 256 + x, 0);
+        expect(numeric(address!.bytes) - numeric(prefix.bytes)).to.equal(n);
+      }),
+    );
+    expect(nthAddressOf(p('fd00:10:1::/64'), 11)?.text).to.equal('fd00:10:1::b');
+    expect(nthAddressOf(p('fd00:10:1::/64'), 2 ** 40 + 256)?.text).to.equal('fd00:10:1::100:0:100');
+    expect(nthAddressOf(p('10.255.1.0/31'), 1)?.text).to.equal('10.255.1.1');
+    expect(nthAddressOf(p('10.255.1.0/31'), 2)).to.equal(undefined);
+    expect(nthAddressOf(p('10.255.1.0/31'), -1)).to.equal(undefined);
+  });
+
+  it('splits a prefix into the two halves that make it up', () => {
+    expect(prefixHalves(p('0.0.0.0/0')).map((h) => h.text)).to.deep.equal(['0.0.0.0/1', '128.0.0.0/1']);
+    expect(prefixHalves(p('::/0')).map((h) => h.text)).to.deep.equal(['::/1', '8000::/1']);
+    expect(prefixHalves(p('10.1.0.0/23')).map((h) => h.text)).to.deep.equal(['10.1.0.0/24', '10.1.1.0/24']);
+    fc.assert(
+      fc.property(v6Bytes, fc.integer({ min: 0, max: 127 }), (bytes, length) => {
+        const whole = p(`${ipaddr.fromByteArray([...bytes]).toString()}/${length}`);
+        const [low, high] = prefixHalves(whole);
+        expect(prefixContains(whole, low) && prefixContains(whole, high)).to.equal(true);
+        expect(prefixesOverlap(low, high)).to.equal(false);
+        expect(low.length).to.equal(length + 1);
+        expect(parseIpPrefix(high.text)?.text).to.equal(high.text);
       }),
     );
   });
