@@ -141,10 +141,11 @@ describe('communities at an FRR ToR whose route-map matches them', function () {
     for await (const p of client.listPaths({ family: 'ipv4', table: 'global' })) if (p.prefix === POD4) ours.push(p);
     expect(ours.map((p) => p.localPref), 'gobgpd keeps our LOCAL_PREF (sent to iBGP peers only)').to.deep.equal([300]);
 
-    // Swap: pods lose the ToR's community, the Service address gains the large one.
-    reconciler.setDesired(desired({ communities: ['65001:7'] }, { communities: ['65000:200'], largeCommunities: ['65000:2:2'] }));
+    // Swap: pods lose the ToR's community, the Service address gains the large one and no-export (gobgpd 3.10 sends
+    // its own no-export paths to eBGP peers: the well-known name is for the ToR, which shows it by FRR's name).
+    reconciler.setDesired(desired({ communities: ['65001:7'] }, { communities: ['65000:200', 'no-export'], largeCommunities: ['65000:2:2'] }));
     await pollUntil('the ToR holds only the Service address', async () => JSON.stringify(Object.keys(await torTable())) === JSON.stringify([SERVICE]), { timeoutMs: 20_000 });
-    expect(await torTable()).to.deep.equal({ [SERVICE]: { communities: ['65000:200'], largeCommunities: ['65000:2:2'] } });
+    expect(await torTable()).to.deep.equal({ [SERVICE]: { communities: ['65000:200', 'no-export'], largeCommunities: ['65000:2:2'] } });
     // gobgpd replaced each path in place: one local path per prefix, with the new attributes (LOCAL_PREF gone too).
     const local = [];
     for (const family of ['ipv4', 'ipv6'] as const) {
@@ -154,7 +155,7 @@ describe('communities at an FRR ToR whose route-map matches them', function () {
       [
         [POD4, ['65001:7'], undefined, undefined],
         [POD6, ['65001:7'], undefined, undefined],
-        [SERVICE, ['65000:200'], ['65000:2:2'], undefined],
+        [SERVICE, ['65000:200', '65535:65281'], ['65000:2:2'], undefined],
       ].sort(),
     );
   });
