@@ -9,11 +9,14 @@ export interface LinkMtu {
   mtu: number;
   /** Canonical addresses on the link. */
   addresses: string[];
+  /** A loopback (lo): its MTU (65536) says nothing about the fabric. */
+  loopback?: boolean;
 }
 
 interface IpAddrJson {
   ifname?: string;
   mtu?: number;
+  flags?: string[];
   addr_info?: { local?: string }[];
 }
 
@@ -23,7 +26,7 @@ export function parseLinkMtus(ipJson: string): LinkMtu[] {
   for (const link of links) {
     if (link.ifname === undefined || typeof link.mtu !== 'number') continue;
     const addresses = (link.addr_info ?? []).map((a) => (a.local === undefined ? undefined : canonicalAddressText(a.local))).filter((a) => a !== undefined);
-    out.push({ ifname: link.ifname, mtu: link.mtu, addresses });
+    out.push({ ifname: link.ifname, mtu: link.mtu, addresses, ...(link.flags?.includes('LOOPBACK') === true ? { loopback: true } : {}) });
   }
   return out;
 }
@@ -49,11 +52,15 @@ const IPV6_MIN_MTU = 1280;
  */
 export function choosePodMtu(input: { configured?: number | undefined; internalIPs: readonly string[]; links: readonly LinkMtu[] }): PodMtuChoice & { warning?: string } {
   if (input.configured !== undefined) return { source: 'config', mtu: input.configured };
-  const holding = input.links.filter((l) => input.internalIPs.some((ip) => l.addresses.includes(ip)));
+  const all = input.links.filter((l) => input.internalIPs.some((ip) => l.addresses.includes(ip)));
+  const holding = all.filter((l) => l.loopback !== true);
+  if (holding.length === 0 && all.length > 0) {
+    return { source: 'none', problem: `the node's InternalIP is on a loopback interface (${all.map((l) => l.ifname).join(', ')}), whose MTU says nothing about the fabric: the pods get the bridge's default MTU; set cni.mtu` };
+  }
   if (holding.length === 0) {
     return { source: 'none', problem: `no interface holds the node's InternalIP (${input.internalIPs.join(', ') || 'none'}): the pods get the bridge's default MTU; set cni.mtu` };
   }
-  // 65535: the most the CNI bridge plugin takes (only loopback has more, 65536).
+  // 65535: the most the CNI bridge plugin takes.
   const mtu = Math.min(65535, ...holding.map((l) => l.mtu));
   const choice: PodMtuChoice & { warning?: string } = { source: 'interface', mtu, interfaces: holding.map((l) => l.ifname).sort() };
   if (mtu < IPV6_MIN_MTU && input.internalIPs.some((ip) => ip.includes(':'))) {

@@ -26,6 +26,7 @@ describe('pod MTU', () => {
 
   it('reads each link with its MTU and canonical addresses, skipping entries without an MTU', () => {
     expect(links.map((l) => l.ifname)).to.deep.equal(['lo', 'eth0', 'eth1', 'podroute0']);
+    expect(links[0]).to.include({ ifname: 'lo', mtu: 65536, loopback: true });
     expect(links[1]).to.deep.equal({ ifname: 'eth0', mtu: 9000, addresses: ['10.0.1.11', 'fd00:0:1::11', 'fe80::1'] });
   });
 
@@ -49,8 +50,14 @@ describe('pod MTU', () => {
     expect(choice).to.have.property('problem').that.matches(/no interface holds the node's InternalIP \(10\.9\.9\.9\).*set cni\.mtu/);
   });
 
+  it('does not take a loopback\'s MTU (an InternalIP on lo, as in some routed designs): the plugin default, with a warning', () => {
+    const choice = choosePodMtu({ internalIPs: ['127.0.0.1'], links });
+    expect(choice.source).to.equal('none');
+    expect(choice).to.have.property('problem').that.matches(/on a loopback interface \(lo\).*set cni\.mtu/);
+  });
+
   it('never goes above what the CNI bridge plugin takes, and warns below the IPv6 minimum on an IPv6 node', () => {
-    expect(choosePodMtu({ internalIPs: ['127.0.0.1'], links })).to.include({ mtu: 65535 });
+    expect(choosePodMtu({ internalIPs: ['10.0.1.11'], links: [{ ifname: 'big0', mtu: 65536, addresses: ['10.0.1.11'] }] })).to.include({ mtu: 65535 });
     const small = [{ ifname: 'eth0', mtu: 1200, addresses: ['10.0.1.11', 'fd00::11'] }];
     expect(choosePodMtu({ internalIPs: ['10.0.1.11'], links: small })).to.deep.equal({ source: 'interface', mtu: 1200, interfaces: ['eth0'] });
     expect(choosePodMtu({ internalIPs: ['10.0.1.11', 'fd00::11'], links: small })).to.have.property('warning').that.matches(/below IPv6's minimum of 1280/);
