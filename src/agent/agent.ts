@@ -19,6 +19,7 @@ import type { ClusterState, PolicyNode } from '../policy/types.js';
 import { NodeReporter } from '../kube/node-reporter.js';
 import { MasqueradeReconciler } from '../nat/masquerade.js';
 import { writeCniConfig } from '../node/cni.js';
+import { choosePodMtu, readLinkMtus } from '../node/pod-mtu.js';
 import { applySysctls } from '../node/sysctl.js';
 import { PolicyReconciler } from '../policy/policy-reconciler.js';
 import { AgentObserver } from '../observe/agent-observer.js';
@@ -65,6 +66,9 @@ export class Agent {
   private cniWritten = false;
   private reportedWarnings = new Set<string>();
   private networkReported = false;
+  /** The pods' MTU last written into the conflist (cni.mtu, or the InternalIP interface's); undefined: the plugin's default. */
+  private podMtu: number | undefined;
+  private podMtuChosen = false;
 
   // Created in start(); the agent is one-shot.
   private watch!: ClusterWatch;
@@ -244,6 +248,7 @@ export class Agent {
       return;
     }
     const state = result.state;
+    state.cni = { ...state.cni, mtu: await this.choosePodMtu(state, signal) };
     this.desired = state;
     this.routeSelection.setInput(state.routeSelection);
     this.reportWarnings([...state.warnings, ...this.serviceWarnings]);
@@ -324,6 +329,36 @@ export class Agent {
     await this.routes.waitForSync(signal);
     await this.reporter.markNetworkAvailable();
     this.networkReported = true;
+  }
+
+  /**
+   * cni.mtu, or the MTU of the link holding the node's InternalIP, read again at every re-plan: a changed fabric MTU
+   * goes into the conflist (new pods get it; running pods keep theirs) and is reported with an Event.
+   */
+  private async choosePodMtu(state: DesiredNodeState, signal: AbortSignal): Promise<number | undefined> {
+    let links;
+    try {
+      links = this.config.cni.mtu === undefined ? await readLinkMtus(signal) : [];
+    } catch (err) {
+      this.logger.warn('could not read the interfaces to choose the pod MTU; keeping the previous choice', { error: describeError(err) });
+      return this.podMtu;
+    }
+    const choice = choosePodMtu({ configured: this.config.cni.mtu, internalIPs: state.self.internalIPs, links });
+    if (choice.source === 'none') state.warnings.push(choice.problem);
+    if (choice.warning !== undefined) state.warnings.push(choice.warning);
+    const mtu = choice.source === 'none' ? undefined : choice.mtu;
+    if (this.podMtuChosen && mtu === this.podMtu) return mtu;
+    const from = choice.source === 'interface' ? `the MTU of ${choice.interfaces.join(', ')}` : choice.source === 'config' ? 'cni.mtu' : "the bridge plugin's default";
+    if (!this.podMtuChosen) {
+      this.logger.info('pod MTU chosen', { mtu: mtu ?? 'default', from });
+    } else {
+      const message = `pod MTU changed from ${this.podMtu ?? 'default'} to ${mtu ?? 'default'} (${from}): new pods get it, running pods keep theirs until they restart`;
+      this.logger.warn(message);
+      void this.reporter.event('Normal', 'PodrouteMtuChanged', message);
+    }
+    this.podMtu = mtu;
+    this.podMtuChosen = true;
+    return mtu;
   }
 
   private reportWarnings(warnings: string[]): void {

@@ -7,6 +7,7 @@ import { podRangeOf, type AgentConfig } from '../config/agent-config.js';
 import type { BgpDesiredState } from '../bgp/bgp-planner.js';
 import type { OriginatedPath, PeerSpec } from '../bgp/types.js';
 import type { NodeInfo } from '../kube/node-info.js';
+import { advertisedAttributes } from './advertised-attributes.js';
 import { compareIpPrefixes, familyOf, IP_FAMILIES, prefixContains, requireIpCidr, type IpFamily } from '../routes/ip-prefix.js';
 import type { RouteSelectionInput } from '../routes/route-selection-loop.js';
 import { selectorMatches } from '../kube/label-selector.js';
@@ -81,10 +82,11 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
   }
 
   const advertise: OriginatedPath[] = [];
+  const podAttributes = advertisedAttributes(config, self, 'podCIDRs');
   for (const cidr of self.podCIDRs) {
     const nextHop = self.internalIPs.find((a) => familyOf(a) === familyOf(cidr));
     if (nextHop === undefined) warnings.push(`podCIDR ${cidr} is not advertised: node ${self.name} has no ${familyOf(cidr)} InternalIP for its next hop`);
-    else advertise.push({ prefix: cidr, nextHop });
+    else advertise.push({ prefix: cidr, nextHop, ...podAttributes });
   }
 
   const timers = { holdTime: config.bgp.holdTime, keepaliveInterval: config.bgp.keepaliveInterval, connectRetry: config.bgp.connectRetry };
@@ -274,12 +276,13 @@ export function serviceRoutes(config: AgentConfig, self: NodeInfo, services: rea
     clusterIPRanges: config.services.clusterIPRanges,
   });
   const paths: OriginatedPath[] = [];
+  const attributes = advertisedAttributes(config, self, 'services');
   const missing = new Set<IpFamily>();
   for (const prefix of plan.prefixes) {
     const family = familyOf(prefix);
     const nextHop = self.internalIPs.find((a) => familyOf(a) === family);
     if (nextHop === undefined) missing.add(family);
-    else paths.push({ prefix, nextHop });
+    else paths.push({ prefix, nextHop, ...attributes });
   }
   const warnings = [...missing].map((family) => `${family} Service addresses are not advertised: node ${self.name} has no ${family} InternalIP for their next hop`);
   return { paths, problems: plan.problems, warnings };

@@ -15,7 +15,9 @@ import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 import {
   invalid,
+  normalizePathAttributes,
   normalizePeerSpec,
+  pathAttributesKey,
   parsePrefix,
   type DefinedSetSpec,
   type GlobalPolicySpec,
@@ -25,7 +27,7 @@ import {
   type StatementSpec,
 } from './gobgp-codec.js';
 import { addressBits, canonicalAddressText, familyOf, IP_FAMILIES, ipVersion, parseIpAddress, prefixContains, requireIpCidr, specialAddressKind, truncatePrefix, type IpFamily } from '../routes/ip-prefix.js';
-import type { OriginatedPath, PeerSpec } from './types.js';
+import type { OriginatedPath, PathAttributes, PeerSpec } from './types.js';
 
 export interface BgpDesiredState {
   global: { asn: number; routerId: string; listenPort: number /* -1: no listener */ };
@@ -60,8 +62,8 @@ export interface ServiceExport {
   peers: string[];
 }
 
-/** One of our paths as gobgpd holds it; uuid when the reconciler still knows it from AddPath. */
-export interface ObservedPath {
+/** One of our paths as gobgpd holds it (with its communities and local preference); uuid when the reconciler still knows it from AddPath. */
+export interface ObservedPath extends PathAttributes {
   prefix: string;
   nextHop: string;
   uuid?: string;
@@ -170,7 +172,7 @@ export function validateDesired(desired: BgpDesiredState): ValidDesired {
       }
       if (seenPaths.has(p.cidr)) throw invalid(`${field}.prefix`, `duplicate prefix ${p.cidr}`);
       seenPaths.add(p.cidr);
-      return { path: { prefix: p.cidr, nextHop: nh }, family: p.family };
+      return { path: { prefix: p.cidr, nextHop: nh, ...normalizePathAttributes(field, path) }, family: p.family };
     };
     const advertise = desired.advertise.map((path, i) => validPath(`advertise[${i}]`, path));
     const svc = desired.services ?? { paths: [], ranges: [], peers: [] };
@@ -458,11 +460,13 @@ export function planBgp(desired: BgpDesiredState, observedAtStart: ObservedBgpSt
     }
   }
 
-  // 4. Paths to add (new, or a changed next hop: AddPath of the same prefix replaces our old path)
+  // 4. Paths to add (new, or a changed next hop or attributes: AddPath of the same prefix replaces our old path)
   for (const advertised of allPaths) {
     const current = observedPaths.get(advertised.path.prefix);
     if (current === undefined) changes.push({ kind: 'add-path', path: advertised.path, family: advertised.family });
-    else if (canonical(current.nextHop) !== advertised.path.nextHop) changes.push({ kind: 'add-path', path: advertised.path, family: advertised.family, replaces: current });
+    else if (canonical(current.nextHop) !== advertised.path.nextHop || !sameAttributes(current, advertised.path)) {
+      changes.push({ kind: 'add-path', path: advertised.path, family: advertised.family, replaces: current });
+    }
   }
 
   // 5. Peers to update and add
@@ -502,6 +506,13 @@ export function planBgp(desired: BgpDesiredState, observedAtStart: ObservedBgpSt
 
 function inUse(policies: PolicySpec[], set: string): boolean {
   return policies.some((p) => p.statements.some((s) => s.match.prefixSet?.name === set || s.match.neighborSet?.name === set));
+}
+
+/** gobgpd reports communities in the order they were added (ours are sorted); compare as sets. */
+function sameAttributes(observed: PathAttributes, desired: PathAttributes): boolean {
+  const sorted = (list: string[] | undefined): string[] | undefined => (list === undefined || list.length === 0 ? undefined : [...list].sort());
+  const key = (a: PathAttributes): string => pathAttributesKey({ communities: sorted(a.communities), largeCommunities: sorted(a.largeCommunities), localPref: a.localPref });
+  return key(observed) === key(desired);
 }
 
 function canonical(address: string): string {

@@ -13,6 +13,7 @@
 import type { Logger } from '../observe/log.js';
 import { GobgpError } from './gobgp-codec.js';
 import type { GobgpRouter } from './gobgp-router.js';
+import type { OriginatedPath } from './types.js';
 import { LearnedTable, restartWindowMs } from './learned-table.js';
 import {
   emptyObservedState,
@@ -192,6 +193,9 @@ export class BgpReconciler {
         if (p.neighborIp !== undefined || p.isWithdraw) continue; // learned, not ours
         const known = this.uuids.get(p.prefix);
         const path: ObservedPath = { prefix: p.prefix, nextHop: p.nextHop };
+        if (p.communities !== undefined) path.communities = p.communities;
+        if (p.largeCommunities !== undefined) path.largeCommunities = p.largeCommunities;
+        if (p.localPref !== undefined) path.localPref = p.localPref;
         if (known !== undefined && known.nextHop === p.nextHop) path.uuid = known.uuid;
         out.push(path);
       }
@@ -320,7 +324,7 @@ function describeChange(c: BgpChange): string {
     case 'delete-peer':
       return `delete-peer ${c.address}`;
     case 'add-path':
-      return `add-path ${c.path.prefix} via ${c.path.nextHop}`;
+      return `add-path ${c.path.prefix} via ${c.path.nextHop}${describeAttributes(c.path)}`;
     case 'delete-path':
       return `delete-path ${c.path.prefix}`;
     case 'install-policy':
@@ -335,3 +339,12 @@ function describeChange(c: BgpChange): string {
 }
 
 export { OWNED_PREFIX };
+
+/** " communities=… large=… local-pref=…" for the attributes a path carries; empty when it carries none. */
+function describeAttributes(path: OriginatedPath): string {
+  const parts: string[] = [];
+  if (path.communities !== undefined && path.communities.length > 0) parts.push(`communities=${path.communities.join(',')}`);
+  if (path.largeCommunities !== undefined && path.largeCommunities.length > 0) parts.push(`large=${path.largeCommunities.join(',')}`);
+  if (path.localPref !== undefined) parts.push(`local-pref=${path.localPref}`);
+  return parts.map((p) => ` ${p}`).join('');
+}

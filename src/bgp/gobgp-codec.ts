@@ -4,7 +4,8 @@
 
 import ipaddr from 'ipaddr.js';
 import { addressBits, formatIpBytes, IP_FAMILIES, parseIpAddress, parseIpCidr, type IpFamily, type IpPrefix } from '../routes/ip-prefix.js';
-import type { OriginatedPath, PeerAdminState, PeerSpec, PeerState, PeerStatus } from './types.js';
+import { communityValue, largeCommunityValue, parseCommunityList } from './communities.js';
+import type { OriginatedPath, PathAttributes, PeerAdminState, PeerSpec, PeerState, PeerStatus } from './types.js';
 
 /** Errors of the GoBGP client, with stable codes. */
 export type GobgpErrorCode =
@@ -288,7 +289,7 @@ export function originatedPathToApi(path: OriginatedPath): { family: IpFamily; p
   }
   const nlri = { '@type': ANY + 'IPAddressPrefix', prefix: p.address, prefix_len: p.length };
   const origin = { '@type': ANY + 'OriginAttribute', origin: 0 };
-  const pattrs =
+  const pattrs: Record<string, unknown>[] =
     p.family === 'ipv4'
       ? [origin, { '@type': ANY + 'NextHopAttribute', next_hop: path.nextHop }]
       : [
@@ -300,7 +301,51 @@ export function originatedPathToApi(path: OriginatedPath): { family: IpFamily; p
             nlris: [nlri],
           },
         ];
+  pattrs.push(...pathAttributesToApi(normalizePathAttributes('path', path)));
   return { family: p.family, path: { family: API_FAMILY[p.family], nlri, pattrs } };
+}
+
+/**
+ * The canonical form of a path's attributes: communities valid, canonical, sorted, without duplicates; empty lists
+ * and an absent local preference left out (so "none" has one form, the one the decoder gives back). Throws INVALID
+ * naming the field.
+ */
+export function normalizePathAttributes(field: string, attrs: PathAttributes): PathAttributes {
+  const out: PathAttributes = {};
+  const check = (key: 'communities' | 'largeCommunities', kind: 'standard' | 'large'): void => {
+    const list = attrs[key] ?? [];
+    if (!Array.isArray(list)) throw invalid(`${field}.${key}`, 'must be a list');
+    const parsed = parseCommunityList(list);
+    const bad = parsed.problems[0];
+    if (bad !== undefined) throw invalid(`${field}.${key}[${bad.index}]`, bad.problem);
+    const wrong = kind === 'standard' ? parsed.largeCommunities : parsed.communities;
+    if (wrong.length > 0) throw invalid(`${field}.${key}`, `${wrong[0]} is not a ${kind} community`);
+    const good = kind === 'standard' ? parsed.communities : parsed.largeCommunities;
+    if (good.length > 0) out[key] = good;
+  };
+  check('communities', 'standard');
+  check('largeCommunities', 'large');
+  if (attrs.localPref !== undefined) {
+    checkUint(`${field}.localPref`, attrs.localPref, 0xffffffff);
+    out.localPref = attrs.localPref;
+  }
+  return out;
+}
+
+/** Equal attributes give equal keys (for canonical attributes, as normalizePathAttributes makes them). */
+export function pathAttributesKey(attrs: PathAttributes): string {
+  return JSON.stringify([attrs.communities ?? [], attrs.largeCommunities ?? [], attrs.localPref ?? null]);
+}
+
+function pathAttributesToApi(attrs: PathAttributes): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  if (attrs.localPref !== undefined) out.push({ '@type': ANY + 'LocalPrefAttribute', local_pref: attrs.localPref });
+  if (attrs.communities !== undefined) out.push({ '@type': ANY + 'CommunitiesAttribute', communities: attrs.communities.map(communityValue) });
+  if (attrs.largeCommunities !== undefined) {
+    const communities = attrs.largeCommunities.map(largeCommunityValue).map((c) => ({ global_admin: c.globalAdmin, local_data1: c.localData1, local_data2: c.localData2 }));
+    out.push({ '@type': ANY + 'LargeCommunitiesAttribute', communities });
+  }
+  return out;
 }
 
 export function uuidToHex(uuid: unknown): string {

@@ -63,8 +63,21 @@ export interface PeerStatus {
   advertised: number;
 }
 
-/** A path podroute originates (its node's podCIDRs). */
-export interface OriginatedPath {
+/**
+ * What podroute attaches to a path it originates, besides the next hop (bgp.communities / bgp.localPreference, or
+ * the node's annotations). Communities are canonical text (src/bgp/communities.ts): standard "hi:lo", large "a:b:c".
+ */
+export interface PathAttributes {
+  /** Standard communities (RFC 1997); none when omitted or empty. */
+  communities?: string[];
+  /** Large communities (RFC 8092); none when omitted or empty. */
+  largeCommunities?: string[];
+  /** LOCAL_PREF; gobgpd sends it to iBGP peers only (and 100 when omitted). */
+  localPref?: number;
+}
+
+/** A path podroute originates (its node's podCIDRs, its Service addresses). */
+export interface OriginatedPath extends PathAttributes {
   prefix: string;
   nextHop: string;
 }
@@ -81,6 +94,10 @@ export interface LearnedPath {
   localPref?: number;
   med?: number;
   origin?: 'igp' | 'egp' | 'incomplete';
+  /** Standard communities as "hi:lo", in the order received; omitted when the path has none. */
+  communities?: string[];
+  /** Large communities as "a:b:c", in the order received; omitted when the path has none. */
+  largeCommunities?: string[];
   isWithdraw: boolean;
 }
 

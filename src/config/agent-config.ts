@@ -5,6 +5,7 @@ import path from 'node:path';
 import ipaddr from 'ipaddr.js';
 import YAML from 'yaml';
 import { z } from 'zod';
+import { parseCommunity } from '../bgp/communities.js';
 import { parseListenAddress } from '../observe/server.js';
 import { canonicalAddressText, familyOf, parseIpAddress, parseIpCidr, parseIpPrefix, prefixContainsAddress, prefixesOverlap, specialAddressKind, type IpPrefix } from '../routes/ip-prefix.js';
 import { passwordFilePath } from './password-file.js';
@@ -97,6 +98,19 @@ export const DEFAULT_EXTERNAL_MAX_PREFIXES = 10_000;
  * a limit a misbehaving node fills every other node's Adj-RIB-In. 100 leaves room for any sane allocation.
  */
 export const DEFAULT_MESH_MAX_PREFIXES = 100;
+
+/** One community as an operator writes it: "65000:100", a large "65000:1:2", or a well-known name (no-export, ...). */
+const community = z.string().superRefine((text, ctx) => {
+  const parsed = parseCommunity(text);
+  if ('problem' in parsed) ctx.addIssue({ code: z.ZodIssueCode.custom, message: parsed.problem });
+});
+
+/** What the agent advertises, by class: its podCIDRs and its Service addresses. */
+export const ADVERTISED_CLASSES = ['podCIDRs', 'services'] as const;
+export type AdvertisedClass = (typeof ADVERTISED_CLASSES)[number];
+
+/** LOCAL_PREF (a uint32); sent only to iBGP peers. */
+export const localPreference = z.number().int().min(0).max(4294967295);
 
 const labelSelector = z
   .object({
@@ -233,6 +247,16 @@ export const agentConfigSchema = z
         /** maxPrefixes of every node mesh peer; 0 = no limit. */
         meshMaxPrefixes: prefixLimit.default(DEFAULT_MESH_MAX_PREFIXES),
         peers: z.array(externalPeerSchema).default([]),
+        /**
+         * Communities attached to what the node advertises, per class, standard and large mixed; a node's
+         * podroute.io/pod-cidr-communities and podroute.io/service-communities annotations replace them.
+         */
+        communities: z
+          .object({ podCIDRs: z.array(community).default([]), services: z.array(community).default([]) })
+          .strict()
+          .default({}),
+        /** LOCAL_PREF of what the node advertises, per class (iBGP peers only); gobgpd's 100 when omitted. */
+        localPreference: z.object({ podCIDRs: localPreference.optional(), services: localPreference.optional() }).strict().default({}),
       })
       .strict()
       .default({}),

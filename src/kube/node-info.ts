@@ -2,11 +2,36 @@
 // become warnings (logged and posted as Events by the caller) and the rest of the node stays usable.
 import type { Node } from './wire.js';
 import { canonicalAddressText } from '../routes/ip-prefix.js';
-import { annotationPeerSchema, AS_TRANS, canonicalCIDR, describeIssues, routerIdProblem, type AnnotationPeerConfig } from '../config/agent-config.js';
+import { parseCommunityList, type CommunitySet } from '../bgp/communities.js';
+import {
+  annotationPeerSchema,
+  AS_TRANS,
+  canonicalCIDR,
+  describeIssues,
+  localPreference,
+  routerIdProblem,
+  type AdvertisedClass,
+  type AnnotationPeerConfig,
+} from '../config/agent-config.js';
 
 export const ANNOTATION_ASN = 'podroute.io/asn';
 export const ANNOTATION_ROUTER_ID = 'podroute.io/router-id';
 export const ANNOTATION_PEERS = 'podroute.io/peers';
+/** Per advertised class: communities (comma or space separated) and LOCAL_PREF that replace bgp.communities / bgp.localPreference. */
+export const ANNOTATION_COMMUNITIES: Readonly<Record<AdvertisedClass, string>> = {
+  podCIDRs: 'podroute.io/pod-cidr-communities',
+  services: 'podroute.io/service-communities',
+};
+export const ANNOTATION_LOCAL_PREFERENCE: Readonly<Record<AdvertisedClass, string>> = {
+  podCIDRs: 'podroute.io/pod-cidr-local-preference',
+  services: 'podroute.io/service-local-preference',
+};
+
+/** What a node's annotations set for one advertised class; a field left out keeps the configuration's. */
+export interface AttributeOverride {
+  communities?: CommunitySet;
+  localPref?: number;
+}
 
 export interface NodeInfo {
   name: string;
@@ -21,6 +46,8 @@ export interface NodeInfo {
   routerId?: string;
   /** Valid entries of podroute.io/peers. */
   annotationPeers: AnnotationPeerConfig[];
+  /** Valid community and local-preference annotations, per advertised class; none when omitted. */
+  attributeOverrides?: Partial<Record<AdvertisedClass, AttributeOverride>>;
   /** Problems found in the node's podroute annotations or spec, one sentence each. */
   warnings: string[];
 }
@@ -66,7 +93,33 @@ export function nodeInfoFromObject(node: Node): NodeInfo {
   const { peers, problems } = parsePeersAnnotation(annotations[ANNOTATION_PEERS]);
   warnings.push(...problems);
 
-  return { name, podCIDRs, internalIPs, labels: node.metadata?.labels ?? {}, asn, routerId, annotationPeers: peers, warnings };
+  const attributeOverrides = { podCIDRs: parseAttributeAnnotations(annotations, 'podCIDRs', warnings), services: parseAttributeAnnotations(annotations, 'services', warnings) };
+
+  return { name, podCIDRs, internalIPs, labels: node.metadata?.labels ?? {}, asn, routerId, annotationPeers: peers, attributeOverrides, warnings };
+}
+
+/**
+ * The community and local-preference annotations of one class. A list with any bad entry is ignored as a whole
+ * (with a warning): half a list could drop the one community (no-export, say) a route-map relies on. An empty
+ * value is a valid override: no communities.
+ */
+export function parseAttributeAnnotations(annotations: Record<string, string>, cls: AdvertisedClass, warnings: string[]): AttributeOverride {
+  const out: AttributeOverride = {};
+  const key = ANNOTATION_COMMUNITIES[cls];
+  const text = annotations[key];
+  if (text !== undefined) {
+    const parsed = parseCommunityList(text.split(/[\s,]+/).filter((t) => t !== ''));
+    if (parsed.problems.length === 0) out.communities = { communities: parsed.communities, largeCommunities: parsed.largeCommunities };
+    else warnings.push(`annotation ${key}: ${parsed.problems.map((p) => p.problem).join('; ')}; the annotation is ignored (bgp.communities.${cls} applies)`);
+  }
+  const prefKey = ANNOTATION_LOCAL_PREFERENCE[cls];
+  const prefText = annotations[prefKey];
+  if (prefText !== undefined) {
+    const value = /^\d+$/.test(prefText.trim()) ? Number(prefText.trim()) : NaN;
+    if (localPreference.safeParse(value).success) out.localPref = value;
+    else warnings.push(`annotation ${prefKey}: ${JSON.stringify(prefText)} is not a local preference (0..4294967295); ignored (bgp.localPreference.${cls} applies)`);
+  }
+  return out;
 }
 
 /** Parses podroute.io/peers: a JSON list; each bad entry is skipped with a warning, good ones are kept. */

@@ -4,7 +4,7 @@
 // available; once the restores work, the rules go in first, then the conflist, then the node condition.
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -62,7 +62,8 @@ describe('agent: the CNI conflist only after the first successful policy sync', 
     await addNetns(NODE_NS, cleanup);
     execFileSync('ip', ['-n', NODE_NS, 'link', 'add', 'hbd0', 'type', 'veth', 'peer', 'name', 'hbd1']);
     execFileSync('ip', ['-n', NODE_NS, 'addr', 'add', `${NODE_IP}/24`, 'dev', 'hbd0']);
-    execFileSync('ip', ['-n', NODE_NS, 'link', 'set', 'hbd0', 'up']);
+    // A jumbo fabric link: with cni.mtu unset the pods get its MTU.
+    execFileSync('ip', ['-n', NODE_NS, 'link', 'set', 'hbd0', 'mtu', '9000', 'up']);
 
     api = await startBenchApi(path.join(dir, 'api'), cleanup);
     api.server.create(nodeObject({ name: 'n1', address: NODE_IP, podCIDRs: ['10.244.1.0/24'] }));
@@ -143,5 +144,19 @@ describe('agent: the CNI conflist only after the first successful policy sync', 
     expect(forwardRules('iptables')).to.include('-j PRPOL-FORWARD');
     expect(forwardRules('ip6tables')).to.include('-j PRPOL-FORWARD');
     await pollUntil('the node reported network-available', () => networkAvailable() || undefined, { timeoutMs: 60_000 });
+  });
+
+  it("gives pods the MTU of the InternalIP's link, and rolls a changed one into the conflist with an Event", async () => {
+    const conflist = path.join(cniDir, '10-podroute.conflist');
+    const mtu = async (): Promise<unknown> => (JSON.parse(await readFile(conflist, 'utf8')) as { plugins: { mtu?: number }[] }).plugins[0]?.mtu;
+    expect(await mtu()).to.equal(9000);
+    execFileSync('ip', ['-n', NODE_NS, 'link', 'set', 'hbd0', 'mtu', '1400']);
+    // The agent reads the links at every node re-plan (every 30 s); a change of the Node's podroute annotations
+    // re-plans at once (the watch passes on nothing else of a Node's metadata).
+    const node = api.server.get('Node', undefined, 'n1') as Node;
+    api.server.update({ ...node, metadata: { ...node.metadata, annotations: { ...(node.metadata?.annotations ?? {}), 'podroute.io/pod-cidr-local-preference': '150' } } });
+    await pollUntil('the conflist carries the new MTU', async () => (await mtu()) === 1400 || undefined, { timeoutMs: 20_000, intervalMs: 100 });
+    const events = api.server.list('Event').map((e) => e as { reason?: string; message?: string });
+    expect(events.find((e) => e.reason === 'PodrouteMtuChanged')?.message).to.match(/pod MTU changed from 9000 to 1400 \(the MTU of hbd0\)/);
   });
 });

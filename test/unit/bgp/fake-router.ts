@@ -169,7 +169,8 @@ export class FakeGobgpRouter extends EventEmitter implements GobgpRouter {
     await this.call('listPaths');
     for (const [uuid, p] of this.paths) {
       const family = familyOf(p.prefix);
-      if (family === options.family) yield { prefix: p.prefix, family, nextHop: p.nextHop, asPath: [], isWithdraw: false, uuid };
+      // Communities and local preference come back as they were added (gobgpd keeps a local path's attributes).
+      if (family === options.family) yield { ...p, family, asPath: [], isWithdraw: false, uuid };
     }
   }
 

@@ -44,6 +44,7 @@ describe('gobgp-wire decoder', () => {
           origin: 'incomplete',
           med: 50,
           localPref: 200,
+          communities: ['0:1', '0:2'],
           isWithdraw: false,
         },
       ],
