@@ -236,14 +236,14 @@ describe('lab: LoadBalancer Services from the fabric (default topology)', functi
       metadata: { name: 'only-ext1', namespace: 'x' },
       spec: { podSelector: { matchLabels: APP }, policyTypes: ['Ingress'], ingress: [{ from: cidrs.map((cidr) => ({ ipBlock: { cidr } })) }] },
     });
-    await apply(LAB, policy([`${EXT1.v4}/32`, `${EXT1.v6}/128`]));
-    expect((await ext1Reaches(local)).map((r) => r.client)).to.deep.equal([EXT1.v4, EXT1.v4, EXT1.v6, EXT1.v6]);
-    // Another client (pod y/a on r2n2) reaching the same pod directly is refused.
+    // Another client, pod y/a on r2n2, reaches the pod directly before the policy, and is refused once it is in.
     const pod = await waitRunning(LAB, 'x', 'lbweb-r1n1');
-    for (const { ip } of pod.status?.podIPs ?? []) {
-      const r = await probe(labPaths(LAB).podSocket('y', 'a'), { target: ip, port: 8080, protocol: 'tcp', timeoutMs: 1500 });
-      expect(r.ok, `y/a -> ${ip}`).to.equal(false);
-    }
+    const podIPs = (pod.status?.podIPs ?? []).map((p) => p.ip);
+    const fromYa = async (ip: string): Promise<boolean> => (await probe(labPaths(LAB).podSocket('y', 'a'), { target: ip, port: 8080, protocol: 'tcp', timeoutMs: 1500 })).ok;
+    for (const ip of podIPs) await pollUntil(`y/a -> ${ip} before the policy`, () => fromYa(ip));
+    await apply(LAB, policy([`${EXT1.v4}/32`, `${EXT1.v6}/128`]));
+    for (const ip of podIPs) await pollUntil(`y/a -> ${ip} refused by the policy`, async () => !(await fromYa(ip)));
+    expect((await ext1Reaches(local)).map((r) => r.client)).to.deep.equal([EXT1.v4, EXT1.v4, EXT1.v6, EXT1.v6]);
     await apply(LAB, policy(['198.51.100.11/32', '2001:db8:100::11/128']));
     for (const target of local) {
       await pollUntil(`ext1 -> ${target} refused`, async () => (await fromExt1(LAB, target, 80, 'tcp', 1500)).error !== undefined);
