@@ -231,12 +231,7 @@ function readAsPath(buf: Buffer, start: number, end: number, out: number[]): voi
     const segEnd = r.lenEnd();
     while (r.pos < segEnd) {
       const t = r.varint();
-      if (t === 0x12) {
-        // packed
-        const e = r.lenEnd();
-        while (r.pos < e) out.push(r.varint());
-      } else if (t === 0x10) out.push(r.varint());
-      else r.skip(t & 7);
+      if (!readRepeatedVarint(r, t, 2, out)) r.skip(t & 7);
     }
     r.pos = segEnd;
   }
@@ -245,14 +240,26 @@ function readAsPath(buf: Buffer, start: number, end: number, out: number[]): voi
 /** CommunitiesAttribute { repeated uint32 communities = 1 } (packed or not) → "hi:lo" texts. */
 function readCommunities(buf: Buffer, start: number, end: number, out: string[]): void {
   const r = new Reader(buf, start, end);
+  const values: number[] = [];
   while (r.pos < end) {
     const tag = r.varint();
-    if (tag === 0x0a) {
-      const e = r.lenEnd();
-      while (r.pos < e) out.push(formatCommunity(r.varint()));
-    } else if (tag === 0x08) out.push(formatCommunity(r.varint()));
-    else r.skip(tag & 7);
+    if (!readRepeatedVarint(r, tag, 1, values)) r.skip(tag & 7);
   }
+  for (const value of values) out.push(formatCommunity(value));
+}
+
+/** A repeated uint32 field, packed or not: true when `tag` was that field (its values pushed), false otherwise. */
+function readRepeatedVarint(r: Reader, tag: number, field: number, out: number[]): boolean {
+  if (tag === ((field << 3) | 2)) {
+    const e = r.lenEnd();
+    while (r.pos < e) out.push(r.varint());
+    return true;
+  }
+  if (tag === field << 3) {
+    out.push(r.varint());
+    return true;
+  }
+  return false;
 }
 
 /** LargeCommunitiesAttribute { repeated LargeCommunity communities = 1 }, LargeCommunity { uint32 1, 2, 3 } → "a:b:c". */

@@ -47,6 +47,28 @@ export function servingPod(name: string, namespace: string, node: string, labels
   };
 }
 
+/**
+ * A dual-stack Service in namespace x of the serving pods: port 80/TCP to the named port serve-tcp (resolved per
+ * pod), 53/UDP to 8080 by number.
+ */
+export function dualStackService(name: string, selector: Record<string, string>, spec: Record<string, unknown>, annotations: Record<string, string> = {}): Record<string, unknown> {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name, namespace: 'x', ...(Object.keys(annotations).length > 0 ? { annotations } : {}) },
+    spec: {
+      selector,
+      ipFamilyPolicy: 'RequireDualStack',
+      ipFamilies: ['IPv4', 'IPv6'],
+      ports: [
+        { name: 'http', port: 80, targetPort: 'serve-tcp', protocol: 'TCP' },
+        { name: 'dns', port: 53, targetPort: 8080, protocol: 'UDP' },
+      ],
+      ...spec,
+    },
+  };
+}
+
 export async function waitRunning(lab: string, namespace: string, name: string): Promise<Pod> {
   return await pollUntil(
     `pod ${namespace}/${name} running with two addresses`,

@@ -16,7 +16,7 @@ import { labUp } from '../../../src/lab/up.js';
 import { parseIpAddress, parseIpPrefix, prefixContainsAddress } from '../../../src/routes/ip-prefix.js';
 import { pollUntil } from '../../poll.js';
 import { repoRoot, testLabName } from '../lab/leftovers.js';
-import { apply, fromExt1, get, kubectl, servingPod, waitRunning } from './fixture.js';
+import { apply, dualStackService, fromExt1, get, kubectl, servingPod, waitRunning } from './fixture.js';
 
 const LAB = testLabName('lbs', 'l');
 const TOPOLOGY = path.join(repoRoot(), 'topologies', 'two-racks.yaml');
@@ -26,22 +26,7 @@ const NODES = ['r1n1', 'r1n2', 'r2n1', 'r2n2'];
 const APP = { app: 'lbweb' };
 
 function loadBalancer(name: string, spec: Record<string, unknown> = {}, annotations: Record<string, string> = {}): Record<string, unknown> {
-  return {
-    apiVersion: 'v1',
-    kind: 'Service',
-    metadata: { name, namespace: 'x', ...(Object.keys(annotations).length > 0 ? { annotations } : {}) },
-    spec: {
-      type: 'LoadBalancer',
-      selector: APP,
-      ipFamilyPolicy: 'RequireDualStack',
-      ipFamilies: ['IPv4', 'IPv6'],
-      ports: [
-        { name: 'http', port: 80, targetPort: 'serve-tcp', protocol: 'TCP' },
-        { name: 'dns', port: 53, targetPort: 8080, protocol: 'UDP' },
-      ],
-      ...spec,
-    },
-  };
+  return dualStackService(name, APP, { type: 'LoadBalancer', ...spec }, annotations);
 }
 
 const service = (name: string): Promise<Service> => get<Service>(LAB, `/api/v1/namespaces/x/services/${name}`);

@@ -75,26 +75,10 @@ async function slicesOf(service: string): Promise<EndpointSlice[]> {
   return list.items.sort((a, b) => a.addressType.localeCompare(b.addressType));
 }
 
-function service(name: string, spec: Record<string, unknown>): Record<string, unknown> {
-  return {
-    apiVersion: 'v1',
-    kind: 'Service',
-    // The agents advertise Service addresses themselves: kept out of BGP here, where addresses are routed by hand
-    // and plain gobgpd speakers stand in for the advertising nodes (test/lab/services/load-balancer.test.ts has the agents).
-    metadata: { name, namespace: 'x', annotations: { 'podroute.io/advertise': 'false' } },
-    spec: {
-      selector: { app: 'web' },
-      ipFamilyPolicy: 'RequireDualStack',
-      ipFamilies: ['IPv4', 'IPv6'],
-      // A named target port (resolved per pod) and a numbered one.
-      ports: [
-        { name: 'http', port: 80, targetPort: 'serve-tcp', protocol: 'TCP' },
-        { name: 'dns', port: 53, targetPort: 8080, protocol: 'UDP' },
-      ],
-      ...spec,
-    },
-  };
-}
+// The agents advertise Service addresses themselves: kept out of BGP here, where addresses are routed by hand and
+// plain gobgpd speakers stand in for the advertising nodes (test/lab/services/load-balancer.test.ts has the agents).
+const service = (name: string, spec: Record<string, unknown>): Record<string, unknown> =>
+  fixture.dualStackService(name, { app: 'web' }, spec, { 'podroute.io/advertise': 'false' });
 
 /** Routes a Service address to one node by hand, on tor1 and on the spine (what the agent's advertisement would do). */
 async function routeTo(address: string, node: keyof typeof NODE_ADDR): Promise<void> {
