@@ -218,9 +218,8 @@ export class Agent {
    */
   private applyServiceRoutes(snapshot: ClusterSnapshot, state: DesiredNodeState, nodeStateChanged: boolean): void {
     this.servicesChanged = false;
-    const routes = servicesConfigured(this.config)
-      ? serviceRoutes(this.config, state.self, snapshot.services, snapshot.endpointSlices)
-      : { paths: [], problems: [], warnings: [] };
+    // Without services.* configured nothing is watched and nothing comes out: the plan is then empty.
+    const routes = serviceRoutes(this.config, state.self, snapshot.services, snapshot.endpointSlices);
     const services = state.bgp.services ?? { paths: [], ranges: [], peers: [] };
     const pathsKey = JSON.stringify(routes.paths);
     if (nodeStateChanged || pathsKey !== this.servicePathsKey) {

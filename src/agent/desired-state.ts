@@ -13,7 +13,7 @@ import type { RouteSelectionInput } from '../routes/route-selection-loop.js';
 import { selectorMatches } from '../kube/label-selector.js';
 import { CNI_NETWORK_NAME, type CniConfigInput } from '../node/cni.js';
 import type { EndpointSlice, Service } from '../kube/wire.js';
-import { planServiceAdvertisement, type AdvertisementProblem } from '../services/advertise.js';
+import { planServiceAdvertisement } from '../services/advertise.js';
 
 /** What the route selector knows about the cluster when it judges a learned path. */
 export interface DesiredNodeState {
@@ -257,7 +257,6 @@ export function servicesConfigured(config: AgentConfig): boolean {
 
 export interface ServiceRoutes {
   paths: OriginatedPath[];
-  problems: AdvertisementProblem[];
   warnings: string[];
 }
 
@@ -285,7 +284,8 @@ export function serviceRoutes(config: AgentConfig, self: NodeInfo, services: rea
     else paths.push({ prefix, nextHop, ...attributes });
   }
   const warnings = [...missing].map((family) => `${family} Service addresses are not advertised: node ${self.name} has no ${family} InternalIP for their next hop`);
-  return { paths, problems: plan.problems, warnings };
+  // The problems of the plan (externalIPs outside the ranges) are the allocator's to report, once for the cluster.
+  return { paths, warnings };
 }
 
 /** The address to mesh with: IPv4 when both nodes have one (one session carries both families), else IPv6. */

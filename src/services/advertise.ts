@@ -67,9 +67,14 @@ function hostPrefix(address: string): IpPrefix | undefined {
   return parsed === undefined ? undefined : parseIpPrefix(parsed.text);
 }
 
-/** A Service's `spec.externalIPs` inside the allowed ranges (canonical), and a problem for each one outside. */
 type ExternalIPProblem = AdvertisementProblem & { reason: 'ExternalIPNotAllowed' };
 
+/** Configured CIDRs as prefixes (the configuration holds them canonical). */
+function prefixesOf(texts: readonly string[]): IpPrefix[] {
+  return texts.map((r) => parseIpPrefix(r)).filter((p): p is IpPrefix => p !== undefined);
+}
+
+/** A Service's `spec.externalIPs` inside the allowed ranges (canonical), and a problem for each one outside. */
 function allowedExternalIPs(service: Service, allowed: readonly IpPrefix[]): { addresses: string[]; problems: ExternalIPProblem[] } {
   const addresses: string[] = [];
   const problems: ExternalIPProblem[] = [];
@@ -86,7 +91,7 @@ function allowedExternalIPs(service: Service, allowed: readonly IpPrefix[]): { a
 
 /** The `spec.externalIPs` entries no node advertises, as problems (what every node's plan reports, for one reporter). */
 export function externalIPProblems(services: readonly Service[], externalIPRanges: readonly string[]): ExternalIPProblem[] {
-  const allowed = externalIPRanges.map((r) => parseIpPrefix(r)).filter((p): p is IpPrefix => p !== undefined);
+  const allowed = prefixesOf(externalIPRanges);
   return services.flatMap((service) => allowedExternalIPs(service, allowed).problems);
 }
 
@@ -96,12 +101,11 @@ export function planServiceAdvertisement(input: ServiceAdvertisementInput): Serv
   const add = (prefix: IpPrefix | undefined): void => {
     if (prefix !== undefined) prefixes.set(prefix.text, prefix);
   };
-  const ranges = (texts: readonly string[]): IpPrefix[] => texts.map((r) => parseIpPrefix(r)).filter((p): p is IpPrefix => p !== undefined);
   const inside = (list: IpPrefix[], address: IpAddress): boolean => list.some((range) => prefixContainsAddress(range, address));
   const excluded = Object.prototype.hasOwnProperty.call(input.nodeLabels, EXCLUDE_NODE_LABEL);
-  const pools = ranges(input.loadBalancerRanges);
-  const allowed = ranges(input.externalIPRanges);
-  const clusterRanges = ranges(input.clusterIPRanges);
+  const pools = prefixesOf(input.loadBalancerRanges);
+  const allowed = prefixesOf(input.externalIPRanges);
+  const clusterRanges = prefixesOf(input.clusterIPRanges);
   if (!excluded) for (const range of clusterRanges) add(range);
   const localReady = localReadyServices(input.endpointSlices, input.nodeName);
   for (const service of input.services) {
@@ -123,7 +127,7 @@ export function planServiceAdvertisement(input: ServiceAdvertisementInput): Serv
     const etpLocal = service.spec?.externalTrafficPolicy === 'Local';
     // A Service whose traffic must stay on nodes with an endpoint also gets its ClusterIPs as host routes from those
     // nodes (as Calico does): longer than the range aggregate, so the fabric sends it straight to them.
-    if (etpLocal || service.spec?.internalTrafficPolicy === 'Local') {
+    if (!excluded && (etpLocal || service.spec?.internalTrafficPolicy === 'Local')) {
       for (const ip of service.spec?.clusterIPs ?? (service.spec?.clusterIP === undefined ? [] : [service.spec.clusterIP])) {
         const address = parseIpAddress(ip);
         if (address !== undefined && inside(clusterRanges, address) && localReady.has(key)) add(hostPrefix(address.text));

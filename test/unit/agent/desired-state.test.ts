@@ -58,7 +58,6 @@ describe('Service routes of a node', () => {
         { prefix: '203.0.113.1/32', nextHop: '10.0.1.11' },
         { prefix: '2001:db8:200::1/128', nextHop: 'fd00:0:1::11' },
       ],
-      problems: [],
       warnings: [],
     });
     const v4only = { ...nodes[0]!, internalIPs: ['10.0.1.11'] };

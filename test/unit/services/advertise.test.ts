@@ -99,5 +99,7 @@ describe('Service advertisement plan', () => {
       'fd00:10:96::10/128',
     ]);
     expect(plan({ services, clusterIPRanges, endpointSlices: slices, nodeName: 'n2' }).prefixes).to.deep.equal(['10.96.0.0/16', 'fd00:10:96::/112']);
+    // An excluded node advertises none of them, the host routes of its local endpoints included.
+    expect(plan({ services, clusterIPRanges, endpointSlices: slices, nodeLabels: { [EXCLUDE_NODE_LABEL]: '' } }).prefixes).to.deep.equal([]);
   });
 });
