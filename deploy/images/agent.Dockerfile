@@ -31,15 +31,12 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
 
 FROM ${NODE_IMAGE}
-# nft is Debian's default iptables backend; build with --build-arg IPTABLES_BACKEND=legacy for nodes whose
-# kube-proxy uses iptables-legacy (both must write to the same backend).
-ARG IPTABLES_BACKEND=nft
+# Debian's iptables package ships both backends' binaries (iptables-nft-*, iptables-legacy-*); the agent runs
+# them by name, choosing at start the one kube-proxy's rules are in (config iptables.backend: auto, nft, legacy).
 RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
       iproute2 iptables ipset containernetworking-plugins \
- && rm -rf /var/lib/apt/lists/* \
- && update-alternatives --set iptables /usr/sbin/iptables-${IPTABLES_BACKEND} \
- && update-alternatives --set ip6tables /usr/sbin/ip6tables-${IPTABLES_BACKEND}
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/podroute
 COPY package.json ./
 COPY --from=deps /src/node_modules ./node_modules

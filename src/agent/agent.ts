@@ -18,6 +18,8 @@ import { nodeInfoFromObject, type NodeInfo } from '../kube/node-info.js';
 import type { ClusterState, PolicyNode } from '../policy/types.js';
 import { NodeReporter } from '../kube/node-reporter.js';
 import { MasqueradeReconciler } from '../nat/masquerade.js';
+import { localRunner } from '../host/command.js';
+import { resolveIptablesBackend, type IptablesBackend } from '../host/iptables-backend.js';
 import { writeCniConfig } from '../node/cni.js';
 import { choosePodMtu, readLinkMtus } from '../node/pod-mtu.js';
 import { applySysctls } from '../node/sysctl.js';
@@ -69,6 +71,8 @@ export class Agent {
   /** The pods' MTU last written into the conflist (cni.mtu, or the InternalIP interface's); undefined: the plugin's default. */
   private podMtu: number | undefined;
   private podMtuChosen = false;
+  /** Where policy and masquerade write (iptables.backend, or detected at start): nft until run() decides. */
+  private iptablesBackend: IptablesBackend = 'nft';
 
   // Created in start(); the agent is one-shot.
   private watch!: ClusterWatch;
@@ -97,6 +101,12 @@ export class Agent {
     setMaxListeners(AGENT_SIGNAL_MAX_LISTENERS, signal);
     // Forwarding and bridge netfilter first: without them nothing else is worth doing (and the error says why).
     await applySysctls({ logger });
+    if (config.policy.enabled || config.masquerade.enabled) {
+      // Before any rule is written, and once: a backend that changed under a running agent would orphan its rules.
+      const choice = await resolveIptablesBackend(config.iptables.backend, localRunner(), signal);
+      this.iptablesBackend = choice.backend;
+      logger.info('iptables backend chosen', { backend: choice.backend, setting: config.iptables.backend, reason: choice.reason });
+    }
 
     const kubeConfig = loadKubeConfig(config.kubeconfig);
     this.reporter = new NodeReporter({ kubeConfig, nodeName: this.nodeName, logger });
@@ -260,7 +270,7 @@ export class Agent {
     };
     if (this.config.masquerade.enabled) {
       if (this.masquerade === undefined) {
-        this.masquerade = new MasqueradeReconciler({ ...masqueradeConfig, logger: this.logger.child({ component: 'nat' }) });
+        this.masquerade = new MasqueradeReconciler({ ...masqueradeConfig, iptablesBackend: this.iptablesBackend, logger: this.logger.child({ component: 'nat' }) });
         this.masquerade.start(signal).catch((err: unknown) => {
           if (!signal.aborted) this.logger.error('masquerade reconciler stopped', { error: describeError(err) });
         });
@@ -295,6 +305,7 @@ export class Agent {
       this.policy = new PolicyReconciler({
         node,
         logger: this.logger.child({ component: 'policy' }),
+        iptablesBackend: this.iptablesBackend,
         bridgeName: this.config.cni.bridge,
         sourceBinding: { cniCacheDir: this.config.cni.cacheDir, network: state.cni.networkName },
         onInvalidPolicy: (key, problems) => {

@@ -101,8 +101,28 @@ export function statusCommand(): Command {
     .option('--gobgp-target <target>', 'gobgpd API, asked directly when the agent does not answer', DEFAULT_GOBGP_TARGET)
     .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json']).default('table'))
     .option('--timeout-ms <ms>', 'how long to wait for each answer', positiveInt, 3_000)
-    .addHelpText('after', '\nExit status: 0 when the agent answered, 1 when it did not (gobgpd\'s peer table is shown if it answers).')
+    .option('--cluster', "from a workstation: every node as the agents report it to the API server (kubectl's kubeconfig)")
+    .option('--kubeconfig <file>', "with --cluster (implies it): this kubeconfig instead of kubectl's default ($KUBECONFIG, ~/.kube/config)")
+    .option('--context <name>', 'with --cluster (implies it): this kubeconfig context instead of its current-context')
+    .addHelpText(
+      'after',
+      "\nExit status: 0 when the agent answered, 1 when it did not (gobgpd's peer table is shown if it answers).\n" +
+        "With --cluster: 0 when every node reports podroute's routes programmed, 1 otherwise or when the API server cannot be read.",
+    )
     .action(async (flags: StatusFlags, cmd: Command) => {
+      if (flags.cluster === true || flags.kubeconfig !== undefined || flags.context !== undefined) {
+        // Loaded only here: it brings in @kubernetes/client-node, which the node-local paths never need.
+        const { collectClusterStatus } = await import('./cluster-status.js');
+        const { renderClusterStatus } = await import('../observe/cluster-status.js');
+        const view = await collectClusterStatus({
+          timeoutMs: flags.timeoutMs,
+          ...(flags.kubeconfig === undefined ? {} : { kubeconfig: flags.kubeconfig }),
+          ...(flags.context === undefined ? {} : { context: flags.context }),
+        });
+        process.stdout.write(flags.output === 'json' ? `${JSON.stringify(view, null, 2)}\n` : renderClusterStatus(view));
+        if (!view.allAvailable) process.exitCode = 1;
+        return;
+      }
       let { address, gobgpTarget } = flags;
       if (flags.config !== undefined) {
         // Flags given on the command line win over the file.
@@ -118,6 +138,9 @@ export function statusCommand(): Command {
 
 interface StatusFlags {
   config?: string;
+  cluster?: boolean;
+  kubeconfig?: string;
+  context?: string;
   address: string;
   gobgpTarget: string;
   output: 'table' | 'json';

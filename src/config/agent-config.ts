@@ -6,6 +6,7 @@ import ipaddr from 'ipaddr.js';
 import YAML from 'yaml';
 import { z } from 'zod';
 import { parseCommunity } from '../bgp/communities.js';
+import { IPTABLES_BACKEND_SETTINGS } from '../host/iptables-backend.js';
 import { parseListenAddress } from '../observe/server.js';
 import { canonicalAddressText, familyOf, parseIpAddress, parseIpCidr, parseIpPrefix, prefixContainsAddress, prefixesOverlap, specialAddressKind, type IpPrefix } from '../routes/ip-prefix.js';
 import { passwordFilePath } from './password-file.js';
@@ -316,6 +317,20 @@ export const agentConfigSchema = z
       .default({}),
     masquerade: z.object({ enabled: z.boolean().default(true) }).strict().default({}),
     policy: z.object({ enabled: z.boolean().default(true) }).strict().default({}),
+    iptables: z
+      .object({
+        /**
+         * Which iptables policy and masquerade write to: where kube-proxy's rules are. auto looks at the rules
+         * already on the node at start (host/iptables-backend.ts); nft or legacy skip the guess.
+         */
+        backend: z
+          .enum(IPTABLES_BACKEND_SETTINGS, {
+            errorMap: (_issue, ctx) => ({ message: `must be one of ${IPTABLES_BACKEND_SETTINGS.join(', ')} (got ${JSON.stringify(ctx.data)})` }),
+          })
+          .default('auto'),
+      })
+      .strict()
+      .default({}),
     log: z
       .object({ level: z.enum(['error', 'warn', 'info', 'debug']).default('info'), format: z.enum(['json', 'text']).default('json') })
       .strict()

@@ -225,7 +225,9 @@ export type KubeApiErrorCode =
   /** The answer is not the JSON expected. */
   | 'BAD_RESPONSE'
   /** A path template lacks a parameter. */
-  | 'BAD_REQUEST';
+  | 'BAD_REQUEST'
+  /** The kubeconfig's credential plugin (exec, auth-provider) failed: nothing was sent. */
+  | 'CREDENTIALS';
 
 export class KubeApiError extends Error {
   constructor(
@@ -311,6 +313,19 @@ export interface KubeApiOptions {
   /** How long a token read from a file is used before it is read again. Default 60 s. */
   tokenRefreshMs?: number;
   userAgent?: string;
+  /**
+   * Connection and credentials per request, replacing the config's (the CLI's kubeconfig through client-node: exec
+   * and auth-provider plugins, proxies, impersonation). The agent never sets it.
+   */
+  requestOptions?: () => Promise<RequestOverrides>;
+}
+
+/** What requestOptions may set on a request: client-node's applyToHTTPSOptions fills exactly these. */
+export interface RequestOverrides {
+  agent?: http.Agent;
+  headers?: http.OutgoingHttpHeaders;
+  /** user:password (basic auth). */
+  auth?: string;
 }
 
 const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
@@ -467,7 +482,16 @@ export class KubeApi {
   }
 
   /** Sends a request; resolves with a 2xx response (body unread), rejects with KubeApiError otherwise. */
-  private send(method: string, apiPath: string, options: CallOptions, request: { query?: Query; body?: unknown; contentType?: string }): Promise<http.IncomingMessage> {
+  private async send(method: string, apiPath: string, options: CallOptions, request: { query?: Query; body?: unknown; contentType?: string }): Promise<http.IncomingMessage> {
+    let overrides: RequestOverrides = {};
+    if (this.options.requestOptions !== undefined) {
+      try {
+        overrides = await this.options.requestOptions();
+      } catch (err) {
+        // A credential plugin that failed: say so rather than send the request without credentials.
+        throw new KubeApiError('CREDENTIALS', `${method} ${apiPath}: no credentials from ${this.options.config.source}: ${err instanceof Error ? err.message.trim() : String(err)}`, { method, path: apiPath });
+      }
+    }
     const url = new URL(this.base.pathname.replace(/\/$/, '') + apiPath, this.base);
     for (const [k, v] of Object.entries(request.query ?? {})) if (v !== undefined && v !== '') url.searchParams.set(k, String(v));
     const body = request.body === undefined ? undefined : JSON.stringify(request.body);
@@ -478,6 +502,7 @@ export class KubeApi {
     }
     const token = this.currentToken();
     if (token !== undefined) headers.Authorization = `Bearer ${token}`;
+    Object.assign(headers, overrides.headers);
 
     const timeoutMs = options.timeoutMs ?? this.requestTimeoutMs;
     const scope = requestSignal(options.signal, timeoutMs);
@@ -488,7 +513,9 @@ export class KubeApi {
         reject(this.transportError(signal.reason, method, apiPath, options.signal));
         return;
       }
-      const req = this.transport.request(url, { method, headers, agent: this.agent, signal }, (res) => {
+      const agent = overrides.agent ?? this.agent;
+      const auth = overrides.auth === undefined ? {} : { auth: overrides.auth };
+      const req = this.transport.request(url, { method, headers, agent, signal, ...auth }, (res) => {
         // The request's signal lives as long as its response: a watch or a body being read is aborted through it.
         res.once('close', scope.dispose);
         const status = res.statusCode ?? 0;

@@ -6,6 +6,7 @@
 import type { Logger } from '../observe/log.js';
 import { errorInfo, ReconcileLoop, type ReconcileStatus } from '../reconcile/loop.js';
 import { CommandFailedError, type CommandRunner, localRunner } from '../host/command.js';
+import { DEFAULT_IPTABLES_BACKEND, iptablesCommands, type IptablesBackend } from '../host/iptables-backend.js';
 import { IP_FAMILIES, type IpFamily } from '../routes/ip-prefix.js';
 import {
   desiredMasqueradeFamily,
@@ -28,17 +29,13 @@ import {
   renderIptablesRestore,
 } from './masquerade-plan.js';
 
-const IPTABLES: Record<IpFamily, { list: string; restore: string }> = {
-  ipv4: { list: 'iptables', restore: 'iptables-restore' },
-  ipv6: { list: 'ip6tables', restore: 'ip6tables-restore' },
-};
-
 // iptables-nft 1.8.9 reports a missing chain as "incompatible"; legacy iptables as "No chain/target/match".
 const MISSING_CHAIN = /incompatible|No chain\/target\/match|does not exist/i;
 
 /** Reads what podroute owns in the nat table and in ipset, for both families. */
 export async function observeMasquerade(
   runner: CommandRunner,
+  backend: IptablesBackend,
   signal?: AbortSignal,
 ): Promise<Record<IpFamily, ObservedMasqueradeFamily>> {
   const opts = signal === undefined ? {} : { signal };
@@ -58,7 +55,7 @@ export async function observeMasquerade(
       const parsed = observedMasqueradeSets(saved).get(name);
       if (parsed !== undefined) sets.set(name, parsed);
     }
-    const { list } = IPTABLES[family];
+    const list = iptablesCommands(backend, family).iptables;
     const postrouting = await runner.run([list, '-w', '-t', 'nat', '-S', 'POSTROUTING'], opts);
     const chainArgv = [list, '-w', '-t', 'nat', '-S', MASQ_CHAIN];
     let chainRuleHashes: Array<string | null> | null;
@@ -94,11 +91,12 @@ async function restore(
 /** Applies one family's plan in the order the kernel needs: rules stop referencing a set before it is destroyed. */
 export async function applyMasqueradePlan(
   runner: CommandRunner,
+  backend: IptablesBackend,
   plan: MasqueradeFamilyPlan,
   logger: Logger,
   signal?: AbortSignal,
 ): Promise<void> {
-  const iptablesRestore = [IPTABLES[plan.family].restore, '--noflush', '-w'];
+  const iptablesRestore = [iptablesCommands(backend, plan.family).restore, '--noflush', '-w'];
   if (plan.unreferenceChain) {
     logger.warn('an ipset of ours has the wrong type: recreating it (masquerade paused meanwhile)', {
       family: plan.family,
@@ -140,6 +138,8 @@ export interface MasqueradeReconcilerOptions extends MasqueradeConfig {
   logger: Logger;
   /** Runs iptables/ipset; default: in the current network namespace. */
   runner?: CommandRunner;
+  /** Which iptables the chain goes to (see host/iptables-backend.ts); default nft. */
+  iptablesBackend?: IptablesBackend;
   /** Re-read the kernel and repair drift this often. Default 60 s. */
   resyncIntervalMs?: number;
   /** Retry after a failed sync, doubling from min to max. Default 1 s to 30 s. */
@@ -150,6 +150,7 @@ export interface MasqueradeReconcilerOptions extends MasqueradeConfig {
 export class MasqueradeReconciler {
   private readonly logger: Logger;
   private readonly runner: CommandRunner;
+  private readonly backend: IptablesBackend;
   private readonly loop: ReconcileLoop;
   private spec: MasqueradeSpec;
   /** The desired state changed since the sync in progress began. */
@@ -160,6 +161,7 @@ export class MasqueradeReconciler {
   constructor(options: MasqueradeReconcilerOptions) {
     this.logger = options.logger;
     this.runner = options.runner ?? localRunner();
+    this.backend = options.iptablesBackend ?? DEFAULT_IPTABLES_BACKEND;
     const retryMinMs = options.retryMinMs ?? 1_000;
     this.loop = new ReconcileLoop({
       name: 'masquerade',
@@ -224,7 +226,7 @@ export class MasqueradeReconciler {
     const specUsed = this.spec;
     this.dirty = false;
     try {
-      const observed = await observeMasquerade(this.runner, signal);
+      const observed = await observeMasquerade(this.runner, this.backend, signal);
       const families = {} as Record<IpFamily, MasqueradePlanSummary>;
       let changed = false;
       const errors: unknown[] = [];
@@ -238,7 +240,7 @@ export class MasqueradeReconciler {
         this.logger.info('masquerade: applying changes', { family, ...plan.summary });
         // One family failing does not keep the other from converging.
         try {
-          await applyMasqueradePlan(this.runner, plan, this.logger, signal);
+          await applyMasqueradePlan(this.runner, this.backend, plan, this.logger, signal);
         } catch (error) {
           errors.push(error);
         }

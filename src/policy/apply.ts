@@ -2,6 +2,7 @@
 // purpose; all decisions are in plan.ts. It never writes a whole table: only `iptables-restore --noflush` of the
 // chains a plan names, `ipset restore` of our sets, `ipset destroy` of our stale sets.
 import { CommandFailedError, localRunner, type CommandRunner, type RunOptions } from '../host/command.js';
+import { DEFAULT_IPTABLES_BACKEND, iptablesCommands, type IptablesBackend } from '../host/iptables-backend.js';
 import { parseIpsetSave } from '../host/ipset-save.js';
 import { ipVersion, type IpFamily } from '../routes/ip-prefix.js';
 import { CHAIN_PREFIX, JUMP_COMMENT, SET_PREFIX } from './compile.js';
@@ -76,12 +77,19 @@ export interface ApplyResult {
   warnings: string[];
 }
 
+export interface PolicyApplierOptions {
+  runner?: CommandRunner;
+  /** Which iptables the rules go to (the agent detects it at start, see host/iptables-backend.ts). Default nft. */
+  backend?: IptablesBackend;
+}
+
 export class IptablesPolicyApplier {
   private readonly runner: CommandRunner;
-  private readonly nftables = new Map<IpFamily, Promise<boolean>>();
+  readonly backend: IptablesBackend;
 
-  constructor(options: { runner?: CommandRunner } = {}) {
+  constructor(options: PolicyApplierOptions = {}) {
     this.runner = options.runner ?? localRunner();
+    this.backend = options.backend ?? DEFAULT_IPTABLES_BACKEND;
   }
 
   async readObserved(signal?: AbortSignal): Promise<ObservedPolicyState> {
@@ -89,8 +97,8 @@ export class IptablesPolicyApplier {
     const opts = signal === undefined ? {} : { signal };
     // Three reads at once: they only read, and each is mostly process start-up.
     const [v4, v6, sets] = await Promise.all([
-      this.runner.run(['iptables-save', '-t', 'filter'], opts),
-      this.runner.run(['ip6tables-save', '-t', 'filter'], opts),
+      this.runner.run([iptablesCommands(this.backend, 'ipv4').save, '-t', 'filter'], opts),
+      this.runner.run([iptablesCommands(this.backend, 'ipv6').save, '-t', 'filter'], opts),
       this.runner.run(['ipset', 'save'], opts),
     ]);
     state.v4 = parseIptablesSave(v4);
@@ -189,17 +197,6 @@ export class IptablesPolicyApplier {
     }
   }
 
-  /** Whether family f's restore command works over nf_tables (`--version` asked once, again after a failure). */
-  private overNftables(f: IpFamily, signal?: AbortSignal): Promise<boolean> {
-    let known = this.nftables.get(f);
-    if (known === undefined) {
-      known = this.runner.run([restoreCommand(f), '--version'], signal === undefined ? {} : { signal }).then(isNftablesBackend);
-      this.nftables.set(f, known);
-      known.catch(() => this.nftables.delete(f));
-    }
-    return known;
-  }
-
   /**
    * One `iptables-restore --noflush` transaction, known to be in before the process ends: over nf_tables a process
    * waits out an RCU grace period as it ends, under the commit lock, which would hold up the other family. So the
@@ -208,9 +205,9 @@ export class IptablesPolicyApplier {
    * which holds /run/xtables.lock while its input is open. The measurements are in commit b4e0bf8.
    */
   private async restore(f: IpFamily, input: string, opts: RunOptions): Promise<string> {
-    const argv = [restoreCommand(f), '--noflush', '-w', '5'];
+    const argv = [iptablesCommands(this.backend, f).restore, '--noflush', '-w', '5'];
     const body = input.endsWith('\n') ? input : `${input}\n`;
-    if (!(await this.overNftables(f, opts.signal))) {
+    if (this.backend === 'legacy') {
       const { stdinUntil: _held, settle: _settle, ...plain } = opts;
       return this.runner.run(argv, { ...plain, input: body });
     }
@@ -228,11 +225,6 @@ export class IptablesPolicyApplier {
     });
   }
 
-}
-
-/** Whether `iptables-restore --version` output names the nf_tables backend (`... v1.8.9 (nf_tables)`). */
-export function isNftablesBackend(versionOutput: string): boolean {
-  return versionOutput.includes('nf_tables');
 }
 
 /** Runs one step of an apply; its failure becomes a PolicyApplyError naming the step and the refused input. */
@@ -255,8 +247,4 @@ function lineCount(text: string): number {
   let n = 0;
   for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) n++;
   return n;
-}
-
-function restoreCommand(family: IpFamily): string {
-  return family === 'ipv4' ? 'iptables-restore' : 'ip6tables-restore';
 }

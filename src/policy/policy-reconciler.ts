@@ -11,6 +11,7 @@ import type { CommandRunner } from '../host/command.js';
 import type { Logger } from '../observe/log.js';
 import { ReconcileLoop, type ReconcileStatus } from '../reconcile/loop.js';
 import { IptablesPolicyApplier, PolicyApplyError } from './apply.js';
+import type { IptablesBackend } from '../host/iptables-backend.js';
 import type { CompiledPolicies, PodBridge, PolicyProblem } from './compile.js';
 import { PolicyCompiler } from './incremental.js';
 import { observedAfter, planPolicyChanges, planRuleChangesInSteps, planSetChangesInSteps, type ObservedPolicyState } from './plan.js';
@@ -31,6 +32,8 @@ export interface PolicyReconcilerOptions {
   sourceBinding?: { cniCacheDir: string; network: string };
   /** How commands reach the kernel; defaults to running them in the current network namespace. */
   runner?: CommandRunner;
+  /** Which iptables the rules go to (see host/iptables-backend.ts); default nft. */
+  iptablesBackend?: IptablesBackend;
   /** The packet-mark bit used inside our chains (default 0x40000). */
   allowMark?: number;
   /** Re-read the kernel and repair drift this often (default 60 s). */
@@ -81,7 +84,10 @@ export class PolicyReconciler {
     this.opts = options;
     this.node = options.node;
     this.logger = options.logger;
-    this.applier = new IptablesPolicyApplier(options.runner === undefined ? {} : { runner: options.runner });
+    this.applier = new IptablesPolicyApplier({
+      ...(options.runner === undefined ? {} : { runner: options.runner }),
+      ...(options.iptablesBackend === undefined ? {} : { backend: options.iptablesBackend }),
+    });
     if (options.sourceBinding !== undefined && options.bridgeName === undefined) throw new Error('PolicyReconciler: sourceBinding needs bridgeName');
     this.cniCache = options.sourceBinding === undefined ? undefined : new CniResultCacheReader(options.sourceBinding.cniCacheDir);
     const retryInitialMs = options.retryInitialMs ?? 250;

@@ -13,6 +13,7 @@ export type ApiErrorCode =
   | 'NotAcceptable'
   | 'Timeout'
   | 'Forbidden'
+  | 'Unauthorized'
   | 'InternalError';
 
 const HTTP_STATUS: Record<ApiErrorCode, number> = {
@@ -28,6 +29,7 @@ const HTTP_STATUS: Record<ApiErrorCode, number> = {
   NotAcceptable: 406,
   Timeout: 504,
   Forbidden: 403,
+  Unauthorized: 401,
   InternalError: 500,
 };
 

@@ -1,5 +1,5 @@
 // The lab Kubernetes API server: HTTP (TCP and/or a unix socket) in front of the Registry and ObjectStore.
-// A lab fixture, not a product API: no authentication, no TLS, one process, state in memory (optionally
+// A lab fixture, not a product API: no authentication unless given tokens, no TLS, one process, state in memory (optionally
 // persisted to a file so a restarted server keeps the cluster).
 import fs from 'node:fs';
 import http from 'node:http';
@@ -37,6 +37,11 @@ export interface LabApiServerOptions {
   persistDebounceMs?: number;
   /** How long a deleted Namespace stays Terminating before its contents and itself are removed. Default 1 s. */
   namespaceFinalizeDelayMs?: number;
+  /**
+   * Bearer tokens accepted, as kube-apiserver's --token-auth-file with --anonymous-auth=false: a request without
+   * one of them is refused 401 Unauthorized. Unset: no authentication (the lab's default).
+   */
+  tokens?: readonly string[];
 }
 
 export interface ListenOptions {
@@ -119,10 +124,12 @@ export class LabApiServer {
   private socketPath: string | undefined;
   private serverAddress = '127.0.0.1:0';
   private started = false;
+  private readonly tokens: ReadonlySet<string> | undefined;
 
   constructor(options: LabApiServerOptions = {}) {
     this.logger = options.logger;
     this.bookmarkIntervalMs = options.bookmarkIntervalMs ?? 10_000;
+    this.tokens = options.tokens === undefined ? undefined : new Set(options.tokens);
     const storePath = options.storePath;
     this.persistence =
       storePath === undefined
@@ -279,6 +286,11 @@ export class LabApiServer {
     const url = new URL(req.url ?? '/', 'http://lab');
     const segs = url.pathname.split('/').filter((s) => s !== '').map(decodeURIComponent);
     const method = req.method ?? 'GET';
+    if (this.tokens !== undefined) {
+      const token = /^Bearer (\S+)$/i.exec(req.headers.authorization ?? '')?.[1];
+      // kube-apiserver's answer to missing or unknown credentials: no hint of which.
+      if (token === undefined || !this.tokens.has(token)) throw new ApiError('Unauthorized', 'Unauthorized');
+    }
 
     if (method === 'GET' && segs.length === 1 && ['healthz', 'livez', 'readyz'].includes(segs[0]!)) {
       res.writeHead(200, { 'Content-Type': 'text/plain' });

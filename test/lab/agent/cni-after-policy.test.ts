@@ -24,12 +24,10 @@ const RELAY_SCRIPT = path.join(here, '..', '..', '..', 'bench', 'api-relay.js');
 const NODE_NS = `${testLabName('h9', '')}cni-node`;
 const NODE_IP = '10.239.0.1';
 
-/** iptables-restore as it answers while the xtables lock is held elsewhere, as long as `flag` exists. */
+/** iptables-nft-restore (the backend the agent detects in an empty namespace) as it answers while the xtables lock is held elsewhere, as long as `flag` exists. */
 function lockedRestore(real: string, flag: string): string {
   return [
     '#!/bin/sh',
-    // Asking the version takes no lock.
-    `[ "$1" = --version ] && exec '${real}' "$@"`,
     `if [ -e '${flag}' ]; then`,
     '  echo "Another app is currently holding the xtables lock. Stopped waiting after 5s." >&2',
     '  exit 4',
@@ -72,7 +70,7 @@ describe('agent: the CNI conflist only after the first successful policy sync', 
     await mkdir(bin);
     flag = path.join(dir, 'xtables-lock-held');
     await writeFile(flag, '');
-    for (const cmd of ['iptables-restore', 'ip6tables-restore']) {
+    for (const cmd of ['iptables-nft-restore', 'ip6tables-nft-restore']) {
       const real = execFileSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).trim();
       await writeFile(path.join(bin, cmd), lockedRestore(real, flag), { mode: 0o755 });
     }

@@ -8,6 +8,10 @@ import { builtinJumps, CHAINS, type CompiledPolicies, type FamilyRuleset } from 
 import { compilePolicies } from '../../unit/policy/scratch-compile.js';
 import { netnsRunner, type CommandRunner, type RunOptions } from '../../../src/host/command.js';
 import { IptablesPolicyApplier } from '../../../src/policy/apply.js';
+import { resolveIptablesBackend, type IptablesBackend } from '../../../src/host/iptables-backend.js';
+import { MasqueradeReconciler } from '../../../src/nat/masquerade.js';
+import { MASQ_CHAIN } from '../../../src/nat/masquerade-plan.js';
+import { createLogger } from '../../../src/observe/log.js';
 import { planPolicyChanges, type PolicyPlan } from '../../../src/policy/plan.js';
 import type { IpFamily } from '../../../src/routes/ip-prefix.js';
 import { e2eWorld } from '../../unit/policy/world.js';
@@ -26,6 +30,10 @@ function plan(v4: string, v6: string): PolicyPlan {
     destroySets: [],
     summary: { changedChains: 1, deletedChains: 0, changedSets: 0, deletedSets: 0, jumpsAdded: 0 },
   };
+}
+
+async function legacyChains(cmd: 'iptables-legacy' | 'ip6tables-legacy', netns = NETNS): Promise<string[]> {
+  return (await execa('ip', ['netns', 'exec', netns, cmd, '-S'])).stdout.split('\n').filter((l) => l.startsWith('-N PRPOL-'));
 }
 
 async function chains(family: IpFamily): Promise<string[]> {
@@ -114,7 +122,7 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
     });
     // The set restore starts before the rendering; the rules (which name the set) start after it ended.
     expect(events.slice(0, 3)).to.deep.equal(['start ipset', 'render', 'end ipset']);
-    expect(events.indexOf('start iptables-restore')).to.be.greaterThan(events.indexOf('end ipset'));
+    expect(events.indexOf('start iptables-nft-restore')).to.be.greaterThan(events.indexOf('end ipset'));
     expect(result.plan.iptablesRestore.ipv4).to.include('PRPOL-R');
     expect(await chains('ipv4')).to.include('-N PRPOL-R');
     // A refused set restore is what gets reported, even when the rendering failed too; no rule goes in.
@@ -166,25 +174,27 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
   it('works the same with legacy iptables: both families in, neither held up by the other (they share the xtables lock)', async () => {
     const real = netnsRunner(NETNS);
     const restores: Array<{ argv: readonly string[]; options: RunOptions }> = [];
-    const legacy: CommandRunner = {
+    const recording: CommandRunner = {
       run: (argv, options = {}) => {
         if (/-restore$/.test(argv[0] ?? '') && argv.includes('--noflush')) restores.push({ argv, options });
-        return real.run([argv[0]!.replace(/^(ip6?tables)-(restore|save)$/, '$1-legacy-$2'), ...argv.slice(1)], options);
+        return real.run(argv, options);
       },
     };
-    const applier = new IptablesPolicyApplier({ runner: legacy });
+    const applier = new IptablesPolicyApplier({ runner: recording, backend: 'legacy' });
     await applier.apply(plan('*filter\n:PRPOL-G - [0:0]\n-A PRPOL-G -j RETURN\nCOMMIT\n', '*filter\n:PRPOL-H - [0:0]\nCOMMIT\n'));
     // Legacy restores hold the xtables lock while their input is open: neither is held open past its input, and
     // no block beyond ours is sent.
-    expect(restores.map((r) => r.argv[0])).to.have.members(['iptables-restore', 'ip6tables-restore']);
+    expect(restores.map((r) => r.argv[0])).to.have.members(['iptables-legacy-restore', 'ip6tables-legacy-restore']);
     for (const { options } of restores) {
       expect(options.stdinUntil, 'legacy restore held open').to.equal(undefined);
       expect(options.input?.match(/^\*filter$/gm)).to.have.length(1);
     }
-    const legacyChains = async (cmd: string): Promise<string[]> =>
-      (await execa('ip', ['netns', 'exec', NETNS, cmd, '-S'])).stdout.split('\n').filter((l) => l.startsWith('-N PRPOL-'));
     expect(await legacyChains('iptables-legacy')).to.deep.equal(['-N PRPOL-G']);
     expect(await legacyChains('ip6tables-legacy')).to.deep.equal(['-N PRPOL-H']);
+    // Read back from legacy as applied; the nft side never saw them.
+    const observed = await applier.readObserved();
+    expect([...observed.v4.chains.keys()]).to.deep.equal(['PRPOL-G']);
+    expect(await chains('ipv4')).to.not.include('-N PRPOL-G');
   });
 
   it('keeps its jumps first in FORWARD and INPUT: one another tool inserted above is moved back in one transaction', async () => {
@@ -269,5 +279,75 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
     commands.length = 0;
     expect((await applier.apply({ ...plan('', ''), destroySets: [held] })).warnings).to.deep.equal([]);
     expect(commands.filter((c) => c.startsWith('ipset')), 'one ipset process when nothing is referenced').to.deep.equal(['ipset restore']);
+  });
+});
+
+describe('iptables backend: detected from the rules on the node, written there (real iptables-legacy and iptables-nft)', function () {
+  this.timeout(60_000);
+  const LEGACY_NODE = `${NETNS}-legacy`;
+  const NFT_NODE = `${NETNS}-nft`;
+  // What kubelet and kube-proxy leave on a node (marker chains in mangle, the forwarding accept in filter).
+  const KUBE_RULES = [
+    '*mangle',
+    ':KUBE-IPTABLES-HINT - [0:0]',
+    ':KUBE-KUBELET-CANARY - [0:0]',
+    'COMMIT',
+    '*filter',
+    ':KUBE-FORWARD - [0:0]',
+    '-A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD',
+    '-A KUBE-FORWARD -m mark --mark 0x4000/0x4000 -j ACCEPT',
+    'COMMIT',
+    '',
+  ].join('\n');
+  const forward = async (netns: string, cmd: string): Promise<string[]> =>
+    (await execa('ip', ['netns', 'exec', netns, cmd, '-S', 'FORWARD'])).stdout.split('\n').filter((l) => l.startsWith('-A '));
+  const postrouting = async (netns: string, cmd: string): Promise<string[]> =>
+    (await execa('ip', ['netns', 'exec', netns, cmd, '-t', 'nat', '-S', 'POSTROUTING'])).stdout.split('\n').filter((l) => l.startsWith('-A '));
+
+  before(async () => {
+    for (const [netns, backend] of [[LEGACY_NODE, 'legacy'], [NFT_NODE, 'nft']] as const) {
+      await execa('ip', ['netns', 'add', netns]);
+      await execa('ip', ['netns', 'exec', netns, `iptables-${backend}-restore`, '--noflush'], { input: KUBE_RULES });
+    }
+  });
+
+  after(async () => {
+    for (const netns of [LEGACY_NODE, NFT_NODE]) await execa('ip', ['netns', 'delete', netns], { reject: false });
+  });
+
+  /** Policy jumps (and the masquerade chain) written with the backend `auto` (or the override) picks in `netns`. */
+  async function writeWithChosenBackend(netns: string, setting: 'auto' | 'nft' | 'legacy', withMasquerade = false): Promise<IptablesBackend> {
+    const runner = netnsRunner(netns);
+    const { backend } = await resolveIptablesBackend(setting, runner);
+    const family = (f: IpFamily): FamilyRuleset => ({ family: f, chains: new Map([[CHAINS.forward, [['-j', 'RETURN']]], [CHAINS.input, [['-j', 'RETURN']]]]), sets: new Map(), jumps: builtinJumps() });
+    const applier = new IptablesPolicyApplier({ runner, backend });
+    await applier.apply(planPolicyChanges({ v4: family('ipv4'), v6: family('ipv6'), problems: [] }, await applier.readObserved()));
+    if (withMasquerade) {
+      const masquerade = new MasqueradeReconciler({ clusterRanges: ['10.244.0.0/16'], logger: createLogger({ level: 'error' }), runner, iptablesBackend: backend });
+      await masquerade.sync();
+    }
+    return backend;
+  }
+
+  it("auto picks legacy on a node whose kubelet and kube-proxy use legacy; policy goes first in legacy's FORWARD, masquerade into legacy's nat", async () => {
+    expect(await writeWithChosenBackend(LEGACY_NODE, 'auto', true)).to.equal('legacy');
+    expect(await forward(LEGACY_NODE, 'iptables-legacy')).to.deep.equal([
+      `-A FORWARD -m comment --comment "podroute policy" -j ${CHAINS.forward}`,
+      '-A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD',
+    ]);
+    expect(await postrouting(LEGACY_NODE, 'iptables-legacy')).to.have.length(1).and.to.satisfy((l: string[]) => l[0]!.includes(`-j ${MASQ_CHAIN}`));
+    expect(await forward(LEGACY_NODE, 'iptables-nft'), 'nothing in nft').to.deep.equal([]);
+    expect(await postrouting(LEGACY_NODE, 'iptables-nft')).to.deep.equal([]);
+  });
+
+  it('auto picks nft where the rules are in nft; iptables.backend overrides the guess', async () => {
+    expect(await writeWithChosenBackend(NFT_NODE, 'auto')).to.equal('nft');
+    expect((await forward(NFT_NODE, 'ip6tables-nft'))[0]).to.include(`-j ${CHAINS.forward}`);
+    expect(await forward(NFT_NODE, 'iptables-legacy')).to.deep.equal([]);
+    // Told legacy on the same node: written to legacy although the node's rules are in nft. Our own rules there
+    // since then do not sway a later auto: it still follows kube-proxy's.
+    expect(await writeWithChosenBackend(NFT_NODE, 'legacy')).to.equal('legacy');
+    expect((await forward(NFT_NODE, 'iptables-legacy'))[0]).to.include(`-j ${CHAINS.forward}`);
+    expect((await resolveIptablesBackend('auto', netnsRunner(NFT_NODE))).backend).to.equal('nft');
   });
 });

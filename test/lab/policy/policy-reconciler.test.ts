@@ -240,7 +240,7 @@ describe('policy reconciler in a netns node (real iptables/ipset, TCP/UDP probes
     let refuse = 0;
     const flaky: CommandRunner = {
       run: async (argv, options) => {
-        if (argv.includes('iptables-restore') && refuse > 0) {
+        if (argv.includes('iptables-nft-restore') && refuse > 0) {
           refuse--;
           return real.run(['sh', '-c', 'echo "iptables-restore: injected failure" >&2; exit 1'], options);
         }

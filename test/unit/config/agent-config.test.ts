@@ -35,6 +35,13 @@ describe('agent config', () => {
     expect(config.bgp.peers.map((p) => p.maxPrefixes)).to.deep.equal([0, undefined]);
   });
 
+  it('writes iptables where the node\'s rules are unless told: iptables.backend auto by default, nft or legacy to override', () => {
+    expect(parseAgentConfig(minimal).iptables.backend).to.equal('auto');
+    for (const backend of ['nft', 'legacy', 'auto'] as const) expect(parseAgentConfig({ ...minimal, iptables: { backend } }).iptables.backend).to.equal(backend);
+    expect(problemsOf({ ...minimal, iptables: { backend: 'nftables' } })).to.deep.equal(['iptables.backend: must be one of auto, nft, legacy (got "nftables")']);
+    expect(problemsOf({ ...minimal, iptables: { backend: 'nft', mode: 'x' } })).to.deep.equal(['iptables: unknown key(s) "mode"']);
+  });
+
   it("keeps gobgpd's API off the network: a unix socket by default, TCP only on loopback", () => {
     expect(parseAgentConfig(minimal).gobgp.target).to.match(/^unix:\/\/\//);
     for (const target of ['127.0.0.1:50051', '[::1]:50051', 'localhost:50051', 'unix:///tmp/gobgp.sock']) {

@@ -154,8 +154,9 @@ function agentSources(): { file: string; text: string }[] {
   const walk = (dir: string): void => {
     for (const entry of readdirSync(repoPath(dir), { withFileTypes: true })) {
       const relative = path.join(dir, entry.name);
-      // The lab (its own API server, kubelet and CLI) is not part of the deployed agent.
-      if (relative === 'src/lab' || relative === 'src/cli/lab.ts') continue;
+      // The lab (its own API server, kubelet and CLI) is not part of the deployed agent; `podroute status --cluster`
+      // reads with the user's kubeconfig, not the agent's ServiceAccount.
+      if (relative === 'src/lab' || relative === 'src/cli/lab.ts' || relative === 'src/cli/cluster-status.ts') continue;
       if (entry.isDirectory()) walk(relative);
       else if (entry.name.endsWith('.ts')) out.push({ file: relative, text: readFileSync(repoPath(relative), 'utf8') });
     }
