@@ -21,7 +21,7 @@ import { MasqueradeReconciler } from '../nat/masquerade.js';
 import { localRunner } from '../host/command.js';
 import { resolveIptablesBackend, type IptablesBackend } from '../host/iptables-backend.js';
 import { writeCniConfig } from '../node/cni.js';
-import { choosePodMtu, readLinkMtus } from '../node/pod-mtu.js';
+import { PodMtuTracker } from '../node/pod-mtu-tracker.js';
 import { applySysctls } from '../node/sysctl.js';
 import { PolicyReconciler } from '../policy/policy-reconciler.js';
 import { AgentObserver } from '../observe/agent-observer.js';
@@ -68,9 +68,6 @@ export class Agent {
   private cniWritten = false;
   private reportedWarnings = new Set<string>();
   private networkReported = false;
-  /** The pods' MTU last written into the conflist (cni.mtu, or the InternalIP interface's); undefined: the plugin's default. */
-  private podMtu: number | undefined;
-  private podMtuChosen = false;
   /** Where policy and masquerade write (iptables.backend, or detected at start): nft until run() decides. */
   private iptablesBackend: IptablesBackend = 'nft';
 
@@ -87,6 +84,7 @@ export class Agent {
   private policy: PolicyReconciler | undefined;
   private allocator: LoadBalancerAllocator | undefined;
   private policyInput: PolicyInput | undefined;
+  private podMtu!: PodMtuTracker;
 
   constructor(options: AgentOptions) {
     this.config = options.config;
@@ -118,6 +116,11 @@ export class Agent {
       if (kind === 'services') this.allocator?.trigger();
       this.clusterLoop.markDirty();
     }, onStat: (kind, what) => this.observer.watchStat(kind, what) });
+    this.podMtu = new PodMtuTracker({
+      configured: config.cni.mtu,
+      logger,
+      postEvent: (reason, message) => void this.reporter.event('Normal', reason, message),
+    });
     this.gobgp = new GobgpClient({ target: config.gobgp.target, callTimeoutMs: config.gobgp.callTimeoutSeconds * 1000, logger });
     this.bgp = new BgpReconciler({ client: this.gobgp, logger: logger.child({ component: 'bgp' }) });
     this.routes = new RouteReconciler({
@@ -135,6 +138,7 @@ export class Agent {
       masquerade: config.masquerade.enabled ? () => this.masquerade : undefined,
       policy: config.policy.enabled ? () => this.policy : undefined,
       loadBalancerAllocator: () => this.allocator?.status(),
+      podMtu: () => this.podMtu.status(),
       resyncMs: { routes: config.routes.resyncSeconds * 1000 },
     });
     const clusterHealth = this.observer.loop('cluster', { resyncMs: CLUSTER_RESYNC_MS });
@@ -257,7 +261,10 @@ export class Agent {
       return;
     }
     const state = result.state;
-    state.cni = { ...state.cni, mtu: await this.choosePodMtu(state, signal) };
+    // Read again at every re-plan: a changed fabric MTU rolls into the conflist (new pods get it).
+    const podMtu = await this.podMtu.choose(state.self.internalIPs, signal);
+    state.warnings.push(...podMtu.warnings);
+    state.cni = { ...state.cni, mtu: podMtu.mtu };
     this.desired = state;
     this.routeSelection.setInput(state.routeSelection);
     this.reportWarnings([...state.warnings, ...this.serviceWarnings]);
@@ -339,36 +346,6 @@ export class Agent {
     await this.routes.waitForSync(signal);
     await this.reporter.markNetworkAvailable();
     this.networkReported = true;
-  }
-
-  /**
-   * cni.mtu, or the MTU of the link holding the node's InternalIP, read again at every re-plan: a changed fabric MTU
-   * goes into the conflist (new pods get it; running pods keep theirs) and is reported with an Event.
-   */
-  private async choosePodMtu(state: DesiredNodeState, signal: AbortSignal): Promise<number | undefined> {
-    let links;
-    try {
-      links = this.config.cni.mtu === undefined ? await readLinkMtus(signal) : [];
-    } catch (err) {
-      this.logger.warn('could not read the interfaces to choose the pod MTU; keeping the previous choice', { error: describeError(err) });
-      return this.podMtu;
-    }
-    const choice = choosePodMtu({ configured: this.config.cni.mtu, internalIPs: state.self.internalIPs, links });
-    if (choice.source === 'none') state.warnings.push(choice.problem);
-    if (choice.warning !== undefined) state.warnings.push(choice.warning);
-    const mtu = choice.source === 'none' ? undefined : choice.mtu;
-    if (this.podMtuChosen && mtu === this.podMtu) return mtu;
-    const from = choice.source === 'interface' ? `the MTU of ${choice.interfaces.join(', ')}` : choice.source === 'config' ? 'cni.mtu' : "the bridge plugin's default";
-    if (!this.podMtuChosen) {
-      this.logger.info('pod MTU chosen', { mtu: mtu ?? 'default', from });
-    } else {
-      const message = `pod MTU changed from ${this.podMtu ?? 'default'} to ${mtu ?? 'default'} (${from}): new pods get it, running pods keep theirs until they restart`;
-      this.logger.warn(message);
-      void this.reporter.event('Normal', 'PodrouteMtuChanged', message);
-    }
-    this.podMtu = mtu;
-    this.podMtuChosen = true;
-    return mtu;
   }
 
   private reportWarnings(warnings: string[]): void {

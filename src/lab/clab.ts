@@ -106,7 +106,8 @@ export function renderClab(topology: Topology, name: string): Record<string, str
       const container = index === -1 ? end.member : kindNodeContainer(name, index);
       return `${container}:${end.interface.name === UPLINK_INTERFACE ? CLAB_UPLINK_INTERFACE : end.interface.name}`;
     };
-    return { endpoints: [endpoint(v.a), endpoint(v.b)] };
+    const mtu = v.a.interface.mtu ?? v.b.interface.mtu;
+    return { endpoints: [endpoint(v.a), endpoint(v.b)], ...(mtu === undefined ? {} : { mtu }) };
   });
   const mapping = topology.nodes.map((n, i) => `#   ${n.name} -> ${kindNodeContainer(name, i)}`).join('\n');
   const header = [

@@ -53,14 +53,19 @@ export async function netnsPids(name: string): Promise<number[]> {
     .filter((n) => Number.isInteger(n) && n > 0);
 }
 
-/** `ip link add A netns X type veth peer name B netns Y`: both ends are born inside their namespaces. */
+/**
+ * `ip link add A netns X [mtu M] type veth peer name B netns Y [mtu M]`: both ends are born inside their
+ * namespaces, with the link's MTU.
+ */
 export function vethCommand(veth: VethLayout, netnsOf: (member: string) => string): string[] {
+  const mtu = (end: VethEnd): string[] => (end.interface.mtu === undefined ? [] : ['mtu', String(end.interface.mtu)]);
   return [
     'link',
     'add',
     veth.a.interface.name,
     'netns',
     netnsOf(veth.a.member),
+    ...mtu(veth.a),
     'type',
     'veth',
     'peer',
@@ -68,6 +73,7 @@ export function vethCommand(veth: VethLayout, netnsOf: (member: string) => strin
     veth.b.interface.name,
     'netns',
     netnsOf(veth.b.member),
+    ...mtu(veth.b),
   ];
 }
 
@@ -117,7 +123,9 @@ export async function setSysctls(netns: string, sysctls: Record<string, string>)
 export function memberBatch(member: MemberLayout, layout: LabLayout): string[] {
   const lines: string[] = ['link set lo up'];
   for (const bridge of member.bridges) {
-    lines.push(`link add ${bridge.name} address ${bridgeMac(member.name, bridge.name)} type bridge`);
+    // An explicit MTU stays put; without one a bridge follows its smallest port.
+    const mtu = bridge.mtu === undefined ? '' : ` mtu ${bridge.mtu}`;
+    lines.push(`link add ${bridge.name} address ${bridgeMac(member.name, bridge.name)}${mtu} type bridge`);
     for (const address of bridge.addresses) lines.push(addressLine(address, bridge.name));
     lines.push(`link set ${bridge.name} up`);
   }

@@ -125,8 +125,13 @@ const routerSchema = z
   .object({ name: memberName, asn, routerId: ipv4Address, role: z.enum(['spine', 'tor']) })
   .strict();
 
+/**
+ * A link's MTU, on both veth ends (and on the rack bridge): a fabric of jumbo and narrow links. Unset, the kernel's
+ * 1500. At least IPv6's 1280, since every lab link may carry IPv6.
+ */
+const linkMtu = z.number().int().min(1280).max(65535).optional();
 const p2pLinkSchema = z
-  .object({ type: z.literal('p2p'), a: memberName, b: memberName, ipv4: ipv4Network.optional(), ipv6: ipv6Network.optional() })
+  .object({ type: z.literal('p2p'), a: memberName, b: memberName, ipv4: ipv4Network.optional(), ipv6: ipv6Network.optional(), mtu: linkMtu })
   .strict();
 const rackLinkSchema = z
   .object({
@@ -140,6 +145,7 @@ const rackLinkSchema = z
     ports: z.enum(['bridge', 'routed']).default('bridge'),
     ipv4: ipv4Network.optional(),
     ipv6: ipv6Network.optional(),
+    mtu: linkMtu,
   })
   .strict();
 const linkSchema = z.discriminatedUnion('type', [p2pLinkSchema, rackLinkSchema]);
@@ -513,6 +519,8 @@ export interface InterfaceLayout {
   addresses: string[];
   /** The bridge this interface is a port of (ToR side of rack LANs). */
   master?: string;
+  /** The link's MTU (the topology's `mtu`); unset: the kernel's default. */
+  mtu?: number;
 }
 
 export interface MemberLayout {
@@ -642,8 +650,9 @@ export function planLayout(t: Topology): LabLayout {
 
   for (const link of t.links) {
     if (link.type !== 'p2p') continue;
-    const a: VethEnd = { member: link.a, interface: { name: peerInterfaceName(link.b), addresses: [] } };
-    const b: VethEnd = { member: link.b, interface: { name: peerInterfaceName(link.a), addresses: [] } };
+    const mtu = link.mtu === undefined ? {} : { mtu: link.mtu };
+    const a: VethEnd = { member: link.a, interface: { name: peerInterfaceName(link.b), addresses: [], ...mtu } };
+    const b: VethEnd = { member: link.b, interface: { name: peerInterfaceName(link.a), addresses: [], ...mtu } };
     for (const family of IP_FAMILIES) {
       const subnet = link[family];
       if (subnet === undefined) continue;
@@ -667,9 +676,10 @@ export function planLayout(t: Topology): LabLayout {
     const subnets = [link.ipv4, link.ipv6].filter((s): s is string => s !== undefined);
     const rackNodes = t.nodes.filter((n) => nodeTors(n).includes(link.tor));
     const torAddresses: string[] = [];
+    const mtu = link.mtu === undefined ? {} : { mtu: link.mtu };
     if (link.ports === 'bridge') {
       torAddresses.push(...subnets.map((s) => withPrefix(must(nthAddress(s, 1), `${s} too small`), s)));
-      member(link.tor).bridges.push({ name: RACK_BRIDGE, addresses: torAddresses });
+      member(link.tor).bridges.push({ name: RACK_BRIDGE, addresses: torAddresses, ...mtu });
     }
     rackNodes.forEach((node, index) => {
       const position = index + 1;
@@ -699,10 +709,10 @@ export function planLayout(t: Topology): LabLayout {
           member: link.tor,
           interface:
             link.ports === 'routed'
-              ? { name: peerInterfaceName(node.name), addresses: torPortAddresses }
-              : { name: peerInterfaceName(node.name), addresses: [], master: RACK_BRIDGE },
+              ? { name: peerInterfaceName(node.name), addresses: torPortAddresses, ...mtu }
+              : { name: peerInterfaceName(node.name), addresses: [], master: RACK_BRIDGE, ...mtu },
         },
-        b: { member: node.name, interface: { name: uplink.interface, addresses: uplink.addresses.map((a) => `${a.address}/${a.prefixLength}`) } },
+        b: { member: node.name, interface: { name: uplink.interface, addresses: uplink.addresses.map((a) => `${a.address}/${a.prefixLength}`), ...mtu } },
       });
       const list = uplinksOf.get(node.name) ?? [];
       list[uplinkIndex] = uplink;

@@ -15,6 +15,7 @@ import { PeerTable, countByNeighbor, type PeerListSource } from './peers.js';
 import { ObserveServer, type ListenAddress } from './server.js';
 import { podrouteVersion, type AgentStatusReport } from './status.js';
 import type { LoadBalancerAllocatorStatus } from '../services/allocator-loop.js';
+import type { PodMtuStatus } from '../node/pod-mtu-tracker.js';
 
 /** What the observer needs from GobgpClient. */
 export interface ObservedGobgp extends PeerListSource {
@@ -41,6 +42,8 @@ export interface AgentObserverOptions {
   policy?: Getter<PolicyStatus>;
   /** The LoadBalancer allocator (with services.loadBalancerPools configured). */
   loadBalancerAllocator?: () => LoadBalancerAllocatorStatus | undefined;
+  /** The pods' MTU as last chosen (src/node/pod-mtu-tracker.ts). */
+  podMtu?: () => PodMtuStatus | undefined;
   /** Resync interval of each reconciler: a loop is stuck after staleFactor × this without a successful pass. */
   resyncMs?: { bgp?: number; routes?: number; masquerade?: number; policy?: number };
   /** Default 3. */
@@ -85,6 +88,7 @@ export class AgentObserver {
       routes: statusOf(options.routes),
       policy: statusOf(options.policy),
       loadBalancerAllocator: options.loadBalancerAllocator,
+      podMtu: options.podMtu,
       health: this.health,
       processMetrics: options.processMetrics,
     });

@@ -8,6 +8,7 @@ import type { BgpReconcilerStatus } from '../bgp/bgp-reconciler.js';
 import type { PolicyStatus } from '../policy/policy-reconciler.js';
 import type { LoadBalancerAllocatorStatus } from '../services/allocator-loop.js';
 import type { RouteReconcilerStatus } from '../routes/route-reconciler.js';
+import type { PodMtuStatus } from '../node/pod-mtu-tracker.js';
 import type { HealthMonitor } from './health.js';
 import type { PeerTableReport } from './peers.js';
 
@@ -23,6 +24,8 @@ export interface MetricsSources {
   policy?: () => PolicyStatus | undefined;
   /** The LoadBalancer allocator (src/services/allocator-loop.ts). */
   loadBalancerAllocator?: () => LoadBalancerAllocatorStatus | undefined;
+  /** The pods' MTU as last chosen (src/node/pod-mtu-tracker.ts). */
+  podMtu?: () => PodMtuStatus | undefined;
   /** Loops' last success and error counts; pass durations are taken from its pass listener. */
   health?: HealthMonitor;
   /** Node.js process metrics (process_*, nodejs_*); default true. */
@@ -179,6 +182,22 @@ export class AgentMetrics {
         collect() {
           const policyStatus = policy();
           if (policyStatus !== undefined) this.set(new Set(policyStatus.problems.map((p) => p.policy)).size);
+        },
+      });
+    }
+
+    // --- Node setup
+    const podMtu = sources.podMtu;
+    if (podMtu !== undefined) {
+      new Gauge({
+        name: 'podroute_pod_mtu',
+        help: "The MTU new pods get (the CNI conflist's), by where it came from: config (cni.mtu), interface (the InternalIP's link) or none (0: the bridge plugin's default).",
+        labelNames: ['source'],
+        registers,
+        collect() {
+          this.reset();
+          const status = podMtu();
+          if (status !== undefined) this.set({ source: status.source }, status.mtu ?? 0);
         },
       });
     }

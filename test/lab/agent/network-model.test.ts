@@ -1,11 +1,15 @@
 // The Kubernetes network model, end to end, on two-racks with `podroute agent` on every node (issue 3): pods reach
 // pods everywhere without NAT, nodes reach their pods, host-network pods reach all pods with their node's address,
 // traffic leaving the cluster is masqueraded; nodes come and go; hijacks are refused; foreign routes are left
-// alone; an agent restart changes nothing; bad annotations are reported and skipped.
+// alone; an agent restart changes nothing; bad annotations are reported and skipped. Rack 1 and the spine links
+// are jumbo (9000), rack 2 narrow (1400): pods take their rack's MTU, and full-size packets cross (issue 17).
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
+import { execa } from 'execa';
+import YAML from 'yaml';
 import { GobgpClient } from '../../../src/bgp/gobgp-client.js';
 import { frrFiles, vtysh } from '../../../src/lab/frr.js';
 import { nodeProbeSocket } from '../../../src/lab/kubelet/kubelet.js';
@@ -22,11 +26,22 @@ import { readLabState } from '../../../src/lab/state.js';
 import { repoRoot, testLabName } from '../lab/leftovers.js';
 import { pollUntil } from '../../poll.js';
 import { RouteMonitor } from '../route-monitor.js';
-import { familyOf } from '../../../src/routes/ip-prefix.js';
+import { familyOf, IP_FAMILIES, type IpFamily } from '../../../src/routes/ip-prefix.js';
 
 const LAB = testLabName('e2enet', 'e2e');
 const paths = labPaths(LAB);
-const topologyFile = path.join(repoRoot(), 'topologies', 'two-racks.yaml');
+/** The MTU of each rack LAN; the spine links carry the largest (the fabric is never the narrow part). */
+const RACK_MTU: Record<string, number> = { tor1: 9000, tor2: 1400 };
+const SPINE_MTU = 9000;
+
+/** two-racks with the MTUs above, in a file of its own (lab up reads a file). */
+function writeTopology(dir: string): string {
+  const raw = YAML.parse(readFileSync(path.join(repoRoot(), 'topologies', 'two-racks.yaml'), 'utf8'), { merge: true }) as { links: { type: string; tor?: string; mtu?: number }[] };
+  for (const link of raw.links) link.mtu = link.type === 'rack' ? RACK_MTU[link.tor ?? ''] : SPINE_MTU;
+  const file = path.join(dir, 'two-racks-mtu.yaml');
+  writeFileSync(file, YAML.stringify(raw));
+  return file;
+}
 const NODE_ADDRESSES: Record<string, string[]> = {
   r1n1: ['10.10.1.11', 'fd00:10:1::b'],
   r1n2: ['10.10.1.12', 'fd00:10:1::c'],
@@ -94,13 +109,62 @@ function agentLog(node: string): string {
   return readFileSync(path.join(paths.logDir, `agent_${node}.log`), 'utf8');
 }
 
+/** Runs a command inside a pod's network namespace: exit code and outputs, never a throw. */
+function inPod(pod: Pod, args: string[], timeoutMs = 10_000): Promise<{ exitCode?: number; stdout: string; stderr: string }> {
+  const [namespace = '', name = ''] = pod.id.split('/');
+  return execa('ip', ['netns', 'exec', paths.podNetns(namespace, name), ...args], { reject: false, timeout: timeoutMs });
+}
+
+function addressOf(pod: Pod, family: IpFamily): string {
+  return pod.ips.find((ip) => familyOf(ip) === family) ?? '';
+}
+
+/** IP + ICMP header bytes: a ping payload of MTU minus these makes a packet of exactly the MTU. */
+const PING_HEADERS: Record<IpFamily, number> = { ipv4: 28, ipv6: 48 };
+/** IP + TCP header bytes: the MSS of an MTU. */
+const TCP_HEADERS: Record<IpFamily, number> = { ipv4: 40, ipv6: 60 };
+
+/**
+ * One DF (don't fragment) ping of exactly `size` bytes on the wire: the kernel neither fragments it nor lets a router
+ * do it. It ends at the reply, the ICMP error or after 2 s.
+ */
+function dfPing(from: Pod, to: string, size: number): ReturnType<typeof inPod> {
+  const payload = size - PING_HEADERS[familyOf(to)];
+  return inPod(from, ['ping', '-n', '-c', '1', '-W', '2', '-M', 'do', '-s', String(payload), to]);
+}
+
+/**
+ * Bytes one TCP connection carried from `client` to `server`, counted by the receiver up to the sender's FIN (socat
+ * on both ends). A transfer that stalls (segments too big for the path, the ICMP lost) times out and throws.
+ */
+async function tcpTransfer(client: Pod, server: Pod, address: string, bytes: number): Promise<number> {
+  const port = 5317;
+  const v4 = familyOf(address) === 'ipv4';
+  const [namespace = '', name = ''] = server.id.split('/');
+  const listen = v4 ? `TCP4-LISTEN:${port},bind=${address}` : `TCP6-LISTEN:${port},bind=[${address}]`;
+  const receiver = execa('ip', ['netns', 'exec', paths.podNetns(namespace, name), 'socat', '-u', listen, 'STDOUT'], { reject: false, timeout: 30_000, encoding: 'buffer' });
+  try {
+    await pollUntil(`socat listening in ${server.id}`, async () => ((await inPod(server, ['ss', '-Hltn', `sport = :${port}`])).stdout.trim() !== '' ? true : undefined), { timeoutMs: 10_000, intervalMs: 50 });
+    const connect = v4 ? `TCP4:${address}:${port}` : `TCP6:[${address}]:${port}`;
+    const sent = await inPod(client, ['socat', '-u', `OPEN:/dev/zero,readbytes=${bytes}`, connect], 30_000);
+    if (sent.exitCode !== 0) throw new Error(`sending from ${client.id} to ${address} failed: ${sent.stderr}`);
+    const received = await receiver;
+    if (received.timedOut === true) throw new Error(`${server.id} saw no end of the stream from ${client.id} within 30 s (stalled)`);
+    return received.stdout.length;
+  } finally {
+    receiver.kill();
+    await receiver;
+  }
+}
+
 describe('network model end to end (two-racks with podroute agents)', function () {
   this.timeout(300_000);
   let pods: Pod[];
+  const topologyDir = mkdtempSync(path.join(tmpdir(), 'podroute-e2enet-'));
 
   before(async () => {
     if (readLabState(LAB) !== undefined) await labDown(LAB);
-    await labUp({ topologyFile, name: LAB, timeoutMs: 180_000 });
+    await labUp({ topologyFile: writeTopology(topologyDir), name: LAB, timeoutMs: 180_000 });
     pods = podsOf(await labStatus(LAB));
     expect(pods).to.have.length(9);
     // Converged = every node routes to every other node's podCIDRs (both families).
@@ -113,6 +177,7 @@ describe('network model end to end (two-racks with podroute agents)', function (
   after(async () => {
     closeProbeConnections();
     if (readLabState(LAB) !== undefined) await labDown(LAB);
+    rmSync(topologyDir, { recursive: true, force: true });
   });
 
   it('every pod reaches every pod on every node, TCP and UDP, IPv4 and IPv6, and the server sees the client pod IP (no NAT)', async () => {
@@ -161,6 +226,73 @@ describe('network model end to end (two-racks with podroute agents)', function (
     for (const node of nodes) {
       const condition = node.status?.conditions?.find((c) => c.type === 'NetworkUnavailable');
       expect(condition, node.metadata.name).to.deep.include({ status: 'False', reason: 'PodrouteRoutesProgrammed' });
+    }
+  });
+
+  it("pods get their node's fabric MTU (the InternalIP's link): 9000 in the jumbo rack, 1400 in the narrow one, shown by podroute_pod_mtu", async () => {
+    const rackOf = (node: string): string => (node.startsWith('r1') ? 'tor1' : 'tor2'); // two-racks: rN* hang off torN
+    const mtuOf = async (pod: Pod): Promise<number | undefined> => (JSON.parse((await inPod(pod, ['ip', '-j', 'link', 'show', 'eth0'])).stdout || '[]') as { mtu?: number }[])[0]?.mtu;
+    const got = Object.fromEntries(await Promise.all(pods.map(async (p) => [p.id, await mtuOf(p)] as const)));
+    expect(got).to.deep.equal(Object.fromEntries(pods.map((p) => [p.id, RACK_MTU[rackOf(p.node)]])));
+    for (const [node, mtu] of [['r1n1', 9000], ['r2n1', 1400]] as const) {
+      const metrics = execFileSync('ip', ['netns', 'exec', paths.netns(node), 'curl', '-s', 'http://127.0.0.1:9476/metrics'], { encoding: 'utf8' });
+      expect(metrics.split('\n').filter((l) => l.startsWith('podroute_pod_mtu{')), node).to.deep.equal([`podroute_pod_mtu{source="interface"} ${mtu}`]);
+    }
+  });
+
+  it('a full-size packet with DF set crosses between the racks both ways, v4 and v6 (1400 bytes: the narrow rack\'s MTU)', async () => {
+    const narrow = pods.find((p) => p.id === 'x/c')!; // r2n1
+    const jumbo = pods.find((p) => p.id === 'x/a')!; // r1n1
+    const pairs = IP_FAMILIES.flatMap((family) => [[narrow, jumbo, family], [jumbo, narrow, family]] as const);
+    // ...and one byte more does not even leave the narrow pod: DF is set and its MTU is real. (ping waits out its
+    // -W after a local error: all at once.)
+    const [over, ...failed] = await Promise.all([
+      dfPing(narrow, addressOf(jumbo, 'ipv4'), RACK_MTU.tor2! + 1),
+      ...pairs.map(async ([from, to, family]) => {
+        const ping = await dfPing(from, addressOf(to, family), RACK_MTU.tor2!);
+        return ping.exitCode === 0 ? [] : [`${from.id} -> ${to.id} ${family}: ${ping.stdout}${ping.stderr}`];
+      }),
+    ]);
+    expect(failed.flat()).to.deep.equal([]);
+    expect(over.exitCode).to.not.equal(0);
+    expect(over.stdout + over.stderr).to.match(/message too long/);
+  });
+
+  it('path MTU discovery works towards the narrow rack: a 9000-byte DF packet gets "fragmentation needed" / "packet too big" back, v4 and v6', async () => {
+    const jumbo = pods.find((p) => p.id === 'y/b')!; // r1n1
+    const narrow = pods.find((p) => p.id === 'y/a')!; // r2n2
+    await Promise.all(IP_FAMILIES.map(async (family) => {
+      const target = addressOf(narrow, family);
+      const ping = await dfPing(jumbo, target, RACK_MTU.tor1!);
+      expect(ping.exitCode, `${family}: a 9000-byte packet crossed a 1400 link`).to.not.equal(0);
+      // tor2's answer, let through by every node and policy chain on the way back to the pod.
+      expect(ping.stdout + ping.stderr, family).to.match(family === 'ipv4' ? /Frag needed and DF set \(mtu = 1400\)/ : /Packet too big: mtu=1400/);
+      expect((await inPod(jumbo, ['ip', 'route', 'get', target])).stdout, `${family}: the pod's kernel learned the path MTU`).to.match(/\bmtu 1400\b/);
+    }));
+  });
+
+  it('a large TCP transfer from the jumbo rack to the narrow one completes by path MTU discovery (receiver advertising a jumbo MSS), v4 and v6', async () => {
+    // MSS negotiation alone would keep the segments at 1360 (the narrow pod's MSS), and path MTU discovery would
+    // never be needed: the receiver advertises a jumbo MSS (as a host on a jumbo LAN behind a narrow hop would),
+    // so the sender starts with 9000-byte segments and only the ICMP from tor2 brings them down to 1400.
+    const sender = pods.find((p) => p.id === 'z/c')!; // r1n1
+    const receiver = pods.find((p) => p.id === 'z/b')!; // r2n2
+    const bytes = 4 * 1024 * 1024;
+    for (const family of IP_FAMILIES) {
+      const from = addressOf(sender, family);
+      const to = addressOf(receiver, family);
+      const familyFlag = family === 'ipv4' ? '-4' : '-6';
+      const [defaultRoute] = JSON.parse((await inPod(receiver, ['ip', '-j', familyFlag, 'route', 'show', 'default'])).stdout) as { gateway: string; dev: string }[];
+      const toSender = [`${from}/${family === 'ipv4' ? 32 : 128}`, 'via', defaultRoute!.gateway, 'dev', defaultRoute!.dev];
+      expect((await inPod(sender, ['ip', 'route', 'get', to])).stdout, `${family}: no path MTU known before`).not.to.match(/\bmtu 1400\b/);
+      const added = await inPod(receiver, ['ip', familyFlag, 'route', 'add', ...toSender, 'advmss', String(SPINE_MTU - TCP_HEADERS[family])]);
+      expect(added.exitCode, added.stderr).to.equal(0);
+      try {
+        expect(await tcpTransfer(sender, receiver, to, bytes), family).to.be.at.least(bytes);
+      } finally {
+        await inPod(receiver, ['ip', familyFlag, 'route', 'del', ...toSender]);
+      }
+      expect((await inPod(sender, ['ip', 'route', 'get', to])).stdout, `${family}: the sender learned the path MTU from tor2`).to.match(/\bmtu 1400\b/);
     }
   });
 

@@ -1,7 +1,11 @@
 // BgpReconciler against real gobgpd: "our" node in netns a, a second node (plain gobgpd driven by the test)
 // and a ToR stand-in in netns b. Checks what the other side learns, what our import policy lets in, the
-// learned table we publish, recovery from a gobgpd kill -9, and that a no-change resync mutates nothing.
+// learned table we publish, LOCAL_PREF as the iBGP peer sees it, recovery from a gobgpd kill -9, and that a
+// no-change resync mutates nothing.
 import { expect } from 'chai';
+import { advertisedAttributes } from '../../../src/agent/advertised-attributes.js';
+import { parseAgentConfig } from '../../../src/config/agent-config.js';
+import { nodeInfoFromObject } from '../../../src/kube/node-info.js';
 import { BgpReconciler, type BgpDesiredState } from '../../../src/bgp/bgp-reconciler.js';
 import type { LearnedTableView } from '../../../src/bgp/learned-table.js';
 import { GobgpClient } from '../../../src/bgp/gobgp-client.js';
@@ -131,6 +135,30 @@ describe('BgpReconciler against real gobgpd pairs', function () {
     await tor.deletePathByPrefix({ prefix: '203.0.113.2/32', nextHop: TOR });
     reconciler.setDesired(desired);
     await pollUntil('the ToR holds only the podCIDRs again', async () => (await learnedBy(tor, A)).length === 2, { timeoutMs: 20_000 });
+  });
+
+  it('bgp.localPreference.podCIDRs reaches the iBGP peer (node2) as LOCAL_PREF, and not the eBGP ToR', async () => {
+    // The attributes as the agent derives them from its configuration (no node annotation overriding them).
+    const config = parseAgentConfig({ nodeName: 'n1', cluster: { podRanges: ['10.244.0.0/16', 'fd00:244::/48'] }, bgp: { localPreference: { podCIDRs: 250 } } });
+    const self = nodeInfoFromObject({ metadata: { name: 'n1' }, spec: { podCIDRs: ['10.244.1.0/24', 'fd00:244:0:1::/64'] } });
+    const attributes = advertisedAttributes(config, self, 'podCIDRs');
+    expect(attributes).to.deep.equal({ localPref: 250 });
+    const prefsAt = async (c: GobgpClient): Promise<Record<string, number | undefined>> => {
+      const paths = [...(await collect(c.listPaths({ family: 'ipv4', table: 'global' }))), ...(await collect(c.listPaths({ family: 'ipv6', table: 'global' })))];
+      return Object.fromEntries(paths.filter((p) => p.neighborIp === A).map((p) => [p.prefix, p.localPref]));
+    };
+    const before = await prefsAt(node2);
+    reconciler.setDesired({ ...desired, advertise: desired.advertise.map((p) => ({ ...p, ...attributes })) });
+    try {
+      const withPref = { '10.244.1.0/24': 250, 'fd00:244:0:1::/64': 250 };
+      await pollUntil('node2 sees LOCAL_PREF 250 on our podCIDRs', async () => JSON.stringify(await prefsAt(node2)) === JSON.stringify(withPref) || undefined, { timeoutMs: 20_000 });
+      // LOCAL_PREF never crosses an AS border (RFC 4271 5.1.5): the ToR holds the same prefixes without it.
+      expect(await prefsAt(tor)).to.deep.equal({ '10.244.1.0/24': undefined, 'fd00:244:0:1::/64': undefined });
+    } finally {
+      reconciler.setDesired(desired);
+    }
+    await pollUntil('node2 sees the paths as before (no local preference configured)', async () => JSON.stringify(await prefsAt(node2)) === JSON.stringify(before) || undefined, { timeoutMs: 20_000 });
+    expect(Object.values(before), 'unconfigured: gobgpd sends its default to iBGP peers').to.deep.equal([100, 100]);
   });
 
   it('imports what the rules allow and rejects hijacks', async () => {

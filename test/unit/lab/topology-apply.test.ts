@@ -3,6 +3,7 @@ import { expect } from 'chai';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parse, stringify } from 'yaml';
 import { nodeObject, podObject } from '../../../src/lab/cluster-objects.js';
 import { LabError } from '../../../src/lab/errors.js';
 import { resolveExecTarget } from '../../../src/lab/exec.js';
@@ -45,6 +46,20 @@ describe('lab: from layout to commands and objects', () => {
     ]);
     expect(memberSysctls(layout.members.find((m) => m.name === 'ext1')!)['net.ipv4.ip_forward']).to.equal('0');
     expect(memberSysctls(layout.members.find((m) => m.name === 'r1n1')!)['net.ipv6.conf.all.forwarding']).to.equal('1');
+  });
+
+  it("a link's mtu goes on both veth ends and on the rack bridge; links without one keep the kernel's default", () => {
+    const raw = parse(readFileSync(path.join(repoRoot(), 'topologies', 'two-racks.yaml'), 'utf8'), { merge: true }) as { links: { type: string; tor?: string; mtu?: number }[] };
+    for (const link of raw.links) link.mtu = link.tor === 'tor2' ? 1400 : 9000;
+    const jumbo = planLayout(parseTopology(stringify(raw)));
+    const spineLink = jumbo.veths.find((v) => v.a.member === 'spine1' && v.b.member === 'tor2')!;
+    expect(vethCommand(spineLink, (m) => `L-${m}`)).to.deep.equal(['link', 'add', 'to-tor2', 'netns', 'L-spine1', 'mtu', '9000', 'type', 'veth', 'peer', 'name', 'to-spine1', 'netns', 'L-tor2', 'mtu', '9000']);
+    const rack2 = jumbo.veths.find((v) => v.b.member === 'r2n1')!;
+    expect([rack2.a.interface.mtu, rack2.b.interface.mtu]).to.deep.equal([1400, 1400]);
+    expect(memberBatch(jumbo.members.find((m) => m.name === 'tor2')!, jumbo)).to.include(`link add rack0 address ${bridgeMac('tor2', 'rack0')} mtu 1400 type bridge`);
+    expect(memberBatch(jumbo.members.find((m) => m.name === 'tor1')!, jumbo)).to.include(`link add rack0 address ${bridgeMac('tor1', 'rack0')} mtu 9000 type bridge`);
+    // The external host's link has no mtu field: the kernel's 1500.
+    expect(jumbo.veths.find((v) => v.b.member === 'ext1')!.a.interface).not.to.have.property('mtu');
   });
 
   it('Node objects carry podCIDRs, InternalIPs of both families, labels and the ASN/peer annotations', () => {

@@ -113,6 +113,12 @@ describe('lab topology: validation names the bad field', () => {
     expect(errorsAfter((t) => (t.nodes[2].podCIDRs[0] = '10.244.3.0/33'))).to.deep.equal(['nodes[2].podCIDRs[0]: not a CIDR']);
   });
 
+  it('a link mtu is an integer from 1280 (IPv6 may cross any lab link) to 65535', () => {
+    expect(errorsAfter((t) => (t.links[0].mtu = 9000))).to.deep.equal([]);
+    expect(errorsAfter((t) => (t.links[2].mtu = 1000))).to.deep.equal(['links[2].mtu: Number must be greater than or equal to 1280']);
+    expect(errorsAfter((t) => (t.links[0].mtu = 1500.5))).to.deep.equal(['links[0].mtu: Expected integer, received float']);
+  });
+
   it('a podCIDR outside the pod ranges, and overlapping podCIDRs', () => {
     expect(errorsAfter((t) => (t.nodes[1].podCIDRs[0] = '10.99.0.0/24'))).to.deep.equal([
       'nodes[1].podCIDRs[0]: 10.99.0.0/24 is not inside the cluster podRanges',

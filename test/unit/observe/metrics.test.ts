@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import type { BgpReconcilerStatus } from '../../../src/bgp/bgp-reconciler.js';
 import { HealthMonitor } from '../../../src/observe/health.js';
 import { AgentMetrics } from '../../../src/observe/metrics.js';
+import type { PodMtuStatus } from '../../../src/node/pod-mtu-tracker.js';
 import type { PeerTableReport } from '../../../src/observe/peers.js';
 import type { PolicyStatus } from '../../../src/policy/policy-reconciler.js';
 import type { RouteReconcilerStatus } from '../../../src/routes/route-reconciler.js';
@@ -144,6 +145,19 @@ describe('AgentMetrics', () => {
     expect(value(text, 'podroute_lb_addresses_allocated')).to.equal(0);
     expect(value(text, 'podroute_lb_problems{reason="PoolExhausted"}')).to.equal(undefined);
     expect(value(text, 'podroute_lb_allocations_total')).to.equal(5);
+    m.close();
+  });
+
+  it('the pod MTU with where it came from (0: the bridge plugin\'s default), read at scrape time', async () => {
+    let status: PodMtuStatus | undefined;
+    const m = new AgentMetrics({ nodeName: 'n1', version: 'v', podMtu: () => status, processMetrics: false });
+    expect((await m.render()).body).not.to.match(/^podroute_pod_mtu\{/m);
+    status = { mtu: 9000, source: 'interface' };
+    expect(value((await m.render()).body, 'podroute_pod_mtu{source="interface"}')).to.equal(9000);
+    status = { mtu: undefined, source: 'none' };
+    const text = (await m.render()).body;
+    expect(value(text, 'podroute_pod_mtu{source="none"}')).to.equal(0);
+    expect(value(text, 'podroute_pod_mtu{source="interface"}')).to.equal(undefined);
     m.close();
   });
 
