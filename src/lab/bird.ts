@@ -53,7 +53,16 @@ export function protocolName(kind: 'fabric' | 'node', address: string): string {
  * kernel (merge paths); the rack subnets and external networks announced; the rack's TCP MD5 password on every
  * node session (static and dynamic alike).
  */
-export function renderBirdConf(topology: Topology, layout: LabLayout, routerName: string, files: BirdFiles): string {
+/**
+ * BFD (RFC 5880/5881, single hop) on every BGP session of the router: a session goes down when BFD does. Not set by
+ * the lab yet: whoever adds BFD to the topology passes the intervals FRR's bfdd gets, so both stacks behave alike.
+ */
+export interface BirdBfdOptions {
+  intervalMs: number;
+  multiplier: number;
+}
+
+export function renderBirdConf(topology: Topology, layout: LabLayout, routerName: string, files: BirdFiles, options: { bfd?: BirdBfdOptions } = {}): string {
   const router = topology.routers.find((r) => r.name === routerName);
   if (router === undefined) throw new BirdError(`no router named ${routerName}`);
   const sessions = layout.fabric.filter((s) => s.router === routerName);
@@ -90,17 +99,27 @@ export function renderBirdConf(topology: Topology, layout: LabLayout, routerName
       lines.push(`protocol static announce_${channel} {`, `  ${channel};`, ...networks.map((n) => `  route ${n} unreachable;`), '}');
     }
   }
+  const { bfd } = options;
+  if (bfd !== undefined) {
+    // Every BGP peer of a lab router is directly connected (fabric links, rack ports, rack LAN).
+    lines.push(
+      'protocol bfd {',
+      `  interface "*" { min rx interval ${bfd.intervalMs} ms; min tx interval ${bfd.intervalMs} ms; multiplier ${bfd.multiplier}; };`,
+      '}',
+    );
+  }
   lines.push('');
   lines.push(
     'template bgp fabric {',
     `  local as ${router.asn};`,
+    ...(bfd === undefined ? [] : ['  bfd on;']),
     '  graceful restart on;',
     `  connect retry time ${NODE_CONNECT_RETRY_SECONDS};`,
     '}',
   );
   for (const s of sessions) lines.push(...fabricProtocol(s));
   if (rack !== undefined) {
-    lines.push('', ...nodeFilters(topology, rack.ports === 'routed'), ...nodeTemplate(router.asn, rack.password));
+    lines.push('', ...nodeFilters(topology, rack.ports === 'routed'), ...nodeTemplate(router.asn, rack.password, bfd !== undefined));
     // The nodes the topology knows are neighbors the ToR dials (and waits for after its restart); the range still
     // takes a node the ToR was not told about.
     for (const address of nodeNeighborAddresses(layout, routerName)) lines.push(...nodeProtocolLines(address));
@@ -133,10 +152,11 @@ function fabricProtocol(s: FabricSession): string[] {
   ];
 }
 
-function nodeTemplate(asn: number, password: string | undefined): string[] {
+function nodeTemplate(asn: number, password: string | undefined, bfd: boolean): string[] {
   return [
     'template bgp nodes {',
     `  local as ${asn};`,
+    ...(bfd ? ['  bfd on;'] : []),
     // TCP MD5, on the listening socket for the range as well (BIRD >= 2.0.12 does MD5 with dynamic BGP).
     ...(password === undefined ? [] : [`  password "${password}";`]),
     // GTSM: the nodes are one hop away (FRR: ttl-security hops 1).

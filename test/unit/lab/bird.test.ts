@@ -153,6 +153,23 @@ describe('lab BIRD configuration', () => {
     expect(() => parseTopology(topologyText('dual-homed.yaml').replace('password: lab-md5-tor2', 'password: "a b"'))).to.throw(TopologyError, /links\[5\]\.password/);
   });
 
+  it('with BFD asked for, every session of the router runs BFD at the given intervals (off by default); bird -p takes it', () => {
+    const t = parseTopology(topologyText('dual-homed.yaml'));
+    const l = planLayout(t);
+    expect(renderBirdConf(t, l, 'tor2', files)).not.to.include('bfd');
+    const conf = renderBirdConf(t, l, 'tor2', files, { bfd: { intervalMs: 300, multiplier: 3 } });
+    expect(block(conf, 'protocol bfd')).to.deep.equal(['protocol bfd {', 'interface "*" { min rx interval 300 ms; min tx interval 300 ms; multiplier 3; };', '}']);
+    expect(block(conf, 'template bgp fabric')).to.include('bfd on;');
+    expect(block(conf, 'template bgp nodes')).to.include('bfd on;');
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'podroute-bird-bfd-'));
+    try {
+      writeFileSync(path.join(dir, 'bird.conf'), conf);
+      expect(execFileSync('bird', ['-p', '-c', path.join(dir, 'bird.conf')], { encoding: 'utf8' })).to.equal('');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("BIRD 2's own parser (bird -p) takes every config generated for every router of every topology, and bird runs in the foreground", () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'podroute-bird-'));
     try {
