@@ -9,6 +9,11 @@ import type { LabLayout, Topology } from './topology.js';
 const ANNOTATION_ASN = 'podroute.io/asn';
 const ANNOTATION_PEERS = 'podroute.io/peers';
 
+/** The file (in the agent's bgp.passwordDir) holding the TCP MD5 secret of a ToR's rack (topology `password`). */
+export function torPasswordFile(tor: string): string {
+  return `${tor}.md5`;
+}
+
 export function nodeObject(topology: Topology, layout: LabLayout, nodeName: string): Record<string, unknown> {
   const node = topology.nodes.find((n) => n.name === nodeName);
   const placed = layout.nodes.find((n) => n.name === nodeName);
@@ -16,7 +21,8 @@ export function nodeObject(topology: Topology, layout: LabLayout, nodeName: stri
   // The node's ToRs (two for a dual-homed node), one session per family each (a ToR listens on its rack in both).
   const peers = placed.gateways.flatMap((g) => {
     const tor = topology.routers.find((r) => r.name === g.tor);
-    return tor === undefined ? [] : [{ address: g.address, asn: tor.asn }];
+    const md5 = layout.racks.find((r) => r.tor === g.tor)?.password !== undefined;
+    return tor === undefined ? [] : [{ address: g.address, asn: tor.asn, ...(md5 ? { passwordFile: torPasswordFile(g.tor) } : {}) }];
   });
   const annotations: Record<string, string> = {
     [ANNOTATION_ASN]: String(placed.asn),

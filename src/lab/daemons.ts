@@ -1,4 +1,4 @@
-// What runs in a lab, and with which command line and configuration: FRR on the routers; gobgpd, the lab
+// What runs in a lab, and with which command line and configuration: FRR or BIRD on the routers; gobgpd, the lab
 // kubelet and `podroute agent` on each node; a pod server on each external host; the API server on the host.
 import { mkdirSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -9,12 +9,13 @@ import YAML from 'yaml';
 import type { AgentConfigInput } from '../config/agent-config.js';
 import type { Logger } from '../observe/log.js';
 import { LabError } from './errors.js';
-import { frrDaemonArgs, frrFiles, renderRouterConfig, startFrrDaemon, writeRouterConfig } from './frr.js';
 import { renderNodeKubeconfig } from './kubelet/kubelet.js';
 import { labPaths, type LabPaths } from './paths.js';
 import { logTail, processAlive, spawnDaemon } from './processes.js';
+import { startRouter } from './routers.js';
 import type { LabStateRecorder } from './state.js';
-import type { LabLayout, Topology } from './topology.js';
+import { planLayout, type LabLayout, type Topology } from './topology.js';
+import { torPasswordFile } from './cluster-objects.js';
 import { waitFor } from './wait.js';
 
 /** The CNI bridge the agents of the lab configure (the agent's default). */
@@ -31,26 +32,10 @@ export function externalHostSocket(paths: LabPaths, host: string): string {
 }
 
 export async function startRouters(lab: string, topology: Topology, layout: LabLayout, recorder: LabStateRecorder, log?: Logger): Promise<void> {
-  const paths = labPaths(lab);
   await Promise.all(
     topology.routers.map(async (router) => {
-      const files = frrFiles(paths.frrDir(router.name));
-      await writeRouterConfig(files, renderRouterConfig(topology, layout, router.name, files));
-      const pathspace = paths.frrPathspace(router.name);
-      recorder.recordFrrPathspace(pathspace);
-      for (const daemon of ['zebra', 'bgpd'] as const) {
-        const pid = await startFrrDaemon(paths.netns(router.name), daemon, files, pathspace);
-        const args = frrDaemonArgs(daemon, files, pathspace);
-        recorder.recordProcess({
-          name: `${daemon}/${router.name}`,
-          pid,
-          netns: paths.netns(router.name),
-          cmdlineMarkers: [args[0] ?? daemon, pathspace],
-          // labStart runs it in the foreground (no -d): the PID it spawns is then the daemon's own.
-          argv: ['ip', 'netns', 'exec', paths.netns(router.name), ...args.filter((a) => a !== '-d')],
-        });
-      }
-      log?.info('router started', { lab, router: router.name });
+      await startRouter(lab, topology, layout, router, recorder);
+      log?.info('router started', { lab, router: router.name, stack: router.stack });
     }),
   );
 }
@@ -125,6 +110,11 @@ export async function startNode(lab: string, topology: Topology, nodeName: strin
   await mkdir(paths.cniIpamDir(nodeName), { recursive: true });
   // Written here as well as by the kubelet, so the agent never races the kubelet for it.
   await writeFile(paths.nodeKubeconfig(nodeName), renderNodeKubeconfig(nodeName));
+  // The TCP MD5 secrets of the node's racks, as a mounted Secret would hold them (the Node annotation names them).
+  await mkdir(paths.nodeSecretsDir(nodeName), { recursive: true, mode: 0o700 });
+  for (const rack of planLayout(topology).racks.filter((r) => r.password !== undefined && r.nodes.includes(nodeName))) {
+    await writeFile(path.join(paths.nodeSecretsDir(nodeName), torPasswordFile(rack.tor)), `${rack.password ?? ''}\n`, { mode: 0o600 });
+  }
   spawnDaemon(paths, recorder, {
     name: `kubelet/${nodeName}`,
     netns: paths.netns(nodeName),
@@ -152,7 +142,7 @@ export function labAgentConfig(lab: string, topology: Topology, nodeName: string
     kubeconfig: paths.nodeKubeconfig(nodeName),
     gobgp: { target: `unix://${paths.gobgpSocket(nodeName)}` },
     cluster: { asn: topology.cluster.asn, podRanges: topology.cluster.podRanges },
-    bgp: { mesh: topology.cluster.mesh, connectRetry: 1 },
+    bgp: { mesh: topology.cluster.mesh, connectRetry: 1, passwordDir: paths.nodeSecretsDir(nodeName) },
     services: {
       loadBalancerPools: topology.services.loadBalancerPools.map((p) => ({ ...p, cidrs: [...p.cidrs] })),
       externalIPRanges: topology.services.externalIPRanges,

@@ -1,6 +1,7 @@
 // `podroute lab exec`: a command inside the namespace of a pod, node, router or external host of a lab.
 import { spawn } from 'node:child_process';
 import { LabError } from './errors.js';
+import { birdFiles } from './bird.js';
 import { frrFiles } from './frr.js';
 import { listNetns } from './netns.js';
 import { checkLabName, labPaths } from './paths.js';
@@ -48,9 +49,12 @@ export async function labExec(lab: string, target: string, argv: string[], optio
   const resolved = resolveExecTarget(lab, topology, target);
   if (!(await listNetns()).includes(resolved.netns)) throw new LabError('LAB_BAD_TARGET', `target "${target}": namespace ${resolved.netns} does not exist`);
   let command = argv;
-  // vtysh in a router namespace talks to that router's daemons.
+  // vtysh (FRR) or birdc (BIRD) in a router namespace talks to that router's daemons.
   if (resolved.kind === 'router' && argv[0] === 'vtysh' && !argv.includes('--vty_socket')) {
     command = ['vtysh', '--vty_socket', frrFiles(labPaths(lab).frrDir(resolved.member)).runDir, ...argv.slice(1)];
+  }
+  if (resolved.kind === 'router' && argv[0] === 'birdc' && !argv.includes('-s')) {
+    command = ['birdc', '-s', birdFiles(labPaths(lab).birdDir(resolved.member)).socket, ...argv.slice(1)];
   }
   return await new Promise<number>((resolve, reject) => {
     const child = spawn('ip', ['netns', 'exec', resolved.netns, ...command], { stdio: options.stdio ?? 'inherit' });

@@ -1,12 +1,12 @@
 // Faults a test injects into a running lab: a daemon stopped with any signal and started again with the command
 // line it was recorded with, and a ToR's routing stack restarted as on a real router.
-import { execa } from 'execa';
 import { LabError } from './errors.js';
-import { frrFiles } from './frr.js';
 import { labPaths } from './paths.js';
 import { cmdlineMatches, processAlive, processRecordOf, spawnDaemon } from './processes.js';
+import { routerProcessNames, waitRouterAnswers } from './routers.js';
 import { LabStateRecorder, readLabState } from './state.js';
-import { sleep, waitFor } from './wait.js';
+import { parseTopology, type TopologyRouter } from './topology.js';
+import { sleep } from './wait.js';
 
 /** Stops a daemon of the lab (e.g. `agent/r1n1`, `gobgpd/r1n1`) with the given signal and waits until it is gone. */
 export async function labStop(lab: string, processName: string, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
@@ -40,23 +40,42 @@ export async function labRestart(lab: string, processName: string, signal: NodeJ
   return labStart(lab, processName);
 }
 
+/** The router of a running lab as its topology declares it (its stack included). */
+function labRouter(lab: string, router: string): TopologyRouter {
+  const state = readLabState(lab);
+  const found = state === undefined ? undefined : parseTopology(state.topologyText).routers.find((r) => r.name === router);
+  if (found === undefined) throw new LabError('LAB_BAD_TARGET', `no router named ${router} in lab ${lab}`);
+  return found;
+}
+
+/** Stops a router's routing stack (FRR: bgpd, then zebra; BIRD: bird) with the given signal. */
+export async function labRouterStop(lab: string, router: string, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+  const names = routerProcessNames(labRouter(lab, router));
+  for (const name of names) processRecordOf(lab, name); // all exist before anything stops
+  for (const name of names) await labStop(lab, name, signal);
+}
+
 /**
- * A router's routing stack restarts as on a real ToR: bgpd and zebra stopped (bgpd first) and started again,
- * zebra first and bgpd once zebra answers. zebra -K keeps the kernel routes meanwhile, so forwarding goes on.
- * Returns the time the router was without its daemons (ms).
+ * Starts a stopped router's routing stack again: FRR's zebra first and bgpd once zebra answers (zebra -K kept the
+ * kernel routes meanwhile); BIRD in graceful-restart recovery (its kernel routes persisted).
+ */
+export async function labRouterStart(lab: string, router: string): Promise<void> {
+  const found = labRouter(lab, router);
+  const [first, ...rest] = routerProcessNames(found).reverse();
+  if (first === undefined) return;
+  labStart(lab, first);
+  await waitRouterAnswers(lab, found, Date.now() + 30_000);
+  for (const name of rest) labStart(lab, name);
+}
+
+/**
+ * A router's routing stack restarts as on a real ToR: stopped (SIGKILL by default) and started again, forwarding
+ * going on meanwhile from the kernel routes it left. Returns the time the router was without its daemons (ms).
  */
 export async function labRouterRestart(lab: string, router: string, options: { signal?: NodeJS.Signals; downMs?: number } = {}): Promise<number> {
-  const daemons = ['bgpd', 'zebra'] as const;
-  for (const daemon of daemons) processRecordOf(lab, `${daemon}/${router}`); // both exist before anything stops
   const stoppedAt = performance.now();
-  for (const daemon of daemons) await labStop(lab, `${daemon}/${router}`, options.signal ?? 'SIGKILL');
+  await labRouterStop(lab, router, options.signal ?? 'SIGKILL');
   if (options.downMs !== undefined) await sleep(options.downMs);
-  labStart(lab, `zebra/${router}`);
-  const files = frrFiles(labPaths(lab).frrDir(router));
-  await waitFor(`zebra of ${router} answers`, Date.now() + 30_000, undefined, async () => {
-    const result = await execa('vtysh', ['--vty_socket', files.runDir, '-d', 'zebra', '-c', 'show version'], { reject: false, timeout: 5_000 });
-    return result.exitCode === 0 ? undefined : `vtysh exit ${result.exitCode}`;
-  });
-  labStart(lab, `bgpd/${router}`);
+  await labRouterStart(lab, router);
   return Math.round(performance.now() - stoppedAt);
 }

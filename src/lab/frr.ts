@@ -160,6 +160,7 @@ export function renderBgpdConf(topology: Topology, layout: LabLayout, routerName
       // The nodes are one hop away and the agent asks GTSM of such eBGP peers by default (ttlSecurity).
       ` neighbor ${NODES_PEER_GROUP} ttl-security hops 1`,
       ` neighbor ${NODES_PEER_GROUP} timers connect ${NODE_CONNECT_RETRY_SECONDS}`,
+      ...(rack.password === undefined ? [] : [` neighbor ${NODES_PEER_GROUP} password ${rack.password}`]),
     );
     // The nodes the topology knows are neighbors the ToR dials (and waits for after its restart); the listen range
     // still takes a node the ToR was not told about.

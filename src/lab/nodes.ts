@@ -1,15 +1,15 @@
 // `podroute lab node add|remove`: a node joins a running lab or leaves it as a machine would, and the lab's
 // recorded topology and its ToRs' configuration follow.
-import { writeFile } from 'node:fs/promises';
 import YAML from 'yaml';
 import { apiRequest } from './api.js';
 import { createNodeObject } from './cluster-objects.js';
 import { startGobgpd, startNode } from './daemons.js';
 import { LabError } from './errors.js';
-import { frrFiles, nodeNeighborAddresses, nodeNeighborCommands, renderRouterConfig, vtysh } from './frr.js';
+import { nodeNeighborAddresses } from './frr.js';
 import { addNetns, addVeth, deleteNetns, listNetns, memberBatch, memberSysctls, netnsPids, runBatch, setSysctls, vethEndBatch } from './netns.js';
 import { labPaths } from './paths.js';
 import { cmdlineMatches, killGone } from './processes.js';
+import { updateTorNeighbors } from './routers.js';
 import { LabStateRecorder, readLabState, writeLabState } from './state.js';
 import { parseTopology, planLayout, type LabLayout, type Topology, type TopologyNode } from './topology.js';
 
@@ -96,19 +96,13 @@ function nodeNeighbors(layout: LabLayout, nodeName: string): Map<string, string[
 }
 
 /**
- * Adds or removes a node's neighbors on its running ToRs (vtysh) and rewrites their bgpd.conf from `topology` (the
- * topology after the change), so a ToR restarted later neither forgets a node nor waits for one that is gone.
+ * Adds or removes a node's neighbors on its running ToRs (vtysh, birdc) and rewrites their configuration from
+ * `topology` (the topology after the change), so a ToR restarted later neither forgets a node nor waits for one that is gone.
  */
 async function updateTorNodeNeighbors(lab: string, topology: Topology, layout: LabLayout, neighbors: Map<string, string[]>, op: 'add' | 'remove'): Promise<void> {
-  const paths = labPaths(lab);
   for (const [torName, addresses] of neighbors) {
     const tor = topology.routers.find((r) => r.name === torName);
-    if (tor === undefined) continue;
-    const files = frrFiles(paths.frrDir(torName));
-    await writeFile(files.bgpdConf, renderRouterConfig(topology, layout, torName, files).bgpd);
-    const commands = addresses.flatMap((a) => (op === 'add' ? nodeNeighborCommands(a).map((c) => c.trim()) : [`no neighbor ${a}`]));
-    if (commands.length === 0) continue;
-    await vtysh(files, ['configure terminal', `router bgp ${tor.asn}`, ...commands, 'end'].join('\n'));
+    if (tor !== undefined) await updateTorNeighbors(lab, topology, layout, tor, addresses, op);
   }
 }
 

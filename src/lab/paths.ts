@@ -26,10 +26,14 @@ export interface LabPaths {
   logDir: string;
   pidDir: string;
   frrDir: (router: string) => string;
+  /** A BIRD router's configuration, log and control socket. */
+  birdDir: (router: string) => string;
   /** FRR's -N pathspace; FRR creates /var/run/frr/<pathspace>. */
   frrPathspace: (router: string) => string;
   nodeDir: (node: string) => string;
   gobgpSocket: (node: string) => string;
+  /** The node agent's bgp.passwordDir: the TCP MD5 secrets of its ToRs' racks. */
+  nodeSecretsDir: (node: string) => string;
   cniConfDir: (node: string) => string;
   cniIpamDir: (node: string) => string;
   /** The kubelet's libcni-style cache (results/ of every ADD), read by the agent (cni.cacheDir). */
@@ -54,9 +58,11 @@ export function labPaths(lab: string): LabPaths {
     logDir: path.join(dir, 'logs'),
     pidDir: path.join(dir, 'pids'),
     frrDir: (router) => path.join(dir, 'frr', router),
+    birdDir: (router) => path.join(dir, 'bird', router),
     frrPathspace: (router) => `${lab}-${router}`,
     nodeDir: (node) => path.join(dir, 'nodes', node),
     gobgpSocket: (node) => path.join(dir, 'nodes', node, 'gobgp.sock'),
+    nodeSecretsDir: (node) => path.join(dir, 'nodes', node, 'secrets'),
     cniConfDir: (node) => path.join(dir, 'nodes', node, 'cni', 'net.d'),
     cniIpamDir: (node) => path.join(dir, 'nodes', node, 'cni', 'ipam'),
     cniCacheDir: (node) => path.join(dir, 'nodes', node, 'cni', 'cache'),

@@ -3,11 +3,13 @@
 import type { Service } from './services/endpoint-slices.js';
 import { apiRequest } from './api.js';
 import { LabError } from './errors.js';
-import { frrFiles, vtysh } from './frr.js';
+import { routerRib, type RibRoute } from './routers.js';
 import { labPaths } from './paths.js';
 import { readLabState } from './state.js';
 import { cidrContainsAddress, parseTopology, planLayout, type LabLayout } from './topology.js';
 import { addressBits, familyOf } from '../routes/ip-prefix.js';
+
+export { parseRib, type RibRoute } from './routers.js';
 
 export interface ServiceView {
   namespace: string;
@@ -15,20 +17,6 @@ export interface ServiceView {
   type: string;
   externalTrafficPolicy?: string;
   addresses: { address: string; kind: 'clusterIP' | 'externalIP' | 'loadBalancer'; advertisedBy: string[] }[];
-}
-
-/** One route of `show bgp <afi> unicast json`: the peers each valid path came from. */
-export interface RibRoute {
-  prefix: string;
-  peers: string[];
-}
-
-export function parseRib(json: string): RibRoute[] {
-  const parsed = JSON.parse(json) as { routes?: Record<string, { valid?: boolean; peerId?: string }[]> };
-  return Object.entries(parsed.routes ?? {}).map(([prefix, paths]) => ({
-    prefix,
-    peers: paths.filter((p) => p.valid === true && typeof p.peerId === 'string').map((p) => p.peerId as string),
-  }));
 }
 
 /** prefix -> the nodes some ToR learned it from (a peer that is a node's rack address), sorted. */
@@ -96,9 +84,9 @@ export async function labServices(lab: string, signal?: AbortSignal): Promise<Se
   if (res.status !== 200) throw new LabError('LAB_API_FAILED', `GET /api/v1/services answered ${res.status}`);
   const ribs: RibRoute[][] = [];
   for (const tor of topology.routers.filter((r) => r.role === 'tor')) {
-    for (const afi of ['ipv4', 'ipv6']) {
+    for (const afi of ['ipv4', 'ipv6'] as const) {
       try {
-        ribs.push(parseRib(await vtysh(frrFiles(paths.frrDir(tor.name)), `show bgp ${afi} unicast json`, signal)));
+        ribs.push(await routerRib(lab, tor, afi, signal));
       } catch {
         // a ToR that is down advertises nothing we can read
       }

@@ -5,7 +5,8 @@ import { DEFAULT_ROUTE_PROTOCOL } from '../routes/kernel-routes.js';
 import { listPods, type PodView } from './api.js';
 import { externalHostSocket, gobgpdAnswers } from './daemons.js';
 import { LabError } from './errors.js';
-import { bgpSummary, frrFiles, type BgpNeighborState } from './frr.js';
+import type { BgpNeighborState } from './frr.js';
+import { routerControlPath, routerNeighbors } from './routers.js';
 import { checkLabName, labPaths } from './paths.js';
 import { readLabState, type LabState } from './state.js';
 import { parseTopology, planLayout } from './topology.js';
@@ -23,7 +24,9 @@ export interface LabStatusReport {
     role: string;
     asn: number;
     netns: string;
-    vtyDir: string;
+    /** The routing stack (topology `stack`) and where to talk to it: FRR's vty directory, BIRD's control socket. */
+    stack: string;
+    controlPath: string;
     sessions: { peer: string; family: string; address: string; state: string }[];
   }[];
   nodes: {
@@ -51,10 +54,9 @@ export async function labStatus(lab: string, signal?: AbortSignal): Promise<LabS
   const paths = labPaths(lab);
   const routers: LabStatusReport['routers'] = [];
   for (const router of topology.routers) {
-    const files = frrFiles(paths.frrDir(router.name));
     let neighbors: BgpNeighborState[] = [];
     try {
-      neighbors = await bgpSummary(files, signal);
+      neighbors = await routerNeighbors(lab, router, signal);
     } catch {
       // router down: its sessions show as unknown below
     }
@@ -64,7 +66,8 @@ export async function labStatus(lab: string, signal?: AbortSignal): Promise<LabS
       role: router.role,
       asn: router.asn,
       netns: paths.netns(router.name),
-      vtyDir: files.runDir,
+      stack: router.stack,
+      controlPath: routerControlPath(lab, router),
       sessions: [
         ...fabric.map((s) => ({
           peer: s.peer,
@@ -125,7 +128,7 @@ export function formatStatus(s: LabStatusReport): string {
   const lines: string[] = [`lab ${s.name}: ${s.phase}${s.error === undefined ? '' : ` (${s.error.split('\n')[0]})`}`];
   lines.push(`API ${s.apiUrl ?? '(down)'}  kubeconfig ${s.kubeconfig}`, '', 'ROUTERS');
   for (const r of s.routers) {
-    lines.push(`  ${r.name} (${r.role}, AS ${r.asn}, netns ${r.netns})`);
+    lines.push(`  ${r.name} (${r.role}, ${r.stack}, AS ${r.asn}, netns ${r.netns})`);
     for (const x of r.sessions) lines.push(`    ${x.peer.padEnd(10)} ${x.family} ${x.address.padEnd(20)} ${x.state}`);
   }
   lines.push('', 'NODES');

@@ -121,8 +121,12 @@ const clusterSchema = z
   })
   .strict();
 
+/** The routing stacks the lab runs a router with: FRR (zebra + bgpd) or BIRD 2 (src/lab/frr.ts, src/lab/bird.ts). */
+export const ROUTER_STACKS = ['frr', 'bird'] as const;
+export type RouterStack = (typeof ROUTER_STACKS)[number];
+
 const routerSchema = z
-  .object({ name: memberName, asn, routerId: ipv4Address, role: z.enum(['spine', 'tor']) })
+  .object({ name: memberName, asn, routerId: ipv4Address, role: z.enum(['spine', 'tor']), stack: z.enum(ROUTER_STACKS).default('frr') })
   .strict();
 
 /**
@@ -143,6 +147,11 @@ const rackLinkSchema = z
      * link go down (carrier), so it drops that node's routes at once instead of after the BGP hold time.
      */
     ports: z.enum(['bridge', 'routed']).default('bridge'),
+    /**
+     * TCP MD5 secret of the sessions between the ToR and its nodes (a lab secret, written in the topology): the ToR
+     * gets it on its node sessions, each node's agent a password file in its node directory.
+     */
+    password: z.string().regex(/^[A-Za-z0-9._~+=-]{1,80}$/, 'must be 1-80 characters of A-Z a-z 0-9 . _ ~ + = -').optional(),
     ipv4: ipv4Network.optional(),
     ipv6: ipv6Network.optional(),
     mtu: linkMtu,
@@ -602,6 +611,8 @@ export interface RackLayout {
   /** The ToR's addresses on the rack: on its bridge, or on each routed port. */
   torAddresses: string[];
   nodes: string[];
+  /** TCP MD5 secret of the ToR's node sessions. */
+  password?: string;
 }
 
 export interface ExternalLayout {
@@ -718,7 +729,7 @@ export function planLayout(t: Topology): LabLayout {
       list[uplinkIndex] = uplink;
       uplinksOf.set(node.name, list);
     });
-    racks.push({ tor: link.tor, ports: link.ports, subnets, torAddresses, nodes: rackNodes.map((n) => n.name) });
+    racks.push({ tor: link.tor, ports: link.ports, subnets, torAddresses, nodes: rackNodes.map((n) => n.name), ...(link.password === undefined ? {} : { password: link.password }) });
   }
   // Nodes in the order of their first ToR's rack link, then as listed.
   for (const link of rackLinks) {

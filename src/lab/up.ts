@@ -11,7 +11,8 @@ import { listPods } from './api.js';
 import { createClusterObjects } from './cluster-objects.js';
 import { gobgpdAnswers, startApiServer, startExternalHost, startGobgpd, startNode, startRouters, startServiceStandIns } from './daemons.js';
 import { LabError } from './errors.js';
-import { bgpSummary, frrFiles, pendingFabricSessions } from './frr.js';
+import { pendingFabricSessions } from './frr.js';
+import { routerNeighbors } from './routers.js';
 import { addNetns, addVeth, hostRoutes, memberBatch, memberSysctls, runBatch, setSysctls } from './netns.js';
 import { checkLabName, labPaths } from './paths.js';
 import { logTail, processAlive } from './processes.js';
@@ -106,7 +107,7 @@ async function waitConverged(lab: string, topology: Topology, layout: LabLayout,
     checkDaemons();
     const pending: string[] = [];
     for (const router of topology.routers) {
-      const neighbors = await bgpSummary(frrFiles(paths.frrDir(router.name)), signal);
+      const neighbors = await routerNeighbors(lab, router, signal);
       for (const s of pendingFabricSessions(router.name, layout, neighbors)) pending.push(`${router.name}->${s.peer} ${s.family} ${s.peerAddress}`);
     }
     return pending.length === 0 ? undefined : `not Established: ${pending.join(', ')}`;

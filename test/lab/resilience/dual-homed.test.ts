@@ -2,8 +2,10 @@
 // mesh, each with one routed uplink to each of two ToRs, two spines). Every remote podCIDR is an ECMP route over
 // both ToRs in the nodes' kernels, and over both ToRs in the spines'. Then, with a continuous UDP probe stream
 // between pods on two nodes (100/s per family), (a) one uplink of the sending node loses its link and comes back,
-// (b) one ToR dies (its links go down, zebra and bgpd are killed) and restarts: traffic keeps flowing over the
+// (b) one ToR dies (its links go down, its routing stack is killed) and restarts: traffic keeps flowing over the
 // other ToR, the loss is measured and must stay under one second of probes, and ECMP comes back after the repair.
+// The ToRs run different BGP stacks (tor1 FRR, tor2 BIRD with TCP MD5 to its nodes): the uplink that fails goes to
+// the FRR ToR (traffic goes on over BIRD), the ToR that dies is the BIRD one (traffic goes on over FRR).
 // The figures go to test/lab/resilience/results/dual-homed.json (docs/resilience.md shows them).
 import { expect } from 'chai';
 import { execa } from 'execa';
@@ -11,8 +13,9 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { frrFiles } from '../../../src/lab/frr.js';
+import { routerNeighbors } from '../../../src/lab/routers.js';
 import { labDown } from '../../../src/lab/down.js';
-import { labStart, labStop } from '../../../src/lab/faults.js';
+import { labRouterStart, labRouterStop } from '../../../src/lab/faults.js';
 import type { LabStatusReport } from '../../../src/lab/status.js';
 import { labUp } from '../../../src/lab/up.js';
 import { labPaths } from '../../../src/lab/paths.js';
@@ -38,10 +41,13 @@ const PROBE_TIMEOUT_MS = 1000;
 const MAX_LOST = RATE;
 const SENDER = { namespace: 'x', name: 'a', node: 'r1n1' };
 const RECEIVER = { namespace: 'x', name: 'b', node: 'r1n2' };
-const FAILED_TOR = 'tor1';
-const SURVIVING_TOR = 'tor2';
+/** The ToR whose link to the sending node fails (FRR), and the one that dies (BIRD); each time the other carries on. */
+const FAILED_UPLINK_TOR = 'tor1';
+const FAILED_TOR = 'tor2';
+const SURVIVING_TOR = 'tor1';
 const spines = topology.routers.filter((r) => r.role === 'spine').map((r) => r.name);
 const tors = topology.routers.filter((r) => r.role === 'tor').map((r) => r.name);
+const stackOf = (router: string): string => topology.routers.find((r) => r.name === router)?.stack ?? '?';
 
 const node = (name: string): NodeLayout => {
   const found = layout.nodes.find((n) => n.name === name);
@@ -193,6 +199,31 @@ describe('resilience: dual-homed racks (ECMP over two ToRs; one ToR link or one 
     for (const n of layout.nodes) expect(n.uplinks.map((u) => `${u.interface}:${u.tor}`)).to.deep.equal(['eth0:tor1', 'eth1:tor2']);
   });
 
+  it('the ToRs run both routing stacks: tor1 FRR, tor2 BIRD; each has an Established session with every node on each of its addresses', async () => {
+    expect(tors.map((t) => `${t}:${stackOf(t)}`)).to.deep.equal([`${SURVIVING_TOR}:frr`, `${FAILED_TOR}:bird`]);
+    for (const tor of topology.routers.filter((r) => r.role === 'tor')) {
+      const neighbors = await routerNeighbors(LAB, tor);
+      const want = layout.nodes.flatMap((n) => n.uplinks.filter((u) => u.tor === tor.name).flatMap((u) => u.addresses.map((a) => a.address))).sort();
+      const established = [...new Set(neighbors.filter((n) => n.state === 'Established').map((n) => n.address))].sort();
+      expect(established, `${tor.name} (${tor.stack}) sessions with nodes`).to.include.members(want);
+    }
+  });
+
+  it("the BIRD ToR's node sessions are TCP MD5: both ends hold the rack's password and are Established (a one-sided or different key gets no session)", async () => {
+    const rack = layout.racks.find((r) => r.tor === FAILED_TOR);
+    expect(rack?.password, `${FAILED_TOR} rack password`).to.be.a('string');
+    for (const n of layout.nodes) {
+      for (const gateway of n.uplinks.filter((u) => u.tor === FAILED_TOR).flatMap((u) => u.gateways)) {
+        const { stdout } = await execa('gobgp', ['--target', `unix://${paths.gobgpSocket(n.name)}`, 'neighbor', gateway.address, '-j']);
+        const peer = JSON.parse(stdout) as { conf?: { auth_password?: string }; state?: { session_state?: number | string } };
+        expect(peer.conf?.auth_password, `${n.name} -> ${gateway.address}: the agent's key`).to.equal(rack?.password);
+        expect(String(peer.state?.session_state), `${n.name} -> ${gateway.address}: session`).to.match(/^(6|established)$/i);
+      }
+    }
+    const birdConf = readFileSync(path.join(paths.birdDir(FAILED_TOR), 'bird.conf'), 'utf8');
+    expect(birdConf, "the BIRD ToR's key on its node sessions").to.include(`password "${rack?.password ?? ''}";`);
+  });
+
   it("every node has a multipath route to every other node's podCIDRs, v4 and v6, one leg per ToR (kernel FIB)", async () => {
     for (const n of layout.nodes) {
       for (const other of layout.nodes.filter((o) => o.name !== n.name)) {
@@ -252,8 +283,8 @@ describe('resilience: dual-homed racks (ECMP over two ToRs; one ToR link or one 
   it('one uplink of the sending node loses its link: traffic flows on over the other ToR, loss under 1 s of probes; ECMP back after repair', async () => {
     const sender = node(SENDER.node);
     const receiver = node(RECEIVER.node);
-    const failed = sender.uplinks.find((u) => u.tor === FAILED_TOR);
-    if (failed === undefined) throw new Error(`${sender.name} has no uplink to ${FAILED_TOR}`);
+    const failed = sender.uplinks.find((u) => u.tor === FAILED_UPLINK_TOR);
+    if (failed === undefined) throw new Error(`${sender.name} has no uplink to ${FAILED_UPLINK_TOR}`);
     const senderNs = paths.netns(sender.name);
     const all = [streams.ipv4, streams.ipv6];
     const txBefore = await Promise.all(sender.uplinks.map((u) => txPackets(senderNs, u.interface)));
@@ -268,7 +299,7 @@ describe('resilience: dual-homed racks (ECMP over two ToRs; one ToR link or one 
     const fault = streams.ipv4.mark('link-down');
     streams.ipv6.mark('link-down');
     await execa('ip', ['-n', senderNs, 'link', 'set', failed.interface, 'down']);
-    const via = [SURVIVING_TOR];
+    const via = tors.filter((t) => t !== FAILED_UPLINK_TOR);
     const remoteOnlySurvivor = async (): Promise<boolean> => {
       for (const cidr of sender.podCIDRs) {
         const route = await fibRoute(paths.netns(receiver.name), cidr);
@@ -278,7 +309,7 @@ describe('resilience: dual-homed racks (ECMP over two ToRs; one ToR link or one 
     };
     const failedTorViaSpines = async (): Promise<boolean> => {
       for (const cidr of sender.podCIDRs) {
-        if (JSON.stringify(devs(await fibRoute(paths.netns(FAILED_TOR), cidr))) !== JSON.stringify(spines.map((s) => `to-${s}`).sort())) return false;
+        if (JSON.stringify(devs(await fibRoute(paths.netns(FAILED_UPLINK_TOR), cidr))) !== JSON.stringify(spines.map((s) => `to-${s}`).sort())) return false;
       }
       return true;
     };
@@ -328,7 +359,7 @@ describe('resilience: dual-homed racks (ECMP over two ToRs; one ToR link or one 
     }
   });
 
-  it('one ToR dies (links down, zebra and bgpd killed): traffic flows on over the other, loss under 1 s of probes; ECMP back after it restarts', async () => {
+  it('one ToR dies (links down, its routing stack killed): traffic flows on over the other, loss under 1 s of probes; ECMP back after it restarts', async () => {
     const torNs = paths.netns(FAILED_TOR);
     const torLinks = await interfacesOf(torNs);
     streams = { ipv4: new ProbeStream(streams.ipv4.options), ipv6: new ProbeStream(streams.ipv6.options) };
@@ -340,8 +371,7 @@ describe('resilience: dual-homed racks (ECMP over two ToRs; one ToR link or one 
     streams.ipv6.mark('tor-down');
     // As when the switch loses power: every link at once, then its control plane.
     await setLinks(torNs, torLinks, 'down');
-    await labStop(LAB, `bgpd/${FAILED_TOR}`, 'SIGKILL');
-    await labStop(LAB, `zebra/${FAILED_TOR}`, 'SIGKILL');
+    await labRouterStop(LAB, FAILED_TOR, 'SIGKILL');
     let last: string[] = [];
     const faultTimeline = await timeline(
       streams.ipv4,
@@ -360,13 +390,7 @@ describe('resilience: dual-homed racks (ECMP over two ToRs; one ToR link or one 
     const repair = streams.ipv4.mark('tor-up');
     streams.ipv6.mark('tor-up');
     await setLinks(torNs, torLinks, 'up');
-    labStart(LAB, `zebra/${FAILED_TOR}`);
-    const files = frrFiles(paths.frrDir(FAILED_TOR));
-    await pollUntil('zebra answering', async () => {
-      const r = await execa('vtysh', ['--vty_socket', files.runDir, '-d', 'zebra', '-c', 'show interface brief'], { reject: false });
-      return r.exitCode === 0 ? true : undefined;
-    });
-    labStart(LAB, `bgpd/${FAILED_TOR}`);
+    await labRouterStart(LAB, FAILED_TOR);
     const repairTimeline = await timeline(
       streams.ipv4,
       repair,
@@ -383,7 +407,7 @@ describe('resilience: dual-homed racks (ECMP over two ToRs; one ToR link or one 
     await answered(all, RATE);
     await Promise.all(all.map((s) => s.stop()));
 
-    const figures = figuresOf('tor-down', 'tor-up', `${FAILED_TOR} dies: all its links down, bgpd and zebra killed (SIGKILL); then links up, zebra and bgpd started again`);
+    const figures = figuresOf('tor-down', 'tor-up', `${FAILED_TOR} (${stackOf(FAILED_TOR)}) dies: all its links down, its routing stack killed (SIGKILL); then links up, the stack started again`);
     figures.timeline = { ...faultTimeline, ...repairTimeline };
     results.faults.torDown = figures;
     saveResults();

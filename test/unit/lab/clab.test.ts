@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
-import { kindNodeContainer, renderClab } from '../../../src/lab/clab.js';
+import { CLAB_BIRD_IMAGE, kindNodeContainer, renderClab } from '../../../src/lab/clab.js';
 import { parseTopology } from '../../../src/lab/topology.js';
 
 function repoRoot(): string {
@@ -44,5 +44,17 @@ describe('lab clab: the committed containerlab files', () => {
     // The node behind tor1 gets its rack address on its lab interface.
     expect(clab.topology.nodes['two-racks-control-plane']?.exec).to.include('ip address add 10.10.1.11/24 dev eth1');
     expect(generated['two-racks/tor1/frr.conf']).to.include('bgp listen range 10.10.1.0/24 peer-group NODES');
+  });
+
+  it('run a router whose topology says `stack: bird` as a BIRD container with the configuration `lab up` renders for it', () => {
+    const dual = parseTopology(readFileSync(path.join(root, 'topologies', 'dual-homed.yaml'), 'utf8'));
+    const files = renderClab(dual, 'dual');
+    expect(Object.keys(files).filter((f) => f.startsWith('dual/tor')).sort()).to.deep.equal(['dual/tor1/daemons', 'dual/tor1/frr.conf', 'dual/tor2/bird.conf']);
+    const clab = parse(files['dual.clab.yml'] ?? '') as { topology: { nodes: Record<string, { kind: string; image?: string; binds?: string[]; cmd?: string }> } };
+    expect(clab.topology.nodes.tor2).to.deep.include({ kind: 'linux', image: CLAB_BIRD_IMAGE, binds: ['dual/tor2/bird.conf:/etc/bird/bird.conf'], cmd: '-f -c /etc/bird/bird.conf -s /run/bird.ctl' });
+    expect(clab.topology.nodes.tor1?.image).to.not.equal(CLAB_BIRD_IMAGE);
+    expect(files['dual/tor2/bird.conf']).to.include('neighbor range 10.10.2.0/24 external;');
+    expect(files['dual/tor2/bird.conf']).to.include('log "/var/log/bird.log" all;');
+    expect(files['dual.clab.yml']).to.include('# Routers run FRR or BIRD');
   });
 });

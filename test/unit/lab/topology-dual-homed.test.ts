@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { parse, stringify } from 'yaml';
 import { frrFiles, renderRouterConfig } from '../../../src/lab/frr.js';
 import { nodeObject } from '../../../src/lab/cluster-objects.js';
+import { labAgentConfig } from '../../../src/lab/daemons.js';
+import { labPaths } from '../../../src/lab/paths.js';
 import { memberBatch } from '../../../src/lab/netns.js';
 import { nodeTors, parseTopology, planLayout, TopologyError, type Topology } from '../../../src/lab/topology.js';
 import { familyOf } from '../../../src/routes/ip-prefix.js';
@@ -79,16 +81,18 @@ describe('lab topology: dual-homed racks', () => {
     expect(lines).to.include('address add 10.10.2.3/31 dev eth1');
   });
 
-  it("puts both ToRs in the Node's podroute.io/peers, each with its own ASN", () => {
+  it("puts both ToRs in the Node's podroute.io/peers, each with its own ASN (and tor2's rack MD5 password file)", () => {
     const layout = planLayout(topology);
     const annotations = (nodeObject(topology, layout, 'r1n3').metadata as { annotations: Record<string, string> }).annotations;
     expect(annotations['podroute.io/asn']).to.equal('64603');
     expect(JSON.parse(annotations['podroute.io/peers'] ?? '[]')).to.deep.equal([
       { address: '10.10.1.6', asn: 65001 },
       { address: 'fd00:10:1::6', asn: 65001 },
-      { address: '10.10.2.6', asn: 65002 },
-      { address: 'fd00:10:2::6', asn: 65002 },
+      { address: '10.10.2.6', asn: 65002, passwordFile: 'tor2.md5' },
+      { address: 'fd00:10:2::6', asn: 65002, passwordFile: 'tor2.md5' },
     ]);
+    // The agent reads that file from its bgp.passwordDir, where the lab writes the rack's key.
+    expect(labAgentConfig('t', topology, 'r1n3').bgp?.passwordDir).to.equal(labPaths('t').nodeSecretsDir('r1n3'));
   });
 
   it('configures a routed ToR to listen on its rack subnet, announce it, and take each node at its port address; multipath everywhere', () => {
