@@ -2,10 +2,19 @@
 // and three clients (topologies/route-reflectors.yaml). The ToR cannot carry routes between nodes of its rack
 // (their own AS would be in the path), so every node route a client holds came through a reflector. Probe streams
 // count every lost probe while a reflector's gobgpd is killed and while a client is relabelled into a reflector.
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import { execa } from 'execa';
 import { CLI_MAIN } from '../../../src/lab/daemons.js';
+import { frrFiles, startFrrDaemon, type FrrFiles } from '../../../src/lab/frr.js';
+import { parseAgentConfig } from '../../../src/config/agent-config.js';
+import { planDesiredState, type DesiredNodeState } from '../../../src/agent/desired-state.js';
+import { BgpReconciler } from '../../../src/bgp/bgp-reconciler.js';
+import { GobgpClient } from '../../../src/bgp/gobgp-client.js';
+import type { NodeInfo } from '../../../src/kube/node-info.js';
+import { selectRoutes } from '../../../src/routes/select-routes.js';
+import { GobgpdFixture, createNetnsPair, type NetnsPair } from './gobgpd-fixture.js';
 import { labDown } from '../../../src/lab/down.js';
 import { labStart, labStop } from '../../../src/lab/faults.js';
 import { labPaths } from '../../../src/lab/paths.js';
@@ -160,5 +169,119 @@ describe('route reflectors (one rack, two reflectors, three clients)', function 
     const stats = await streams.stop();
     console.log(`      relabel to reflector converged in ${Math.round(converged - labelledAt)} ms`);
     expect(lost(stats), summary(stats)).to.equal(0);
+  });
+});
+
+// An external reflector with the node mesh off: an FRR router in the nodes' AS, each node its route-reflector
+// client (`neighbor ... route-reflector-client`), as a ToR or a dedicated reflector is configured. Two nodes'
+// gobgpds (each driven by its own agent planner and BgpReconciler, bgp.mesh: off) share a LAN with FRR and have no
+// session with each other: each one's podCIDR must reach the other through FRR with the owner as next hop, and the
+// agent's route selection must install it. (A gobgpd fixture, not a full lab: no second lab up for this check.)
+describe('an external route reflector (FRR) with the node mesh off', function () {
+  this.timeout(120_000);
+  const NAME = testLabName('h17xr', 'xr');
+  const ASN = 64512;
+  let fx: GobgpdFixture;
+  let net: NetnsPair;
+  let files: FrrFiles;
+  const frrPids: number[] = [];
+  /** One per reconciler (each adds its own listeners to its signal). */
+  const stops: AbortController[] = [];
+  const running: Promise<void>[] = [];
+  const clients: GobgpClient[] = [];
+
+  const nodeA = (): NodeInfo => ({ name: 'a', podCIDRs: ['10.244.1.0/24'], internalIPs: [net.v4.a], labels: {}, annotationPeers: [], warnings: [] });
+  const nodeB = (): NodeInfo => ({ name: 'b', podCIDRs: ['10.244.2.0/24'], internalIPs: [B_ADDRESS()], labels: {}, annotationPeers: [], warnings: [] });
+  const B_ADDRESS = (): string => net.v4.a.replace(/\.1$/, '.3');
+
+  function desiredOf(self: NodeInfo): DesiredNodeState {
+    const config = parseAgentConfig({
+      cluster: { asn: ASN, podRanges: ['10.244.0.0/16'] },
+      bgp: { mesh: 'off', listenPort: -1, connectRetry: 1, peers: [{ address: net.v4.b, asn: ASN, localAddress: self.internalIPs[0] }] },
+    });
+    const result = planDesiredState({ config, nodeName: self.name, nodes: [nodeA(), nodeB()], secrets: new Map() });
+    if (!result.ok) throw new Error(result.reason);
+    return result.state;
+  }
+
+  before(async function () {
+    fx = new GobgpdFixture(NAME);
+    net = createNetnsPair(NAME, 217);
+    net.addAddress(net.a, `${B_ADDRESS()}/24`);
+    files = frrFiles(path.join(fx.dir, 'rr'));
+    mkdirSync(files.runDir, { recursive: true });
+    writeFileSync(files.zebraConf, ['hostname rr', `log file ${files.zebraLog}`, ''].join('\n'));
+    writeFileSync(
+      files.bgpdConf,
+      [
+        'frr defaults datacenter',
+        'hostname rr',
+        `log file ${files.bgpdLog}`,
+        `router bgp ${ASN}`,
+        ` bgp router-id ${net.v4.b}`,
+        ' no bgp default ipv4-unicast',
+        ' neighbor NODES peer-group',
+        ' neighbor NODES remote-as internal',
+        // Both node gobgpds live in one namespace: they dial, FRR only listens.
+        ' neighbor NODES passive',
+        ' neighbor NODES timers 3 9',
+        ...[net.v4.a, B_ADDRESS()].map((n) => ` neighbor ${n} peer-group NODES`),
+        ' address-family ipv4 unicast',
+        '  neighbor NODES activate',
+        '  neighbor NODES route-reflector-client',
+        ' exit-address-family',
+        '',
+      ].join('\n'),
+    );
+    for (const daemon of ['zebra', 'bgpd'] as const) frrPids.push(await startFrrDaemon(net.b, daemon, files, `${NAME}-rr`));
+  });
+
+  after(async () => {
+    for (const stop of stops) stop.abort();
+    await Promise.all(running.map((r) => r.catch(() => undefined)));
+    for (const c of clients) c.close();
+    for (const pid of frrPids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    rmSync(`/var/run/frr/${NAME}-rr`, { recursive: true, force: true });
+    await fx?.close();
+    net?.close();
+  });
+
+  it('each node learns the other\'s podCIDR from the reflector, next hop the owner, and selects it for the kernel', async () => {
+    const nodes = [nodeA(), nodeB()];
+    const states = nodes.map(desiredOf);
+    expect(states.map((s) => s.bgp.peers.map((p) => p.address))).to.deep.equal([[net.v4.b], [net.v4.b]]);
+    expect(states.map((s) => s.bgp.role)).to.deep.equal([{ kind: 'off' }, { kind: 'off' }]);
+    for (const [i, node] of nodes.entries()) {
+      const gobgpd = await fx.spawn(node.name, net.a);
+      const client = new GobgpClient({ target: gobgpd.target });
+      clients.push(client);
+      const reconciler = new BgpReconciler({ client, resyncIntervalMs: 2_000, retryBackoffMs: { initial: 200, max: 1_000 } });
+      reconciler.setDesired(states[i]!.bgp);
+      const stop = new AbortController();
+      stops.push(stop);
+      running.push(reconciler.start(stop.signal));
+    }
+    const other = [nodeB(), nodeA()];
+    for (const [i, client] of clients.entries()) {
+      const want = other[i]!;
+      const learned = await pollUntil(
+        `${nodes[i]!.name} learns ${want.podCIDRs[0]} from the reflector`,
+        async () => {
+          for await (const p of client.listPaths({ family: 'ipv4', table: 'global' })) if (p.prefix === want.podCIDRs[0] && p.neighborIp !== undefined) return p;
+          return undefined;
+        },
+        { timeoutMs: 60_000, intervalMs: 300 },
+      );
+      expect([learned.neighborIp, learned.nextHop, learned.asPath], nodes[i]!.name).to.deep.equal([net.v4.b, want.internalIPs[0], []]);
+      const { conflictedCIDRs, ...context } = states[i]!.routeSelection;
+      const selection = selectRoutes([learned], { ...context, onLinkNetworks: [`${net.v4.a.replace(/\.1$/, '.0')}/24`], excludedCIDRs: conflictedCIDRs });
+      expect(selection.routes).to.deep.equal([{ prefix: want.podCIDRs[0], nextHops: [want.internalIPs[0]] }]);
+    }
   });
 });
