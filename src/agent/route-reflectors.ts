@@ -7,8 +7,8 @@
 //    (gobgpd's own reflection, with the label's cluster ID), the other reflectors included;
 //  - every other node (a client) peers with the reflectors only, as plain iBGP peers.
 // Why reflectors are clients of each other rather than plain peers: a node's own sessions then depend on its own
-// role only. A node that becomes or stops being a reflector re-creates its sessions to the other reflectors (gobgpd
-// cannot change a peer's reflector flag in place), and nobody else touches a session: the node can do it one
+// role only. A node that becomes or stops being a reflector changes the flag of its sessions to the other
+// reflectors (gobgpd resets a session for that), and nobody else touches a session: the node can do it one
 // session at a time while the others carry the routes (make-before-break, see bgp-planner.ts). Reflectors
 // reflecting to each other reach everything a client reaches; gobgpd's cluster-list check keeps loops out.
 // (Reflectors of one cluster ID do not pass each other's reflections on to their clients: each client hears every

@@ -80,7 +80,7 @@ export interface ObservedBgpState {
   /** asn 0: BGP not started (then nothing else is read). */
   global: { asn: number; routerId: string; listenPort: number; useMultiplePaths: boolean };
   peers: NormalizedPeerSpec[];
-  /** Addresses of the peers whose session is Established (a role change re-creates a peer only when it is safe). */
+  /** Addresses of the peers whose session is Established (a role change resets a session only when it is safe). */
   establishedPeers?: string[];
   /** Locally originated paths (ours: podroute is the only originator in its gobgpd). */
   paths: ObservedPath[];
@@ -116,12 +116,13 @@ export type BgpChange =
   | { kind: 'update-peer'; spec: PeerSpec; disruptive: true; changed: string[] }
   | { kind: 'add-peer'; spec: PeerSpec }
   /**
-   * gobgpd cannot change a live peer's route-reflector flag (UpdatePeer silently keeps the old one): delete and add
-   * it again. Planned only when its session is down anyway, or when every other session is Established to carry
-   * the routes meanwhile, one peer per plan (make-before-break).
+   * A peer's route-reflector flag changes (this node became or stopped being a reflector): applied with UpdatePeer,
+   * which re-creates the peer in gobgpd and so resets its session (measured with gobgpd 3.10). Planned only when
+   * its session is down anyway, or when every other session is Established to carry the routes meanwhile, one
+   * peer per plan (make-before-break).
    */
-  | { kind: 'recreate-peer'; spec: PeerSpec; changed: string[] }
-  /** A re-create that has to wait for the other sessions; the applier asks for another pass soon. */
+  | { kind: 'change-peer-role'; spec: PeerSpec; changed: string[] }
+  /** A role change that has to wait for the other sessions; the applier asks for another pass soon. */
   | { kind: 'defer-peer'; address: string; reason: string }
   /** Re-run the import policy over what peers already sent (gobgpd does not do it on a policy change). */
   | { kind: 'soft-reset-in' }
@@ -506,7 +507,7 @@ export function planBgp(desired: BgpDesiredState, observedAtStart: ObservedBgpSt
   }
 
   // 5. Peers to add and update (additions first: a new reflector's sessions come up while the old ones still
-  // carry the routes), then role changes, which need a re-create.
+  // carry the routes), then role changes, which reset the session.
   let keptPeers = 0;
   const roleChanges: { spec: PeerSpec; changed: string[] }[] = [];
   for (const [address, peer] of desiredPeers) {
@@ -546,7 +547,7 @@ export function planBgp(desired: BgpDesiredState, observedAtStart: ObservedBgpSt
 
 /**
  * Make-before-break for peers whose route-reflector flag changes (this node became or stopped being a reflector):
- * a peer whose session is down is re-created at once (nothing rides on it); an Established one only when every
+ * a peer whose session is down is changed at once (nothing rides on it); an Established one only when every
  * other desired peer is Established too, and one per plan: the other sessions (the other reflectors, the new
  * client sessions) carry the routes while it comes back. The rest wait for a later pass.
  */
@@ -555,11 +556,11 @@ export function planRoleChanges(roleChanges: { spec: PeerSpec; changed: string[]
   const present = new Set(observed.peers.map((p) => canonical(p.address)));
   const out: BgpChange[] = [];
   const live = roleChanges.filter((r) => established.has(canonical(r.spec.address)));
-  for (const r of roleChanges) if (!live.includes(r)) out.push({ kind: 'recreate-peer', spec: r.spec, changed: r.changed });
+  for (const r of roleChanges) if (!live.includes(r)) out.push({ kind: 'change-peer-role', spec: r.spec, changed: r.changed });
   const down = desiredAddresses.filter((a) => !present.has(a) || !established.has(a));
   const sorted = [...live].sort((a, b) => (canonical(a.spec.address) < canonical(b.spec.address) ? -1 : 1));
   sorted.forEach((r, i) => {
-    if (i === 0 && down.length === 0) out.push({ kind: 'recreate-peer', spec: r.spec, changed: r.changed });
+    if (i === 0 && down.length === 0) out.push({ kind: 'change-peer-role', spec: r.spec, changed: r.changed });
     else out.push({ kind: 'defer-peer', address: canonical(r.spec.address), reason: down.length > 0 ? `waiting for ${down.join(', ')} to be Established` : 'one role change at a time' });
   });
   return out;

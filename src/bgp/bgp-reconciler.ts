@@ -288,10 +288,9 @@ export class BgpReconciler {
       case 'add-peer':
         await c.addPeer(change.spec, opts);
         return;
-      case 'recreate-peer':
-        this.logger?.warn('re-creating peer for its new route-reflector role (gobgpd resets the session)', { peer: change.spec.address, changed: change.changed });
-        await ignoreNotFound(c.deletePeer(change.spec.address, opts));
-        await c.addPeer(change.spec, opts);
+      case 'change-peer-role':
+        this.logger?.warn('changing the route-reflector role of a peer (gobgpd resets the session)', { peer: change.spec.address, changed: change.changed });
+        await c.updatePeer(change.spec, opts);
         return;
       case 'defer-peer':
         return;
@@ -354,8 +353,8 @@ function describeChange(c: BgpChange): string {
       return `update-peer ${c.spec.address} [${c.changed.join(',')}]`;
     case 'delete-peer':
       return `delete-peer ${c.address}`;
-    case 'recreate-peer':
-      return `recreate-peer ${c.spec.address} [${c.changed.join(',')}]`;
+    case 'change-peer-role':
+      return `change-peer-role ${c.spec.address} [${c.changed.join(',')}]`;
     case 'defer-peer':
       return `defer-peer ${c.address} (${c.reason})`;
     case 'add-path':

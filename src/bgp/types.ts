@@ -49,7 +49,7 @@ export interface PeerSpec {
   maxPrefixes?: number;
   /**
    * The peer is our route-reflector client, reflected to under this cluster ID (a dotted quad); a plain peer when
-   * omitted. gobgpd cannot change it on a live peer: a change re-creates the peer (see bgp-planner.ts).
+   * omitted. gobgpd resets the session to change it (see planRoleChanges in bgp-planner.ts).
    */
   routeReflectorClusterId?: string;
 }

@@ -133,10 +133,8 @@ export class FakeGobgpRouter extends EventEmitter implements GobgpRouter {
 
   async updatePeer(spec: PeerSpec): Promise<void> {
     await this.call('updatePeer', spec.address);
-    const old = this.peers.get(spec.address);
-    if (old === undefined) throw new GobgpError('NOT_FOUND', `no peer ${spec.address}`);
-    // gobgpd 3.10's UpdatePeer leaves the route-reflector setting as it was (server.go updateNeighbor never copies it).
-    this.peers.set(spec.address, { ...normalizePeerSpec(spec), routeReflectorClusterId: old.routeReflectorClusterId });
+    if (!this.peers.has(spec.address)) throw new GobgpError('NOT_FOUND', `no peer ${spec.address}`);
+    this.peers.set(spec.address, normalizePeerSpec(spec));
   }
 
   async deletePeer(address: string): Promise<void> {
