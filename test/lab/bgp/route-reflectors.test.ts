@@ -146,7 +146,7 @@ describe('route reflectors (one rack, two reflectors, three clients)', function 
     expect(lost(stats), summary(stats)).to.equal(0);
   });
 
-  it('a client relabelled a reflector: new sessions first, then its old ones re-created one at a time, 0 probes lost', async () => {
+  it('a client relabelled a reflector: new sessions first, then its old ones changed one at a time, 0 probes lost', async () => {
     const streams = new ProbeStreams(flows());
     streams.start();
     await new Promise((resolve) => setTimeout(resolve, 500));
