@@ -5,7 +5,8 @@ import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 import { podRangeOf, type AgentConfig } from '../config/agent-config.js';
 import type { BgpDesiredState } from '../bgp/bgp-planner.js';
-import type { OriginatedPath, PeerSpec } from '../bgp/types.js';
+import type { BgpRole, OriginatedPath, PeerSpec } from '../bgp/types.js';
+import { planRouteReflection } from './route-reflectors.js';
 import type { NodeInfo } from '../kube/node-info.js';
 import { advertisedAttributes } from './advertised-attributes.js';
 import { compareIpPrefixes, familyOf, IP_FAMILIES, prefixContains, requireIpCidr, type IpFamily } from '../routes/ip-prefix.js';
@@ -123,11 +124,27 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
       meshUsable = false;
     }
   }
+  let role: BgpRole = { kind: config.bgp.mesh === 'off' ? 'off' : 'mesh' };
+  let reflect: BgpDesiredState['reflect'];
   if (config.bgp.mesh !== 'off' && meshUsable) {
-    for (const other of input.nodes) {
-      if (other.name === self.name) continue;
-      if (config.bgp.mesh === 'same-asn' && asnOf(other) !== localAsn) continue;
-      if (conflictedNodes.has(other.name)) continue;
+    const candidates = input.nodes.filter(
+      (other) => other.name !== self.name && !conflictedNodes.has(other.name) && (config.bgp.mesh === 'full' || asnOf(other) === localAsn),
+    );
+    let nodeSessions = candidates.map((node) => ({ node, client: false, relays: false }));
+    // A reflector relays every node's podCIDRs: its sessions take the external peers' limit (as a ToR's do), and every
+    // node session of the mode does, so a node changing role never changes a limit (that would reset the session).
+    let maxPrefixes = config.bgp.meshMaxPrefixes;
+    if (config.bgp.mesh === 'route-reflector') {
+      const reflection = planRouteReflection(self, candidates, localAsn);
+      warnings.push(...reflection.warnings);
+      role = reflection.role;
+      const reflectors = new Set(reflection.reflectors.map((r) => r.name));
+      nodeSessions = reflection.peers.map(({ node, client }) => ({ node, client, relays: reflectors.has(node.name) }));
+      maxPrefixes = config.bgp.maxPrefixes;
+    }
+    const clusterId = role.kind === 'reflector' ? role.clusterId : undefined;
+    const relayed = candidates.flatMap(usableCIDRs);
+    for (const { node: other, client, relays } of nodeSessions) {
       const address = meshAddress(self, other);
       if (address === undefined) {
         warnings.push(`node ${other.name} is not meshed: it shares no address family with ${self.name}`);
@@ -139,12 +156,15 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
         ...timers,
         password: meshPassword,
         gracefulRestart: config.bgp.gracefulRestart,
-        maxPrefixes: config.bgp.meshMaxPrefixes,
+        maxPrefixes,
         families: [...families],
         description: `node:${other.name}`,
+        routeReflectorClusterId: client ? clusterId : undefined,
       });
-      if (added) nodePeers.push({ address, prefixes: usableCIDRs(other) });
+      // From a reflector: every podCIDR of the AS (it reflects them, next hop unchanged); from any other node: its own.
+      if (added) nodePeers.push({ address, prefixes: relays ? relayed : usableCIDRs(other) });
     }
+    if (clusterId !== undefined) reflect = { peers: nodePeers.map((p) => p.address), prefixes: relayed };
   }
 
   const externalPeers: string[] = [];
@@ -221,6 +241,8 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
         // The paths are the agent's to fill (serviceRoutes below): they follow Services and endpoints, not Nodes.
         services: { paths: [], ranges: serviceRanges(config), peers: servicePeers },
         importRules: { nodePeers, externalPeers, acceptRanges, ownPodCIDRs: self.podCIDRs },
+        ...(reflect === undefined ? {} : { reflect }),
+        role,
       },
       routeSelection: {
         localAsn,

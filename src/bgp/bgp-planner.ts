@@ -27,7 +27,7 @@ import {
   type StatementSpec,
 } from './gobgp-codec.js';
 import { addressBits, canonicalAddressText, familyOf, IP_FAMILIES, ipVersion, parseIpAddress, prefixContains, requireIpCidr, specialAddressKind, truncatePrefix, type IpFamily } from '../routes/ip-prefix.js';
-import type { OriginatedPath, PathAttributes, PeerSpec } from './types.js';
+import type { BgpRole, OriginatedPath, PathAttributes, PeerSpec } from './types.js';
 
 export interface BgpDesiredState {
   global: { asn: number; routerId: string; listenPort: number /* -1: no listener */ };
@@ -47,6 +47,13 @@ export interface BgpDesiredState {
     /** Never accept a prefix equal to, covering, or inside one of these. */
     ownPodCIDRs: string[];
   };
+  /**
+   * A route reflector passes the node routes it learned on to these node peers (the export policy otherwise sends
+   * only our own paths): exactly the given podCIDRs, never to external peers. Absent on a non-reflector.
+   */
+  reflect?: { peers: string[]; prefixes: string[] };
+  /** This node's place in the iBGP topology; reported by status only. */
+  role?: BgpRole;
 }
 
 /**
@@ -73,6 +80,8 @@ export interface ObservedBgpState {
   /** asn 0: BGP not started (then nothing else is read). */
   global: { asn: number; routerId: string; listenPort: number; useMultiplePaths: boolean };
   peers: NormalizedPeerSpec[];
+  /** Addresses of the peers whose session is Established (a role change resets a session only when it is safe). */
+  establishedPeers?: string[];
   /** Locally originated paths (ours: podroute is the only originator in its gobgpd). */
   paths: ObservedPath[];
   definedSets: DefinedSetSpec[];
@@ -106,6 +115,15 @@ export type BgpChange =
    */
   | { kind: 'update-peer'; spec: PeerSpec; disruptive: true; changed: string[] }
   | { kind: 'add-peer'; spec: PeerSpec }
+  /**
+   * A peer's route-reflector flag changes (this node became or stopped being a reflector): applied with UpdatePeer,
+   * which re-creates the peer in gobgpd and so resets its session (measured with gobgpd 3.10). Planned only when
+   * its session is down anyway, or when every other session is Established to carry the routes meanwhile, one
+   * peer per plan (make-before-break).
+   */
+  | { kind: 'change-peer-role'; spec: PeerSpec; changed: string[] }
+  /** A role change that has to wait for the other sessions; the applier asks for another pass soon. */
+  | { kind: 'defer-peer'; address: string; reason: string }
   /** Re-run the import policy over what peers already sent (gobgpd does not do it on a policy change). */
   | { kind: 'soft-reset-in' }
   /** An old bundle: its policy (absent for orphaned sets alone), then its sets. */
@@ -134,6 +152,7 @@ interface ValidDesired {
   externalPeers: string[];
   acceptRanges: ReturnType<typeof parsePrefix>[];
   own: ReturnType<typeof parsePrefix>[];
+  reflect: { peers: string[]; prefixes: ReturnType<typeof parsePrefix>[] };
 }
 
 function canonicalAddress(field: string, a: string): string {
@@ -198,7 +217,11 @@ export function validateDesired(desired: BgpDesiredState): ValidDesired {
     const externalPeers = r.externalPeers.map((a, i) => canonicalAddress(`importRules.externalPeers[${i}]`, a));
     const acceptRanges = r.acceptRanges.map((p, i) => parsePrefix(`importRules.acceptRanges[${i}]`, p));
     const own = r.ownPodCIDRs.map((p, i) => parsePrefix(`importRules.ownPodCIDRs[${i}]`, p));
-    return { global: { asn: g.asn, routerId: g.routerId, listenPort: g.listenPort }, peers, advertise, services, nodePeers, externalPeers, acceptRanges, own };
+    const reflect = {
+      peers: (desired.reflect?.peers ?? []).map((a, i) => canonicalAddress(`reflect.peers[${i}]`, a)),
+      prefixes: (desired.reflect?.prefixes ?? []).map((p, i) => parsePrefix(`reflect.prefixes[${i}]`, p)),
+    };
+    return { global: { asn: g.asn, routerId: g.routerId, listenPort: g.listenPort }, peers, advertise, services, nodePeers, externalPeers, acceptRanges, own, reflect };
   } catch (err) {
     if (err instanceof Error && (err as { code?: string }).code === 'INVALID') throw new BgpPlanError(`invalid BGP desired state: ${err.message}`);
     throw err;
@@ -308,6 +331,7 @@ export function buildExportBundle(
   advertise: { path: OriginatedPath; family: IpFamily }[],
   externalPeers: readonly string[] = [],
   services: Pick<ValidDesired['services'], 'ranges' | 'peers'> = { ranges: [], peers: [] },
+  reflect: ValidDesired['reflect'] = { peers: [], prefixes: [] },
 ): PolicyBundle {
   const roles: { role: string; set: Omit<DefinedSetSpec, 'name'> }[] = [];
   const stmts: ((n: Record<string, string>) => StatementSpec)[] = [];
@@ -324,6 +348,19 @@ export function buildExportBundle(
       stmts.push((n) => ({ name: `self-${role}`, match: { neighborSet: { name: n[peers]! }, prefixSet: { name: n[role]! } }, action: 'accept', nextHopSelf: true }));
     }
     stmts.push((n) => ({ name: `accept-${role}`, match: { prefixSet: { name: n[role]! } }, action: 'accept' }));
+  }
+  // A reflector: the node routes it learned, to its node peers (gobgpd's reflection rules pick which), next hop
+  // unchanged; the default reject keeps them from external peers.
+  const reflectPeers = [...new Set(reflect.peers)].sort();
+  if (reflectPeers.length > 0) {
+    for (const fam of IP_FAMILIES) {
+      const prefixes = reflect.prefixes.filter((p) => p.family === fam);
+      if (prefixes.length === 0) continue;
+      const role = `reflect${ipVersion(fam)}`;
+      roles.push({ role, set: { kind: 'prefix', prefixes: sortEntries(prefixes.map((p) => ({ prefix: p.cidr, minLength: p.length, maxLength: p.length }))) } });
+      if (!roles.some((r) => r.role === 'clients')) roles.push({ role: 'clients', set: { kind: 'neighbor', neighbors: reflectPeers } });
+      stmts.push((n) => ({ name: `accept-${role}`, match: { neighborSet: { name: n.clients! }, prefixSet: { name: n[role]! } }, action: 'accept' }));
+    }
   }
   const servicePeers = [...new Set(services.peers)].sort();
   if (servicePeers.length > 0) {
@@ -444,7 +481,7 @@ export function planBgp(desired: BgpDesiredState, observedAtStart: ObservedBgpSt
   }
 
   // 3. Policies
-  const bundles = [buildImportBundle(wanted), buildExportBundle(wanted.advertise, wanted.externalPeers, wanted.services)];
+  const bundles = [buildImportBundle(wanted), buildExportBundle(wanted.advertise, wanted.externalPeers, wanted.services, wanted.reflect)];
   const observedPolicies = new Set(observed.policies.map((p) => p.name));
   const observedSets = new Set(observed.definedSets.map((s) => `${s.kind}/${s.name}`));
   let importChanged = false;
@@ -469,18 +506,22 @@ export function planBgp(desired: BgpDesiredState, observedAtStart: ObservedBgpSt
     }
   }
 
-  // 5. Peers to update and add
+  // 5. Peers to add and update (additions first: a new reflector's sessions come up while the old ones still
+  // carry the routes), then role changes, which reset the session.
   let keptPeers = 0;
+  const roleChanges: { spec: PeerSpec; changed: string[] }[] = [];
+  for (const [address, peer] of desiredPeers) {
+    if (!observedPeers.has(address)) changes.push({ kind: 'add-peer', spec: peer.spec });
+  }
   for (const [address, peer] of desiredPeers) {
     const current = observedPeers.get(address);
-    if (current === undefined) {
-      changes.push({ kind: 'add-peer', spec: peer.spec });
-      continue;
-    }
+    if (current === undefined) continue;
     keptPeers++;
     const changed = peerDifferences(peer.normalized, { ...current, address: canonical(current.address) });
-    if (changed.length > 0) changes.push({ kind: 'update-peer', spec: peer.spec, disruptive: true, changed });
+    if (changed.includes('routeReflectorClusterId')) roleChanges.push({ spec: peer.spec, changed });
+    else if (changed.length > 0) changes.push({ kind: 'update-peer', spec: peer.spec, disruptive: true, changed });
   }
+  changes.push(...planRoleChanges(roleChanges, [...desiredPeers.keys()], observed));
 
   // 6. Re-evaluate accepted routes under a new import policy
   if (importChanged && keptPeers > 0) changes.push({ kind: 'soft-reset-in' });
@@ -502,6 +543,27 @@ export function planBgp(desired: BgpDesiredState, observedAtStart: ObservedBgpSt
     changes.push({ kind: 'delete-policy', sets: orphans.map((s) => ({ kind: s.kind, name: s.name })) });
   }
   return changes;
+}
+
+/**
+ * Make-before-break for peers whose route-reflector flag changes (this node became or stopped being a reflector):
+ * a peer whose session is down is changed at once (nothing rides on it); an Established one only when every
+ * other desired peer is Established too, and one per plan: the other sessions (the other reflectors, the new
+ * client sessions) carry the routes while it comes back. The rest wait for a later pass.
+ */
+export function planRoleChanges(roleChanges: { spec: PeerSpec; changed: string[] }[], desiredAddresses: string[], observed: ObservedBgpState): BgpChange[] {
+  const established = new Set((observed.establishedPeers ?? []).map(canonical));
+  const present = new Set(observed.peers.map((p) => canonical(p.address)));
+  const out: BgpChange[] = [];
+  const live = roleChanges.filter((r) => established.has(canonical(r.spec.address)));
+  for (const r of roleChanges) if (!live.includes(r)) out.push({ kind: 'change-peer-role', spec: r.spec, changed: r.changed });
+  const down = desiredAddresses.filter((a) => !present.has(a) || !established.has(a));
+  const sorted = [...live].sort((a, b) => (canonical(a.spec.address) < canonical(b.spec.address) ? -1 : 1));
+  sorted.forEach((r, i) => {
+    if (i === 0 && down.length === 0) out.push({ kind: 'change-peer-role', spec: r.spec, changed: r.changed });
+    else out.push({ kind: 'defer-peer', address: canonical(r.spec.address), reason: down.length > 0 ? `waiting for ${down.join(', ')} to be Established` : 'one role change at a time' });
+  });
+  return out;
 }
 
 function inUse(policies: PolicySpec[], set: string): boolean {

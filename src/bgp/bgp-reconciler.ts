@@ -13,7 +13,7 @@
 import type { Logger } from '../observe/log.js';
 import { GobgpError } from './gobgp-codec.js';
 import type { GobgpRouter } from './gobgp-router.js';
-import type { OriginatedPath } from './types.js';
+import type { BgpRole, OriginatedPath } from './types.js';
 import { LearnedTable, restartWindowMs } from './learned-table.js';
 import {
   emptyObservedState,
@@ -29,6 +29,9 @@ import type { IpFamily } from '../routes/ip-prefix.js';
 import { errorInfo, ReconcileLoop, type ReconcileStatus } from '../reconcile/loop.js';
 
 export type { BgpDesiredState, BgpChange } from './bgp-planner.js';
+
+/** How soon a pass looks again at role changes that wait for other sessions to be Established. */
+const DEFERRED_PASS_MS = 1000;
 
 export interface BgpReconcilerOptions {
   client: GobgpRouter;
@@ -58,6 +61,8 @@ export interface BgpReconcilerStatus {
   tableSynced: boolean;
   /** Neighbors whose paths from before a watch restart are still kept as stale (graceful restart). */
   staleNeighbors: string[];
+  /** This node's iBGP role (mesh, route reflector or client); undefined before a desired state was set. */
+  role?: BgpRole;
 }
 
 export class BgpReconcilerError extends Error {
@@ -81,6 +86,8 @@ export class BgpReconciler {
   /** The paths gobgpd learned from peers; its watch runs beside the loop. */
   readonly learned: LearnedTable;
   private readonly counts = { appliedChanges: 0, advertised: 0 };
+  /** The pass asked for while role changes wait for other sessions (see planRoleChanges). */
+  private deferredPass: NodeJS.Timeout | undefined;
 
   constructor(options: BgpReconcilerOptions) {
     this.client = options.client;
@@ -127,6 +134,7 @@ export class BgpReconciler {
       learnedPaths: learned.learnedPaths,
       tableSynced: learned.synced,
       staleNeighbors: learned.staleNeighbors,
+      role: this.desired?.role,
     };
   }
 
@@ -153,6 +161,8 @@ export class BgpReconciler {
     try {
       await Promise.all([this.loop.run(signal), this.learned.run(signal)]);
     } finally {
+      clearTimeout(this.deferredPass);
+      this.deferredPass = undefined;
       this.client.off('connected', onConnected);
       this.client.off('disconnected', onDisconnected);
     }
@@ -166,10 +176,23 @@ export class BgpReconciler {
     const opts = { signal };
     const observed = await this.observe(signal);
     const changes = planBgp(desired, observed);
-    if (changes.length > 0) this.logger?.info('BGP changes', { changes: changes.map(describeChange) });
-    for (const change of changes) {
+    const applied = changes.filter((c) => c.kind !== 'defer-peer');
+    if (applied.length > 0) this.logger?.info('BGP changes', { changes: applied.map(describeChange) });
+    for (const change of applied) {
       await this.apply(change, opts);
       this.counts.appliedChanges++;
+    }
+    const deferred = changes.filter((c) => c.kind === 'defer-peer');
+    if (deferred.length > 0) {
+      // A peer event does not wake this loop: look again shortly, until the waiting role changes are done.
+      this.logger?.debug('BGP role changes waiting', { changes: deferred.map(describeChange) });
+      if (this.deferredPass === undefined) {
+        this.deferredPass = setTimeout(() => {
+          this.deferredPass = undefined;
+          this.loop.markDirty();
+        }, DEFERRED_PASS_MS);
+        this.deferredPass.unref();
+      }
     }
     this.counts.advertised = desired.advertise.length + (desired.services?.paths.length ?? 0);
     this.learned.bgpStarted();
@@ -212,6 +235,7 @@ export class BgpReconciler {
       this.client.getGlobalPolicy('export', opts),
     ]);
     observed.peers = peers.map((p) => p.spec);
+    observed.establishedPeers = peers.filter((p) => p.status.state === 'ESTABLISHED').map((p) => p.spec.address);
     observed.paths = [...paths4, ...paths6];
     // Forget uuids of paths gobgpd no longer has.
     const present = new Set(observed.paths.map((p) => p.prefix));
@@ -263,6 +287,12 @@ export class BgpReconciler {
         return;
       case 'add-peer':
         await c.addPeer(change.spec, opts);
+        return;
+      case 'change-peer-role':
+        this.logger?.warn('changing the route-reflector role of a peer (gobgpd resets the session)', { peer: change.spec.address, changed: change.changed });
+        await c.updatePeer(change.spec, opts);
+        return;
+      case 'defer-peer':
         return;
       case 'soft-reset-in':
         await c.softReset('all', { direction: 'in' }, opts);
@@ -323,6 +353,10 @@ function describeChange(c: BgpChange): string {
       return `update-peer ${c.spec.address} [${c.changed.join(',')}]`;
     case 'delete-peer':
       return `delete-peer ${c.address}`;
+    case 'change-peer-role':
+      return `change-peer-role ${c.spec.address} [${c.changed.join(',')}]`;
+    case 'defer-peer':
+      return `defer-peer ${c.address} (${c.reason})`;
     case 'add-path':
       return `add-path ${c.path.prefix} via ${c.path.nextHop}${describeAttributes(c.path)}`;
     case 'delete-path':

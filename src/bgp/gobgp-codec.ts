@@ -145,6 +145,10 @@ export function normalizePeerSpec(spec: PeerSpec): NormalizedPeerSpec {
   checkUint(`${f}.connectRetry`, spec.connectRetry, 65535);
   checkUint(`${f}.maxPrefixes`, spec.maxPrefixes, 0xffffffff);
   if (spec.gracefulRestart !== undefined) checkUint(`${f}.gracefulRestart.restartTime`, spec.gracefulRestart.restartTime, 4095);
+  const clusterId = spec.routeReflectorClusterId ?? '';
+  if (clusterId !== '' && !(ipaddr.IPv4.isValidFourPartDecimal(clusterId) && ipaddr.IPv4.parse(clusterId).toString() === clusterId)) {
+    throw invalid(`${f}.routeReflectorClusterId`, `"${clusterId}" is not a dotted-quad cluster ID`);
+  }
   if (spec.localAddress !== undefined && spec.localAddress !== '' && (typeof spec.localAddress !== 'string' || parseIpAddress(spec.localAddress) === undefined)) {
     throw invalid(`${f}.localAddress`, `"${spec.localAddress}" is not an IP address`);
   }
@@ -168,6 +172,7 @@ export function normalizePeerSpec(spec: PeerSpec): NormalizedPeerSpec {
     families,
     description: spec.description ?? '',
     maxPrefixes: spec.maxPrefixes ?? 0,
+    routeReflectorClusterId: clusterId,
   };
 }
 
@@ -195,6 +200,7 @@ export function peerToApi(spec: PeerSpec): Record<string, unknown> {
       },
     },
     graceful_restart: { enabled: n.gracefulRestart.enabled, restart_time: n.gracefulRestart.restartTime },
+    route_reflector: { route_reflector_client: n.routeReflectorClusterId !== '', route_reflector_cluster_id: n.routeReflectorClusterId },
     afi_safis: n.families.map((fam) => ({
       config: { family: API_FAMILY[fam], enabled: true },
       mp_graceful_restart: { config: { enabled: n.gracefulRestart.enabled } },
@@ -237,6 +243,8 @@ export function peerSpecFromApi(peer: any): NormalizedPeerSpec {
     families: [...new Set(families)],
     description: str(conf.description),
     maxPrefixes: limit,
+    // gobgpd reports the cluster ID only for a client (non-clients have none).
+    routeReflectorClusterId: peer?.route_reflector?.route_reflector_client === true ? str(peer.route_reflector.route_reflector_cluster_id) : '',
   };
 }
 
@@ -267,6 +275,7 @@ export function peerStatusFromApi(peer: any): PeerStatus {
     accepted,
     advertised,
   };
+  if (peer?.route_reflector?.route_reflector_client === true) status.routeReflectorClient = true;
   const uptime = peer?.timers?.state?.uptime;
   if (st === 'ESTABLISHED' && uptime && num(uptime.seconds) > 0) {
     status.establishedSince = new Date(num(uptime.seconds) * 1000 + Math.floor(num(uptime.nanos) / 1e6));

@@ -47,7 +47,21 @@ export interface PeerSpec {
    * policy); one more and gobgpd ends the session with a Cease and keeps it down. 0 or omitted: no limit.
    */
   maxPrefixes?: number;
+  /**
+   * The peer is our route-reflector client, reflected to under this cluster ID (a dotted quad); a plain peer when
+   * omitted. gobgpd resets the session to change it (see planRoleChanges in bgp-planner.ts).
+   */
+  routeReflectorClusterId?: string;
 }
+
+/** A node's place in the iBGP topology (bgp.mesh and the route-reflector label), as `podroute status` shows it. */
+export type BgpRole =
+  /** Full or same-ASN mesh (also route-reflector mode falling back for want of a reflector). */
+  | { kind: 'mesh' }
+  | { kind: 'reflector'; clusterId: string }
+  | { kind: 'client' }
+  /** bgp.mesh off: no node sessions, only configured and annotated peers. */
+  | { kind: 'off' };
 
 export interface PeerStatus {
   address: string;
@@ -61,6 +75,8 @@ export interface PeerStatus {
   received: number;
   accepted: number;
   advertised: number;
+  /** We reflect routes to this peer (it is our route-reflector client); omitted otherwise. */
+  routeReflectorClient?: boolean;
 }
 
 /**

@@ -230,8 +230,12 @@ export const agentConfigSchema = z
             if (problem !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, message: problem });
           })
           .optional(),
-        /** full: iBGP mesh with every node; same-asn: only nodes sharing our ASN (AS per rack); off: no mesh. */
-        mesh: z.enum(['full', 'same-asn', 'off']).default('full'),
+        /**
+         * full: iBGP mesh with every node; same-asn: only nodes sharing our ASN (AS per rack); route-reflector: per AS,
+         * the nodes labelled podroute.io/route-reflector-cluster-id reflect, the others peer with them only (a full
+         * mesh of the AS while it has no reflector; src/agent/route-reflectors.ts); off: no node sessions.
+         */
+        mesh: z.enum(['full', 'same-asn', 'route-reflector', 'off']).default('full'),
         holdTime: holdSeconds.default(9),
         keepaliveInterval: seconds.default(3),
         connectRetry: seconds.default(5),

@@ -117,7 +117,7 @@ const clusterSchema = z
   .object({
     podRanges: z.array(networkCidr).min(1),
     asn: asn.default(64512),
-    mesh: z.enum(['full', 'off', 'same-asn']).default('same-asn'),
+    mesh: z.enum(['full', 'off', 'same-asn', 'route-reflector']).default('same-asn'),
   })
   .strict();
 

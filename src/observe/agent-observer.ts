@@ -13,7 +13,7 @@ import { HealthMonitor, errorMessage, type LoopObservation, type ReadinessCheck,
 import { AgentMetrics, type WatchStat } from './metrics.js';
 import { PeerTable, countByNeighbor, type PeerListSource } from './peers.js';
 import { ObserveServer, type ListenAddress } from './server.js';
-import { podrouteVersion, type AgentStatusReport } from './status.js';
+import { describeRole, podrouteVersion, type AgentStatusReport } from './status.js';
 import type { LoadBalancerAllocatorStatus } from '../services/allocator-loop.js';
 import type { PodMtuStatus } from '../node/pod-mtu-tracker.js';
 
@@ -180,7 +180,14 @@ export class AgentObserver {
       bgp:
         bgp === undefined
           ? null
-          : { originated: bgp.advertised, learnedPrefixes: bgp.learnedPrefixes, learnedPaths: bgp.learnedPaths, tableSynced: bgp.tableSynced },
+          : {
+              originated: bgp.advertised,
+              learnedPrefixes: bgp.learnedPrefixes,
+              learnedPaths: bgp.learnedPaths,
+              tableSynced: bgp.tableSynced,
+              // Only once a desired state exists (the agent knows the Nodes): a missing role means not yet known.
+              ...(bgp.role === undefined ? {} : { role: describeRole(bgp.role) }),
+            },
       routes:
         routes === undefined
           ? null

@@ -27,6 +27,8 @@ export interface PeerReport {
    */
   accepted: number;
   advertised: number;
+  /** This node is a route reflector and the peer its client; omitted otherwise. */
+  routeReflectorClient?: boolean;
 }
 
 export interface PeerTableReport {
@@ -61,6 +63,7 @@ export function peerReport(p: PeerStatus, now: number): PeerReport {
     received: p.received,
     accepted: p.accepted,
     advertised: p.advertised,
+    ...(p.routeReflectorClient === true ? { routeReflectorClient: true } : {}),
   };
 }
 

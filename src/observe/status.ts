@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { BgpRole } from '../bgp/types.js';
 import type { LoopReport } from './health.js';
 import type { PeerReport } from './peers.js';
 
@@ -14,7 +15,14 @@ export interface AgentStatusReport {
   gobgpd: { target: string; reachable: boolean; error: string | null };
   peers: PeerReport[];
   /** Our side of BGP: podCIDRs originated, the learned table. */
-  bgp: { originated: number; learnedPrefixes: number; learnedPaths: number; tableSynced: boolean } | null;
+  bgp: {
+    originated: number;
+    learnedPrefixes: number;
+    learnedPaths: number;
+    tableSynced: boolean;
+    /** This node's iBGP role: "mesh", "reflector (cluster 10.0.0.1)", "client", "off"; omitted before it is known. */
+    role?: string;
+  } | null;
   /** Kernel routes carrying podroute's protocol number. */
   routes: { installed: number; added: number; removed: number; replaced: number; conflicts: string[]; inSync: boolean } | null;
   policy: { chains: number; sets: number; rules: number; invalidPolicies: number } | null;
@@ -34,6 +42,11 @@ export interface StatusView {
   /** The peer table: the agent's, or gobgpd's own when the agent did not answer. */
   gobgpd: { target: string; reachable: boolean; error: string | null };
   peers: PeerReport[];
+}
+
+/** "reflector (cluster 10.0.0.1)", "client", "mesh", "off". */
+export function describeRole(role: BgpRole): string {
+  return role.kind === 'reflector' ? `reflector (cluster ${role.clusterId})` : role.kind;
 }
 
 /** "3d4h", "2h05m", "4m07s", "12s". */
@@ -68,7 +81,7 @@ export function renderPeers(peers: PeerReport[]): string {
     peers.map((p) => [
       p.address,
       String(p.asn),
-      p.type,
+      p.routeReflectorClient === true ? `${p.type} (rr-client)` : p.type,
       p.adminState === 'UP' ? p.state : `${p.state} (${p.adminState})`,
       p.uptimeSeconds === null ? '-' : formatDuration(p.uptimeSeconds),
       String(p.received),
@@ -97,6 +110,7 @@ export function renderStatusView(view: StatusView): string {
   if (r.bgp !== null) {
     out.push(
       '',
+      ...(r.bgp.role === undefined ? [] : [`iBGP role: ${r.bgp.role}`]),
       `BGP: ${r.bgp.originated} prefixes originated, ${r.bgp.learnedPrefixes} prefixes learned (${r.bgp.learnedPaths} paths)` +
         (r.bgp.tableSynced ? '' : ', learned table not complete yet'),
     );

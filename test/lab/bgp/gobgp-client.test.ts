@@ -127,6 +127,7 @@ describe('GobgpClient against a peerless gobgpd', function () {
       families: ['ipv6'],
       description: 'tor:tor1',
       maxPrefixes: 500,
+      routeReflectorClusterId: '',
     });
     const status = (await client.listPeers()).find((p) => p.address === '192.0.2.10')!;
     expect(status).to.include({ asn: 65010, description: 'node:x' });
@@ -141,6 +142,22 @@ describe('GobgpClient against a peerless gobgpd', function () {
     await client.deletePeer('2001:db8::10');
     await expectGobgpError(client.deletePeer('192.0.2.10'), 'NOT_FOUND');
     expect(await client.listPeers()).to.deep.equal([]);
+  });
+
+  it('sets, reads and changes a peer\'s route-reflector client flag and cluster ID (UpdatePeer applies a change)', async () => {
+    const asn = (await client.getBgp()).asn;
+    await client.addPeer({ address: '192.0.2.20', asn, description: 'node:rr', routeReflectorClusterId: '10.0.0.1' });
+    await client.addPeer({ address: '192.0.2.21', asn, description: 'node:plain' });
+    const clusterIds = async (): Promise<string[]> =>
+      (await client.listPeerConfigs()).filter((p) => p.spec.address.startsWith('192.0.2.2')).map((p) => `${p.spec.address}=${p.spec.routeReflectorClusterId}`).sort();
+    expect(await clusterIds()).to.deep.equal(['192.0.2.20=10.0.0.1', '192.0.2.21=']);
+    expect((await client.listPeers()).find((p) => p.address === '192.0.2.20')?.routeReflectorClient).to.equal(true);
+    // UpdatePeer with the flag flipped either way: gobgpd re-creates the neighbor with it (its session resets).
+    await client.updatePeer({ address: '192.0.2.20', asn, description: 'node:rr' });
+    await client.updatePeer({ address: '192.0.2.21', asn, description: 'node:plain', routeReflectorClusterId: '10.0.0.2' });
+    expect(await clusterIds()).to.deep.equal(['192.0.2.20=', '192.0.2.21=10.0.0.2']);
+    await client.deletePeer('192.0.2.20');
+    await client.deletePeer('192.0.2.21');
   });
 
   it('adds, lists and deletes v4 and v6 paths by uuid and by prefix', async () => {

@@ -448,3 +448,76 @@ describe('Service paths', () => {
     ).to.throw(BgpPlanError, 'duplicate prefix 10.244.1.0/24');
   });
 });
+
+describe('route-reflector role changes (make-before-break)', () => {
+  const nodePeer = (last: number, clusterId?: string) => ({ address: `192.168.1.${last}`, asn: 64512, description: `node:n${last}`, ...(clusterId === undefined ? {} : { routeReflectorClusterId: clusterId }) });
+  const asClient = desiredState({ peers: [nodePeer(21), nodePeer(22)], importRules: { ...desiredState().importRules, nodePeers: [], externalPeers: [] } });
+  // Promoted to a reflector: the other reflectors become its clients, and it gains the former fellow clients.
+  const asReflector = desiredState({
+    peers: [nodePeer(21, '10.0.0.1'), nodePeer(22, '10.0.0.1'), nodePeer(31, '10.0.0.1')],
+    importRules: { ...desiredState().importRules, nodePeers: [], externalPeers: [] },
+  });
+  const withEstablished = (observed: ObservedBgpState, addresses: string[]): ObservedBgpState => ({ ...observed, establishedPeers: addresses });
+
+  it('adds the new sessions first; no role change while one of them is not Established; never an update-peer', async () => {
+    const before = await applied(asClient);
+    const changes = planBgp(asReflector, withEstablished(before, ['192.168.1.21', '192.168.1.22']));
+    expect(kinds(changes).filter((k) => k.includes('peer'))).to.deep.equal(['add-peer', 'defer-peer', 'defer-peer']);
+    expect(changes.find((c) => c.kind === 'add-peer')).to.deep.include({ spec: nodePeer(31, '10.0.0.1') });
+    expect(changes.filter((c) => c.kind === 'defer-peer').map((c) => (c as { reason: string }).reason)).to.deep.equal([
+      'waiting for 192.168.1.31 to be Established',
+      'waiting for 192.168.1.31 to be Established',
+    ]);
+  });
+
+  it('then changes one Established session at a time while every other one carries the routes', async () => {
+    const { observed } = await afterPasses(asClient);
+    const withNew = { ...observed, peers: [...observed.peers, (await applied(asReflector)).peers.find((p) => p.address === '192.168.1.31')!] };
+    const all = ['192.168.1.21', '192.168.1.22', '192.168.1.31'];
+    const first = planBgp(asReflector, withEstablished(withNew, all)).filter((c) => c.kind.includes('peer'));
+    expect(first.map((c) => [c.kind, 'spec' in c ? c.spec.address : (c as { address: string }).address])).to.deep.equal([
+      ['change-peer-role', '192.168.1.21'],
+      ['defer-peer', '192.168.1.22'],
+    ]);
+    expect(first[0]).to.deep.include({ changed: ['routeReflectorClusterId'] });
+    // 21 is being reset (not Established yet): 22 waits for it.
+    const recreated = { ...withNew, peers: withNew.peers.map((p) => (p.address === '192.168.1.21' ? { ...p, routeReflectorClusterId: '10.0.0.1' } : p)) };
+    const second = planBgp(asReflector, withEstablished(recreated, ['192.168.1.22', '192.168.1.31'])).filter((c) => c.kind.includes('peer'));
+    expect(second).to.deep.equal([{ kind: 'defer-peer', address: '192.168.1.22', reason: 'waiting for 192.168.1.21 to be Established' }]);
+    const third = planBgp(asReflector, withEstablished(recreated, all)).filter((c) => c.kind.includes('peer'));
+    expect(third.map((c) => c.kind)).to.deep.equal(['change-peer-role']);
+  });
+
+  it('changes a session that is down at once: nothing rides on it', async () => {
+    const before = await applied(asClient);
+    const changes = planBgp(asReflector, withEstablished(before, ['192.168.1.21']));
+    expect(changes.filter((c) => c.kind.includes('peer')).map((c) => [c.kind, 'spec' in c ? c.spec.address : (c as { address: string }).address])).to.deep.equal([
+      ['add-peer', '192.168.1.31'],
+      ['change-peer-role', '192.168.1.22'],
+      ['defer-peer', '192.168.1.21'],
+    ]);
+  });
+
+  it('through the reconciler, converges to the new roles: each changed peer carries its cluster ID', async () => {
+    const { plans, observed } = await afterPasses(asClient, asReflector, asReflector, asReflector, asReflector);
+    expect(plans.slice(1).map((p) => kinds(p).filter((k) => k.includes('peer')))).to.deep.equal([
+      ['add-peer', 'defer-peer', 'defer-peer'],
+      ['change-peer-role', 'defer-peer'],
+      ['change-peer-role'],
+      [],
+    ]);
+    expect(observed.peers.map((p) => [p.address, p.routeReflectorClusterId]).sort()).to.deep.equal([
+      ['192.168.1.21', '10.0.0.1'],
+      ['192.168.1.22', '10.0.0.1'],
+      ['192.168.1.31', '10.0.0.1'],
+    ]);
+    // Back to a client: the same one-at-a-time way, and the former clients' sessions go.
+    const back = await afterPasses(asReflector, asClient, asClient);
+    expect(back.plans.map((p) => kinds(p).filter((k) => k.includes('peer')))).to.deep.equal([
+      ['add-peer', 'add-peer', 'add-peer'],
+      ['delete-peer', 'change-peer-role', 'defer-peer'],
+      ['change-peer-role'],
+    ]);
+    expect(back.observed.peers.map((p) => p.routeReflectorClusterId)).to.deep.equal(['', '']);
+  });
+});

@@ -31,6 +31,17 @@ describe('gobgp-codec', () => {
     expect(() => normalizePeerSpec({ address: '10.0.0.1', asn: 1, families: [] })).to.throw(/families/);
   });
 
+  it('makes a peer our route-reflector client with a cluster ID and reads it back (a plain peer has none)', () => {
+    const api = peerToApi({ address: '10.0.0.1', asn: 64512, routeReflectorClusterId: '10.0.0.254' }) as { route_reflector: unknown };
+    expect(api.route_reflector).to.deep.equal({ route_reflector_client: true, route_reflector_cluster_id: '10.0.0.254' });
+    expect(peerSpecFromApi(JSON.parse(JSON.stringify(api))).routeReflectorClusterId).to.equal('10.0.0.254');
+    expect((peerToApi({ address: '10.0.0.1', asn: 64512 }) as { route_reflector: unknown }).route_reflector).to.deep.equal({ route_reflector_client: false, route_reflector_cluster_id: '' });
+    // gobgpd reports a non-client with whatever cluster ID field it holds: that is no client.
+    expect(peerSpecFromApi({ conf: { neighbor_address: '10.0.0.1', peer_asn: 1 }, route_reflector: { route_reflector_client: false, route_reflector_cluster_id: '10.0.0.2' } }).routeReflectorClusterId).to.equal('');
+    expect(peerStatusFromApi({ conf: { neighbor_address: '10.0.0.1', peer_asn: 1 }, route_reflector: { route_reflector_client: true } }).routeReflectorClient).to.equal(true);
+    expect(() => normalizePeerSpec({ address: '10.0.0.1', asn: 1, routeReflectorClusterId: '4294967295' })).to.throw(/routeReflectorClusterId/);
+  });
+
   it('sets GTSM (ttl_security with the minimum TTL) and reads it back; never together with eBGP multihop', () => {
     const api = peerToApi({ address: '10.0.0.1', asn: 65001, ttlMin: 254 }) as { ttl_security: unknown; ebgp_multihop: unknown };
     expect(api.ttl_security).to.deep.equal({ enabled: true, ttl_min: 254 });

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { countByNeighbor, peerReport, peerType, sortPeers } from '../../../src/observe/peers.js';
-import { formatDuration, renderStatusView, renderTable, type AgentStatusReport, type StatusView } from '../../../src/observe/status.js';
+import { describeRole, formatDuration, renderStatusView, renderTable, type AgentStatusReport, type StatusView } from '../../../src/observe/status.js';
 
 const now = Date.parse('2025-01-01T12:00:00Z');
 
@@ -107,6 +107,17 @@ describe('status rendering', () => {
     expect(text).to.include('NetworkPolicy: 4 chains, 3 sets, 12 rules, 1 invalid policies');
     expect(text).to.include('Masquerade: IPv4 + IPv6');
     expect(text).to.match(/^policy +stuck +6m40s ago +7 +iptables-restore failed$/m);
+  });
+
+  it('shows the node\'s iBGP role and marks the peers it reflects to', () => {
+    const reflecting = { ...report, bgp: { ...report.bgp!, role: describeRole({ kind: 'reflector', clusterId: '10.0.0.1' }) }, peers: report.peers.map((p) => (p.type === 'node' ? { ...p, routeReflectorClient: true } : p)) };
+    const text = renderStatusView({ source: 'agent', agent: { address: '127.0.0.1:9476', reachable: true, error: null }, report: reflecting, gobgpd: report.gobgpd, peers: reflecting.peers });
+    expect(text).to.include('iBGP role: reflector (cluster 10.0.0.1)');
+    expect(text).to.match(/^10\.0\.1\.12 +64601 +node \(rr-client\) +ESTABLISHED/m);
+    expect(text).to.match(/^10\.0\.0\.1 +65000 +external +IDLE/m);
+    expect(describeRole({ kind: 'client' })).to.equal('client');
+    // Without a role (an agent that has no desired state yet) there is no role line.
+    expect(renderStatusView({ source: 'agent', agent: { address: '127.0.0.1:9476', reachable: true, error: null }, report, gobgpd: report.gobgpd, peers: report.peers })).not.to.include('iBGP role');
   });
 
   it('renders the gobgpd-only view when the agent does not answer', () => {
