@@ -290,11 +290,12 @@ export function parseArgs(argv: string[]): { options: Omit<BenchRunOptions, 'log
       policyDatapathReps: quick ? 1 : Math.max(5, reps),
       hostilePolicy: quick ? { size: 'smoke', nodes: 3, podsPerNode: 6, backgroundPolicies: 3 } : { size: 'issue', nodes: 50, podsPerNode: 20, backgroundPolicies: 50 },
       services: { lab: servicesLab, cycles: quick ? 3 : 30, services: quick ? 10 : 100, pollMs: 5 },
-      // Quick: two racks of three nodes (two reflectors and a client each): a lab up is the floor of its cost.
+      // Quick: one rack of three nodes (two reflectors and a client); its floor is a lab up and two restarts of
+      // every node's gobgpd and agent (their BGP connect back-off included): tens of seconds, not a few.
       scale: {
         lab: `${prefix}scale`,
         topologyFile: THREE_RACKS,
-        ...(quick ? { shrink: { racks: 2, nodesPerRack: 3 } } : {}),
+        ...(quick ? { shrink: { racks: 1, nodesPerRack: 3 } } : {}),
         settleMs: quick ? 1000 : 5000,
         idleMs: quick ? 2000 : 15_000,
         injectRoutes: quick ? 50 : 2000,

@@ -50,6 +50,8 @@ export const REFLECTOR_LABEL = 'podroute.io/route-reflector-cluster-id';
 /** RFC 2544 benchmark addresses: the spine announces /32s from here to measure what one route costs a node. */
 const INJECT_RANGE = '198.18.0.0/15';
 const POLL_MS = 50;
+/** `network` lines per vtysh call. */
+const VTYSH_SLICE = 250;
 
 export interface ScaleOptions {
   lab: string;
@@ -229,13 +231,20 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       reflector: topology.nodes.find((t) => t.name === n.name)?.labels[REFLECTOR_LABEL] !== undefined,
       torAddresses: n.gateways.map((g) => g.address),
     }));
+    let routeCostTried = false;
     for (const mode of SCALE_MODES) {
       try {
         const measured = await measureMode(o, mode, nodes, status);
         result.modes.push(measured);
         const m = summarize(measured.nodes.map((n) => n.sessions));
         o.log(`scale: ${mode}: every route in every kernel ${formatMs(measured.allRoutedMs)} after the start; sessions per node ${formatSummary(m, String)}`);
-        if (result.routeCost === undefined && o.injectRoutes > 0) result.routeCost = await measureRouteCost(o, measured, nodes, status);
+        if (!routeCostTried && o.injectRoutes > 0) {
+          routeCostTried = true;
+          result.routeCost = await measureRouteCost(o, measured, nodes, status).catch((err: unknown) => {
+            result.failures.push(`route cost (${mode}): ${err instanceof Error ? err.message : String(err)}`);
+            return undefined;
+          });
+        }
         if (mode === 'route-reflector') result.fault = await reflectorKill(o, nodes, status);
       } catch (err) {
         result.failures.push(`${mode}: ${err instanceof Error ? err.message : String(err)}`);
@@ -302,7 +311,20 @@ async function measureMode(o: ScaleOptions, mode: ScaleMode, nodes: LabNode[], s
     }
     const now = performance.now() - t0;
     for (const m of members) if (!routedAt.has(m.name) && hasRoutes(m.pid, m.want)) routedAt.set(m.name, now);
-    if (Date.now() > deadline) throw new BenchError('BENCH_TIMEOUT', `${mode}: not every route in every kernel after 300 s (missing at ${members.filter((m) => !routedAt.has(m.name)).map((m) => m.name).join(', ')})`);
+    if (Date.now() > deadline) {
+      // What is missing where, and the sessions of the nodes that miss it: enough to tell a slow machine from a bug.
+      const missing = await Promise.all(
+        members
+          .filter((m) => !routedAt.has(m.name))
+          .map(async (m) => {
+            const lacks = m.want.filter((c) => !hasRoutes(m.pid, [c]));
+            const peers = nodes.some((n) => n.name === m.name) ? await peersOf(paths.gobgpSocket(m.name)).catch(() => []) : [];
+            const sessions = peers.map((p) => `${p.address} ${p.state} received ${p.received} accepted ${p.accepted}`).join(', ');
+            return `${m.name} lacks ${lacks.join(' ')}${sessions === '' ? '' : ` (sessions: ${sessions})`}`;
+          }),
+      );
+      throw new BenchError('BENCH_TIMEOUT', `${mode}: not every route in every kernel after 300 s: ${missing.join('; ')}`);
+    }
     await sleep(POLL_MS);
   }
   const allRoutedMs = Math.max(...routedAt.values());
@@ -360,9 +382,12 @@ async function measureRouteCost(o: ScaleOptions, measured: ModeResult, nodes: La
   const k = o.injectRoutes;
   // bgpd originates them itself (`network` without the import check): the lab's routers run no staticd.
   const networks = Array.from({ length: k }, (_, i) => `network ${injectedPrefix(i)}`);
+  // In slices: one vtysh call with thousands of lines outlasts its timeout on a loaded machine.
   const configure = async (what: string, lines: string[]): Promise<void> => {
     try {
-      await vtysh(files, ['configure terminal', `router bgp ${spine.asn}`, 'no bgp network import-check', 'address-family ipv4 unicast', ...lines, 'end'].join('\n'));
+      for (let i = 0; i < lines.length; i += VTYSH_SLICE) {
+        await vtysh(files, ['configure terminal', `router bgp ${spine.asn}`, 'no bgp network import-check', 'address-family ipv4 unicast', ...lines.slice(i, i + VTYSH_SLICE), 'end'].join('\n'));
+      }
     } catch (err) {
       const reason = (err instanceof Error ? err.message : String(err)).split('\n').pop();
       throw new BenchError('BENCH_SETUP_FAILED', `${spine.name}: ${what} ${k} routes failed: ${reason}`);
@@ -375,12 +400,18 @@ async function measureRouteCost(o: ScaleOptions, measured: ModeResult, nodes: La
     pids.map((p) => ({ at: performance.now(), gobgpdCpu: cpuMs(p.gobgpd), agentCpu: cpuMs(p.agent), gobgpdRss: rssMiB(p.gobgpd), agentRss: rssMiB(p.agent) }));
   const before = snapshot();
   const t0 = performance.now();
-  await configure('announcing', networks);
-  const arrivedMs = await pollUntil(`${k} announced routes in every node's kernel`, 180_000, 100, () => (pids.every((p) => injectedInFib(p.kubelet) >= k) ? performance.now() - t0 : undefined));
-  // The agents and gobgpd finish what the burst started (garbage collection) before the reading.
-  await sleep(2000);
-  const after = snapshot();
-  await configure('withdrawing', networks.map((line) => `no ${line}`));
+  let arrivedMs: number;
+  let after: typeof before;
+  try {
+    await configure('announcing', networks);
+    arrivedMs = await pollUntil(`${k} announced routes in every node's kernel`, 180_000, 100, () => (pids.every((p) => injectedInFib(p.kubelet) >= k) ? performance.now() - t0 : undefined));
+    // The agents and gobgpd finish what the burst started (garbage collection) before the reading.
+    await sleep(2000);
+    after = snapshot();
+  } finally {
+    // Also after a failure half-way: the next shape must not find the spine still announcing some of them.
+    await configure('withdrawing', networks.map((line) => `no ${line}`));
+  }
   await pollUntil('the announced routes gone from every node\'s kernel', 180_000, 100, () => (pids.every((p) => injectedInFib(p.kubelet) === 0) ? true : undefined));
   const per = (f: (b: (typeof before)[number], a: (typeof after)[number], i: number) => number): Summary => summarize(before.map((b, i) => f(b, after[i]!, i) / k));
   const idleMs = (b: (typeof before)[number], a: (typeof after)[number], percent: number): number => ((a.at - b.at) * percent) / 100;
