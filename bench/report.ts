@@ -10,6 +10,7 @@ import type { SizeResult } from './route-programming.js';
 import type { FootprintResult } from './footprint.js';
 import { renderHostilePolicy } from './hostile-policy.js';
 import { renderServices } from './services.js';
+import { renderScale } from './scale.js';
 import type { BenchResults, PolicyRun } from './run.js';
 
 interface Target {
@@ -448,8 +449,18 @@ export function renderReport(r: BenchResults): string {
     targets.push(...sec.targets);
   }
 
+  // ---- 8. scale: full mesh and route reflectors (issue 17) ----
+  out.push(`${SCALE_HEADING}`, '');
+  const sc = r.scale;
+  if (sc === undefined) out.push(`Not measured: ${r.errors.scale ?? 'not selected'}`, '');
+  else {
+    const sec = renderScale(sc);
+    out.push(...sec.lines);
+    targets.push(...sec.targets);
+  }
+
   // ---- targets ----
-  const summary: string[] = ['## Targets of issue 7 (and issue 4\'s NetworkPolicy targets, issue 14\'s hostile policies, issue 16\'s Service routes)', ''];
+  const summary: string[] = [TARGETS_HEADING, ''];
   summary.push(table(['target', 'this run', 'verdict'], targets.map((t) => [t.what, t.measured, verdict(t.met)])), '');
   const misses = targets.filter((t) => t.met === false);
   if (misses.length > 0) {
@@ -555,10 +566,14 @@ function datapathMissReason(d: Partial<DatapathResult> & Pick<DatapathResult, 'm
   return parts.join(' ');
 }
 
+const SCALE_HEADING = '## 8. Scale: full mesh and route reflectors';
+const TARGETS_HEADING = "## Targets of issue 7 (and issue 4's NetworkPolicy targets, issue 14's hostile policies, issue 16's Service routes, issue 17's scale lab)";
+
 /** The sections a benchmark run alone can replace in an existing report (`run.js --only B --update FILE`). */
 const SECTIONS: Partial<Record<keyof BenchResults['errors'], string>> = {
   'hostile-policy': '## 6. NetworkPolicy: hostile policies',
   services: '## 7. Services: routes at the ToR and LoadBalancer allocation',
+  scale: SCALE_HEADING,
 };
 
 /**
@@ -584,11 +599,12 @@ export function updateReport(existing: string, r: BenchResults, only: readonly s
     doc = old === undefined ? `${doc.trimEnd()}\n\n${withNote.trimEnd()}\n` : doc.replace(old, () => withNote.trimEnd() + '\n\n');
     if (b === 'hostile-policy' && r.hostilePolicy !== undefined) targets.push(...renderHostilePolicy(r.hostilePolicy).targets);
     if (b === 'services' && r.services !== undefined) targets.push(...renderServices(r.services).targets);
+    if (b === 'scale' && r.scale !== undefined) targets.push(...renderScale(r.scale).targets);
   }
   const lines = doc.split('\n');
   const tableStart = lines.findIndex((l) => l.startsWith('## Targets of issue 7'));
   if (tableStart >= 0) {
-    lines[tableStart] = "## Targets of issue 7 (and issue 4's NetworkPolicy targets, issue 14's hostile policies, issue 16's Service routes)";
+    lines[tableStart] = TARGETS_HEADING;
     let end = lines.findIndex((l, i) => i > tableStart && l.startsWith('|'));
     while (end >= 0 && lines[end + 1]?.startsWith('|')) end++;
     for (const t of targets) {

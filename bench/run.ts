@@ -1,6 +1,6 @@
 // `make bench`: every benchmark of issue 7, several repetitions each, side by side in one run, and
 // docs/benchmarks.md written from the figures of this run.
-//   node dist/bench/run.js [--reps 3] [--sizes 1000,10000,50000] [--only route,datapath,convergence,footprint,policy,policy-datapath,hostile-policy,services]
+//   node dist/bench/run.js [--reps 3] [--sizes 1000,10000,50000] [--only route,datapath,convergence,footprint,policy,policy-datapath,hostile-policy,services,scale]
 //                          [--out docs/benchmarks.md] [--json FILE] [--prefix hb] [--quick] [--render FILE.json]
 //                          [--update docs/benchmarks.md] [--services-lab NAME]
 // --update FILE replaces only the sections of the benchmarks run (with --only; those that have one of their own,
@@ -24,9 +24,10 @@ import { BenchError } from './lib/proc.js';
 import { renderReport, updateReport } from './report.js';
 import { runRouteProgramming, type RouteBenchResult } from './route-programming.js';
 import { runServices, type ServicesResult } from './services.js';
+import { runScale, THREE_RACKS, type ScaleOptions, type ScaleResult } from './scale.js';
 import { LAB_NAME_PATTERN } from '../src/lab/paths.js';
 
-export const BENCHMARKS = ['route', 'datapath', 'convergence', 'footprint', 'policy', 'policy-datapath', 'hostile-policy', 'services'] as const;
+export const BENCHMARKS = ['route', 'datapath', 'convergence', 'footprint', 'policy', 'policy-datapath', 'hostile-policy', 'services', 'scale'] as const;
 export type BenchmarkName = (typeof BENCHMARKS)[number];
 
 export interface BenchRunOptions {
@@ -46,6 +47,8 @@ export interface BenchRunOptions {
   hostilePolicy: { size: 'issue' | 'smoke'; nodes: number; podsPerNode: number; backgroundPolicies: number };
   /** Issue 16's Service routes and LoadBalancer allocation: its lab's name (default PREFIX + svc), cycles and Services. */
   services: { lab: string; cycles: number; services: number; pollMs: number };
+  /** Issue 17's scale lab: full mesh vs route reflectors (the lab is PREFIX + scale; quick: a shrunk topology). */
+  scale: Omit<ScaleOptions, 'workDir' | 'log'>;
   /** Profile the agent in an extra podroute-only pass at this N when it misses a route-programming target. */
   profileSize?: number;
   log: (m: string) => void;
@@ -101,6 +104,7 @@ export interface BenchResults {
   policyDatapath?: PolicyDatapathResult;
   hostilePolicy?: HostilePolicyResult;
   services?: ServicesResult;
+  scale?: ScaleResult;
   errors: Partial<Record<BenchmarkName | 'profile', string>>;
 }
 
@@ -235,6 +239,17 @@ export async function runBenchmarks(o: BenchRunOptions): Promise<BenchResults> {
     }
   }
 
+  if (want('scale')) {
+    o.log('== 8. Scale: full mesh and route reflectors');
+    try {
+      results.scale = await runScale({ ...o.scale, workDir: path.join(o.workDir, 'scale'), log: o.log });
+      if (results.scale.failures.length > 0) results.errors.scale = results.scale.failures.join('; ');
+    } catch (err) {
+      results.errors.scale = describe(err);
+      o.log(`scale failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    }
+  }
+
   results.durationS = (Date.now() - started) / 1000;
   results.loadAtEnd = os.loadavg();
   return results;
@@ -275,6 +290,18 @@ export function parseArgs(argv: string[]): { options: Omit<BenchRunOptions, 'log
       policyDatapathReps: quick ? 1 : Math.max(5, reps),
       hostilePolicy: quick ? { size: 'smoke', nodes: 3, podsPerNode: 6, backgroundPolicies: 3 } : { size: 'issue', nodes: 50, podsPerNode: 20, backgroundPolicies: 50 },
       services: { lab: servicesLab, cycles: quick ? 3 : 30, services: quick ? 10 : 100, pollMs: 5 },
+      // Quick: one rack of three nodes (two reflectors and a client); its floor is a lab up and two restarts of
+      // every node's gobgpd and agent (their BGP connect back-off included): tens of seconds, not a few.
+      scale: {
+        lab: `${prefix}scale`,
+        topologyFile: THREE_RACKS,
+        ...(quick ? { shrink: { racks: 1, nodesPerRack: 3 } } : {}),
+        settleMs: quick ? 1000 : 5000,
+        idleMs: quick ? 2000 : 15_000,
+        injectRoutes: quick ? 50 : 2000,
+        faultDownMs: quick ? 2000 : 10_000,
+        probeRatePerSecond: quick ? 10 : 20,
+      },
       policyArgs: ['--prefix', prefix, ...(quick ? ['--pods', '50', '--namespaces', '5', '--policies', '20', '--changes', '3', '--rounds', '1'] : [])],
       ...(quick ? {} : { profileSize: 10_000 }),
     },

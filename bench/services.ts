@@ -21,6 +21,7 @@ import { labUp } from '../src/lab/up.js';
 import { parseIpAddress, parseIpPrefix, prefixContainsAddress } from '../src/routes/ip-prefix.js';
 import { hasRoutes } from './lib/fib-presence.js';
 import { TWO_RACKS } from './lib/lab-env.js';
+import { topologySubset, type TopologyDocument } from './lib/topology-subset.js';
 import { RawGobgp } from './lib/gobgp-raw.js';
 import { BenchError, pollUntil, sleep } from './lib/proc.js';
 import { formatMs, markdownTable, percentile } from './lib/stats.js';
@@ -88,22 +89,16 @@ const now = (): number => Number(process.hrtime.bigint()) / 1e6;
 
 /** two-racks.yaml without rack 2 and with a v4 pool big enough for `services` + 1 dual-stack Services. */
 async function oneRackTopology(workDir: string, services: number): Promise<{ file: string; pool: string[] }> {
-  const doc = YAML.parse(await readFile(TWO_RACKS, 'utf8'), { merge: true }) as {
-    services: { loadBalancerPools: { name: string; cidrs: string[]; autoAssign: boolean }[]; externalIPRanges: string[] };
-    routers: { name: string }[];
-    links: { a?: string; b?: string; tor?: string }[];
-    nodes: { name: string; rack: string }[];
-    kubernetes: { pods: { nodeName: string }[] };
-  };
+  const doc = topologySubset(
+    YAML.parse(await readFile(TWO_RACKS, 'utf8'), { merge: true }) as TopologyDocument & {
+      services: { loadBalancerPools: { name: string; cidrs: string[]; autoAssign: boolean }[]; externalIPRanges: string[] };
+    },
+    { tors: ['tor1'] },
+  );
   if (services + 1 > 128) throw new BenchError('BENCH_BAD_OPTIONS', `services: at most 127 fit the /25 pool, got ${services}`);
   const pool = ['203.0.113.0/25', '2001:db8:200::/120'];
   doc.services.loadBalancerPools = [{ name: 'lab', cidrs: pool, autoAssign: true }];
   doc.services.externalIPRanges = ['203.0.113.128/26', '2001:db8:201::/120'];
-  doc.routers = doc.routers.filter((r) => r.name !== 'tor2');
-  doc.links = doc.links.filter((l) => l.a !== 'tor2' && l.b !== 'tor2' && l.tor !== 'tor2');
-  doc.nodes = doc.nodes.filter((n) => n.rack === 'tor1');
-  const kept = new Set(doc.nodes.map((n) => n.name));
-  doc.kubernetes.pods = doc.kubernetes.pods.filter((p) => kept.has(p.nodeName));
   await mkdir(workDir, { recursive: true });
   const file = path.join(workDir, 'one-rack.yaml');
   await writeFile(file, YAML.stringify(doc));

@@ -106,17 +106,22 @@ export class RawGobgp {
     return undefined;
   }
 
-  /** Every peer's session state and the prefixes advertised to it. */
-  async listPeers(): Promise<{ address: string; state: string; advertised: number }[]> {
+  /** Every peer's session state, the prefixes advertised to it and those received from it (and accepted). */
+  async listPeers(): Promise<{ address: string; state: string; advertised: number; received: number; accepted: number }[]> {
     const fn = this.client.ListPeer as (req: object, options: grpc.CallOptions) => grpc.ClientReadableStream<unknown>;
     const call = fn.call(this.client, { address: '', enableAdvertised: true }, { deadline: Date.now() + 10_000 });
-    const out: { address: string; state: string; advertised: number }[] = [];
-    type Item = { peer?: { conf?: { neighbor_address?: string }; state?: { session_state?: string }; afi_safis?: { state?: { advertised?: string } }[] } };
+    const out: { address: string; state: string; advertised: number; received: number; accepted: number }[] = [];
+    type Counters = { advertised?: string; received?: string; accepted?: string };
+    type Item = { peer?: { conf?: { neighbor_address?: string }; state?: { session_state?: string }; afi_safis?: { state?: Counters }[] } };
     for await (const item of call as AsyncIterable<Item>) {
+      const afis = item.peer?.afi_safis ?? [];
+      const sum = (key: keyof Counters): number => afis.reduce((n, a) => n + Number(a.state?.[key] ?? 0), 0);
       out.push({
         address: String(item.peer?.conf?.neighbor_address ?? ''),
         state: String(item.peer?.state?.session_state ?? 'UNKNOWN'),
-        advertised: (item.peer?.afi_safis ?? []).reduce((n, a) => n + Number(a.state?.advertised ?? 0), 0),
+        advertised: sum('advertised'),
+        received: sum('received'),
+        accepted: sum('accepted'),
       });
     }
     return out;
