@@ -78,10 +78,13 @@ export interface ApplyResult {
 
 export class IptablesPolicyApplier {
   private readonly runner: CommandRunner;
+  private readonly releaseAfterMs: number;
   private readonly nftables = new Map<IpFamily, Promise<boolean>>();
 
-  constructor(options: { runner?: CommandRunner } = {}) {
+  /** `releaseAfterMs`: how long restores are held open at most when their beacon does not come (tests shorten it). */
+  constructor(options: { runner?: CommandRunner; releaseAfterMs?: number } = {}) {
     this.runner = options.runner ?? localRunner();
+    this.releaseAfterMs = options.releaseAfterMs ?? RESTORE_RELEASE_AFTER_MS;
   }
 
   async readObserved(signal?: AbortSignal): Promise<ObservedPolicyState> {
@@ -118,7 +121,7 @@ export class IptablesPolicyApplier {
     const released = new Promise<void>((resolve) => (release = resolve));
     // Past this, a restore whose progress line did not come (another iptables wording) is let go to finish: its
     // end tells the outcome.
-    const fallback = setTimeout(release, RESTORE_RELEASE_AFTER_MS);
+    const fallback = setTimeout(release, this.releaseAfterMs);
     try {
       return await this.applyHeld(sets, render, released, signal);
     } finally {
