@@ -9,7 +9,7 @@ import YAML from 'yaml';
 import type { AgentConfigInput } from '../config/agent-config.js';
 import type { Logger } from '../observe/log.js';
 import { LabError } from './errors.js';
-import { frrDaemonArgs, frrFiles, renderRouterConfig, startFrrDaemon, writeRouterConfig, type FrrDaemon } from './frr.js';
+import { frrDaemonArgs, frrFiles, renderRouterConfig, startFrrDaemon, writeRouterConfig } from './frr.js';
 import { renderNodeKubeconfig } from './kubelet/kubelet.js';
 import { labPaths, type LabPaths } from './paths.js';
 import { logTail, processAlive, spawnDaemon } from './processes.js';
@@ -30,46 +30,29 @@ export function externalHostSocket(paths: LabPaths, host: string): string {
   return path.join(paths.dir, 'hosts', `${host}.sock`);
 }
 
-/**
- * Writes each router's configuration and starts its zebra. A router without its bgpd routes nothing; up starts
- * zebra early, so that it knows every interface by the time bgpd starts and asks for next hops.
- */
-export async function startRouterZebras(lab: string, topology: Topology, layout: LabLayout, recorder: LabStateRecorder): Promise<void> {
+export async function startRouters(lab: string, topology: Topology, layout: LabLayout, recorder: LabStateRecorder, log?: Logger): Promise<void> {
   const paths = labPaths(lab);
   await Promise.all(
     topology.routers.map(async (router) => {
       const files = frrFiles(paths.frrDir(router.name));
       await writeRouterConfig(files, renderRouterConfig(topology, layout, router.name, files));
-      recorder.recordFrrPathspace(paths.frrPathspace(router.name));
-      await startRouterDaemon(lab, router.name, 'zebra', recorder);
-    }),
-  );
-}
-
-/** Starts each router's bgpd (after startRouterZebras). */
-export async function startRouterBgpds(lab: string, topology: Topology, recorder: LabStateRecorder, log?: Logger): Promise<void> {
-  await Promise.all(
-    topology.routers.map(async (router) => {
-      await startRouterDaemon(lab, router.name, 'bgpd', recorder);
+      const pathspace = paths.frrPathspace(router.name);
+      recorder.recordFrrPathspace(pathspace);
+      for (const daemon of ['zebra', 'bgpd'] as const) {
+        const pid = await startFrrDaemon(paths.netns(router.name), daemon, files, pathspace);
+        const args = frrDaemonArgs(daemon, files, pathspace);
+        recorder.recordProcess({
+          name: `${daemon}/${router.name}`,
+          pid,
+          netns: paths.netns(router.name),
+          cmdlineMarkers: [args[0] ?? daemon, pathspace],
+          // labStart runs it in the foreground (no -d): the PID it spawns is then the daemon's own.
+          argv: ['ip', 'netns', 'exec', paths.netns(router.name), ...args.filter((a) => a !== '-d')],
+        });
+      }
       log?.info('router started', { lab, router: router.name });
     }),
   );
-}
-
-async function startRouterDaemon(lab: string, routerName: string, daemon: FrrDaemon, recorder: LabStateRecorder): Promise<void> {
-  const paths = labPaths(lab);
-  const files = frrFiles(paths.frrDir(routerName));
-  const pathspace = paths.frrPathspace(routerName);
-  const pid = await startFrrDaemon(paths.netns(routerName), daemon, files, pathspace);
-  const args = frrDaemonArgs(daemon, files, pathspace);
-  recorder.recordProcess({
-    name: `${daemon}/${routerName}`,
-    pid,
-    netns: paths.netns(routerName),
-    cmdlineMarkers: [args[0] ?? daemon, pathspace],
-    // labStart runs it in the foreground (no -d): the PID it spawns is then the daemon's own.
-    argv: ['ip', 'netns', 'exec', paths.netns(routerName), ...args.filter((a) => a !== '-d')],
-  });
 }
 
 export function gobgpdArgs(socket: string): string[] {
@@ -197,16 +180,4 @@ export function startExternalHost(lab: string, ext: Topology['externalHosts'][nu
 export async function gobgpdAnswers(socket: string, signal?: AbortSignal): Promise<boolean> {
   const result = await execa('gobgp', ['--target', `unix://${socket}`, 'global'], { reject: false, timeout: 10_000, ...(signal === undefined ? {} : { cancelSignal: signal }) });
   return result.exitCode === 0 && /AS:/.test(result.stdout);
-}
-
-/** The neighbor addresses configured in a node's gobgpd (none while it is down or BGP is not started). */
-export async function gobgpdNeighbors(socket: string, signal?: AbortSignal): Promise<string[]> {
-  const result = await execa('gobgp', ['--target', `unix://${socket}`, 'neighbor', '-j'], { reject: false, timeout: 10_000, ...(signal === undefined ? {} : { cancelSignal: signal }) });
-  if (result.exitCode !== 0) return [];
-  try {
-    const peers = JSON.parse(result.stdout || '[]') as { conf?: { neighbor_address?: string } }[];
-    return Array.isArray(peers) ? peers.flatMap((p) => (p.conf?.neighbor_address === undefined ? [] : [p.conf.neighbor_address])) : [];
-  } catch {
-    return [];
-  }
 }

@@ -8,8 +8,8 @@ import path from 'node:path';
 import { execa } from 'execa';
 import type { Logger } from '../observe/log.js';
 import { listPods } from './api.js';
-import { createClusterObjects, nodeObject } from './cluster-objects.js';
-import { gobgpdAnswers, gobgpdNeighbors, startApiServer, startExternalHost, startGobgpd, startNode, startRouterBgpds, startRouterZebras, startServiceStandIns } from './daemons.js';
+import { createClusterObjects } from './cluster-objects.js';
+import { gobgpdAnswers, startApiServer, startExternalHost, startGobgpd, startNode, startRouters, startServiceStandIns } from './daemons.js';
 import { LabError } from './errors.js';
 import { bgpSummary, frrFiles, pendingFabricSessions } from './frr.js';
 import { addNetns, addVeth, hostRoutes, memberBatch, memberSysctls, runBatch, setSysctls } from './netns.js';
@@ -18,7 +18,7 @@ import { logTail, processAlive } from './processes.js';
 import { LabStateRecorder, newLabState, readLabState } from './state.js';
 import { labStatus, type LabStatusReport } from './status.js';
 import { cidrsOverlap, parseTopology, planLayout, serviceRanges, type LabLayout, type Topology } from './topology.js';
-import { sleep, waitFor } from './wait.js';
+import { waitFor } from './wait.js';
 
 export interface LabUpOptions {
   topologyFile: string;
@@ -62,7 +62,7 @@ export async function labUp(options: LabUpOptions): Promise<LabStatusReport> {
     for (const dir of [paths.logDir, paths.pidDir, paths.podDir, path.join(paths.dir, 'hosts')]) await mkdir(dir, { recursive: true });
     await buildNetwork(lab, layout, recorder, log);
     signal?.throwIfAborted();
-    await startRouterZebras(lab, topology, layout, recorder);
+    await startRouters(lab, topology, layout, recorder, log);
     for (const node of layout.nodes) startGobgpd(lab, node.name, recorder);
     const apiPort = await startApiServer(lab, recorder, deadline, signal);
     log?.info('lab API server up', { lab, apiPort });
@@ -71,12 +71,6 @@ export async function labUp(options: LabUpOptions): Promise<LabStatusReport> {
     for (const node of layout.nodes) await startNode(lab, topology, node.name, recorder);
     await createClusterObjects(lab, topology, layout, 'pods');
     for (const ext of topology.externalHosts) startExternalHost(lab, ext, recorder);
-    // The routers' bgpd starts last, once the agents hold their ToR peers, so that a ToR's first dial finds its
-    // peer. Started first, a ToR dialed each node while its gobgpd had no peer yet: gobgpd accepts and resets, bgpd
-    // doubles its idle time after each reset, the late dial then collides with gobgpd's own, and the ToR holds
-    // all its routes back (update-delay) until its last node's End-of-RIB: lab up took 28-44 s instead of ~15 s.
-    await waitForAgentPeers(lab, topology, layout, deadline, signal, log);
-    await startRouterBgpds(lab, topology, recorder, log);
     await waitConverged(lab, topology, layout, deadline, signal);
     recorder.update({ phase: 'up' });
     log?.info('lab converged', { lab });
@@ -100,54 +94,14 @@ async function buildNetwork(lab: string, layout: LabLayout, recorder: LabStateRe
   log?.info('lab network built', { lab, namespaces: layout.members.length, veths: layout.veths.length });
 }
 
-/** Throws, with its log's tail, for the first process of the lab that is no longer running. */
-function daemonsAliveCheck(lab: string): () => void {
+async function waitConverged(lab: string, topology: Topology, layout: LabLayout, deadline: number, signal?: AbortSignal): Promise<void> {
   const paths = labPaths(lab);
   const state = readLabState(lab);
-  return () => {
+  const checkDaemons = (): void => {
     for (const p of state?.processes ?? []) {
       if (!processAlive(p.pid)) throw new LabError('LAB_START_FAILED', `${p.name} (PID ${p.pid}) exited:\n${logTail(paths, p.name)}`);
     }
   };
-}
-
-/** The ToR addresses each node's agent is told to peer with (its Node's podroute.io/peers), by node. */
-export function expectedTorPeers(topology: Topology, layout: LabLayout): Map<string, string[]> {
-  const peers = new Map<string, string[]>();
-  for (const node of layout.nodes) {
-    const annotations = (nodeObject(topology, layout, node.name).metadata as { annotations: Record<string, string> }).annotations;
-    let listed: unknown;
-    try {
-      listed = JSON.parse(annotations['podroute.io/peers'] ?? '[]');
-    } catch {
-      listed = [];
-    }
-    const addresses = Array.isArray(listed) ? listed.map((p: unknown) => (p as { address?: unknown } | null)?.address) : [];
-    peers.set(node.name, node.gateways.map((g) => g.address).filter((a) => addresses.includes(a)));
-  }
-  return peers;
-}
-
-/** How long the routers wait for the agents' peers at most: past it they start anyway (as they used to). */
-const AGENT_PEERS_WAIT_MS = 60_000;
-
-async function waitForAgentPeers(lab: string, topology: Topology, layout: LabLayout, deadline: number, signal?: AbortSignal, log?: Logger): Promise<void> {
-  const paths = labPaths(lab);
-  const checkDaemons = daemonsAliveCheck(lab);
-  const expected = expectedTorPeers(topology, layout);
-  const until = Math.min(deadline, Date.now() + AGENT_PEERS_WAIT_MS);
-  while (Date.now() < until) {
-    checkDaemons();
-    const configured = await Promise.all(layout.nodes.map(async (node) => new Set(await gobgpdNeighbors(paths.gobgpSocket(node.name), signal))));
-    if (layout.nodes.every((node, i) => (expected.get(node.name) ?? []).every((a) => configured[i]?.has(a)))) return;
-    await sleep(200, signal);
-  }
-  log?.warn('starting the routers before every agent holds its ToR peers', { lab, waitedMs: AGENT_PEERS_WAIT_MS });
-}
-
-async function waitConverged(lab: string, topology: Topology, layout: LabLayout, deadline: number, signal?: AbortSignal): Promise<void> {
-  const paths = labPaths(lab);
-  const checkDaemons = daemonsAliveCheck(lab);
   await waitFor('router-to-router BGP sessions', deadline, signal, async () => {
     checkDaemons();
     const pending: string[] = [];
