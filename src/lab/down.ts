@@ -82,19 +82,17 @@ export async function labDown(lab: string, options: LabDownOptions = {}): Promis
   const namespaces = [...new Set([...(state?.netns ?? []), ...(await listNetns()).filter(ours)])].filter(ours);
   const existing = new Set(await listNetns());
   const stragglers = labProcessesByCmdline(lab);
-  for (const ns of namespaces) {
-    if (!existing.has(ns)) continue;
-    for (const pid of await netnsPids(ns)) if (pid !== process.pid) stragglers.set(pid, `in netns ${ns}`);
-  }
+  // Each namespace is asked on its own and all at once: every question is an `ip` process, ~17 of them per lab.
+  const pidsByNetns = await Promise.all(namespaces.filter((ns) => existing.has(ns)).map(async (ns) => ({ ns, pids: await netnsPids(ns) })));
+  for (const { ns, pids } of pidsByNetns) for (const pid of pids) if (pid !== process.pid) stragglers.set(pid, `in netns ${ns}`);
   await terminate(stragglers, graceMs, log);
 
-  // 3. Namespaces: pods first (their veths live in node namespaces), then nodes, routers, hosts.
+  // 3. Namespaces: pods first (their veths live in node namespaces), then nodes, routers, hosts; each group all at
+  //    once (deleteNetns takes a veth whose other end went first).
   const podPrefix = paths.podNetns('', '').replace(/-+$/, '-');
-  const ordered = [...namespaces.filter((n) => n.startsWith(podPrefix)), ...namespaces.filter((n) => !n.startsWith(podPrefix))];
-  for (const ns of ordered) {
-    if (!(await listNetns()).includes(ns)) continue;
-    await deleteNetns(ns);
-  }
+  const present = new Set(await listNetns());
+  const ordered = namespaces.filter((n) => present.has(n));
+  for (const group of [ordered.filter((n) => n.startsWith(podPrefix)), ordered.filter((n) => !n.startsWith(podPrefix))]) await Promise.all(group.map(deleteNetns));
 
   // 4. FRR pathspace directories.
   const pathspaces = new Set(state?.frrPathspaces ?? []);

@@ -81,15 +81,19 @@ export interface PolicyApplierOptions {
   runner?: CommandRunner;
   /** Which iptables the rules go to (the agent detects it at start, see host/iptables-backend.ts). Default nft. */
   backend?: IptablesBackend;
+  /** How long restores are held open at most when their beacon does not come (tests shorten it). */
+  releaseAfterMs?: number;
 }
 
 export class IptablesPolicyApplier {
   private readonly runner: CommandRunner;
   readonly backend: IptablesBackend;
+  private readonly releaseAfterMs: number;
 
   constructor(options: PolicyApplierOptions = {}) {
     this.runner = options.runner ?? localRunner();
     this.backend = options.backend ?? DEFAULT_IPTABLES_BACKEND;
+    this.releaseAfterMs = options.releaseAfterMs ?? RESTORE_RELEASE_AFTER_MS;
   }
 
   async readObserved(signal?: AbortSignal): Promise<ObservedPolicyState> {
@@ -126,7 +130,7 @@ export class IptablesPolicyApplier {
     const released = new Promise<void>((resolve) => (release = resolve));
     // Past this, a restore whose progress line did not come (another iptables wording) is let go to finish: its
     // end tells the outcome.
-    const fallback = setTimeout(release, RESTORE_RELEASE_AFTER_MS);
+    const fallback = setTimeout(release, this.releaseAfterMs);
     try {
       return await this.applyHeld(sets, render, released, signal);
     } finally {

@@ -157,7 +157,7 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
     await execa('ip', ['netns', 'exec', NETNS, 'ipset', 'destroy', 'PRPOL4-BIG']);
   });
 
-  it('still tells a committed transaction when iptables words its warning differently (let go after 10 s)', async () => {
+  it('still tells a committed transaction when iptables words its warning differently (let go after the release time)', async () => {
     const real = netnsRunner(NETNS);
     // The runner hides the warning from the applier, as another iptables version might not print it.
     const unfamiliar: CommandRunner = {
@@ -166,8 +166,11 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
         return real.run(argv, settle === undefined ? options : { ...options, settle: (stderr) => settle(stderr.replaceAll('weird character in interface', '?').replaceAll('committed/', '?')) });
       },
     };
-    const applier = new IptablesPolicyApplier({ runner: unfamiliar });
+    // The agent holds restores for 10 s; the same fallback after 1 s keeps this test short.
+    const applier = new IptablesPolicyApplier({ runner: unfamiliar, releaseAfterMs: 1_000 });
+    const started = Date.now();
     await applier.apply(plan('*filter\n:PRPOL-F - [0:0]\nCOMMIT\n', ''));
+    expect(Date.now() - started, 'held until the release time: no beacon was recognised').to.be.at.least(1_000);
     expect(await chains('ipv4')).to.include('-N PRPOL-F');
   });
 

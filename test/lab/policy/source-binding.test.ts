@@ -84,10 +84,19 @@ describe('pods send only from their own addresses (lab: veths bound to their CNI
     return r.stdout.trim();
   }
 
-  /** Our conntrack entries on a node with source port `sport` (from /proc/net/nf_conntrack of the node netns). */
-  async function conntrackWith(node: string, sport: number): Promise<string[]> {
+  /** A node's conntrack entries (from /proc/net/nf_conntrack of the node netns). */
+  async function conntrackEntries(node: string): Promise<string[]> {
     const r = await execa('ip', ['netns', 'exec', paths.netns(node), 'cat', '/proc/net/nf_conntrack'], { reject: false });
-    return r.stdout.split('\n').filter((l) => l.includes(`sport=${sport} `));
+    return r.stdout.split('\n');
+  }
+
+  function withSourcePort(entries: string[], sport: number): string[] {
+    return entries.filter((l) => l.includes(`sport=${sport} `));
+  }
+
+  /** Our conntrack entries on a node with source port `sport`. */
+  async function conntrackWith(node: string, sport: number): Promise<string[]> {
+    return withSourcePort(await conntrackEntries(node), sport);
   }
 
   async function reaches(from: string, to: string, family: IpFamily = 'ipv4', timeoutMs = 500): Promise<boolean> {
@@ -118,16 +127,19 @@ describe('pods send only from their own addresses (lab: veths bound to their CNI
     const locked = 'w/locked';
     await execa('ip', ['-n', netnsOf(locked), 'addr', 'add', '10.244.1.200/24', 'dev', 'eth0']);
     await execa('ip', ['-n', netnsOf(locked), '-6', 'addr', 'add', 'fd00:10:244:1::c8/64', 'dev', 'eth0', 'nodad']);
+    // All at once, each from its own source port: a dropped probe waits out its timeout, and they do not interfere.
     let sport = 41000;
-    const passed: string[] = [];
+    const probes: Promise<string>[] = [];
     for (const [src, family] of [['10.244.1.200', 'ipv4'], ['fd00:10:244:1::c8', 'ipv6']] as const) {
       for (const to of ['y/target', 'y/near', 'x/allowed']) {
         for (const protocol of ['tcp', 'udp'] as const) {
-          const reply = await sendFrom(locked, src, sport++, ipOf(pod(to), family), protocol);
-          if (reply !== '') passed.push(`${src} -> ${to} ${protocol}: ${reply}`);
+          const port = sport++;
+          probes.push(sendFrom(locked, src, port, ipOf(pod(to), family), protocol).then((reply) => (reply === '' ? '' : `${src} -> ${to} ${protocol}: ${reply}`)));
         }
       }
     }
+    const passed = (await Promise.all(probes)).filter((p) => p !== '');
+    expect(probes, 'every source, target and protocol probed').to.have.length(12);
     expect(passed, 'answered from the added address').to.deep.equal([]);
     // The same pod from its own address is held by its policy, as before.
     expect(await reaches(locked, 'y/near')).to.equal(false);
@@ -143,20 +155,23 @@ describe('pods send only from their own addresses (lab: veths bound to their CNI
     }
     await execa('ip', ['-n', netnsOf('x/attacker'), 'addr', 'add', `${ipOf(allowed, 'ipv4')}/32`, 'dev', 'eth0']);
     await execa('ip', ['-n', netnsOf('x/attacker'), '-6', 'addr', 'add', `${ipOf(allowed, 'ipv6')}/128`, 'dev', 'eth0', 'nodad']);
-    const sent: { sport: number; what: string }[] = [];
+    const sent: { sport: number; what: string; reply: Promise<string> }[] = [];
     let sport = 43000;
+    // All at once, each from its own source port (as above).
     for (const family of IP_FAMILIES) {
       for (const protocol of ['udp', 'tcp'] as const) {
         for (const to of ['y/target', 'y/near']) {
-          const what = `x/attacker as x/allowed -> ${to} ${protocol}/IPv${ipVersion(family)}`;
-          const reply = await sendFrom('x/attacker', ipOf(allowed, family), sport, ipOf(pod(to), family), protocol);
-          expect(reply, what).to.equal('');
-          sent.push({ sport: sport++, what });
+          const port = sport++;
+          sent.push({ sport: port, what: `x/attacker as x/allowed -> ${to} ${protocol}/IPv${ipVersion(family)}`, reply: sendFrom('x/attacker', ipOf(allowed, family), port, ipOf(pod(to), family), protocol) });
         }
       }
     }
+    expect(sent).to.have.length(8);
+    for (const { what, reply } of sent) expect(await reply, what).to.equal('');
+    // One read of each node's table, taken after every probe ended, serves all the probes.
+    const tables = await Promise.all(['n1', 'n2'].map(async (node) => ({ node, entries: await conntrackEntries(node) })));
     for (const { sport: s, what } of sent) {
-      for (const node of ['n1', 'n2']) expect(await conntrackWith(node, s), `${what}: conntrack on ${node}`).to.deep.equal([]);
+      for (const { node, entries } of tables) expect(withSourcePort(entries, s), `${what}: conntrack on ${node}`).to.deep.equal([]);
     }
     await execa('ip', ['-n', netnsOf('x/attacker'), 'addr', 'del', `${ipOf(allowed, 'ipv4')}/32`, 'dev', 'eth0']);
     await execa('ip', ['-n', netnsOf('x/attacker'), '-6', 'addr', 'del', `${ipOf(allowed, 'ipv6')}/128`, 'dev', 'eth0']);
