@@ -84,7 +84,12 @@ export function renderZebraConf(router: TopologyRouter, files: FrrFiles): string
  * kernel can use. A ToR listens on its rack LAN (nodes dial it) and accepts from nodes only prefixes inside the
  * cluster pod ranges.
  */
-export function renderBgpdConf(topology: Topology, layout: LabLayout, routerName: string, files: FrrFiles): string {
+/**
+ * firstBoot: the configuration a router starts with when the lab comes up. It has no update-delay: no peer holds
+ * stale routes of a router that never ran, and a ToR would otherwise hold back every route until its slowest node's
+ * End-of-RIB. The file on disk (what a restart reads) keeps it.
+ */
+export function renderBgpdConf(topology: Topology, layout: LabLayout, routerName: string, files: FrrFiles, options: { firstBoot?: boolean } = {}): string {
   const router = topology.routers.find((r) => r.name === routerName);
   if (router === undefined) throw new FrrError(`no router named ${routerName}`);
   const sessions = layout.fabric.filter((s) => s.router === routerName);
@@ -147,7 +152,7 @@ export function renderBgpdConf(topology: Topology, layout: LabLayout, routerName
     // restarting router's routes as soon as the new session is up.
     ' bgp graceful-restart',
     ' bgp graceful-restart preserve-fw-state',
-    ` update-delay ${UPDATE_DELAY_SECONDS}`,
+    ...(options.firstBoot === true ? [] : [` update-delay ${UPDATE_DELAY_SECONDS}`]),
   );
   // A routed rack has no connected route covering the whole rack subnet (only one /31, /127 per node port):
   // announce the subnet anyway, so traffic to any node address of the rack is drawn to this ToR.
@@ -231,10 +236,10 @@ function serviceHostRouteList(name: string, kind: 'ip' | 'ipv6', entries: { rang
   return [...lines, '!'];
 }
 
-export function renderRouterConfig(topology: Topology, layout: LabLayout, routerName: string, files: FrrFiles): RouterConfig {
+export function renderRouterConfig(topology: Topology, layout: LabLayout, routerName: string, files: FrrFiles, options: { firstBoot?: boolean } = {}): RouterConfig {
   const router = topology.routers.find((r) => r.name === routerName);
   if (router === undefined) throw new FrrError(`no router named ${routerName}`);
-  return { zebra: renderZebraConf(router, files), bgpd: renderBgpdConf(topology, layout, routerName, files) };
+  return { zebra: renderZebraConf(router, files), bgpd: renderBgpdConf(topology, layout, routerName, files, options) };
 }
 
 // ---- thin part: daemons and vtysh ----------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import { execa } from 'execa';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { birdArgs, birdc, birdFiles, birdNeighbors, parseBirdProtocols, parseBirdRoutes, renderBirdConf } from './bird.js';
 import { LabError } from './errors.js';
-import { bgpSummary, frrDaemonArgs, frrFiles, nodeNeighborCommands, renderRouterConfig, startFrrDaemon, vtysh, writeRouterConfig, type BgpNeighborState } from './frr.js';
+import { bgpSummary, frrDaemonArgs, frrFiles, nodeNeighborCommands, renderRouterConfig, startFrrDaemon, vtysh, writeRouterConfig, type BgpNeighborState, type FrrDaemon, type FrrFiles } from './frr.js';
 import { labPaths } from './paths.js';
 import { spawnDaemon } from './processes.js';
 import type { LabStateRecorder } from './state.js';
@@ -48,7 +48,7 @@ export async function startRouter(lab: string, topology: Topology, layout: LabLa
     return;
   }
   const files = frrFiles(paths.frrDir(router.name));
-  await writeRouterConfig(files, renderRouterConfig(topology, layout, router.name, files));
+  await writeRouterConfig(files, renderRouterConfig(topology, layout, router.name, files, { firstBoot: true }));
   const pathspace = paths.frrPathspace(router.name);
   recorder.recordFrrPathspace(pathspace);
   for (const daemon of ['zebra', 'bgpd'] as const) {
@@ -63,17 +63,17 @@ export async function startRouter(lab: string, topology: Topology, layout: LabLa
       argv: ['ip', 'netns', 'exec', netns, ...args.filter((a) => a !== '-d')],
     });
   }
+  // bgpd reads its file once its loop runs, before it answers a vty: from then on the file may hold what a
+  // restart needs (the update-delay the first boot goes without).
+  await waitVtyAnswers(files, 'bgpd', router.name, Date.now() + 30_000);
+  await writeFile(files.bgpdConf, renderRouterConfig(topology, layout, router.name, files).bgpd);
 }
 
 /** Waits until a router's first process answers (zebra for FRR, bird itself), so the next one can start. */
 export async function waitRouterAnswers(lab: string, router: Pick<TopologyRouter, 'name' | 'stack'>, deadline: number): Promise<void> {
   const paths = labPaths(lab);
   if (router.stack === 'bird') return waitBirdAnswers(router.name, birdFiles(paths.birdDir(router.name)).socket, deadline);
-  const files = frrFiles(paths.frrDir(router.name));
-  await waitFor(`zebra of ${router.name} answers`, deadline, undefined, async () => {
-    const result = await execa('vtysh', ['--vty_socket', files.runDir, '-d', 'zebra', '-c', 'show version'], { reject: false, timeout: 5_000 });
-    return result.exitCode === 0 ? undefined : `vtysh exit ${result.exitCode}`;
-  });
+  await waitVtyAnswers(frrFiles(paths.frrDir(router.name)), 'zebra', router.name, deadline);
 }
 
 async function waitBirdAnswers(name: string, socket: string, deadline: number): Promise<void> {
@@ -121,4 +121,11 @@ export async function updateTorNeighbors(lab: string, topology: Topology, layout
   const commands = addresses.flatMap((a) => (op === 'add' ? nodeNeighborCommands(a).map((c) => c.trim()) : [`no neighbor ${a}`]));
   if (commands.length === 0) return;
   await vtysh(files, ['configure terminal', `router bgp ${tor.asn}`, ...commands, 'end'].join('\n'));
+}
+
+async function waitVtyAnswers(files: FrrFiles, daemon: FrrDaemon, router: string, deadline: number): Promise<void> {
+  await waitFor(`${daemon} of ${router} answers`, deadline, undefined, async () => {
+    const result = await execa('vtysh', ['--vty_socket', files.runDir, '-d', daemon, '-c', 'show version'], { reject: false, timeout: 5_000 });
+    return result.exitCode === 0 ? undefined : `vtysh exit ${result.exitCode}`;
+  });
 }

@@ -86,6 +86,10 @@ describe('lab FRR configuration', () => {
       expect(lines, router).to.include(' bgp graceful-restart');
       expect(lines, router).to.include(' bgp graceful-restart preserve-fw-state');
       expect(lines, router).to.include(' update-delay 30');
+      // The first boot has no stale routes at its peers to protect: it announces as soon as its sessions are up.
+      const firstBoot = renderRouterConfig(topology, layout, router, files, { firstBoot: true }).bgpd.split('\n');
+      expect(firstBoot.filter((l) => l.includes('update-delay')), router).to.deep.equal([]);
+      expect(firstBoot.filter((l) => !l.includes('update-delay')), router).to.deep.equal(lines.filter((l) => !l.includes('update-delay')));
     }
     const zebra = frrDaemonArgs('zebra', files, 't-tor1');
     expect(zebra[zebra.indexOf('-K') + 1]).to.equal(String(FRR_GRACEFUL_RESTART_SECONDS));
