@@ -154,6 +154,11 @@ export class BfdSession {
     return out;
   }
 
+  /** The packet a periodic transmission would carry now (for the farewell AdminDown packets of a removed session). */
+  currentPacket(): BfdControlPacket {
+    return this.packet({ poll: false, final: false });
+  }
+
   /** New intervals or multiplier (configuration changed): advertised at once, in force as 6.8.3 allows. */
   setTimers(timers: BfdTimers, nowMs: number): void {
     checkTimers(timers);

@@ -15,6 +15,7 @@ import { PeerTable, countByNeighbor, type PeerListSource } from './peers.js';
 import { ObserveServer, type ListenAddress } from './server.js';
 import { podrouteVersion, type AgentStatusReport } from './status.js';
 import type { LoadBalancerAllocatorStatus } from '../services/allocator-loop.js';
+import type { BfdSessionStatus } from '../bfd/sessions.js';
 
 /** What the observer needs from GobgpClient. */
 export interface ObservedGobgp extends PeerListSource {
@@ -41,6 +42,8 @@ export interface AgentObserverOptions {
   policy?: Getter<PolicyStatus>;
   /** The LoadBalancer allocator (with services.loadBalancerPools configured). */
   loadBalancerAllocator?: () => LoadBalancerAllocatorStatus | undefined;
+  /** BFD sessions as the companion reports them; undefined while BFD is not configured. */
+  bfd?: () => { companionReachable: boolean; sessions: BfdSessionStatus[] } | undefined;
   /** Resync interval of each reconciler: a loop is stuck after staleFactor × this without a successful pass. */
   resyncMs?: { bgp?: number; routes?: number; masquerade?: number; policy?: number };
   /** Default 3. */
@@ -85,6 +88,7 @@ export class AgentObserver {
       routes: statusOf(options.routes),
       policy: statusOf(options.policy),
       loadBalancerAllocator: options.loadBalancerAllocator,
+      bfd: () => options.bfd?.()?.sessions,
       health: this.health,
       processMetrics: options.processMetrics,
     });
@@ -167,6 +171,7 @@ export class AgentObserver {
     const routes = o.routes?.()?.status();
     const policy = o.policy?.()?.status();
     const masq = o.masquerade?.()?.status();
+    const bfd = o.bfd?.();
     return {
       node: o.nodeName,
       version: this.version,
@@ -190,6 +195,22 @@ export class AgentObserver {
             },
       policy: policy === undefined ? null : { chains: policy.chains, sets: policy.sets, rules: policy.rules, invalidPolicies: policy.problems.length },
       masquerade: masq === undefined ? null : { inSync: masq.inSync, ipv4: masq.families.ipv4, ipv6: masq.families.ipv6 },
+      bfd:
+        bfd === undefined
+          ? null
+          : {
+              companionReachable: bfd.companionReachable,
+              sessions: bfd.sessions.map((s) => ({
+                peer: s.peer,
+                state: s.state,
+                remoteState: s.remoteState,
+                diag: s.diag,
+                heldDown: s.heldDown,
+                detectionTimeMs: s.detectionTimeMs ?? null,
+                txIntervalMs: s.txIntervalMs,
+                stateChanges: s.stateChanges,
+              })),
+            },
       reconcilers: health.loops,
       healthy: health.healthy,
       ready: readiness.ready,
