@@ -506,7 +506,7 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
     // once), and bfdd makes tor2's bgpd drop the session likewise. Without BFD this was hold time + restart window.
     await pollUntil('BFD up between tor2 and r2n1, v4 and v6', async () => {
       const peers = JSON.parse(await vtysh(frrFiles(paths.frrDir('tor2')), 'show bfd peers json')) as { peer: string; status: string }[];
-      return ['10.10.2.11', 'fd00:10:2::11'].every((a) => peers.some((p) => p.peer === a && p.status === 'up')) ? true : undefined;
+      return ['10.10.2.11', 'fd00:10:2::b'].every((a) => peers.some((p) => p.peer === a && p.status === 'up')) ? true : undefined;
     }, { timeoutMs: 60_000 });
     await pollUntil('every node routes every podCIDR', everyNodeRoutesEveryPodCIDR, { timeoutMs: 90_000 });
     const members = ['r1n1', 'r1n2', 'r2n2', 'tor1', 'tor2', 'spine1'];
