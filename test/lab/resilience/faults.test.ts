@@ -38,8 +38,13 @@ const NODES = ['r1n1', 'r1n2', 'r2n1', 'r2n2'];
 const API_OUTAGE_MS = Number(process.env.PODROUTE_API_OUTAGE_MS ?? 60_000);
 const HOLD_TIME_S = 9; // the agent config default (bgp.holdTime); the lab does not override it
 const ROUTE_PROTOCOL = '44';
-/** BFD of this lab (cluster.bfd of the topology, written into every agent config and every ToR's bfdd). */
-const BFD = { minTxMs: 300, minRxMs: 300, multiplier: 3 };
+/**
+ * BFD of this lab (cluster.bfd of the topology, written into every agent config and every ToR's bfdd). Not the
+ * default 300 ms x 3: a cut is detected up to multiplier x interval after the last packet heard, so 900 ms, and
+ * the withdrawal still has to cross tor2, the spine and tor1 to the far nodes (measured: 980 ms at worst with
+ * 300 ms, against a 1 s target). 200 ms x 3 leaves 400 ms for that.
+ */
+const BFD = { minTxMs: 200, minRxMs: 200, multiplier: 3 };
 /** The silent cut is withdrawn everywhere within this (issue 17 part 6). */
 const SILENT_CUT_TARGET_MS = 1_000;
 const R2N1_PREFIXES = ['10.244.3.0/24', 'fd00:10:244:3::/64'];
