@@ -30,6 +30,10 @@ import type { ReconcilerHealth } from '../observe/health.js';
 import type { Logger } from '../observe/log.js';
 import { RouteReconciler } from '../routes/route-reconciler.js';
 import { CONNECTED_REFRESH_MS, RouteSelectionLoop } from '../routes/route-selection-loop.js';
+import { BfdControlClient } from '../bfd/control.js';
+import type { BfdSessionStatus } from '../bfd/sessions.js';
+import { readConnectedNetworks } from '../routes/connected-networks.js';
+import { planBfdPeers } from './bfd-peers.js';
 import { planDesiredState, serviceRoutes, servicesConfigured, type DesiredNodeState } from './desired-state.js';
 import { ReconcileLoop, type PassListener } from '../reconcile/loop.js';
 
@@ -85,6 +89,8 @@ export class Agent {
   private allocator: LoadBalancerAllocator | undefined;
   private policyInput: PolicyInput | undefined;
   private podMtu!: PodMtuTracker;
+  /** The BFD companion, once a peer wants BFD (bgp.bfd / bgp.peers[].bfd). */
+  private bfd: BfdControlClient | undefined;
 
   constructor(options: AgentOptions) {
     this.config = options.config;
@@ -139,6 +145,7 @@ export class Agent {
       policy: config.policy.enabled ? () => this.policy : undefined,
       loadBalancerAllocator: () => this.allocator?.status(),
       podMtu: () => this.podMtu.status(),
+      bfd: () => (this.bfd === undefined ? undefined : { companionReachable: this.bfd.connected, sessions: this.bfd.sessions() }),
       resyncMs: { routes: config.routes.resyncSeconds * 1000 },
     });
     const clusterHealth = this.observer.loop('cluster', { resyncMs: CLUSTER_RESYNC_MS });
@@ -198,6 +205,7 @@ export class Agent {
     await Promise.all(running.map((p) => p.catch((err: unknown) => {
       if (!signal.aborted) logger.error('agent loop failed', { error: describeError(err) });
     })));
+    this.bfd?.stop();
     this.gobgp.close();
     await this.observer.close();
     logger.info('podroute agent stopped; routes, rules and gobgpd state are left in place');
@@ -265,6 +273,7 @@ export class Agent {
     const podMtu = await this.podMtu.choose(state.self.internalIPs, signal);
     state.warnings.push(...podMtu.warnings);
     state.cni = { ...state.cni, mtu: podMtu.mtu };
+    state.warnings.push(...(await this.applyBfdPeers(state, signal)));
     this.desired = state;
     this.routeSelection.setInput(state.routeSelection);
     this.reportWarnings([...state.warnings, ...this.serviceWarnings]);
@@ -346,6 +355,26 @@ export class Agent {
     await this.routes.waitForSync(signal);
     await this.reporter.markNetworkAvailable();
     this.networkReported = true;
+  }
+
+  /**
+   * Hands the BFD companion the peers to run sessions with; its reports feed the BGP reconciler the peers to hold
+   * down. Returns the warnings of the BFD plan.
+   */
+  private async applyBfdPeers(state: DesiredNodeState, signal: AbortSignal): Promise<string[]> {
+    const { config } = this;
+    const asked = config.bgp.bfd.enabled || [...config.bgp.peers, ...state.self.annotationPeers].some((p) => p.bfd?.enabled === true);
+    if (!asked && this.bfd === undefined) return [];
+    const connectedNetworks = await readConnectedNetworks(signal);
+    const plan = planBfdPeers({ config, self: state.self, peers: state.bgp.peers, connectedNetworks });
+    if (this.bfd === undefined) {
+      const client = new BfdControlClient(config.bgp.bfd.controlSocket, this.logger.child({ component: 'bfd' }));
+      client.on('sessions', (sessions: BfdSessionStatus[]) => this.bgp.setHeldDown(sessions.filter((s) => s.heldDown).map((s) => s.peer)));
+      client.start();
+      this.bfd = client;
+    }
+    this.bfd.setPeers(plan.peers);
+    return plan.warnings;
   }
 
   private reportWarnings(warnings: string[]): void {

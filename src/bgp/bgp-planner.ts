@@ -37,6 +37,12 @@ export interface BgpDesiredState {
   advertise: OriginatedPath[];
   /** Service addresses this node advertises (src/services/advertise.ts); none when omitted. */
   services?: ServiceExport;
+  /**
+   * Peers whose path BFD found broken: disabled in gobgpd (DisablePeer: the session ends with an administrative
+   * Cease, which is no graceful restart, so their paths go at once) and enabled again once they are left out
+   * here. Any of `peers`; none when omitted.
+   */
+  heldDown?: string[];
   importRules: {
     /** From node peer X accept exactly X's podCIDRs. */
     nodePeers: { address: string; prefixes: string[] }[];
@@ -82,6 +88,8 @@ export interface ObservedBgpState {
   peers: NormalizedPeerSpec[];
   /** Addresses of the peers whose session is Established (a role change resets a session only when it is safe). */
   establishedPeers?: string[];
+  /** Peers gobgpd holds administratively down (DisablePeer); none when omitted. */
+  disabledPeers?: string[];
   /** Locally originated paths (ours: podroute is the only originator in its gobgpd). */
   paths: ObservedPath[];
   definedSets: DefinedSetSpec[];
@@ -124,6 +132,9 @@ export type BgpChange =
   | { kind: 'change-peer-role'; spec: PeerSpec; changed: string[] }
   /** A role change that has to wait for the other sessions; the applier asks for another pass soon. */
   | { kind: 'defer-peer'; address: string; reason: string }
+  /** DisablePeer: planned first, before anything else, because routes over a broken path are dropping packets now. */
+  | { kind: 'disable-peer'; address: string; reason: string }
+  | { kind: 'enable-peer'; address: string }
   /** Re-run the import policy over what peers already sent (gobgpd does not do it on a policy change). */
   | { kind: 'soft-reset-in' }
   /** An old bundle: its policy (absent for orphaned sets alone), then its sets. */
@@ -146,6 +157,7 @@ const BUNDLE_POLICY_RE = /^podroute-(import|export)-[0-9a-f]{10}$/;
 interface ValidDesired {
   global: BgpDesiredState['global'];
   peers: { spec: PeerSpec; normalized: NormalizedPeerSpec }[];
+  heldDown: string[];
   advertise: { path: OriginatedPath; family: IpFamily }[];
   services: { paths: { path: OriginatedPath; family: IpFamily }[]; ranges: ReturnType<typeof parsePrefix>[]; peers: string[] };
   nodePeers: { address: string; prefixes: ReturnType<typeof parsePrefix>[] }[];
@@ -221,7 +233,9 @@ export function validateDesired(desired: BgpDesiredState): ValidDesired {
       peers: (desired.reflect?.peers ?? []).map((a, i) => canonicalAddress(`reflect.peers[${i}]`, a)),
       prefixes: (desired.reflect?.prefixes ?? []).map((p, i) => parsePrefix(`reflect.prefixes[${i}]`, p)),
     };
-    return { global: { asn: g.asn, routerId: g.routerId, listenPort: g.listenPort }, peers, advertise, services, nodePeers, externalPeers, acceptRanges, own, reflect };
+    // BFD may still report a peer the configuration just dropped: only peers count.
+    const heldDown = (desired.heldDown ?? []).map((a, i) => canonicalAddress(`heldDown[${i}]`, a)).filter((a) => seenPeers.has(a));
+    return { global: { asn: g.asn, routerId: g.routerId, listenPort: g.listenPort }, peers, heldDown, advertise, services, nodePeers, externalPeers, acceptRanges, own, reflect };
   } catch (err) {
     if (err instanceof Error && (err as { code?: string }).code === 'INVALID') throw new BgpPlanError(`invalid BGP desired state: ${err.message}`);
     throw err;
@@ -525,6 +539,23 @@ export function planBgp(desired: BgpDesiredState, observedAtStart: ObservedBgpSt
 
   // 6. Re-evaluate accepted routes under a new import policy
   if (importChanged && keptPeers > 0) changes.push({ kind: 'soft-reset-in' });
+
+  // 6b. Administrative state: held-down peers off, the others on. A disabled peer that is (re)created here is
+  // disabled right after AddPeer/UpdatePeer, which both leave it enabled.
+  const heldDown = new Set(wanted.heldDown);
+  const disabled = new Set((observed.disabledPeers ?? []).map(canonical));
+  const recreated = new Set(changes.flatMap((c) => (c.kind === 'add-peer' || c.kind === 'update-peer' ? [canonical(c.spec.address)] : [])));
+  for (const address of [...desiredPeers.keys()].sort()) {
+    const down = disabled.has(address) && !recreated.has(address);
+    if (heldDown.has(address) && !down) {
+      const change: BgpChange = { kind: 'disable-peer', address, reason: 'BFD session down' };
+      // An established peer goes first of all (its routes are blackholing now); a new one after its AddPeer.
+      if (recreated.has(address)) changes.push(change);
+      else changes.unshift(change);
+    } else if (!heldDown.has(address) && down) {
+      changes.push({ kind: 'enable-peer', address });
+    }
+  }
 
   // 7. Old bundles (ours, not the desired ones)
   const keep = new Set(bundles.map((b) => b.policy.name));

@@ -79,6 +79,8 @@ export class BgpReconciler {
   private readonly client: GobgpRouter;
   private readonly logger: Logger | undefined;
   private desired: BgpDesiredState | undefined;
+  /** Peers held down by BFD (setHeldDown), merged into the desired state at each pass. */
+  private heldDown: string[] = [];
   private readonly loop: ReconcileLoop;
   private started = false;
   /** uuid AddPath gave us, per prefix (with the next hop it was added with). */
@@ -100,7 +102,7 @@ export class BgpReconciler {
       backoff,
       pass: async ({ signal }) => {
         if (this.desired === undefined) return { skipped: true };
-        await this.syncOnce(this.desired, signal);
+        await this.syncOnce({ ...this.desired, heldDown: this.heldDown }, signal);
       },
       onFailure: (err, { retryInMs }) => this.logger?.warn('BGP reconcile failed; will retry', { ...errorInfo(err), retryInMs: Math.round(retryInMs) }),
     });
@@ -116,6 +118,17 @@ export class BgpReconciler {
   /** Stores the desired state and marks the reconciler dirty; the loop applies it. */
   setDesired(state: BgpDesiredState): void {
     this.desired = state;
+    this.loop.markDirty();
+  }
+
+  /**
+   * The peers BFD holds down (their path is broken): a second input of the desired state, from the BFD sessions
+   * rather than the cluster. A change starts a pass at once: these are the changes that stop a blackhole.
+   */
+  setHeldDown(addresses: readonly string[]): void {
+    const sorted = [...addresses].sort();
+    if (sorted.join() === this.heldDown.join()) return;
+    this.heldDown = sorted;
     this.loop.markDirty();
   }
 
@@ -236,6 +249,7 @@ export class BgpReconciler {
     ]);
     observed.peers = peers.map((p) => p.spec);
     observed.establishedPeers = peers.filter((p) => p.status.state === 'ESTABLISHED').map((p) => p.spec.address);
+    observed.disabledPeers = peers.filter((p) => p.status.adminState === 'DOWN').map((p) => p.spec.address);
     observed.paths = [...paths4, ...paths6];
     // Forget uuids of paths gobgpd no longer has.
     const present = new Set(observed.paths.map((p) => p.prefix));
@@ -293,6 +307,14 @@ export class BgpReconciler {
         await c.updatePeer(change.spec, opts);
         return;
       case 'defer-peer':
+        return;
+      case 'disable-peer':
+        this.logger?.warn('taking peer down', { peer: change.address, reason: change.reason });
+        await c.disablePeer(change.address, change.reason, opts);
+        return;
+      case 'enable-peer':
+        this.logger?.info('bringing peer back up', { peer: change.address });
+        await c.enablePeer(change.address, opts);
         return;
       case 'soft-reset-in':
         await c.softReset('all', { direction: 'in' }, opts);
@@ -357,6 +379,10 @@ function describeChange(c: BgpChange): string {
       return `change-peer-role ${c.spec.address} [${c.changed.join(',')}]`;
     case 'defer-peer':
       return `defer-peer ${c.address} (${c.reason})`;
+    case 'disable-peer':
+      return `disable-peer ${c.address} (${c.reason})`;
+    case 'enable-peer':
+      return `enable-peer ${c.address}`;
     case 'add-path':
       return `add-path ${c.path.prefix} via ${c.path.nextHop}${describeAttributes(c.path)}`;
     case 'delete-path':

@@ -248,6 +248,16 @@ export class GobgpClient extends EventEmitter implements GobgpRouter {
     await this.unary('DeletePeer', { address }, opts);
   }
 
+  async disablePeer(address: string, communication: string, opts?: CallOptions): Promise<void> {
+    if (typeof address !== 'string' || address === '') throw invalid('address', 'must not be empty');
+    await this.unary('DisablePeer', { address, communication }, opts);
+  }
+
+  async enablePeer(address: string, opts?: CallOptions): Promise<void> {
+    if (typeof address !== 'string' || address === '') throw invalid('address', 'must not be empty');
+    await this.unary('EnablePeer', { address }, opts);
+  }
+
   /** Soft reset: re-applies policies without bouncing sessions. address 'all' = every peer. */
   async softReset(address: string, options: SoftResetOptions, opts?: CallOptions): Promise<void> {
     if (typeof address !== 'string' || address === '') throw invalid('address', "must be a peer address or 'all'");

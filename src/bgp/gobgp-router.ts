@@ -87,6 +87,9 @@ export interface GobgpRouter extends GobgpConnectionEvents {
   addPeer(spec: PeerSpec, opts?: CallOptions): Promise<void>;
   updatePeer(spec: PeerSpec, opts?: CallOptions): Promise<void>;
   deletePeer(address: string, opts?: CallOptions): Promise<void>;
+  /** Administratively down: the session ends with a Cease (no graceful restart) and stays down until enabled. */
+  disablePeer(address: string, communication: string, opts?: CallOptions): Promise<void>;
+  enablePeer(address: string, opts?: CallOptions): Promise<void>;
   softReset(address: string, options: SoftResetOptions, opts?: CallOptions): Promise<void>;
   addPath(path: OriginatedPath, opts?: CallOptions): Promise<string>;
   deletePath(family: IpFamily, uuid: string, opts?: CallOptions): Promise<void>;

@@ -2,6 +2,7 @@
 // The `podroute` command: each subcommand lives in its own module under src/cli/.
 import { Command } from 'commander';
 import { agentCommand } from './agent.js';
+import { bfdCommand } from './bfd.js';
 import { labCommand } from './lab.js';
 import { statusCommand } from './status.js';
 
@@ -11,6 +12,7 @@ const program = new Command('podroute')
   .showHelpAfterError();
 
 program.addCommand(agentCommand());
+program.addCommand(bfdCommand());
 program.addCommand(labCommand());
 program.addCommand(statusCommand());
 

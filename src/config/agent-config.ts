@@ -135,6 +135,19 @@ const gracefulRestart = z
   .object({ enabled: z.boolean().default(true), restartTime: z.number().int().min(1).max(4095).default(120) })
   .strict();
 
+/**
+ * BFD timers (RFC 5880): we send every minTxMs (jittered to 75-100 %), ask the peer to send no faster than minRxMs,
+ * and the peer declares us down after multiplier x the agreed interval without a packet (and we it, by its
+ * multiplier). The floor of 10 ms is about what a node's event loop can keep under load; 300 ms x 3 is the default.
+ */
+const bfdIntervalMs = z.number().int().min(10).max(60_000);
+const bfdMultiplier = z.number().int().min(2).max(255);
+/** Per peer: on or off regardless of bgp.bfd.enabled, and its own timers; bgp.bfd's for what is omitted. */
+const peerBfd = z
+  .object({ enabled: z.boolean().optional(), minTxMs: bfdIntervalMs.optional(), minRxMs: bfdIntervalMs.optional(), multiplier: bfdMultiplier.optional() })
+  .strict();
+export type PeerBfdConfig = z.infer<typeof peerBfd>;
+
 /** Fields shared by configured peers and the `podroute.io/peers` annotation. */
 export const peerFields = {
   address: sessionAddress,
@@ -164,10 +177,15 @@ export const peerFields = {
    * ClusterIP ranges); true when omitted. Node mesh sessions never do.
    */
   advertiseServices: z.boolean().optional(),
+  /** BFD with this peer (bgp.bfd): only for a directly connected peer (no ebgpMultihopTtl). */
+  bfd: peerBfd.optional(),
 };
 
 /** GTSM and multihop exclude each other; a keepalive not shorter than the hold time lets the session expire. */
-function checkPeerFields(peer: { holdTime?: number; keepaliveInterval?: number; ttlSecurity?: boolean; ebgpMultihopTtl?: number }, ctx: z.RefinementCtx): void {
+function checkPeerFields(peer: { holdTime?: number; keepaliveInterval?: number; ttlSecurity?: boolean; ebgpMultihopTtl?: number; bfd?: PeerBfdConfig }, ctx: z.RefinementCtx): void {
+  if (peer.bfd?.enabled === true && peer.ebgpMultihopTtl !== undefined) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['bfd', 'enabled'], message: 'BFD runs single-hop (RFC 5881) only: a peer with ebgpMultihopTtl is not directly connected' });
+  }
   if (peer.ttlSecurity === true && peer.ebgpMultihopTtl !== undefined) {
     ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['ttlSecurity'], message: 'GTSM cannot be combined with ebgpMultihopTtl (a multihop peer never reaches TTL 254)' });
   }
@@ -262,6 +280,22 @@ export const agentConfigSchema = z
           .default({}),
         /** LOCAL_PREF of what the node advertises, per class (iBGP peers only); gobgpd's 100 when omitted. */
         localPreference: z.object({ podCIDRs: localPreference.optional(), services: localPreference.optional() }).strict().default({}),
+        /**
+         * BFD (RFC 5880/5881, single hop) with every directly connected peer: external peers without
+         * ebgpMultihopTtl and mesh peers on one of the node's own networks. A session that goes down takes its BGP
+         * peer down in gobgpd at once (its routes are withdrawn) until it is up again. The sessions run in the
+         * `podroute bfd` companion, reached on controlSocket.
+         */
+        bfd: z
+          .object({
+            enabled: z.boolean().default(false),
+            minTxMs: bfdIntervalMs.default(300),
+            minRxMs: bfdIntervalMs.default(300),
+            multiplier: bfdMultiplier.default(3),
+            controlSocket: absolutePath.default('/run/podroute/bfd.sock'),
+          })
+          .strict()
+          .default({}),
       })
       .strict()
       .default({}),

@@ -31,6 +31,11 @@ export function externalHostSocket(paths: LabPaths, host: string): string {
   return path.join(paths.dir, 'hosts', `${host}.sock`);
 }
 
+/** The control socket of a node's BFD companion. */
+export function bfdControlSocket(paths: LabPaths, nodeName: string): string {
+  return path.join(paths.nodeDir(nodeName), 'bfd.sock');
+}
+
 export async function startRouters(lab: string, topology: Topology, layout: LabLayout, recorder: LabStateRecorder, log?: Logger): Promise<void> {
   await Promise.all(
     topology.routers.map(async (router) => {
@@ -125,6 +130,17 @@ export async function startNode(lab: string, topology: Topology, nodeName: strin
   });
   const configFile = path.join(paths.nodeDir(nodeName), 'agent.yaml');
   await writeFile(configFile, YAML.stringify(labAgentConfig(lab, topology, nodeName)));
+  if (topology.cluster.bfd !== undefined) {
+    // The BFD companion, as the DaemonSet's sidecar: it outlives agent restarts.
+    const socket = bfdControlSocket(paths, nodeName);
+    spawnDaemon(paths, recorder, {
+      name: `bfd/${nodeName}`,
+      netns: paths.netns(nodeName),
+      command: process.execPath,
+      args: [CLI_MAIN, 'bfd', '--control-socket', socket],
+      markers: ['bfd', '--control-socket', socket],
+    });
+  }
   spawnDaemon(paths, recorder, {
     name: `agent/${nodeName}`,
     netns: paths.netns(nodeName),
@@ -142,7 +158,12 @@ export function labAgentConfig(lab: string, topology: Topology, nodeName: string
     kubeconfig: paths.nodeKubeconfig(nodeName),
     gobgp: { target: `unix://${paths.gobgpSocket(nodeName)}` },
     cluster: { asn: topology.cluster.asn, podRanges: topology.cluster.podRanges },
-    bgp: { mesh: topology.cluster.mesh, connectRetry: 1, passwordDir: paths.nodeSecretsDir(nodeName) },
+    bgp: {
+      mesh: topology.cluster.mesh,
+      connectRetry: 1,
+      passwordDir: paths.nodeSecretsDir(nodeName),
+      ...(topology.cluster.bfd === undefined ? {} : { bfd: { enabled: true, ...topology.cluster.bfd, controlSocket: bfdControlSocket(paths, nodeName) } }),
+    },
     services: {
       loadBalancerPools: topology.services.loadBalancerPools.map((p) => ({ ...p, cidrs: [...p.cidrs] })),
       externalIPRanges: topology.services.externalIPRanges,

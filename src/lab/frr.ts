@@ -35,6 +35,26 @@ export class FrrError extends Error {
 export interface RouterConfig {
   zebra: string;
   bgpd: string;
+  /** A ToR of a topology with cluster.bfd: bfdd runs too. */
+  bfdd?: string;
+}
+
+/** bfdd's profile for the node sessions (bgpd's `neighbor NODES bfd profile NODES` refers to it). */
+export function renderBfddConf(router: TopologyRouter, timers: { minTxMs: number; minRxMs: number; multiplier: number }, files: FrrFiles): string {
+  return [
+    'frr version 8.4',
+    `hostname ${router.name}`,
+    `log file ${files.bfddLog}`,
+    '!',
+    'bfd',
+    ` profile ${NODES_PEER_GROUP}`,
+    `  transmit-interval ${timers.minTxMs}`,
+    `  receive-interval ${timers.minRxMs}`,
+    `  detect-multiplier ${timers.multiplier}`,
+    ' !',
+    '!',
+    '',
+  ].join('\n');
 }
 
 /** Files of one router: configs, logs, and the run dir holding the vty sockets, zserv socket and PID files. */
@@ -43,13 +63,15 @@ export interface FrrFiles {
   runDir: string;
   zebraConf: string;
   bgpdConf: string;
+  bfddConf: string;
   zservSocket: string;
   zebraLog: string;
   bgpdLog: string;
+  bfddLog: string;
   pidFile: (daemon: FrrDaemon) => string;
 }
 
-export type FrrDaemon = 'zebra' | 'bgpd';
+export type FrrDaemon = 'zebra' | 'bgpd' | 'bfdd';
 
 export function frrFiles(dir: string): FrrFiles {
   const runDir = path.join(dir, 'run');
@@ -58,9 +80,11 @@ export function frrFiles(dir: string): FrrFiles {
     runDir,
     zebraConf: path.join(dir, 'zebra.conf'),
     bgpdConf: path.join(dir, 'bgpd.conf'),
+    bfddConf: path.join(dir, 'bfdd.conf'),
     zservSocket: path.join(runDir, 'zserv.api'),
     zebraLog: path.join(dir, 'zebra.log'),
     bgpdLog: path.join(dir, 'bgpd.log'),
+    bfddLog: path.join(dir, 'bfdd.log'),
     pidFile: (daemon) => path.join(runDir, `${daemon}.pid`),
   };
 }
@@ -166,6 +190,8 @@ export function renderBgpdConf(topology: Topology, layout: LabLayout, routerName
       ` neighbor ${NODES_PEER_GROUP} ttl-security hops 1`,
       ` neighbor ${NODES_PEER_GROUP} timers connect ${NODE_CONNECT_RETRY_SECONDS}`,
       ...(rack.password === undefined ? [] : [` neighbor ${NODES_PEER_GROUP} password ${rack.password}`]),
+      // BFD with the nodes (bfdd, the profile in bfdd.conf): a silent node is dropped within the detection time.
+      ...(topology.cluster.bfd === undefined ? [] : [` neighbor ${NODES_PEER_GROUP} bfd`, ` neighbor ${NODES_PEER_GROUP} bfd profile ${NODES_PEER_GROUP}`]),
     );
     // The nodes the topology knows are neighbors the ToR dials (and waits for after its restart); the listen range
     // still takes a node the ToR was not told about.
@@ -239,7 +265,8 @@ function serviceHostRouteList(name: string, kind: 'ip' | 'ipv6', entries: { rang
 export function renderRouterConfig(topology: Topology, layout: LabLayout, routerName: string, files: FrrFiles, options: { firstBoot?: boolean } = {}): RouterConfig {
   const router = topology.routers.find((r) => r.name === routerName);
   if (router === undefined) throw new FrrError(`no router named ${routerName}`);
-  return { zebra: renderZebraConf(router, files), bgpd: renderBgpdConf(topology, layout, routerName, files, options) };
+  const bfdd = topology.cluster.bfd === undefined || router.role !== 'tor' ? undefined : renderBfddConf(router, topology.cluster.bfd, files);
+  return { zebra: renderZebraConf(router, files), bgpd: renderBgpdConf(topology, layout, routerName, files, options), ...(bfdd === undefined ? {} : { bfdd }) };
 }
 
 // ---- thin part: daemons and vtysh ----------------------------------------------------------------------------
@@ -248,6 +275,7 @@ export async function writeRouterConfig(files: FrrFiles, config: RouterConfig): 
   await mkdir(files.runDir, { recursive: true });
   await writeFile(files.zebraConf, config.zebra);
   await writeFile(files.bgpdConf, config.bgpd);
+  if (config.bfdd !== undefined) await writeFile(files.bfddConf, config.bfdd);
 }
 
 /** The daemon's argv (also what `lab down` expects to find in /proc/PID/cmdline). */
@@ -256,7 +284,7 @@ export function frrDaemonArgs(daemon: FrrDaemon, files: FrrFiles, pathspace: str
     path.join(FRR_BIN_DIR, daemon),
     '-d',
     '-f',
-    daemon === 'zebra' ? files.zebraConf : files.bgpdConf,
+    { zebra: files.zebraConf, bgpd: files.bgpdConf, bfdd: files.bfddConf }[daemon],
     '-i',
     files.pidFile(daemon),
     '-N',

@@ -48,10 +48,13 @@ export async function startRouter(lab: string, topology: Topology, layout: LabLa
     return;
   }
   const files = frrFiles(paths.frrDir(router.name));
-  await writeRouterConfig(files, renderRouterConfig(topology, layout, router.name, files, { firstBoot: true }));
+  const config = renderRouterConfig(topology, layout, router.name, files, { firstBoot: true });
+  await writeRouterConfig(files, config);
   const pathspace = paths.frrPathspace(router.name);
   recorder.recordFrrPathspace(pathspace);
-  for (const daemon of ['zebra', 'bgpd'] as const) {
+  // bfdd before bgpd: bgpd registers its BFD peers with it as the sessions come up.
+  const daemons = config.bfdd === undefined ? (['zebra', 'bgpd'] as const) : (['zebra', 'bfdd', 'bgpd'] as const);
+  for (const daemon of daemons) {
     const pid = await startFrrDaemon(netns, daemon, files, pathspace);
     const args = frrDaemonArgs(daemon, files, pathspace);
     recorder.recordProcess({

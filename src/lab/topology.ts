@@ -118,6 +118,14 @@ const clusterSchema = z
     podRanges: z.array(networkCidr).min(1),
     asn: asn.default(64512),
     mesh: z.enum(['full', 'off', 'same-asn', 'route-reflector']).default('same-asn'),
+    /**
+     * BFD between every node and its ToR and between nodes on one rack LAN: the agents' bgp.bfd and the ToRs'
+     * bfdd with these timers (src/lab/frr.ts). Off when omitted.
+     */
+    bfd: z
+      .object({ minTxMs: z.number().int().min(10).max(60_000).default(300), minRxMs: z.number().int().min(10).max(60_000).default(300), multiplier: z.number().int().min(2).max(255).default(3) })
+      .strict()
+      .optional(),
   })
   .strict();
 

@@ -16,6 +16,7 @@ import { ObserveServer, type ListenAddress } from './server.js';
 import { describeRole, podrouteVersion, type AgentStatusReport } from './status.js';
 import type { LoadBalancerAllocatorStatus } from '../services/allocator-loop.js';
 import type { PodMtuStatus } from '../node/pod-mtu-tracker.js';
+import type { BfdSessionStatus } from '../bfd/sessions.js';
 
 /** What the observer needs from GobgpClient. */
 export interface ObservedGobgp extends PeerListSource {
@@ -44,6 +45,8 @@ export interface AgentObserverOptions {
   loadBalancerAllocator?: () => LoadBalancerAllocatorStatus | undefined;
   /** The pods' MTU as last chosen (src/node/pod-mtu-tracker.ts). */
   podMtu?: () => PodMtuStatus | undefined;
+  /** BFD sessions as the companion reports them; undefined while BFD is not configured. */
+  bfd?: () => { companionReachable: boolean; sessions: BfdSessionStatus[] } | undefined;
   /** Resync interval of each reconciler: a loop is stuck after staleFactor × this without a successful pass. */
   resyncMs?: { bgp?: number; routes?: number; masquerade?: number; policy?: number };
   /** Default 3. */
@@ -89,6 +92,7 @@ export class AgentObserver {
       policy: statusOf(options.policy),
       loadBalancerAllocator: options.loadBalancerAllocator,
       podMtu: options.podMtu,
+      bfd: () => options.bfd?.()?.sessions,
       health: this.health,
       processMetrics: options.processMetrics,
     });
@@ -171,6 +175,7 @@ export class AgentObserver {
     const routes = o.routes?.()?.status();
     const policy = o.policy?.()?.status();
     const masq = o.masquerade?.()?.status();
+    const bfd = o.bfd?.();
     return {
       node: o.nodeName,
       version: this.version,
@@ -201,6 +206,22 @@ export class AgentObserver {
             },
       policy: policy === undefined ? null : { chains: policy.chains, sets: policy.sets, rules: policy.rules, invalidPolicies: policy.problems.length },
       masquerade: masq === undefined ? null : { inSync: masq.inSync, ipv4: masq.families.ipv4, ipv6: masq.families.ipv6 },
+      bfd:
+        bfd === undefined
+          ? null
+          : {
+              companionReachable: bfd.companionReachable,
+              sessions: bfd.sessions.map((s) => ({
+                peer: s.peer,
+                state: s.state,
+                remoteState: s.remoteState,
+                diag: s.diag,
+                heldDown: s.heldDown,
+                detectionTimeMs: s.detectionTimeMs ?? null,
+                txIntervalMs: s.txIntervalMs,
+                stateChanges: s.stateChanges,
+              })),
+            },
       reconcilers: health.loops,
       healthy: health.healthy,
       ready: readiness.ready,

@@ -11,6 +11,7 @@ import type { RouteReconcilerStatus } from '../routes/route-reconciler.js';
 import type { PodMtuStatus } from '../node/pod-mtu-tracker.js';
 import type { HealthMonitor } from './health.js';
 import type { PeerTableReport } from './peers.js';
+import type { BfdSessionStatus } from '../bfd/sessions.js';
 
 export type WatchStat = 'event' | 'connect' | 'error';
 
@@ -26,6 +27,8 @@ export interface MetricsSources {
   loadBalancerAllocator?: () => LoadBalancerAllocatorStatus | undefined;
   /** The pods' MTU as last chosen (src/node/pod-mtu-tracker.ts). */
   podMtu?: () => PodMtuStatus | undefined;
+  /** BFD sessions (from the companion); undefined or empty: no BFD metrics. */
+  bfd?: () => BfdSessionStatus[] | undefined;
   /** Loops' last success and error counts; pass durations are taken from its pass listener. */
   health?: HealthMonitor;
   /** Node.js process metrics (process_*, nodejs_*); default true. */
@@ -299,6 +302,40 @@ export class AgentMetrics {
       });
       this.unsubscribe = health.onPass((loop, _outcome, durationMs) => {
         if (durationMs !== undefined && Number.isFinite(durationMs) && durationMs >= 0) this.passDuration.observe({ reconciler: loop }, durationMs / 1000);
+      });
+    }
+
+    // --- BFD sessions (the companion's last report)
+    const bfd = sources.bfd;
+    if (bfd !== undefined) {
+      const bfdGauge = (name: string, help: string, labels: string[], fill: (g: Gauge<string>, s: BfdSessionStatus) => void): void => {
+        new Gauge({
+          name,
+          help,
+          labelNames: labels,
+          registers,
+          collect() {
+            this.reset();
+            for (const s of bfd() ?? []) fill(this, s);
+          },
+        });
+      };
+      bfdGauge('podroute_bfd_session_state', 'BFD session state per peer: 1 for the current state (AdminDown, Down, Init, Up).', ['peer', 'state'], (g, s) => {
+        for (const state of ['AdminDown', 'Down', 'Init', 'Up']) g.set({ peer: s.peer, state }, s.state === state ? 1 : 0);
+      });
+      bfdGauge('podroute_bfd_session_held_down', 'Per peer: 1 while its BGP session is held down because BFD found the path broken.', ['peer'], (g, s) => g.set({ peer: s.peer }, s.heldDown ? 1 : 0));
+      bfdGauge('podroute_bfd_detection_time_seconds', 'Per peer: silence after which the session is declared down (absent before the peer was heard).', ['peer'], (g, s) => {
+        if (s.detectionTimeMs !== undefined) g.set({ peer: s.peer }, s.detectionTimeMs / 1000);
+      });
+      new Counter({
+        name: 'podroute_bfd_state_changes_total',
+        help: 'BFD session state changes per peer since the companion started (a flapping path counts up here).',
+        labelNames: ['peer'],
+        registers,
+        collect() {
+          this.reset();
+          for (const s of bfd() ?? []) this.inc({ peer: s.peer }, s.stateChanges);
+        },
       });
     }
 

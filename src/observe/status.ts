@@ -27,11 +27,18 @@ export interface AgentStatusReport {
   routes: { installed: number; added: number; removed: number; replaced: number; conflicts: string[]; inSync: boolean } | null;
   policy: { chains: number; sets: number; rules: number; invalidPolicies: number } | null;
   masquerade: { inSync: boolean; ipv4: boolean; ipv6: boolean } | null;
+  /** BFD sessions, from the `podroute bfd` companion; null when BFD is not configured. */
+  bfd?: BfdReport | null;
   /** Per loop: last successful pass, failures, last error, stuck or not. */
   reconcilers: LoopReport[];
   healthy: boolean;
   ready: boolean;
   notReadyReasons: string[];
+}
+
+export interface BfdReport {
+  companionReachable: boolean;
+  sessions: { peer: string; state: string; remoteState: string; diag: number; heldDown: boolean; detectionTimeMs: number | null; txIntervalMs: number; stateChanges: number }[];
 }
 
 /** What `podroute status` shows: the report plus where it came from. */
@@ -131,6 +138,25 @@ export function renderStatusView(view: StatusView): string {
   if (r.masquerade !== null) {
     const fams = [r.masquerade.ipv4 ? 'IPv4' : '', r.masquerade.ipv6 ? 'IPv6' : ''].filter((f) => f !== '').join(' + ') || 'no family';
     out.push(`Masquerade: ${fams}${r.masquerade.inSync ? '' : ', sync pending'}`);
+  }
+  if (r.bfd !== undefined && r.bfd !== null) {
+    out.push('', `BFD sessions${r.bfd.companionReachable ? '' : ' (companion NOT REACHABLE: no peer is held down by BFD)'}:`);
+    if (r.bfd.sessions.length > 0) {
+      out.push(
+        renderTable(
+          ['PEER', 'STATE', 'REMOTE', 'DETECT', 'TX', 'CHANGES', 'BGP'],
+          r.bfd.sessions.map((s) => [
+            s.peer,
+            s.diag === 0 ? s.state : `${s.state} (diag ${s.diag})`,
+            s.remoteState,
+            s.detectionTimeMs === null ? '-' : `${s.detectionTimeMs} ms`,
+            `${s.txIntervalMs} ms`,
+            String(s.stateChanges),
+            s.heldDown ? 'held down' : '',
+          ]),
+        ),
+      );
+    }
   }
   if (r.reconcilers.length > 0) {
     out.push(

@@ -58,6 +58,8 @@ class WatchStream {
 export class FakeGobgpRouter extends EventEmitter implements GobgpRouter {
   global: BgpGlobalState = { ...STOPPED };
   readonly peers = new Map<string, NormalizedPeerSpec>();
+  /** Peers DisablePeer took down (AddPeer and UpdatePeer leave a peer enabled). */
+  readonly disabledPeers = new Set<string>();
   /** Our paths by uuid. */
   readonly paths = new Map<string, OriginatedPath>();
   readonly definedSets = new Map<string, DefinedSetSpec>();
@@ -121,7 +123,7 @@ export class FakeGobgpRouter extends EventEmitter implements GobgpRouter {
     await this.call('listPeerConfigs');
     return [...this.peers.values()].map((spec) => ({
       spec,
-      status: { address: spec.address, asn: spec.asn, state: 'ESTABLISHED', description: spec.description ?? '', received: 0, accepted: 0, advertised: 0 },
+      status: { address: spec.address, asn: spec.asn, state: this.disabledPeers.has(spec.address) ? 'IDLE' : 'ESTABLISHED', adminState: this.disabledPeers.has(spec.address) ? 'DOWN' : 'UP', description: spec.description ?? '', received: 0, accepted: 0, advertised: 0 },
     }));
   }
 
@@ -129,17 +131,32 @@ export class FakeGobgpRouter extends EventEmitter implements GobgpRouter {
     await this.call('addPeer', spec.address);
     if (this.peers.has(spec.address)) throw new GobgpError('ALREADY_EXISTS', `peer ${spec.address} exists`);
     this.peers.set(spec.address, normalizePeerSpec(spec));
+    this.disabledPeers.delete(spec.address);
   }
 
   async updatePeer(spec: PeerSpec): Promise<void> {
     await this.call('updatePeer', spec.address);
     if (!this.peers.has(spec.address)) throw new GobgpError('NOT_FOUND', `no peer ${spec.address}`);
     this.peers.set(spec.address, normalizePeerSpec(spec));
+    this.disabledPeers.delete(spec.address);
+  }
+
+  async disablePeer(address: string): Promise<void> {
+    await this.call('disablePeer', address);
+    if (!this.peers.has(address)) throw new GobgpError('NOT_FOUND', `no peer ${address}`);
+    this.disabledPeers.add(address);
+  }
+
+  async enablePeer(address: string): Promise<void> {
+    await this.call('enablePeer', address);
+    if (!this.peers.has(address)) throw new GobgpError('NOT_FOUND', `no peer ${address}`);
+    this.disabledPeers.delete(address);
   }
 
   async deletePeer(address: string): Promise<void> {
     await this.call('deletePeer', address);
     if (!this.peers.delete(address)) throw new GobgpError('NOT_FOUND', `no peer ${address}`);
+    this.disabledPeers.delete(address);
   }
 
   async softReset(address: string): Promise<void> {
@@ -228,6 +245,7 @@ export class FakeGobgpRouter extends EventEmitter implements GobgpRouter {
   private wipe(why: string): void {
     this.global = { ...STOPPED };
     this.peers.clear();
+    this.disabledPeers.clear();
     this.paths.clear();
     this.definedSets.clear();
     this.policies.clear();

@@ -233,8 +233,9 @@ describe('AgentObserver endpoints (no gobgpd running)', function () {
     expect(a.status).to.equal(200);
     const report = JSON.parse(a.body) as AgentStatusReport;
     expect(Object.keys(report).sort()).to.deep.equal(
-      ['node', 'version', 'generatedAt', 'gobgpd', 'peers', 'bgp', 'routes', 'policy', 'masquerade', 'reconcilers', 'healthy', 'ready', 'notReadyReasons'].sort(),
+      ['node', 'version', 'generatedAt', 'gobgpd', 'peers', 'bgp', 'routes', 'policy', 'masquerade', 'bfd', 'reconcilers', 'healthy', 'ready', 'notReadyReasons'].sort(),
     );
+    expect(report.bfd, 'no BFD configured').to.equal(null);
     expect(report.node).to.equal('n1');
     expect(report.version).to.equal('0.1.0');
     expect(report.gobgpd.reachable).to.equal(false);
