@@ -137,6 +137,11 @@ export type BgpChange =
   | { kind: 'enable-peer'; address: string }
   /** Re-run the import policy over what peers already sent (gobgpd does not do it on a policy change). */
   | { kind: 'soft-reset-in' }
+  /**
+   * Re-run the export policy over what peers were sent (gobgpd does not do it on a policy change either): a path the
+   * old policy held back (a reflector's reflected podCIDRs, a Service range added) would otherwise never go out.
+   */
+  | { kind: 'soft-reset-out' }
   /** An old bundle: its policy (absent for orphaned sets alone), then its sets. */
   | { kind: 'delete-policy'; policy?: string; sets: { kind: DefinedSetSpec['kind']; name: string }[] };
 
@@ -499,16 +504,19 @@ export function planBgp(desired: BgpDesiredState, observedAtStart: ObservedBgpSt
   const observedPolicies = new Set(observed.policies.map((p) => p.name));
   const observedSets = new Set(observed.definedSets.map((s) => `${s.kind}/${s.name}`));
   let importChanged = false;
+  let exportChanged = false;
   for (const bundle of bundles) {
     const current = bundle.direction === 'import' ? observed.importPolicy : observed.exportPolicy;
     const complete = observedPolicies.has(bundle.policy.name) && bundle.sets.every((s) => observedSets.has(`${s.kind}/${s.name}`));
     if (!complete) {
       changes.push({ kind: 'install-policy', bundle });
-      if (bundle.direction === 'import') importChanged = true;
     } else if (!sameAssignment(current, assignmentOf(bundle))) {
       changes.push({ kind: 'assign-policy', assignment: assignmentOf(bundle) });
-      if (bundle.direction === 'import') importChanged = true;
+    } else {
+      continue;
     }
+    if (bundle.direction === 'import') importChanged = true;
+    else exportChanged = true;
   }
 
   // 4. Paths to add (new, or a changed next hop or attributes: AddPath of the same prefix replaces our old path)
@@ -537,14 +545,15 @@ export function planBgp(desired: BgpDesiredState, observedAtStart: ObservedBgpSt
   }
   changes.push(...planRoleChanges(roleChanges, [...desiredPeers.keys()], observed));
 
-  // 6. Re-evaluate accepted routes under a new import policy
+  // 6. Re-evaluate accepted routes under a new import policy, and what went out under a new export policy
   if (importChanged && keptPeers > 0) changes.push({ kind: 'soft-reset-in' });
+  if (exportChanged && keptPeers > 0) changes.push({ kind: 'soft-reset-out' });
 
   // 6b. Administrative state: held-down peers off, the others on. A disabled peer that is (re)created here is
-  // disabled right after AddPeer/UpdatePeer, which both leave it enabled.
+  // disabled right after AddPeer/UpdatePeer (also a role change's), which both leave it enabled.
   const heldDown = new Set(wanted.heldDown);
   const disabled = new Set((observed.disabledPeers ?? []).map(canonical));
-  const recreated = new Set(changes.flatMap((c) => (c.kind === 'add-peer' || c.kind === 'update-peer' ? [canonical(c.spec.address)] : [])));
+  const recreated = new Set(changes.flatMap((c) => (c.kind === 'add-peer' || c.kind === 'update-peer' || c.kind === 'change-peer-role' ? [canonical(c.spec.address)] : [])));
   for (const address of [...desiredPeers.keys()].sort()) {
     const down = disabled.has(address) && !recreated.has(address);
     if (heldDown.has(address) && !down) {

@@ -319,6 +319,9 @@ export class BgpReconciler {
       case 'soft-reset-in':
         await c.softReset('all', { direction: 'in' }, opts);
         return;
+      case 'soft-reset-out':
+        await c.softReset('all', { direction: 'out' }, opts);
+        return;
       case 'delete-policy':
         if (change.policy !== undefined) await ignoreNotFound(c.deletePolicy(change.policy, opts));
         for (const s of change.sets) await ignoreNotFound(c.deleteDefinedSet(s.kind, s.name, opts));
@@ -392,7 +395,8 @@ function describeChange(c: BgpChange): string {
     case 'assign-policy':
       return `assign-policy ${c.assignment.direction} ${c.assignment.policies.join(',')}`;
     case 'soft-reset-in':
-      return 'soft-reset-in';
+    case 'soft-reset-out':
+      return c.kind;
     case 'delete-policy':
       return `delete-policy ${c.policy ?? '(orphaned sets)'} (${c.sets.length} sets)`;
   }

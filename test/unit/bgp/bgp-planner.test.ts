@@ -304,12 +304,22 @@ describe('planBgp', () => {
     expect(planBgp(d, next.observed)).to.deep.equal([]);
   });
 
-  it('repairs a drifted assignment without re-creating the bundle', async () => {
+  it('repairs a drifted assignment without re-creating the bundle, and re-sends what went out under the drift', async () => {
     const before = await applied(desiredState());
     before.exportPolicy = { direction: 'export', policies: [], defaultAction: 'accept' };
     expect(planBgp(desiredState(), before)).to.deep.equal([
       { kind: 'assign-policy', assignment: { direction: 'export', policies: [before.policies[1]!.name], defaultAction: 'reject' } },
+      { kind: 'soft-reset-out' },
     ]);
+  });
+
+  it('a new export policy soft-resets out once peers are kept (gobgpd re-runs no policy over what it sent), not before any peer exists', async () => {
+    const before = await applied(desiredState());
+    const d = desiredState();
+    d.reflect = { peers: d.importRules.nodePeers.map((p) => p.address), prefixes: ['10.244.7.0/24'] };
+    expect(kinds(planBgp(d, before))).to.deep.equal(['install-policy', 'soft-reset-out', 'delete-policy']);
+    const fresh = emptyObservedState(before.global);
+    expect(kinds(planBgp(d, fresh))).not.to.include('soft-reset-out');
   });
 
   it('leaves foreign policies and sets alone and removes peers and paths no longer wanted', async () => {
