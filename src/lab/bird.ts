@@ -53,16 +53,7 @@ export function protocolName(kind: 'fabric' | 'node', address: string): string {
  * kernel (merge paths); the rack subnets and external networks announced; the rack's TCP MD5 password on every
  * node session (static and dynamic alike).
  */
-/**
- * BFD (RFC 5880/5881, single hop) on every BGP session of the router: a session goes down when BFD does. Not set by
- * the lab yet: whoever adds BFD to the topology passes the intervals FRR's bfdd gets, so both stacks behave alike.
- */
-export interface BirdBfdOptions {
-  intervalMs: number;
-  multiplier: number;
-}
-
-export function renderBirdConf(topology: Topology, layout: LabLayout, routerName: string, files: BirdFiles, options: { bfd?: BirdBfdOptions } = {}): string {
+export function renderBirdConf(topology: Topology, layout: LabLayout, routerName: string, files: BirdFiles): string {
   const router = topology.routers.find((r) => r.name === routerName);
   if (router === undefined) throw new BirdError(`no router named ${routerName}`);
   const sessions = layout.fabric.filter((s) => s.router === routerName);
@@ -99,12 +90,13 @@ export function renderBirdConf(topology: Topology, layout: LabLayout, routerName
       lines.push(`protocol static announce_${channel} {`, `  ${channel};`, ...networks.map((n) => `  route ${n} unreachable;`), '}');
     }
   }
-  const { bfd } = options;
+  // BFD with the nodes of the rack (cluster.bfd), as an FRR ToR runs bfdd for its NODES peer group: a silent node is
+  // dropped within the detection time. The fabric sessions keep to their hold timers, as in FRR.
+  const bfd = rack === undefined ? undefined : topology.cluster.bfd;
   if (bfd !== undefined) {
-    // Every BGP peer of a lab router is directly connected (fabric links, rack ports, rack LAN).
     lines.push(
       'protocol bfd {',
-      `  interface "*" { min rx interval ${bfd.intervalMs} ms; min tx interval ${bfd.intervalMs} ms; multiplier ${bfd.multiplier}; };`,
+      `  interface "*" { min rx interval ${bfd.minRxMs} ms; min tx interval ${bfd.minTxMs} ms; multiplier ${bfd.multiplier}; };`,
       '}',
     );
   }
@@ -112,7 +104,6 @@ export function renderBirdConf(topology: Topology, layout: LabLayout, routerName
   lines.push(
     'template bgp fabric {',
     `  local as ${router.asn};`,
-    ...(bfd === undefined ? [] : ['  bfd on;']),
     '  graceful restart on;',
     `  connect retry time ${NODE_CONNECT_RETRY_SECONDS};`,
     '}',
@@ -163,6 +154,9 @@ function nodeTemplate(asn: number, password: string | undefined, bfd: boolean): 
     '  ttl security on;',
     '  graceful restart on;',
     `  connect retry time ${NODE_CONNECT_RETRY_SECONDS};`,
+    // After an error (a BFD Down is one) BIRD waits 60 s before it connects again by default; FRR retries at its
+    // connect timer. Like FRR: back within seconds of the repair.
+    `  error wait time ${NODE_CONNECT_RETRY_SECONDS}, 10;`,
     // IPv6 pod routes may arrive over an IPv4 session (a node's choice): both families on every node session.
     '  ipv4 { import filter nodes_in_ipv4; export all; };',
     '  ipv6 { import filter nodes_in_ipv6; export all; };',

@@ -12,7 +12,8 @@ import { execa } from 'execa';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { frrFiles } from '../../../src/lab/frr.js';
+import { birdc, birdFiles } from '../../../src/lab/bird.js';
+import { frrFiles, vtysh } from '../../../src/lab/frr.js';
 import { routerNeighbors } from '../../../src/lab/routers.js';
 import { labDown } from '../../../src/lab/down.js';
 import { labRouterStart, labRouterStop } from '../../../src/lab/faults.js';
@@ -22,7 +23,7 @@ import { labPaths } from '../../../src/lab/paths.js';
 import { closeProbeConnections } from '../../../src/lab/probe.js';
 import { readLabState } from '../../../src/lab/state.js';
 import { parseTopology, planLayout, type NodeLayout } from '../../../src/lab/topology.js';
-import { familyOf, type IpFamily } from '../../../src/routes/ip-prefix.js';
+import { canonicalAddressText, familyOf, type IpFamily } from '../../../src/routes/ip-prefix.js';
 import { leftovers, NOTHING, repoRoot, testLabName } from '../lab/leftovers.js';
 import { fibRoute, interfacesOf, legs, setLinks, type FibRoute } from './dual-fib.js';
 import { ProbeStream, type WindowStats } from './dual-stream.js';
@@ -44,6 +45,10 @@ const RECEIVER = { namespace: 'x', name: 'b', node: 'r1n2' };
 /** The ToR whose link to the sending node fails (FRR), and the one that dies (BIRD); each time the other carries on. */
 const FAILED_UPLINK_TOR = 'tor1';
 const FAILED_TOR = 'tor2';
+/** The node whose port to the BIRD ToR goes silent (neither probe end: the BFD check runs without the streams). */
+const SILENT_NODE = 'r1n4';
+/** BFD withdraws a silent port within this (issue 17 part 6; cluster.bfd of dual-homed.yaml is 200 ms x 3). */
+const SILENT_CUT_TARGET_MS = 1_000;
 const SURVIVING_TOR = 'tor1';
 const spines = topology.routers.filter((r) => r.role === 'spine').map((r) => r.name);
 const tors = topology.routers.filter((r) => r.role === 'tor').map((r) => r.name);
@@ -357,6 +362,67 @@ describe('resilience: dual-homed racks (ECMP over two ToRs; one ToR link or one 
       expect(figures.probes[family].fault.lost, `${family} probes lost after the link went down`).to.be.lessThan(MAX_LOST);
       expect(figures.probes[family].repair.lost, `${family} probes lost after the link came back`).to.be.lessThan(MAX_LOST);
     }
+  });
+
+  it(`BFD with both ToR stacks: every node has a session Up with tor1 (FRR bfdd) and tor2 (BIRD); a silent cut of ${SILENT_NODE}'s port to the BIRD ToR takes its podCIDRs off that port at tor2, and tor2 off ${SILENT_NODE}'s routes, in under ${SILENT_CUT_TARGET_MS} ms`, async () => {
+    const addressesOn = (tor: string): string[] => layout.nodes.flatMap((n) => n.uplinks.filter((u) => u.tor === tor).flatMap((u) => u.addresses.map((a) => canonicalAddressText(a.address) ?? a.address)));
+    await pollUntil('BFD Up with every node at both ToRs, v4 and v6', async () => {
+      const frr = (JSON.parse(await vtysh(frrFiles(paths.frrDir('tor1')), 'show bfd peers json')) as { peer: string; status: string }[])
+        .filter((p) => p.status === 'up')
+        .map((p) => canonicalAddressText(p.peer) ?? p.peer);
+      // BIRD: "IP address  Interface  State  Since  Interval  Timeout" rows.
+      const bird = (await birdc(birdFiles(paths.birdDir('tor2')), 'show bfd sessions'))
+        .split('\n')
+        .map((l) => l.trim().split(/\s+/))
+        .filter((cols) => cols[2] === 'Up' && /^[0-9a-f.:]+$/i.test(cols[0] ?? ''))
+        .map((cols) => canonicalAddressText(cols[0] ?? '') ?? '');
+      return addressesOn('tor1').every((a) => frr.includes(a)) && addressesOn('tor2').every((a) => bird.includes(a)) ? true : undefined;
+    }, { timeoutMs: 60_000 });
+
+    const silent = node(SILENT_NODE);
+    const port = silent.uplinks.find((u) => u.tor === FAILED_TOR);
+    if (port === undefined) throw new Error(`${SILENT_NODE} has no uplink to ${FAILED_TOR}`);
+    const ns = paths.netns(SILENT_NODE);
+    const rules = async (op: '-I' | '-D'): Promise<void> => {
+      for (const cmd of ['iptables', 'ip6tables']) {
+        await execa('ip', ['netns', 'exec', ns, cmd, '-t', 'raw', op, 'PREROUTING', '-i', port.interface, '-m', 'comment', '--comment', 'silent-cut', '-j', 'DROP']);
+        await execa('ip', ['netns', 'exec', ns, cmd, '-t', 'mangle', op, 'POSTROUTING', '-o', port.interface, '-m', 'comment', '--comment', 'silent-cut', '-j', 'DROP']);
+      }
+    };
+    const others = layout.nodes.filter((n) => n.name !== SILENT_NODE).flatMap((n) => n.podCIDRs);
+    const torDropsPort = async (): Promise<boolean> => {
+      for (const cidr of silent.podCIDRs) if (devs(await fibRoute(paths.netns(FAILED_TOR), cidr)).includes(`to-${SILENT_NODE}`)) return false;
+      return true;
+    };
+    const nodeDropsTor = async (): Promise<boolean> => {
+      for (const cidr of others) if (devs(await fibRoute(ns, cidr)).includes(port.interface)) return false;
+      return true;
+    };
+    await rules('-I');
+    const cutAt = performance.now();
+    const seen: Record<string, number> = {};
+    try {
+      expect((await execa('ip', ['-n', ns, 'link', 'show', port.interface])).stdout, 'carrier stays up').to.include('LOWER_UP');
+      await pollUntil('both ends drop the silent port', async () => {
+        if (seen.birdTorDropsPort === undefined && (await torDropsPort())) seen.birdTorDropsPort = Math.round(performance.now() - cutAt);
+        if (seen.nodeDropsBirdTor === undefined && (await nodeDropsTor())) seen.nodeDropsBirdTor = Math.round(performance.now() - cutAt);
+        return seen.birdTorDropsPort !== undefined && seen.nodeDropsBirdTor !== undefined ? true : undefined;
+      }, { timeoutMs: 20_000, intervalMs: 20 });
+    } finally {
+      await rules('-D');
+    }
+    const repairedAt = performance.now();
+    let last: string[] = [];
+    await pollUntil('ECMP over both ToRs again', async () => {
+      last = await routingProblems();
+      return last.length === 0 ? true : undefined;
+    }, { timeoutMs: 120_000 }).catch((err: unknown) => {
+      throw new Error(`${String(err)}:\n  ${last.join('\n  ')}`);
+    });
+    const figures = { ...seen, ecmpBackAfterRepairMs: Math.round(performance.now() - repairedAt) };
+    console.log(`      silent cut: ${JSON.stringify(figures)}`);
+    expect(seen.birdTorDropsPort, `tor2 (BIRD) moved ${SILENT_NODE}'s podCIDRs off its port after (ms): ${JSON.stringify(figures)}`).to.be.below(SILENT_CUT_TARGET_MS);
+    expect(seen.nodeDropsBirdTor, `${SILENT_NODE} dropped its tor2 legs after (ms): ${JSON.stringify(figures)}`).to.be.below(SILENT_CUT_TARGET_MS);
   });
 
   it('one ToR dies (links down, its routing stack killed): traffic flows on over the other, loss under 1 s of probes; ECMP back after it restarts', async () => {

@@ -116,9 +116,14 @@ describe('deploy: manifests', function () {
           'node-sysctls': ['NET_ADMIN'],
           podroute: ['NET_ADMIN', 'NET_RAW'],
           gobgpd: ['NET_BIND_SERVICE'],
+          // UDP 3784 and unprivileged source ports with TTL 255: nothing to add.
+          bfd: [],
         });
         const agentImage = containerNamed(pod, 'podroute').image;
-        for (const c of pod.initContainers ?? []) expect(c.image, `${c.name} runs from the agent image`).to.equal(agentImage);
+        for (const c of [...(pod.initContainers ?? []), containerNamed(pod, 'bfd')]) expect(c.image, `${c.name} runs from the agent image`).to.equal(agentImage);
+        // The agent reaches the companion at bgp.bfd.controlSocket: the default, on the volume both mount.
+        expect(containerNamed(pod, 'bfd').command).to.deep.equal(['podroute', 'bfd', '--control-socket', '/run/podroute/bfd.sock']);
+        expect(containerNamed(pod, 'bfd').volumeMounts?.map((m) => m.mountPath)).to.deep.equal(['/run/podroute']);
       });
 
       it('volumes and mounts match: every mount has a volume, every volume is mounted, read-only where it should be', async () => {

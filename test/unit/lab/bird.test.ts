@@ -153,14 +153,16 @@ describe('lab BIRD configuration', () => {
     expect(() => parseTopology(topologyText('dual-homed.yaml').replace('password: lab-md5-tor2', 'password: "a b"'))).to.throw(TopologyError, /links\[5\]\.password/);
   });
 
-  it('with BFD asked for, every session of the router runs BFD at the given intervals (off by default); bird -p takes it', () => {
-    const t = parseTopology(topologyText('dual-homed.yaml'));
-    const l = planLayout(t);
-    expect(renderBirdConf(t, l, 'tor2', files)).not.to.include('bfd');
-    const conf = renderBirdConf(t, l, 'tor2', files, { bfd: { intervalMs: 300, multiplier: 3 } });
-    expect(block(conf, 'protocol bfd')).to.deep.equal(['protocol bfd {', 'interface "*" { min rx interval 300 ms; min tx interval 300 ms; multiplier 3; };', '}']);
-    expect(block(conf, 'template bgp fabric')).to.include('bfd on;');
+  it('with cluster.bfd, a ToR runs BFD with its nodes at the topology\'s intervals, as FRR\'s bfdd does (off by default; not on fabric sessions); bird -p takes it', () => {
+    const withBfd = parseTopology(topologyText('dual-homed.yaml').replace(/^ {2}bfd: .*$/m, '  bfd: { minTxMs: 200, minRxMs: 250, multiplier: 3 }'));
+    const without = parseTopology(topologyText('dual-homed.yaml').replace(/^ {2}bfd: .*$/m, ''));
+    expect(renderBirdConf(without, planLayout(without), 'tor2', files)).not.to.include('bfd');
+    const l = planLayout(withBfd);
+    const conf = renderBirdConf(withBfd, l, 'tor2', files);
+    expect(block(conf, 'protocol bfd')).to.deep.equal(['protocol bfd {', 'interface "*" { min rx interval 250 ms; min tx interval 200 ms; multiplier 3; };', '}']);
+    expect(block(conf, 'template bgp fabric')).not.to.include('bfd on;');
     expect(block(conf, 'template bgp nodes')).to.include('bfd on;');
+    expect(renderRouterConfig(withBfd, l, 'tor1', frrFiles('/x')).bfdd).to.include('transmit-interval 200');
     const dir = mkdtempSync(path.join(os.tmpdir(), 'podroute-bird-bfd-'));
     try {
       writeFileSync(path.join(dir, 'bird.conf'), conf);
