@@ -12,6 +12,7 @@
 //     probes flow between pods of client nodes (a route they learn only by reflection) and across racks.
 // From the per-session and per-route costs, an extrapolation on paper to 1,000 and 5,000 nodes (formula in the
 // report). The lab is down afterwards, also when a step fails.
+import { ROUTE_REFLECTOR_LABEL } from '../src/agent/route-reflectors.js';
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -45,7 +46,6 @@ export type ScaleMode = (typeof SCALE_MODES)[number];
  * (src/agent/route-reflectors.ts); clients peer with the reflectors of their AS only.
  */
 export const AGENT_MESH: Record<ScaleMode, string> = { mesh: 'same-asn', 'route-reflector': 'route-reflector' };
-export const REFLECTOR_LABEL = 'podroute.io/route-reflector-cluster-id';
 
 /** RFC 2544 benchmark addresses: the spine announces /32s from here to measure what one route costs a node. */
 const INJECT_RANGE = '198.18.0.0/15';
@@ -228,7 +228,7 @@ export async function runScale(o: ScaleOptions): Promise<ScaleResult> {
       rack: n.tor,
       netns: paths.netns(n.name),
       podCIDRs: n.podCIDRs,
-      reflector: topology.nodes.find((t) => t.name === n.name)?.labels[REFLECTOR_LABEL] !== undefined,
+      reflector: topology.nodes.find((t) => t.name === n.name)?.labels[ROUTE_REFLECTOR_LABEL] !== undefined,
       torAddresses: n.gateways.map((g) => g.address),
     }));
     let routeCostTried = false;
@@ -435,7 +435,7 @@ async function measureRouteCost(o: ScaleOptions, measured: ModeResult, nodes: La
 async function reflectorKill(o: ScaleOptions, nodes: LabNode[], status: LabStatusReport): Promise<FaultResult> {
   const lab = o.lab;
   const reflector = nodes.find((n) => n.reflector);
-  if (reflector === undefined) throw new BenchError('BENCH_SETUP_FAILED', `no node carries ${REFLECTOR_LABEL}`);
+  if (reflector === undefined) throw new BenchError('BENCH_SETUP_FAILED', `no node carries ${ROUTE_REFLECTOR_LABEL}`);
   const pods = status.pods.filter((p) => p.node !== reflector.name && p.ips.length > 0);
   if (pods.length < 2) throw new BenchError('BENCH_SETUP_FAILED', `the reflector-kill fault needs two pods off ${reflector.name}, the lab has ${pods.length}`);
   const flows: FlowSpec[] = pods.flatMap((from) =>
