@@ -11,6 +11,7 @@ import type { FootprintResult } from './footprint.js';
 import { renderHostilePolicy } from './hostile-policy.js';
 import { renderServices } from './services.js';
 import { renderScale } from './scale.js';
+import { renderBfdSoak } from './bfd-soak.js';
 import type { BenchResults, PolicyRun } from './run.js';
 
 interface Target {
@@ -459,6 +460,17 @@ export function renderReport(r: BenchResults): string {
     targets.push(...sec.targets);
   }
 
+  // ---- 9. BFD under load (issue 17 part 6): a long soak, only in the report when it was run (or failed) ----
+  if (r.bfdSoak !== undefined || r.errors['bfd-soak'] !== undefined) {
+    out.push(BFD_SOAK_HEADING, '');
+    if (r.bfdSoak === undefined) out.push(`Not measured: ${r.errors['bfd-soak']}`, '');
+    else {
+      const sec = renderBfdSoak(r.bfdSoak);
+      out.push(...sec.lines);
+      targets.push(...sec.targets);
+    }
+  }
+
   // ---- targets ----
   const summary: string[] = [TARGETS_HEADING, ''];
   summary.push(table(['target', 'this run', 'verdict'], targets.map((t) => [t.what, t.measured, verdict(t.met)])), '');
@@ -567,13 +579,15 @@ function datapathMissReason(d: Partial<DatapathResult> & Pick<DatapathResult, 'm
 }
 
 const SCALE_HEADING = '## 8. Scale: full mesh and route reflectors';
-const TARGETS_HEADING = "## Targets of issue 7 (and issue 4's NetworkPolicy targets, issue 14's hostile policies, issue 16's Service routes, issue 17's scale lab)";
+const BFD_SOAK_HEADING = '## 9. BFD under load: state changes over a soak';
+const TARGETS_HEADING = "## Targets of issue 7 (and issue 4's NetworkPolicy targets, issue 14's hostile policies, issue 16's Service routes, issue 17's scale lab and BFD soak)";
 
 /** The sections a benchmark run alone can replace in an existing report (`run.js --only B --update FILE`). */
 const SECTIONS: Partial<Record<keyof BenchResults['errors'], string>> = {
   'hostile-policy': '## 6. NetworkPolicy: hostile policies',
   services: '## 7. Services: routes at the ToR and LoadBalancer allocation',
   scale: SCALE_HEADING,
+  'bfd-soak': BFD_SOAK_HEADING,
 };
 
 /**
@@ -600,6 +614,7 @@ export function updateReport(existing: string, r: BenchResults, only: readonly s
     if (b === 'hostile-policy' && r.hostilePolicy !== undefined) targets.push(...renderHostilePolicy(r.hostilePolicy).targets);
     if (b === 'services' && r.services !== undefined) targets.push(...renderServices(r.services).targets);
     if (b === 'scale' && r.scale !== undefined) targets.push(...renderScale(r.scale).targets);
+    if (b === 'bfd-soak' && r.bfdSoak !== undefined) targets.push(...renderBfdSoak(r.bfdSoak).targets);
   }
   const lines = doc.split('\n');
   const tableStart = lines.findIndex((l) => l.startsWith('## Targets of issue 7'));

@@ -1,11 +1,13 @@
 // `make bench`: every benchmark of issue 7, several repetitions each, side by side in one run, and
 // docs/benchmarks.md written from the figures of this run.
-//   node dist/bench/run.js [--reps 3] [--sizes 1000,10000,50000] [--only route,datapath,convergence,footprint,policy,policy-datapath,hostile-policy,services,scale]
+//   node dist/bench/run.js [--reps 3] [--sizes 1000,10000,50000] [--only route,datapath,convergence,footprint,policy,policy-datapath,hostile-policy,services,scale,bfd-soak]
 //                          [--out docs/benchmarks.md] [--json FILE] [--prefix hb] [--quick] [--render FILE.json]
-//                          [--update docs/benchmarks.md] [--services-lab NAME]
+//                          [--update docs/benchmarks.md] [--services-lab NAME] [--bfd-soak-seconds 600]
 // --update FILE replaces only the sections of the benchmarks run (with --only; those that have one of their own,
 // e.g. hostile-policy) in an existing report, with their rows of the targets table, and leaves the rest as it was.
-// --quick runs every benchmark at a tiny size (what the smoke test does) and writes nowhere unless --out is given.
+// --quick runs every benchmark at a tiny size (what the smoke test does) and writes nowhere unless --out is given;
+// it leaves out bfd-soak unless --only names it: a soak of a few seconds says nothing about flaps, and its lab up
+// would cost the smoke test (and `make test`) half a minute.
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,13 +23,14 @@ import { topSelfTime, type ProfileEntry } from './lib/cpu-profile.js';
 import { withLab } from './lib/lab-env.js';
 import { machineInfo, type MachineInfo } from './lib/machine.js';
 import { BenchError } from './lib/proc.js';
+import { DUAL_HOMED, runBfdSoak, type BfdSoakOptions, type BfdSoakResult } from './bfd-soak.js';
 import { renderReport, updateReport } from './report.js';
 import { runRouteProgramming, type RouteBenchResult } from './route-programming.js';
 import { runServices, type ServicesResult } from './services.js';
 import { runScale, THREE_RACKS, type ScaleOptions, type ScaleResult } from './scale.js';
 import { LAB_NAME_PATTERN } from '../src/lab/paths.js';
 
-export const BENCHMARKS = ['route', 'datapath', 'convergence', 'footprint', 'policy', 'policy-datapath', 'hostile-policy', 'services', 'scale'] as const;
+export const BENCHMARKS = ['route', 'datapath', 'convergence', 'footprint', 'policy', 'policy-datapath', 'hostile-policy', 'services', 'scale', 'bfd-soak'] as const;
 export type BenchmarkName = (typeof BENCHMARKS)[number];
 
 export interface BenchRunOptions {
@@ -49,6 +52,8 @@ export interface BenchRunOptions {
   services: { lab: string; cycles: number; services: number; pollMs: number };
   /** Issue 17's scale lab: full mesh vs route reflectors (the lab is PREFIX + scale; quick: a shrunk topology). */
   scale: Omit<ScaleOptions, 'workDir' | 'log'>;
+  /** Issue 17's BFD soak: dual-homed.yaml under full CPU load, state changes counted (the lab is PREFIX + bfd). */
+  bfdSoak: Omit<BfdSoakOptions, 'workDir' | 'log'>;
   /** Profile the agent in an extra podroute-only pass at this N when it misses a route-programming target. */
   profileSize?: number;
   log: (m: string) => void;
@@ -105,6 +110,7 @@ export interface BenchResults {
   hostilePolicy?: HostilePolicyResult;
   services?: ServicesResult;
   scale?: ScaleResult;
+  bfdSoak?: BfdSoakResult;
   errors: Partial<Record<BenchmarkName | 'profile', string>>;
 }
 
@@ -250,6 +256,16 @@ export async function runBenchmarks(o: BenchRunOptions): Promise<BenchResults> {
     }
   }
 
+  if (want('bfd-soak')) {
+    o.log(`== 9. BFD under load: state changes over ${o.bfdSoak.durationS} s`);
+    try {
+      results.bfdSoak = await runBfdSoak({ ...o.bfdSoak, workDir: path.join(o.workDir, 'bfd-soak'), log: o.log });
+    } catch (err) {
+      results.errors['bfd-soak'] = describe(err);
+      o.log(`bfd-soak failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    }
+  }
+
   results.durationS = (Date.now() - started) / 1000;
   results.loadAtEnd = os.loadavg();
   return results;
@@ -267,10 +283,12 @@ export function parseArgs(argv: string[]): { options: Omit<BenchRunOptions, 'log
   const root = findProjectRoot();
   const reps = Number(flag(argv, 'reps') ?? (quick ? 1 : 3));
   const sizes = (flag(argv, 'sizes') ?? (quick ? '200' : '1000,10000,50000')).split(',').map(Number);
-  const only = (flag(argv, 'only') ?? BENCHMARKS.join(',')).split(',') as BenchmarkName[];
+  const only = (flag(argv, 'only') ?? BENCHMARKS.filter((b) => !quick || b !== 'bfd-soak').join(',')).split(',') as BenchmarkName[];
+  const soakSeconds = Number(flag(argv, 'bfd-soak-seconds') ?? (quick ? 5 : 600));
   const bad = only.filter((b) => !(BENCHMARKS as readonly string[]).includes(b));
   if (!Number.isInteger(reps) || reps < 1) throw new BenchError('BENCH_BAD_OPTIONS', `--reps: expected a positive integer, got ${flag(argv, 'reps')}`);
   if (sizes.some((n) => !Number.isInteger(n) || n < 1 || n > 60_000)) throw new BenchError('BENCH_BAD_OPTIONS', `--sizes: expected numbers from 1 to 60000, got ${flag(argv, 'sizes')}`);
+  if (!Number.isFinite(soakSeconds) || soakSeconds < 1) throw new BenchError('BENCH_BAD_OPTIONS', `--bfd-soak-seconds: expected a positive number, got ${flag(argv, 'bfd-soak-seconds')}`);
   if (bad.length > 0) throw new BenchError('BENCH_BAD_OPTIONS', `--only: unknown ${bad.join(', ')} (have ${BENCHMARKS.join(', ')})`);
   const prefix = flag(argv, 'prefix') ?? 'hb';
   if (!/^h[a-z0-9]{1,4}$/.test(prefix)) throw new BenchError('BENCH_BAD_OPTIONS', `--prefix: 2-5 lowercase characters starting with h, got ${prefix}`);
@@ -301,6 +319,16 @@ export function parseArgs(argv: string[]): { options: Omit<BenchRunOptions, 'log
         injectRoutes: quick ? 50 : 2000,
         faultDownMs: quick ? 2000 : 10_000,
         probeRatePerSecond: quick ? 10 : 20,
+      },
+      // One busy loop per core for the whole window; a pod comes or goes every 5 s (1 s at quick size).
+      bfdSoak: {
+        lab: `${prefix}bfd`,
+        topologyFile: DUAL_HOMED,
+        durationS: soakSeconds,
+        sampleS: quick ? 1 : 10,
+        busyWorkers: os.cpus().length,
+        churnIntervalMs: quick ? 1000 : 5000,
+        settleMs: quick ? 1000 : 5000,
       },
       policyArgs: ['--prefix', prefix, ...(quick ? ['--pods', '50', '--namespaces', '5', '--policies', '20', '--changes', '3', '--rounds', '1'] : [])],
       ...(quick ? {} : { profileSize: 10_000 }),
