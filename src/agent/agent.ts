@@ -33,9 +33,10 @@ import { CONNECTED_REFRESH_MS, RouteSelectionLoop } from '../routes/route-select
 import { BfdControlClient } from '../bfd/control.js';
 import type { BfdSessionStatus } from '../bfd/sessions.js';
 import { readConnectedNetworks } from '../routes/connected-networks.js';
-import { planBfdPeers } from './bfd-peers.js';
+import { canonicalAddressText } from '../routes/ip-prefix.js';
+import { planBfdHoldDown, planBfdPeers, type BfdDownVerdict } from './bfd-peers.js';
 import { planDesiredState, serviceRoutes, servicesConfigured, type DesiredNodeState } from './desired-state.js';
-import { ReconcileLoop, type PassListener } from '../reconcile/loop.js';
+import { errorInfo, ReconcileLoop, type PassListener } from '../reconcile/loop.js';
 
 /** Both loops retry a failed pass after this long (a fixed delay: the work is in-memory planning). */
 const RETRY = { initialMs: 2_000, maxMs: 2_000 };
@@ -91,6 +92,11 @@ export class Agent {
   private podMtu!: PodMtuTracker;
   /** The BFD companion, once a peer wants BFD (bgp.bfd / bgp.peers[].bfd). */
   private bfd: BfdControlClient | undefined;
+  /** How each BFD session down was judged (planBfdHoldDown), and the peers with graceful restart it judges by. */
+  private bfdVerdicts = new Map<string, BfdDownVerdict>();
+  private bfdGracefulRestartPeers = new Set<string>();
+  /** The companion's reports, judged one after the other. */
+  private bfdJudging: Promise<void> = Promise.resolve();
 
   constructor(options: AgentOptions) {
     this.config = options.config;
@@ -145,7 +151,7 @@ export class Agent {
       policy: config.policy.enabled ? () => this.policy : undefined,
       loadBalancerAllocator: () => this.allocator?.status(),
       podMtu: () => this.podMtu.status(),
-      bfd: () => (this.bfd === undefined ? undefined : { companionReachable: this.bfd.connected, sessions: this.bfd.sessions() }),
+      bfd: () => (this.bfd === undefined ? undefined : { companionReachable: this.bfd.connected, sessions: this.bfd.sessions().map((s) => ({ ...s, heldDown: this.bfdVerdicts.get(s.peer)?.holdDown === true })) }),
       resyncMs: { routes: config.routes.resyncSeconds * 1000 },
     });
     const clusterHealth = this.observer.loop('cluster', { resyncMs: CLUSTER_RESYNC_MS });
@@ -369,12 +375,36 @@ export class Agent {
     const plan = planBfdPeers({ config, self: state.self, peers: state.bgp.peers, connectedNetworks });
     if (this.bfd === undefined) {
       const client = new BfdControlClient(config.bgp.bfd.controlSocket, this.logger.child({ component: 'bfd' }));
-      client.on('sessions', (sessions: BfdSessionStatus[]) => this.bgp.setHeldDown(sessions.filter((s) => s.heldDown).map((s) => s.peer)));
+      client.on('sessions', (sessions: BfdSessionStatus[]) => {
+        this.bfdJudging = this.bfdJudging.then(() => this.judgeBfdDowns(sessions));
+      });
       client.start();
       this.bfd = client;
     }
+    this.bfdGracefulRestartPeers = new Set(state.bgp.peers.filter((p) => p.gracefulRestart?.enabled === true).flatMap((p) => canonicalAddressText(p.address) ?? []));
     this.bfd.setPeers(plan.peers);
     return plan.warnings;
+  }
+
+  /** Feeds the BGP reconciler the peers BFD holds down, asking gobgpd for its sessions' states when a down is new. */
+  private async judgeBfdDowns(sessions: BfdSessionStatus[]): Promise<void> {
+    const input = { sessions, gracefulRestartPeers: this.bfdGracefulRestartPeers, establishedPeers: undefined as Set<string> | undefined, verdicts: this.bfdVerdicts };
+    let plan = planBfdHoldDown(input);
+    if (plan.needsSessionStates) {
+      try {
+        input.establishedPeers = await this.bgp.establishedPeers();
+      } catch (err) {
+        // Unknown: hold down, as without graceful restart (a blackhole avoided beats routes kept).
+        this.logger.warn('BGP session states unknown: BFD downs held down', errorInfo(err));
+        input.establishedPeers = new Set(sessions.map((s) => s.peer));
+      }
+      plan = planBfdHoldDown(input);
+    }
+    for (const peer of plan.leftToGracefulRestart) {
+      this.logger.info('BFD down while the BGP session was already down: a control-plane restart, left to graceful restart', { peer });
+    }
+    this.bfdVerdicts = plan.verdicts;
+    this.bgp.setHeldDown(plan.heldDown);
   }
 
   private reportWarnings(warnings: string[]): void {

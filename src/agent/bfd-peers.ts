@@ -2,9 +2,10 @@
 // BGP peers (as planned in desired-state.ts) and the networks the node is attached to. BFD here is single hop
 // (RFC 5881): a peer qualifies when it is directly connected, i.e. its address lies on one of the node's networks
 // and it is no multihop session. bgp.bfd.enabled turns it on for all of those; bgp.peers[].bfd (or the same key in
-// a podroute.io/peers annotation entry) turns it on or off for one peer and sets its own timers.
+// a podroute.io/peers annotation entry) turns it on or off for one peer and sets its own timers. What a session
+// down then means for BGP is planBfdHoldDown's.
 import type { AgentConfig, PeerBfdConfig } from '../config/agent-config.js';
-import type { BfdPeerSpec } from '../bfd/sessions.js';
+import type { BfdPeerSpec, BfdSessionStatus } from '../bfd/sessions.js';
 import type { PeerSpec } from '../bgp/types.js';
 import type { NodeInfo } from '../kube/node-info.js';
 import { canonicalAddressText, parseIpAddress, parseIpCidr, prefixContainsAddress } from '../routes/ip-prefix.js';
@@ -54,4 +55,63 @@ export function planBfdPeers(input: BfdPeersInput): { peers: BfdPeerSpec[]; warn
     peers.push(spec);
   }
   return { peers: peers.sort((a, b) => a.peer.localeCompare(b.peer)), warnings };
+}
+
+/** How one BFD session down was judged: the atMs of its change, and whether the BGP session is held down for it. */
+export interface BfdDownVerdict {
+  atMs: number;
+  holdDown: boolean;
+}
+
+export interface BfdHoldDownInput {
+  /** The companion's sessions (heldDown there: left Up for something else than the peer's AdminDown). */
+  sessions: readonly BfdSessionStatus[];
+  /** Peers whose BGP session negotiates graceful restart. */
+  gracefulRestartPeers: ReadonlySet<string>;
+  /** Peers whose BGP session is Established now; undefined until asked (needsSessionStates says when). */
+  establishedPeers: ReadonlySet<string> | undefined;
+  /** The verdicts of earlier calls, per peer. */
+  verdicts: ReadonlyMap<string, BfdDownVerdict>;
+}
+
+export interface BfdHoldDownPlan {
+  heldDown: string[];
+  verdicts: Map<string, BfdDownVerdict>;
+  /** A new session down needs the BGP sessions' states: ask gobgpd and call again with establishedPeers. */
+  needsSessionStates: boolean;
+  /** Downs left to graceful restart, for the log. */
+  leftToGracefulRestart: string[];
+}
+
+/**
+ * Which peers BFD holds down. A session down is judged once, when it is first seen (a held-down peer's BGP session
+ * is down because we hold it, so a later look would misjudge it): held down, unless the peer's BFD shares fate
+ * with its control plane (C bit clear), the BGP session has graceful restart, and that session was already down.
+ * That is a control-plane restart (a killed bgpd closes its TCP connections at once, long before BFD's detection
+ * time): graceful restart keeps the routes (RFC 5882 4.3.2), where holding down would flush them. A silent path
+ * failure leaves BGP Established until its hold time, so it is held down at BFD speed.
+ */
+export function planBfdHoldDown(input: BfdHoldDownInput): BfdHoldDownPlan {
+  const verdicts = new Map<string, BfdDownVerdict>();
+  const leftToGracefulRestart: string[] = [];
+  let needsSessionStates = false;
+  for (const s of input.sessions) {
+    const atMs = s.lastChange?.atMs;
+    if (!s.heldDown || atMs === undefined) continue;
+    const earlier = input.verdicts.get(s.peer);
+    if (earlier?.atMs === atMs) {
+      verdicts.set(s.peer, earlier);
+      continue;
+    }
+    const pathFailure = s.lastChange?.remoteControlPlaneIndependent === true || !input.gracefulRestartPeers.has(s.peer);
+    if (pathFailure) verdicts.set(s.peer, { atMs, holdDown: true });
+    else if (input.establishedPeers === undefined) needsSessionStates = true;
+    else {
+      const holdDown = input.establishedPeers.has(s.peer);
+      verdicts.set(s.peer, { atMs, holdDown });
+      if (!holdDown) leftToGracefulRestart.push(s.peer);
+    }
+  }
+  const heldDown = [...verdicts].filter(([, v]) => v.holdDown).map(([peer]) => peer).sort();
+  return { heldDown, verdicts, needsSessionStates, leftToGracefulRestart };
 }

@@ -32,6 +32,13 @@ export interface BfdSessionSnapshot {
   remoteState: BfdState;
   localDiscriminator: number;
   remoteDiscriminator: number;
+  /**
+   * The C bit of the peer's last packet: its BFD does not share fate with its control plane, so a session down
+   * means the path (or the whole router) failed, never a control-plane restart (RFC 5880 4.1, RFC 5882 4.3).
+   */
+  remoteControlPlaneIndependent: boolean;
+  /** The diagnostic of the peer's last packet: why its side went down. */
+  remoteDiag: number;
   /** The interval packets go out at (before jitter), ms. */
   txIntervalMs: number;
   /** How long without a packet before the session is declared down; undefined before the peer was heard. */
@@ -52,6 +59,8 @@ export class BfdSession {
   private remoteDesiredMinTxUs = 0;
   private remoteDetectMult = 0;
   private remoteDemand = false;
+  private remoteControlPlaneIndependent = false;
+  private remoteDiag: number = BfdDiag.none;
   private timers: BfdTimers;
   /** The intervals in force; they lag the advertised ones while a Poll Sequence runs (6.8.3). */
   private txInUseUs: number;
@@ -89,6 +98,8 @@ export class BfdSession {
       remoteState: this.remoteState,
       localDiscriminator: this.localDiscriminator,
       remoteDiscriminator: this.remoteDiscriminator,
+      remoteControlPlaneIndependent: this.remoteControlPlaneIndependent,
+      remoteDiag: this.remoteDiag,
       txIntervalMs: this.txIntervalUs() / 1000,
       detectionTimeMs: this.remoteDetectMult === 0 ? undefined : this.detectionTimeUs() / 1000,
       pollInProgress: this.pollActive,
@@ -128,13 +139,19 @@ export class BfdSession {
   receive(p: BfdControlPacket, nowMs: number): BfdOutput {
     const out: BfdOutput = { send: [] };
     if (p.yourDiscriminator !== 0 && p.yourDiscriminator !== this.localDiscriminator) return out;
+    const txIntervalBeforeUs = this.txIntervalUs();
     this.remoteDiscriminator = p.myDiscriminator;
     this.remoteState = p.state;
     this.remoteDemand = p.demand;
+    this.remoteControlPlaneIndependent = p.controlPlaneIndependent;
+    this.remoteDiag = p.diag;
     this.remoteMinRxUs = p.requiredMinRxUs;
     this.remoteDesiredMinTxUs = p.desiredMinTxUs;
     this.remoteDetectMult = p.detectMult;
     if (p.final && this.pollActive) this.endPoll();
+    // The peer lowered its RequiredMinRx (its own poll, once Up): its detection time shrinks now, so the next
+    // packet must not wait out the slow interval it was scheduled at (FRR timed us out ~1 s after every Up).
+    if (this.txIntervalUs() < txIntervalBeforeUs) this.nextTxAtMs = Math.min(this.nextTxAtMs, nowMs + this.jitteredIntervalMs());
     if (this.stateValue === 'AdminDown') return out;
     let change: BfdStateChange | undefined;
     if (p.state === 'AdminDown') {

@@ -9,7 +9,7 @@ import { EventEmitter } from 'node:events';
 import { randomInt } from 'node:crypto';
 import type { Logger } from '../observe/log.js';
 import { canonicalAddressText, familyOf } from '../routes/ip-prefix.js';
-import { BFD_CONTROL_PORT, BFD_SOURCE_PORT_MAX, BFD_SOURCE_PORT_MIN, decodeBfdPacket, encodeBfdPacket, type BfdState } from './packet.js';
+import { BFD_CONTROL_PORT, BFD_SOURCE_PORT_MAX, BFD_SOURCE_PORT_MIN, BfdDiag, decodeBfdPacket, encodeBfdPacket, type BfdState } from './packet.js';
 import { BfdSession, type BfdSessionSnapshot, type BfdStateChange, type BfdTimers } from './session.js';
 
 /** One peer to run BFD with: who, from where, how fast. */
@@ -22,11 +22,15 @@ export interface BfdPeerSpec {
 
 export interface BfdSessionStatus extends BfdSessionSnapshot {
   peer: string;
-  /** Left Up for a reason other than the peer saying AdminDown, and not Up again yet: its BGP session is held down. */
+  /**
+   * Left Up for a reason other than the peer saying AdminDown, and not Up again yet: the path may be broken. The
+   * agent holds the BGP session down unless graceful restart covers what was a control-plane restart (bfd-peers.ts).
+   */
   heldDown: boolean;
   stateChanges: number;
   upSinceMs: number | undefined;
-  lastChange: (BfdStateChange & { remoteState: BfdState }) | undefined;
+  /** The last state change, with what the peer had last said then. */
+  lastChange: (BfdStateChange & { remoteState: BfdState; remoteDiag: number; remoteControlPlaneIndependent: boolean }) | undefined;
 }
 
 export interface BfdSessionsOptions {
@@ -197,18 +201,18 @@ export class BfdSessions extends EventEmitter {
   private handle(running: Running, change: BfdStateChange | undefined): void {
     if (change === undefined) return;
     running.stateChanges++;
-    const remoteState = running.session.snapshot().remoteState;
-    running.lastChange = { ...change, remoteState };
+    const snapshot = running.session.snapshot();
+    const { remoteState, remoteDiag, remoteControlPlaneIndependent } = snapshot;
+    running.lastChange = { ...change, remoteState, remoteDiag, remoteControlPlaneIndependent };
     if (change.to === 'Up') {
       running.heldDown = false;
       running.upSinceMs = change.atMs;
     } else if (change.from === 'Up') {
-      // RFC 5882 3.2: a peer that says AdminDown has turned BFD off, which is no failure of the path.
-      running.heldDown = remoteState !== 'AdminDown' && change.to !== 'AdminDown';
+      running.heldDown = pathMayBeBroken(change, snapshot);
       running.upSinceMs = undefined;
     }
     const log = change.to === 'Up' ? this.logger?.info.bind(this.logger) : this.logger?.warn.bind(this.logger);
-    log?.('BFD session state changed', { peer: running.spec.peer, from: change.from, to: change.to, diag: change.diag, heldDown: running.heldDown });
+    log?.('BFD session state changed', { peer: running.spec.peer, from: change.from, to: change.to, diag: change.diag, remoteDiag, heldDown: running.heldDown });
     this.emit('change', statusOf(running));
   }
 
@@ -218,6 +222,19 @@ export class BfdSessions extends EventEmitter {
       else this.counters.sent++;
     });
   }
+}
+
+/**
+ * Whether a session that left Up says the path may be broken. Not when the peer turned BFD off (AdminDown, RFC 5882
+ * 3.2), nor when it told us Down over the path for no failure of its own: a session it just re-created (a restarted
+ * bfdd, a client that registered again) starts Down with no diagnostic, and its packet just crossed the path. It
+ * may when we stopped hearing the peer, or the peer says it stopped hearing us or its path is down.
+ */
+function pathMayBeBroken(change: BfdStateChange, snapshot: BfdSessionSnapshot): boolean {
+  if (change.to === 'AdminDown' || snapshot.remoteState === 'AdminDown') return false;
+  if (change.diag !== BfdDiag.neighborSignaledDown) return true;
+  const notAFailure: number[] = [BfdDiag.none, BfdDiag.neighborSignaledDown, BfdDiag.administrativelyDown];
+  return !notAFailure.includes(snapshot.remoteDiag);
 }
 
 function statusOf(r: Running): BfdSessionStatus {

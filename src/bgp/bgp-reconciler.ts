@@ -25,7 +25,7 @@ import {
   type ObservedPath,
   type PolicyBundle,
 } from './bgp-planner.js';
-import type { IpFamily } from '../routes/ip-prefix.js';
+import { canonicalAddressText, type IpFamily } from '../routes/ip-prefix.js';
 import { errorInfo, ReconcileLoop, type ReconcileStatus } from '../reconcile/loop.js';
 
 export type { BgpDesiredState, BgpChange } from './bgp-planner.js';
@@ -130,6 +130,12 @@ export class BgpReconciler {
     if (sorted.join() === this.heldDown.join()) return;
     this.heldDown = sorted;
     this.loop.markDirty();
+  }
+
+  /** The peers whose session is Established in gobgpd now: asked, not remembered (BFD's verdicts need now). */
+  async establishedPeers(): Promise<Set<string>> {
+    const peers = await this.client.listPeerConfigs();
+    return new Set(peers.filter((p) => p.status.state === 'ESTABLISHED').map((p) => canonicalAddressText(p.spec.address) ?? p.spec.address));
   }
 
   /** Asks for a pass now (e.g. from an operator or a test). */

@@ -1,7 +1,8 @@
 // Which peers get BFD: directly connected ones (on a node network, not multihop), by bgp.bfd or per peer.
 import { expect } from 'chai';
 import { parseAgentConfig } from '../../../src/config/agent-config.js';
-import { planBfdPeers } from '../../../src/agent/bfd-peers.js';
+import { planBfdHoldDown, planBfdPeers, type BfdDownVerdict } from '../../../src/agent/bfd-peers.js';
+import type { BfdSessionStatus } from '../../../src/bfd/sessions.js';
 import type { NodeInfo } from '../../../src/kube/node-info.js';
 import type { PeerSpec } from '../../../src/bgp/types.js';
 
@@ -54,5 +55,62 @@ describe('planBfdPeers', () => {
     expect(problems({ bfd: { multiplier: 1 } })).to.match(/bgp\.bfd\.multiplier/);
     expect(problems({ bfd: { interval: 300 } })).to.include('bgp.bfd: unknown key(s) "interval"');
     expect(problems({ peers: [{ address: '10.10.1.1', asn: 65001, ebgpMultihopTtl: 2, bfd: { enabled: true } }] })).to.include('bgp.peers[0].bfd.enabled: BFD runs single-hop (RFC 5881) only');
+  });
+});
+
+describe('planBfdHoldDown', () => {
+  const TOR_A = '10.10.1.1';
+  const NODE_B = '10.10.1.12';
+  function session(peer: string, heldDown: boolean, atMs: number, remoteControlPlaneIndependent = false): BfdSessionStatus {
+    return {
+      peer,
+      state: heldDown ? 'Down' : 'Up',
+      diag: heldDown ? 1 : 0,
+      remoteState: 'Up',
+      remoteControlPlaneIndependent,
+      remoteDiag: 0,
+      localDiscriminator: 1,
+      remoteDiscriminator: 2,
+      txIntervalMs: 200,
+      detectionTimeMs: 600,
+      pollInProgress: false,
+      heldDown,
+      stateChanges: 2,
+      upSinceMs: heldDown ? undefined : atMs,
+      lastChange: { from: heldDown ? 'Up' : 'Init', to: heldDown ? 'Down' : 'Up', diag: heldDown ? 1 : 0, atMs, remoteState: 'Up', remoteDiag: 0, remoteControlPlaneIndependent },
+    };
+  }
+  const graceful = new Set([TOR_A]);
+
+  it('a silent path failure (BGP still Established) is held down at once, though the peer has graceful restart', () => {
+    const first = planBfdHoldDown({ sessions: [session(TOR_A, true, 1000)], gracefulRestartPeers: graceful, establishedPeers: undefined, verdicts: new Map() });
+    expect(first.needsSessionStates).to.equal(true);
+    expect(first.heldDown).to.deep.equal([]);
+    const judged = planBfdHoldDown({ sessions: [session(TOR_A, true, 1000)], gracefulRestartPeers: graceful, establishedPeers: new Set([TOR_A]), verdicts: new Map() });
+    expect(judged).to.deep.include({ heldDown: [TOR_A], needsSessionStates: false, leftToGracefulRestart: [] });
+  });
+
+  it('a control-plane restart (BGP already down, graceful restart, C bit clear) is left to graceful restart, and stays so while BGP comes back', () => {
+    const judged = planBfdHoldDown({ sessions: [session(TOR_A, true, 1000)], gracefulRestartPeers: graceful, establishedPeers: new Set(), verdicts: new Map() });
+    expect(judged).to.deep.include({ heldDown: [], leftToGracefulRestart: [TOR_A] });
+    // The restarted bgpd is Established again before its bfdd's session is Up: the same down is not judged again.
+    const later = planBfdHoldDown({ sessions: [session(TOR_A, true, 1000)], gracefulRestartPeers: graceful, establishedPeers: undefined, verdicts: judged.verdicts });
+    expect(later).to.deep.include({ heldDown: [], needsSessionStates: false, leftToGracefulRestart: [] });
+  });
+
+  it('the C bit or no graceful restart means a path failure: held down without asking BGP', () => {
+    const plan = planBfdHoldDown({ sessions: [session(TOR_A, true, 1000, true), session(NODE_B, true, 1200)], gracefulRestartPeers: graceful, establishedPeers: undefined, verdicts: new Map() });
+    expect(plan).to.deep.include({ heldDown: [TOR_A, NODE_B], needsSessionStates: false });
+  });
+
+  it('a held-down peer stays held (its BGP session is down because we hold it) until BFD is Up; a new down is judged anew', () => {
+    const verdicts = new Map<string, BfdDownVerdict>([[TOR_A, { atMs: 1000, holdDown: true }]]);
+    const still = planBfdHoldDown({ sessions: [session(TOR_A, true, 1000)], gracefulRestartPeers: graceful, establishedPeers: new Set(), verdicts });
+    expect(still.heldDown).to.deep.equal([TOR_A]);
+    const up = planBfdHoldDown({ sessions: [session(TOR_A, false, 5000)], gracefulRestartPeers: graceful, establishedPeers: undefined, verdicts: still.verdicts });
+    expect(up.heldDown).to.deep.equal([]);
+    expect([...up.verdicts]).to.deep.equal([]);
+    const again = planBfdHoldDown({ sessions: [session(TOR_A, true, 9000)], gracefulRestartPeers: graceful, establishedPeers: new Set(), verdicts: up.verdicts });
+    expect(again).to.deep.include({ heldDown: [], leftToGracefulRestart: [TOR_A] });
   });
 });

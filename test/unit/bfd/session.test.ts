@@ -97,6 +97,28 @@ describe('BFD session state machine', () => {
     expect(s.snapshot().txIntervalMs).to.equal(300);
   });
 
+  it('remembers the C bit of the peer\'s last packet (its BFD independent of its control plane) and sends it clear', () => {
+    const s = new BfdSession(7, FAST, 0);
+    expect(s.snapshot().remoteControlPlaneIndependent).to.equal(false);
+    s.receive(packet({ state: 'Init', yourDiscriminator: 7, controlPlaneIndependent: true }), 0);
+    expect(s.snapshot().remoteControlPlaneIndependent).to.equal(true);
+    expect(s.advance(s.nextDeadline()).send[0]!.controlPlaneIndependent).to.equal(false);
+    s.receive(packet({ state: 'Up', yourDiscriminator: 7 }), 10);
+    expect(s.snapshot().remoteControlPlaneIndependent).to.equal(false);
+  });
+
+  it('sends sooner at once when the peer lowers its RequiredMinRx (its poll after Up), not after the slow interval', () => {
+    const s = new BfdSession(7, FAST, 0, () => 1);
+    // The peer comes Up while still asking for the slow rate, as FRR's bfdd does until its own poll.
+    s.receive(packet({ state: 'Init', yourDiscriminator: 7, requiredMinRxUs: SLOW_TX_US }), 0);
+    expect(s.state).to.equal('Up');
+    s.advance(s.nextDeadline());
+    expect(s.nextDeadline()).to.be.at.least(900);
+    const out = s.receive(packet({ state: 'Up', yourDiscriminator: 7, poll: true, requiredMinRxUs: 300_000 }), 50);
+    expect(out.send[0]).to.include({ final: true });
+    expect(s.nextDeadline()).to.be.at.most(50 + 300);
+  });
+
   it('answers a Poll with a Final at once, whatever the transmit timer says', () => {
     const s = new BfdSession(7, FAST, 0);
     s.advance(0);

@@ -10,19 +10,20 @@ import { pollUntil } from '../../poll.js';
 const PORT = 13784;
 const FAST = { desiredMinTxUs: 50_000, requiredMinRxUs: 50_000, detectMult: 3 };
 
-/** A BFD peer on 127.0.0.2: answers with its own BfdSession while `silent` is false. */
+/** A BFD peer on 127.0.0.2: answers with its own BfdSession while `silent` is false; hears nothing while `deaf`. */
 class LoopbackPeer {
   readonly socket = dgram.createSocket('udp4');
-  readonly session = new BfdSession(0xbeef, FAST, performance.now());
+  session = new BfdSession(0xbeef, FAST, performance.now());
   readonly sources: number[] = [];
   silent = false;
+  deaf = false;
   private timer: NodeJS.Timeout | undefined;
   async start(): Promise<void> {
     await new Promise<void>((resolve) => this.socket.bind(PORT, '127.0.0.2', resolve));
     this.socket.on('message', (msg, rinfo) => {
       this.sources.push(rinfo.port);
       const d = decodeBfdPacket(msg);
-      if (!d.ok || this.silent) return;
+      if (!d.ok || this.silent || this.deaf) return;
       for (const p of this.session.receive(d.packet, performance.now()).send) this.socket.send(encodeBfdPacket(p), PORT, '127.0.0.1');
     });
     const tick = (): void => {
@@ -86,6 +87,26 @@ describe('BFD sessions over UDP (loopback)', function () {
     expect(ours.status()).to.deep.equal([]);
     await pollUntil('peer sees AdminDown', () => (peer.session.snapshot().remoteState === 'AdminDown' ? true : undefined), { timeoutMs: 2_000, intervalMs: 5 });
     expect(peer.session.state).to.equal('Down');
+  });
+
+  it('a peer that re-creates its session (a restarted bfdd) says Down over a working path: not held down', async () => {
+    await ours.setPeers([{ peer: '127.0.0.2', timers: FAST }]);
+    await pollUntil('session Up', () => (ours.status()[0]?.state === 'Up' ? true : undefined), { timeoutMs: 8_000, intervalMs: 20 });
+    peer.session = new BfdSession(0xcafe, FAST, performance.now());
+    await pollUntil('Down', () => (changes.some((c) => c.state === 'Down') ? true : undefined), { timeoutMs: 3_000, intervalMs: 5 });
+    const down = changes.find((c) => c.state === 'Down')!;
+    expect(down).to.include({ diag: 3, heldDown: false });
+    expect(down.lastChange).to.include({ remoteDiag: 0 });
+    await pollUntil('Up again', () => (ours.status()[0]?.state === 'Up' ? true : undefined), { timeoutMs: 8_000, intervalMs: 20 });
+    expect(changes.every((c) => !c.heldDown)).to.equal(true);
+  });
+
+  it('a peer that stops hearing us (one way broken) says Down with its detection-time diagnostic: held down', async () => {
+    await ours.setPeers([{ peer: '127.0.0.2', timers: FAST }]);
+    await pollUntil('session Up', () => (ours.status()[0]?.state === 'Up' ? true : undefined), { timeoutMs: 8_000, intervalMs: 20 });
+    peer.deaf = true;
+    await pollUntil('held down', () => (ours.status()[0]?.heldDown ? true : undefined), { timeoutMs: 2_000, intervalMs: 5 });
+    expect(ours.status()[0]).to.include({ state: 'Down', diag: 3, remoteDiag: 1 });
   });
 
   it('discards packets from an address that is not the session peer', async () => {
