@@ -6,8 +6,8 @@
 // --update FILE replaces only the sections of the benchmarks run (with --only; those that have one of their own,
 // e.g. hostile-policy) in an existing report, with their rows of the targets table, and leaves the rest as it was.
 // --quick runs every benchmark at a tiny size (what the smoke test does) and writes nowhere unless --out is given;
-// it leaves out bfd-soak unless --only names it: a soak of a few seconds says nothing about flaps, and its lab up
-// would cost the smoke test (and `make test`) half a minute.
+// it leaves out bfd-soak and scale unless --only names them: a soak of a few seconds says nothing about flaps, a
+// three-node "scale" lab says nothing about scale, and their lab ups would cost `make test` about two minutes.
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -31,6 +31,8 @@ import { runScale, THREE_RACKS, type ScaleOptions, type ScaleResult } from './sc
 import { LAB_NAME_PATTERN } from '../src/lab/paths.js';
 
 export const BENCHMARKS = ['route', 'datapath', 'convergence', 'footprint', 'policy', 'policy-datapath', 'hostile-policy', 'services', 'scale', 'bfd-soak'] as const;
+/** What --quick leaves out unless --only names it (see above). */
+const NOT_QUICK: readonly BenchmarkName[] = ['scale', 'bfd-soak'];
 export type BenchmarkName = (typeof BENCHMARKS)[number];
 
 export interface BenchRunOptions {
@@ -283,7 +285,7 @@ export function parseArgs(argv: string[]): { options: Omit<BenchRunOptions, 'log
   const root = findProjectRoot();
   const reps = Number(flag(argv, 'reps') ?? (quick ? 1 : 3));
   const sizes = (flag(argv, 'sizes') ?? (quick ? '200' : '1000,10000,50000')).split(',').map(Number);
-  const only = (flag(argv, 'only') ?? BENCHMARKS.filter((b) => !quick || b !== 'bfd-soak').join(',')).split(',') as BenchmarkName[];
+  const only = (flag(argv, 'only') ?? BENCHMARKS.filter((b) => !quick || !NOT_QUICK.includes(b)).join(',')).split(',') as BenchmarkName[];
   const soakSeconds = Number(flag(argv, 'bfd-soak-seconds') ?? (quick ? 5 : 600));
   const bad = only.filter((b) => !(BENCHMARKS as readonly string[]).includes(b));
   if (!Number.isInteger(reps) || reps < 1) throw new BenchError('BENCH_BAD_OPTIONS', `--reps: expected a positive integer, got ${flag(argv, 'reps')}`);

@@ -110,33 +110,9 @@ describe('benchmarks at smoke size (bench/run.ts --quick)', function () {
     expect(s.allocation.totalMs).to.be.at.least(s.allocation.fromCreate.max);
   });
 
-  it('scale: both iBGP shapes converged in every kernel, the routes cost something, a reflector killed lost no probe', () => {
-    const s = results.scale!;
-    expect(s.failures, logs.join('\n')).to.deep.equal([]);
-    expect(s.modes.map((m) => m.mode)).to.deep.equal(['mesh', 'route-reflector']);
-    for (const m of s.modes) {
-      expect(m.nodes, m.mode).to.have.length(s.nodes);
-      expect(m.allRoutedMs, m.mode).to.be.greaterThan(0);
-      for (const n of m.nodes) {
-        expect(n.sessions, `${m.mode} ${n.node}`).to.equal(n.peers);
-        expect(n.ibgpSessions, `${m.mode} ${n.node}`).to.be.greaterThan(0);
-        expect(n.kernelRoutes, `${m.mode} ${n.node}`).to.be.at.least((s.nodes - 1) * s.families);
-        expect(n.rssMiB.agent, `${m.mode} ${n.node}`).to.be.greaterThan(10);
-      }
-    }
-    expect(s.modes[1]!.nodes.map((n) => n.role)).to.include.members(['reflector', 'client']);
-    expect(s.routeCost!.arrivedMs).to.be.greaterThan(0);
-    const flows = s.fault!.flows;
-    expect(flows.length).to.be.greaterThan(1);
-    for (const f of flows) {
-      expect(f.sent, f.name).to.be.greaterThan(0);
-      expect(f.lost, f.name).to.equal(0);
-    }
-  });
-
   it('renders a report with every section and the targets', () => {
     const md = renderReport(results);
-    for (const heading of ['## Machine', '## Targets of issue 7', '## 1. Route programming', '## 2. Convergence', '## 3. Data path', '## 4. NetworkPolicy', '## 5. Footprint', '## 6. NetworkPolicy: hostile policies', '## 7. Services: routes at the ToR and LoadBalancer allocation', '## 8. Scale: full mesh and route reflectors']) {
+    for (const heading of ['## Machine', '## Targets of issue 7', '## 1. Route programming', '## 2. Convergence', '## 3. Data path', '## 4. NetworkPolicy', '## 5. Footprint', '## 6. NetworkPolicy: hostile policies', '## 7. Services: routes at the ToR and LoadBalancer allocation']) {
       expect(md).to.include(heading);
     }
     expect(md).to.not.include('Not measured');

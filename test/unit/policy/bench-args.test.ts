@@ -11,4 +11,13 @@ describe('bench/run policy arguments', () => {
       expect(args[args.indexOf('--prefix') + 1], argv.join(' ')).to.equal('hq');
     }
   });
+
+  it('--quick runs every benchmark but the lab-heavy scale and bfd-soak, unless --only names them', () => {
+    expect(parseArgs([]).options.only).to.include.members(['scale', 'bfd-soak']);
+    const quick = parseArgs(['--quick']).options.only;
+    expect(quick).to.not.include.members(['scale']);
+    expect(quick).to.not.include.members(['bfd-soak']);
+    expect(quick).to.include.members(['route', 'services', 'hostile-policy']);
+    expect(parseArgs(['--quick', '--only', 'scale']).options.only).to.deep.equal(['scale']);
+  });
 });
