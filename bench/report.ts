@@ -597,6 +597,9 @@ const SECTIONS: Partial<Record<keyof BenchResults['errors'], string>> = {
  * saying it comes from a run of its own, and their rows of the targets table and their miss texts replaced or added.
  * The rest of the report, from another run, stays as it was.
  */
+/** Benchmarks that run once whatever --reps says (a lab-long scenario, not a timing to repeat). */
+const ONE_PASS: readonly string[] = ['scale', 'bfd-soak'];
+
 export function updateReport(existing: string, r: BenchResults, only: readonly string[]): string {
   const fresh = renderReport(r);
   let doc = existing;
@@ -608,7 +611,7 @@ export function updateReport(existing: string, r: BenchResults, only: readonly s
     const m = r.machine;
     const note =
       `Measured apart from the rest of this report (\`node dist/bench/run.js --only ${b} --update\`): ${m.date}, commit ${m.gitCommit}, ` +
-      `${r.reps} repetition${r.reps === 1 ? '' : 's'}, ${(r.durationS / 60).toFixed(1)} min, load average start ${m.loadAtStart.map((l) => l.toFixed(1)).join(' / ')}, ` +
+      `${ONE_PASS.includes(b) ? 'one pass' : `${r.reps} repetition${r.reps === 1 ? '' : 's'}`}, ${(r.durationS / 60).toFixed(1)} min, load average start ${m.loadAtStart.map((l) => l.toFixed(1)).join(' / ')}, ` +
       `end ${r.loadAtEnd.map((l) => l.toFixed(1)).join(' / ')}.`;
     const withNote = section.replace(`${heading}\n`, `${heading}\n\n${note}\n`);
     const old = sectionOf(doc, heading);
