@@ -22,7 +22,7 @@ import { execa } from 'execa';
 import YAML from 'yaml';
 import { findProjectRoot } from '../src/bgp/gobgp-proto.js';
 import { apiRequest } from '../src/lab/api.js';
-import { birdc, birdFiles } from '../src/lab/bird.js';
+import { birdc, birdFiles, NODE_RANGE_PROTOCOL } from '../src/lab/bird.js';
 import { labDown, listLabs } from '../src/lab/down.js';
 import { frrFiles, vtysh } from '../src/lab/frr.js';
 import { labPaths } from '../src/lab/paths.js';
@@ -188,7 +188,8 @@ export function parseBirdBgpProtocols(text: string): Record<string, Observed> {
   const timeLike = /^(\d{4}-\d{2}-\d{2}|\d{2}:\d{2}:\d{2}(\.\d+)?)$/;
   for (const line of text.split('\n')) {
     const cols = line.trim().split(/\s+/);
-    if (cols.length < 5 || cols[1] !== 'BGP') continue;
+    // A neighbor range's protocol only listens (BIRD shows it Passive for ever); the sessions it spawns are listed.
+    if (cols.length < 5 || cols[1] !== 'BGP' || cols[0]!.startsWith(NODE_RANGE_PROTOCOL)) continue;
     const sinceCols = cols.slice(4).filter((c, i, all) => all.slice(0, i + 1).every((x) => timeLike.test(x)));
     const info = cols.slice(4 + sinceCols.length).join(' ');
     out[cols[0]!] = { up: cols[3] === 'up' && info.startsWith('Established'), since: sinceCols.join(' ') };

@@ -9,6 +9,8 @@ import type { FabricSession, LabLayout, Topology } from './topology.js';
 
 /** Name prefix of the protocols a ToR makes for nodes it does not know (BIRD numbers them: node1, node2, ...). */
 export const DYNAMIC_NODE_NAME = 'dyn';
+/** The listening protocols of the rack's neighbor ranges (one per subnet): listeners, never sessions themselves. */
+export const NODE_RANGE_PROTOCOL = 'nodes_range_';
 
 export class BirdError extends Error {
   readonly code = 'BIRD_FAILED';
@@ -116,7 +118,7 @@ export function renderBirdConf(topology: Topology, layout: LabLayout, routerName
     for (const address of nodeNeighborAddresses(layout, routerName)) lines.push(...nodeProtocolLines(address));
     rack.subnets.forEach((subnet, i) => {
       lines.push(
-        `protocol bgp nodes_range_${i} from nodes {`,
+        `protocol bgp ${NODE_RANGE_PROTOCOL}${i} from nodes {`,
         `  neighbor range ${subnet} external;`,
         `  dynamic name "${DYNAMIC_NODE_NAME}";`,
         '}',
