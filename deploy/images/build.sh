@@ -37,12 +37,11 @@ packages() { grep -Ev '^(#|$)' "deploy/images/packages-$1.txt"; }
 # Time of the last commit that changed these files (of HEAD when none did yet): SOURCE_DATE_EPOCH.
 commit_time() { local t; t=$(git log -1 --format=%ct -- "$@"); echo "${t:-$(git log -1 --format=%ct)}"; }
 
-# The root filesystem of image $1 on Debian suite $2, written to the tarball $3.
+# The root filesystem of image $1 on Debian suite $2, written to the tarball $3, its files dated $4.
 make_rootfs() {
-  local image=$1 suite=$2 tar=$3
+  local image=$1 suite=$2 tar=$3 epoch=$4
   log "$image: mmdebstrap --variant=minbase $suite with $(packages "$image" | paste -sd' ')"
-  SOURCE_DATE_EPOCH=$(commit_time "deploy/images/packages-$image.txt") \
-    mmdebstrap --quiet --variant=minbase --format=tar --include="$(packages "$image" | paste -sd,)" \
+  SOURCE_DATE_EPOCH=$epoch mmdebstrap --quiet --variant=minbase --format=tar --include="$(packages "$image" | paste -sd,)" \
     --aptopt='APT::Install-Recommends "false"' --hook-dir=/usr/share/mmdebstrap/hooks/maybe-merged-usr \
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
     --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
@@ -55,11 +54,13 @@ make_rootfs() {
 # podroute/$1-base:<hash of what makes it>, imported from its cached root filesystem; prints the name.
 base_image() {
   local image=$1 suite=$2
-  local key; key=$({ echo "$suite"; packages "$image"; declare -f make_rootfs; } | short_hash)
+  # Dated by the last commit of the package list: the same list gives the same tarball (for the same mirror).
+  local epoch; epoch=$(commit_time "deploy/images/packages-$image.txt")
+  local key; key=$({ echo "$suite $epoch"; packages "$image"; declare -f make_rootfs; } | short_hash)
   local name=localhost/podroute/$image-base:$key tar=$OUT/rootfs-$image-$key.tar
   if [ ! -f "$tar" ]; then
     rm -f "$OUT/rootfs-$image-"*
-    make_rootfs "$image" "$suite" "$tar" >&2
+    make_rootfs "$image" "$suite" "$tar" "$epoch" >&2
   fi
   podman image exists "$name" || podman import --quiet "$tar" "$name" >/dev/null
   echo "$name"
@@ -150,6 +151,8 @@ build_image() {
   export M_LAYER_BYTES; M_LAYER_BYTES=$(du -sb "$root" | cut -f1)
   mkdir -p "$root$(dirname "$MANIFEST")"
   write_manifest >"$root$MANIFEST"
+  # The commit's time on every file: the same inputs give the same layer digest.
+  find "$root" -exec touch -h -d "@$epoch" {} +
 
   log "$ref: layer on $base"
   local previous; previous=$(podman image inspect --format '{{.Id}}' "$ref" 2>/dev/null || true)
@@ -163,12 +166,13 @@ build_image() {
   buildah commit --quiet --rm --timestamp "$epoch" "$ctr" "$ref" >/dev/null
 
   # What this script made before and no longer uses: the image replaced and the bases of older package lists.
-  [ -z "$previous" ] || podman rmi "$previous" >/dev/null 2>&1 || true
+  local id; id=$(podman image inspect --format '{{.Id}}' "$ref")
+  [ -z "$previous" ] || [ "$previous" = "$id" ] || podman rmi "$previous" >/dev/null 2>&1 || true
   podman images --format '{{.Repository}}:{{.Tag}}' "localhost/podroute/$image-base" | grep -vxF "$base" |
     xargs -r podman rmi >/dev/null 2>&1 || true
   export M_IMAGE_BYTES; M_IMAGE_BYTES=$(podman image inspect --format '{{.Size}}' "$ref")
   write_manifest >"$OUT/podroute-$image.manifest.json"
-  echo "$key $(podman image inspect --format '{{.Id}}' "$ref")" >"$stamp"
+  echo "$key $id" >"$stamp"
   log "$ref: $((M_IMAGE_BYTES / 1000000)) MB, manifest $OUT/podroute-$image.manifest.json"
   REBUILT=yes
 }
