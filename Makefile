@@ -3,23 +3,26 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-# Debian packages the agent, the lab and the tests run with.
+# Debian packages the agent, the lab, the tests and `make images` run with (podman with runc: Debian's crun 1.8
+# cannot run containers here, see deploy/images/containers.conf).
 # test/unit/deploy/setup-packages.test.ts checks that every program the sources run comes from here (or Debian's base).
 APT_PACKAGES := gobgpd golang-github-osrg-gobgp-dev frr bird2 iptables nftables ipset iproute2 \
-                containernetworking-plugins iputils-ping iperf3 procps psmisc socat curl openssl git
+                containernetworking-plugins iputils-ping iperf3 procps psmisc socat curl openssl git \
+                mmdebstrap buildah podman runc
 GOBGP_API_DIR := /usr/share/gocode/src/github.com/osrg/gobgp/api
 LAB_TOPOLOGY ?= topologies/two-racks.yaml
 LAB_NAME ?= demo
 STAMPS := .stamps
 PODROUTE := node dist/src/cli/main.js
 
-.PHONY: help setup apt npm protos build lint typecheck unit labtest test lab lab-down bench clean
+.PHONY: help setup apt npm protos build images lint typecheck unit labtest test lab lab-down bench clean
 
 help:
 	@echo "make lab      bring up $(LAB_TOPOLOGY) as lab '$(LAB_NAME)' and show pods talking across racks"
 	@echo "make lab-down tear the lab down"
 	@echo "make test     lint, typecheck, unit and lab end-to-end tests"
 	@echo "make bench    benchmarks, results in docs/benchmarks.md"
+	@echo "make images   podroute/agent and podroute/gobgpd from Debian packages, into podman (deploy/README.md)"
 
 setup: apt npm protos build
 
@@ -48,6 +51,10 @@ protos: apt
 # From scratch: tsc never removes the output of a deleted source, and a deleted test would go on running.
 build: npm protos
 	@rm -rf dist && npx tsc -p tsconfig.json
+
+# The images from Debian packages alone (mmdebstrap, podman, buildah; no registry): see deploy/README.md.
+images: build
+	deploy/images/build.sh
 
 lint: npm
 	npx eslint .
