@@ -45,9 +45,11 @@ describe('lab: node sysctls in a node netns (h6node-*)', function () {
 
   it('sets forwarding and bridge netfilter in its own netns only, writing only what differs', async () => {
     const host = await hostValues();
-    // A fresh netns has forwarding off; bridge-nf-call-* start at 1 on this kernel: turn one off to see it fixed.
-    await inNs(NODE_A, ['sysctl', '-q', '-w', 'net.bridge.bridge-nf-call-iptables=0']);
-    await inNs(NODE_B, ['sysctl', '-q', '-w', 'net.bridge.bridge-nf-call-iptables=0']);
+    // A fresh netns copies the host's IPv4 forwarding (on wherever a container runtime ran), and bridge-nf-call-*
+    // start at 1 on this kernel: turn forwarding and one of them off to see them fixed.
+    for (const ns of [NODE_A, NODE_B]) {
+      await inNs(ns, ['sysctl', '-q', '-w', 'net.ipv4.ip_forward=0', 'net.ipv6.conf.all.forwarding=0', 'net.bridge.bridge-nf-call-iptables=0']);
+    }
     expect(await readInNs(NODE_A, 'net.ipv4.ip_forward')).to.equal('0');
 
     const first = await applyIn(NODE_A);
