@@ -592,14 +592,14 @@ const SECTIONS: Partial<Record<keyof BenchResults['errors'], string>> = {
   'bfd-soak': BFD_SOAK_HEADING,
 };
 
+/** Benchmarks that run once whatever --reps says (a lab-long scenario, not a timing to repeat). */
+const ONE_PASS: readonly string[] = ['scale', 'bfd-soak'];
+
 /**
  * An existing report with the sections of the benchmarks of this run replaced (or appended), each headed by a note
  * saying it comes from a run of its own, and their rows of the targets table and their miss texts replaced or added.
  * The rest of the report, from another run, stays as it was.
  */
-/** Benchmarks that run once whatever --reps says (a lab-long scenario, not a timing to repeat). */
-const ONE_PASS: readonly string[] = ['scale', 'bfd-soak'];
-
 export function updateReport(existing: string, r: BenchResults, only: readonly string[]): string {
   const fresh = renderReport(r);
   let doc = existing;
