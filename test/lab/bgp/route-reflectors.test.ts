@@ -51,16 +51,28 @@ async function status(node: string): Promise<StatusJson> {
 const nodePeers = (s: StatusJson): StatusJson['peers'] => s.peers.filter((p) => p.type === 'node');
 
 /** Every other node's podCIDRs (v4 and v6) in every node's kernel, each via its owner's address (v4) as the next hop. */
-async function everyKernelRoutesEveryNode(): Promise<true | undefined> {
+async function everyKernelRoutesEveryNode(): Promise<true> {
   for (const node of NODES) {
     const routes = await nodeRoutes(LAB, node);
     for (const other of NODES.filter((n) => n !== node)) {
       const v4 = routes.find((r) => r.prefix === POD_CIDRS[other]![0]);
-      if (v4 === undefined || v4.nextHops.join() !== ADDRESS[other]) return undefined;
-      if (!routes.some((r) => r.prefix === POD_CIDRS[other]![1])) return undefined;
+      const v6 = routes.find((r) => r.prefix === POD_CIDRS[other]![1]);
+      if (v4?.nextHops.join() !== ADDRESS[other] || v6 === undefined) {
+        throw new Error(`${node} routes ${other}'s podCIDRs via ${v4?.nextHops.join() ?? 'nothing'} (v4) and ${v6?.nextHops.join() ?? 'nothing'} (v6)`);
+      }
     }
   }
   return true;
+}
+
+/** Waits for every route in every kernel; a timeout also names every node's sessions, to say where it stopped. */
+async function untilEveryKernelRoutesEveryNode(timeoutMs: number): Promise<void> {
+  try {
+    await pollUntil('every node routes every other node\'s podCIDRs', everyKernelRoutesEveryNode, { timeoutMs });
+  } catch (error) {
+    const sessions = await Promise.all(NODES.map(async (n) => `${n}: ${nodePeers(await status(n)).map((p) => `${p.address} ${p.state}`).join(', ')}`));
+    throw new Error(`${(error as Error).message}; node sessions: ${sessions.join('; ')}`);
+  }
 }
 
 let pods: Map<string, { v4: string; v6: string; socket: string; node: string }>;
@@ -109,7 +121,7 @@ describe('route reflectors (one rack, two reflectors, three clients)', function 
   });
 
   it('clients peer with the two reflectors only, reflectors with every node as rr-client; every kernel routes every node via its owner', async () => {
-    await pollUntil('every node routes every other node\'s podCIDRs', everyKernelRoutesEveryNode, { timeoutMs: 60_000 });
+    await untilEveryKernelRoutesEveryNode(60_000);
     for (const client of ['c1', 'c2', 'c3']) {
       const s = await status(client);
       expect(s.report?.bgp?.role, client).to.equal('client');
@@ -140,7 +152,7 @@ describe('route reflectors (one rack, two reflectors, three clients)', function 
       labStart(LAB, 'gobgpd/rr1');
     }
     await pollUntil('rr1 has every session Established again', async () => (nodePeers(await status('rr1')).every((p) => p.state === 'ESTABLISHED') ? true : undefined), { timeoutMs: 60_000, intervalMs: 500 });
-    await pollUntil('every node routes every other node\'s podCIDRs', everyKernelRoutesEveryNode, { timeoutMs: 30_000 });
+    await untilEveryKernelRoutesEveryNode(30_000);
     const stats = await streams.stop();
     expect(stats.every((s) => s.sent > 100), summary(stats)).to.equal(true);
     expect(lost(stats), summary(stats)).to.equal(0);
@@ -165,7 +177,7 @@ describe('route reflectors (one rack, two reflectors, three clients)', function 
       },
       { timeoutMs: 90_000, intervalMs: 500 },
     );
-    await pollUntil('every node routes every other node\'s podCIDRs', everyKernelRoutesEveryNode, { timeoutMs: 30_000 });
+    await untilEveryKernelRoutesEveryNode(30_000);
     const stats = await streams.stop();
     console.log(`      relabel to reflector converged in ${Math.round(converged - labelledAt)} ms`);
     expect(lost(stats), summary(stats)).to.equal(0);
