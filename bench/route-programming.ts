@@ -51,6 +51,8 @@ export interface SizeResult {
   /** podroute agent after its N routes: RSS (MiB) and CPU spent during one programming + withdrawal (ms). */
   agentRssMiB?: number;
   agentCpuMsPerCycle?: Summary;
+  /** podroute's own gobgpd over the same cycles (the issue's bar: the agent spends no more than it). */
+  gobgpdCpuMsPerCycle?: Summary;
   failures: string[];
 }
 
@@ -65,7 +67,7 @@ const INJECTOR = { address: '10.99.0.1', asn: 65100 };
 const LAN = '10.99.0.0/24';
 /** Injected prefixes: /32s from the bottom of this range; podroute's cluster range is this whole range. */
 const INJECTED_RANGE = '10.128.0.0/9';
-const RECEIVER_ASN: Record<ReceiverKind, number> = { podroute: 64512, gobgpd: 65201, frr: 65202, bird: 65203 };
+const RECEIVER_ASN: Record<ReceiverKind, number> = { podroute: 64512, watcher: 65204, gobgpd: 65201, frr: 65202, bird: 65203 };
 const PROTO = 44;
 
 export function injectedPrefixes(n: number): string[] {
@@ -193,6 +195,7 @@ async function runSize(n: number, receivers: Receiver[], o: RouteBenchOptions & 
   const withdraw = new Map<ReceiverKind, number[]>();
   const establish = new Map<ReceiverKind, number[]>();
   const agentCpu: number[] = [];
+  const gobgpdCpu: number[] = [];
   const timeoutMs = 30_000 + n * 2;
   let agentRss: number | undefined;
   const prefixes = injectedPrefixes(n);
@@ -232,6 +235,7 @@ async function runSize(n: number, receivers: Receiver[], o: RouteBenchOptions & 
         }
         try {
           const cpuBefore = r.agentPid === undefined ? 0 : cpuMs(r.agentPid);
+          const gobgpdCpuBefore = r.agentPid === undefined || r.gobgpdPid === undefined ? 0 : cpuMs(r.gobgpdPid);
           const enabledAt = process.hrtime.bigint();
           await injector.enablePeer(r.address);
           const established = await waitPeerState(events, r.address, 'ESTABLISHED', enabledAt, timeoutMs);
@@ -246,6 +250,7 @@ async function runSize(n: number, receivers: Receiver[], o: RouteBenchOptions & 
           if (down.at === undefined) throw new BenchError('BENCH_TIMEOUT', `${r.kind}: ${down.last} routes left ${timeoutMs} ms after the peer was disabled`);
           push(withdraw, r.kind, Number(down.at - disabledAt) / 1e6);
           if (r.agentPid !== undefined) agentCpu.push(cpuMs(r.agentPid) - cpuBefore);
+          if (r.agentPid !== undefined && r.gobgpdPid !== undefined) gobgpdCpu.push(cpuMs(r.gobgpdPid) - gobgpdCpuBefore);
         } catch (err) {
           const message = err instanceof Error ? err.message : String(err);
           failures.push(`N=${n} rep ${rep + 1} ${r.kind}: ${message}`);
@@ -270,6 +275,7 @@ async function runSize(n: number, receivers: Receiver[], o: RouteBenchOptions & 
       countCostMs: Object.fromEntries(receivers.map((r) => [r.kind, r.readCostMs()])),
       ...(agentRss === undefined ? {} : { agentRssMiB: agentRss }),
       ...(agentCpu.length === 0 ? {} : { agentCpuMsPerCycle: summarize(agentCpu) }),
+      ...(gobgpdCpu.length === 0 ? {} : { gobgpdCpuMsPerCycle: summarize(gobgpdCpu) }),
       failures,
     };
   } finally {

@@ -24,7 +24,7 @@ import { withLab } from './lib/lab-env.js';
 import { machineInfo, type MachineInfo } from './lib/machine.js';
 import { BenchError } from './lib/proc.js';
 import { DUAL_HOMED, runBfdSoak, type BfdSoakOptions, type BfdSoakResult } from './bfd-soak.js';
-import { renderReport, updateReport } from './report.js';
+import { renderReport, ROUTE_FLOOR_FACTOR, updateReport } from './report.js';
 import { runRouteProgramming, type RouteBenchResult } from './route-programming.js';
 import { runServices, type ServicesResult } from './services.js';
 import { runScale, THREE_RACKS, type ScaleOptions, type ScaleResult } from './scale.js';
@@ -126,10 +126,10 @@ function describe(err: unknown): string {
 function podrouteMissed(route: RouteBenchResult): number | undefined {
   for (const s of route.sizes) {
     const ours = s.program.podroute?.median;
-    const rib = s.program.gobgpd?.median;
+    const floor = s.program.watcher?.median;
     const frr = s.program.frr?.median;
     if (ours === undefined || !Number.isFinite(ours)) return s.n;
-    if ((rib !== undefined && ours > rib * 1.3) || (frr !== undefined && ours > frr)) return s.n;
+    if ((floor !== undefined && ours > floor * ROUTE_FLOOR_FACTOR) || (frr !== undefined && ours > frr)) return s.n;
   }
   return undefined;
 }

@@ -41,8 +41,9 @@ export class RawGobgp {
     await new Promise<void>((resolve, reject) => this.client.waitForReady(Date.now() + timeoutMs, (err) => (err ? reject(err) : resolve())));
   }
 
-  async startBgp(asn: number, routerId: string, listenPort: number): Promise<void> {
-    await this.unary('StartBgp', { global: { asn, router_id: routerId, listen_port: listenPort, listen_addresses: [] } });
+  /** useMultiplePaths: every equally good path in the best-path watch, as the agent's gobgpd runs. */
+  async startBgp(asn: number, routerId: string, listenPort: number, useMultiplePaths = false): Promise<void> {
+    await this.unary('StartBgp', { global: { asn, router_id: routerId, listen_port: listenPort, listen_addresses: [], use_multiple_paths: useMultiplePaths } });
   }
 
   /** Adds a peer, optionally administratively down (it then neither dials nor accepts until enablePeer). */

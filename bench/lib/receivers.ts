@@ -1,8 +1,12 @@
 // The receivers of the route-programming benchmark, each in its own namespace on the injector's LAN: podroute
-// (gobgpd + agent), gobgpd alone, FRR bgpd+zebra, BIRD 2 with its kernel protocol. Each reports how many of
-// the injected routes it holds where it matters: the kernel FIB, or (gobgpd alone) its own RIB.
+// (gobgpd + agent), the bare watcher (gobgpd + the smallest client of the agent's WatchEvent stream), gobgpd
+// alone, FRR bgpd+zebra, BIRD 2 with its kernel protocol. Each reports how many of the injected routes it holds
+// where it matters: the kernel FIB, the watcher's count, or (gobgpd alone) its own RIB.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { frrFiles, startFrrDaemon } from '../../src/lab/frr.js';
 import { gobgpdArgs } from '../../src/lab/daemons.js';
@@ -11,12 +15,13 @@ import { RawGobgp } from './gobgp-raw.js';
 import { FibCounter } from './kernel-count.js';
 import { BenchError, pollUntil, startDaemon, type Cleanup } from './proc.js';
 
-export type ReceiverKind = 'podroute' | 'gobgpd' | 'frr' | 'bird';
-export const RECEIVER_KINDS: readonly ReceiverKind[] = ['podroute', 'gobgpd', 'frr', 'bird'];
+export type ReceiverKind = 'podroute' | 'watcher' | 'gobgpd' | 'frr' | 'bird';
+export const RECEIVER_KINDS: readonly ReceiverKind[] = ['podroute', 'watcher', 'gobgpd', 'frr', 'bird'];
 
 export const RECEIVER_LABELS: Record<ReceiverKind | 'ip-batch', string> = {
   podroute: 'podroute (gobgpd + agent) → kernel',
-  gobgpd: 'gobgpd alone → its RIB (floor of our design)',
+  watcher: 'bare watcher: gobgpd → a WatchEvent client that only counts (floor of our design)',
+  gobgpd: 'gobgpd alone → its RIB',
   frr: 'FRR 8.4 bgpd + zebra → kernel',
   bird: 'BIRD 2 (kernel protocol) → kernel',
   'ip-batch': '`ip -batch` of the same routes → kernel',
@@ -33,6 +38,8 @@ export interface Receiver {
   readCostMs(): number;
   /** The daemon whose RSS/CPU is reported, if any. */
   agentPid?: number;
+  /** The receiver's own gobgpd (podroute, the bare watcher), whose CPU is reported beside the agent's. */
+  gobgpdPid?: number;
 }
 
 export interface ReceiverContext {
@@ -58,13 +65,7 @@ export async function startReceiver(kind: ReceiverKind, netns: string, address: 
   await mkdir(dir, { recursive: true });
   switch (kind) {
     case 'gobgpd': {
-      const socket = path.join(dir, 'gobgp.sock');
-      startDaemon({ name: 'gobgpd/alone', netns, command: 'gobgpd', args: gobgpdArgs(socket), logFile: path.join(dir, 'gobgpd.log') }, ctx.cleanup);
-      const gobgp = new RawGobgp(`unix://${socket}`);
-      ctx.cleanup.add('gobgp client (alone)', () => gobgp.close());
-      await gobgp.waitReady(20_000);
-      await gobgp.startBgp(asn, address, 179);
-      await gobgp.addPeer({ address: ctx.injectorAddress, asn: ctx.injectorAsn, connectRetry: 1, families: ['ipv4'] }, false);
+      const gobgp = await startLoneGobgpd(netns, address, asn, dir, ctx, false);
       let reads = 0;
       let readMs = 0;
       return {
@@ -81,6 +82,13 @@ export async function startReceiver(kind: ReceiverKind, netns: string, address: 
         },
         readCostMs: () => (reads === 0 ? NaN : readMs / reads),
       };
+    }
+    case 'watcher': {
+      // Its gobgpd runs as the agent's does (every equally good path in the watch).
+      const gobgp = await startLoneGobgpd(netns, address, asn, dir, ctx, true);
+      const count = startBareWatcher(`unix://${gobgp.socket}`, path.join(dir, 'bare-watcher.log'), ctx.cleanup);
+      await pollUntil('bare watcher subscribed', 20_000, 20, () => Promise.resolve(count() === 0 ? true : undefined));
+      return { kind, netns, address, asn, gobgpdPid: gobgp.pid, installed: () => Promise.resolve(count()), readCostMs: () => 0 };
     }
     case 'frr': {
       const files = frrFiles(dir);
@@ -155,7 +163,7 @@ export async function startReceiver(kind: ReceiverKind, netns: string, address: 
         { netns, nodeName, dir, api: ctx.api, cluster: { asn, podRanges: [RECEIVER_POD_RANGE], extraAcceptRanges: [ctx.injectedRange] }, expectPeer: ctx.injectorAddress, ...(ctx.agentNodeArgs === undefined ? {} : { nodeArgs: ctx.agentNodeArgs }) },
         ctx.cleanup,
       );
-      return { kind, netns, address, asn, agentPid: host.agent.pid, ...(kernelCounter(host.gobgpd.pid)) };
+      return { kind, netns, address, asn, agentPid: host.agent.pid, gobgpdPid: host.gobgpd.pid, ...(kernelCounter(host.gobgpd.pid)) };
     }
   }
 }
@@ -166,3 +174,44 @@ export async function startReceiver(kind: ReceiverKind, netns: string, address: 
  */
 const RECEIVER_POD_RANGE = '10.127.0.0/16';
 const RECEIVER_POD_CIDR = '10.127.0.0/24';
+
+/** gobgpd alone in the receiver's namespace, peered with the injector; its client and its PID. */
+async function startLoneGobgpd(netns: string, address: string, asn: number, dir: string, ctx: ReceiverContext, useMultiplePaths: boolean): Promise<RawGobgp & { pid: number; socket: string }> {
+  const socket = path.join(dir, 'gobgp.sock');
+  const daemon = startDaemon({ name: `gobgpd/${path.basename(dir)}`, netns, command: 'gobgpd', args: gobgpdArgs(socket), logFile: path.join(dir, 'gobgpd.log') }, ctx.cleanup);
+  const gobgp = new RawGobgp(`unix://${socket}`);
+  ctx.cleanup.add(`gobgp client (${path.basename(dir)})`, () => gobgp.close());
+  await gobgp.waitReady(20_000);
+  await gobgp.startBgp(asn, address, 179, useMultiplePaths);
+  await gobgp.addPeer({ address: ctx.injectorAddress, asn: ctx.injectorAsn, connectRetry: 1, families: ['ipv4'] }, false);
+  return Object.assign(gobgp, { pid: daemon.pid, socket });
+}
+
+/**
+ * bench/bare-watcher.js on the gobgpd at `target`, in a process of its own; returns the latest count it printed
+ * (-1 until it is subscribed).
+ */
+function startBareWatcher(target: string, logFile: string, cleanup: Cleanup): () => number {
+  const fd = openSync(logFile, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(process.execPath, [BARE_WATCHER, target], { stdio: ['ignore', 'pipe', fd] });
+  } finally {
+    closeSync(fd);
+  }
+  let latest = -1;
+  let partial = '';
+  child.stdout!.setEncoding('utf8');
+  child.stdout!.on('data', (chunk: string) => {
+    const lines = (partial + chunk).split('\n');
+    partial = lines.pop()!;
+    if (lines.length > 0) latest = Number(lines[lines.length - 1]);
+  });
+  child.on('error', () => undefined);
+  cleanup.add(`bare watcher (${child.pid})`, () => {
+    child.kill('SIGKILL');
+  });
+  return () => latest;
+}
+
+const BARE_WATCHER = fileURLToPath(new URL('../bare-watcher.js', import.meta.url));

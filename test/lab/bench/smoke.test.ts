@@ -33,7 +33,7 @@ describe('benchmarks at smoke size (bench/run.ts --quick)', function () {
     const size = results.route!.sizes[0]!;
     expect(size.n).to.equal(200);
     expect(size.failures).to.deep.equal([]);
-    for (const kind of ['podroute', 'gobgpd', 'frr', 'bird'] as const) {
+    for (const kind of ['podroute', 'watcher', 'gobgpd', 'frr', 'bird'] as const) {
       sane(size.program[kind], `${kind} program`);
       sane(size.withdraw[kind], `${kind} withdraw`);
       sane(size.establish[kind], `${kind} establish`);
