@@ -194,7 +194,7 @@ export function renderReport(r: BenchResults): string {
   if (r.routeProfile !== undefined) {
     const p = r.routeProfile;
     out.push(`### Where the agent's time goes (N = ${n(p.n)}, one extra podroute-only pass under \`node --cpu-prof\`)`, '');
-    out.push(`Busy CPU over the pass: ${formatMs(p.busyMs)}. Self time of the busiest functions:`, '');
+    out.push(`Busy CPU from enabling the peer until every route was withdrawn again (the agent's start left out): ${formatMs(p.busyMs)}. Self time of the busiest functions:`, '');
     out.push(table(['function', 'where', 'self time', 'share'], p.top.map((e) => [`\`${e.fn}\``, e.where, formatMs(e.ms), pct(e.percent)])), '');
   } else if (r.errors.profile !== undefined) {
     out.push(`Profiling pass failed: ${r.errors.profile}`, '');

@@ -53,6 +53,8 @@ export interface SizeResult {
   agentCpuMsPerCycle?: Summary;
   /** podroute's own gobgpd over the same cycles (the issue's bar: the agent spends no more than it). */
   gobgpdCpuMsPerCycle?: Summary;
+  /** podroute's last install + withdraw cycle, in monotonic µs (a CPU profile's window). */
+  podrouteCycleUs?: { fromUs: number; toUs: number };
   failures: string[];
 }
 
@@ -196,6 +198,7 @@ async function runSize(n: number, receivers: Receiver[], o: RouteBenchOptions & 
   const establish = new Map<ReceiverKind, number[]>();
   const agentCpu: number[] = [];
   const gobgpdCpu: number[] = [];
+  let podrouteCycleUs: SizeResult['podrouteCycleUs'];
   const timeoutMs = 30_000 + n * 2;
   let agentRss: number | undefined;
   const prefixes = injectedPrefixes(n);
@@ -249,6 +252,7 @@ async function runSize(n: number, receivers: Receiver[], o: RouteBenchOptions & 
           const down = await waitInstalled(() => r.installed(), (c) => c <= 0, timeoutMs);
           if (down.at === undefined) throw new BenchError('BENCH_TIMEOUT', `${r.kind}: ${down.last} routes left ${timeoutMs} ms after the peer was disabled`);
           push(withdraw, r.kind, Number(down.at - disabledAt) / 1e6);
+          if (r.kind === 'podroute') podrouteCycleUs = { fromUs: Number(enabledAt / 1000n), toUs: Number(down.at / 1000n) };
           if (r.agentPid !== undefined) agentCpu.push(cpuMs(r.agentPid) - cpuBefore);
           if (r.agentPid !== undefined && r.gobgpdPid !== undefined) gobgpdCpu.push(cpuMs(r.gobgpdPid) - gobgpdCpuBefore);
         } catch (err) {
@@ -276,6 +280,7 @@ async function runSize(n: number, receivers: Receiver[], o: RouteBenchOptions & 
       ...(agentRss === undefined ? {} : { agentRssMiB: agentRss }),
       ...(agentCpu.length === 0 ? {} : { agentCpuMsPerCycle: summarize(agentCpu) }),
       ...(gobgpdCpu.length === 0 ? {} : { gobgpdCpuMsPerCycle: summarize(gobgpdCpu) }),
+      ...(podrouteCycleUs === undefined ? {} : { podrouteCycleUs }),
       failures,
     };
   } finally {
