@@ -24,9 +24,12 @@ export interface ProfileWindow {
   toUs: number;
 }
 
-/** The newest .cpuprofile in `dir`, or undefined. */
+/**
+ * The newest main-thread .cpuprofile in `dir`, or undefined. Node writes one per thread, named
+ * CPU.<date>.<time>.<pid>.<thread id>.<sequence>.cpuprofile: the agent's command worker has its own.
+ */
 export function newestProfile(dir: string): string | undefined {
-  const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile')).sort();
+  const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile') && f.split('.')[4] === '0').sort();
   const file = files[files.length - 1];
   return file === undefined ? undefined : path.join(dir, file);
 }
