@@ -58,11 +58,17 @@ base_image() {
   local epoch; epoch=$(commit_time "deploy/images/packages-$image.txt")
   local key; key=$({ echo "$suite $epoch"; packages "$image"; declare -f make_rootfs; } | short_hash)
   local name=localhost/podroute/$image-base:$key tar=$OUT/rootfs-$image-$key.tar
+  # The image first: a clean clone (CI runs `make test` in one) on a machine that imported this base before needs
+  # no tarball, and must not wait for mmdebstrap (2 min or more).
+  if podman image exists "$name"; then
+    echo "$name"
+    return
+  fi
   if [ ! -f "$tar" ]; then
     rm -f "$OUT/rootfs-$image-"*
     make_rootfs "$image" "$suite" "$tar" "$epoch" >&2
   fi
-  podman image exists "$name" || podman import --quiet "$tar" "$name" >/dev/null
+  podman import --quiet "$tar" "$name" >/dev/null
   echo "$name"
 }
 
@@ -98,11 +104,13 @@ stage_gobgpd() {
   install -D -m 0755 deploy/images/scripts/gobgpd-entrypoint.sh "$1/usr/local/bin/gobgpd-entrypoint"
 }
 
-# Facts of a root filesystem tarball for the manifest: Debian version, bytes of its files, package<TAB>version lines.
-debian_version() { tar -xOf "$1" ./etc/debian_version; }
-tar_bytes() { tar -tvf "$1" | awk '{ n += $3 } END { print n }'; }
+# Facts of a base image's root filesystem for the manifest, read from the image itself (its tarball may be gone):
+# Debian version, bytes of its files (each hard-linked file once, as the tarball counts it), package<TAB>version
+# lines. $1 is the directory `podman image mount` gave.
+debian_version() { cat "$1/etc/debian_version"; }
+rootfs_bytes() { find "$1" -type f -printf '%i %s\n' | sort -u | awk '{ n += $2 } END { print n }'; }
 package_versions() {
-  tar -xOf "$1" ./var/lib/dpkg/status | awk '/^Package: / { p = $2 } /^Version: / { v = $2 } /^$/ { print p "\t" v }' | sort
+  awk '/^Package: / { p = $2 } /^Version: / { v = $2 } /^$/ { print p "\t" v }' "$1/var/lib/dpkg/status" | sort
 }
 
 # image-manifest.json from the environment of the call (see build_image).
@@ -122,7 +130,6 @@ build_image() {
   # docker.io/: what a kubelet (and podman) resolve the DaemonSet's `podroute/agent:0.1.0` to, so that a
   # `podman save` imported into containerd is found; podman would otherwise name it localhost/podroute/...
   local ref=docker.io/podroute/$image:$tag base; base=$(base_image "$image" "$suite")
-  local tar=$OUT/rootfs-$image-${base##*:}.tar
   local epoch; epoch=$(commit_time)
   local commit; commit=$(git describe --always --dirty)
   local sources=(deploy/images/scripts)
@@ -138,7 +145,11 @@ build_image() {
   local root=$OUT/layer-$image
   rm -rf "$root" && mkdir -p "$root"
   "stage_$image" "$root"
-  local versions; versions=$(package_versions "$tar")
+  local rootfs; rootfs=$(podman image mount "$base")
+  local versions; versions=$(package_versions "$rootfs")
+  local debian; debian=$(debian_version "$rootfs")
+  local rootfs_size; rootfs_size=$(rootfs_bytes "$rootfs")
+  podman image unmount "$base" >/dev/null
   # Debian's gobgpd must be the version the image is tagged with (and whose protos the agent carries).
   if [ "$image" = gobgpd ] && ! grep -q "^gobgpd	$GOBGPD_VERSION-" <<<"$versions"; then
     echo "Debian's gobgpd in $suite is not $GOBGPD_VERSION" >&2
@@ -146,8 +157,7 @@ build_image() {
   fi
   unset M_IMAGE_BYTES # known once committed: only in the manifest next to the build output
   export M_IMAGE=podroute/$image M_TAG=$tag M_COMMIT=$commit M_EPOCH=$epoch M_SUITE=$suite M_PACKAGES=$versions
-  export M_DEBIAN; M_DEBIAN=$(debian_version "$tar")
-  export M_ROOTFS_BYTES; M_ROOTFS_BYTES=$(tar_bytes "$tar")
+  export M_DEBIAN=$debian M_ROOTFS_BYTES=$rootfs_size
   export M_LAYER_BYTES; M_LAYER_BYTES=$(du -sb "$root" | cut -f1)
   mkdir -p "$root$(dirname "$MANIFEST")"
   write_manifest >"$root$MANIFEST"
