@@ -86,17 +86,49 @@ production_node_modules() {
   echo "$dir/node_modules"
 }
 
-# The agent's files, placed under $1 where agent.Dockerfile puts them.
+# The agent's files, placed under $1 where agent.Dockerfile puts them: its production node_modules (in an image
+# of their own, agent_modules_image) and the rest (the agent image's own layer).
 stage_agent() {
+  stage_agent_modules "$1"
+  stage_agent_app "$1"
+}
+stage_agent_modules() {
+  mkdir -p "$1$AGENT_WORKDIR"
+  cp -a "$NODE_MODULES" "$1$AGENT_WORKDIR/node_modules"
+}
+stage_agent_app() {
   local root=$1 app=$1$AGENT_WORKDIR
   mkdir -p "$app/dist" "$app/proto" "$root/usr/local/lib/podroute" "$root/usr/local/bin"
   cp package.json "$app/"
-  cp -a "$NODE_MODULES" "$app/node_modules"
   cp -a "$DIST/src" "$app/dist/src"
   cp proto/gobgp.proto proto/attribute.proto proto/capability.proto "$app/proto/"
   install -m 0755 deploy/images/scripts/install-cni-plugins.sh deploy/images/scripts/node-sysctls.sh "$root/usr/local/lib/podroute/"
   chmod 0755 "$app/dist/src/cli/main.js"
   ln -s "$AGENT_WORKDIR/dist/src/cli/main.js" "$root/usr/local/bin/podroute"
+}
+
+# The agent's Debian base $1 plus its production node_modules: an image of its own named by the base and the lock
+# file, found in podman first (as the base), so that a new commit, or a clean clone on a machine that made it
+# before, only adds the compiled agent on top: no npm ci, no 88 MB layer to write. Prints the name.
+agent_modules_image() {
+  local base=$1
+  local key; key=$({ echo "$base"; cat package.json package-lock.json; declare -f stage_agent_modules agent_modules_image; } | short_hash)
+  local name=localhost/podroute/agent-modules:$key
+  if ! podman image exists "$name"; then
+    NODE_MODULES=$(production_node_modules)
+    local epoch; epoch=$(commit_time package.json package-lock.json)
+    local root=$OUT/layer-agent-modules ctr=podroute-build-agent-modules
+    rm -rf "$root" && mkdir -p "$root"
+    stage_agent_modules "$root"
+    find "$root" -exec touch -h -d "@$epoch" {} +
+    log "agent: node_modules layer on $base"
+    buildah rm "$ctr" >/dev/null 2>&1 || true
+    buildah from --quiet --pull=never --name "$ctr" "$base" >/dev/null
+    buildah add --quiet --chown 0:0 "$ctr" "$root" / >/dev/null
+    buildah commit --quiet --rm --timestamp "$epoch" "$ctr" "$name" >/dev/null
+    rm -rf "$root"
+  fi
+  echo "$name"
 }
 
 # The gobgpd image's own file, placed under $1 where gobgpd.Dockerfile puts it.
@@ -129,12 +161,15 @@ build_image() {
   local image=$1 tag=$2 suite=$3 workdir=$4 user=$5 entrypoint=$6 cmd=$7
   # docker.io/: what a kubelet (and podman) resolve the DaemonSet's `podroute/agent:0.1.0` to, so that a
   # `podman save` imported into containerd is found; podman would otherwise name it localhost/podroute/...
-  local ref=docker.io/podroute/$image:$tag base; base=$(base_image "$image" "$suite")
+  local ref=docker.io/podroute/$image:$tag debian_base; debian_base=$(base_image "$image" "$suite")
+  # The layer goes on the Debian base, for the agent on the base with its node_modules.
+  local base=$debian_base stage=stage_$image
+  if [ "$image" = agent ]; then base=$(agent_modules_image "$debian_base"); stage=stage_agent_app; fi
   local epoch; epoch=$(commit_time)
   local commit; commit=$(git describe --always --dirty)
   local sources=(deploy/images/scripts)
   [ "$image" = agent ] && sources+=("$DIST/src" package.json package-lock.json proto/gobgp.proto proto/attribute.proto proto/capability.proto)
-  local key; key=$({ echo "$ref $base $commit $epoch $workdir $user $entrypoint $cmd $IMAGE_PATH"; declare -f "stage_$image" build_image write_manifest
+  local key; key=$({ echo "$ref $base $commit $epoch $workdir $user $entrypoint $cmd $IMAGE_PATH"; declare -f "$stage" build_image write_manifest
     find "${sources[@]}" -type f -print0 | sort -z | xargs -0 sha256sum; } | short_hash)
   local stamp=$OUT/$image.stamp
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$key $(podman image inspect --format '{{.Id}}' "$ref" 2>/dev/null)" ]; then
@@ -144,12 +179,18 @@ build_image() {
 
   local root=$OUT/layer-$image
   rm -rf "$root" && mkdir -p "$root"
-  "stage_$image" "$root"
-  local rootfs; rootfs=$(podman image mount "$base")
+  "$stage" "$root"
+  local rootfs; rootfs=$(podman image mount "$debian_base")
   local versions; versions=$(package_versions "$rootfs")
   local debian; debian=$(debian_version "$rootfs")
   local rootfs_size; rootfs_size=$(rootfs_bytes "$rootfs")
-  podman image unmount "$base" >/dev/null
+  podman image unmount "$debian_base" >/dev/null
+  # What the image adds to Debian: its own layer, and for the agent the node_modules under it.
+  local added=0
+  if [ "$base" != "$debian_base" ]; then
+    added=$(du -sb "$(podman image mount "$base")$AGENT_WORKDIR/node_modules" | cut -f1)
+    podman image unmount "$base" >/dev/null
+  fi
   # Debian's gobgpd must be the version the image is tagged with (and whose protos the agent carries).
   if [ "$image" = gobgpd ] && ! grep -q "^gobgpd	$GOBGPD_VERSION-" <<<"$versions"; then
     echo "Debian's gobgpd in $suite is not $GOBGPD_VERSION" >&2
@@ -158,7 +199,7 @@ build_image() {
   unset M_IMAGE_BYTES # known once committed: only in the manifest next to the build output
   export M_IMAGE=podroute/$image M_TAG=$tag M_COMMIT=$commit M_EPOCH=$epoch M_SUITE=$suite M_PACKAGES=$versions
   export M_DEBIAN=$debian M_ROOTFS_BYTES=$rootfs_size
-  export M_LAYER_BYTES; M_LAYER_BYTES=$(du -sb "$root" | cut -f1)
+  export M_LAYER_BYTES; M_LAYER_BYTES=$(($(du -sb "$root" | cut -f1) + added))
   mkdir -p "$root$(dirname "$MANIFEST")"
   write_manifest >"$root$MANIFEST"
   # The commit's time on every file: the same inputs give the same layer digest.
@@ -175,10 +216,13 @@ build_image() {
     --label "org.opencontainers.image.revision=$commit" "$ctr"
   buildah commit --quiet --rm --timestamp "$epoch" "$ctr" "$ref" >/dev/null
 
-  # What this script made before and no longer uses: the image replaced and the bases of older package lists.
+  # What this script made before and no longer uses: the image replaced, the node_modules images of older lock
+  # files and the bases of older package lists (after the images on them).
   local id; id=$(podman image inspect --format '{{.Id}}' "$ref")
   [ -z "$previous" ] || [ "$previous" = "$id" ] || podman rmi "$previous" >/dev/null 2>&1 || true
-  podman images --format '{{.Repository}}:{{.Tag}}' "localhost/podroute/$image-base" | grep -vxF "$base" |
+  podman images --format '{{.Repository}}:{{.Tag}}' "localhost/podroute/$image-modules" | grep -vxF "$base" |
+    xargs -r podman rmi >/dev/null 2>&1 || true
+  podman images --format '{{.Repository}}:{{.Tag}}' "localhost/podroute/$image-base" | grep -vxF "$debian_base" |
     xargs -r podman rmi >/dev/null 2>&1 || true
   export M_IMAGE_BYTES; M_IMAGE_BYTES=$(podman image inspect --format '{{.Size}}' "$ref")
   write_manifest >"$OUT/podroute-$image.manifest.json"
@@ -208,7 +252,6 @@ main() {
   local version; version=$(node -p 'require("./package.json").version')
   REBUILT=no
   build_image gobgpd "$GOBGPD_VERSION" "$GOBGPD_SUITE" "$GOBGPD_WORKDIR" "$GOBGPD_USER" "$GOBGPD_ENTRYPOINT" "$GOBGPD_CMD"
-  NODE_MODULES=$(production_node_modules)
   build_image agent "$version" "$AGENT_SUITE" "$AGENT_WORKDIR" "$AGENT_USER" "$AGENT_ENTRYPOINT" "$AGENT_CMD"
   if [ "$REBUILT" = yes ]; then check_images "$version"; fi
 }
