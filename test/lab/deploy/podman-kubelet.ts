@@ -10,6 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import {
@@ -32,6 +33,10 @@ export const CONTAINERS_ENV = { CONTAINERS_CONF: path.join(repoRoot(), 'deploy/i
 /** Where the kubelet's API server address points inside the node: api-tls-front.ts in the node's netns. */
 export const API_FRONT = { host: '127.0.0.1', port: 6444 } as const;
 const API_FRONT_SCRIPT = fileURLToPath(new URL('./api-tls-front.js', import.meta.url));
+/** The kubelet's container restart back-off (pkg/kubelet: 10 s doubling to 5 min, reset after 10 min running). */
+const BACK_OFF_FIRST_MS = 10_000;
+const BACK_OFF_MAX_MS = 300_000;
+const BACK_OFF_RESET_MS = 600_000;
 
 /** The lab node's own directory for each hostPath of the DaemonSet (a real node's paths, the lab node's places). */
 export function labNodeHostPaths(lab: string, node: string): Record<string, string> {
@@ -93,10 +98,14 @@ export class PodmanKubelet {
   /** Every exit of a running container the runner saw (and restarted it after). */
   readonly exits: ContainerExit[] = [];
   private readonly placement: PodmanPlacement;
+  /** ConfigMaps by name (the rendered ones, adapted, and kube-root-ca.crt once the CA is made). */
+  private readonly configMaps = new Map<string, Record<string, string>>();
+  /** Where start() placed each volume on the host. */
+  private readonly volumeHostPaths = new Map<string, string>();
   private readonly tmpfsMounts: string[] = [];
   private readonly supervisors: Promise<void>[] = [];
   private front: ProcessHandle | undefined;
-  private stopping = false;
+  private readonly stopping = new AbortController();
 
   constructor(private readonly options: PodmanKubeletOptions) {
     const ds = options.objects.find((o) => o.kind === 'DaemonSet');
@@ -108,7 +117,7 @@ export class PodmanKubelet {
     const paths = labPaths(options.lab);
     this.dir = path.join(paths.nodeDir(options.node), 'daemonset-pod');
     this.netns = paths.netns(options.node);
-    const configMaps = new Map<string, Record<string, string>>();
+    const configMaps = this.configMaps;
     const secrets = new Map<string, Record<string, Buffer>>();
     for (const o of options.objects) {
       if (o.kind === 'ConfigMap') configMaps.set(o.metadata.name, options.adaptConfigMap?.(o.metadata.name, { ...o.data }) ?? { ...o.data });
@@ -126,7 +135,7 @@ export class PodmanKubelet {
     this.placement = {
       namePrefix: `${options.lab}-${ds.metadata.name}`,
       netnsPath: `/run/netns/${this.netns}`,
-      volumeHostPaths: new Map(),
+      volumeHostPaths: this.volumeHostPaths,
       kubeletEnv: { KUBERNETES_SERVICE_HOST: API_FRONT.host, KUBERNETES_SERVICE_PORT: String(API_FRONT.port) },
       labels: { 'podroute.io/lab': options.lab },
     };
@@ -165,13 +174,26 @@ export class PodmanKubelet {
     }
   }
 
-  /** restartPolicy Always: a container that exits is started again at once (the kubelet's first restart has no back-off). */
+  /**
+   * restartPolicy Always, with the kubelet's back-off: a container that exits is started again at once the first
+   * time, then after 10 s, 20 s, ... up to 5 min; a container that ran 10 min starts over without delay. (The
+   * kubelet makes a new container each time; starting the same one again is the same for a read-only root.)
+   */
   private async supervise(container: string): Promise<void> {
     const name = this.nameOf(container);
-    while (!this.stopping) {
+    const signal = this.stopping.signal;
+    let crashes = 0;
+    let startedAt = Date.now();
+    while (!signal.aborted) {
       const waited = await execa('podman', ['wait', name], { env: CONTAINERS_ENV, reject: false });
-      if (this.stopping || waited.exitCode !== 0) return;
+      if (signal.aborted || waited.exitCode !== 0) return;
       this.exits.push({ container, exitCode: Number(waited.stdout.trim()), at: Date.now() });
+      if (Date.now() - startedAt >= BACK_OFF_RESET_MS) crashes = 0;
+      const delay = crashes === 0 ? 0 : Math.min(BACK_OFF_FIRST_MS * 2 ** (crashes - 1), BACK_OFF_MAX_MS);
+      crashes += 1;
+      await sleep(delay, undefined, { signal }).catch(() => undefined);
+      if (signal.aborted) return;
+      startedAt = Date.now();
       await execa('podman', ['start', name], { env: CONTAINERS_ENV, reject: false });
     }
   }
@@ -209,7 +231,7 @@ export class PodmanKubelet {
 
   /** Removes every container it made (by name), the API front, the tmpfs mounts and the pod's files. */
   async stop(): Promise<void> {
-    this.stopping = true;
+    this.stopping.abort();
     await this.removeContainers();
     await Promise.all(this.supervisors);
     if (this.front !== undefined && this.front.child.exitCode === null) {
@@ -226,7 +248,7 @@ export class PodmanKubelet {
 
   private async placeVolumes(): Promise<void> {
     const hostPaths = labNodeHostPaths(this.options.lab, this.options.node);
-    const volumeHostPaths = this.placement.volumeHostPaths as Map<string, string>;
+    const volumeHostPaths = this.volumeHostPaths;
     for (const volume of this.spec.volumes ?? []) {
       const dir = path.join(this.dir, 'volumes', volume.name);
       const files = volumeFiles(volume, this.facts);
@@ -270,7 +292,7 @@ export class PodmanKubelet {
     await execa('openssl', ['x509', '-req', '-in', file('server.csr'), '-CA', file('ca.crt'), '-CAkey', file('ca.key'), '-CAcreateserial', '-days', '1', '-extfile', file('san.ext'), '-out', file('server.crt')]);
     writeFileSync(file('token'), this.facts.serviceAccountToken, { mode: 0o600 });
     // What kube-controller-manager publishes in every namespace: the CA that signs the API server's certificate.
-    (this.facts.configMaps as Map<string, Record<string, string>>).set('kube-root-ca.crt', { 'ca.crt': readFileSync(file('ca.crt'), 'utf8') });
+    this.configMaps.set('kube-root-ca.crt', { 'ca.crt': readFileSync(file('ca.crt'), 'utf8') });
 
     const log = openSync(path.join(this.dir, 'api-tls-front.log'), 'a');
     const args = ['--listen', `${API_FRONT.host}:${API_FRONT.port}`, '--cert', file('server.crt'), '--key', file('server.key'), '--token-file', file('token'), '--api-socket', labPaths(this.options.lab).apiSocket];
