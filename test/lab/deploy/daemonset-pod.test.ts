@@ -20,6 +20,7 @@ import { labPaths } from '../../../src/lab/paths.js';
 import { closeProbeConnections, parsePodReply, probe } from '../../../src/lab/probe.js';
 import { readLabState } from '../../../src/lab/state.js';
 import { labStatus, nodeRoutes } from '../../../src/lab/status.js';
+import { cidrContainsAddress } from '../../../src/lab/topology.js';
 import { labUp } from '../../../src/lab/up.js';
 import { familyOf } from '../../../src/routes/ip-prefix.js';
 import { pollUntil } from '../../poll.js';
@@ -245,23 +246,41 @@ describe('deploy: the DaemonSet pod run as a kubelet would, with podman, on a la
     });
   }
 
-  it('enforces a NetworkPolicy applied with kubectl, and lifts it when deleted', async () => {
-    const target = pods.get('x/a')!;
+  it('a pod created on the node after the handover gets its address from the pod\'s conflist, is routed, and a kubectl NetworkPolicy isolates it until deleted', async () => {
+    // The conflist, the CNI cache (/var/lib/cni: policy binds the new veth to its addresses) and the routes of a
+    // pod the pod's agent never saw before: all through the pod's mounts.
+    const podYaml = YAML.stringify({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'late', namespace: 'x', labels: { pod: 'late' } },
+      spec: { nodeName: NODE, containers: [{ name: 'serve', image: 'podroute.io/lab-podserver', ports: [{ containerPort: 80, protocol: 'TCP' }] }] },
+    });
+    await kubectl(['apply', '-f', '-'], podYaml);
+    const late = await pollUntil(
+      'x/late Running with an address of each family',
+      async () => {
+        const p = (await labStatus(LAB)).pods.find((q) => q.namespace === 'x' && q.name === 'late');
+        return p !== undefined && p.phase === 'Running' && p.ips.length === 2 ? p : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 300 },
+    );
+    const v4 = late.ips.find((ip) => familyOf(ip) === 'ipv4')!;
+    expect(cidrContainsAddress(POD_CIDRS[NODE]![0]!, v4), `${v4} in ${NODE}'s podCIDR`).to.equal(true);
     const from = pods.get('x/c')!;
+    const answered = async (): Promise<boolean> => {
+      const r = await probe(from.socket, { target: v4, port: 80, protocol: 'tcp', timeoutMs: 500 });
+      return r.ok && parsePodReply(r.reply ?? '')?.identity === 'x/late';
+    };
+    await pollUntil('x/c (other rack) reaches x/late', answered, { timeoutMs: 20_000, intervalMs: 200 });
     const policy = YAML.stringify({
       apiVersion: 'networking.k8s.io/v1',
       kind: 'NetworkPolicy',
-      metadata: { name: 'deny-into-a', namespace: 'x' },
-      spec: { podSelector: { matchLabels: { pod: 'a' } }, policyTypes: ['Ingress'] },
+      metadata: { name: 'deny-into-late', namespace: 'x' },
+      spec: { podSelector: { matchLabels: { pod: 'late' } }, policyTypes: ['Ingress'] },
     });
-    const answered = async (): Promise<boolean> => {
-      const r = await probe(from.socket, { target: target.v4, port: 80, protocol: 'tcp', timeoutMs: 500 });
-      return r.ok && parsePodReply(r.reply ?? '')?.identity === 'x/a';
-    };
-    expect(await answered(), 'x/c reaches x/a before the policy').to.equal(true);
     await kubectl(['apply', '-f', '-'], policy);
-    await pollUntil('x/a isolated by the pod\'s agent', async () => !(await answered()), { timeoutMs: 20_000, intervalMs: 200 });
-    await kubectl(['delete', '-n', 'x', 'networkpolicy', 'deny-into-a']);
-    await pollUntil('x/a reachable again', answered, { timeoutMs: 20_000, intervalMs: 200 });
+    await pollUntil('x/late isolated by the pod\'s agent', async () => !(await answered()), { timeoutMs: 20_000, intervalMs: 200 });
+    await kubectl(['delete', '-n', 'x', 'networkpolicy', 'deny-into-late']);
+    await pollUntil('x/late reachable again', answered, { timeoutMs: 20_000, intervalMs: 200 });
   });
 });
