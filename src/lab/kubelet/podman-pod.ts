@@ -281,3 +281,17 @@ export function adaptAgentConfigToLab(configYaml: string, lab: { ipamDataDir: st
   doc.setIn(['cni', 'ipamDataDir'], lab.ipamDataDir);
   return doc.toString();
 }
+
+/** The kubelet's container restart back-off (10 s doubling to 5 min; reset once a container ran 10 min). */
+export const RESTART_BACK_OFF = { firstMs: 10_000, maxMs: 300_000, resetAfterMs: 600_000 } as const;
+
+/**
+ * How long restartPolicy Always waits before starting an exited container again, as the kubelet does: at once
+ * after the first exit, then 10 s, 20 s, 40 s, ... up to 5 min; a container that ran 10 min before exiting counts
+ * as a first exit again. `earlierExits` counts the exits since the last reset; returns the delay and the new count.
+ */
+export function restartDelay(earlierExits: number, ranMs: number): { delayMs: number; exits: number } {
+  const exits = ranMs >= RESTART_BACK_OFF.resetAfterMs ? 0 : earlierExits;
+  const delayMs = exits === 0 ? 0 : Math.min(RESTART_BACK_OFF.firstMs * 2 ** (exits - 1), RESTART_BACK_OFF.maxMs);
+  return { delayMs, exits: exits + 1 };
+}

@@ -17,6 +17,7 @@ import {
   containerName,
   httpProbeUrl,
   podmanRunArgs,
+  restartDelay,
   volumeFiles,
   type PodFacts,
   type PodmanPlacement,
@@ -33,10 +34,6 @@ export const CONTAINERS_ENV = { CONTAINERS_CONF: path.join(repoRoot(), 'deploy/i
 /** Where the kubelet's API server address points inside the node: api-tls-front.ts in the node's netns. */
 export const API_FRONT = { host: '127.0.0.1', port: 6444 } as const;
 const API_FRONT_SCRIPT = fileURLToPath(new URL('./api-tls-front.js', import.meta.url));
-/** The kubelet's container restart back-off (pkg/kubelet: 10 s doubling to 5 min, reset after 10 min running). */
-const BACK_OFF_FIRST_MS = 10_000;
-const BACK_OFF_MAX_MS = 300_000;
-const BACK_OFF_RESET_MS = 600_000;
 
 /** The lab node's own directory for each hostPath of the DaemonSet (a real node's paths, the lab node's places). */
 export function labNodeHostPaths(lab: string, node: string): Record<string, string> {
@@ -175,23 +172,21 @@ export class PodmanKubelet {
   }
 
   /**
-   * restartPolicy Always, with the kubelet's back-off: a container that exits is started again at once the first
-   * time, then after 10 s, 20 s, ... up to 5 min; a container that ran 10 min starts over without delay. (The
-   * kubelet makes a new container each time; starting the same one again is the same for a read-only root.)
+   * restartPolicy Always, with the kubelet's back-off (restartDelay). The kubelet makes a new container each time;
+   * starting the same one again is the same for a read-only root.
    */
   private async supervise(container: string): Promise<void> {
     const name = this.nameOf(container);
     const signal = this.stopping.signal;
-    let crashes = 0;
+    let exits = 0;
     let startedAt = Date.now();
     while (!signal.aborted) {
       const waited = await execa('podman', ['wait', name], { env: CONTAINERS_ENV, reject: false });
       if (signal.aborted || waited.exitCode !== 0) return;
       this.exits.push({ container, exitCode: Number(waited.stdout.trim()), at: Date.now() });
-      if (Date.now() - startedAt >= BACK_OFF_RESET_MS) crashes = 0;
-      const delay = crashes === 0 ? 0 : Math.min(BACK_OFF_FIRST_MS * 2 ** (crashes - 1), BACK_OFF_MAX_MS);
-      crashes += 1;
-      await sleep(delay, undefined, { signal }).catch(() => undefined);
+      const next = restartDelay(exits, Date.now() - startedAt);
+      exits = next.exits;
+      await sleep(next.delayMs, undefined, { signal }).catch(() => undefined);
       if (signal.aborted) return;
       startedAt = Date.now();
       await execa('podman', ['start', name], { env: CONTAINERS_ENV, reject: false });

@@ -9,6 +9,7 @@ import {
   memoryBytes,
   podmanRunArgs,
   PodTranslationError,
+  restartDelay,
   volumeFiles,
   type PodFacts,
   type PodmanPlacement,
@@ -128,6 +129,18 @@ describe('lab: a DaemonSet pod spec as podman run arguments', function () {
     expect(httpProbeUrl(agent, { httpGet: { host: '::1', port: 80 } })).to.equal('http://[::1]:80/');
     expect(() => httpProbeUrl(agent, { httpGet: { port: 'nope' } })).to.throw(PodTranslationError, /names no container port/);
     expect([memoryBytes('512Mi'), memoryBytes('1G'), memoryBytes(1000), memoryBytes('1.5Ki')]).to.deep.equal([536870912, 1e9, 1000, 1536]);
+  });
+
+  it('restartPolicy Always backs off as the kubelet: at once, then 10 s doubling to 5 min, from scratch after 10 min running', () => {
+    const delays: number[] = [];
+    let exits = 0;
+    for (let i = 0; i < 8; i++) {
+      const next = restartDelay(exits, 1000);
+      delays.push(next.delayMs);
+      exits = next.exits;
+    }
+    expect(delays).to.deep.equal([0, 10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000]);
+    expect(restartDelay(exits, 600_000)).to.deep.equal({ delayMs: 0, exits: 1 });
   });
 
   it('the agent configuration adapted to a lab node changes cni.ipamDataDir only', () => {
