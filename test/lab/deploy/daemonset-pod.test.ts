@@ -216,7 +216,9 @@ describe('deploy: the DaemonSet pod run as a kubelet would, with podman, on a la
     expect(env.stdout).to.equal(NODE);
     // The agent's in-cluster client reached the API server (TLS, the projected CA, the token): it is ready.
     await pollUntil('the agent ready (first full sync done)', async () => (await kubelet.probe('podroute', 'readinessProbe')).ok, { timeoutMs: 60_000, intervalMs: 500 });
-    const conflist = JSON.parse(readFileSync(path.join(paths.cniConfDir(NODE), '10-podroute.conflist'), 'utf8')) as { plugins: { ipam?: { dataDir?: string } }[] };
+    // Written once the agent's first policy sync is done (the node takes pods only then), not before readiness.
+    const conflistFile = path.join(paths.cniConfDir(NODE), '10-podroute.conflist');
+    const conflist = await pollUntil('the agent\'s conflist on the node', () => JSON.parse(readFileSync(conflistFile, 'utf8')) as { plugins: { ipam?: { dataDir?: string } }[] }, { timeoutMs: 30_000, intervalMs: 200 });
     expect(conflist.plugins.find((p) => p.ipam !== undefined)?.ipam?.dataDir, 'the conflist written through the hostPath mount').to.equal(paths.cniIpamDir(NODE));
   });
 
