@@ -7,6 +7,8 @@ import YAML from 'yaml';
 
 /** The pod spec fields this translation reads (wire names). */
 export interface WirePodSpec {
+  serviceAccountName?: string;
+  automountServiceAccountToken?: boolean;
   hostNetwork?: boolean;
   securityContext?: { seccompProfile?: { type?: string; localhostProfile?: string } };
   initContainers?: WireContainer[];
@@ -17,6 +19,7 @@ export interface WirePodSpec {
 export interface WireContainer {
   name: string;
   image: string;
+  imagePullPolicy?: string;
   command?: string[];
   args?: string[];
   env?: { name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
@@ -62,7 +65,7 @@ export interface WireVolume {
       serviceAccountToken?: { path: string; expirationSeconds?: number; audience?: string };
       configMap?: { name: string; items?: KeyToPath[]; optional?: boolean };
       secret?: { name: string; items?: KeyToPath[]; optional?: boolean };
-      downwardAPI?: { items: { path: string; fieldRef?: { fieldPath: string }; mode?: number }[] };
+      downwardAPI?: { items: { path: string; fieldRef?: { apiVersion?: string; fieldPath: string }; mode?: number }[] };
     }[];
   };
 }

@@ -107,7 +107,7 @@ export class PodmanKubelet {
   constructor(private readonly options: PodmanKubeletOptions) {
     const ds = options.objects.find((o) => o.kind === 'DaemonSet');
     if (ds === undefined) throw new Error('the rendered objects hold no DaemonSet');
-    const template = (ds.spec as { template: { spec: WirePodSpec & { serviceAccountName?: string } } }).template;
+    const template = (ds.spec as { template: { spec: WirePodSpec } }).template;
     this.spec = template.spec;
     this.podNamespace = ds.metadata.namespace ?? 'default';
     this.podName = `${ds.metadata.name}-${options.node}`;
