@@ -24,7 +24,10 @@ interface Model {
 
 const MODELS = models as unknown as Record<string, Model | undefined>;
 
-/** The model of each kind the lab serves (client-node's class names; Event is core/v1's). */
+/**
+ * The model of each kind the lab serves (client-node's class names; Event is core/v1's), and of the kinds of
+ * deploy/'s manifests, which the lab does not serve but checks the same way (test/unit/deploy/wire-schema.test.ts).
+ */
 const ROOT_MODEL: Record<string, string> = {
   Namespace: 'V1Namespace',
   Node: 'V1Node',
@@ -34,6 +37,14 @@ const ROOT_MODEL: Record<string, string> = {
   NetworkPolicy: 'V1NetworkPolicy',
   EndpointSlice: 'V1EndpointSlice',
   Lease: 'V1Lease',
+  DaemonSet: 'V1DaemonSet',
+  ServiceAccount: 'V1ServiceAccount',
+  ConfigMap: 'V1ConfigMap',
+  Secret: 'V1Secret',
+  ClusterRole: 'V1ClusterRole',
+  ClusterRoleBinding: 'V1ClusterRoleBinding',
+  Role: 'V1Role',
+  RoleBinding: 'V1RoleBinding',
 };
 
 /**

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import YAML from 'yaml';
 import { findProjectRoot } from '../../../src/bgp/gobgp-proto.js';
+import type { WireContainer, WirePodSpec, WireProbe, WireVolume } from '../../../src/lab/kubelet/podman-pod.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -69,57 +70,14 @@ export function only<T extends K8sObject>(objects: K8sObject[], kind: string, na
 
 // ---- the parts of a DaemonSet the tests read -----------------------------------------------------------------
 
-export interface Probe {
-  httpGet?: { host?: string; port: number | string; path: string };
-  exec?: { command: string[] };
-}
+// The wire shapes of the lab's podman kubelet (src/lab/kubelet/podman-pod.ts), plus the fields only these tests read.
+export type Probe = WireProbe;
+export type Container = WireContainer;
+export type Volume = WireVolume;
 
-export interface Container {
-  name: string;
-  image: string;
-  imagePullPolicy?: string;
-  command?: string[];
-  args?: string[];
-  env?: { name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
-  ports?: { name?: string; containerPort: number; protocol?: string }[];
-  livenessProbe?: Probe;
-  readinessProbe?: Probe;
-  securityContext?: {
-    privileged?: boolean;
-    runAsUser?: number;
-    allowPrivilegeEscalation?: boolean;
-    readOnlyRootFilesystem?: boolean;
-    capabilities?: { add?: string[]; drop?: string[] };
-  };
-  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
-  volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[];
-}
-
-export interface Volume {
-  name: string;
-  configMap?: { name: string; items?: { key: string; path: string }[] };
-  secret?: { secretName: string; optional?: boolean; items?: { key: string; path: string }[] };
-  emptyDir?: Record<string, unknown>;
-  hostPath?: { path: string; type?: string };
-  projected?: {
-    defaultMode?: number;
-    sources: {
-      serviceAccountToken?: { path: string; expirationSeconds?: number; audience?: string };
-      configMap?: { name: string; items?: { key: string; path: string }[] };
-      downwardAPI?: { items: { path: string; fieldRef?: { apiVersion?: string; fieldPath: string } }[] };
-    }[];
-  };
-}
-
-export interface PodSpec {
-  serviceAccountName?: string;
-  automountServiceAccountToken?: boolean;
-  hostNetwork?: boolean;
+export interface PodSpec extends WirePodSpec {
   priorityClassName?: string;
   tolerations?: { key?: string; operator?: string; effect?: string }[];
-  initContainers?: Container[];
-  containers: Container[];
-  volumes?: Volume[];
 }
 
 export interface DaemonSet extends K8sObject {
