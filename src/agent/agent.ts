@@ -182,6 +182,8 @@ export class Agent {
     const peerEvents = new PeerEventReporter({
       listPeers: () => this.gobgp.listPeers(),
       post: (event) => this.reporter.event(event.type, event.reason, event.message),
+      // gobgpd's peer watch (the learned table's stream) wakes a read: no ListPeer every few seconds while idle.
+      onPeerChange: (listener) => this.bgp.learned.onPeerStateEvent(() => listener()),
     });
     const running: Promise<unknown>[] = [];
     // One allocator in the cluster at a time: every agent with pools runs one, the Lease holder writes.
