@@ -35,6 +35,7 @@ import type { BfdSessionStatus } from '../bfd/sessions.js';
 import { readConnectedNetworks } from '../routes/connected-networks.js';
 import { canonicalAddressText } from '../routes/ip-prefix.js';
 import { planBfdHoldDown, planBfdPeers, type BfdDownVerdict } from './bfd-peers.js';
+import { sameNodeStateInputs, type NodeStateInputs } from './node-state-inputs.js';
 import { planDesiredState, serviceRoutes, servicesConfigured, type DesiredNodeState } from './desired-state.js';
 import { errorInfo, ReconcileLoop, type PassListener } from '../reconcile/loop.js';
 
@@ -69,6 +70,8 @@ export class Agent {
   /** The Service paths last handed to the BGP reconciler: an endpoint change that moves none of them is no news for it. */
   private servicePathsKey = '';
   private desired: DesiredNodeState | undefined;
+  /** The inputs of the last node-state plan: a periodic re-plan with the same ones is skipped. */
+  private planInputs: NodeStateInputs | undefined;
   /** The CNI conflist is in place: pods can start here, so the node may be reported network-available. */
   private cniWritten = false;
   private reportedWarnings = new Set<string>();
@@ -233,13 +236,17 @@ export class Agent {
 
   private async clusterPass(signal: AbortSignal, resync: boolean): Promise<void> {
     if (this.nodesChanged || resync || this.desired === undefined) {
+      // The periodic re-plan without a Node event is there for the inputs that change without one: it stops short
+      // when they did not change either.
+      const onlyPeriodic = !this.nodesChanged && this.desired !== undefined;
       this.nodesChanged = false;
-      await this.planAndApplyNodeState(signal);
-      return;
+      if (await this.planAndApplyNodeState(signal, onlyPeriodic)) return;
     }
+    const desired = this.desired;
+    if (desired === undefined) return;
     const snapshot = this.watch.snapshot();
-    if (this.servicesChanged) this.applyServiceRoutes(snapshot, this.desired, false);
-    if (this.config.policy.enabled) this.applyPolicy(snapshot, this.desired, signal);
+    if (this.servicesChanged) this.applyServiceRoutes(snapshot, desired, false);
+    if (this.config.policy.enabled) this.applyPolicy(snapshot, desired, signal);
   }
 
   /**
@@ -262,7 +269,11 @@ export class Agent {
     }
   }
 
-  private async planAndApplyNodeState(signal: AbortSignal): Promise<void> {
+  /**
+   * Plans the node state and hands it on; returns false when `skipWhenUnchanged` and its inputs are those of the
+   * last plan (then only the CNI conflist is checked, a file someone may have removed).
+   */
+  private async planAndApplyNodeState(signal: AbortSignal, skipWhenUnchanged = false): Promise<boolean> {
     const snapshot = this.watch.snapshot();
     const nodes = snapshot.nodes.map((n) => nodeInfoOf(n));
     const self = nodes.find((n) => n.name === this.nodeName);
@@ -274,11 +285,18 @@ export class Agent {
     if (!result.ok) {
       // Keep everything as it is: a node that vanished from the API (or an API glitch) must not tear down routes.
       this.logger.warn('waiting for this node in the cluster; nothing is changed meanwhile', { reason: result.reason });
-      return;
+      this.planInputs = undefined;
+      return true;
     }
     const state = result.state;
     // Read again at every re-plan: a changed fabric MTU rolls into the conflist (new pods get it).
     const podMtu = await this.podMtu.choose(state.self.internalIPs, signal);
+    const inputs: NodeStateInputs = { nodes: snapshot.nodes, secrets, secretProblems: problems, podMtu: podMtu.mtu, podMtuWarnings: podMtu.warnings };
+    if (skipWhenUnchanged && sameNodeStateInputs(this.planInputs, inputs) && this.desired !== undefined) {
+      if (this.cniWritten) await this.writeCni(this.desired);
+      return false;
+    }
+    this.planInputs = inputs;
     state.warnings.push(...podMtu.warnings);
     state.cni = { ...state.cni, mtu: podMtu.mtu };
     state.warnings.push(...(await this.applyBfdPeers(state, signal)));
@@ -307,13 +325,19 @@ export class Agent {
     // failed, e.g. on a held xtables lock, would start pods unfiltered). Until then the node stays
     // NetworkUnavailable; the first successful sync re-plans (see applyPolicy).
     if (!this.config.policy.enabled || this.policy?.hasSynced() === true) {
-      const wrote = await writeCniConfig({ confDir: this.config.cni.confDir, input: state.cni });
-      if (wrote) this.logger.info('CNI network configuration written', { dir: this.config.cni.confDir, podCIDRs: state.cni.podCIDRs });
+      await this.writeCni(state);
       this.cniWritten = true;
     } else {
       this.logger.info('CNI network configuration waits for the first policy sync', { dir: this.config.cni.confDir });
     }
     this.routeSelection.markDirty(); // the selection context (nodes, ranges) may have changed
+    return true;
+  }
+
+  /** Writes the CNI conflist when the file differs from the state's (missing, edited, or a new state). */
+  private async writeCni(state: DesiredNodeState): Promise<void> {
+    const wrote = await writeCniConfig({ confDir: this.config.cni.confDir, input: state.cni });
+    if (wrote) this.logger.info('CNI network configuration written', { dir: this.config.cni.confDir, podCIDRs: state.cni.podCIDRs });
   }
 
   /** The policy reconciler gets whole snapshots, only once every kind has been listed (a partial one could open). */
