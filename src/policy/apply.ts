@@ -1,6 +1,7 @@
 // The policy applier: reads our chains, jumps and sets from the kernel and runs a plan's restore inputs. Thin on
 // purpose; all decisions are in plan.ts. It never writes a whole table: only `iptables-restore --noflush` of the
 // chains a plan names, `ipset restore` of our sets, `ipset destroy` of our stale sets.
+import { createHash } from 'node:crypto';
 import { CommandFailedError, localRunner, type CommandRunner, type RunOptions } from '../host/command.js';
 import { DEFAULT_IPTABLES_BACKEND, iptablesCommands, type IptablesBackend } from '../host/iptables-backend.js';
 import { parseIpsetSave } from '../host/ipset-save.js';
@@ -72,6 +73,46 @@ export function observedPolicySets(text: string): ObservedPolicyState['sets'] {
   return sets;
 }
 
+/** `iptables-save -t filter` of both families and `ipset save`, as read. */
+export interface ObservedPolicyText {
+  v4: string;
+  v6: string;
+  sets: string;
+}
+
+export function parseObservedPolicy(text: ObservedPolicyText): ObservedPolicyState {
+  const state = emptyObservedState();
+  state.v4 = parseIptablesSave(text.v4);
+  state.v6 = parseIptablesSave(text.v6);
+  state.sets = observedPolicySets(text.sets);
+  return state;
+}
+
+/**
+ * A hash of everything in the save outputs the planner looks at: our chains' rules, every rule of the built-in
+ * chains (our jumps and their positions) and our sets' members. Left out: comments (iptables-save dates them),
+ * chain headers of other chains (legacy iptables prints live counters there) and other tools' sets, so traffic and
+ * other programs' own objects do not change it. Two reads with the same fingerprint plan the same changes.
+ */
+export function policyKernelFingerprint(text: ObservedPolicyText): string {
+  const hash = createHash('sha256');
+  for (const [family, save] of [['v4', text.v4], ['v6', text.v6]] as const) {
+    hash.update(`#${family}\n`);
+    for (const line of save.split('\n')) {
+      const chain = line.startsWith(':') ? line.slice(1).split(' ', 1)[0] ?? '' : line.startsWith('-A ') ? line.split(' ', 2)[1] ?? '' : undefined;
+      if (chain === undefined) continue;
+      if (line.startsWith(':') && !chain.startsWith(CHAIN_PREFIX)) continue;
+      if (chain.startsWith(CHAIN_PREFIX) || BUILTIN.has(chain)) hash.update(line + '\n');
+    }
+  }
+  hash.update('#sets\n');
+  for (const line of text.sets.split('\n')) {
+    const name = line.split(' ', 2)[1] ?? '';
+    if (name.startsWith(`${SET_PREFIX}4-`) || name.startsWith(`${SET_PREFIX}6-`)) hash.update(line + '\n');
+  }
+  return hash.digest('hex');
+}
+
 export interface ApplyResult {
   /** Non-fatal failures (stale chains or sets that could not be removed yet); the kernel may differ from the plan. */
   warnings: string[];
@@ -97,7 +138,11 @@ export class IptablesPolicyApplier {
   }
 
   async readObserved(signal?: AbortSignal): Promise<ObservedPolicyState> {
-    const state = emptyObservedState();
+    return parseObservedPolicy(await this.readObservedText(signal));
+  }
+
+  /** The save outputs our state is read from, unparsed (see parseObservedPolicy, policyKernelFingerprint). */
+  async readObservedText(signal?: AbortSignal): Promise<ObservedPolicyText> {
     const opts = signal === undefined ? {} : { signal };
     // Three reads at once: they only read, and each is mostly process start-up.
     const [v4, v6, sets] = await Promise.all([
@@ -105,10 +150,7 @@ export class IptablesPolicyApplier {
       this.runner.run([iptablesCommands(this.backend, 'ipv6').save, '-t', 'filter'], opts),
       this.runner.run(['ipset', 'save'], opts),
     ]);
-    state.v4 = parseIptablesSave(v4);
-    state.v6 = parseIptablesSave(v6);
-    state.sets = observedPolicySets(sets);
-    return state;
+    return { v4, v6, sets };
   }
 
   /**
