@@ -19,6 +19,7 @@ import type { ClusterState, PolicyNode } from '../policy/types.js';
 import { NodeReporter } from '../kube/node-reporter.js';
 import { MasqueradeReconciler } from '../nat/masquerade.js';
 import { localRunner } from '../host/command.js';
+import { KernelChangeMonitor } from '../host/kernel-monitor.js';
 import { resolveIptablesBackend, type IptablesBackend } from '../host/iptables-backend.js';
 import { writeCniConfig } from '../node/cni.js';
 import { PodMtuTracker } from '../node/pod-mtu-tracker.js';
@@ -131,7 +132,11 @@ export class Agent {
       if (kind === 'services') this.allocator?.trigger();
       this.clusterLoop.markDirty();
     }, onStat: (kind, what) => this.observer.watchStat(kind, what) });
+    // One netlink monitor tells the kernel's readers whether anything changed: an idle node's resyncs read nothing.
+    const kernelChanges = new KernelChangeMonitor({ logger: logger.child({ component: 'kernel-monitor' }) });
+    kernelChanges.start(signal);
     this.podMtu = new PodMtuTracker({
+      kernelChanges,
       configured: config.cni.mtu,
       logger,
       postEvent: (reason, message) => void this.reporter.event('Normal', reason, message),
@@ -142,6 +147,7 @@ export class Agent {
       protocol: config.routes.protocol,
       logger: logger.child({ component: 'routes' }),
       resyncIntervalMs: config.routes.resyncSeconds * 1000,
+      kernelChanges,
     });
     this.observer = new AgentObserver({
       address: config.metrics.address,
@@ -171,6 +177,7 @@ export class Agent {
       },
     });
     this.routeSelection = new RouteSelectionLoop({
+      kernelChanges,
       learned: this.bgp.learned,
       routes: this.routes,
       logger,
