@@ -288,21 +288,22 @@ export class Agent {
       this.config.bgp.passwordDir,
       [this.config.bgp.meshPasswordFile, ...[...this.config.bgp.peers, ...(self?.annotationPeers ?? [])].map((p) => p.passwordFile)],
     );
+    // Read again at every re-plan: a changed fabric MTU rolls into the conflist (new pods get it). Chosen for the
+    // node's InternalIPs before planning, so that an unchanged re-plan is known before it costs a plan.
+    const podMtu = self === undefined ? undefined : await this.podMtu.choose(self.internalIPs, signal);
+    const inputs: NodeStateInputs = { nodes: snapshot.nodes, secrets, secretProblems: problems, podMtu: podMtu?.mtu, podMtuWarnings: podMtu?.warnings ?? [] };
+    if (skipWhenUnchanged && podMtu !== undefined && sameNodeStateInputs(this.planInputs, inputs) && this.desired !== undefined) {
+      if (this.cniWritten) await this.writeCni(this.desired);
+      return false;
+    }
     const result = planDesiredState({ config: this.config, nodeName: this.nodeName, nodes, secrets, secretProblems: problems });
-    if (!result.ok) {
+    if (!result.ok || podMtu === undefined) {
       // Keep everything as it is: a node that vanished from the API (or an API glitch) must not tear down routes.
-      this.logger.warn('waiting for this node in the cluster; nothing is changed meanwhile', { reason: result.reason });
+      this.logger.warn('waiting for this node in the cluster; nothing is changed meanwhile', { reason: result.ok ? `node ${this.nodeName} is not (yet) in the cluster` : result.reason });
       this.planInputs = undefined;
       return true;
     }
     const state = result.state;
-    // Read again at every re-plan: a changed fabric MTU rolls into the conflist (new pods get it).
-    const podMtu = await this.podMtu.choose(state.self.internalIPs, signal);
-    const inputs: NodeStateInputs = { nodes: snapshot.nodes, secrets, secretProblems: problems, podMtu: podMtu.mtu, podMtuWarnings: podMtu.warnings };
-    if (skipWhenUnchanged && sameNodeStateInputs(this.planInputs, inputs) && this.desired !== undefined) {
-      if (this.cniWritten) await this.writeCni(this.desired);
-      return false;
-    }
     this.planInputs = inputs;
     state.warnings.push(...podMtu.warnings);
     state.cni = { ...state.cni, mtu: podMtu.mtu };
