@@ -614,8 +614,8 @@ const SECTIONS: Partial<Record<keyof BenchResults['errors'], string>> = {
   'bfd-soak': BFD_SOAK_HEADING,
 };
 
-/** Benchmarks that run once whatever --reps says (a lab-long scenario, not a timing to repeat). */
-const ONE_PASS: readonly string[] = ['scale', 'bfd-soak'];
+/** Benchmarks that run once whatever --reps says (a lab-long scenario or one measuring window, not a timing to repeat). */
+const ONE_PASS: readonly string[] = ['footprint', 'scale', 'bfd-soak'];
 
 /**
  * An existing report with the sections of the benchmarks of this run replaced (or appended), each headed by a note
