@@ -32,7 +32,7 @@ import { parseTopology, planLayout } from '../src/lab/topology.js';
 import { hasNoRoutes, hasRoutes } from './lib/fib-presence.js';
 import { RawGobgp } from './lib/gobgp-raw.js';
 import { BenchError, ip, ipBatch, sleep } from './lib/proc.js';
-import { formatSummary, summarize, type Summary } from './lib/stats.js';
+import { formatMs, formatSummary, summarize, type Summary } from './lib/stats.js';
 
 export interface ConvergenceOptions {
   lab: string;
@@ -63,6 +63,8 @@ export interface JoinFigures {
   meshConnect: Summary;
   /** Mesh sessions Established until every same-AS node (learns only through the mesh) routes. */
   meshPropagation: Summary;
+  /** gobgpd + agent start until every same-AS node (learns over the gobgpd iBGP mesh only) routes (absent in older results). */
+  meshTotal?: Summary;
 }
 
 export interface LinkDownFigures {
@@ -304,6 +306,7 @@ export async function runConvergence(status: LabStatusReport, o: ConvergenceOpti
     record(`${key}:torTotal`, torRouted);
     if (torUp !== undefined && torRouted !== undefined) record(`${key}:torPropagation`, after(torUp, torRouted));
     const meshRouted = maxOver(routed, meshWatchers.filter((n) => joining.some((w) => w.name === n)));
+    if (meshRouted !== undefined) record(`${key}:meshTotal`, meshRouted);
     if (meshUp !== undefined && meshRouted !== undefined) record(`${key}:meshPropagation`, after(meshUp, meshRouted));
   };
 
@@ -368,6 +371,7 @@ export async function runConvergence(status: LabStatusReport, o: ConvergenceOpti
     torPropagation: s(`${key}:torPropagation`),
     meshConnect: s(`${key}:meshConnect`),
     meshPropagation: s(`${key}:meshPropagation`),
+    meshTotal: s(`${key}:meshTotal`),
   });
   const dualHomedTopology = o.dualHomedTopology ?? path.join(findProjectRoot(), 'topologies', 'dual-homed.yaml');
   let dualHomed: ConvergenceResult['dualHomed'];
@@ -547,6 +551,52 @@ function mdTable(header: string[], rows: string[][]): string {
   return [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }
 
+/** The end-to-end target of a new node (issue 19 part 4): agent started until it is routed, per topology mode. */
+export const NODE_JOIN_TOTAL_TARGET_MS = 2000;
+
+export interface JoinTotalByMode {
+  mode: string;
+  total: Summary;
+  /** What the time goes to, from the sub-figures of the same runs. */
+  limit: string;
+}
+
+/**
+ * Pure: the total of a join (gobgpd + agent started until every watcher of the mode routes to the node's pods) for
+ * each topology mode the two-racks lab holds, with what limits each.
+ */
+export function joinTotalsByMode(c: Pick<ConvergenceResult, 'join' | 'joinPassive'>): JoinTotalByMode[] {
+  const f = (x: Summary | undefined): string => formatSummary(x);
+  const rows: JoinTotalByMode[] = [
+    {
+      mode: 'eBGP to a ToR that dials its nodes (FRR `timers connect 1`): routers and nodes behind the ToR',
+      total: c.join.torTotal,
+      limit: `agent start-up ${f(c.join.agentStartup)} + BGP connect ${f(c.join.torConnect)} (the ToR redials every 1 s; gobgpd's own dial would come later) + propagation ${f(c.join.torPropagation)}`,
+    },
+    {
+      mode: 'eBGP to a ToR that only listens (`bgp listen range`)',
+      total: c.joinPassive.torTotal,
+      limit: `BGP connect ${f(c.joinPassive.torConnect)}: gobgpd 3.10 dials first after a random 5-9 s (pkg/server/fsm.go connectLoop), a listen range never dials`,
+    },
+  ];
+  const mesh = c.join.meshTotal;
+  if (mesh !== undefined && mesh.n > 0) {
+    rows.push({
+      mode: 'iBGP between gobgpd (same-AS mesh; a client and its gobgpd reflector are the same kind of pair)',
+      total: mesh,
+      limit:
+        `BGP connect ${f(c.join.meshConnect)}: neither gobgpd dials before its random 5-9 s (the joining node's first dial; the others redial ` +
+        'every 5-9 s), although each accepts a session at once: gobgpd 3.10 has no shorter connect timer (minConnectRetryInterval 5 s)',
+    });
+  }
+  rows.push({
+    mode: 'the two-racks lab as a whole (ToR dials + same-AS mesh): every watcher',
+    total: c.join.total,
+    limit: 'the slower of the two above: the mesh',
+  });
+  return rows;
+}
+
 /** Section 2 of docs/benchmarks.md: the figures with how each was measured, and the two targets of issue 7. */
 export function renderConvergence(c: ConvergenceResult): { lines: string[]; targets: ConvergenceTarget[] } {
   const f = (x: Summary | undefined): string => formatSummary(x);
@@ -573,6 +623,16 @@ export function renderConvergence(c: ConvergenceResult): { lines: string[]; targ
     ['', 'propagation over the mesh: mesh sessions Established → same-AS nodes route', f(j.meshPropagation)],
     ['', 'first session Established → every watcher routes', f(j.propagation)],
   ];
+  out.push(
+    'A new node end to end (issue 19): gobgpd and the agent started until every watcher of a topology mode routes to its pods, ' +
+      `target ≤ ${formatMs(NODE_JOIN_TOTAL_TARGET_MS)}.`,
+    '',
+    mdTable(
+      ['topology mode', 'total: agent started → routed', 'what limits it'],
+      joinTotalsByMode(c).map((r) => [r.mode, r.total.n === 0 ? 'n/a' : `${f(r.total)}${r.total.median <= NODE_JOIN_TOTAL_TARGET_MS ? '' : ' (over target)'}`, r.limit]),
+    ),
+    '',
+  );
   const dual = c.dualHomed;
   out.push(
     mdTable(
@@ -619,6 +679,13 @@ export function renderConvergence(c: ConvergenceResult): { lines: string[]; targ
     measured: `${f(tor)}; BGP connect to the ToR ${f(c.join.torConnect)} (ToR only listening: ${f(c.joinPassive.torConnect)})`,
     met: tor.n === 0 ? undefined : tor.median < 1000,
     miss: 'Propagation through the ToR took longer than 1 s: the per-watcher table shows the slow hop.',
+  });
+  const torTotal = c.join.torTotal;
+  targets.push({
+    what: `a new node routed everywhere within ${formatMs(NODE_JOIN_TOTAL_TARGET_MS)} of its agent starting, in the recommended topology (eBGP to a ToR that dials its nodes)`,
+    measured: `${f(torTotal)}; ToR only listening ${f(c.joinPassive.torTotal)}; over a gobgpd iBGP mesh ${f(c.join.meshTotal)}`,
+    met: torTotal.n === 0 ? undefined : torTotal.median <= NODE_JOIN_TOTAL_TARGET_MS,
+    miss: 'The table "A new node end to end" names the part that took the time (agent start-up, BGP connect, propagation).',
   });
   const dualDown = dual?.linkDown.allWithdrawn;
   targets.push({

@@ -19,6 +19,7 @@ import type { ClusterState, PolicyNode } from '../policy/types.js';
 import { NodeReporter } from '../kube/node-reporter.js';
 import { MasqueradeReconciler } from '../nat/masquerade.js';
 import { localRunner } from '../host/command.js';
+import { KernelChangeMonitor } from '../host/kernel-monitor.js';
 import { resolveIptablesBackend, type IptablesBackend } from '../host/iptables-backend.js';
 import { writeCniConfig } from '../node/cni.js';
 import { PodMtuTracker } from '../node/pod-mtu-tracker.js';
@@ -35,6 +36,7 @@ import type { BfdSessionStatus } from '../bfd/sessions.js';
 import { readConnectedNetworks } from '../routes/connected-networks.js';
 import { canonicalAddressText } from '../routes/ip-prefix.js';
 import { planBfdHoldDown, planBfdPeers, type BfdDownVerdict } from './bfd-peers.js';
+import { sameNodeStateInputs, type NodeStateInputs } from './node-state-inputs.js';
 import { planDesiredState, serviceRoutes, servicesConfigured, type DesiredNodeState } from './desired-state.js';
 import { errorInfo, ReconcileLoop, type PassListener } from '../reconcile/loop.js';
 
@@ -69,6 +71,8 @@ export class Agent {
   /** The Service paths last handed to the BGP reconciler: an endpoint change that moves none of them is no news for it. */
   private servicePathsKey = '';
   private desired: DesiredNodeState | undefined;
+  /** The inputs of the last node-state plan: a periodic re-plan with the same ones is skipped. */
+  private planInputs: NodeStateInputs | undefined;
   /** The CNI conflist is in place: pods can start here, so the node may be reported network-available. */
   private cniWritten = false;
   private reportedWarnings = new Set<string>();
@@ -128,7 +132,11 @@ export class Agent {
       if (kind === 'services') this.allocator?.trigger();
       this.clusterLoop.markDirty();
     }, onStat: (kind, what) => this.observer.watchStat(kind, what) });
+    // One netlink monitor tells the kernel's readers whether anything changed: an idle node's resyncs read nothing.
+    const kernelChanges = new KernelChangeMonitor({ logger: logger.child({ component: 'kernel-monitor' }) });
+    kernelChanges.start(signal);
     this.podMtu = new PodMtuTracker({
+      kernelChanges,
       configured: config.cni.mtu,
       logger,
       postEvent: (reason, message) => void this.reporter.event('Normal', reason, message),
@@ -139,6 +147,7 @@ export class Agent {
       protocol: config.routes.protocol,
       logger: logger.child({ component: 'routes' }),
       resyncIntervalMs: config.routes.resyncSeconds * 1000,
+      kernelChanges,
     });
     this.observer = new AgentObserver({
       address: config.metrics.address,
@@ -168,6 +177,7 @@ export class Agent {
       },
     });
     this.routeSelection = new RouteSelectionLoop({
+      kernelChanges,
       learned: this.bgp.learned,
       routes: this.routes,
       logger,
@@ -182,6 +192,8 @@ export class Agent {
     const peerEvents = new PeerEventReporter({
       listPeers: () => this.gobgp.listPeers(),
       post: (event) => this.reporter.event(event.type, event.reason, event.message),
+      // gobgpd's peer watch (the learned table's stream) wakes a read: no ListPeer every few seconds while idle.
+      onPeerChange: (listener) => this.bgp.learned.onPeerStateEvent(() => listener()),
     });
     const running: Promise<unknown>[] = [];
     // One allocator in the cluster at a time: every agent with pools runs one, the Lease holder writes.
@@ -231,13 +243,17 @@ export class Agent {
 
   private async clusterPass(signal: AbortSignal, resync: boolean): Promise<void> {
     if (this.nodesChanged || resync || this.desired === undefined) {
+      // The periodic re-plan without a Node event is there for the inputs that change without one: it stops short
+      // when they did not change either.
+      const onlyPeriodic = !this.nodesChanged && this.desired !== undefined;
       this.nodesChanged = false;
-      await this.planAndApplyNodeState(signal);
-      return;
+      if (await this.planAndApplyNodeState(signal, onlyPeriodic)) return;
     }
+    const desired = this.desired;
+    if (desired === undefined) return;
     const snapshot = this.watch.snapshot();
-    if (this.servicesChanged) this.applyServiceRoutes(snapshot, this.desired, false);
-    if (this.config.policy.enabled) this.applyPolicy(snapshot, this.desired, signal);
+    if (this.servicesChanged) this.applyServiceRoutes(snapshot, desired, false);
+    if (this.config.policy.enabled) this.applyPolicy(snapshot, desired, signal);
   }
 
   /**
@@ -260,7 +276,11 @@ export class Agent {
     }
   }
 
-  private async planAndApplyNodeState(signal: AbortSignal): Promise<void> {
+  /**
+   * Plans the node state and hands it on; returns false when `skipWhenUnchanged` and its inputs are those of the
+   * last plan (then only the CNI conflist is checked, a file someone may have removed).
+   */
+  private async planAndApplyNodeState(signal: AbortSignal, skipWhenUnchanged = false): Promise<boolean> {
     const snapshot = this.watch.snapshot();
     const nodes = snapshot.nodes.map((n) => nodeInfoOf(n));
     const self = nodes.find((n) => n.name === this.nodeName);
@@ -268,15 +288,23 @@ export class Agent {
       this.config.bgp.passwordDir,
       [this.config.bgp.meshPasswordFile, ...[...this.config.bgp.peers, ...(self?.annotationPeers ?? [])].map((p) => p.passwordFile)],
     );
+    // Read again at every re-plan: a changed fabric MTU rolls into the conflist (new pods get it). Chosen for the
+    // node's InternalIPs before planning, so that an unchanged re-plan is known before it costs a plan.
+    const podMtu = self === undefined ? undefined : await this.podMtu.choose(self.internalIPs, signal);
+    const inputs: NodeStateInputs = { nodes: snapshot.nodes, secrets, secretProblems: problems, podMtu: podMtu?.mtu, podMtuWarnings: podMtu?.warnings ?? [] };
+    if (skipWhenUnchanged && podMtu !== undefined && sameNodeStateInputs(this.planInputs, inputs) && this.desired !== undefined) {
+      if (this.cniWritten) await this.writeCni(this.desired);
+      return false;
+    }
     const result = planDesiredState({ config: this.config, nodeName: this.nodeName, nodes, secrets, secretProblems: problems });
-    if (!result.ok) {
+    if (!result.ok || podMtu === undefined) {
       // Keep everything as it is: a node that vanished from the API (or an API glitch) must not tear down routes.
-      this.logger.warn('waiting for this node in the cluster; nothing is changed meanwhile', { reason: result.reason });
-      return;
+      this.logger.warn('waiting for this node in the cluster; nothing is changed meanwhile', { reason: result.ok ? `node ${this.nodeName} is not (yet) in the cluster` : result.reason });
+      this.planInputs = undefined;
+      return true;
     }
     const state = result.state;
-    // Read again at every re-plan: a changed fabric MTU rolls into the conflist (new pods get it).
-    const podMtu = await this.podMtu.choose(state.self.internalIPs, signal);
+    this.planInputs = inputs;
     state.warnings.push(...podMtu.warnings);
     state.cni = { ...state.cni, mtu: podMtu.mtu };
     state.warnings.push(...(await this.applyBfdPeers(state, signal)));
@@ -305,13 +333,19 @@ export class Agent {
     // failed, e.g. on a held xtables lock, would start pods unfiltered). Until then the node stays
     // NetworkUnavailable; the first successful sync re-plans (see applyPolicy).
     if (!this.config.policy.enabled || this.policy?.hasSynced() === true) {
-      const wrote = await writeCniConfig({ confDir: this.config.cni.confDir, input: state.cni });
-      if (wrote) this.logger.info('CNI network configuration written', { dir: this.config.cni.confDir, podCIDRs: state.cni.podCIDRs });
+      await this.writeCni(state);
       this.cniWritten = true;
     } else {
       this.logger.info('CNI network configuration waits for the first policy sync', { dir: this.config.cni.confDir });
     }
     this.routeSelection.markDirty(); // the selection context (nodes, ranges) may have changed
+    return true;
+  }
+
+  /** Writes the CNI conflist when the file differs from the state's (missing, edited, or a new state). */
+  private async writeCni(state: DesiredNodeState): Promise<void> {
+    const wrote = await writeCniConfig({ confDir: this.config.cni.confDir, input: state.cni });
+    if (wrote) this.logger.info('CNI network configuration written', { dir: this.config.cni.confDir, podCIDRs: state.cni.podCIDRs });
   }
 
   /** The policy reconciler gets whole snapshots, only once every kind has been listed (a partial one could open). */

@@ -68,6 +68,7 @@ export class LearnedTable {
   private version = 0;
   private synced = false;
   private readonly listeners = new Set<LearnedTableListener>();
+  private readonly peerListeners = new Set<(address: string, state: PeerState) => void>();
   /** Set when BGP runs in gobgpd (a watch needs it); the watch loop waits for it. */
   private readonly bgpRunning = new DirtySignal();
   private watchAbort: AbortController | undefined;
@@ -89,6 +90,12 @@ export class LearnedTable {
   onChange(listener: LearnedTableListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** Calls the listener on every peer-state event of the watch (its initial dump included); returns the unsubscribe function. */
+  onPeerStateEvent(listener: (address: string, state: PeerState) => void): () => void {
+    this.peerListeners.add(listener);
+    return () => this.peerListeners.delete(listener);
   }
 
   status(): LearnedTableStatus {
@@ -159,6 +166,7 @@ export class LearnedTable {
       if (ev.kind === 'peer') {
         this.peerStates.set(ev.address, ev.state);
         this.onPeerState(ev.address, ev.state);
+        this.publishPeerState(ev.address, ev.state);
       } else if (ev.kind === 'table-synced') {
         const changed = new Set<string>([...this.fresh.keys(), ...(staging ?? new Map()).keys()]);
         this.fresh = staging ?? new Map();
@@ -192,6 +200,16 @@ export class LearnedTable {
     this.stale = stale;
     this.fresh = new Map(); // the next dump fills it; until then the view is the stale table alone
     this.logger?.info('keeping learned paths as stale until their peers are back', { neighbors: [...retained].sort(), windowMs });
+  }
+
+  private publishPeerState(address: string, state: PeerState): void {
+    for (const l of this.peerListeners) {
+      try {
+        l(address, state);
+      } catch (err) {
+        this.logger?.error('peer-state listener failed', errorInfo(err));
+      }
+    }
   }
 
   private onPeerState(address: string, state: PeerState): void {

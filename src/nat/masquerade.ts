@@ -29,45 +29,70 @@ import {
   renderIptablesRestore,
 } from './masquerade-plan.js';
 
-// iptables-nft 1.8.9 reports a missing chain as "incompatible"; legacy iptables as "No chain/target/match".
-const MISSING_CHAIN = /incompatible|No chain\/target\/match|does not exist/i;
 
-/** Reads what podroute owns in the nat table and in ipset, for both families. */
+/**
+ * Reads what podroute owns in the nat table and in ipset, for both families: three reads at once (`ipset save`,
+ * `iptables-save -t nat` per family), each mostly process start-up, instead of a listing per set and per chain.
+ */
 export async function observeMasquerade(
   runner: CommandRunner,
   backend: IptablesBackend,
   signal?: AbortSignal,
 ): Promise<Record<IpFamily, ObservedMasqueradeFamily>> {
   const opts = signal === undefined ? {} : { signal };
-  const existing = new Set((await runner.run(['ipset', 'list', '-n'], opts)).split('\n').map((s) => s.trim()));
+  const [sets, ipv4, ipv6] = await Promise.all([
+    runner.run(['ipset', 'save'], opts),
+    runner.run([iptablesCommands(backend, 'ipv4').save, '-t', 'nat'], opts),
+    runner.run([iptablesCommands(backend, 'ipv6').save, '-t', 'nat'], opts),
+  ]);
+  return parseObservedMasquerade({ sets, ipv4, ipv6 });
+}
+
+/** Pure: our sets, chain and POSTROUTING jumps from `ipset save` and each family's `iptables-save -t nat`. */
+export function parseObservedMasquerade(saved: { sets: string } & Record<IpFamily, string>): Record<IpFamily, ObservedMasqueradeFamily> {
   const observed = {} as Record<IpFamily, ObservedMasqueradeFamily>;
   for (const family of IP_FAMILIES) {
+    const owned = ownedSetNames(family);
     const sets = new Map<string, ObservedSet>();
-    for (const name of ownedSetNames(family)) {
-      if (!existing.has(name)) continue;
-      let saved: string;
-      try {
-        saved = await runner.run(['ipset', 'list', '-o', 'save', name], opts);
-      } catch (error) {
-        if (error instanceof CommandFailedError && /does not exist/.test(error.stderr)) continue; // gone since `list -n`
-        throw error;
-      }
-      const parsed = observedMasqueradeSets(saved).get(name);
-      if (parsed !== undefined) sets.set(name, parsed);
-    }
-    const list = iptablesCommands(backend, family).iptables;
-    const postrouting = await runner.run([list, '-w', '-t', 'nat', '-S', 'POSTROUTING'], opts);
-    const chainArgv = [list, '-w', '-t', 'nat', '-S', MASQ_CHAIN];
-    let chainRuleHashes: Array<string | null> | null;
-    try {
-      chainRuleHashes = parseChainRuleHashes(await runner.run(chainArgv, opts));
-    } catch (error) {
-      if (!(error instanceof CommandFailedError && MISSING_CHAIN.test(error.stderr))) throw error;
-      chainRuleHashes = null;
-    }
-    observed[family] = { sets, chainRuleHashes, postroutingJumps: parsePostroutingJumps(postrouting), postroutingFirst: parsePostroutingFirst(postrouting) };
+    for (const [name, set] of observedMasqueradeSets(linesOfSets(saved.sets, owned))) if (owned.includes(name)) sets.set(name, set);
+    const nat = saved[family];
+    // The save output names every chain of the table in a `:CHAIN POLICY [counters]` line: ours may be missing.
+    const chainExists = nat.startsWith(`:${MASQ_CHAIN} `) || nat.includes(`\n:${MASQ_CHAIN} `);
+    observed[family] = {
+      sets,
+      chainRuleHashes: chainExists ? parseChainRuleHashes(nat) : null,
+      postroutingJumps: parsePostroutingJumps(nat),
+      postroutingFirst: parsePostroutingFirst(nat),
+    };
   }
   return observed;
+}
+
+function commonStart(names: readonly string[]): string {
+  let start = names[0] ?? '';
+  for (const n of names) while (!n.startsWith(start)) start = start.slice(0, -1);
+  return start;
+}
+
+/**
+ * The `create`/`add` lines of these sets in `ipset save` output, tested in place: the whole output also holds
+ * other tools' sets and policy's large ones, which are not split into words here.
+ */
+function linesOfSets(text: string, names: readonly string[]): string {
+  const prefixes = names.flatMap((n) => [`create ${n} `, `add ${n} `]);
+  // Our names share a start: one test per line turns away the thousands of lines of other sets.
+  const common = commonStart(names);
+  const out: string[] = [];
+  let at = 0;
+  while (at < text.length) {
+    const next = text.indexOf('\n', at);
+    const end = next === -1 ? text.length : next + 1;
+    const space = text.indexOf(' ', at);
+    const named = space !== -1 && space < end && text.startsWith(common, space + 1);
+    if (named && prefixes.some((p) => text.startsWith(p, at))) out.push(text.slice(at, end));
+    at = end;
+  }
+  return out.join('');
 }
 
 async function restore(

@@ -1,6 +1,7 @@
 // Follows the pods' MTU across node re-plans: the links are read again each time (a fabric MTU may change under a
 // running node), the choice is made by choosePodMtu, and a change is reported once (log and Event) and shown as a
 // metric. The conflist writer gets the number; new pods get it, running pods keep theirs.
+import { KernelReadSchedule, linksAndAddressesMark, type KernelChanges } from '../host/kernel-monitor.js';
 import type { Logger } from '../observe/log.js';
 import { describeError } from '../kube/cluster-watch.js';
 import { choosePodMtu, readLinkMtus, type LinkMtu, type PodMtuChoice } from './pod-mtu.js';
@@ -40,11 +41,21 @@ export interface PodMtuTrackerOptions {
   postEvent: (reason: string, message: string) => void;
   /** Default: `ip -j address show` in this namespace. */
   readLinks?: (signal: AbortSignal) => Promise<LinkMtu[]>;
+  /**
+   * Link and address notifications (the agent's KernelChangeMonitor): the links are read again only when one came
+   * since the last read, and every LINKS_READ_EVERY choices regardless. Without it every choice reads them.
+   */
+  kernelChanges?: KernelChanges;
 }
+
+/** With notifications, a choice reads the links anyway this often (a notification the kernel dropped). */
+const LINKS_READ_EVERY = 10;
 
 export class PodMtuTracker {
   private current: PodMtuStatus | undefined;
   private readonly readLinks: (signal: AbortSignal) => Promise<LinkMtu[]>;
+  private links: LinkMtu[] | undefined;
+  private readonly linksSchedule = new KernelReadSchedule(LINKS_READ_EVERY);
 
   constructor(private readonly options: PodMtuTrackerOptions) {
     this.readLinks = options.readLinks ?? readLinkMtus;
@@ -64,7 +75,13 @@ export class PodMtuTracker {
     let links: LinkMtu[] = [];
     if (configured === undefined) {
       try {
-        links = await this.readLinks(signal);
+        const changes = this.options.kernelChanges;
+        if (this.links === undefined || this.linksSchedule.due(linksAndAddressesMark(changes))) {
+          const mark = linksAndAddressesMark(changes); // before the read: a change during it is read next time
+          this.links = await this.readLinks(signal);
+          this.linksSchedule.read(mark);
+        }
+        links = this.links;
       } catch (err) {
         logger.warn('could not read the interfaces to choose the pod MTU; keeping the previous choice', { error: describeError(err) });
         return { mtu: this.current?.mtu, warnings: [] };

@@ -1,6 +1,7 @@
 // The policy applier: reads our chains, jumps and sets from the kernel and runs a plan's restore inputs. Thin on
 // purpose; all decisions are in plan.ts. It never writes a whole table: only `iptables-restore --noflush` of the
 // chains a plan names, `ipset restore` of our sets, `ipset destroy` of our stale sets.
+import { createHash } from 'node:crypto';
 import { CommandFailedError, localRunner, type CommandRunner, type RunOptions } from '../host/command.js';
 import { DEFAULT_IPTABLES_BACKEND, iptablesCommands, type IptablesBackend } from '../host/iptables-backend.js';
 import { parseIpsetSave } from '../host/ipset-save.js';
@@ -72,6 +73,63 @@ export function observedPolicySets(text: string): ObservedPolicyState['sets'] {
   return sets;
 }
 
+/** `iptables-save -t filter` of both families and `ipset save`, as read. */
+export interface ObservedPolicyText {
+  v4: string;
+  v6: string;
+  sets: string;
+}
+
+export function parseObservedPolicy(text: ObservedPolicyText): ObservedPolicyState {
+  const state = emptyObservedState();
+  state.v4 = parseIptablesSave(text.v4);
+  state.v6 = parseIptablesSave(text.v6);
+  state.sets = observedPolicySets(text.sets);
+  return state;
+}
+
+/**
+ * A hash of everything in the save outputs the planner looks at: our chains' rules, every rule of the built-in
+ * chains (our jumps and their positions) and our sets' members. Left out: comments (iptables-save dates them),
+ * chain headers of other chains (legacy iptables prints live counters there) and other tools' sets, so traffic and
+ * other programs' own objects do not change it. Two reads with the same fingerprint plan the same changes.
+ */
+export function policyKernelFingerprint(text: ObservedPolicyText): string {
+  // sha1: a change detector over our own kernel state, no security boundary (whoever edits the kernel is root).
+  const hash = createHash('sha1');
+  // Runs of matching lines go into the hash as one slice each, and lines are tested in place (startsWith at an
+  // offset): a save output of 30,000 set members costs no string per line.
+  const hashLines = (save: string, keep: (at: number) => boolean): void => {
+    let runStart = -1;
+    let at = 0;
+    while (at < save.length) {
+      const next = save.indexOf('\n', at);
+      const end = next === -1 ? save.length : next + 1;
+      if (keep(at)) {
+        if (runStart === -1) runStart = at;
+      } else if (runStart !== -1) {
+        hash.update(save.slice(runStart, at));
+        runStart = -1;
+      }
+      at = end;
+    }
+    if (runStart !== -1) hash.update(save.slice(runStart));
+    hash.update('\n');
+  };
+  const ruleLine = (save: string) => (at: number): boolean =>
+    save.startsWith(`:${CHAIN_PREFIX}`, at) || save.startsWith(`-A ${CHAIN_PREFIX}`, at) || BUILTIN_RULE_PREFIXES.some((p) => save.startsWith(p, at));
+  hash.update('#v4\n');
+  hashLines(text.v4, ruleLine(text.v4));
+  hash.update('#v6\n');
+  hashLines(text.v6, ruleLine(text.v6));
+  hash.update('#sets\n');
+  hashLines(text.sets, (at) => OUR_SET_LINE_PREFIXES.some((p) => text.sets.startsWith(p, at)));
+  return hash.digest('hex');
+}
+
+const BUILTIN_RULE_PREFIXES = [...BUILTIN].map((chain) => `-A ${chain} `);
+const OUR_SET_LINE_PREFIXES = ['create', 'add'].flatMap((verb) => [`${verb} ${SET_PREFIX}4-`, `${verb} ${SET_PREFIX}6-`]);
+
 export interface ApplyResult {
   /** Non-fatal failures (stale chains or sets that could not be removed yet); the kernel may differ from the plan. */
   warnings: string[];
@@ -97,7 +155,11 @@ export class IptablesPolicyApplier {
   }
 
   async readObserved(signal?: AbortSignal): Promise<ObservedPolicyState> {
-    const state = emptyObservedState();
+    return parseObservedPolicy(await this.readObservedText(signal));
+  }
+
+  /** The save outputs our state is read from, unparsed (see parseObservedPolicy, policyKernelFingerprint). */
+  async readObservedText(signal?: AbortSignal): Promise<ObservedPolicyText> {
     const opts = signal === undefined ? {} : { signal };
     // Three reads at once: they only read, and each is mostly process start-up.
     const [v4, v6, sets] = await Promise.all([
@@ -105,10 +167,7 @@ export class IptablesPolicyApplier {
       this.runner.run([iptablesCommands(this.backend, 'ipv6').save, '-t', 'filter'], opts),
       this.runner.run(['ipset', 'save'], opts),
     ]);
-    state.v4 = parseIptablesSave(v4);
-    state.v6 = parseIptablesSave(v6);
-    state.sets = observedPolicySets(sets);
-    return state;
+    return { v4, v6, sets };
   }
 
   /**

@@ -10,7 +10,7 @@ import { readFile } from 'node:fs/promises';
 import type { CommandRunner } from '../host/command.js';
 import type { Logger } from '../observe/log.js';
 import { ReconcileLoop, type ReconcileStatus } from '../reconcile/loop.js';
-import { IptablesPolicyApplier, PolicyApplyError } from './apply.js';
+import { IptablesPolicyApplier, parseObservedPolicy, policyKernelFingerprint, PolicyApplyError, type ObservedPolicyText } from './apply.js';
 import type { IptablesBackend } from '../host/iptables-backend.js';
 import type { CompiledPolicies, PodBridge, PolicyProblem } from './compile.js';
 import { PolicyCompiler } from './incremental.js';
@@ -59,6 +59,8 @@ export interface PolicyStatus {
   appliedGeneration: number;
   /** bridge-nf-call-iptables (and ip6tables) as read at start; null when unknown. */
   bridgeNetfilter: boolean | null;
+  /** Resyncs that read the kernel as it was when last found in sync, with nothing new handed in: nothing compiled or planned. */
+  unchangedResyncs: number;
 }
 
 export class PolicyReconciler {
@@ -75,6 +77,14 @@ export class PolicyReconciler {
   private appliedGeneration = 0;
   private observed: ObservedPolicyState | null = null;
   private lastCompiled: CompiledPolicies | null = null;
+  /** The pod bridge (bindings) lastCompiled was compiled with, as JSON. */
+  private lastCompiledBridge = '';
+  /**
+   * The fingerprint (policyKernelFingerprint) of the last fresh kernel read that needed no change: a resync that
+   * reads the same with nothing handed in since has nothing to compile or plan.
+   */
+  private inSyncFingerprint: string | undefined;
+  private unchangedResyncs = 0;
   private problems: PolicyProblem[] = [];
   private bridgeNetfilter: boolean | null = null;
   private running = false;
@@ -145,6 +155,7 @@ export class PolicyReconciler {
       generation: this.generation,
       appliedGeneration: this.appliedGeneration,
       bridgeNetfilter: this.bridgeNetfilter,
+      unchangedResyncs: this.unchangedResyncs,
     };
   }
 
@@ -168,22 +179,37 @@ export class PolicyReconciler {
     // After a failure or at resync the kernel is re-read: our memory of it may be wrong. The save commands run
     // while the compiler works.
     const fromMemory = this.observed !== null;
-    const reading = fromMemory ? undefined : this.applier.readObserved(signal);
+    const reading = fromMemory ? undefined : this.applier.readObservedText(signal);
     reading?.catch(() => undefined); // awaited below; only a compile error could leave it unawaited
     // At resync the binding records are read again too.
     if (!fromMemory) this.cniCache?.forget();
     try {
       const bridge = await this.podBridge(cluster);
+      const bridgeText = JSON.stringify(bridge ?? null);
+      const lastCompiled = this.lastCompiled;
+      // A resync with nothing new handed in (same snapshot, same bindings) whose kernel reads as it did when it was
+      // last found in sync: the compile and plan would come out empty. Drift anywhere we look changes the
+      // fingerprint and takes the full way below.
+      if (reading !== undefined && lastCompiled !== null && generation === this.appliedGeneration && bridgeText === this.lastCompiledBridge) {
+        const text = await reading;
+        if (this.inSyncFingerprint !== undefined && policyKernelFingerprint(text) === this.inSyncFingerprint) {
+          this.observed = observedAfter(lastCompiled);
+          this.unchangedResyncs++;
+          return { skipped: false };
+        }
+      }
       const compiled = await this.compiler.compileYielding(
         { ...cluster, node: this.node, ...(bridge === undefined ? {} : { bridge }) },
         this.opts.allowMark === undefined ? {} : { allowMark: this.opts.allowMark },
       );
       this.reportProblems(compiled.problems);
-      const observed = (this.observed ??= await (reading as Promise<ObservedPolicyState>));
+      const freshText: ObservedPolicyText | undefined = reading === undefined ? undefined : await reading;
+      const observed = (this.observed ??= parseObservedPolicy(freshText as ObservedPolicyText));
       // The sets are planned first and go in while the rules are rendered, both in slices.
       const sets = await inSlices(planSetChangesInSteps(compiled, observed));
       let plan;
       let result;
+      let refused = false;
       try {
         ({ plan, ...result } = await this.applier.applyRendering(sets, () => inSlices(planRuleChangesInSteps(compiled, observed, sets)), signal));
       } catch (err) {
@@ -196,19 +222,25 @@ export class PolicyReconciler {
         this.observed = await this.applier.readObserved(signal);
         plan = planPolicyChanges(compiled, this.observed);
         result = await this.applier.apply(plan, signal);
+        refused = true;
       }
       this.observed = result.warnings.length === 0 ? observedAfter(compiled) : null;
       for (const w of result.warnings) this.logger.warn('policy cleanup incomplete, will retry', { warning: w });
       this.lastCompiled = compiled;
+      this.lastCompiledBridge = bridgeText;
       this.appliedGeneration = generation;
       const s = plan.summary;
-      if (s.changedChains + s.deletedChains + s.changedSets + s.deletedSets + s.jumpsAdded > 0) {
-        this.logger.info('policy rules applied', { generation, ...s });
-      }
+      const changed = s.changedChains + s.deletedChains + s.changedSets + s.deletedSets + s.jumpsAdded > 0;
+      if (changed) this.logger.info('policy rules applied', { generation, ...s });
+      // Only a fresh read that needed nothing proves the kernel equal to the rules: its fingerprint is the one
+      // later resyncs compare with. After a write the next resync plans in full (and fingerprints) first.
+      if (changed || refused || result.warnings.length > 0) this.inSyncFingerprint = undefined;
+      else if (freshText !== undefined) this.inSyncFingerprint = policyKernelFingerprint(freshText);
       return { skipped: false };
     } catch (err) {
       // After a failure the kernel is re-read: our memory of it may be wrong.
       this.observed = null;
+      this.inSyncFingerprint = undefined;
       throw err;
     }
   }

@@ -6,6 +6,7 @@
 // (memory stays true) and is retried with back-off, again planning every prefix. The pass schedule is the shared
 // ReconcileLoop's.
 // Stopping leaves the routes in place: the data plane keeps forwarding while the agent restarts.
+import { KernelReadSchedule, type KernelChanges } from '../host/kernel-monitor.js';
 import type { Logger } from '../observe/log.js';
 import { ReconcileLoop, type ReconcileStatus } from '../reconcile/loop.js';
 import { KernelRouteError, RouteInputError } from './errors.js';
@@ -27,6 +28,13 @@ export interface RouteReconcilerOptions {
   retryMaxMs?: number;
   /** The kernel access; an IpRouteTable for `protocol` and `netns` when omitted. */
   table?: RouteTable;
+  /**
+   * Route change notifications (the agent's KernelChangeMonitor): a resync reads the kernel only when a route
+   * changed since the last read, and every readEveryResyncs-th resync regardless. Without it every resync reads.
+   */
+  kernelChanges?: KernelChanges;
+  /** Default 10 (5 minutes at the default resync interval). */
+  readEveryResyncs?: number;
 }
 
 export interface RouteReconcilerCounts {
@@ -41,6 +49,8 @@ export interface RouteReconcilerCounts {
   failedChanges: number;
   /** Full reads of the kernel's table (start-up, resyncs, after failures). */
   reads: number;
+  /** Resyncs that did not read: no route changed in the kernel since the last read. */
+  quietResyncs: number;
 }
 
 export interface RouteReconcilerStatus {
@@ -56,6 +66,8 @@ export interface RouteReconcilerStatus {
 }
 
 const DEFAULT_RESYNC_MS = 30_000;
+/** With route notifications, a resync reads the kernel anyway this often (a notification the kernel dropped). */
+const DEFAULT_READ_EVERY_RESYNCS = 10;
 const DEFAULT_RETRY_INITIAL_MS = 500;
 const DEFAULT_RETRY_MAX_MS = 30_000;
 /** Kernel refusals logged per failed batch: a 50k-route burst must not produce 50k log lines. */
@@ -138,7 +150,10 @@ export class RouteReconciler {
     conflicts: 0,
     failedChanges: 0,
     reads: 0,
+    quietResyncs: 0,
   };
+  private readonly kernelChanges: KernelChanges | undefined;
+  private readonly readSchedule: KernelReadSchedule;
 
   constructor(options: RouteReconcilerOptions) {
     this.protocol = validateProtocol(options.protocol, 'options.protocol');
@@ -157,6 +172,8 @@ export class RouteReconciler {
         this.logger.error('route sync failed; retrying', { error: error instanceof Error ? error.message : String(error), attempt: consecutiveFailures });
       },
     });
+    this.kernelChanges = options.kernelChanges;
+    this.readSchedule = new KernelReadSchedule(options.readEveryResyncs ?? DEFAULT_READ_EVERY_RESYNCS);
     this.table = options.table ?? new IpRouteTable({ protocol: this.protocol, ...(options.netns === undefined ? {} : { netns: options.netns }) });
   }
 
@@ -235,19 +252,27 @@ export class RouteReconciler {
 
   /** One pass of the loop: the start-up read, a resync (re-read, plan all) or the prefixes changed since the last. */
   private async pass(signal: AbortSignal, resync: boolean): Promise<{ skipped: boolean }> {
-    if (resync) this.needsRead = true;
+    // A resync re-reads the kernel to repair drift; with route notifications only when a route changed since.
+    if (resync) {
+      if (this.readSchedule.due(this.kernelChanges?.mark('route'))) this.needsRead = true;
+      else this.counts.quietResyncs++;
+    }
     try {
       const done = await this.sync(this.needsRead, signal);
       this.needsRead = false;
       return { skipped: !done };
     } catch (error) {
       this.needsRead = true;
+      this.readSchedule.forget();
       throw error;
     }
   }
 
   private async readKernel(signal: AbortSignal): Promise<void> {
+    // Taken before the read: a change during it is seen by the next resync.
+    const mark = this.kernelChanges?.mark('route');
     const snapshot = await this.table.read(signal);
+    this.readSchedule.read(mark);
     const ours = new Map<string, KernelRoute[]>();
     for (const route of snapshot.ours) {
       const list = ours.get(route.prefix);

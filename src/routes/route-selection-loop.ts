@@ -3,14 +3,19 @@
 // a pass re-judges those prefixes (all of them when the selection context changes) and hands the route
 // reconciler the routes that changed. Passes are paced, so a flapping peer cannot become a kernel churn storm.
 import type { LearnedTableListener, LearnedTableView } from '../bgp/learned-table.js';
+import { KernelReadSchedule, linksAndAddressesMark, type KernelChanges } from '../host/kernel-monitor.js';
 import type { Logger } from '../observe/log.js';
 import { errorInfo, PassPacer, ReconcileLoop, type PassListener, type PassOutcome, type PassPacerOptions } from '../reconcile/loop.js';
 import { onLinkNetworks, readConnectedNetworks } from './connected-networks.js';
 import { IncrementalRouteSelector } from './incremental-selection.js';
 import type { DesiredRoute, RejectedPath, RouteSelectionContext } from './select-routes.js';
 
-/** Connected networks change rarely (an address added by hand, a link renumbered): re-read them this often. */
+/**
+ * Connected networks change rarely (an address added by hand, a link renumbered, a carrier lost): re-read them this
+ * often, or, with link and address notifications, when one came (at once) and every CONNECTED_READ_EVERY passes.
+ */
 export const CONNECTED_REFRESH_MS = 10_000;
+const CONNECTED_READ_EVERY = 30;
 /**
  * Pacing of the route passes (each one may write to the kernel): a change after a quiet spell goes at once; a
  * burst is taken in passes at least 25 ms apart; prefixes flapping from pass to pass stretch that up to 2 s until
@@ -51,6 +56,8 @@ export interface RouteSelectionLoopOptions {
   onPass?: PassListener;
   /** The node's connected networks (default: read from the kernel of the current namespace). */
   readConnectedNetworks?: (signal: AbortSignal) => Promise<string[]>;
+  /** Link and address notifications (the agent's KernelChangeMonitor): see CONNECTED_REFRESH_MS. */
+  kernelChanges?: KernelChanges;
 }
 
 export class RouteSelectionLoop {
@@ -65,6 +72,9 @@ export class RouteSelectionLoop {
   private wholeSetGiven = false;
   private connectedNetworks: string[] = [];
   private connectedReadAt = 0;
+  private readonly connectedSchedule = new KernelReadSchedule(CONNECTED_READ_EVERY);
+  /** Reads of the connected networks (for tests). */
+  connectedReads = 0;
   private reportedRejections = new Set<string>();
 
   constructor(options: RouteSelectionLoopOptions) {
@@ -83,6 +93,9 @@ export class RouteSelectionLoop {
         this.logger.error('route selection failed; retrying', { error: errorInfo(err).message });
       },
     });
+    // A link or address change is read at once (a lost carrier makes next hops behind it not on-link).
+    options.kernelChanges?.onChange('link', () => this.loop.markDirty());
+    options.kernelChanges?.onChange('address', () => this.loop.markDirty());
     options.learned.onChange((_table, changed) => {
       for (const prefix of changed) this.changedPrefixes.add(prefix);
       this.loop.markDirty();
@@ -117,9 +130,15 @@ export class RouteSelectionLoop {
     const changedKeys = this.allPrefixesChanged ? 'all' : this.changedPrefixes;
     this.changedPrefixes = new Set();
     this.allPrefixesChanged = false;
-    if (Date.now() - this.connectedReadAt >= CONNECTED_REFRESH_MS) {
+    const kernelChanges = this.options.kernelChanges;
+    const due =
+      kernelChanges === undefined ? Date.now() - this.connectedReadAt >= CONNECTED_REFRESH_MS : this.connectedSchedule.due(linksAndAddressesMark(kernelChanges));
+    if (due) {
+      const mark = linksAndAddressesMark(kernelChanges); // before the read: a change during it is read next time
       this.connectedNetworks = await (this.options.readConnectedNetworks ?? readConnectedNetworks)(signal);
+      this.connectedSchedule.read(mark);
       this.connectedReadAt = Date.now();
+      this.connectedReads++;
     }
     const { conflictedCIDRs, ...context } = input;
     // A changed context (nodes, ranges, connected networks, conflicts) re-judges every prefix.

@@ -128,7 +128,7 @@ describe('policy reconciler in a netns node (real iptables/ipset, TCP/UDP probes
     await lab?.teardown();
   });
 
-  function startReconciler(runner?: CommandRunner): { reconciler: PolicyReconciler; done: Promise<void>; stop: () => Promise<void> } {
+  function startReconciler(runner?: CommandRunner, resyncIntervalMs = 5_000): { reconciler: PolicyReconciler; done: Promise<void>; stop: () => Promise<void> } {
     const controller = new AbortController();
     running.push(controller);
     const reconciler = new PolicyReconciler({
@@ -136,7 +136,7 @@ describe('policy reconciler in a netns node (real iptables/ipset, TCP/UDP probes
       logger,
       bridgeName: 'podroute0',
       runner: runner ?? netnsRunner(lab.nodeNetns),
-      resyncIntervalMs: 5_000,
+      resyncIntervalMs,
       retryInitialMs: 100,
     });
     const done = reconciler.start(controller.signal);
@@ -267,6 +267,47 @@ describe('policy reconciler in a netns node (real iptables/ipset, TCP/UDP probes
     await waitApplied(reconciler, generation);
     expect(reconciler.status().loop.lastError).to.equal(undefined);
     expect((await matrix(lab, open)).mismatches).to.deep.equal([]);
+    await stop();
+  });
+
+  it('a resync that reads the kernel as it left it only reads; drift by hand (our jump, a set member) is repaired at the next', async () => {
+    const real = netnsRunner(lab.nodeNetns);
+    const commands: string[] = [];
+    const counting: CommandRunner = { run: (argv, options) => (commands.push(argv.join(' ')), real.run(argv, options)) };
+    const { reconciler, stop } = startReconciler(counting, 400);
+    const cluster: ClusterState = {
+      pods: lab.podObjects(),
+      namespaces: lab.namespaces,
+      policies: [policy('x', 'from-y', { podSelector: {}, ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'y' } } }] }] })],
+    };
+    await waitApplied(reconciler, reconciler.setCluster(cluster));
+    const passes = (): number => reconciler.status().loop.successes;
+    // The first resync after the write plans in full, finds nothing to do and keeps the read's fingerprint.
+    const applied = passes();
+    await pollUntil('a full resync', () => passes() >= applied + 2, { timeoutMs: 10_000, intervalMs: 20 });
+    commands.length = 0;
+    const quiet = passes();
+    const unchanged = reconciler.status().unchangedResyncs;
+    await pollUntil('two more resyncs', () => passes() >= quiet + 2, { timeoutMs: 10_000, intervalMs: 20 });
+    expect(reconciler.status().unchangedResyncs - unchanged, 'resyncs that compiled and planned nothing').to.be.at.least(2);
+    const writes = commands.filter((c) => !/^(iptables-nft-save|ip6tables-nft-save|iptables-save|ip6tables-save) -t filter$|^ipset save$/.test(c));
+    expect(writes, 'resyncs of an unchanged kernel only read it').to.deep.equal([]);
+    expect(commands.length, 'each resync read the kernel').to.be.at.least(6);
+
+    const exec = (...argv: string[]) => execa('ip', ['netns', 'exec', lab.nodeNetns, ...argv]);
+    const setName = /^create (PRPOL4-\S+)/m.exec((await exec('ipset', 'save')).stdout)?.[1];
+    const member = new RegExp(`^add ${setName} (\\S+)`, 'm').exec((await exec('ipset', 'save', String(setName))).stdout)?.[1];
+    expect(setName, 'a set of the policy').to.be.a('string');
+    expect(member, 'a member of it').to.be.a('string');
+    await exec('iptables', '-D', 'FORWARD', '-m', 'comment', '--comment', 'podroute policy', '-j', 'PRPOL-FORWARD');
+    await exec('ipset', 'del', String(setName), String(member));
+    await pollUntil('jump and member restored', async () => {
+      const jumped = (await iptablesSave(lab, 'ipv4')).includes('-j PRPOL-FORWARD');
+      const member_ = (await exec('ipset', 'test', String(setName), String(member)).then(() => true, () => false));
+      return (jumped && member_) || undefined;
+    }, { timeoutMs: 5_000, intervalMs: 50 });
+    expect((await matrix(lab, cluster)).mismatches).to.deep.equal([]);
+    expect(reconciler.status().loop.lastError).to.equal(undefined);
     await stop();
   });
 

@@ -211,7 +211,7 @@ describe('hostile BGP peers against a real node (gobgpd + podroute agent)', func
     await pollUntil(`${expected.length} routes in the kernel`, () => (JSON.stringify(kernelRoutes()) === JSON.stringify(expected) ? true : undefined), { timeoutMs: 60_000, intervalMs: 200 });
     const status = await nodePeer(FLOOD.address);
     expect(status).to.deep.include({ state: 'ESTABLISHED', adminState: 'UP', received: LIMIT - 10 });
-    // The agent has seen the session up (it polls gobgpd's peers): a later drop is news to it.
+    // The agent has seen the session up (gobgpd's peer watch woke a read of its peers): a later drop is news to it.
     await pollUntil('a PodrouteBgpPeerUp Event for the flooding peer', () => eventFor('PodrouteBgpPeerUp', FLOOD.address) || undefined, { intervalMs: 500 });
   });
 

@@ -10,6 +10,7 @@ import type { DesiredRoute } from '../../../src/routes/select-routes.js';
 import { createRouteNetns, gatewaysOf, ip, mainRoutes, ROUTE_NETNS_PREFIX, type RouteNetns } from './route-netns.js';
 import { RouteMonitor } from '../route-monitor.js';
 import { pollUntil } from '../../poll.js';
+import { KernelChangeMonitor } from '../../../src/host/kernel-monitor.js';
 
 const PROTO = 44;
 const logger = createLogger({ level: 'error', component: 'routes-test' });
@@ -145,6 +146,32 @@ describe('routes/RouteReconciler in a network namespace', function () {
     }, { timeoutMs: 20_000, intervalMs: 50 });
     await expectDesiredInstalled();
     expect(reconciler.status().counts).to.include({ added: 7, replaced: 1 });
+  });
+
+  it('with the kernel change monitor a quiet resync reads nothing, and a route deleted by hand is still put back at the next', async () => {
+    const monitor = new KernelChangeMonitor({ logger, netns: netns.name, settleMs: 200 });
+    const watching = new AbortController();
+    monitor.start(watching.signal);
+    try {
+      // readEveryResyncs out of the way: what is tested is the notification, not the safety read.
+      const { reconciler } = start({ resyncIntervalMs: 150, kernelChanges: monitor, readEveryResyncs: 1_000 });
+      reconciler.setDesired(DESIRED);
+      await reconciler.waitForSync();
+      // Our own writes are notified too: the resync after them reads once, then the kernel is quiet.
+      await pollUntil('quiet resyncs', () => reconciler.status().counts.quietResyncs >= 2, { timeoutMs: 10_000, intervalMs: 20 });
+      const { reads, quietResyncs } = reconciler.status().counts;
+      await pollUntil('three more quiet resyncs', () => reconciler.status().counts.quietResyncs >= quietResyncs + 3, { timeoutMs: 10_000, intervalMs: 20 });
+      expect(reconciler.status().counts.reads, 'no read while nothing changed').to.equal(reads);
+      await ip('-n', netns.name, 'route', 'del', '10.1.1.0/24', 'proto', String(PROTO));
+      await pollUntil('the resync to restore the route', async () => gatewaysOf((await mainRoutes(netns.name)).get(`10.1.1.0/24 ${PROTO}`))?.join() === '10.250.0.11', {
+        timeoutMs: 5_000,
+        intervalMs: 20,
+      });
+      expect(reconciler.status().counts.reads).to.be.greaterThan(reads);
+      await expectDesiredInstalled();
+    } finally {
+      watching.abort();
+    }
   });
 
   it('never touches routes of other protocols: they survive start, resync and stop; a foreign route on our prefix wins', async () => {

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import type { DatapathResult, PathKind } from '../../../bench/datapath.js';
 import type { FootprintResult } from '../../../bench/footprint.js';
-import { renderReport } from '../../../bench/report.js';
+import { renderReport, updateReport } from '../../../bench/report.js';
 import type { BenchResults } from '../../../bench/run.js';
 import { summarize, type Summary } from '../../../bench/lib/stats.js';
 
@@ -71,7 +71,21 @@ describe('bench report', () => {
     const md = renderReport({ ...base(), footprint: fp });
     expect(md).to.include('`--max-old-space-size=384`');
     expect(md).to.include('| idle measuring window | 65.0 s |');
-    expect(md).to.include('podCIDR-conflict scan');
+    expect(md).to.include('read `ipset save` every 60 s');
+    expect(md).to.match(/agent idle CPU under 0\.5 % of a core \(issue 19\) \| 5\.0 % \| \*\*missed\*\* \|/);
     expect(md).not.to.include('no longer loads @kubernetes/client-node'); // RSS target met: no miss text
+  });
+
+  it('updates the footprint and convergence sections alone, with their targets', () => {
+    const fp = {
+      nodes: 1000, pods: 30000, policies: 1000, localPods: 30, seedMs: 1, startupMs: 1, settleMs: 1, settled: true,
+      idle: { cpuPercent: 0.4, rssMiB: 100, gobgpdRssMiB: 20 }, churn: { cpuPercent: 5, rssMiBMax: 110, changes: 10 }, agentLog: '',
+      nodeOptions: [], idleWindow: { fromUs: 0, toUs: 65_000_000 },
+    } as FootprintResult;
+    const existing = renderReport({ ...base(), footprint: { ...fp, idle: { ...fp.idle, cpuPercent: 3 } } });
+    const updated = updateReport(existing, { ...base(), footprint: fp }, ['footprint']);
+    expect(updated).to.include('| agent CPU, idle | 0.4 % |');
+    expect(updated).to.match(/\| agent idle CPU under 0\.5 % of a core \(issue 19\) \| 0\.4 % \| met \|/);
+    expect(updated.match(/agent idle CPU under 0\.5 % of a core \(issue 19\) \|/g), 'the row replaced, not added').to.have.length(1);
   });
 });

@@ -110,6 +110,31 @@ describe('BgpReconciler against an in-memory gobgpd', function () {
     }
   });
 
+  it("hands on the watch's peer-state events (what the peer Events reporter reads gobgpd on)", async () => {
+    const fake = new FakeGobgpRouter();
+    const reconciler = new BgpReconciler({ client: fake, retryBackoffMs: { initial: 20, max: 50 } });
+    const heard: string[] = [];
+    const unsubscribe = reconciler.learned.onPeerStateEvent((address, state) => heard.push(`${address} ${state}`));
+    const stop = new AbortController();
+    reconciler.setDesired(desiredState());
+    const running = reconciler.start(stop.signal);
+    try {
+      await fake.watchOpened(1);
+      fake.send({ kind: 'peer', address: N1, state: 'ACTIVE', asn: 64512 });
+      fake.send({ kind: 'peer', address: N1, state: 'ESTABLISHED', asn: 64512 });
+      await pollUntil('peer states heard', () => heard.length === 2, { timeoutMs: 2_000, intervalMs: 5 });
+      expect(heard).to.deep.equal([`${N1} ACTIVE`, `${N1} ESTABLISHED`]);
+      unsubscribe();
+      fake.send({ kind: 'peer', address: N1, state: 'IDLE', asn: 64512 });
+      fake.send({ kind: 'table-synced' });
+      await pollUntil('table synced', () => reconciler.status().tableSynced, { timeoutMs: 2_000, intervalMs: 5 });
+      expect(heard, 'nothing after unsubscribing').to.have.length(2);
+    } finally {
+      stop.abort();
+      await running;
+    }
+  });
+
   it("keeps a restarted watch's paths as stale per neighbor until it is back and settled, or the restart window ends", async () => {
     const fake = new FakeGobgpRouter();
     const gracefulRestart = { enabled: true, restartTime: 1 };

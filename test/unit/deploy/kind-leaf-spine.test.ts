@@ -36,6 +36,10 @@ interface FrrConfig {
   routerId: string;
   neighbors: Map<string, { remoteAs: string; password?: string; isGroup: boolean }>;
   listenRanges: { range: string; group: string }[];
+  /** Configured neighbors by address: their peer-group. */
+  groupMembers: Map<string, string>;
+  /** `neighbor X timers connect N`: seconds between the dials of X. */
+  connectTimers: Map<string, number>;
   prefixLists: Map<string, string[]>;
   networks: Map<string, string[]>;
   activated: Map<string, string[]>;
@@ -49,6 +53,8 @@ function parseFrr(text: string): FrrConfig {
     routerId: '',
     neighbors: new Map(),
     listenRanges: [],
+    groupMembers: new Map(),
+    connectTimers: new Map(),
     prefixLists: new Map(),
     networks: new Map(),
     activated: new Map(),
@@ -72,6 +78,8 @@ function parseFrr(text: string): FrrConfig {
     else if ((m = /^address-family (ipv4|ipv6) unicast$/.exec(line))) family = m[1] ?? '';
     else if (line === 'exit-address-family') family = '';
     else if ((m = /^neighbor (\S+) peer-group$/.exec(line))) neighbor(m[1] ?? '').isGroup = true;
+    else if ((m = /^neighbor (\S+) peer-group (\S+)$/.exec(line))) config.groupMembers.set(ipaddr.parse(m[1] ?? '').toString(), m[2] ?? '');
+    else if ((m = /^neighbor (\S+) timers connect (\d+)$/.exec(line))) config.connectTimers.set(m[1] ?? '', Number(m[2]));
     else if ((m = /^neighbor (\S+) remote-as (\S+)$/.exec(line))) neighbor(m[1] ?? '').remoteAs = m[2] ?? '';
     else if ((m = /^neighbor (\S+) password (\S+)$/.exec(line))) neighbor(m[1] ?? '').password = m[2];
     else if ((m = /^bgp listen range (\S+) peer-group (\S+)$/.exec(line))) config.listenRanges.push({ range: m[1] ?? '', group: m[2] ?? '' });
@@ -258,6 +266,10 @@ describe('deploy: containerlab/kind-leaf-spine', function () {
         expect(kindNode, `${node} is a kind node`).to.not.equal(undefined);
         const own = (addresses.get(node)?.get(ifName) ?? []).map(addressOf);
         for (const a of own) expect(config.listenRanges.some((l) => inside(a, l.range)), `${node} ${a} inside ${torName}'s listen ranges`).to.equal(true);
+        // The ToR dials its known nodes (a listen range is passive, and gobgpd 3.10 dials only after 5-9 s): a
+        // configured neighbor of the nodes' group for each address, redialled every second.
+        for (const a of own) expect(config.groupMembers.get(a), `${node} ${a}: a neighbor ${torName} dials`).to.equal(group);
+        expect(config.connectTimers.get(group), `${torName}: neighbor ${group} timers connect 1`).to.equal(1);
         // kubelet's node IP = the rack LAN addresses (the next hop of the node's podCIDRs), IPv4 first.
         const nodeIpLine = (nodes[node]?.exec ?? []).find((l) => l.includes('kubeadm-flags.env')) ?? '';
         const nodeIps = /--node-ip=([0-9a-f.:,]+)/.exec(nodeIpLine)?.[1]?.split(',') ?? [];

@@ -5,10 +5,11 @@ import { expect } from 'chai';
 import { createLogger } from '../../../src/observe/log.js';
 import type { LinkMtu } from '../../../src/node/pod-mtu.js';
 import { PodMtuTracker, reportPodMtu } from '../../../src/node/pod-mtu-tracker.js';
+import { FakeKernelChanges } from '../host/fake-kernel-changes.js';
 
 const IP = '10.0.1.11';
 
-function tracker(configured?: number): { tracker: PodMtuTracker; links: { value: LinkMtu[] | Error }; events: string[]; logLines: () => { level: string; message: string }[]; reads: () => number } {
+function tracker(configured?: number, kernelChanges?: FakeKernelChanges): { tracker: PodMtuTracker; links: { value: LinkMtu[] | Error }; events: string[]; logLines: () => { level: string; message: string }[]; reads: () => number } {
   const stream = new PassThrough();
   const lines: string[] = [];
   stream.on('data', (chunk: Buffer) => lines.push(...chunk.toString('utf8').split('\n').filter((l) => l !== '')));
@@ -19,6 +20,7 @@ function tracker(configured?: number): { tracker: PodMtuTracker; links: { value:
     configured,
     logger: createLogger({ stream, format: 'json' }),
     postEvent: (reason, message) => events.push(`${reason}: ${message}`),
+    ...(kernelChanges === undefined ? {} : { kernelChanges }),
     readLinks: () => {
       reads++;
       return links.value instanceof Error ? Promise.reject(links.value) : Promise.resolve(links.value);
@@ -44,6 +46,27 @@ describe('pod MTU tracker', () => {
       'warn pod MTU changed from 9000 to 1400 (the MTU of eth0): new pods get it, running pods keep theirs until they restart',
     ]);
     expect(t.events).to.deep.equal(['PodrouteMtuChanged: pod MTU changed from 9000 to 1400 (the MTU of eth0): new pods get it, running pods keep theirs until they restart']);
+  });
+
+  it('with link notifications reads the links only after a link or address change (and every 10th choice)', async () => {
+    const k = new FakeKernelChanges();
+    const t = tracker(undefined, k);
+    expect(await t.tracker.choose([IP], signal)).to.deep.equal({ mtu: 9000, warnings: [] });
+    await t.tracker.choose([IP], signal);
+    await t.tracker.choose([IP], signal);
+    expect(t.reads(), 'nothing changed: no read').to.equal(1);
+    t.links.value = [{ ifname: 'eth0', mtu: 1400, addresses: [IP] }];
+    k.change('route');
+    expect((await t.tracker.choose([IP], signal)).mtu, 'a route change is no link change').to.equal(9000);
+    k.change('link');
+    expect((await t.tracker.choose([IP], signal)).mtu).to.equal(1400);
+    expect(t.reads()).to.equal(2);
+    for (let i = 0; i < 10; i++) await t.tracker.choose([IP], signal);
+    expect(t.reads(), 'the safety read').to.equal(3);
+    k.silence();
+    await t.tracker.choose([IP], signal);
+    await t.tracker.choose([IP], signal);
+    expect(t.reads(), 'a monitor that cannot vouch: every choice reads').to.equal(5);
   });
 
   it('keeps the last choice when the links cannot be read; hands on the choice\'s problems as warnings', async () => {

@@ -20,7 +20,7 @@ function routeStatus(installed: number, added: number, removed: number): RouteRe
     loop: { lastAttemptAt: new Date(), lastSuccessAt: new Date(), lastError: undefined, consecutiveFailures: 0, successes: 3, failures: 0 },
     inSync: true,
     conflicts: ['10.9.0.0/24'],
-    counts: { added, replaced: 1, removed, conflicts: 1, failedChanges: 0, reads: 1 },
+    counts: { added, replaced: 1, removed, conflicts: 1, failedChanges: 0, reads: 1, quietResyncs: 0 },
   };
 }
 
@@ -36,6 +36,7 @@ describe('AgentMetrics', () => {
       generation: 2,
       appliedGeneration: 2,
       bridgeNetfilter: true,
+      unchangedResyncs: 0,
     };
     const bgp = { advertised: 2, learnedPrefixes: 7 } as BgpReconcilerStatus;
     const m = new AgentMetrics({ nodeName: 'n1', version: '1.2.3', routes: () => routes, policy: () => policy, bgp: () => bgp, processMetrics: false });

@@ -8,6 +8,7 @@ import { createLogger } from '../../../src/observe/log.js';
 import { RouteSelectionLoop, type RouteSelectionInput } from '../../../src/routes/route-selection-loop.js';
 import type { DesiredRoute } from '../../../src/routes/select-routes.js';
 import { pollUntil } from '../../poll.js';
+import { FakeKernelChanges } from '../host/fake-kernel-changes.js';
 
 class MemoryLearnedTable {
   readonly paths = new Map<string, LearnedPath[]>();
@@ -86,6 +87,44 @@ describe('RouteSelectionLoop', function () {
       await pollUntil('withdrawal given', () => calls.length === 3, { timeoutMs: 2_000, intervalMs: 5 });
       expect(calls[2]).to.deep.equal([['10.244.2.0/24', undefined]]);
       expect(reported).to.have.length(1);
+    } finally {
+      stop.abort();
+      await running;
+    }
+  });
+
+  it('with link and address notifications reads the connected networks at once on a change, and not on a quiet pass', async () => {
+    const learned = new MemoryLearnedTable();
+    learned.synced = true;
+    const kernel = new FakeKernelChanges();
+    let connected = ['10.0.0.0/24'];
+    const calls: (DesiredRoute[] | [string, DesiredRoute | undefined][])[] = [];
+    const loop = new RouteSelectionLoop({
+      learned,
+      routes: { setDesired: (routes) => calls.push([...routes]), updateDesired: (changes) => calls.push([...changes]) },
+      logger: createLogger({ level: 'error' }),
+      retry: { initialMs: 20, maxMs: 20 },
+      readConnectedNetworks: () => Promise.resolve(connected),
+      kernelChanges: kernel,
+    });
+    const stop = new AbortController();
+    const running = loop.run(stop.signal);
+    try {
+      learned.set('10.244.2.0/24', [path('10.244.2.0/24', '10.0.0.2', 64602)]);
+      loop.setInput(input);
+      loop.markDirty();
+      await pollUntil('whole set given', () => calls.length === 1, { timeoutMs: 2_000, intervalMs: 5 });
+      expect(loop.connectedReads).to.equal(1);
+      learned.set('10.244.3.0/24', [path('10.244.3.0/24', '10.0.0.3', 64603)]);
+      kernel.change('route');
+      await pollUntil('the new route handed on', () => calls.length === 2, { timeoutMs: 2_000, intervalMs: 5 });
+      expect(loop.connectedReads, 'a learned change and a route notification read no links').to.equal(1);
+      // The uplink loses its address: the notification alone wakes the loop, the next hops are no longer on-link.
+      connected = [];
+      kernel.change('address');
+      await pollUntil('routes withdrawn', () => calls.length === 3, { timeoutMs: 2_000, intervalMs: 5 });
+      expect(loop.connectedReads).to.equal(2);
+      expect(calls[2]).to.deep.equal([['10.244.2.0/24', undefined], ['10.244.3.0/24', undefined]]);
     } finally {
       stop.abort();
       await running;
