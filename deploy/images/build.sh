@@ -6,7 +6,9 @@
 # agent.Dockerfile and gobgpd.Dockerfile describe the same images for users with Docker: same packages (read from
 # the same lists), entrypoints, user, paths; test/unit/deploy/images.test.ts checks that they do.
 # Cached: a root filesystem is remade only when its package list changes, a layer only when its inputs do.
-# Usage (from the Makefile, after `make build`): deploy/images/build.sh   Env: DIST (compiled tree, default dist).
+# Usage (from the Makefile, after `make build`): deploy/images/build.sh   Env: DIST (compiled tree, default dist),
+# AGENT_TAG (the agent image's tag, default the package version: the upgrade lab test builds an older agent's
+# compiled tree as podroute/agent:previous beside the current one; its revision is the commit of DIST's tree).
 # Needs root (mmdebstrap and podman as root), the network to a Debian mirror and to npm's registry.
 set -euo pipefail
 
@@ -23,12 +25,21 @@ readonly AGENT_WORKDIR=/opt/podroute
 readonly AGENT_USER=root
 readonly AGENT_ENTRYPOINT='["podroute"]'
 readonly AGENT_CMD='["--help"]'
+readonly AGENT_STOPSIGNAL=SIGTERM
 readonly GOBGPD_SUITE=bookworm
 readonly GOBGPD_VERSION=3.10.0
 readonly GOBGPD_WORKDIR=/
 readonly GOBGPD_USER=root
 readonly GOBGPD_ENTRYPOINT='["/usr/local/bin/gobgpd-entrypoint"]'
 readonly GOBGPD_CMD='["--api-hosts", "unix:///run/podroute/gobgp.sock", "--pprof-disable"]'
+# The pod deleted (a rolling update, a drain): gobgpd is killed, not asked to stop. On SIGTERM gobgpd 3.10
+# deconfigures every peer first: a Cease NOTIFICATION to each (without RFC 8538's N bit the peer then withdraws
+# the node's routes at once, no graceful restart) and every learned path withdrawn from its RIB, which the agent
+# then deletes from the kernel. Killed, it only closes its sessions: the peers keep the node's routes as stale
+# (graceful restart, RFC 4724) and the agent keeps the kernel's, until the new pod's gobgpd has resynced (measured
+# in the upgrade lab test: ~340 probes lost per stream with SIGTERM, see deploy/README.md). The kubelet and
+# podman stop a container with its image's stop signal.
+readonly GOBGPD_STOPSIGNAL=SIGKILL
 readonly MANIFEST=/usr/share/podroute/image-manifest.json
 
 log() { printf '%s images: %s\n' "$(date -u +%T)" "$*" >&2; }
@@ -158,7 +169,7 @@ write_manifest() {
 
 # podroute/$1:$2 on suite $3: base root filesystem + the staged layer, with the configuration of the image.
 build_image() {
-  local image=$1 tag=$2 suite=$3 workdir=$4 user=$5 entrypoint=$6 cmd=$7
+  local image=$1 tag=$2 suite=$3 workdir=$4 user=$5 entrypoint=$6 cmd=$7 stopsignal=$8
   # docker.io/: what a kubelet (and podman) resolve the DaemonSet's `podroute/agent:0.1.0` to, so that a
   # `podman save` imported into containerd is found; podman would otherwise name it localhost/podroute/...
   local ref=docker.io/podroute/$image:$tag debian_base; debian_base=$(base_image "$image" "$suite")
@@ -166,12 +177,14 @@ build_image() {
   local base=$debian_base stage=stage_$image
   if [ "$image" = agent ]; then base=$(agent_modules_image "$debian_base"); stage=stage_agent_app; fi
   local epoch; epoch=$(commit_time)
-  local commit; commit=$(git describe --always --dirty)
+  # The commit of the compiled tree's checkout (an older agent's worktree for AGENT_TAG), else of this one.
+  local commit; commit=$(git -C "$DIST" describe --always --dirty 2>/dev/null || git describe --always --dirty)
   local sources=(deploy/images/scripts)
   [ "$image" = agent ] && sources+=("$DIST/src" package.json package-lock.json proto/gobgp.proto proto/attribute.proto proto/capability.proto)
-  local key; key=$({ echo "$ref $base $commit $epoch $workdir $user $entrypoint $cmd $IMAGE_PATH"; declare -f "$stage" build_image write_manifest
+  local key; key=$({ echo "$ref $base $commit $epoch $workdir $user $entrypoint $cmd $stopsignal $IMAGE_PATH"; declare -f "$stage" build_image write_manifest
     find "${sources[@]}" -type f -print0 | sort -z | xargs -0 sha256sum; } | short_hash)
   local stamp=$OUT/$image.stamp
+  [ "$tag" = "${DEFAULT_TAG:-}" ] || stamp=$OUT/$image-$tag.stamp
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$key $(podman image inspect --format '{{.Id}}' "$ref" 2>/dev/null)" ]; then
     log "$ref is up to date"
     return
@@ -211,7 +224,7 @@ build_image() {
   buildah rm "$ctr" >/dev/null 2>&1 || true
   buildah from --quiet --pull=never --name "$ctr" "$base" >/dev/null
   buildah add --quiet --chown 0:0 "$ctr" "$root" / >/dev/null
-  buildah config --workingdir "$workdir" --user "$user" --entrypoint "$entrypoint" --cmd "$cmd" --env "PATH=$IMAGE_PATH" \
+  buildah config --workingdir "$workdir" --user "$user" --entrypoint "$entrypoint" --cmd "$cmd" --stop-signal "$stopsignal" --env "PATH=$IMAGE_PATH" \
     --label "org.opencontainers.image.title=podroute/$image" --label "org.opencontainers.image.version=$tag" \
     --label "org.opencontainers.image.revision=$commit" "$ctr"
   buildah commit --quiet --rm --timestamp "$epoch" "$ctr" "$ref" >/dev/null
@@ -225,17 +238,19 @@ build_image() {
   podman images --format '{{.Repository}}:{{.Tag}}' "localhost/podroute/$image-base" | grep -vxF "$debian_base" |
     xargs -r podman rmi >/dev/null 2>&1 || true
   export M_IMAGE_BYTES; M_IMAGE_BYTES=$(podman image inspect --format '{{.Size}}' "$ref")
-  write_manifest >"$OUT/podroute-$image.manifest.json"
+  local manifest=$OUT/podroute-$image.manifest.json
+  [ "$tag" = "${DEFAULT_TAG:-}" ] || manifest=$OUT/podroute-$image-$tag.manifest.json
+  write_manifest >"$manifest"
   echo "$key $id" >"$stamp"
-  log "$ref: $((M_IMAGE_BYTES / 1000000)) MB, manifest $OUT/podroute-$image.manifest.json"
+  log "$ref: $((M_IMAGE_BYTES / 1000000)) MB, manifest $manifest"
   REBUILT=yes
 }
 
 # The images answer as the Dockerfiles' build checks do (podroute --version, gobgpd --version).
 check_images() {
-  local version=$1 out
-  out=$(podman run --rm --network none "podroute/agent:$version" --version)
-  [ "$out" = "$version" ] || { echo "podroute/agent:$version --version printed '$out'" >&2; exit 1; }
+  local version=$1 tag=$2 out
+  out=$(podman run --rm --network none "podroute/agent:$tag" --version)
+  [ "$out" = "$version" ] || { echo "podroute/agent:$tag --version printed '$out'" >&2; exit 1; }
   out=$(podman run --rm --network none --entrypoint gobgpd "podroute/gobgpd:$GOBGPD_VERSION" --version)
   [[ "$out" == *" $GOBGPD_VERSION"* ]] || { echo "podroute/gobgpd:$GOBGPD_VERSION: gobgpd --version printed '$out'" >&2; exit 1; }
 }
@@ -250,10 +265,11 @@ main() {
   mkdir -p "$OUT"
   [ -f "$DIST/src/cli/main.js" ] || { echo "no $DIST/src/cli/main.js: run make build first" >&2; exit 1; }
   local version; version=$(node -p 'require("./package.json").version')
+  local agent_tag=${AGENT_TAG:-$version}
   REBUILT=no
-  build_image gobgpd "$GOBGPD_VERSION" "$GOBGPD_SUITE" "$GOBGPD_WORKDIR" "$GOBGPD_USER" "$GOBGPD_ENTRYPOINT" "$GOBGPD_CMD"
-  build_image agent "$version" "$AGENT_SUITE" "$AGENT_WORKDIR" "$AGENT_USER" "$AGENT_ENTRYPOINT" "$AGENT_CMD"
-  if [ "$REBUILT" = yes ]; then check_images "$version"; fi
+  DEFAULT_TAG=$GOBGPD_VERSION build_image gobgpd "$GOBGPD_VERSION" "$GOBGPD_SUITE" "$GOBGPD_WORKDIR" "$GOBGPD_USER" "$GOBGPD_ENTRYPOINT" "$GOBGPD_CMD" "$GOBGPD_STOPSIGNAL"
+  DEFAULT_TAG=$version build_image agent "$agent_tag" "$AGENT_SUITE" "$AGENT_WORKDIR" "$AGENT_USER" "$AGENT_ENTRYPOINT" "$AGENT_CMD" "$AGENT_STOPSIGNAL"
+  if [ "$REBUILT" = yes ]; then check_images "$version" "$agent_tag"; fi
 }
 
 main "$@"

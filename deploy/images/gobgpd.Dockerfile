@@ -22,3 +22,6 @@ WORKDIR /
 USER root
 ENTRYPOINT ["/usr/local/bin/gobgpd-entrypoint"]
 CMD ["--api-hosts", "unix:///run/podroute/gobgp.sock", "--pprof-disable"]
+# Killed, not asked to stop, when the pod is deleted: a SIGTERMed gobgpd sends its peers a Cease and they withdraw
+# the node's routes; killed, they keep them under graceful restart (see GOBGPD_STOPSIGNAL in build.sh).
+STOPSIGNAL SIGKILL

@@ -10,6 +10,8 @@ export interface WirePodSpec {
   serviceAccountName?: string;
   automountServiceAccountToken?: boolean;
   hostNetwork?: boolean;
+  /** SIGTERM, then this many seconds, then SIGKILL when the pod is deleted (the API's default is 30). */
+  terminationGracePeriodSeconds?: number;
   securityContext?: { seccompProfile?: { type?: string; localhostProfile?: string } };
   initContainers?: WireContainer[];
   containers: WireContainer[];

@@ -4,7 +4,9 @@
 // PodmanKubelet. The lab's own gobgpd and agent of that node are stopped first (and the routes and the conflist
 // they made removed), so whatever the node does afterwards is the pod's doing. The node must then route, answer
 // its probes, keep every probe stream whole while either container is killed -9 and restarted, and enforce a
-// NetworkPolicy applied with kubectl.
+// NetworkPolicy applied with kubectl. The node runs the previous agent's image first (the last commit that changed
+// the agent, its parent compiled: previous-agent.ts) and is rolled to the current one as a DaemonSet RollingUpdate
+// rolls a node, the first test; the others check the current agent.
 import { execFileSync } from 'node:child_process';
 import { readFileSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -26,7 +28,10 @@ import { familyOf } from '../../../src/routes/ip-prefix.js';
 import { pollUntil } from '../../poll.js';
 import { repoRoot, testLabName } from '../lab/leftovers.js';
 import { ProbeStreams, stopLeftoverStreams, type FlowSpec, type FlowStats } from '../resilience/probe-stream.js';
+import { RouteMonitor } from '../route-monitor.js';
 import { buildImages, CONTAINERS_ENV, labNodeHostPaths, PodmanKubelet, type RenderedObject } from './podman-kubelet.js';
+import { ensurePreviousAgentImage, previousAgentCommit, PREVIOUS_AGENT_IMAGE, withAgentImage } from './previous-agent.js';
+import { vtysh, frrFiles } from '../../../src/lab/frr.js';
 
 const LAB = testLabName('h18pod', 'pod');
 const paths = labPaths(LAB);
@@ -44,6 +49,10 @@ const POD_CIDRS: Record<string, string[]> = {
 const CAPABILITY_BITS: Record<string, number> = { NET_BIND_SERVICE: 10, NET_ADMIN: 12, NET_RAW: 13 };
 
 let kubelet: PodmanKubelet;
+/** What the upgrade test saw of the node's kernel routes (checked by the test after it). */
+let roll: { routesBefore: Map<string, string>; routesAfter: Map<string, string>; nodeEvents: string[] } | undefined;
+/** The pod as the current manifests render it (the upgrade rolls the node to it). */
+let newPod: () => PodmanKubelet;
 let phaseStart = performance.now();
 /** Prints how long the phase that ends here took (this file's lab time is budgeted). */
 function phase(what: string): void {
@@ -104,6 +113,65 @@ function flow(from: string, to: string, family: 'v4' | 'v6', protocol: 'tcp' | '
 const flows = (): FlowSpec[] => [flow('x/c', 'x/a', 'v4', 'tcp'), flow('x/a', 'y/a', 'v6', 'udp'), flow('x/b', 'z/c', 'v4', 'udp'), flow('y/b', 'z/b', 'v6', 'tcp')];
 const summary = (stats: FlowStats[]): string => JSON.stringify(stats.map((s) => ({ flow: s.name, sent: s.sent, lost: s.lost, errors: s.errors })));
 
+/** r1n1's addresses on its rack LAN: its ToR's neighbors (the ToR listens on the LAN, nodes dial it). */
+const NODE_LAN_ADDRESSES = ['10.10.1.11', 'fd00:10:1::b'];
+const TOR = 'tor1';
+
+/** Our iptables chains and rules (policy PRPOL-*, masquerade PODROUTE-*) in both backends, with packet counters. */
+async function ourRules(): Promise<{ rule: string; packets: number }[]> {
+  const rules: { rule: string; packets: number }[] = [];
+  for (const save of ['iptables-nft-save', 'ip6tables-nft-save', 'iptables-legacy-save', 'ip6tables-legacy-save']) {
+    const { stdout } = await execa('ip', ['netns', 'exec', paths.netns(NODE), save, '-c'], { reject: false });
+    let table = '';
+    for (const line of stdout.split('\n')) {
+      if (line.startsWith('*')) table = line;
+      const chain = /^(:(PRPOL|PODROUTE)\S*)/.exec(line);
+      if (chain !== null) rules.push({ rule: `${save} ${table} ${chain[1]}`, packets: 0 });
+      const rule = /^\[(\d+):\d+\] (-A .*)$/.exec(line);
+      if (rule !== null && /PRPOL|PODROUTE/.test(rule[2]!)) rules.push({ rule: `${save} ${table} ${rule[2]}`, packets: Number(rule[1]) });
+    }
+  }
+  return rules;
+}
+
+/** Our ipsets and their members. */
+async function ourIpsets(): Promise<string[]> {
+  const { stdout } = await execa('ip', ['netns', 'exec', paths.netns(NODE), 'ipset', 'save']);
+  return stdout.split('\n').filter((l) => l.includes('PRPOL')).sort();
+}
+
+/** The node's routes (main table, both families) by destination. */
+async function routesByPrefix(netnsNode: string): Promise<Map<string, string>> {
+  const routes = new Map<string, string>();
+  for (const family of ['-4', '-6']) {
+    const { stdout } = await execa('ip', ['-n', paths.netns(netnsNode), family, 'route', 'show'], { env: { LC_ALL: 'C' } });
+    for (const line of stdout.split('\n').filter((l) => l.trim() !== '')) routes.set(line.split(' ')[0]!, line);
+  }
+  return routes;
+}
+
+/** The destination of an `ip monitor route` line ("Deleted" and the route type left out). */
+function monitoredPrefix(line: string): string {
+  const words = line.replace(/^\[[^\]]*\]\s*/, '').split(' ').filter((w) => w !== 'Deleted');
+  return ['local', 'broadcast', 'unreachable', 'blackhole', 'multicast', 'anycast'].includes(words[0]!) ? words[1]! : words[0]!;
+}
+
+interface FrrNeighbor {
+  bgpState: string;
+  bgpTimerUpEstablishedEpoch?: number;
+  connectionsEstablished?: number;
+  connectionsDropped?: number;
+  lastResetDueTo?: string;
+  lastNotificationReason?: string;
+  gracefulRestartInfo?: { remoteGrMode?: string; localGrMode?: string };
+}
+
+/** The ToR's view of the node's sessions (FRR's `show bgp neighbors json`). */
+async function torNeighbors(): Promise<Record<string, FrrNeighbor>> {
+  const all = JSON.parse(await vtysh(frrFiles(paths.frrDir(TOR)), 'show bgp neighbors json')) as Record<string, FrrNeighbor>;
+  return Object.fromEntries(NODE_LAN_ADDRESSES.filter((a) => all[a] !== undefined).map((a) => [a, all[a]!]));
+}
+
 async function kubectl(args: string[], input?: string): Promise<void> {
   await execa('kubectl', ['--kubeconfig', paths.kubeconfig, ...args], { timeout: 30_000, ...(input === undefined ? {} : { input }) });
 }
@@ -136,6 +204,9 @@ describe('deploy: the DaemonSet pod run as a kubelet would, with podman, on a la
     phaseStart = performance.now();
     await buildImages(DIST_ROOT);
     phase('images (deploy/images/build.sh, cached)');
+    const previous = await previousAgentCommit();
+    const { built } = await ensurePreviousAgentImage(previous.commit);
+    phase(`${PREVIOUS_AGENT_IMAGE} of ${previous.commit.slice(0, 7)} (before ${previous.changedBy.slice(0, 7)}) ${built ? 'compiled and built' : 'cached'}`);
     if (readLabState(LAB) !== undefined) await labDown(LAB);
     await labUp({ topologyFile: path.join(repoRoot(), 'topologies', 'two-racks.yaml'), name: LAB, timeoutMs: 180_000 });
     const lab = await labStatus(LAB);
@@ -155,14 +226,18 @@ describe('deploy: the DaemonSet pod run as a kubelet would, with podman, on a la
 
     const { stdout } = await execa('kubectl', ['kustomize', path.join(repoRoot(), OVERLAY)]);
     const objects = YAML.parseAllDocuments(stdout).map((d) => d.toJS() as RenderedObject);
-    kubelet = new PodmanKubelet({
-      lab: LAB,
-      node: NODE,
-      objects,
-      adaptConfigMap: (name, data) => (name.startsWith('podroute-config') ? { ...data, 'config.yaml': adaptAgentConfigToLab(data['config.yaml']!, { ipamDataDir: paths.cniIpamDir(NODE) }) } : data),
-    });
+    const podOf = (rendered: RenderedObject[]): PodmanKubelet =>
+      new PodmanKubelet({
+        lab: LAB,
+        node: NODE,
+        objects: rendered,
+        adaptConfigMap: (name, data) => (name.startsWith('podroute-config') ? { ...data, 'config.yaml': adaptAgentConfigToLab(data['config.yaml']!, { ipamDataDir: paths.cniIpamDir(NODE) }) } : data),
+      });
+    newPod = () => podOf(objects);
+    // The node runs the previous agent first; the first test rolls it to the current one, the others check that.
+    kubelet = podOf(withAgentImage(objects, PREVIOUS_AGENT_IMAGE));
     await kubelet.start();
-    phase('lab daemons of the node stopped, pod started');
+    phase('lab daemons of the node stopped, pod of the previous agent started');
   });
 
   afterEach(async () => {
@@ -175,6 +250,103 @@ describe('deploy: the DaemonSet pod run as a kubelet would, with podman, on a la
     const left = execFileSync('podman', ['ps', '--all', '--quiet', '--filter', `label=podroute.io/lab=${LAB}`], { encoding: 'utf8', env: { ...process.env, ...CONTAINERS_ENV } });
     if (readLabState(LAB) !== undefined) await labDown(LAB);
     if (left.trim() !== '') throw new Error(`containers of lab ${LAB} left behind: ${left}`);
+  });
+
+  it('rolls the node from the previous agent to the current one as a DaemonSet RollingUpdate does: 0 probes lost, no policy rule or ipset rewritten, the ToR and the rack neighbour keep their routes to the node', async () => {
+    phaseStart = performance.now();
+    await pollUntil('the previous agent ready', async () => (await kubelet.probe('podroute', 'readinessProbe')).ok, { timeoutMs: 60_000, intervalMs: 500 });
+    await pollUntil('every peer of the previous pod Established', allPeersEstablished, { timeoutMs: 60_000, intervalMs: 500 });
+    await pollUntil('routes both ways (previous agent)', routesBothWays, { timeoutMs: 30_000 });
+    phase('previous agent ready, peers Established, routes both ways');
+    const routesBefore = await routesByPrefix(NODE);
+    const rulesBefore = await ourRules();
+    const ipsetsBefore = await ourIpsets();
+    const torBefore = await torNeighbors();
+    const monitors = {
+      [NODE]: await RouteMonitor.start(paths.netns(NODE), { ignoreKernelRoutes: true }),
+      [TOR]: await RouteMonitor.start(paths.netns(TOR), { ignoreKernelRoutes: true }),
+      r1n2: await RouteMonitor.start(paths.netns('r1n2'), { ignoreKernelRoutes: true }),
+    };
+    const streams = new ProbeStreams(flows());
+    let stats: FlowStats[];
+    const seen: Record<string, string[]> = {};
+    let exitCodes: Record<string, number>;
+    try {
+      streams.start();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      phaseStart = performance.now();
+      // RollingUpdate (maxUnavailable 1) on one node: the old pod deleted (SIGTERM, the grace period, KILL), then
+      // the new pod created, its init containers first.
+      exitCodes = await kubelet.terminate();
+      // A sentinel in each route monitor's stream: the events before it happened while the old pod stopped.
+      for (const monitor of Object.values(monitors)) await monitor.mark();
+      phase(`previous pod terminated (exit codes ${JSON.stringify(exitCodes)})`);
+      kubelet = newPod();
+      await kubelet.start();
+      phase('current pod started');
+      await pollUntil('the current agent ready', async () => (await kubelet.probe('podroute', 'readinessProbe')).ok, { timeoutMs: 60_000, intervalMs: 500 });
+      phase('current agent ready');
+      await pollUntil('every peer Established again', allPeersEstablished, { timeoutMs: 60_000, intervalMs: 500 });
+      phase('peers Established');
+      await pollUntil('routes both ways', routesBothWays, { timeoutMs: 30_000 });
+      stats = await streams.stop();
+      for (const [where, monitor] of Object.entries(monitors)) seen[where] = await monitor.close();
+    } finally {
+      for (const monitor of Object.values(monitors)) monitor.stop();
+    }
+    const routesAfter = await routesByPrefix(NODE);
+    const rulesAfter = await ourRules();
+    const torAfter = await torNeighbors();
+    const torSummary = (n: Record<string, FrrNeighbor>): string => JSON.stringify(Object.entries(n).map(([a, v]) => [a, v.bgpState, v.bgpTimerUpEstablishedEpoch, v.connectionsDropped, v.lastResetDueTo, v.lastNotificationReason])); 
+    console.log(`      roll: ${summary(stats)}; ${TOR} before ${torSummary(torBefore)} after ${torSummary(torAfter)}; route events ${JSON.stringify(seen)}`);
+
+    // Every failed check is listed, so that one run shows all that a roll did.
+    const problems: string[] = [];
+    const check = (ok: boolean, what: string): void => {
+      if (!ok) problems.push(what);
+    };
+    // The agent and bfd stopped on their SIGTERM within the grace period (gobgpd's image stop signal is SIGKILL).
+    check(exitCodes.podroute === 0 && exitCodes.bfd === 0, `exit codes on SIGTERM: ${JSON.stringify(exitCodes)}`);
+    check(stats.every((s) => s.sent > 100), `too few probes sent: ${summary(stats)}`);
+    check(stats.every((s) => s.lost === 0), `probes lost: ${summary(stats)}`);
+
+    roll = { routesBefore, routesAfter, nodeEvents: seen[NODE]! };
+    // The node's podCIDRs stayed routed at its ToR and at its rack neighbour: nothing withdrawn, nothing replaced.
+    for (const where of [TOR, 'r1n2']) {
+      const events = seen[where]!.filter((l) => POD_CIDRS[NODE]!.includes(monitoredPrefix(l)));
+      check(events.length === 0, `route events on ${where} for ${NODE}'s podCIDRs: ${JSON.stringify(events)}`);
+    }
+
+    // Policy and masquerade rules not rewritten: the same rules, their packet counters not reset (iptables-restore
+    // of a chain zeroes them), some of them counting the streams' packets.
+    check(JSON.stringify(rulesAfter.map((r) => r.rule)) === JSON.stringify(rulesBefore.map((r) => r.rule)), `rules changed: ${JSON.stringify(rulesBefore.map((r) => r.rule))} -> ${JSON.stringify(rulesAfter.map((r) => r.rule))}`);
+    check(rulesBefore.some((r) => r.packets > 0), 'none of our rules counts packets: a counter reset would not show');
+    const reset = rulesBefore.flatMap((r, i) => (rulesAfter[i] !== undefined && rulesAfter[i].packets < r.packets ? [`${r.rule}: ${r.packets} -> ${rulesAfter[i].packets}`] : []));
+    check(reset.length === 0, `rule counters reset: ${JSON.stringify(reset)}`);
+    const ipsetsAfter = await ourIpsets();
+    check(JSON.stringify(ipsetsAfter) === JSON.stringify(ipsetsBefore), `ipsets changed: ${JSON.stringify(ipsetsBefore)} -> ${JSON.stringify(ipsetsAfter)}`);
+
+    // The ToR's sessions to the node came back; if one went down, the node had announced graceful restart and the
+    // ToR ended it as one (the routes above not withdrawn).
+    check(JSON.stringify(Object.keys(torAfter).sort()) === JSON.stringify(Object.keys(torBefore).sort()) && Object.keys(torBefore).length > 0, `ToR neighbors ${Object.keys(torBefore).join(",")} -> ${Object.keys(torAfter).join(",")}`);
+    for (const [address, after] of Object.entries(torAfter)) {
+      const before = torBefore[address];
+      check(after.bgpState === 'Established', `${TOR}: ${address} ${after.bgpState}`);
+      if (before === undefined || after.bgpTimerUpEstablishedEpoch === before.bgpTimerUpEstablishedEpoch) continue;
+      check(before.gracefulRestartInfo?.remoteGrMode === 'Restart', `${TOR}: ${address} reset (${after.lastResetDueTo}) without graceful restart announced (${before.gracefulRestartInfo?.remoteGrMode})`);
+      check(after.lastNotificationReason === undefined || after.lastNotificationReason === before.lastNotificationReason, `${TOR}: ${address} ended by a NOTIFICATION from the node (${after.lastNotificationReason}): no graceful restart`);
+    }
+    expect(problems).to.deep.equal([]);
+  });
+
+  it('the roll rewrote none of the node\'s kernel routes that are the same before and after', () => {
+    if (roll === undefined) throw new Error('the roll did not complete');
+    const { routesBefore, routesAfter, nodeEvents } = roll;
+    const unchanged = [...routesBefore].filter(([prefix, line]) => routesAfter.get(prefix) === line).map(([prefix]) => prefix);
+    const otherPodCidrs = Object.entries(POD_CIDRS).flatMap(([n, c]) => (n === NODE ? [] : c));
+    expect(unchanged, `${NODE}'s routes before and after`).to.include.members(otherPodCidrs);
+    // Sentinel 10.99.99.2 (route monitor) marks the end of the old pod's termination.
+    expect(nodeEvents.filter((l) => unchanged.includes(monitoredPrefix(l))), `route events on ${NODE}: ${JSON.stringify(nodeEvents)}`).to.deep.equal([]);
   });
 
   it('runs the init containers to exit 0, then the containers in the node netns: listed capabilities only, read-only root, RuntimeDefault seccomp, no new privileges', async () => {

@@ -224,6 +224,20 @@ export class PodmanKubelet {
     return { ok: code >= 200 && code < 400, detail: `${url}: ${r.stdout || r.stderr}` };
   }
 
+  /**
+   * The pod deleted, as the kubelet does it: SIGTERM to every container at once, SIGKILL to those still running
+   * after terminationGracePeriodSeconds; no restart meanwhile. Then stop(). Returns each container's exit code.
+   */
+  async terminate(): Promise<Record<string, number>> {
+    this.stopping.abort();
+    const grace = this.spec.terminationGracePeriodSeconds ?? 30;
+    await podman(['stop', '--time', String(grace), ...this.spec.containers.map((c) => this.nameOf(c.name))]);
+    const exitCodes: Record<string, number> = {};
+    for (const c of this.spec.containers) exitCodes[c.name] = (await this.inspect(c.name)).State.ExitCode;
+    await this.stop();
+    return exitCodes;
+  }
+
   /** Removes every container it made (by name), the API front, the tmpfs mounts and the pod's files. */
   async stop(): Promise<void> {
     this.stopping.abort();

@@ -329,12 +329,13 @@ describe('deploy: make images builds the images the Dockerfiles describe', funct
         expect(base).to.match(new RegExp(`^debian:${release}\\.\\d+-slim$`));
       });
 
-      it('has the same entrypoint, command, working directory, user and PATH', () => {
+      it('has the same entrypoint, command, working directory, user, PATH and stop signal', () => {
         expect(JSON.parse(instruction(final, 'ENTRYPOINT') ?? 'null')).to.deep.equal(JSON.parse(setting('ENTRYPOINT')));
         expect(JSON.parse(instruction(final, 'CMD') ?? 'null')).to.deep.equal(JSON.parse(setting('CMD')));
         expect(instruction(final, 'WORKDIR')).to.equal(setting('WORKDIR'));
         expect(instruction(final, 'USER')).to.equal(setting('USER'));
         expect(instruction(final, 'ENV')).to.equal(`PATH=${settings.get('IMAGE_PATH')}`);
+        expect(instruction(final, 'STOPSIGNAL') ?? 'SIGTERM').to.equal(setting('STOPSIGNAL'));
       });
 
       it('has the same files at the same paths, modes and links (the script stages its layer for real)', async () => {
