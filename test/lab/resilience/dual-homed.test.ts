@@ -353,6 +353,8 @@ describe('resilience: dual-homed racks (ECMP over two ToRs; one ToR link or one 
     const failed = sender.uplinks.find((u) => u.tor === FAILED_UPLINK_TOR);
     if (failed === undefined) throw new Error(`${sender.name} has no uplink to ${FAILED_UPLINK_TOR}`);
     const senderNs = paths.netns(sender.name);
+    // Fresh streams: a test before this one (the gobgpd restart) may have run its own.
+    streams = { ipv4: new ProbeStream(streams.ipv4.options), ipv6: new ProbeStream(streams.ipv6.options) };
     const all = [streams.ipv4, streams.ipv6];
     const txBefore = await Promise.all(sender.uplinks.map((u) => txPackets(senderNs, u.interface)));
     for (const s of all) s.start();
