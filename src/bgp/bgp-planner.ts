@@ -90,6 +90,12 @@ export interface ObservedBgpState {
   establishedPeers?: string[];
   /** Peers gobgpd holds administratively down (DisablePeer); none when omitted. */
   disabledPeers?: string[];
+  /**
+   * BGP is not running in gobgpd (asn 0), yet the node kept forwarding: gobgpd restarted under a running agent,
+   * which kept the kernel's routes (graceful restart on our side). The fresh instance then restarts gracefully
+   * towards its peers (RFC 4724 4.1), so they keep our routes. Never on a cold start.
+   */
+  forwardingPreserved?: boolean;
   /** Locally originated paths (ours: podroute is the only originator in its gobgpd). */
   paths: ObservedPath[];
   definedSets: DefinedSetSpec[];
@@ -122,7 +128,12 @@ export type BgpChange =
    * gobgpd 3.10). It also brings back a peer that gobgpd shut down at its prefix limit (it is re-created).
    */
   | { kind: 'update-peer'; spec: PeerSpec; disruptive: true; changed: string[] }
-  | { kind: 'add-peer'; spec: PeerSpec }
+  /**
+   * localRestarting: added to a fresh gobgpd while the node kept forwarding (ObservedBgpState.forwardingPreserved):
+   * its OPEN carries the Restart State and Forwarding State bits, so the helpers keep our routes instead of
+   * deleting them when the session comes back (RFC 4724 4.2).
+   */
+  | { kind: 'add-peer'; spec: PeerSpec; localRestarting?: true }
   /**
    * A peer's route-reflector flag changes (this node became or stopped being a reflector): applied with UpdatePeer,
    * which re-creates the peer in gobgpd and so resets its session (measured with gobgpd 3.10). Planned only when
@@ -457,7 +468,8 @@ export function emptyObservedState(global: ObservedBgpState['global']): Observed
  *  3. Policies before peers: a new session must never see (or send) anything unfiltered.
  *  4. Paths before peers come up: a peer that connects (graceful restart included) gets every prefix in its
  *     first update burst, before End-of-RIB.
- *  5. Peers: updates (disruptive: gobgpd bounces the session) and additions.
+ *  5. Peers: updates (disruptive: gobgpd bounces the session) and additions. Peers added to a fresh gobgpd whose
+ *     node kept forwarding restart gracefully (observed.forwardingPreserved).
  *  6. A soft reset in when the import policy changed while peers stayed (gobgpd does not re-evaluate what it
  *     already accepted). Export changes need none: paths we stop advertising are withdrawn by step 2.
  *  7. Old policy bundles last, once the assignment no longer points at them.
@@ -469,6 +481,7 @@ export function planBgp(desired: BgpDesiredState, observedAtStart: ObservedBgpSt
 
   // 1. Global
   const running = observed.global;
+  const restartingGracefully = running.asn === 0 && observed.forwardingPreserved === true;
   if (running.asn === 0) {
     changes.push({ kind: 'start-bgp', global: wanted.global });
     observed = emptyObservedState({ ...wanted.global, useMultiplePaths: true });
@@ -533,7 +546,10 @@ export function planBgp(desired: BgpDesiredState, observedAtStart: ObservedBgpSt
   let keptPeers = 0;
   const roleChanges: { spec: PeerSpec; changed: string[] }[] = [];
   for (const [address, peer] of desiredPeers) {
-    if (!observedPeers.has(address)) changes.push({ kind: 'add-peer', spec: peer.spec });
+    if (observedPeers.has(address)) continue;
+    // Only a graceful-restart peer: gobgpd would hold its updates back from any other until the deferral ends.
+    const restarting = restartingGracefully && peer.normalized.gracefulRestart.enabled;
+    changes.push(restarting ? { kind: 'add-peer', spec: peer.spec, localRestarting: true } : { kind: 'add-peer', spec: peer.spec });
   }
   for (const [address, peer] of desiredPeers) {
     const current = observedPeers.get(address);

@@ -88,6 +88,13 @@ export class BgpReconciler {
   /** The paths gobgpd learned from peers; its watch runs beside the loop. */
   readonly learned: LearnedTable;
   private readonly counts = { appliedChanges: 0, advertised: 0 };
+  /**
+   * A pass completed against a running gobgpd in this process. If gobgpd is found without BGP after that, it
+   * restarted under us while this agent kept the node forwarding (its pod routes, and the learned routes the
+   * learned table keeps as stale): the fresh instance restarts gracefully (ObservedBgpState.forwardingPreserved).
+   * A cold start (nothing configured yet by this agent) never claims it.
+   */
+  private configuredGobgpd = false;
   /** The pass asked for while role changes wait for other sessions (see planRoleChanges). */
   private deferredPass: NodeJS.Timeout | undefined;
 
@@ -214,6 +221,7 @@ export class BgpReconciler {
       }
     }
     this.counts.advertised = desired.advertise.length + (desired.services?.paths.length ?? 0);
+    this.configuredGobgpd = true;
     this.learned.bgpStarted();
     return changes;
   }
@@ -225,6 +233,7 @@ export class BgpReconciler {
     const observed = emptyObservedState({ asn: g.asn, routerId: g.routerId, listenPort: g.listenPort, useMultiplePaths: g.useMultiplePaths });
     if (g.asn === 0) {
       this.uuids.clear();
+      if (this.configuredGobgpd) observed.forwardingPreserved = true;
       return observed;
     }
     // The reads are independent: asked at once, a pass waits for the slowest, not for their sum (each is a round
@@ -306,7 +315,7 @@ export class BgpReconciler {
         await c.updatePeer(change.spec, opts);
         return;
       case 'add-peer':
-        await c.addPeer(change.spec, opts);
+        await c.addPeer(change.spec, opts, { localRestarting: change.localRestarting === true });
         return;
       case 'change-peer-role':
         this.logger?.warn('changing the route-reflector role of a peer (gobgpd resets the session)', { peer: change.spec.address, changed: change.changed });
@@ -379,7 +388,7 @@ function describeChange(c: BgpChange): string {
     case 'stop-bgp':
       return `stop-bgp (${c.reason})`;
     case 'add-peer':
-      return `add-peer ${c.spec.address}`;
+      return `add-peer ${c.spec.address}${c.localRestarting === true ? ' (restarting gracefully)' : ''}`;
     case 'update-peer':
       return `update-peer ${c.spec.address} [${c.changed.join(',')}]`;
     case 'delete-peer':

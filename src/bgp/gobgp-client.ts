@@ -234,8 +234,8 @@ export class GobgpClient extends EventEmitter implements GobgpRouter {
     return out;
   }
 
-  async addPeer(spec: PeerSpec, opts?: CallOptions): Promise<void> {
-    await this.unary('AddPeer', { peer: peerToApi(spec) }, opts);
+  async addPeer(spec: PeerSpec, opts?: CallOptions, restart?: { localRestarting: boolean }): Promise<void> {
+    await this.unary('AddPeer', { peer: peerToApi(spec, restart) }, opts);
   }
 
   /** Changes a peer's configuration. gobgpd bounces the session for any change (even timers). */

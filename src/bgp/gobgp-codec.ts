@@ -176,9 +176,24 @@ export function normalizePeerSpec(spec: PeerSpec): NormalizedPeerSpec {
   };
 }
 
-/** apipb.Peer for AddPeer/UpdatePeer. */
-export function peerToApi(spec: PeerSpec): Record<string, unknown> {
+/**
+ * How long a restarting gobgpd holds its own updates back waiting for a peer's End-of-RIB (RFC 4724's
+ * Selection_Deferral_Timer), in seconds. gobgpd's default is 360: a peer that comes up and never sends End-of-RIB
+ * would keep our routes from it for six minutes. The helpers keep our stale routes meanwhile, so short is safe.
+ */
+export const GR_DEFERRAL_SECONDS = 5;
+
+/**
+ * apipb.Peer for AddPeer/UpdatePeer. `localRestarting`: this gobgpd lost its state but the node kept forwarding
+ * (RFC 4724 4.1): the OPEN then carries the Restart State bit and the Forwarding State bit of every family, so a
+ * helper keeps our routes as stale instead of deleting them, and gobgpd sends its updates only once the peers sent
+ * End-of-RIB (or GR_DEFERRAL_SECONDS passed). Not part of the spec: gobgpd clears it itself once it synced, and
+ * the planner never compares it.
+ */
+export function peerToApi(spec: PeerSpec, options: { localRestarting?: boolean } = {}): Record<string, unknown> {
   const n = normalizePeerSpec(spec);
+  // Only a graceful-restart peer: gobgpd holds updates back from a restarting peer even without the capability.
+  const localRestarting = options.localRestarting === true && n.gracefulRestart.enabled;
   return {
     conf: {
       neighbor_address: n.address,
@@ -199,7 +214,12 @@ export function peerToApi(spec: PeerSpec): Record<string, unknown> {
         keepalive_interval: String(n.keepaliveInterval),
       },
     },
-    graceful_restart: { enabled: n.gracefulRestart.enabled, restart_time: n.gracefulRestart.restartTime },
+    graceful_restart: {
+      enabled: n.gracefulRestart.enabled,
+      restart_time: n.gracefulRestart.restartTime,
+      deferral_time: n.gracefulRestart.enabled ? GR_DEFERRAL_SECONDS : 0,
+      local_restarting: localRestarting,
+    },
     route_reflector: { route_reflector_client: n.routeReflectorClusterId !== '', route_reflector_cluster_id: n.routeReflectorClusterId },
     afi_safis: n.families.map((fam) => ({
       config: { family: API_FAMILY[fam], enabled: true },

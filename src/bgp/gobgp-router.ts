@@ -84,7 +84,8 @@ export interface GobgpRouter extends GobgpConnectionEvents {
   startBgp(global: BgpGlobalConfig, opts?: CallOptions): Promise<void>;
   stopBgp(opts?: CallOptions): Promise<void>;
   listPeerConfigs(opts?: CallOptions): Promise<{ spec: NormalizedPeerSpec; status: PeerStatus }[]>;
-  addPeer(spec: PeerSpec, opts?: CallOptions): Promise<void>;
+  /** localRestarting: see peerToApi (this gobgpd lost its state while the node kept forwarding). */
+  addPeer(spec: PeerSpec, opts?: CallOptions, restart?: { localRestarting: boolean }): Promise<void>;
   updatePeer(spec: PeerSpec, opts?: CallOptions): Promise<void>;
   deletePeer(address: string, opts?: CallOptions): Promise<void>;
   /** Administratively down: the session ends with a Cease (no graceful restart) and stays down until enabled. */

@@ -16,7 +16,7 @@ import { birdc, birdFiles } from '../../../src/lab/bird.js';
 import { frrFiles, vtysh } from '../../../src/lab/frr.js';
 import { routerNeighbors } from '../../../src/lab/routers.js';
 import { labDown } from '../../../src/lab/down.js';
-import { labRouterStart, labRouterStop } from '../../../src/lab/faults.js';
+import { labRouterStart, labRouterStop, labStart, labStop } from '../../../src/lab/faults.js';
 import type { LabStatusReport } from '../../../src/lab/status.js';
 import { labUp } from '../../../src/lab/up.js';
 import { labPaths } from '../../../src/lab/paths.js';
@@ -28,6 +28,7 @@ import { leftovers, NOTHING, repoRoot, testLabName } from '../lab/leftovers.js';
 import { fibRoute, interfacesOf, legs, setLinks, type FibRoute } from './dual-fib.js';
 import { ProbeStream, type WindowStats } from './dual-stream.js';
 import { pollUntil } from '../../poll.js';
+import { RouteMonitor } from '../route-monitor.js';
 
 const LAB = testLabName('h13dh', 'dh');
 const topologyFile = path.join(repoRoot(), 'topologies', 'dual-homed.yaml');
@@ -285,12 +286,75 @@ describe('resilience: dual-homed racks (ECMP over two ToRs; one ToR link or one 
     expect(wrong).to.deep.equal([]);
   });
 
+  it("the receiving node's gobgpd killed (-9) and restarted: FRR and BIRD both keep its podCIDRs as graceful-restart helpers, no ToR or spine route to them deleted, 0 probes lost", async () => {
+    const victim = node(RECEIVER.node);
+    const victimAddresses = new Set(victim.uplinks.flatMap((u) => u.addresses.map((a) => a.address)));
+    const torRouters = topology.routers.filter((r) => r.role === 'tor');
+    /** Per ToR: its sessions with the victim, address -> state (BIRD and FRR alike, as routerNeighbors reads them). */
+    const victimSessions = async (): Promise<Record<string, string[]>> =>
+      Object.fromEntries(
+        await Promise.all(
+          torRouters.map(async (t) => [t.name, (await routerNeighbors(LAB, t)).filter((n) => victimAddresses.has(n.address)).map((n) => n.state)] as const),
+        ),
+      );
+    const monitors = await Promise.all([...tors, ...spines].map(async (r) => ({ router: r, monitor: await RouteMonitor.start(paths.netns(r)) })));
+    streams = { ipv4: new ProbeStream(streams.ipv4.options), ipv6: new ProbeStream(streams.ipv6.options) };
+    const all = [streams.ipv4, streams.ipv6];
+    let deleted: Record<string, string[]> = {};
+    try {
+      for (const s of all) s.start();
+      await answered(all, RATE);
+      const fault = streams.ipv4.mark('gobgpd-killed');
+      streams.ipv6.mark('gobgpd-killed');
+      await labStop(LAB, `gobgpd/${victim.name}`, 'SIGKILL');
+      let faultTimeline: Record<string, number>;
+      try {
+        // Not a restart nobody noticed: each ToR's sessions with the node go down (TCP closed by the node's kernel).
+        faultTimeline = await timeline(streams.ipv4, fault, {
+          bothTorsLostTheirSessions: async () => Object.values(await victimSessions()).every((states) => states.length > 0 && states.every((st) => st !== 'Established')),
+        }, 30_000);
+      } finally {
+        labStart(LAB, `gobgpd/${victim.name}`);
+      }
+      const repair = streams.ipv4.mark('gobgpd-restarted');
+      streams.ipv6.mark('gobgpd-restarted');
+      const repairTimeline = await timeline(streams.ipv4, repair, {
+        bothTorsEstablishedAgain: async () => Object.values(await victimSessions()).every((states) => states.length > 0 && states.every((st) => st === 'Established')),
+        ecmpEverywhere: async () => (await routingProblems()).length === 0,
+      }, 60_000);
+      await answered(all, RATE);
+      await Promise.all(all.map((s) => s.stop()));
+      // Only deletions count: a helper that takes the restarted node's identical paths may write them again.
+      deleted = Object.fromEntries(
+        await Promise.all(
+          monitors.map(async ({ router, monitor }) => [router, (await monitor.close()).filter((l) => l.startsWith('Deleted') && victim.podCIDRs.some((c) => l.includes(c)))] as const),
+        ),
+      );
+      const figures = figuresOf('gobgpd-killed', 'gobgpd-restarted', `gobgpd of ${victim.name} (the receiving node) killed with SIGKILL, restarted once both ToRs lost their sessions with it`);
+      figures.timeline = { ...faultTimeline, ...repairTimeline };
+      results.faults.nodeGobgpdRestart = figures;
+      saveResults();
+      console.log(`      node gobgpd restart: ${JSON.stringify(figures)}`);
+      for (const family of ['ipv4', 'ipv6'] as const) {
+        expect(figures.probes[family].fault.lost + figures.probes[family].repair.lost, `${family} probes lost`).to.equal(0);
+      }
+      expect(deleted, `routes to ${victim.name}'s podCIDRs deleted at a ToR (${tors.map((t) => `${t}: ${stackOf(t)}`).join(', ')}) or a spine`).to.deep.equal(
+        Object.fromEntries([...tors, ...spines].map((r) => [r, []])),
+      );
+    } finally {
+      for (const { monitor } of monitors) monitor.stop();
+      await Promise.all(all.map((s) => s.stop()));
+    }
+  });
+
   it('one uplink of the sending node loses its link: traffic flows on over the other ToR, loss under 1 s of probes; ECMP back after repair', async () => {
     const sender = node(SENDER.node);
     const receiver = node(RECEIVER.node);
     const failed = sender.uplinks.find((u) => u.tor === FAILED_UPLINK_TOR);
     if (failed === undefined) throw new Error(`${sender.name} has no uplink to ${FAILED_UPLINK_TOR}`);
     const senderNs = paths.netns(sender.name);
+    // Fresh streams: a test before this one (the gobgpd restart) may have run its own.
+    streams = { ipv4: new ProbeStream(streams.ipv4.options), ipv6: new ProbeStream(streams.ipv6.options) };
     const all = [streams.ipv4, streams.ipv6];
     const txBefore = await Promise.all(sender.uplinks.map((u) => txPackets(senderNs, u.interface)));
     for (const s of all) s.start();

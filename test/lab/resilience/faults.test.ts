@@ -108,6 +108,28 @@ class MemberRouteMonitor {
   }
 }
 
+const ROUTERS = ['tor1', 'tor2', 'spine1'];
+
+/** `ip monitor route` at every ToR and the spine, for the routes to some nodes' podCIDRs. */
+async function startRouterMonitors(): Promise<MemberRouteMonitor[]> {
+  const monitors = ROUTERS.map((r) => new MemberRouteMonitor(r, 'pod-ranges'));
+  for (const m of monitors) await m.start();
+  return monitors;
+}
+
+/**
+ * Per router, the routes to `podCIDRs` it deleted meanwhile. A router that keeps a node's paths across a restart
+ * (graceful-restart helper) deletes none; writing the same route again is no loss and does not count.
+ */
+async function routerDeletions(monitors: MemberRouteMonitor[], podCIDRs: string[]): Promise<Record<string, string[]>> {
+  const lines = await Promise.all(monitors.map((m) => m.stop()));
+  return Object.fromEntries(ROUTERS.map((r, i) => [r, (lines[i] ?? []).filter((l) => /^(\[[^\]]*\]\s*)?Deleted /.test(l) && podCIDRs.some((c) => l.includes(`${c} `)))]));
+}
+
+const NO_DELETIONS = Object.fromEntries(ROUTERS.map((r) => [r, []]));
+const R1N1_PREFIXES = ['10.244.1.0/24', 'fd00:10:244:1::/64'];
+const R2N2_PREFIXES = ['10.244.4.0/24', 'fd00:10:244:4::/64'];
+
 function agentPid(node: string): number {
   const rec = readLabState(LAB)?.processes.find((p) => p.name === `agent/${node}`);
   return rec?.pid ?? -1;
@@ -275,6 +297,8 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
     const streams = new ProbeStreams(baseFlows());
     const monitor = new MemberRouteMonitor('r1n1');
     await monitor.start();
+    // The fresh gobgpd restarts gracefully (R and F bits, RFC 4724): the helpers keep r1n1's routes throughout.
+    const routerMonitors = await startRouterMonitors();
     streams.start();
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const logMark = agentLog('r1n1').length;
@@ -302,19 +326,22 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const stats = await streams.stop();
     const changes = await monitor.stop();
+    const deleted = await routerDeletions(routerMonitors, R1N1_PREFIXES);
     const figures = {
       flows: summary(stats),
       lost: sumLost(stats),
       kernelRouteChangesOnR1n1: changes.length,
+      routerRoutesToR1n1Deleted: Object.values(deleted).flat().length,
       tor1KeptStale: staleSeen.tor1,
       agentKeptStale: released,
       r1n2KeptRoute: staleSeen.r1n2Kept,
       reAdvertisedAfterRestartMs: Math.round(fresh - restartedAt),
       outageMs: Math.round(restartedAt - killedAt),
     };
-    const passed = figures.lost === 0 && changes.length === 0 && staleSeen.tor1 && staleSeen.r1n2Kept;
+    const passed = figures.lost === 0 && changes.length === 0 && staleSeen.tor1 && staleSeen.r1n2Kept && figures.routerRoutesToR1n1Deleted === 0;
     recordFault('1', { title: 'gobgpd killed (-9) and restarted', target: '0 probes lost', passed, figures });
     expect(changes, 'kernel route changes on r1n1').to.deep.equal([]);
+    expect(deleted, "routes to r1n1's podCIDRs deleted at a ToR or the spine").to.deep.equal(NO_DELETIONS);
     expect(staleSeen).to.deep.equal({ tor1: true, r1n2Kept: true });
     expect(summary(stats).filter((s) => (s.lost as number) > 0)).to.deep.equal([]);
   });
@@ -344,6 +371,8 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
     const streams = new ProbeStreams(flows);
     const monitors = [new MemberRouteMonitor('r1n1'), new MemberRouteMonitor('r2n2')];
     for (const m of monitors) await m.start();
+    // gobgpd keeps running: no session is reset, so no router deletes a route to these nodes.
+    const routerMonitors = await startRouterMonitors();
     streams.start();
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const restarts: Record<string, number> = {};
@@ -359,15 +388,18 @@ describe('faults with traffic flowing (two-racks, one lab for the file)', functi
     await new Promise((resolve) => setTimeout(resolve, 2000));
     const stats = await streams.stop();
     const changes = (await Promise.all(monitors.map((m) => m.stop()))).flat();
+    const deleted = await routerDeletions(routerMonitors, [...R1N1_PREFIXES, ...R2N2_PREFIXES]);
     const deniedFlows = stats.filter((s) => s.name.includes('DENIED'));
     const denied = { sent: deniedFlows.reduce((n, s) => n + s.sent, 0), breaches: deniedFlows.reduce((n, s) => n + s.breaches, 0) };
     const allowed = stats.filter((s) => !s.name.includes('DENIED'));
-    const figures = { flows: summary(stats), lost: sumLost(allowed), deniedProbes: denied.sent, deniedAnswered: denied.breaches, kernelRouteChanges: changes.length, downAndResyncMs: restarts };
-    const passed = figures.lost === 0 && denied.breaches === 0 && changes.length === 0;
+    const routerRoutesDeleted = Object.values(deleted).flat().length;
+    const figures = { flows: summary(stats), lost: sumLost(allowed), deniedProbes: denied.sent, deniedAnswered: denied.breaches, kernelRouteChanges: changes.length, routerRoutesDeleted, downAndResyncMs: restarts };
+    const passed = figures.lost === 0 && denied.breaches === 0 && changes.length === 0 && routerRoutesDeleted === 0;
     recordFault('2', { title: 'agent killed (-9) and restarted', target: '0 probes lost; denied stays denied', passed, figures });
     expect(denied.sent).to.be.greaterThan(0);
     expect(denied.breaches, 'denied probes answered').to.equal(0);
     expect(changes, 'kernel route changes').to.deep.equal([]);
+    expect(deleted, "routes to r1n1's and r2n2's podCIDRs deleted at a ToR or the spine").to.deep.equal(NO_DELETIONS);
     expect(summary(allowed).filter((s) => (s.lost as number) > 0)).to.deep.equal([]);
   });
 

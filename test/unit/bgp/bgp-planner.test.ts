@@ -91,6 +91,30 @@ describe('planBgp', () => {
     expect(changes[0]).to.deep.include({ global: { asn: 64512, routerId: '192.168.1.11', listenPort: 179 } });
   });
 
+  it('restarts gracefully towards graceful-restart peers only when a fresh gobgpd finds the node still forwarding', () => {
+    const gracefulRestart = { enabled: true, restartTime: 120 };
+    const [node, tor] = desiredState().peers;
+    const d = desiredState({ peers: [{ ...node!, gracefulRestart }, tor!] });
+    const adds = (observed: ObservedBgpState): [string, boolean][] =>
+      planBgp(d, observed).flatMap((c) => (c.kind === 'add-peer' ? [[c.spec.address, c.localRestarting === true] as [string, boolean]] : []));
+    // gobgpd restarted under a running agent: the GR peer is told so (R and F bits); the non-GR one is not.
+    expect(adds({ ...EMPTY, forwardingPreserved: true })).to.deep.equal([['192.168.1.12', true], ['192.168.1.1', false]]);
+    // A cold start claims nothing.
+    expect(adds(EMPTY)).to.deep.equal([['192.168.1.12', false], ['192.168.1.1', false]]);
+    // Still paths before peers: the first update burst after the peers' End-of-RIB carries every prefix.
+    expect(kinds(planBgp(d, { ...EMPTY, forwardingPreserved: true }))).to.deep.equal(['start-bgp', 'install-policy', 'install-policy', 'add-path', 'add-path', 'add-peer', 'add-peer']);
+  });
+
+  it('restarts gracefully only on a fresh instance: not on a running one, nor when it restarts BGP for a new ASN', async () => {
+    const gracefulRestart = { enabled: true, restartTime: 120 };
+    const d = desiredState({ peers: desiredState().peers.map((p) => ({ ...p, gracefulRestart })) });
+    const running = await applied(d);
+    const restarting = (changes: BgpChange[]): boolean => changes.some((c) => c.kind === 'add-peer' && c.localRestarting === true);
+    const newPeer = { address: '192.168.1.13', asn: 64512, gracefulRestart };
+    expect(restarting(planBgp(desiredState({ peers: [...d.peers, newPeer] }), { ...running, forwardingPreserved: true }))).to.equal(false);
+    expect(restarting(planBgp({ ...d, global: { ...d.global, asn: 64513 } }, { ...running, forwardingPreserved: true }))).to.equal(false);
+  });
+
   it('plans nothing once applied (a no-change resync mutates nothing)', async () => {
     const d = desiredState();
     const after = await applied(d);

@@ -135,6 +135,30 @@ describe('BgpReconciler against an in-memory gobgpd', function () {
     }
   });
 
+  it('re-adds the peers of a gobgpd that restarted under it as locally restarting; a cold start does not', async () => {
+    const fake = new FakeGobgpRouter();
+    const gracefulRestart = { enabled: true, restartTime: 120 };
+    const desired = desiredState({ peers: desiredState().peers.map((p) => ({ ...p, gracefulRestart })) });
+    const reconciler = new BgpReconciler({ client: fake, retryBackoffMs: { initial: 20, max: 50 } });
+    const stop = new AbortController();
+    reconciler.setDesired(desired);
+    const running = reconciler.start(stop.signal);
+    try {
+      await pollUntil('applied', () => fake.peers.size === 2, { timeoutMs: 5_000, intervalMs: 10 });
+      expect([...fake.restartingPeers]).to.deep.equal([]);
+      fake.restart();
+      await pollUntil('applied again', () => fake.peers.size === 2, { timeoutMs: 5_000, intervalMs: 10 });
+      expect([...fake.restartingPeers].sort()).to.deep.equal(desired.peers.map((p) => p.address).sort());
+      // gobgpd reports the peers as configured: the next pass changes nothing.
+      const mutations = fake.mutations.length;
+      await reconciler.syncOnce(desired);
+      expect(fake.mutations.slice(mutations)).to.deep.equal([]);
+    } finally {
+      stop.abort();
+      await running;
+    }
+  });
+
   it("keeps a restarted watch's paths as stale per neighbor until it is back and settled, or the restart window ends", async () => {
     const fake = new FakeGobgpRouter();
     const gracefulRestart = { enabled: true, restartTime: 1 };

@@ -2,7 +2,7 @@
 // ALREADY_EXISTS), failures injected per call, a watch stream the test feeds, and restart() for a gobgpd that
 // went away and came back empty.
 import { EventEmitter } from 'node:events';
-import { GobgpError, normalizePeerSpec, type DefinedSetSpec, type GlobalPolicySpec, type NormalizedPeerSpec, type PolicySpec } from '../../../src/bgp/gobgp-codec.js';
+import { GobgpError, normalizePeerSpec, peerToApi, type DefinedSetSpec, type GlobalPolicySpec, type NormalizedPeerSpec, type PolicySpec } from '../../../src/bgp/gobgp-codec.js';
 import type { BgpGlobalConfig, BgpGlobalState, GobgpRouter, ListPathsOptions, WatchOptions } from '../../../src/bgp/gobgp-router.js';
 import type { DecodedPath } from '../../../src/bgp/gobgp-wire.js';
 import { familyOf, type IpFamily } from '../../../src/routes/ip-prefix.js';
@@ -58,6 +58,8 @@ class WatchStream {
 export class FakeGobgpRouter extends EventEmitter implements GobgpRouter {
   global: BgpGlobalState = { ...STOPPED };
   readonly peers = new Map<string, NormalizedPeerSpec>();
+  /** Peers added as locally restarting, as the client sends it to gobgpd (peerToApi's local_restarting). */
+  readonly restartingPeers = new Set<string>();
   /** Peers DisablePeer took down (AddPeer and UpdatePeer leave a peer enabled). */
   readonly disabledPeers = new Set<string>();
   /** Our paths by uuid. */
@@ -127,10 +129,12 @@ export class FakeGobgpRouter extends EventEmitter implements GobgpRouter {
     }));
   }
 
-  async addPeer(spec: PeerSpec): Promise<void> {
+  async addPeer(spec: PeerSpec, _opts?: unknown, restart?: { localRestarting: boolean }): Promise<void> {
     await this.call('addPeer', spec.address);
     if (this.peers.has(spec.address)) throw new GobgpError('ALREADY_EXISTS', `peer ${spec.address} exists`);
     this.peers.set(spec.address, normalizePeerSpec(spec));
+    const api = peerToApi(spec, restart) as { graceful_restart: { local_restarting: boolean } };
+    if (api.graceful_restart.local_restarting) this.restartingPeers.add(spec.address);
     this.disabledPeers.delete(spec.address);
   }
 
@@ -245,6 +249,7 @@ export class FakeGobgpRouter extends EventEmitter implements GobgpRouter {
   private wipe(why: string): void {
     this.global = { ...STOPPED };
     this.peers.clear();
+    this.restartingPeers.clear();
     this.disabledPeers.clear();
     this.paths.clear();
     this.definedSets.clear();

@@ -8,6 +8,7 @@ import {
   peerSpecFromApi,
   peerStatusFromApi,
   peerToApi,
+  GR_DEFERRAL_SECONDS,
   uuidFromHex,
 } from '../../../src/bgp/gobgp-codec.js';
 import type { LearnedPath } from '../../../src/bgp/types.js';
@@ -76,8 +77,28 @@ describe('gobgp-codec', () => {
       graceful_restart: Record<string, unknown>;
       afi_safis: Record<string, unknown>[];
     };
-    expect(api.graceful_restart).to.deep.equal({ enabled: true, restart_time: 120 });
+    expect(api.graceful_restart).to.deep.equal({ enabled: true, restart_time: 120, deferral_time: GR_DEFERRAL_SECONDS, local_restarting: false });
     expect(api.afi_safis.every((a) => a.long_lived_graceful_restart === undefined)).to.equal(true);
+  });
+
+  it('claims a local restart only when asked and only for a graceful-restart peer, with a short explicit deferral time', () => {
+    const gr = { address: '10.0.0.1', asn: 65001, gracefulRestart: { enabled: true, restartTime: 120 } };
+    const restarting = peerToApi(gr, { localRestarting: true }) as { graceful_restart: Record<string, unknown> };
+    expect(restarting.graceful_restart).to.deep.include({ local_restarting: true, deferral_time: GR_DEFERRAL_SECONDS });
+    expect(GR_DEFERRAL_SECONDS).to.be.within(1, 30); // gobgpd's default (360 s) would hold our routes back for minutes
+    // gobgpd holds updates back from a locally restarting peer even without the capability: never for a non-GR peer.
+    const plain = peerToApi({ address: '10.0.0.1', asn: 65001 }, { localRestarting: true }) as { graceful_restart: Record<string, unknown> };
+    expect(plain.graceful_restart).to.deep.equal({ enabled: false, restart_time: 0, deferral_time: 0, local_restarting: false });
+  });
+
+  it('reads a restarting peer back as the same spec: ListPeer echoes local_restarting and deferral_time, the planner must not see a diff', () => {
+    const spec = { address: '10.0.0.1', asn: 65001, gracefulRestart: { enabled: true, restartTime: 120 } };
+    const reported = JSON.parse(JSON.stringify(peerToApi(spec, { localRestarting: true }))) as { graceful_restart: Record<string, unknown> };
+    // What gobgpd 3.10 reports while it is still syncing, and after (it clears local_restarting itself).
+    reported.graceful_restart = { ...reported.graceful_restart, local_restarting: true, mode: 'RESTARTING' };
+    expect(peerSpecFromApi(reported)).to.deep.equal(normalizePeerSpec(spec));
+    reported.graceful_restart = { ...reported.graceful_restart, local_restarting: false };
+    expect(peerSpecFromApi(reported)).to.deep.equal(normalizePeerSpec(spec));
   });
 
   it("reports gobgpd's administrative state: a peer shut down at its prefix limit shows PREFIX_LIMIT", () => {
