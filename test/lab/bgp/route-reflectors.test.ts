@@ -58,6 +58,7 @@ async function everyKernelRoutesEveryNode(): Promise<true> {
       const v4 = routes.find((r) => r.prefix === POD_CIDRS[other]![0]);
       const v6 = routes.find((r) => r.prefix === POD_CIDRS[other]![1]);
       if (v4?.nextHops.join() !== ADDRESS[other] || v6 === undefined) {
+        lastMissing = { node, prefix: POD_CIDRS[other]![0]! };
         throw new Error(`${node} routes ${other}'s podCIDRs via ${v4?.nextHops.join() ?? 'nothing'} (v4) and ${v6?.nextHops.join() ?? 'nothing'} (v6)`);
       }
     }
@@ -65,13 +66,26 @@ async function everyKernelRoutesEveryNode(): Promise<true> {
   return true;
 }
 
-/** Waits for every route in every kernel; a timeout also names every node's sessions, to say where it stopped. */
+/** The last route everyKernelRoutesEveryNode found missing: which node, which (v4) podCIDR. */
+let lastMissing: { node: string; prefix: string } | undefined;
+
+/**
+ * Waits for every route in every kernel; a timeout also names every node's sessions and what the node's gobgpd
+ * holds for the missing prefix (its RIB, with the reflectors' Adj-RIB-In), to say where it stopped.
+ */
 async function untilEveryKernelRoutesEveryNode(timeoutMs: number): Promise<void> {
   try {
     await pollUntil('every node routes every other node\'s podCIDRs', everyKernelRoutesEveryNode, { timeoutMs });
   } catch (error) {
     const sessions = await Promise.all(NODES.map(async (n) => `${n}: ${nodePeers(await status(n)).map((p) => `${p.address} ${p.state}`).join(', ')}`));
-    throw new Error(`${(error as Error).message}; node sessions: ${sessions.join('; ')}`);
+    const gobgp = async (...args: string[]): Promise<string> =>
+      (await execa('gobgp', ['--target', `unix://${paths.gobgpSocket(lastMissing!.node)}`, ...args], { reject: false, timeout: 10_000 })).stdout.trim() || '(nothing)';
+    const rib = lastMissing === undefined
+      ? ''
+      : `; ${lastMissing.node}'s gobgpd for ${lastMissing.prefix}: rib ${await gobgp('global', 'rib', '-a', 'ipv4', lastMissing.prefix)}; ` +
+        `adj-in from rr1 ${await gobgp('neighbor', ADDRESS.rr1!, 'adj-in', '-a', 'ipv4', lastMissing.prefix)}; ` +
+        `adj-in from rr2 ${await gobgp('neighbor', ADDRESS.rr2!, 'adj-in', '-a', 'ipv4', lastMissing.prefix)}`;
+    throw new Error(`${(error as Error).message}; node sessions: ${sessions.join('; ')}${rib}`);
   }
 }
 
