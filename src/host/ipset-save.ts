@@ -20,10 +20,16 @@ export function ipsetFamily(family: IpFamily): 'inet' | 'inet6' {
 export function parseIpsetSave(text: string, ours: (name: string) => boolean = () => true): Map<string, SavedSet> {
   const sets = new Map<string, SavedSet>();
   for (const line of text.split('\n')) {
+    // The name is tested before the line is split into words: the output also holds other owners' sets, some of
+    // them with tens of thousands of members.
+    const nameStart = line.indexOf(' ') + 1;
+    const nameEnd = line.indexOf(' ', nameStart);
+    const lineName = nameStart === 0 ? '' : line.slice(nameStart, nameEnd === -1 ? undefined : nameEnd);
+    if (line.startsWith('add ') ? !sets.has(lineName) : !(line.startsWith('create ') && ours(lineName))) continue;
     const words = line.trim().split(/\s+/);
     const name = words[1];
     if (name === undefined) continue;
-    if (words[0] === 'create' && ours(name)) {
+    if (words[0] === 'create') {
       const familyAt = words.indexOf('family');
       sets.set(name, { name, type: words[2] ?? '', family: familyAt >= 0 && words[familyAt + 1] === 'inet6' ? 'inet6' : 'inet', entries: [] });
     } else if (words[0] === 'add' && words[2] !== undefined) {

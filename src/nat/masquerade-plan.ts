@@ -227,9 +227,9 @@ export interface ObservedMasqueradeFamily {
 }
 
 /** Sets in `ipset list -o save` output (one or more), entries as canonical CIDRs, sorted. */
-export function observedMasqueradeSets(text: string): Map<string, ObservedSet> {
+export function observedMasqueradeSets(text: string, ours?: (name: string) => boolean): Map<string, ObservedSet> {
   const sets = new Map<string, ObservedSet>();
-  for (const set of parseIpsetSave(text).values()) {
+  for (const set of parseIpsetSave(text, ours).values()) {
     // An entry we cannot read (another set type's syntax) still makes the set differ from what we want.
     const entries = set.entries.map((entry) => parseCidrOrIp(entry)?.cidr ?? entry).sort();
     sets.set(set.name, { name: set.name, type: set.type, family: set.family, entries });

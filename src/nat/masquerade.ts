@@ -18,7 +18,6 @@ import {
   type MasqueradeSpec,
   normalizeMasqueradeConfig,
   type ObservedMasqueradeFamily,
-  type ObservedSet,
   ownedSetNames,
   parseChainRuleHashes,
   observedMasqueradeSets,
@@ -53,8 +52,7 @@ export function parseObservedMasquerade(saved: { sets: string } & Record<IpFamil
   const observed = {} as Record<IpFamily, ObservedMasqueradeFamily>;
   for (const family of IP_FAMILIES) {
     const owned = ownedSetNames(family);
-    const sets = new Map<string, ObservedSet>();
-    for (const [name, set] of observedMasqueradeSets(linesOfSets(saved.sets, owned))) if (owned.includes(name)) sets.set(name, set);
+    const sets = observedMasqueradeSets(saved.sets, (name) => owned.includes(name));
     const nat = saved[family];
     // The save output names every chain of the table in a `:CHAIN POLICY [counters]` line: ours may be missing.
     const chainExists = nat.startsWith(`:${MASQ_CHAIN} `) || nat.includes(`\n:${MASQ_CHAIN} `);
@@ -66,33 +64,6 @@ export function parseObservedMasquerade(saved: { sets: string } & Record<IpFamil
     };
   }
   return observed;
-}
-
-function commonStart(names: readonly string[]): string {
-  let start = names[0] ?? '';
-  for (const n of names) while (!n.startsWith(start)) start = start.slice(0, -1);
-  return start;
-}
-
-/**
- * The `create`/`add` lines of these sets in `ipset save` output, tested in place: the whole output also holds
- * other tools' sets and policy's large ones, which are not split into words here.
- */
-function linesOfSets(text: string, names: readonly string[]): string {
-  const prefixes = names.flatMap((n) => [`create ${n} `, `add ${n} `]);
-  // Our names share a start: one test per line turns away the thousands of lines of other sets.
-  const common = commonStart(names);
-  const out: string[] = [];
-  let at = 0;
-  while (at < text.length) {
-    const next = text.indexOf('\n', at);
-    const end = next === -1 ? text.length : next + 1;
-    const space = text.indexOf(' ', at);
-    const named = space !== -1 && space < end && text.startsWith(common, space + 1);
-    if (named && prefixes.some((p) => text.startsWith(p, at))) out.push(text.slice(at, end));
-    at = end;
-  }
-  return out.join('');
 }
 
 async function restore(
