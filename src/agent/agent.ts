@@ -38,10 +38,12 @@ import { canonicalAddressText } from '../routes/ip-prefix.js';
 import { planBfdHoldDown, planBfdPeers, type BfdDownVerdict } from './bfd-peers.js';
 import { sameNodeStateInputs, type NodeStateInputs } from './node-state-inputs.js';
 import { planDesiredState, serviceRoutes, servicesConfigured, type DesiredNodeState } from './desired-state.js';
-import { errorInfo, ReconcileLoop, type PassListener } from '../reconcile/loop.js';
+import { errorInfo, ReconcileLoop, sleep, type PassListener } from '../reconcile/loop.js';
 
 /** Both loops retry a failed pass after this long (a fixed delay: the work is in-memory planning). */
 const RETRY = { initialMs: 2_000, maxMs: 2_000 };
+/** How long a fresh gobgpd's start waits for the first read of the kernel's routes (see forwardingKeptAtStart). */
+const FIRST_ROUTE_READ_WAIT_MS = 5_000;
 /**
  * The cluster loop re-plans this often without any event: password files are mounted Secrets that change without a
  * watch event. Its own period, not the kernel route resync's (routes.resyncSeconds is about drift in the kernel).
@@ -142,12 +144,20 @@ export class Agent {
       postEvent: (reason, message) => void this.reporter.event('Normal', reason, message),
     });
     this.gobgp = new GobgpClient({ target: config.gobgp.target, callTimeoutMs: config.gobgp.callTimeoutSeconds * 1000, logger });
-    this.bgp = new BgpReconciler({ client: this.gobgp, logger: logger.child({ component: 'bgp' }) });
+    this.bgp = new BgpReconciler({
+      client: this.gobgp,
+      logger: logger.child({ component: 'bgp' }),
+      // The kernel still routes with the previous run's routes: the new gobgpd claims forwarding state, so the
+      // peers keep our paths as stale until it has sent them again (a kernel that cannot be read claims nothing).
+      forwardingKeptAtStart: async () => (await Promise.race([this.routes.routesFoundAtStart(signal), sleep(FIRST_ROUTE_READ_WAIT_MS, signal).then(() => 0)])) > 0,
+    });
     this.routes = new RouteReconciler({
       protocol: config.routes.protocol,
       logger: logger.child({ component: 'routes' }),
       resyncIntervalMs: config.routes.resyncSeconds * 1000,
       kernelChanges,
+      // Graceful restart across agent runs (an upgrade, a restarted pod): see releaseRoutesFoundAtStart below.
+      keepRoutesFoundAtStart: true,
     });
     this.observer = new AgentObserver({
       address: config.metrics.address,
@@ -218,6 +228,9 @@ export class Agent {
       this.runClusterLoop(signal),
       this.routeSelection.run(signal),
       peerEvents.run(signal),
+      this.bgp.peersSettledAfterStart(signal).then((why) => {
+        if (why !== 'aborted') this.routes.releaseRoutesFoundAtStart(why);
+      }),
     );
     logger.info('podroute agent started', { node: this.nodeName, gobgp: config.gobgp.target, routeProtocol: config.routes.protocol });
     await Promise.all(running.map((p) => p.catch((err: unknown) => {

@@ -92,8 +92,9 @@ export interface ObservedBgpState {
   disabledPeers?: string[];
   /**
    * BGP is not running in gobgpd (asn 0), yet the node kept forwarding: gobgpd restarted under a running agent,
-   * which kept the kernel's routes (graceful restart on our side). The fresh instance then restarts gracefully
-   * towards its peers (RFC 4724 4.1), so they keep our routes. Never on a cold start.
+   * which kept the kernel's routes (graceful restart on our side), or a new agent found the routes of its
+   * previous run in the kernel and keeps them (an upgrade, a restarted pod). The fresh instance then restarts
+   * gracefully towards its peers (RFC 4724 4.1), so they keep our routes. Never on a cold start of the node.
    */
   forwardingPreserved?: boolean;
   /** Locally originated paths (ours: podroute is the only originator in its gobgpd). */

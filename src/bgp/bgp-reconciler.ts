@@ -15,6 +15,7 @@ import { GobgpError } from './gobgp-codec.js';
 import type { GobgpRouter } from './gobgp-router.js';
 import type { BgpRole, OriginatedPath } from './types.js';
 import { LearnedTable, restartWindowMs } from './learned-table.js';
+import type { PeersSettledReason } from './peers-settled.js';
 import {
   emptyObservedState,
   planBgp,
@@ -45,6 +46,11 @@ export interface BgpReconcilerOptions {
    * (default 3000 ms): gobgpd's watch does not show End-of-RIB.
    */
   staleSettleMs?: number;
+  /**
+   * Asked when this process first finds gobgpd without BGP: whether the node kept forwarding anyway (the kernel
+   * holds the routes of a previous run, kept until the peers settled), so the fresh gobgpd restarts gracefully.
+   */
+  forwardingKeptAtStart?: () => Promise<boolean>;
 }
 
 export interface BgpReconcilerStatus {
@@ -92,15 +98,21 @@ export class BgpReconciler {
    * A pass completed against a running gobgpd in this process. If gobgpd is found without BGP after that, it
    * restarted under us while this agent kept the node forwarding (its pod routes, and the learned routes the
    * learned table keeps as stale): the fresh instance restarts gracefully (ObservedBgpState.forwardingPreserved).
-   * A cold start (nothing configured yet by this agent) never claims it.
+   * A start of this agent claims it only when forwardingKeptAtStart says the kernel kept the previous run's routes.
    */
   private configuredGobgpd = false;
+  private readonly forwardingKeptAtStart: (() => Promise<boolean>) | undefined;
+  /** Resolved by the first setDesired (the peers a cold start waits for are known then). */
+  private readonly firstDesired: Promise<void>;
+  private resolveFirstDesired: () => void = () => undefined;
   /** The pass asked for while role changes wait for other sessions (see planRoleChanges). */
   private deferredPass: NodeJS.Timeout | undefined;
 
   constructor(options: BgpReconcilerOptions) {
     this.client = options.client;
     this.logger = options.logger;
+    this.forwardingKeptAtStart = options.forwardingKeptAtStart;
+    this.firstDesired = new Promise((resolve) => (this.resolveFirstDesired = resolve));
     const retry = options.retryBackoffMs ?? { initial: 500, max: 30_000 };
     const backoff = { initialMs: retry.initial, maxMs: Math.max(retry.initial, retry.max) };
     this.loop = new ReconcileLoop({
@@ -125,7 +137,21 @@ export class BgpReconciler {
   /** Stores the desired state and marks the reconciler dirty; the loop applies it. */
   setDesired(state: BgpDesiredState): void {
     this.desired = state;
+    this.resolveFirstDesired();
     this.loop.markDirty();
+  }
+
+  /**
+   * Resolves once every graceful-restart peer of the desired state has been Established for the settle time, or
+   * the peers' restart window is over, counted from the first desired state: what a new agent waits for before
+   * it lets go of the routes its previous run left in the kernel (peers-settled.ts).
+   */
+  async peersSettledAfterStart(signal: AbortSignal): Promise<PeersSettledReason> {
+    await Promise.race([this.firstDesired, new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }))]);
+    if (signal.aborted) return 'aborted';
+    const desired = this.desired!;
+    const peers = desired.peers.filter((p) => p.gracefulRestart?.enabled === true).map((p) => canonicalAddressText(p.address) ?? p.address);
+    return this.learned.peersSettled(peers, restartWindowMs(desired), signal);
   }
 
   /**
@@ -233,7 +259,7 @@ export class BgpReconciler {
     const observed = emptyObservedState({ asn: g.asn, routerId: g.routerId, listenPort: g.listenPort, useMultiplePaths: g.useMultiplePaths });
     if (g.asn === 0) {
       this.uuids.clear();
-      if (this.configuredGobgpd) observed.forwardingPreserved = true;
+      if (this.configuredGobgpd || (await this.forwardingKeptAtStart?.()) === true) observed.forwardingPreserved = true;
       return observed;
     }
     // The reads are independent: asked at once, a pass waits for the slowest, not for their sum (each is a round

@@ -12,6 +12,7 @@ import type { Logger } from '../observe/log.js';
 import { backoffDelay, DirtySignal, errorInfo, sleep, type BackoffOptions } from '../reconcile/loop.js';
 import type { BgpDesiredState } from './bgp-planner.js';
 import type { GobgpRouter } from './gobgp-router.js';
+import { peersSettled, type PeersSettledReason } from './peers-settled.js';
 import type { BgpEvent, LearnedPath, PeerState } from './types.js';
 
 /** The learned table as consumers read it. */
@@ -110,6 +111,21 @@ export class LearnedTable {
       synced: this.synced,
       staleNeighbors: [...(this.stale?.retained ?? [])].sort(),
     };
+  }
+
+  /**
+   * Resolves once each of these peers has been Established for the settle time (the same as a watch restart's
+   * stale paths wait for), or the window is over: see peers-settled.ts.
+   */
+  peersSettled(peers: readonly string[], windowMs: number, signal: AbortSignal): Promise<PeersSettledReason> {
+    return peersSettled({
+      peers,
+      settleMs: this.staleSettleMs,
+      windowMs,
+      stateOf: (address) => this.peerStates.get(address),
+      onPeerState: (listener) => this.onPeerStateEvent(listener),
+      signal,
+    });
   }
 
   /** BGP runs in gobgpd: a watch waiting for it may start. */

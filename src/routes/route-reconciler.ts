@@ -5,7 +5,9 @@
 // re-reads the kernel and plans every prefix (repairs drift); a failed batch re-reads the kernel at once
 // (memory stays true) and is retried with back-off, again planning every prefix. The pass schedule is the shared
 // ReconcileLoop's.
-// Stopping leaves the routes in place: the data plane keeps forwarding while the agent restarts.
+// Stopping leaves the routes in place: the data plane keeps forwarding while the agent restarts. With
+// keepRoutesFoundAtStart the new run keeps them too (graceful restart across agent runs): a route of ours found
+// by the first read is not deleted, while nothing desired names its prefix, until releaseRoutesFoundAtStart().
 import { KernelReadSchedule, type KernelChanges } from '../host/kernel-monitor.js';
 import type { Logger } from '../observe/log.js';
 import { ReconcileLoop, type ReconcileStatus } from '../reconcile/loop.js';
@@ -35,6 +37,12 @@ export interface RouteReconcilerOptions {
   kernelChanges?: KernelChanges;
   /** Default 10 (5 minutes at the default resync interval). */
   readEveryResyncs?: number;
+  /**
+   * Keep the routes of ours that the first read finds (the previous run's) until releaseRoutesFoundAtStart(),
+   * unless the desired state names their prefix first: a new agent whose BGP sessions are still coming back
+   * must not delete what the node forwards with. Default false.
+   */
+  keepRoutesFoundAtStart?: boolean;
 }
 
 export interface RouteReconcilerCounts {
@@ -62,6 +70,8 @@ export interface RouteReconcilerStatus {
   inSync: boolean;
   /** Prefixes currently blocked by another protocol's route. */
   conflicts: string[];
+  /** Routes of the previous run still kept while nothing desired names them (keepRoutesFoundAtStart). */
+  keptFromStart: number;
   counts: RouteReconcilerCounts;
 }
 
@@ -137,6 +147,14 @@ export class RouteReconciler {
   /** The next pass reads the kernel first (start-up, after a failure). */
   private needsRead = true;
   private waiters: Waiter[] = [];
+  /**
+   * Prefixes of ours the first read found, kept while no desired route names them (keepRoutesFoundAtStart);
+   * undefined before the first read, and empty once released.
+   */
+  private keptFromStart: Set<string> | undefined;
+  private keepRoutesFoundAtStart: boolean;
+  private readonly firstRead: Promise<void>;
+  private resolveFirstRead: () => void = () => undefined;
 
   /** Memory of the kernel: our routes by prefix, and every foreign route. Undefined until the first read. */
   private ours: Map<string, KernelRoute[]> | undefined;
@@ -173,6 +191,8 @@ export class RouteReconciler {
       },
     });
     this.kernelChanges = options.kernelChanges;
+    this.keepRoutesFoundAtStart = options.keepRoutesFoundAtStart === true;
+    this.firstRead = new Promise((resolve) => (this.resolveFirstRead = resolve));
     this.readSchedule = new KernelReadSchedule(options.readEveryResyncs ?? DEFAULT_READ_EVERY_RESYNCS);
     this.table = options.table ?? new IpRouteTable({ protocol: this.protocol, ...(options.netns === undefined ? {} : { netns: options.netns }) });
   }
@@ -184,6 +204,7 @@ export class RouteReconciler {
    */
   setDesired(routes: readonly DesiredRoute[]): void {
     this.desired = validateDesired(routes);
+    this.forgetKept(this.desired.keys());
     this.planAll = true;
     this.dirtyPrefixes.clear();
     this.generation++;
@@ -205,8 +226,37 @@ export class RouteReconciler {
       else desired.set(prefix, route);
       this.dirtyPrefixes.add(prefix);
     }
+    this.forgetKept([...valid].filter(([, route]) => route !== undefined).map(([prefix]) => prefix));
     this.generation++;
     this.loop.markDirty();
+  }
+
+  /**
+   * The number of routes of the previous run kept (keepRoutesFoundAtStart), once the first read of the kernel is
+   * done: 0 without the option.
+   */
+  async routesFoundAtStart(signal: AbortSignal): Promise<number> {
+    await Promise.race([this.firstRead, new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }))]);
+    return this.keptFromStart?.size ?? 0;
+  }
+
+  /** Stops keeping the previous run's routes: the next pass deletes those no desired route names. */
+  releaseRoutesFoundAtStart(why: string): void {
+    const kept = this.keptFromStart;
+    this.keepRoutesFoundAtStart = false; // a first read still to come keeps nothing
+    if (kept === undefined || kept.size === 0) return;
+    this.keptFromStart = new Set();
+    this.logger.info('routes of the previous run no longer kept', { routes: kept.size, why });
+    for (const prefix of kept) this.dirtyPrefixes.add(prefix);
+    this.generation++;
+    this.loop.markDirty();
+  }
+
+  /** A desired route now governs these prefixes: a route of the previous run is no longer kept for them. */
+  private forgetKept(prefixes: Iterable<string>): void {
+    const kept = this.keptFromStart;
+    if (kept === undefined || kept.size === 0) return;
+    for (const prefix of prefixes) kept.delete(prefix);
   }
 
   /** Runs the loop until `signal` aborts; resolves then. Errors are logged, counted and retried, never thrown. */
@@ -246,6 +296,7 @@ export class RouteReconciler {
       loop: this.loop.status(),
       inSync: this.desired !== undefined && this.syncedGeneration === this.generation,
       conflicts: [...this.conflicts].sort(),
+      keptFromStart: this.keptFromStart?.size ?? 0,
       counts: { ...this.counts },
     };
   }
@@ -289,6 +340,12 @@ export class RouteReconciler {
     this.foreign = snapshot.foreign;
     this.foreignByPrefix = foreignByPrefix;
     this.counts.reads++;
+    if (this.keptFromStart === undefined) {
+      this.keptFromStart = this.keepRoutesFoundAtStart ? new Set(ours.keys()) : new Set();
+      if (this.desired !== undefined) this.forgetKept(this.desired.keys());
+      if (this.keptFromStart.size > 0) this.logger.info('keeping the routes of the previous run until the BGP peers are back', { routes: this.keptFromStart.size });
+      this.resolveFirstRead();
+    }
   }
 
   /** Returns false when there is nothing to apply yet (read-only until the first setDesired). */
@@ -307,9 +364,12 @@ export class RouteReconciler {
     this.planAll = false;
     const started = Date.now();
     let changes: RouteChange[];
+    // A route of the previous run still kept is left out of the plan: nothing desired names it, so it would go.
+    const kept = this.keptFromStart;
+    const isKept = (prefix: string): boolean => kept !== undefined && kept.size > 0 && kept.has(prefix);
     if (all) {
       const observed: KernelRoute[] = [];
-      for (const routes of ours.values()) observed.push(...routes);
+      for (const [prefix, routes] of ours) if (!isKept(prefix)) observed.push(...routes);
       changes = planRoutes([...desired.values()], observed, this.foreign);
       this.trackConflicts(changes, undefined);
     } else {
@@ -320,7 +380,7 @@ export class RouteReconciler {
         const route = desired.get(prefix);
         if (route !== undefined) want.push(route);
         const mine = ours.get(prefix);
-        if (mine !== undefined) observed.push(...mine);
+        if (mine !== undefined && !isKept(prefix)) observed.push(...mine);
         const theirs = this.foreignByPrefix.get(prefix);
         if (theirs !== undefined) foreign.push(...theirs);
       }

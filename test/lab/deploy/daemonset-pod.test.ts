@@ -338,13 +338,10 @@ describe('deploy: the DaemonSet pod run as a kubelet would, with podman, on a la
     expect(problems).to.deep.equal([]);
   });
 
-  // Open defects of issue 18 part 5, found by this roll and not fixed yet (so pending, not passing):
-  //  - the new agent starts with a new gobgpd, sees an empty learned table and deletes every learned kernel route,
-  //    re-adding them as its sessions come back (the stale-path keeping of src/bgp/learned-table.ts lives in memory);
-  //  - the node's new gobgpd comes up without the graceful-restart Forwarding State bit, so the ToR drops the stale
-  //    paths at once and replaces the routes (seen for the IPv6 podCIDR at tor1, 3 runs of 3).
-  // No probe was lost in those runs only because the lab node's default route leads to the ToR.
-  it.skip('the roll rewrote none of the node\'s kernel routes that are the same before and after, and the ToR kept its routes to the node', () => {
+  // The new agent starts with a new gobgpd: it keeps the kernel's routes of the previous run until its peers have
+  // settled (route-reconciler.ts keepRoutesFoundAtStart), and its gobgpd claims forwarding state, so the ToR keeps
+  // the node's paths as stale instead of replacing them (RFC 4724 4.2).
+  it('the roll rewrote none of the node\'s kernel routes that are the same before and after, and the ToR kept its routes to the node', () => {
     if (roll === undefined) throw new Error('the roll did not complete');
     const { routesBefore, routesAfter, nodeEvents, torEvents } = roll;
     expect(torEvents, `route events on ${TOR} for ${NODE}'s podCIDRs`).to.deep.equal([]);

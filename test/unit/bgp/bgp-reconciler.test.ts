@@ -159,6 +159,42 @@ describe('BgpReconciler against an in-memory gobgpd', function () {
     }
   });
 
+  it('a new agent whose kernel kept the previous run\'s routes adds its peers to a fresh gobgpd as locally restarting', async () => {
+    for (const kept of [true, false]) {
+      const fake = new FakeGobgpRouter();
+      const gracefulRestart = { enabled: true, restartTime: 120 };
+      const desired = desiredState({ peers: desiredState().peers.map((p) => ({ ...p, gracefulRestart })) });
+      const reconciler = new BgpReconciler({ client: fake, retryBackoffMs: { initial: 20, max: 50 }, forwardingKeptAtStart: () => Promise.resolve(kept) });
+      await reconciler.syncOnce(desired);
+      expect([...fake.restartingPeers].sort(), `kernel kept routes: ${kept}`).to.deep.equal(kept ? [N1, N2] : []);
+    }
+  });
+
+  it('peersSettledAfterStart waits for the first desired state, then for its graceful-restart peers to settle', async () => {
+    const fake = new FakeGobgpRouter();
+    const desired = desiredState({ peers: [{ address: N1, asn: 64512, gracefulRestart: { enabled: true, restartTime: 120 } }, { address: N2, asn: 64512 }] });
+    const reconciler = new BgpReconciler({ client: fake, retryBackoffMs: { initial: 20, max: 50 }, staleSettleMs: 30 });
+    const stop = new AbortController();
+    let why: string | undefined;
+    const settled = reconciler.peersSettledAfterStart(stop.signal).then((r) => (why = r));
+    const running = reconciler.start(stop.signal);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(why, 'no desired state yet').to.equal(undefined);
+      reconciler.setDesired(desired);
+      await pollUntil('applied', () => fake.peers.size === 2, { timeoutMs: 5_000, intervalMs: 10 });
+      fake.send({ kind: 'peer', address: N2, state: 'ESTABLISHED', asn: 64512 });
+      await new Promise((resolve) => setTimeout(resolve, 80));
+      expect(why, 'N2 has no graceful restart: only N1 counts').to.equal(undefined);
+      fake.send({ kind: 'peer', address: N1, state: 'ESTABLISHED', asn: 64512 });
+      await settled;
+      expect(why).to.equal('settled');
+    } finally {
+      stop.abort();
+      await running;
+    }
+  });
+
   it("keeps a restarted watch's paths as stale per neighbor until it is back and settled, or the restart window ends", async () => {
     const fake = new FakeGobgpRouter();
     const gracefulRestart = { enabled: true, restartTime: 1 };

@@ -20,6 +20,7 @@ function routeStatus(installed: number, added: number, removed: number): RouteRe
     loop: { lastAttemptAt: new Date(), lastSuccessAt: new Date(), lastError: undefined, consecutiveFailures: 0, successes: 3, failures: 0 },
     inSync: true,
     conflicts: ['10.9.0.0/24'],
+    keptFromStart: 0,
     counts: { added, replaced: 1, removed, conflicts: 1, failedChanges: 0, reads: 1, quietResyncs: 0 },
   };
 }

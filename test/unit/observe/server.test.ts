@@ -320,7 +320,7 @@ describe('AgentObserver reads every reconciler through one status type', () => {
     };
     const healthy = { ...failing, lastAttemptAt: succeededAt, lastError: undefined, consecutiveFailures: 0, failures: 0 };
     const fake = <S>(status: S): { status(): S } => ({ status: () => status });
-    const routes = fake({ loop: healthy, installed: 0, inSync: true, conflicts: [], counts: { added: 0, replaced: 0, removed: 0, conflicts: 0, failedChanges: 0, reads: 1, quietResyncs: 0 } });
+    const routes = fake({ loop: healthy, installed: 0, inSync: true, conflicts: [], keptFromStart: 0, counts: { added: 0, replaced: 0, removed: 0, conflicts: 0, failedChanges: 0, reads: 1, quietResyncs: 0 } });
     const policy = fake({ loop: failing, chains: 0, rules: 0, sets: 0, problems: [] });
     const observer = new AgentObserver({
       address: '',

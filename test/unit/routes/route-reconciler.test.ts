@@ -55,3 +55,66 @@ describe('RouteReconciler input', () => {
     for (const [run, field] of cases) expect(run, field).to.throw(RouteInputError).with.property('field', field);
   });
 });
+
+describe('RouteReconciler keepRoutesFoundAtStart (graceful restart across agent runs)', () => {
+  const previousRun: KernelRoute[] = [
+    { prefix: '10.244.2.0/24', nextHops: ['10.0.1.2'], protocol: 44, metric: 0 },
+    { prefix: '10.244.3.0/24', nextHops: ['10.0.1.3'], protocol: 44, metric: 0 },
+    { prefix: '10.244.4.0/24', nextHops: ['10.0.1.4'], protocol: 44, metric: 0 },
+  ];
+
+  async function running(routes: RouteReconciler, body: () => Promise<void>): Promise<void> {
+    const stop = new AbortController();
+    const loop = routes.start(stop.signal);
+    try {
+      await body();
+    } finally {
+      stop.abort();
+      await loop;
+    }
+  }
+
+  it('keeps the routes the first read found until released, while the desired state does not name them', async () => {
+    const table = memoryTable(previousRun.map((r) => ({ ...r })));
+    const routes = new RouteReconciler({ protocol: 44, logger, table, keepRoutesFoundAtStart: true });
+    await running(routes, async () => {
+      expect(await routes.routesFoundAtStart(new AbortController().signal)).to.equal(3);
+      // A fresh gobgpd's learned table is empty at first: nothing goes.
+      routes.setDesired([]);
+      await routes.waitForSync();
+      expect(table.applied).to.deep.equal([]);
+      expect(routes.status().keptFromStart).to.equal(3);
+      // A peer sends its paths again: the same route stays untouched, a changed one is replaced and no longer kept.
+      routes.updateDesired([
+        ['10.244.2.0/24', { prefix: '10.244.2.0/24', nextHops: ['10.0.1.2'] }],
+        ['10.244.3.0/24', { prefix: '10.244.3.0/24', nextHops: ['10.0.1.33'] }],
+      ]);
+      await routes.waitForSync();
+      expect(table.applied.map((c) => `${c.kind} ${c.route.prefix}`)).to.deep.equal(['replace 10.244.3.0/24']);
+      expect(routes.status().keptFromStart).to.equal(1);
+      // Withdrawn after it was learned again: fresh information, deleted although the hold is still on.
+      routes.updateDesired([['10.244.2.0/24', undefined]]);
+      await routes.waitForSync();
+      expect(table.applied.map((c) => `${c.kind} ${c.route.prefix}`)).to.deep.equal(['replace 10.244.3.0/24', 'delete 10.244.2.0/24']);
+      // The peers settled: what nobody sent again goes.
+      routes.releaseRoutesFoundAtStart('settled');
+      await routes.waitForSync();
+      expect(table.applied.map((c) => `${c.kind} ${c.route.prefix}`)).to.deep.equal(['replace 10.244.3.0/24', 'delete 10.244.2.0/24', 'delete 10.244.4.0/24']);
+      expect(routes.status().keptFromStart).to.equal(0);
+    });
+  });
+
+  it('keeps nothing without the option, or when released before the first read', async () => {
+    for (const releasedFirst of [false, true]) {
+      const table = memoryTable(previousRun.map((r) => ({ ...r })));
+      const routes = new RouteReconciler({ protocol: 44, logger, table, keepRoutesFoundAtStart: releasedFirst });
+      if (releasedFirst) routes.releaseRoutesFoundAtStart('no graceful-restart peers');
+      routes.setDesired([]);
+      await running(routes, async () => {
+        await routes.waitForSync();
+        expect(await routes.routesFoundAtStart(new AbortController().signal)).to.equal(0);
+        expect(table.applied.map((c) => c.kind), `released first: ${releasedFirst}`).to.deep.equal(['delete', 'delete', 'delete']);
+      });
+    }
+  });
+});
