@@ -52,6 +52,15 @@ const GOOD = { address: '10.231.0.3', asn: 65003, routes: ['172.30.250.0/24', '1
 const FLOOD = { address: '10.231.0.2', asn: 65002 };
 const MD5 = { address: '10.231.0.4', asn: 65004, routes: ['172.30.252.0/24'] };
 
+/** Segments this namespace's kernel dropped for a wrong TCP MD5 signature (/proc/net/netstat, TcpExt). */
+function md5Failures(netns: string): number {
+  const lines = execFileSync('ip', ['netns', 'exec', netns, 'cat', '/proc/net/netstat'], { encoding: 'utf8' }).split('\n').filter((l) => l.startsWith('TcpExt:'));
+  const [names, values] = lines.map((l) => l.trim().split(/\s+/));
+  const at = names?.indexOf('TCPMD5Failure') ?? -1;
+  if (at < 0 || values?.[at] === undefined) throw new Error(`no TCPMD5Failure counter in ${netns}'s /proc/net/netstat`);
+  return Number(values[at]);
+}
+
 function floodPaths(from: number, count: number): OriginatedPath[] {
   return Array.from({ length: count }, (_, i) => {
     const n = from + i;
@@ -290,17 +299,25 @@ describe('hostile BGP peers against a real node (gobgpd + podroute agent)', func
     for (const prefix of MD5.routes) await md5.client.addPath({ prefix, nextHop: MD5.address });
     const md5Config = (await nodeGobgp.listPeerConfigs()).find((c) => c.spec.address === MD5.address);
     expect(md5Config?.spec.password, 'the node side has the password from the file').to.equal(PASSWORD);
-    // Both sides dial every second (connect retry 1 s): many attempts pass; none may get through.
+    // The peer dials every second (connect retry 1 s): watched until the node's kernel has refused REFUSED_DIALS
+    // segments signed with the wrong key (TcpExt TCPMD5Failure of its namespace); none may get through.
+    const REFUSED_DIALS = 3;
+    const failuresBefore = md5Failures(NODE_NS);
+    const refused = (): number => md5Failures(NODE_NS) - failuresBefore;
+    const watchStart = Date.now();
     const states = new Set<string>();
     let received = 0;
     let installed = 0;
-    for (let i = 0; i < 15; i++) {
-      await sleep(1000);
+    for (let r = refused(); r < REFUSED_DIALS; r = refused()) {
+      if (Date.now() - watchStart > 40_000) throw new Error(`${r} segments refused by the node's kernel for their MD5 signature after 40 s (expected ${REFUSED_DIALS})`);
+      await sleep(500);
       const p = await nodePeer(MD5.address);
       states.add(p?.state ?? 'missing');
       received = Math.max(received, p?.received ?? 0);
       installed = Math.max(installed, kernelRoutes().filter((r) => MD5.routes.includes(r)).length);
     }
+    const secondsWatched = Math.round((Date.now() - watchStart) / 100) / 10;
+    const refusedByNode = refused();
     await md5.client.updatePeer({ ...md5.spec, password: PASSWORD });
     const fixed = Date.now();
     await pollUntil('MD5 peer Established with the right password', async () => ((await nodePeer(MD5.address))?.state === 'ESTABLISHED' ? true : undefined), { timeoutMs: 90_000, intervalMs: 500 });
@@ -309,7 +326,7 @@ describe('hostile BGP peers against a real node (gobgpd + podroute agent)', func
       title: 'a peer with the wrong TCP MD5 password',
       target: 'never Established, nothing received or installed; the right password works',
       passed: !states.has('ESTABLISHED') && received === 0 && installed === 0,
-      figures: { secondsWatched: 15, statesSeen: wrongStates, mostReceived: received, mostInstalled: installed, secondsToEstablishedAfterFix: Math.round((Date.now() - fixed) / 100) / 10 },
+      figures: { secondsWatched, refusedByNode, statesSeen: wrongStates, mostReceived: received, mostInstalled: installed, secondsToEstablishedAfterFix: Math.round((Date.now() - fixed) / 100) / 10 },
     });
     expect(wrongStates.every((st) => ['IDLE', 'CONNECT', 'ACTIVE'].includes(st)), `states with the wrong password: ${wrongStates.join(', ')}`).to.equal(true);
     expect(received, 'paths received with the wrong password').to.equal(0);
