@@ -1,8 +1,8 @@
 // Benchmark 2, convergence, watched from every other node's and every router's FIB (through /proc/PID/net of a
 // process in each namespace, polled every few milliseconds).
 // In the two-racks lab (bridged rack LANs, nodes of a rack in one AS with an iBGP mesh):
-//   - node (re)join: gobgpd + `podroute agent` start on a node (whose Node object exists) until every other
-//     node and router routes to its podCIDRs; split into agent start-up, BGP connect (the back-off, reported
+//   - node (re)join: gobgpd + `podroute agent` start on a node (whose Node object exists, its kernel emptied of
+//     our routes as a new node's is) until every other node and router routes to its podCIDRs; split into agent start-up, BGP connect (the back-off, reported
 //     separately, per session kind: ToR and mesh) and propagation after the session a watcher learns through is
 //     Established. Twice: with the ToR dialing the node (the lab's router config: a neighbor per node address)
 //     and with the ToR only listening (`bgp listen range`, the node must dial: gobgpd's first connect comes
@@ -279,6 +279,9 @@ export async function runConvergence(status: LabStatusReport, o: ConvergenceOpti
     const kept = watchers.filter((w) => left.get(w.name) === undefined);
     if (kept.length > 0) failures.push(`rep ${rep + 1} leave (${key}): ${kept.map((w) => w.name).join(', ')} still routed to the stopped node after ${LEAVE_WAIT_MS / 1000} s (left out of the join figure)`);
     await setTorDials(key === 'join');
+    // A new node: its kernel holds no routes of ours (a stopped agent leaves them, and a new agent that finds them
+    // restarts gracefully instead, which defers its gobgpd's updates: that is the restart, not the join).
+    for (const family of ['-4', '-6']) await ip([family, '-n', netns, 'route', 'flush', 'proto', '44']);
     const joining = watchers.filter((w) => !kept.includes(w));
     t0 = process.hrtime.bigint();
     await startGobgpd();
