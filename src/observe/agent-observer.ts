@@ -202,6 +202,7 @@ export class AgentObserver {
               removed: routes.counts.removed,
               replaced: routes.counts.replaced,
               conflicts: routes.conflicts,
+              keptFromPreviousRun: routes.keptFromStart,
               inSync: routes.inSync,
             },
       policy: policy === undefined ? null : { chains: policy.chains, sets: policy.sets, rules: policy.rules, invalidPolicies: policy.problems.length },

@@ -134,6 +134,15 @@ export class AgentMetrics {
         },
       });
       new Gauge({
+        name: 'podroute_routes_kept_from_previous_run',
+        help: "Kernel routes of the agent's previous run kept until the BGP peers are back (none learned them again yet).",
+        registers,
+        collect() {
+          const routeStatus = routes();
+          if (routeStatus !== undefined) this.set(routeStatus.keptFromStart);
+        },
+      });
+      new Gauge({
         name: 'podroute_routes_conflicts',
         help: "Prefixes left alone because another protocol's route holds them.",
         registers,

@@ -24,7 +24,7 @@ export interface AgentStatusReport {
     role?: string;
   } | null;
   /** Kernel routes carrying podroute's protocol number. */
-  routes: { installed: number; added: number; removed: number; replaced: number; conflicts: string[]; inSync: boolean } | null;
+  routes: { installed: number; added: number; removed: number; replaced: number; conflicts: string[]; keptFromPreviousRun: number; inSync: boolean } | null;
   policy: { chains: number; sets: number; rules: number; invalidPolicies: number } | null;
   masquerade: { inSync: boolean; ipv4: boolean; ipv6: boolean } | null;
   /** BFD sessions, from the `podroute bfd` companion; null when BFD is not configured. */
@@ -128,6 +128,7 @@ export function renderStatusView(view: StatusView): string {
         (r.routes.inSync ? '' : ', sync pending'),
     );
     if (r.routes.conflicts.length > 0) out.push(`  held by other protocols, left alone: ${r.routes.conflicts.join(', ')}`);
+    if (r.routes.keptFromPreviousRun > 0) out.push(`  kept from the previous run until the BGP peers are back: ${r.routes.keptFromPreviousRun}`);
   }
   if (r.policy !== null) {
     out.push(

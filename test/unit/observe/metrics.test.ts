@@ -20,7 +20,7 @@ function routeStatus(installed: number, added: number, removed: number): RouteRe
     loop: { lastAttemptAt: new Date(), lastSuccessAt: new Date(), lastError: undefined, consecutiveFailures: 0, successes: 3, failures: 0 },
     inSync: true,
     conflicts: ['10.9.0.0/24'],
-    keptFromStart: 0,
+    keptFromStart: 2,
     counts: { added, replaced: 1, removed, conflicts: 1, failedChanges: 0, reads: 1, quietResyncs: 0 },
   };
 }
@@ -43,6 +43,7 @@ describe('AgentMetrics', () => {
     const m = new AgentMetrics({ nodeName: 'n1', version: '1.2.3', routes: () => routes, policy: () => policy, bgp: () => bgp, processMetrics: false });
     let text = (await m.render()).body;
     expect(value(text, 'podroute_routes_installed')).to.equal(3);
+    expect(value(text, 'podroute_routes_kept_from_previous_run')).to.equal(2);
     expect(value(text, 'podroute_routes_added_total')).to.equal(5);
     expect(value(text, 'podroute_routes_removed_total')).to.equal(2);
     expect(value(text, 'podroute_routes_replaced_total')).to.equal(1);

@@ -243,7 +243,7 @@ describe('AgentObserver endpoints (no gobgpd running)', function () {
     expect(report.gobgpd.error).to.be.a('string').and.not.equal('');
     expect(report.peers).to.deep.equal([]);
     expect(report.bgp).to.deep.equal({ originated: 0, learnedPrefixes: 0, learnedPaths: 0, tableSynced: false });
-    expect(report.routes).to.deep.equal({ installed: 0, added: 0, removed: 0, replaced: 0, conflicts: [], inSync: false });
+    expect(report.routes).to.deep.equal({ installed: 0, added: 0, removed: 0, replaced: 0, conflicts: [], keptFromPreviousRun: 0, inSync: false });
     expect(report.policy).to.deep.equal({ chains: 0, sets: 0, rules: 0, invalidPolicies: 0 });
     // The masquerade reconciler is created later by the agent: until then it is absent, not an error.
     expect(report.masquerade).to.equal(null);

@@ -81,7 +81,7 @@ describe('status rendering', () => {
       { address: '10.0.0.1', asn: 65000, type: 'external', description: 'config:bgp.peers[0]', state: 'IDLE', adminState: 'PREFIX_LIMIT', establishedSince: null, uptimeSeconds: null, received: 0, accepted: 0, advertised: 0 },
     ],
     bgp: { originated: 2, learnedPrefixes: 2, learnedPaths: 2, tableSynced: true },
-    routes: { installed: 2, added: 3, removed: 1, replaced: 0, conflicts: ['10.9.0.0/24'], inSync: true },
+    routes: { installed: 2, added: 3, removed: 1, replaced: 0, conflicts: ['10.9.0.0/24'], keptFromPreviousRun: 1, inSync: true },
     policy: { chains: 4, sets: 3, rules: 12, invalidPolicies: 1 },
     masquerade: { inSync: true, ipv4: true, ipv6: true },
     reconcilers: [
@@ -104,6 +104,7 @@ describe('status rendering', () => {
     expect(text).to.match(/^10\.0\.0\.1 +65000 +external +IDLE \(PREFIX_LIMIT\) +- +0 +0 +0 +config:bgp\.peers\[0\]$/m);
     expect(text).to.include('Routes installed by podroute: 2 (added 3, removed 1, replaced 0)');
     expect(text).to.include('held by other protocols, left alone: 10.9.0.0/24');
+    expect(text).to.include('kept from the previous run until the BGP peers are back: 1');
     expect(text).to.include('NetworkPolicy: 4 chains, 3 sets, 12 rules, 1 invalid policies');
     expect(text).to.include('Masquerade: IPv4 + IPv6');
     expect(text).to.match(/^policy +stuck +6m40s ago +7 +iptables-restore failed$/m);
