@@ -138,8 +138,11 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
       const reflection = planRouteReflection(self, candidates, localAsn);
       warnings.push(...reflection.warnings);
       role = reflection.role;
-      const reflectors = new Set(reflection.reflectors.map((r) => r.name));
-      nodeSessions = reflection.peers.map(({ node, client }) => ({ node, client, relays: reflectors.has(node.name) }));
+      // Only a client takes relayed routes (from its reflectors). A reflector peers with every node of its AS and takes
+      // from each, another reflector included, only that node's own podCIDRs: gobgpd checks the cluster list when it
+      // sends, not when it receives, so a sibling's reflection could win the best path and then never be passed on.
+      const relaying = reflection.role.kind === 'client';
+      nodeSessions = reflection.peers.map(({ node, client }) => ({ node, client, relays: relaying }));
       maxPrefixes = config.bgp.maxPrefixes;
     }
     const clusterId = role.kind === 'reflector' ? role.clusterId : undefined;
@@ -161,7 +164,7 @@ export function planDesiredState(input: DesiredStateInput): DesiredStateResult {
         description: `node:${other.name}`,
         routeReflectorClusterId: client ? clusterId : undefined,
       });
-      // From a reflector: every podCIDR of the AS (it reflects them, next hop unchanged); from any other node: its own.
+      // A client from a reflector: every podCIDR of the AS (it reflects them, next hop unchanged); otherwise: the node's own.
       if (added) nodePeers.push({ address, prefixes: relays ? relayed : usableCIDRs(other) });
     }
     if (clusterId !== undefined) reflect = { peers: nodePeers.map((p) => p.address), prefixes: relayed };

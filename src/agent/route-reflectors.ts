@@ -9,10 +9,12 @@
 // Why reflectors are clients of each other rather than plain peers: a node's own sessions then depend on its own
 // role only. A node that becomes or stops being a reflector changes the flag of its sessions to the other
 // reflectors (gobgpd resets a session for that), and nobody else touches a session: the node can do it one
-// session at a time while the others carry the routes (make-before-break, see bgp-planner.ts). Reflectors
-// reflecting to each other reach everything a client reaches; gobgpd's cluster-list check keeps loops out.
-// (Reflectors of one cluster ID do not pass each other's reflections on to their clients: each client hears every
-// route from each reflector directly, and graceful restart keeps a dead reflector's routes until they are.)
+// session at a time while the others carry the routes (make-before-break, see bgp-planner.ts). A reflector takes
+// from another reflector only that reflector's own podCIDRs (desired-state.ts): it hears every node directly, and
+// gobgpd 3.10 checks the cluster list only when it sends a path, so a sibling's reflection accepted into its table
+// could win the best path and then never be passed on (a client missed another client's route, found by the scale
+// bench). Each client hears every route from each reflector directly, and graceful restart keeps a dead
+// reflector's routes until they are back.
 // An AS without a valid reflector falls back to a full iBGP mesh of its nodes: routes are never lost for want of one.
 import ipaddr from 'ipaddr.js';
 import type { BgpRole } from '../bgp/types.js';
