@@ -7,7 +7,8 @@ import { renderReport } from '../../../bench/report.js';
 import { parseArgs, runBenchmarks, type BenchResults } from '../../../bench/run.js';
 import type { Summary } from '../../../bench/lib/stats.js';
 
-const PREFIX = 'hbs';
+// PODROUTE_TEST_LAB_PREFIX (engineers running lab tests side by side) replaces the hbs of the names.
+const PREFIX = process.env.PODROUTE_TEST_LAB_PREFIX || 'hbs';
 
 function sane(s: Summary | undefined, what: string): void {
   expect(s, what).to.not.equal(undefined);
