@@ -67,8 +67,9 @@ unit: build
 
 # The lab tests. The benchmark smoke (bench/run.ts --quick: every benchmark at a tiny size, in labs of its own) runs
 # beside the others rather than after them: it checks that the benchmarks run and report, not how fast, and alone it
-# is four of make test's twenty minutes. It overlaps the first lab files (agent/, bgp/, deploy/); the fault and
-# failover tests (resilience/) come long after it has ended. Its output is printed once both are done.
+# is five to six of make test's twenty minutes (scale's four-node lab is one of them). It overlaps the first lab
+# files (agent/, bgp/, deploy/); the fault and failover tests (resilience/) come long after it has ended. Its output
+# is printed once both are done.
 SMOKE_TEST := dist/test/lab/bench/smoke.test.js
 LAB_TESTS := 'dist/test/lab/**/*.test.js'
 define run_lab_tests

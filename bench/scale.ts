@@ -66,6 +66,8 @@ export interface ScaleOptions {
   injectRoutes: number;
   /** How long the reflector's gobgpd stays dead before it is started again. */
   faultDownMs: number;
+  /** A shape that has not put every route in every kernel by then fails (it says what is missing where). */
+  convergeTimeoutMs: number;
   probeRatePerSecond: number;
   workDir: string;
   log: (m: string) => void;
@@ -301,7 +303,7 @@ async function measureMode(o: ScaleOptions, mode: ScaleMode, nodes: LabNode[], s
     ...status.routers.map((r) => ({ name: r.name, pid: pidOf(lab, `zebra/${r.name}`), want: all })),
   ];
   const routedAt = new Map<string, number>();
-  const deadline = Date.now() + 300_000;
+  const deadline = Date.now() + o.convergeTimeoutMs;
   while (routedAt.size < members.length) {
     for (const n of nodes) {
       const p = pids.get(n.name)!;
@@ -323,7 +325,7 @@ async function measureMode(o: ScaleOptions, mode: ScaleMode, nodes: LabNode[], s
             return `${m.name} lacks ${lacks.join(' ')}${sessions === '' ? '' : ` (sessions: ${sessions})`}`;
           }),
       );
-      throw new BenchError('BENCH_TIMEOUT', `${mode}: not every route in every kernel after 300 s: ${missing.join('; ')}`);
+      throw new BenchError('BENCH_TIMEOUT', `${mode}: not every route in every kernel after ${o.convergeTimeoutMs / 1000} s: ${missing.join('; ')}`);
     }
     await sleep(POLL_MS);
   }

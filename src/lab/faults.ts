@@ -1,5 +1,6 @@
 // Faults a test injects into a running lab: a daemon stopped with any signal and started again with the command
 // line it was recorded with, and a ToR's routing stack restarted as on a real router.
+import { BIRD_RECOVERY_FLAG } from './bird.js';
 import { LabError } from './errors.js';
 import { labPaths } from './paths.js';
 import { cmdlineMatches, processAlive, processRecordOf, spawnDaemon } from './processes.js';
@@ -20,8 +21,11 @@ export async function labStop(lab: string, processName: string, signal: NodeJS.S
   }
 }
 
-/** Starts a stopped daemon of the lab again with the command line it was first started with; returns its PID. */
-export function labStart(lab: string, processName: string): number {
+/**
+ * Starts a stopped daemon of the lab again with the command line it was first started with (and `extraArgs` for
+ * this start only); returns its PID.
+ */
+export function labStart(lab: string, processName: string, options: { extraArgs?: readonly string[] } = {}): number {
   const record = processRecordOf(lab, processName);
   if (processAlive(record.pid) && cmdlineMatches(record.pid, record.cmdlineMarkers)) {
     throw new LabError('LAB_BAD_TARGET', `${processName} is running (pid ${record.pid})`);
@@ -30,8 +34,8 @@ export function labStart(lab: string, processName: string): number {
   if (command === undefined) throw new LabError('LAB_START_FAILED', `${processName}: its command line was not recorded`);
   // The recorded command line already enters the namespace (`ip netns exec` / `nsenter`): run it as it was.
   const recorder = new LabStateRecorder(readLabState(lab)!);
-  const started = spawnDaemon(labPaths(lab), recorder, { name: record.name, command, args, markers: record.cmdlineMarkers });
-  recorder.recordProcess({ ...started, ...(record.netns === undefined ? {} : { netns: record.netns }) });
+  const started = spawnDaemon(labPaths(lab), recorder, { name: record.name, command, args: [...args, ...(options.extraArgs ?? [])], markers: record.cmdlineMarkers });
+  recorder.recordProcess({ ...started, argv: record.argv, ...(record.netns === undefined ? {} : { netns: record.netns }) });
   return started.pid;
 }
 
@@ -57,13 +61,14 @@ export async function labRouterStop(lab: string, router: string, signal: NodeJS.
 
 /**
  * Starts a stopped router's routing stack again: FRR's zebra first and bgpd once zebra answers (zebra -K kept the
- * kernel routes meanwhile); BIRD in graceful-restart recovery (its kernel routes persisted).
+ * kernel routes meanwhile); BIRD in graceful-restart recovery (bird -R: its kernel routes persisted), or cold with
+ * `coldStart`, for a ToR that lost its forwarding state (its links went down with it). FRR has one way to start.
  */
-export async function labRouterStart(lab: string, router: string): Promise<void> {
+export async function labRouterStart(lab: string, router: string, options: { coldStart?: boolean } = {}): Promise<void> {
   const found = labRouter(lab, router);
   const [first, ...rest] = routerProcessNames(found).reverse();
   if (first === undefined) return;
-  labStart(lab, first);
+  labStart(lab, first, { extraArgs: found.stack === 'bird' && options.coldStart !== true ? [BIRD_RECOVERY_FLAG] : [] });
   await waitRouterAnswers(lab, found, Date.now() + 30_000);
   for (const name of rest) labStart(lab, name);
 }

@@ -6,8 +6,10 @@ import { listLabs } from '../../../src/lab/down.js';
 import { renderReport } from '../../../bench/report.js';
 import { parseArgs, runBenchmarks, type BenchResults } from '../../../bench/run.js';
 import type { Summary } from '../../../bench/lib/stats.js';
+import type { ModeResult } from '../../../bench/scale.js';
 
-const PREFIX = 'hbs';
+// PODROUTE_TEST_LAB_PREFIX (engineers running lab tests side by side) replaces the hbs of the names.
+const PREFIX = process.env.PODROUTE_TEST_LAB_PREFIX || 'hbs';
 
 function sane(s: Summary | undefined, what: string): void {
   expect(s, what).to.not.equal(undefined);
@@ -110,9 +112,49 @@ describe('benchmarks at smoke size (bench/run.ts --quick)', function () {
     expect(s.allocation.totalMs).to.be.at.least(s.allocation.fromCreate.max);
   });
 
+  it('scale: both iBGP shapes converged with the sessions each shape makes, the reflector kill lost no probe', () => {
+    const s = results.scale!;
+    expect(s.failures, logs.join('\n')).to.deep.equal([]);
+    expect({ racks: s.racks, nodes: s.nodes, nodesPerAs: s.nodesPerAs, families: s.families }).to.deep.equal({ racks: 1, nodes: 4, nodesPerAs: 4, families: 2 });
+    expect(s.modes.map((m) => `${m.mode}:${m.agentMesh}`)).to.deep.equal(['mesh:same-asn', 'route-reflector:route-reflector']);
+    const [mesh, rr] = s.modes as [ModeResult, ModeResult];
+    const shape = (m: ModeResult): Record<string, string> => Object.fromEntries(m.nodes.map((n) => [n.node, `${n.role} iBGP ${n.ibgpSessions}`]));
+    // Full mesh of the rack: every node peers with the 3 others. Reflectors peer with every node, clients with the 2 reflectors.
+    expect(shape(mesh)).to.deep.equal({ r1n1: 'mesh iBGP 3', r1n2: 'mesh iBGP 3', r1n3: 'mesh iBGP 3', r1n4: 'mesh iBGP 3' });
+    expect(shape(rr)).to.deep.equal({ r1n1: 'reflector iBGP 3', r1n2: 'reflector iBGP 3', r1n3: 'client iBGP 2', r1n4: 'client iBGP 2' });
+    for (const m of s.modes) {
+      expect(m.allRoutedMs, `${m.mode}: every route in every kernel`).to.be.a('number').and.satisfy(Number.isFinite);
+      expect(m.allSessionsMs, `${m.mode}: every session Established`).to.be.a('number').and.satisfy(Number.isFinite);
+      expect(m.routers.map((r) => r.name).sort()).to.deep.equal(['spine1', 'tor1']);
+      for (const r of m.routers) expect(r.routedMs, `${m.mode}: ${r.name} had every podCIDR`).to.be.at.most(m.allRoutedMs);
+      for (const n of m.nodes) {
+        const what = `${m.mode} ${n.node}`;
+        // Every configured session Established; the ToR sessions (one per family) on top of the iBGP ones.
+        expect(n.sessions, `${what}: sessions`).to.equal(n.peers);
+        expect(n.sessions - n.ibgpSessions, `${what}: ToR sessions`).to.equal(2);
+        // The other three nodes' podCIDRs, both families, in the kernel (the announced /32s are gone again).
+        expect(n.kernelRoutes, `${what}: kernel routes`).to.equal(6);
+        expect(n.routedMs, `${what}: own FIB complete`).to.be.at.most(m.allRoutedMs);
+        expect(n.rssMiB.agent, `${what}: agent RSS`).to.be.greaterThan(10);
+        expect(n.rssMiB.gobgpd, `${what}: gobgpd RSS`).to.be.greaterThan(1);
+      }
+    }
+    expect(s.routeCost?.routes).to.equal(50);
+    expect(s.routeCost?.arrivedMs).to.be.a('number').and.satisfy(Number.isFinite);
+    const f = s.fault!;
+    expect(f.reflector).to.equal('r1n1');
+    expect(f.recoveredMs, "the killed reflector's sessions Established again").to.be.a('number');
+    // Every pair of the three pods off the reflector, the clients' pair (a route only reflection carries) included.
+    expect(f.flows.map((x) => x.name.replace(/x\/\w@/g, ''))).to.have.members(['r1n3 → r1n4', 'r1n3 → r1n2', 'r1n4 → r1n3', 'r1n4 → r1n2', 'r1n2 → r1n3', 'r1n2 → r1n4']);
+    for (const x of f.flows) {
+      expect(x.sent, x.name).to.be.greaterThan(0);
+      expect(x.lost, `${x.name}: probes lost`).to.equal(0);
+    }
+  });
+
   it('renders a report with every section and the targets', () => {
     const md = renderReport(results);
-    for (const heading of ['## Machine', '## Targets of issue 7', '## 1. Route programming', '## 2. Convergence', '## 3. Data path', '## 4. NetworkPolicy', '## 5. Footprint', '## 6. NetworkPolicy: hostile policies', '## 7. Services: routes at the ToR and LoadBalancer allocation']) {
+    for (const heading of ['## Machine', '## Targets of issue 7', '## 1. Route programming', '## 2. Convergence', '## 3. Data path', '## 4. NetworkPolicy', '## 5. Footprint', '## 6. NetworkPolicy: hostile policies', '## 7. Services: routes at the ToR and LoadBalancer allocation', '## 8. Scale: full mesh and route reflectors', '### Extrapolation to 1,000 and 5,000 nodes']) {
       expect(md).to.include(heading);
     }
     expect(md).to.not.include('Not measured');

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { costModel, extrapolate, fitLine, injectedPrefix, renderScale, scaleTopologyText, THREE_RACKS, type NodeSample, type ScaleResult } from '../../../bench/scale.js';
 import { updateReport } from '../../../bench/report.js';
+import { parseArgs } from '../../../bench/run.js';
 import { summarize } from '../../../bench/lib/stats.js';
 import { topologySubset, type TopologyDocument } from '../../../bench/lib/topology-subset.js';
 import { parseTopology, planLayout } from '../../../src/lab/topology.js';
@@ -79,6 +80,22 @@ describe('bench/scale: topology, cost model and report section', () => {
     expect(small.nodes.map((n) => n.name)).to.deep.equal(['r1n1', 'r1n2', 'r1n3', 'r2n1', 'r2n2', 'r2n3']);
     expect(small.links.some((l) => (l.type === 'p2p' ? l.b === 'tor3' : l.tor === 'tor3'))).to.equal(false);
     expect(small.kubernetes.pods.map((p) => p.name)).to.deep.equal(['a', 'c', 'd']);
+  });
+
+  it("--quick runs scale in one rack of four nodes: two reflectors, two clients with pods, the shapes' sessions differ", () => {
+    const { options } = parseArgs(['--quick']);
+    expect(options.only).to.include('scale');
+    expect(options.only).to.not.include('bfd-soak');
+    const t = parseTopology(scaleTopologyText(readFileSync(THREE_RACKS, 'utf8'), options.scale.shrink));
+    const reflectors = t.nodes.filter((n) => n.labels['podroute.io/route-reflector-cluster-id'] !== undefined).map((n) => n.name);
+    expect(reflectors).to.deep.equal(['r1n1', 'r1n2']);
+    const clients = t.nodes.map((n) => n.name).filter((n) => !reflectors.includes(n));
+    expect(clients).to.deep.equal(['r1n3', 'r1n4']);
+    // A full mesh of the rack: 3 iBGP sessions per node; a client: one per reflector.
+    expect(t.nodes.length - 1).to.not.equal(reflectors.length);
+    // Pods on both clients: the reflector-kill probes include a route that only reflection carries.
+    for (const c of clients) expect(t.kubernetes.pods.some((p) => p.nodeName === c), c).to.equal(true);
+    expect(parseArgs([]).options.scale.shrink).to.equal(undefined);
   });
 
   it('a topology subset drops the external hosts of a dropped router and refuses an unknown ToR', () => {

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { birdArgs, birdFiles, birdNeighborStates, parseBirdProtocols, parseBirdRoutes, renderBirdConf } from '../../../src/lab/bird.js';
+import { BIRD_RECOVERY_WAIT_SECONDS, birdArgs, birdFiles, birdNeighborStates, parseBirdProtocols, parseBirdRoutes, renderBirdConf } from '../../../src/lab/bird.js';
 import { frrFiles, pendingFabricSessions, renderRouterConfig } from '../../../src/lab/frr.js';
 import { routerProcessNames } from '../../../src/lab/routers.js';
 import { parseTopology, planLayout, TopologyError, type Topology } from '../../../src/lab/topology.js';
@@ -51,7 +51,7 @@ describe('lab BIRD configuration', () => {
     expect(lines).to.include('router id 10.255.0.12;');
     expect(lines).to.include(`log "${files.log}" all;`);
     const template = block(conf, 'template bgp nodes');
-    expect(template).to.include.members(['local as 65002;', 'ttl security on;', 'graceful restart on;', 'connect retry time 1;']);
+    expect(template).to.include.members(['local as 65002;', 'ttl security on;', 'graceful restart on;', 'connect delay time 1;', 'connect retry time 1;']);
     expect(template).to.include.members(['ipv4 { import filter nodes_in_ipv4; export all; };', 'ipv6 { import filter nodes_in_ipv6; export all; };']);
     expect(template.join('\n'), 'no password on a rack without one').not.to.include('password');
     expect(lines.filter((l) => l.startsWith('protocol bgp node_'))).to.deep.equal([
@@ -68,7 +68,7 @@ describe('lab BIRD configuration', () => {
   it('a BIRD router has one eBGP session per fabric link and family, carrying that family only', () => {
     const t = twoRacksWithBirdTor();
     const conf = renderBirdConf(t, planLayout(t), 'tor2', files);
-    expect(block(conf, 'template bgp fabric')).to.include.members(['local as 65002;', 'graceful restart on;']);
+    expect(block(conf, 'template bgp fabric')).to.include.members(['local as 65002;', 'graceful restart on;', 'connect delay time 1;']);
     expect(block(conf, 'protocol bgp fabric_10_255_1_2 ')).to.deep.equal([
       'protocol bgp fabric_10_255_1_2 from fabric {',
       'description "spine1";',
@@ -79,12 +79,18 @@ describe('lab BIRD configuration', () => {
     expect(block(conf, 'protocol bgp fabric_fd00_255_1__2 ')).to.include.members(['neighbor fd00:255:1::2 as 65000;', 'ipv6 { import all; export all; };']);
   });
 
-  it('BGP routes go to the kernel as multipath routes (merge paths), persist over a crash; the rack subnets are announced', () => {
+  it('BGP routes go to the kernel as multipath routes (merge paths), persist over a crash and stay through a recovery; the rack subnets are announced', () => {
     const t = twoRacksWithBirdTor();
     const conf = renderBirdConf(t, planLayout(t), 'tor2', files);
     for (const family of ['ipv4', 'ipv6']) {
-      expect(block(conf, `protocol kernel kernel_${family}`)).to.include.members([`${family} { import none; export where source = RTS_BGP; };`, 'merge paths on limit 8;', 'persist;']);
+      expect(block(conf, `protocol kernel kernel_${family}`)).to.include.members([
+        `${family} { import none; export where source = RTS_BGP; };`,
+        'merge paths on limit 8;',
+        'persist;',
+        'graceful restart on;',
+      ]);
     }
+    expect(conf.split('\n')).to.include(`graceful restart wait ${BIRD_RECOVERY_WAIT_SECONDS};`);
     expect(block(conf, 'protocol static announce_ipv4')).to.include('route 10.10.2.0/24 unreachable;');
     expect(block(conf, 'protocol static announce_ipv6')).to.include('route fd00:10:2::/64 unreachable;');
     // The spine announces its external host's networks.
@@ -197,6 +203,7 @@ describe('lab BIRD configuration', () => {
       rmSync(dir, { recursive: true, force: true });
     }
     expect(birdArgs(files)).to.deep.equal(['bird', '-f', '-c', files.config, '-s', files.socket]);
+    expect(birdArgs(files, { recovery: true })).to.deep.equal(['bird', '-f', '-c', files.config, '-s', files.socket, '-R']);
   });
 });
 
