@@ -74,7 +74,7 @@ export type Snapshot = Record<Source, Record<string, Observed>>;
 
 export interface SourceChanges {
   sessions: number;
-  /** State changes between the snapshots (a changed Since counts one: BIRD keeps no count). */
+  /** State changes between the snapshots (a Since moved beyond SINCE_ROUNDING_MS counts one: BIRD keeps no count). */
   changes: number;
   /** The sessions that changed, with how. */
   changed: string[];
@@ -199,6 +199,31 @@ export function parseBirdBgpProtocols(text: string): Record<string, Observed> {
 
 // ---- pure parts: counting and rendering -----------------------------------------------------------------------
 
+/**
+ * BIRD prints Since as now minus the session's age, so the same session's Since drifts by a millisecond from one
+ * read to the next (three such 1 ms moves were counted as state changes by the soak of eebead2). A real state
+ * change moves it to the moment of the change: seconds at least after the session came up before the window.
+ */
+export const SINCE_ROUNDING_MS = 10;
+
+/** A Since as BIRD prints it ("07:06:00.000", or with its date before it) in milliseconds; undefined if not one. */
+export function sinceMs(text: string): number | undefined {
+  const m = /^(?:(\d{4})-(\d{2})-(\d{2})\s+)?(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,3}))?$/.exec(text.trim());
+  if (m === null) return undefined;
+  const day = m[1] === undefined ? 0 : Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
+  return day + ((Number(m[4]) * 60 + Number(m[5])) * 60 + Number(m[6])) * 1000 + Number((m[7] ?? '0').padEnd(3, '0'));
+}
+
+/** Whether a session's Since moved by more than BIRD's rounding (any change when it cannot be read as a time). */
+export function sinceMoved(was: string, is: string): boolean {
+  if (was === is) return false;
+  const a = sinceMs(was);
+  const b = sinceMs(is);
+  // Both with a date or both without: a time of day and a full date cannot be compared.
+  if (a === undefined || b === undefined || /^\d{4}-/.test(was.trim()) !== /^\d{4}-/.test(is.trim())) return true;
+  return Math.abs(b - a) > SINCE_ROUNDING_MS;
+}
+
 /** What changed per source between two snapshots; a session that appeared or went away counts as a change. */
 export function countChanges(before: Snapshot, after: Snapshot): Record<Source, SourceChanges> {
   const out = {} as Record<Source, SourceChanges>;
@@ -216,11 +241,11 @@ export function countChanges(before: Snapshot, after: Snapshot): Record<Source, 
         continue;
       }
       const delta = is.count !== undefined && was.count !== undefined ? is.count - was.count : 0;
-      const sinceMoved = is.since !== undefined && was.since !== undefined && is.since !== was.since;
+      const moved = is.since !== undefined && was.since !== undefined && sinceMoved(was.since, is.since);
       if (delta !== 0) {
         result.changes += Math.abs(delta);
         result.changed.push(`${key}: ${delta > 0 ? '+' : ''}${delta}`);
-      } else if (sinceMoved) {
+      } else if (moved) {
         result.changes++;
         result.changed.push(`${key}: since ${was.since} → ${is.since}`);
       }
@@ -263,7 +288,7 @@ export function renderBfdSoak(r: BfdSoakResult): { lines: string[]; targets: Bfd
       `tighter than the agent's default 300 ms x 3, so less slack for a starved process) comes up; once every BFD and BGP session is Up, ` +
       `${r.busyWorkers} busy-loop process${r.busyWorkers === 1 ? '' : 'es'} (one per core of ${r.cores}) run for **${minutes} min**` +
       (r.churnIntervalMs === undefined ? '' : `, and a pod comes or goes on the next node every ${(r.churnIntervalMs / 1000).toFixed(0)} s (${r.churnOps} changes, ${r.churnErrors} failed)`) +
-      '. State changes are counted from snapshots taken before and after the window at every place that keeps them; a changed Since (BIRD keeps no count) is one change, a session that appeared or went away is one.',
+      `. State changes are counted from snapshots taken before and after the window at every place that keeps them; a Since that moved (BIRD keeps no count) is one change, unless it moved by ${SINCE_ROUNDING_MS} ms or less: BIRD prints it as now minus the session's age, which drifts by a millisecond between reads; a session that appeared or went away is one change.`,
     '',
   );
   out.push(

@@ -178,6 +178,19 @@ describe('bench/bfd-soak: counting between two snapshots', () => {
     expect(allUp(after)).to.equal(false);
   });
 
+  it("does not count BIRD's Since drifting by a millisecond between reads, nor a few ms; a later Since counts", () => {
+    const at = (since: string) => snapshot({ 'bird-bfd': { 'tor2 10.10.2.1%to-r1n1': { up: true, since } } });
+    // As the soak of eebead2 read it: 11:31:41.183 before the window, 11:31:41.184 after, no state change anywhere.
+    expect(countChanges(at('11:31:41.183'), at('11:31:41.184'))['bird-bfd'].changes).to.equal(0);
+    expect(countChanges(at('11:31:41.183'), at('11:31:41.193'))['bird-bfd'].changes).to.equal(0);
+    expect(countChanges(at('11:31:41.183'), at('11:31:41.194'))['bird-bfd'].changes).to.equal(1);
+    expect(countChanges(at('11:31:41.183'), at('11:36:02.500'))['bird-bfd'].changed).to.deep.equal(['tor2 10.10.2.1%to-r1n1: since 11:31:41.183 → 11:36:02.500']);
+    expect(countChanges(at('2026-12-06 23:59:59.999'), at('2026-12-07 00:00:00.001'))['bird-bfd'].changes).to.equal(0);
+    // Not comparable as times: any change counts.
+    expect(countChanges(at('11:31:41.183'), at('2026-12-07 11:31:41.183'))['bird-bfd'].changes).to.equal(1);
+    expect(countChanges(at('yesterday'), at('today'))['bird-bfd'].changes).to.equal(1);
+  });
+
   it('is not all Up while a source has no session yet', () => {
     expect(allUp(snapshot({ 'bird-bfd': {} }))).to.equal(false);
   });
