@@ -162,6 +162,21 @@ export function savedSetsDigest(save: string, setNames: readonly string[]): stri
   return hash.digest('hex');
 }
 
+/** The names of our sets in `ipset save` output, sorted. */
+export function policySetNamesIn(save: string): string[] {
+  const names: string[] = [];
+  // The output's first line has no newline before it: read it as if it had.
+  const text = `\n${save}`;
+  for (const prefix of [`\ncreate ${SET_PREFIX}4-`, `\ncreate ${SET_PREFIX}6-`]) {
+    for (let at = text.indexOf(prefix); at !== -1; at = text.indexOf(prefix, at + 1)) {
+      const from = at + '\ncreate '.length;
+      const end = text.slice(from, from + 256).search(/[\s]/);
+      names.push(text.slice(from, end === -1 ? undefined : from + end));
+    }
+  }
+  return names.sort();
+}
+
 /** The `ipset restore` input that prints the named sets as `ipset save` would, in that order. */
 export function listSetsInput(setNames: readonly string[]): string {
   return setNames.map((name) => `list ${name} -o save\n`).join('');

@@ -10,7 +10,7 @@ import { readFile } from 'node:fs/promises';
 import type { CommandRunner } from '../host/command.js';
 import type { Logger } from '../observe/log.js';
 import { ReconcileLoop, type ReconcileStatus } from '../reconcile/loop.js';
-import { IptablesPolicyApplier, parseObservedPolicy, policyKernelFingerprint, PolicyApplyError, type ObservedPolicyText } from './apply.js';
+import { IptablesPolicyApplier, parseObservedPolicy, policyKernelFingerprint, policySetNamesIn, PolicyApplyError, type ObservedPolicyText } from './apply.js';
 import type { IptablesBackend } from '../host/iptables-backend.js';
 import type { CompiledPolicies, PodBridge, PolicyProblem } from './compile.js';
 import { PolicyCompiler } from './incremental.js';
@@ -208,7 +208,14 @@ export class PolicyReconciler {
       const bridge = await this.podBridge(cluster);
       const bridgeText = JSON.stringify(bridge ?? null);
       if (mayBeUnchanged && lastCompiled !== null && bridgeText === this.lastCompiledBridge) {
-        const seen = checking !== undefined ? await checking : policyKernelFingerprint(await (reading as Promise<ObservedPolicyText>), this.inSyncSetNames);
+        let seen: string | undefined;
+        if (checking !== undefined) seen = await checking;
+        else {
+          const text = await (reading as Promise<ObservedPolicyText>);
+          // A full read also sees a set of ours the fingerprint does not name: then the full way removes it.
+          const onlyNamed = policySetNamesIn(text.sets).join('\n') === this.inSyncSetNames.join('\n');
+          seen = onlyNamed ? policyKernelFingerprint(text, this.inSyncSetNames) : undefined;
+        }
         if (seen === this.inSyncFingerprint) {
           this.observed = observedAfter(lastCompiled);
           this.unchangedResyncs++;
