@@ -287,9 +287,12 @@ describe('policy reconciler in a netns node (real iptables/ipset, TCP/UDP probes
     };
     await waitApplied(reconciler, reconciler.setCluster(cluster));
     const passes = (): number => reconciler.status().loop.successes;
-    // The first resync after the write plans in full, finds nothing to do and keeps the read's fingerprint.
+    // The first resync after the write plans in full, finds nothing to do and keeps the read's fingerprint. It plans
+    // with the rules that went in: nothing was handed in since, so nothing is compiled again.
     const applied = passes();
+    const compiles = reconciler.status().compiles;
     await pollUntil('a full resync', () => passes() >= applied + 2, { timeoutMs: 10_000, intervalMs: 20 });
+    expect(reconciler.status().compiles, 'resyncs compile nothing when nothing was handed in').to.equal(compiles);
     commands.length = 0;
     const quiet = passes();
     const unchanged = reconciler.status().unchangedResyncs;
