@@ -464,8 +464,8 @@ function buildReport(r: BenchResults): { text: string; targets: Target[]; footpr
       'follow gobgpd\'s peer watch instead of `ListPeer` every 5 s; masquerade lists only its own sets by name instead of parsing all of ' +
       '`ipset save`. Node.js process metrics (prom-client times the event loop every 10 ms: ~0.3 % of a core measured apart) run only with a ' +
       'metrics server; this benchmark runs the agent without one. What remains: this window holds the first policy resync after start-up, ' +
-      'which reads, compiles and plans in full once to prove the fingerprint (about 1 s of CPU at this size); the minute after this window ' +
-      'cost 0.53 % and 0.65 % of a core in two separate runs (per-thread CPU from /proc, commits a961565 and 67bb72e: main thread ' +
+      'which reads and plans in full once to prove the fingerprint (about 0.6 s of CPU at this size, once per change: it plans with the rules that went in, without compiling again); the minute after this window ' +
+      'cost 0.53–0.65 % of a core in three separate runs (per-thread CPU from /proc, commits a961565, 67bb72e and 3ac9372: main thread ' +
       '0.20–0.23 %, command thread 0.25–0.28 %, V8\'s helper threads the rest). Next step: a cheaper proof (it parses and sorts the 34,000 set members here), and fewer process starts ' +
       '(each costs ~9 ms of the agent\'s CPU at this RSS: the fork copies its page tables).';
     targets.push({
