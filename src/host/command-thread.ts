@@ -3,6 +3,7 @@
 // the cores were busy, all of it holding the event loop (an apply starts four or five). Here only this thread
 // waits; the agent's loop only posts a message. Everything else is as localRunner() always ran commands: execa,
 // the same options, large inputs through an unlinked file, stdin held open until released.
+import { createHash } from 'node:crypto';
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +20,8 @@ export interface CommandRequest {
   holdStdin: boolean;
   /** Send each stderr line as it comes (the caller settles on it). */
   watchStderr: boolean;
+  /** Reply with the SHA-1 (hex) of stdout instead of stdout. */
+  digest: boolean;
   /** The caller's signal was aborted before the call. */
   aborted: boolean;
 }
@@ -89,6 +92,8 @@ function start(request: CommandRequest, reply: (r: CommandReply) => void, runnin
       env: { LC_ALL: 'C' },
       // Outputs are read whole: `ip -j route` of a full table runs to tens of MB.
       maxBuffer: MAX_OUTPUT_BYTES,
+      // A digest is taken of the bytes: no string is made of them.
+      ...(request.digest ? { encoding: 'buffer' as const } : {}),
     });
     if (request.holdStdin) {
       // A process that ends early (a refused input) closes its end: the write's EPIPE is not the error to report.
@@ -97,7 +102,7 @@ function start(request: CommandRequest, reply: (r: CommandReply) => void, runnin
       void released.then(() => subprocess.stdin.end());
     }
     subprocess.then(
-      (result) => reply({ kind: 'done', id, stdout: String(result.stdout) }),
+      (result) => reply({ kind: 'done', id, stdout: request.digest ? createHash('sha1').update(result.stdout).digest('hex') : String(result.stdout) }),
       (err: unknown) => failed(err),
     ).finally(() => running.delete(id));
   } catch (err) {

@@ -16,6 +16,11 @@ export interface RunOptions {
   settle?: (stderr: string) => true | Error | undefined;
   /** Keeps stdin open after the input until this settles: the process may wait there, holding what it holds. */
   stdinUntil?: Promise<unknown>;
+  /**
+   * Returns the SHA-1 (hex) of the output instead of the output: a large output that is only compared with an
+   * earlier one is hashed where it is read, never copied between threads or decoded into a string.
+   */
+  digest?: boolean;
 }
 
 /** Runs one command without a shell and returns its stdout; throws CommandFailedError otherwise. */
@@ -104,6 +109,7 @@ class CommandThread {
       input: options.input ?? '',
       holdStdin: options.stdinUntil !== undefined,
       watchStderr: settle !== undefined,
+      digest: options.digest === true,
       aborted: signal?.aborted === true,
     };
     worker.postMessage(request);

@@ -72,6 +72,30 @@ function internRecord(record: Record<string, string> | undefined): Record<string
   return out;
 }
 
+/**
+ * Whole slim parts that many objects carry alike (the replicas of a Deployment have the same labels and container
+ * ports) are shared as well: one frozen copy per distinct content, so a consumer that wrongly edited one would
+ * fail loudly instead of changing other objects. Bounded like the strings: past MAX_SHARED distinct contents
+ * (a cluster whose pods each have a label of their own) new ones are kept as they come.
+ */
+const MAX_SHARED = 5_000;
+const shared = new Map<string, unknown>();
+function share<T extends object>(value: T): T {
+  const key = JSON.stringify(value);
+  const known = shared.get(key);
+  if (known !== undefined) return known as T;
+  if (shared.size < MAX_SHARED) shared.set(key, deepFreeze(value));
+  return value;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}
+
 /** Copies only the listed keys that are present (absent stays absent: consumers test with ?. and ??). */
 function pick<T extends object, K extends keyof T>(from: T | undefined, keys: readonly K[]): Pick<T, K> | undefined {
   if (from === undefined || from === null) return undefined;
@@ -84,10 +108,14 @@ type Meta = NonNullable<KubeObject['metadata']>;
 /** The slim copies are built field by field; the wire types mark server-set fields read-only. */
 type Writable<T> = { -readonly [K in keyof T]: T[K] };
 
-function slimMeta(meta: Meta | undefined, labels: boolean): Writable<Meta> {
+/**
+ * `resourceVersion`: kept for the kinds podroute writes with it as a precondition (the allocator's Service status);
+ * a pod's is never read, and 30,000 of them are memory for nothing.
+ */
+function slimMeta(meta: Meta | undefined, labels: boolean, resourceVersion = true): Writable<Meta> {
   const out: Writable<Meta> = { name: meta?.name ?? '' };
   if (meta?.namespace !== undefined) out.namespace = intern(meta.namespace);
-  if (meta?.resourceVersion !== undefined) out.resourceVersion = meta.resourceVersion;
+  if (resourceVersion && meta?.resourceVersion !== undefined) out.resourceVersion = meta.resourceVersion;
   if (labels && meta?.labels !== undefined) out.labels = internRecord(meta.labels);
   return out;
 }
@@ -106,13 +134,16 @@ export function slimNode(node: Node): Node {
 
 /** Pod: name, namespace, labels, node, hostNetwork, container ports (named ports), phase and IPs. */
 export function slimPod(pod: Pod): Pod {
-  const out: Writable<Pod> = { metadata: slimMeta(pod.metadata, true) };
+  const metadata = slimMeta(pod.metadata, true, false);
+  // Replicas share their label set (a node's or a namespace's labels name it: those are not shared).
+  if (metadata.labels !== undefined) metadata.labels = share(metadata.labels);
+  const out: Writable<Pod> = { metadata };
   const spec = pod.spec;
   if (spec !== undefined) {
-    const slim: NonNullable<Pod['spec']> = { containers: slimContainers(spec.containers ?? []) };
+    const slim: NonNullable<Pod['spec']> = { containers: share(slimContainers(spec.containers ?? [])) };
     if (spec.initContainers !== undefined) {
       const init = slimContainers(spec.initContainers);
-      if (init.length > 0) slim.initContainers = init;
+      if (init.length > 0) slim.initContainers = share(init);
     }
     if (spec.nodeName !== undefined) slim.nodeName = intern(spec.nodeName);
     if (spec.hostNetwork !== undefined) slim.hostNetwork = spec.hostNetwork;

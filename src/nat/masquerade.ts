@@ -30,8 +30,11 @@ import {
 
 
 /**
- * Reads what podroute owns in the nat table and in ipset, for both families: three reads at once (`ipset save`,
- * `iptables-save -t nat` per family), each mostly process start-up, instead of a listing per set and per chain.
+ * Reads what podroute owns in the nat table and in ipset, for both families. The sets are read by name: a node's
+ * `ipset save` also holds the policy sets (several MB of pod addresses on a big cluster), and parsing all of it
+ * every resync was most of the idle agent's main-thread time. So the names are listed first (`ipset list -n`,
+ * at once with `iptables-save -t nat` per family), then our present sets are listed in one `ipset restore` of
+ * `list NAME -o save` lines: the same text `ipset save` prints for them.
  */
 export async function observeMasquerade(
   runner: CommandRunner,
@@ -39,12 +42,26 @@ export async function observeMasquerade(
   signal?: AbortSignal,
 ): Promise<Record<IpFamily, ObservedMasqueradeFamily>> {
   const opts = signal === undefined ? {} : { signal };
-  const [sets, ipv4, ipv6] = await Promise.all([
-    runner.run(['ipset', 'save'], opts),
+  const [names, ipv4, ipv6] = await Promise.all([
+    runner.run(['ipset', 'list', '-n'], opts),
     runner.run([iptablesCommands(backend, 'ipv4').save, '-t', 'nat'], opts),
     runner.run([iptablesCommands(backend, 'ipv6').save, '-t', 'nat'], opts),
   ]);
+  const input = listOwnedSetsInput(names);
+  // A set destroyed by someone else between the two reads fails this read: the loop retries it.
+  const sets = input === '' ? '' : await runner.run(['ipset', 'restore'], { ...opts, input });
   return parseObservedMasquerade({ sets, ipv4, ipv6 });
+}
+
+/** Pure: the `ipset restore` input that lists, in save form, those of our sets that `ipset list -n` printed. */
+export function listOwnedSetsInput(setNames: string): string {
+  const owned = new Set(IP_FAMILIES.flatMap((family) => ownedSetNames(family)));
+  return setNames
+    .split('\n')
+    .map((name) => name.trim())
+    .filter((name) => owned.has(name))
+    .map((name) => `list ${name} -o save\n`)
+    .join('');
 }
 
 /** Pure: our sets, chain and POSTROUTING jumps from `ipset save` and each family's `iptables-save -t nat`. */

@@ -90,15 +90,21 @@ export function parseObservedPolicy(text: ObservedPolicyText): ObservedPolicySta
 
 /**
  * A hash of everything in the save outputs the planner looks at: our chains' rules, every rule of the built-in
- * chains (our jumps and their positions) and our sets' members. Left out: comments (iptables-save dates them),
- * chain headers of other chains (legacy iptables prints live counters there) and other tools' sets, so traffic and
- * other programs' own objects do not change it. Two reads with the same fingerprint plan the same changes.
+ * chains (our jumps and their positions) and the members of our sets named in `setNames` (those the rules were
+ * compiled with, sorted). Left out: comments (iptables-save dates them), chain headers of other chains (legacy
+ * iptables prints live counters there) and other tools' sets, so traffic and other programs' own objects do not
+ * change it. Two reads with the same fingerprint plan the same changes, a set of ours not named aside (see
+ * IptablesPolicyApplier.readKernelFingerprint, which reads the same fingerprint without the sets' text).
  */
-export function policyKernelFingerprint(text: ObservedPolicyText): string {
+export function policyKernelFingerprint(text: ObservedPolicyText, setNames: readonly string[]): string {
+  return kernelFingerprint(text.v4, text.v6, savedSetsDigest(text.sets, setNames));
+}
+
+function kernelFingerprint(v4: string, v6: string, setsDigest: string): string {
   // sha1: a change detector over our own kernel state, no security boundary (whoever edits the kernel is root).
   const hash = createHash('sha1');
   // Runs of matching lines go into the hash as one slice each, and lines are tested in place (startsWith at an
-  // offset): a save output of 30,000 set members costs no string per line.
+  // offset): no string per line.
   const hashLines = (save: string, keep: (at: number) => boolean): void => {
     let runStart = -1;
     let at = 0;
@@ -119,16 +125,64 @@ export function policyKernelFingerprint(text: ObservedPolicyText): string {
   const ruleLine = (save: string) => (at: number): boolean =>
     save.startsWith(`:${CHAIN_PREFIX}`, at) || save.startsWith(`-A ${CHAIN_PREFIX}`, at) || BUILTIN_RULE_PREFIXES.some((p) => save.startsWith(p, at));
   hash.update('#v4\n');
-  hashLines(text.v4, ruleLine(text.v4));
+  hashLines(v4, ruleLine(v4));
   hash.update('#v6\n');
-  hashLines(text.v6, ruleLine(text.v6));
-  hash.update('#sets\n');
-  hashLines(text.sets, (at) => OUR_SET_LINE_PREFIXES.some((p) => text.sets.startsWith(p, at)));
+  hashLines(v6, ruleLine(v6));
+  hash.update(`#sets ${setsDigest}\n`);
   return hash.digest('hex');
 }
 
+/**
+ * SHA-1 (hex) of the named sets' lines in `ipset save` output, set by set in the order of `setNames`: the bytes
+ * `ipset restore` prints for listSetsInput(setNames) when those sets are there. A set's lines are one run in the
+ * output (its `create` line, then its `add` lines), hashed as one slice.
+ */
+export function savedSetsDigest(save: string, setNames: readonly string[]): string {
+  const runs = new Map<string, { from: number; to: number }>();
+  const wanted = new Set(setNames);
+  let open: { from: number; to: number } | undefined;
+  for (let at = 0; at < save.length; ) {
+    const next = save.indexOf('\n', at);
+    const end = next === -1 ? save.length : next + 1;
+    if (save.startsWith('create ', at)) {
+      if (open !== undefined) open.to = at;
+      const nameEnd = save.indexOf(' ', at + 7);
+      const name = save.slice(at + 7, nameEnd === -1 || nameEnd >= end ? (next === -1 ? save.length : next) : nameEnd);
+      open = wanted.has(name) ? { from: at, to: save.length } : undefined;
+      if (open !== undefined) runs.set(name, open);
+    }
+    at = end;
+  }
+  if (open !== undefined) open.to = save.length;
+  const hash = createHash('sha1');
+  for (const name of setNames) {
+    const run = runs.get(name);
+    if (run !== undefined) hash.update(save.slice(run.from, run.to));
+  }
+  return hash.digest('hex');
+}
+
+/** The names of our sets in `ipset save` output, sorted. */
+export function policySetNamesIn(save: string): string[] {
+  const names: string[] = [];
+  // The output's first line has no newline before it: read it as if it had.
+  const text = `\n${save}`;
+  for (const prefix of [`\ncreate ${SET_PREFIX}4-`, `\ncreate ${SET_PREFIX}6-`]) {
+    for (let at = text.indexOf(prefix); at !== -1; at = text.indexOf(prefix, at + 1)) {
+      const from = at + '\ncreate '.length;
+      const end = text.slice(from, from + 256).search(/[\s]/);
+      names.push(text.slice(from, end === -1 ? undefined : from + end));
+    }
+  }
+  return names.sort();
+}
+
+/** The `ipset restore` input that prints the named sets as `ipset save` would, in that order. */
+export function listSetsInput(setNames: readonly string[]): string {
+  return setNames.map((name) => `list ${name} -o save\n`).join('');
+}
+
 const BUILTIN_RULE_PREFIXES = [...BUILTIN].map((chain) => `-A ${chain} `);
-const OUR_SET_LINE_PREFIXES = ['create', 'add'].flatMap((verb) => [`${verb} ${SET_PREFIX}4-`, `${verb} ${SET_PREFIX}6-`]);
 
 export interface ApplyResult {
   /** Non-fatal failures (stale chains or sets that could not be removed yet); the kernel may differ from the plan. */
@@ -168,6 +222,21 @@ export class IptablesPolicyApplier {
       this.runner.run(['ipset', 'save'], opts),
     ]);
     return { v4, v6, sets };
+  }
+
+  /**
+   * policyKernelFingerprint(readObservedText(), setNames), read without the sets' text: only the named sets are
+   * listed, and their output is hashed where it is read (on a 30,000-pod node it is 1.6 MB, and a resync that finds
+   * the kernel unchanged needs no more of it). Throws when a named set is missing (the read refuses it).
+   */
+  async readKernelFingerprint(setNames: readonly string[], signal?: AbortSignal): Promise<string> {
+    const opts = signal === undefined ? {} : { signal };
+    const [v4, v6, setsDigest] = await Promise.all([
+      this.runner.run([iptablesCommands(this.backend, 'ipv4').save, '-t', 'filter'], opts),
+      this.runner.run([iptablesCommands(this.backend, 'ipv6').save, '-t', 'filter'], opts),
+      setNames.length === 0 ? savedSetsDigest('', []) : this.runner.run(['ipset', 'restore'], { ...opts, input: listSetsInput(setNames), digest: true }),
+    ]);
+    return kernelFingerprint(v4, v6, setsDigest);
   }
 
   /**

@@ -128,7 +128,7 @@ describe('policy reconciler in a netns node (real iptables/ipset, TCP/UDP probes
     await lab?.teardown();
   });
 
-  function startReconciler(runner?: CommandRunner, resyncIntervalMs = 5_000): { reconciler: PolicyReconciler; done: Promise<void>; stop: () => Promise<void> } {
+  function startReconciler(runner?: CommandRunner, resyncIntervalMs = 5_000, fullReadEvery?: number): { reconciler: PolicyReconciler; done: Promise<void>; stop: () => Promise<void> } {
     const controller = new AbortController();
     running.push(controller);
     const reconciler = new PolicyReconciler({
@@ -137,6 +137,7 @@ describe('policy reconciler in a netns node (real iptables/ipset, TCP/UDP probes
       bridgeName: 'podroute0',
       runner: runner ?? netnsRunner(lab.nodeNetns),
       resyncIntervalMs,
+      ...(fullReadEvery === undefined ? {} : { fullReadEvery }),
       retryInitialMs: 100,
     });
     const done = reconciler.start(controller.signal);
@@ -270,11 +271,15 @@ describe('policy reconciler in a netns node (real iptables/ipset, TCP/UDP probes
     await stop();
   });
 
-  it('a resync that reads the kernel as it left it only reads; drift by hand (our jump, a set member) is repaired at the next', async () => {
+  it('a resync that reads the kernel as it left it only reads (mostly a fingerprint); drift by hand (our jump, a set member, a member swapped for another, a stray set of ours) is repaired', async () => {
     const real = netnsRunner(lab.nodeNetns);
     const commands: string[] = [];
-    const counting: CommandRunner = { run: (argv, options) => (commands.push(argv.join(' ')), real.run(argv, options)) };
-    const { reconciler, stop } = startReconciler(counting, 400);
+    // An `ipset restore` that only lists sets reads: it is named apart from one that writes.
+    const listsOnly = (input: string | undefined): boolean => input !== undefined && input.split('\n').every((l) => l === '' || /^list \S+ -o save$/.test(l));
+    const counting: CommandRunner = {
+      run: (argv, options) => (commands.push(argv.join(' ') + (listsOnly(options?.input) ? ` (lists${options?.digest === true ? ', digest' : ''})` : '')), real.run(argv, options)),
+    };
+    const { reconciler, stop } = startReconciler(counting, 400, 3);
     const cluster: ClusterState = {
       pods: lab.podObjects(),
       namespaces: lab.namespaces,
@@ -282,17 +287,24 @@ describe('policy reconciler in a netns node (real iptables/ipset, TCP/UDP probes
     };
     await waitApplied(reconciler, reconciler.setCluster(cluster));
     const passes = (): number => reconciler.status().loop.successes;
-    // The first resync after the write plans in full, finds nothing to do and keeps the read's fingerprint.
+    // The first resync after the write plans in full, finds nothing to do and keeps the read's fingerprint. It plans
+    // with the rules that went in: nothing was handed in since, so nothing is compiled again.
     const applied = passes();
+    const compiles = reconciler.status().compiles;
     await pollUntil('a full resync', () => passes() >= applied + 2, { timeoutMs: 10_000, intervalMs: 20 });
+    expect(reconciler.status().compiles, 'resyncs compile nothing when nothing was handed in').to.equal(compiles);
     commands.length = 0;
     const quiet = passes();
     const unchanged = reconciler.status().unchangedResyncs;
-    await pollUntil('two more resyncs', () => passes() >= quiet + 2, { timeoutMs: 10_000, intervalMs: 20 });
-    expect(reconciler.status().unchangedResyncs - unchanged, 'resyncs that compiled and planned nothing').to.be.at.least(2);
-    const writes = commands.filter((c) => !/^(iptables-nft-save|ip6tables-nft-save|iptables-save|ip6tables-save) -t filter$|^ipset save$/.test(c));
+    await pollUntil('three more resyncs', () => passes() >= quiet + 3, { timeoutMs: 10_000, intervalMs: 20 });
+    expect(reconciler.status().unchangedResyncs - unchanged, 'resyncs that compiled and planned nothing').to.be.at.least(3);
+    const writes = commands.filter((c) => !/^(iptables-nft-save|ip6tables-nft-save|iptables-save|ip6tables-save) -t filter$|^ipset save$|^ipset restore \(lists, digest\)$/.test(c));
     expect(writes, 'resyncs of an unchanged kernel only read it').to.deep.equal([]);
-    expect(commands.length, 'each resync read the kernel').to.be.at.least(6);
+    expect(commands.length, 'each resync read the kernel').to.be.at.least(9);
+    // With fullReadEvery 3: of three resyncs in a row, two read only the fingerprint (our sets hashed where read),
+    // one reads everything.
+    expect(commands.filter((c) => c === 'ipset restore (lists, digest)').length, 'fingerprint-only resyncs').to.be.at.least(1);
+    expect(commands.filter((c) => c === 'ipset save').length, 'a full read among them').to.be.at.least(1);
 
     const exec = (...argv: string[]) => execa('ip', ['netns', 'exec', lab.nodeNetns, ...argv]);
     const setName = /^create (PRPOL4-\S+)/m.exec((await exec('ipset', 'save')).stdout)?.[1];
@@ -307,6 +319,24 @@ describe('policy reconciler in a netns node (real iptables/ipset, TCP/UDP probes
       return (jumped && member_) || undefined;
     }, { timeoutMs: 5_000, intervalMs: 50 });
     expect((await matrix(lab, cluster)).mismatches).to.deep.equal([]);
+    // A member swapped for a foreign address keeps the set's size: only its content tells. Once the kernel is back
+    // in sync (a full resync proved it), the next resyncs read the fingerprint alone, and it tells.
+    const synced = passes();
+    await pollUntil('two resyncs after the repair', () => passes() >= synced + 2, { timeoutMs: 10_000, intervalMs: 20 });
+    await exec('ipset', 'del', String(setName), String(member));
+    await exec('ipset', 'add', String(setName), '10.250.9.9');
+    await pollUntil('swapped member restored, foreign one gone', async () => {
+      const back = await exec('ipset', 'test', String(setName), String(member)).then(() => true, () => false);
+      const foreign = await exec('ipset', 'test', String(setName), '10.250.9.9').then(() => true, () => false);
+      return (back && !foreign) || undefined;
+    }, { timeoutMs: 5_000, intervalMs: 50 });
+    expect((await matrix(lab, cluster)).mismatches).to.deep.equal([]);
+    // A set of ours the rules do not name is not in the fingerprint: the full read (every 3rd here) finds and removes it.
+    await exec('ipset', 'create', 'PRPOL4-stray', 'hash:ip');
+    await pollUntil('stray set of ours removed', async () => !(await exec('ipset', 'list', '-n')).stdout.split('\n').includes('PRPOL4-stray') || undefined, {
+      timeoutMs: 5_000,
+      intervalMs: 50,
+    });
     expect(reconciler.status().loop.lastError).to.equal(undefined);
     await stop();
   });

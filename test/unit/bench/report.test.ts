@@ -71,7 +71,7 @@ describe('bench report', () => {
     const md = renderReport({ ...base(), footprint: fp });
     expect(md).to.include('`--max-old-space-size=384`');
     expect(md).to.include('| idle measuring window | 65.0 s |');
-    expect(md).to.include('read `ipset save` every 60 s');
+    expect(md).to.include('plans in full once to prove the fingerprint');
     expect(md).to.match(/agent idle CPU under 0\.5 % of a core \(issue 19\) \| 5\.0 % \| \*\*missed\*\* \|/);
     expect(md).not.to.include('no longer loads @kubernetes/client-node'); // RSS target met: no miss text
   });

@@ -1,4 +1,5 @@
 // The one command runner: what the policy applier and the masquerade reconciler rely on, with plain sh.
+import { createHash } from 'node:crypto';
 import { expect } from 'chai';
 import { CommandFailedError, localRunner, netnsRunner, type CommandRunner, type RunOptions } from '../../../src/host/command.js';
 
@@ -17,6 +18,15 @@ describe('host command runner', () => {
 
   it('returns stdout as it is, input given on stdin', async () => {
     expect(await runner.run(['sh', '-c', 'cat; echo'], { input: 'x\n' })).to.equal('x\n\n');
+  });
+
+  it('returns the SHA-1 of stdout instead of stdout when asked (a large output hashed where it is read, byte for byte)', async () => {
+    const script = 'head -c 300000 /dev/zero | tr "\\0" "x"; printf "\\303\\251\\n"';
+    const text = await runner.run(['sh', '-c', script]);
+    expect(text.length).to.equal(300_002);
+    expect(await runner.run(['sh', '-c', script], { digest: true })).to.equal(createHash('sha1').update(text).digest('hex'));
+    const err = await failure(runner.run(['sh', '-c', 'echo out; exit 2'], { digest: true }));
+    expect(err.exitCode, 'a failure is a failure, digest or not').to.equal(2);
   });
 
   it('throws one error class carrying argv, exit code, stdout, stderr and the input', async () => {

@@ -49,10 +49,22 @@ const fullPod: Pod = {
 describe('ClusterWatch slim copies', () => {
   it('keeps of a Pod exactly what the policy compiler reads', () => {
     expect(slimPod(fullPod)).to.deep.equal({
-      metadata: { name: 'web-1', namespace: 'shop', resourceVersion: '41', labels: { app: 'web', tier: 'front' } },
+      metadata: { name: 'web-1', namespace: 'shop', labels: { app: 'web', tier: 'front' } },
       spec: { nodeName: 'n1', hostNetwork: false, containers: [{ name: 'app', ports: [{ name: 'http', containerPort: 8080, protocol: 'TCP' }, { containerPort: 9090 }] }] },
       status: { phase: 'Running', podIP: '10.1.0.5', podIPs: [{ ip: '10.1.0.5' }, { ip: 'fd00::5' }] },
     });
+  });
+
+  it('shares one frozen copy of the labels and container ports replicas have alike, never one of different content', () => {
+    const replica = slimPod({ ...fullPod, metadata: { ...fullPod.metadata, name: 'web-2' }, status: { ...fullPod.status, podIP: '10.1.0.6', podIPs: [{ ip: '10.1.0.6' }] } });
+    const first = slimPod(fullPod);
+    expect(replica.metadata?.labels).to.equal(first.metadata?.labels);
+    expect(replica.spec?.containers).to.equal(first.spec?.containers);
+    expect(Object.isFrozen(first.spec?.containers?.[0]?.ports?.[0]), 'shared parts are frozen all the way down').to.equal(true);
+    expect(() => ((first.metadata?.labels as Record<string, string>)['app'] = 'db'), 'an edit fails instead of relabelling every replica').to.throw(TypeError);
+    const other = slimPod({ ...fullPod, metadata: { ...fullPod.metadata, labels: { app: 'web', tier: 'back' } } });
+    expect(other.metadata?.labels).to.deep.equal({ app: 'web', tier: 'back' });
+    expect(other.spec?.containers, 'same ports: shared even when the labels differ').to.equal(first.spec?.containers);
   });
 
   it('keeps named ports of init containers, and a pod without spec or status stays without them', () => {

@@ -1,8 +1,9 @@
-// What the masquerade reconciler reads from one `ipset save` and each family's `iptables-save -t nat`: our sets
-// only (other tools' and policy's sets are not ours), our chain's rule hashes (null when the chain is missing), and
-// the POSTROUTING rules that decide where our jump stands.
+// What the masquerade reconciler reads from the save form of its sets and each family's `iptables-save -t nat`: our
+// sets only (other tools' and policy's sets are not ours, and are not even listed), our chain's rule hashes (null
+// when the chain is missing), and the POSTROUTING rules that decide where our jump stands.
 import { expect } from 'chai';
-import { parseObservedMasquerade } from '../../../src/nat/masquerade.js';
+import { listOwnedSetsInput, parseObservedMasquerade } from '../../../src/nat/masquerade.js';
+import { tempSetName } from '../../../src/nat/masquerade-plan.js';
 
 const HASH = 'abcdefghABCDEFGH';
 const natWithChain = [
@@ -33,6 +34,14 @@ const sets = [
 ].join('\n');
 
 describe('masquerade: what is read from the save outputs', () => {
+  it('lists only our present sets by name (a swap\'s leftover temp set too), never the policy\'s or other tools\' sets', () => {
+    const names = ['KUBE-X', 'PRPOL4-big', 'podroute-cluster-v4', 'podroute-cluster-v4x', tempSetName('podroute-nomasq-v6'), 'podroute-nomasq-v6', ''].join('\n');
+    expect(listOwnedSetsInput(names)).to.equal(
+      ['podroute-cluster-v4', tempSetName('podroute-nomasq-v6'), 'podroute-nomasq-v6'].map((n) => `list ${n} -o save\n`).join(''),
+    );
+    expect(listOwnedSetsInput('KUBE-X\nPRPOL6-a\n'), 'none of ours: nothing to list').to.equal('');
+  });
+
   it('keeps only our sets, per family (not a longer name that starts like ours)', () => {
     const observed = parseObservedMasquerade({ sets, ipv4: natWithChain, ipv6: natEmpty });
     expect([...observed.ipv4.sets.keys()]).to.deep.equal(['podroute-cluster-v4']);

@@ -38,6 +38,7 @@ describe('AgentMetrics', () => {
       appliedGeneration: 2,
       bridgeNetfilter: true,
       unchangedResyncs: 0,
+      compiles: 1,
     };
     const bgp = { advertised: 2, learnedPrefixes: 7 } as BgpReconcilerStatus;
     const m = new AgentMetrics({ nodeName: 'n1', version: '1.2.3', routes: () => routes, policy: () => policy, bgp: () => bgp, processMetrics: false });

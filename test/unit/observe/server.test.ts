@@ -276,6 +276,22 @@ describe('AgentObserver endpoints (no gobgpd running)', function () {
 });
 
 describe('AgentObserver without endpoints', () => {
+  it("measures the Node.js process (and its event loop, every 10 ms) only when there is a /metrics to read it", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'h9-observe-'));
+    const gobgp = new GobgpClient({ target: `unix://${dir}/gobgp.sock`, callTimeoutMs: 500 });
+    const served = new AgentObserver({ address: '127.0.0.1:0', nodeName: 'n1', logger, gobgp });
+    const unserved = new AgentObserver({ address: '', nodeName: 'n1', logger, gobgp });
+    try {
+      expect((await served.metrics.render()).body).to.match(/^nodejs_eventloop_lag_max_seconds /m);
+      expect((await unserved.metrics.render()).body).to.not.match(/^nodejs_/m);
+    } finally {
+      await served.close();
+      await unserved.close();
+      gobgp.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("metrics.address '' starts no server; reconcilers can push passes with durations through their handles", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'h9-observe-'));
     const gobgp = new GobgpClient({ target: `unix://${dir}/gobgp.sock`, callTimeoutMs: 500 });
