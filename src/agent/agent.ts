@@ -81,6 +81,8 @@ export class Agent {
   private networkReported = false;
   /** Where policy and masquerade write (iptables.backend, or detected at start): nft until run() decides. */
   private iptablesBackend: IptablesBackend = 'nft';
+  /** Settles once iptablesBackend is chosen: the masquerade and policy reconcilers are created after it. */
+  private iptablesBackendChosen: Promise<void> = Promise.resolve();
 
   // Created in start(); the agent is one-shot.
   private watch!: ClusterWatch;
@@ -119,9 +121,11 @@ export class Agent {
     await applySysctls({ logger });
     if (config.policy.enabled || config.masquerade.enabled) {
       // Before any rule is written, and once: a backend that changed under a running agent would orphan its rules.
-      const choice = await resolveIptablesBackend(config.iptables.backend, localRunner(), signal);
-      this.iptablesBackend = choice.backend;
-      logger.info('iptables backend chosen', { backend: choice.backend, setting: config.iptables.backend, reason: choice.reason });
+      // Beside BGP's start-up, which does not need it: counting the rules of both backends takes four processes.
+      this.iptablesBackendChosen = resolveIptablesBackend(config.iptables.backend, localRunner(), signal).then((choice) => {
+        this.iptablesBackend = choice.backend;
+        logger.info('iptables backend chosen', { backend: choice.backend, setting: config.iptables.backend, reason: choice.reason });
+      });
     }
 
     const kubeConfig = loadKubeConfig(config.kubeconfig);
@@ -326,6 +330,7 @@ export class Agent {
     this.reportWarnings([...state.warnings, ...this.serviceWarnings]);
 
     this.applyServiceRoutes(snapshot, state, true);
+    await this.iptablesBackendChosen;
     const masqueradeConfig = {
       clusterRanges: state.masquerade.clusterRanges,
       nonMasqueradeCIDRs: state.masquerade.nonMasqueradeCIDRs,
