@@ -16,6 +16,11 @@ export function ipsetFamily(family: IpFamily): 'inet' | 'inet6' {
   return family === 'ipv4' ? 'inet' : 'inet6';
 }
 
+/** The `ipset restore` input that prints the named sets as `ipset save` would, in that order (a missing one fails it). */
+export function listSetsInput(setNames: readonly string[]): string {
+  return setNames.map((name) => `list ${name} -o save\n`).join('');
+}
+
 /** The sets of `text` whose names `ours` accepts (all by default), with their entries. */
 export function parseIpsetSave(text: string, ours: (name: string) => boolean = () => true): Map<string, SavedSet> {
   const sets = new Map<string, SavedSet>();

@@ -7,6 +7,7 @@ import type { Logger } from '../observe/log.js';
 import { errorInfo, ReconcileLoop, type ReconcileStatus } from '../reconcile/loop.js';
 import { CommandFailedError, type CommandRunner, localRunner } from '../host/command.js';
 import { DEFAULT_IPTABLES_BACKEND, iptablesCommands, type IptablesBackend } from '../host/iptables-backend.js';
+import { listSetsInput } from '../host/ipset-save.js';
 import { IP_FAMILIES, type IpFamily } from '../routes/ip-prefix.js';
 import {
   desiredMasqueradeFamily,
@@ -56,12 +57,7 @@ export async function observeMasquerade(
 /** Pure: the `ipset restore` input that lists, in save form, those of our sets that `ipset list -n` printed. */
 export function listOwnedSetsInput(setNames: string): string {
   const owned = new Set(IP_FAMILIES.flatMap((family) => ownedSetNames(family)));
-  return setNames
-    .split('\n')
-    .map((name) => name.trim())
-    .filter((name) => owned.has(name))
-    .map((name) => `list ${name} -o save\n`)
-    .join('');
+  return listSetsInput(setNames.split('\n').map((name) => name.trim()).filter((name) => owned.has(name)));
 }
 
 /** Pure: our sets, chain and POSTROUTING jumps from `ipset save` and each family's `iptables-save -t nat`. */

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { CommandFailedError, localRunner, type CommandRunner, type RunOptions } from '../host/command.js';
 import { DEFAULT_IPTABLES_BACKEND, iptablesCommands, type IptablesBackend } from '../host/iptables-backend.js';
-import { parseIpsetSave } from '../host/ipset-save.js';
+import { listSetsInput, parseIpsetSave } from '../host/ipset-save.js';
 import { ipVersion, type IpFamily } from '../routes/ip-prefix.js';
 import { CHAIN_PREFIX, JUMP_COMMENT, SET_PREFIX } from './compile.js';
 import {
@@ -175,11 +175,6 @@ export function policySetNamesIn(save: string): string[] {
     }
   }
   return names.sort();
-}
-
-/** The `ipset restore` input that prints the named sets as `ipset save` would, in that order. */
-export function listSetsInput(setNames: readonly string[]): string {
-  return setNames.map((name) => `list ${name} -o save\n`).join('');
 }
 
 const BUILTIN_RULE_PREFIXES = [...BUILTIN].map((chain) => `-A ${chain} `);
