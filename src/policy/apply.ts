@@ -299,6 +299,9 @@ export class IptablesPolicyApplier {
     // refusal leaves that family on its previous rules, complete; the caller re-reads the kernel and retries. Both
     // transactions are committed or refused before this returns or throws (their processes end right after).
     const outcomes = await Promise.allSettled([family('ipv4'), family('ipv6')]);
+    // Pods leave a family's isolated sets only once its rules are in: a refused family keeps isolating them.
+    const releases = (['ipv4', 'ipv6'] as const).filter((f, i) => outcomes[i]?.status === 'fulfilled').map((f) => sets.isolationReleases[f]).join('');
+    if (releases !== '') await refusedAs('ipset', releases, () => this.runner.run(['ipset', 'restore'], { ...base, input: releases }));
     for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason;
     await this.destroySets(sets.destroySets, base, warnings);
     return { warnings, plan };

@@ -27,6 +27,7 @@ function plan(v4: string, v6: string): PolicyPlan {
     iptablesRestore: { ipv4: v4, ipv6: v6 },
     iptablesCleanup: { ipv4: '', ipv6: '' },
     iptablesCombined: { ipv4: v4, ipv6: v6 },
+    isolationReleases: { ipv4: '', ipv6: '' },
     destroySets: [],
     summary: { changedChains: 1, deletedChains: 0, changedSets: 0, deletedSets: 0, jumpsAdded: 0 },
   };
@@ -115,7 +116,7 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
       },
     };
     const applier = new IptablesPolicyApplier({ runner: logged });
-    const sets = { ipsetRestore: 'create PRPOL4-R hash:ip family inet\nadd PRPOL4-R 10.1.2.3\n', destroySets: [], summary: { changedSets: 1, deletedSets: 0 } };
+    const sets = { ipsetRestore: 'create PRPOL4-R hash:ip family inet\nadd PRPOL4-R 10.1.2.3\n', isolationReleases: { ipv4: '', ipv6: '' }, destroySets: [], summary: { changedSets: 1, deletedSets: 0 } };
     const result = await applier.applyRendering(sets, () => {
       events.push('render');
       return { ...plan('*filter\n:PRPOL-R - [0:0]\n-A PRPOL-R -m set --match-set PRPOL4-R src -j RETURN\nCOMMIT\n', ''), ipsetRestore: sets.ipsetRestore };
@@ -146,7 +147,7 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
     const last = members[members.length - 1] ?? '';
     const applier = new IptablesPolicyApplier({ runner: netnsRunner(NETNS) });
     let loadedWhileRendering = false;
-    await applier.applyRendering({ ipsetRestore, destroySets: [], summary: { changedSets: 1, deletedSets: 0 } }, () => {
+    await applier.applyRendering({ ipsetRestore, isolationReleases: { ipv4: '', ipv6: '' }, destroySets: [], summary: { changedSets: 1, deletedSets: 0 } }, () => {
       const deadline = Date.now() + 10_000;
       while (!loadedWhileRendering && Date.now() < deadline) {
         loadedWhileRendering = spawnSync('ip', ['netns', 'exec', NETNS, 'ipset', 'test', 'PRPOL4-BIG', last]).status === 0;
