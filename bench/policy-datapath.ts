@@ -1,7 +1,7 @@
 // Issue 4's packet-path figure: iperf3 TCP pod-to-pod across racks in the two-racks lab, with no NetworkPolicy and
 // with 500 policies that select both pods and allow the traffic, alternated several times side by side. The
 // policies go through the lab API server and the agents enforce them (each run waits until both nodes' kernels
-// hold every chain our compiler says they should). Established traffic is accepted before any per-pod chain, so the
+// hold every chain our compiler says they should). Established traffic is accepted before any namespace or policy chain, so the
 // cost should not grow with the number of policies.
 import { execa } from 'execa';
 import type { NetworkPolicy, Pod } from '../src/kube/wire.js';

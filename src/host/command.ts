@@ -26,6 +26,11 @@ export interface RunOptions {
 /** Runs one command without a shell and returns its stdout; throws CommandFailedError otherwise. */
 export interface CommandRunner {
   run(argv: readonly string[], options?: RunOptions): Promise<string>;
+  /**
+   * The argv that runs `argv` where this runner runs its commands, for a process the caller keeps running itself
+   * (see IpsetSession). Absent: the caller has only run() (a runner that records or stands in for commands).
+   */
+  argvFor?(argv: readonly string[]): string[];
 }
 
 export class CommandFailedError extends Error {
@@ -57,7 +62,7 @@ export class CommandFailedError extends Error {
  * thread.
  */
 export function localRunner(): CommandRunner {
-  return { run: (argv, options = {}) => commandThread.run(argv, options) };
+  return { run: (argv, options = {}) => commandThread.run(argv, options), argvFor: (argv) => [...argv] };
 }
 
 interface PendingCommand {
@@ -158,5 +163,7 @@ const commandThread = new CommandThread();
 
 /** Runs every command inside the named network namespace (`ip netns exec NAME ...`). */
 export function netnsRunner(netns: string, base: CommandRunner = localRunner()): CommandRunner {
-  return { run: (argv, options) => base.run(['ip', 'netns', 'exec', netns, ...argv], options) };
+  const wrapped = (argv: readonly string[]): string[] => ['ip', 'netns', 'exec', netns, ...argv];
+  const argvFor = base.argvFor?.bind(base);
+  return { run: (argv, options) => base.run(wrapped(argv), options), ...(argvFor === undefined ? {} : { argvFor: (argv: readonly string[]) => argvFor(wrapped(argv)) }) };
 }

@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { CommandFailedError, localRunner, type CommandRunner, type RunOptions } from '../host/command.js';
 import { DEFAULT_IPTABLES_BACKEND, iptablesCommands, type IptablesBackend } from '../host/iptables-backend.js';
 import { listSetsInput, parseIpsetSave } from '../host/ipset-save.js';
+import { IpsetSession, IpsetSessionError } from '../host/ipset-session.js';
 import { ipVersion, type IpFamily } from '../routes/ip-prefix.js';
 import { CHAIN_PREFIX, JUMP_COMMENT, SET_PREFIX } from './compile.js';
 import {
@@ -196,11 +197,39 @@ export class IptablesPolicyApplier {
   private readonly runner: CommandRunner;
   readonly backend: IptablesBackend;
   private readonly releaseAfterMs: number;
+  /** Writes set entries without a process per write (none when the runner cannot say how it runs commands). */
+  private readonly ipsetSession: IpsetSession | undefined;
 
   constructor(options: PolicyApplierOptions = {}) {
     this.runner = options.runner ?? localRunner();
     this.backend = options.backend ?? DEFAULT_IPTABLES_BACKEND;
     this.releaseAfterMs = options.releaseAfterMs ?? RESTORE_RELEASE_AFTER_MS;
+    // Line-buffered: interactive ipset prints to stdout through stdio, which holds a pipe's output back.
+    const sessionArgv = this.runner.argvFor?.(['stdbuf', '-oL', 'ipset', '-']);
+    this.ipsetSession = sessionArgv === undefined ? undefined : new IpsetSession(sessionArgv);
+  }
+
+  /** Ends the `ipset` process kept between writes (the next write starts it again). */
+  close(): void {
+    this.ipsetSession?.close();
+  }
+
+  /**
+   * An `ipset restore` script. Entries in and out (a label change, a pod that came or went) go to the kept
+   * `ipset -` process; anything else (a new set, a swap), or when that process cannot run, to `ipset restore`.
+   */
+  private async writeSets(script: string, base: RunOptions): Promise<void> {
+    const session = this.ipsetSession;
+    if (session !== undefined && ENTRY_LINES.test(script)) {
+      try {
+        await session.run(script, base.signal);
+        return;
+      } catch (err) {
+        if (!(err instanceof IpsetSessionError) || err.refused || base.signal?.aborted === true) throw err;
+        // The process ended: every line is an idempotent add or del (-exist), so `ipset restore` takes them all.
+      }
+    }
+    await this.runner.run(['ipset', 'restore'], { ...base, input: script });
   }
 
   async readObserved(signal?: AbortSignal): Promise<ObservedPolicyState> {
@@ -266,7 +295,7 @@ export class IptablesPolicyApplier {
     const base: RunOptions = signal === undefined ? {} : { signal };
     const opts: RunOptions = { ...base, stdinUntil: released };
     const warnings: string[] = [];
-    const writingSets = sets.ipsetRestore === '' ? Promise.resolve() : refusedAs('ipset', sets.ipsetRestore, () => this.runner.run(['ipset', 'restore'], { ...base, input: sets.ipsetRestore }));
+    const writingSets = sets.ipsetRestore === '' ? Promise.resolve() : refusedAs('ipset', sets.ipsetRestore, () => this.writeSets(sets.ipsetRestore, base));
     let plan: PolicyPlan;
     try {
       plan = await render();
@@ -299,6 +328,9 @@ export class IptablesPolicyApplier {
     // refusal leaves that family on its previous rules, complete; the caller re-reads the kernel and retries. Both
     // transactions are committed or refused before this returns or throws (their processes end right after).
     const outcomes = await Promise.allSettled([family('ipv4'), family('ipv6')]);
+    // Pods leave a family's isolated sets only once its rules are in: a refused family keeps isolating them.
+    const releases = (['ipv4', 'ipv6'] as const).filter((f, i) => outcomes[i]?.status === 'fulfilled').map((f) => sets.isolationReleases[f]).join('');
+    if (releases !== '') await refusedAs('ipset', releases, () => this.writeSets(releases, base));
     for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason;
     await this.destroySets(sets.destroySets, base, warnings);
     return { warnings, plan };
@@ -362,6 +394,9 @@ async function refusedAs(step: string, input: string, run: () => Promise<unknown
     throw new PolicyApplyError(step, input, err);
   }
 }
+
+/** A script of set entries only, each added or deleted (-exist: idempotent), as planSets writes a few changed ones. */
+const ENTRY_LINES = /^(?:(?:add|del) \S+ \S+(?: nomatch)? -exist\n)+$/;
 
 /** An interface name iptables warns about ("weird character in interface"), in a rule that is never committed. */
 const BEACON_INTERFACE = 'committed/';

@@ -10,16 +10,21 @@
 //     ESTABLISHED,RELATED                          -> ACCEPT   (replies of allowed connections)
 //     from a podCIDR address of no known pod       -> DROP     (always: nobody owns it, no policy speaks for it)
 //     to a podCIDR address of no known pod         -> DROP     (only while a selected local pod has no IP yet)
-//     -> PRPOL-EGRESS  : -s <low 6 bits> -> PRPOL-EB-<bucket> : -s <pod IP> -> PRPOL-E-<pod>  (egress-isolated pods)
-//     -> PRPOL-INGRESS : -d <low 6 bits> -> PRPOL-IB-<bucket> : -d <pod IP> -> PRPOL-I-<pod>  (ingress-isolated pods)
+//     -> PRPOL-EGRESS  : not from a pod of set PRPOLn-ISOLATED-E -> RETURN (no policy isolates it for egress)
+//                        -s <low 6 bits> -> PRPOL-EB-<bucket> : -s <pod IP> -> PRPOL-NE-<namespace of the pod>
+//     -> PRPOL-INGRESS : not to a pod of set PRPOLn-ISOLATED-I  -> RETURN
+//                        -d <low 6 bits> -> PRPOL-IB-<bucket> : -d <pod IP> -> PRPOL-NI-<namespace of the pod>
 //   INPUT --> PRPOL-INPUT: a local pod talking to its own node: the source binding, then egress only.
 //   Traffic the node itself originates goes through OUTPUT, which has no policy: "from its own node" is allowed.
 // The source binding (PRPOL-SOURCE) comes before conntrack and every policy: a pod sends only from the addresses
 // its CNI result gave its veth, the way Calico binds each workload interface. A bridge port with no binding (a pod
 // the agent has not bound yet, e.g. one started while the agent was down: the rules stay in the kernel) sends
 // nothing until it is bound.
-// A pod chain clears the allow mark, calls the rule chain (PRPOL-R-) of every policy that selects it, drops what no
-// rule marked, and clears the mark again (so egress and then ingress can both be checked in one FORWARD pass).
+// A namespace chain clears the allow mark, calls the rule chain (PRPOL-R-) of every policy of the namespace whose
+// selection set (the peer set of its podSelector) holds the pod, drops what no rule marked, and clears the mark
+// again (so egress and then ingress can both be checked in one FORWARD pass). Which pods a policy selects and which
+// pods are isolated are set members, never rules: a pod label change is an `ipset restore` of a few lines, no
+// iptables write. A local pod is dispatched (its bucket rule) while its namespace has a policy of the direction.
 // Peers are matched by sets, one per distinct peer meaning (shared between policies); named ports by hash:ip,port
 // sets of (pod IP, protocol:port) for every pod that has the name, so one rule chain serves all selected pods.
 // A policy rule with several peers and several port matches jumps from each port match to its peer chain
@@ -438,7 +443,7 @@ export interface RuleChainDef {
   rules: Rule[] | null;
   /** The chains the rules jump to that mark on any of a policy rule's peers, by name. */
   peerChains: ReadonlyMap<string, Rule[]>;
-  /** The rule of a pod chain that calls this chain (one array, shared by every pod chain and both families). */
+  /** The target words of a namespace chain's rule that calls this chain (one array, shared by both families). */
   jump: Rule;
   /** Every set the rules need (and a named-port set of a rule whose peers all fall in the other family). */
   sets: SetDef[];
@@ -460,6 +465,20 @@ interface RulePart {
   set?: { kind: 'B' | 'P' | 'N'; hash: string; def: (name: string) => SetDef };
   /** Its match arguments, given the set's name in the family at hand. */
   words: (set: string) => string[];
+}
+
+/** The hash naming a selector peer's set: by what it means, so equal peers share one set. */
+function peerSetHash(peer: NetworkPolicyPeer, namespace: string): string {
+  const meaning = JSON.stringify({
+    namespace: peer.namespaceSelector === undefined ? namespace : null,
+    namespaceSelector: peer.namespaceSelector === undefined ? null : canonicalSelector(peer.namespaceSelector),
+    podSelector: peer.podSelector === undefined ? null : canonicalSelector(peer.podSelector),
+  });
+  return shortHash(meaning, 14);
+}
+
+export function peerSetName(family: IpFamily, peer: NetworkPolicyPeer, namespace: string): string {
+  return `${SET_PREFIX}${ipVersion(family)}-P-${peerSetHash(peer, namespace)}`;
 }
 
 /** The most port slots one multiport match takes (a range takes two), the kernel's XT_MULTI_PORTS. */
@@ -552,13 +571,8 @@ export function* compileRuleChainsInSteps(p: PreparedPolicy, dir: Direction, mar
     return { family: cidrs[0]?.family ?? null, set: { kind: 'B', hash: shortHash(meaning, 14), def }, words: setMatch };
   };
   const selectorPart = (peer: NetworkPolicyPeer): RulePart => {
-    const meaning = JSON.stringify({
-      namespace: peer.namespaceSelector === undefined ? p.namespace : null,
-      namespaceSelector: peer.namespaceSelector === undefined ? null : canonicalSelector(peer.namespaceSelector),
-      podSelector: peer.podSelector === undefined ? null : canonicalSelector(peer.podSelector),
-    });
     const def = (set: string): SetDef => ({ kind: 'peer', name: set, type: 'hash:ip', peer, namespace: p.namespace });
-    return { family: null, set: { kind: 'P', hash: shortHash(meaning, 14), def }, words: setMatch };
+    return { family: null, set: { kind: 'P', hash: peerSetHash(peer, p.namespace), def }, words: setMatch };
   };
   /** A rule's peers: one part per selector peer and per ipBlock with excepts; its plain ipBlocks of a family, one. */
   const peerParts = function* (peers: readonly NetworkPolicyPeer[]): Generator<void, RulePart[]> {
@@ -692,36 +706,62 @@ export function namedPortEntries(pod: Pod, ip: string, portName: string, protoco
   return out;
 }
 
-/** A pod's chains, named by a hash of its key (one hash for both directions). */
-export function podChainNames(podKeyText: string): Record<Direction, string> {
-  const hashed = shortHash(podKeyText);
-  return { ingress: `${CHAIN_PREFIX}I-${hashed}`, egress: `${CHAIN_PREFIX}E-${hashed}` };
+/** A namespace's chain per direction, named by a hash of the namespace. */
+export function namespaceChainName(namespace: string, dir: Direction): string {
+  return `${CHAIN_PREFIX}${dir === 'ingress' ? 'NI' : 'NE'}-${shortHash(namespace)}`;
 }
 
-/** The rules around a pod chain's jumps, per mark (a single bit, so at most 32 of them). */
-const podChainFrames = new Map<number, { clear: Rule; drop: Rule }>();
+/** The set of local pods isolated in a direction (selected by a policy of that type): the others pass untouched. */
+export function isolatedSetName(family: IpFamily, dir: Direction): string {
+  return `${SET_PREFIX}${ipVersion(family)}-ISOLATED-${dir === 'ingress' ? 'I' : 'E'}`;
+}
 
 /**
- * A pod chain: clear the mark, let every selecting policy's rule chain (`targets`, those that have rules) mark, drop
- * what none marked, clear again. Its rules are arrays shared by all pod chains: the planner renders each once.
+ * The set of the pods a policy selects: the peer set of its podSelector in its namespace (shared with any policy
+ * rule of that namespace naming the same selector). It holds the namespace's pods of every node; a namespace
+ * chain asks it only about the node's own pods of that namespace. An invalid podSelector selects the whole
+ * namespace (see PreparedPolicy.selectAll).
  */
-export function podChainRules(targets: RuleChainDef[], mark: number): Rule[] {
-  let frame = podChainFrames.get(mark);
+export function selectionSetDef(p: PreparedPolicy, family: IpFamily): SetDef {
+  const peer: NetworkPolicyPeer = { podSelector: p.selectAll ? {} : (p.policy.spec?.podSelector ?? {}) };
+  return { kind: 'peer', name: peerSetName(family, peer, p.namespace), type: 'hash:ip', peer, namespace: p.namespace };
+}
+
+/** What a namespace chain calls for one policy: its rule chain, and the set of the pods it selects. */
+export interface NamespacePolicy {
+  ruleChain: RuleChainDef;
+  selection: SetDef;
+}
+
+/** The rules around a namespace chain's jumps, per mark (a single bit, so at most 32 of them). */
+const namespaceChainFrames = new Map<number, { clear: Rule; drop: Rule }>();
+
+/**
+ * A namespace chain, reached only by the node's pods of that namespace that are isolated in the direction: clear
+ * the mark, let the rule chain of every policy of the namespace that has rules and selects the pod (by its
+ * selection set) mark, drop what none marked, clear again. Its content depends on the namespace's policies alone,
+ * not on pod labels: a label change only changes set members.
+ */
+export function namespaceChainRules(policies: readonly NamespacePolicy[], dir: Direction, mark: number): Rule[] {
+  let frame = namespaceChainFrames.get(mark);
   if (frame === undefined) {
     const m = markArgs(mark);
     frame = { clear: ['-j', 'MARK', '--set-xmark', m.clear], drop: ['-m', 'mark', '!', '--mark', m.set, '-j', 'DROP'] };
-    podChainFrames.set(mark, frame);
+    namespaceChainFrames.set(mark, frame);
   }
+  const side = dir === 'ingress' ? 'dst' : 'src';
   const rules: Rule[] = [frame.clear];
-  for (const target of targets) if (target.rules !== null) rules.push(target.jump);
+  for (const p of policies) {
+    if (p.ruleChain.rules !== null) rules.push(['-m', 'set', '--match-set', p.selection.name, side, ...p.ruleChain.jump]);
+  }
   rules.push(frame.drop, frame.clear);
   return rules;
 }
 
 /**
- * Local pods are dispatched to their chains through 64 bucket chains chosen by the low 6 bits of the address (one
- * masked match each): a pod that becomes isolated or stops being isolated rewrites its bucket of a few rules, not a
- * dispatch chain with a rule per pod; a new connection checks at most 64 bucket rules plus its bucket's pods.
+ * Local pods are dispatched to their namespace's chain through 64 bucket chains chosen by the low 6 bits of the
+ * address (one masked match each): a pod that comes or goes rewrites its bucket of a few rules, not a dispatch
+ * chain with a rule per pod; a new connection checks at most 64 bucket rules plus its bucket's pods.
  */
 export const DISPATCH_BUCKETS = 64;
 
@@ -744,8 +784,8 @@ export function bucketRule(dir: Direction, bucket: number, family: IpFamily): Ru
   return [dir === 'ingress' ? '-d' : '-s', match, '-j', bucketChainName(dir, bucket)];
 }
 
-export function dispatchRule(dir: Direction, ip: string, family: IpFamily, podChain: string): Rule {
-  return [dir === 'ingress' ? '-d' : '-s', `${ip}/${addressBits(family)}`, '-j', podChain];
+export function dispatchRule(dir: Direction, ip: string, family: IpFamily, namespaceChain: string): Rule {
+  return [dir === 'ingress' ? '-d' : '-s', `${ip}/${addressBits(family)}`, '-j', namespaceChain];
 }
 
 export function localSetName(family: IpFamily): string {
@@ -837,8 +877,13 @@ export function baseChains(b: BaseChainsInput): Map<string, Rule[]> {
     ...unknownSource(true),
     ['-j', CHAINS.egress],
   ]);
-  chains.set(CHAINS.egress, b.buckets.egress.map((k) => bucketRule('egress', k, b.family)));
-  chains.set(CHAINS.ingress, b.buckets.ingress.map((k) => bucketRule('ingress', k, b.family)));
+  // A pod no policy isolates in a direction is none of that direction's business: one set lookup, no bucket scan.
+  const dispatch = (dir: Direction): Rule[] => [
+    ['-m', 'set', '!', '--match-set', isolatedSetName(b.family, dir), dir === 'ingress' ? 'dst' : 'src', '-j', 'RETURN'],
+    ...b.buckets[dir].map((k) => bucketRule(dir, k, b.family)),
+  ];
+  chains.set(CHAINS.egress, dispatch('egress'));
+  chains.set(CHAINS.ingress, dispatch('ingress'));
   if (b.bridge !== undefined) chains.set(CHAINS.source, sourceChainRules(b.family, b.bridge.bindings));
   return chains;
 }

@@ -26,8 +26,9 @@ import {
   namedPortEntries,
   namespaceLabelsOf,
   peerIncludes,
-  podChainNames,
-  podChainRules,
+  isolatedSetName,
+  namespaceChainName,
+  namespaceChainRules,
   podIp,
   podKey,
   policyContent,
@@ -36,6 +37,7 @@ import {
   preparePolicyInSteps,
   compileRuleChainsInSteps,
   ruleChainTables,
+  selectionSetDef,
   validateBridge,
   validateMark,
   validateNode,
@@ -45,6 +47,7 @@ import {
   type Direction,
   type FamilyRuleset,
   type IpSetSpec,
+  type NamespacePolicy,
   type PodBridge,
   type PolicyProblem,
   type PreparedPolicy,
@@ -86,17 +89,14 @@ interface SetEntry {
   members: Map<string, readonly string[]>;
 }
 
-interface ChainUse {
-  def: RuleChainDef;
-  /** Pod chains (this family) that call this policy's chain in this direction. */
-  refs: number;
-}
-
 interface LocalPodState {
   ip: string;
   bucket: number;
-  /** Keys of the policies isolating the pod, per direction, in key order. */
-  selecting: Record<Direction, string[]>;
+  namespace: string;
+  /** Dispatched to its namespace's chain (the namespace has a policy of the direction). */
+  dispatched: Record<Direction, boolean>;
+  /** Selected by a policy of the direction (a member of the isolated set). */
+  isolated: Record<Direction, boolean>;
 }
 
 function sameStrings(a: readonly string[], b: readonly string[]): boolean {
@@ -157,8 +157,12 @@ class FamilyState {
   readonly chains = new Map<string, Rule[]>();
   readonly specs = new Map<string, IpSetSpec>();
   private readonly sets = new Map<string, SetEntry>();
-  /** Rule chains in use, per direction by policy key. */
-  private readonly ruleChains: Record<Direction, Map<string, ChainUse>> = { ingress: new Map(), egress: new Map() };
+  /** Per direction, namespace -> what its chain calls, by policy key (only namespaces with dispatched pods). */
+  private readonly namespaceChains: Record<Direction, Map<string, Map<string, NamespacePolicy>>> = { ingress: new Map(), egress: new Map() };
+  /** Per direction, namespace -> its dispatched local pods: its chain exists while there is one. */
+  private readonly namespaceUse: Record<Direction, Map<string, Set<string>>> = { ingress: new Map(), egress: new Map() };
+  /** Namespaces whose chains are to be worked out again at the end of this compile. */
+  private readonly dirtyNamespaces = new Set<string>();
   /** Dispatched local pods (the first pod by key of each address). */
   private readonly local = new Map<string, LocalPodState>();
   /** Local live pods by address; more than one only when two pods claim one address. */
@@ -168,6 +172,7 @@ class FamilyState {
   private readonly buckets: Record<Direction, Map<number, Set<string>>> = { ingress: new Map(), egress: new Map() };
   private readonly dirtySets = new Set<string>();
   private readonly dirtyBuckets: Record<Direction, Set<number>> = { ingress: new Set(), egress: new Set() };
+  private readonly isolatedChanged: Record<Direction, boolean> = { ingress: true, egress: true };
   private addressesChanged = true;
 
   constructor(
@@ -266,45 +271,60 @@ class FamilyState {
     }
   }
 
-  // ---- rule chains ----
+  // ---- namespace chains ----
 
-  private *acquireChain(policy: string, dir: Direction): Generator<void> {
-    let use = this.ruleChains[dir].get(policy);
-    if (use === undefined) {
-      const def = yield* this.ctx.ruleChain(policy, dir, this.family);
-      if (def === undefined) throw new Error(`incremental compiler: no policy ${policy}`);
-      use = { def, refs: 0 };
-      this.ruleChains[dir].set(policy, use);
-      for (const set of use.def.sets) yield* this.acquireSet(set);
-      for (const [chain, rules] of ruleChainTables(use.def)) this.chains.set(chain, rules);
-    }
-    use.refs++;
-  }
-
-  private releaseChain(policy: string, dir: Direction): void {
-    const use = this.ruleChains[dir].get(policy);
-    if (use === undefined) return;
-    use.refs--;
-    if (use.refs > 0) return;
-    this.ruleChains[dir].delete(policy);
-    for (const [chain] of ruleChainTables(use.def)) this.chains.delete(chain);
-    use.def.sets.forEach((s) => this.releaseSet(s.name));
-  }
-
-  /** A policy's content changed: its chains in use are compiled again (the pods selecting it are re-judged too). */
-  *policyChanged(policy: string): Generator<void> {
+  /**
+   * A namespace's chains again: while it has dispatched pods in a direction, its chain calls every policy of the
+   * namespace of that type (`changed`: policies compiled anew in this compile). Sets are acquired before the
+   * replaced ones are released, so a set kept across the change is not filled again.
+   */
+  private *namespaceChainsAgain(namespace: string, changed: ReadonlySet<string>): Generator<void> {
     for (const dir of DIRECTIONS) {
-      const use = this.ruleChains[dir].get(policy);
-      if (use === undefined) continue;
-      const def = yield* this.ctx.ruleChain(policy, dir, this.family);
-      // A deleted policy keeps its old chain until the pods that used it are re-judged (in this same compile).
-      if (def === undefined) continue;
-      for (const set of def.sets) yield* this.acquireSet(set);
-      for (const [chain] of ruleChainTables(use.def)) this.chains.delete(chain);
-      use.def.sets.forEach((s) => this.releaseSet(s.name));
-      use.def = def;
-      for (const [chain, rules] of ruleChainTables(def)) this.chains.set(chain, rules);
+      const inUse = (this.namespaceUse[dir].get(namespace)?.size ?? 0) > 0;
+      const wanted = inUse ? this.ctx.policiesOf(namespace).filter((p) => p[dir]) : [];
+      const before = this.namespaceChains[dir].get(namespace) ?? new Map<string, NamespacePolicy>();
+      const after = new Map<string, NamespacePolicy>();
+      for (const p of wanted) {
+        const kept = before.get(p.key);
+        if (kept !== undefined && !changed.has(p.key)) {
+          after.set(p.key, kept);
+          continue;
+        }
+        const ruleChain = yield* this.ctx.ruleChain(p.key, dir, this.family);
+        if (ruleChain === undefined) throw new Error(`incremental compiler: no policy ${p.key}`);
+        const use: NamespacePolicy = { ruleChain, selection: selectionSetDef(p, this.family) };
+        for (const set of ruleChain.sets) yield* this.acquireSet(set);
+        if (ruleChain.rules !== null) yield* this.acquireSet(use.selection);
+        after.set(p.key, use);
+      }
+      // A changed policy keeps its chain names: the old tables go before the new ones are set.
+      for (const [key, use] of before) {
+        if (after.get(key) === use) continue;
+        for (const [chain] of ruleChainTables(use.ruleChain)) this.chains.delete(chain);
+        use.ruleChain.sets.forEach((set) => this.releaseSet(set.name));
+        if (use.ruleChain.rules !== null) this.releaseSet(use.selection.name);
+      }
+      for (const use of after.values()) for (const [chain, rules] of ruleChainTables(use.ruleChain)) this.chains.set(chain, rules);
+      const chain = namespaceChainName(namespace, dir);
+      if (after.size === 0) {
+        this.namespaceChains[dir].delete(namespace);
+        this.chains.delete(chain);
+        continue;
+      }
+      this.namespaceChains[dir].set(namespace, after);
+      const rules = namespaceChainRules([...after.values()], dir, this.ctx.mark);
+      if (!sameRules(this.chains.get(chain), rules)) this.chains.set(chain, rules);
     }
+  }
+
+  /** Namespaces of pods whose dispatch changed (their chains come or go), then of changed policies. */
+  *namespacesChanged(changedPolicies: ReadonlySet<string>): Generator<void> {
+    for (const key of changedPolicies) this.dirtyNamespaces.add(key.slice(0, key.indexOf('/')));
+    for (const namespace of this.dirtyNamespaces) {
+      yield;
+      yield* this.namespaceChainsAgain(namespace, changedPolicies);
+    }
+    this.dirtyNamespaces.clear();
   }
 
   // ---- local pods ----
@@ -333,10 +353,11 @@ class FamilyState {
   }
 
   /**
-   * Re-judges one local pod: pod chains, dispatch bucket, pending guard. `selecting` is the pod's selection
-   * (CompilerContext.selectionOf), the same for both families.
+   * Re-judges one local pod: dispatch bucket, namespace chain use, isolated sets, pending guard. `selecting` is the
+   * pod's selection (CompilerContext.selectionOf), the same for both families; `policyTypes` says which directions
+   * its namespace has policies of.
    */
-  *judge(key: string, selecting: Record<Direction, string[]>): Generator<void> {
+  judge(key: string, selecting: Record<Direction, string[]>, policyTypes: Record<Direction, boolean>): void {
     const pod = this.ctx.pods.get(key);
     const local = pod?.local === true ? pod : undefined;
     const ip = local?.ip[this.family];
@@ -350,28 +371,25 @@ class FamilyState {
       this.pending.delete(key);
     }
     const old = this.local.get(key);
-    const now: LocalPodState | undefined = dispatched && ip !== undefined ? { ip, bucket: dispatchBucket(ip, this.family), selecting } : undefined;
+    const now: LocalPodState | undefined =
+      dispatched && local !== undefined && ip !== undefined
+        ? {
+            ip,
+            bucket: dispatchBucket(ip, this.family),
+            namespace: local.namespace,
+            dispatched: policyTypes,
+            isolated: { ingress: selecting.ingress.length > 0, egress: selecting.egress.length > 0 },
+          }
+        : undefined;
     for (const dir of DIRECTIONS) {
-      const before = old?.selecting[dir] ?? [];
-      const after = now?.selecting[dir] ?? [];
-      // Acquire first, so a chain kept across the change is not compiled again.
-      for (const p of after) yield* this.acquireChain(p, dir);
-      for (const p of before) this.releaseChain(p, dir);
-      const chain = this.ctx.chainName(key, dir);
-      if (now !== undefined && after.length > 0) {
-        const targets = after.map((p) => this.ruleChains[dir].get(p)?.def).filter((d): d is RuleChainDef => d !== undefined);
-        const rules = this.ctx.podChainRules(targets);
-        if (!sameRules(this.chains.get(chain), rules)) this.chains.set(chain, rules);
-      } else {
-        this.chains.delete(chain);
-      }
-      const wasIn = old !== undefined && before.length > 0;
-      const isIn = now !== undefined && after.length > 0;
-      if (wasIn && (!isIn || old.bucket !== now.bucket || old.ip !== now.ip)) {
+      const wasIn = old?.dispatched[dir] === true;
+      const isIn = now?.dispatched[dir] === true;
+      const moved = old === undefined || now === undefined || old.bucket !== now.bucket || old.ip !== now.ip;
+      if (wasIn && (!isIn || moved)) {
         this.buckets[dir].get(old.bucket)?.delete(key);
         this.dirtyBuckets[dir].add(old.bucket);
       }
-      if (isIn && (!wasIn || old.bucket !== now.bucket || old.ip !== now.ip)) {
+      if (isIn && (!wasIn || moved)) {
         let members = this.buckets[dir].get(now.bucket);
         if (members === undefined) {
           members = new Set();
@@ -380,9 +398,24 @@ class FamilyState {
         members.add(key);
         this.dirtyBuckets[dir].add(now.bucket);
       }
+      if (wasIn !== isIn) this.useNamespace(dir, (now ?? old)?.namespace ?? '', key, isIn);
+      if ((old?.isolated[dir] === true) !== (now?.isolated[dir] === true) || (now?.isolated[dir] === true && moved)) this.isolatedChanged[dir] = true;
     }
     if (now === undefined) this.local.delete(key);
     else this.local.set(key, now);
+  }
+
+  private useNamespace(dir: Direction, namespace: string, key: string, inUse: boolean): void {
+    let pods = this.namespaceUse[dir].get(namespace);
+    if (pods === undefined) {
+      pods = new Set();
+      this.namespaceUse[dir].set(namespace, pods);
+    }
+    const wasUsed = pods.size > 0;
+    if (inUse) pods.add(key);
+    else pods.delete(key);
+    if (pods.size === 0) this.namespaceUse[dir].delete(namespace);
+    if (wasUsed !== pods.size > 0) this.dirtyNamespaces.add(namespace);
   }
 
   // ---- output ----
@@ -392,7 +425,7 @@ class FamilyState {
     return keys.map((k) => {
       const s = this.local.get(k);
       if (s === undefined) throw new Error(`incremental compiler: bucket holds unknown pod ${k}`);
-      return dispatchRule(dir, s.ip, this.family, this.ctx.chainName(k, dir));
+      return dispatchRule(dir, s.ip, this.family, namespaceChainName(s.namespace, dir));
     });
   }
 
@@ -430,6 +463,13 @@ class FamilyState {
       this.specs.set(knownSetName(this.family), makeSetSpec(knownSetName(this.family), 'hash:ip', this.family, this.owners.keys()));
       this.addressesChanged = false;
     }
+    for (const dir of DIRECTIONS) {
+      if (!this.isolatedChanged[dir]) continue;
+      const isolated: string[] = [];
+      for (const s of this.local.values()) if (s.isolated[dir]) isolated.push(s.ip);
+      this.specs.set(isolatedSetName(this.family, dir), makeSetSpec(isolatedSetName(this.family, dir), 'hash:ip', this.family, isolated));
+      this.isolatedChanged[dir] = false;
+    }
     for (const name of this.dirtySets) {
       yield;
       const entry = this.sets.get(name);
@@ -451,39 +491,21 @@ class CompilerContext {
   private readonly policiesByNamespace = new Map<string, PreparedPolicy[]>();
   namespaceLabels: (ns: string) => Record<string, string> = namespaceLabelsOf([]);
 
-  private readonly chainNames = new Map<string, Record<Direction, string>>();
+  constructor(readonly mark: number) {}
 
-  /** A pod's chain name (a hash of its key), computed once per pod. */
-  chainName(key: string, dir: Direction): string {
-    let names = this.chainNames.get(key);
-    if (names === undefined) {
-      names = podChainNames(key);
-      this.chainNames.set(key, names);
-    }
-    return names[dir];
+  /** The namespace's policies, in key order. */
+  policiesOf(namespace: string): readonly PreparedPolicy[] {
+    return this.policiesByNamespace.get(namespace) ?? [];
   }
 
-  /**
-   * Pod chains of this compile by the rule chains they call: pods selected alike (a Deployment's, or one pod in both
-   * families) get one array, which the planner hashes and renders once. Pod chains are most of the rules.
-   */
-  private podChains = new Map<string, Rule[]>();
-
-  constructor(private readonly mark: number) {}
-
-  /** Called as a compile starts: what the last one shared stays shared only as long as its chains stay equal. */
-  startCompile(): void {
-    this.podChains = new Map();
-  }
-
-  podChainRules(targets: RuleChainDef[]): Rule[] {
-    const id = targets.flatMap((t) => (t.rules === null ? [] : [t.name])).join(' ');
-    let rules = this.podChains.get(id);
-    if (rules === undefined) {
-      rules = podChainRules(targets, this.mark);
-      this.podChains.set(id, rules);
+  /** Which directions the namespace has policies of: its local pods are dispatched to its chain in those. */
+  policyTypesOf(namespace: string): Record<Direction, boolean> {
+    const types = { ingress: false, egress: false };
+    for (const p of this.policiesOf(namespace)) {
+      types.ingress ||= p.ingress;
+      types.egress ||= p.egress;
     }
-    return rules;
+    return types;
   }
 
   /** A policy's rule chain in one family (undefined once the policy is gone). */
@@ -522,7 +544,6 @@ class CompilerContext {
     if (old !== undefined) this.byNamespace.get(old.namespace)?.delete(key);
     if (entry === undefined) {
       this.pods.delete(key);
-      this.chainNames.delete(key);
       return;
     }
     this.pods.set(key, entry);
@@ -617,7 +638,6 @@ export class PolicyCompiler {
     if (families === null) throw new Error('incremental compiler: no state');
     const both = [families.ipv4, families.ipv6];
     const ctx = this.ctx;
-    ctx.startCompile();
     const rejudge = new Set<string>();
 
     // Policies, by content. Prepared first: pods are judged against the new set of policies.
@@ -698,16 +718,18 @@ export class PolicyCompiler {
       for (const f of both) f.namespaceChanged(name);
     }
     for (const key of changedPolicies) {
-      yield;
-      for (const f of both) yield* f.policyChanged(key);
       const namespace = key.slice(0, key.indexOf('/'));
       for (const podKeyText of ctx.byNamespace.get(namespace) ?? []) if (ctx.pods.get(podKeyText)?.local === true) rejudge.add(podKeyText);
     }
+    let judged = 0;
     for (const key of rejudge) {
-      yield;
+      if ((++judged & 63) === 0) yield;
       const selecting = ctx.selectionOf(key);
-      for (const f of both) yield* f.judge(key, selecting);
+      const types = ctx.policyTypesOf(ctx.pods.get(key)?.namespace ?? '');
+      for (const f of both) f.judge(key, selecting, types);
     }
+    const changedPolicyKeys = new Set(changedPolicies);
+    for (const f of both) yield* f.namespacesChanged(changedPolicyKeys);
     this.stats = { pods: changedPods.length, namespaces: changedNamespaces.length, policies: changedPolicies.length, full };
     const v4 = yield* families.ipv4.finish(input.bridge);
     const v6 = yield* families.ipv6.finish(input.bridge);

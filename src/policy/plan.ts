@@ -8,7 +8,7 @@
 // stale sets go after that.
 import { ipsetFamily } from '../host/ipset-save.js';
 import { familyOf, type IpFamily } from '../routes/ip-prefix.js';
-import { CHAIN_PREFIX, JUMP_COMMENT, NOMATCH, SET_PREFIX, type BuiltinJump, type CompiledPolicies, type FamilyRuleset, type IpSetSpec, type Rule } from './compile.js';
+import { CHAIN_PREFIX, isolatedSetName, JUMP_COMMENT, NOMATCH, SET_PREFIX, type BuiltinJump, type CompiledPolicies, type FamilyRuleset, type IpSetSpec, type Rule } from './compile.js';
 import { atOnce } from './slices.js';
 
 export const RULE_HASH_PREFIX = 'prpol:';
@@ -46,6 +46,8 @@ export interface ObservedPolicyState {
 export interface PolicyPlan {
   /** `ipset restore` input creating new sets and swapping in new contents; '' when nothing changes. */
   ipsetRestore: string;
+  /** Per family, `ipset restore` input taking pods out of its isolated sets (see SetPlan.isolationReleases). */
+  isolationReleases: Record<IpFamily, string>;
   /** `iptables-restore --noflush` input per family; '' when nothing changes. */
   iptablesRestore: Record<IpFamily, string>;
   /** Second transaction per family: flush and delete our chains nobody should reference any more. */
@@ -70,7 +72,7 @@ export function emptyObservedState(): ObservedPolicyState {
  * A rule's identity in its chain: 64 bits of two 32-bit multiplicative string hashes of its words. It only has to
  * tell a rule from the rule that was at its place before (not resist an adversary), and a full sync hashes
  * thousands, where a SHA-256 per rule cost several times more. The chain is not part of it, so the hashes of a
- * rules array that many chains share (the pod chains of pods selected alike) hold for each of them.
+ * rules array that several chains share (a rule chain in both families) hold for each of them.
  */
 export function ruleHash(rule: Rule): string {
   let a = 0x811c9dc5;
@@ -182,8 +184,8 @@ function sortedMembers(members: string[]): string[] {
 }
 
 /**
- * Rule tails as rendered in one plan: the compiler shares one array for a rule that many chains hold (every pod
- * chain's mark, drop and jump rules), and that is rendered once.
+ * Rule tails as rendered in one plan: the compiler shares one array for a rule that many chains hold (every
+ * namespace chain's mark and drop rules), and that is rendered once.
  */
 type RenderedTails = Map<Rule, string>;
 
@@ -293,8 +295,15 @@ function setHeader(name: string, spec: IpSetSpec): string {
   return `create ${name} ${spec.type} family ${ipsetFamily(spec.family)} maxelem ${maxelem}`;
 }
 
-function* planSets(desired: IpSetSpec[], observed: Map<string, ObservedSet>): Generator<void, { script: string; changed: number }> {
+/** The isolated sets of both families: a pod leaves one only once its family's rules are in (see SetPlan). */
+const ISOLATED_SETS = new Set(['ipv4', 'ipv6'].flatMap((f) => (['ingress', 'egress'] as const).map((d) => isolatedSetName(f as IpFamily, d))));
+
+function* planSets(
+  desired: IpSetSpec[],
+  observed: Map<string, ObservedSet>,
+): Generator<void, { script: string; releases: Record<IpFamily, string>; changed: number }> {
   const lines: string[] = [];
+  const releases: Record<IpFamily, string[]> = { ipv4: [], ipv6: [] };
   let changed = 0;
   for (const spec of desired) {
     yield;
@@ -312,6 +321,12 @@ function* planSets(desired: IpSetSpec[], observed: Map<string, ObservedSet>): Ge
     // A few entries in or out (a pod's label or address changed): add and delete just those; each entry changes
     // atomically, and the set is never empty or half-filled on the way. Larger changes fill a twin and swap it in.
     const delta = setDelta(sortedMembers(have.members), want);
+    if (ISOLATED_SETS.has(spec.name)) {
+      // Isolating more goes in with the other sets (it only ever allows less); isolating less waits for the rules.
+      for (const m of delta.add) lines.push(`add ${spec.name} ${m} -exist`);
+      for (const m of delta.del) releases[spec.family].push(`del ${spec.name} ${m} -exist`);
+      continue;
+    }
     if (delta.add.length + delta.del.length <= Math.max(8, want.length / 4)) {
       for (const m of delta.add) lines.push(`add ${spec.name} ${m} -exist`);
       // `ipset del` names the entry alone: it refuses the nomatch flag.
@@ -323,12 +338,18 @@ function* planSets(desired: IpSetSpec[], observed: Map<string, ObservedSet>): Ge
     for (const m of spec.members) lines.push(`add ${temp} ${m}`);
     lines.push(`swap ${temp} ${spec.name}`, `destroy ${temp}`);
   }
-  return { script: lines.length === 0 ? '' : lines.join('\n') + '\n', changed };
+  const script = (l: string[]): string => (l.length === 0 ? '' : l.join('\n') + '\n');
+  return { script: script(lines), releases: { ipv4: script(releases.ipv4), ipv6: script(releases.ipv6) }, changed };
 }
 
 /** The sets part of a plan, which goes in first (the rules reference the sets). */
 export interface SetPlan {
   ipsetRestore: string;
+  /**
+   * Per family, what takes pods out of its isolated sets: run once that family's rules are in. Taken out before, a
+   * pod would be open under the family's previous rules, which a refused restore leaves in force.
+   */
+  isolationReleases: Record<IpFamily, string>;
   destroySets: string[];
   summary: { changedSets: number; deletedSets: number };
 }
@@ -343,7 +364,7 @@ export function* planSetChangesInSteps(desired: CompiledPolicies, observed: Obse
   const sets = yield* planSets(desiredSets, observed.sets);
   const wanted = new Set(desiredSets.map((s) => s.name));
   const destroySets = [...observed.sets.keys()].filter((n) => n.startsWith(SET_PREFIX) && !wanted.has(n)).sort();
-  return { ipsetRestore: sets.script, destroySets, summary: { changedSets: sets.changed, deletedSets: destroySets.length } };
+  return { ipsetRestore: sets.script, isolationReleases: sets.releases, destroySets, summary: { changedSets: sets.changed, deletedSets: destroySets.length } };
 }
 
 /** The whole plan given its sets part: the rules of both families, every changed rule rendered with its hash. */
@@ -358,6 +379,7 @@ export function* planRuleChangesInSteps(desired: CompiledPolicies, observed: Obs
   const v6 = yield* planFamily(desired.v6, observed.v6, tails);
   return {
     ipsetRestore: sets.ipsetRestore,
+    isolationReleases: sets.isolationReleases,
     iptablesRestore: { ipv4: v4.main, ipv6: v6.main },
     iptablesCleanup: { ipv4: v4.cleanup, ipv6: v6.cleanup },
     iptablesCombined: { ipv4: v4.combined, ipv6: v6.combined },

@@ -183,6 +183,7 @@ export class PolicyReconciler {
       await this.checkBridgeNetfilter();
       await this.loop.run(signal);
     } finally {
+      this.applier.close();
       this.running = false;
     }
   }

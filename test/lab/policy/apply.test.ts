@@ -7,7 +7,8 @@ import type { NetworkPolicy } from '../../../src/kube/wire.js';
 import { builtinJumps, CHAINS, type CompiledPolicies, type FamilyRuleset } from '../../../src/policy/compile.js';
 import { compilePolicies } from '../../unit/policy/scratch-compile.js';
 import { netnsRunner, type CommandRunner, type RunOptions } from '../../../src/host/command.js';
-import { IptablesPolicyApplier } from '../../../src/policy/apply.js';
+import { IptablesPolicyApplier, PolicyApplyError } from '../../../src/policy/apply.js';
+import { IpsetSession } from '../../../src/host/ipset-session.js';
 import { resolveIptablesBackend, type IptablesBackend } from '../../../src/host/iptables-backend.js';
 import { MasqueradeReconciler } from '../../../src/nat/masquerade.js';
 import { MASQ_CHAIN } from '../../../src/nat/masquerade-plan.js';
@@ -27,6 +28,7 @@ function plan(v4: string, v6: string): PolicyPlan {
     iptablesRestore: { ipv4: v4, ipv6: v6 },
     iptablesCleanup: { ipv4: '', ipv6: '' },
     iptablesCombined: { ipv4: v4, ipv6: v6 },
+    isolationReleases: { ipv4: '', ipv6: '' },
     destroySets: [],
     summary: { changedChains: 1, deletedChains: 0, changedSets: 0, deletedSets: 0, jumpsAdded: 0 },
   };
@@ -115,7 +117,7 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
       },
     };
     const applier = new IptablesPolicyApplier({ runner: logged });
-    const sets = { ipsetRestore: 'create PRPOL4-R hash:ip family inet\nadd PRPOL4-R 10.1.2.3\n', destroySets: [], summary: { changedSets: 1, deletedSets: 0 } };
+    const sets = { ipsetRestore: 'create PRPOL4-R hash:ip family inet\nadd PRPOL4-R 10.1.2.3\n', isolationReleases: { ipv4: '', ipv6: '' }, destroySets: [], summary: { changedSets: 1, deletedSets: 0 } };
     const result = await applier.applyRendering(sets, () => {
       events.push('render');
       return { ...plan('*filter\n:PRPOL-R - [0:0]\n-A PRPOL-R -m set --match-set PRPOL4-R src -j RETURN\nCOMMIT\n', ''), ipsetRestore: sets.ipsetRestore };
@@ -146,7 +148,7 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
     const last = members[members.length - 1] ?? '';
     const applier = new IptablesPolicyApplier({ runner: netnsRunner(NETNS) });
     let loadedWhileRendering = false;
-    await applier.applyRendering({ ipsetRestore, destroySets: [], summary: { changedSets: 1, deletedSets: 0 } }, () => {
+    await applier.applyRendering({ ipsetRestore, isolationReleases: { ipv4: '', ipv6: '' }, destroySets: [], summary: { changedSets: 1, deletedSets: 0 } }, () => {
       const deadline = Date.now() + 10_000;
       while (!loadedWhileRendering && Date.now() < deadline) {
         loadedWhileRendering = spawnSync('ip', ['netns', 'exec', NETNS, 'ipset', 'test', 'PRPOL4-BIG', last]).status === 0;
@@ -255,6 +257,42 @@ describe('policy applier restores (real iptables, nf_tables and legacy)', functi
     const again = planPolicyChanges(desired, await applier.readObserved());
     expect(again.iptablesRestore, 'read back as applied').to.deep.equal({ ipv4: '', ipv6: '' });
     expect(again.ipsetRestore).to.equal('');
+  });
+
+  it('writes set entries in and out through one kept ipset process; a refused entry is reported; a process that ended is started again', async () => {
+    const real = netnsRunner(NETNS);
+    const ran: string[] = [];
+    const counting: CommandRunner = { run: (argv, options) => (ran.push(argv.join(' ')), real.run(argv, options)), argvFor: (argv) => real.argvFor?.(argv) ?? [...argv] };
+    const applier = new IptablesPolicyApplier({ runner: counting });
+    const members = async (name: string): Promise<string[]> => {
+      const lines = (await execa('ip', ['netns', 'exec', NETNS, 'ipset', 'list', name])).stdout.split('\n');
+      return lines.slice(lines.indexOf('Members:') + 1).filter((l) => l !== '').sort();
+    };
+    const entries = (ipsetRestore: string): PolicyPlan => ({ ...plan('', ''), ipsetRestore, summary: { changedChains: 0, deletedChains: 0, changedSets: 1, deletedSets: 0, jumpsAdded: 0 } });
+    try {
+      // A new set is a restore (create, fill); the entries that follow go to the kept process.
+      await applier.apply(entries('create PRPOL4-S hash:ip family inet -exist\nadd PRPOL4-S 10.9.0.1\n'));
+      expect(ran).to.deep.equal(['ipset restore']);
+      for (let i = 2; i <= 5; i++) await applier.apply(entries(`add PRPOL4-S 10.9.0.${i} -exist\ndel PRPOL4-S 10.9.0.${i - 1} -exist\n`));
+      expect(ran, 'no process per write').to.have.length(1);
+      expect(await members('PRPOL4-S')).to.deep.equal(['10.9.0.5']);
+      // A refused line fails the apply (the reconciler re-reads); the lines around it are carried out.
+      const refused = await applier.apply(entries('add PRPOL4-S 10.9.0.6 -exist\nadd PRPOL4-MISSING 10.9.0.6 -exist\nadd PRPOL4-S 10.9.0.7 -exist\n')).then(() => undefined, (err: unknown) => err);
+      expect(refused).to.be.instanceOf(PolicyApplyError);
+      expect(String(refused)).to.include('does not exist');
+      expect(await members('PRPOL4-S')).to.deep.equal(['10.9.0.5', '10.9.0.6', '10.9.0.7']);
+      // The kept process ends (killed from outside): the next write starts it again.
+      const session = new IpsetSession(real.argvFor?.(['stdbuf', '-oL', 'ipset', '-']) ?? []);
+      await session.run('del PRPOL4-S 10.9.0.5 -exist\n');
+      process.kill(session.pid() ?? 0, 'SIGKILL');
+      await pollUntil('the session process gone', () => session.pid() === undefined, { timeoutMs: 5_000, intervalMs: 10 });
+      await session.run('del PRPOL4-S 10.9.0.6 -exist\n');
+      session.close();
+      expect(await members('PRPOL4-S')).to.deep.equal(['10.9.0.7']);
+    } finally {
+      applier.close();
+      await execa('ip', ['netns', 'exec', NETNS, 'ipset', 'destroy', 'PRPOL4-S'], { reject: false });
+    }
   });
 
   it('destroys stale sets in one ipset restore; one still referenced stays as a warning and the others go', async () => {

@@ -90,7 +90,7 @@ describe('policy reconciler: stale memory and pods without an IP yet (real iptab
         await execa('ip', ['netns', 'exec', lab.nodeNetns, cmd, '-F']);
         await execa('ip', ['netns', 'exec', lab.nodeNetns, cmd, '-X']);
       }
-      // The next change rewrites the dispatch chain, which jumps to pod chains the reconciler believes are there.
+      // The next change rewrites the dispatch chain, which jumps to namespace chains the reconciler believes are there.
       const denyXY: ClusterState = { ...denyX, policies: [...denyX.policies, policy('y', 'deny-in', { podSelector: {}, policyTypes: ['Ingress'] })] };
       await waitApplied(reconciler, reconciler.setCluster(denyXY));
       expect(errors.filter((e) => e.includes('policy apply failed')), 'no refused apply').to.deep.equal([]);

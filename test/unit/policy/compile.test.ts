@@ -84,9 +84,14 @@ describe('policy compiler', () => {
     // One rule per policy: its two ports are one multiport match.
     expect(policyRules(small)).to.equal(5);
     expect(policyRules(large)).to.equal(5);
-    // The five policies use the same peer: one peer set (plus the local set).
-    expect([...large.sets.keys()].filter((n) => n.startsWith('PRPOL4-P-'))).to.have.length(1);
-    expect(large.sets.get([...large.sets.keys()].find((n) => n.startsWith('PRPOL4-P-'))!)?.members).to.have.length(500);
+    // The five policies use the same peer: one peer set of namespace b's 500 pods. Each policy has a selection set
+    // of its own podSelector's pods (app<i> in namespace a: 100 each).
+    const peerSets = [...large.sets.values()].filter((s) => s.name.startsWith('PRPOL4-P-'));
+    expect(peerSets.map((s) => s.members.length).sort((a, b) => a - b)).to.deep.equal([100, 100, 100, 100, 100, 500]);
+    // One namespace chain per direction with policies, flat in the number of pods: a mark, a jump per policy, the drop.
+    const namespaceChains = (rs: typeof small) => [...rs.chains].filter(([n]) => n.startsWith('PRPOL-NI-'));
+    expect(namespaceChains(large).map(([, r]) => r.length)).to.deep.equal([8]);
+    expect(namespaceChains(small).map(([, r]) => r.length)).to.deep.equal([8]);
   });
 
   it('reads pod addresses in the form ipaddr.js prints them, however the status spells them', () => {

@@ -142,7 +142,7 @@ class ModelKernel {
 
   /**
    * The applier's order: sets, then per family the update with the cleanup in one transaction (or, with `apart`,
-   * the update and then the cleanup: the applier's fallback), then set destruction.
+   * the update and then the cleanup: the applier's fallback), then the isolated sets' releases, then set destruction.
    */
   apply(plan: PolicyPlan, apart = false): void {
     if (plan.ipsetRestore !== '') this.ipsetRestore(plan.ipsetRestore);
@@ -154,6 +154,7 @@ class ModelKernel {
       if (plan.iptablesRestore[f] !== '') this.iptablesRestore(f, plan.iptablesRestore[f]);
       if (plan.iptablesCleanup[f] !== '') this.iptablesRestore(f, plan.iptablesCleanup[f]);
     }
+    for (const f of IP_FAMILIES) if (plan.isolationReleases[f] !== '') this.ipsetRestore(plan.isolationReleases[f]);
     for (const s of plan.destroySets) this.destroy(s);
   }
 
@@ -236,7 +237,7 @@ describe('policy plan ordering against a model kernel', () => {
     const wiped = new ModelKernel();
     wiped.sets = kernel.sets;
     const memory = observedAfter(first);
-    // Make the dispatch chain change while the pod chains stay: only a memory-based plan leaves them undeclared.
+    // Make the dispatch chain change while the chains it jumps to stay: only a memory-based plan leaves them undeclared.
     memory.v4.chains.set('PRPOL-FORWARD', ['']);
     expect(() => wiped.apply(planPolicyChanges(first, memory))).to.throw(ModelRefusal, /does not exist/);
   });

@@ -47,25 +47,30 @@ describe('policy planner', () => {
     expect(plan.destroySets).to.deep.equal([]);
   });
 
-  it('a label change rewrites only the chains and sets it affects, sets by swap', () => {
+  it('a label change changes set members only: no iptables write, not even when it changes which policies select a pod', () => {
     const world = e2eWorld();
+    const relabel = (w: World, name: string, labels: Record<string, string>): World => ({
+      ...w,
+      pods: w.pods.map((p) => (p.metadata?.namespace === 'x' && p.metadata.name === name ? { ...p, metadata: { ...p.metadata, labels } } : p)),
+    });
     const before = compileFor(world, [denyX, fromY]);
-    // y/b leaves namespace-y's peer set? No: move x/b out of the deny policy's reach is impossible (podSelector {}),
-    // so relabel x/a: it stops being selected by from-y.
-    const relabelled: World = {
-      ...world,
-      pods: world.pods.map((p) =>
-        p.metadata?.namespace === 'x' && p.metadata.name === 'a' ? { ...p, metadata: { ...p.metadata, labels: { pod: 'other' } } } : p,
-      ),
-    };
-    const after = compileFor(relabelled, [denyX, fromY]);
+    // x/a stops being selected by from-y (deny-in still isolates it): from-y's selection set loses it.
+    const after = compileFor(relabel(world, 'a', { pod: 'other' }), [denyX, fromY]);
     const plan = planPolicyChanges(after, observedAfter(before));
-    const changed = chainsDeclared(plan.iptablesRestore.ipv4);
-    expect(changed).to.have.length(1);
-    expect(changed[0]).to.match(/^PRPOL-I-/);
-    expect(plan.iptablesRestore.ipv6).to.not.equal('');
-    // from-y's rule chain is no longer used by any local pod: removed after the main transaction.
-    expect(plan.iptablesCleanup.ipv4).to.match(/-X PRPOL-R-/);
+    expect(plan.iptablesRestore).to.deep.equal({ ipv4: '', ipv6: '' });
+    expect(plan.iptablesCleanup).to.deep.equal({ ipv4: '', ipv6: '' });
+    expect(plan.ipsetRestore).to.match(/^del PRPOL4-P-\S+ \S+ -exist$/m);
+    expect(plan.ipsetRestore).to.not.include('ISOLATED');
+    // Only from-y isolates: x/b becomes selected (isolated), x/a stops being (no longer isolated).
+    const onlyFromY = compileFor(world, [fromY]);
+    const flip = planPolicyChanges(compileFor(relabel(relabel(world, 'b', { pod: 'a' }), 'a', { pod: 'other' }), [fromY]), observedAfter(onlyFromY));
+    expect(flip.iptablesRestore).to.deep.equal({ ipv4: '', ipv6: '' });
+    // x/b joins the isolated sets with the other sets; x/a leaves them only once its family's rules are in (a
+    // family whose restore is refused keeps isolating it, as its previous rules said).
+    expect(flip.ipsetRestore).to.match(/^add PRPOL4-ISOLATED-I \S+ -exist$/m);
+    expect(flip.ipsetRestore).to.not.match(/^del PRPOL.-ISOLATED/m);
+    expect(flip.isolationReleases.ipv4).to.match(/^del PRPOL4-ISOLATED-I \S+ -exist\n$/);
+    expect(flip.isolationReleases.ipv6).to.match(/^del PRPOL6-ISOLATED-I \S+ -exist\n$/);
   });
 
   it('a new pod IP in a peer set changes just that entry in each set that holds it', () => {
@@ -108,7 +113,7 @@ describe('policy planner', () => {
     const none = compileFor(e2eWorld(), []);
     const plan = planPolicyChanges(none, observedAfter(desired));
     expect(plan.iptablesCleanup.ipv4).to.match(/^\*filter\n/);
-    expect(plan.iptablesCleanup.ipv4).to.match(/-X PRPOL-I-/);
+    expect(plan.iptablesCleanup.ipv4).to.match(/-X PRPOL-NI-/);
     expect(plan.iptablesCleanup.ipv4).to.not.include(CHAINS.forward);
     expect(plan.destroySets.some((s) => s.startsWith('PRPOL4-P-'))).to.equal(true);
     expect(plan.destroySets).to.not.include('PRPOL4-LOCAL');

@@ -19,13 +19,15 @@ import {
   namedPortEntries,
   namespaceLabelsOf,
   peerIncludes,
-  podChainNames,
-  podChainRules,
+  isolatedSetName,
+  namespaceChainName,
+  namespaceChainRules,
   podIp,
   podKey,
   policySelects,
   preparePolicy,
   ruleChainTables,
+  selectionSetDef,
   validateBridge,
   validateMark,
   validateNode,
@@ -81,8 +83,11 @@ function compileFamily(family: IpFamily, input: CompileInput, policies: Prepared
   const buckets: Record<Direction, Map<number, Rule[]>> = { ingress: new Map(), egress: new Map() };
   const pending: Record<Direction, boolean> = { ingress: false, egress: false };
   const dispatched = new Set<string>();
-  for (const { key, ip, namespace, labels } of localPods) {
-    const selecting = (byNamespace.get(namespace) ?? []).filter((p) => policySelects(p, namespace, labels));
+  const isolated: Record<Direction, string[]> = { ingress: [], egress: [] };
+  const usedNamespaces: Record<Direction, Set<string>> = { ingress: new Set(), egress: new Set() };
+  for (const { ip, namespace, labels } of localPods) {
+    const policiesOfNamespace = byNamespace.get(namespace) ?? [];
+    const selecting = policiesOfNamespace.filter((p) => policySelects(p, namespace, labels));
     if (ip === undefined) {
       for (const dir of DIRECTIONS) if (selecting.some((p) => p[dir])) pending[dir] = true;
       continue;
@@ -92,13 +97,20 @@ function compileFamily(family: IpFamily, input: CompileInput, policies: Prepared
     dispatched.add(ip);
     localMembers.push(`${ip}/${addressBits(family)}`);
     for (const dir of DIRECTIONS) {
-      const isolating = selecting.filter((p) => p[dir]);
-      if (isolating.length === 0) continue;
-      const chain = podChainNames(key)[dir];
-      chains.set(chain, podChainRules(isolating.map((p) => ruleChain(p, dir)), mark));
+      if (!policiesOfNamespace.some((p) => p[dir])) continue;
+      usedNamespaces[dir].add(namespace);
+      if (selecting.some((p) => p[dir])) isolated[dir].push(ip);
       const bucket = dispatchBucket(ip, family);
-      buckets[dir].set(bucket, [...(buckets[dir].get(bucket) ?? []), dispatchRule(dir, ip, family, chain)]);
+      buckets[dir].set(bucket, [...(buckets[dir].get(bucket) ?? []), dispatchRule(dir, ip, family, namespaceChainName(namespace, dir))]);
     }
+  }
+  for (const dir of DIRECTIONS) {
+    for (const namespace of usedNamespaces[dir]) {
+      const called = (byNamespace.get(namespace) ?? []).filter((p) => p[dir]).map((p) => ({ ruleChain: ruleChain(p, dir), selection: selectionSetDef(p, family) }));
+      for (const c of called) if (c.ruleChain.rules !== null) addSetDef(c.selection);
+      chains.set(namespaceChainName(namespace, dir), namespaceChainRules(called, dir, mark));
+    }
+    sets.set(isolatedSetName(family, dir), makeSetSpec(isolatedSetName(family, dir), 'hash:ip', family, isolated[dir]));
   }
   sets.set(localSetName(family), makeSetSpec(localSetName(family), 'hash:net', family, localMembers));
   sets.set(knownSetName(family), makeSetSpec(knownSetName(family), 'hash:ip', family, knownMembers));
