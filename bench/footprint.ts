@@ -140,8 +140,9 @@ export async function runFootprint(o: FootprintOptions): Promise<FootprintResult
     const nodeOptions = daemonSetNodeOptions();
     o.log(`footprint: agent runs with the DaemonSet's Node.js flags: ${nodeOptions.join(' ') || '(none)'}`);
     const startedAt = performance.now();
+    // Metrics on, as the DaemonSet's config has them (its process metrics keep a timer of their own).
     const host = await startAgentHost(
-      { netns, nodeName: self, dir: o.workDir, api, cluster: { asn: 64512, podRanges: [POD_RANGE] }, mesh: 'same-asn', nodeArgs: [...nodeOptions, ...(o.agentNodeArgs ?? [])] },
+      { netns, nodeName: self, dir: o.workDir, api, cluster: { asn: 64512, podRanges: [POD_RANGE] }, mesh: 'same-asn', nodeArgs: [...nodeOptions, ...(o.agentNodeArgs ?? [])], metrics: true },
       cleanup,
     );
     await pollUntil('agent reports its node ready (NetworkUnavailable=False)', 300_000, 200, () => {
