@@ -90,8 +90,13 @@ define run_lab_tests
 	[ $$lane1_status -eq 0 ] && [ $$lane2_status -eq 0 ] && [ $$alone_status -eq 0 ]
 endef
 
+# `make labtest LAB_TESTS=<glob>` runs just those files, one after another.
 labtest: build
+ifdef LAB_TESTS
+	npx mocha --timeout 300000 $(LAB_TESTS)
+else
 	$(run_lab_tests)
+endif
 
 # The build is the typecheck: tsc exits non-zero on any type error (the typecheck target is the same without output).
 # Lint runs beside the build and the unit tests (one core each); then the lab tests.
