@@ -66,7 +66,8 @@ describe('BFD sessions over UDP (loopback)', function () {
     expect(ours.status()[0]).to.include({ peer: '127.0.0.2', heldDown: false, remoteDiscriminator: 0xbeef });
     const silentAt = performance.now();
     peer.silent = true;
-    await pollUntil('held down', () => (ours.status()[0]?.heldDown ? true : undefined), { timeoutMs: 2_000, intervalMs: 5 });
+    // The peer says Down in its next packet, sent at the 1 s rate of a session not Up (RFC 5880 6.8.3): up to ~1.2 s.
+    await pollUntil('held down', () => (ours.status()[0]?.heldDown ? true : undefined), { timeoutMs: 5_000, intervalMs: 5 });
     // 3 x 50 ms after the peer's last packet (a jittered interval at most before it fell silent), plus timer slack.
     expect(performance.now() - silentAt).to.be.below(400);
     expect(changes.at(-1)).to.include({ state: 'Down', diag: 1, heldDown: true });
@@ -105,7 +106,8 @@ describe('BFD sessions over UDP (loopback)', function () {
     await ours.setPeers([{ peer: '127.0.0.2', timers: FAST }]);
     await pollUntil('session Up', () => (ours.status()[0]?.state === 'Up' ? true : undefined), { timeoutMs: 8_000, intervalMs: 20 });
     peer.deaf = true;
-    await pollUntil('held down', () => (ours.status()[0]?.heldDown ? true : undefined), { timeoutMs: 2_000, intervalMs: 5 });
+    // The peer says Down in its next packet, sent at the 1 s rate of a session not Up (RFC 5880 6.8.3): up to ~1.2 s.
+    await pollUntil('held down', () => (ours.status()[0]?.heldDown ? true : undefined), { timeoutMs: 5_000, intervalMs: 5 });
     expect(ours.status()[0]).to.include({ state: 'Down', diag: 3, remoteDiag: 1 });
   });
 
