@@ -101,8 +101,8 @@ async function matrix(lab: PolicyLab, clusters: ClusterState | Record<IpFamily, 
   const suspects = jobs.flatMap((job, i) => (!job.expected && job.protocol === 'udp' && results[i]?.ok === true ? [i] : []));
   const twice = await probeMany([...suspects, ...suspects].map((i) => jobs[i]!), 16);
   suspects.forEach((jobIndex, i) => {
-    const denied = twice.filter((r, k) => k % suspects.length === i && r.ok !== true);
-    if (denied.length === 2) results[jobIndex] = denied[0]!;
+    const [first, second] = [twice[i]!, twice[i + suspects.length]!];
+    if (first.ok !== true && second.ok !== true) results[jobIndex] = first;
   });
   const mismatches: Mismatch[] = [];
   jobs.forEach((job, i) => {
