@@ -1,14 +1,18 @@
 // The thread that starts localRunner()'s commands. Starting a process is synchronous: libuv forks, then waits until
 // the child has exec'd. In the agent that took 8-10 ms per command at ~190 MiB, and tens of milliseconds while
 // the cores were busy, all of it holding the event loop (an apply starts four or five). Here only this thread
-// waits; the agent's loop only posts a message. Everything else is as localRunner() always ran commands: execa,
-// the same options, large inputs through an unlinked file, stdin held open until released.
+// waits; the agent's loop only posts a message. Large inputs go through an unlinked file; stdin may be held open
+// until released.
+//
+// node:child_process rather than execa: loading execa 9 took this thread ~200 ms of CPU and 5 MiB, at every agent
+// start, on the way to the first command (the pod MTU read the first BGP plan waits for), for the few options used
+// here (docs/benchmarks.md, node join).
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parentPort } from 'node:worker_threads';
-import { execa } from 'execa';
 
 /** A command to start; `id` names it in every later message. */
 export interface CommandRequest {
@@ -34,11 +38,14 @@ export type CommandReply =
   /** exitCode: only when the process ended by itself (not when it could not start or was aborted). */
   | { kind: 'failed'; id: number; exitCode?: number; stdout: string; stderr: string; message: string; errorCode?: string };
 
-/** The most a command may print (execa's default is 100 MB). */
+/** The most a command may print: `ip -j route` of a full table runs to tens of MB. */
 const MAX_OUTPUT_BYTES = 1024 * 1024 * 1024;
 
 /** What a pipe takes before its reader reads (Linux's default): a larger input goes through a file. */
 const PIPE_BUFFER_BYTES = 65_536;
+
+/** An aborted process that has not ended on SIGTERM gets SIGKILL after this long. */
+const FORCE_KILL_AFTER_MS = 5_000;
 
 /** A temporary file holding `text`, open for reading and already removed from its directory. */
 function unlinkedFile(text: string): number {
@@ -52,75 +59,116 @@ function unlinkedFile(text: string): number {
   }
 }
 
-function start(request: CommandRequest, reply: (r: CommandReply) => void, running: Map<number, { abort: AbortController; release: () => void }>): void {
+function start(request: CommandRequest, reply: (r: CommandReply) => void, running: Map<number, { abort: () => void; release: () => void }>): void {
   const { id, argv, input } = request;
-  const abort = new AbortController();
-  if (request.aborted) abort.abort();
-  let release = (): void => undefined;
-  const released = new Promise<void>((resolve) => (release = resolve));
-  running.set(id, { abort, release });
-  const failed = (err: unknown): void => {
-    const { exitCode, stdout, stderr, isCanceled, code } = err as { exitCode?: unknown; stdout?: unknown; stderr?: unknown; isCanceled?: unknown; code?: unknown };
-    reply({
-      kind: 'failed',
-      id,
-      // A process killed on abort may still report a code: it did not end by itself.
-      ...(typeof exitCode === 'number' && isCanceled !== true ? { exitCode } : {}),
-      stdout: typeof stdout === 'string' ? stdout : '',
-      stderr: typeof stderr === 'string' ? stderr : '',
-      message: err instanceof Error ? err.message : String(err),
-      ...(typeof code === 'string' ? { errorCode: code } : {}),
-    });
-  };
   const [file = '', ...args] = argv;
-  // Each stderr line as it comes (execa keeps buffering it for the result).
-  const watch = function* (line: unknown): Generator<unknown> {
-    reply({ kind: 'stderr', id, line: String(line) });
-    yield line;
-  };
+  if (request.aborted) {
+    reply({ kind: 'failed', id, stdout: '', stderr: '', message: `${file}: aborted before it started` });
+    return;
+  }
   // An input larger than a pipe takes goes in through an unlinked temporary file, so the process reads all of it
   // at its own pace. An input held open needs the pipe.
   let stdinFile: number | undefined;
+  let child: ChildProcess;
   try {
     stdinFile = !request.holdStdin && input.length > PIPE_BUFFER_BYTES ? unlinkedFile(input) : undefined;
-    const subprocess = execa(file, args, {
-      // execa hands a descriptor number to spawn() as it is; its types only list 3-9.
-      ...(stdinFile !== undefined ? { stdin: stdinFile as 3 } : request.holdStdin ? {} : { input }),
-      cancelSignal: abort.signal,
-      ...(request.watchStderr ? { stderr: watch } : {}),
-      stripFinalNewline: false,
-      env: { LC_ALL: 'C' },
-      // Outputs are read whole: `ip -j route` of a full table runs to tens of MB.
-      maxBuffer: MAX_OUTPUT_BYTES,
-      // A digest is taken of the bytes: no string is made of them.
-      ...(request.digest ? { encoding: 'buffer' as const } : {}),
-    });
-    if (request.holdStdin) {
-      // A process that ends early (a refused input) closes its end: the write's EPIPE is not the error to report.
-      subprocess.stdin.on('error', () => undefined);
-      subprocess.stdin.write(input);
-      void released.then(() => subprocess.stdin.end());
-    }
-    subprocess.then(
-      (result) => reply({ kind: 'done', id, stdout: request.digest ? createHash('sha1').update(result.stdout).digest('hex') : String(result.stdout) }),
-      (err: unknown) => failed(err),
-    ).finally(() => running.delete(id));
+    child = spawn(file, args, { stdio: [stdinFile ?? 'pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
   } catch (err) {
-    running.delete(id);
-    failed(err);
+    reply({ kind: 'failed', id, stdout: '', stderr: '', message: err instanceof Error ? err.message : String(err), ...errorCodeOf(err) });
+    return;
   } finally {
-    // The child has its own descriptor once spawned (execa spawns before returning).
+    // The child has its own descriptor once spawned.
     if (stdinFile !== undefined) closeSync(stdinFile);
   }
+
+  const stdout = request.digest ? undefined : new OutputBuffer();
+  const digest = request.digest ? createHash('sha1') : undefined;
+  let stdoutBytes = 0;
+  let stderr = '';
+  let pendingLine = '';
+  let spawnError: Error | undefined;
+  let ended: string | undefined; // why the process was ended from here: aborted, or too much output
+  let killTimer: NodeJS.Timeout | undefined;
+  const end = (why: string): void => {
+    if (ended !== undefined || child.exitCode !== null || child.signalCode !== null) return;
+    ended = why;
+    child.kill('SIGTERM');
+    // A process that ignores SIGTERM is not left behind.
+    killTimer = setTimeout(() => child.kill('SIGKILL'), FORCE_KILL_AFTER_MS);
+  };
+  running.set(id, { abort: () => end('aborted'), release: () => child.stdin?.end() });
+
+  child.stdout?.on('data', (chunk: Buffer) => {
+    stdoutBytes += chunk.length;
+    if (stdoutBytes > MAX_OUTPUT_BYTES) return end(`printed more than ${MAX_OUTPUT_BYTES} bytes`);
+    if (digest !== undefined) digest.update(chunk);
+    else stdout?.push(chunk);
+  });
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (chunk: string) => {
+    stderr += chunk;
+    if (!request.watchStderr) return;
+    // Each stderr line as it comes: the caller may settle on one while the process still runs.
+    const lines = (pendingLine + chunk).split('\n');
+    pendingLine = lines.pop() ?? '';
+    for (const line of lines) reply({ kind: 'stderr', id, line });
+  });
+  if (child.stdin !== null) {
+    // A process that ends early (a refused input) closes its end: the write's EPIPE is not the error to report.
+    child.stdin.on('error', () => undefined);
+    if (request.holdStdin) child.stdin.write(input);
+    else child.stdin.end(input);
+  }
+  child.on('error', (err) => {
+    // Could not start (ENOENT, EACCES): 'close' follows.
+    spawnError = err;
+  });
+  child.on('close', (exitCode: number | null, signal: NodeJS.Signals | null) => {
+    clearTimeout(killTimer);
+    running.delete(id);
+    if (request.watchStderr && pendingLine !== '') reply({ kind: 'stderr', id, line: pendingLine });
+    const out = stdout?.text() ?? '';
+    if (spawnError === undefined && ended === undefined && exitCode === 0) {
+      reply({ kind: 'done', id, stdout: digest !== undefined ? digest.digest('hex') : out });
+      return;
+    }
+    const message = spawnError?.message ?? (ended !== undefined ? `${file}: ${ended}` : signal !== null ? `${file}: killed by ${signal}` : `${file}: exit code ${exitCode}`);
+    reply({
+      kind: 'failed',
+      id,
+      // Only a process that ended by itself has an exit code (an aborted one may still report one).
+      ...(spawnError === undefined && ended === undefined && exitCode !== null ? { exitCode } : {}),
+      stdout: out,
+      stderr,
+      message,
+      ...errorCodeOf(spawnError),
+    });
+  });
+}
+
+/** stdout as it came, decoded once at the end (a multi-byte character may span chunks). */
+class OutputBuffer {
+  private readonly chunks: Buffer[] = [];
+  push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+  }
+  text(): string {
+    return Buffer.concat(this.chunks).toString('utf8');
+  }
+}
+
+function errorCodeOf(err: unknown): { errorCode?: string } {
+  const code = (err as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' ? { errorCode: code } : {};
 }
 
 const port = parentPort;
 if (port !== null) {
-  const running = new Map<number, { abort: AbortController; release: () => void }>();
+  const running = new Map<number, { abort: () => void; release: () => void }>();
   const reply = (r: CommandReply): void => port.postMessage(r);
   port.on('message', (m: CommandRequest | CommandControl) => {
     if (m.kind === 'run') start(m, reply, running);
     else if (m.kind === 'release') running.get(m.id)?.release();
-    else running.get(m.id)?.abort.abort();
+    else running.get(m.id)?.abort();
   });
 }

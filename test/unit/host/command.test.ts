@@ -58,6 +58,19 @@ describe('host command runner', () => {
     expect(refused).to.include({ exitCode: undefined, stderr: 'bad line\n' });
   });
 
+  it('decodes stdout whole (a character split across reads) and hands stderr on in whole lines', async () => {
+    // 65,535 bytes, then a two-byte character: the pipe's 64 KiB reads split it.
+    const text = await runner.run(['sh', '-c', 'head -c 65535 /dev/zero | tr "\\0" "x"; printf "\\303\\251"']);
+    expect(text.length).to.equal(65_536);
+    expect(text.endsWith('xé')).to.equal(true);
+    const seen: string[] = [];
+    const settled = await runner.run(['sh', '-c', 'printf "rea" >&2; sleep 0.1; printf "dy\\nnext" >&2; sleep 0.1; echo " line" >&2'], {
+      settle: (stderr) => (seen.push(stderr), stderr.includes('next line') ? true : undefined),
+    });
+    expect(settled).to.equal('');
+    expect(seen).to.deep.equal(['ready\n', 'ready\nnext line\n']);
+  });
+
   it('passes an input larger than a pipe whole (through an unlinked file)', async () => {
     const input = 'a'.repeat(300_000);
     expect((await runner.run(['wc', '-c'], { input })).trim()).to.equal('300000');
