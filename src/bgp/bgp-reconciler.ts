@@ -10,6 +10,7 @@
 //   gobgpd itself plus the uuids AddPath returned.
 // - It runs the learned table (learned-table.ts) beside its loop, on the same gobgpd: the table's watch starts
 //   once BGP runs and starts over when gobgpd comes back or BGP is started anew.
+import { getMaxListeners, setMaxListeners } from 'node:events';
 import type { Logger } from '../observe/log.js';
 import { GobgpError } from './gobgp-codec.js';
 import type { GobgpRouter } from './gobgp-router.js';
@@ -226,13 +227,17 @@ export class BgpReconciler {
   /** One pass: observe, plan, apply. Exposed for tests and the CLI; the loop is the normal caller. */
   async syncOnce(desired: BgpDesiredState, signal?: AbortSignal): Promise<BgpChange[]> {
     const opts = { signal };
+    // Each call in flight listens on the signal: a stage's calls at once are not a leak (Node warns past 10).
+    if (signal !== undefined && getMaxListeners(signal) < MAX_LISTENERS_IN_A_STAGE) setMaxListeners(MAX_LISTENERS_IN_A_STAGE, signal);
     const observed = await this.observe(signal);
     const changes = planBgp(desired, observed);
     const applied = changes.filter((c) => c.kind !== 'defer-peer');
     if (applied.length > 0) this.logger?.info('BGP changes', { changes: applied.map(describeChange) });
-    for (const change of applied) {
-      await this.apply(change, opts);
-      this.counts.appliedChanges++;
+    for (const stage of applyStages(applied)) {
+      await eachWithin(stage, MAX_CALLS_IN_FLIGHT, async (change) => {
+        await this.apply(change, opts);
+        this.counts.appliedChanges++;
+      });
     }
     const deferred = changes.filter((c) => c.kind === 'defer-peer');
     if (deferred.length > 0) {
@@ -376,15 +381,16 @@ export class BgpReconciler {
     const createdSets: PolicyBundle['sets'] = [];
     let createdPolicy = false;
     try {
-      const existing = new Set(
-        [...(await c.listDefinedSets('prefix', opts)), ...(await c.listDefinedSets('neighbor', opts))].map((s) => `${s.kind}/${s.name}`),
-      );
-      for (const set of bundle.sets) {
-        if (existing.has(`${set.kind}/${set.name}`)) continue; // from an earlier, interrupted pass
+      // What an earlier, interrupted pass left is read again here, not taken from the plan's observation: a stop-bgp
+      // earlier in this pass may have changed it, and AddPolicy appends to an existing policy.
+      const [prefixSets, neighborSets, policies] = await Promise.all([c.listDefinedSets('prefix', opts), c.listDefinedSets('neighbor', opts), c.listPolicies(opts)]);
+      const existing = new Set([...prefixSets, ...neighborSets].map((s) => `${s.kind}/${s.name}`));
+      // A bundle's sets are independent of each other: asked for at once (one wait for gobgpd, not one per set).
+      await eachWithin(bundle.sets.filter((set) => !existing.has(`${set.kind}/${set.name}`)), MAX_CALLS_IN_FLIGHT, async (set) => {
         await c.addDefinedSet(set, opts);
         createdSets.push(set);
-      }
-      if (!(await c.listPolicies(opts)).some((p) => p.name === bundle.policy.name)) {
+      });
+      if (!policies.some((p) => p.name === bundle.policy.name)) {
         await c.addPolicy(bundle.policy, opts);
         createdPolicy = true;
       }
@@ -396,6 +402,51 @@ export class BgpReconciler {
       throw err;
     }
   }
+}
+
+/**
+ * The plan's changes in stages to apply one after the other. A run of paths or peers to add or delete, or of policy
+ * bundles to install (the import and the export bundle: each of its own names, each undone alone when it fails), is
+ * one stage, its calls made at once: a fresh gobgpd's first plan is some thirty calls, and made one by one on an
+ * agent still starting, each waited for the event loop (0.3 s in all, measured on a lab node's start). Every other
+ * change is a stage of its own, in the plan's order.
+ */
+export function applyStages(changes: readonly BgpChange[]): BgpChange[][] {
+  const stages: BgpChange[][] = [];
+  for (const change of changes) {
+    const last = stages.at(-1);
+    if (last !== undefined && CONCURRENT_KINDS.has(change.kind) && last[0]?.kind === change.kind) last.push(change);
+    else stages.push([change]);
+  }
+  return stages;
+}
+
+const CONCURRENT_KINDS: ReadonlySet<BgpChange['kind']> = new Set(['delete-peer', 'delete-path', 'install-policy', 'add-path', 'add-peer']);
+
+/** gobgpd calls of one stage in flight at a time: a thousand Service paths are not a thousand calls at once. */
+const MAX_CALLS_IN_FLIGHT = 16;
+/** The abort listeners a pass's signal may hold: the two bundles' calls in flight, and the pass's own. */
+const MAX_LISTENERS_IN_A_STAGE = 2 * MAX_CALLS_IN_FLIGHT + 10;
+
+/**
+ * Runs `fn` over the items, at most `limit` at a time, until all have ended; then throws the first failure (the
+ * others have been tried: the next pass re-reads gobgpd and plans what is left).
+ */
+async function eachWithin<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const failures: unknown[] = [];
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      try {
+        await fn(item);
+      } catch (err) {
+        failures.push(err);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, () => worker()));
+  if (failures.length > 0) throw failures[0];
 }
 
 async function ignoreNotFound(p: Promise<void>): Promise<void> {

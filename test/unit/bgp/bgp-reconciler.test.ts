@@ -1,7 +1,8 @@
 // The BGP reconciler's applier against the in-memory gobgpd (fake-router.ts): undo of a half-installed policy
 // bundle, re-applying after gobgpd came back empty, and the learned table's stale paths across a watch restart.
 import { expect } from 'chai';
-import { BgpReconciler, type BgpDesiredState } from '../../../src/bgp/bgp-reconciler.js';
+import { applyStages, BgpReconciler, type BgpDesiredState } from '../../../src/bgp/bgp-reconciler.js';
+import type { BgpChange } from '../../../src/bgp/bgp-planner.js';
 import type { LearnedPath } from '../../../src/bgp/types.js';
 import { pollUntil } from '../../poll.js';
 import { FakeGobgpRouter } from './fake-router.js';
@@ -33,6 +34,11 @@ function desiredState(over: Partial<BgpDesiredState> = {}): BgpDesiredState {
   };
 }
 
+/** The names of the objects that start with `prefix`, sorted. */
+function namesOf(objects: Iterable<{ name: string }>, prefix: string): string[] {
+  return [...objects].map((o) => o.name).filter((n) => n.startsWith(prefix)).sort();
+}
+
 const learned = (prefix: string, neighborIp: string, nextHop = neighborIp): LearnedPath => ({ prefix, family: 'ipv4', nextHop, neighborIp, asPath: [], isWithdraw: false });
 
 describe('BgpReconciler against an in-memory gobgpd', function () {
@@ -51,6 +57,49 @@ describe('BgpReconciler against an in-memory gobgpd', function () {
     expect(fake.mutations.length).to.equal(mutations);
   });
 
+  it('applies runs of paths or peers as one stage of calls at once; a failure in a stage stops the pass after it', async () => {
+    const fake = new FakeGobgpRouter();
+    const reconciler = new BgpReconciler({ client: fake });
+    fake.failNext('addPath', new Error('path refused'));
+    await reconciler.syncOnce(desiredState()).then(
+      () => expect.fail('the pass should fail'),
+      (err: Error) => expect(err.message).to.equal('path refused'),
+    );
+    // The other path of the stage was still added; the peers (the next stage) were not.
+    expect([...fake.paths.values()].map((p) => p.prefix)).to.deep.equal(['fd00:244:0:1::/64']);
+    expect(fake.peers.size).to.equal(0);
+    await reconciler.syncOnce(desiredState());
+    expect([...fake.paths.values()].map((p) => p.prefix).sort()).to.deep.equal(['10.244.1.0/24', 'fd00:244:0:1::/64']);
+    expect(fake.peers.size).to.equal(2);
+    expect(await reconciler.syncOnce(desiredState())).to.deep.equal([]);
+  });
+
+  it('stages: consecutive path or peer additions and deletions together, everything else alone and in order', () => {
+    const path = (prefix: string): BgpChange => ({ kind: 'add-path', path: { prefix, nextHop: '192.168.1.11' }, family: 'ipv4' });
+    const peer = (address: string): BgpChange => ({ kind: 'add-peer', spec: { address, asn: 64512 } });
+    const plan: BgpChange[] = [
+      { kind: 'start-bgp', global: desiredState().global },
+      { kind: 'delete-peer', address: N1 },
+      { kind: 'delete-peer', address: N2 },
+      { kind: 'soft-reset-in' },
+      { kind: 'soft-reset-out' },
+      path('10.244.1.0/24'),
+      path('10.244.9.0/24'),
+      peer(N1),
+      peer(N2),
+      { kind: 'enable-peer', address: N1 },
+    ];
+    expect(applyStages(plan).map((stage) => stage.map((c) => c.kind))).to.deep.equal([
+      ['start-bgp'],
+      ['delete-peer', 'delete-peer'],
+      ['soft-reset-in'],
+      ['soft-reset-out'],
+      ['add-path', 'add-path'],
+      ['add-peer', 'add-peer'],
+      ['enable-peer'],
+    ]);
+  });
+
   it('undoes a policy bundle whose assignment failed: the sets and policy that call created go again', async () => {
     const fake = new FakeGobgpRouter();
     const reconciler = new BgpReconciler({ client: fake });
@@ -60,8 +109,11 @@ describe('BgpReconciler against an in-memory gobgpd', function () {
       (err: Error) => expect(err.message).to.equal('assignment refused'),
     );
     expect(fake.global.asn).to.equal(64512); // started before the bundle: not part of it
-    expect(fake.definedSets.size).to.equal(0);
-    expect(fake.policies.size).to.equal(0);
+    // The import bundle's assignment failed (the first made); the export bundle, installed beside it, is whole.
+    expect(namesOf(fake.definedSets.values(), 'podroute-import-')).to.deep.equal([]);
+    expect(namesOf(fake.policies.values(), 'podroute-import-')).to.deep.equal([]);
+    expect(namesOf(fake.policies.values(), 'podroute-export-')).to.have.length(1);
+    expect(fake.assignments.export.policies).to.deep.equal(namesOf(fake.policies.values(), 'podroute-export-'));
     expect(fake.mutations.filter((m) => m.startsWith('deletePolicy')).length).to.equal(1);
     // The next pass installs everything, and then there is nothing left to do.
     await reconciler.syncOnce(desiredState());
@@ -75,14 +127,14 @@ describe('BgpReconciler against an in-memory gobgpd', function () {
     // A first pass that dies at the policy: its sets are undone, so make one survive as an interrupted pass would.
     fake.failNext('addPolicy', new Error('policy refused'));
     await reconciler.syncOnce(desiredState()).catch(() => undefined);
-    expect(fake.definedSets.size).to.equal(0);
-    const setsOfOneBundle = fake.mutations.filter((m) => m.startsWith('addDefinedSet')).map((m) => m.split(' ')[1] as string);
+    expect(namesOf(fake.definedSets.values(), 'podroute-import-')).to.deep.equal([]);
+    const setsOfOneBundle = fake.mutations.filter((m) => m.startsWith('addDefinedSet podroute-import-')).map((m) => m.split(' ')[1] as string);
     expect(setsOfOneBundle.length).to.be.greaterThan(0);
     await fake.addDefinedSet({ kind: 'prefix', name: setsOfOneBundle[0] as string, prefixes: [{ prefix: '10.244.2.0/24', minLength: 24, maxLength: 24 }] });
     fake.failNext('setGlobalPolicy', new Error('assignment refused'));
     await reconciler.syncOnce(desiredState()).catch(() => undefined);
-    expect([...fake.definedSets.values()].map((s) => s.name)).to.deep.equal([setsOfOneBundle[0]]);
-    expect(fake.policies.size).to.equal(0);
+    expect(namesOf(fake.definedSets.values(), 'podroute-import-')).to.deep.equal([setsOfOneBundle[0]]);
+    expect(namesOf(fake.policies.values(), 'podroute-import-')).to.deep.equal([]);
   });
 
   it('re-applies everything after gobgpd came back empty, and withdraws by the uuids of the new instance', async () => {
