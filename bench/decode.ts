@@ -1,7 +1,7 @@
 // The agent's hot path on route programming: decoding gobgpd 3.10's WatchEvent messages (one path each) with
-// podroute's hand-written decoder, against proto-loader's generic decoding of the same messages.
-import type { MethodDefinition } from '@grpc/proto-loader';
-import { loadGobgpPackage } from '../src/bgp/gobgp-proto.js';
+// podroute's hand-written decoder, against generic decoding of the same messages (protobufjs with the options
+// @grpc/proto-loader uses: what the client's other calls go through, src/bgp/gobgp-proto.ts).
+import { gobgpMethods } from '../src/bgp/gobgp-proto.js';
 import { decodeWatchEvent } from '../src/bgp/gobgp-wire.js';
 import { summarize, type Summary } from './lib/stats.js';
 
@@ -16,7 +16,7 @@ export interface DecodeResult {
 }
 
 function watchEventMessages(n: number): Buffer[] {
-  const m = (loadGobgpPackage()['apipb.GobgpApi'] as unknown as Record<string, MethodDefinition<object, object>>).WatchEvent!;
+  const m = gobgpMethods().WatchEvent!;
   const messages: Buffer[] = [];
   for (let i = 0; i < n; i++) {
     messages.push(
@@ -58,7 +58,7 @@ function passUs(messages: Buffer[], decode: (b: Buffer) => unknown): number {
 
 export function measureDecode(n: number, passes = 5): DecodeResult {
   const messages = watchEventMessages(n);
-  const generic = (loadGobgpPackage()['apipb.GobgpApi'] as unknown as Record<string, MethodDefinition<object, object>>).WatchEvent!;
+  const generic = gobgpMethods().WatchEvent!;
   const hand: number[] = [];
   const gen: number[] = [];
   passUs(messages, decodeWatchEvent); // warm-up of both

@@ -190,7 +190,7 @@ function buildReport(r: BenchResults): { text: string; targets: Target[]; footpr
         ['decoder', 'per route', 'ratio'],
         [
           ['podroute hand-written wire decoder', formatSummary(d.handWrittenUs, us), '1.00x'],
-          ['proto-loader generic decoding', formatSummary(d.genericUs, us), formatRatio(ratio(d.genericUs, d.handWrittenUs))],
+          ['generic decoding (protobufjs, read as proto-loader reads)', formatSummary(d.genericUs, us), formatRatio(ratio(d.genericUs, d.handWrittenUs))],
         ],
       ),
       '',

@@ -1,5 +1,5 @@
 // The gobgpd calls the benchmarks need and podroute's GobgpClient does not offer (AddPathStream, Enable/DisablePeer,
-// GetTable, a peer added administratively down), over a plain proto-loader client of the same protos.
+// GetTable, a peer added administratively down), over a plain grpc-js client of the same protos.
 import * as grpc from '@grpc/grpc-js';
 import { API_FAMILY, originatedPathToApi, peerToApi } from '../../src/bgp/gobgp-codec.js';
 import { loadGobgpPackage } from '../../src/bgp/gobgp-proto.js';

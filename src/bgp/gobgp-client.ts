@@ -4,7 +4,6 @@
 // lost all state). The learned-path streams (WatchEvent, ListPath) are decoded by gobgp-wire.ts, not generically.
 import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
-import type { MethodDefinition } from '@grpc/proto-loader';
 import type { Logger } from '../observe/log.js';
 import {
   API_FAMILY,
@@ -29,7 +28,7 @@ import {
   type NormalizedPeerSpec,
   type PolicySpec,
 } from './gobgp-codec.js';
-import { loadGobgpPackage } from './gobgp-proto.js';
+import { gobgpMethods, type GobgpMethod } from './gobgp-proto.js';
 import type {
   BgpGlobalConfig,
   BgpGlobalState,
@@ -100,14 +99,14 @@ const TABLE_TYPES: Record<TableKind, string> = { global: 'GLOBAL', 'adj-in': 'AD
 /** Most messages pending in a watch before the gRPC stream is paused (back-pressure on gobgpd). */
 const WATCH_HIGH_WATER = 4096;
 
-type Method = MethodDefinition<object, object>;
 
 export class GobgpClient extends EventEmitter implements GobgpRouter {
   readonly target: string;
   private readonly callTimeoutMs: number;
   private readonly backoff: { initial: number; max: number };
   private readonly logger: Logger | undefined;
-  private readonly methods: Record<string, Method>;
+  /** Made at the first call, not in the constructor: the agent's Kubernetes lists are in flight meanwhile. */
+  private methods: Record<string, GobgpMethod> | undefined;
   private client: grpc.Client | undefined;
   private monitoring = false;
   private closed = false;
@@ -121,8 +120,6 @@ export class GobgpClient extends EventEmitter implements GobgpRouter {
     this.callTimeoutMs = options.callTimeoutMs ?? 10_000;
     this.backoff = options.reconnectBackoffMs ?? { initial: 200, max: 2_000 };
     this.logger = options.logger;
-    const pkg = loadGobgpPackage();
-    this.methods = pkg['apipb.GobgpApi'] as unknown as Record<string, Method>;
   }
 
   /** Begins watching the connection: emits 'connected' ({ reconnected }) and 'disconnected'. */
@@ -568,7 +565,8 @@ export class GobgpClient extends EventEmitter implements GobgpRouter {
     }
   }
 
-  private method(name: string): Method {
+  private method(name: string): GobgpMethod {
+    this.methods ??= gobgpMethods();
     const m = this.methods[name];
     if (m === undefined) throw new GobgpError('INVALID', `no gRPC method ${name} in proto/gobgp.proto`);
     return m;

@@ -1,12 +1,11 @@
 // The bare watcher's count (bench/bare-watcher.ts, the floor of the route-programming benchmark) against
 // WatchEvent messages encoded by protobufjs from GoBGP's own protos, and its hand-encoded request.
 import { expect } from 'chai';
-import type { MethodDefinition } from '@grpc/proto-loader';
 import { countPaths, WATCH_REQUEST } from '../../../bench/bare-watcher.js';
-import { loadGobgpPackage } from '../../../src/bgp/gobgp-proto.js';
+import { gobgpMethods } from '../../../src/bgp/gobgp-proto.js';
 import { v4Path } from '../bgp/gobgp-wire.test.js';
 
-const methods = loadGobgpPackage()['apipb.GobgpApi'] as unknown as Record<string, MethodDefinition<object, object>>;
+const methods = gobgpMethods();
 const encodeWatch = (msg: object): Buffer => methods.WatchEvent!.responseSerialize(msg);
 
 describe('bench: the bare watcher', () => {

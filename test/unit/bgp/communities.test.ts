@@ -1,14 +1,13 @@
 // Communities: parsing as operators write them, and the path attributes podroute gives AddPath, decoded back by the
 // hand-written decoder of gobgpd's wire format (the same bytes gobgpd's ListPath answers carry).
 import { expect } from 'chai';
-import type { MethodDefinition } from '@grpc/proto-loader';
 import { parseCommunity, parseCommunityList, WELL_KNOWN_COMMUNITIES } from '../../../src/bgp/communities.js';
 import { GobgpError, normalizePathAttributes, originatedPathToApi } from '../../../src/bgp/gobgp-codec.js';
-import { loadGobgpPackage } from '../../../src/bgp/gobgp-proto.js';
+import { gobgpMethods } from '../../../src/bgp/gobgp-proto.js';
 import { decodeListPathResponse } from '../../../src/bgp/gobgp-wire.js';
 import type { OriginatedPath } from '../../../src/bgp/types.js';
 
-const methods = loadGobgpPackage()['apipb.GobgpApi'] as unknown as Record<string, MethodDefinition<object, object>>;
+const methods = gobgpMethods();
 
 /** AddPath's path, serialized by protobufjs from GoBGP's protos, as ListPath would carry it, and decoded back. */
 function roundTrip(path: OriginatedPath): ReturnType<typeof decodeListPathResponse>[number] | undefined {

@@ -1,11 +1,10 @@
 // The hand-written decoder against messages encoded by protobufjs from GoBGP's own protos.
 import { expect } from 'chai';
-import type { MethodDefinition } from '@grpc/proto-loader';
-import { loadGobgpPackage } from '../../../src/bgp/gobgp-proto.js';
+import { gobgpMethods } from '../../../src/bgp/gobgp-proto.js';
 import { WireDecodeError, decodeListPathResponse, decodeWatchEvent } from '../../../src/bgp/gobgp-wire.js';
 
 const T = 'type.googleapis.com/apipb.';
-const methods = loadGobgpPackage()['apipb.GobgpApi'] as unknown as Record<string, MethodDefinition<object, object>>;
+const methods = gobgpMethods();
 const encodeWatch = (msg: object): Buffer => methods.WatchEvent!.responseSerialize(msg);
 const encodeList = (msg: object): Buffer => methods.ListPath!.responseSerialize(msg);
 
