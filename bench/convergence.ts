@@ -20,7 +20,7 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { findProjectRoot } from '../src/bgp/gobgp-proto.js';
-import { frrFiles, nodeNeighborAddresses, nodeNeighborCommands, vtysh } from '../src/lab/frr.js';
+import { frrFiles, NODE_CONNECT_RETRY_SECONDS, nodeNeighborAddresses, nodeNeighborCommands, vtysh } from '../src/lab/frr.js';
 import { CLI_MAIN, gobgpdArgs } from '../src/lab/daemons.js';
 import { labDown, listLabs } from '../src/lab/down.js';
 import { processAlive } from '../src/lab/processes.js';
@@ -283,6 +283,10 @@ export async function runConvergence(status: LabStatusReport, o: ConvergenceOpti
     // restarts gracefully instead, which defers its gobgpd's updates: that is the restart, not the join).
     for (const family of ['-4', '-6']) await ip([family, '-n', netns, 'route', 'flush', 'proto', '44']);
     const joining = watchers.filter((w) => !kept.includes(w));
+    // The ToR's redial timer started when its neighbors were set just now, a fixed time before the start: every
+    // repetition would meet it at the same phase, and the total would move in whole seconds with start-up. A node
+    // joining a running fabric meets it at any phase: the repetitions start at phases spread over the period.
+    if (key === 'join') await sleep(redialPhaseMs(rep, o.reps));
     t0 = process.hrtime.bigint();
     await startGobgpd();
     spawnInNetns(netns, process.execPath, [CLI_MAIN, 'agent', '--config', agentConfig], agentLog);
@@ -398,7 +402,8 @@ export async function runConvergence(status: LabStatusReport, o: ConvergenceOpti
     mechanisms: {
       join:
         `two-racks: ${target.name}'s ToR (${placed.tors.join(', ')}) has it as a configured neighbor and dials it every 1 s (FRR timers connect 1) ` +
-        'while gobgpd dials the ToR too; same-AS nodes learn the routes over the gobgpd iBGP mesh, whose first connect is gobgpd\'s own back-off',
+        'while gobgpd dials the ToR too; same-AS nodes learn the routes over the gobgpd iBGP mesh, whose first connect is gobgpd\'s own back-off. ' +
+        'The repetitions start the node at phases of the ToR\'s redial period spread evenly over it (a node joining a running fabric meets the timer at any phase)',
       joinPassive: `two-racks: the ToR only listens (bgp listen range): ${target.name}'s gobgpd makes the first connect, after a random 5-10 s in gobgpd 3.10`,
       linkDown:
         'two-racks: carrier loss on the node\'s only uplink, a port of the rack bridge inside the ToR: no interface of the ToR goes down, so it ' +
@@ -535,6 +540,11 @@ async function pidsInNetns(netns: string, marker: string): Promise<number[]> {
         return false;
       }
     });
+}
+
+/** How long after setting the ToR's neighbors repetition `rep` of `reps` starts: evenly spread over one redial period. */
+export function redialPhaseMs(rep: number, reps: number): number {
+  return ((rep + 0.5) / reps) * NODE_CONNECT_RETRY_SECONDS * 1000;
 }
 
 async function listPeerStates(client: RawGobgp): Promise<{ address: string; state: string; advertised: number }[]> {
