@@ -269,7 +269,7 @@ export async function runConvergence(status: LabStatusReport, o: ConvergenceOpti
   };
 
   /** Stops the node (leave), sets how the ToR finds it, starts it again (join); records under `key`. */
-  const leaveAndJoin = async (key: 'join' | 'passive', rep: number): Promise<void> => {
+  const leaveAndJoin = async (key: 'join' | 'passive', rep: number, redialPhase: number): Promise<void> => {
     let t0 = process.hrtime.bigint();
     await stopAll(agentConfig, 'SIGTERM');
     await stopAll(gobgpdMarker, 'SIGTERM');
@@ -283,10 +283,10 @@ export async function runConvergence(status: LabStatusReport, o: ConvergenceOpti
     // restarts gracefully instead, which defers its gobgpd's updates: that is the restart, not the join).
     for (const family of ['-4', '-6']) await ip([family, '-n', netns, 'route', 'flush', 'proto', '44']);
     const joining = watchers.filter((w) => !kept.includes(w));
-    // The ToR's redial timer started when its neighbors were set just now, a fixed time before the start: every
-    // repetition would meet it at the same phase, and the total would move in whole seconds with start-up. A node
-    // joining a running fabric meets it at any phase: the repetitions start at phases spread over the period.
-    if (key === 'join') await sleep(redialPhaseMs(rep, o.reps));
+    // The ToR's redial timer (re)started as the node left or its neighbors were set, a fixed time before the start:
+    // every join would meet it at the same phase, and the total would move in whole seconds with start-up. A node
+    // joining a running fabric meets it at any phase: the joins start at phases spread over the period.
+    await sleep(redialPhase);
     t0 = process.hrtime.bigint();
     await startGobgpd();
     spawnInNetns(netns, process.execPath, [CLI_MAIN, 'agent', '--config', agentConfig], agentLog);
@@ -319,9 +319,13 @@ export async function runConvergence(status: LabStatusReport, o: ConvergenceOpti
 
   for (let rep = 0; rep < o.reps; rep++) {
     // ---- leave and (re)join: the ToR only listening, then the ToR dialing too (the lab's config, left in place) ----
-    for (const key of ['passive', 'join'] as const) {
+    const joins = [
+      { key: 'passive' as const, redialPhase: 0 },
+      ...Array.from({ length: JOINS_PER_REP }, (_, j) => ({ key: 'join' as const, redialPhase: redialPhaseMs(rep * JOINS_PER_REP + j, o.reps * JOINS_PER_REP) })),
+    ];
+    for (const { key, redialPhase } of joins) {
       try {
-        await leaveAndJoin(key, rep);
+        await leaveAndJoin(key, rep, redialPhase);
       } catch (err) {
         failures.push(`rep ${rep + 1} ${key === 'join' ? 'join' : 'join (ToR listening only)'}: ${err instanceof Error ? err.message : String(err)}`);
       }
@@ -403,7 +407,7 @@ export async function runConvergence(status: LabStatusReport, o: ConvergenceOpti
       join:
         `two-racks: ${target.name}'s ToR (${placed.tors.join(', ')}) has it as a configured neighbor and dials it every 1 s (FRR timers connect 1) ` +
         'while gobgpd dials the ToR too; same-AS nodes learn the routes over the gobgpd iBGP mesh, whose first connect is gobgpd\'s own back-off. ' +
-        'The repetitions start the node at phases of the ToR\'s redial period spread evenly over it (a node joining a running fabric meets the timer at any phase)',
+        `Each repetition joins ${JOINS_PER_REP} times, the joins of all repetitions starting at phases of the ToR's redial period spread evenly over it (a node joining a running fabric meets the timer at any phase)`,
       joinPassive: `two-racks: the ToR only listens (bgp listen range): ${target.name}'s gobgpd makes the first connect, after a random 5-10 s in gobgpd 3.10`,
       linkDown:
         'two-racks: carrier loss on the node\'s only uplink, a port of the rack bridge inside the ToR: no interface of the ToR goes down, so it ' +
@@ -542,9 +546,15 @@ async function pidsInNetns(netns: string, marker: string): Promise<number[]> {
     });
 }
 
-/** How long after setting the ToR's neighbors repetition `rep` of `reps` starts: evenly spread over one redial period. */
-export function redialPhaseMs(rep: number, reps: number): number {
-  return ((rep + 0.5) / reps) * NODE_CONNECT_RETRY_SECONDS * 1000;
+/**
+ * Joins to a ToR that dials, per repetition: the ToR's redial phase makes most of a join's spread, so it is sampled
+ * more often than the rest (each join costs a few seconds).
+ */
+const JOINS_PER_REP = 2;
+
+/** How long after setting the ToR's neighbors join `i` of `n` starts: the n joins evenly spread over one redial period. */
+export function redialPhaseMs(i: number, n: number): number {
+  return ((i + 0.5) / n) * NODE_CONNECT_RETRY_SECONDS * 1000;
 }
 
 async function listPeerStates(client: RawGobgp): Promise<{ address: string; state: string; advertised: number }[]> {
