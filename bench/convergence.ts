@@ -223,6 +223,8 @@ export async function runConvergence(status: LabStatusReport, o: ConvergenceOpti
    * stopped: FRR refuses to turn a live dynamic neighbor into a configured one, and deletes a dynamic neighbor as
    * its session goes down, so a refusal is retried for a moment.
    */
+  /** Whether the ToRs have the node as a configured neighbor now: the lab's config does. */
+  let torDials = true;
   const setTorDials = async (dials: boolean): Promise<void> => {
     for (const tor of placed.tors) {
       const asn = status.routers.find((r) => r.name === tor)?.asn;
@@ -245,6 +247,7 @@ export async function runConvergence(status: LabStatusReport, o: ConvergenceOpti
       }
       if (lastError !== undefined) throw new BenchError('BENCH_SETUP_FAILED', `${tor}: could not ${dials ? 'add' : 'remove'} the neighbors of ${target.name}: ${lastError instanceof Error ? lastError.message : 'vtysh refused'}`);
     }
+    torDials = dials;
   };
 
   /** Polls the node's gobgpd: when peers are configured, when each one is first Established, all advertising. */
@@ -278,12 +281,15 @@ export async function runConvergence(status: LabStatusReport, o: ConvergenceOpti
     // A watcher that kept the stopped node's routes cannot show the join: it is left out (and named).
     const kept = watchers.filter((w) => left.get(w.name) === undefined);
     if (kept.length > 0) failures.push(`rep ${rep + 1} leave (${key}): ${kept.map((w) => w.name).join(', ')} still routed to the stopped node after ${LEAVE_WAIT_MS / 1000} s (left out of the join figure)`);
+    // A new node: the ToR's neighbor for it is new too (set afresh each time). A neighbor whose session just ended
+    // would first wait out FRR's idle hold, which grows with each reset (measured: up to 5 s at the second join).
+    if (key === 'join' && torDials) await setTorDials(false);
     await setTorDials(key === 'join');
     // A new node: its kernel holds no routes of ours (a stopped agent leaves them, and a new agent that finds them
     // restarts gracefully instead, which defers its gobgpd's updates: that is the restart, not the join).
     for (const family of ['-4', '-6']) await ip([family, '-n', netns, 'route', 'flush', 'proto', '44']);
     const joining = watchers.filter((w) => !kept.includes(w));
-    // The ToR's redial timer (re)started as the node left or its neighbors were set, a fixed time before the start:
+    // The ToR's redial timer started when its neighbors were set just now, a fixed time before the start:
     // every join would meet it at the same phase, and the total would move in whole seconds with start-up. A node
     // joining a running fabric meets it at any phase: the joins start at phases spread over the period.
     await sleep(redialPhase);
