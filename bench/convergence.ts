@@ -24,6 +24,7 @@ import { frrFiles, NODE_CONNECT_RETRY_SECONDS, nodeNeighborAddresses, nodeNeighb
 import { CLI_MAIN, gobgpdArgs } from '../src/lab/daemons.js';
 import { labDown, listLabs } from '../src/lab/down.js';
 import { processAlive } from '../src/lab/processes.js';
+import { routerProcessNames } from '../src/lab/routers.js';
 import { labStatus, type LabStatusReport } from '../src/lab/status.js';
 import { labUp } from '../src/lab/up.js';
 import { labPaths } from '../src/lab/paths.js';
@@ -489,7 +490,8 @@ async function runDualHomedLinkDown(lab: string, topologyFile: string, o: Conver
     const target = status.nodes[status.nodes.length - 1]!;
     const watchers: Watcher[] = [
       ...status.nodes.filter((n) => n.name !== target.name).map((n) => ({ name: n.name, kind: 'node' as const, pid: pidOf(`kubelet/${n.name}`) })),
-      ...status.routers.map((r) => ({ name: r.name, kind: 'router' as const, pid: pidOf(`zebra/${r.name}`) })),
+      // A process in the router's netns: zebra for FRR, bird for BIRD (tor2 of this lab runs BIRD).
+      ...status.routers.map((r) => ({ name: r.name, kind: 'router' as const, pid: pidOf(routerProcessNames({ name: r.name, stack: r.stack === 'bird' ? 'bird' : 'frr' }).at(-1) ?? '') })),
     ];
     const everyone = [...watchers];
     const all = status.nodes.flatMap((n) => n.podCIDRs);
@@ -556,7 +558,7 @@ async function pidsInNetns(netns: string, marker: string): Promise<number[]> {
  * Joins to a ToR that dials, per repetition: the ToR's redial phase makes most of a join's spread, so it is sampled
  * more often than the rest (each join costs a few seconds).
  */
-const JOINS_PER_REP = 2;
+export const JOINS_PER_REP = 2;
 
 /** How long after setting the ToR's neighbors join `i` of `n` starts: the n joins evenly spread over one redial period. */
 export function redialPhaseMs(i: number, n: number): number {
