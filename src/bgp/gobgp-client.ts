@@ -99,7 +99,6 @@ const TABLE_TYPES: Record<TableKind, string> = { global: 'GLOBAL', 'adj-in': 'AD
 /** Most messages pending in a watch before the gRPC stream is paused (back-pressure on gobgpd). */
 const WATCH_HIGH_WATER = 4096;
 
-
 export class GobgpClient extends EventEmitter implements GobgpRouter {
   readonly target: string;
   private readonly callTimeoutMs: number;

@@ -81,7 +81,8 @@ function start(request: CommandRequest, reply: (r: CommandReply) => void, runnin
     if (stdinFile !== undefined) closeSync(stdinFile);
   }
 
-  const stdout = request.digest ? undefined : new OutputBuffer();
+  // stdout as it came, decoded once at the end (a multi-byte character may span two reads).
+  const stdout: Buffer[] = [];
   const digest = request.digest ? createHash('sha1') : undefined;
   let stdoutBytes = 0;
   let stderr = '';
@@ -102,7 +103,7 @@ function start(request: CommandRequest, reply: (r: CommandReply) => void, runnin
     stdoutBytes += chunk.length;
     if (stdoutBytes > MAX_OUTPUT_BYTES) return end(`printed more than ${MAX_OUTPUT_BYTES} bytes`);
     if (digest !== undefined) digest.update(chunk);
-    else stdout?.push(chunk);
+    else stdout.push(chunk);
   });
   child.stderr?.setEncoding('utf8');
   child.stderr?.on('data', (chunk: string) => {
@@ -127,7 +128,7 @@ function start(request: CommandRequest, reply: (r: CommandReply) => void, runnin
     clearTimeout(killTimer);
     running.delete(id);
     if (request.watchStderr && pendingLine !== '') reply({ kind: 'stderr', id, line: pendingLine });
-    const out = stdout?.text() ?? '';
+    const out = Buffer.concat(stdout).toString('utf8');
     if (spawnError === undefined && ended === undefined && exitCode === 0) {
       reply({ kind: 'done', id, stdout: digest !== undefined ? digest.digest('hex') : out });
       return;
@@ -144,17 +145,6 @@ function start(request: CommandRequest, reply: (r: CommandReply) => void, runnin
       ...errorCodeOf(spawnError),
     });
   });
-}
-
-/** stdout as it came, decoded once at the end (a multi-byte character may span chunks). */
-class OutputBuffer {
-  private readonly chunks: Buffer[] = [];
-  push(chunk: Buffer): void {
-    this.chunks.push(chunk);
-  }
-  text(): string {
-    return Buffer.concat(this.chunks).toString('utf8');
-  }
 }
 
 function errorCodeOf(err: unknown): { errorCode?: string } {
