@@ -219,13 +219,13 @@ export async function runConvergence(status: LabStatusReport, o: ConvergenceOpti
   const routedEverywhere = (w: Watcher): boolean => hasRoutes(w.pid, cidrs);
   const goneEverywhere = (w: Watcher): boolean => hasNoRoutes(w.pid, cidrs);
 
+  /** Whether the ToRs have the node as a configured neighbor now: the lab's config does. */
+  let torDials = true;
   /**
    * The ToRs of the node dial it (a configured neighbor per node address) or only listen. Called while the node is
    * stopped: FRR refuses to turn a live dynamic neighbor into a configured one, and deletes a dynamic neighbor as
    * its session goes down, so a refusal is retried for a moment.
    */
-  /** Whether the ToRs have the node as a configured neighbor now: the lab's config does. */
-  let torDials = true;
   const setTorDials = async (dials: boolean): Promise<void> => {
     for (const tor of placed.tors) {
       const asn = status.routers.find((r) => r.name === tor)?.asn;
