@@ -333,6 +333,32 @@ describe('GobgpClient with real BGP sessions (two netns, three gobgpd)', functio
     }
   });
 
+  it('hands a burst of paths on in batches, though gobgpd sends one path per message', async () => {
+    const watch = recordEvents(a, { peers: true, bestPaths: true, init: true, allPaths: true });
+    try {
+      await pollUntil('table-synced', () => watch.events.some((e) => e.kind === 'table-synced'));
+      // c's paths wait while a has no session with c; then the session brings them at once.
+      if ((await a.listPeerConfigs()).some((p) => p.spec.address === '10.211.0.3')) await a.deletePeer('10.211.0.3');
+      if (!(await c.listPeerConfigs()).some((p) => p.spec.address === '10.211.0.1')) {
+        await c.addPeer({ address: '10.211.0.1', asn: 65001, connectRetry: 1, holdTime: 9, keepaliveInterval: 3 });
+      }
+      await pollUntil('c gone from the watch', () => [...watch.table().values()].every((paths) => paths.every((p) => p.neighborIp !== '10.211.0.3')));
+      const burst = Array.from({ length: 1000 }, (_, i) => `10.60.${i >> 8}.${i & 255}/32`);
+      for (let i = 0; i < burst.length; i += 100) await Promise.all(burst.slice(i, i + 100).map((prefix) => c.addPath({ prefix, nextHop: '10.211.0.3' })));
+      const eventsBefore = watch.events.length;
+      await a.addPeer({ address: '10.211.0.3', asn: 65003, connectRetry: 1, holdTime: 9, keepaliveInterval: 3 });
+      await pollUntil('every path of the burst', () => burst.every((prefix) => watch.table().has(prefix)), { timeoutMs: 60_000 });
+      const carrying = watch.events.slice(eventsBefore).filter((e) => e.kind === 'paths' && e.paths.some((p) => p.prefix.startsWith('10.60.'))).length;
+      // One event per message would be 1,000: a batch holds what arrived in one turn of the event loop.
+      expect(carrying).to.be.within(1, 100);
+      for (let i = 0; i < burst.length; i += 100) await Promise.all(burst.slice(i, i + 100).map((prefix) => c.deletePathByPrefix({ prefix, nextHop: '10.211.0.3' })));
+      await pollUntil('the burst withdrawn', () => burst.every((prefix) => !watch.table().has(prefix)), { timeoutMs: 60_000 });
+      expect(watch.error()).to.equal(undefined);
+    } finally {
+      await watch.stop();
+    }
+  });
+
   it('a global export policy filters what the other peer receives', async () => {
     const onB = async (): Promise<string[]> =>
       (await collect(b.listPaths({ family: 'ipv4', table: 'global' }))).filter((p) => p.neighborIp === '10.211.0.1').map((p) => p.prefix).sort();
