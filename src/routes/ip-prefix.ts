@@ -293,6 +293,15 @@ export function truncatePrefix(prefix: IpPrefix, length: number): IpPrefix {
   return { family: prefix.family, bytes, length, text: `${formatIpBytes(bytes)}/${length}` };
 }
 
+/** The text of truncatePrefix(prefix, length), without building the prefix (IPv4: integer arithmetic only). */
+export function truncatedPrefixText(prefix: IpPrefix, length: number): string {
+  if (prefix.family === 'ipv6') return truncatePrefix(prefix, length).text;
+  const b = prefix.bytes;
+  const value = (b[0] as number) * 2 ** 24 + (((b[1] as number) << 16) | ((b[2] as number) << 8) | (b[3] as number));
+  const block = 2 ** (32 - length);
+  return `${formatIpv4Value(value - (value % block))}/${length}`;
+}
+
 function compareBytes(a: Uint8Array, b: Uint8Array): number {
   if (a.length !== b.length) return a.length - b.length; // IPv4 before IPv6
   for (let i = 0; i < a.length; i++) {

@@ -78,7 +78,8 @@ export function planRoutes(
   const replaces: { prefix: string; change: RouteChange }[] = [];
   const conflicts: { prefix: string; change: RouteChange }[] = [];
 
-  for (const [key, routes] of ours) {
+  // forEach, not for-of over entries: no [key, value] pair per route (a 50k-route burst is planned in passes).
+  ours.forEach((routes, key) => {
     const target = want.get(key);
     // We keep at most one route per prefix, with the default metric and as a unicast route; anything else of
     // ours for the prefix (a stale metric, a blackhole someone made with our number) goes.
@@ -87,21 +88,21 @@ export function planRoutes(
       if (target !== undefined && keeper === undefined && hasDefaultKey(route)) keeper = route;
       else deletes.push(route);
     }
-    if (target === undefined || keeper === undefined) continue; // a missing keeper is planned below as new
+    if (target === undefined || keeper === undefined) return; // a missing keeper is planned below as new
     const unchanged = keeper.type === undefined && sameNextHops(keeper.nextHops, target.nextHops);
     if (!unchanged) replaces.push({ prefix: key, change: { kind: 'replace', route: target, previous: keeper } });
-  }
+  });
 
-  for (const [key, target] of want) {
+  want.forEach((target, key) => {
     const existing = ours.get(key);
-    if (existing !== undefined && existing.some(hasDefaultKey)) continue; // handled above
+    if (existing !== undefined && existing.some(hasDefaultKey)) return; // handled above
     const blocking = theirs.get(key);
     if (blocking !== undefined) {
       conflicts.push({ prefix: key, change: { kind: 'conflict', route: target, foreign: blocking } });
     } else {
       replaces.push({ prefix: key, change: { kind: 'replace', route: target } });
     }
-  }
+  });
 
   // Higher metrics first: for IPv4 a delete with metric 0 matches any metric, so it must come last.
   const metricOf = (d: KernelRoute): number => d.metric ?? defaultMetric(familyOf(d.prefix));

@@ -13,7 +13,7 @@ import {
   prefixContains,
   prefixContainsAddress,
   prefixesOverlap,
-  truncatePrefix,
+  truncatedPrefixText,
   type IpAddress,
   type IpFamily,
   type IpPrefix,
@@ -169,7 +169,7 @@ function judgePrefix(prefix: IpPrefix, ctx: CompiledContext): PrefixVerdict {
   if (ctx.ownPodCIDRs.some((own) => prefixesOverlap(own, prefix))) return { reason: 'own-podcidr' };
   if (!ctx.acceptRanges.some((range) => prefixContains(range, prefix))) return { reason: 'outside-accept-ranges' };
   for (const length of ctx.podCIDRLengths[prefix.family]) {
-    if (length < prefix.length && ctx.nodesByPodCIDR.has(truncatePrefix(prefix, length).text)) {
+    if (length < prefix.length && ctx.nodesByPodCIDR.has(truncatedPrefixText(prefix, length))) {
       return { reason: 'more-specific-hijack' };
     }
   }

@@ -16,6 +16,7 @@ import {
   prefixContainsAddress,
   prefixesOverlap,
   prefixHalves,
+  truncatedPrefixText,
   truncatePrefix,
 } from '../../../src/routes/ip-prefix.js';
 
@@ -107,6 +108,18 @@ describe('routes/ip-prefix', () => {
         const outer = truncatePrefix(inner, Math.min(a, b));
         expect(prefixContains(outer, inner)).to.equal(true);
         expect(address.match(ipaddr.parseCIDR(outer.text))).to.equal(true);
+      }),
+    );
+  });
+
+  it('names a truncated prefix as truncatePrefix does, in both families', () => {
+    expect(truncatedPrefixText(p('255.255.255.255/32'), 24)).to.equal('255.255.255.0/24');
+    expect(truncatedPrefixText(p('10.244.3.77/32'), 0)).to.equal('0.0.0.0/0');
+    expect(truncatedPrefixText(p('fd00:10:244:4::9/128'), 64)).to.equal('fd00:10:244:4::/64');
+    fc.assert(
+      fc.property(v4Bytes, fc.integer({ min: 0, max: 32 }), fc.integer({ min: 0, max: 32 }), (bytes, a, b) => {
+        const inner = p(`${ipaddr.fromByteArray([...bytes]).toString()}/${Math.max(a, b)}`);
+        expect(truncatedPrefixText(inner, Math.min(a, b))).to.equal(truncatePrefix(inner, Math.min(a, b)).text);
       }),
     );
   });
