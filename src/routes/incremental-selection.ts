@@ -150,7 +150,8 @@ export class IncrementalRouteSelector {
       return;
     }
     const list = this.keysByPrefix.get(prefix.text);
-    if (list !== undefined) {
+    if (list !== undefined && list.length === 1 && list[0] === key) this.keysByPrefix.delete(prefix.text);
+    else if (list !== undefined) {
       const rest = list.filter((k) => k !== key);
       if (rest.length === 0) this.keysByPrefix.delete(prefix.text);
       else this.keysByPrefix.set(prefix.text, rest);

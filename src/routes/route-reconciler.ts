@@ -221,12 +221,15 @@ export class RouteReconciler {
     if (desired === undefined) throw new Error('RouteReconciler.updateDesired: setDesired must give the complete set first');
     const valid = validateChanges(changes);
     if (valid.size === 0) return;
-    for (const [prefix, route] of valid) {
+    const kept = this.keptFromStart;
+    valid.forEach((route, prefix) => {
       if (route === undefined) desired.delete(prefix);
-      else desired.set(prefix, route);
+      else {
+        desired.set(prefix, route);
+        kept?.delete(prefix); // a desired route now governs it
+      }
       this.dirtyPrefixes.add(prefix);
-    }
-    this.forgetKept([...valid].filter(([, route]) => route !== undefined).map(([prefix]) => prefix));
+    });
     this.generation++;
     this.loop.markDirty();
   }
