@@ -178,6 +178,11 @@ class IpBatchSession {
     private readonly args: readonly string[],
   ) {}
 
+  /** Starts the process now if none runs, so that the next batch does not wait for one to start. */
+  prepare(): void {
+    if (this.child === undefined) this.startProcess();
+  }
+
   /** Runs the lines as one batch; resolves with the refused ones (1-based line numbers within `lines`). */
   run(lines: readonly string[], signal?: AbortSignal): Promise<FailedBatchLine[]> {
     const result = this.queue.then(() => this.runNow(lines, signal));
@@ -303,6 +308,9 @@ export class IpRouteTable implements RouteTable {
   }
 
   async read(signal?: AbortSignal): Promise<RouteTableSnapshot> {
+    // A read comes before the writes it plans: the batch process starts meanwhile (a start is ~15 ms of a
+    // 1,000-route burst: 40 vs 55 ms for the same batch on a running process).
+    this.batches.prepare();
     const [v4, v6] = await Promise.all([this.readFamily('ipv4', signal), this.readFamily('ipv6', signal)]);
     const snapshot: RouteTableSnapshot = { ours: [], foreign: [] };
     for (const route of [...v4, ...v6]) (route.protocol === this.protocol ? snapshot.ours : snapshot.foreign).push(route);

@@ -108,6 +108,9 @@ describe('routes/RouteReconciler in a network namespace', function () {
       await chmod(wrapper, 0o755);
       const table = new IpRouteTable({ protocol: PROTO, netns: netns.name, ipCommand: wrapper });
       const { reconciler } = start({ table });
+      // The first read starts the batch process already: the first burst does not wait for it.
+      await pollUntil('the first read', () => reconciler.status().counts.reads >= 1);
+      await pollUntil('the batch process started', async () => (await readFile(log, 'utf8').catch(() => '')).split('\n').some((l) => l.includes('-batch')));
       reconciler.setDesired(DESIRED);
       await reconciler.waitForSync();
       await writeFile(log, '');
