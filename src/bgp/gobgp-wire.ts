@@ -155,13 +155,12 @@ function urlKind(buf: Buffer, start: number, end: number): Url {
   return Url.Other;
 }
 
-interface AnyRef {
-  url: Url;
-  start: number;
-  end: number;
-}
+/** Where readAny found the value of the last Any it read (no object per Any: a path has five or more). */
+let anyStart = 0;
+let anyEnd = 0;
 
-function readAny(r: Reader, end: number): AnyRef {
+/** Reads an Any up to `end`: returns its type, and leaves its value's bytes at anyStart..anyEnd. */
+function readAny(r: Reader, end: number): Url {
   let url = Url.Other;
   let start = 0;
   let vEnd = 0;
@@ -178,7 +177,34 @@ function readAny(r: Reader, end: number): AnyRef {
       r.pos = vEnd;
     } else r.skip(tag & 7);
   }
-  return { url, start, end: vEnd };
+  anyStart = start;
+  anyEnd = vEnd;
+  return url;
+}
+
+/**
+ * Texts seen lately (next hops, neighbors: a few peers' addresses on every path), kept so that each path does
+ * not make and keep its own copy of the same string.
+ */
+const RECENT_TEXTS = 16;
+const recentBytes: Buffer[] = [];
+const recentTexts: string[] = [];
+let recentNext = 0;
+
+/** The latin1 text of buf[start, end), the same string as last time for bytes seen lately. */
+function internedText(buf: Buffer, start: number, end: number): string {
+  const len = end - start;
+  next: for (let i = 0; i < recentBytes.length; i++) {
+    const b = recentBytes[i]!;
+    if (b.length !== len) continue;
+    for (let j = 0; j < len; j++) if (b[j] !== buf[start + j]) continue next;
+    return recentTexts[i]!;
+  }
+  const text = buf.toString('latin1', start, end);
+  recentBytes[recentNext] = Buffer.from(buf.subarray(start, end));
+  recentTexts[recentNext] = text;
+  recentNext = (recentNext + 1) % RECENT_TEXTS;
+  return text;
 }
 
 /** IPAddressPrefix { prefix_len = 1; prefix = 2 } → "a.b.c.d/len". */
@@ -207,14 +233,17 @@ function readUint32Field1(buf: Buffer, start: number, end: number): number {
   return v;
 }
 
-/** A message with one string in field 1 (NextHopAttribute). */
+/** A message with one string in field 1 (NextHopAttribute); the text interned (a next hop is on many paths). */
 function readStringField1(buf: Buffer, start: number, end: number): string {
   const r = new Reader(buf, start, end);
   let v = '';
   while (r.pos < end) {
     const tag = r.varint();
-    if (tag === 0x0a) v = r.string();
-    else r.skip(tag & 7);
+    if (tag === 0x0a) {
+      const e = r.lenEnd();
+      v = internedText(buf, r.pos, e);
+      r.pos = e;
+    } else r.skip(tag & 7);
   }
   return v;
 }
@@ -289,7 +318,10 @@ function readMpReachNextHop(buf: Buffer, start: number, end: number): string {
   const r = new Reader(buf, start, end);
   while (r.pos < end) {
     const tag = r.varint();
-    if (tag === 0x12) return r.string();
+    if (tag === 0x12) {
+      const e = r.lenEnd();
+      return internedText(buf, r.pos, e);
+    }
     r.skip(tag & 7);
   }
   return '';
@@ -330,8 +362,8 @@ export function decodePath(buf: Buffer, start: number, end: number): DecodedPath
   let localPref: number | undefined;
   let med: number | undefined;
   let origin: LearnedPath['origin'];
-  const communities: string[] = [];
-  const largeCommunities: string[] = [];
+  let communities: string[] | undefined;
+  let largeCommunities: string[] | undefined;
   let isWithdraw = false;
   let neighborIp: string | undefined;
   let uuid: string | undefined;
@@ -341,38 +373,39 @@ export function decodePath(buf: Buffer, start: number, end: number): DecodedPath
       case 0x0a: {
         // nlri (Any)
         const e = r.lenEnd();
-        const a = readAny(r, e);
-        if (a.url === Url.IpPrefix) prefix = readIpPrefix(buf, a.start, a.end);
+        if (readAny(r, e) === Url.IpPrefix) prefix = readIpPrefix(buf, anyStart, anyEnd);
         break;
       }
       case 0x12: {
         // pattrs (repeated Any)
         const e = r.lenEnd();
-        const a = readAny(r, e);
-        switch (a.url) {
+        const url = readAny(r, e);
+        const vs = anyStart;
+        const ve = anyEnd;
+        switch (url) {
           case Url.Origin:
-            origin = ORIGINS[readUint32Field1(buf, a.start, a.end)];
+            origin = ORIGINS[readUint32Field1(buf, vs, ve)];
             break;
           case Url.AsPath:
-            readAsPath(buf, a.start, a.end, asPath);
+            readAsPath(buf, vs, ve, asPath);
             break;
           case Url.NextHop:
-            nextHop = readStringField1(buf, a.start, a.end);
+            nextHop = readStringField1(buf, vs, ve);
             break;
           case Url.Med:
-            med = readUint32Field1(buf, a.start, a.end);
+            med = readUint32Field1(buf, vs, ve);
             break;
           case Url.LocalPref:
-            localPref = readUint32Field1(buf, a.start, a.end);
+            localPref = readUint32Field1(buf, vs, ve);
             break;
           case Url.MpReach:
-            mpNextHop = readMpReachNextHop(buf, a.start, a.end);
+            mpNextHop = readMpReachNextHop(buf, vs, ve);
             break;
           case Url.Communities:
-            readCommunities(buf, a.start, a.end, communities);
+            readCommunities(buf, vs, ve, (communities ??= []));
             break;
           case Url.LargeCommunities:
-            readLargeCommunities(buf, a.start, a.end, largeCommunities);
+            readLargeCommunities(buf, vs, ve, (largeCommunities ??= []));
             break;
           default:
             break;
@@ -392,7 +425,9 @@ export function decodePath(buf: Buffer, start: number, end: number): DecodedPath
       }
       case 0x7a: {
         // neighbor_ip = 15; local paths say "<nil>"
-        const s = r.string();
+        const e = r.lenEnd();
+        const s = internedText(buf, r.pos, e);
+        r.pos = e;
         neighborIp = s === '' || s === '<nil>' ? undefined : s;
         break;
       }
@@ -422,8 +457,8 @@ export function decodePath(buf: Buffer, start: number, end: number): DecodedPath
   if (localPref !== undefined) path.localPref = localPref;
   if (med !== undefined) path.med = med;
   if (origin !== undefined) path.origin = origin;
-  if (communities.length > 0) path.communities = communities;
-  if (largeCommunities.length > 0) path.largeCommunities = largeCommunities;
+  if (communities !== undefined && communities.length > 0) path.communities = communities;
+  if (largeCommunities !== undefined && largeCommunities.length > 0) path.largeCommunities = largeCommunities;
   if (uuid !== undefined) path.uuid = uuid;
   return path;
 }

@@ -79,6 +79,19 @@ describe('gobgp-wire decoder', () => {
     });
   });
 
+  it('keeps next hops and neighbors right while more distinct ones come than it remembers, and same-length ones apart', () => {
+    // 40 peers (the decoder remembers 16 texts), every address as long as the next: only bytes tell them apart.
+    const peers = Array.from({ length: 40 }, (_, i) => `10.0.${10 + i}.${100 + i}`);
+    for (const round of [0, 1]) {
+      peers.forEach((peer, i) => {
+        const nextHop = `10.1.${10 + i}.${100 + i}`;
+        const buf = encodeWatch({ table: { paths: [v4Path(`10.244.${i}.0`, 24, nextHop, { neighbor_ip: peer })] } });
+        const ev = decodeWatchEvent(buf);
+        expect(ev?.kind === 'table' && ev.paths[0], `round ${round}, peer ${i}`).to.deep.include({ nextHop, neighborIp: peer, prefix: `10.244.${i}.0/24` });
+      });
+    }
+  });
+
   it('skips paths of other families', () => {
     const evpn = { nlri: { '@type': T + 'EVPNInclusiveMulticastEthernetTagRoute', ethernet_tag: 1, ip_address: '1.1.1.1' }, family: { afi: 'AFI_L2VPN', safi: 'SAFI_EVPN' } };
     const mcast = v4Path('10.0.0.0', 8, '10.0.0.2', { family: { afi: 'AFI_IP', safi: 'SAFI_MULTICAST' } });
