@@ -272,7 +272,13 @@ export function prefixContains(outer: IpPrefix, inner: IpPrefix): boolean {
 }
 
 export function prefixContainsAddress(outer: IpPrefix, address: IpAddress): boolean {
-  return prefixContains(outer, { family: address.family, bytes: address.bytes, length: address.bytes.length * 8, text: '' });
+  if (outer.family !== address.family) return false;
+  const fullBytes = outer.length >> 3;
+  for (let i = 0; i < fullBytes; i++) if (outer.bytes[i] !== address.bytes[i]) return false;
+  const restBits = outer.length & 7;
+  if (restBits === 0) return true;
+  const mask = (0xff << (8 - restBits)) & 0xff;
+  return ((outer.bytes[fullBytes] as number) & mask) === ((address.bytes[fullBytes] as number) & mask);
 }
 
 export function prefixesOverlap(a: IpPrefix, b: IpPrefix): boolean {

@@ -164,17 +164,36 @@ export function compileSelectionContext(context: RouteSelectionContext): Compile
 
 type PrefixVerdict = { reason: RejectReason } | { owners: CompiledNode[] | undefined };
 
+// Loops, not some() with a closure: selection runs these for every prefix of a burst.
+function anyContains(ranges: readonly IpPrefix[], prefix: IpPrefix): boolean {
+  for (const range of ranges) if (prefixContains(range, prefix)) return true;
+  return false;
+}
+
+function anyOverlaps(ranges: readonly IpPrefix[], prefix: IpPrefix): boolean {
+  for (const range of ranges) if (prefixesOverlap(range, prefix)) return true;
+  return false;
+}
+
+function anyContainsAddress(ranges: readonly IpPrefix[], address: IpAddress): boolean {
+  for (const range of ranges) if (prefixContainsAddress(range, address)) return true;
+  return false;
+}
+
+/** The verdict of a prefix that is exactly no node's podCIDR (shared: the common case makes no object). */
+const NOT_A_PODCIDR: PrefixVerdict = { owners: undefined };
+
 /** The rules that depend on the prefix alone. `owners` is set when the prefix is exactly some node's podCIDR. */
 function judgePrefix(prefix: IpPrefix, ctx: CompiledContext): PrefixVerdict {
-  if (ctx.ownPodCIDRs.some((own) => prefixesOverlap(own, prefix))) return { reason: 'own-podcidr' };
-  if (!ctx.acceptRanges.some((range) => prefixContains(range, prefix))) return { reason: 'outside-accept-ranges' };
+  if (anyOverlaps(ctx.ownPodCIDRs, prefix)) return { reason: 'own-podcidr' };
+  if (!anyContains(ctx.acceptRanges, prefix)) return { reason: 'outside-accept-ranges' };
   for (const length of ctx.podCIDRLengths[prefix.family]) {
     if (length < prefix.length && ctx.nodesByPodCIDR.has(truncatedPrefixText(prefix, length))) {
       return { reason: 'more-specific-hijack' };
     }
   }
   const owners = ctx.nodesByPodCIDR.get(prefix.text);
-  if (owners === undefined && ctx.clusterPodRanges.some((range) => prefixContains(range, prefix))) return { reason: 'not-a-node-podcidr' };
+  if (owners === undefined) return anyContains(ctx.clusterPodRanges, prefix) ? { reason: 'not-a-node-podcidr' } : NOT_A_PODCIDR;
   return { owners };
 }
 
@@ -190,18 +209,23 @@ function originatesFromOwner(path: LearnedPath, nextHop: IpAddress | undefined, 
   );
 }
 
+function isZero(bytes: Uint8Array): boolean {
+  for (const b of bytes) if (b !== 0) return false;
+  return true;
+}
+
 function nextHopVerdict(
   prefix: IpPrefix,
   nextHop: IpAddress | undefined,
   ctx: CompiledContext,
 ): RejectReason | undefined {
-  if (nextHop === undefined || nextHop.bytes.every((b) => b === 0)) return 'invalid-nexthop';
+  if (nextHop === undefined || isZero(nextHop.bytes)) return 'invalid-nexthop';
   if (nextHop.family !== prefix.family) return 'nexthop-family-mismatch';
   if (nextHop.family === 'ipv6' && nextHop.bytes[0] === 0xfe && ((nextHop.bytes[1] as number) & 0xc0) === 0x80) {
     return 'nexthop-link-local';
   }
-  if (ctx.ownPodCIDRs.some((own) => prefixContainsAddress(own, nextHop))) return 'nexthop-in-own-podcidr';
-  if (!ctx.onLinkNetworks.some((network) => prefixContainsAddress(network, nextHop))) return 'nexthop-not-onlink';
+  if (anyContainsAddress(ctx.ownPodCIDRs, nextHop)) return 'nexthop-in-own-podcidr';
+  if (!anyContainsAddress(ctx.onLinkNetworks, nextHop)) return 'nexthop-not-onlink';
   return undefined;
 }
 
@@ -267,6 +291,10 @@ export class AddressCache {
   }
 }
 
+function rejectPath(rejected: RejectedPath[], prefix: IpPrefix, path: LearnedPath, reason: RejectReason): void {
+  rejected.push({ prefix: prefix.text, neighborIp: path.neighborIp, nextHop: path.nextHop, reason });
+}
+
 /**
  * Judges the paths of one prefix (already parsed; withdrawn and local paths left out by the caller): returns the
  * route to install, if any, and appends the refused paths to `rejected`. Selection per prefix depends on nothing
@@ -279,31 +307,29 @@ export function selectPrefix(
   addresses: AddressCache,
   rejected: RejectedPath[],
 ): DesiredRoute | undefined {
-  const reject = (path: LearnedPath, reason: RejectReason): void => {
-    rejected.push({ prefix: prefix.text, neighborIp: path.neighborIp, nextHop: path.nextHop, reason });
-  };
   const verdict = judgePrefix(prefix, ctx);
   if ('reason' in verdict) {
-    for (const path of group) reject(path, verdict.reason);
+    for (const path of group) rejectPath(rejected, prefix, path, verdict.reason);
     return undefined;
   }
   const candidates: Candidate[] = [];
   for (const path of group) {
     const nextHop = addresses.get(path.nextHop);
     if (verdict.owners !== undefined && !originatesFromOwner(path, nextHop, verdict.owners)) {
-      reject(path, 'not-from-owner');
+      rejectPath(rejected, prefix, path, 'not-from-owner');
       continue;
     }
     const nextHopReason = nextHopVerdict(prefix, nextHop, ctx);
     if (nextHopReason !== undefined || nextHop === undefined) {
-      reject(path, nextHopReason ?? 'invalid-nexthop');
+      rejectPath(rejected, prefix, path, nextHopReason ?? 'invalid-nexthop');
       continue;
     }
     candidates.push({ path, nextHop });
   }
   if (candidates.length === 0) return undefined;
-  if (ctx.excludedCIDRs.some((range) => prefixesOverlap(range, prefix))) return undefined;
-  const best = candidates.length === 1 ? [candidates[0]!.nextHop] : bestCandidates(candidates, ctx.localAsn).map((c) => c.nextHop);
+  if (anyOverlaps(ctx.excludedCIDRs, prefix)) return undefined;
+  if (candidates.length === 1) return { prefix: prefix.text, nextHops: [candidates[0]!.nextHop.text] };
+  const best = bestCandidates(candidates, ctx.localAsn).map((c) => c.nextHop);
   if (best.length > 1) best.sort(compareIpAddresses);
   const nextHops: string[] = [];
   for (const hop of best) if (nextHops[nextHops.length - 1] !== hop.text) nextHops.push(hop.text);
