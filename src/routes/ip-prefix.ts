@@ -260,25 +260,23 @@ export function prefixHalves(prefix: IpPrefix): [IpPrefix, IpPrefix] {
   return [truncatePrefix(prefix, length), { family: prefix.family, bytes: high, length, text: `${formatIpBytes(high)}/${length}` }];
 }
 
-/** True when every address of `inner` lies in `outer` (equal prefixes contain each other). */
-export function prefixContains(outer: IpPrefix, inner: IpPrefix): boolean {
-  if (outer.family !== inner.family || outer.length > inner.length) return false;
+/** Whether `bytes` lies in the network of `outer` (same family): its first outer.length bits are the network's. */
+function inNetwork(outer: IpPrefix, bytes: Uint8Array): boolean {
   const fullBytes = outer.length >> 3;
-  for (let i = 0; i < fullBytes; i++) if (outer.bytes[i] !== inner.bytes[i]) return false;
+  for (let i = 0; i < fullBytes; i++) if (outer.bytes[i] !== bytes[i]) return false;
   const restBits = outer.length & 7;
   if (restBits === 0) return true;
   const mask = (0xff << (8 - restBits)) & 0xff;
-  return ((outer.bytes[fullBytes] as number) & mask) === ((inner.bytes[fullBytes] as number) & mask);
+  return ((outer.bytes[fullBytes] as number) & mask) === ((bytes[fullBytes] as number) & mask);
+}
+
+/** True when every address of `inner` lies in `outer` (equal prefixes contain each other). */
+export function prefixContains(outer: IpPrefix, inner: IpPrefix): boolean {
+  return outer.family === inner.family && outer.length <= inner.length && inNetwork(outer, inner.bytes);
 }
 
 export function prefixContainsAddress(outer: IpPrefix, address: IpAddress): boolean {
-  if (outer.family !== address.family) return false;
-  const fullBytes = outer.length >> 3;
-  for (let i = 0; i < fullBytes; i++) if (outer.bytes[i] !== address.bytes[i]) return false;
-  const restBits = outer.length & 7;
-  if (restBits === 0) return true;
-  const mask = (0xff << (8 - restBits)) & 0xff;
-  return ((outer.bytes[fullBytes] as number) & mask) === ((address.bytes[fullBytes] as number) & mask);
+  return outer.family === address.family && inNetwork(outer, address.bytes);
 }
 
 export function prefixesOverlap(a: IpPrefix, b: IpPrefix): boolean {
