@@ -283,6 +283,25 @@ export function prefixesOverlap(a: IpPrefix, b: IpPrefix): boolean {
   return prefixContains(a, b) || prefixContains(b, a);
 }
 
+// Loops, not some() with a closure: route selection runs these for every prefix of a burst.
+/** Whether one of `ranges` contains `prefix`. */
+export function anyContains(ranges: readonly IpPrefix[], prefix: IpPrefix): boolean {
+  for (const range of ranges) if (prefixContains(range, prefix)) return true;
+  return false;
+}
+
+/** Whether one of `ranges` overlaps `prefix`. */
+export function anyOverlaps(ranges: readonly IpPrefix[], prefix: IpPrefix): boolean {
+  for (const range of ranges) if (prefixesOverlap(range, prefix)) return true;
+  return false;
+}
+
+/** Whether one of `ranges` contains `address`. */
+export function anyContainsAddress(ranges: readonly IpPrefix[], address: IpAddress): boolean {
+  for (const range of ranges) if (prefixContainsAddress(range, address)) return true;
+  return false;
+}
+
 /** The prefix of `prefix`'s network cut to a shorter length, as canonical text (for index look-ups). */
 export function truncatePrefix(prefix: IpPrefix, length: number): IpPrefix {
   const bytes = prefix.bytes.slice();

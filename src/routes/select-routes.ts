@@ -10,9 +10,9 @@ import {
   ipSortKey,
   parseIpAddress,
   parseIpPrefix,
-  prefixContains,
-  prefixContainsAddress,
-  prefixesOverlap,
+  anyContains,
+  anyContainsAddress,
+  anyOverlaps,
   truncatedPrefixText,
   type IpAddress,
   type IpFamily,
@@ -163,22 +163,6 @@ export function compileSelectionContext(context: RouteSelectionContext): Compile
 }
 
 type PrefixVerdict = { reason: RejectReason } | { owners: CompiledNode[] | undefined };
-
-// Loops, not some() with a closure: selection runs these for every prefix of a burst.
-function anyContains(ranges: readonly IpPrefix[], prefix: IpPrefix): boolean {
-  for (const range of ranges) if (prefixContains(range, prefix)) return true;
-  return false;
-}
-
-function anyOverlaps(ranges: readonly IpPrefix[], prefix: IpPrefix): boolean {
-  for (const range of ranges) if (prefixesOverlap(range, prefix)) return true;
-  return false;
-}
-
-function anyContainsAddress(ranges: readonly IpPrefix[], address: IpAddress): boolean {
-  for (const range of ranges) if (prefixContainsAddress(range, address)) return true;
-  return false;
-}
 
 /** The verdict of a prefix that is exactly no node's podCIDR (shared: the common case makes no object). */
 const NOT_A_PODCIDR: PrefixVerdict = { owners: undefined };

@@ -12,7 +12,7 @@
 // - A node labelled node.kubernetes.io/exclude-from-external-load-balancers advertises no Service address (nor the
 //   ClusterIP aggregates), and a Service annotated podroute.io/advertise: "false" is advertised by no node.
 import type { EndpointSlice, Service } from '../kube/wire.js';
-import { compareIpPrefixes, parseIpAddress, parseIpPrefix, prefixContainsAddress, type IpAddress, type IpPrefix } from '../routes/ip-prefix.js';
+import { anyContainsAddress, compareIpPrefixes, parseIpAddress, parseIpPrefix, type IpPrefix } from '../routes/ip-prefix.js';
 import { isOurLoadBalancer, serviceKey } from './allocator.js';
 
 /** The well-known node label that keeps a node out of external load balancing (control planes, for one). */
@@ -80,7 +80,7 @@ function allowedExternalIPs(service: Service, allowed: readonly IpPrefix[]): { a
   const problems: ExternalIPProblem[] = [];
   for (const ip of service.spec?.externalIPs ?? []) {
     const address = parseIpAddress(ip);
-    if (address !== undefined && allowed.some((range) => prefixContainsAddress(range, address))) {
+    if (address !== undefined && anyContainsAddress(allowed, address)) {
       addresses.push(address.text);
     } else {
       problems.push({ service: serviceKey(service), reason: 'ExternalIPNotAllowed', message: `externalIPs entry ${JSON.stringify(ip)} is outside services.externalIPRanges: not advertised` });
@@ -101,7 +101,6 @@ export function planServiceAdvertisement(input: ServiceAdvertisementInput): Serv
   const add = (prefix: IpPrefix | undefined): void => {
     if (prefix !== undefined) prefixes.set(prefix.text, prefix);
   };
-  const inside = (list: IpPrefix[], address: IpAddress): boolean => list.some((range) => prefixContainsAddress(range, address));
   const excluded = Object.prototype.hasOwnProperty.call(input.nodeLabels, EXCLUDE_NODE_LABEL);
   const pools = prefixesOf(input.loadBalancerRanges);
   const allowed = prefixesOf(input.externalIPRanges);
@@ -117,7 +116,7 @@ export function planServiceAdvertisement(input: ServiceAdvertisementInput): Serv
         const address = ingress.ip === undefined ? undefined : parseIpAddress(ingress.ip);
         // Only what our pools hold: a status written by hand (or left from a pool since removed) names no address
         // this cluster owns.
-        if (address !== undefined && inside(pools, address)) addresses.push(address.text);
+        if (address !== undefined && anyContainsAddress(pools, address)) addresses.push(address.text);
         else problems.push({ service: key, reason: 'IngressNotInPool', message: `status.loadBalancer.ingress ${JSON.stringify(ingress.ip ?? ingress.hostname ?? '')} is in no services.loadBalancerPools: not advertised` });
       }
     }
@@ -130,7 +129,7 @@ export function planServiceAdvertisement(input: ServiceAdvertisementInput): Serv
     if (!excluded && (etpLocal || service.spec?.internalTrafficPolicy === 'Local')) {
       for (const ip of service.spec?.clusterIPs ?? (service.spec?.clusterIP === undefined ? [] : [service.spec.clusterIP])) {
         const address = parseIpAddress(ip);
-        if (address !== undefined && inside(clusterRanges, address) && localReady.has(key)) add(hostPrefix(address.text));
+        if (address !== undefined && anyContainsAddress(clusterRanges, address) && localReady.has(key)) add(hostPrefix(address.text));
       }
     }
     if (excluded || addresses.length === 0) continue;
