@@ -199,6 +199,18 @@ describe('PolicyCompiler (incremental)', () => {
     expect(reused.length).to.equal(reusable.length);
   });
 
+  it('finds a deleted pod when another key is handed in twice in the same snapshot (the later object wins)', () => {
+    const pods = Array.from({ length: 4 }, (_, i) => makePod(i, 'x', { app: 'a' }, true, 0));
+    const policies = [policy('x', 'to-a', { podSelector: { matchLabels: { app: 'a' } }, ingress: [{ ports: [{ port: 80 }] }] })];
+    const compiler = new PolicyCompiler();
+    compiler.compile({ pods, namespaces: [namespace('x')], policies, node });
+    // Pod 3 is gone; pod 0 comes twice, as its old object and then as a new one with other labels.
+    const relabeled = { ...pods[0]!, metadata: { ...pods[0]!.metadata, labels: { app: 'b' } } };
+    const snapshot = [pods[0]!, pods[1]!, pods[2]!, relabeled];
+    const after = compiler.compile({ pods: snapshot, namespaces: [namespace('x')], policies, node });
+    expect(comparable(after)).to.deep.equal(comparable(compilePolicies({ pods: [pods[1]!, pods[2]!, relabeled], namespaces: [namespace('x')], policies, node })));
+  });
+
   it('shares one array for a rule that reads the same in several places (namespace chains, families), and renders it the same', () => {
     const pods = Array.from({ length: 4 }, (_, i) => makePod(i, 'x', { app: i % 2 === 0 ? 'a' : 'b' }, true, 0));
     const policies = [
