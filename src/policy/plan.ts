@@ -289,6 +289,8 @@ export function hasControlCharacter(text: string): boolean {
 
 /** What set entries look like (addresses, nets, "ip,proto:port", "nomatch"); anything else gets the full check. */
 const SAFE_MEMBER = /^[0-9A-Za-z.:/, -]+$/;
+/** Entry lists that passed the check: the compiler hands an unchanged set back with the same array (34,000 entries here). */
+const checkedMembers = new WeakSet<readonly string[]>();
 
 function setHeader(name: string, spec: IpSetSpec): string {
   const maxelem = Math.max(65536, 2 ** Math.ceil(Math.log2(spec.members.length * 2 + 1)));
@@ -308,7 +310,10 @@ function* planSets(
   for (const spec of desired) {
     yield;
     safeWord(spec.name);
-    for (const m of spec.members) if (!SAFE_MEMBER.test(m)) safeWord(m);
+    if (!checkedMembers.has(spec.members)) {
+      for (const m of spec.members) if (!SAFE_MEMBER.test(m)) safeWord(m);
+      checkedMembers.add(spec.members);
+    }
     const want = wantedMembers(spec);
     const have = observed.get(spec.name);
     if (have !== undefined && have.type === spec.type && sameList(sortedMembers(have.members), want)) continue;

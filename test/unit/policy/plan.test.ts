@@ -259,6 +259,8 @@ describe('policy planner: restore input', () => {
     expect(() => renderRule('PRPOL-X\r', ['-j', 'ACCEPT'])).to.throw(PolicyPlanError);
     const desired = compileFor(e2eWorld(), [denyX]);
     const set = [...desired.v4.sets.values()][0]!;
+    // Planned once (its entries are checked and remembered), then handed in with other entries: checked again.
+    planPolicyChanges(desired, emptyObservedState());
     set.members = [...set.members, '10.1.0.99\nflush'];
     expect(() => planPolicyChanges(desired, emptyObservedState())).to.throw(PolicyPlanError);
   });
