@@ -369,7 +369,8 @@ export class Agent {
   /** The policy reconciler gets whole snapshots, only once every kind has been listed (a partial one could open). */
   private applyPolicy(snapshot: ClusterSnapshot, state: DesiredNodeState, signal: AbortSignal): void {
     const node = { name: state.self.name, addresses: state.self.internalIPs, podCIDRs: state.self.podCIDRs };
-    const cluster = { pods: [...snapshot.pods], namespaces: [...snapshot.namespaces], policies: [...snapshot.networkPolicies] };
+    // The watch's arrays: a kind's array is replaced, never changed, when its objects change (ClusterWatch.objects).
+    const cluster = { pods: snapshot.pods, namespaces: snapshot.namespaces, policies: snapshot.networkPolicies };
     // The periodic re-plan hands the same objects again (the watch keeps an unchanged object's identity): that is
     // no news for policy, whose own resync repairs drift. Handing it on would cost a compile and plan per re-plan.
     const input = { node, cluster };
@@ -489,7 +490,7 @@ interface PolicyInput {
 /** The same node and the very same objects in the same order: nothing for the policy compiler to look at. */
 function samePolicyInput(a: PolicyInput | undefined, b: PolicyInput): boolean {
   if (a === undefined || JSON.stringify(a.node) !== JSON.stringify(b.node)) return false;
-  const same = (x: readonly object[], y: readonly object[]): boolean => x.length === y.length && x.every((v, i) => v === y[i]);
+  const same = (x: readonly object[], y: readonly object[]): boolean => x === y || (x.length === y.length && x.every((v, i) => v === y[i]));
   return same(a.cluster.pods, b.cluster.pods) && same(a.cluster.namespaces, b.cluster.namespaces) && same(a.cluster.policies, b.cluster.policies);
 }
 

@@ -350,6 +350,8 @@ async function listAllPages(
 /** One kind's cache, kept by list-then-watch. */
 interface Informer {
   readonly cache: Map<string, KubeObject>;
+  /** The cache's objects as handed out by objects(), until the cache changes: unchanged kinds cost no copy. */
+  items?: readonly KubeObject[] | undefined;
   /** Where the watch resumes from; undefined until listed and after a failure that calls for a relist. */
   resourceVersion: string | undefined;
 }
@@ -398,9 +400,15 @@ export class ClusterWatch {
     };
   }
 
-  /** One kind's cached objects (a fresh array; the objects are the cache's). */
-  objects<T extends KubeObject>(kind: WatchedKind): T[] {
-    return [...((this.informers.get(kind)?.cache.values() ?? []) as Iterable<T>)];
+  /**
+   * One kind's cached objects (the cache's objects). The same array until the kind's cache changes, so a consumer can
+   * tell an unchanged kind by identity; it is never changed afterwards, and must not be changed by its holders.
+   */
+  objects<T extends KubeObject>(kind: WatchedKind): readonly T[] {
+    const informer = this.informers.get(kind);
+    if (informer === undefined) return [];
+    informer.items ??= [...informer.cache.values()];
+    return informer.items as readonly T[];
   }
 
   /** The resourceVersion each kind's watch is at (bookmarks keep it fresh on a quiet watch). For status and tests. */
@@ -483,6 +491,7 @@ export class ClusterWatch {
       }
       informer.cache.set(key, copy);
     }
+    informer.items = undefined;
     this.changed(kind);
     return resourceVersion;
   }
@@ -496,6 +505,7 @@ export class ClusterWatch {
     for (const key of informer.cache.keys()) if (!next.has(key)) differences++;
     informer.cache.clear();
     for (const [key, item] of next) informer.cache.set(key, item);
+    informer.items = undefined;
     for (let i = 0; i < differences; i++) this.options.onStat?.(kind, 'event');
   }
 

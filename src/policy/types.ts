@@ -7,9 +7,9 @@ export const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
 
 /** One consistent snapshot of the objects NetworkPolicy depends on. */
 export interface ClusterState {
-  pods: Pod[];
-  namespaces: Namespace[];
-  policies: NetworkPolicy[];
+  pods: readonly Pod[];
+  namespaces: readonly Namespace[];
+  policies: readonly NetworkPolicy[];
 }
 
 /** The node whose pods the compiler protects. */

@@ -20,7 +20,7 @@ const STEP_DEADLINE_MS = 30_000;
 const topologyFile = path.join(repoRoot(), 'topologies', 'two-racks.yaml');
 const topology = parseTopology(readFileSync(topologyFile, 'utf8'));
 
-function contextOf(pods: Pod[]): TruthContext {
+function contextOf(pods: readonly Pod[]): TruthContext {
   return {
     ip(id: string, family: IpFamily): string {
       const pod = pods.find((p) => `${p.metadata?.namespace}/${p.metadata?.name}` === id);

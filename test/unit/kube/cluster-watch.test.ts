@@ -186,6 +186,7 @@ describe('ClusterWatch against the lab API server', () => {
     watch.start(controller.signal);
     await watch.synced();
     const listed = watch.snapshot().pods;
+    expect(watch.snapshot().pods, 'nothing changed: the same array').to.equal(listed);
     expect(listed.map((p) => p.metadata?.name).sort()).to.deep.equal(['p0', 'p1', 'p2', 'p3', 'p4']);
     for (const p of listed) {
       expect(p.metadata?.annotations).to.equal(undefined);
@@ -203,6 +204,10 @@ describe('ClusterWatch against the lab API server', () => {
     expect(changes).to.deep.equal(['pods']);
     const sameP1 = listed.find((p) => p.metadata?.name === 'p1');
     expect(watch.snapshot().pods.find((p) => p.metadata?.name === 'p1')).to.equal(sameP1);
+    // The array of a kind is handed out again until the kind changes; the earlier one is never changed.
+    expect(listed.find((p) => p.metadata?.name === 'p2')?.metadata?.labels).to.not.deep.equal({ app: 'b' });
+    expect(watch.snapshot().pods).to.not.equal(listed);
+    expect(watch.snapshot().pods).to.equal(watch.snapshot().pods);
     // ... but it carries the new resourceVersion, so a write preconditioned on the cached copy is not refused.
     expect(sameP1?.metadata?.resourceVersion).to.equal(server.get('pods', 'default', 'p1').metadata?.resourceVersion);
 
