@@ -43,6 +43,8 @@ export interface FootprintResult {
   agentLog: string;
   /** The DaemonSet's NODE_OPTIONS the agent ran with. */
   nodeOptions: string[];
+  /** The DaemonSet's other variables the agent ran with (daemonSetAgentEnv(); absent in older runs). */
+  agentEnv?: Record<string, string>;
   /** The idle window on the monotonic clock of a --cpu-prof profile (bench/lib/cpu-profile.ts ProfileWindow). */
   idleWindow: { fromUs: number; toUs: number };
 }
@@ -60,13 +62,27 @@ export const DAEMONSET_MANIFEST = path.join(findProjectRoot(), 'deploy', 'base',
  * passes exactly these to the agent it measures, so a V8 setting changed in the manifest is what is measured.
  */
 export function daemonSetNodeOptions(manifest = DAEMONSET_MANIFEST): string[] {
+  const value = agentContainerEnv(manifest).find((e) => e.name === 'NODE_OPTIONS')?.value ?? '';
+  return value.split(/\s+/).filter((a) => a !== '');
+}
+
+/**
+ * The other variables the DaemonSet gives the agent a value of (glibc's malloc settings): the benchmarks start the
+ * agent with them, so the memory measured is the deployed one. NODE_OPTIONS goes as flags (daemonSetNodeOptions).
+ */
+export function daemonSetAgentEnv(manifest = DAEMONSET_MANIFEST): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const e of agentContainerEnv(manifest)) if (e.name !== 'NODE_OPTIONS' && e.value !== undefined) env[e.name] = e.value;
+  return env;
+}
+
+function agentContainerEnv(manifest: string): { name: string; value?: string }[] {
   const doc = YAML.parse(readFileSync(manifest, 'utf8')) as {
     spec?: { template?: { spec?: { containers?: { name: string; env?: { name: string; value?: string }[] }[] } } };
   };
   const agent = doc.spec?.template?.spec?.containers?.find((c) => c.name === 'podroute');
   if (agent === undefined) throw new BenchError('BENCH_SETUP_FAILED', `${manifest}: no container named podroute`);
-  const value = agent.env?.find((e) => e.name === 'NODE_OPTIONS')?.value ?? '';
-  return value.split(/\s+/).filter((a) => a !== '');
+  return agent.env ?? [];
 }
 
 const RACK_SIZE = 20;
@@ -138,11 +154,11 @@ export async function runFootprint(o: FootprintOptions): Promise<FootprintResult
 
     const self = nodeName(0);
     const nodeOptions = daemonSetNodeOptions();
-    o.log(`footprint: agent runs with the DaemonSet's Node.js flags: ${nodeOptions.join(' ') || '(none)'}`);
+    o.log(`footprint: agent runs with the DaemonSet's Node.js flags: ${nodeOptions.join(' ') || '(none)'} and environment: ${JSON.stringify(daemonSetAgentEnv())}`);
     const startedAt = performance.now();
     // Metrics on, as the DaemonSet's config has them (its process metrics keep a timer of their own).
     const host = await startAgentHost(
-      { netns, nodeName: self, dir: o.workDir, api, cluster: { asn: 64512, podRanges: [POD_RANGE] }, mesh: 'same-asn', nodeArgs: [...nodeOptions, ...(o.agentNodeArgs ?? [])], metrics: true },
+      { netns, nodeName: self, dir: o.workDir, api, cluster: { asn: 64512, podRanges: [POD_RANGE] }, mesh: 'same-asn', nodeArgs: [...nodeOptions, ...(o.agentNodeArgs ?? [])], env: daemonSetAgentEnv(), metrics: true },
       cleanup,
     );
     await pollUntil('agent reports its node ready (NetworkUnavailable=False)', 300_000, 200, () => {
@@ -230,6 +246,7 @@ export async function runFootprint(o: FootprintOptions): Promise<FootprintResult
       churn,
       agentLog: path.relative(process.cwd(), host.agentLog),
       nodeOptions,
+      agentEnv: daemonSetAgentEnv(),
       idleWindow,
     };
   } finally {

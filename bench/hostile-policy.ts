@@ -19,7 +19,7 @@ import YAML from 'yaml';
 import { POLICY_LIMITS } from '../src/policy/compile.js';
 import type { KubeObject } from '../src/lab/apiserver/index.js';
 import { canonicalAddressText } from '../src/routes/ip-prefix.js';
-import { DAEMONSET_MANIFEST, daemonSetNodeOptions } from './footprint.js';
+import { DAEMONSET_MANIFEST, daemonSetAgentEnv, daemonSetNodeOptions } from './footprint.js';
 import { nodeObject, startAgentHost, startBenchApi, type AgentHost, type BenchApi } from './lib/agent-host.js';
 import { hasRoutes } from './lib/fib-presence.js';
 import { RawGobgp } from './lib/gobgp-raw.js';
@@ -426,6 +426,7 @@ export async function runHostilePolicy(o: HostilePolicyOptions): Promise<Hostile
         expectPeer: UPLINK.injector,
         mesh: 'off',
         nodeArgs: [...nodeOptions, ...(o.agentNodeArgs ?? [])],
+        env: daemonSetAgentEnv(),
         metrics: true,
       },
       cleanup,

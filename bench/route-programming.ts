@@ -11,7 +11,7 @@ import { createLogger } from '../src/observe/log.js';
 import { RouteReconciler } from '../src/routes/route-reconciler.js';
 import type { DesiredRoute } from '../src/routes/select-routes.js';
 import { measureDecode, type DecodeResult } from './decode.js';
-import { daemonSetNodeOptions } from './footprint.js';
+import { daemonSetAgentEnv, daemonSetNodeOptions } from './footprint.js';
 import { startBenchApi } from './lib/agent-host.js';
 import { RawGobgp } from './lib/gobgp-raw.js';
 import { addNetns, BenchError, Cleanup, ip, ipBatch, pollUntil, rssMiB, cpuMs, startDaemon } from './lib/proc.js';
@@ -138,7 +138,7 @@ export async function runRouteProgramming(options: RouteBenchOptions): Promise<R
   const p = options.prefix;
   const injNs = `${p}-inj`;
   const ipbNs = `${p}-ipb`;
-  // The agent runs with the DaemonSet's V8 flags, as the footprint benchmark's does: its RSS is comparable.
+  // The agent runs with the DaemonSet's V8 flags and malloc settings, as the footprint benchmark's does: its RSS is comparable.
   const nodeOptions = kinds.includes('podroute') ? daemonSetNodeOptions() : undefined;
   const result: RouteBenchResult = { sizes: [], ...(nodeOptions === undefined ? {} : { agentNodeOptions: nodeOptions }) };
   try {
@@ -172,7 +172,7 @@ export async function runRouteProgramming(options: RouteBenchOptions): Promise<R
           injectedRange: INJECTED_RANGE,
           api,
           cleanup,
-          ...(nodeOptions === undefined ? {} : { agentNodeArgs: [...nodeOptions, ...(options.agentNodeArgs ?? [])] }),
+          ...(nodeOptions === undefined ? {} : { agentNodeArgs: [...nodeOptions, ...(options.agentNodeArgs ?? [])], agentEnv: daemonSetAgentEnv() }),
         }),
       );
       options.log(`route programming: receiver ${kind} up in ${netns}`);

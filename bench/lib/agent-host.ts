@@ -72,6 +72,8 @@ export interface AgentHostOptions {
   logLevel?: 'error' | 'warn' | 'info' | 'debug';
   /** Extra Node.js flags for the agent (e.g. --cpu-prof to find where its time goes). */
   nodeArgs?: string[];
+  /** Variables for the agent on top of the benchmark's own environment (the DaemonSet's: daemonSetAgentEnv()). */
+  env?: Record<string, string>;
   /**
    * Turn the agent's metrics server on (127.0.0.1:9476 in its namespace, relayed to a unix socket in `dir`: see
    * AgentHost.metricsSocket). Off by default, as the other benchmarks measure the agent without it.
@@ -116,7 +118,7 @@ export async function startAgentHost(o: AgentHostOptions, cleanup: Cleanup): Pro
   cleanup.add(`gobgp client ${o.nodeName}`, () => gobgp.close());
   await gobgp.waitReady(20_000);
   const agentLog = path.join(dir, 'agent.log');
-  const agent = startDaemon({ name: `agent/${o.nodeName}`, netns: o.netns, command: process.execPath, args: [...(o.nodeArgs ?? []), CLI_MAIN, 'agent', '--config', configFile], logFile: agentLog, graceMs: o.nodeArgs === undefined ? 3000 : 30_000 }, cleanup);
+  const agent = startDaemon({ name: `agent/${o.nodeName}`, netns: o.netns, command: process.execPath, args: [...(o.nodeArgs ?? []), CLI_MAIN, 'agent', '--config', configFile], logFile: agentLog, graceMs: o.nodeArgs === undefined ? 3000 : 30_000, ...(o.env === undefined ? {} : { env: { ...process.env, ...o.env } }) }, cleanup);
   // A big synthetic cluster takes the agent a while to list before it starts BGP.
   await pollUntil(`podroute agent on ${o.nodeName} configures gobgpd`, 240_000, 100, async () => {
     if (agent.exited) throw new BenchError('BENCH_PROCESS_EXITED', `agent exited:\n${logTail(agentLog)}`);

@@ -51,6 +51,8 @@ export interface ReceiverContext {
   api: BenchApi;
   cleanup: Cleanup;
   agentNodeArgs?: string[];
+  /** The agent's environment on top of the benchmark's (the DaemonSet's: daemonSetAgentEnv()). */
+  agentEnv?: Record<string, string>;
 }
 
 /** A kernel-counting receiver: the baseline is taken once, while it holds none of the injected routes. */
@@ -160,7 +162,7 @@ export async function startReceiver(kind: ReceiverKind, netns: string, address: 
         }),
       );
       const host: AgentHost = await startAgentHost(
-        { netns, nodeName, dir, api: ctx.api, cluster: { asn, podRanges: [RECEIVER_POD_RANGE], extraAcceptRanges: [ctx.injectedRange] }, expectPeer: ctx.injectorAddress, ...(ctx.agentNodeArgs === undefined ? {} : { nodeArgs: ctx.agentNodeArgs }) },
+        { netns, nodeName, dir, api: ctx.api, cluster: { asn, podRanges: [RECEIVER_POD_RANGE], extraAcceptRanges: [ctx.injectedRange] }, expectPeer: ctx.injectorAddress, ...(ctx.agentNodeArgs === undefined ? {} : { nodeArgs: ctx.agentNodeArgs }), ...(ctx.agentEnv === undefined ? {} : { env: ctx.agentEnv }) },
         ctx.cleanup,
       );
       return { kind, netns, address, asn, agentPid: host.agent.pid, gobgpdPid: host.gobgpd.pid, ...(kernelCounter(host.gobgpd.pid)) };

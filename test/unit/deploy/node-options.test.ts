@@ -3,7 +3,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
-import { daemonSetNodeOptions } from '../../../bench/footprint.js';
+import { daemonSetAgentEnv, daemonSetNodeOptions } from '../../../bench/footprint.js';
 import { BASE, kustomize, OVERLAYS } from './manifests.js';
 
 const execFileAsync = promisify(execFile);
@@ -36,6 +36,13 @@ describe('deploy: the agent\'s Node.js flags', function () {
     const value = agent.env?.find((e) => e.name === 'NODE_OPTIONS')?.value;
     expect(value, 'NODE_OPTIONS of the podroute container').to.be.a('string');
     expect(daemonSetNodeOptions()).to.deep.equal(value!.split(/\s+/).filter((a) => a !== ''));
+  });
+
+  it('the benchmark starts the agent with the other variables the base DaemonSet gives it a value (glibc malloc)', async () => {
+    const agent = await agentContainer(BASE);
+    const valued = (agent.env ?? []).filter((e) => e.name !== 'NODE_OPTIONS' && e.value !== undefined);
+    expect(valued.map((e) => e.name)).to.include.members(['MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_']);
+    expect(daemonSetAgentEnv()).to.deep.equal(Object.fromEntries(valued.map((e) => [e.name, e.value])));
   });
 
   it('Node accepts every flag from NODE_OPTIONS (a flag it refuses there stops the agent from starting)', async () => {

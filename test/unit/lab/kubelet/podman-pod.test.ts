@@ -62,6 +62,8 @@ describe('lab: a DaemonSet pod spec as podman run arguments', function () {
       'KUBERNETES_SERVICE_PORT=6444',
       'NODE_NAME=n1',
       'NODE_OPTIONS=--max-old-space-size=384 --max-semi-space-size=2',
+      'MALLOC_ARENA_MAX=1',
+      'MALLOC_MMAP_THRESHOLD_=131072',
     ]);
     const volumes = args.flatMap((a, i) => (args[i - 1] === '--volume' ? [a] : []));
     expect(volumes).to.include('/host/config:/etc/podroute:ro').and.include('/host/gobgp-socket:/run/podroute:rw').and.include('/host/kube-api-access:/var/run/secrets/kubernetes.io/serviceaccount:ro');
