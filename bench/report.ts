@@ -418,7 +418,8 @@ function buildReport(r: BenchResults): { text: string; targets: Target[]; footpr
       `\`podroute agent\` + gobgpd on one node of a synthetic cluster in an in-process lab API server: ${n(f.nodes)} nodes (racks of 20, AS per rack, ` +
         `same-asn mesh: 19 iBGP peers), ${n(f.pods)} pods (${f.localPods} on this node), ${n(f.policies)} NetworkPolicies. ` +
         `Churn: ${n(f.churn.changes)} changes (pod label changes on this node and elsewhere, pods replaced, policies rewritten) at a steady rate.` +
-        (flags === undefined ? '' : ` The agent runs with the DaemonSet's Node.js flags (its NODE_OPTIONS): ${flags.length === 0 ? 'none' : flags.map((a) => `\`${a}\``).join(' ')}, and its metrics server on.`),
+        (flags === undefined ? '' : ` The agent runs with the DaemonSet's Node.js flags (its NODE_OPTIONS): ${flags.length === 0 ? 'none' : flags.map((a) => `\`${a}\``).join(' ')}, and its metrics server on.`) +
+        (fp.agentEnv === undefined ? '' : ` Its environment has the DaemonSet's ${Object.entries(fp.agentEnv).map(([k, v]) => `\`${k}=${v}\``).join(', ')} (glibc's malloc: one arena, large blocks given back).`),
       '',
       table(
         ['figure', 'value'],
@@ -451,7 +452,14 @@ function buildReport(r: BenchResults): { text: string; targets: Target[]; footpr
         '~44 MiB of the RSS is the node binary\'s code (file-backed), most of the rest V8\'s committed pages beyond the live heap (65–78 MiB of ' +
         '256 KiB pages) and the command thread\'s own heap. The cached pods were the largest part of the live heap (a dozen small objects ' +
         'each): replicas now share one frozen copy of their labels and container ports, and cached pods drop their unread resourceVersion ' +
-        '(66 MiB live before). Next step: the heap\'s slack after start-up and under churn (V8 keeps the pages the first compile grew it to).',
+        '(66 MiB live before). Under churn the live heap stays at ~55 MiB and V8 lets it grow to ~75–80 MiB between full collections (`--trace-gc`); ' +
+        'the rest of the growth was glibc\'s: one malloc arena per thread that allocated (V8\'s helpers, libuv\'s pool, the command thread), ' +
+        'each keeping what it freed. The DaemonSet now sets `MALLOC_ARENA_MAX=1` and `MALLOC_MMAP_THRESHOLD_=131072` (side by side on this ' +
+        'cluster, two alternating rounds: peak under churn 178–179 MiB without them, 149–151 MiB with them, idle 140–141 vs 130–131 MiB; agent CPU within the noise, also for ' +
+        'a 10,000-route install). The policy compiler no longer builds a key string per pod per compile (finds unchanged pods by their object) ' +
+        'and the planner checks a set\'s entries once per entry list: the agent\'s CPU under this churn went from 120–126 % to 35–37 % of a core ' +
+        '(alternating rounds), which also makes less garbage. Next step: the first full read after a write (it parses 34,000 set entries and ' +
+        '12,000 rules; the idle RSS grows by ~17 MiB at that resync) and V8\'s growth between full collections.',
     });
     const idleMiss =
       `Measured over a ${Number.isFinite(idleMs) ? `${formatMs(idleMs)} ` : ''}window that began ${f.settled ? 'once a 2 s window cost under 5 % of a core' : 'while start-up work still ran'}. ` +
@@ -463,11 +471,13 @@ function buildReport(r: BenchResults): { text: string; targets: Target[]; footpr
       'follow gobgpd\'s peer watch instead of `ListPeer` every 5 s; masquerade lists only its own sets by name instead of parsing all of ' +
       '`ipset save`. Node.js process metrics run only with a metrics server, and this benchmark runs the agent with one, as the DaemonSet ' +
       'does: prom-client times the event loop every 10 ms (0.3–0.6 % of a core in an otherwise idle process, measured apart; a coarser ' +
-      'timer would report every loop as lagging by its period). What remains: this window holds the first policy resync after start-up, ' +
-      'which reads and plans in full once to prove the fingerprint (about 0.6 s of CPU at this size, once per change: it plans with the rules that went in, without compiling again); the minute after this window ' +
-      'cost 0.53–0.65 % of a core in three separate runs without the metrics server (per-thread CPU from /proc, commits a961565, 67bb72e and 3ac9372: main thread ' +
-      '0.20–0.23 %, command thread 0.25–0.28 %, V8\'s helper threads the rest). Next step: a cheaper proof (it parses and sorts the 34,000 set members here), and fewer process starts ' +
-      '(each costs ~9 ms of the agent\'s CPU at this RSS: the fork copies its page tables).';
+      'timer would report every loop as lagging by its period). What remains, measured apart on this cluster (per-thread CPU from /proc, ' +
+      '`--trace-gc`, `strace -c`): the window holds two pieces of start-up work, V8\'s memory reducer (two full collections ~8 s after the ' +
+      'first compile, ~0.3 s of CPU across V8\'s threads) and the first policy resync after the start-up write, which reads and plans in full ' +
+      'once to prove the fingerprint (~0.3 s, once per change: it plans with the rules that went in, without compiling again). The steady ' +
+      'minute after them cost (one run each) 0.74 % of a core with the metrics server (main thread 0.56 %; ~195 epoll wakeups a second, the 10 ms timer\'s) ' +
+      'and 0.42 % without it (main thread 0.22 %, command thread 0.10 %, V8\'s helpers the rest). Next step: a cheaper proof (it parses and ' +
+      'sorts the 34,000 set members here) and an event-loop delay measurement that does not wake an idle agent 100 times a second.';
     targets.push({
       what: 'agent idle CPU near zero (under 1 % of a core)',
       measured: pct(f.idle.cpuPercent),
