@@ -154,11 +154,12 @@ export async function runFootprint(o: FootprintOptions): Promise<FootprintResult
 
     const self = nodeName(0);
     const nodeOptions = daemonSetNodeOptions();
-    o.log(`footprint: agent runs with the DaemonSet's Node.js flags: ${nodeOptions.join(' ') || '(none)'} and environment: ${JSON.stringify(daemonSetAgentEnv())}`);
+    const agentEnv = daemonSetAgentEnv();
+    o.log(`footprint: agent runs with the DaemonSet's Node.js flags: ${nodeOptions.join(' ') || '(none)'} and environment: ${JSON.stringify(agentEnv)}`);
     const startedAt = performance.now();
     // Metrics on, as the DaemonSet's config has them (its process metrics keep a timer of their own).
     const host = await startAgentHost(
-      { netns, nodeName: self, dir: o.workDir, api, cluster: { asn: 64512, podRanges: [POD_RANGE] }, mesh: 'same-asn', nodeArgs: [...nodeOptions, ...(o.agentNodeArgs ?? [])], env: daemonSetAgentEnv(), metrics: true },
+      { netns, nodeName: self, dir: o.workDir, api, cluster: { asn: 64512, podRanges: [POD_RANGE] }, mesh: 'same-asn', nodeArgs: [...nodeOptions, ...(o.agentNodeArgs ?? [])], env: agentEnv, metrics: true },
       cleanup,
     );
     await pollUntil('agent reports its node ready (NetworkUnavailable=False)', 300_000, 200, () => {
@@ -246,7 +247,7 @@ export async function runFootprint(o: FootprintOptions): Promise<FootprintResult
       churn,
       agentLog: path.relative(process.cwd(), host.agentLog),
       nodeOptions,
-      agentEnv: daemonSetAgentEnv(),
+      agentEnv,
       idleWindow,
     };
   } finally {
