@@ -140,6 +140,7 @@ export async function runRouteProgramming(options: RouteBenchOptions): Promise<R
   const ipbNs = `${p}-ipb`;
   // The agent runs with the DaemonSet's V8 flags and malloc settings, as the footprint benchmark's does: its RSS is comparable.
   const nodeOptions = kinds.includes('podroute') ? daemonSetNodeOptions() : undefined;
+  const agentEnv = daemonSetAgentEnv();
   const result: RouteBenchResult = { sizes: [], ...(nodeOptions === undefined ? {} : { agentNodeOptions: nodeOptions }) };
   try {
     await mkdir(options.workDir, { recursive: true });
@@ -172,7 +173,7 @@ export async function runRouteProgramming(options: RouteBenchOptions): Promise<R
           injectedRange: INJECTED_RANGE,
           api,
           cleanup,
-          ...(nodeOptions === undefined ? {} : { agentNodeArgs: [...nodeOptions, ...(options.agentNodeArgs ?? [])], agentEnv: daemonSetAgentEnv() }),
+          ...(nodeOptions === undefined ? {} : { agentNodeArgs: [...nodeOptions, ...(options.agentNodeArgs ?? [])], agentEnv }),
         }),
       );
       options.log(`route programming: receiver ${kind} up in ${netns}`);
